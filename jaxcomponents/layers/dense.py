@@ -1,0 +1,56 @@
+"""The Dense component: dense -> [batch norm] -> activation -> [dropout]."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from jaxcomponents import activations
+from jaxcomponents.errors import check_positive_int, check_rate
+from jaxcomponents.layers.normalization import BatchNorm
+
+
+class Dense(nn.Module):
+  """A fully connected layer as Keras's `Dense`, with optional batch norm and dropout.
+
+  Weighted submodules carry Keras's default layer names, `dense` and
+  `batch_normalization`, so `jaxcomponents.weights.load_keras` maps a
+  `keras.Sequential([Dense, BatchNormalization, Activation, Dropout])` onto it.
+
+  Attributes:
+    units: output features.
+    activation: a Keras activation name, a callable or None (linear).
+    use_bias: add a bias to the dense output.
+    batch_norm: batch-normalize the dense output (Keras defaults: eps 1e-3, momentum 0.99).
+    dropout: dropout rate in [0, 1), active only with `train=True` (rng stream `'dropout'`).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = Dense(4, activation="relu")
+    >>> variables = layer.init(jax.random.key(0), jnp.ones((2, 3)))
+    >>> layer.apply(variables, jnp.ones((2, 3))).shape
+    (2, 4)
+  """
+
+  units: int
+  activation: str | activations.Activation | None = None
+  use_bias: bool = True
+  batch_norm: bool = False
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    check_positive_int("units", self.units)
+    check_rate("dropout", self.dropout)
+    act = activations.get(self.activation)
+    if x.ndim < 2:
+      raise ValueError(
+          f"x has shape {x.shape} (rank {x.ndim}); expected rank >= 2: (batch, ..., features)."
+      )
+    y = nn.Dense(self.units, use_bias=self.use_bias, name="dense")(x)
+    if self.batch_norm:
+      y = BatchNorm(use_running_average=not train, name="batch_normalization")(y)
+    y = act(y)
+    if self.dropout:
+      y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    return y

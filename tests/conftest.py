@@ -1,0 +1,7 @@
+"""Test settings: JAX on the CPU, Keras 3 on the JAX backend as the reference."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,0 +1,6 @@
+"""The components: Flax Linen modules that compute what their Keras counterparts compute."""
+
+from jaxcomponents.layers.dense import Dense
+from jaxcomponents.layers.normalization import BatchNorm
+
+__all__ = ["BatchNorm", "Dense"]

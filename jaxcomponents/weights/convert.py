@@ -1,0 +1,212 @@
+"""Keras weights into any Flax module: `load_keras`.
+
+The modules of jaxcomponents keep Keras's weight names, shapes and layouts in
+every layer that owns weights (kernel, bias, depthwise_kernel, ...), so the
+conversion is a renaming table per Keras layer type. Layers are paired by
+name where every Flax layer name is a Keras layer name, otherwise in order:
+Flax layers in creation order, Keras layers in topological order, like
+Keras's own `load_weights`. The result is checked against
+`jax.eval_shape(module.init, ...)` before it is returned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layers_from_model
+
+Path = tuple[str, ...]
+Target = tuple[str, str]  # (collection, variable name)
+
+_SAME = {name: ("params", name) for name in ("kernel", "bias")}
+
+# Keras layer type -> {Keras weight name: (Flax collection, Flax variable name)}.
+# The first rule whose signature weight a layer has is the layer's type.
+CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
+    ("LSTM, GRU, SimpleRNN", "recurrent_kernel",
+     {**_SAME, "recurrent_kernel": ("params", "recurrent_kernel")}),
+    ("SeparableConv1D/2D", "pointwise_kernel",
+     {"depthwise_kernel": ("params", "depthwise_kernel"),
+      "pointwise_kernel": ("params", "pointwise_kernel"), "bias": ("params", "bias")}),
+    ("DepthwiseConv1D/2D", "depthwise_kernel",
+     {"depthwise_kernel": ("params", "depthwise_kernel"), "bias": ("params", "bias")}),
+    ("BatchNormalization", "moving_mean",
+     {"gamma": ("params", "scale"), "beta": ("params", "bias"),
+      "moving_mean": ("batch_stats", "mean"), "moving_variance": ("batch_stats", "var")}),
+    ("Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose", "kernel", _SAME),
+)
+
+
+def conversion_rule(layer: KerasLayer) -> tuple[str, Mapping[str, Target]]:
+  """Returns the (layer type, renaming table) for a Keras layer's weights."""
+  for layer_type, signature, table in CONVERSION_RULES:
+    if signature in layer.weights:
+      unknown = sorted(set(layer.weights) - set(table))
+      if unknown:
+        raise ValueError(f"{layer.origin}: weights {unknown} are not {layer_type} weights.")
+      return layer_type, table
+  raise ValueError(
+      f"{layer.origin}: no conversion rule for a layer with weights {sorted(layer.weights)}; "
+      f"known layer types: {'; '.join(t for t, _, _ in CONVERSION_RULES)}."
+  )
+
+
+def _leaf_layers(variables: Mapping[str, Any]) -> dict[Path, dict[Target, Any]]:
+  """Groups variables by the module that owns them, in creation order."""
+  leaves: dict[Path, dict[Target, Any]] = {}
+
+  def walk(collection, node, path):
+    for key, value in node.items():
+      if isinstance(value, Mapping):
+        walk(collection, value, path + (key,))
+      else:
+        leaves.setdefault(path, {})[(collection, key)] = value
+
+  for collection in ("params", *[c for c in variables if c != "params"]):
+    if collection in variables:
+      walk(collection, variables[collection], ())
+  return leaves
+
+
+def _describe(leaf: Mapping[Target, Any]) -> str:
+  return ", ".join(f"{c}/{n}{tuple(v.shape)}" for (c, n), v in leaf.items())
+
+
+def _pair_layers(flax_leaves, keras_layers: list[KerasLayer], by_name: bool | None):
+  flax_names = [path[-1] if path else "" for path in flax_leaves]
+  keras_by_name = {layer.name: layer for layer in keras_layers}
+  names_match = len(set(flax_names)) == len(flax_names) and all(n in keras_by_name for n in flax_names)
+  if by_name is None:
+    by_name = names_match
+  if by_name:
+    missing = [n for n in flax_names if n not in keras_by_name]
+    if missing:
+      raise ValueError(
+          f"by_name=True but these Flax layers have no Keras layer of the same name: {missing}; "
+          f"Keras layers with weights: {sorted(keras_by_name)}."
+      )
+    return [(path, keras_by_name[name]) for path, name in zip(flax_leaves, flax_names)]
+  if len(flax_leaves) != len(keras_layers):
+    flax_list = "\n".join(f"  {'/'.join(p)}: {_describe(v)}" for p, v in flax_leaves.items())
+    keras_list = "\n".join(
+        f"  {l.name}: {', '.join(f'{k}{v.shape}' for k, v in l.weights.items())}" for l in keras_layers
+    )
+    raise ValueError(
+        f"Layer count mismatch: the Flax module has {len(flax_leaves)} layers with weights, "
+        f"the Keras source {len(keras_layers)} (paired in order because the names differ).\n"
+        f"Flax layers:\n{flax_list}\nKeras layers:\n{keras_list}"
+    )
+  return list(zip(flax_leaves, keras_layers))
+
+
+def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+  tree: dict[str, Any] = {}
+  for path, value in flat.items():
+    node = tree
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return tree
+
+
+def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], by_name: bool | None = None,
+                   creation_order: list[Path] | None = None) -> dict[str, Any]:
+  """Converts Keras layers into a variables tree shaped like `expected`.
+
+  Args:
+    expected: the module's variables (arrays or `jax.ShapeDtypeStruct`s).
+    keras_layers: Keras layers with weights, in topological order.
+    by_name: pair layers by name (True), by order (False) or decide (None).
+    creation_order: the Flax layer paths in creation order; default: `expected`'s order.
+
+  Raises:
+    ValueError: listing every missing, unexpected and mis-shaped variable.
+  """
+  flax_leaves = _leaf_layers(expected)
+  if creation_order is not None:
+    flax_leaves = {p: flax_leaves[p] for p in creation_order if p in flax_leaves}
+  produced: dict[tuple[str, ...], tuple[np.ndarray, str]] = {}
+  for path, layer in _pair_layers(flax_leaves, keras_layers, by_name):
+    _, table = conversion_rule(layer)
+    for keras_name, value in layer.weights.items():
+      collection, flax_name = table[keras_name]
+      produced[(collection, *path, flax_name)] = (value, f"{layer.name}/{keras_name}")
+
+  wanted = {
+      tuple(str(getattr(k, "key", k)) for k in key_path): leaf
+      for key_path, leaf in jax.tree_util.tree_flatten_with_path(dict(expected))[0]
+  }
+  missing = [f"{'/'.join(k)} {tuple(wanted[k].shape)}" for k in wanted if k not in produced]
+  unexpected = [f"{'/'.join(k)} {produced[k][0].shape} (from Keras {produced[k][1]})"
+                for k in produced if k not in wanted]
+  misshaped = [
+      f"{'/'.join(k)}: module expects {tuple(wanted[k].shape)}, Keras {produced[k][1]} has {produced[k][0].shape}"
+      for k in wanted if k in produced and tuple(produced[k][0].shape) != tuple(wanted[k].shape)
+  ]
+  if missing or unexpected or misshaped:
+    sections = [(t, items) for t, items in
+                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if items]
+    raise ValueError(
+        "Keras weights do not fit the module:\n"
+        + "\n".join(f"{title}:\n" + "\n".join(f"  {i}" for i in items) for title, items in sections)
+    )
+  return _nest({k: jnp.asarray(produced[k][0], dtype=wanted[k].dtype) for k in wanted})
+
+
+def init_shapes(module: nn.Module, sample_input) -> tuple[dict[str, Any], list[Path]]:
+  """Returns the module's variable shapes and its weighted layers in creation order."""
+  inputs = sample_input if isinstance(sample_input, (tuple, list)) else (sample_input,)
+  order: list[Path] = []
+
+  def init():
+    variables = module.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *inputs)
+    order.extend(_leaf_layers(variables))
+    return variables
+
+  shapes = jax.eval_shape(init)
+  return shapes, order
+
+
+def load_keras(module: nn.Module, source, sample_input, *, by_name: bool | None = None) -> dict[str, Any]:
+  """Returns the module's variables holding the weights of a Keras model.
+
+  Args:
+    module: any Flax module whose weighted layers follow Keras's layouts
+      (every module of jaxcomponents does).
+    source: a live `keras.Model` or the path of a Keras legacy `.h5` file.
+    sample_input: an input (or tuple of inputs) the module is called with.
+    by_name: pair layers by name (True), in order (False), or by name exactly
+      when every Flax layer name is a Keras layer name (None).
+
+  Returns:
+    `{"params": ..., "batch_stats": ...}` (the collections the module has).
+
+  Raises:
+    ValueError: if the weights do not fit, listing the missing, unexpected and
+      mis-shaped variables.
+
+  Example:
+    >>> import keras, numpy as np
+    >>> from jaxcomponents.layers import Dense
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    >>> variables = load_keras(Dense(4), model, np.zeros((1, 3), np.float32))
+    >>> variables["params"]["dense"]["kernel"].shape
+    (3, 4)
+  """
+  if isinstance(source, (str, os.PathLike)):
+    keras_layers = layers_from_h5(source)
+  elif hasattr(source, "layers") and hasattr(source, "weights"):
+    keras_layers = layers_from_model(source)
+  else:
+    raise ValueError(
+        f"source={source!r} is not allowed; expected a keras.Model or the path of a Keras legacy .h5 file."
+    )
+  shapes, order = init_shapes(module, sample_input)
+  return convert_layers(shapes, keras_layers, by_name=by_name, creation_order=order)

@@ -1,0 +1,142 @@
+"""Keras layers with weights, read from a live `keras.Model` or a legacy `.h5` file.
+
+Both sources become the same list of `KerasLayer` records, one per layer that
+owns weights, in Keras's topological order. Layers that hold other layers'
+weights are expanded: a nested model into its layers, a `Bidirectional` into
+its forward and backward layers. No Keras import is needed to read a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+KNOWN_WEIGHT_NAMES = frozenset({
+    "kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance",
+    "depthwise_kernel", "pointwise_kernel", "recurrent_kernel",
+})
+# Weight names of files written before Keras 2 (e.g. VGG16's `block1_conv1_W_1:0`).
+_OLD_WEIGHT_NAMES = {
+    "W": "kernel", "b": "bias", "gamma": "gamma", "beta": "beta",
+    "running_mean": "moving_mean", "running_std": "moving_variance",
+    "moving_mean": "moving_mean", "moving_variance": "moving_variance",
+}
+_OLD_NAME = re.compile(r"^.*?_(%s)(_\d+)?$" % "|".join(sorted(_OLD_WEIGHT_NAMES, key=len, reverse=True)))
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasLayer:
+  """One Keras layer's weights.
+
+  Attributes:
+    name: the layer's Keras name (the inner layer's name for nested models and
+      for the halves of `Bidirectional`).
+    weights: short weight name (`kernel`, `gamma`, ...) -> value, in Keras's order.
+    origin: where the weights came from, for error messages.
+  """
+
+  name: str
+  weights: dict[str, np.ndarray]
+  origin: str
+
+
+def short_weight_name(weight_name: str) -> str:
+  """Returns the Keras short name of a stored weight path.
+
+  Example:
+    >>> short_weight_name("block1_conv1/block1_conv1_W_1:0")
+    'kernel'
+  """
+  leaf = weight_name.split("/")[-1].split(":")[0]
+  if leaf in KNOWN_WEIGHT_NAMES:
+    return leaf
+  match = _OLD_NAME.match(leaf)
+  if match:
+    return _OLD_WEIGHT_NAMES[match.group(1)]
+  return leaf
+
+
+def split_layer(layer_name: str, named_values: Sequence[tuple[str, np.ndarray]], origin: str) -> list[KerasLayer]:
+  """Splits one Keras layer's weights into the layers that really own them.
+
+  Weight paths are `layer/[inner_layer/][x_cell/]name`: weights sharing the
+  same inner path belong to one leaf layer, named after its innermost layer.
+  """
+  groups: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+  for weight_name, value in named_values:
+    parts = weight_name.split(":")[0].split("/")[:-1]
+    if parts and parts[0] == layer_name:
+      parts = parts[1:]
+    key = tuple(p for p in parts if not p.endswith("_cell"))
+    short = short_weight_name(weight_name)
+    leaf = groups.setdefault(key, {})
+    if short in leaf:
+      raise ValueError(f"{origin}: layer {layer_name!r} stores weight {short!r} twice.")
+    leaf[short] = np.asarray(value)
+  return [
+      KerasLayer(key[-1] if key else layer_name, weights, f"{origin}:{layer_name}")
+      for key, weights in groups.items()
+  ]
+
+
+def layers_from_model(model) -> list[KerasLayer]:
+  """Reads the weighted layers of a live `keras.Model` in topological order."""
+  layers = []
+  for layer in model.layers:
+    variables = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    if variables:
+      named = [(v.path, np.asarray(v.numpy() if hasattr(v, "numpy") else v)) for v in variables]
+      layers.extend(split_layer(layer.name, named, f"keras model {model.name!r}"))
+  return layers
+
+
+def _attribute_list(group, name: str) -> list[str]:
+  """Reads a string-list attribute that Keras may have chunked as name0, name1, ..."""
+  if name in group.attrs:
+    values = list(group.attrs[name])
+  else:
+    values, chunk = [], 0
+    while f"{name}{chunk}" in group.attrs:
+      values.extend(group.attrs[f"{name}{chunk}"])
+      chunk += 1
+  return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def layers_from_h5(path: str | os.PathLike) -> list[KerasLayer]:
+  """Reads the weighted layers of a Keras legacy `.h5` weights or model file.
+
+  Raises:
+    FileNotFoundError: if `path` does not exist.
+    ValueError: if the file is not a readable Keras legacy `.h5` file.
+  """
+  import h5py
+
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"Keras weights file {path!r} does not exist.")
+  try:
+    handle = h5py.File(path, "r")
+  except OSError as e:
+    raise ValueError(f"{path!r} is not a readable HDF5 file ({e}); was it truncated or corrupted?") from e
+  with handle as f:
+    root = f["model_weights"] if "model_weights" in f else f
+    layer_names = _attribute_list(root, "layer_names")
+    if not layer_names:
+      raise ValueError(
+          f"{path!r} is not a Keras legacy .h5 weights file: its root has no 'layer_names' attribute."
+      )
+    layers = []
+    for layer_name in layer_names:
+      if layer_name not in root:
+        raise ValueError(f"{path!r} lists layer {layer_name!r} but has no group for it; the file is damaged.")
+      group = root[layer_name]
+      try:
+        named = [(w, group[w][()]) for w in _attribute_list(group, "weight_names")]
+      except (KeyError, OSError) as e:
+        raise ValueError(f"{path!r}: cannot read the weights of layer {layer_name!r} ({e}); the file is damaged.") from e
+      layers.extend(split_layer(layer_name, named, path))
+    return layers

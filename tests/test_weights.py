@@ -1,0 +1,205 @@
+"""load_keras: live models and legacy .h5 files in both layouts, pairing and errors."""
+
+import flax.linen as nn
+import h5py
+import jax
+import keras
+import numpy as np
+import pytest
+from keras.src.legacy.saving import legacy_h5_format
+
+from jaxcomponents.layers import Dense
+from jaxcomponents.weights import layers_from_h5, layers_from_model, load_keras
+from jaxcomponents.weights.keras_layers import short_weight_name, split_layer
+from tests.helpers import assert_close, random_input, randomize_keras
+
+
+class TwoDense(nn.Module):
+  """Two Dense components, the first with batch norm; Keras names on request."""
+
+  keras_names: bool = False
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = Dense(6, activation="relu", batch_norm=True, name="block1" if self.keras_names else None)(x, train)
+    return Dense(3, name="block2" if self.keras_names else None)(x, train)
+
+
+def keras_two_dense(names=None):
+  names = names or (None, None, None)
+  model = keras.Sequential([
+      keras.Input((4,)),
+      keras.layers.Dense(6, name=names[0]),
+      keras.layers.BatchNormalization(name=names[1]),
+      keras.layers.Activation("relu"),
+      keras.layers.Dense(3, name=names[2]),
+  ])
+  randomize_keras(model)
+  return model
+
+
+def write_legacy_h5(path, model):
+  with h5py.File(path, "w") as f:
+    legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
+def write_keras2_h5(path, layers, flat_names=False):
+  """Writes the Keras-2 layout by hand: `layer/layer/kernel:0`, or 2016's flat `layer_W_1:0`.
+
+  `layers` is a list of (layer name, [(weight name, value)]) with Dense-like weights.
+  """
+  with h5py.File(path, "w") as f:
+    f.attrs["layer_names"] = np.array([name.encode() for name, _ in layers])
+    f.attrs["keras_version"] = b"2.2.4"
+    for name, weights in layers:
+      group = f.create_group(name)
+      names = []
+      for short, value in weights:
+        old_short = {"kernel": "W", "bias": "b"}[short]
+        weight_name = f"{name}_{old_short}_1:0" if flat_names else f"{name}/{short}:0"
+        group.create_dataset(weight_name, data=value)
+        names.append(weight_name.encode())
+      group.attrs["weight_names"] = np.array(names)
+
+
+def test_live_model_and_both_h5_writers_agree(tmp_path):
+  model = keras_two_dense()
+  x = random_input((5, 4))
+  module = TwoDense()
+  expected = model(x, training=False)
+  write_legacy_h5(tmp_path / "weights.h5", model)
+  model.save(tmp_path / "model.h5")
+  for source in (model, tmp_path / "weights.h5", str(tmp_path / "model.h5")):
+    variables = load_keras(module, source, x)
+    assert_close(module.apply(variables, x), expected)
+
+
+def test_keras2_nested_and_flat_layouts(tmp_path):
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc1"), keras.layers.Dense(2, name="fc2")])
+  randomize_keras(model)
+  x = random_input((2, 4))
+  layers = [(l.name, [("kernel", np.asarray(l.kernel)), ("bias", np.asarray(l.bias))]) for l in model.layers]
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.Dense(2, name="fc2")(nn.Dense(3, name="fc1")(x))
+
+  for flat in (False, True):
+    write_keras2_h5(tmp_path / f"w{flat}.h5", layers, flat_names=flat)
+    variables = load_keras(Net(), tmp_path / f"w{flat}.h5", x)
+    assert_close(Net().apply(variables, x), model(x))
+
+
+def test_pairs_by_name_when_names_match_else_in_order():
+  x = random_input((5, 4))
+  model = keras_two_dense(("block1_dense", "block1_bn", "block2_dense"))
+  # Flax layer names (dense, batch_normalization, dense) are not all Keras names: paired in order.
+  variables = load_keras(TwoDense(), model, x)
+  assert_close(TwoDense().apply(variables, x), model(x))
+  with pytest.raises(ValueError, match="by_name=True but these Flax layers have no Keras layer"):
+    load_keras(TwoDense(), model, x, by_name=True)
+
+
+def test_by_name_ignores_order():
+  class Swapped(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      b = nn.Dense(2, name="second")
+      a = nn.Dense(3, name="first")
+      return b(a(x))
+
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="first"), keras.layers.Dense(2, name="second")])
+  randomize_keras(model)
+  x = random_input((2, 4))
+  variables = load_keras(Swapped(), model, x)
+  assert_close(Swapped().apply(variables, x), model(x))
+
+
+def test_nested_model_and_bidirectional_are_expanded(tmp_path):
+  inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="c1"),
+                            keras.layers.BatchNormalization(name="b1")], name="inner")
+  inp = keras.Input((3, 6))
+  y = keras.layers.TimeDistributed(inner)(inp)
+  y = keras.layers.Bidirectional(keras.layers.LSTM(2))(y)
+  model = keras.Model(inp, y)
+  write_legacy_h5(tmp_path / "nested.h5", model)
+  for layers in (layers_from_h5(tmp_path / "nested.h5"), layers_from_model(model)):
+    assert [l.name for l in layers] == ["c1", "b1", "forward_lstm", "backward_lstm"]
+    assert list(layers[1].weights) == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert list(layers[2].weights) == ["kernel", "recurrent_kernel", "bias"]
+    np.testing.assert_array_equal(layers[3].weights["bias"], model.layers[2].backward_layer.cell.bias)
+
+
+def test_short_weight_names_of_every_era():
+  assert short_weight_name("conv1_conv/kernel:0") == "kernel"
+  assert short_weight_name("inner/b1/moving_variance") == "moving_variance"
+  assert short_weight_name("block1_conv1_W_1:0") == "kernel"
+  assert short_weight_name("block1_conv1_b_1:0") == "bias"
+  assert short_weight_name("bn_conv1_running_std:0") == "moving_variance"
+  layers = split_layer("lstm", [("lstm/lstm_cell/kernel:0", np.zeros(1))], "f")
+  assert [(l.name, list(l.weights)) for l in layers] == [("lstm", ["kernel"])]
+
+
+def test_chunked_layer_names_attribute(tmp_path):
+  model = keras_two_dense()
+  path = tmp_path / "chunked.h5"
+  write_legacy_h5(path, model)
+  with h5py.File(path, "a") as f:
+    names = f.attrs["layer_names"]
+    del f.attrs["layer_names"]
+    f.attrs["layer_names0"], f.attrs["layer_names1"] = names[:2], names[2:]
+  x = random_input((2, 4))
+  assert_close(TwoDense().apply(load_keras(TwoDense(), path, x), x), model(x))
+
+
+def test_mismatch_lists_missing_unexpected_and_misshaped():
+  model = keras_two_dense()
+  x = random_input((2, 4))
+
+  class Wrong(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      x = nn.Dense(7, name="dense")(x)
+      x = nn.BatchNorm(use_running_average=True, use_scale=False, name="batch_normalization")(x)
+      return nn.Dense(3, use_bias=False, name="dense_1")(x)
+
+  with pytest.raises(ValueError) as error:
+    load_keras(Wrong(), model, x)
+  message = str(error.value)
+  assert "unexpected:\n  params/batch_normalization/scale (6,)" in message
+  assert "params/dense_1/bias (3,)" in message
+  assert "mis-shaped:\n  batch_stats/batch_normalization/mean: module expects (7,), Keras" in message
+  assert "params/dense/kernel: module expects (4, 7)" in message
+
+
+def test_layer_count_mismatch_lists_both_sides():
+  model = keras_two_dense()
+  with pytest.raises(ValueError, match=r"(?s)Layer count mismatch.*Flax module has 1 .*Keras source 3.*Flax layers:.*Keras layers:"):
+    load_keras(Dense(3), model, random_input((2, 4)))
+
+
+def test_bad_sources(tmp_path):
+  x = random_input((2, 4))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    load_keras(TwoDense(), tmp_path / "nope.h5", x)
+  truncated = tmp_path / "truncated.h5"
+  write_legacy_h5(truncated, keras_two_dense())
+  truncated.write_bytes(truncated.read_bytes()[:300])
+  with pytest.raises(ValueError, match="not a readable HDF5 file"):
+    load_keras(TwoDense(), truncated, x)
+  with h5py.File(tmp_path / "empty.h5", "w"):
+    pass
+  with pytest.raises(ValueError, match="has no 'layer_names' attribute"):
+    load_keras(TwoDense(), tmp_path / "empty.h5", x)
+  with pytest.raises(ValueError, match=r"source=42 is not allowed"):
+    load_keras(TwoDense(), 42, x)
+
+
+def test_result_matches_eval_shape_exactly():
+  model = keras_two_dense()
+  x = random_input((2, 4))
+  variables = load_keras(TwoDense(), model, x)
+  shapes = jax.eval_shape(TwoDense().init, jax.random.key(0), x)
+  assert jax.tree.structure(variables) == jax.tree.structure(shapes)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), variables) == jax.tree.map(lambda a: (a.shape, a.dtype), shapes)

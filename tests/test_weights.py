@@ -9,7 +9,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from jaxcomponents.layers import Dense
-from jaxcomponents.weights import layers_from_h5, layers_from_model, load_keras
+from jaxcomponents.weights import layers_from_h5, layers_from_model, load_keras, load_npz, save_keras_h5, save_npz
 from jaxcomponents.weights.keras_layers import short_weight_name, split_layer
 from tests.helpers import assert_close, random_input, randomize_keras
 
@@ -23,6 +23,11 @@ class TwoDense(nn.Module):
   def __call__(self, x, train=False):
     x = Dense(6, activation="relu", batch_norm=True, name="block1" if self.keras_names else None)(x, train)
     return Dense(3, name="block2" if self.keras_names else None)(x, train)
+
+
+def leaves_equal(a, b):
+  return jax.tree.structure(a) == jax.tree.structure(b) and all(
+      np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def keras_two_dense(names=None):
@@ -203,3 +208,64 @@ def test_result_matches_eval_shape_exactly():
   shapes = jax.eval_shape(TwoDense().init, jax.random.key(0), x)
   assert jax.tree.structure(variables) == jax.tree.structure(shapes)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), variables) == jax.tree.map(lambda a: (a.shape, a.dtype), shapes)
+
+
+def test_npz_round_trip_and_checks(tmp_path):
+  model = keras_two_dense()
+  x = random_input((2, 4))
+  variables = load_keras(TwoDense(), model, x)
+  save_npz(tmp_path / "w.npz", variables)
+  again = load_npz(tmp_path / "w.npz", TwoDense(), x)
+  assert leaves_equal(variables, again)
+  assert leaves_equal(variables, load_npz(tmp_path / "w.npz"))
+  with pytest.raises(ValueError, match=r"does not fit the module:\nmis-shaped:\n  params/Dense_0/dense/kernel: "
+                                       r"module expects \(5, 6\), .*w.npz:params/Dense_0/dense/kernel has \(4, 6\)"):
+    load_npz(tmp_path / "w.npz", TwoDense(), random_input((2, 5)))
+  with pytest.raises(ValueError, match=r"missing:\n  params/dense/bias \(5,\)"):
+    load_npz(tmp_path / "w.npz", Dense(5), x)
+  (tmp_path / "bad.npz").write_bytes(b"not an archive")
+  with pytest.raises(ValueError, match="not a readable .npz archive"):
+    load_npz(tmp_path / "bad.npz")
+
+
+def test_export_to_keras_h5_round_trip(tmp_path):
+  model = keras_two_dense()
+  x = random_input((3, 4))
+  variables = load_keras(TwoDense(), model, x)
+  save_keras_h5(tmp_path / "export.h5", TwoDense(), variables, x)
+  fresh = keras_two_dense()
+  randomize_keras(fresh, seed=7)
+  fresh.load_weights(tmp_path / "export.h5")
+  np.testing.assert_array_equal(np.asarray(fresh(x)), np.asarray(model(x)))
+
+
+def test_export_merges_bidirectional_halves(tmp_path):
+  from jaxcomponents.weights.keras_export import _keras_layers
+
+  class Bi(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      class Cell(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+          for name, shape in (("kernel", (4, 8)), ("recurrent_kernel", (2, 8)), ("bias", (8,))):
+            self.param(name, nn.initializers.normal(), shape)
+          return x
+
+      Cell(name="forward_lstm")(x)
+      Cell(name="backward_lstm")(x)
+      return x
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return Bi(name="bidirectional")(x)
+
+  x = random_input((1, 4))
+  variables = Net().init(jax.random.key(0), x)
+  layers = _keras_layers(Net(), variables, x)
+  assert [name for name, _ in layers] == ["bidirectional"]
+  assert [w for w, _ in layers[0][1]] == [
+      "bidirectional/forward_lstm/kernel", "bidirectional/forward_lstm/recurrent_kernel",
+      "bidirectional/forward_lstm/bias", "bidirectional/backward_lstm/kernel",
+      "bidirectional/backward_lstm/recurrent_kernel", "bidirectional/backward_lstm/bias"]

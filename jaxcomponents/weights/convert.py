@@ -27,11 +27,12 @@ Target = tuple[str, str]  # (collection, variable name)
 
 _SAME = {name: ("params", name) for name in ("kernel", "bias")}
 
-# Keras layer type -> {Keras weight name: (Flax collection, Flax variable name)}.
-# The first rule whose signature weight a layer has is the layer's type.
+# Keras layer type, signature weight, {Keras weight name: (Flax collection, Flax variable name)}
+# in Keras's weight order. The first rule whose signature weight a layer has is the layer's type.
 CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
     ("LSTM, GRU, SimpleRNN", "recurrent_kernel",
-     {**_SAME, "recurrent_kernel": ("params", "recurrent_kernel")}),
+     {"kernel": ("params", "kernel"), "recurrent_kernel": ("params", "recurrent_kernel"),
+      "bias": ("params", "bias")}),
     ("SeparableConv1D/2D", "pointwise_kernel",
      {"depthwise_kernel": ("params", "depthwise_kernel"),
       "pointwise_kernel": ("params", "pointwise_kernel"), "bias": ("params", "bias")}),
@@ -58,7 +59,7 @@ def conversion_rule(layer: KerasLayer) -> tuple[str, Mapping[str, Target]]:
   )
 
 
-def _leaf_layers(variables: Mapping[str, Any]) -> dict[Path, dict[Target, Any]]:
+def leaf_layers(variables: Mapping[str, Any]) -> dict[Path, dict[Target, Any]]:
   """Groups variables by the module that owns them, in creation order."""
   leaves: dict[Path, dict[Target, Any]] = {}
 
@@ -106,7 +107,8 @@ def _pair_layers(flax_leaves, keras_layers: list[KerasLayer], by_name: bool | No
   return list(zip(flax_leaves, keras_layers))
 
 
-def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+def unflatten_variables(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+  """The inverse of `flatten_variables`."""
   tree: dict[str, Any] = {}
   for path, value in flat.items():
     node = tree
@@ -129,7 +131,7 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
   Raises:
     ValueError: listing every missing, unexpected and mis-shaped variable.
   """
-  flax_leaves = _leaf_layers(expected)
+  flax_leaves = leaf_layers(expected)
   if creation_order is not None:
     flax_leaves = {p: flax_leaves[p] for p in creation_order if p in flax_leaves}
   produced: dict[tuple[str, ...], tuple[np.ndarray, str]] = {}
@@ -137,27 +139,42 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
     _, table = conversion_rule(layer)
     for keras_name, value in layer.weights.items():
       collection, flax_name = table[keras_name]
-      produced[(collection, *path, flax_name)] = (value, f"{layer.name}/{keras_name}")
+      produced[(collection, *path, flax_name)] = (value, f"Keras {layer.name}/{keras_name}")
 
-  wanted = {
+  return fit_to(expected, produced, "Keras weights do not fit the module")
+
+
+def flatten_variables(variables: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
+  """`{"params": {"dense": {"kernel": a}}}` -> `{("params", "dense", "kernel"): a}`."""
+  return {
       tuple(str(getattr(k, "key", k)) for k in key_path): leaf
-      for key_path, leaf in jax.tree_util.tree_flatten_with_path(dict(expected))[0]
+      for key_path, leaf in jax.tree_util.tree_flatten_with_path(dict(variables))[0]
   }
+
+
+def fit_to(expected: Mapping[str, Any], produced: Mapping[tuple[str, ...], tuple[np.ndarray, str]],
+           what: str) -> dict[str, Any]:
+  """Returns `produced` (flat path -> (value, origin)) nested like `expected`, with its dtypes.
+
+  Raises:
+    ValueError: `what`, then every missing, unexpected and mis-shaped variable.
+  """
+  wanted = flatten_variables(expected)
   missing = [f"{'/'.join(k)} {tuple(wanted[k].shape)}" for k in wanted if k not in produced]
-  unexpected = [f"{'/'.join(k)} {produced[k][0].shape} (from Keras {produced[k][1]})"
+  unexpected = [f"{'/'.join(k)} {produced[k][0].shape} (from {produced[k][1]})"
                 for k in produced if k not in wanted]
   misshaped = [
-      f"{'/'.join(k)}: module expects {tuple(wanted[k].shape)}, Keras {produced[k][1]} has {produced[k][0].shape}"
+      f"{'/'.join(k)}: module expects {tuple(wanted[k].shape)}, {produced[k][1]} has {produced[k][0].shape}"
       for k in wanted if k in produced and tuple(produced[k][0].shape) != tuple(wanted[k].shape)
   ]
   if missing or unexpected or misshaped:
     sections = [(t, items) for t, items in
                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if items]
     raise ValueError(
-        "Keras weights do not fit the module:\n"
+        f"{what}:\n"
         + "\n".join(f"{title}:\n" + "\n".join(f"  {i}" for i in items) for title, items in sections)
     )
-  return _nest({k: jnp.asarray(produced[k][0], dtype=wanted[k].dtype) for k in wanted})
+  return unflatten_variables({k: jnp.asarray(produced[k][0], dtype=wanted[k].dtype) for k in wanted})
 
 
 def init_shapes(module: nn.Module, sample_input) -> tuple[dict[str, Any], list[Path]]:
@@ -167,7 +184,7 @@ def init_shapes(module: nn.Module, sample_input) -> tuple[dict[str, Any], list[P
 
   def init():
     variables = module.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *inputs)
-    order.extend(_leaf_layers(variables))
+    order.extend(leaf_layers(variables))
     return variables
 
   shapes = jax.eval_shape(init)

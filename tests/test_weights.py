@@ -99,11 +99,29 @@ def test_keras2_nested_and_flat_layouts(tmp_path):
 def test_pairs_by_name_when_names_match_else_in_order():
   x = random_input((5, 4))
   model = keras_two_dense(("block1_dense", "block1_bn", "block2_dense"))
-  # Flax layer names (dense, batch_normalization, dense) are not all Keras names: paired in order.
+  # Flax layer names (dense, batch_normalization, dense) are not Keras names: paired in order.
   variables = load_keras(TwoDense(), model, x)
   assert_close(TwoDense().apply(variables, x), model(x))
-  with pytest.raises(ValueError, match="by_name=True but these Flax layers have no Keras layer"):
-    load_keras(TwoDense(), model, x, by_name=True)
+  with pytest.raises(ValueError, match="match='name' but these Flax layers have no Keras layer of the same name"):
+    load_keras(TwoDense(), model, x, match="name")
+  with pytest.raises(ValueError, match=r"match='nearest' is not allowed; expected one of 'auto', 'name'"):
+    load_keras(TwoDense(), model, x, match="nearest")
+
+
+def test_numbered_names_pair_whatever_the_numbering():
+  class Numbered(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      second = nn.Dense(2, name="dense_1")
+      first = nn.Dense(3, name="dense")
+      return second(first(x))  # created dense_1 first: order alone would pair them wrongly
+
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense_41"),
+                            keras.layers.Dense(2, name="dense_42")])
+  randomize_keras(model)
+  x = random_input((2, 4))
+  variables = load_keras(Numbered(), model, x)
+  assert_close(Numbered().apply(variables, x), model(x))
 
 
 def test_by_name_ignores_order():

@@ -3,16 +3,17 @@
 The modules of jaxcomponents keep Keras's weight names, shapes and layouts in
 every layer that owns weights (kernel, bias, depthwise_kernel, ...), so the
 conversion is a renaming table per Keras layer type. Layers are paired by
-name where every Flax layer name is a Keras layer name, otherwise in order:
-Flax layers in creation order, Keras layers in topological order, like
-Keras's own `load_weights`. The result is checked against
+name, by Keras's automatic numbered names, or in order (Flax layers in
+creation order, Keras layers in topological order, like Keras's own
+`load_weights`); see `load_keras`. The result is checked against
 `jax.eval_shape(module.init, ...)` before it is returned.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcomponents.errors import check_choice
 from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layers_from_model
 
 Path = tuple[str, ...]
@@ -80,20 +82,46 @@ def _describe(leaf: Mapping[Target, Any]) -> str:
   return ", ".join(f"{c}/{n}{tuple(v.shape)}" for (c, n), v in leaf.items())
 
 
-def _pair_layers(flax_leaves, keras_layers: list[KerasLayer], by_name: bool | None):
+_NUMBERED = re.compile(r"^(.*?)(?:_(\d+))?$")
+MATCH_MODES = ("auto", "name", "numbered", "order")
+
+
+def _numbered_ranks(names: Sequence[str]) -> list[tuple[str, int]]:
+  """(base name, rank) per name: `conv2d_7` is the k-th `conv2d` when sorted by number, then position."""
+  parsed = []
+  for position, name in enumerate(names):
+    base, number = _NUMBERED.match(name).groups()
+    parsed.append((base, -1 if number is None else int(number), position))
+  ranks: dict[int, tuple[str, int]] = {}
+  counters: dict[str, int] = {}
+  for base, _, position in sorted(parsed):
+    ranks[position] = (base, counters.get(base, 0))
+    counters[base] = counters.get(base, 0) + 1
+  return [ranks[i] for i in range(len(names))]
+
+
+def _pair_layers(flax_leaves, keras_layers: list[KerasLayer], match: str):
+  check_choice("match", match, MATCH_MODES)
   flax_names = [path[-1] if path else "" for path in flax_leaves]
-  keras_by_name = {layer.name: layer for layer in keras_layers}
-  names_match = len(set(flax_names)) == len(flax_names) and all(n in keras_by_name for n in flax_names)
-  if by_name is None:
-    by_name = names_match
-  if by_name:
-    missing = [n for n in flax_names if n not in keras_by_name]
+  keras_names = [layer.name for layer in keras_layers]
+  if match == "auto":
+    if len(set(flax_names)) == len(flax_names) and set(flax_names) <= set(keras_names):
+      match = "name"
+    elif sorted(_numbered_ranks(flax_names)) == sorted(_numbered_ranks(keras_names)):
+      match = "numbered"
+    else:
+      match = "order"
+  if match in ("name", "numbered"):
+    flax_keys = flax_names if match == "name" else _numbered_ranks(flax_names)
+    keras_keys = keras_names if match == "name" else _numbered_ranks(keras_names)
+    by_key = dict(zip(keras_keys, keras_layers))
+    missing = [n for n, k in zip(flax_names, flax_keys) if k not in by_key]
     if missing:
       raise ValueError(
-          f"by_name=True but these Flax layers have no Keras layer of the same name: {missing}; "
-          f"Keras layers with weights: {sorted(keras_by_name)}."
+          f"match={match!r} but these Flax layers have no Keras layer of the same "
+          f"{'name' if match == 'name' else 'numbered name'}: {missing}; Keras layers with weights: {keras_names}."
       )
-    return [(path, keras_by_name[name]) for path, name in zip(flax_leaves, flax_names)]
+    return [(path, by_key[key]) for path, key in zip(flax_leaves, flax_keys)]
   if len(flax_leaves) != len(keras_layers):
     flax_list = "\n".join(f"  {'/'.join(p)}: {_describe(v)}" for p, v in flax_leaves.items())
     keras_list = "\n".join(
@@ -118,14 +146,14 @@ def unflatten_variables(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
   return tree
 
 
-def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], by_name: bool | None = None,
+def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], match: str = "auto",
                    creation_order: list[Path] | None = None) -> dict[str, Any]:
   """Converts Keras layers into a variables tree shaped like `expected`.
 
   Args:
     expected: the module's variables (arrays or `jax.ShapeDtypeStruct`s).
     keras_layers: Keras layers with weights, in topological order.
-    by_name: pair layers by name (True), by order (False) or decide (None).
+    match: how layers pair up, see `load_keras`.
     creation_order: the Flax layer paths in creation order; default: `expected`'s order.
 
   Raises:
@@ -135,7 +163,7 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
   if creation_order is not None:
     flax_leaves = {p: flax_leaves[p] for p in creation_order if p in flax_leaves}
   produced: dict[tuple[str, ...], tuple[np.ndarray, str]] = {}
-  for path, layer in _pair_layers(flax_leaves, keras_layers, by_name):
+  for path, layer in _pair_layers(flax_leaves, keras_layers, match):
     _, table = conversion_rule(layer)
     for keras_name, value in layer.weights.items():
       collection, flax_name = table[keras_name]
@@ -191,7 +219,7 @@ def init_shapes(module: nn.Module, sample_input) -> tuple[dict[str, Any], list[P
   return shapes, order
 
 
-def load_keras(module: nn.Module, source, sample_input, *, by_name: bool | None = None) -> dict[str, Any]:
+def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") -> dict[str, Any]:
   """Returns the module's variables holding the weights of a Keras model.
 
   Args:
@@ -199,8 +227,12 @@ def load_keras(module: nn.Module, source, sample_input, *, by_name: bool | None 
       (every module of jaxcomponents does).
     source: a live `keras.Model` or the path of a Keras legacy `.h5` file.
     sample_input: an input (or tuple of inputs) the module is called with.
-    by_name: pair layers by name (True), in order (False), or by name exactly
-      when every Flax layer name is a Keras layer name (None).
+    match: how Flax and Keras layers pair up: "name" (equal names),
+      "numbered" (Keras's automatic names such as `conv2d_7`, by base name and
+      number, whatever session or Keras version numbered them), "order"
+      (creation order against Keras's topological order, like Keras's own
+      `load_weights`), or "auto": "name" when every Flax layer name is a Keras
+      layer name, else "numbered" when the base names agree, else "order".
 
   Returns:
     `{"params": ..., "batch_stats": ...}` (the collections the module has).
@@ -226,4 +258,4 @@ def load_keras(module: nn.Module, source, sample_input, *, by_name: bool | None 
         f"source={source!r} is not allowed; expected a keras.Model or the path of a Keras legacy .h5 file."
     )
   shapes, order = init_shapes(module, sample_input)
-  return convert_layers(shapes, keras_layers, by_name=by_name, creation_order=order)
+  return convert_layers(shapes, keras_layers, match=match, creation_order=order)

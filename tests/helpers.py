@@ -28,3 +28,40 @@ def randomize_keras(model, seed: int = 0, scale: float = 0.5) -> None:
 
 def random_input(shape, seed: int = 1) -> np.ndarray:
   return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def write_legacy_h5(path, model) -> None:
+  """Saves `model`'s weights through Keras 3's own legacy `.h5` writer."""
+  import h5py
+  from keras.src.legacy.saving import legacy_h5_format
+
+  with h5py.File(path, "w") as f:
+    legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
+_OLD_NAMES = {"kernel": "W", "bias": "b", "gamma": "gamma", "beta": "beta", "moving_mean": "running_mean",
+              "moving_variance": "running_std"}
+
+
+def write_keras2_h5(path, model, flat_names: bool = False) -> None:
+  """Writes `model`'s weights in the Keras 2 layout: groups `layer/layer/kernel:0`.
+
+  With `flat_names`, the 2016 layout of the VGG16 files instead: `layer/layer_W_1:0`.
+  """
+  import h5py
+
+  layers = [layer for layer in model.layers if layer.weights]
+  with h5py.File(path, "w") as f:
+    f.attrs["layer_names"] = np.array([layer.name.encode() for layer in model.layers])
+    f.attrs["keras_version"] = b"2.2.4"
+    f.attrs["backend"] = b"tensorflow"
+    for layer in model.layers:
+      group = f.create_group(layer.name)
+      names = []
+      if layer in layers:
+        for w in list(layer.trainable_weights) + list(layer.non_trainable_weights):
+          short = w.path.split("/")[-1]
+          name = f"{layer.name}_{_OLD_NAMES[short]}_1:0" if flat_names else f"{layer.name}/{short}:0"
+          group.create_dataset(name, data=np.asarray(w))
+          names.append(name.encode())
+      group.attrs["weight_names"] = np.array(names, dtype="S")

@@ -6,12 +6,11 @@ import jax
 import keras
 import numpy as np
 import pytest
-from keras.src.legacy.saving import legacy_h5_format
 
 from jaxcomponents.layers import Dense
 from jaxcomponents.weights import layers_from_h5, layers_from_model, load_keras, load_npz, save_keras_h5, save_npz
 from jaxcomponents.weights.keras_layers import short_weight_name, split_layer
-from tests.helpers import assert_close, random_input, randomize_keras
+from tests.helpers import assert_close, random_input, randomize_keras, write_keras2_h5, write_legacy_h5
 
 
 class TwoDense(nn.Module):
@@ -43,30 +42,6 @@ def keras_two_dense(names=None):
   return model
 
 
-def write_legacy_h5(path, model):
-  with h5py.File(path, "w") as f:
-    legacy_h5_format.save_weights_to_hdf5_group(f, model)
-
-
-def write_keras2_h5(path, layers, flat_names=False):
-  """Writes the Keras-2 layout by hand: `layer/layer/kernel:0`, or 2016's flat `layer_W_1:0`.
-
-  `layers` is a list of (layer name, [(weight name, value)]) with Dense-like weights.
-  """
-  with h5py.File(path, "w") as f:
-    f.attrs["layer_names"] = np.array([name.encode() for name, _ in layers])
-    f.attrs["keras_version"] = b"2.2.4"
-    for name, weights in layers:
-      group = f.create_group(name)
-      names = []
-      for short, value in weights:
-        old_short = {"kernel": "W", "bias": "b"}[short]
-        weight_name = f"{name}_{old_short}_1:0" if flat_names else f"{name}/{short}:0"
-        group.create_dataset(weight_name, data=value)
-        names.append(weight_name.encode())
-      group.attrs["weight_names"] = np.array(names)
-
-
 def test_live_model_and_both_h5_writers_agree(tmp_path):
   model = keras_two_dense()
   x = random_input((5, 4))
@@ -83,7 +58,6 @@ def test_keras2_nested_and_flat_layouts(tmp_path):
   model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc1"), keras.layers.Dense(2, name="fc2")])
   randomize_keras(model)
   x = random_input((2, 4))
-  layers = [(l.name, [("kernel", np.asarray(l.kernel)), ("bias", np.asarray(l.bias))]) for l in model.layers]
 
   class Net(nn.Module):
     @nn.compact
@@ -91,7 +65,7 @@ def test_keras2_nested_and_flat_layouts(tmp_path):
       return nn.Dense(2, name="fc2")(nn.Dense(3, name="fc1")(x))
 
   for flat in (False, True):
-    write_keras2_h5(tmp_path / f"w{flat}.h5", layers, flat_names=flat)
+    write_keras2_h5(tmp_path / f"w{flat}.h5", model, flat_names=flat)
     variables = load_keras(Net(), tmp_path / f"w{flat}.h5", x)
     assert_close(Net().apply(variables, x), model(x))
 

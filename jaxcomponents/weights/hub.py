@@ -48,6 +48,10 @@ _FILES = {
     ("inception_v3", False): _file("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                    "bcbd6486424b2319ff4ef7d526e38f63"),
 }
+IMAGENET_CLASS_INDEX = WeightsFile(
+    "imagenet_class_index.json",
+    "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
+    "c2c37ea517e94d9795004a39431a14cb")
 MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
 MODELS = ("vgg16", "resnet50", "inception_v3", "mobilenet_v2")

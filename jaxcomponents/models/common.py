@@ -1,0 +1,60 @@
+"""What the ImageNet backbones share: input checks, the classifier top, global pooling, freezing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcomponents import activations
+from jaxcomponents.errors import check_choice, check_positive_int
+
+POOLINGS = (None, "avg", "max")
+
+
+def check_backbone_args(model: nn.Module) -> None:
+  """Checks the Keras application arguments every backbone has."""
+  check_choice("pooling", model.pooling, POOLINGS)
+  check_positive_int("classes", model.classes)
+  activations.get(model.classifier_activation, "classifier_activation")
+
+
+def check_image(x: jax.Array, min_size: int, model_name: str) -> None:
+  """Raises like Keras for a non-image input or an image smaller than `min_size`."""
+  if x.ndim != 4:
+    raise ValueError(
+        f"x has shape {x.shape} (rank {x.ndim}); {model_name} expects rank 4: (batch, height, width, channels).")
+  height, width = x.shape[1:3]
+  if height < min_size or width < min_size:
+    raise ValueError(
+        f"input size {height}x{width} is not allowed for {model_name}; height and width must be at least {min_size}.")
+
+
+def classifier_top(model: nn.Module, x: jax.Array) -> jax.Array:
+  """`include_top`: global average pool then `predictions`; else the optional global pooling."""
+  if model.include_top:
+    x = jnp.mean(x, axis=(1, 2))
+    x = nn.Dense(model.classes, name="predictions")(x)
+    return activations.get(model.classifier_activation, "classifier_activation")(x)
+  return global_pool(x, model.pooling)
+
+
+def global_pool(x: jax.Array, pooling: str | None) -> jax.Array:
+  """Keras's GlobalAveragePooling2D / GlobalMaxPooling2D, or `x` unchanged for None."""
+  if pooling == "avg":
+    return jnp.mean(x, axis=(1, 2))
+  if pooling == "max":
+    return jnp.max(x, axis=(1, 2))
+  return x
+
+
+def frozen_outputs(model: nn.Module, outputs: Any) -> Any:
+  """`trainable=False`: no gradient flows back into the backbone from its outputs."""
+  return outputs if model.trainable else jax.lax.stop_gradient(outputs)
+
+
+def batch_norm_mode(model: nn.Module, train: bool) -> bool:
+  """`use_running_average` for the backbone's batch norm: inference mode unless trained and trainable."""
+  return not (train and model.trainable)

@@ -1,0 +1,86 @@
+"""ResNet50 v1, the numerical twin of `keras.applications.ResNet50` (not Flax's v1.5)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.models.common import (batch_norm_mode, check_backbone_args, check_image, classifier_top,
+                                         frozen_outputs)
+
+RESNET50_STAGES = (("conv2", 64, 3, 1), ("conv3", 128, 4, 2), ("conv4", 256, 6, 2), ("conv5", 512, 3, 2))
+RESNET50_FEATURES = ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out")
+RESNET_BN_EPSILON = 1.001e-5
+
+
+class ResNet50(nn.Module):
+  """ResNet50 v1 as Keras builds it: 7x7/2 stem conv with bias, stride on the first 1x1 of each stage.
+
+  Layer names are Keras's (`conv1_conv`, `conv2_block1_1_conv`, `..._bn`,
+  `..._0_conv` for shortcuts, `predictions`); layers are created in Keras's
+  topological order, so Keras weight files load and export in order too.
+
+  Attributes:
+    include_top: global average pooling and the `predictions` classifier.
+    pooling: without the top, None (4D features), "avg" or "max" global pooling.
+    classes: classifier outputs.
+    classifier_activation: activation of `predictions` (None: logits).
+    trainable: False freezes the model: no gradient reaches it and batch norm
+      stays in inference mode.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = ResNet50(include_top=False, pooling="avg")
+    >>> x = jnp.zeros((1, 64, 64, 3))
+    >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    >>> jax.eval_shape(model.apply, variables, x).shape
+    (1, 2048)
+  """
+
+  include_top: bool = True
+  pooling: str | None = None
+  classes: int = 1000
+  classifier_activation: str | None = "softmax"
+  trainable: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+    check_backbone_args(self)
+    check_image(x, 32, "ResNet50")
+    norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), epsilon=RESNET_BN_EPSILON)
+    features = {}
+    x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
+    x = nn.Conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
+    x = nn.relu(norm(name="conv1_bn")(x))
+    features["conv1_relu"] = x
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    for stage, filters, blocks, stride in RESNET50_STAGES:
+      for block in range(1, blocks + 1):
+        name = f"{stage}_block{block}"
+        x = self._block(x, filters, stride if block == 1 else 1, block == 1, name, norm)
+        if f"{name}_out" in RESNET50_FEATURES:
+          features[f"{name}_out"] = x
+    x = classifier_top(self, x)
+    return frozen_outputs(self, (x, features) if return_features else x)
+
+  @staticmethod
+  def _block(x, filters, stride, conv_shortcut, name, norm):
+    """Keras's `residual_block_v1`; calls follow Keras's topological order (shortcut conv after `_2`)."""
+    shortcut = x
+    y = nn.Conv(filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_1_conv")(x)
+    y = nn.relu(norm(name=f"{name}_1_bn")(y))
+    y = nn.Conv(filters, (3, 3), padding="SAME", name=f"{name}_2_conv")(y)
+    y = nn.relu(norm(name=f"{name}_2_bn")(y))
+    if conv_shortcut:
+      shortcut = nn.Conv(4 * filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_0_conv")(x)
+    y = nn.Conv(4 * filters, (1, 1), padding="VALID", name=f"{name}_3_conv")(y)
+    if conv_shortcut:
+      shortcut = norm(name=f"{name}_0_bn")(shortcut)
+    y = norm(name=f"{name}_3_bn")(y)
+    return nn.relu(shortcut + y)

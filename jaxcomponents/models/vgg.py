@@ -1,0 +1,63 @@
+"""VGG16, the numerical twin of `keras.applications.VGG16`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxcomponents import activations
+from jaxcomponents.models.common import check_backbone_args, check_image, frozen_outputs, global_pool
+
+# (block, convolutions, filters)
+VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+VGG16_FEATURES = tuple(f"block{b}_conv{n}" for b, n, _ in VGG16_BLOCKS)
+
+
+class VGG16(nn.Module):
+  """VGG16 with Keras's layer names (`block1_conv1` ... `fc1`, `fc2`, `predictions`).
+
+  Attributes:
+    include_top: the Flatten -> fc1 -> fc2 -> predictions classifier.
+    pooling: without the top, None (4D features), "avg" or "max" global pooling.
+    classes: classifier outputs.
+    classifier_activation: activation of `predictions` (None: logits).
+    trainable: False freezes the model: no gradient reaches it.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = VGG16(include_top=False, pooling="avg")
+    >>> x = jnp.zeros((1, 32, 32, 3))
+    >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    >>> jax.eval_shape(model.apply, variables, x).shape
+    (1, 512)
+  """
+
+  include_top: bool = True
+  pooling: str | None = None
+  classes: int = 1000
+  classifier_activation: str | None = "softmax"
+  trainable: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+    check_backbone_args(self)
+    check_image(x, 32, "VGG16")
+    features = {}
+    for block, convs, filters in VGG16_BLOCKS:
+      for i in range(1, convs + 1):
+        name = f"block{block}_conv{i}"
+        x = nn.relu(nn.Conv(filters, (3, 3), padding="SAME", name=name)(x))
+        if name in VGG16_FEATURES:
+          features[name] = x
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    if self.include_top:
+      x = x.reshape((x.shape[0], -1))
+      x = nn.relu(nn.Dense(4096, name="fc1")(x))
+      x = nn.relu(nn.Dense(4096, name="fc2")(x))
+      x = nn.Dense(self.classes, name="predictions")(x)
+      x = activations.get(self.classifier_activation, "classifier_activation")(x)
+    else:
+      x = global_pool(x, self.pooling)
+    return frozen_outputs(self, (x, features) if return_features else x)

@@ -1,0 +1,134 @@
+"""Callbacks for `fit`: early stopping, CSV and TensorBoard logs, learning-curve plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from typing import Any
+
+from jaxcomponents.errors import check_choice
+
+
+class Callback:
+  """Hooks called by `fit`; `on_epoch_end` returning True stops training."""
+
+  def on_train_begin(self, state: Any) -> None:
+    pass
+
+  def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> bool | None:
+    return None
+
+  def on_train_end(self, history: "History") -> None:
+    pass
+
+
+class History:
+  """Per-epoch logs: `history.history["val_loss"]` is a list, like Keras's `History`."""
+
+  def __init__(self):
+    self.epochs: list[int] = []
+    self.history: dict[str, list[float]] = {}
+    self.stopped_by: str | None = None
+
+  def append(self, epoch: int, logs: dict[str, float]) -> None:
+    self.epochs.append(epoch)
+    for key, value in logs.items():
+      self.history.setdefault(key, []).append(value)
+
+  @property
+  def last(self) -> dict[str, float]:
+    return {k: v[-1] for k, v in self.history.items()}
+
+
+class EarlyStopping(Callback):
+  """Stops when `monitor` has not improved by `min_delta` for `patience` epochs.
+
+  Example:
+    >>> stop = EarlyStopping("val_accuracy", patience=2)
+  """
+
+  def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto"):
+    check_choice("mode", mode, ("auto", "min", "max"))
+    if mode == "auto":
+      mode = "max" if any(w in monitor for w in ("acc", "auc", "precision", "recall", "iou")) else "min"
+    self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, abs(min_delta), mode
+    self.best, self.wait = math.inf if mode == "min" else -math.inf, 0
+
+  def on_epoch_end(self, epoch, logs, state):
+    if self.monitor not in logs:
+      raise ValueError(f"EarlyStopping monitor={self.monitor!r} is not among the logs {sorted(logs)}.")
+    value = logs[self.monitor]
+    better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+    if better:
+      self.best, self.wait = value, 0
+      return False
+    self.wait += 1
+    return self.wait >= self.patience
+
+
+class CSVLogger(Callback):
+  """Writes one row per epoch to `path` (`epoch` first, then every log)."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = os.fspath(path)
+
+  def on_epoch_end(self, epoch, logs, state):
+    new = not os.path.exists(self.path)
+    with open(self.path, "a", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=["epoch", *logs])
+      if new:
+        writer.writeheader()
+      writer.writerow({"epoch": epoch, **logs})
+
+
+class TensorBoard(Callback):
+  """Writes every epoch's logs as TensorBoard scalars under `log_dir` (needs `tensorboardX`)."""
+
+  def __init__(self, log_dir: str | os.PathLike):
+    from tensorboardX import SummaryWriter
+
+    self.writer = SummaryWriter(os.fspath(log_dir))
+
+  def on_epoch_end(self, epoch, logs, state):
+    for key, value in logs.items():
+      self.writer.add_scalar(key, value, epoch)
+    self.writer.flush()
+
+  def on_train_end(self, history):
+    self.writer.close()
+
+
+class LearningCurves(Callback):
+  """Plots every metric (and its `val_` twin) per epoch into one PNG at the end of training."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = os.fspath(path)
+
+  def on_train_end(self, history):
+    plot_history(history, self.path)
+
+
+def plot_history(history: History, path: str) -> None:
+  """Saves learning curves: one panel per metric, training and validation together."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  names = [k for k in history.history if not k.startswith("val_") and k not in ("time_s", "images_per_s")]
+  if not names or not history.epochs:
+    return
+  fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+  epochs = [e + 1 for e in history.epochs]
+  for ax, name in zip(axes[0], names):
+    ax.plot(epochs, history.history[name], marker="o", label="train")
+    if f"val_{name}" in history.history:
+      ax.plot(epochs, history.history[f"val_{name}"], marker="o", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_title(name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,0 +1,225 @@
+"""Pure, jit-compiled train and eval steps: `(state, batch) -> (state, metrics)`.
+
+A batch is a dict with `x` (inputs), `y` (targets) and optionally `mask`
+(1 for real examples, 0 for padding of a short last batch, so the shapes stay
+static and nothing recompiles) and `sample_weight` (Keras's per-example
+weights). The loss is Keras's per-example loss averaged over the real
+examples; metrics stream over the batches since the step's last `reset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcomponents.training.freeze import frozen_mask
+from jaxcomponents.training.state import TrainState
+
+Batch = Mapping[str, jax.Array]
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def resolve_loss(loss: str | LossFn) -> LossFn:
+  """A Keras loss name -> per-example loss fn; a callable must return per-example losses."""
+  if isinstance(loss, str):
+    from jaxcomponents import losses as losses_lib  # TEMP
+    return losses_lib.get(loss, reduction="none")
+  if callable(loss):
+    return loss
+  raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or a callable.")
+
+
+def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+  """Metric names (or a name -> metric mapping) -> {name: streaming metric}."""
+  if isinstance(metrics, Mapping) or not metrics:
+    return dict(metrics)
+  from jaxcomponents import metrics as metrics_lib  # TEMP
+  return {name: metrics_lib.get(name) for name in metrics}
+
+
+class _Mean:
+  """A weighted running mean; the stream behind the `loss` entry."""
+
+  def init(self):
+    return {"total": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.float32)}
+
+  def update(self, state, total, count):
+    return {"total": state["total"] + total, "count": state["count"] + count}
+
+  def result(self, state):
+    return state["total"] / jnp.maximum(state["count"], 1.0)
+
+
+def init_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+  """Fresh streaming-metric states, the loss first; `nonfinite_step` is the first step whose loss was not finite."""
+  return {"loss": _Mean().init(), "nonfinite_step": jnp.array(-1, jnp.int32),
+          **{name: m.init() for name, m in metrics.items()}}
+
+
+def _masks(batch: Batch, n: int) -> tuple[jax.Array, jax.Array]:
+  mask = jnp.asarray(batch["mask"], jnp.float32) if "mask" in batch else jnp.ones((n,), jnp.float32)
+  weight = mask if "sample_weight" not in batch else mask * jnp.asarray(batch["sample_weight"], jnp.float32)
+  return mask, weight
+
+
+def _update_metrics(metrics, states, batch, y_pred, per_example_loss):
+  mask, weight = _masks(batch, y_pred.shape[0])
+  new = {"loss": _Mean().update(states["loss"], jnp.sum(per_example_loss * weight), jnp.sum(mask)),
+         "nonfinite_step": states["nonfinite_step"]}
+  for name, metric in metrics.items():
+    new[name] = metric.update(states[name], batch["y"], y_pred, sample_weight=weight)
+  results = {"loss": _Mean().result(new["loss"])}
+  results.update({name: metric.result(new[name]) for name, metric in metrics.items()})
+  return new, results
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """A compiled step `(state, batch) -> (state, metrics)` that knows its metrics.
+
+  Calling it on a state without metric streams starts fresh ones.
+  """
+
+  fn: Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
+  metrics: Mapping[str, Any]
+
+  def __call__(self, state: TrainState, batch: Batch):
+    if not state.metrics:
+      state = self.reset(state)
+    return self.fn(state, batch)
+
+  def reset(self, state: TrainState) -> TrainState:
+    """The state with fresh streaming metrics (the loss and this step's metrics)."""
+    return state.replace(metrics=init_metrics(self.metrics))
+
+
+def _cast_floats(tree, dtype):
+  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def make_train_step(
+    loss: str | LossFn,
+    metrics: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    regularizer: Callable[[Any], jax.Array] | None = None,
+    compute_dtype: Any = None,
+    accumulate_steps: int = 1,
+    frozen_batch_stats: Sequence[str] = (),
+    jit: bool = True,
+    donate: bool = True,
+) -> Step:
+  """Returns `train_step(state, batch) -> (state, metrics)`, jit-compiled with the state donated.
+
+  Args:
+    loss: a Keras loss name (`"sparse_categorical_crossentropy"`) or a callable
+      `(y_true, y_pred) -> per-example losses`.
+    metrics: Keras metric names, or a mapping name -> streaming metric.
+    regularizer: `params -> penalty`, added to the loss (see `jaxcomponents.regularizers`).
+    compute_dtype: e.g. `jnp.bfloat16` for mixed precision: the forward and
+      backward pass run in this dtype; parameters, batch statistics and the
+      optimizer state stay float32.
+    accumulate_steps: split each batch into this many micro-batches and apply
+      one update with their averaged gradients.
+    frozen_batch_stats: patterns of batch-statistics paths that never change
+      (pair with `freeze` for a frozen feature extractor).
+    jit: compile with `jax.jit` (turn off to debug).
+    donate: donate the input state's buffers to the output.
+
+  Example:
+    >>> step = make_train_step("sparse_categorical_crossentropy", ["accuracy"])
+  """
+  loss_fn = resolve_loss(loss)
+  metric_fns = resolve_metrics(metrics)
+  if not isinstance(accumulate_steps, int) or accumulate_steps < 1:
+    raise ValueError(f"accumulate_steps={accumulate_steps!r} is not allowed; expected a positive integer.")
+
+  def forward(params, batch_stats, apply_fn, batch, rng):
+    variables = {"params": params, "batch_stats": batch_stats}
+    x = batch["x"]
+    if compute_dtype is not None:
+      variables["params"] = _cast_floats(params, compute_dtype)
+      x = _cast_floats(x, compute_dtype)
+    y_pred, updates = apply_fn(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+    y_pred = _cast_floats(y_pred, jnp.float32)
+    per_example = loss_fn(batch["y"], y_pred)
+    mask, weight = _masks(batch, y_pred.shape[0])
+    mean_loss = jnp.sum(per_example * weight) / jnp.maximum(jnp.sum(mask), 1.0)
+    total = mean_loss + (regularizer(params) if regularizer is not None else 0.0)
+    return total, (y_pred, per_example, updates.get("batch_stats", batch_stats))
+
+  grad_fn = jax.value_and_grad(forward, has_aux=True)
+
+  def micro_batches(batch):
+    def split(a):
+      if a.shape[0] % accumulate_steps:
+        raise ValueError(f"batch size {a.shape[0]} is not divisible by accumulate_steps={accumulate_steps}.")
+      return a.reshape((accumulate_steps, a.shape[0] // accumulate_steps) + a.shape[1:])
+    return jax.tree.map(split, dict(batch))
+
+  def train_step(state: TrainState, batch: Batch):
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if accumulate_steps == 1:
+      (_, (y_pred, per_example, batch_stats)), grads = grad_fn(
+          state.params, state.batch_stats, state.apply_fn, batch, rng)
+    else:
+      def body(carry, micro):
+        grads_sum, stats, index = carry
+        (_, (pred, per, stats)), grads = grad_fn(
+            state.params, stats, state.apply_fn, micro, jax.random.fold_in(rng, index))
+        return (jax.tree.map(jnp.add, grads_sum, grads), stats, index + 1), (pred, per)
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (grads, batch_stats, _), (y_pred, per_example) = jax.lax.scan(
+          body, (zeros, state.batch_stats, 0), micro_batches(batch))
+      grads = jax.tree.map(lambda g: g / accumulate_steps, grads)
+      y_pred = y_pred.reshape((-1,) + y_pred.shape[2:])
+      per_example = per_example.reshape((-1,) + per_example.shape[2:])
+    if frozen_batch_stats:
+      keep = frozen_mask(state.batch_stats, frozen_batch_stats)
+      batch_stats = jax.tree.map(lambda k, old, new: old if k else new, keep, state.batch_stats, batch_stats)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metric_states, results = _update_metrics(metric_fns, state.metrics, batch, y_pred, per_example)
+    first_bad = metric_states["nonfinite_step"]
+    metric_states["nonfinite_step"] = jnp.where(
+        (first_bad < 0) & ~jnp.isfinite(results["loss"]), state.step, first_bad)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, metrics=metric_states)
+    return new_state, results
+
+  if jit:
+    train_step = jax.jit(train_step, donate_argnums=(0,) if donate else ())
+  return Step(train_step, metric_fns)
+
+
+def make_eval_step(
+    loss: str | LossFn,
+    metrics: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    compute_dtype: Any = None,
+    jit: bool = True,
+) -> Step:
+  """Returns `eval_step(state, batch) -> (state, metrics)`: inference mode, streaming metrics.
+
+  Only `state.metrics` changes; start an evaluation with `eval_step.reset(state)`.
+  """
+  loss_fn = resolve_loss(loss)
+  metric_fns = resolve_metrics(metrics)
+
+  def eval_step(state: TrainState, batch: Batch):
+    variables = state.variables
+    x = batch["x"]
+    if compute_dtype is not None:
+      variables = {**variables, "params": _cast_floats(variables["params"], compute_dtype)}
+      x = _cast_floats(x, compute_dtype)
+    y_pred = _cast_floats(state.apply_fn(variables, x, train=False), jnp.float32)
+    per_example = loss_fn(batch["y"], y_pred)
+    metric_states, results = _update_metrics(metric_fns, state.metrics, batch, y_pred, per_example)
+    return state.replace(metrics=metric_states), results
+
+  return Step(jax.jit(eval_step) if jit else eval_step, metric_fns)

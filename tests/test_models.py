@@ -1,0 +1,182 @@
+"""Backbones against keras.applications: outputs, trees, parameter counts, files, freezing, errors."""
+
+import functools
+import urllib.error
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import optax
+import pytest
+
+from jaxcomponents import preprocessing
+from jaxcomponents.models import INCEPTION_V3_FEATURES, RESNET50_FEATURES, VGG16_FEATURES, InceptionV3, ResNet50, VGG16
+from jaxcomponents.training import TrainState, make_train_step
+from jaxcomponents.weights import hub, load_keras, save_keras_h5
+from jaxcomponents.weights.imagenet import load_imagenet
+from tests.helpers import assert_close, random_input, randomize_keras, write_keras2_h5, write_legacy_h5
+
+KERAS = {VGG16: keras.applications.VGG16, ResNet50: keras.applications.ResNet50,
+         InceptionV3: keras.applications.InceptionV3}
+
+
+@functools.lru_cache(maxsize=None)
+def keras_twin(cls, include_top, pooling, size, classes=7):
+  model = KERAS[cls](weights=None, include_top=include_top, pooling=pooling, input_shape=(size, size, 3),
+                     classes=classes, classifier_activation=None)
+  randomize_keras(model, seed=size, scale=0.1)
+  return model
+
+
+def flax_twin(cls, include_top, pooling, classes=7, **kwargs):
+  return cls(include_top=include_top, pooling=pooling, classes=classes, classifier_activation=None, **kwargs)
+
+
+CASES = [
+    (VGG16, False, None, 33), (VGG16, True, None, 32), (VGG16, False, "max", 48),
+    (ResNet50, False, "avg", 37), (ResNet50, True, None, 32), (ResNet50, False, None, 64),
+    (InceptionV3, False, None, 75), (InceptionV3, True, None, 80), (InceptionV3, False, "max", 99),
+]
+
+
+@pytest.mark.parametrize("cls,include_top,pooling,size", CASES)
+def test_matches_keras(cls, include_top, pooling, size):
+  model = keras_twin(cls, include_top, pooling, size)
+  module = flax_twin(cls, include_top, pooling)
+  x = random_input((2, size, size, 3), seed=size)
+  variables = load_keras(module, model, x)
+  assert_close(module.apply(variables, x), model(x))
+  shapes = jax.eval_shape(module.init, jax.random.key(0), x)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), variables) == jax.tree.map(lambda a: (a.shape, a.dtype), shapes)
+  assert sum(a.size for a in jax.tree.leaves(variables)) == model.count_params()
+
+
+@pytest.mark.parametrize("cls,layout", [(VGG16, "keras2_flat"), (ResNet50, "keras2"), (InceptionV3, "keras2"),
+                                        (ResNet50, "keras3"), (InceptionV3, "keras3")])
+def test_weight_file_layouts(tmp_path, cls, layout):
+  size = {VGG16: 32, ResNet50: 32, InceptionV3: 75}[cls]
+  model = keras_twin(cls, False, "avg", size)
+  path = tmp_path / "weights.h5"
+  if layout == "keras3":
+    write_legacy_h5(path, model)
+  else:
+    write_keras2_h5(path, model, flat_names=layout == "keras2_flat")
+  module = flax_twin(cls, False, "avg")
+  x = random_input((2, size, size, 3))
+  assert_close(module.apply(load_keras(module, path, x), x), model(x))
+
+
+@pytest.mark.parametrize("cls,size", [(VGG16, 32), (ResNet50, 32), (InceptionV3, 75)])
+def test_round_trip_back_to_keras(tmp_path, cls, size):
+  model = keras_twin(cls, True, None, size)
+  module = flax_twin(cls, True, None)
+  x = random_input((2, size, size, 3))
+  variables = load_keras(module, model, x)
+  save_keras_h5(tmp_path / "exported.h5", module, variables, x)
+  again = KERAS[cls](weights=str(tmp_path / "exported.h5"), input_shape=(size, size, 3), classes=7,
+                     classifier_activation=None)
+  np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
+
+
+@pytest.mark.parametrize("cls,names,size", [(VGG16, VGG16_FEATURES, 32), (ResNet50, RESNET50_FEATURES, 64),
+                                            (InceptionV3, INCEPTION_V3_FEATURES, 75)])
+def test_features_are_keras_layer_outputs(cls, names, size):
+  model = keras_twin(cls, False, None, size)
+  module = flax_twin(cls, False, None)
+  x = random_input((1, size, size, 3))
+  variables = load_keras(module, model, x)
+  _, features = module.apply(variables, x, return_features=True)
+  assert tuple(features) == names
+  layer_names = [l.name for l in model.layers]
+  taps = [n for n in names if n in layer_names]  # InceptionV3's activations are numbered per session
+  probe = keras.Model(model.input, [model.get_layer(n).output for n in taps])
+  for name, expected in zip(taps, probe(x)):
+    assert_close(features[name], expected)
+  assert len(taps) >= 5
+
+
+def test_frozen_backbone_under_jit_training():
+  import flax.linen as nn
+
+  class Classifier(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      x = ResNet50(include_top=False, pooling="avg", trainable=False, name="backbone")(x, train)
+      return nn.Dense(3, name="head")(x)
+
+  x = random_input((4, 32, 32, 3))
+  state = TrainState.create(Classifier(), optax.adam(1e-2), x)
+  before = jax.tree.map(np.array, (state.params, state.batch_stats))
+  step = make_train_step(lambda y, p: optax.softmax_cross_entropy_with_integer_labels(p, y))
+  batch = {"x": x, "y": np.array([0, 1, 2, 0])}
+  for _ in range(3):
+    state, _ = step(state, batch)
+  same = jax.tree.map(np.array_equal, before[0]["backbone"], jax.device_get(state.params["backbone"]))
+  assert all(jax.tree.leaves(same))
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, before[1], jax.device_get(state.batch_stats))))
+  assert not np.array_equal(before[0]["head"]["kernel"], state.params["head"]["kernel"])
+
+
+@pytest.mark.parametrize("mode", preprocessing.MODES)
+def test_preprocess_input_matches_keras(mode):
+  from keras.src.applications import imagenet_utils
+
+  x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+  expected = imagenet_utils.preprocess_input(x.copy(), mode=mode)
+  assert_close(preprocessing.preprocess_input(x, mode), expected, tol=1e-6)
+
+
+def test_input_checks():
+  with pytest.raises(ValueError, match=r"input size 31x40 is not allowed for VGG16; .* at least 32"):
+    VGG16().init(jax.random.key(0), jnp.zeros((1, 31, 40, 3)))
+  with pytest.raises(ValueError, match=r"input size 74x74 is not allowed for InceptionV3; .* at least 75"):
+    jax.eval_shape(InceptionV3().init, jax.random.key(0), jnp.zeros((1, 74, 74, 3)))
+  with pytest.raises(ValueError, match=r"expects rank 4"):
+    ResNet50().init(jax.random.key(0), jnp.zeros((32, 32, 3)))
+  with pytest.raises(ValueError, match=r"pooling='mean' is not allowed; expected one of None, 'avg', 'max'"):
+    jax.eval_shape(ResNet50(include_top=False, pooling="mean").init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+
+
+def test_imagenet_loading_checks_and_errors(tmp_path, monkeypatch):
+  monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+  monkeypatch.setenv("JAXCOMPONENTS_HOME", str(tmp_path / "own"))
+  with pytest.raises(ValueError, match=r"classes=10 is not allowed with ImageNet weights and include_top=True"):
+    load_imagenet(VGG16(classes=10))
+  with pytest.raises(ValueError, match=r"need 3 channels"):
+    load_imagenet(VGG16(include_top=False), (64, 64, 1))
+  with pytest.raises(ValueError, match=r"ResNet50 needs \(224, 224, 3\)"):
+    load_imagenet(ResNet50(), (64, 64, 3))
+
+  def offline(*args, **kwargs):
+    raise urllib.error.URLError("no network")
+
+  monkeypatch.setattr(hub.urllib.request, "urlopen", offline)
+  with pytest.raises(FileNotFoundError, match=r"Could not download resnet50_weights_tf_dim_ordering_tf_kernels_notop"
+                                              r".h5 .*put it in one of: .*keras/models, .*own/models"):
+    load_imagenet(ResNet50(include_top=False), (32, 32, 3))
+  assert not list((tmp_path / "own" / "models").glob("*"))  # nothing half-written is left
+
+
+def test_cached_files_are_verified_and_converted(tmp_path, monkeypatch):
+  monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+  model = keras_twin(ResNet50, False, "avg", 32)
+  file = hub.imagenet_weights_file("resnet50", False)
+  cached = tmp_path / "keras" / "models" / file.fname
+  cached.parent.mkdir(parents=True)
+  write_keras2_h5(cached, model)
+  with pytest.raises(ValueError, match=r"is not Keras's resnet50_weights.*its md5 is"):
+    load_imagenet(ResNet50(include_top=False, pooling="avg"), (32, 32, 3))
+  monkeypatch.setitem(hub._FILES, ("resnet50", False), hub.WeightsFile(file.fname, file.origin, hub.md5_of(cached)))
+  module = ResNet50(include_top=False, pooling="avg")
+  variables = load_imagenet(module, (32, 32, 3))
+  x = random_input((2, 32, 32, 3))
+  assert_close(module.apply(variables, x), model(x))
+  # the wrong model's file and a truncated file are rejected with the reason
+  monkeypatch.setitem(hub._FILES, ("vgg16", False), hub.WeightsFile(file.fname, file.origin, None))
+  with pytest.raises(ValueError, match=r"(?s)Layer count mismatch|do not fit"):
+    load_imagenet(VGG16(include_top=False), (32, 32, 3))
+  cached.write_bytes(cached.read_bytes()[:1000])
+  monkeypatch.setitem(hub._FILES, ("resnet50", False), hub.WeightsFile(file.fname, file.origin, None))
+  with pytest.raises(ValueError, match=r"not a readable HDF5 file"):
+    load_imagenet(ResNet50(include_top=False), (32, 32, 3))

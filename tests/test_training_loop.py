@@ -1,0 +1,214 @@
+"""The step and the loop: freezing, resume, signals, non-finite loss, logs, accumulation, precision."""
+
+import os
+import signal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcomponents.data import ArrayDataset
+from jaxcomponents.layers import Dense
+from jaxcomponents.training import (Callback, Checkpointer, EarlyStopping, NonFiniteLossError, TrainState, fit,
+                                    freeze, label_params, make_eval_step, make_train_step)
+
+
+class _Acc:  # TEMP until metrics land
+  def init(self):
+    return {"n": jnp.zeros(()), "c": jnp.zeros(())}
+
+  def update(self, s, y, p, sample_weight=None):
+    w = jnp.ones(y.shape[0]) if sample_weight is None else sample_weight
+    return {"n": s["n"] + w.sum(), "c": s["c"] + ((p.argmax(-1) == y) * w).sum()}
+
+  def result(self, s):
+    return s["c"] / s["n"]
+
+
+ACC = {"accuracy": _Acc()}
+
+
+def xent(y, logits):
+  return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+
+class MLP(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = Dense(16, activation="relu", batch_norm=True, dropout=0.2)(x, train)
+    return Dense(3)(x, train)
+
+
+def blobs(n=96, seed=0):
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, 3, n)
+  x = rng.normal(size=(n, 5)).astype(np.float32) + 3.0 * np.eye(3, 5, dtype=np.float32)[y]
+  return x, y
+
+
+def new_state(lr=0.05, tx=None, seed=0):
+  x, _ = blobs()
+  return TrainState.create(MLP(), tx or optax.adam(lr), x[:2], seed=seed)
+
+
+def leaves_equal(a, b):
+  return all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_fit_learns_and_reports_history(tmp_path):
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=20, seed=1)  # 96 = 4 x 20 + 16: the last batch is padded
+  val = ArrayDataset(*blobs(40, seed=5), batch_size=16, shuffle=False)
+  state, history = fit(new_state(), make_train_step(xent, ACC), data, epochs=6,
+                       eval_step=make_eval_step(xent, ACC), validation_data=val,
+                       log_dir=tmp_path, progress=False)
+  assert int(state.step) == 6 * len(data)
+  assert history.history["val_accuracy"][-1] > 0.9
+  assert history.history["loss"][-1] < history.history["loss"][0]
+  assert (tmp_path / "history.csv").read_text().count("\n") == 7
+  assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
+
+
+def test_padded_examples_do_not_count():
+  x, y = blobs(8)
+  state = new_state()
+  padded = {"x": np.concatenate([x, x[:4] * 100]), "y": np.concatenate([y, y[:4]]),
+            "mask": np.r_[np.ones(8), np.zeros(4)].astype(np.float32)}
+  eval_step = make_eval_step(xent)
+  _, full = eval_step(state, {"x": x, "y": y})
+  _, masked = eval_step(state, padded)
+  np.testing.assert_allclose(masked["loss"], full["loss"], rtol=1e-6)
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=16, seed=3)
+  train_step = make_train_step(xent)
+  straight, _ = fit(new_state(), train_step, data, steps=9, progress=False)
+  fit(new_state(), train_step, data, steps=4, checkpoint_dir=tmp_path, progress=False)
+  resumed, _ = fit(new_state(), train_step, data, steps=9, checkpoint_dir=tmp_path, resume=True, progress=False)
+  assert int(resumed.step) == 9
+  assert leaves_equal(resumed.params, straight.params)
+  assert leaves_equal(resumed.batch_stats, straight.batch_stats)
+  assert leaves_equal(resumed.opt_state, straight.opt_state)
+
+
+def test_checkpoints_keep_last_and_best(tmp_path):
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=32)
+  val = ArrayDataset(*blobs(32, seed=9), batch_size=32, shuffle=False)
+  fit(new_state(lr=0.02), make_train_step(xent), data, epochs=5, eval_step=make_eval_step(xent),
+      validation_data=val, checkpoint_dir=tmp_path, keep_checkpoints=2, best_metric="val_loss", progress=False)
+  with Checkpointer(tmp_path, keep=2, best_metric="val_loss") as ckpt:
+    steps = ckpt.all_steps()
+    assert ckpt.latest_step() == 15
+    assert {12, 15} <= set(steps) and len(steps) <= 3
+    assert ckpt.best_step() in steps
+
+
+def test_signal_saves_and_returns(tmp_path):
+  class SendTerm(Callback):
+    def on_epoch_end(self, epoch, logs, state):
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=32)
+  state, history = fit(new_state(), make_train_step(xent), data, epochs=5, callbacks=[SendTerm()],
+                       checkpoint_dir=tmp_path, progress=False)
+  assert history.stopped_by == "SIGTERM"
+  assert int(state.step) == 4  # one epoch of 3 steps, then one step before the flag is seen
+  with Checkpointer(tmp_path) as ckpt:
+    assert ckpt.latest_step() == 4
+
+
+def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path):
+  x, y = blobs()
+  x[40:] = np.nan  # batches from the second epoch's first step on meet NaN inputs at some point
+  data = ArrayDataset(x, y, batch_size=32, shuffle=False)
+  with pytest.raises(NonFiniteLossError, match=r"at step 2; training stopped\. No checkpoint"):
+    fit(new_state(), make_train_step(xent), data, epochs=2, progress=False, log_every=1)
+  clean = ArrayDataset(*blobs(), batch_size=32, shuffle=False)
+  state, _ = fit(new_state(), make_train_step(xent), clean, epochs=1, checkpoint_dir=tmp_path, progress=False)
+  with pytest.raises(NonFiniteLossError, match=r"last good checkpoint \(step 3\) is kept"):
+    fit(state, make_train_step(xent), data, epochs=2, checkpoint_dir=tmp_path, progress=False)
+  with Checkpointer(tmp_path) as ckpt:
+    assert ckpt.all_steps() == [3]
+
+
+def test_early_stopping():
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=32)
+  _, history = fit(new_state(lr=0.0), make_train_step(xent), data, epochs=10,
+                   callbacks=[EarlyStopping("loss", patience=1, min_delta=1.0)], progress=False)
+  assert history.stopped_by == "callback" and len(history.epochs) == 2
+
+
+def test_frozen_parameters_are_bit_identical_and_same_seed_same_result():
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=32)
+  tx = freeze(optax.adam(0.05), ["Dense_0/.*"])
+  step = make_train_step(xent, frozen_batch_stats=["Dense_0/.*"])
+  start = new_state(tx=tx)
+  before = jax.tree.map(np.array, start.params), jax.tree.map(np.array, start.batch_stats)
+  state, _ = fit(start, step, data, epochs=2, progress=False)
+  assert leaves_equal(state.params["Dense_0"], before[0]["Dense_0"])
+  assert leaves_equal(state.batch_stats, before[1])
+  assert not leaves_equal(state.params["Dense_1"], before[0]["Dense_1"])
+  again, _ = fit(new_state(tx=tx), step, data, epochs=2, progress=False)
+  assert leaves_equal(again.params, state.params)
+
+
+def test_freeze_rules_must_cover_and_match():
+  params = new_state().params
+  assert label_params(params, [("Dense_1/.*", "head"), (".*", "body")])["Dense_1"]["dense"]["kernel"] == "head"
+  with pytest.raises(ValueError, match=r"frozen patterns \['Conv_.\*'\] match no path"):
+    freeze(optax.sgd(0.1), ["Conv_.*"]).init(params)
+  with pytest.raises(ValueError, match=r"match no parameter"):
+    label_params(params, [("Conv_.*", "a"), (".*", "b")])
+  with pytest.raises(ValueError, match=r"without a rule"):
+    label_params(params, [("Dense_0/.*", "a")])
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+  class Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return Dense(3)(x, train)
+
+  x, y = blobs(32)
+  batch = {"x": x, "y": y}
+  states = [TrainState.create(Linear(), optax.sgd(0.1), x[:1]) for _ in range(2)]
+  big, _ = make_train_step(xent)(states[0], batch)
+  accumulated, _ = make_train_step(xent, accumulate_steps=4)(states[1], batch)
+  for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(accumulated.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_keeps_float32_state_and_tracks_float32():
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=32)
+  full, _ = fit(new_state(tx=optax.sgd(0.1)), make_train_step(xent), data, epochs=2, progress=False)
+  mixed, history = fit(new_state(tx=optax.sgd(0.1)), make_train_step(xent, compute_dtype=jnp.bfloat16), data,
+                       epochs=2, progress=False)
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((mixed.params, mixed.batch_stats, mixed.opt_state))
+             if jnp.issubdtype(a.dtype, jnp.floating))
+  for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(mixed.params)):
+    np.testing.assert_allclose(a, b, atol=0.02)
+  assert np.isfinite(history.history["loss"]).all()
+
+
+def test_bad_arguments():
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=32)
+  with pytest.raises(ValueError, match="give exactly one of them"):
+    fit(new_state(), make_train_step(xent), data, progress=False)
+  with pytest.raises(ValueError, match="accumulate_steps=0 is not allowed"):
+    make_train_step(xent, accumulate_steps=0)
+  with pytest.raises(ValueError, match="resume=True needs a checkpoint_dir"):
+    fit(new_state(), make_train_step(xent), data, epochs=1, resume=True)
+  with pytest.raises(ValueError, match=r"loss=3 is not allowed"):
+    make_train_step(3)

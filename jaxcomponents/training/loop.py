@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -15,9 +16,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxcomponents.data.prefetch import prefetch
 from jaxcomponents.training.callbacks import Callback, CSVLogger, History, LearningCurves, TensorBoard
 from jaxcomponents.training.checkpoint import Checkpointer
-from jaxcomponents.training.parallel import replicate, shard_batch
+from jaxcomponents.training.parallel import replicate
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import Step
 
@@ -62,8 +64,8 @@ def _floats(results: dict[str, Any]) -> dict[str, float]:
 def evaluate(state: TrainState, eval_step: Step, data: Dataset, mesh=None) -> dict[str, float]:
   """Runs `eval_step` over one pass of `data`; returns the final metric values."""
   eval_state, results = eval_step.reset(state), {}
-  for batch in data.epoch(0):
-    eval_state, results = eval_step(eval_state, shard_batch(batch, mesh) if mesh is not None else batch)
+  for batch in prefetch(data.epoch(0), mesh=mesh):
+    eval_state, results = eval_step(eval_state, batch)
   return _floats(results)
 
 
@@ -162,15 +164,12 @@ def fit(
         bar = tqdm(total=epoch_steps, initial=step - first, desc=f"epoch {epoch + 1}", disable=not progress,
                    dynamic_ncols=True, leave=True)
         start, seen, results = time.perf_counter(), 0, {}
-        for index, batch in enumerate(train_data.epoch(epoch)):
-          if index < step - first:
-            continue
-          if index >= epoch_steps:
-            break
-          state, results = train_step(state, shard_batch(batch, mesh) if mesh is not None else batch)
+        batches = itertools.islice(train_data.epoch(epoch), step - first, epoch_steps)
+        for batch in prefetch(batches, mesh=mesh):
+          state, results = train_step(state, batch)
           step += 1
-          seen += len(batch["mask"]) if "mask" in batch else len(jax.tree.leaves(batch)[0])
-          if step % log_every == 0 or index == epoch_steps - 1:
+          seen += len(jax.tree.leaves(batch)[0])
+          if step % log_every == 0 or step == first + epoch_steps:
             check_finite(state)
             rate = seen / (time.perf_counter() - start)
             bar.set_postfix({**{k: f"{v:.4f}" for k, v in _floats(results).items()}, "img/s": f"{rate:.0f}"})

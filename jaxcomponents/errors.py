@@ -51,12 +51,13 @@ def as_tuple(param: str, value: Any, n: int, *, allow_zero: bool = False) -> tup
     (3, 3)
   """
   values = (value,) * n if isinstance(value, int) and not isinstance(value, bool) else value
-  if not isinstance(values, Sequence) or len(values) != n:
+  kind = "non-negative" if allow_zero else "positive"
+  ok = isinstance(values, Sequence) and len(values) == n and all(
+      isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if allow_zero else v > 0) for v in values)
+  if not ok:
     raise ValueError(
-        f"{param}={value!r} is not allowed; expected an integer or a sequence of {n} integers."
+        f"{param}={value!r} is not allowed; expected a {kind} integer or a sequence of {n} {kind} integers."
     )
-  for v in values:
-    check_positive_int(param, v, allow_zero=allow_zero)
   return tuple(values)
 
 

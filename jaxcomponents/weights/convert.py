@@ -30,7 +30,8 @@ Target = tuple[str, str]  # (collection, variable name)
 _SAME = {name: ("params", name) for name in ("kernel", "bias")}
 
 # Keras layer type, signature weight, {Keras weight name: (Flax collection, Flax variable name)}
-# in Keras's weight order. The first rule whose signature weight a layer has is the layer's type.
+# in Keras's weight order. A layer's rule is the first with its signature weight whose targets are
+# the Flax layer's variables (or, failing that, the first with its signature weight).
 CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
     ("LSTM, GRU, SimpleRNN", "recurrent_kernel",
      {"kernel": ("params", "kernel"), "recurrent_kernel": ("params", "recurrent_kernel"),
@@ -40,6 +41,8 @@ CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
       "pointwise_kernel": ("params", "pointwise_kernel"), "bias": ("params", "bias")}),
     ("DepthwiseConv1D/2D", "depthwise_kernel",
      {"depthwise_kernel": ("params", "depthwise_kernel"), "bias": ("params", "bias")}),
+    ("DepthwiseConv1D/2D of Keras 3 (its depthwise kernel is called `kernel`)", "kernel",
+     {"kernel": ("params", "depthwise_kernel"), "bias": ("params", "bias")}),
     ("BatchNormalization", "moving_mean",
      {"gamma": ("params", "scale"), "beta": ("params", "bias"),
       "moving_mean": ("batch_stats", "mean"), "moving_variance": ("batch_stats", "var")}),
@@ -47,14 +50,16 @@ CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
 )
 
 
-def conversion_rule(layer: KerasLayer) -> tuple[str, Mapping[str, Target]]:
-  """Returns the (layer type, renaming table) for a Keras layer's weights."""
-  for layer_type, signature, table in CONVERSION_RULES:
-    if signature in layer.weights:
-      unknown = sorted(set(layer.weights) - set(table))
-      if unknown:
-        raise ValueError(f"{layer.origin}: weights {unknown} are not {layer_type} weights.")
-      return layer_type, table
+def conversion_rule(layer: KerasLayer, targets: set[Target] | None = None) -> tuple[str, Mapping[str, Target]]:
+  """Returns the (layer type, renaming table) for a Keras layer's weights going to `targets`."""
+  candidates = [(t, table) for t, signature, table in CONVERSION_RULES if signature in layer.weights]
+  fitting = [(t, table) for t, table in candidates
+             if targets is not None and {table.get(k) for k in layer.weights} == set(targets)]
+  for layer_type, table in fitting or candidates[:1]:
+    unknown = sorted(set(layer.weights) - set(table))
+    if unknown:
+      raise ValueError(f"{layer.origin}: weights {unknown} are not {layer_type} weights.")
+    return layer_type, table
   raise ValueError(
       f"{layer.origin}: no conversion rule for a layer with weights {sorted(layer.weights)}; "
       f"known layer types: {'; '.join(t for t, _, _ in CONVERSION_RULES)}."
@@ -164,7 +169,7 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
     flax_leaves = {p: flax_leaves[p] for p in creation_order if p in flax_leaves}
   produced: dict[tuple[str, ...], tuple[np.ndarray, str]] = {}
   for path, layer in _pair_layers(flax_leaves, keras_layers, match):
-    _, table = conversion_rule(layer)
+    _, table = conversion_rule(layer, set(flax_leaves[path]))
     for keras_name, value in layer.weights.items():
       collection, flax_name = table[keras_name]
       produced[(collection, *path, flax_name)] = (value, f"Keras {layer.name}/{keras_name}")

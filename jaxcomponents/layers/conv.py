@@ -1,0 +1,148 @@
+"""The Convolution component: conv -> [batch norm] -> activation -> [dropout] -> [pool]."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from jaxcomponents import activations
+from jaxcomponents.errors import as_tuple, check_choice, check_positive_int, check_rate
+from jaxcomponents.layers.conv_core import ConvTranspose, DepthwiseConv, SeparableConv, glorot_uniform
+from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.layers.pooling import POOLS, pool
+
+KINDS = ("conv", "transpose", "separable", "depthwise")
+PADDINGS = ("SAME", "VALID", "CAUSAL")
+_KERAS_NAMES = {"conv": "conv{}d", "transpose": "conv{}d_transpose", "separable": "separable_conv{}d",
+                "depthwise": "depthwise_conv{}d"}
+
+
+class Convolution(nn.Module):
+  """A convolution as Keras computes it, for every kind and 1-3 spatial dimensions.
+
+  Keras counterparts: Conv1D/2D/3D (`kind="conv"`), Conv1D/2D/3DTranspose
+  (`"transpose"`), SeparableConv1D/2D (`"separable"`), DepthwiseConv1D/2D
+  (`"depthwise"`); separable and depthwise also work in 3-D. The weighted
+  submodules carry Keras's default names (`conv2d`, `conv2d_transpose`,
+  `separable_conv1d`, `depthwise_conv2d`, `batch_normalization`) and layouts,
+  so `jaxcomponents.weights.load_keras` maps the Keras layers onto them.
+
+  Attributes:
+    features: output channels; for `depthwise` None means in_channels x depth_multiplier.
+    kernel_size: an int or one int per spatial axis.
+    strides: an int or one per axis.
+    padding: "SAME", "VALID" (either case) or "CAUSAL" (1-D, not transposed).
+    kind: "conv", "transpose", "separable" or "depthwise".
+    dims: number of spatial axes, 1 to 3; inputs are (batch, *spatial, channels).
+    dilation: an int or one per axis (not together with strides > 1, like Keras).
+    groups: grouped convolution (`kind="conv"` only).
+    depth_multiplier: depthwise filters per input channel (`separable`, `depthwise`).
+    output_padding: extra output length per axis for `transpose`, each below its stride.
+    activation: a Keras activation name, a callable or None.
+    use_bias: add a bias.
+    batch_norm: batch-normalize with Keras's defaults (eps 1e-3, momentum 0.99).
+    dropout: dropout rate in [0, 1), only with `train=True` (rng stream 'dropout').
+    pool: None, "max" or "avg" pooling after the rest (average excludes padding).
+    pool_size, pool_strides, pool_padding: the pooling window, step and padding.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = Convolution(8, 3, activation="relu", pool="max")
+    >>> x = jnp.ones((2, 28, 28, 1))
+    >>> variables = layer.init(jax.random.key(0), x)
+    >>> layer.apply(variables, x).shape
+    (2, 14, 14, 8)
+  """
+
+  features: int | None
+  kernel_size: int | Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: str = "SAME"
+  kind: str = "conv"
+  dims: int = 2
+  dilation: int | Sequence[int] = 1
+  groups: int = 1
+  depth_multiplier: int = 1
+  output_padding: int | Sequence[int] | None = None
+  activation: str | activations.Activation | None = None
+  use_bias: bool = True
+  batch_norm: bool = False
+  dropout: float = 0.0
+  pool: str | None = None
+  pool_size: int | Sequence[int] = 2
+  pool_strides: int | Sequence[int] = 2
+  pool_padding: str = "VALID"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    kind = check_choice("kind", self.kind, KINDS)
+    dims = check_choice("dims", self.dims, (1, 2, 3))
+    padding = check_choice("padding", self.padding.upper() if isinstance(self.padding, str) else self.padding,
+                           PADDINGS if dims == 1 and kind != "transpose" else PADDINGS[:2])
+    kernel_size = as_tuple("kernel_size", self.kernel_size, dims)
+    strides = as_tuple("strides", self.strides, dims)
+    dilation = as_tuple("dilation", self.dilation, dims)
+    if max(strides) > 1 and max(dilation) > 1:
+      raise ValueError(f"strides={self.strides!r} with dilation={self.dilation!r} is not allowed; "
+                       "Keras supports strides > 1 or dilation > 1, not both.")
+    check_rate("dropout", self.dropout)
+    act = activations.get(self.activation)
+    check_choice("pool", self.pool, (None, *POOLS))
+    if x.ndim != dims + 2:
+      raise ValueError(f"x has shape {x.shape} (rank {x.ndim}); dims={dims} expects rank {dims + 2}: "
+                       f"(batch, {', '.join(['spatial'] * dims)}, channels).")
+    channels = x.shape[-1]
+    features = self._features(kind, channels)
+    name = _KERAS_NAMES[kind].format(dims)
+    if kind == "conv":
+      check_positive_int("groups", self.groups)
+      if channels % self.groups or features % self.groups:
+        raise ValueError(f"groups={self.groups} is not allowed; it must divide the input channels ({channels}) "
+                         f"and features ({features}).")
+      y = nn.Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=self.groups,
+                  use_bias=self.use_bias, kernel_init=glorot_uniform, name=name)(x)
+    elif kind == "transpose":
+      output_padding = None
+      if self.output_padding is not None:
+        output_padding = as_tuple("output_padding", self.output_padding, dims, allow_zero=True)
+        if any(p >= s for p, s in zip(output_padding, strides)):
+          raise ValueError(f"output_padding={self.output_padding!r} is not allowed; each value must be smaller "
+                           f"than its stride {strides}.")
+      y = ConvTranspose(features, kernel_size, strides, padding, dilation, output_padding, self.use_bias, name=name)(x)
+    elif kind == "depthwise":
+      y = DepthwiseConv(kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias, name=name)(x)
+    else:
+      y = SeparableConv(features, kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias,
+                        name=name)(x)
+    if self.batch_norm:
+      y = BatchNorm(use_running_average=not train, name="batch_normalization")(y)
+    y = act(y)
+    if self.dropout:
+      y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    if self.pool is not None:
+      size = as_tuple("pool_size", self.pool_size, dims)
+      pool_strides = as_tuple("pool_strides", self.pool_strides, dims)
+      pool_padding = check_choice("pool_padding", self.pool_padding.upper(), PADDINGS[:2])
+      y = pool(y, self.pool, size, pool_strides, pool_padding)
+    return y
+
+  def _features(self, kind: str, channels: int) -> int:
+    """Output channels, checking the arguments that only some kinds take."""
+    if kind != "conv" and self.groups != 1:
+      raise ValueError(f"groups={self.groups} is not allowed with kind={kind!r}; only kind='conv' is grouped.")
+    if kind != "transpose" and self.output_padding is not None:
+      raise ValueError(f"output_padding={self.output_padding!r} is not allowed with kind={kind!r}; "
+                       "only kind='transpose' has it.")
+    if kind in ("conv", "transpose") and self.depth_multiplier != 1:
+      raise ValueError(f"depth_multiplier={self.depth_multiplier} is not allowed with kind={kind!r}; "
+                       "only 'separable' and 'depthwise' have it.")
+    check_positive_int("depth_multiplier", self.depth_multiplier)
+    if kind == "depthwise":
+      expected = channels * self.depth_multiplier
+      if self.features is not None and self.features != expected:
+        raise ValueError(f"features={self.features} is not allowed for kind='depthwise' with {channels} input "
+                         f"channels and depth_multiplier={self.depth_multiplier}; expected None or {expected}.")
+      return expected
+    return check_positive_int("features", self.features)

@@ -1,0 +1,87 @@
+"""Max and average pooling over 1 to 3 spatial axes, as Keras's pooling layers.
+
+Inputs are channels-last, `(batch, *spatial, channels)`. `"SAME"` padding pads
+with -inf for max pooling and leaves the padding out of the average (Keras's
+`AveragePooling*D` divides by the number of real inputs in each window).
+Padding names are accepted in any case, as Keras does.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> x = jnp.arange(5.0).reshape(1, 5, 1)
+  >>> avg_pool(x, 2, padding="same")[0, :, 0].tolist()
+  [0.5, 2.5, 4.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcomponents.errors import as_tuple, check_choice
+
+PADDINGS = ("SAME", "VALID")
+PoolSize = int | Sequence[int]
+
+
+def pool_padding(padding: str, param: str = "padding") -> str:
+  """Returns `"SAME"` or `"VALID"` for a padding name in any case, else raises `ValueError`."""
+  if isinstance(padding, str) and padding.upper() in PADDINGS:
+    return padding.upper()
+  return check_choice(param, padding, PADDINGS)
+
+
+def _window(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None, padding: str):
+  """Checked (window, strides, padding) for `lax.reduce_window` over `x`'s spatial axes."""
+  if x.ndim < 3:
+    raise ValueError(
+        f"x has shape {x.shape} (rank {x.ndim}); expected rank >= 3: (batch, *spatial, channels)."
+    )
+  rank = x.ndim - 2
+  size = as_tuple("pool_size", pool_size, rank)
+  step = size if strides is None else as_tuple("strides", strides, rank)
+  return (1, *size, 1), (1, *step, 1), pool_padding(padding)
+
+
+def max_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,
+             padding: str = "VALID") -> jax.Array:
+  """Keras's `MaxPooling1D/2D/3D`; `strides` defaults to `pool_size`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> max_pool(jnp.ones((1, 4, 4, 3)), 2).shape
+    (1, 2, 2, 3)
+  """
+  window, step, padding = _window(x, pool_size, strides, padding)
+  return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, window, step, padding)
+
+
+def avg_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,
+             padding: str = "VALID") -> jax.Array:
+  """Keras's `AveragePooling1D/2D/3D`: padding is not counted; `strides` defaults to `pool_size`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> avg_pool(jnp.ones((1, 5, 5, 3)), 2, 2, "SAME").shape
+    (1, 3, 3, 3)
+  """
+  window, step, padding = _window(x, pool_size, strides, padding)
+  zero = jnp.array(0, x.dtype)
+  sums = lax.reduce_window(x, zero, lax.add, window, step, padding)
+  if padding == "VALID":
+    return sums / math.prod(window)
+  # How many real inputs each window covers; axes that are not pooled need no count.
+  ones = jnp.ones([n if w != 1 else 1 for n, w in zip(x.shape, window)], x.dtype)
+  return sums / lax.reduce_window(ones, zero, lax.add, window, step, padding)
+
+
+POOLS: dict[str, Callable[..., jax.Array]] = {"max": max_pool, "avg": avg_pool}
+
+
+def pool(x: jax.Array, kind: str, pool_size: PoolSize, strides: PoolSize | None = None,
+         padding: str = "VALID", param: str = "pool") -> jax.Array:
+  """Pools with `POOLS[kind]` ("max" or "avg"); an unknown `kind` is a `ValueError`."""
+  return POOLS[check_choice(param, kind, POOLS)](x, pool_size, strides, padding)

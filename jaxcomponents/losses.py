@@ -1,0 +1,390 @@
+"""Losses by their Keras names, computing Keras 3's numbers.
+
+`get(name, **options)` returns a `Loss`: `loss(y_true, y_pred,
+sample_weight=None, mask=None)`. It computes what the Keras loss class of that
+name computes (`keras.losses.CategoricalCrossentropy(**options)`), including
+Keras's rank fix-ups of `y_true`/`y_pred`, its probability clipping at
+`epsilon = 1e-7` and its reductions:
+
+* `"sum_over_batch_size"` (default) and `"mean"`: the sum of the weighted
+  per-sample losses divided by the number of per-sample losses. As in Keras,
+  examples with `sample_weight` 0 still count in that divisor.
+* `"sum"`: the sum; `"mean_with_sample_weight"`: the sum divided by the sum of
+  the weights; `"none"` / `None`: the per-sample losses.
+
+Padding: pass `mask` (1 real, 0 padding), Keras's masking rule for a masked
+`y_pred`: the loss is then the mean over the real entries only (times their
+`sample_weight`), whatever the padding holds. `sample_weight=0` alone does not
+do that with the default reduction, exactly as in Keras.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> loss = get("categorical_crossentropy", label_smoothing=0.1)
+  >>> round(float(loss(jnp.array([[0.0, 1.0]]), jnp.array([[0.2, 0.8]]))), 4)
+  0.2925
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxcomponents.errors import check_choice
+
+EPSILON = 1e-7  # keras.backend.epsilon()
+
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None)
+
+Array = jax.Array
+
+
+def match_rank(x1: Array, x2: Array, expand_rank_1: bool = True) -> tuple[Array, Array]:
+  """Keras's `squeeze_or_expand_to_same_rank`: fixes a rank difference of one trailing axis of size 1.
+
+  Example:
+    >>> a, b = match_rank(jnp.zeros((4, 1)), jnp.zeros((4,)))
+    >>> a.shape, b.shape
+    ((4, 1), (4, 1))
+  """
+  if x1.ndim == x2.ndim + 1 and x1.shape[-1] == 1:
+    if x2.ndim == 1 and expand_rank_1:
+      x2 = x2[..., None]
+    else:
+      x1 = jnp.squeeze(x1, -1)
+  elif x2.ndim == x1.ndim + 1 and x2.shape[-1] == 1:
+    if x1.ndim == 1 and expand_rank_1:
+      x1 = x1[..., None]
+    else:
+      x2 = jnp.squeeze(x2, -1)
+  return x1, x2
+
+
+# Per-sample losses: (y_true, y_pred, **options) -> (values, mask or None), after `match_rank`.
+
+
+def _mean_squared_error(y_true, y_pred):
+  return jnp.mean(jnp.square(y_true - y_pred), axis=-1), None
+
+
+def _mean_absolute_error(y_true, y_pred):
+  return jnp.mean(jnp.abs(y_true - y_pred), axis=-1), None
+
+
+def _mean_absolute_percentage_error(y_true, y_pred):
+  diff = jnp.abs((y_true - y_pred) / jnp.maximum(jnp.abs(y_true), EPSILON))
+  return 100.0 * jnp.mean(diff, axis=-1), None
+
+
+def _mean_squared_logarithmic_error(y_true, y_pred):
+  first = jnp.log(jnp.maximum(y_pred, EPSILON) + 1.0)
+  second = jnp.log(jnp.maximum(y_true, EPSILON) + 1.0)
+  return jnp.mean(jnp.square(first - second), axis=-1), None
+
+
+def _l2_normalize(x, axis):
+  # Keras's ops.normalize: x * min(rsqrt(sum(x^2)), 1 / epsilon), so a zero vector stays zero.
+  inv_norm = jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
+  return x * jnp.minimum(inv_norm, 1.0 / EPSILON)
+
+
+def _cosine_similarity(y_true, y_pred, axis=-1):
+  return -jnp.sum(_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis), axis=axis), None
+
+
+def _huber(y_true, y_pred, delta=1.0):
+  error = y_pred - y_true
+  abs_error = jnp.abs(error)
+  delta = jnp.asarray(delta, y_pred.dtype)
+  values = jnp.where(abs_error <= delta, 0.5 * jnp.square(error), delta * abs_error - 0.5 * jnp.square(delta))
+  return jnp.mean(values, axis=-1), None
+
+
+def _log_cosh(y_true, y_pred):
+  x = y_pred - y_true
+  return jnp.mean(x + jax.nn.softplus(-2.0 * x) - jnp.log(2.0).astype(x.dtype), axis=-1), None
+
+
+def _hinge_labels(y_true):
+  # Keras turns {0, 1} labels into {-1, 1}, only when every label is 0 or 1.
+  is_binary = jnp.all((y_true == 0) | (y_true == 1))
+  return jnp.where(is_binary, 2.0 * y_true - 1.0, y_true)
+
+
+def _hinge(y_true, y_pred):
+  return jnp.mean(jnp.maximum(1.0 - _hinge_labels(y_true) * y_pred, 0.0), axis=-1), None
+
+
+def _squared_hinge(y_true, y_pred):
+  return jnp.mean(jnp.square(jnp.maximum(1.0 - _hinge_labels(y_true) * y_pred, 0.0)), axis=-1), None
+
+
+def _categorical_hinge(y_true, y_pred):
+  pos = jnp.sum(y_true * y_pred, axis=-1)
+  neg = jnp.max((1.0 - y_true) * y_pred, axis=-1)
+  return jnp.maximum(neg - pos + 1.0, 0.0), None
+
+
+def _kl_divergence(y_true, y_pred):
+  y_true = jnp.clip(y_true, EPSILON, 1.0)
+  y_pred = jnp.clip(y_pred, EPSILON, 1.0)
+  return jnp.sum(y_true * jnp.log(y_true / y_pred), axis=-1), None
+
+
+def _poisson(y_true, y_pred):
+  return jnp.mean(y_pred - y_true * jnp.log(y_pred + EPSILON), axis=-1), None
+
+
+def _log_probs(y_pred, from_logits, axis):
+  if from_logits:
+    return jax.nn.log_softmax(y_pred, axis=axis)
+  # Keras renormalizes the probabilities, then clips them to [eps, 1 - eps].
+  probs = y_pred / jnp.sum(y_pred, axis=axis, keepdims=True)
+  return jnp.log(jnp.clip(probs, EPSILON, 1.0 - EPSILON))
+
+
+def _categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+  if y_true.shape != y_pred.shape:
+    raise ValueError(
+        f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}; "
+        "categorical_crossentropy expects one-hot y_true of the same shape "
+        "(use sparse_categorical_crossentropy for integer labels)."
+    )
+  if label_smoothing:
+    # Keras smooths over the last axis's size, whatever `axis` is.
+    y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_true.shape[-1]
+  return -jnp.sum(y_true * _log_probs(y_pred, from_logits, axis), axis=axis), None
+
+
+def _sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
+  axis = axis % y_pred.ndim
+  if y_true.ndim == y_pred.ndim and y_true.shape[axis] == 1:
+    y_true = jnp.squeeze(y_true, axis)
+  expected = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
+  if y_true.shape != expected:
+    raise ValueError(
+        f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}; "
+        f"sparse_categorical_crossentropy expects integer labels of shape {expected} "
+        f"(y_pred without its class axis {axis})."
+    )
+  labels = y_true.astype(jnp.int32)
+  valid = None
+  if ignore_class is not None:
+    valid = labels != ignore_class
+    labels = jnp.where(valid, labels, 0)
+  one_hot = jax.nn.one_hot(labels, y_pred.shape[axis], axis=axis, dtype=y_pred.dtype)
+  values = -jnp.sum(one_hot * _log_probs(y_pred, from_logits, axis), axis=axis)
+  if valid is not None:
+    values = jnp.where(valid, values, 0.0)
+  return values, valid
+
+
+def _binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+  if y_true.shape != y_pred.shape:
+    raise ValueError(
+        f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}; "
+        "binary_crossentropy expects the same shape."
+    )
+  if label_smoothing:
+    y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+  if from_logits:
+    values = -y_true * jax.nn.log_sigmoid(y_pred) - (1.0 - y_true) * jax.nn.log_sigmoid(-y_pred)
+  else:
+    p = jnp.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    values = -(y_true * jnp.log(p) + (1.0 - y_true) * jnp.log(1.0 - p))
+  return jnp.mean(values, axis=axis), None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  fn: Callable[..., tuple[Array, Array | None]]
+  defaults: Mapping[str, Any]
+
+
+_CE = {"from_logits": False, "label_smoothing": 0.0, "axis": -1}
+
+_SPECS: dict[str, _Spec] = {
+    "mean_squared_error": _Spec(_mean_squared_error, {}),
+    "mean_absolute_error": _Spec(_mean_absolute_error, {}),
+    "mean_absolute_percentage_error": _Spec(_mean_absolute_percentage_error, {}),
+    "mean_squared_logarithmic_error": _Spec(_mean_squared_logarithmic_error, {}),
+    "cosine_similarity": _Spec(_cosine_similarity, {"axis": -1}),
+    "huber": _Spec(_huber, {"delta": 1.0}),
+    "log_cosh": _Spec(_log_cosh, {}),
+    "hinge": _Spec(_hinge, {}),
+    "squared_hinge": _Spec(_squared_hinge, {}),
+    "categorical_hinge": _Spec(_categorical_hinge, {}),
+    "kl_divergence": _Spec(_kl_divergence, {}),
+    "poisson": _Spec(_poisson, {}),
+    "binary_crossentropy": _Spec(_binary_crossentropy, _CE),
+    "categorical_crossentropy": _Spec(_categorical_crossentropy, _CE),
+    "sparse_categorical_crossentropy": _Spec(
+        _sparse_categorical_crossentropy, {"from_logits": False, "ignore_class": None, "axis": -1}),
+}
+
+# Keras's function names, class names and short aliases -> canonical name.
+ALIASES: dict[str, str] = {
+    **{name: name for name in _SPECS},
+    "mse": "mean_squared_error", "MSE": "mean_squared_error", "MeanSquaredError": "mean_squared_error",
+    "mae": "mean_absolute_error", "MAE": "mean_absolute_error", "MeanAbsoluteError": "mean_absolute_error",
+    "mape": "mean_absolute_percentage_error", "MAPE": "mean_absolute_percentage_error",
+    "MeanAbsolutePercentageError": "mean_absolute_percentage_error",
+    "msle": "mean_squared_logarithmic_error", "MSLE": "mean_squared_logarithmic_error",
+    "MeanSquaredLogarithmicError": "mean_squared_logarithmic_error",
+    "CosineSimilarity": "cosine_similarity",
+    "Huber": "huber", "huber_loss": "huber",
+    "LogCosh": "log_cosh", "logcosh": "log_cosh",
+    "Hinge": "hinge", "SquaredHinge": "squared_hinge", "CategoricalHinge": "categorical_hinge",
+    "kld": "kl_divergence", "KLD": "kl_divergence", "KLDivergence": "kl_divergence",
+    "kullback_leibler_divergence": "kl_divergence",
+    "Poisson": "poisson",
+    "bce": "binary_crossentropy", "BCE": "binary_crossentropy", "BinaryCrossentropy": "binary_crossentropy",
+    "CategoricalCrossentropy": "categorical_crossentropy",
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+}
+
+
+def _check_option(name: str, key: str, value: Any) -> Any:
+  if key == "from_logits":
+    if not isinstance(value, bool):
+      raise ValueError(f"from_logits={value!r} is not allowed for loss {name!r}; expected True or False.")
+  elif key == "axis":
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ValueError(f"axis={value!r} is not allowed for loss {name!r}; expected an integer axis.")
+  elif key == "label_smoothing":
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+      raise ValueError(f"label_smoothing={value!r} is not allowed for loss {name!r}; expected a float in [0, 1].")
+    value = float(value)
+  elif key == "ignore_class":
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+      raise ValueError(f"ignore_class={value!r} is not allowed for loss {name!r}; expected None or an integer.")
+  elif key == "delta":
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+      raise ValueError(f"delta={value!r} is not allowed for loss {name!r}; expected a positive float.")
+    value = float(value)
+  return value
+
+
+def _broadcast_weight(weight: Array, values: Array) -> tuple[Array, Array]:
+  """Keras's rank fix-up, then a per-example weight spreads over that example's entries."""
+  values, weight = match_rank(values, weight)
+  if weight.ndim < values.ndim and weight.shape == values.shape[:weight.ndim]:
+    weight = weight.reshape(weight.shape + (1,) * (values.ndim - weight.ndim))
+  return values, weight
+
+
+def reduce_weighted(values: Array, sample_weight: Array | None = None, mask: Array | None = None,
+                    reduction: str | None = "sum_over_batch_size") -> Array:
+  """Keras's `reduce_weighted_values`: per-sample losses, weights and a mask -> the reduced loss.
+
+  Example:
+    >>> float(reduce_weighted(jnp.array([1.0, 3.0]), mask=jnp.array([1.0, 0.0])))
+    1.0
+  """
+  values = jnp.asarray(values, jnp.float32)
+  if mask is not None:
+    mask = jnp.asarray(mask).astype(bool)
+    if reduction in ("sum_over_batch_size", "mean"):
+      # Real entries weigh total / valid, so dividing by the size gives the mean over the real ones.
+      valid = jnp.sum(mask.astype(jnp.float32))
+      scale = jnp.where(valid > 0, mask.size / jnp.where(valid > 0, valid, 1.0), 0.0)
+      float_mask = jnp.where(mask, scale, 0.0)
+    else:
+      float_mask = mask.astype(jnp.float32)
+    if sample_weight is None:
+      sample_weight = float_mask
+    else:
+      float_mask, sample_weight = _broadcast_weight(jnp.asarray(sample_weight, jnp.float32), float_mask)
+      sample_weight = sample_weight * float_mask
+  if sample_weight is not None:
+    values, sample_weight = _broadcast_weight(jnp.asarray(sample_weight, jnp.float32), values)
+    values = values * sample_weight
+  if reduction in (None, "none") or values.shape in ((), (0,)):
+    return values
+  total = jnp.sum(values)
+  if reduction == "sum":
+    return total
+  if reduction == "mean_with_sample_weight" and sample_weight is not None:
+    # Keras divides by the sum of the weights as given: a scalar weight counts once.
+    divisor = jnp.sum(sample_weight if sample_weight.size == 1 else jnp.broadcast_to(sample_weight, values.shape))
+  else:
+    divisor = jnp.asarray(values.size, jnp.float32)
+  return jnp.where(divisor != 0, total / jnp.where(divisor != 0, divisor, 1.0), 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """A Keras loss: `loss(y_true, y_pred, sample_weight=None, mask=None) -> loss`.
+
+  Build it with `get`. Inputs are cast to float32 as Keras does; the result is a
+  scalar, or the per-sample losses with `reduction="none"`.
+
+  Attributes:
+    name: the canonical Keras function name, e.g. `"binary_crossentropy"`.
+    options: the loss's options (`from_logits`, `label_smoothing`, `axis`, `delta`, ...).
+    reduction: one of `REDUCTIONS`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> mse = get("mse")
+    >>> float(mse(jnp.array([[0.0], [1.0]]), jnp.array([[1.0], [1.0]]), sample_weight=jnp.array([2.0, 1.0])))
+    1.0
+  """
+
+  name: str
+  options: tuple[tuple[str, Any], ...] = ()
+  reduction: str | None = "sum_over_batch_size"
+
+  def per_sample(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
+    """The unreduced losses and the mask Keras attaches to them (`ignore_class`), or None."""
+    y_pred = jnp.asarray(y_pred, jnp.float32)
+    y_true = jnp.asarray(y_true, jnp.float32)
+    y_true, y_pred = match_rank(y_true, y_pred)
+    return _SPECS[self.name].fn(y_true, y_pred, **dict(self.options))
+
+  def __call__(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None,
+               mask: Array | None = None) -> Array:
+    values, out_mask = self.per_sample(y_true, y_pred)
+    if mask is not None:
+      mask = jnp.asarray(mask).astype(bool)
+      if out_mask is not None:
+        mask = mask & out_mask
+    else:
+      mask = out_mask
+    return reduce_weighted(values, sample_weight, mask, self.reduction)
+
+
+def get(name: str, **options: Any) -> Loss:
+  """Returns the Keras loss `name` (function name, class name or alias such as `"mse"`).
+
+  Args:
+    name: e.g. `"categorical_crossentropy"`, `"CategoricalCrossentropy"`, `"mse"`, `"kld"`.
+    **options: the Keras class's arguments: `from_logits`, `label_smoothing`,
+      `axis` (cross-entropies), `ignore_class` (sparse), `delta` (huber),
+      `axis` (cosine_similarity), and `reduction` (every loss).
+
+  Raises:
+    ValueError: for an unknown name, an option the loss does not have, or a bad value.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> bce = get("binary_crossentropy", from_logits=True)
+    >>> round(float(bce(jnp.array([1.0]), jnp.array([0.0]))), 4)
+    0.6931
+  """
+  canonical = ALIASES[check_choice("name", name, ALIASES)]
+  spec = _SPECS[canonical]
+  reduction = options.pop("reduction", "sum_over_batch_size")
+  check_choice("reduction", reduction, REDUCTIONS)
+  unknown = sorted(set(options) - set(spec.defaults))
+  if unknown:
+    key = unknown[0]
+    allowed = ", ".join(list(spec.defaults) + ["reduction"])
+    raise ValueError(
+        f"{key}={options[key]!r} is not an option of loss {canonical!r}; expected one of: {allowed}."
+    )
+  merged = {k: _check_option(canonical, k, options.get(k, v)) for k, v in spec.defaults.items()}
+  return Loss(canonical, tuple(merged.items()), reduction)

@@ -1,0 +1,623 @@
+"""Streaming metrics by their Keras names, as pure functions of a pytree state.
+
+Every metric is a frozen (hashable) object with three pure methods, so its
+state can live inside a jitted train or eval step:
+
+* `init() -> state`: a dict of zero arrays;
+* `update(state, y_true, y_pred, sample_weight=None) -> state`: adds one batch;
+* `result(state) -> scalar`: the value over every batch since `init`.
+
+The numbers are Keras 3's (`keras.metrics.<Class>(...).update_state` over the
+same batches, then `.result()`), whatever the batch sizes. A `sample_weight` of
+0 leaves an example out entirely, so it masks padding; a per-example weight of
+shape `(batch,)` spreads over that example's entries.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> acc = get("sparse_categorical_accuracy")
+  >>> state = acc.update(acc.init(), jnp.array([1, 0]), jnp.array([[0.2, 0.8], [0.3, 0.7]]))
+  >>> float(acc.result(state))
+  0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcomponents import losses
+from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.losses import EPSILON, match_rank
+
+Array = jax.Array
+State = dict[str, Array]
+NEG_INF = -1e10  # Keras's threshold when `top_k` is set.
+
+
+def _div_no_nan(a, b):
+  return jnp.where(b != 0, a / jnp.where(b != 0, b, 1.0), 0.0)
+
+
+def _weights_like(sample_weight: Any, shape: tuple[int, ...]) -> Array:
+  """Sample weights broadcast to `shape`; a weight per leading index covers the trailing axes."""
+  weight = jnp.asarray(sample_weight, jnp.float32)
+  if weight.ndim > len(shape) and weight.shape[-1] == 1:
+    weight = jnp.squeeze(weight, -1)
+  if weight.ndim < len(shape) and weight.shape == shape[:weight.ndim]:
+    weight = weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim))
+  return jnp.broadcast_to(weight, shape)
+
+
+# Per-sample metric functions (Keras's `keras.metrics.<name>` functions).
+
+
+def accuracy(y_true, y_pred) -> Array:
+  """1.0 where `y_true == y_pred` (Keras's `Accuracy`: exact equality).
+
+  Example:
+    >>> accuracy(jnp.array([1, 2]), jnp.array([1, 3])).tolist()
+    [1.0, 0.0]
+  """
+  y_pred = jnp.asarray(y_pred, jnp.float32)
+  y_true, y_pred = match_rank(jnp.asarray(y_true, jnp.float32), y_pred)
+  return (y_true == y_pred).astype(jnp.float32)
+
+
+def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> Array:
+  """1.0 where `y_pred > threshold` equals `y_true`.
+
+  Example:
+    >>> binary_accuracy(jnp.array([1, 0]), jnp.array([0.7, 0.6])).tolist()
+    [1.0, 0.0]
+  """
+  y_true, y_pred = match_rank(jnp.asarray(y_true), jnp.asarray(y_pred))
+  return (y_true == (y_pred > threshold).astype(y_true.dtype)).astype(jnp.float32)
+
+
+def categorical_accuracy(y_true, y_pred) -> Array:
+  """1.0 where the argmax of one-hot `y_true` equals the argmax of `y_pred`.
+
+  Example:
+    >>> categorical_accuracy(jnp.array([[0, 1], [1, 0]]), jnp.array([[0.3, 0.7], [0.4, 0.6]])).tolist()
+    [1.0, 0.0]
+  """
+  y_pred = jnp.asarray(y_pred, jnp.float32)
+  labels = jnp.argmax(jnp.asarray(y_true), axis=-1).astype(jnp.float32)
+  shape = labels.shape
+  if labels.ndim == y_pred.ndim:
+    labels = jnp.squeeze(labels, -1)
+  matches = (labels == jnp.argmax(y_pred, axis=-1).astype(jnp.float32)).astype(jnp.float32)
+  return matches.reshape(shape)
+
+
+def sparse_categorical_accuracy(y_true, y_pred) -> Array:
+  """1.0 where the integer label `y_true` equals the argmax of `y_pred`.
+
+  Example:
+    >>> sparse_categorical_accuracy(jnp.array([1, 1]), jnp.array([[0.3, 0.7], [0.4, 0.2]])).tolist()
+    [1.0, 0.0]
+  """
+  y_pred = jnp.asarray(y_pred, jnp.float32)
+  labels = jnp.asarray(y_true, jnp.float32)
+  shape = labels.shape
+  if labels.ndim == y_pred.ndim and labels.shape[-1] == 1:
+    labels = jnp.squeeze(labels, -1)
+  matches = (labels == jnp.argmax(y_pred, axis=-1).astype(jnp.float32)).astype(jnp.float32)
+  matches = matches.reshape(shape)
+  if matches.ndim > 1 and matches.shape[-1] == 1:
+    matches = jnp.squeeze(matches, -1)
+  return matches
+
+
+def _in_top_k(labels, y_pred, k):
+  # Keras's in_top_k: rank = 1 + the number of scores strictly above the label's score.
+  at_label = jnp.take_along_axis(y_pred, labels[:, None], axis=-1)
+  at_label = jnp.where(jnp.isnan(at_label), -jnp.inf, at_label)
+  return (1 + jnp.sum(y_pred > at_label, axis=-1)) <= k
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> Array:
+  """1.0 where the integer label is among the `k` highest scores (ties count for the label).
+
+  Example:
+    >>> scores = jnp.array([[0.1, 0.5, 0.4], [0.1, 0.5, 0.4]])
+    >>> sparse_top_k_categorical_accuracy(jnp.array([2, 0]), scores, k=2).tolist()
+    [1.0, 0.0]
+  """
+  y_pred = jnp.asarray(y_pred, jnp.float32)
+  labels = jnp.asarray(y_true).astype(jnp.int32)
+  shape = labels.shape
+  y_pred = y_pred.reshape(-1, y_pred.shape[-1])
+  return _in_top_k(labels.reshape(-1), y_pred, k).astype(jnp.float32).reshape(shape)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> Array:
+  """1.0 where the argmax of one-hot `y_true` is among the `k` highest scores.
+
+  Example:
+    >>> top_k_categorical_accuracy(jnp.array([[0, 0, 1]]), jnp.array([[0.1, 0.5, 0.4]]), k=2).tolist()
+    [1.0]
+  """
+  return sparse_top_k_categorical_accuracy(jnp.argmax(jnp.asarray(y_true), axis=-1), y_pred, k)
+
+
+def _is_binary_or_sparse(y_true, y_pred) -> tuple[bool, bool]:
+  # How Keras's compile() resolves "accuracy", from the static shapes.
+  is_binary = y_pred.shape[-1] == 1
+  is_sparse = y_true.ndim < y_pred.ndim or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1)
+  return is_binary, is_sparse
+
+
+def compile_accuracy(y_true, y_pred) -> Array:
+  """`model.compile(metrics=["accuracy"])`: binary, sparse or categorical accuracy by the shapes.
+
+  Example:
+    >>> compile_accuracy(jnp.array([1, 0]), jnp.array([[0.2, 0.8], [0.9, 0.1]])).tolist()  # sparse
+    [1.0, 1.0]
+  """
+  y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
+  is_binary, is_sparse = _is_binary_or_sparse(y_true, y_pred)
+  if is_binary:
+    return binary_accuracy(y_true, y_pred)
+  if is_sparse:
+    return sparse_categorical_accuracy(y_true, y_pred)
+  return categorical_accuracy(y_true, y_pred)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mean:
+  """The weighted mean of per-sample values `fn(y_true, y_pred)` (Keras's `MeanMetricWrapper`).
+
+  The count is the number of samples, or the sum of their weights.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> mae = get("mae")
+    >>> s = mae.update(mae.init(), jnp.array([[1.0], [2.0]]), jnp.array([[0.0], [0.0]]), jnp.array([1.0, 0.0]))
+    >>> float(mae.result(s))
+    1.0
+  """
+
+  name: str
+  fn: Callable[..., Array]
+  options: tuple[tuple[str, Any], ...] = ()
+
+  def init(self) -> State:
+    return {"total": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.float32)}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    values = jnp.asarray(self.fn(y_true, y_pred, **dict(self.options)), jnp.float32)
+    if sample_weight is None:
+      count = values.shape[0] if values.ndim else 1
+    else:
+      weight = jnp.asarray(sample_weight, jnp.float32)
+      values, weight = match_rank(values, weight)
+      if values.ndim > weight.ndim:
+        values = jnp.mean(values, axis=tuple(range(weight.ndim, values.ndim)))
+      weight = jnp.broadcast_to(weight, values.shape)
+      values = values * weight
+      if weight.ndim > 1:
+        weight = jnp.mean(weight, axis=tuple(range(1, weight.ndim)))
+      count = jnp.sum(weight)
+    if values.ndim > 1:
+      values = jnp.mean(values, axis=tuple(range(1, values.ndim)))
+    return {"total": state["total"] + jnp.sum(values), "count": state["count"] + count}
+
+  def result(self, state: State) -> Array:
+    return _div_no_nan(state["total"], state["count"])
+
+
+def _filter_top_k(x, k):
+  _, idx = jax.lax.top_k(x, k)
+  keep = jnp.sum(jax.nn.one_hot(idx, x.shape[-1], dtype=x.dtype), axis=-2)
+  return x * keep + NEG_INF * (1 - keep)
+
+
+def _is_evenly_distributed(thresholds: np.ndarray) -> bool:
+  n = len(thresholds)
+  return n >= 3 and bool(np.allclose(thresholds, np.arange(n, dtype=np.float32) / (n - 1), atol=EPSILON))
+
+
+def _confusion_counts(y_true, y_pred, sample_weight, thresholds: np.ndarray, evenly: bool, *,
+                      top_k=None, class_id=None, multi_label=False, label_weights=None):
+  """Keras's `update_confusion_matrix_variables`: (tp, fp, tn, fn), each of shape (T,) or (T, labels)."""
+  y_true = jnp.asarray(y_true, jnp.float32)
+  y_pred = jnp.asarray(y_pred, jnp.float32)
+  y_pred, y_true = match_rank(y_pred, y_true)
+  if top_k is not None:
+    y_pred = _filter_top_k(y_pred, top_k)
+  weight = None if sample_weight is None else jnp.asarray(sample_weight, jnp.float32)
+  if class_id is not None:
+    if y_pred.ndim == 1:
+      raise ValueError(f"class_id={class_id!r} needs y_pred of shape (batch, classes); got {y_pred.shape}.")
+    if weight is not None:
+      weight = _weights_like(weight, y_pred.shape)[..., class_id, None]
+    y_true = y_true[..., class_id, None]
+    y_pred = y_pred[..., class_id, None]
+  if weight is not None:
+    weight = _weights_like(weight, y_pred.shape)
+  if label_weights is not None and not multi_label:
+    lw = jnp.broadcast_to(jnp.asarray(label_weights, jnp.float32)[None], y_pred.shape)
+    weight = lw if weight is None else weight * lw
+  if weight is None:
+    weight = jnp.ones(y_pred.shape, jnp.float32)
+  labels = y_true.astype(bool)
+  if not multi_label:
+    labels, y_pred, weight = labels.reshape(-1), y_pred.reshape(-1), weight.reshape(-1)
+  num = len(thresholds)
+  if evenly:
+    # Keras's bucketed path: one pass, then a reversed cumulative sum over the buckets.
+    pred = jnp.clip(y_pred, 0.0, 1.0)
+    bucket = jnp.ceil(pred * jnp.float32(num - 1)) - 1
+    if thresholds[0] < 0.0 or thresholds[-1] > 1.0:
+      bucket = jnp.maximum(bucket, 0)
+    bucket = bucket.astype(jnp.int32)
+    true_w = labels.astype(jnp.float32) * weight
+    false_w = (1.0 - labels.astype(jnp.float32)) * weight
+
+    def buckets(data, ids):
+      summed = jax.ops.segment_sum(data, ids, num_segments=num)
+      return jnp.flip(jnp.cumsum(jnp.flip(summed)))
+
+    if multi_label:
+      tp = jax.vmap(buckets, in_axes=(1, 1), out_axes=1)(true_w, bucket)
+      fp = jax.vmap(buckets, in_axes=(1, 1), out_axes=1)(false_w, bucket)
+    else:
+      tp, fp = buckets(true_w, bucket), buckets(false_w, bucket)
+    fn = jnp.sum(true_w, axis=0) - tp
+    tn = jnp.sum(false_w, axis=0) - fp
+    return tp, fp, tn, fn
+  thr = jnp.asarray(thresholds, jnp.float32).reshape((num,) + (1,) * y_pred.ndim)
+  pos = y_pred[None] > thr
+  lab = labels[None]
+
+  def count(mask):
+    return jnp.sum(jnp.where(mask, weight[None], 0.0), axis=1)
+
+  return count(lab & pos), count(~lab & pos), count(~lab & ~pos), count(lab & ~pos)
+
+
+def _parse_thresholds(thresholds, default):
+  values = [default] if thresholds is None else (
+      np.asarray(thresholds).tolist() if np.ndim(thresholds) else [thresholds])
+  for t in values:
+    if t != NEG_INF and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0):
+      raise ValueError(f"thresholds={thresholds!r} is not allowed; expected floats in [0, 1].")
+  return tuple(float(t) for t in values)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionRecall:
+  """Keras's `Precision` (`name="precision"`) or `Recall` (`name="recall"`).
+
+  A prediction counts as positive above each threshold (default 0.5), among
+  the `top_k` scores when set, for class `class_id` only when set. The result
+  is a scalar, or one value per threshold.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> p = get("precision")
+    >>> float(p.result(p.update(p.init(), jnp.array([1, 0, 1]), jnp.array([0.9, 0.6, 0.2]))))
+    0.5
+  """
+
+  name: str
+  thresholds: tuple[float, ...] = (0.5,)
+  top_k: int | None = None
+  class_id: int | None = None
+
+  def init(self) -> State:
+    n = len(self.thresholds)
+    return {"true_positives": jnp.zeros((n,), jnp.float32), "other": jnp.zeros((n,), jnp.float32)}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    thresholds = np.asarray(self.thresholds)
+    tp, fp, _, fn = _confusion_counts(y_true, y_pred, sample_weight, thresholds, _is_evenly_distributed(thresholds),
+                                      top_k=self.top_k, class_id=self.class_id)
+    other = fp if self.name == "precision" else fn
+    return {"true_positives": state["true_positives"] + tp, "other": state["other"] + other}
+
+  def result(self, state: State) -> Array:
+    value = _div_no_nan(state["true_positives"], state["true_positives"] + state["other"])
+    return value[0] if len(self.thresholds) == 1 else value
+
+
+@dataclasses.dataclass(frozen=True)
+class AUC:
+  """Keras's `AUC`: area under the ROC (or PR) curve from confusion counts at fixed thresholds.
+
+  Defaults as Keras: 200 thresholds evenly spread over [0, 1], ROC, trapezoidal
+  ("interpolation") summation. With `multi_label=True`, `num_labels` is required
+  (the state is created before the first batch).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> auc = get("auc")
+    >>> s = auc.update(auc.init(), jnp.array([0, 0, 1, 1]), jnp.array([0.1, 0.4, 0.35, 0.8]))
+    >>> round(float(auc.result(s)), 3)
+    0.75
+  """
+
+  thresholds: tuple[float, ...]
+  evenly: bool
+  curve: str = "ROC"
+  summation_method: str = "interpolation"
+  multi_label: bool = False
+  num_labels: int | None = None
+  label_weights: tuple[float, ...] | None = None
+  from_logits: bool = False
+
+  def init(self) -> State:
+    shape = (len(self.thresholds),) + ((self.num_labels,) if self.multi_label else ())
+    return {k: jnp.zeros(shape, jnp.float32) for k in ("tp", "fp", "tn", "fn")}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    y_pred = jnp.asarray(y_pred, jnp.float32)
+    if self.from_logits:
+      y_pred = jax.nn.sigmoid(y_pred)
+    if self.multi_label and (y_pred.ndim != 2 or y_pred.shape[1] != self.num_labels):
+      raise ValueError(f"y_pred has shape {y_pred.shape}; multi_label AUC expects (batch, {self.num_labels}).")
+    counts = _confusion_counts(y_true, y_pred, sample_weight, np.asarray(self.thresholds), self.evenly,
+                               multi_label=self.multi_label,
+                               label_weights=None if self.multi_label else self.label_weights)
+    return {k: state[k] + c for k, c in zip(("tp", "fp", "tn", "fn"), counts)}
+
+  def _average(self, by_label):
+    if not self.multi_label:
+      return jnp.sum(by_label)
+    by_label = jnp.sum(by_label, axis=0)
+    if self.label_weights is None:
+      return jnp.mean(by_label)
+    lw = jnp.asarray(self.label_weights, jnp.float32)
+    return _div_no_nan(jnp.sum(by_label * lw), jnp.sum(lw))
+
+  def result(self, state: State) -> Array:
+    tp, fp, tn, fn = state["tp"], state["fp"], state["tn"], state["fn"]
+    if self.curve == "PR" and self.summation_method == "interpolation":
+      # Davis & Goadrich interpolation of precision between thresholds, as Keras.
+      dtp = tp[:-1] - tp[1:]
+      p = tp + fp
+      dp = p[:-1] - p[1:]
+      slope = _div_no_nan(dtp, jnp.maximum(dp, 0))
+      intercept = tp[1:] - slope * p[1:]
+      ratio = jnp.where((p[:-1] > 0) & (p[1:] > 0), _div_no_nan(p[:-1], jnp.maximum(p[1:], 0)), 1.0)
+      increments = _div_no_nan(slope * (dtp + intercept * jnp.log(ratio)), jnp.maximum(tp[1:] + fn[1:], 0))
+      return self._average(increments)
+    recall = _div_no_nan(tp, tp + fn)
+    if self.curve == "ROC":
+      x, y = _div_no_nan(fp, fp + tn), recall
+    elif self.curve == "PR":
+      x, y = recall, _div_no_nan(tp, tp + fp)
+    else:  # PRGAIN
+      scale = _div_no_nan(tp + fn, tn + fp)
+      recall_gain = jnp.where(tp == 0, 0.0, 1.0 - scale * _div_no_nan(fn, tp))
+      precision_gain = jnp.where(tp == 0, 1.0, 1.0 - scale * _div_no_nan(fp, tp))
+      x, y = jnp.maximum(recall_gain, 0.0), precision_gain
+    if self.summation_method == "interpolation":
+      heights = (y[:-1] + y[1:]) / 2.0
+    elif self.summation_method == "minoring":
+      heights = jnp.minimum(y[:-1], y[1:])
+    else:
+      heights = jnp.maximum(y[:-1], y[1:])
+    return self._average((x[:-1] - x[1:]) * heights)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanIoU:
+  """Keras's `MeanIoU`: the mean over classes of TP / (TP + FP + FN), from a streamed confusion matrix.
+
+  As in Keras, labels and predictions are integer class ids unless
+  `sparse_y_true` / `sparse_y_pred` is False (then the argmax over `axis`), the
+  matrix has dtype `int32` by default (weights are truncated to integers;
+  pass `dtype="float32"` for fractional weights), and ids outside
+  `[0, num_classes)` or equal to `ignore_class` are left out.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> iou = get("mean_iou", num_classes=2)
+    >>> s = iou.update(iou.init(), jnp.array([0, 0, 1, 1]), jnp.array([0, 1, 0, 1]))
+    >>> round(float(iou.result(s)), 4)
+    0.3333
+  """
+
+  num_classes: int
+  ignore_class: int | None = None
+  sparse_y_true: bool = True
+  sparse_y_pred: bool = True
+  axis: int = -1
+  dtype: str = "int32"
+
+  def init(self) -> State:
+    return {"confusion_matrix": jnp.zeros((self.num_classes, self.num_classes), self.dtype)}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
+    if not self.sparse_y_true:
+      y_true = jnp.argmax(y_true, axis=self.axis)
+    if not self.sparse_y_pred:
+      y_pred = jnp.argmax(y_pred, axis=self.axis)
+    shape = y_true.shape
+    y_true = y_true.astype(self.dtype).reshape(-1)
+    y_pred = y_pred.astype(self.dtype).reshape(-1)
+    if sample_weight is None:
+      weight = jnp.ones(y_true.shape, self.dtype)
+    else:
+      weight = jnp.asarray(sample_weight).astype(self.dtype)
+      if weight.ndim < len(shape) and weight.shape == shape[:weight.ndim]:
+        weight = jnp.broadcast_to(weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim)), shape)
+      weight = jnp.broadcast_to(weight.reshape(-1) if weight.ndim > 1 else weight, y_true.shape)
+    n = self.num_classes
+    keep = (y_true >= 0) & (y_true < n) & (y_pred >= 0) & (y_pred < n)
+    if self.ignore_class is not None:
+      keep = keep & (y_true != self.ignore_class)
+    y_true = jnp.where(keep, y_true, 0).astype(jnp.int32)
+    y_pred = jnp.where(keep, y_pred, 0).astype(jnp.int32)
+    weight = jnp.where(keep, weight, 0)
+    cm = state["confusion_matrix"].at[y_true, y_pred].add(weight)
+    return {"confusion_matrix": cm}
+
+  def result(self, state: State) -> Array:
+    cm = state["confusion_matrix"]
+    tp = jnp.diag(cm).astype(jnp.float32)
+    denominator = (jnp.sum(cm, axis=0) + jnp.sum(cm, axis=1) - jnp.diag(cm)).astype(jnp.float32)
+    valid = denominator > 1e-9
+    iou = jnp.where(valid, tp / (denominator + EPSILON), 0.0)
+    return jnp.sum(iou) / (jnp.sum(valid.astype(jnp.float32)) + EPSILON)
+
+
+def _mean(name, fn, **options):
+  return Mean(name, fn, tuple(options.items()))
+
+
+def _per_sample_loss(name):
+  return losses.get(name, reduction="none")
+
+
+def _check_k(k):
+  return check_positive_int("k", k)
+
+
+def _check_threshold(threshold):
+  if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+    raise ValueError(f"threshold={threshold!r} is not allowed; expected a float.")
+  return float(threshold)
+
+
+def _bool(param, value):
+  if not isinstance(value, bool):
+    raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
+  return value
+
+
+def _optional_int(param, value):
+  if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+    raise ValueError(f"{param}={value!r} is not allowed; expected None or an integer.")
+  return value
+
+
+def _make_precision_recall(name):
+  def make(thresholds=None, top_k=None, class_id=None):
+    if top_k is not None:
+      check_positive_int("top_k", top_k)
+    _optional_int("class_id", class_id)
+    return PrecisionRecall(name, _parse_thresholds(thresholds, 0.5 if top_k is None else NEG_INF), top_k, class_id)
+  return make
+
+
+def _make_auc(num_thresholds=200, curve="ROC", summation_method="interpolation", thresholds=None,
+              multi_label=False, num_labels=None, label_weights=None, from_logits=False):
+  curve = {"roc": "ROC", "pr": "PR", "prgain": "PRGAIN"}.get(str(curve).lower(), curve)
+  check_choice("curve", curve, ("ROC", "PR", "PRGAIN"))
+  summation_method = str(summation_method).lower() if isinstance(summation_method, str) else summation_method
+  check_choice("summation_method", summation_method, ("interpolation", "majoring", "minoring"))
+  _bool("multi_label", multi_label)
+  _bool("from_logits", from_logits)
+  if thresholds is not None:
+    inner = sorted(_parse_thresholds(thresholds, 0.5))
+    evenly = _is_evenly_distributed(np.array([0.0] + inner + [1.0]))
+  else:
+    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds <= 1:
+      raise ValueError(f"num_thresholds={num_thresholds!r} is not allowed; expected an integer > 1.")
+    inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    evenly = True
+  if multi_label:
+    check_positive_int("num_labels", num_labels)
+  elif num_labels is not None:
+    raise ValueError(f"num_labels={num_labels!r} is not allowed without multi_label=True.")
+  if label_weights is not None:
+    label_weights = tuple(float(w) for w in label_weights)
+  return AUC((0.0 - EPSILON, *inner, 1.0 + EPSILON), evenly, curve, summation_method, multi_label, num_labels,
+             label_weights, from_logits)
+
+
+def _make_mean_iou(num_classes, ignore_class=None, sparse_y_true=True, sparse_y_pred=True, axis=-1,
+                   dtype="int32"):
+  check_positive_int("num_classes", num_classes)
+  _optional_int("ignore_class", ignore_class)
+  _bool("sparse_y_true", sparse_y_true)
+  _bool("sparse_y_pred", sparse_y_pred)
+  if isinstance(axis, bool) or not isinstance(axis, int):
+    raise ValueError(f"axis={axis!r} is not allowed; expected an integer.")
+  check_choice("dtype", dtype, ("int32", "float32"))
+  return MeanIoU(num_classes, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype)
+
+
+_REQUIRED = "<required>"
+
+# name -> (factory, its keyword arguments with their defaults).
+_FACTORIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "accuracy": (lambda: _mean("accuracy", compile_accuracy), {}),
+    "exact_accuracy": (lambda: _mean("exact_accuracy", accuracy), {}),
+    "binary_accuracy": (lambda threshold=0.5: _mean("binary_accuracy", binary_accuracy,
+                                                     threshold=_check_threshold(threshold)), {"threshold": 0.5}),
+    "categorical_accuracy": (lambda: _mean("categorical_accuracy", categorical_accuracy), {}),
+    "sparse_categorical_accuracy": (lambda: _mean("sparse_categorical_accuracy", sparse_categorical_accuracy), {}),
+    "top_k_categorical_accuracy": (lambda k=5: _mean("top_k_categorical_accuracy", top_k_categorical_accuracy,
+                                                      k=_check_k(k)), {"k": 5}),
+    "sparse_top_k_categorical_accuracy": (
+        lambda k=5: _mean("sparse_top_k_categorical_accuracy", sparse_top_k_categorical_accuracy, k=_check_k(k)),
+        {"k": 5}),
+    "precision": (_make_precision_recall("precision"), {"thresholds": None, "top_k": None, "class_id": None}),
+    "recall": (_make_precision_recall("recall"), {"thresholds": None, "top_k": None, "class_id": None}),
+    "auc": (_make_auc, {"num_thresholds": 200, "curve": "ROC", "summation_method": "interpolation",
+                        "thresholds": None, "multi_label": False, "num_labels": None, "label_weights": None,
+                        "from_logits": False}),
+    "mean_iou": (_make_mean_iou, {"num_classes": _REQUIRED, "ignore_class": None, "sparse_y_true": True,
+                                  "sparse_y_pred": True, "axis": -1, "dtype": "int32"}),
+    "mean_absolute_error": (lambda: _mean("mean_absolute_error", _per_sample_loss("mean_absolute_error")), {}),
+    "mean_squared_error": (lambda: _mean("mean_squared_error", _per_sample_loss("mean_squared_error")), {}),
+}
+
+ALIASES: dict[str, str] = {
+    **{name: name for name in _FACTORIES},
+    "acc": "accuracy", "Accuracy": "exact_accuracy",
+    "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
+    "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+    "TopKCategoricalAccuracy": "top_k_categorical_accuracy",
+    "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
+    "Precision": "precision", "Recall": "recall", "AUC": "auc",
+    "mean_io_u": "mean_iou", "MeanIoU": "mean_iou",
+    "mae": "mean_absolute_error", "MAE": "mean_absolute_error", "MeanAbsoluteError": "mean_absolute_error",
+    "mse": "mean_squared_error", "MSE": "mean_squared_error", "MeanSquaredError": "mean_squared_error",
+}
+
+
+def get(name: str, **kwargs: Any):
+  """Returns the streaming metric `name` (Keras function/class name or alias) with Keras's arguments.
+
+  `"accuracy"` / `"acc"` resolve as in `model.compile(metrics=["accuracy"])`:
+  binary, sparse categorical or categorical accuracy, chosen from the batch
+  shapes; `"Accuracy"` (the class name) is Keras's exact-equality `Accuracy`.
+
+  Args:
+    name: e.g. `"sparse_categorical_accuracy"`, `"auc"`, `"MeanIoU"`, `"mae"`.
+    **kwargs: the Keras class's arguments: `threshold` (binary_accuracy), `k`
+      (top-k), `thresholds`/`top_k`/`class_id` (precision, recall),
+      `num_thresholds`/`curve`/`summation_method`/... (auc), `num_classes`/
+      `ignore_class`/`sparse_y_true`/`sparse_y_pred`/`axis` (mean_iou).
+
+  Raises:
+    ValueError: for an unknown name, an argument the metric does not have, a
+      missing required argument or a bad value.
+
+  Example:
+    >>> m = get("top_k_categorical_accuracy", k=3)
+    >>> sorted(m.init())
+    ['count', 'total']
+  """
+  canonical = ALIASES[check_choice("name", name, ALIASES)]
+  factory, params = _FACTORIES[canonical]
+  unknown = sorted(set(kwargs) - set(params))
+  if unknown:
+    key = unknown[0]
+    allowed = ", ".join(params) or "no arguments"
+    raise ValueError(f"{key}={kwargs[key]!r} is not an argument of metric {canonical!r}; expected: {allowed}.")
+  missing = [k for k, v in params.items() if v is _REQUIRED and k not in kwargs]
+  if missing:
+    raise ValueError(f"metric {canonical!r} needs the argument {missing[0]}; it has no default.")
+  return factory(**kwargs)

@@ -1,0 +1,540 @@
+"""Optimizers by their Keras names, as optax transformations with Keras 3's updates.
+
+`get(name, **hyperparameters)` returns an `optax.GradientTransformation` whose
+updates, applied step by step, move parameters exactly as
+`keras.optimizers.<Name>(**hyperparameters).apply_gradients` moves Keras
+variables given the same gradients: Keras's defaults (learning rates,
+`epsilon=1e-7`, Adagrad's 0.1 initial accumulator, ...), Keras's epsilon
+placement, and Keras's order: gradients are clipped (`clipnorm` per variable,
+`global_clipnorm` over all, `clipvalue` elementwise), then `weight_decay`
+shrinks every parameter by `learning_rate * weight_decay * param` (decoupled, as
+Keras 3 does for every optimizer), then the optimizer's own step.
+
+`learning_rate` is a float or a schedule (a callable of the step count, e.g.
+an optax schedule), evaluated at the number of updates done so far, as Keras
+evaluates a schedule at `optimizer.iterations`. `decay` is Keras 2's legacy
+inverse-time decay, `learning_rate / (1 + decay * step)` (Keras 3 warns and
+ignores the argument; here it is honoured).
+
+Where optax computes the same thing, the chain uses optax's transforms
+(`scale_by_rss`, `scale_by_rms`, `scale_by_stddev`, `scale_by_adadelta`,
+`trace`, `clip`, `clip_by_global_norm`); Adam/AdamW (epsilon added to
+`sqrt(v)` before the bias correction), Adamax (epsilon outside the infinity
+norm), Nadam (Keras's momentum cache `beta_1 * (1 - 0.5 * 0.96**t)`),
+per-variable `clipnorm` and the learning-rate-scaled weight decay are written
+here.
+
+Example:
+  >>> import jax.numpy as jnp, optax
+  >>> tx = get("sgd", learning_rate=0.1, momentum=0.9)
+  >>> params = {"w": jnp.ones(2)}
+  >>> updates, state = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+  >>> [round(v, 4) for v in optax.apply_updates(params, updates)["w"].tolist()]
+  [0.9, 0.9]
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcomponents.errors import check_choice
+
+LearningRate = float | Callable[[jax.Array], jax.Array]
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _is_python_real(value: Any) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_real(param: str, value: Any, low: float, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> Any:
+  """Checks a Python number's range; arrays pass (e.g. from `optax.inject_hyperparams`)."""
+  if isinstance(value, jax.Array) and value.ndim == 0:
+    return value
+  bad = not _is_python_real(value)
+  if not bad:
+    bad = value < low or (low_open and value == low)
+    if high is not None:
+      bad = bad or value > high or (high_open and value == high)
+  if bad:
+    lo = "(" if low_open else "["
+    hi = ")" if high is None or high_open else "]"
+    raise ValueError(f"{param}={value!r} is not allowed; expected a float in {lo}{low}, "
+                     f"{'inf' if high is None else high}{hi}.")
+  return value
+
+
+def _is_zero(value: Any) -> bool:
+  """None or a Python zero: the feature is off (an array, e.g. injected, always counts as on)."""
+  return value is None or (_is_python_real(value) and value == 0)
+
+
+def _check_bool(param: str, value: Any) -> bool:
+  if not isinstance(value, bool):
+    raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
+  return value
+
+
+def _check_learning_rate(value: Any) -> LearningRate:
+  if callable(value):
+    return value
+  return _check_real("learning_rate", value, 0.0)
+
+
+# ---------------------------------------------------------------------------- transforms written by hand
+
+
+def _schedule(learning_rate: LearningRate, decay: float | None) -> LearningRate:
+  """The learning rate as Keras computes it at step `count`: schedule, then legacy inverse-time decay."""
+  if _is_zero(decay):
+    return learning_rate
+
+  def lr(count):
+    base = learning_rate(count) if callable(learning_rate) else learning_rate
+    return base / (1.0 + decay * jnp.asarray(count, jnp.float32))
+
+  return lr
+
+
+def _lr_at(learning_rate: LearningRate, count: jax.Array) -> jax.Array:
+  return jnp.asarray(learning_rate(count) if callable(learning_rate) else learning_rate, jnp.float32)
+
+
+def clip_by_norm_per_variable(clipnorm: float) -> optax.GradientTransformation:
+  """Keras's `clipnorm`: each gradient array is rescaled to L2 norm at most `clipnorm`.
+
+  Example:
+    >>> g, _ = clip_by_norm_per_variable(1.0).update({"a": jnp.array([3.0, 4.0])}, optax.EmptyState())
+    >>> [round(v, 4) for v in g["a"].tolist()]
+    [0.6, 0.8]
+  """
+
+  def update(updates, state, params=None):
+    del params
+
+    def clip(g):
+      norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+      return g * clipnorm / jnp.maximum(norm, clipnorm)
+
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+class CountState(NamedTuple):
+  count: jax.Array
+
+
+def _path(key_path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in key_path)
+
+
+def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
+                       exclude: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras 3's weight decay: adds `-learning_rate(step) * weight_decay * param` to the updates.
+
+  Args:
+    learning_rate: a float or a schedule of the step count.
+    weight_decay: the decay factor.
+    exclude: regular expressions; a parameter whose path (`"dense/bias"`) any of
+      them matches (`re.search`) is not decayed, like Keras's
+      `optimizer.exclude_from_weight_decay(var_names=...)`.
+
+  Example:
+    >>> tx = keras_weight_decay(0.1, 0.5)
+    >>> p = {"w": jnp.ones(1)}
+    >>> round(float(tx.update({"w": jnp.zeros(1)}, tx.init(p), p)[0]["w"][0]), 4)
+    -0.05
+  """
+  patterns = [re.compile(p) for p in exclude]
+
+  def init(params):
+    del params
+    return CountState(jnp.zeros((), jnp.int32))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("params=None is not allowed: weight decay needs the parameters; "
+                       "call tx.update(grads, state, params).")
+    rate = _lr_at(learning_rate, state.count) * weight_decay
+
+    def decay(key_path, u, p):
+      if any(pattern.search(_path(key_path)) for pattern in patterns):
+        return u
+      return u - (p * rate).astype(u.dtype)
+
+    updates = jax.tree_util.tree_map_with_path(decay, updates, params)
+    return updates, CountState(optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init, update)
+
+
+class KerasAdamState(NamedTuple):
+  count: jax.Array
+  mu: Any
+  nu: Any
+  nu_max: Any
+
+
+def scale_by_keras_adam(beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                        amsgrad: bool = False) -> optax.GradientTransformation:
+  """Keras's Adam direction `m * sqrt(1 - beta_2**t) / (1 - beta_1**t) / (sqrt(v) + epsilon)`.
+
+  optax's `scale_by_adam` adds epsilon to the bias-corrected `sqrt(v_hat)`;
+  Keras adds it to the raw `sqrt(v)` (and AMSGrad keeps the maximum raw `v`).
+  Multiply by the negative learning rate afterwards.
+
+  Example:
+    >>> tx = optax.chain(scale_by_keras_adam(amsgrad=True), optax.scale_by_learning_rate(1e-3))
+  """
+
+  def init(params):
+    zeros = optax.tree.zeros_like  # a fresh buffer per state entry, so a donated state donates each once
+    return KerasAdamState(jnp.zeros((), jnp.int32), zeros(params), zeros(params), zeros(params) if amsgrad else None)
+
+  def update(updates, state, params=None):
+    del params
+    t = jnp.asarray(state.count + 1, jnp.float32)
+    mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - beta_1), updates, state.mu)
+    nu = jax.tree.map(lambda g, v: v + (jnp.square(g) - v) * (1 - beta_2), updates, state.nu)
+    nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsgrad else None
+    alpha = jnp.sqrt(1 - jnp.power(jnp.float32(beta_2), t)) / (1 - jnp.power(jnp.float32(beta_1), t))
+    updates = jax.tree.map(lambda m, v: m * alpha / (jnp.sqrt(v) + epsilon), mu, nu_max if amsgrad else nu)
+    return updates, KerasAdamState(optax.safe_increment(state.count), mu, nu, nu_max)
+
+  return optax.GradientTransformation(init, update)
+
+
+class KerasAdamaxState(NamedTuple):
+  count: jax.Array
+  mu: Any
+  norm: Any
+
+
+def scale_by_keras_adamax(beta_1: float = 0.9, beta_2: float = 0.999,
+                          epsilon: float = 1e-7) -> optax.GradientTransformation:
+  """Keras's Adamax direction `m / ((1 - beta_1**t) * (u + epsilon))`, `u = max(beta_2 * u, |g|)`.
+
+  optax keeps `u = max(beta_2 * u, |g| + epsilon)` instead, so the two drift apart.
+
+  Example:
+    >>> tx = optax.chain(scale_by_keras_adamax(), optax.scale_by_learning_rate(1e-3))
+  """
+
+  def init(params):
+    zeros = optax.tree.zeros_like
+    return KerasAdamaxState(jnp.zeros((), jnp.int32), zeros(params), zeros(params))
+
+  def update(updates, state, params=None):
+    del params
+    t = jnp.asarray(state.count + 1, jnp.float32)
+    mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - beta_1), updates, state.mu)
+    norm = jax.tree.map(lambda g, u: jnp.maximum(beta_2 * u, jnp.abs(g)), updates, state.norm)
+    correction = 1 - jnp.power(jnp.float32(beta_1), t)
+    updates = jax.tree.map(lambda m, u: m / (correction * (u + epsilon)), mu, norm)
+    return updates, KerasAdamaxState(optax.safe_increment(state.count), mu, norm)
+
+  return optax.GradientTransformation(init, update)
+
+
+class KerasNadamState(NamedTuple):
+  count: jax.Array
+  mu: Any
+  nu: Any
+  u_product: jax.Array
+
+
+def scale_by_keras_nadam(beta_1: float = 0.9, beta_2: float = 0.999,
+                         epsilon: float = 1e-7) -> optax.GradientTransformation:
+  """Keras's Nadam direction, with its momentum cache `u_t = beta_1 * (1 - 0.5 * 0.96**t)`.
+
+  optax's `nadam` is the simplified Nesterov Adam with constant `beta_1`;
+  Keras (after Dozat) multiplies a running product of the `u_t`.
+
+  Example:
+    >>> tx = optax.chain(scale_by_keras_nadam(), optax.scale_by_learning_rate(1e-3))
+  """
+
+  def init(params):
+    zeros = optax.tree.zeros_like
+    return KerasNadamState(jnp.zeros((), jnp.int32), zeros(params), zeros(params), jnp.ones((), jnp.float32))
+
+  def update(updates, state, params=None):
+    del params
+    t = jnp.asarray(state.count + 1, jnp.float32)
+    u_t = beta_1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t))
+    u_next = beta_1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t + 1))
+    u_product = state.u_product * u_t
+    u_product_next = u_product * u_next
+    v_correction = 1 - jnp.power(jnp.float32(beta_2), t)
+    mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - beta_1), updates, state.mu)
+    nu = jax.tree.map(lambda g, v: v + (jnp.square(g) - v) * (1 - beta_2), updates, state.nu)
+
+    def direction(g, m, v):
+      m_hat = u_next * m / (1 - u_product_next) + (1 - u_t) * g / (1 - u_product)
+      return m_hat / (jnp.sqrt(v / v_correction) + epsilon)
+
+    updates = jax.tree.map(direction, updates, mu, nu)
+    return updates, KerasNadamState(optax.safe_increment(state.count), mu, nu, u_product)
+
+  return optax.GradientTransformation(init, update)
+
+
+# ---------------------------------------------------------------------------- the optimizers
+
+
+def _keras_chain(core: Callable[[LearningRate], list[optax.GradientTransformation]], learning_rate, *,
+                 weight_decay, clipnorm, clipvalue, global_clipnorm, decay, exclude_from_weight_decay,
+                 name: str) -> optax.GradientTransformation:
+  """Clipping -> the optimizer's step (given the learning rate) -> decoupled weight decay."""
+  learning_rate = _check_learning_rate(learning_rate)
+  clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+  given = {k: v for k, v in clips.items() if v is not None}
+  if len(given) > 1:
+    raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} are not allowed together; "
+                     "set at most one of clipnorm, clipvalue, global_clipnorm (as Keras).")
+  for key, value in given.items():
+    _check_real(key, value, 0.0, low_open=True)
+  if decay is not None:
+    _check_real("decay", decay, 0.0)
+  if weight_decay is not None:
+    _check_real("weight_decay", weight_decay, 0.0)
+  if isinstance(exclude_from_weight_decay, str):
+    exclude_from_weight_decay = (exclude_from_weight_decay,)
+  if exclude_from_weight_decay and weight_decay is None:
+    raise ValueError(f"exclude_from_weight_decay={exclude_from_weight_decay!r} is not allowed without "
+                     f"weight_decay for {name!r}.")
+  lr = _schedule(learning_rate, decay)
+  parts = []
+  if clipnorm is not None:
+    parts.append(clip_by_norm_per_variable(clipnorm))
+  elif global_clipnorm is not None:
+    parts.append(optax.clip_by_global_norm(global_clipnorm))
+  elif clipvalue is not None:
+    parts.append(optax.clip(clipvalue))
+  parts.extend(core(lr))
+  if weight_decay is not None:
+    parts.append(keras_weight_decay(lr, weight_decay, tuple(exclude_from_weight_decay or ())))
+  return optax.chain(*parts)
+
+
+def sgd(learning_rate: LearningRate = 0.01, momentum: float = 0.0, nesterov: bool = False, *,
+        weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+        global_clipnorm: float | None = None, decay: float | None = None,
+        exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `SGD`: `m = momentum * m - lr * g`, then `param += m` (Nesterov: `momentum * m - lr * g`).
+
+  The learning rate is applied before the momentum trace, as Keras does, so a
+  schedule gives Keras's numbers too.
+
+  Example:
+    >>> tx = sgd(0.1, momentum=0.9, nesterov=True)
+  """
+  _check_real("momentum", momentum, 0.0, 1.0)
+  _check_bool("nesterov", nesterov)
+
+  def core(lr):
+    parts = [optax.scale_by_learning_rate(lr)]
+    if not _is_zero(momentum):
+      parts.append(optax.trace(decay=momentum, nesterov=nesterov))
+    return parts
+
+  return _keras_chain(core, learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                      global_clipnorm=global_clipnorm, decay=decay,
+                      exclude_from_weight_decay=exclude_from_weight_decay, name="sgd")
+
+
+def _check_betas(beta_1, beta_2, epsilon):
+  _check_real("beta_1", beta_1, 0.0, 1.0, high_open=True)
+  _check_real("beta_2", beta_2, 0.0, 1.0, high_open=True)
+  _check_real("epsilon", epsilon, 0.0)
+
+
+def adam(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+         epsilon: float = 1e-7, amsgrad: bool = False, *, weight_decay: float | None = None,
+         clipnorm: float | None = None, clipvalue: float | None = None, global_clipnorm: float | None = None,
+         decay: float | None = None, exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Adam` (epsilon 1e-7 added to `sqrt(v)`, not to the bias-corrected one; optional AMSGrad).
+
+  Example:
+    >>> tx = adam(1e-3, amsgrad=True)
+  """
+  _check_betas(beta_1, beta_2, epsilon)
+  _check_bool("amsgrad", amsgrad)
+  return _keras_chain(
+      lambda lr: [scale_by_keras_adam(beta_1, beta_2, epsilon, amsgrad), optax.scale_by_learning_rate(lr)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="adam")
+
+
+def adamw(learning_rate: LearningRate = 0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
+          beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False, *, clipnorm: float | None = None,
+          clipvalue: float | None = None, global_clipnorm: float | None = None, decay: float | None = None,
+          exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `AdamW`: Keras's Adam with decoupled weight decay (default 0.004, required).
+
+  Example:
+    >>> tx = adamw(1e-3, weight_decay=0.01, exclude_from_weight_decay=["bias"])
+  """
+  if weight_decay is None:
+    raise ValueError("weight_decay=None is not allowed for 'adamw'; expected a float >= 0 (Keras's default 0.004).")
+  return adam(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay=weight_decay, clipnorm=clipnorm,
+              clipvalue=clipvalue, global_clipnorm=global_clipnorm, decay=decay,
+              exclude_from_weight_decay=exclude_from_weight_decay)
+
+
+def rmsprop(learning_rate: LearningRate = 0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
+            centered: bool = False, *, weight_decay: float | None = None, clipnorm: float | None = None,
+            clipvalue: float | None = None, global_clipnorm: float | None = None, decay: float | None = None,
+            exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `RMSprop`: `lr * g / sqrt(v + epsilon)` (centered: `sqrt(v - mean_g**2 + epsilon)`).
+
+  optax's transforms with Keras's settings: epsilon inside the square root, the
+  average starting at 0, the momentum trace after the learning rate.
+
+  Example:
+    >>> tx = rmsprop(1e-3, momentum=0.9, centered=True)
+  """
+  _check_real("rho", rho, 0.0, 1.0)
+  _check_real("momentum", momentum, 0.0, 1.0)
+  _check_real("epsilon", epsilon, 0.0)
+  _check_bool("centered", centered)
+
+  def core(lr):
+    scale = optax.scale_by_stddev if centered else optax.scale_by_rms
+    parts = [scale(decay=rho, eps=epsilon, initial_scale=0.0, eps_in_sqrt=True), optax.scale_by_learning_rate(lr)]
+    if not _is_zero(momentum):
+      parts.append(optax.trace(decay=momentum))
+    return parts
+
+  return _keras_chain(core, learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                      global_clipnorm=global_clipnorm, decay=decay,
+                      exclude_from_weight_decay=exclude_from_weight_decay, name="rmsprop")
+
+
+def adagrad(learning_rate: LearningRate = 0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7, *,
+            weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+            global_clipnorm: float | None = None, decay: float | None = None,
+            exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Adagrad`: `lr * g / sqrt(accumulator + epsilon)`, accumulators starting at 0.1.
+
+  Example:
+    >>> tx = adagrad(0.01)
+  """
+  _check_real("initial_accumulator_value", initial_accumulator_value, 0.0)
+  _check_real("epsilon", epsilon, 0.0)
+  return _keras_chain(
+      lambda lr: [optax.scale_by_rss(initial_accumulator_value, epsilon), optax.scale_by_learning_rate(lr)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="adagrad")
+
+
+def adadelta(learning_rate: LearningRate = 0.001, rho: float = 0.95, epsilon: float = 1e-7, *,
+             weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+             global_clipnorm: float | None = None, decay: float | None = None,
+             exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Adadelta` (learning rate 0.001, rho 0.95, epsilon 1e-7 — optax defaults differ).
+
+  Example:
+    >>> tx = adadelta(1.0)
+  """
+  _check_real("rho", rho, 0.0, 1.0)
+  _check_real("epsilon", epsilon, 0.0)
+  return _keras_chain(
+      lambda lr: [optax.scale_by_adadelta(rho, epsilon), optax.scale_by_learning_rate(lr)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="adadelta")
+
+
+def adamax(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+           *, weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+           global_clipnorm: float | None = None, decay: float | None = None,
+           exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Adamax` (epsilon added to the infinity norm when dividing).
+
+  Example:
+    >>> tx = adamax(2e-3)
+  """
+  _check_betas(beta_1, beta_2, epsilon)
+  return _keras_chain(
+      lambda lr: [scale_by_keras_adamax(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="adamax")
+
+
+def nadam(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+          *, weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+          global_clipnorm: float | None = None, decay: float | None = None,
+          exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Nadam` (Dozat's momentum cache, not optax's `nadam`).
+
+  Example:
+    >>> tx = nadam(1e-3)
+  """
+  _check_betas(beta_1, beta_2, epsilon)
+  return _keras_chain(
+      lambda lr: [scale_by_keras_nadam(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="nadam")
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop, "adagrad": adagrad,
+    "adadelta": adadelta, "adamax": adamax, "nadam": nadam,
+}
+
+# Keras optimizer arguments with no counterpart here, and what to use instead.
+_UNSUPPORTED = {
+    "use_ema": "wrap the parameters with optax.ema or keep an EMA in the train state",
+    "ema_momentum": "wrap the parameters with optax.ema or keep an EMA in the train state",
+    "ema_overwrite_frequency": "wrap the parameters with optax.ema or keep an EMA in the train state",
+    "gradient_accumulation_steps": "use optax.MultiSteps or the train step's accumulate_steps",
+    "loss_scale_factor": "scale the loss and the gradients yourself",
+    "name": "optax transformations carry no name",
+}
+
+
+def get(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
+  """Returns the Keras optimizer `name` (case-insensitive, e.g. `"adam"`, `"RMSprop"`) as optax.
+
+  Args:
+    name: one of `OPTIMIZERS` (Keras's class name in any case).
+    **hyperparameters: the Keras class's arguments with Keras's defaults:
+      `learning_rate` (float or schedule), the optimizer's own (`momentum`,
+      `nesterov`, `beta_1`, `beta_2`, `epsilon`, `amsgrad`, `rho`, `centered`,
+      `initial_accumulator_value`), and `weight_decay`, `clipnorm`,
+      `clipvalue`, `global_clipnorm`, `decay` (legacy), `exclude_from_weight_decay`.
+
+  Raises:
+    ValueError: for an unknown optimizer, an argument it does not have, or a bad value.
+
+  Example:
+    >>> tx = get("adam", learning_rate=3e-4, global_clipnorm=1.0)
+  """
+  key = name.lower() if isinstance(name, str) else name
+  if key not in OPTIMIZERS:
+    check_choice("name", name, OPTIMIZERS)
+  factory = OPTIMIZERS[key]
+  allowed = list(inspect.signature(factory).parameters)
+  for param, value in hyperparameters.items():
+    if param not in allowed:
+      hint = f" ({_UNSUPPORTED[param]})" if param in _UNSUPPORTED else ""
+      raise ValueError(f"{param}={value!r} is not a hyperparameter of optimizer {key!r}{hint}; "
+                       f"expected one of: {', '.join(allowed)}.")
+  return factory(**hyperparameters)

@@ -1,0 +1,181 @@
+"""Streaming metrics give Keras's results over the same data fed in batches of unequal sizes."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import pytest
+from keras.src.trainers.compile_utils import get_metric
+
+from jaxcomponents import metrics
+from tests.helpers import assert_close
+
+SIZES = (6, 1, 9)
+N, C = sum(SIZES), 4
+
+
+def _data(kind, rng):
+  if kind == "binary":
+    y_true = rng.integers(0, 2, (N, 1))
+    y_pred = rng.uniform(0, 1, (N, 1)).astype(np.float32)
+    y_pred[:4, 0] = [0.0, 0.5, 1.0, 0.3]  # on thresholds
+    return y_true, y_pred
+  if kind == "binary_flat":
+    return rng.integers(0, 2, (N,)), rng.uniform(0, 1, (N,)).astype(np.float32)
+  if kind == "logits":
+    return rng.integers(0, 2, (N,)), rng.normal(0, 2, (N,)).astype(np.float32)
+  if kind == "multilabel":
+    return rng.integers(0, 2, (N, 3)), rng.uniform(0, 1, (N, 3)).astype(np.float32)
+  if kind == "sparse":
+    return rng.integers(0, C, (N,)), np.asarray(jax.nn.softmax(rng.normal(size=(N, C)))).astype(np.float32)
+  if kind == "sparse_col":
+    return rng.integers(0, C, (N, 1)), np.asarray(jax.nn.softmax(rng.normal(size=(N, C)))).astype(np.float32)
+  if kind == "one_hot":
+    return np.eye(C)[rng.integers(0, C, N)], np.asarray(jax.nn.softmax(rng.normal(size=(N, C)))).astype(np.float32)
+  if kind == "labels":
+    y_true = rng.integers(0, C, (N,))
+    return y_true, np.where(rng.uniform(size=N) < 0.6, y_true, rng.integers(0, C, N))
+  if kind == "segmentation":
+    return rng.integers(0, C, (N, 3, 3)), rng.normal(size=(N, 3, 3, C)).astype(np.float32)
+  if kind == "regression":
+    return rng.normal(size=(N, 3)).astype(np.float32), rng.normal(size=(N, 3)).astype(np.float32)
+  raise AssertionError(kind)
+
+
+CASES = [
+    ("accuracy", {}, "binary"),
+    ("accuracy", {}, "sparse"),
+    ("acc", {}, "sparse_col"),
+    ("accuracy", {}, "one_hot"),
+    ("Accuracy", {}, "labels"),
+    ("binary_accuracy", {}, "binary"),
+    ("binary_accuracy", {"threshold": 0.3}, "multilabel"),
+    ("categorical_accuracy", {}, "one_hot"),
+    ("sparse_categorical_accuracy", {}, "sparse"),
+    ("sparse_categorical_accuracy", {}, "sparse_col"),
+    ("top_k_categorical_accuracy", {"k": 2}, "one_hot"),
+    ("sparse_top_k_categorical_accuracy", {"k": 2}, "sparse"),
+    ("sparse_top_k_categorical_accuracy", {}, "sparse"),
+    ("precision", {}, "binary"),
+    ("precision", {"thresholds": [0.2, 0.5, 0.7]}, "multilabel"),
+    ("precision", {"top_k": 2}, "multilabel"),
+    ("precision", {"class_id": 1}, "one_hot"),
+    ("recall", {}, "binary_flat"),
+    ("recall", {"thresholds": [0.0, 0.5, 1.0]}, "binary"),
+    ("recall", {"top_k": 1, "class_id": 2}, "one_hot"),
+    ("auc", {}, "binary"),
+    ("auc", {}, "multilabel"),
+    ("auc", {"curve": "PR"}, "binary_flat"),
+    ("auc", {"curve": "PR", "summation_method": "majoring", "num_thresholds": 50}, "binary"),
+    ("auc", {"summation_method": "minoring", "thresholds": [0.1, 0.4, 0.45, 0.9]}, "binary"),
+    ("auc", {"from_logits": True}, "logits"),
+    ("auc", {"multi_label": True, "num_labels": 3}, "multilabel"),
+    ("auc", {"multi_label": True, "num_labels": 3, "label_weights": [1.0, 0.5, 2.0], "curve": "PR"}, "multilabel"),
+    ("mean_iou", {"num_classes": C}, "labels"),
+    ("mean_iou", {"num_classes": C, "ignore_class": 0}, "labels"),
+    ("mean_io_u", {"num_classes": C, "sparse_y_pred": False}, "segmentation"),
+    ("mean_absolute_error", {}, "regression"),
+    ("mse", {}, "regression"),
+]
+
+KERAS = {
+    "exact_accuracy": keras.metrics.Accuracy, "binary_accuracy": keras.metrics.BinaryAccuracy,
+    "categorical_accuracy": keras.metrics.CategoricalAccuracy,
+    "sparse_categorical_accuracy": keras.metrics.SparseCategoricalAccuracy,
+    "top_k_categorical_accuracy": keras.metrics.TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": keras.metrics.SparseTopKCategoricalAccuracy,
+    "precision": keras.metrics.Precision, "recall": keras.metrics.Recall, "auc": keras.metrics.AUC,
+    "mean_iou": keras.metrics.MeanIoU, "mean_absolute_error": keras.metrics.MeanAbsoluteError,
+    "mean_squared_error": keras.metrics.MeanSquaredError,
+}
+
+
+def _keras_metric(name, kwargs, y_true, y_pred):
+  canonical = metrics.ALIASES[name]
+  if canonical == "accuracy":
+    return get_metric("accuracy", y_true, y_pred)  # what model.compile(metrics=["accuracy"]) picks
+  return KERAS[canonical](**kwargs)
+
+
+def _batches(*arrays):
+  start = 0
+  for size in SIZES:
+    yield tuple(None if a is None else a[start:start + size] for a in arrays)
+    start += size
+
+
+def _stream(metric, y_true, y_pred, weight=None, update=None):
+  update = update or metric.update
+  state = metric.init()
+  for t, p, w in _batches(y_true, y_pred, weight):
+    state = update(state, t, p, w)
+  return metric.result(state)
+
+
+@pytest.mark.parametrize("name,kwargs,kind", CASES,
+                         ids=[f"{n}-{k}-{'-'.join(map(str, kw.items()))}" for n, kw, k in CASES])
+def test_streams_like_keras_over_unequal_batches(name, kwargs, kind):
+  rng = np.random.default_rng(len(name) * 31 + len(kind))
+  y_true, y_pred = _data(kind, rng)
+  is_iou = metrics.ALIASES[name] == "mean_iou"
+  weight = (rng.integers(0, 3, N) if is_iou else rng.uniform(0, 2, N)).astype(np.float32)
+  weight[[2, 5, 11]] = 0.0
+  ours = metrics.get(name, **kwargs)
+  keras_metric = _keras_metric(name, kwargs, y_true, y_pred)
+  # Keras cannot broadcast a per-example weight over pixels: give it per-pixel weights.
+  keras_w = weight if y_true.ndim < 3 else np.broadcast_to(weight[:, None, None], y_true.shape)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # MeanIoU warns about float weights cast to its int dtype
+    for t, p, bw in _batches(y_true, y_pred, keras_w):
+      keras_metric.update_state(t, p, sample_weight=bw)
+  assert_close(_stream(ours, y_true, y_pred, weight), np.asarray(keras_metric.result()), tol=1e-5)
+  # No weights is weights of one, in Keras as here.
+  assert_close(_stream(ours, y_true, y_pred), _stream(ours, y_true, y_pred, np.ones(N, np.float32)), tol=1e-6)
+
+
+@pytest.mark.parametrize("name,kwargs,kind", [("accuracy", {}, "sparse"), ("auc", {}, "binary"),
+                                              ("precision", {}, "binary"), ("mean_iou", {"num_classes": C}, "labels"),
+                                              ("mae", {}, "regression")])
+def test_zero_weight_padding_is_left_out_inside_jit(name, kwargs, kind):
+  rng = np.random.default_rng(1)
+  y_true, y_pred = _data(kind, rng)
+  metric = metrics.get(name, **kwargs)
+  plain = _stream(metric, y_true, y_pred)
+  # Pad every batch to 10 with garbage examples of weight 0; one compiled update serves every batch.
+  update = jax.jit(metric.update, donate_argnums=0)  # the state may be donated, as a train step does
+  state = metric.init()
+  for t, p in _batches(y_true, y_pred):
+    pad = 10 - len(t)
+    garbage_t = np.concatenate([t, np.roll(t, 1, axis=0)[:1].repeat(pad, 0)])
+    garbage_p = np.concatenate([p, (1 - p[:1]).repeat(pad, 0)])
+    state = update(state, garbage_t, garbage_p, np.r_[np.ones(len(t)), np.zeros(pad)].astype(np.float32))
+  assert jax.tree.structure(state) == jax.tree.structure(metric.init())
+  assert_close(metric.result(state), plain, tol=1e-6)
+  assert update._cache_size() == 1
+
+
+def test_metrics_are_hashable_values():
+  assert metrics.get("auc") == metrics.get("AUC") and hash(metrics.get("auc")) == hash(metrics.get("AUC"))
+  assert metrics.get("mae") == metrics.get("MeanAbsoluteError")
+
+
+def test_errors_name_the_parameter_value_and_allowed_values():
+  with pytest.raises(ValueError, match=r"name='acuracy' is not allowed; expected one of .*'accuracy'"):
+    metrics.get("acuracy")
+  with pytest.raises(ValueError, match=r"k=2 is not an argument of metric 'categorical_accuracy'; expected: "
+                                       r"no arguments"):
+    metrics.get("categorical_accuracy", k=2)
+  with pytest.raises(ValueError, match=r"num_thresholds=1 is not allowed; expected an integer > 1"):
+    metrics.get("auc", num_thresholds=1)
+  with pytest.raises(ValueError, match=r"curve='ROCK' is not allowed; expected one of 'ROC', 'PR', 'PRGAIN'"):
+    metrics.get("auc", curve="ROCK")
+  with pytest.raises(ValueError, match=r"metric 'mean_iou' needs the argument num_classes"):
+    metrics.get("mean_iou")
+  with pytest.raises(ValueError, match=r"num_labels=None is not allowed; expected a positive integer"):
+    metrics.get("auc", multi_label=True)
+  with pytest.raises(ValueError, match=r"thresholds=\[1.5\] is not allowed; expected floats in \[0, 1\]"):
+    metrics.get("precision", thresholds=[1.5])
+  with pytest.raises(ValueError, match=r"k=0 is not allowed"):
+    metrics.get("sparse_top_k_categorical_accuracy", k=0)

@@ -1,0 +1,195 @@
+"""Each optimizer by name moves parameters as Keras's `apply_gradients` does, step by step."""
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import optax
+import pytest
+
+from jaxcomponents import optimizers
+
+STEPS = 6
+SHAPES = {"bias": (4,), "kernel": (3, 4)}  # two variables of different shapes
+
+
+class _KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """Hands Keras the same step -> learning rate function (Keras calls a schedule with `iterations`)."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, step):
+    return self.fn(jnp.asarray(keras.ops.convert_to_tensor(step)))
+
+
+def _cosine(step):
+  return optax.cosine_decay_schedule(0.05, decay_steps=4, alpha=0.1)(step)
+
+
+def _warmup(step):
+  return optax.linear_schedule(0.001, 0.02, transition_steps=3)(step)
+
+
+def _problem(seed, grad_scale=1.0):
+  rng = np.random.default_rng(seed)
+  params = {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in SHAPES.items()}
+  grads = [{k: (rng.normal(0, grad_scale, s)).astype(np.float32) for k, s in SHAPES.items()} for _ in range(STEPS)]
+  for step, g in enumerate(grads):
+    g["kernel"][0, :2] *= 1e-7  # gradients of the size of epsilon: where Keras's epsilon placement shows
+    if step in (2, 3):
+      g["bias"][0] = 0.0
+  return params, grads
+
+
+def _keras_run(optimizer, params, grads, lr_changes=None):
+  variables = [keras.Variable(params[k], name=k) for k in sorted(params)]
+  history = []
+  for step, g in enumerate(grads):
+    if lr_changes and step in lr_changes:
+      optimizer.learning_rate = lr_changes[step]
+    optimizer.apply_gradients(zip([g[k] for k in sorted(params)], variables))
+    history.append({k: np.asarray(v.value) for k, v in zip(sorted(params), variables)})
+  return history
+
+
+def _optax_run(tx, params, grads, update=None):
+  update = update or tx.update
+  state = tx.init(params)
+  params = jax.tree.map(jnp.asarray, params)
+  history = []
+  for g in grads:
+    updates, state = update(g, state, params)
+    params = optax.apply_updates(params, updates)
+    history.append(params)
+  return history
+
+
+def _assert_same_trajectory(ours, theirs, start):
+  """After every step, every parameter is within 1e-5 of Keras's relative to the parameter's scale,
+  and within 1e-4 of Keras's total move (float32 rounding of the stored parameters aside), so a
+  wrong update shows even where the parameters move little."""
+  for step, (a, b) in enumerate(zip(ours, theirs)):
+    for k in sorted(b):
+      moved = np.max(np.abs(b[k] - start[k]))
+      err = np.max(np.abs(np.asarray(a[k]) - b[k]))
+      assert moved > 0, f"Keras did not move {k} at step {step}"
+      assert err <= 1e-5 * np.max(np.abs(b[k])), f"step {step} {k}: max error {err:.3g} vs scale"
+      assert err <= 1e-4 * moved, f"step {step} {k}: max error {err:.3g} vs Keras's move {moved:.3g}"
+
+
+def _keras_kwargs(name, kwargs):
+  kwargs = dict(kwargs)
+  exclude = kwargs.pop("exclude_from_weight_decay", None)
+  lr = kwargs.get("learning_rate")
+  if callable(lr):
+    kwargs["learning_rate"] = _KerasSchedule(lr)
+  decay = kwargs.pop("decay", None)
+  if decay is not None:  # Keras 2's legacy decay is Keras 3's InverseTimeDecay with decay_steps=1.
+    base = kwargs.get("learning_rate", 0.01 if name == "sgd" else 0.001)
+    kwargs["learning_rate"] = keras.optimizers.schedules.InverseTimeDecay(base, decay_steps=1, decay_rate=decay)
+  return kwargs, exclude
+
+
+KERAS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+         "rmsprop": keras.optimizers.RMSprop, "adagrad": keras.optimizers.Adagrad,
+         "adadelta": keras.optimizers.Adadelta, "adamax": keras.optimizers.Adamax, "nadam": keras.optimizers.Nadam}
+
+CASES = [
+    ("sgd", {}),
+    ("sgd", {"momentum": 0.9}),
+    ("sgd", {"momentum": 0.9, "nesterov": True, "learning_rate": _cosine, "weight_decay": 0.05}),
+    ("adam", {}),
+    ("adam", {"amsgrad": True, "beta_1": 0.8, "epsilon": 1e-3, "clipnorm": 0.5}),
+    ("adamw", {}),
+    ("adamw", {"weight_decay": 0.1, "learning_rate": _warmup, "exclude_from_weight_decay": ["bias"]}),
+    ("rmsprop", {}),
+    ("rmsprop", {"momentum": 0.9, "centered": True, "rho": 0.8, "global_clipnorm": 1.0}),
+    ("rmsprop", {"momentum": 0.5, "learning_rate": _cosine, "weight_decay": 0.1}),
+    ("adagrad", {}),
+    ("adagrad", {"initial_accumulator_value": 0.5, "clipvalue": 0.3, "weight_decay": 0.2}),
+    ("adadelta", {}),
+    ("adadelta", {"learning_rate": 1.0, "rho": 0.9, "epsilon": 1e-5, "decay": 0.5}),
+    ("adamax", {}),
+    ("adamax", {"beta_2": 0.9, "learning_rate": _warmup, "global_clipnorm": 2.0, "weight_decay": 0.3}),
+    ("nadam", {}),
+    ("nadam", {"beta_1": 0.8, "learning_rate": 0.01, "decay": 0.2, "clipnorm": 1.0, "weight_decay": 0.05}),
+    ("SGD", {"momentum": 0.5, "decay": 0.3, "clipvalue": 0.5}),
+]
+
+
+def _case_id(case):
+  name, kwargs = case
+  return "-".join([name] + [f"{k}={getattr(v, '__name__', v)}" for k, v in kwargs.items()])
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[_case_id(c) for c in CASES])
+def test_matches_keras_apply_gradients_step_by_step(index):
+  name, kwargs = CASES[index]
+  params, grads = _problem(seed=index, grad_scale=2.0)
+  keras_kwargs, exclude = _keras_kwargs(name.lower(), kwargs)
+  keras_opt = KERAS[name.lower()](**keras_kwargs)
+  if exclude:
+    keras_opt.exclude_from_weight_decay(var_names=exclude)
+  theirs = _keras_run(keras_opt, params, grads)
+  ours = _optax_run(optimizers.get(name, **kwargs), params, grads)
+  _assert_same_trajectory(ours, theirs, params)
+
+
+def test_jitted_and_injected_learning_rate_changes_like_keras():
+  params, grads = _problem(seed=11)
+  theirs = _keras_run(keras.optimizers.Adam(learning_rate=0.01, weight_decay=0.1), params, grads,
+                      lr_changes={3: 0.002})
+  tx = optax.inject_hyperparams(optimizers.adam)(learning_rate=0.01, weight_decay=0.1)
+  update = jax.jit(tx.update)
+  state = tx.init(params)
+  p = jax.tree.map(jnp.asarray, params)
+  ours = []
+  for step, g in enumerate(grads):
+    if step == 3:
+      state.hyperparams["learning_rate"] = jnp.asarray(0.002)
+    updates, state = update(g, state, p)
+    p = optax.apply_updates(p, updates)
+    ours.append(p)
+  _assert_same_trajectory(ours, theirs, params)
+
+
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
+def test_state_buffers_are_distinct_so_a_train_step_can_donate_the_state(name):
+  params, _ = _problem(seed=0)
+  kwargs = {"momentum": 0.9} if name in ("sgd", "rmsprop") else {}
+  leaves = jax.tree.leaves(optimizers.get(name, weight_decay=0.1, learning_rate=_cosine, **kwargs).init(params))
+  pointers = [leaf.unsafe_buffer_pointer() for leaf in leaves]
+  assert len(set(pointers)) == len(pointers)
+
+
+def test_defaults_are_keras_defaults_where_optax_differs():
+  # Keras: Adagrad starts its accumulators at 0.1; Adadelta rho 0.95, eps 1e-7; RMSprop eps 1e-7 inside the sqrt.
+  g = {"w": jnp.array([0.5])}
+  p = {"w": jnp.array([0.0])}
+  tx = optimizers.get("adagrad")
+  assert np.isclose(float(tx.update(g, tx.init(p), p)[0]["w"][0]), -0.001 * 0.5 / np.sqrt(0.1 + 0.25 + 1e-7))
+  tx = optimizers.get("rmsprop")
+  assert np.isclose(float(tx.update(g, tx.init(p), p)[0]["w"][0]), -0.001 * 0.5 / np.sqrt(0.1 * 0.25 + 1e-7))
+
+
+def test_errors_name_the_parameter_value_and_allowed_values():
+  with pytest.raises(ValueError, match=r"name='adamm' is not allowed; expected one of 'sgd', 'adam'"):
+    optimizers.get("adamm")
+  with pytest.raises(ValueError, match=r"beta1=0.9 is not a hyperparameter of optimizer 'adam'; "
+                                       r"expected one of: learning_rate, beta_1, beta_2, epsilon, amsgrad"):
+    optimizers.get("adam", beta1=0.9)
+  with pytest.raises(ValueError, match=r"use_ema=True is not a hyperparameter of optimizer 'sgd' \(wrap .*optax.ema"):
+    optimizers.get("sgd", use_ema=True)
+  with pytest.raises(ValueError, match=r"clipnorm=1.0, clipvalue=0.5 are not allowed together"):
+    optimizers.get("sgd", clipnorm=1.0, clipvalue=0.5)
+  with pytest.raises(ValueError, match=r"momentum=1.5 is not allowed; expected a float in \[0.0, 1.0\]"):
+    optimizers.get("sgd", momentum=1.5)
+  with pytest.raises(ValueError, match=r"clipnorm=0 is not allowed; expected a float in \(0.0, inf\)"):
+    optimizers.get("adam", clipnorm=0)
+  with pytest.raises(ValueError, match=r"weight_decay=None is not allowed for 'adamw'"):
+    optimizers.get("adamw", weight_decay=None)
+  with pytest.raises(ValueError, match=r"learning_rate='fast' is not allowed"):
+    optimizers.get("adam", learning_rate="fast")
+  with pytest.raises(ValueError, match=r"nesterov=1 is not allowed; expected True or False"):
+    optimizers.get("sgd", momentum=0.9, nesterov=1)

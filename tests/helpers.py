@@ -61,6 +61,8 @@ def write_keras2_h5(path, model, flat_names: bool = False) -> None:
       if layer in layers:
         for w in list(layer.trainable_weights) + list(layer.non_trainable_weights):
           short = w.path.split("/")[-1]
+          if type(layer).__name__.startswith("DepthwiseConv") and short == "kernel":
+            short = "depthwise_kernel"  # Keras 2's name; Keras 3 calls it `kernel`
           name = f"{layer.name}_{_OLD_NAMES[short]}_1:0" if flat_names else f"{layer.name}/{short}:0"
           group.create_dataset(name, data=np.asarray(w))
           names.append(name.encode())

@@ -11,39 +11,45 @@ import optax
 import pytest
 
 from jaxcomponents import preprocessing
-from jaxcomponents.models import INCEPTION_V3_FEATURES, RESNET50_FEATURES, VGG16_FEATURES, InceptionV3, ResNet50, VGG16
+from jaxcomponents.models import (INCEPTION_V3_FEATURES, MOBILENET_V2_FEATURES, RESNET50_FEATURES, VGG16_FEATURES,
+                                  InceptionV3, MobileNetV2, ResNet50, VGG16)
 from jaxcomponents.training import TrainState, make_train_step
 from jaxcomponents.weights import hub, load_keras, save_keras_h5
 from jaxcomponents.weights.imagenet import load_imagenet
 from tests.helpers import assert_close, random_input, randomize_keras, write_keras2_h5, write_legacy_h5
 
 KERAS = {VGG16: keras.applications.VGG16, ResNet50: keras.applications.ResNet50,
-         InceptionV3: keras.applications.InceptionV3}
+         InceptionV3: keras.applications.InceptionV3, MobileNetV2: keras.applications.MobileNetV2}
 
 
 @functools.lru_cache(maxsize=None)
-def keras_twin(cls, include_top, pooling, size, classes=7):
+def keras_twin(cls, include_top, pooling, size, classes=7, alpha=None):
+  options = {} if alpha is None else {"alpha": alpha}
   model = KERAS[cls](weights=None, include_top=include_top, pooling=pooling, input_shape=(size, size, 3),
-                     classes=classes, classifier_activation=None)
+                     classes=classes, classifier_activation=None, **options)
   randomize_keras(model, seed=size, scale=0.1)
   return model
 
 
-def flax_twin(cls, include_top, pooling, classes=7, **kwargs):
-  return cls(include_top=include_top, pooling=pooling, classes=classes, classifier_activation=None, **kwargs)
+def flax_twin(cls, include_top, pooling, classes=7, alpha=None, **kwargs):
+  options = {} if alpha is None else {"alpha": alpha}
+  return cls(include_top=include_top, pooling=pooling, classes=classes, classifier_activation=None, **options,
+             **kwargs)
 
 
 CASES = [
-    (VGG16, False, None, 33), (VGG16, True, None, 32), (VGG16, False, "max", 48),
-    (ResNet50, False, "avg", 37), (ResNet50, True, None, 32), (ResNet50, False, None, 64),
-    (InceptionV3, False, None, 75), (InceptionV3, True, None, 80), (InceptionV3, False, "max", 99),
+    (VGG16, False, None, 33, None), (VGG16, True, None, 32, None), (VGG16, False, "max", 48, None),
+    (ResNet50, False, "avg", 37, None), (ResNet50, True, None, 32, None), (ResNet50, False, None, 64, None),
+    (InceptionV3, False, None, 75, None), (InceptionV3, True, None, 80, None), (InceptionV3, False, "max", 99, None),
+    (MobileNetV2, False, None, 32, 1.0), (MobileNetV2, True, None, 33, 0.35), (MobileNetV2, False, "avg", 48, 1.4),
+    (MobileNetV2, False, "max", 35, 0.5),
 ]
 
 
-@pytest.mark.parametrize("cls,include_top,pooling,size", CASES)
-def test_matches_keras(cls, include_top, pooling, size):
-  model = keras_twin(cls, include_top, pooling, size)
-  module = flax_twin(cls, include_top, pooling)
+@pytest.mark.parametrize("cls,include_top,pooling,size,alpha", CASES)
+def test_matches_keras(cls, include_top, pooling, size, alpha):
+  model = keras_twin(cls, include_top, pooling, size, alpha=alpha)
+  module = flax_twin(cls, include_top, pooling, alpha=alpha)
   x = random_input((2, size, size, 3), seed=size)
   variables = load_keras(module, model, x)
   assert_close(module.apply(variables, x), model(x))
@@ -53,9 +59,10 @@ def test_matches_keras(cls, include_top, pooling, size):
 
 
 @pytest.mark.parametrize("cls,layout", [(VGG16, "keras2_flat"), (ResNet50, "keras2"), (InceptionV3, "keras2"),
-                                        (ResNet50, "keras3"), (InceptionV3, "keras3")])
+                                        (MobileNetV2, "keras2"), (ResNet50, "keras3"), (InceptionV3, "keras3"),
+                                        (MobileNetV2, "keras3")])
 def test_weight_file_layouts(tmp_path, cls, layout):
-  size = {VGG16: 32, ResNet50: 32, InceptionV3: 75}[cls]
+  size = {VGG16: 32, ResNet50: 32, InceptionV3: 75, MobileNetV2: 32}[cls]
   model = keras_twin(cls, False, "avg", size)
   path = tmp_path / "weights.h5"
   if layout == "keras3":
@@ -67,7 +74,7 @@ def test_weight_file_layouts(tmp_path, cls, layout):
   assert_close(module.apply(load_keras(module, path, x), x), model(x))
 
 
-@pytest.mark.parametrize("cls,size", [(VGG16, 32), (ResNet50, 32), (InceptionV3, 75)])
+@pytest.mark.parametrize("cls,size", [(VGG16, 32), (ResNet50, 32), (InceptionV3, 75), (MobileNetV2, 32)])
 def test_round_trip_back_to_keras(tmp_path, cls, size):
   model = keras_twin(cls, True, None, size)
   module = flax_twin(cls, True, None)
@@ -80,7 +87,8 @@ def test_round_trip_back_to_keras(tmp_path, cls, size):
 
 
 @pytest.mark.parametrize("cls,names,size", [(VGG16, VGG16_FEATURES, 32), (ResNet50, RESNET50_FEATURES, 64),
-                                            (InceptionV3, INCEPTION_V3_FEATURES, 75)])
+                                            (InceptionV3, INCEPTION_V3_FEATURES, 75),
+                                            (MobileNetV2, MOBILENET_V2_FEATURES, 64)])
 def test_features_are_keras_layer_outputs(cls, names, size):
   model = keras_twin(cls, False, None, size)
   module = flax_twin(cls, False, None)
@@ -156,6 +164,11 @@ def test_imagenet_loading_checks_and_errors(tmp_path, monkeypatch):
                                               r".h5 .*put it in one of: .*keras/models, .*own/models"):
     load_imagenet(ResNet50(include_top=False), (32, 32, 3))
   assert not list((tmp_path / "own" / "models").glob("*"))  # nothing half-written is left
+  with pytest.raises(FileNotFoundError, match=r"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_160_no_top.h5"):
+    load_imagenet(MobileNetV2(alpha=0.5, include_top=False), (160, 160, 3))
+  with pytest.warns(UserWarning, match=r"loading the weights for 224 x 224, as Keras does"):
+    with pytest.raises(FileNotFoundError, match=r"kernels_1.0_224.h5"):
+      load_imagenet(MobileNetV2(), (150, 150, 3))
 
 
 def test_cached_files_are_verified_and_converted(tmp_path, monkeypatch):

@@ -1,7 +1,11 @@
 """Backbones with Keras's architectures and layer names, and the U-Net."""
 
 from jaxcomponents.models.inception_v3 import INCEPTION_V3_FEATURES, InceptionV3
+from jaxcomponents.models.mobilenet_v2 import MOBILENET_V2_FEATURES, MobileNetV2
 from jaxcomponents.models.resnet import RESNET50_FEATURES, ResNet50
 from jaxcomponents.models.vgg import VGG16, VGG16_FEATURES
 
-__all__ = ["INCEPTION_V3_FEATURES", "InceptionV3", "RESNET50_FEATURES", "ResNet50", "VGG16", "VGG16_FEATURES"]
+__all__ = [
+    "INCEPTION_V3_FEATURES", "InceptionV3", "MOBILENET_V2_FEATURES", "MobileNetV2", "RESNET50_FEATURES", "ResNet50",
+    "VGG16", "VGG16_FEATURES",
+]

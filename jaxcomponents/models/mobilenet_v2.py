@@ -1,0 +1,103 @@
+"""MobileNetV2, the numerical twin of `keras.applications.MobileNetV2`."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcomponents.activations import relu6
+from jaxcomponents.layers.conv_core import DepthwiseConv
+from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.models.common import (batch_norm_mode, check_backbone_args, check_image, classifier_top,
+                                         frozen_outputs)
+from jaxcomponents.weights.hub import MOBILENET_V2_ALPHAS
+
+# (filters, stride, expansion) of blocks 0 ... 16
+MOBILENET_V2_BLOCKS = ((16, 1, 1), (24, 2, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (32, 1, 6), (64, 2, 6),
+                       (64, 1, 6), (64, 1, 6), (64, 1, 6), (96, 1, 6), (96, 1, 6), (96, 1, 6), (160, 2, 6),
+                       (160, 1, 6), (160, 1, 6), (320, 1, 6))
+MOBILENET_V2_FEATURES = ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
+                         "block_13_expand_relu", "out_relu")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+  """Keras's `_make_divisible`: round to a multiple of `divisor`, never more than 10% down."""
+  rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+  return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def correct_pad(size: tuple[int, int], kernel: int = 3) -> tuple[tuple[int, int], tuple[int, int]]:
+  """Keras's `correct_pad`: the zero padding before a stride-2 'valid' convolution."""
+  return tuple((kernel // 2 - (1 - n % 2), kernel // 2) for n in size)
+
+
+class MobileNetV2(nn.Module):
+  """MobileNetV2 with Keras's layer names (`Conv1`, `block_3_depthwise`, `Conv_1_bn`, `predictions`).
+
+  Batch norm uses Keras's momentum 0.999 here; stride-2 depthwise layers pad
+  like Keras's `correct_pad`. The feature taps are the ReLU6 outputs at
+  strides 2, 4, 8, 16 and 32 (`block_1_expand_relu` ... `out_relu`), the
+  layers segmentation decoders use with MobileNetV2.
+
+  Attributes:
+    alpha: width multiplier (ImageNet weights: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4).
+    include_top, pooling, classes, classifier_activation, trainable: as for `ResNet50`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = MobileNetV2(alpha=0.5, include_top=False, pooling="avg")
+    >>> x = jnp.zeros((1, 96, 96, 3))
+    >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    >>> jax.eval_shape(model.apply, variables, x).shape
+    (1, 1280)
+  """
+
+  alpha: float = 1.0
+  include_top: bool = True
+  pooling: str | None = None
+  classes: int = 1000
+  classifier_activation: str | None = "softmax"
+  trainable: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+    check_backbone_args(self)
+    if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+      raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
+                       f"(ImageNet weights exist for {MOBILENET_V2_ALPHAS}).")
+    check_image(x, 32, "MobileNetV2")
+    norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), momentum=0.999)
+    features = {}
+    x = nn.Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
+    x = relu6(norm(name="bn_Conv1")(x))
+    for block_id, (filters, stride, expansion) in enumerate(MOBILENET_V2_BLOCKS):
+      x = self._inverted_residual(x, block_id, make_divisible(int(filters * self.alpha)), stride, expansion, norm,
+                                  features)
+    last = make_divisible(1280 * self.alpha) if self.alpha > 1.0 else 1280
+    x = nn.Conv(last, (1, 1), use_bias=False, name="Conv_1")(x)
+    x = relu6(norm(name="Conv_1_bn")(x))
+    features["out_relu"] = x
+    x = classifier_top(self, x)
+    return frozen_outputs(self, (x, features) if return_features else x)
+
+  @staticmethod
+  def _inverted_residual(inputs, block_id, filters, stride, expansion, norm, features):
+    x = inputs
+    prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
+    if block_id:
+      x = nn.Conv(expansion * inputs.shape[-1], (1, 1), use_bias=False, name=f"{prefix}expand")(x)
+      x = relu6(norm(name=f"{prefix}expand_BN")(x))
+      if f"{prefix}expand_relu" in MOBILENET_V2_FEATURES:
+        features[f"{prefix}expand_relu"] = x
+    if stride == 2:
+      x = jnp.pad(x, ((0, 0), *correct_pad(x.shape[1:3]), (0, 0)))
+    x = DepthwiseConv((3, 3), (stride, stride), "SAME" if stride == 1 else "VALID", use_bias=False,
+                      name=f"{prefix}depthwise")(x)
+    x = relu6(norm(name=f"{prefix}depthwise_BN")(x))
+    x = nn.Conv(filters, (1, 1), use_bias=False, name=f"{prefix}project")(x)
+    x = norm(name=f"{prefix}project_BN")(x)
+    return inputs + x if inputs.shape[-1] == filters and stride == 1 else x

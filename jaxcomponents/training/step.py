@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcomponents import losses as losses_lib
+from jaxcomponents import metrics as metrics_lib
 from jaxcomponents.training.freeze import frozen_mask
 from jaxcomponents.training.state import TrainState
 
@@ -27,7 +29,6 @@ LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 def resolve_loss(loss: str | LossFn) -> LossFn:
   """A Keras loss name -> per-example loss fn; a callable must return per-example losses."""
   if isinstance(loss, str):
-    from jaxcomponents import losses as losses_lib  # TEMP
     return losses_lib.get(loss, reduction="none")
   if callable(loss):
     return loss
@@ -38,7 +39,6 @@ def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any]) -> dict[str, Any
   """Metric names (or a name -> metric mapping) -> {name: streaming metric}."""
   if isinstance(metrics, Mapping) or not metrics:
     return dict(metrics)
-  from jaxcomponents import metrics as metrics_lib  # TEMP
   return {name: metrics_lib.get(name) for name in metrics}
 
 
@@ -59,6 +59,11 @@ def init_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
   """Fresh streaming-metric states, the loss first; `nonfinite_step` is the first step whose loss was not finite."""
   return {"loss": _Mean().init(), "nonfinite_step": jnp.array(-1, jnp.int32),
           **{name: m.init() for name, m in metrics.items()}}
+
+
+def _per_example(losses: jax.Array, n: int) -> jax.Array:
+  """Per-example losses: a loss over pixels or time steps is averaged within each example."""
+  return losses.reshape((n, -1)).mean(axis=1) if losses.ndim > 1 else losses
 
 
 def _masks(batch: Batch, n: int) -> tuple[jax.Array, jax.Array]:
@@ -146,7 +151,7 @@ def make_train_step(
       x = _cast_floats(x, compute_dtype)
     y_pred, updates = apply_fn(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
     y_pred = _cast_floats(y_pred, jnp.float32)
-    per_example = loss_fn(batch["y"], y_pred)
+    per_example = _per_example(loss_fn(batch["y"], y_pred), y_pred.shape[0])
     mask, weight = _masks(batch, y_pred.shape[0])
     mean_loss = jnp.sum(per_example * weight) / jnp.maximum(jnp.sum(mask), 1.0)
     total = mean_loss + (regularizer(params) if regularizer is not None else 0.0)
@@ -218,7 +223,7 @@ def make_eval_step(
       variables = {**variables, "params": _cast_floats(variables["params"], compute_dtype)}
       x = _cast_floats(x, compute_dtype)
     y_pred = _cast_floats(state.apply_fn(variables, x, train=False), jnp.float32)
-    per_example = loss_fn(batch["y"], y_pred)
+    per_example = _per_example(loss_fn(batch["y"], y_pred), y_pred.shape[0])
     metric_states, results = _update_metrics(metric_fns, state.metrics, batch, y_pred, per_example)
     return state.replace(metrics=metric_states), results
 

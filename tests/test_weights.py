@@ -261,3 +261,18 @@ def test_export_merges_bidirectional_halves(tmp_path):
       "bidirectional/forward_lstm/kernel", "bidirectional/forward_lstm/recurrent_kernel",
       "bidirectional/forward_lstm/bias", "bidirectional/backward_lstm/kernel",
       "bidirectional/backward_lstm/recurrent_kernel", "bidirectional/backward_lstm/bias"]
+
+
+def test_graft_places_pretrained_variables_and_checks_shapes():
+  from jaxcomponents.weights import graft
+
+  model_vars = {"params": {"backbone": {"w": np.zeros(2)}, "head": {"w": np.zeros(3)}},
+                "batch_stats": {"backbone": {"mean": np.zeros(2)}}}
+  pretrained = {"params": {"w": np.ones(2)}, "batch_stats": {"mean": np.ones(2)}}
+  out = graft(model_vars, "backbone", pretrained)
+  assert out["params"]["backbone"]["w"].tolist() == [1.0, 1.0] and out["batch_stats"]["backbone"]["mean"][0] == 1
+  assert model_vars["params"]["backbone"]["w"][0] == 0  # the input is not modified
+  with pytest.raises(ValueError, match=r"pretrained 'params' does not fit 'head'"):
+    graft(model_vars, "head", {"params": {"w": np.ones(2)}})
+  with pytest.raises(ValueError, match=r"path='encoder' is not a submodule"):
+    graft(model_vars, "encoder", pretrained)

@@ -3,15 +3,18 @@
 - `load_keras(module, source, sample_input)`: a live `keras.Model` or a legacy `.h5` file -> variables.
 - `save_keras_h5(path, module, variables, sample_input)`: variables -> a legacy `.h5` Keras loads.
 - `save_npz` / `load_npz`: portable `.npz` archives.
-- `hub`: Keras's ImageNet weight files, cached and verified.
+- `load_imagenet(backbone, input_shape)`: Keras's ImageNet weights (`hub` finds, caches and verifies the files).
+- `graft(variables, "backbone", pretrained)`: pretrained variables into a bigger model.
 """
 
 from jaxcomponents.weights.convert import CONVERSION_RULES, convert_layers, load_keras
+from jaxcomponents.weights.graft import graft
+from jaxcomponents.weights.imagenet import load_imagenet
 from jaxcomponents.weights.keras_export import save_keras_h5
 from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layers_from_model
 from jaxcomponents.weights.npz import load_npz, save_npz
 
 __all__ = [
-    "CONVERSION_RULES", "KerasLayer", "convert_layers", "layers_from_h5", "layers_from_model", "load_keras",
-    "load_npz", "save_keras_h5", "save_npz",
+    "CONVERSION_RULES", "KerasLayer", "convert_layers", "graft", "layers_from_h5", "layers_from_model",
+    "load_imagenet", "load_keras", "load_npz", "save_keras_h5", "save_npz",
 ]

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from jaxcomponents.layers import Convolution
+from jaxcomponents.layers import Convolution, pooling
+from jaxcomponents.layers.conv import KINDS
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
@@ -76,6 +77,28 @@ def test_dilation(kind, dims):
   check(kind, dims, dilation=2, padding="valid")
 
 
+@pytest.mark.parametrize("kind,dims", [("separable", 2), ("depthwise", 1), ("depthwise", 2)])
+def test_separable_depthwise_take_strides_with_dilation_like_keras(kind, dims):
+  check(kind, dims, strides=2, dilation=2, padding="same")
+  check(kind, dims, strides=2, dilation=2, padding="valid", depth_multiplier=2)
+
+
+def test_padding_names_in_any_case():
+  check("separable", 1, padding="SAME", strides=2, features=5)
+  check("depthwise", 2, padding="Valid")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_weighted_layers_have_keras_names(kind):
+  names = {"conv": "conv{}d", "transpose": "conv{}d_transpose", "separable": "separable_conv{}d",
+           "depthwise": "depthwise_conv{}d"}
+  for dims in (1, 2, 3):
+    layer = Convolution(None if kind == "depthwise" else 4, 3, kind=kind, dims=dims, batch_norm=True)
+    variables = jax.eval_shape(layer.init, jax.random.key(0), random_input(SHAPES[dims]))
+    assert set(variables["params"]) == {names[kind].format(dims), "batch_normalization"}
+    assert set(variables["batch_stats"]) == {"batch_normalization"}
+
+
 def test_causal_1d():
   check("conv", 1, padding="causal", dilation=2)
 
@@ -102,6 +125,17 @@ def test_transpose_shapes_and_values(shape, padding, strides, output_padding, ke
         kernel_size=kernel_size)
 
 
+@pytest.mark.parametrize("dims,shape,kwargs", [
+    (1, (2, 6, 3), dict(strides=3, output_padding=2, padding="same", kernel_size=4)),
+    (1, (2, 7, 3), dict(strides=2, output_padding=0, padding="valid", kernel_size=3)),
+    (1, (2, 7, 3), dict(dilation=3, output_padding=0, padding="same", kernel_size=2)),
+    (3, (1, 3, 4, 5, 2), dict(strides=(2, 1, 2), output_padding=(1, 0, 0), padding="same", kernel_size=(3, 2, 2))),
+    (3, (1, 3, 4, 5, 2), dict(strides=2, output_padding=(0, 1, 1), padding="valid", kernel_size=(2, 3, 1))),
+])
+def test_transpose_1d_3d_output_padding(dims, shape, kwargs):
+  check("transpose", dims, shape=shape, **kwargs)
+
+
 def test_groups_and_depth_multiplier():
   check("conv", 2, shape=(2, 6, 6, 4), features=6, groups=2)
   check("conv", 1, shape=(2, 9, 6), features=9, groups=3, strides=2)
@@ -121,18 +155,54 @@ def test_avg_pool_same_with_stride_one_excludes_padding():
   check("conv", 2, shape=(1, 5, 5, 2), pool="avg", pool_size=3, pool_strides=1, pool_padding="same")
 
 
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_pooling_gradients_equal_keras(kind, padding):
+  x = random_input((2, 5, 6, 3))
+  keras_pool = {"max": keras.ops.max_pool, "avg": keras.ops.average_pool}[kind]
+  expected = jax.grad(lambda v: (keras_pool(v, 3, 2, padding) ** 2).sum())(x)
+  got = jax.jit(jax.grad(lambda v: (pooling.pool(v, kind, 3, 2, padding) ** 2).sum()))(x)
+  assert_close(got, expected, tol=1e-6)
+  layer = Convolution(4, 3, batch_norm=True, dropout=0.2, pool=kind, pool_padding=padding)
+  variables = layer.init(jax.random.key(0), x)
+
+  def loss(params):
+    y, _ = layer.apply({**variables, "params": params}, x, train=True, rngs={"dropout": jax.random.key(1)},
+                       mutable=["batch_stats"])
+    return (y ** 2).mean()
+
+  grads = jax.jit(jax.grad(loss))(variables["params"])
+  assert all(np.isfinite(g).all() and np.abs(g).max() > 0 for g in jax.tree.leaves(grads))
+
+
+def test_pool_strides_none_is_the_window_and_windows_overlap():
+  check("depthwise", 1, shape=(2, 11, 3), pool="max", pool_size=3, pool_strides=None, pool_padding="same")
+  check("conv", 2, pool="avg", pool_size=3, pool_strides=2, pool_padding="same")
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("dims,size,strides", [(1, 3, 2), (2, (3, 2), (2, 1)), (3, (2, 3, 2), None)])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_pooling_functions_equal_keras(kind, dims, size, strides, padding):
+  x = random_input((2, 7, 6, 5, 3)[:dims + 1] + (3,))
+  expected = POOL_LAYERS[(kind, dims)](size, strides, padding=padding)(x)
+  assert_close(pooling.POOLS[kind](x, size, strides, padding.upper()), expected, tol=1e-6)
+  assert_close(pooling.pool(x, kind, size, strides, padding), expected, tol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["separable", "depthwise"])
-def test_3d_extensions_equal_grouped_keras_conv3d(kind):
+@pytest.mark.parametrize("padding,strides", [("same", 1), ("valid", 2)])
+def test_3d_extensions_equal_grouped_keras_conv3d(kind, padding, strides):
   in_channels, multiplier, features = 2, 2, 3
   x = random_input((1, 5, 6, 4, in_channels))
-  depthwise = keras.layers.Conv3D(in_channels * multiplier, 3, padding="same", groups=in_channels,
+  depthwise = keras.layers.Conv3D(in_channels * multiplier, 3, strides=strides, padding=padding, groups=in_channels,
                                   use_bias=kind == "depthwise")
   layers = [keras.Input(x.shape[1:]), depthwise]
   if kind == "separable":
     layers.append(keras.layers.Conv3D(features, 1))
   model = keras.Sequential(layers)
   randomize_keras(model)
-  layer = Convolution(features if kind == "separable" else None, 3, kind=kind, dims=3,
+  layer = Convolution(features if kind == "separable" else None, 3, strides, padding, kind=kind, dims=3,
                       depth_multiplier=multiplier)
   variables = layer.init(jax.random.key(0), x)
   leaf = variables["params"][f"{kind}_conv3d"]
@@ -146,41 +216,78 @@ def test_3d_extensions_equal_grouped_keras_conv3d(kind):
   assert_close(layer.apply(variables, x), model(x))
 
 
-def test_training_mode_batch_stats_and_dropout():
-  model = keras_twin(SHAPES[2][1:], 4, 3, batch_norm=True, activation="relu")
-  layer = Convolution(4, 3, batch_norm=True, activation="relu")
-  x = random_input((8, 9, 8, 3))
+@pytest.mark.parametrize("kind,dims", [("conv", 2), ("separable", 1), ("transpose", 3)])
+def test_training_updates_batch_stats_like_keras(kind, dims):
+  shape = (8,) + SHAPES[dims][1:]
+  model = keras_twin(shape[1:], 4, 3, kind, dims, strides=2, batch_norm=True, activation="relu")
+  layer = Convolution(4, 3, 2, kind=kind, dims=dims, batch_norm=True, activation="relu")
+  x = random_input(shape)
   variables = load_keras(layer, model, x)
+  before = jax.tree.map(np.asarray, variables["batch_stats"]["batch_normalization"])
   y, updates = layer.apply(variables, x, train=True, mutable=["batch_stats"])
   assert_close(y, model(x, training=True))
-  bn = model.layers[1]
-  assert_close(updates["batch_stats"]["batch_normalization"]["mean"], bn.moving_mean, tol=1e-6)
-  assert_close(updates["batch_stats"]["batch_normalization"]["var"], bn.moving_variance, tol=1e-6)
+  bn, stats = model.layers[1], updates["batch_stats"]["batch_normalization"]
+  assert not np.allclose(stats["mean"], before["mean"]) and not np.allclose(stats["var"], before["var"])
+  assert_close(stats["mean"], bn.moving_mean, tol=1e-6)
+  assert_close(stats["var"], bn.moving_variance, tol=1e-6)
 
-  dropped = Convolution(16, 3, dropout=0.5)
-  params = dropped.init(jax.random.key(0), x)
+
+def test_dropout_only_in_training():
+  layer = Convolution(16, 3, dims=1, dropout=0.5)
+  x = random_input((4, 9, 3))
+  variables = layer.init(jax.random.key(0), x)
   rngs = {"dropout": jax.random.key(1)}
-  np.testing.assert_array_equal(dropped.apply(params, x, rngs=rngs), dropped.apply(params, x))
-  trained = np.asarray(dropped.apply(params, x, train=True, rngs=rngs))
-  assert 0.4 < (trained == 0).mean() < 0.6
+  inference = np.asarray(layer.apply(variables, x, rngs=rngs))
+  np.testing.assert_array_equal(inference, layer.apply(variables, x))
+  np.testing.assert_array_equal(inference, layer.apply(variables, x, train=False, rngs=rngs))
+  trained = np.asarray(layer.apply(variables, x, train=True, rngs=rngs))
+  dropped = trained == 0
+  assert 0.4 < dropped.mean() < 0.6
+  np.testing.assert_allclose(trained[~dropped], 2 * inference[~dropped], rtol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(kind="dilated"), r"kind='dilated' is not allowed; expected one of 'conv', 'transpose'"),
     (dict(dims=4), r"dims=4 is not allowed; expected one of 1, 2, 3"),
-    (dict(padding="full"), r"padding='FULL' is not allowed; expected one of 'SAME', 'VALID'"),
-    (dict(padding="causal"), r"padding='CAUSAL' is not allowed; expected one of 'SAME', 'VALID'\."),
-    (dict(kind="transpose", dims=1, padding="causal"), r"padding='CAUSAL' is not allowed"),
+    (dict(padding="full"), r"padding='full' is not allowed with kind='conv', dims=2; expected one of 'SAME', "
+                           r"'VALID' \(any case\)"),
+    (dict(padding=None), r"padding=None is not allowed"),
+    (dict(padding="causal"), r"padding='causal' is not allowed with kind='conv', dims=2; expected one of 'SAME', "
+                             r"'VALID' \(any case\); 'CAUSAL' needs dims=1 and a kind other than 'transpose'"),
+    (dict(kind="transpose", dims=1, padding="causal"), r"padding='causal' is not allowed with kind='transpose', "
+                                                       r"dims=1"),
+    (dict(kind="separable", dims=3, padding="CAUSAL"), r"padding='CAUSAL' is not allowed with kind='separable'"),
     (dict(features=0), r"features=0 is not allowed; expected a positive integer"),
     (dict(kernel_size=(3, 0)), r"kernel_size=\(3, 0\) is not allowed; expected a positive integer or a sequence "
                                r"of 2 positive integers"),
     (dict(kernel_size=(3, 3, 3)), r"kernel_size=\(3, 3, 3\) is not allowed; expected a positive integer or a "
                                   r"sequence of 2"),
-    (dict(strides=2, dilation=2), r"strides=2 with dilation=2 is not allowed"),
+    (dict(strides=2, dilation=2), r"strides=2 with dilation=2 is not allowed with kind='conv'; like Keras"),
+    (dict(kind="transpose", strides=(1, 2), dilation=(2, 1)), r"strides=\(1, 2\) with dilation=\(2, 1\) is not "
+                                                               r"allowed with kind='transpose'"),
+    (dict(strides=0), r"strides=0 is not allowed; expected a positive integer"),
+    (dict(dilation=(1, 0)), r"dilation=\(1, 0\) is not allowed; expected a positive integer"),
+    (dict(kind="separable", depth_multiplier=0), r"depth_multiplier=0 is not allowed; expected a positive integer"),
+    (dict(groups=0), r"groups=0 is not allowed; expected a positive integer"),
+    (dict(features=None), r"features=None is not allowed; expected a positive integer"),
+    (dict(kind="separable", features=-2), r"features=-2 is not allowed; expected a positive integer"),
+    (dict(pool="avg", pool_size=0), r"pool_size=0 is not allowed; expected a positive integer"),
+    (dict(pool="max", pool_strides=(2, 0)), r"pool_strides=\(2, 0\) is not allowed; expected a positive integer"),
+    (dict(pool="avg", pool_padding=None), r"pool_padding=None is not allowed; expected one of 'SAME', 'VALID'"),
+    (dict(kind="transpose", strides=2, output_padding=-1), r"output_padding=-1 is not allowed; expected a "
+                                                            r"non-negative integer"),
+    (dict(kind="transpose", strides=(2, 1), output_padding=(1, 1)), r"output_padding=\(1, 1\) is not allowed; "
+                                                                     r"each value must be smaller than its stride"),
     (dict(activation="relu7"), r"activation='relu7' is not allowed"),
     (dict(pool="min"), r"pool='min' is not allowed; expected one of None, 'max', 'avg'"),
-    (dict(pool="max", pool_padding="full"), r"pool_padding='FULL' is not allowed"),
+    (dict(pool="max", pool_padding="full"), r"pool_padding='full' is not allowed; expected one of 'SAME', 'VALID'"),
     (dict(groups=2), r"groups=2 is not allowed; it must divide the input channels \(3\)"),
+    (dict(features=5, groups=3), r"groups=3 is not allowed; it must divide the input channels \(3\) and features "
+                                 r"\(5\)"),
+    (dict(kind="transpose", groups=3), r"groups=3 is not allowed with kind='transpose'"),
+    (dict(kind="depthwise", features=None, output_padding=1), r"output_padding=1 is not allowed with "
+                                                               r"kind='depthwise'"),
+    (dict(kind="transpose", depth_multiplier=2), r"depth_multiplier=2 is not allowed with kind='transpose'"),
     (dict(kind="separable", groups=3), r"groups=3 is not allowed with kind='separable'"),
     (dict(kind="conv", depth_multiplier=2), r"depth_multiplier=2 is not allowed with kind='conv'"),
     (dict(kind="depthwise", features=5), r"features=5 is not allowed for kind='depthwise' with 3 input channels"),
@@ -196,6 +303,21 @@ def test_bad_arguments(kwargs, message):
     Convolution(**args).init(jax.random.key(0), random_input(SHAPES[2]))
 
 
-def test_wrong_input_rank():
-  with pytest.raises(ValueError, match=r"x has shape \(2, 9, 3\) \(rank 3\); dims=2 expects rank 4"):
-    Convolution(4, 3).init(jax.random.key(0), random_input((2, 9, 3)))
+@pytest.mark.parametrize("dims,shape", [(2, (2, 9, 3)), (1, (2, 9, 8, 3)), (3, (2, 9, 8, 3))])
+def test_wrong_input_rank(dims, shape):
+  message = rf"x has shape \({', '.join(map(str, shape))}\) \(rank {len(shape)}\); dims={dims} expects rank {dims + 2}"
+  with pytest.raises(ValueError, match=message):
+    Convolution(4, 3, dims=dims).init(jax.random.key(0), random_input(shape))
+
+
+@pytest.mark.parametrize("kwargs,shape,message", [
+    (dict(kernel_size=5, padding="valid"), (1, 4, 6, 3), r"the conv2d output would have shape \(1, 0, 2, 4\)"),
+    (dict(kind="depthwise", features=None, kernel_size=3, dilation=3, padding="valid"), (1, 6, 9, 3),
+     r"the depthwise_conv2d output would have shape \(1, 0, 3, 3\)"),
+    (dict(kind="transpose", kernel_size=2, output_padding=0), (1, 1, 3, 3),
+     r"the conv2d_transpose output would have shape \(1, 0, 2, 4\)"),
+    (dict(kernel_size=3, pool="max", pool_size=3), (1, 2, 6, 3), r"the max pooling output would have shape"),
+])
+def test_empty_output_is_an_error(kwargs, shape, message):
+  with pytest.raises(ValueError, match=r"x has shape .*; " + message + r".*the input is too small"):
+    Convolution(**{"features": 4, **kwargs}).init(jax.random.key(0), random_input(shape))

@@ -11,7 +11,7 @@ from jaxcomponents import activations
 from jaxcomponents.errors import as_tuple, check_choice, check_positive_int, check_rate
 from jaxcomponents.layers.conv_core import ConvTranspose, DepthwiseConv, SeparableConv, glorot_uniform
 from jaxcomponents.layers.normalization import BatchNorm
-from jaxcomponents.layers.pooling import POOLS, pool
+from jaxcomponents.layers.pooling import POOLS, pool, pool_padding
 
 KINDS = ("conv", "transpose", "separable", "depthwise")
 PADDINGS = ("SAME", "VALID", "CAUSAL")
@@ -36,7 +36,8 @@ class Convolution(nn.Module):
     padding: "SAME", "VALID" (either case) or "CAUSAL" (1-D, not transposed).
     kind: "conv", "transpose", "separable" or "depthwise".
     dims: number of spatial axes, 1 to 3; inputs are (batch, *spatial, channels).
-    dilation: an int or one per axis (not together with strides > 1, like Keras).
+    dilation: an int or one per axis; like Keras, `conv` and `transpose` take strides > 1
+      or dilation > 1, not both (`separable` and `depthwise` take both).
     groups: grouped convolution (`kind="conv"` only).
     depth_multiplier: depthwise filters per input channel (`separable`, `depthwise`).
     output_padding: extra output length per axis for `transpose`, each below its stride.
@@ -45,7 +46,8 @@ class Convolution(nn.Module):
     batch_norm: batch-normalize with Keras's defaults (eps 1e-3, momentum 0.99).
     dropout: dropout rate in [0, 1), only with `train=True` (rng stream 'dropout').
     pool: None, "max" or "avg" pooling after the rest (average excludes padding).
-    pool_size, pool_strides, pool_padding: the pooling window, step and padding.
+    pool_size, pool_strides, pool_padding: the pooling window, step (None: the window,
+      as in Keras) and padding ("SAME" or "VALID", either case).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -72,21 +74,20 @@ class Convolution(nn.Module):
   dropout: float = 0.0
   pool: str | None = None
   pool_size: int | Sequence[int] = 2
-  pool_strides: int | Sequence[int] = 2
+  pool_strides: int | Sequence[int] | None = 2
   pool_padding: str = "VALID"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     kind = check_choice("kind", self.kind, KINDS)
     dims = check_choice("dims", self.dims, (1, 2, 3))
-    padding = check_choice("padding", self.padding.upper() if isinstance(self.padding, str) else self.padding,
-                           PADDINGS if dims == 1 and kind != "transpose" else PADDINGS[:2])
+    padding = self._padding(kind, dims)
     kernel_size = as_tuple("kernel_size", self.kernel_size, dims)
     strides = as_tuple("strides", self.strides, dims)
     dilation = as_tuple("dilation", self.dilation, dims)
-    if max(strides) > 1 and max(dilation) > 1:
-      raise ValueError(f"strides={self.strides!r} with dilation={self.dilation!r} is not allowed; "
-                       "Keras supports strides > 1 or dilation > 1, not both.")
+    if kind in ("conv", "transpose") and max(strides) > 1 and max(dilation) > 1:
+      raise ValueError(f"strides={self.strides!r} with dilation={self.dilation!r} is not allowed with "
+                       f"kind={kind!r}; like Keras, it takes strides > 1 or dilation > 1, not both.")
     check_rate("dropout", self.dropout)
     act = activations.get(self.activation)
     check_choice("pool", self.pool, (None, *POOLS))
@@ -116,6 +117,7 @@ class Convolution(nn.Module):
     else:
       y = SeparableConv(features, kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias,
                         name=name)(x)
+    _check_not_empty(y, x, f"the {name} output", "kernel_size, dilation, strides and padding")
     if self.batch_norm:
       y = BatchNorm(use_running_average=not train, name="batch_normalization")(y)
     y = act(y)
@@ -123,10 +125,19 @@ class Convolution(nn.Module):
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
     if self.pool is not None:
       size = as_tuple("pool_size", self.pool_size, dims)
-      pool_strides = as_tuple("pool_strides", self.pool_strides, dims)
-      pool_padding = check_choice("pool_padding", self.pool_padding.upper(), PADDINGS[:2])
-      y = pool(y, self.pool, size, pool_strides, pool_padding)
+      pool_strides = size if self.pool_strides is None else as_tuple("pool_strides", self.pool_strides, dims)
+      y = pool(y, self.pool, size, pool_strides, pool_padding(self.pool_padding, "pool_padding"))
+      _check_not_empty(y, x, f"the {self.pool} pooling output", "convolution, pool_size and pool_padding")
     return y
+
+  def _padding(self, kind: str, dims: int) -> str:
+    """The padding name in upper case, if this kind and dims take it."""
+    allowed = PADDINGS if dims == 1 and kind != "transpose" else PADDINGS[:2]
+    if isinstance(self.padding, str) and self.padding.upper() in allowed:
+      return self.padding.upper()
+    causal = "" if allowed == PADDINGS else "; 'CAUSAL' needs dims=1 and a kind other than 'transpose'"
+    raise ValueError(f"padding={self.padding!r} is not allowed with kind={kind!r}, dims={dims}; expected one of "
+                     f"{', '.join(map(repr, allowed))} (any case){causal}.")
 
   def _features(self, kind: str, channels: int) -> int:
     """Output channels, checking the arguments that only some kinds take."""
@@ -146,3 +157,10 @@ class Convolution(nn.Module):
                          f"channels and depth_multiplier={self.depth_multiplier}; expected None or {expected}.")
       return expected
     return check_positive_int("features", self.features)
+
+
+def _check_not_empty(y: jax.Array, x: jax.Array, what: str, causes: str) -> None:
+  """Raises on an empty feature map (Keras raises for Conv*, returns one for the other kinds and pooling)."""
+  if 0 in y.shape[1:-1]:
+    raise ValueError(f"x has shape {x.shape}; {what} would have shape {y.shape}, with no positions: the input is "
+                     f"too small for this {causes}.")

@@ -56,7 +56,8 @@ def max_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,
     (1, 2, 2, 3)
   """
   window, step, padding = _window(x, pool_size, strides, padding)
-  return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, window, step, padding)
+  # Python-scalar identities let JAX recognise max/sum pooling, which it knows how to differentiate.
+  return lax.reduce_window(x, -jnp.inf, lax.max, window, step, padding)
 
 
 def avg_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,
@@ -69,13 +70,12 @@ def avg_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,
     (1, 3, 3, 3)
   """
   window, step, padding = _window(x, pool_size, strides, padding)
-  zero = jnp.array(0, x.dtype)
-  sums = lax.reduce_window(x, zero, lax.add, window, step, padding)
+  sums = lax.reduce_window(x, 0.0, lax.add, window, step, padding)
   if padding == "VALID":
     return sums / math.prod(window)
   # How many real inputs each window covers; axes that are not pooled need no count.
   ones = jnp.ones([n if w != 1 else 1 for n, w in zip(x.shape, window)], x.dtype)
-  return sums / lax.reduce_window(ones, zero, lax.add, window, step, padding)
+  return sums / lax.reduce_window(ones, 0.0, lax.add, window, step, padding)
 
 
 POOLS: dict[str, Callable[..., jax.Array]] = {"max": max_pool, "avg": avg_pool}

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) experiments/digits_cnn.py
+	$(PY) experiments/transfer_digits.py
 
 test: $(STAMP)
 	$(PY) -m pytest tests

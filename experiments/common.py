@@ -1,0 +1,92 @@
+"""What every experiment script shares: arguments from a config dataclass, run folders, result files."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+
+def parse_config(config_cls, argv=None, description: str | None = None):
+  """Builds a `--flag` per config field (types from the defaults) and returns the config."""
+  parser = argparse.ArgumentParser(description=description)
+  for field in dataclasses.fields(config_cls):
+    default = field.default
+    flag = f"--{field.name.replace('_', '-')}"
+    if isinstance(default, bool):
+      parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
+    else:
+      parser.add_argument(flag, type=type(default), default=default)
+  return config_cls(**vars(parser.parse_args(argv)))
+
+
+def run_dir(config) -> str:
+  path = os.path.join(config.runs_dir, config.name)
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[float]] | None = None) -> None:
+  """`metrics.json` and, with a history, `history.csv` (one row per epoch)."""
+  with open(os.path.join(path, "metrics.json"), "w") as f:
+    json.dump(metrics, f, indent=2)
+  if history:
+    keys = list(history)
+    with open(os.path.join(path, "history.csv"), "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["epoch", *keys])
+      for epoch, row in enumerate(zip(*(history[k] for k in keys))):
+        writer.writerow([epoch, *row])
+
+
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: str, title: str) -> None:
+  """Saves a confusion-matrix PNG."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  n = len(labels)
+  matrix = np.zeros((n, n), int)
+  np.add.at(matrix, (y_true, y_pred), 1)
+  fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+  ax.imshow(matrix, cmap="Blues")
+  for i in range(n):
+    for j in range(n):
+      ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8,
+              color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+  ax.set_xticks(range(n), labels)
+  ax.set_yticks(range(n), labels)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+  """A plain aligned table."""
+  if not rows:
+    return
+  keys = list(rows[0])
+  cells = [[f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k]) for k in keys] for r in rows]
+  widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+  print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+  for c in cells:
+    print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+class Timer:
+  def __enter__(self):
+    self.start = time.perf_counter()
+    return self
+
+  def __exit__(self, *exc):
+    self.seconds = time.perf_counter() - self.start

@@ -193,3 +193,23 @@ def test_cached_files_are_verified_and_converted(tmp_path, monkeypatch):
   monkeypatch.setitem(hub._FILES, ("resnet50", False), hub.WeightsFile(file.fname, file.origin, None))
   with pytest.raises(ValueError, match=r"not a readable HDF5 file"):
     load_imagenet(ResNet50(include_top=False), (32, 32, 3))
+
+
+def test_decode_predictions_uses_the_cached_class_index(tmp_path, monkeypatch):
+  import json
+
+  monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+  (tmp_path / "models").mkdir()
+  index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+  path = tmp_path / "models" / "imagenet_class_index.json"
+  path.write_text(json.dumps(index))
+  monkeypatch.setattr(hub, "IMAGENET_CLASS_INDEX", hub.WeightsFile(path.name, "unused", hub.md5_of(path)))
+  preprocessing._class_index.cache_clear()
+  scores = np.zeros((2, 1000), np.float32)
+  scores[0, [7, 3]] = [0.9, 0.1]
+  scores[1, 999] = 1.0
+  decoded = preprocessing.decode_predictions(scores, top=2)
+  assert decoded[0] == [("n00000007", "class_7", pytest.approx(0.9)), ("n00000003", "class_3", pytest.approx(0.1))]
+  assert decoded[1][0][:2] == ("n00000999", "class_999")
+  with pytest.raises(ValueError, match=r"preds has shape \(2, 10\); decode_predictions expects \(batch, 1000\)"):
+    preprocessing.decode_predictions(np.zeros((2, 10)))

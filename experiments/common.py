@@ -26,6 +26,23 @@ def parse_config(config_cls, argv=None, description: str | None = None):
   return config_cls(**vars(parser.parse_args(argv)))
 
 
+def load_digit_images(dataset: str, seed: int = 0):
+  """Grey images as float32 (N, H, W, 1) in [0, 1] with integer labels, the official train/test split.
+
+  `dataset`: "digits" (embedded, 8x8), "mnist" or "fashion_mnist" (28x28, local files).
+  """
+  from jaxcomponents.data import load_digits, load_idx_dataset
+
+  if dataset == "digits":
+    (x, y), (xt, yt) = load_digits(seed=seed)
+  elif dataset in ("mnist", "fashion_mnist"):
+    (x, y), (xt, yt) = load_idx_dataset(dataset)
+  else:
+    raise ValueError(f"dataset={dataset!r} is not allowed; expected one of 'digits', 'mnist', 'fashion_mnist'.")
+  prep = lambda a: (a.astype(np.float32) / 255.0)[..., None]
+  return prep(x), y.astype(np.int32), prep(xt), yt.astype(np.int32)
+
+
 def run_dir(config) -> str:
   path = os.path.join(config.runs_dir, config.name)
   os.makedirs(path, exist_ok=True)

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, parse_config, plot_confusion, print_table, run_dir, write_results  # noqa: E402
+from common import Timer, load_digit_images, parse_config, plot_confusion, print_table, run_dir, write_results  # noqa: E402,E501
 
 
 @dataclasses.dataclass
@@ -37,21 +37,6 @@ class Config:
   limit: int = 0                   # use at most this many training examples per phase (0: all)
   name: str = ""                   # default: transfer_digits-<dataset>-<framework>
   runs_dir: str = "runs"
-
-
-def load(config: Config):
-  """Images as float32 (N, H, W, 1) in [0, 1] and integer labels, the official train/test split."""
-  from jaxcomponents.data import load_digits, load_idx_dataset
-
-  if config.dataset == "digits":
-    (x, y), (xt, yt) = load_digits(seed=config.seed)
-  elif config.dataset in ("mnist", "fashion_mnist"):
-    (x, y), (xt, yt) = load_idx_dataset(config.dataset)
-  else:
-    raise ValueError(f"dataset={config.dataset!r} is not allowed; expected one of 'digits', 'mnist', "
-                     "'fashion_mnist'.")
-  prep = lambda a: (a.astype(np.float32) / 255.0)[..., None]
-  return prep(x), y.astype(np.int32), prep(xt), yt.astype(np.int32)
 
 
 def phases(config: Config, x, y, xt, yt):
@@ -147,7 +132,7 @@ def main(argv=None) -> dict:
   small = config.dataset == "digits"
   config.epochs = config.epochs or (20 if small else 5)
   config.batch_size = config.batch_size or (32 if small else 128)
-  x, y, xt, yt = load(config)
+  x, y, xt, yt = load_digit_images(config.dataset, config.seed)
   data = phases(config, x, y, xt, yt)
   results = (run_jax if config.framework == "jax" else run_keras)(config, data)
   path = run_dir(config)

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,3 +33,39 @@ def test_transfer_digits(tmp_path, framework):
 def test_transfer_digits_rejects_unknown_dataset(tmp_path):
   with pytest.raises(ValueError, match=r"dataset='cifar' is not allowed"):
     experiment("transfer_digits").main(["--dataset", "cifar", "--runs-dir", str(tmp_path)])
+
+
+def test_vgg16_transfer_on_tfds_mock_data(tmp_path):
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=24):
+    metrics = experiment("vgg16_transfer").main(
+        ["--weights", "none", "--epochs", "1", "--batch-size", "8", "--hidden", "16", "--runs-dir", str(tmp_path)])
+  saved = json.loads((tmp_path / "vgg16_transfer-cifar10-jax" / "metrics.json").read_text())
+  assert saved["test_accuracy"] == metrics["test_accuracy"] and 0.0 <= saved["test_accuracy"] <= 1.0
+  assert saved["backbone"] == "vgg16"
+
+
+@pytest.mark.parametrize("framework", ["jax", "keras"])
+def test_cats_vs_dogs_on_an_image_folder(tmp_path, framework):
+  from PIL import Image
+
+  rng = np.random.default_rng(0)
+  for cls, shade in (("cats", 40), ("dogs", 215)):
+    (tmp_path / "pets" / cls).mkdir(parents=True)
+    for i in range(10):
+      pixels = np.clip(rng.normal(shade, 20, (40, 48, 3)), 0, 255).astype(np.uint8)
+      Image.fromarray(pixels).save(tmp_path / "pets" / cls / f"{i}.jpg")
+  metrics = experiment("cats_vs_dogs").main(
+      ["--dataset", str(tmp_path / "pets"), "--weights", "none", "--image-size", "32", "--epochs", "3",
+       "--batch-size", "8", "--framework", framework, "--runs-dir", str(tmp_path / "runs")])
+  assert metrics["test_accuracy"] >= 0.5 and metrics["backbone"] == "mobilenet_v2"
+  assert (tmp_path / "runs" / f"cats_vs_dogs-pets-{framework}" / "confusion.png").exists()
+
+
+def test_sequence_compares_the_three_cells(tmp_path):
+  metrics = experiment("sequence").main(["--epochs", "2", "--limit", "256", "--units", "16",
+                                         "--runs-dir", str(tmp_path)])
+  assert [row["cell"] for row in metrics["cells"]] == ["lstm", "gru", "rnn"]
+  assert all(row["test_accuracy"] > 0.1 for row in metrics["cells"])
+  assert (tmp_path / "sequence-digits-jax" / "history.csv").exists()

@@ -18,7 +18,7 @@ from jaxcomponents.data.transforms import resize_image
 
 def tfds_dataset(name: str, split: str, batch_size: int, *, data_dir: str | os.PathLike | None = None,
                  image_key: str = "image", label_key: str = "label", image_size: tuple[int, int] | None = None,
-                 shuffle: bool = True, seed: int = 0, download: bool = False) -> RecordDataset:
+                 shuffle: bool = True, seed: int = 0, download: bool = False, limit: int = 0) -> RecordDataset:
   """Batches of a TFDS split, read through `tfds.data_source`.
 
   Args:
@@ -27,6 +27,7 @@ def tfds_dataset(name: str, split: str, batch_size: int, *, data_dir: str | os.P
     image_key, label_key: the feature names of the image and the target.
     image_size: resize every image to (height, width) (bilinear, like Keras's Resizing).
     download: let TFDS download and prepare the data (needs TensorFlow).
+    limit: use only the first `limit` records (0: all).
 
   Raises:
     FileNotFoundError: if the dataset is not prepared, saying how to prepare it.
@@ -55,4 +56,6 @@ def tfds_dataset(name: str, split: str, batch_size: int, *, data_dir: str | os.P
       image = resize_image(image, image_size)
     return image, np.asarray(record[label_key])
 
+  if limit:
+    source = [source[i] for i in range(min(limit, len(source)))]
   return RecordDataset(source, to_example, batch_size, shuffle=shuffle, seed=seed, num_classes=num_classes)

@@ -1,0 +1,158 @@
+"""Transfer learning on an image dataset: a frozen ImageNet backbone and a new head (shared by two experiments).
+
+`vgg16_transfer.py` and `cats_vs_dogs.py` are configs of this; run them, or
+this file directly with any backbone and any TFDS name or image folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Timer, parse_config, plot_confusion, print_table, run_dir, write_results  # noqa: E402
+
+BACKBONES = {"vgg16": ("VGG16", "caffe"), "resnet50": ("ResNet50", "caffe"),
+             "inception_v3": ("InceptionV3", "tf"), "mobilenet_v2": ("MobileNetV2", "tf")}
+
+
+@dataclasses.dataclass
+class Config:
+  backbone: str = "vgg16"
+  dataset: str = "cifar10"         # a TFDS name (prepared as array_record) or a folder <root>/<class>/<image>
+  train_split: str = "train"
+  test_split: str = "test"
+  data_dir: str = ""               # TFDS data_dir ("" for TFDS's default)
+  image_size: int = 32
+  weights: str = "imagenet"        # imagenet | none
+  hidden: int = 256                # width of the ReLU layer of the new head (0: none)
+  dropout: float = 0.5
+  epochs: int = 5
+  batch_size: int = 64
+  learning_rate: float = 1e-3
+  framework: str = "jax"           # jax | keras
+  seed: int = 0
+  limit: int = 0                   # at most this many training (and test) examples (0: all)
+  name: str = ""
+  runs_dir: str = "runs"
+
+
+def datasets(config: Config):
+  """(train, test, class names) as fixed-shape `RecordDataset`s of uint8 images and labels."""
+  from jaxcomponents.data import RecordDataset, list_image_folder, tfds_dataset
+  from jaxcomponents.data.folders import read_image
+
+  size = (config.image_size, config.image_size)
+  if os.path.isdir(config.dataset):
+    files, classes = list_image_folder(config.dataset)
+    order = np.random.default_rng(config.seed).permutation(len(files))
+    cut = int(0.8 * len(files))
+    split = {"train": [files[i] for i in order[:cut]], "test": [files[i] for i in order[cut:]]}
+    to_example = lambda record: (read_image(record[0], size), np.int32(record[1]))
+    make = lambda name, shuffle: RecordDataset(split[name][:config.limit or None], to_example, config.batch_size,
+                                               shuffle=shuffle, seed=config.seed, num_classes=len(classes))
+    return make("train", True), make("test", False), classes
+  options = dict(data_dir=config.data_dir or None, image_size=size, seed=config.seed, limit=config.limit)
+  train = tfds_dataset(config.dataset, config.train_split, config.batch_size, **options)
+  test = tfds_dataset(config.dataset, config.test_split, config.batch_size, shuffle=False, **options)
+  if train.num_classes is None:
+    raise ValueError(f"dataset={config.dataset!r} has no class count in its TFDS info; use a class-label dataset.")
+  return train, test, [str(i) for i in range(train.num_classes)]
+
+
+def run_jax(config: Config, train, test, classes):
+  import jax
+  import jax.numpy as jnp
+
+  from jaxcomponents import models, optimizers
+  from jaxcomponents.training import TrainState, fit, freeze, make_eval_step, make_train_step
+  from jaxcomponents.weights import graft, load_imagenet
+
+  cls_name, mode = BACKBONES[config.backbone]
+  backbone = lambda **kw: getattr(models, cls_name)(include_top=False, pooling="avg", **kw)
+  model = models.BackboneClassifier(backbone(trainable=False), len(classes), preprocess=mode,
+                                    hidden=(config.hidden,) if config.hidden else (), dropout=config.dropout)
+  shape = (config.image_size, config.image_size, 3)
+  variables = model.init(jax.random.key(config.seed), jnp.zeros((1, *shape)))
+  if config.weights == "imagenet":
+    variables = graft(variables, "backbone", load_imagenet(backbone(), shape))
+  state = TrainState.create(model, freeze(optimizers.get("adam", learning_rate=config.learning_rate),
+                                          ["backbone/.*"]), variables=variables, seed=config.seed)
+  metrics = ["sparse_categorical_accuracy"]
+  with Timer() as timer:
+    state, history = fit(state, make_train_step("sparse_categorical_crossentropy", metrics), train,
+                         epochs=config.epochs, eval_step=make_eval_step("sparse_categorical_crossentropy", metrics),
+                         validation_data=test, log_dir=run_dir(config), progress=True)
+  predict = jax.jit(lambda x: state.apply_fn(state.variables, x).argmax(-1))
+  return history.history, timer.seconds, _predictions(test, lambda x: np.asarray(predict(x)))
+
+
+def run_keras(config: Config, train, test, classes):
+  os.environ.setdefault("KERAS_BACKEND", "jax")
+  import keras
+
+  keras.utils.set_random_seed(config.seed)
+  cls_name, mode = BACKBONES[config.backbone]
+  base = getattr(keras.applications, cls_name)(include_top=False, pooling="avg",
+                                               weights="imagenet" if config.weights == "imagenet" else None,
+                                               input_shape=(config.image_size, config.image_size, 3))
+  base.trainable = False
+  head = [keras.layers.Dense(config.hidden, activation="relu"), keras.layers.Dropout(config.dropout)] \
+      if config.hidden else []
+  model = keras.Sequential([keras.Input(base.input_shape[1:]), base, *head,
+                            keras.layers.Dense(len(classes), activation="softmax")])
+  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy",
+                metrics=["sparse_categorical_accuracy"])
+  prep = lambda x: keras.applications.imagenet_utils.preprocess_input(x.astype(np.float32), mode=mode)
+  history = {"loss": [], "val_sparse_categorical_accuracy": []}
+  with Timer() as timer:
+    for epoch in range(config.epochs):
+      model.reset_metrics()
+      for batch in train.epoch(epoch):
+        logs = model.train_on_batch(prep(batch["x"]), batch["y"], sample_weight=batch["mask"], return_dict=True)
+      preds, labels = _predictions(test, lambda x: model.predict_on_batch(prep(x)).argmax(-1))
+      history["loss"].append(float(logs["loss"]))
+      history["val_sparse_categorical_accuracy"].append(float((preds == labels).mean()))
+      print(f"epoch {epoch + 1}: loss {logs['loss']:.4f}  val accuracy {history['val_sparse_categorical_accuracy'][-1]:.4f}")
+  return history, timer.seconds, _predictions(test, lambda x: model.predict_on_batch(prep(x)).argmax(-1))
+
+
+def _predictions(data, predict):
+  """(predictions, labels) over the real (unmasked) examples of one pass of `data`."""
+  preds, labels = [], []
+  for batch in data.epoch(0):
+    keep = batch["mask"] > 0
+    preds.append(np.asarray(predict(batch["x"]))[keep])
+    labels.append(batch["y"][keep])
+  return np.concatenate(preds), np.concatenate(labels)
+
+
+def main(argv=None, config_cls=Config, experiment: str = "image_transfer") -> dict:
+  config = parse_config(config_cls, argv, __doc__.splitlines()[0])
+  if config.backbone not in BACKBONES:
+    raise ValueError(f"backbone={config.backbone!r} is not allowed; expected one of {', '.join(BACKBONES)}.")
+  if config.framework not in ("jax", "keras"):
+    raise ValueError(f"framework={config.framework!r} is not allowed; expected 'jax' or 'keras'.")
+  if config.weights not in ("imagenet", "none"):
+    raise ValueError(f"weights={config.weights!r} is not allowed; expected 'imagenet' or 'none'.")
+  config.name = config.name or f"{experiment}-{os.path.basename(config.dataset.rstrip('/'))}-{config.framework}"
+  train, test, classes = datasets(config)
+  run = run_jax if config.framework == "jax" else run_keras
+  history, seconds, (preds, labels) = run(config, train, test, classes)
+  path = run_dir(config)
+  plot_confusion(labels, preds, classes, os.path.join(path, "confusion.png"), f"{experiment} ({config.framework})")
+  metrics = {"experiment": experiment, "dataset": config.dataset, "framework": config.framework,
+             "backbone": config.backbone, "test_accuracy": float((preds == labels).mean()), "wall_time_s": seconds,
+             "images_per_s": len(train) * config.batch_size * config.epochs / seconds,
+             "config": dataclasses.asdict(config)}
+  write_results(path, metrics, history)
+  print_table([{k: metrics[k] for k in ("backbone", "framework", "test_accuracy", "wall_time_s", "images_per_s")}])
+  print(f"-> {os.path.join(path, 'metrics.json')}")
+  return metrics
+
+
+if __name__ == "__main__":
+  main()

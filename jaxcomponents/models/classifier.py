@@ -1,0 +1,49 @@
+"""A backbone with a new classification head: the transfer-learning model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from jaxcomponents import preprocessing
+from jaxcomponents.errors import check_choice
+from jaxcomponents.layers import Dense
+
+
+class BackboneClassifier(nn.Module):
+  """`preprocess_input` -> backbone -> [flatten] -> [Dense(hidden) ...] -> Dense(classes, name="predictions").
+
+  Images come in as RGB values in [0, 255]; the backbone's Keras preprocessing
+  runs inside the model, so data pipelines stay uint8.
+
+  Attributes:
+    backbone: e.g. `VGG16(include_top=False, trainable=False)`; called as `backbone(x, train)`.
+    classes: outputs of the new head.
+    preprocess: a `preprocessing.MODES` mode or None.
+    hidden: widths of ReLU dense layers before the head.
+    dropout: dropout after each hidden layer.
+    activation: of the head (None: logits).
+
+  Example:
+    >>> from jaxcomponents.models import VGG16
+    >>> model = BackboneClassifier(VGG16(include_top=False, pooling="avg"), classes=10)
+  """
+
+  backbone: nn.Module
+  classes: int
+  preprocess: str | None = "caffe"
+  hidden: Sequence[int] = ()
+  dropout: float = 0.0
+  activation: str | None = "softmax"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    if self.preprocess is not None:
+      x = preprocessing.preprocess_input(x, check_choice("preprocess", self.preprocess, preprocessing.MODES))
+    x = self.backbone(x, train)
+    x = x.reshape((x.shape[0], -1))
+    for units in self.hidden:
+      x = Dense(units, activation="relu", dropout=self.dropout)(x, train)
+    return Dense(self.classes, activation=self.activation, name="predictions")(x, train)

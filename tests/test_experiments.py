@@ -69,3 +69,15 @@ def test_sequence_compares_the_three_cells(tmp_path):
   assert [row["cell"] for row in metrics["cells"]] == ["lstm", "gru", "rnn"]
   assert all(row["test_accuracy"] > 0.1 for row in metrics["cells"])
   assert (tmp_path / "sequence-digits-jax" / "history.csv").exists()
+
+
+def test_compare_lists_both_frameworks(tmp_path, capsys):
+  for framework in ("jax", "keras"):
+    run = tmp_path / f"transfer_digits-digits-{framework}"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({
+        "experiment": "transfer_digits", "dataset": "digits", "framework": framework, "phase1_test_accuracy": 0.99,
+        "test_accuracy": 0.98, "wall_time_s": 10.0, "images_per_s": 100.0}))
+  table = experiment("compare").main([str(tmp_path)])
+  assert [row["framework"] for row in table] == ["jax", "keras"]
+  assert "phase1_accuracy" in capsys.readouterr().out

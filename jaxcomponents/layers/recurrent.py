@@ -1,0 +1,251 @@
+"""The Recurrent component: Keras's LSTM, GRU and SimpleRNN, optionally `Bidirectional`.
+
+The time loop is one lifted `nn.scan` over a cell of `jaxcomponents.layers.cells`
+(weights broadcast to every step), so tracing and compiling do not grow with the
+sequence length. Masks, `go_backwards`, dropout and the bidirectional merge follow
+Keras 3 (`keras/src/layers/rnn/`, `keras/src/backend/jax/rnn.py`):
+
+- a masked step keeps the previous state; its output is the previous output `h`,
+  or zeros with `zero_output_for_mask` (Keras's `RNN` option, which
+  `Bidirectional` sets to `return_sequences`); without `return_sequences` the
+  output is the last step's (masked) output.
+- `go_backwards` reads the sequence from its end and returns the outputs in
+  that processing order.
+- dropout masks are drawn once per call and direction and reused at every
+  step: one input mask and one recurrent mask, or, like Keras for LSTM and GRU
+  when `recurrent_dropout > 0`, one of each per gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcomponents import activations
+from jaxcomponents.errors import check_choice, check_positive_int, check_rank, check_rate
+from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell
+
+CELLS = ("lstm", "gru", "rnn")
+MERGE_MODES = (None, "concat", "sum", "mul", "ave")
+KERAS_NAMES = {"lstm": "lstm", "gru": "gru", "rnn": "simple_rnn"}
+NUM_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def _dropout_mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) -> jax.Array:
+  """Keras's `dropout(ones)`: 0 or 1 / (1 - rate)."""
+  keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+  return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.asarray(0.0, dtype))
+
+
+class Recurrent(nn.Module):
+  """A recurrent layer as Keras's `LSTM`, `GRU` or `SimpleRNN`, or their `Bidirectional`.
+
+  Weighted submodules carry Keras's default names, `lstm`, `gru` or
+  `simple_rnn`, and `forward_<name>` / `backward_<name>` when bidirectional,
+  so `jaxcomponents.weights.load_keras` maps the Keras layers onto them.
+
+  Attributes:
+    units: state size of each direction.
+    cell: "lstm", "gru" or "rnn" (SimpleRNN).
+    activation: Keras name or callable (tanh).
+    recurrent_activation: gate activation of LSTM and GRU (sigmoid).
+    use_bias: give the cell a bias.
+    return_sequences: return every step's output `(batch, time, units)`, not
+      just the last `(batch, units)`.
+    return_state: return `(output, *final_states)`: LSTM `h, c`, GRU and RNN
+      `h`; bidirectional: the forward states, then the backward states.
+    go_backwards: process the sequence from its end (not with `bidirectional`,
+      as in Keras).
+    bidirectional: None, or the merge of the two directions as in Keras's
+      `Bidirectional`: "concat", "sum", "mul" or "ave".
+    dropout: input dropout rate in [0, 1), with `train=True` (rng 'dropout').
+    recurrent_dropout: dropout rate of the recurrent state in [0, 1).
+    reset_after: GRU only: Keras's `reset_after` (Keras 3 default True).
+    unit_forget_bias: LSTM only: initialize the forget-gate bias to 1.
+    zero_output_for_mask: outputs of masked steps are zeros rather than the
+      previous output; None: Keras's choice (False, but `return_sequences`
+      when bidirectional).
+    unroll: time steps per scan iteration (passed to `nn.scan`); it changes
+      speed and compile size only.
+
+  Call arguments:
+    x: `(batch, time, features)`.
+    train: enable dropout.
+    mask: optional boolean `(batch, time)`, True at the steps to process.
+    lengths: optional `(batch,)` valid lengths (mask `t < length`); not with `mask`.
+    initial_state: optional sequence of `(batch, units)` states in the order
+      `return_state` gives them (default zeros).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = Recurrent(4, cell="gru", return_sequences=True, bidirectional="concat")
+    >>> x = jnp.ones((2, 7, 3))
+    >>> variables = layer.init(jax.random.key(0), x)
+    >>> sorted(variables["params"])
+    ['backward_gru', 'forward_gru']
+    >>> layer.apply(variables, x, lengths=jnp.array([7, 5])).shape
+    (2, 7, 8)
+  """
+
+  units: int
+  cell: str = "lstm"
+  activation: str | activations.Activation | None = "tanh"
+  recurrent_activation: str | activations.Activation | None = "sigmoid"
+  use_bias: bool = True
+  return_sequences: bool = False
+  return_state: bool = False
+  go_backwards: bool = False
+  bidirectional: str | None = None
+  dropout: float = 0.0
+  recurrent_dropout: float = 0.0
+  reset_after: bool = True
+  unit_forget_bias: bool = True
+  zero_output_for_mask: bool | None = None
+  unroll: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None,
+               lengths: jax.Array | None = None,
+               initial_state: Sequence[jax.Array] | jax.Array | None = None):
+    self._check_config()
+    check_rank("x", jnp.shape(x), (3,), "(batch, time, features)")
+    x = jnp.asarray(x)
+    batch, time = x.shape[:2]
+    if time < 1:
+      raise ValueError(f"x has shape {x.shape}; expected at least one time step.")
+    mask = self._sequence_mask(batch, time, mask, lengths)
+    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    directions = 2 if self.bidirectional else 1
+    states = self._initial_states(batch, dtype, initial_state, directions)
+    n = NUM_STATES[self.cell]
+    zero_output = self.zero_output_for_mask
+    if zero_output is None:
+      zero_output = bool(self.bidirectional) and self.return_sequences
+
+    name = KERAS_NAMES[self.cell]
+    if not self.bidirectional:
+      y, final = self._run(name, x, mask, states, self.go_backwards, zero_output, train)
+      return (y, *final) if self.return_state else y
+
+    y, forward_final = self._run(f"forward_{name}", x, mask, states[:n], False, zero_output, train)
+    y_rev, backward_final = self._run(f"backward_{name}", x, mask, states[n:], True, zero_output, train)
+    if self.return_sequences:
+      y_rev = jnp.flip(y_rev, axis=1)
+    merged = {
+        "concat": lambda: jnp.concatenate([y, y_rev], axis=-1),
+        "sum": lambda: y + y_rev,
+        "mul": lambda: y * y_rev,
+        "ave": lambda: (y + y_rev) / 2,
+    }[self.bidirectional]()
+    return (merged, *forward_final, *backward_final) if self.return_state else merged
+
+  def _make_cell(self, name: str) -> nn.Module:
+    if self.cell == "lstm":
+      return LSTMCell(self.units, self.activation, self.recurrent_activation, self.use_bias,
+                      self.unit_forget_bias, name=name)
+    if self.cell == "gru":
+      return GRUCell(self.units, self.activation, self.recurrent_activation, self.use_bias,
+                     self.reset_after, name=name)
+    return SimpleRNNCell(self.units, self.activation, self.use_bias, name=name)
+
+  def _run(self, name: str, x: jax.Array, mask: jax.Array | None, carry: Carry, backwards: bool,
+           zero_output: bool, train: bool) -> tuple[jax.Array, Carry]:
+    """One direction: (outputs in processing order or the last one, final states)."""
+    cell = self._make_cell(name)
+    input_mask, recurrent_mask = self._dropout_masks(x.shape[0], x.shape[-1], carry[0].dtype, train)
+    xs = jnp.swapaxes(x, 0, 1)
+    ms = None if mask is None else jnp.swapaxes(mask, 0, 1)
+    if backwards:
+      xs = jnp.flip(xs, axis=0)
+      ms = None if ms is None else jnp.flip(ms, axis=0)
+
+    def step(cell, carry, inputs, dropout_masks):
+      x_t, m_t = inputs
+      new_carry, y = cell(carry, x_t, *dropout_masks)
+      if m_t is None:
+        return new_carry, y
+      keep = m_t[:, None]
+      new_carry = tuple(jnp.where(keep, new, old) for new, old in zip(new_carry, carry))
+      y = jnp.where(keep, y, jnp.zeros_like(y) if zero_output else carry[0])
+      return new_carry, y
+
+    scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False},
+                   in_axes=(0, nn.broadcast), out_axes=0, unroll=self.unroll)
+    final, ys = scan(cell, tuple(carry), (xs, ms), (input_mask, recurrent_mask))
+    y = jnp.swapaxes(ys, 0, 1) if self.return_sequences else ys[-1]
+    return y, final
+
+  def _dropout_masks(self, batch: int, features: int, dtype, train: bool):
+    """Keras's masks, fixed over time: shared by the gates, or one per gate with recurrent dropout."""
+    if not train or not (self.dropout or self.recurrent_dropout):
+      return None, None
+    key_in, key_rec = jax.random.split(self.make_rng("dropout"))
+    per_gate = (_GATES[self.cell],) if self.recurrent_dropout and self.cell != "rnn" else ()
+    input_mask = recurrent_mask = None
+    if self.dropout:
+      input_mask = _dropout_mask(key_in, self.dropout, (*per_gate, batch, features), dtype)
+    if self.recurrent_dropout:
+      recurrent_mask = _dropout_mask(key_rec, self.recurrent_dropout, (*per_gate, batch, self.units), dtype)
+    return input_mask, recurrent_mask
+
+  def _sequence_mask(self, batch: int, time: int, mask, lengths) -> jax.Array | None:
+    if mask is not None and lengths is not None:
+      raise ValueError("mask and lengths are both given; expected at most one of them.")
+    if mask is not None:
+      mask = jnp.asarray(mask)
+      if mask.shape != (batch, time):
+        raise ValueError(f"mask has shape {mask.shape}; expected (batch, time) = {(batch, time)}.")
+      return mask.astype(bool)
+    if lengths is not None:
+      lengths = jnp.asarray(lengths)
+      if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise ValueError(
+            f"lengths has shape {lengths.shape} and dtype {lengths.dtype}; expected integers of shape "
+            f"(batch,) = {(batch,)}."
+        )
+      return jnp.arange(time)[None, :] < lengths[:, None]
+    return None
+
+  def _initial_states(self, batch: int, dtype, initial_state, directions: int) -> Carry:
+    count = NUM_STATES[self.cell] * directions
+    if initial_state is None:
+      return (jnp.zeros((batch, self.units), dtype),) * count
+    states = (initial_state,) if hasattr(initial_state, "shape") else tuple(initial_state)
+    shapes = [jnp.shape(s) for s in states]
+    if len(states) != count or any(s != (batch, self.units) for s in shapes):
+      raise ValueError(
+          f"initial_state has {len(states)} arrays of shapes {shapes}; expected {count} "
+          f"(cell={self.cell!r}, bidirectional={self.bidirectional!r}) of shape (batch, units) = "
+          f"{(batch, self.units)}."
+      )
+    return tuple(jnp.asarray(s, dtype) for s in states)
+
+  def _check_config(self) -> None:
+    check_positive_int("units", self.units)
+    check_choice("cell", self.cell, CELLS)
+    check_choice("bidirectional", self.bidirectional, MERGE_MODES)
+    activations.get(self.activation, "activation")
+    activations.get(self.recurrent_activation, "recurrent_activation")
+    check_rate("dropout", self.dropout)
+    check_rate("recurrent_dropout", self.recurrent_dropout)
+    check_positive_int("unroll", self.unroll)
+    if self.bidirectional and self.go_backwards:
+      raise ValueError(
+          f"go_backwards=True is not allowed with bidirectional={self.bidirectional!r} (Keras's "
+          "Bidirectional requires the wrapped layer to go forwards); expected go_backwards=False."
+      )
+    not_for_cell = [
+        ("recurrent_activation", self.recurrent_activation, "sigmoid", ("lstm", "gru")),
+        ("reset_after", self.reset_after, True, ("gru",)),
+        ("unit_forget_bias", self.unit_forget_bias, True, ("lstm",)),
+    ]
+    for param, value, default, cells in not_for_cell:
+      if value != default and self.cell not in cells:
+        raise ValueError(
+            f"{param}={value!r} is not allowed with cell={self.cell!r}; it applies to cell "
+            f"{' or '.join(repr(c) for c in cells)} only (expected the default {default!r})."
+        )

@@ -1,7 +1,9 @@
 """The components: Flax Linen modules that compute what their Keras counterparts compute."""
 
+from jaxcomponents.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from jaxcomponents.layers.conv import Convolution
 from jaxcomponents.layers.dense import Dense
 from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.layers.recurrent import Recurrent
 
-__all__ = ["BatchNorm", "Convolution", "Dense"]
+__all__ = ["BatchNorm", "Convolution", "Dense", "GRUCell", "LSTMCell", "Recurrent", "SimpleRNNCell"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -12,6 +12,35 @@ from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int
 
 POOLINGS = (None, "avg", "max")
+
+
+class Backbone(nn.Module):
+  """The arguments every Keras application takes, and what the backbones do with them.
+
+  Attributes:
+    include_top: the model's ImageNet classifier (`predictions`).
+    pooling: without the top, None (4D features), "avg" or "max" global pooling.
+    classes: classifier outputs.
+    classifier_activation: activation of `predictions` (None: logits).
+    trainable: False freezes the model: no gradient reaches it and batch norm
+      stays in inference mode.
+  """
+
+  include_top: bool = True
+  pooling: str | None = None
+  classes: int = 1000
+  classifier_activation: str | None = "softmax"
+  trainable: bool = True
+  min_size: ClassVar[int] = 32
+
+  def check_input(self, x: jax.Array) -> None:
+    """Raises like Keras for bad arguments, a non-image input or one below `min_size`."""
+    check_backbone_args(self)
+    check_image(x, self.min_size, type(self).__name__)
+
+  def outputs(self, x: jax.Array, features: dict[str, jax.Array], return_features: bool) -> Any:
+    """`x` (and the feature taps), cut off from gradients when not trainable."""
+    return frozen_outputs(self, (x, features) if return_features else x)
 
 
 def check_backbone_args(model: nn.Module) -> None:

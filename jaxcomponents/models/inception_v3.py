@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxcomponents.layers.normalization import BatchNorm
-from jaxcomponents.models.common import (batch_norm_mode, check_backbone_args, check_image, classifier_top,
-                                         frozen_outputs)
+from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
 from jaxcomponents.models.graph import LayerGraph
 
 INCEPTION_V3_FEATURES = ("activation", "activation_1", "activation_2", "activation_3", "activation_4",
@@ -96,7 +95,7 @@ def _inception_v3(b: _Builder) -> int:
   return x
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(Backbone):
   """InceptionV3 as Keras builds it: conv without bias, batch norm without scale, ReLU.
 
   Keras names these layers automatically; the Flax layers carry the names a
@@ -104,13 +103,7 @@ class InceptionV3(nn.Module):
   `predictions`) and are created in Keras's topological order, so weights
   pair by name, by number (any session, Keras 2 files) or by order.
 
-  Attributes:
-    include_top: global average pooling and the `predictions` classifier.
-    pooling: without the top, None (4D features), "avg" or "max" global pooling.
-    classes: classifier outputs.
-    classifier_activation: activation of `predictions` (None: logits).
-    trainable: False freezes the model: no gradient reaches it and batch norm
-      stays in inference mode.
+  Takes the arguments of `Backbone` (Keras's), called as `model(x, train, return_features)`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -121,21 +114,13 @@ class InceptionV3(nn.Module):
     (1, 2048)
   """
 
-  include_top: bool = True
-  pooling: str | None = None
-  classes: int = 1000
-  classifier_activation: str | None = "softmax"
-  trainable: bool = True
+  min_size: ClassVar[int] = 75
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
-    check_backbone_args(self)
-    check_image(x, 75, "InceptionV3")
+    self.check_input(x)
     builder = _Builder(functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train)))
     output = _inception_v3(builder)
     values = builder.graph.run(x, output)
-    y = classifier_top(self, values[output])
-    if not return_features:
-      return frozen_outputs(self, y)
     features = {name: values[builder.named[name]] for name in INCEPTION_V3_FEATURES}
-    return frozen_outputs(self, (y, features))
+    return self.outputs(classifier_top(self, values[output]), features, return_features)

@@ -12,8 +12,7 @@ import jax.numpy as jnp
 from jaxcomponents.activations import relu6
 from jaxcomponents.layers.conv_core import DepthwiseConv
 from jaxcomponents.layers.normalization import BatchNorm
-from jaxcomponents.models.common import (batch_norm_mode, check_backbone_args, check_image, classifier_top,
-                                         frozen_outputs)
+from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
 from jaxcomponents.weights.hub import MOBILENET_V2_ALPHAS
 
 # (filters, stride, expansion) of blocks 0 ... 16
@@ -35,7 +34,7 @@ def correct_pad(size: tuple[int, int], kernel: int = 3) -> tuple[tuple[int, int]
   return tuple((kernel // 2 - (1 - n % 2), kernel // 2) for n in size)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Backbone):
   """MobileNetV2 with Keras's layer names (`Conv1`, `block_3_depthwise`, `Conv_1_bn`, `predictions`).
 
   Batch norm uses Keras's momentum 0.999 here; stride-2 depthwise layers pad
@@ -45,7 +44,7 @@ class MobileNetV2(nn.Module):
 
   Attributes:
     alpha: width multiplier (ImageNet weights: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4).
-    include_top, pooling, classes, classifier_activation, trainable: as for `ResNet50`.
+    include_top, pooling, classes, classifier_activation, trainable: Keras's, see `Backbone`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -57,19 +56,13 @@ class MobileNetV2(nn.Module):
   """
 
   alpha: float = 1.0
-  include_top: bool = True
-  pooling: str | None = None
-  classes: int = 1000
-  classifier_activation: str | None = "softmax"
-  trainable: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
-    check_backbone_args(self)
     if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
       raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
                        f"(ImageNet weights exist for {MOBILENET_V2_ALPHAS}).")
-    check_image(x, 32, "MobileNetV2")
+    self.check_input(x)
     norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), momentum=0.999)
     features = {}
     x = nn.Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
@@ -82,7 +75,7 @@ class MobileNetV2(nn.Module):
     x = relu6(norm(name="Conv_1_bn")(x))
     features["out_relu"] = x
     x = classifier_top(self, x)
-    return frozen_outputs(self, (x, features) if return_features else x)
+    return self.outputs(x, features, return_features)
 
   @staticmethod
   def _inverted_residual(inputs, block_id, filters, stride, expansion, norm, features):

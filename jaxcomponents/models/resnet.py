@@ -10,28 +10,21 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.layers.normalization import BatchNorm
-from jaxcomponents.models.common import (batch_norm_mode, check_backbone_args, check_image, classifier_top,
-                                         frozen_outputs)
+from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
 
 RESNET50_STAGES = (("conv2", 64, 3, 1), ("conv3", 128, 4, 2), ("conv4", 256, 6, 2), ("conv5", 512, 3, 2))
 RESNET50_FEATURES = ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out")
 RESNET_BN_EPSILON = 1.001e-5
 
 
-class ResNet50(nn.Module):
+class ResNet50(Backbone):
   """ResNet50 v1 as Keras builds it: 7x7/2 stem conv with bias, stride on the first 1x1 of each stage.
 
   Layer names are Keras's (`conv1_conv`, `conv2_block1_1_conv`, `..._bn`,
   `..._0_conv` for shortcuts, `predictions`); layers are created in Keras's
   topological order, so Keras weight files load and export in order too.
 
-  Attributes:
-    include_top: global average pooling and the `predictions` classifier.
-    pooling: without the top, None (4D features), "avg" or "max" global pooling.
-    classes: classifier outputs.
-    classifier_activation: activation of `predictions` (None: logits).
-    trainable: False freezes the model: no gradient reaches it and batch norm
-      stays in inference mode.
+  Takes the arguments of `Backbone` (Keras's), called as `model(x, train, return_features)`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -42,16 +35,9 @@ class ResNet50(nn.Module):
     (1, 2048)
   """
 
-  include_top: bool = True
-  pooling: str | None = None
-  classes: int = 1000
-  classifier_activation: str | None = "softmax"
-  trainable: bool = True
-
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
-    check_backbone_args(self)
-    check_image(x, 32, "ResNet50")
+    self.check_input(x)
     norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), epsilon=RESNET_BN_EPSILON)
     features = {}
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
@@ -67,7 +53,7 @@ class ResNet50(nn.Module):
         if f"{name}_out" in RESNET50_FEATURES:
           features[f"{name}_out"] = x
     x = classifier_top(self, x)
-    return frozen_outputs(self, (x, features) if return_features else x)
+    return self.outputs(x, features, return_features)
 
   @staticmethod
   def _block(x, filters, stride, conv_shortcut, name, norm):

@@ -8,22 +8,17 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import activations
-from jaxcomponents.models.common import check_backbone_args, check_image, frozen_outputs, global_pool
+from jaxcomponents.models.common import Backbone, global_pool
 
 # (block, convolutions, filters)
 VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 VGG16_FEATURES = tuple(f"block{b}_conv{n}" for b, n, _ in VGG16_BLOCKS)
 
 
-class VGG16(nn.Module):
+class VGG16(Backbone):
   """VGG16 with Keras's layer names (`block1_conv1` ... `fc1`, `fc2`, `predictions`).
 
-  Attributes:
-    include_top: the Flatten -> fc1 -> fc2 -> predictions classifier.
-    pooling: without the top, None (4D features), "avg" or "max" global pooling.
-    classes: classifier outputs.
-    classifier_activation: activation of `predictions` (None: logits).
-    trainable: False freezes the model: no gradient reaches it.
+  Takes the arguments of `Backbone` (Keras's); the top is Flatten -> fc1 -> fc2 -> predictions.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -34,16 +29,9 @@ class VGG16(nn.Module):
     (1, 512)
   """
 
-  include_top: bool = True
-  pooling: str | None = None
-  classes: int = 1000
-  classifier_activation: str | None = "softmax"
-  trainable: bool = True
-
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
-    check_backbone_args(self)
-    check_image(x, 32, "VGG16")
+    self.check_input(x)
     features = {}
     for block, convs, filters in VGG16_BLOCKS:
       for i in range(1, convs + 1):
@@ -60,4 +48,4 @@ class VGG16(nn.Module):
       x = activations.get(self.classifier_activation, "classifier_activation")(x)
     else:
       x = global_pool(x, self.pooling)
-    return frozen_outputs(self, (x, features) if return_features else x)
+    return self.outputs(x, features, return_features)

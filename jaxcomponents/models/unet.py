@@ -1,0 +1,389 @@
+"""U-Net and attention U-Net, the numerical twins of keras-unet-collection's `unet_2d` and `att_unet_2d`.
+
+`unet_2d(...)` and `att_unet_2d(...)` take keras-unet-collection's arguments
+(names, values, defaults) and return a `UNet` module; `UNet` itself takes the
+product's parameter names (attention on/off, attention type additive or
+multiplicative, attention activation, N labels, ...). Given the same weights
+they compute what keras-unet-collection 0.1.13's Keras models compute, block
+for block, and their weighted layers carry keras-unet-collection's layer names
+(`unet_down0_0`, `attunet_up1_att_theta_x`, `unet_output`, the nested
+`VGG16_backbone/block1_conv1` ...), so
+`jaxcomponents.weights.load_keras(model, "kuc_model.h5", x)` maps a
+keras-unet-collection weight file by name.
+
+Architecture (keras-unet-collection's): `depth = len(filter_num)`.
+Encoder: `{name}_down0` = `stack_num_down` x (Conv 3x3 -> [BN] -> act), then per
+level pool (`pool`) -> conv stack. Decoder level `{name}_up{i}`: unpool
+(`unpool`) -> [U-Net: conv stack of 1 | attention U-Net: attention gate on
+the skip, F_int = filters // 2] -> concatenate (decoded first) -> conv stack of
+`stack_num_up`. Head: Conv 1x1 (`n_labels`) -> `output_activation`. Convs have
+a bias only without batch norm (the transposed conv always has one). With a
+backbone, its taps replace the encoder (see `unet_backbones`); missing deeper
+levels get encoder blocks, missing shallower levels decoder blocks without
+concatenation.
+
+Freezing: `freeze_backbone` stops the gradient of the backbone's convolutions,
+`freeze_batch_norm` that of its batch-norm layers and keeps them in inference
+mode (running statistics used, never updated), independently of each other.
+keras-unet-collection passes `freeze_batch_norm=freeze_backbone` to its
+backbone, so its `freeze_batch_norm` argument is ignored (a bug not copied
+here): there, `freeze_backbone=True` also freezes batch norm and
+`freeze_backbone=False` trains it. Frozen weights get zero gradients; with
+weight decay also exclude them from the optimizer:
+`training.freeze(tx, frozen_patterns(model, params))`.
+
+Pretrained backbone weights: modules do no I/O, so `init_unet(model, x)`
+initialises and then loads `model.weights` ("imagenet": Keras's no-top file,
+or a Keras `.h5` path) into the backbone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.models.unet_backbones import (BACKBONES, IMAGENET_FILES, MIN_SIZES, BackboneEncoder,
+                                                 frozen_encoder, tap_count)
+from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, AttentionGate, ConvOutput, ConvStack,
+                                              DecodeLayer, EncodeLayer, check_activation, check_attention, check_pool,
+                                              check_unpool)
+
+
+def _check_bool(param: str, value: Any) -> bool:
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
+  return bool(value)
+
+
+def _check_filter_num(filter_num: Any) -> tuple[int, ...]:
+  if isinstance(filter_num, (str, bytes)) or not isinstance(filter_num, Sequence) or not filter_num:
+    raise ValueError(f"filter_num={filter_num!r} is not allowed; expected a non-empty list of positive integers, "
+                     "one per level, e.g. [64, 128, 256, 512].")
+  for f in filter_num:
+    check_positive_int("filter_num", f) if isinstance(f, int) else check_positive_int("filter_num", filter_num)
+  return tuple(filter_num)
+
+
+def _check_weights(weights: Any) -> Any:
+  if weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike)):
+    return weights
+  raise ValueError(f"weights={weights!r} is not allowed; expected 'imagenet', None or the path of a Keras .h5 file.")
+
+
+def check_config(model: "UNet") -> None:
+  """Checks every argument that does not depend on the input; raises `ValueError` naming the first bad one."""
+  filter_num = _check_filter_num(model.filter_num)
+  check_positive_int("n_labels", model.n_labels)
+  check_positive_int("stack_num_down", model.stack_num_down)
+  check_positive_int("stack_num_up", model.stack_num_up)
+  check_activation("activation", model.activation, ACTIVATIONS)
+  check_activation("output_activation", model.output_activation, OUTPUT_ACTIVATIONS)
+  _check_bool("batch_norm", model.batch_norm)
+  check_pool(model.pool)
+  check_unpool(model.unpool)
+  if _check_bool("attention", model.attention):
+    check_attention(model.attention_type)
+    check_activation("atten_activation", model.attention_activation, ACTIVATIONS)
+    small = [f for f in filter_num[:-1] if f < 2]
+    if small:
+      raise ValueError(f"filter_num={list(filter_num)} is not allowed with attention: the gate has filters // 2 "
+                       "channels, so every level but the deepest needs at least 2 filters.")
+  if model.backbone is not None:
+    check_choice("backbone", model.backbone, (None, *BACKBONES))
+    if model.backbone != "VGG16" and len(filter_num) < 2:
+      raise ValueError(f"filter_num={list(filter_num)} is not allowed with backbone={model.backbone!r}: its first "
+                       "tap is at half resolution, so the U-Net needs at least 2 levels.")
+  _check_weights(model.weights)
+  _check_bool("freeze_backbone", model.freeze_backbone)
+  _check_bool("freeze_batch_norm", model.freeze_batch_norm)
+  if model.prefix is not None and (not isinstance(model.prefix, str) or not model.prefix):
+    raise ValueError(f"name={model.prefix!r} is not allowed; expected a non-empty string (the layer-name prefix).")
+
+
+def check_input_size(model: "UNet", input_size: Sequence[int | None]) -> None:
+  """Checks an input shape `(height, width, channels)` (None: any) against the model."""
+  input_size = tuple(input_size)
+  if len(input_size) != 3:
+    raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels).")
+  depth = len(model.filter_num)
+  factor = 2 ** (depth - 1)
+  for axis, n in zip(("height", "width"), input_size[:2]):
+    if n is None:
+      continue
+    check_positive_int("input_size", n)
+    if model.backbone is not None and n < MIN_SIZES[model.backbone]:
+      raise ValueError(f"input_size={input_size} is not allowed with backbone={model.backbone!r}: {axis} {n} is "
+                       f"smaller than its minimum {MIN_SIZES[model.backbone]}.")
+    if model.backbone != "InceptionV3" and n % factor:
+      raise ValueError(f"input_size={input_size} is not allowed: {axis} {n} is not divisible by 2**(depth - 1) = "
+                       f"{factor} (depth = len(filter_num) = {depth}).")
+  channels = input_size[2]
+  if channels is not None:
+    check_positive_int("input_size", channels)
+    if model.backbone is not None and model.weights == "imagenet" and channels != 3:
+      raise ValueError(f"input_size={input_size} is not allowed with backbone={model.backbone!r} and "
+                       "weights='imagenet': ImageNet weights need 3 channels (or use weights=None).")
+
+
+def _resize_to(x: jax.Array, size: Sequence[int]) -> jax.Array:
+  if tuple(x.shape[1:3]) == tuple(size):
+    return x
+  return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear", antialias=False)
+
+
+class UNet(nn.Module):
+  """U-Net / attention U-Net computing what keras-unet-collection's `unet_2d` / `att_unet_2d` compute.
+
+  Attribute names are the product's; `unet_2d` and `att_unet_2d` build this
+  module from keras-unet-collection's arguments.
+
+  Attributes:
+    filter_num: filters per level, e.g. [64, 128, 256, 512]; depth = len(filter_num).
+    n_labels: output channels (classes).
+    stack_num_down: convolutions per encoder level.
+    stack_num_up: convolutions per decoder level after the concatenation.
+    activation: "ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake" or "Softmax".
+    output_activation: one of those, "Sigmoid", or None (linear).
+    batch_norm: batch normalization after every convolution (Keras defaults).
+    pool: True or "max", "ave", or False (strided convolution).
+    unpool: True or "bilinear", "nearest", or False (transposed convolution).
+    attention: the attention U-Net (attention gates on the skips).
+    attention_type: "add" / "additive" or "multiply" / "multiplicative".
+    attention_activation: the gate's activation, a name as for `activation`.
+    backbone: None, "VGG16", "ResNet50", "MobileNetV2" or "InceptionV3".
+    weights: the backbone's weights for `init_unet`: "imagenet", None or a Keras `.h5` path.
+    freeze_backbone: no gradient for the backbone's convolutions.
+    freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
+    input_size: optional (height, width, channels), None entries meaning any; checked when called.
+    prefix: the layer-name prefix (keras-unet-collection's `name`); default "unet" or "attunet".
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = UNet(filter_num=(4, 8, 16), n_labels=2, attention=True)
+    >>> x = jnp.zeros((1, 32, 32, 3))
+    >>> variables = model.init(jax.random.key(0), x)
+    >>> model.apply(variables, x).shape
+    (1, 32, 32, 2)
+  """
+
+  filter_num: Sequence[int]
+  n_labels: int
+  stack_num_down: int = 2
+  stack_num_up: int = 2
+  activation: str = "ReLU"
+  output_activation: str | None = "Softmax"
+  batch_norm: bool = False
+  pool: bool | str = True
+  unpool: bool | str = True
+  attention: bool = False
+  attention_type: str = "add"
+  attention_activation: str = "ReLU"
+  backbone: str | None = None
+  weights: str | None = "imagenet"
+  freeze_backbone: bool = True
+  freeze_batch_norm: bool = True
+  input_size: Sequence[int | None] | None = None
+  prefix: str | None = None
+
+  @property
+  def layer_prefix(self) -> str:
+    return self.prefix or ("attunet" if self.attention else "unet")
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    check_config(self)
+    if x.ndim != 4:
+      raise ValueError(f"x has shape {x.shape} (rank {x.ndim}); expected rank 4: (batch, height, width, channels).")
+    if self.input_size is not None:
+      expected = tuple(self.input_size)
+      if len(expected) != 3 or any(e is not None and e != n for e, n in zip(expected, x.shape[1:])):
+        raise ValueError(f"x has shape {x.shape}; the model was built for input_size={expected}.")
+    check_input_size(self, (*x.shape[1:3], None))
+    p, filter_num, depth = self.layer_prefix, tuple(self.filter_num), len(self.filter_num)
+    input_hw = x.shape[1:3]
+    skips = []
+    if self.backbone is None:
+      x = ConvStack(filter_num[0], stack_num=self.stack_num_down, activation=self.activation,
+                    batch_norm=self.batch_norm, name=f"{p}_down0")(x, train)
+      skips.append(x)
+      for i, f in enumerate(filter_num[1:]):
+        x = self._left(x, f, f"{p}_down{i + 1}", train)
+        skips.append(x)
+    else:
+      encoder_cls = frozen_encoder(self.freeze_backbone, self.freeze_batch_norm, self.is_initializing())
+      encoder = encoder_cls(self.backbone, tap_count(self.backbone, depth), self.freeze_batch_norm,
+                            name=f"{self.backbone}_backbone")
+      skips = list(encoder(x, train))
+      depth_encode = len(skips) + (0 if self.backbone == "VGG16" else 1)
+      x = skips[-1]
+      for level in range(depth_encode, depth):
+        x = self._left(x, filter_num[level], f"{p}_down{level + 1}", train)
+        skips.append(x)
+    skips = skips[::-1]
+    x, decode = skips[0], skips[1:]
+    filter_decode = filter_num[:-1][::-1]
+    for i, skip in enumerate(decode):
+      x = self._right(x, skip, filter_decode[i], f"{p}_up{i}", train)
+    for i in range(len(decode), depth - 1):
+      x = self._right(x, None, filter_decode[i], f"{p}_up{i}", train)
+    x = _resize_to(x, input_hw)  # only InceptionV3's taps are not exact halvings
+    return ConvOutput(self.n_labels, activation=self.output_activation, name=f"{p}_output")(x)
+
+  def _left(self, x, channel, name, train):
+    """keras-unet-collection's `UNET_left`: encode layer, then a conv stack."""
+    x = EncodeLayer(channel, self.pool, self.activation, self.batch_norm, name=f"{name}_encode")(x, train)
+    return ConvStack(channel, stack_num=self.stack_num_down, activation=self.activation, batch_norm=self.batch_norm,
+                     name=f"{name}_conv")(x, train)
+
+  def _right(self, x, skip, channel, name, train):
+    """`UNET_right` (U-Net, or any level without a skip) or `UNET_att_right` (attention U-Net)."""
+    x = DecodeLayer(channel, self.unpool, activation=self.activation, batch_norm=self.batch_norm,
+                    name=f"{name}_decode")(x, train)
+    if skip is not None:
+      x = _resize_to(x, skip.shape[1:3])
+    if self.attention and skip is not None:
+      skip = AttentionGate(channel // 2, self.attention_activation, self.attention_type, name=f"{name}_att")(skip, x)
+    else:
+      x = ConvStack(channel, stack_num=1, activation=self.activation, batch_norm=self.batch_norm,
+                    name=f"{name}_conv_before_concat")(x, train)
+    if skip is not None:
+      x = jnp.concatenate([x, skip], axis=-1)
+    return ConvStack(channel, stack_num=self.stack_num_up, activation=self.activation, batch_norm=self.batch_norm,
+                     name=f"{name}_conv_after_concat")(x, train)
+
+
+def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
+            output_activation="Softmax", batch_norm=False, pool=True, unpool=True, backbone=None, weights="imagenet",
+            freeze_backbone=True, freeze_batch_norm=True, name="unet") -> UNet:
+  """keras-unet-collection's `unet_2d`: the same arguments and defaults; returns a `UNet` module.
+
+  Arguments are checked here (`ValueError` naming the argument, the value and
+  what is allowed). `input_size` is (height, width, channels), None entries
+  meaning any size; `name` prefixes the layer names. Unlike
+  keras-unet-collection, `freeze_batch_norm` is honoured (see the module doc).
+
+  Example:
+    >>> model = unet_2d((64, 64, 3), [16, 32, 64], n_labels=2)
+    >>> model.prefix, model.attention
+    ('unet', False)
+  """
+  model = UNet(filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+               stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
+               batch_norm=batch_norm, pool=pool, unpool=unpool, attention=False, backbone=backbone, weights=weights,
+               freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm,
+               input_size=_as_input_size(input_size), prefix=name)
+  check_config(model)
+  check_input_size(model, model.input_size)
+  return model
+
+
+def att_unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
+                atten_activation="ReLU", attention="add", output_activation="Softmax", batch_norm=False, pool=True,
+                unpool=True, backbone=None, weights="imagenet", freeze_backbone=True, freeze_batch_norm=True,
+                name="attunet") -> UNet:
+  """keras-unet-collection's `att_unet_2d`: `unet_2d`'s arguments plus the attention gate's.
+
+  `attention` is the gate's type here, as in keras-unet-collection: "add" or
+  "multiply" (or "additive" / "multiplicative"); `atten_activation` its activation.
+
+  Example:
+    >>> model = att_unet_2d((64, 64, 3), [16, 32, 64], n_labels=2, attention="multiply")
+    >>> model.attention, model.attention_type
+    (True, 'multiply')
+  """
+  model = UNet(filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+               stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
+               batch_norm=batch_norm, pool=pool, unpool=unpool, attention=True, attention_type=attention,
+               attention_activation=atten_activation, backbone=backbone, weights=weights,
+               freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm,
+               input_size=_as_input_size(input_size), prefix=name)
+  check_config(model)
+  check_input_size(model, model.input_size)
+  return model
+
+
+def _as_list(filter_num):
+  return tuple(filter_num) if isinstance(filter_num, (list, tuple)) else filter_num
+
+
+def _as_input_size(input_size):
+  if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or len(input_size) != 3:
+    raise ValueError(f"input_size={input_size!r} is not allowed; expected (height, width, channels), "
+                     "None entries meaning any size.")
+  return tuple(input_size)
+
+
+def backbone_path(model: UNet) -> str:
+  """The backbone's submodule name in the variables, as keras-unet-collection names its nested model."""
+  return f"{model.backbone}_backbone"
+
+
+def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: bool = True,
+              progress: bool = True) -> dict[str, Any]:
+  """Initialises `model` and loads its backbone's `weights` ("imagenet" or a Keras `.h5` path).
+
+  ImageNet weights are Keras's no-top files (fetched and verified by
+  `jaxcomponents.weights.hub`; MobileNetV2's by input size, as Keras picks it).
+
+  Raises:
+    ValueError: ImageNet weights with an input that does not have 3 channels.
+    FileNotFoundError: the weights file is not cached and cannot be downloaded.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> model = unet_2d((32, 32, 3), [4, 8], n_labels=2)
+    >>> sorted(init_unet(model, jnp.zeros((1, 32, 32, 3))))
+    ['params']
+  """
+  from jaxcomponents.weights import graft, hub, load_keras
+
+  sample_input = jnp.asarray(sample_input)
+  variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
+  if model.backbone is None or model.weights is None:
+    return variables
+  check_input_size(model, sample_input.shape[1:])
+  if model.weights == "imagenet":
+    name, options = IMAGENET_FILES[model.backbone], {}
+    if name == "mobilenet_v2":
+      rows, cols = sample_input.shape[1:3]
+      size = rows if rows == cols and rows in hub.MOBILENET_V2_SIZES else 224
+      if size != rows or rows != cols:
+        warnings.warn(f"input size {rows}x{cols} has no MobileNetV2 ImageNet file; loading the 224 x 224 weights, "
+                      "as Keras does.", stacklevel=2)
+      options = {"alpha": 1.0, "size": size}
+    path = hub.fetch(hub.imagenet_weights_file(name, False, **options), download=download, progress=progress)
+  else:
+    path = os.fspath(model.weights)
+  depth = len(model.filter_num)
+  encoder = BackboneEncoder(model.backbone, tap_count(model.backbone, depth), model.freeze_batch_norm)
+  pretrained = load_keras(encoder, path, sample_input[:1], match="name")
+  return graft(variables, backbone_path(model), pretrained)
+
+
+def frozen_patterns(model: UNet, params: Any) -> list[str]:
+  """Regular expressions for `jaxcomponents.training.freeze(tx, ...)`: the parameters the model freezes.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = unet_2d((32, 32, 3), [4, 8], n_labels=2, backbone="VGG16", weights=None)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    >>> frozen_patterns(model, params)[:1]
+    ['VGG16_backbone/block1_conv1/.*']
+  """
+  if model.backbone is None or backbone_path(model) not in params:
+    return []
+  patterns = []
+  for layer, leaf in params[backbone_path(model)].items():
+    is_batch_norm = not any(name.endswith("kernel") for name in leaf)
+    if model.freeze_batch_norm if is_batch_norm else model.freeze_backbone:
+      patterns.append(f"{re.escape(backbone_path(model))}/{re.escape(layer)}/.*")
+  return patterns

@@ -1,0 +1,304 @@
+"""keras-unet-collection's building blocks, with its layer names: convolution stacks, encode and decode
+layers, the attention gate, the output head, and its activations (GELU, Snake, PReLU ... by Keras 2 layer name).
+
+Every block takes the keras-unet-collection `name` as its Flax module name and
+names its weighted layers as keras-unet-collection does (`{name}_0`,
+`{name}_0_bn`, `{name}_0_activation`, `{name}_theta_x`, ...), so
+`jaxcomponents.weights.load_keras` maps a keras-unet-collection `.h5` file by
+name. The activations are Keras 2's layers with their defaults: `LeakyReLU`
+slope 0.3, `ELU` alpha 1, `PReLU` with one slope per input entry (shape
+`input.shape[1:]`, so its parameters depend on the image size), `Softmax` over
+channels, and keras-unet-collection's `GELU` (tanh approximation) and `Snake`
+(`x + sin(beta x)^2 / beta`, beta 0.5 stored as the non-trained weight
+`beta_factor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.layers.conv_core import ConvTranspose
+from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.layers.pooling import avg_pool, max_pool
+
+ACTIVATIONS = ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake", "Softmax")
+OUTPUT_ACTIVATIONS = (*ACTIVATIONS, "Sigmoid", None)
+ATTENTIONS = ("add", "multiply")
+ATTENTION_ALIASES = {"additive": "add", "multiplicative": "multiply"}
+POOLS = (True, False, "max", "ave")
+UNPOOLS = (True, False, "bilinear", "nearest")
+
+glorot_uniform = nn.initializers.glorot_uniform()
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """keras-unet-collection's GELU: the tanh approximation."""
+  return 0.5 * x * (1.0 + jnp.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+  """Keras's `LeakyReLU()` layer: slope 0.3."""
+  return jax.nn.leaky_relu(x, negative_slope=0.3)
+
+
+def softmax(x: jax.Array) -> jax.Array:
+  return jax.nn.softmax(x, axis=-1)
+
+
+_FUNCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "ReLU": jax.nn.relu, "LeakyReLU": leaky_relu, "ELU": jax.nn.elu, "GELU": gelu, "Softmax": softmax,
+    "Sigmoid": jax.nn.sigmoid,
+}
+
+
+class PReLU(nn.Module):
+  """Keras's `PReLU()`: `x` where positive, `alpha * x` elsewhere; `alpha` has shape `x.shape[1:]`, zeros at init.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = PReLU()
+    >>> variables = layer.init(jax.random.key(0), jnp.ones((1, 4, 4, 2)))
+    >>> variables["params"]["alpha"].shape
+    (4, 4, 2)
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    alpha = self.param("alpha", nn.initializers.zeros, x.shape[1:])
+    return jax.nn.relu(x) - alpha.astype(x.dtype) * jax.nn.relu(-x)
+
+
+class Snake(nn.Module):
+  """keras-unet-collection's `Snake`: `x + sin(beta x)^2 / beta`, beta stored as `beta_factor`.
+
+  As in keras-unet-collection (`trainable=False`), `beta_factor` is a weight
+  that loads from files but receives no gradient unless `trainable`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = Snake()
+    >>> y, = layer.apply(layer.init(jax.random.key(0), jnp.zeros(1)), jnp.zeros(1))
+    >>> float(y)
+    0.0
+  """
+
+  beta: float = 0.5
+  trainable: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    beta = self.param("beta_factor", nn.initializers.constant(self.beta), ())
+    if not self.trainable:
+      beta = jax.lax.stop_gradient(beta)
+    beta = beta.astype(x.dtype)
+    return x + (1.0 / beta) * jnp.square(jnp.sin(beta * x))
+
+
+def check_activation(param: str, name, allowed=ACTIVATIONS):
+  """A keras-unet-collection activation name (Keras 2 layer class names), else `ValueError`."""
+  if not isinstance(name, (str, type(None))) or name not in allowed:
+    return check_choice(param, name, allowed)
+  return name
+
+
+def activation_layer(name: str | None, layer_name: str) -> Callable[[jax.Array], jax.Array]:
+  """The activation `name` as a callable; PReLU and Snake become layers called `layer_name`."""
+  if name is None:
+    return lambda x: x
+  if name == "PReLU":
+    return PReLU(name=layer_name)
+  if name == "Snake":
+    return Snake(name=layer_name)
+  return _FUNCTIONS[name]
+
+
+def check_pool(pool) -> str:
+  """keras-unet-collection's `pool` values -> "max", "ave" or "stride_conv"."""
+  if not (isinstance(pool, bool) or pool in ("max", "ave")):
+    check_choice("pool", pool, POOLS)
+  return {True: "max", False: "stride_conv"}.get(pool, pool) if isinstance(pool, bool) else pool
+
+
+def check_unpool(unpool) -> str:
+  """keras-unet-collection's `unpool` values -> "bilinear", "nearest" or "trans_conv"."""
+  if not (isinstance(unpool, bool) or unpool in ("bilinear", "nearest")):
+    check_choice("unpool", unpool, UNPOOLS)
+  return {True: "bilinear", False: "trans_conv"}.get(unpool, unpool) if isinstance(unpool, bool) else unpool
+
+
+def check_attention(attention: str) -> str:
+  """"add"/"multiply" (keras-unet-collection) or "additive"/"multiplicative" (the product's names)."""
+  allowed = (*ATTENTIONS, *ATTENTION_ALIASES)
+  if not isinstance(attention, str) or attention not in allowed:
+    check_choice("attention", attention, allowed)
+  return ATTENTION_ALIASES.get(attention, attention)
+
+
+def _prefix(module: nn.Module, default: str) -> str:
+  return module.name if isinstance(module.name, str) else default
+
+
+def _conv(features: int, kernel: int, name: str, *, strides: int = 1, padding: str = "SAME", use_bias: bool = True,
+          dilation: int = 1) -> nn.Conv:
+  """Keras's `Conv2D`: glorot-uniform kernel `k + (in, features)`, zero bias."""
+  return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding=padding, use_bias=use_bias,
+                 kernel_dilation=(dilation, dilation), kernel_init=glorot_uniform, name=name)
+
+
+class ConvStack(nn.Module):
+  """keras-unet-collection's `CONV_stack`: `stack_num` x (Conv 3x3 same -> [BN] -> activation).
+
+  The convolutions have a bias only without batch norm. Layers: `{name}_{i}`,
+  `{name}_{i}_bn`, `{name}_{i}_activation`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> stack = ConvStack(8, stack_num=2, batch_norm=True)
+    >>> variables = stack.init(jax.random.key(0), jnp.ones((1, 16, 16, 3)))
+    >>> sorted(variables["params"])
+    ['conv_stack_0', 'conv_stack_0_bn', 'conv_stack_1', 'conv_stack_1_bn']
+  """
+
+  channel: int
+  kernel_size: int = 3
+  stack_num: int = 2
+  dilation_rate: int = 1
+  activation: str = "ReLU"
+  batch_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    check_positive_int("channel", self.channel)
+    check_positive_int("stack_num", self.stack_num)
+    check_activation("activation", self.activation)
+    prefix = _prefix(self, "conv_stack")
+    for i in range(self.stack_num):
+      x = _conv(self.channel, self.kernel_size, f"{prefix}_{i}", use_bias=not self.batch_norm,
+                dilation=self.dilation_rate)(x)
+      if self.batch_norm:
+        x = BatchNorm(use_running_average=not train, name=f"{prefix}_{i}_bn")(x)
+      x = activation_layer(self.activation, f"{prefix}_{i}_activation")(x)
+    return x
+
+
+class EncodeLayer(nn.Module):
+  """keras-unet-collection's `encode_layer`: halves the size by max or average pooling, or a strided conv.
+
+  `pool`: True or "max" (MaxPooling2D 2), "ave" (AveragePooling2D 2), False
+  (Conv 2x2 stride 2 valid, bias only without BN -> [BN] -> activation).
+  Layers: `{name}_stride_conv`, `{name}_bn`, `{name}_activation`.
+  """
+
+  channel: int
+  pool: bool | str = True
+  activation: str = "ReLU"
+  batch_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    pool = check_pool(self.pool)
+    if pool == "max":
+      return max_pool(x, 2)
+    if pool == "ave":
+      return avg_pool(x, 2)
+    prefix = _prefix(self, "encode")
+    x = _conv(self.channel, 2, f"{prefix}_stride_conv", strides=2, padding="VALID", use_bias=not self.batch_norm)(x)
+    if self.batch_norm:
+      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn")(x)
+    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation")(x)
+
+
+def upsample(x: jax.Array, method: str) -> jax.Array:
+  """Keras's `UpSampling2D(2)`: nearest repeats pixels; bilinear is `tf.image.resize` (half-pixel centres)."""
+  if method == "nearest":
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  batch, height, width, channels = x.shape
+  return jax.image.resize(x, (batch, 2 * height, 2 * width, channels), "bilinear", antialias=False)
+
+
+class DecodeLayer(nn.Module):
+  """keras-unet-collection's `decode_layer`: doubles the size by upsampling or a transposed convolution.
+
+  `unpool`: True or "bilinear", "nearest" (UpSampling2D 2), False
+  (Conv2DTranspose 3x3 stride 2 same, always with a bias -> [BN] -> activation).
+  Layers: `{name}_trans_conv`, `{name}_bn`, `{name}_activation`.
+  """
+
+  channel: int
+  unpool: bool | str = True
+  kernel_size: int = 3
+  activation: str = "ReLU"
+  batch_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    unpool = check_unpool(self.unpool)
+    if unpool != "trans_conv":
+      return upsample(x, unpool)
+    prefix = _prefix(self, "decode")
+    x = ConvTranspose(self.channel, (self.kernel_size,) * 2, (2, 2), padding="SAME", name=f"{prefix}_trans_conv")(x)
+    if self.batch_norm:
+      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn")(x)
+    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation")(x)
+
+
+class AttentionGate(nn.Module):
+  """keras-unet-collection's `attention_gate` (Oktay et al. 2018), no striding inside the gate.
+
+  `theta = Conv1x1(channel)(x)`, `phi = Conv1x1(channel)(g)`, both with bias;
+  `f = activation(theta + phi)` (or `theta * phi` with `attention="multiply"`);
+  `coef = sigmoid(Conv1x1(1)(f))`; returns `x * coef`. `x` is the skip
+  connection, `g` the gating (decoded) tensor, of the same spatial size.
+  Layers: `{name}_theta_x`, `{name}_phi_g`, `{name}_activation`, `{name}_psi_f`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> gate = AttentionGate(4, attention="multiply")
+    >>> x, g = jnp.ones((1, 8, 8, 6)), jnp.ones((1, 8, 8, 5))
+    >>> gate.apply(gate.init(jax.random.key(0), x, g), x, g).shape
+    (1, 8, 8, 6)
+  """
+
+  channel: int
+  activation: str = "ReLU"
+  attention: str = "add"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, g: jax.Array) -> jax.Array:
+    check_positive_int("channel", self.channel)
+    attention = check_attention(self.attention)
+    activation = check_activation("atten_activation", self.activation)
+    if x.shape[:-1] != g.shape[:-1]:
+      raise ValueError(f"x has shape {x.shape} and g {g.shape}; the attention gate needs the same batch and "
+                       "spatial sizes.")
+    prefix = _prefix(self, "att")
+    theta = _conv(self.channel, 1, f"{prefix}_theta_x")(x)
+    phi = _conv(self.channel, 1, f"{prefix}_phi_g")(g)
+    query = theta + phi if attention == "add" else theta * phi
+    f = activation_layer(activation, f"{prefix}_activation")(query)
+    coef = jax.nn.sigmoid(_conv(1, 1, f"{prefix}_psi_f")(f))
+    return x * coef
+
+
+class ConvOutput(nn.Module):
+  """keras-unet-collection's `CONV_output`: Conv 1x1 (`n_labels`, bias) named `{name}`, then the activation.
+
+  `activation`: one of `OUTPUT_ACTIVATIONS`; "Sigmoid" is the sigmoid, None linear.
+  """
+
+  n_labels: int
+  kernel_size: int = 1
+  activation: str | None = "Softmax"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    check_positive_int("n_labels", self.n_labels)
+    activation = check_activation("output_activation", self.activation, OUTPUT_ACTIVATIONS)
+    prefix = _prefix(self, "conv_output")
+    x = _conv(self.n_labels, self.kernel_size, prefix)(x)
+    return activation_layer(activation, f"{prefix}_activation")(x)

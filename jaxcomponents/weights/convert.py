@@ -47,6 +47,8 @@ CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
      {"gamma": ("params", "scale"), "beta": ("params", "bias"),
       "moving_mean": ("batch_stats", "mean"), "moving_variance": ("batch_stats", "var")}),
     ("Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose", "kernel", _SAME),
+    ("PReLU", "alpha", {"alpha": ("params", "alpha")}),
+    ("Snake (keras-unet-collection)", "beta_factor", {"beta_factor": ("params", "beta_factor")}),
 )
 
 

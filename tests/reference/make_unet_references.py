@@ -1,0 +1,167 @@
+"""Regenerates the keras-unet-collection reference files that tests/test_unet.py compares against.
+
+keras-unet-collection needs TensorFlow, which stays out of the project's install,
+so this script runs in a throwaway environment of its own:
+
+  python3.11 -m venv /tmp/kuc-venv
+  /tmp/kuc-venv/bin/pip install "tensorflow-cpu==2.15.1" "keras-unet-collection==0.1.13" "numpy<2" h5py
+  /tmp/kuc-venv/bin/python tests/reference/make_unet_references.py
+
+(TensorFlow 2.15 is the last release whose `tf.keras` is Keras 2, the Keras
+keras-unet-collection was written for.) For every configuration in `CONFIGS`
+it builds the keras-unet-collection model, gives every weight a random value
+(batch-norm moving statistics, PReLU slopes and Snake's `beta_factor` too),
+saves the weights with Keras's legacy `.h5` writer (`model.save_weights`) and
+writes `<name>.npz` with the input, Keras's output in inference mode and the
+configuration; `kuc_losses.npz` holds keras-unet-collection's segmentation
+losses on fixed maps. Pass names to regenerate only some files. The `.h5` files are then rewritten with gzip compression
+(same groups, datasets and attributes); the large backbone kernels are sparse
+(values -s, 0, +s), so that the compressed files stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unet")
+
+# name -> (keras_unet_collection.models function, keyword arguments, batch size). Covers: attention add and
+# multiply; pool True/'max'/'ave'/False; unpool True/'bilinear'/'nearest'/False; batch norm on and off; stack
+# numbers 1 and 2; depths 3 and 4; every activation; outputs Softmax/Sigmoid/None/PReLU/Snake; VGG16 and ResNet50.
+CONFIGS = {
+    "unet_d3_defaults": ("unet_2d", dict(input_size=(32, 32, 1), filter_num=[4, 8, 16], n_labels=2), 2),
+    "unet_d4_ave_nearest_bn_stack1": ("unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16, 32], n_labels=3, stack_num_down=1, stack_num_up=1,
+        activation="LeakyReLU", output_activation="Sigmoid", batch_norm=True, pool="ave", unpool="nearest"), 2),
+    "unet_d3_strided_transpose_bn": ("unet_2d", dict(
+        input_size=(32, 32, 2), filter_num=[4, 8, 16], n_labels=2, stack_num_up=1, activation="ELU",
+        output_activation=None, batch_norm=True, pool=False, unpool=False), 2),
+    "unet_d3_strided_transpose": ("unet_2d", dict(
+        input_size=(32, 32, 1), filter_num=[4, 8, 16], n_labels=1, activation="GELU", output_activation="Sigmoid",
+        pool=False, unpool=False), 2),
+    "unet_d4_max_bilinear_snake": ("unet_2d", dict(
+        input_size=(32, 32, 2), filter_num=[4, 8, 16, 32], n_labels=2, activation="Snake",
+        output_activation="PReLU", batch_norm=True, pool="max", unpool="bilinear"), 2),
+    "unet_d3_prelu_softmax": ("unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16], n_labels=3, stack_num_down=1, activation="PReLU",
+        output_activation="Softmax", batch_norm=False), 2),
+    "attunet_d3_defaults": ("att_unet_2d", dict(input_size=(32, 32, 3), filter_num=[4, 8, 16], n_labels=2), 2),
+    "attunet_d4_multiply_prelu_strided": ("att_unet_2d", dict(
+        input_size=(32, 32, 2), filter_num=[4, 8, 16, 32], n_labels=3, stack_num_down=1, stack_num_up=2,
+        activation="Snake", atten_activation="PReLU", attention="multiply", output_activation="Sigmoid",
+        batch_norm=True, pool=False, unpool=False), 2),
+    "attunet_d3_add_gelu_ave_nearest": ("att_unet_2d", dict(
+        input_size=(32, 32, 1), filter_num=[4, 8, 16], n_labels=2, stack_num_up=1, activation="LeakyReLU",
+        atten_activation="GELU", attention="add", output_activation="Softmax", pool="ave", unpool="nearest"), 2),
+    "attunet_d3_multiply_elu_snake_out": ("att_unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16], n_labels=2, activation="ELU", atten_activation="Snake",
+        attention="multiply", output_activation="Snake", batch_norm=True, pool="max", unpool="bilinear"), 2),
+    "unet_vgg16_d3": ("unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16], n_labels=2, backbone="VGG16", weights=None,
+        batch_norm=False), 1),
+    "unet_resnet50_d3": ("unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16], n_labels=2, backbone="ResNet50", weights=None,
+        batch_norm=True, freeze_backbone=False), 1),
+    "attunet_resnet50_d4": ("att_unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16, 32], n_labels=2, backbone="ResNet50", weights=None,
+        batch_norm=True, pool=False, unpool=False), 1),
+}
+
+TERNARY_ABOVE = 4_096  # kernels with more entries are sparse: -s, 0, +s with probabilities 1/8, 3/4, 1/8
+COMPRESS_ABOVE = 4_096  # datasets with more entries are stored compressed
+
+
+def randomize(model, rng: np.random.Generator) -> None:
+  """Every weight random: LeCun-scaled kernels, BN statistics with positive variances, PReLU and Snake too."""
+  for w in model.weights:
+    shape, short = tuple(w.shape), w.name.split("/")[-1].split(":")[0]
+    if short == "kernel":
+      fan_in = int(np.prod(shape[:-1]))
+      std = np.sqrt(1.0 / fan_in)
+      if np.prod(shape) > TERNARY_ABOVE:
+        value = rng.choice([-1.0, 0.0, 1.0], shape, p=[0.125, 0.75, 0.125]) * std * 2.0  # variance std**2
+      else:
+        value = rng.normal(0.0, std, shape)
+    elif short in ("bias", "beta", "moving_mean"):
+      value = rng.normal(0.0, 0.2, shape)
+    elif short in ("gamma", "moving_variance"):
+      value = rng.uniform(0.5, 1.5, shape)
+    elif short == "alpha":  # PReLU
+      value = rng.normal(0.2, 0.2, shape)
+    elif short == "beta_factor":  # keras-unet-collection's Snake
+      value = rng.uniform(0.4, 1.2, shape)
+    else:
+      raise ValueError(f"no random rule for weight {w.name}")
+    w.assign(value.astype(np.float32))
+
+
+def compress_h5(path: str) -> None:
+  """Rewrites a Keras .h5 file with gzip-compressed datasets; groups, names and attributes unchanged."""
+  import h5py
+
+  tmp = path + ".tmp"
+  with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+    def copy(group_in, group_out):
+      for key, value in group_in.attrs.items():
+        group_out.attrs[key] = value
+      for name, item in group_in.items():
+        if isinstance(item, h5py.Group):
+          copy(item, group_out.create_group(name))
+        elif item.size < COMPRESS_ABOVE:
+          group_out.create_dataset(name, data=item[()])
+        else:
+          group_out.create_dataset(name, data=item[()], compression="gzip", compression_opts=9)
+    copy(src, dst)
+  os.replace(tmp, path)
+
+
+def main(names: list[str]) -> None:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  import tensorflow as tf
+  import keras_unet_collection
+  from keras_unet_collection import models
+
+  os.makedirs(OUT_DIR, exist_ok=True)
+  for index, (name, (function, kwargs, batch)) in enumerate(CONFIGS.items()):
+    if names and name not in names:
+      continue
+    tf.keras.backend.clear_session()
+    model = getattr(models, function)(**kwargs)
+    rng = np.random.default_rng(1000 + index)
+    randomize(model, rng)
+    x = rng.normal(size=(batch, *kwargs["input_size"])).astype(np.float32)
+    y = model(x, training=False).numpy()
+    h5_path = os.path.join(OUT_DIR, f"{name}.h5")
+    model.save_weights(h5_path)
+    compress_h5(h5_path)
+    config = {"function": function, "kwargs": kwargs, "keras_unet_collection": keras_unet_collection.__version__
+              if hasattr(keras_unet_collection, "__version__") else "0.1.13", "tensorflow": tf.__version__}
+    np.savez_compressed(os.path.join(OUT_DIR, f"{name}.npz"), x=x, y=y, config=json.dumps(config))
+    print(f"{name}: {function} output {y.shape}, {os.path.getsize(h5_path) / 1e3:.0f} kB weights")
+  if not names or "kuc_losses" in names:
+    loss_references()
+
+
+def loss_references() -> None:
+  """keras-unet-collection's dice, iou_seg, tversky and focal_tversky on fixed maps -> kuc_losses.npz."""
+  from keras_unet_collection import losses
+
+  rng = np.random.default_rng(7)
+  y_true = (rng.uniform(size=(3, 8, 8, 1)) < 0.3).astype(np.float32)
+  y_pred = rng.uniform(size=(3, 8, 8, 1)).astype(np.float32)
+  values = {
+      "dice": losses.dice(y_true, y_pred), "iou_seg": losses.iou_seg(y_true, y_pred),
+      "tversky": losses.tversky(y_true, y_pred, alpha=0.7),
+      "focal_tversky": losses.focal_tversky(y_true, y_pred, alpha=0.7, gamma=4 / 3),
+  }
+  np.savez_compressed(os.path.join(OUT_DIR, "kuc_losses.npz"), y_true=y_true, y_pred=y_pred,
+                      **{k: np.asarray(v) for k, v in values.items()})
+  print("kuc_losses:", {k: float(v) for k, v in values.items()})
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

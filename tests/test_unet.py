@@ -1,0 +1,252 @@
+"""U-Net / attention U-Net against keras-unet-collection's own numbers, backbones, freezing, training, errors.
+
+The reference files in tests/reference/unet come from keras-unet-collection
+0.1.13 on TensorFlow 2.15 (`tests/reference/make_unet_references.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcomponents.models import unet as unet_lib
+from jaxcomponents.models import InceptionV3, MobileNetV2, ResNet50, VGG16
+from jaxcomponents.models.unet import UNet, att_unet_2d, frozen_patterns, init_unet, unet_2d
+from jaxcomponents.models.unet_backbones import BACKBONE_TAPS, BackboneEncoder
+from jaxcomponents.weights import load_keras
+from tests.helpers import assert_close
+
+REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "reference", "unet")
+REFERENCES = (
+    "unet_d3_defaults", "unet_d4_ave_nearest_bn_stack1", "unet_d3_strided_transpose_bn", "unet_d3_strided_transpose",
+    "unet_d4_max_bilinear_snake", "unet_d3_prelu_softmax", "attunet_d3_defaults",
+    "attunet_d4_multiply_prelu_strided", "attunet_d3_add_gelu_ave_nearest", "attunet_d3_multiply_elu_snake_out",
+    "unet_vgg16_d3", "unet_resnet50_d3", "attunet_resnet50_d4",
+)
+
+
+def _reference(name):
+  data = np.load(os.path.join(REFERENCE_DIR, f"{name}.npz"))
+  return data["x"], data["y"], json.loads(str(data["config"]))
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_matches_keras_unet_collection(name):
+  x, expected, config = _reference(name)
+  model = getattr(unet_lib, config["function"])(**config["kwargs"])
+  variables = load_keras(model, os.path.join(REFERENCE_DIR, f"{name}.h5"), x, match="name")
+  actual = jax.jit(model.apply)(variables, x)
+  assert np.std(expected) > 1e-2, "the reference output is nearly constant"
+  assert_close(actual, expected, tol=1e-4)
+
+
+def test_references_cover_every_variant():
+  configs = [_reference(name)[2] for name in REFERENCES]
+  seen = lambda key, default: {json.dumps(c["kwargs"].get(key, default)) for c in configs}
+  att = [c for c in configs if c["function"] == "att_unet_2d"]
+  assert {c["kwargs"].get("attention", "add") for c in att} == {"add", "multiply"}
+  assert seen("pool", True) == {"true", "false", '"max"', '"ave"'}
+  assert seen("unpool", True) == {"true", "false", '"bilinear"', '"nearest"'}
+  assert seen("batch_norm", False) == {"true", "false"}
+  assert seen("stack_num_down", 2) == seen("stack_num_up", 2) == {"1", "2"}
+  assert {len(c["kwargs"]["filter_num"]) for c in configs} == {3, 4}
+  assert seen("backbone", None) == {"null", '"VGG16"', '"ResNet50"'}
+  assert seen("activation", "ReLU") >= {f'"{a}"' for a in ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake")}
+  assert seen("output_activation", "Softmax") >= {'"Softmax"', '"Sigmoid"', "null", '"PReLU"', '"Snake"'}
+
+
+def test_product_parameter_names_build_the_same_model():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 16, 16, 2)), jnp.float32)
+  kuc = att_unet_2d((16, 16, 2), [4, 8], 3, stack_num_down=1, stack_num_up=1, atten_activation="GELU",
+                    attention="multiply", batch_norm=True, pool="ave", unpool=False, output_activation="Sigmoid")
+  product = UNet(filter_num=[4, 8], n_labels=3, stack_num_down=1, stack_num_up=1, attention=True,
+                 attention_type="multiplicative", attention_activation="GELU", batch_norm=True, pool="ave",
+                 unpool=False, output_activation="Sigmoid")
+  variables = jax.jit(kuc.init)(jax.random.key(0), x)
+  assert jax.tree.structure(jax.eval_shape(product.init, jax.random.key(1), x)) == jax.tree.structure(variables)
+  both = jax.jit(lambda v, x: (product.apply(v, x), kuc.apply(v, x)))(variables, x)
+  np.testing.assert_array_equal(*both)
+  assert unet_2d((32, 32, 1), [4, 8], 2).layer_prefix == "unet" and kuc.layer_prefix == "attunet"
+
+
+@pytest.mark.parametrize("backbone, size, depth", [("VGG16", 32, 3), ("ResNet50", 32, 4), ("MobileNetV2", 32, 4),
+                                                   ("MobileNetV2", 32, 6), ("InceptionV3", 75, 4)])
+def test_encoder_is_the_backbone_cut_after_its_last_tap(backbone, size, depth):
+  """The encoder's layers are the full backbone's (names, shapes), its taps the backbone's features."""
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  full = {"VGG16": VGG16, "ResNet50": ResNet50, "MobileNetV2": MobileNetV2, "InceptionV3": InceptionV3}[backbone](
+      include_top=False)
+  full_vars = jax.eval_shape(full.init, jax.random.key(0), x)
+  features = jax.eval_shape(lambda v, x: full.apply(v, x, return_features=True)[1], full_vars, x)
+  taps = min(depth if backbone == "VGG16" else depth - 1, 5)
+  encoder = BackboneEncoder(backbone, taps)
+  shapes = jax.eval_shape(encoder.init, jax.random.key(0), x)
+  for collection, tree in shapes.items():
+    for layer, leaf in tree.items():
+      assert jax.tree.map(lambda a: a.shape, dict(leaf)) == jax.tree.map(lambda a: a.shape,
+                                                                        dict(full_vars[collection][layer]))
+  outputs = jax.eval_shape(encoder.apply, shapes, x)
+  assert [o.shape for o in outputs] == [features[n].shape for n in BACKBONE_TAPS[backbone][:taps]]
+  assert (len(shapes["params"]) < len(full_vars["params"])) == (taps < 5)
+
+
+@pytest.mark.parametrize("backbone, size", [("MobileNetV2", 64), ("InceptionV3", 96)])
+def test_new_backbones_give_full_size_maps(backbone, size):
+  model = att_unet_2d((size, size, 3), [4, 8, 16, 32], 2, backbone=backbone, weights=None)
+  x = jnp.zeros((1, size, size, 3))
+  assert jax.eval_shape(model.init, jax.random.key(0), x) is not None
+  out = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(0), x), x))
+  assert out.shape == (1, size, size, 2)
+
+
+def test_init_unet_loads_imagenet_and_keras_files(tmp_path, monkeypatch):
+  from jaxcomponents.weights import hub, save_keras_h5
+
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 32, 32, 3)), jnp.float32)
+  # A Keras-named file with more layers than the U-Net's encoder needs (loading pairs layers by name).
+  bigger = BackboneEncoder("MobileNetV2", 3)
+  rng = np.random.default_rng(3)
+  file_vars = jax.tree.map(lambda s: jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype),
+                           jax.eval_shape(bigger.init, jax.random.key(3), x))
+  path = str(tmp_path / "mobilenet_v2_no_top.h5")
+  save_keras_h5(path, bigger, file_vars, x)
+  requested = []
+
+  def fake_fetch(file, download=True, progress=True):
+    requested.append(file.fname)
+    return path
+
+  monkeypatch.setattr(hub, "fetch", fake_fetch)
+  for weights in ("imagenet", path):
+    model = unet_2d((32, 32, 3), [4, 8, 16], 2, backbone="MobileNetV2", weights=weights)
+    with pytest.warns(UserWarning, match="224") if weights == "imagenet" else contextlib.nullcontext():
+      variables = init_unet(model, x)
+    encoder_vars = {c: v["MobileNetV2_backbone"] for c, v in variables.items()}
+    assert sorted(encoder_vars["params"]) == sorted(jax.eval_shape(BackboneEncoder("MobileNetV2", 2).init,
+                                                                   jax.random.key(0), x)["params"])
+    for c, tree in encoder_vars.items():
+      for layer, leaf in tree.items():
+        for k, v in leaf.items():
+          np.testing.assert_array_equal(v, file_vars[c][layer][k])
+  assert requested == [hub.imagenet_weights_file("mobilenet_v2", False, alpha=1.0, size=224).fname]
+  # The encoder cut inside block 3 (at its expand ReLU6) computes what the longer encoder computes there.
+  short = jax.jit(BackboneEncoder("MobileNetV2", 2).apply)(encoder_vars, x)
+  long = jax.jit(bigger.apply)(file_vars, x)
+  for a, b in zip(short, long[:2]):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="3 channels"):
+    unet_2d((32, 32, 1), [4, 8], 2, backbone="VGG16")
+
+
+def _grads(model, variables, x):
+  def loss(params):
+    y, updates = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+    return jnp.sum(y[..., 0] ** 2), updates
+
+  grads, updates = jax.grad(loss, has_aux=True)(variables["params"])
+  norm = lambda tree: sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(tree))
+  backbone = grads["ResNet50_backbone"]
+  stats_moved = norm(jax.tree.map(jnp.subtract, updates["batch_stats"]["ResNet50_backbone"],
+                                  variables["batch_stats"]["ResNet50_backbone"]))
+  return norm(backbone["conv1_conv"]), norm(backbone["conv1_bn"]), norm(grads["unet_output"]), stats_moved
+
+
+@pytest.mark.parametrize("freeze_backbone, freeze_batch_norm", [(True, True), (True, False), (False, True)])
+def test_freeze_backbone_and_batch_norm_are_independent(freeze_backbone, freeze_batch_norm):
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 32, 32, 3)), jnp.float32)
+  model = unet_2d((32, 32, 3), [4, 8], 2, backbone="ResNet50", weights=None, batch_norm=True,
+                  freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm)
+  variables = jax.jit(model.init)(jax.random.key(0), x)
+  conv, bn, head, stats_moved = jax.jit(lambda v, x: _grads(model, v, x))(variables, x)
+  assert head > 0
+  assert (conv == 0) == freeze_backbone
+  assert (bn == 0) == freeze_batch_norm
+  assert (stats_moved == 0) == freeze_batch_norm  # frozen batch norm runs in inference mode
+  expected = {p for p, frozen in (("conv1_conv", freeze_backbone), ("conv1_bn", freeze_batch_norm)) if frozen}
+  assert {p.split("/")[1] for p in frozen_patterns(model, variables["params"])} == expected
+
+
+def _shapes(n, size, rng):
+  """Images with one bright rectangle each on noise; masks are the rectangles."""
+  x = rng.normal(0.0, 0.3, (n, size, size, 1)).astype(np.float32)
+  y = np.zeros((n, size, size, 1), np.float32)
+  for i in range(n):
+    h, w = rng.integers(5, 12, 2)
+    top, left = rng.integers(0, size - h), rng.integers(0, size - w)
+    y[i, top:top + h, left:left + w] = 1.0
+  return x + y, y
+
+
+def test_segmentation_training_raises_iou_above_chance():
+  from jaxcomponents.losses_segmentation import binary_crossentropy, combined, dice
+  from jaxcomponents.metrics_segmentation import BinaryIoU
+  from jaxcomponents.training import TrainState, make_eval_step, make_train_step
+
+  rng = np.random.default_rng(0)
+  x_train, y_train = _shapes(64, 24, rng)
+  x_test, y_test = _shapes(16, 24, rng)
+  model = att_unet_2d((24, 24, 1), [8, 16], 1, stack_num_down=1, stack_num_up=1, output_activation="Sigmoid",
+                      batch_norm=True)
+  state = TrainState.create(model, optax.adam(1e-2), x_train[:1])
+  iou = {"iou": BinaryIoU(target_class_ids=(1,))}
+  step = make_train_step(combined((binary_crossentropy, 1.0), (dice, 1.0)), iou)
+  evaluate = make_eval_step("binary_crossentropy", iou)
+
+  def test_iou(state):
+    _, results = evaluate(evaluate.reset(state), {"x": x_test, "y": y_test})
+    return float(results["iou"])
+
+  chance = float(np.mean(y_test))  # IoU of predicting foreground everywhere
+  before = test_iou(state)
+  for i in range(150):
+    batch = slice(16 * (i % 4), 16 * (i % 4) + 16)
+    state, _ = step(state, {"x": x_train[batch], "y": y_train[batch]})
+  after = test_iou(state)
+  assert after > 0.6 and after > chance + 0.3 and after > before + 0.2, (chance, before, after)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(activation="relu"), r"activation='relu'.*'ReLU'"),
+    (dict(output_activation="softmax"), r"output_activation='softmax'.*'Sigmoid'"),
+    (dict(pool="min"), r"pool='min'.*'ave'"),
+    (dict(unpool="bicubic"), r"unpool='bicubic'.*'nearest'"),
+    (dict(backbone="ResNet101"), r"backbone='ResNet101'.*'MobileNetV2'"),
+    (dict(input_size=(30, 32, 3)), r"height 30 is not divisible by 2\*\*\(depth - 1\) = 4"),
+    (dict(input_size=(16, 16, 3), backbone="VGG16", weights=None), r"smaller than its minimum 32"),
+    (dict(input_size=(32, 32, 1), backbone="ResNet50"), r"ImageNet weights need 3 channels"),
+    (dict(filter_num=[4, 0, 8]), r"filter_num=0"),
+    (dict(filter_num=[]), r"filter_num=\(\)"),
+    (dict(n_labels=0), r"n_labels=0"),
+    (dict(stack_num_down=0), r"stack_num_down=0"),
+    (dict(batch_norm="yes"), r"batch_norm='yes'"),
+    (dict(freeze_batch_norm=None), r"freeze_batch_norm=None"),
+    (dict(weights=3), r"weights=3"),
+])
+def test_bad_arguments_raise(kwargs, match):
+  args = dict(input_size=(32, 32, 3), filter_num=[4, 8, 16], n_labels=2)
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    unet_2d(**args)
+
+
+def test_bad_attention_arguments_and_inputs_raise():
+  with pytest.raises(ValueError, match=r"attention='concat'.*'multiplicative'"):
+    att_unet_2d((32, 32, 3), [4, 8], 2, attention="concat")
+  with pytest.raises(ValueError, match=r"atten_activation='Tanh'"):
+    att_unet_2d((32, 32, 3), [4, 8], 2, atten_activation="Tanh")
+  with pytest.raises(ValueError, match=r"at least 2 filters"):
+    att_unet_2d((32, 32, 3), [1, 8], 2)
+  model = unet_2d((32, 32, 3), [4, 8], 2)
+  with pytest.raises(ValueError, match=r"input_size=\(32, 32, 3\)"):
+    model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+  with pytest.raises(ValueError, match=r"rank 3"):
+    UNet(filter_num=[4, 8], n_labels=2).init(jax.random.key(0), jnp.zeros((32, 32, 3)))
+  with pytest.raises(ValueError, match=r"width 36 is not divisible by 2\*\*\(depth - 1\) = 8"):
+    UNet(filter_num=[4, 8, 16, 32], n_labels=2).init(jax.random.key(0), jnp.zeros((1, 32, 36, 3)))

@@ -65,12 +65,11 @@ def _check_bool(param: str, value: Any) -> bool:
 
 
 def _check_filter_num(filter_num: Any) -> tuple[int, ...]:
-  if isinstance(filter_num, (str, bytes)) or not isinstance(filter_num, Sequence) or not filter_num:
+  ok = not isinstance(filter_num, (str, bytes)) and isinstance(filter_num, Sequence) and len(filter_num) > 0
+  if not ok or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1 for f in filter_num):
     raise ValueError(f"filter_num={filter_num!r} is not allowed; expected a non-empty list of positive integers, "
                      "one per level, e.g. [64, 128, 256, 512].")
-  for f in filter_num:
-    check_positive_int("filter_num", f) if isinstance(f, int) else check_positive_int("filter_num", filter_num)
-  return tuple(filter_num)
+  return tuple(int(f) for f in filter_num)
 
 
 def _check_weights(weights: Any) -> Any:
@@ -312,7 +311,7 @@ def att_unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up
 
 
 def _as_list(filter_num):
-  return tuple(filter_num) if isinstance(filter_num, (list, tuple)) else filter_num
+  return _check_filter_num(filter_num)  # checked before conversion, so errors show the value as given
 
 
 def _as_input_size(input_size):

@@ -81,3 +81,16 @@ def test_compare_lists_both_frameworks(tmp_path, capsys):
   table = experiment("compare").main([str(tmp_path)])
   assert [row["framework"] for row in table] == ["jax", "keras"]
   assert "phase1_accuracy" in capsys.readouterr().out
+
+
+def test_segmentation_on_synthetic_shapes(tmp_path):
+  module = experiment("segmentation")
+  images, masks = module.synthetic_shapes(4, 32, seed=0)
+  assert images.shape == (4, 32, 32, 3) and set(np.unique(masks)) == {0, 1, 2}
+  metrics = module.main(["--epochs", "1", "--examples", "32", "--image-size", "32", "--filter-num", "4,8",
+                         "--batch-size", "8", "--runs-dir", str(tmp_path)])
+  run = tmp_path / "segmentation-shapes-jax"
+  assert 0.0 <= metrics["test_mean_iou"] <= 1.0 and 0.0 <= metrics["test_accuracy"] <= 1.0
+  assert json.loads((run / "metrics.json").read_text())["test_mean_iou"] == metrics["test_mean_iou"]
+  assert (run / "overlays.png").stat().st_size > 1000
+  assert module.mean_iou(masks, masks) == 1.0

@@ -1,0 +1,185 @@
+"""segmentation: an attention U-Net (keras-unet-collection's att_unet_2d) segmenting images.
+
+Data: synthetic shapes by default (offline: circles and squares on noisy
+backgrounds, three classes), or the Oxford-IIIT Pet dataset through TFDS
+(`--dataset oxford_iiit_pet`: pet, background, border; prepared with
+`tfds build oxford_iiit_pet --file_format=array_record`). The Keras twin
+(`--framework keras`) builds the same network with keras-unet-collection
+itself, which needs TensorFlow and keras-unet-collection installed.
+
+Run:
+  python experiments/segmentation.py
+  python experiments/segmentation.py --dataset oxford_iiit_pet --image-size 128 --backbone VGG16
+Writes runs/<name>/metrics.json (test mean IoU and pixel accuracy), history.csv and overlays.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Timer, parse_config, print_table, run_dir, write_results  # noqa: E402
+
+
+@dataclasses.dataclass
+class Config:
+  dataset: str = "shapes"          # shapes (synthetic, offline) | oxford_iiit_pet (TFDS)
+  framework: str = "jax"           # jax | keras (keras-unet-collection)
+  image_size: int = 64
+  filter_num: str = "16,32,64"
+  attention: str = "add"           # add | multiply
+  backbone: str = ""               # "" (none), VGG16, ResNet50, MobileNetV2, InceptionV3
+  weights: str = "imagenet"        # with a backbone: imagenet | none
+  batch_norm: bool = True
+  epochs: int = 8
+  batch_size: int = 16
+  learning_rate: float = 1e-3
+  examples: int = 512              # synthetic training images (a quarter more for testing)
+  limit: int = 0                   # at most this many TFDS examples per split (0: all)
+  seed: int = 0
+  name: str = ""
+  runs_dir: str = "runs"
+
+
+def synthetic_shapes(n: int, size: int, seed: int):
+  """Noisy RGB images with a circle (class 1) and a square (class 2) each; masks of class ids."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:size, :size]
+  images = rng.normal(110, 25, (n, size, size, 3))
+  masks = np.zeros((n, size, size), np.int32)
+  for i in range(n):
+    r = rng.uniform(0.1, 0.2) * size
+    cy, cx = rng.uniform(r, size - r, 2)
+    masks[i][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    h = int(rng.uniform(0.15, 0.3) * size)
+    top, left = rng.integers(0, size - h, 2)
+    masks[i, top:top + h, left:left + h] = 2
+  images += np.array([[0, 0, 0], [90, -40, -40], [-40, 60, -40]])[masks]
+  return np.clip(images, 0, 255).astype(np.uint8), masks
+
+
+def datasets(config: Config):
+  """(x_train, y_train, x_test, y_test) as uint8 images and int32 class maps."""
+  if config.dataset == "shapes":
+    x, y = synthetic_shapes(config.examples + config.examples // 4, config.image_size, config.seed)
+    return x[:config.examples], y[:config.examples], x[config.examples:], y[config.examples:]
+  if config.dataset != "oxford_iiit_pet":
+    raise ValueError(f"dataset={config.dataset!r} is not allowed; expected 'shapes' or 'oxford_iiit_pet'.")
+  from jaxcomponents.data import tfds_dataset
+  from jaxcomponents.data.transforms import resize_image
+
+  def arrays(split):
+    data = tfds_dataset("oxford_iiit_pet", split, 64, shuffle=False, limit=config.limit, label_key="segmentation_mask")
+    data.to_example = lambda record: (
+        resize_image(np.asarray(record["image"]), (config.image_size,) * 2),
+        resize_image(np.asarray(record["segmentation_mask"])[..., 0], (config.image_size,) * 2, "nearest") - 1)
+    batches = list(data.epoch(0))
+    keep = np.concatenate([b["mask"] > 0 for b in batches])
+    return np.concatenate([b["x"] for b in batches])[keep], np.concatenate([b["y"] for b in batches])[keep]
+
+  (x, y), (xt, yt) = arrays("train"), arrays("test")
+  return x, y.astype(np.int32), xt, yt.astype(np.int32)
+
+
+def _model_args(config: Config):
+  return dict(input_size=(config.image_size, config.image_size, 3),
+              filter_num=[int(f) for f in config.filter_num.split(",")], n_labels=3, attention=config.attention,
+              batch_norm=config.batch_norm, output_activation="Softmax", backbone=config.backbone or None,
+              weights=None if config.weights == "none" else config.weights)
+
+
+def run_jax(config: Config, x, y, xt):
+  import jax
+
+  from jaxcomponents import optimizers
+  from jaxcomponents.data import ArrayDataset
+  from jaxcomponents.models.unet import att_unet_2d, frozen_patterns, init_unet
+  from jaxcomponents.training import TrainState, fit, freeze, make_train_step
+
+  model = att_unet_2d(**_model_args(config))
+  prep = lambda images: images.astype(np.float32) / 255.0
+  variables = init_unet(model, prep(x[:1]), seed=config.seed)
+  tx = optimizers.get("adam", learning_rate=config.learning_rate)
+  frozen = frozen_patterns(model, variables["params"])
+  state = TrainState.create(model, freeze(tx, frozen) if frozen else tx, variables=variables, seed=config.seed)
+  with Timer() as timer:
+    state, history = fit(state, make_train_step("sparse_categorical_crossentropy"),
+                         ArrayDataset(prep(x), y, config.batch_size, seed=config.seed, num_classes=3),
+                         epochs=config.epochs, log_dir=run_dir(config), progress=True)
+  predict = jax.jit(lambda images: state.apply_fn(state.variables, images).argmax(-1))
+  preds = np.concatenate([np.asarray(predict(prep(xt[i:i + 64]))) for i in range(0, len(xt), 64)])
+  return preds, timer.seconds, history.history
+
+
+def run_keras(config: Config, x, y, xt):
+  try:
+    from keras_unet_collection import models
+  except ImportError as e:
+    raise ImportError("--framework keras runs keras-unet-collection's att_unet_2d: install tensorflow and "
+                      "keras-unet-collection (not part of jaxcomponents' install).") from e
+  import tensorflow as tf
+
+  tf.keras.utils.set_random_seed(config.seed)
+  args = _model_args(config)
+  args["attention"] = config.attention
+  model = models.att_unet_2d(**args)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy")
+  with Timer() as timer:
+    history = model.fit(x.astype(np.float32) / 255.0, y, batch_size=config.batch_size, epochs=config.epochs,
+                        verbose=2)
+  preds = model.predict(xt.astype(np.float32) / 255.0, batch_size=64, verbose=0).argmax(-1)
+  return preds, timer.seconds, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def mean_iou(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 3) -> float:
+  ious = []
+  for c in range(classes):
+    union = np.sum((y_true == c) | (y_pred == c))
+    if union:
+      ious.append(np.sum((y_true == c) & (y_pred == c)) / union)
+  return float(np.mean(ious))
+
+
+def save_overlays(images, truth, preds, path, n=4):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  n = min(n, len(images))
+  fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
+  for i in range(n):
+    for ax, picture, title in zip(axes[i], (images[i], truth[i], preds[i]), ("image", "truth", "prediction")):
+      ax.imshow(picture, vmin=0, vmax=2 if picture.ndim == 2 else None)
+      ax.set_title(title, fontsize=8)
+      ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def main(argv=None) -> dict:
+  config = parse_config(Config, argv, __doc__.splitlines()[0])
+  if config.framework not in ("jax", "keras"):
+    raise ValueError(f"framework={config.framework!r} is not allowed; expected 'jax' or 'keras'.")
+  config.name = config.name or f"segmentation-{config.dataset}-{config.framework}"
+  x, y, xt, yt = datasets(config)
+  preds, seconds, history = (run_jax if config.framework == "jax" else run_keras)(config, x, y, xt)
+  path = run_dir(config)
+  save_overlays(xt, yt, preds, os.path.join(path, "overlays.png"))
+  metrics = {"experiment": "segmentation", "dataset": config.dataset, "framework": config.framework,
+             "test_mean_iou": mean_iou(yt, preds), "test_accuracy": float((preds == yt).mean()),
+             "wall_time_s": seconds, "images_per_s": len(x) * config.epochs / seconds,
+             "config": dataclasses.asdict(config)}
+  write_results(path, metrics, history)
+  print_table([{k: metrics[k] for k in ("framework", "test_mean_iou", "test_accuracy", "wall_time_s")}])
+  print(f"-> {os.path.join(path, 'metrics.json')}")
+  return metrics
+
+
+if __name__ == "__main__":
+  main()

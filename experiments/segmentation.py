@@ -34,7 +34,7 @@ class Config:
   attention: str = "add"           # add | multiply
   backbone: str = ""               # "" (none), VGG16, ResNet50, MobileNetV2, InceptionV3
   weights: str = "imagenet"        # with a backbone: imagenet | none
-  batch_norm: bool = True
+  batch_norm: bool = False         # keras-unet-collection's default
   epochs: int = 8
   batch_size: int = 16
   learning_rate: float = 1e-3

@@ -50,7 +50,7 @@ def run_dir(config) -> str:
 
 
 def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[float]] | None = None) -> None:
-  """`metrics.json` and, with a history, `history.csv` (one row per epoch)."""
+  """`metrics.json` and, with a history, `history.csv` (one row per epoch) and `learning_curves.png`."""
   with open(os.path.join(path, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
   if history:
@@ -60,6 +60,12 @@ def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[fl
       writer.writerow(["epoch", *keys])
       for epoch, row in enumerate(zip(*(history[k] for k in keys))):
         writer.writerow([epoch, *row])
+    from jaxcomponents.training.callbacks import History, plot_history
+
+    curves = History()
+    for epoch, row in enumerate(zip(*(history[k] for k in keys))):
+      curves.append(epoch, dict(zip(keys, row)))
+    plot_history(curves, os.path.join(path, "learning_curves.png"))
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: str, title: str) -> None:

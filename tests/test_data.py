@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcomponents.data import (ArrayDataset, augment, image_folder_dataset, load_digits, load_idx_dataset, prefetch,
-                                read_idx, tfds_dataset)
+from jaxcomponents.data import (ArrayDataset, augment, image_folder_dataset, load_digits, load_idx_dataset,
+                                load_npz_dataset, prefetch, read_idx, tfds_dataset)
 
 
 def write_idx(path, array):
@@ -64,6 +64,17 @@ def test_keras_cache_npz(tmp_path, monkeypatch):
   (xtr, ytr), (xte, yte) = load_idx_dataset("mnist")
   np.testing.assert_array_equal(xtr, x)
   assert yte.tolist() == [3]
+
+
+def test_npz_arrays(tmp_path):
+  np.savez(tmp_path / "mine.npz", images=np.zeros((3, 2)), labels=np.arange(3))
+  x, y = load_npz_dataset(tmp_path / "mine.npz", x_key="images", y_key="labels")
+  assert x.shape == (3, 2) and y.tolist() == [0, 1, 2]
+  with pytest.raises(ValueError, match=r"mine.npz has arrays \['images', 'labels'\]; expected x_train"):
+    load_npz_dataset(tmp_path / "mine.npz")
+  (tmp_path / "bad.npz").write_bytes(b"junk")
+  with pytest.raises(ValueError, match=r"bad.npz is not a readable .npz archive"):
+    load_npz_dataset(tmp_path / "bad.npz")
 
 
 def test_image_folders(tmp_path):

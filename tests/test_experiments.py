@@ -28,6 +28,7 @@ def test_transfer_digits(tmp_path, framework):
   assert saved["test_accuracy"] == metrics["test_accuracy"]
   assert saved["phase1_test_accuracy"] > 0.5 and saved["test_accuracy"] > 0.4  # chance is 0.2
   assert (run / "history.csv").exists() and (run / "confusion_5-9.png").stat().st_size > 1000
+  assert (run / "learning_curves.png").stat().st_size > 1000
 
 
 def test_transfer_digits_rejects_unknown_dataset(tmp_path):

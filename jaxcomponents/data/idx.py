@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from jaxcomponents.data.npz_source import load_npz_dataset
 from jaxcomponents.errors import check_choice
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
@@ -81,8 +82,7 @@ def load_idx_dataset(name: str, data_dir: str | os.PathLike | None = None):
   for directory in search_dirs(name, data_dir):
     keras_npz = os.path.join(directory, f"{name}.npz")
     if os.path.exists(keras_npz):
-      with np.load(keras_npz) as f:
-        return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+      return load_npz_dataset(keras_npz)
     paths = {split: [_find(directory, stem) for stem in stems] for split, stems in _FILES.items()}
     if all(p is not None for files in paths.values() for p in files):
       splits = []

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxcomponents.errors import check_choice
+from jaxcomponents.tree_paths import path_string
 
 LearningRate = float | Callable[[jax.Array], jax.Array]
 
@@ -136,10 +137,6 @@ class CountState(NamedTuple):
   count: jax.Array
 
 
-def _path(key_path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in key_path)
-
-
 def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
                        exclude: Sequence[str] = ()) -> optax.GradientTransformation:
   """Keras 3's weight decay: adds `-learning_rate(step) * weight_decay * param` to the updates.
@@ -170,7 +167,7 @@ def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
     rate = _lr_at(learning_rate, state.count) * weight_decay
 
     def decay(key_path, u, p):
-      if any(pattern.search(_path(key_path)) for pattern in patterns):
+      if any(pattern.search(path_string(key_path)) for pattern in patterns):
         return u
       return u - (p * rate).astype(u.dtype)
 

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.errors import check_choice
+from jaxcomponents.tree_paths import path_string
 
 Regularizer = Callable[[Any], jax.Array]
 
@@ -96,10 +97,6 @@ def l1_l2(l1: float = 0.01, l2: float = 0.01) -> L1L2:
   return L1L2(l1=l1, l2=l2)
 
 
-def _param_path(key_path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in key_path)
-
-
 @dataclasses.dataclass(frozen=True)
 class Selected:
   """A regularizer applied only to the leaves whose path `include` selects (see `select`)."""
@@ -110,12 +107,12 @@ class Selected:
   def __call__(self, params: Any) -> jax.Array:
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
     if callable(self.include):
-      chosen = [leaf for path, leaf in flat if self.include(_param_path(path), leaf)]
+      chosen = [leaf for path, leaf in flat if self.include(path_string(path), leaf)]
     else:
       pattern = re.compile(self.include)
-      chosen = [leaf for path, leaf in flat if pattern.search(_param_path(path))]
+      chosen = [leaf for path, leaf in flat if pattern.search(path_string(path))]
     if not chosen:
-      paths = [_param_path(path) for path, _ in flat[:5]]
+      paths = [path_string(path) for path, _ in flat[:5]]
       raise ValueError(f"include={self.include!r} selects no parameter; parameter paths are e.g. {paths}.")
     return self.regularizer(chosen)
 

@@ -15,10 +15,9 @@ from typing import Any
 import jax
 import optax
 
+from jaxcomponents.tree_paths import path_string
 
-def param_path(key_path) -> str:
-  """`("Dense_0", "dense", "kernel")` key path -> `"Dense_0/dense/kernel"`."""
-  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in key_path)
+
 
 
 def label_params(params: Any, rules: Sequence[tuple[str, str]]) -> Any:
@@ -38,7 +37,7 @@ def label_params(params: Any, rules: Sequence[tuple[str, str]]) -> Any:
   unmatched = []
 
   def label(key_path, _):
-    path = param_path(key_path)
+    path = path_string(key_path)
     for i, (pattern, name) in enumerate(compiled):
       if pattern.fullmatch(path):
         used[i] = True
@@ -56,7 +55,7 @@ def label_params(params: Any, rules: Sequence[tuple[str, str]]) -> Any:
   if unused:
     raise ValueError(
         f"rule patterns {unused} match no parameter; parameter paths are e.g. "
-        f"{[param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0][:5]]}."
+        f"{[path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0][:5]]}."
     )
   return labels
 
@@ -81,12 +80,12 @@ def frozen_mask(tree: Any, frozen: Sequence[str]) -> Any:
   if isinstance(frozen, str):
     frozen = [frozen]
   compiled = [re.compile(pattern) for pattern in frozen]
-  paths = [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  paths = [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
   unused = [p.pattern for p in compiled if not any(p.fullmatch(path) for path in paths)]
   if unused:
     raise ValueError(f"frozen patterns {unused} match no path; paths are e.g. {paths[:5]}.")
   return jax.tree_util.tree_map_with_path(
-      lambda key_path, _: any(p.fullmatch(param_path(key_path)) for p in compiled), tree)
+      lambda key_path, _: any(p.fullmatch(path_string(key_path)) for p in compiled), tree)
 
 
 def freeze(tx: optax.GradientTransformation, frozen: Sequence[str]) -> optax.GradientTransformation:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents.errors import check_choice
+from jaxcomponents.tree_paths import path_parts
 from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layers_from_model
 
 Path = tuple[str, ...]
@@ -182,7 +183,7 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
 def flatten_variables(variables: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
   """`{"params": {"dense": {"kernel": a}}}` -> `{("params", "dense", "kernel"): a}`."""
   return {
-      tuple(str(getattr(k, "key", k)) for k in key_path): leaf
+      path_parts(key_path): leaf
       for key_path, leaf in jax.tree_util.tree_flatten_with_path(dict(variables))[0]
   }
 

@@ -56,7 +56,7 @@ class ArrayDataset(_Batches):
 
   Example:
     >>> data = ArrayDataset(np.zeros((10, 2)), np.arange(10), batch_size=4)
-    >>> len(data), [b["mask"].sum() for b in data.epoch(0)]
+    >>> len(data), [float(b["mask"].sum()) for b in data.epoch(0)]
     (3, [4.0, 4.0, 2.0])
   """
 

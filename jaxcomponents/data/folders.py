@@ -51,7 +51,7 @@ def image_folder_dataset(root: str | os.PathLike, image_size: tuple[int, int], b
   """Batches of (image, class index) from `root/<class>/<image>`; returns the class names too.
 
   Example:
-    >>> data, classes = image_folder_dataset("PetImages", (160, 160), 32)  # doctest: +SKIP
+    data, classes = image_folder_dataset("PetImages", (160, 160), 32)
   """
   files, classes = list_image_folder(root)
   to_example = lambda record: (read_image(record[0], image_size), np.int32(record[1]))

@@ -76,7 +76,7 @@ def load_idx_dataset(name: str, data_dir: str | os.PathLike | None = None):
     ValueError: naming a damaged file.
 
   Example:
-    >>> (x, y), _ = load_idx_dataset("fashion_mnist")  # doctest: +SKIP
+    (x, y), _ = load_idx_dataset("fashion_mnist")
   """
   check_choice("name", name, DATASETS)
   for directory in search_dirs(name, data_dir):

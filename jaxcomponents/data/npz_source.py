@@ -15,7 +15,7 @@ def load_npz_dataset(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"
     ValueError: naming the file, if it is not an npz archive or lacks the keys.
 
   Example:
-    >>> (x, y), (xt, yt) = load_npz_dataset("mnist.npz")  # doctest: +SKIP
+    (x, y), (xt, yt) = load_npz_dataset("mnist.npz")
   """
   path = os.fspath(path)
   if not os.path.exists(path):

@@ -19,7 +19,8 @@ def prefetch(batches: Iterable[Any], size: int = 2, mesh=None) -> Iterator[Any]:
   (`jaxcomponents.training.shard_batch`). Errors in the producer re-raise here.
 
   Example:
-    >>> [b["x"].shape for b in prefetch([{"x": [1, 2]}, {"x": [3, 4]}])]
+    >>> import numpy as np
+    >>> [b["x"].shape for b in prefetch([{"x": np.zeros(2)}, {"x": np.ones(2)}])]
     [(2,), (2,)]
   """
   from jaxcomponents.training.parallel import shard_batch

@@ -33,7 +33,7 @@ def tfds_dataset(name: str, split: str, batch_size: int, *, data_dir: str | os.P
     FileNotFoundError: if the dataset is not prepared, saying how to prepare it.
 
   Example:
-    >>> data = tfds_dataset("cifar10", "train", batch_size=128)  # doctest: +SKIP
+    data = tfds_dataset("cifar10", "train", batch_size=128)
   """
   import tensorflow_datasets as tfds
 

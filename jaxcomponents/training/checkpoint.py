@@ -26,10 +26,11 @@ class Checkpointer:
     best_mode: `"min"` or `"max"`.
     async_save: write in the background; `wait()` blocks until done.
 
-  Example:
-    >>> ckpt = Checkpointer("/tmp/run/checkpoints", keep=2)  # doctest: +SKIP
-    >>> ckpt.save(state)  # doctest: +SKIP
-    >>> state = ckpt.restore(state)  # doctest: +SKIP
+  Example (needs a training state)::
+
+    ckpt = Checkpointer("/tmp/run/checkpoints", keep=2)
+    ckpt.save(state)
+    state = ckpt.restore(state)
   """
 
   def __init__(self, directory: str | os.PathLike, *, keep: int = 3, best_metric: str | None = None,

@@ -34,8 +34,8 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
     FileNotFoundError: the file is not cached and cannot be downloaded.
 
   Example:
-    >>> model = ResNet50(include_top=False, pooling="avg")  # doctest: +SKIP
-    >>> variables = load_imagenet(model, (160, 160, 3))  # doctest: +SKIP
+    model = ResNet50(include_top=False, pooling="avg")
+    variables = load_imagenet(model, (160, 160, 3))
   """
   name = _MODEL_NAMES.get(type(module).__name__)
   if name is None:

@@ -65,8 +65,8 @@ def save_keras_h5(path: str | os.PathLike, module: nn.Module, variables: Mapping
     sample_input: an input the module is called with.
 
   Example:
-    >>> save_keras_h5("vgg16_finetuned.h5", model, variables, x)  # doctest: +SKIP
-    >>> keras.applications.VGG16(weights="vgg16_finetuned.h5")  # doctest: +SKIP
+    save_keras_h5("vgg16_finetuned.h5", model, variables, x)
+    keras.applications.VGG16(weights="vgg16_finetuned.h5")
   """
   import h5py
 

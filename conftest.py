@@ -1,4 +1,4 @@
-"""Test settings: JAX on the CPU, Keras 3 on the JAX backend as the reference."""
+"""Test settings for tests/ and the docstring examples: JAX on the CPU, Keras 3 on the JAX backend."""
 
 import os
 

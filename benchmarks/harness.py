@@ -1,0 +1,447 @@
+"""The benchmark harness: every family, every contender, side by side; JSON rows and a report.
+
+For each (model, mode) the harness starts one worker process per contender
+(`benchmarks.worker`), one after the other, so each compiles alone and its
+compile time and peak RSS are its own. Then it interleaves timed blocks
+round-robin (rotating who goes first), so machine drift hits all contenders
+alike, until every contender has enough synchronised steps for a stable
+median, or the time cap is reached. The figure quoted is the median step
+time as items/s, with the interquartile range as its spread.
+
+Run it as `jaxcomponents bench` (or `make bench-quick` / `make bench`);
+`python -m benchmarks.harness --help` lists the options.
+
+Example:
+  >>> settings = Settings(size="tiny", models=("dense",), frameworks=("jaxcomponents", "keras-jax"))
+  >>> settings.method.min_rounds
+  2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from benchmarks import families, machine
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+ROW_KEYS = ("model", "framework", "mode", "batch", "items_per_s", "compile_s", "peak_rss_mb", "device")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """How long and how often to time.
+
+  Attributes:
+    warmup_steps: steps run after the first (compiling) call and before timing.
+    block_s: length of one timed block; a block has at least one step.
+    min_rounds: round-robin rounds before the stopping rule is looked at.
+    max_rounds: rounds after which timing stops, stable or not.
+    min_steps: timed steps every contender needs before timing may stop.
+    target_spread: timing stops once every contender's interquartile range is
+      below this fraction of its median step time.
+    max_timed_s: timing of one (model, mode) stops after this many seconds
+      once `min_steps` are in, and unconditionally after twice as long.
+  """
+
+  warmup_steps: int
+  block_s: float
+  min_rounds: int
+  max_rounds: int
+  min_steps: int
+  target_spread: float
+  max_timed_s: float
+
+
+METHODS = {
+    "tiny": Method(warmup_steps=1, block_s=0.05, min_rounds=2, max_rounds=2, min_steps=3, target_spread=1.0,
+                   max_timed_s=5.0),
+    "quick": Method(warmup_steps=2, block_s=0.4, min_rounds=3, max_rounds=8, min_steps=5, target_spread=0.1,
+                    max_timed_s=20.0),
+    "full": Method(warmup_steps=5, block_s=2.0, min_rounds=5, max_rounds=25, min_steps=30, target_spread=0.05,
+                   max_timed_s=240.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """One benchmark run.
+
+  Attributes:
+    size: `tiny`, `quick` or `full` (the family sizes and the timing method).
+    models: family names; None for all registered.
+    frameworks: contenders to run where they exist.
+    modes: `train` and/or `infer`.
+    dtype: `float32` or `mixed_bfloat16` (bfloat16 compute, float32 variables).
+    out: the JSON rows file; None for `results/quick.json` (tiny: `tiny.json`), or `results/<device>.json` (full).
+    tf_python: interpreter for `keras-tf` workers (one with TensorFlow and Keras); None for this one.
+    flops: read FLOPs from the compiled cost analysis (None: only on an accelerator).
+    report: write the markdown report and the chart next to the JSON.
+    timeout_s: longest wait for any one answer of a worker (compilation included).
+    seed: seeds the synthetic data and the initialisations.
+    log: print progress to stderr.
+    command: the command line to record in the report (None: rebuilt from these settings).
+  """
+
+  size: str = "quick"
+  models: tuple[str, ...] | None = None
+  frameworks: tuple[str, ...] = families.FRAMEWORKS
+  modes: tuple[str, ...] = families.MODES
+  dtype: str = "float32"
+  out: str | None = None
+  tf_python: str | None = None
+  flops: bool | None = None
+  report: bool = True
+  timeout_s: float = 1800.0
+  seed: int = 0
+  log: bool = True
+  command: str | None = None
+
+  @property
+  def method(self) -> Method:
+    return METHODS[self.size]
+
+
+class WorkerError(RuntimeError):
+  """A worker died, timed out or reported an error."""
+
+
+class Worker:
+  """One contender's process and its line-based JSON channel."""
+
+  def __init__(self, spec: dict, python: str, env: dict[str, str], log_path: pathlib.Path, timeout_s: float):
+    self.spec, self.log_path, self.timeout_s = spec, log_path, timeout_s
+    self.log = open(log_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+        [python, "-m", "benchmarks.worker", json.dumps(spec)], cwd=ROOT, env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+
+  def read(self) -> dict:
+    """The next answer; WorkerError on an error answer, death or timeout."""
+    ready, _, _ = select.select([self.process.stdout], [], [], self.timeout_s)
+    if not ready:
+      self.close()
+      raise WorkerError(f"no answer within {self.timeout_s:.0f} s")
+    line = self.process.stdout.readline()
+    if not line:
+      self.process.wait(timeout=30)
+      raise WorkerError(f"worker exited with status {self.process.returncode}: {self.log_tail()}")
+    answer = json.loads(line)
+    if "error" in answer:
+      raise WorkerError(f"{answer['error']} ({self.log_tail()})")
+    return answer
+
+  def ask(self, command: dict) -> dict:
+    self.process.stdin.write(json.dumps(command) + "\n")
+    self.process.stdin.flush()
+    return self.read()
+
+  def log_tail(self, lines: int = 3) -> str:
+    self.log.flush()
+    text = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    return " | ".join(line.strip() for line in text[-lines:]) or "no output"
+
+  def close(self) -> None:
+    if self.process.poll() is None:
+      self.process.kill()
+      self.process.wait(timeout=30)
+    for stream in (self.process.stdin, self.process.stdout):
+      if stream and not stream.closed:
+        try:
+          stream.close()
+        except OSError:
+          pass
+    self.log.close()
+
+
+def _worker_env(framework: str) -> dict[str, str]:
+  env = dict(os.environ)
+  env["KERAS_BACKEND"] = "tensorflow" if framework == "keras-tf" else "jax"
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+  # Two contenders live side by side: neither may grab the whole accelerator.
+  env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  return env
+
+
+def step_stats(times: Sequence[float], batch: int) -> dict[str, float]:
+  """Median step time, its quartiles and extremes, and the items/s they mean."""
+  t = np.asarray(times, dtype=np.float64)
+  p25, median, p75 = (float(v) for v in np.percentile(t, [25, 50, 75]))
+  return {
+      "steps": int(t.size), "median_step_s": median, "p25_step_s": p25, "p75_step_s": p75,
+      "min_step_s": float(t.min()), "max_step_s": float(t.max()),
+      "items_per_s": batch / median, "items_per_s_p25": batch / p75, "items_per_s_p75": batch / p25,
+      "spread": (p75 - p25) / median,
+  }
+
+
+def _stable(times: Sequence[float], target: float) -> bool:
+  p25, median, p75 = np.percentile(np.asarray(times), [25, 50, 75])
+  return (p75 - p25) / median <= target
+
+
+class Harness:
+  """Runs the plan of one `Settings` and collects rows, details, skips and failures."""
+
+  def __init__(self, settings: Settings):
+    if settings.size not in families.SIZES:
+      raise ValueError(f"size={settings.size!r} is not allowed; expected one of {families.SIZES}.")
+    for framework in settings.frameworks:
+      if framework not in families.FRAMEWORKS:
+        raise ValueError(f"framework={framework!r} is not allowed; expected one of {families.FRAMEWORKS}.")
+    for mode in settings.modes:
+      if mode not in families.MODES:
+        raise ValueError(f"mode={mode!r} is not allowed; expected one of {families.MODES}.")
+    self.settings = settings
+    self.names = list(settings.models or families.FAMILIES)
+    for name in self.names:
+      families.get(name)
+    self.rows: list[dict] = []
+    self.details: list[dict] = []
+    self.skipped: list[dict] = []
+    self.failed: list[dict] = []
+    self.logs = pathlib.Path(tempfile.mkdtemp(prefix="jaxcomponents-bench-"))
+
+  def say(self, message: str) -> None:
+    if self.settings.log:
+      print(message, file=sys.stderr, flush=True)
+
+  def run(self) -> dict:
+    """Runs everything; returns `{"rows": [...], "meta": {...}}`."""
+    s = self.settings
+    started = time.perf_counter()
+    device = machine.probe_jax_device(_worker_env("jaxcomponents"))
+    self.device = "cpu" if device["platform"] == "cpu" else machine.slug(device["kind"])
+    tf_python = s.tf_python or sys.executable
+    tf_version = machine.tensorflow_version(tf_python) if "keras-tf" in s.frameworks else None
+    flops = s.flops if s.flops is not None else device["platform"] != "cpu"
+    tf_missing = None
+    if "keras-tf" in s.frameworks and tf_version is None:
+      tf_missing = f"TensorFlow is not importable by {tf_python} (optional: install it there, or pass --tf-python)"
+      self.say(f"keras-tf: {tf_missing}")
+    self.say(f"jaxcomponents bench: size={s.size} device={self.device} models={len(self.names)} "
+             f"worker logs in {self.logs}")
+    for name in self.names:
+      family = families.get(name)
+      contenders = []
+      for framework in s.frameworks:
+        reason = family.skip_reason(framework)
+        if reason is not None:
+          self.skipped.append({"model": name, "framework": framework, "reason": reason})
+        elif not (framework == "keras-tf" and tf_missing):
+          contenders.append(framework)
+      if not contenders:
+        continue
+      for mode in s.modes:
+        self._measure(family, mode, contenders, flops)
+    versions = machine.versions()
+    if tf_version:
+      versions["tensorflow"] = tf_version + ("" if tf_python == sys.executable else f" ({tf_python})")
+    meta = {
+        "size": s.size, "dtype": s.dtype, "device": self.device, "frameworks": list(s.frameworks),
+        "modes": list(s.modes), "tensorflow_missing": tf_missing,
+        "command": s.command or command_line(s),
+        "machine": machine.describe(str(ROOT), device), "versions": versions,
+        "method": dataclasses.asdict(s.method),
+        "families": {name: {"summary": families.get(name).summary,
+                            "size": families.get(name).sizes[s.size].describe(),
+                            "batch": families.get(name).sizes[s.size].batch} for name in self.names},
+        "details": self.details, "skipped": self.skipped, "failed": self.failed,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    self.say(f"done in {meta['wall_s'] / 60:.1f} min: {len(self.rows)} rows, {len(self.failed)} failed")
+    return {"rows": self.rows, "meta": meta}
+
+  def _measure(self, family: families.Family, mode: str, contenders: list[str], flops: bool) -> None:
+    workers: dict[str, Worker] = {}
+    try:
+      self._measure_with(workers, family, mode, contenders, flops)
+    finally:
+      for worker in workers.values():
+        worker.close()
+
+  def _measure_with(self, workers: dict, family: families.Family, mode: str, contenders: list[str],
+                    flops: bool) -> None:
+    s, method = self.settings, self.settings.method
+    size = family.sizes[s.size]
+    ready: dict[str, dict] = {}
+    for framework in contenders:
+      spec = {"model": family.name, "framework": framework, "mode": mode, "size": s.size, "dtype": s.dtype,
+              "seed": s.seed, "warmup_steps": method.warmup_steps}
+      python = s.tf_python if framework == "keras-tf" and s.tf_python else sys.executable
+      log_path = self.logs / f"{family.name}-{framework}-{mode}.log"
+      worker = Worker(spec, python, _worker_env(framework), log_path, s.timeout_s)
+      try:
+        ready[framework] = worker.read()
+        workers[framework] = worker
+      except WorkerError as error:
+        worker.close()
+        self._fail(family.name, framework, mode, error)
+    times: dict[str, list[float]] = {framework: [] for framework in workers}
+    start, rounds = time.perf_counter(), 0
+    while workers:
+      order = list(workers)
+      order = order[rounds % len(order):] + order[:rounds % len(order)]
+      for framework in order:
+        try:
+          times[framework] += workers[framework].ask(
+              {"cmd": "run", "seconds": method.block_s, "min_steps": 1})["times"]
+        except WorkerError as error:
+          workers.pop(framework).close()
+          times.pop(framework)
+          self._fail(family.name, framework, mode, error)
+      rounds += 1
+      elapsed = time.perf_counter() - start
+      enough = all(len(t) >= method.min_steps for t in times.values())
+      stable = all(_stable(t, method.target_spread) for t in times.values())
+      if rounds >= method.min_rounds and enough and (stable or rounds >= method.max_rounds
+                                                     or elapsed >= method.max_timed_s):
+        break
+      if elapsed >= 2 * method.max_timed_s:
+        break
+    summary = []
+    for framework, worker in workers.items():
+      try:
+        final = worker.ask({"cmd": "finish", "flops": flops})
+      except WorkerError as error:
+        worker.close()
+        self._fail(family.name, framework, mode, error)
+        continue
+      worker.close()
+      stats = step_stats(times[framework], size.batch)
+      row = {"model": family.name, "framework": framework, "mode": mode, "batch": size.batch,
+             "items_per_s": round(stats["items_per_s"], 2), "compile_s": round(ready[framework]["compile_s"], 3),
+             "peak_rss_mb": round(final["peak_rss_mb"], 1), "device": ready[framework]["device"]}
+      self.rows.append(row)
+      detail = {key: row[key] for key in ("model", "framework", "mode", "batch")}
+      detail.update({key: value for key, value in stats.items() if key != "items_per_s"})
+      detail.update({"rounds": rounds, "setup_s": round(ready[framework]["setup_s"], 3),
+                     "flops_per_step": final["flops"], "peak_device_mb": final["peak_device_mb"]})
+      self.details.append(detail)
+      summary.append(f"{framework} {stats['items_per_s']:,.1f}/s (±{100 * stats['spread'] / 2:.0f}%, "
+                     f"compile {row['compile_s']:.1f} s)")
+    self.say(f"  {family.name} {mode} batch {size.batch}: " + ("; ".join(summary) or "no result"))
+
+  def _fail(self, model: str, framework: str, mode: str, error: Exception) -> None:
+    self.failed.append({"model": model, "framework": framework, "mode": mode, "error": str(error)[:800]})
+    self.say(f"  {model} {framework} {mode}: FAILED {str(error)[:300]}")
+
+
+def command_line(settings: Settings) -> str:
+  """The `jaxcomponents bench` command that reproduces `settings`."""
+  parts = ["jaxcomponents", "bench", "--size", settings.size]
+  if settings.models:
+    parts += ["--models", ",".join(settings.models)]
+  if tuple(settings.frameworks) != families.FRAMEWORKS:
+    parts += ["--frameworks", ",".join(settings.frameworks)]
+  if tuple(settings.modes) != families.MODES:
+    parts += ["--modes", ",".join(settings.modes)]
+  if settings.dtype != "float32":
+    parts += ["--dtype", settings.dtype]
+  if settings.out:
+    parts += ["--out", settings.out]
+  return " ".join(parts)
+
+
+def default_out(settings: Settings, device: str) -> pathlib.Path:
+  """`results/quick.json` (`tiny.json`) for the small presets, `results/<device>.json` for the full run."""
+  if settings.out:
+    return pathlib.Path(settings.out)
+  return RESULTS / (f"{device}.json" if settings.size == "full" else f"{settings.size}.json")
+
+
+def write(result: dict, out: pathlib.Path, report: bool = True) -> list[pathlib.Path]:
+  """Writes the rows (`out`), the details (`<stem>.meta.json`) and optionally the report and chart."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(result["rows"], indent=1) + "\n", encoding="utf-8")
+  meta_path = out.with_name(out.stem + ".meta.json")
+  meta_path.write_text(json.dumps(result["meta"], indent=1) + "\n", encoding="utf-8")
+  written = [out, meta_path]
+  if report:
+    from benchmarks import report as report_lib
+    written += report_lib.write_report(result["rows"], result["meta"], out.with_suffix(".md"),
+                                       out.with_suffix(".png"))
+  return written
+
+
+def run(settings: Settings) -> dict:
+  """Runs the benchmark and writes its files; returns the rows and meta, plus the paths written."""
+  harness = Harness(settings)
+  result = harness.run()
+  out = default_out(settings, harness.device)
+  result["meta"]["rows_file"] = out.name
+  result["written"] = [str(p) for p in write(result, out, settings.report)]
+  return result
+
+
+def _csv(value: str) -> tuple[str, ...]:
+  return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="jaxcomponents bench",
+      description="Benchmark jaxcomponents against Keras (JAX and TensorFlow backends) and plain Flax.")
+  p.add_argument("--size", choices=families.SIZES, default="quick",
+                 help="family sizes and timing method (default: quick)")
+  p.add_argument("--models", type=_csv, default=None,
+                 help=f"comma-separated families (default: all): {', '.join(families.FAMILIES)}")
+  p.add_argument("--frameworks", type=_csv, default=families.FRAMEWORKS,
+                 help=f"comma-separated contenders (default: {','.join(families.FRAMEWORKS)})")
+  p.add_argument("--modes", type=_csv, default=families.MODES, help="train,infer (default: both)")
+  p.add_argument("--dtype", choices=("float32", "mixed_bfloat16"), default="float32")
+  p.add_argument("--out", default=None,
+                 help="rows JSON (default: benchmarks/results/quick.json, or <device>.json for --size full)")
+  p.add_argument("--tf-python", default=None, help="Python with TensorFlow + Keras for the keras-tf contender")
+  p.add_argument("--flops", action=argparse.BooleanOptionalAction, default=None,
+                 help="FLOPs from the compiled cost analysis (default: on an accelerator only)")
+  p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                 help="write the markdown report and the bar chart (default: yes)")
+  p.add_argument("--report-only", metavar="ROWS_JSON", default=None,
+                 help="only rebuild the report and chart from an existing rows JSON and its .meta.json")
+  p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for any one worker answer")
+  p.add_argument("--seed", type=int, default=0)
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parser().parse_args(argv)
+  if args.report_only:
+    from benchmarks import report as report_lib
+    rows_path = pathlib.Path(args.report_only)
+    rows = json.loads(rows_path.read_text(encoding="utf-8"))
+    meta = json.loads(rows_path.with_name(rows_path.stem + ".meta.json").read_text(encoding="utf-8"))
+    for path in report_lib.write_report(rows, meta, rows_path.with_suffix(".md"), rows_path.with_suffix(".png")):
+      print(path)
+    return 0
+  settings = Settings(size=args.size, models=args.models, frameworks=args.frameworks, modes=args.modes,
+                      dtype=args.dtype, out=args.out, tf_python=args.tf_python, flops=args.flops,
+                      report=args.report, timeout_s=args.timeout, seed=args.seed,
+                      command=" ".join(["jaxcomponents", "bench", *(argv if argv is not None else sys.argv[1:])]))
+  try:
+    result = run(settings)
+  except ValueError as error:
+    print(f"jaxcomponents bench: {error}", file=sys.stderr)
+    return 2
+  for path in result["written"]:
+    print(path)
+  return 1 if result["meta"]["failed"] else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

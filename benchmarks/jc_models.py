@@ -1,0 +1,152 @@
+"""The jaxcomponents side of each family, built only from jaxcomponents components and models.
+
+Each builder takes a `benchmarks.families.Size` and returns a Linen module
+called as `module(x, train=...)` with softmax outputs, like the Keras twin.
+Imports are inside the builders, so a family whose component is missing from
+this checkout fails alone, with the import error in the report.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from benchmarks.families import Size
+  >>> model = dense_stack(Size(2, (4,), 3, {"units": 8}))
+  >>> variables = model.init(jax.random.key(0), jnp.ones((2, 4)))
+  >>> model.apply(variables, jnp.ones((2, 4))).shape
+  (2, 3)
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class DenseStack(nn.Module):
+  """Two `Dense(units, relu, dropout=rate)` components, then `Dense(classes, softmax)`."""
+
+  units: int
+  classes: int
+  rate: float = 0.2
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    from jaxcomponents.layers import Dense
+    x = Dense(self.units, activation="relu", dropout=self.rate)(x, train)
+    x = Dense(self.units, activation="relu", dropout=self.rate)(x, train)
+    return Dense(self.classes, activation="softmax")(x, train)
+
+
+class ConvStack(nn.Module):
+  """Two `Convolution(kind, 3x3, relu)` components, global average pooling, `Dense(classes, softmax)`."""
+
+  kind: str
+  filters: int
+  classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    from jaxcomponents.layers import Convolution, Dense
+    features = None if self.kind == "depthwise" else self.filters
+    strides = 2 if self.kind == "transpose" else 1
+    for _ in range(2):
+      x = Convolution(features, 3, strides=strides, kind=self.kind, activation="relu")(x, train)
+    return Dense(self.classes, activation="softmax")(jnp.mean(x, axis=(1, 2)), train)
+
+
+class SeedCNN(nn.Module):
+  """The seed notes' MNIST CNN from `Convolution` and `Dense` components."""
+
+  classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    from jaxcomponents.layers import Convolution, Dense
+    x = Convolution(32, 3, padding="VALID", activation="relu")(x, train)
+    x = Convolution(32, 3, padding="VALID", activation="relu", pool="max")(x, train)
+    x = nn.Dropout(0.25, deterministic=not train)(x)
+    x = Dense(128, activation="relu", dropout=0.5)(x.reshape((x.shape[0], -1)), train)
+    return Dense(self.classes, activation="softmax")(x, train)
+
+
+class RecurrentClassifier(nn.Module):
+  """A `Recurrent(units, cell)` component, its last output into `Dense(classes, softmax)`."""
+
+  cell: str
+  units: int
+  classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    from jaxcomponents.layers.recurrent import Recurrent
+    from jaxcomponents.layers import Dense
+    return Dense(self.classes, activation="softmax")(Recurrent(self.units, cell=self.cell)(x, train), train)
+
+
+def dense_stack(size):
+  return DenseStack(size.options["units"], size.classes)
+
+
+def conv_stack(size):
+  return ConvStack("conv", size.options["filters"], size.classes)
+
+
+def conv_transpose_stack(size):
+  return ConvStack("transpose", size.options["filters"], size.classes)
+
+
+def separable_conv_stack(size):
+  return ConvStack("separable", size.options["filters"], size.classes)
+
+
+def depthwise_conv_stack(size):
+  return ConvStack("depthwise", size.options["filters"], size.classes)
+
+
+def mnist_cnn(size):
+  return SeedCNN(size.classes)
+
+
+def lstm(size):
+  return RecurrentClassifier("lstm", size.options["units"], size.classes)
+
+
+def gru(size):
+  return RecurrentClassifier("gru", size.options["units"], size.classes)
+
+
+def simple_rnn(size):
+  return RecurrentClassifier("rnn", size.options["units"], size.classes)
+
+
+def vgg16(size):
+  from jaxcomponents.models import VGG16
+  return VGG16(classes=size.classes)
+
+
+def resnet50(size):
+  from jaxcomponents.models import ResNet50
+  return ResNet50(classes=size.classes)
+
+
+def inception_v3(size):
+  from jaxcomponents.models import InceptionV3
+  return InceptionV3(classes=size.classes)
+
+
+def mobilenet_v2(size):
+  from jaxcomponents.models import MobileNetV2
+  return MobileNetV2(classes=size.classes)
+
+
+def _unet(size, attention):
+  from jaxcomponents.models import UNet
+  return UNet(filter_num=tuple(size.options["filters"]), n_labels=size.classes,
+              batch_norm=size.options["batch_norm"], attention=attention, weights=None)
+
+
+def unet(size):
+  return _unet(size, attention=False)
+
+
+def attention_unet(size):
+  return _unet(size, attention=True)

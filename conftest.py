@@ -5,3 +5,5 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jaxcomponents  # noqa: E402,F401  (first, so its CPU fast paths apply before JAX starts)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import families, machine
+from jaxcomponents import fast_cpu
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -169,6 +170,11 @@ class Worker:
 
 def _worker_env(framework: str) -> dict[str, str]:
   env = dict(os.environ)
+  # Importing jaxcomponents added its CPU flags to XLA_FLAGS here; the jaxcomponents worker adds them itself
+  # when it imports the library, every other contender runs with the user's own.
+  env.pop("XLA_FLAGS", None)
+  if fast_cpu.USER_XLA_FLAGS is not None:
+    env["XLA_FLAGS"] = fast_cpu.USER_XLA_FLAGS
   env["KERAS_BACKEND"] = "tensorflow" if framework == "keras-tf" else "jax"
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
   # Two contenders live side by side: neither may grab the whole accelerator.

@@ -14,13 +14,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+import functools
+import itertools
 import math
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcomponents import fast_cpu
 from jaxcomponents.errors import as_tuple, check_choice
 
 PADDINGS = ("SAME", "VALID")
@@ -56,8 +59,58 @@ def max_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,
     (1, 2, 2, 3)
   """
   window, step, padding = _window(x, pool_size, strides, padding)
+  return fast_cpu.on_cpu(functools.partial(_max_pool_taps, window=window, strides=step, padding=padding),
+                         functools.partial(_max_pool_xla, window=window, strides=step, padding=padding), x)
+
+
+def _max_pool_xla(x, window, strides, padding):
   # Python-scalar identities let JAX recognise max/sum pooling, which it knows how to differentiate.
-  return lax.reduce_window(x, -jnp.inf, lax.max, window, step, padding)
+  return lax.reduce_window(x, -jnp.inf, lax.max, window, strides, padding)
+
+
+def _padded(x: jax.Array, window, strides, padding):
+  """`x` padded with -inf as `padding` asks, its padding pairs, and the output shape."""
+  pads = lax.padtype_to_pads(x.shape, window, strides, padding)
+  padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
+  out = tuple((n - w) // s + 1 for n, w, s in zip(padded.shape, window, strides))
+  return padded, pads, out
+
+
+def _taps(padded: jax.Array, window, strides, out) -> Iterator[tuple[tuple[int, ...], jax.Array]]:
+  """Each window offset, in row-major order, with the strided slice of `padded` it sees."""
+  for offset in itertools.product(*map(range, window)):
+    limit = [o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)]
+    yield offset, lax.slice(padded, offset, limit, strides)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_taps(x, window, strides, padding):
+  """Max pooling as the maximum of strided slices, with the gradient XLA's `select_and_scatter` gives."""
+  padded, _, out = _padded(x, window, strides, padding)
+  return functools.reduce(lax.max, (tap for _, tap in _taps(padded, window, strides, out)))
+
+
+def _max_pool_taps_fwd(x, window, strides, padding):
+  y = _max_pool_taps(x, window, strides, padding)
+  return y, (x, y)
+
+
+def _max_pool_taps_bwd(window, strides, padding, residuals, g):
+  """The first maximum of each window (row-major order, as XLA and TensorFlow choose) takes its gradient."""
+  x, y = residuals
+  padded, pads, out = _padded(x, window, strides, padding)
+  taken = jnp.zeros(y.shape, bool)
+  grad = jnp.zeros(padded.shape, g.dtype)
+  zero = jnp.array(0, g.dtype)
+  for offset, tap in _taps(padded, window, strides, out):
+    first = (tap == y) & ~taken
+    taken = taken | first
+    spread = [(o, n - o - (m - 1) * s - 1, s - 1) for o, n, m, s in zip(offset, padded.shape, out, strides)]
+    grad = grad + lax.pad(jnp.where(first, g, zero), zero, spread)
+  return (lax.slice(grad, [lo for lo, _ in pads], [lo + n for (lo, _), n in zip(pads, x.shape)]),)
+
+
+_max_pool_taps.defvjp(_max_pool_taps_fwd, _max_pool_taps_bwd)
 
 
 def avg_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,

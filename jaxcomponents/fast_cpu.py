@@ -1,0 +1,106 @@
+"""CPU fast paths, selected automatically on CPU and switched off with `JAXCOMPONENTS_FAST_CPU=0`.
+
+Two measured causes make convolutional nets train slowly on XLA:CPU (see
+benchmarks/fast_cpu.md):
+
+* jaxlib 0.10 hands every convolution to YNNPACK, which is 5-10x slower than
+  XLA's own (Eigen) convolution for unpadded convolutions and for the kernel
+  gradient. Importing jaxcomponents before JAX starts its backend adds
+  `XLA_CPU_FLAGS` to `XLA_FLAGS`, which keeps YNNPACK for matrix products
+  only. The flag acts on the CPU backend alone; GPUs and TPUs are untouched.
+* XLA:CPU differentiates max pooling with `select_and_scatter`, expanded into
+  iotas, a reduce-window and a scatter (30 ms for the seed CNN's pool on 2
+  cores). `max_pool_gradient` computes the same gradient (the first maximum
+  of each window takes it, as in XLA and TensorFlow) from strided slices, in
+  under a millisecond; `on_cpu` selects it when the computation is lowered
+  for the CPU.
+
+The flag is set in this process's environment, so child processes inherit it;
+`USER_XLA_FLAGS` keeps what the user had (None: unset) for launchers that
+want the plain setting in their children. With `JAXCOMPONENTS_FAST_CPU=0` (or `false`, `off`, `no`) nothing changes:
+the plain XLA path. A user's own `XLA_FLAGS` entry for the same flag wins.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> on_cpu(lambda x: x + 1, lambda x: x - 1, jnp.zeros(2)).tolist()
+  [1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax import lax
+
+ENV = "JAXCOMPONENTS_FAST_CPU"
+XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
+# The flag exists in these jaxlib releases; XLA aborts on a flag it does not know, so others are left alone.
+TESTED_JAXLIB = ((0, 10), (0, 10))
+USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
+
+
+def enabled() -> bool:
+  """Whether the CPU fast paths are on (`JAXCOMPONENTS_FAST_CPU` unset, or not 0/false/off/no)."""
+  return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _jaxlib_version() -> tuple[int, int]:
+  import jaxlib  # pylint: disable=import-outside-toplevel
+  return tuple(int(part) for part in re.findall(r"\d+", jaxlib.__version__)[:2])
+
+
+def _backends_started() -> bool:
+  try:
+    from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
+    return xla_bridge.backends_are_initialized()
+  except (ImportError, AttributeError):
+    return True  # cannot tell: assume it is too late to change XLA_FLAGS
+
+
+def configure_xla() -> str:
+  """Adds `XLA_CPU_FLAGS` to `XLA_FLAGS` when it can; returns what happened, in words.
+
+  Called when jaxcomponents is imported. It has effect only before JAX starts
+  its backends (the first computation), so import jaxcomponents first.
+  """
+  if not enabled():
+    return f"off ({ENV}={os.environ.get(ENV)!r})"
+  low, high = TESTED_JAXLIB
+  if not low <= _jaxlib_version() <= high:
+    return f"not applied: jaxlib {'.'.join(map(str, _jaxlib_version()))} is outside the tested releases"
+  flags = os.environ.get("XLA_FLAGS", "")
+  missing = [flag for flag in XLA_CPU_FLAGS if flag.split("=")[0] not in flags]
+  if not missing:
+    return "applied" if all(flag in flags for flag in XLA_CPU_FLAGS) else "not applied: XLA_FLAGS sets it"
+  if _backends_started():
+    return "not applied: JAX had started its backends before jaxcomponents was imported"
+  os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
+  return "applied"
+
+
+XLA_STATUS = configure_xla()
+
+
+def xla_flags_applied() -> bool:
+  """Whether this process runs with `XLA_CPU_FLAGS` (set by jaxcomponents or by the user)."""
+  return XLA_STATUS == "applied"
+
+
+def on_cpu(fast: Callable[..., Any], plain: Callable[..., Any], *args: Any) -> Any:
+  """`fast(*args)` where the computation is lowered for the CPU and the fast paths are on, else `plain(*args)`.
+
+  The choice is made when the computation is lowered for a platform, so one
+  jitted function is right on every platform it runs on.
+  """
+  if not enabled():
+    return plain(*args)
+  return lax.platform_dependent(*args, cpu=fast, default=plain)
+
+
+def status() -> dict[str, Any]:
+  """What is in effect, for logs and benchmark records."""
+  return {"enabled": enabled(), "xla_flags": XLA_STATUS, "backend": jax.default_backend()}

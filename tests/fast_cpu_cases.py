@@ -1,0 +1,80 @@
+"""The convolutions whose CPU fast path is checked against the plain XLA path (tests/test_fast_cpu.py).
+
+Run as a script, it writes every case's forward output and both gradients to
+an `.npz` file, computed by whatever path this process has: the test runs it
+with `JAXCOMPONENTS_FAST_CPU=0` for the plain XLA path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import jaxcomponents  # noqa: F401  (first, so its CPU settings apply before JAX starts)
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxcomponents import fast_cpu
+from jaxcomponents.layers import Convolution
+from jaxcomponents.tree_paths import path_string
+
+CASES = {
+    f"{kind}_{dims}d_{padding}_s{strides}_d{dilation}": dict(kind=kind, dims=dims, padding=padding, strides=strides,
+                                                             dilation=dilation)
+    for kind, dims_list in (("conv", (1, 2, 3)), ("transpose", (1, 2, 3)), ("separable", (1, 2)),
+                            ("depthwise", (1, 2)))
+    for dims in dims_list
+    for padding in ("SAME", "VALID") + (("CAUSAL",) if dims == 1 and kind != "transpose" else ())
+    for strides, dilation in ((1, 1), (2, 1), (1, 2))
+    if not (dims == 3 and dilation == 2)
+}
+
+
+def compute(name: str) -> dict[str, np.ndarray]:
+  """Forward output, input gradient and parameter gradients of one case."""
+  case = CASES[name]
+  spatial = {1: (13,), 2: (11, 10), 3: (7, 6, 7)}[case["dims"]]
+  # 32 channels: XLA hands only convolutions with that many channels to YNNPACK.
+  features = None if case["kind"] == "depthwise" else 32
+  layer = Convolution(features, 3, **case)
+  x = jax.random.normal(jax.random.key(0), (2, *spatial, 32))
+  variables = layer.init(jax.random.key(1), x)
+  y = layer.apply(variables, x)
+  g = jax.random.normal(jax.random.key(2), y.shape)
+
+  @jax.jit
+  def forward_and_gradients(variables, x):
+    y, vjp = jax.vjp(lambda v, x: layer.apply(v, x), variables, x)
+    dvariables, dx = vjp(g)
+    return y, dx, dvariables
+
+  y, dx, dvariables = forward_and_gradients(variables, x)
+  uses_ynnpack = ynnpack_convolutions(forward_and_gradients.lower(variables, x).compile().as_text()) > 0
+  out = {"y": np.asarray(y), "dx": np.asarray(dx), "ynnpack": np.asarray(uses_ynnpack)}
+  out.update({f"d/{path_string(path)}": np.asarray(leaf)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(dvariables["params"])[0]})
+  return out
+
+
+def ynnpack_convolutions(hlo: str) -> int:
+  """How many convolutions a compiled module hands to YNNPACK (its matrix products may go there too)."""
+  bodies = dict(re.findall(r"^(%[\w.-]+) .*?\{\n(.*?)^\}", hlo, flags=re.M | re.S))
+  called = re.findall(r"calls=(%[\w.-]+).*__ynn_fusion", hlo)
+  return sum(bodies.get(name, "").count(" convolution(") for name in called)
+
+
+def convolution_uses_ynnpack() -> bool:
+  """Whether XLA hands a convolution to YNNPACK in this process (the plain path on jaxlib 0.10 does)."""
+  x, w = jnp.ones((8, 16, 16, 32)), jnp.ones((3, 3, 32, 32))
+  conv = jax.jit(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  return ynnpack_convolutions(conv.lower(x, w).compile().as_text()) > 0
+
+
+if __name__ == "__main__":
+  results = {f"{name}|{key}": value for name in CASES for key, value in compute(name).items()}
+  np.savez(sys.argv[1], **results)
+  print(json.dumps({"status": fast_cpu.status(), "ynnpack": convolution_uses_ynnpack()}))

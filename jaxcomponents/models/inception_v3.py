@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
 from jaxcomponents.models.graph import LayerGraph
 
@@ -44,7 +45,7 @@ class _Builder:
     return self.graph.add(lambda v: nn.avg_pool(v, (3, 3), (1, 1), padding="SAME", count_include_pad=False), x)
 
   def max_pool(self, x):
-    return self.graph.add(lambda v: nn.max_pool(v, (3, 3), (2, 2)), x)
+    return self.graph.add(lambda v: max_pool(v, 3, 2), x)
 
   def concat(self, name, *branches):
     node = self.graph.add(lambda *vs: jnp.concatenate(vs, axis=-1), *branches)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
 
 RESNET50_STAGES = (("conv2", 64, 3, 1), ("conv3", 128, 4, 2), ("conv4", 256, 6, 2), ("conv5", 512, 3, 2))
@@ -45,7 +46,7 @@ class ResNet50(Backbone):
     x = nn.relu(norm(name="conv1_bn")(x))
     features["conv1_relu"] = x
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    x = max_pool(x, 3, 2)
     for stage, filters, blocks, stride in RESNET50_STAGES:
       for block in range(1, blocks + 1):
         name = f"{stage}_block{block}"

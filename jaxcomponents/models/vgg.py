@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import activations
+from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.common import Backbone, global_pool
 
 # (block, convolutions, filters)
@@ -39,7 +40,7 @@ class VGG16(Backbone):
         x = nn.relu(nn.Conv(filters, (3, 3), padding="SAME", name=name)(x))
         if name in VGG16_FEATURES:
           features[name] = x
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool(x, 2)
     if self.include_top:
       x = x.reshape((x.shape[0], -1))
       x = nn.relu(nn.Dense(4096, name="fc1")(x))

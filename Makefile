@@ -26,8 +26,18 @@ clean:
 # Benchmarks against Keras (benchmarks/README.md). bench-quick: every family at small sizes, under
 # 20 minutes on 2 CPU cores -> benchmarks/results/quick.{json,meta.json,md,png}; bench: full sizes ->
 # benchmarks/results/<device>.*. Extra options: make bench BENCH_ARGS="--tf-python /path/to/python".
+# keras-tf, the optional contender, runs in its own virtualenv: `make tf-venv` once (TensorFlow stays out of
+# the default install), then the bench commands find .venv-tf by themselves.
 BENCH_ARGS ?=
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick tf-venv
+
+tf-venv: .venv-tf/.installed
+
+.venv-tf/.installed:
+	$(PYTHON) -m venv .venv-tf
+	.venv-tf/bin/python -m pip install --quiet --upgrade pip
+	.venv-tf/bin/python -m pip install --quiet "tensorflow-cpu>=2.18" "keras>=3.10" numpy
+	touch .venv-tf/.installed
 
 bench-quick: $(STAMP)
 	$(PY) -m jaxcomponents.cli bench --size quick $(BENCH_ARGS)

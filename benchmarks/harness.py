@@ -221,6 +221,7 @@ class Harness:
     self.details: list[dict] = []
     self.skipped: list[dict] = []
     self.failed: list[dict] = []
+    self.tf_python = settings.tf_python or default_tf_python()
     self.logs = pathlib.Path(tempfile.mkdtemp(prefix="jaxcomponents-bench-"))
 
   def say(self, message: str) -> None:
@@ -233,12 +234,13 @@ class Harness:
     started = time.perf_counter()
     device = machine.probe_jax_device(_worker_env("jaxcomponents"))
     self.device = "cpu" if device["platform"] == "cpu" else machine.slug(device["kind"])
-    tf_python = s.tf_python or sys.executable
+    tf_python = self.tf_python
     tf_version = machine.tensorflow_version(tf_python) if "keras-tf" in s.frameworks else None
     flops = s.flops if s.flops is not None else device["platform"] != "cpu"
     tf_missing = None
     if "keras-tf" in s.frameworks and tf_version is None:
-      tf_missing = f"TensorFlow is not importable by {tf_python} (optional: install it there, or pass --tf-python)"
+      tf_missing = (f"TensorFlow is not importable by {_shown(tf_python)} (optional: `make tf-venv`, or pass "
+                    "--tf-python)")
       self.say(f"keras-tf: {tf_missing}")
     self.say(f"jaxcomponents bench: size={s.size} device={self.device} models={len(self.names)} "
              f"worker logs in {self.logs}")
@@ -257,7 +259,7 @@ class Harness:
         self._measure(family, mode, contenders, flops)
     versions = machine.versions()
     if tf_version:
-      versions["tensorflow"] = tf_version + ("" if tf_python == sys.executable else f" ({tf_python})")
+      versions["tensorflow"] = tf_version + ("" if tf_python == sys.executable else f" ({_shown(tf_python)})")
     meta = {
         "size": s.size, "dtype": s.dtype, "device": self.device, "frameworks": list(s.frameworks),
         "modes": list(s.modes), "tensorflow_missing": tf_missing,
@@ -289,7 +291,7 @@ class Harness:
     for framework in contenders:
       spec = {"model": family.name, "framework": framework, "mode": mode, "size": s.size, "dtype": s.dtype,
               "seed": s.seed, "warmup_steps": method.warmup_steps}
-      python = s.tf_python if framework == "keras-tf" and s.tf_python else sys.executable
+      python = self.tf_python if framework == "keras-tf" else sys.executable
       log_path = self.logs / f"{family.name}-{framework}-{mode}.log"
       worker = Worker(spec, python, _worker_env(framework), log_path, s.timeout_s)
       try:
@@ -346,6 +348,18 @@ class Harness:
   def _fail(self, model: str, framework: str, mode: str, error: Exception) -> None:
     self.failed.append({"model": model, "framework": framework, "mode": mode, "error": str(error)[:800]})
     self.say(f"  {model} {framework} {mode}: FAILED {str(error)[:300]}")
+
+
+def default_tf_python() -> str:
+  """The interpreter for keras-tf workers: `$JAXCOMPONENTS_TF_PYTHON`, else `.venv-tf` (`make tf-venv`), else this one."""
+  tf_venv = ROOT / ".venv-tf" / "bin" / "python"
+  return os.environ.get("JAXCOMPONENTS_TF_PYTHON") or (str(tf_venv) if tf_venv.exists() else sys.executable)
+
+
+def _shown(python: str) -> str:
+  """An interpreter path as the report shows it: relative to the checkout when inside it."""
+  path = pathlib.Path(python)
+  return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else "a separate interpreter"
 
 
 def command_line(settings: Settings) -> str:
@@ -413,7 +427,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--dtype", choices=("float32", "mixed_bfloat16"), default="float32")
   p.add_argument("--out", default=None,
                  help="rows JSON (default: benchmarks/results/quick.json, or <device>.json for --size full)")
-  p.add_argument("--tf-python", default=None, help="Python with TensorFlow + Keras for the keras-tf contender")
+  p.add_argument("--tf-python", default=None,
+                 help="Python with TensorFlow + Keras for the keras-tf contender (default: $JAXCOMPONENTS_TF_PYTHON, "
+                      "else .venv-tf from `make tf-venv`, else this Python)")
   p.add_argument("--flops", action=argparse.BooleanOptionalAction, default=None,
                  help="FLOPs from the compiled cost analysis (default: on an accelerator only)")
   p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,

@@ -120,6 +120,17 @@ def describe(root: str, device: dict) -> dict:
       "accelerator": None if device["platform"] == "cpu" else f"{device['count']} x {device['kind']}",
       "jax_platform": device["platform"],
       "commit": None if commit is None else commit + ("+dirty" if dirty else ""),
-      "env": {key: os.environ[key] for key in ENV_KEYS if key in os.environ}
-      | {key: value for key, value in os.environ.items() if key.startswith("JAXCOMPONENTS_")},
+      "env": _settings(),
   }
+
+
+def _settings() -> dict[str, str]:
+  """The user's settings that change speed, and what jaxcomponents' CPU fast paths did with them."""
+  from jaxcomponents import fast_cpu  # pylint: disable=import-outside-toplevel
+  env = {key: os.environ[key] for key in ENV_KEYS if key in os.environ}
+  env.pop("XLA_FLAGS", None)
+  if fast_cpu.USER_XLA_FLAGS:
+    env["XLA_FLAGS"] = fast_cpu.USER_XLA_FLAGS
+  env.update({key: value for key, value in os.environ.items() if key.startswith("JAXCOMPONENTS_")})
+  env["jaxcomponents CPU fast paths"] = f"{'on' if fast_cpu.enabled() else 'off'}; XLA flags {fast_cpu.XLA_STATUS}"
+  return env

@@ -31,12 +31,16 @@ CASES = {
     for strides, dilation in ((1, 1), (2, 1), (1, 2))
     if not (dims == 3 and dilation == 2)
 }
+# Windows larger than their input (VGG16's and ResNet50's last blocks at small sizes): the im2col path.
+CASES.update({f"conv_2d_small_{h}x{w}_{padding}_d{dilation}": dict(kind="conv", dims=2, padding=padding, strides=1,
+                                                                   dilation=dilation, spatial=(h, w))
+              for h, w in ((2, 2), (1, 3)) for padding in ("SAME",) for dilation in (1, 2)})
 
 
 def compute(name: str) -> dict[str, np.ndarray]:
   """Forward output, input gradient and parameter gradients of one case."""
-  case = CASES[name]
-  spatial = {1: (13,), 2: (11, 10), 3: (7, 6, 7)}[case["dims"]]
+  case = dict(CASES[name])
+  spatial = case.pop("spatial", {1: (13,), 2: (11, 10), 3: (7, 6, 7)}[case["dims"]])
   # 32 channels: XLA hands only convolutions with that many channels to YNNPACK.
   features = None if case["kind"] == "depthwise" else 32
   layer = Convolution(features, 3, **case)
@@ -52,8 +56,9 @@ def compute(name: str) -> dict[str, np.ndarray]:
     return y, dx, dvariables
 
   y, dx, dvariables = forward_and_gradients(variables, x)
-  uses_ynnpack = ynnpack_convolutions(forward_and_gradients.lower(variables, x).compile().as_text()) > 0
-  out = {"y": np.asarray(y), "dx": np.asarray(dx), "ynnpack": np.asarray(uses_ynnpack)}
+  hlo = forward_and_gradients.lower(variables, x).compile().as_text()
+  out = {"y": np.asarray(y), "dx": np.asarray(dx), "ynnpack": np.asarray(ynnpack_convolutions(hlo) > 0),
+         "convolutions": np.asarray(hlo.count(" convolution("))}
   out.update({f"d/{path_string(path)}": np.asarray(leaf)
               for path, leaf in jax.tree_util.tree_flatten_with_path(dvariables["params"])[0]})
   return out

@@ -47,8 +47,11 @@ def test_convolution_fast_path_equals_plain_xla(name, plain_xla):
   assert sorted(fast) == sorted(expected) and {"y", "dx"} < set(fast)
   assert not fast.pop("ynnpack")
   plain_uses_ynnpack = expected.pop("ynnpack")
-  if name.startswith(("conv_2d", "transpose_2d")):
+  if name.startswith(("conv_2d_SAME", "conv_2d_VALID", "transpose_2d")):
     assert plain_uses_ynnpack, "the plain path should use YNNPACK here, else this compares nothing new"
+  fast_convolutions, plain_convolutions = fast.pop("convolutions"), expected.pop("convolutions")
+  if "small" in name or name.startswith("depthwise"):
+    assert fast_convolutions == 0 < plain_convolutions, "the fast path should compute these without convolutions"
   for key, value in expected.items():
     np.testing.assert_allclose(fast[key], value, rtol=2e-5, atol=2e-5 * np.abs(value).max(), err_msg=key)
 

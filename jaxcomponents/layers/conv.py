@@ -9,7 +9,7 @@ import jax
 
 from jaxcomponents import activations
 from jaxcomponents.errors import as_tuple, check_choice, check_positive_int, check_rate
-from jaxcomponents.layers.conv_core import ConvTranspose, DepthwiseConv, SeparableConv, glorot_uniform
+from jaxcomponents.layers.conv_core import Conv, ConvTranspose, DepthwiseConv, SeparableConv, glorot_uniform
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import POOLS, pool, pool_padding
 
@@ -102,7 +102,7 @@ class Convolution(nn.Module):
       if channels % self.groups or features % self.groups:
         raise ValueError(f"groups={self.groups} is not allowed; it must divide the input channels ({channels}) "
                          f"and features ({features}).")
-      y = nn.Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=self.groups,
+      y = Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=self.groups,
                   use_bias=self.use_bias, kernel_init=glorot_uniform, name=name)(x)
     elif kind == "transpose":
       output_padding = None

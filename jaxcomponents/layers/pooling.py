@@ -14,9 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 import functools
-import itertools
 import math
 
 import jax
@@ -25,6 +24,7 @@ from jax import lax
 
 from jaxcomponents import fast_cpu
 from jaxcomponents.errors import as_tuple, check_choice
+from jaxcomponents.layers import window_taps
 
 PADDINGS = ("SAME", "VALID")
 PoolSize = int | Sequence[int]
@@ -69,25 +69,16 @@ def _max_pool_xla(x, window, strides, padding):
 
 
 def _padded(x: jax.Array, window, strides, padding):
-  """`x` padded with -inf as `padding` asks, its padding pairs, and the output shape."""
+  """`x` padded with -inf as `padding` asks, and its padding pairs."""
   pads = lax.padtype_to_pads(x.shape, window, strides, padding)
-  padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
-  out = tuple((n - w) // s + 1 for n, w, s in zip(padded.shape, window, strides))
-  return padded, pads, out
-
-
-def _taps(padded: jax.Array, window, strides, out) -> Iterator[tuple[tuple[int, ...], jax.Array]]:
-  """Each window offset, in row-major order, with the strided slice of `padded` it sees."""
-  for offset in itertools.product(*map(range, window)):
-    limit = [o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)]
-    yield offset, lax.slice(padded, offset, limit, strides)
+  return lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads]), pads
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_pool_taps(x, window, strides, padding):
   """Max pooling as the maximum of strided slices, with the gradient XLA's `select_and_scatter` gives."""
-  padded, _, out = _padded(x, window, strides, padding)
-  return functools.reduce(lax.max, (tap for _, tap in _taps(padded, window, strides, out)))
+  padded, _ = _padded(x, window, strides, padding)
+  return functools.reduce(lax.max, (tap for _, tap in window_taps.taps(padded, window, strides)))
 
 
 def _max_pool_taps_fwd(x, window, strides, padding):
@@ -98,14 +89,14 @@ def _max_pool_taps_fwd(x, window, strides, padding):
 def _max_pool_taps_bwd(window, strides, padding, residuals, g):
   """The first maximum of each window (row-major order, as XLA and TensorFlow choose) takes its gradient."""
   x, y = residuals
-  padded, pads, out = _padded(x, window, strides, padding)
+  padded, pads = _padded(x, window, strides, padding)
   taken = jnp.zeros(y.shape, bool)
   grad = jnp.zeros(padded.shape, g.dtype)
   zero = jnp.array(0, g.dtype)
-  for offset, tap in _taps(padded, window, strides, out):
+  for offset, tap in window_taps.taps(padded, window, strides):
     first = (tap == y) & ~taken
     taken = taken | first
-    spread = [(o, n - o - (m - 1) * s - 1, s - 1) for o, n, m, s in zip(offset, padded.shape, out, strides)]
+    spread = [(o, n - o - (m - 1) * s - 1, s - 1) for o, n, m, s in zip(offset, padded.shape, y.shape, strides)]
     grad = grad + lax.pad(jnp.where(first, g, zero), zero, spread)
   return (lax.slice(grad, [lo for lo, _ in pads], [lo + n for (lo, _), n in zip(pads, x.shape)]),)
 

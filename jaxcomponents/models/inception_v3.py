@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
@@ -32,7 +33,7 @@ class _Builder:
   def conv_bn(self, x, filters, rows, cols, padding="SAME", strides=(1, 1)):
     """Keras's `conv2d_bn`: Conv2D without bias -> BatchNormalization(scale=False) -> ReLU."""
     k, self.count = self.count, self.count + 1
-    conv = nn.Conv(filters, (rows, cols), strides=strides, padding=padding, use_bias=False,
+    conv = Conv(filters, (rows, cols), strides=strides, padding=padding, use_bias=False,
                    name=_numbered("conv2d", k))
     norm = self.norm(use_scale=False, name=_numbered("batch_normalization", k))
     y = self.graph.add(conv, x)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.activations import relu6
-from jaxcomponents.layers.conv_core import DepthwiseConv
+from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
 from jaxcomponents.weights.hub import MOBILENET_V2_ALPHAS
@@ -65,13 +65,13 @@ class MobileNetV2(Backbone):
     self.check_input(x)
     norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), momentum=0.999)
     features = {}
-    x = nn.Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
+    x = Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
     x = relu6(norm(name="bn_Conv1")(x))
     for block_id, (filters, stride, expansion) in enumerate(MOBILENET_V2_BLOCKS):
       x = self._inverted_residual(x, block_id, make_divisible(int(filters * self.alpha)), stride, expansion, norm,
                                   features)
     last = make_divisible(1280 * self.alpha) if self.alpha > 1.0 else 1280
-    x = nn.Conv(last, (1, 1), use_bias=False, name="Conv_1")(x)
+    x = Conv(last, (1, 1), use_bias=False, name="Conv_1")(x)
     x = relu6(norm(name="Conv_1_bn")(x))
     features["out_relu"] = x
     x = classifier_top(self, x)
@@ -82,7 +82,7 @@ class MobileNetV2(Backbone):
     x = inputs
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
     if block_id:
-      x = nn.Conv(expansion * inputs.shape[-1], (1, 1), use_bias=False, name=f"{prefix}expand")(x)
+      x = Conv(expansion * inputs.shape[-1], (1, 1), use_bias=False, name=f"{prefix}expand")(x)
       x = relu6(norm(name=f"{prefix}expand_BN")(x))
       if f"{prefix}expand_relu" in MOBILENET_V2_FEATURES:
         features[f"{prefix}expand_relu"] = x
@@ -91,6 +91,6 @@ class MobileNetV2(Backbone):
     x = DepthwiseConv((3, 3), (stride, stride), "SAME" if stride == 1 else "VALID", use_bias=False,
                       name=f"{prefix}depthwise")(x)
     x = relu6(norm(name=f"{prefix}depthwise_BN")(x))
-    x = nn.Conv(filters, (1, 1), use_bias=False, name=f"{prefix}project")(x)
+    x = Conv(filters, (1, 1), use_bias=False, name=f"{prefix}project")(x)
     x = norm(name=f"{prefix}project_BN")(x)
     return inputs + x if inputs.shape[-1] == filters and stride == 1 else x

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
@@ -42,7 +43,7 @@ class ResNet50(Backbone):
     norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), epsilon=RESNET_BN_EPSILON)
     features = {}
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
-    x = nn.Conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
+    x = Conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
     x = nn.relu(norm(name="conv1_bn")(x))
     features["conv1_relu"] = x
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -60,13 +61,13 @@ class ResNet50(Backbone):
   def _block(x, filters, stride, conv_shortcut, name, norm):
     """Keras's `residual_block_v1`; calls follow Keras's topological order (shortcut conv after `_2`)."""
     shortcut = x
-    y = nn.Conv(filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_1_conv")(x)
+    y = Conv(filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_1_conv")(x)
     y = nn.relu(norm(name=f"{name}_1_bn")(y))
-    y = nn.Conv(filters, (3, 3), padding="SAME", name=f"{name}_2_conv")(y)
+    y = Conv(filters, (3, 3), padding="SAME", name=f"{name}_2_conv")(y)
     y = nn.relu(norm(name=f"{name}_2_bn")(y))
     if conv_shortcut:
-      shortcut = nn.Conv(4 * filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_0_conv")(x)
-    y = nn.Conv(4 * filters, (1, 1), padding="VALID", name=f"{name}_3_conv")(y)
+      shortcut = Conv(4 * filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_0_conv")(x)
+    y = Conv(4 * filters, (1, 1), padding="VALID", name=f"{name}_3_conv")(y)
     if conv_shortcut:
       shortcut = norm(name=f"{name}_0_bn")(shortcut)
     y = norm(name=f"{name}_3_bn")(y)

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from jaxcomponents.activations import relu6
 from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.inception_v3 import _Builder, _inception_v3
@@ -108,7 +109,7 @@ class BackboneEncoder(nn.Module):
       if block > 1:
         x = max_pool(x, 2)
       for i in range(1, convs + 1):
-        x = nn.relu(nn.Conv(filters, (3, 3), padding="SAME", name=f"block{block}_conv{i}")(x))
+        x = nn.relu(Conv(filters, (3, 3), padding="SAME", name=f"block{block}_conv{i}")(x))
         features[f"block{block}_conv{i}"] = x
         if f"block{block}_conv{i}" == names[-1]:
           return features
@@ -118,7 +119,7 @@ class BackboneEncoder(nn.Module):
   def _resnet50(x, names, inference):
     norm = functools.partial(BatchNorm, use_running_average=inference, epsilon=RESNET_BN_EPSILON)
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
-    x = nn.Conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
+    x = Conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
     x = nn.relu(norm(name="conv1_bn")(x))
     features = {"conv1_relu": x}
     if names[-1] == "conv1_relu":
@@ -137,15 +138,15 @@ class BackboneEncoder(nn.Module):
   def _mobilenet_v2(x, names, inference):
     norm = functools.partial(BatchNorm, use_running_average=inference, momentum=0.999)
     features = {}
-    x = nn.Conv(make_divisible(32), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
+    x = Conv(make_divisible(32), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
     x = relu6(norm(name="bn_Conv1")(x))
     for block_id, (filters, stride, expansion) in enumerate(MOBILENET_V2_BLOCKS):
       if names[-1] == f"block_{block_id}_expand_relu":  # the last tap is inside this block: stop there
-        x = nn.Conv(expansion * x.shape[-1], (1, 1), use_bias=False, name=f"block_{block_id}_expand")(x)
+        x = Conv(expansion * x.shape[-1], (1, 1), use_bias=False, name=f"block_{block_id}_expand")(x)
         features[names[-1]] = relu6(norm(name=f"block_{block_id}_expand_BN")(x))
         return features
       x = MobileNetV2._inverted_residual(x, block_id, make_divisible(filters), stride, expansion, norm, features)
-    x = nn.Conv(1280, (1, 1), use_bias=False, name="Conv_1")(x)
+    x = Conv(1280, (1, 1), use_bias=False, name="Conv_1")(x)
     features["out_relu"] = relu6(norm(name="Conv_1_bn")(x))
     return features
 

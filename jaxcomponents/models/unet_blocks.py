@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.errors import check_choice, check_positive_int
-from jaxcomponents.layers.conv_core import ConvTranspose
+from jaxcomponents.layers.conv_core import Conv, ConvTranspose
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import avg_pool, max_pool
 
@@ -146,7 +146,7 @@ def _prefix(module: nn.Module, default: str) -> str:
 def _conv(features: int, kernel: int, name: str, *, strides: int = 1, padding: str = "SAME", use_bias: bool = True,
           dilation: int = 1) -> nn.Conv:
   """Keras's `Conv2D`: glorot-uniform kernel `k + (in, features)`, zero bias."""
-  return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding=padding, use_bias=use_bias,
+  return Conv(features, (kernel, kernel), strides=(strides, strides), padding=padding, use_bias=use_bias,
                  kernel_dilation=(dilation, dilation), kernel_init=glorot_uniform, name=name)
 
 

@@ -55,8 +55,9 @@ def compute(name: str) -> dict[str, np.ndarray]:
     dvariables, dx = vjp(g)
     return y, dx, dvariables
 
-  y, dx, dvariables = forward_and_gradients(variables, x)
-  hlo = forward_and_gradients.lower(variables, x).compile().as_text()
+  compiled = forward_and_gradients.lower(variables, x).compile()
+  y, dx, dvariables = compiled(variables, x)
+  hlo = compiled.as_text()
   out = {"y": np.asarray(y), "dx": np.asarray(dx), "ynnpack": np.asarray(ynnpack_convolutions(hlo) > 0),
          "convolutions": np.asarray(hlo.count(" convolution("))}
   out.update({f"d/{path_string(path)}": np.asarray(leaf)

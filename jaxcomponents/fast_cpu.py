@@ -1,24 +1,24 @@
 """CPU fast paths, selected automatically on CPU and switched off with `JAXCOMPONENTS_FAST_CPU=0`.
 
-Two measured causes make convolutional nets train slowly on XLA:CPU (see
-benchmarks/fast_cpu.md):
+Measured causes of slow convolutional nets on XLA:CPU (benchmarks/fast_cpu.md)
+and what jaxcomponents does about each:
 
-* jaxlib 0.10 hands every convolution to YNNPACK, which is 5-10x slower than
-  XLA's own (Eigen) convolution for unpadded convolutions and for the kernel
-  gradient. Importing jaxcomponents before JAX starts its backend adds
-  `XLA_CPU_FLAGS` to `XLA_FLAGS`, which keeps YNNPACK for matrix products
-  only. The flag acts on the CPU backend alone; GPUs and TPUs are untouched.
-* XLA:CPU differentiates max pooling with `select_and_scatter`, expanded into
-  iotas, a reduce-window and a scatter (30 ms for the seed CNN's pool on 2
-  cores). `max_pool_gradient` computes the same gradient (the first maximum
-  of each window takes it, as in XLA and TensorFlow) from strided slices, in
-  under a millisecond; `on_cpu` selects it when the computation is lowered
-  for the CPU.
+* jaxlib 0.10 hands convolutions to YNNPACK, 5-10x slower than XLA's own
+  (Eigen) convolution for unpadded convolutions and kernel gradients.
+  Importing jaxcomponents before JAX starts its backend adds `XLA_CPU_FLAGS`
+  to `XLA_FLAGS`, which keeps YNNPACK for matrix products only. The flag acts
+  on the CPU backend alone.
+* Max-pool gradients (`select_and_scatter`), grouped (depthwise), input-dilated
+  (transposed) convolutions and windows larger than their input run with slow
+  generic code on XLA:CPU. `on_cpu` picks the layers' CPU formulations instead
+  (strided slices, kernel-tap sums, written-out zeros, im2col) when a
+  computation is lowered for the CPU; other platforms keep XLA's operations.
 
 The flag is set in this process's environment, so child processes inherit it;
-`USER_XLA_FLAGS` keeps what the user had (None: unset) for launchers that
-want the plain setting in their children. With `JAXCOMPONENTS_FAST_CPU=0` (or `false`, `off`, `no`) nothing changes:
-the plain XLA path. A user's own `XLA_FLAGS` entry for the same flag wins.
+`USER_XLA_FLAGS` keeps what the user had (None: unset) for launchers that want
+the plain setting in their children. With `JAXCOMPONENTS_FAST_CPU=0` (or
+`false`, `off`, `no`) nothing changes: the plain XLA path. A user's own
+`XLA_FLAGS` entry for the same flag wins.
 
 Example:
   >>> import jax.numpy as jnp

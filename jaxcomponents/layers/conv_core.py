@@ -4,7 +4,9 @@ These are the weighted leaves of `Convolution` and of the backbones:
 `ConvTranspose` (kernel `k + (filters, in)`), `DepthwiseConv`
 (`depthwise_kernel` `k + (in, depth_multiplier)`) and `SeparableConv`
 (`depthwise_kernel`, `pointwise_kernel`, `bias`). Plain convolutions are
-`flax.linen.Conv`, whose `kernel` and `bias` already have Keras's layout.
+`Conv`, a `flax.linen.Conv` (whose `kernel` and `bias` already have Keras's
+layout) with the CPU fast path of `conv_general_dilated`. On the CPU each
+layer may compute with a faster formulation (`jaxcomponents.fast_cpu`).
 Inputs are channels-last with any number (1-3) of spatial axes.
 """
 
@@ -169,19 +171,28 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                and all(d == 1 for d in lhs_dilation or ()))
   if not (supported and any(n < w for n, w in zip(lhs.shape[1:-1], window))):
     return plain(lhs, rhs)
-  patches = functools.partial(_conv_patches, strides=tuple(window_strides), pads=padding, dilation=dilation)
+  patches = functools.partial(_conv_patches, strides=tuple(window_strides), pads=padding, dilation=dilation,
+                              precision=precision)
   return fast_cpu.on_cpu(patches, plain, lhs, rhs)
 
 
-def _conv_patches(x, kernel, strides, pads, dilation):
+def _conv_patches(x, kernel, strides, pads, dilation, precision):
   """A channels-last convolution as one matrix product of the window slices (im2col) with the kernel."""
   slices = [tap for _, tap in _kernel_taps(x, kernel.shape[:-2], strides, pads, dilation)]
   patches = jnp.concatenate(slices, axis=-1)
-  return jnp.dot(patches, kernel.reshape(-1, kernel.shape[-1]).astype(patches.dtype))
+  return jnp.dot(patches, kernel.reshape(-1, kernel.shape[-1]).astype(patches.dtype), precision=precision)
 
 
 class Conv(nn.Conv):
-  """`flax.linen.Conv` computed by `conv_general_dilated` (same parameters, names and numbers)."""
+  """`flax.linen.Conv` computed by `conv_general_dilated` (same parameters, names and numbers).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> conv = Conv(8, (3, 3), padding="SAME")
+    >>> x = jnp.ones((1, 2, 2, 4))
+    >>> conv.apply(conv.init(jax.random.key(0), x), x).shape
+    (1, 2, 2, 8)
+  """
 
   conv_general_dilated: Any = conv_general_dilated
 

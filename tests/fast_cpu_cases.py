@@ -31,10 +31,15 @@ CASES = {
     for strides, dilation in ((1, 1), (2, 1), (1, 2))
     if not (dims == 3 and dilation == 2)
 }
-# Windows larger than their input (VGG16's and ResNet50's last blocks at small sizes): the im2col path.
+# Windows larger than their input (VGG16's and ResNet50's last blocks at small sizes): the im2col path, or oneDNN.
 CASES.update({f"conv_2d_small_{h}x{w}_{padding}_d{dilation}": dict(kind="conv", dims=2, padding=padding, strides=1,
                                                                    dilation=dilation, spatial=(h, w))
               for h, w in ((2, 2), (1, 3)) for padding in ("SAME",) for dilation in (1, 2)})
+# What oneDNN computes (tests/test_fast_cpu.py lowers its size threshold): every plain convolution, and the plain
+# convolutions inside transposed (stride 1 after the zeros are written out) and separable (1x1 pointwise) ones.
+ONEDNN_CASES = sorted([name for name in CASES if name.startswith("conv_")] + [
+    "transpose_1d_SAME_s2_d1", "transpose_2d_VALID_s2_d1", "transpose_2d_SAME_s1_d2", "transpose_3d_SAME_s2_d1",
+    "separable_1d_SAME_s2_d1", "separable_2d_VALID_s1_d2"])
 
 
 def compute(name: str) -> dict[str, np.ndarray]:
@@ -59,7 +64,8 @@ def compute(name: str) -> dict[str, np.ndarray]:
   y, dx, dvariables = compiled(variables, x)
   hlo = compiled.as_text()
   out = {"y": np.asarray(y), "dx": np.asarray(dx), "ynnpack": np.asarray(ynnpack_convolutions(hlo) > 0),
-         "convolutions": np.asarray(hlo.count(" convolution("))}
+         "convolutions": np.asarray(hlo.count(" convolution(")),
+         "onednn": np.asarray(hlo.count('custom_call_target="jc_onednn_conv'))}
   out.update({f"d/{path_string(path)}": np.asarray(leaf)
               for path, leaf in jax.tree_util.tree_flatten_with_path(dvariables["params"])[0]})
   return out

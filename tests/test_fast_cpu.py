@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcomponents import fast_cpu
+from jaxcomponents import fast_cpu, native
+from jaxcomponents.layers import conv_core
 from jaxcomponents.layers.pooling import max_pool
 from tests import fast_cpu_cases
 
@@ -52,37 +54,84 @@ def test_convolution_fast_path_equals_plain_xla(name, plain_xla):
   fast_convolutions, plain_convolutions = fast.pop("convolutions"), expected.pop("convolutions")
   if "small" in name or name.startswith("depthwise"):
     assert fast_convolutions == 0 < plain_convolutions, "the fast path should compute these without convolutions"
+  assert fast.pop("onednn") == expected.pop("onednn") == 0, "these cases are below oneDNN's size threshold"
+  _assert_same(fast, expected)
+
+
+def _assert_same(fast, expected):
   for key, value in expected.items():
     np.testing.assert_allclose(fast[key], value, rtol=2e-5, atol=2e-5 * np.abs(value).max(), err_msg=key)
 
 
-@pytest.mark.parametrize("shape, pool_size, strides, padding", [
-    ((2, 24, 24, 4), 2, None, "VALID"),
-    ((2, 17, 17, 4), 3, 2, "VALID"),
-    ((2, 16, 15, 4), 3, 2, "SAME"),
-    ((2, 9, 3), 2, 1, "SAME"),
-    ((2, 7, 3), 3, 2, "valid"),
-    ((1, 6, 5, 7, 2), (2, 3, 2), (1, 2, 2), "SAME"),
-])
-def test_max_pool_fast_gradient_equals_xla(shape, pool_size, strides, padding, monkeypatch):
-  """Bit-equal outputs and gradients, ties included: the first maximum of a window takes the gradient."""
-  x = jnp.round(jax.random.normal(jax.random.key(0), shape) * 2) / 2
-  g = jax.random.normal(jax.random.key(1), max_pool(x, pool_size, strides, padding).shape)
-
-  def forward_and_gradient(x):
-    y, vjp = jax.vjp(lambda x: max_pool(x, pool_size, strides, padding), x)
-    return y, vjp(g)[0]
-
-  fast = jax.jit(forward_and_gradient)(x)
-  assert "select-and-scatter" not in jax.jit(forward_and_gradient).lower(x).compile().as_text()
-  monkeypatch.setenv(fast_cpu.ENV, "0")
-  plain = jax.jit(forward_and_gradient)(x)
-  np.testing.assert_array_equal(fast[0], plain[0])
-  np.testing.assert_array_equal(fast[1], plain[1])
-  assert float(jnp.abs(fast[1]).sum()) > 0
+def test_onednn_is_built_here():
+  """The test extra installs oneDNN on Linux x86-64, so the oneDNN tests below compare something there."""
+  if sys.platform.startswith("linux") and platform.machine() == "x86_64":
+    assert native.load().available, native.load().reason
+  else:
+    assert native.load().reason.startswith("oneDNN is not installed")
 
 
-def test_switch_values(monkeypatch):
-  for value, on in (("0", False), ("off", False), ("No", False), ("1", True), ("", True)):
-    monkeypatch.setenv(fast_cpu.ENV, value)
-    assert fast_cpu.enabled() is on
+@pytest.mark.parametrize("name", fast_cpu_cases.ONEDNN_CASES)
+def test_onednn_convolution_equals_plain_xla(name, plain_xla, monkeypatch):
+  _, plain = plain_xla
+  monkeypatch.setattr(conv_core, "ONEDNN_MIN_POSITIONS", 0)
+  fast = fast_cpu_cases.compute(name)
+  expected = {key.split("|", 1)[1]: value for key, value in plain.items() if key.startswith(name + "|")}
+  for key in ("ynnpack", "convolutions"):
+    fast.pop(key), expected.pop(key)
+  assert fast.pop("onednn") >= 1 and expected.pop("onednn") == 0
+  assert sorted(fast) == sorted(expected)
+  _assert_same(fast, expected)
+
+
+def test_onednn_build_failure_falls_back_to_xla(tmp_path):
+  """A compiler that fails: one warning, the reason in the status, and XLA's convolution computes."""
+  script = """
+import warnings, jax, jax.numpy as jnp
+from jaxcomponents import native
+from jaxcomponents.layers import conv_core
+with warnings.catch_warnings(record=True) as caught:
+  warnings.simplefilter("always")
+  y = conv_core.conv_general_dilated(jnp.ones((128, 18, 18, 2)), jnp.ones((3, 3, 2, 4)), (1, 1), "VALID",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+print(native.load().reason.split(":")[0], float(y[0, 0, 0, 0]), y.shape, len(caught))
+"""
+  env = dict(os.environ, CXX="false", JAXCOMPONENTS_HOME=str(tmp_path), JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+  assert done.stdout.split() == ["build", "or", "load", "failed", "18.0", "(128,", "16,", "16,", "4)", "1"], done.stdout
+
+
+def test_malloc_keeps_pages_between_steps():
+  """A repeated training step no longer faults in fresh pages once glibc keeps freed memory."""
+  script = """
+import resource, jax, jax.numpy as jnp
+import flax.linen as nn
+from jaxcomponents import fast_cpu
+from jaxcomponents.layers import Convolution, Dense
+
+class Net(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    x = Convolution(32, 3, padding="VALID", activation="relu")(x)
+    x = Convolution(32, 3, padding="VALID", activation="relu", pool="max")(x)
+    return Dense(5)(x.reshape((x.shape[0], -1)))
+
+x = jnp.ones((128, 28, 28, 1))
+variables = Net().init(jax.random.key(0), x)
+step = jax.jit(jax.grad(lambda v, x: jnp.sum(Net().apply(v, x) ** 2)))
+for _ in range(3):
+  jax.block_until_ready(step(variables, x))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+  jax.block_until_ready(step(variables, x))
+print(fast_cpu.MALLOC_STATUS.split()[0], (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+  faults = {}
+  for malloc_env in ({}, {"MALLOC_PERTURB_": "0"}):  # any MALLOC_* variable: jaxcomponents leaves malloc alone
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, **malloc_env)
+    env.pop("GLIBC_TUNABLES", None)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    faults[out[0]] = int(out[1])
+  # About 50 MiB of the step's buffers come from fresh memory maps every time unless glibc keeps them.
+  assert faults["not"] > 5000 and faults["applied"] < 2000, faults

@@ -13,6 +13,7 @@ Inputs are channels-last with any number (1-3) of spatial axes.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,10 +22,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcomponents import fast_cpu
-from jaxcomponents.layers import window_taps
+from jaxcomponents import fast_cpu, native
+from jaxcomponents.layers import onednn_conv, window_taps
 
 Pairs = Sequence[tuple[int, int]]
+# Measured on a 2-core CPU: oneDNN wins on the seed CNN's convolutions (128 x 24 x 24 outputs) and loses,
+# through per-call overheads, on the small feature maps of ResNet50 or MobileNetV2 at 32 x 32 (batch 8).
+ONEDNN_MIN_POSITIONS = 32768
 
 glorot_uniform = nn.initializers.glorot_uniform()
 zeros = nn.initializers.zeros
@@ -104,8 +108,8 @@ def _conv_transpose_upsampled(x, kernel, strides, pads, dilation):
   upsampled = lax.pad(x, jnp.array(0, x.dtype), [(0, 0, 0), *[(lo, hi, s - 1) for (lo, hi), s in zip(pads, strides)],
                                                   (0, 0, 0)])
   flipped = jnp.swapaxes(kernel[(slice(None, None, -1),) * rank], -1, -2)
-  return lax.conv_general_dilated(upsampled, flipped, (1,) * rank, "VALID", rhs_dilation=dilation,
-                                  dimension_numbers=_dimension_numbers(rank))
+  return conv_general_dilated(upsampled, flipped, (1,) * rank, "VALID", rhs_dilation=dilation,
+                              dimension_numbers=_dimension_numbers(rank))
 
 
 def _depthwise(x, depthwise_kernel, strides, padding, dilation):
@@ -152,11 +156,14 @@ def _kernel_taps(x, kernel_size, strides, pads, dilation):
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None):
-  """`lax.conv_general_dilated`, with a CPU fast path for channels-last windows larger than their input.
+  """`lax.conv_general_dilated`, with CPU fast paths for channels-last, ungrouped convolutions.
 
-  XLA rewrites such convolutions (VGG16's and ResNet50's last blocks at small
-  input sizes) into a form its CPU backend runs with generic loops; here they
-  are one matrix product over the window slices instead.
+  On the CPU, float32 convolutions with at least `ONEDNN_MIN_POSITIONS` output
+  positions (batch x spatial) go to oneDNN when `jaxcomponents.native` could
+  build its handlers; otherwise those whose window is larger than their
+  input (VGG16's and ResNet50's last blocks at small sizes, which XLA:CPU runs
+  with generic loops) are one matrix product over the window slices. Other
+  platforms and every other case keep XLA's convolution.
   """
   plain = functools.partial(lax.conv_general_dilated, window_strides=window_strides, padding=padding,
                             lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -164,16 +171,27 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                             batch_group_count=batch_group_count, precision=precision,
                             preferred_element_type=preferred_element_type)
   rank = lhs.ndim - 2
+  strides = tuple(window_strides)
   dilation = tuple(rhs_dilation or (1,) * rank)
   window = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:rank], dilation)]
   supported = (lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _dimension_numbers(rank)
                and feature_group_count == 1 and batch_group_count == 1 and preferred_element_type is None
                and all(d == 1 for d in lhs_dilation or ()))
-  if not (supported and any(n < w for n, w in zip(lhs.shape[1:-1], window))):
-    return plain(lhs, rhs)
-  patches = functools.partial(_conv_patches, strides=tuple(window_strides), pads=padding, dilation=dilation,
-                              precision=precision)
-  return fast_cpu.on_cpu(patches, plain, lhs, rhs)
+  if supported and lhs.dtype == rhs.dtype == jnp.float32:
+    pads = lax.padtype_to_pads(lhs.shape[1:-1], window, strides, padding) if isinstance(padding, str) else padding
+    pads = tuple(map(tuple, pads))
+    positions = math.prod(onednn_conv.output_shape(lhs.shape, rhs.shape, strides, pads, dilation)[:-1])
+    if positions >= ONEDNN_MIN_POSITIONS and native.load().available:
+      onednn = functools.partial(_conv_onednn, strides=strides, pads=pads, dilation=dilation)
+      return fast_cpu.on_cpu(onednn, plain, lhs, rhs)
+  if supported and any(n < w for n, w in zip(lhs.shape[1:-1], window)):
+    patches = functools.partial(_conv_patches, strides=strides, pads=padding, dilation=dilation, precision=precision)
+    return fast_cpu.on_cpu(patches, plain, lhs, rhs)
+  return plain(lhs, rhs)
+
+
+def _conv_onednn(x, kernel, strides, pads, dilation):
+  return onednn_conv.convolve(x, kernel, jnp.zeros(kernel.shape[-1:], kernel.dtype), strides, pads, dilation)
 
 
 def _conv_patches(x, kernel, strides, pads, dilation, precision):
@@ -238,8 +256,8 @@ class SeparableConv(nn.Module):
     pointwise = self.param("pointwise_kernel", glorot_uniform,
                            ((1,) * rank + (channels * self.depth_multiplier, self.features)))
     y = _depthwise(x, depthwise, self.strides, self.padding, dilation)
-    y = lax.conv_general_dilated(y, pointwise.astype(y.dtype), (1,) * rank, "VALID",
-                                 dimension_numbers=_dimension_numbers(rank))
+    y = conv_general_dilated(y, pointwise.astype(y.dtype), (1,) * rank, "VALID",
+                             dimension_numbers=_dimension_numbers(rank))
     if self.use_bias:
       y = y + self.param("bias", zeros, (self.features,)).astype(y.dtype)
     return y

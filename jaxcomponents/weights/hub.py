@@ -77,8 +77,12 @@ def imagenet_weights_file(model: str, include_top: bool, *, alpha: float = 1.0, 
 def cache_dirs() -> list[str]:
   """Where weight files are looked for, in order: Keras's cache, then jaxcomponents'."""
   keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-  own_home = os.environ.get("JAXCOMPONENTS_HOME", os.path.join(os.path.expanduser("~"), ".cache", "jaxcomponents"))
-  return [os.path.join(keras_home, "models"), os.path.join(own_home, "models")]
+  return [os.path.join(keras_home, "models"), os.path.join(jaxcomponents_home(), "models")]
+
+
+def jaxcomponents_home() -> str:
+  """jaxcomponents' own cache: `$JAXCOMPONENTS_HOME`, else `~/.cache/jaxcomponents`."""
+  return os.environ.get("JAXCOMPONENTS_HOME", os.path.join(os.path.expanduser("~"), ".cache", "jaxcomponents"))
 
 
 def md5_of(path: str) -> str:

@@ -1,0 +1,275 @@
+// oneDNN convolutions for XLA:CPU, called through the XLA FFI.
+//
+// Three handlers, all channels-last float32 with 1-3 spatial axes and
+// (spatial..., in, out) kernels, as jaxcomponents stores them:
+//   jc_onednn_conv_forward(x, kernel, bias) -> y, with an optional fused ReLU
+//   jc_onednn_conv_backward_data(dy, kernel) -> dx
+//   jc_onednn_conv_backward_weights(x, dy) -> (dkernel, dbias)
+// Attributes: strides, dilations (1 = none), padding_low, padding_high, relu.
+// Primitives are created once per configuration and kept.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+
+namespace {
+
+using Dims = memory::dims;
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+memory::format_tag ActivationTag(size_t spatial) {
+  switch (spatial) {
+    case 1: return memory::format_tag::nwc;
+    case 2: return memory::format_tag::nhwc;
+    default: return memory::format_tag::ndhwc;
+  }
+}
+
+memory::format_tag KernelTag(size_t spatial) {
+  switch (spatial) {
+    case 1: return memory::format_tag::wio;
+    case 2: return memory::format_tag::hwio;
+    default: return memory::format_tag::dhwio;
+  }
+}
+
+// oneDNN's logical order: (N, C, spatial...) for activations, (O, I, spatial...) for kernels.
+Dims Activation(ffi::Span<const int64_t> channels_last) {
+  size_t rank = channels_last.size();
+  Dims dims = {channels_last[0], channels_last[rank - 1]};
+  for (size_t i = 1; i + 1 < rank; ++i) dims.push_back(channels_last[i]);
+  return dims;
+}
+
+Dims Kernel(ffi::Span<const int64_t> spatial_in_out) {
+  size_t rank = spatial_in_out.size();
+  Dims dims = {spatial_in_out[rank - 1], spatial_in_out[rank - 2]};
+  for (size_t i = 0; i + 2 < rank; ++i) dims.push_back(spatial_in_out[i]);
+  return dims;
+}
+
+Dims ToDims(ffi::Span<const int64_t> values, int64_t offset = 0) {
+  Dims dims;
+  for (int64_t value : values) dims.push_back(value + offset);
+  return dims;
+}
+
+struct Geometry {
+  Dims x, kernel, y, strides, dilations, padding_low, padding_high;
+  size_t spatial;
+  bool relu;
+
+  std::string Key(const char* kind) const {
+    std::ostringstream key;
+    key << kind << relu;
+    for (const Dims* dims : {&x, &kernel, &y, &strides, &dilations, &padding_low, &padding_high}) {
+      key << '|';
+      for (int64_t v : *dims) key << v << ',';
+    }
+    return key.str();
+  }
+
+  memory::desc XDesc() const { return {x, memory::data_type::f32, ActivationTag(spatial)}; }
+  memory::desc YDesc() const { return {y, memory::data_type::f32, ActivationTag(spatial)}; }
+  memory::desc UserKernelDesc() const { return {kernel, memory::data_type::f32, KernelTag(spatial)}; }
+  memory::desc AnyKernelDesc() const { return {kernel, memory::data_type::f32, memory::format_tag::any}; }
+  memory::desc BiasDesc() const { return {{kernel[0]}, memory::data_type::f32, memory::format_tag::a}; }
+
+  dnnl::convolution_forward::primitive_desc Forward() const {
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    return {Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, XDesc(),
+            AnyKernelDesc(), BiasDesc(), YDesc(), strides, dilations, padding_low, padding_high, attr};
+  }
+};
+
+Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel, ffi::Span<const int64_t> y,
+                      ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
+                      ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high, bool relu) {
+  return {Activation(x),          Kernel(kernel),         Activation(y),          ToDims(strides),
+          ToDims(dilations, -1),  ToDims(padding_low),    ToDims(padding_high),   x.size() - 2,
+          relu};
+}
+
+struct ForwardPlan {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward primitive;
+  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+};
+
+struct BackwardDataPlan {
+  dnnl::convolution_backward_data::primitive_desc pd;
+  dnnl::convolution_backward_data primitive;
+  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+};
+
+struct BackwardWeightsPlan {
+  dnnl::convolution_backward_weights::primitive_desc pd;
+  dnnl::convolution_backward_weights primitive;
+  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+};
+
+template <typename Plan>
+std::shared_ptr<Plan> Cached(const std::string& key, Plan (*make)(const Geometry&), const Geometry& geometry) {
+  static std::mutex mutex;
+  static std::unordered_map<std::string, std::shared_ptr<Plan>> plans;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = plans.find(key);
+  if (found != plans.end()) return found->second;
+  auto plan = std::make_shared<Plan>(make(geometry));
+  plans.emplace(key, plan);
+  return plan;
+}
+
+std::optional<dnnl::reorder> KernelReorder(const memory::desc& from, const memory::desc& to) {
+  if (from == to) return std::nullopt;
+  return dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+}
+
+// The kernel in the layout `wanted`: the user's memory itself, or a reordered copy.
+memory KernelFor(memory user, const memory::desc& wanted, const std::optional<dnnl::reorder>& reorder,
+                 dnnl::stream& stream) {
+  if (!reorder) return user;
+  memory copy(wanted, Engine());
+  reorder->execute(stream, user, copy);
+  return copy;
+}
+
+ForwardPlan MakeForward(const Geometry& g) {
+  auto pd = g.Forward();
+  return {pd, dnnl::convolution_forward(pd), KernelReorder(g.UserKernelDesc(), pd.weights_desc())};
+}
+
+BackwardDataPlan MakeBackwardData(const Geometry& g) {
+  dnnl::convolution_backward_data::primitive_desc pd(
+      Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.AnyKernelDesc(), g.YDesc(), g.strides,
+      g.dilations, g.padding_low, g.padding_high, g.Forward());
+  return {pd, dnnl::convolution_backward_data(pd), KernelReorder(g.UserKernelDesc(), pd.weights_desc())};
+}
+
+BackwardWeightsPlan MakeBackwardWeights(const Geometry& g) {
+  dnnl::convolution_backward_weights::primitive_desc pd(
+      Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.AnyKernelDesc(), g.BiasDesc(), g.YDesc(),
+      g.strides, g.dilations, g.padding_low, g.padding_high, g.Forward());
+  return {pd, dnnl::convolution_backward_weights(pd), KernelReorder(pd.diff_weights_desc(), g.UserKernelDesc())};
+}
+
+memory Wrap(const memory::desc& desc, const void* data) {
+  return memory(desc, Engine(), const_cast<void*>(data));
+}
+
+ffi::Error Failure(const dnnl::error& error) {
+  return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + error.what());
+}
+
+ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel, ffi::Buffer<ffi::F32> bias,
+                       ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
+                       ffi::Span<const int64_t> dilations, ffi::Span<const int64_t> padding_low,
+                       ffi::Span<const int64_t> padding_high, bool relu) {
+  try {
+    Geometry g = MakeGeometry(x.dimensions(), kernel.dimensions(), y->dimensions(), strides, dilations,
+                              padding_low, padding_high, relu);
+    auto plan = Cached<ForwardPlan>(g.Key("forward"), MakeForward, g);
+    dnnl::stream stream(Engine());
+    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
+                               plan->reorder_kernel, stream);
+    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
+                                     {DNNL_ARG_WEIGHTS, weights},
+                                     {DNNL_ARG_BIAS, Wrap(g.BiasDesc(), bias.typed_data())},
+                                     {DNNL_ARG_DST, Wrap(g.YDesc(), y->typed_data())}});
+    stream.wait();
+    return ffi::Error::Success();
+  } catch (const dnnl::error& error) {
+    return Failure(error);
+  }
+}
+
+ffi::Error BackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel, ffi::ResultBuffer<ffi::F32> dx,
+                            ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
+                            ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high) {
+  try {
+    Geometry g = MakeGeometry(dx->dimensions(), kernel.dimensions(), dy.dimensions(), strides, dilations,
+                              padding_low, padding_high, false);
+    auto plan = Cached<BackwardDataPlan>(g.Key("data"), MakeBackwardData, g);
+    dnnl::stream stream(Engine());
+    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
+                               plan->reorder_kernel, stream);
+    plan->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.typed_data())},
+                                     {DNNL_ARG_WEIGHTS, weights},
+                                     {DNNL_ARG_DIFF_SRC, Wrap(g.XDesc(), dx->typed_data())}});
+    stream.wait();
+    return ffi::Error::Success();
+  } catch (const dnnl::error& error) {
+    return Failure(error);
+  }
+}
+
+ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                               ffi::ResultBuffer<ffi::F32> dkernel, ffi::ResultBuffer<ffi::F32> dbias,
+                               ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
+                               ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high) {
+  try {
+    Geometry g = MakeGeometry(x.dimensions(), dkernel->dimensions(), dy.dimensions(), strides, dilations,
+                              padding_low, padding_high, false);
+    auto plan = Cached<BackwardWeightsPlan>(g.Key("weights"), MakeBackwardWeights, g);
+    dnnl::stream stream(Engine());
+    memory user = Wrap(g.UserKernelDesc(), dkernel->typed_data());
+    memory weights = plan->reorder_kernel ? memory(plan->pd.diff_weights_desc(), Engine()) : user;
+    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
+                                     {DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.typed_data())},
+                                     {DNNL_ARG_DIFF_WEIGHTS, weights},
+                                     {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->typed_data())}});
+    if (plan->reorder_kernel) plan->reorder_kernel->execute(stream, weights, user);
+    stream.wait();
+    return ffi::Error::Success();
+  } catch (const dnnl::error& error) {
+    return Failure(error);
+  }
+}
+
+}  // namespace
+
+#define JC_GEOMETRY_ATTRS                              \
+  .Attr<ffi::Span<const int64_t>>("strides")           \
+      .Attr<ffi::Span<const int64_t>>("dilations")     \
+      .Attr<ffi::Span<const int64_t>>("padding_low")   \
+      .Attr<ffi::Span<const int64_t>>("padding_high")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_forward, ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() JC_GEOMETRY_ATTRS.Attr<bool>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_backward_data, BackwardDataImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() JC_GEOMETRY_ATTRS);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_backward_weights, BackwardWeightsImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() JC_GEOMETRY_ATTRS);

@@ -169,12 +169,9 @@ class Worker:
 
 
 def _worker_env(framework: str) -> dict[str, str]:
-  env = dict(os.environ)
   # Importing jaxcomponents added its CPU flags to XLA_FLAGS here; the jaxcomponents worker adds them itself
   # when it imports the library, every other contender runs with the user's own.
-  env.pop("XLA_FLAGS", None)
-  if fast_cpu.USER_XLA_FLAGS is not None:
-    env["XLA_FLAGS"] = fast_cpu.USER_XLA_FLAGS
+  env = fast_cpu.user_environment()
   env["KERAS_BACKEND"] = "tensorflow" if framework == "keras-tf" else "jax"
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
   # Two contenders live side by side: neither may grab the whole accelerator.

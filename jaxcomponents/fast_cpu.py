@@ -8,17 +8,23 @@ and what jaxcomponents does about each:
   Importing jaxcomponents before JAX starts its backend adds `XLA_CPU_FLAGS`
   to `XLA_FLAGS`, which keeps YNNPACK for matrix products only. The flag acts
   on the CPU backend alone.
+* XLA:CPU allocates every step's buffers afresh and glibc maps and unmaps the
+  large ones, so each step faults its memory in again; `configure_malloc`
+  makes glibc keep freed memory (when JAX will run on the CPU).
 * Max-pool gradients (`select_and_scatter`), grouped (depthwise), input-dilated
   (transposed) convolutions and windows larger than their input run with slow
   generic code on XLA:CPU. `on_cpu` picks the layers' CPU formulations instead
   (strided slices, kernel-tap sums, written-out zeros, im2col) when a
   computation is lowered for the CPU; other platforms keep XLA's operations.
+* Large float32 convolutions go to oneDNN through the XLA FFI where it is
+  installed (`jaxcomponents.native`; `JAXCOMPONENTS_ONEDNN=0` alone turns that off).
 
 The flag is set in this process's environment, so child processes inherit it;
-`USER_XLA_FLAGS` keeps what the user had (None: unset) for launchers that want
-the plain setting in their children. With `JAXCOMPONENTS_FAST_CPU=0` (or
-`false`, `off`, `no`) nothing changes: the plain XLA path. A user's own
-`XLA_FLAGS` entry for the same flag wins.
+`USER_XLA_FLAGS` keeps what the user had (None: unset) and `user_environment`
+gives launchers the plain setting for their children. With
+`JAXCOMPONENTS_FAST_CPU=0` (or `false`, `off`, `no`) nothing changes: the plain
+XLA path. A user's own `XLA_FLAGS` entry for the same flag, or own malloc
+settings (`GLIBC_TUNABLES`, `MALLOC_*`), win.
 
 Example:
   >>> import jax.numpy as jnp
@@ -33,7 +39,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -131,6 +137,19 @@ def configure_malloc() -> str:
 
 
 MALLOC_STATUS = configure_malloc()
+
+
+def user_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+  """A copy of `env` (default: this process's) with the user's own `XLA_FLAGS` back.
+
+  For child processes meant to run JAX without jaxcomponents' settings (a
+  child that imports jaxcomponents applies them again itself).
+  """
+  env = dict(os.environ if env is None else env)
+  env.pop("XLA_FLAGS", None)
+  if USER_XLA_FLAGS is not None:
+    env["XLA_FLAGS"] = USER_XLA_FLAGS
+  return env
 
 
 def xla_flags_applied() -> bool:

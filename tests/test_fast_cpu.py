@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxcomponents import fast_cpu, native
-from jaxcomponents.layers import conv_core
+from jaxcomponents.layers import conv_core, onednn_conv
 from jaxcomponents.layers.pooling import max_pool
 from tests import fast_cpu_cases
 
@@ -23,11 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def plain_xla(tmp_path_factory):
   """Every convolution case computed in a process with the fast paths off."""
   out = tmp_path_factory.mktemp("plain") / "plain.npz"
-  env = dict(os.environ, JAXCOMPONENTS_FAST_CPU="0", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  if fast_cpu.USER_XLA_FLAGS is None:
-    env.pop("XLA_FLAGS", None)
-  else:
-    env["XLA_FLAGS"] = fast_cpu.USER_XLA_FLAGS
+  env = dict(fast_cpu.user_environment(), JAXCOMPONENTS_FAST_CPU="0", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   done = subprocess.run([sys.executable, "-m", "tests.fast_cpu_cases", str(out)], cwd=ROOT, env=env,
                         capture_output=True, text=True, check=True)
   return json.loads(done.stdout.strip().splitlines()[-1]), dict(np.load(out))
@@ -82,6 +78,32 @@ def test_onednn_convolution_equals_plain_xla(name, plain_xla, monkeypatch):
   assert fast.pop("onednn") >= 1 and expected.pop("onednn") == 0
   assert sorted(fast) == sorted(expected)
   _assert_same(fast, expected)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_onednn_bias_and_fused_relu_equal_xla(relu):
+  x = jax.random.normal(jax.random.key(0), (3, 9, 8, 5))
+  kernel = jax.random.normal(jax.random.key(1), (3, 2, 5, 6))
+  bias = jax.random.normal(jax.random.key(2), (6,))
+  pads = ((1, 1), (0, 1))
+
+  def xla(x, kernel, bias):
+    y = jax.lax.conv_general_dilated(x, kernel, (2, 1), pads, rhs_dilation=(1, 2),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    return jax.nn.relu(y) if relu else y
+
+  def onednn(x, kernel, bias):
+    return onednn_conv.convolve(x, kernel, bias, (2, 1), pads, (1, 2), relu)
+
+  def gradients(f):
+    return jax.grad(lambda *args: jnp.sum(jnp.sin(f(*args))), argnums=(0, 1, 2))
+
+  assert native.load().available, native.load().reason
+  pairs = [(jax.jit(onednn)(x, kernel, bias), xla(x, kernel, bias)),
+           *zip(jax.jit(gradients(onednn))(x, kernel, bias), gradients(xla)(x, kernel, bias))]
+  for fast, plain in pairs:
+    np.testing.assert_allclose(fast, plain, rtol=2e-5, atol=2e-5 * float(jnp.abs(plain).max()))
+  assert "jc_onednn_conv_forward" in jax.jit(onednn).lower(x, kernel, bias).compile().as_text()
 
 
 def test_onednn_build_failure_falls_back_to_xla(tmp_path):

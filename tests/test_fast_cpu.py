@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxcomponents import fast_cpu, native
-from jaxcomponents.layers import conv_core, onednn_conv
+from jaxcomponents.layers import Convolution, conv_core, onednn_conv
 from jaxcomponents.layers.pooling import max_pool
 from tests import fast_cpu_cases
 
@@ -104,6 +105,28 @@ def test_onednn_bias_and_fused_relu_equal_xla(relu):
   for fast, plain in pairs:
     np.testing.assert_allclose(fast, plain, rtol=2e-5, atol=2e-5 * float(jnp.abs(plain).max()))
   assert "jc_onednn_conv_forward" in jax.jit(onednn).lower(x, kernel, bias).compile().as_text()
+
+
+@pytest.mark.parametrize("padding, use_bias", [("VALID", True), ("SAME", False), ("CAUSAL", True)])
+def test_convolution_with_relu_fuses_it_into_onednn(padding, use_bias, monkeypatch):
+  """`Convolution(..., activation="relu")`: bias and ReLU inside oneDNN's call, the plain path's numbers."""
+  dims = 1 if padding == "CAUSAL" else 2
+  layer = Convolution(16, 3, padding=padding, dims=dims, activation="relu", use_bias=use_bias)
+  x = jax.random.normal(jax.random.key(0), (3, *(9,) * dims, 4))
+  variables = layer.init(jax.random.key(1), x)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # a bias that is not zero
+
+  def loss(variables, x):
+    return jnp.sum(jnp.sin(layer.apply(variables, x)))
+
+  step = jax.value_and_grad(loss, argnums=(0, 1))
+  monkeypatch.setattr(conv_core, "ONEDNN_MIN_POSITIONS", 0)
+  fused = jax.jit(step)(variables, x)
+  assert re.search(r'jc_onednn_conv_forward".*relu = true', jax.jit(step).lower(variables, x).compile().as_text())
+  monkeypatch.setenv(fast_cpu.ENV, "0")
+  plain = jax.jit(step)(variables, x)
+  for fast, expected in zip(jax.tree.leaves(fused), jax.tree.leaves(plain)):
+    np.testing.assert_allclose(fast, expected, rtol=2e-5, atol=2e-5 * float(jnp.abs(expected).max()))
 
 
 def test_onednn_build_failure_falls_back_to_xla(tmp_path):

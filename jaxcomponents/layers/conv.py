@@ -9,7 +9,8 @@ import jax
 
 from jaxcomponents import activations
 from jaxcomponents.errors import as_tuple, check_choice, check_positive_int, check_rate
-from jaxcomponents.layers.conv_core import Conv, ConvTranspose, DepthwiseConv, SeparableConv, glorot_uniform
+from jaxcomponents.layers.conv_core import (Conv, ConvReLU, ConvTranspose, DepthwiseConv, SeparableConv,
+                                              glorot_uniform)
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import POOLS, pool, pool_padding
 
@@ -102,8 +103,13 @@ class Convolution(nn.Module):
       if channels % self.groups or features % self.groups:
         raise ValueError(f"groups={self.groups} is not allowed; it must divide the input channels ({channels}) "
                          f"and features ({features}).")
-      y = Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=self.groups,
-                  use_bias=self.use_bias, kernel_init=glorot_uniform, name=name)(x)
+      if act is jax.nn.relu and self.groups == 1 and not self.batch_norm:
+        # The same parameters and numbers; on the CPU the bias and ReLU can happen inside oneDNN's convolution.
+        y = ConvReLU(features, kernel_size, strides, padding, dilation, self.use_bias, name=name)(x)
+        act = activations.linear
+      else:
+        y = Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=self.groups,
+                 use_bias=self.use_bias, kernel_init=glorot_uniform, name=name)(x)
     elif kind == "transpose":
       output_padding = None
       if self.output_padding is not None:

@@ -173,21 +173,55 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   rank = lhs.ndim - 2
   strides = tuple(window_strides)
   dilation = tuple(rhs_dilation or (1,) * rank)
-  window = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:rank], dilation)]
   supported = (lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _dimension_numbers(rank)
                and feature_group_count == 1 and batch_group_count == 1 and preferred_element_type is None
                and all(d == 1 for d in lhs_dilation or ()))
-  if supported and lhs.dtype == rhs.dtype == jnp.float32:
-    pads = lax.padtype_to_pads(lhs.shape[1:-1], window, strides, padding) if isinstance(padding, str) else padding
-    pads = tuple(map(tuple, pads))
-    positions = math.prod(onednn_conv.output_shape(lhs.shape, rhs.shape, strides, pads, dilation)[:-1])
-    if positions >= ONEDNN_MIN_POSITIONS and native.load().available:
-      onednn = functools.partial(_conv_onednn, strides=strides, pads=pads, dilation=dilation)
-      return fast_cpu.on_cpu(onednn, plain, lhs, rhs)
-  if supported and any(n < w for n, w in zip(lhs.shape[1:-1], window)):
+  if not supported:
+    return plain(lhs, rhs)
+  pads = _onednn_pads(lhs, rhs, strides, padding, dilation)
+  if pads is not None:
+    onednn = functools.partial(_conv_onednn, strides=strides, pads=pads, dilation=dilation)
+    return fast_cpu.on_cpu(onednn, plain, lhs, rhs)
+  window = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:rank], dilation)]
+  if any(n < w for n, w in zip(lhs.shape[1:-1], window)):
     patches = functools.partial(_conv_patches, strides=strides, pads=padding, dilation=dilation, precision=precision)
     return fast_cpu.on_cpu(patches, plain, lhs, rhs)
   return plain(lhs, rhs)
+
+
+def conv_bias_relu(x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: Sequence[int], padding: str | Pairs,
+                   dilation: Sequence[int]) -> jax.Array:
+  """`relu(conv(x, kernel) + bias)` for channels-last `x` and `(*window, in, out)` kernels.
+
+  Where oneDNN takes the convolution, the bias and ReLU happen inside it (two
+  passes over the output fewer); elsewhere it is `conv_general_dilated`, `+`, `relu`.
+  """
+  rank = x.ndim - 2
+  strides, dilation = tuple(strides), tuple(dilation)
+
+  def plain(x, kernel, bias):
+    y = conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
+                             dimension_numbers=_dimension_numbers(rank))
+    return jax.nn.relu(y + bias)
+
+  pads = _onednn_pads(x, kernel, strides, padding, dilation) if bias.dtype == jnp.float32 else None
+  if pads is None:
+    return plain(x, kernel, bias)
+  fused = functools.partial(onednn_conv.convolve, strides=strides, pads=pads, dilation=dilation, relu=True)
+  return fast_cpu.on_cpu(fused, plain, x, kernel, bias)
+
+
+def _onednn_pads(x, kernel, strides, padding, dilation) -> tuple[tuple[int, int], ...] | None:
+  """Explicit padding when oneDNN takes this channels-last, ungrouped convolution on the CPU, else None."""
+  if not x.dtype == kernel.dtype == jnp.float32:
+    return None
+  window = [(k - 1) * d + 1 for k, d in zip(kernel.shape[:-2], dilation)]
+  pads = lax.padtype_to_pads(x.shape[1:-1], window, strides, padding) if isinstance(padding, str) else padding
+  pads = tuple(map(tuple, pads))
+  positions = math.prod(onednn_conv.output_shape(x.shape, kernel.shape, strides, pads, dilation)[:-1])
+  if positions < ONEDNN_MIN_POSITIONS or not native.load().available:
+    return None
+  return pads
 
 
 def _conv_onednn(x, kernel, strides, pads, dilation):
@@ -213,6 +247,35 @@ class Conv(nn.Conv):
   """
 
   conv_general_dilated: Any = conv_general_dilated
+
+
+class ConvReLU(nn.Module):
+  """`relu(Conv(x))` with `Conv`'s parameters (`kernel`, `bias`), computed by `conv_bias_relu`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = ConvReLU(8, (3, 3), (1, 1), "VALID")
+    >>> x = jnp.ones((1, 5, 5, 4))
+    >>> y = layer.apply(layer.init(jax.random.key(0), x), x)
+    >>> y.shape, bool(y.min() >= 0)
+    ((1, 3, 3, 8), True)
+  """
+
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int]
+  padding: str = "VALID"
+  kernel_dilation: Sequence[int] | None = None
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
+    kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, x.shape[-1], self.features))
+    bias = self.param("bias", zeros, (self.features,)) if self.use_bias else jnp.zeros((self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
+    return conv_bias_relu(x, kernel, bias, self.strides, padding_pairs(self.padding, self.kernel_size, dilation),
+                          dilation)
 
 
 class DepthwiseConv(nn.Module):

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import activations
-from jaxcomponents.layers.conv_core import Conv
+from jaxcomponents.layers.conv_core import ConvReLU
 from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.common import Backbone, global_pool
 
@@ -38,7 +38,7 @@ class VGG16(Backbone):
     for block, convs, filters in VGG16_BLOCKS:
       for i in range(1, convs + 1):
         name = f"block{block}_conv{i}"
-        x = nn.relu(Conv(filters, (3, 3), padding="SAME", name=name)(x))
+        x = ConvReLU(filters, (3, 3), (1, 1), "SAME", name=name)(x)
         if name in VGG16_FEATURES:
           features[name] = x
       x = max_pool(x, 2)

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def _library(root: str) -> str | None:
     if os.path.exists(os.path.join(root, "lib", name)):
       return name
   return None
+
+
+def _version(root: str) -> str:
+  """oneDNN's release from its version header, e.g. '3.2.0'."""
+  with open(os.path.join(root, "include", "oneapi", "dnnl", "dnnl_version.h"), encoding="utf-8") as f:
+    found = dict(re.findall(r"#define DNNL_VERSION_(MAJOR|MINOR|PATCH) (\d+)", f.read()))
+  return ".".join(found.get(part, "?") for part in ("MAJOR", "MINOR", "PATCH"))
 
 
 def _cache_dir() -> str:
@@ -121,4 +129,4 @@ def load() -> Native:
     warnings.warn(f"jaxcomponents: the oneDNN convolutions are not available, XLA's are used instead: {error}",
                   stacklevel=2)
     return Native(False, f"build or load failed: {error}")
-  return Native(True, f"oneDNN from {root}", library)
+  return Native(True, f"oneDNN {_version(root)} convolutions", library)

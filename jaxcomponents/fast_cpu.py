@@ -118,9 +118,9 @@ def configure_malloc() -> str:
   pays a page fault for every 4 KiB it touches (13,500 per step of the seed
   CNN: a fifth of its time). No memory maps and no trimming keep the pages in
   the process for the next step, as TensorFlow's allocator does (the process
-  keeps its peak memory). Applied on Linux
-  with glibc when JAX will run on the CPU and the user's `GLIBC_TUNABLES` say
-  nothing about malloc.
+  keeps its peak memory). Applied on Linux with glibc when JAX will run on the
+  CPU and the user has no malloc settings of their own (`GLIBC_TUNABLES`,
+  `MALLOC_*`).
   """
   if not enabled():
     return f"off ({ENV}={os.environ.get(ENV)!r})"

@@ -177,61 +177,59 @@ memory Wrap(const memory::desc& desc, const void* data) {
   return memory(desc, Engine(), const_cast<void*>(data));
 }
 
-ffi::Error Failure(const dnnl::error& error) {
-  return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + error.what());
+// Runs `body(stream)` to completion; oneDNN's errors become XLA errors.
+template <typename Body>
+ffi::Error Run(Body body) {
+  try {
+    dnnl::stream stream(Engine());
+    body(stream);
+    stream.wait();
+    return ffi::Error::Success();
+  } catch (const dnnl::error& error) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + error.what());
+  }
 }
 
 ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel, ffi::Buffer<ffi::F32> bias,
                        ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
                        ffi::Span<const int64_t> dilations, ffi::Span<const int64_t> padding_low,
                        ffi::Span<const int64_t> padding_high, bool relu) {
-  try {
+  return Run([&](dnnl::stream& stream) {
     Geometry g = MakeGeometry(x.dimensions(), kernel.dimensions(), y->dimensions(), strides, dilations,
                               padding_low, padding_high, relu);
     auto plan = Cached<ForwardPlan>(g.Key("forward"), MakeForward, g);
-    dnnl::stream stream(Engine());
     memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
     plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_BIAS, Wrap(g.BiasDesc(), bias.typed_data())},
                                      {DNNL_ARG_DST, Wrap(g.YDesc(), y->typed_data())}});
-    stream.wait();
-    return ffi::Error::Success();
-  } catch (const dnnl::error& error) {
-    return Failure(error);
-  }
+  });
 }
 
 ffi::Error BackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel, ffi::ResultBuffer<ffi::F32> dx,
                             ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
                             ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high) {
-  try {
+  return Run([&](dnnl::stream& stream) {
     Geometry g = MakeGeometry(dx->dimensions(), kernel.dimensions(), dy.dimensions(), strides, dilations,
                               padding_low, padding_high, false);
     auto plan = Cached<BackwardDataPlan>(g.Key("data"), MakeBackwardData, g);
-    dnnl::stream stream(Engine());
     memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
     plan->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.typed_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_DIFF_SRC, Wrap(g.XDesc(), dx->typed_data())}});
-    stream.wait();
-    return ffi::Error::Success();
-  } catch (const dnnl::error& error) {
-    return Failure(error);
-  }
+  });
 }
 
 ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                                ffi::ResultBuffer<ffi::F32> dkernel, ffi::ResultBuffer<ffi::F32> dbias,
                                ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
                                ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high) {
-  try {
+  return Run([&](dnnl::stream& stream) {
     Geometry g = MakeGeometry(x.dimensions(), dkernel->dimensions(), dy.dimensions(), strides, dilations,
                               padding_low, padding_high, false);
     auto plan = Cached<BackwardWeightsPlan>(g.Key("weights"), MakeBackwardWeights, g);
-    dnnl::stream stream(Engine());
     memory user = Wrap(g.UserKernelDesc(), dkernel->typed_data());
     memory weights = plan->reorder_kernel ? memory(plan->pd.diff_weights_desc(), Engine()) : user;
     plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
@@ -239,11 +237,7 @@ ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy
                                      {DNNL_ARG_DIFF_WEIGHTS, weights},
                                      {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->typed_data())}});
     if (plan->reorder_kernel) plan->reorder_kernel->execute(stream, weights, user);
-    stream.wait();
-    return ffi::Error::Success();
-  } catch (const dnnl::error& error) {
-    return Failure(error);
-  }
+  });
 }
 
 }  // namespace

@@ -122,7 +122,7 @@ struct BackwardDataPlan {
   std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
-// Here oneDNN gets activations in its blocked layouts too: its kernel gradient is twice as fast on them.
+// Here oneDNN may get activations in its blocked layouts too: its kernel gradient is twice as fast on them.
 struct BackwardWeightsPlan {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights primitive;
@@ -168,9 +168,13 @@ BackwardDataPlan MakeBackwardData(const Geometry& g) {
 }
 
 BackwardWeightsPlan MakeBackwardWeights(const Geometry& g) {
+  // oneDNN's own layouts only where channels fill its 16-wide blocks: with fewer it picks plain NCHW, whose
+  // kernel gradient crashed in oneDNN 3.2 (stride 2 with dilation 2).
+  bool blocked = g.x[1] % 16 == 0 && g.y[1] % 16 == 0;
   dnnl::convolution_backward_weights::primitive_desc pd(
-      Engine(), dnnl::algorithm::convolution_direct, g.AnyDesc(g.x), g.AnyDesc(g.kernel), g.BiasDesc(),
-      g.AnyDesc(g.y), g.strides, g.dilations, g.padding_low, g.padding_high, g.Forward());
+      Engine(), dnnl::algorithm::convolution_direct, blocked ? g.AnyDesc(g.x) : g.XDesc(), g.AnyDesc(g.kernel),
+      g.BiasDesc(), blocked ? g.AnyDesc(g.y) : g.YDesc(), g.strides, g.dilations, g.padding_low, g.padding_high,
+      g.Forward());
   return {pd, dnnl::convolution_backward_weights(pd), Reorder(pd.diff_weights_desc(), g.UserKernelDesc()),
           Reorder(g.XDesc(), pd.src_desc()), Reorder(g.YDesc(), pd.diff_dst_desc())};
 }

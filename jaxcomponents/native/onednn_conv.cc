@@ -6,7 +6,7 @@
 //   jc_onednn_conv_backward_data(dy, kernel) -> dx
 //   jc_onednn_conv_backward_weights(x, dy) -> (dkernel, dbias)
 // Attributes: strides, dilations (1 = none), padding_low, padding_high, relu.
-// Primitives and reorders are created once per configuration and kept.
+// Primitives are created once per configuration and kept.
 
 #include <cstdint>
 #include <memory>
@@ -87,7 +87,7 @@ struct Geometry {
   memory::desc XDesc() const { return {x, memory::data_type::f32, ActivationTag(spatial)}; }
   memory::desc YDesc() const { return {y, memory::data_type::f32, ActivationTag(spatial)}; }
   memory::desc UserKernelDesc() const { return {kernel, memory::data_type::f32, KernelTag(spatial)}; }
-  memory::desc AnyDesc(const Dims& dims) const { return {dims, memory::data_type::f32, memory::format_tag::any}; }
+  memory::desc AnyKernelDesc() const { return {kernel, memory::data_type::f32, memory::format_tag::any}; }
   memory::desc BiasDesc() const { return {{kernel[0]}, memory::data_type::f32, memory::format_tag::a}; }
 
   dnnl::convolution_forward::primitive_desc Forward() const {
@@ -98,7 +98,7 @@ struct Geometry {
       attr.set_post_ops(ops);
     }
     return {Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, XDesc(),
-            AnyDesc(kernel), BiasDesc(), YDesc(), strides, dilations, padding_low, padding_high, attr};
+            AnyKernelDesc(), BiasDesc(), YDesc(), strides, dilations, padding_low, padding_high, attr};
   }
 };
 
@@ -122,11 +122,10 @@ struct BackwardDataPlan {
   std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
-// Here oneDNN may get activations in its blocked layouts too: its kernel gradient is twice as fast on them.
 struct BackwardWeightsPlan {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights primitive;
-  std::optional<dnnl::reorder> reorder_kernel, reorder_x, reorder_dy;
+  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
 template <typename Plan>
@@ -141,13 +140,13 @@ std::shared_ptr<Plan> Cached(const std::string& key, Plan (*make)(const Geometry
   return plan;
 }
 
-std::optional<dnnl::reorder> Reorder(const memory::desc& from, const memory::desc& to) {
+std::optional<dnnl::reorder> KernelReorder(const memory::desc& from, const memory::desc& to) {
   if (from == to) return std::nullopt;
   return dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
 }
 
-// An operand in the layout `wanted`: the user's memory itself, or a reordered copy.
-memory InLayout(memory user, const memory::desc& wanted, const std::optional<dnnl::reorder>& reorder,
+// The kernel in the layout `wanted`: the user's memory itself, or a reordered copy.
+memory KernelFor(memory user, const memory::desc& wanted, const std::optional<dnnl::reorder>& reorder,
                  dnnl::stream& stream) {
   if (!reorder) return user;
   memory copy(wanted, Engine());
@@ -157,26 +156,21 @@ memory InLayout(memory user, const memory::desc& wanted, const std::optional<dnn
 
 ForwardPlan MakeForward(const Geometry& g) {
   auto pd = g.Forward();
-  return {pd, dnnl::convolution_forward(pd), Reorder(g.UserKernelDesc(), pd.weights_desc())};
+  return {pd, dnnl::convolution_forward(pd), KernelReorder(g.UserKernelDesc(), pd.weights_desc())};
 }
 
 BackwardDataPlan MakeBackwardData(const Geometry& g) {
   dnnl::convolution_backward_data::primitive_desc pd(
-      Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.AnyDesc(g.kernel), g.YDesc(), g.strides,
+      Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.AnyKernelDesc(), g.YDesc(), g.strides,
       g.dilations, g.padding_low, g.padding_high, g.Forward());
-  return {pd, dnnl::convolution_backward_data(pd), Reorder(g.UserKernelDesc(), pd.weights_desc())};
+  return {pd, dnnl::convolution_backward_data(pd), KernelReorder(g.UserKernelDesc(), pd.weights_desc())};
 }
 
 BackwardWeightsPlan MakeBackwardWeights(const Geometry& g) {
-  // oneDNN's own layouts only where channels fill its 16-wide blocks: with fewer it picks plain NCHW, whose
-  // kernel gradient crashed in oneDNN 3.2 (stride 2 with dilation 2).
-  bool blocked = g.x[1] % 16 == 0 && g.y[1] % 16 == 0;
   dnnl::convolution_backward_weights::primitive_desc pd(
-      Engine(), dnnl::algorithm::convolution_direct, blocked ? g.AnyDesc(g.x) : g.XDesc(), g.AnyDesc(g.kernel),
-      g.BiasDesc(), blocked ? g.AnyDesc(g.y) : g.YDesc(), g.strides, g.dilations, g.padding_low, g.padding_high,
-      g.Forward());
-  return {pd, dnnl::convolution_backward_weights(pd), Reorder(pd.diff_weights_desc(), g.UserKernelDesc()),
-          Reorder(g.XDesc(), pd.src_desc()), Reorder(g.YDesc(), pd.diff_dst_desc())};
+      Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.AnyKernelDesc(), g.BiasDesc(), g.YDesc(),
+      g.strides, g.dilations, g.padding_low, g.padding_high, g.Forward());
+  return {pd, dnnl::convolution_backward_weights(pd), KernelReorder(pd.diff_weights_desc(), g.UserKernelDesc())};
 }
 
 memory Wrap(const memory::desc& desc, const void* data) {
@@ -204,7 +198,7 @@ ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel, ff
     Geometry g = MakeGeometry(x.dimensions(), kernel.dimensions(), y->dimensions(), strides, dilations,
                               padding_low, padding_high, relu);
     auto plan = Cached<ForwardPlan>(g.Key("forward"), MakeForward, g);
-    memory weights = InLayout(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
+    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
     plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
@@ -220,7 +214,7 @@ ffi::Error BackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kern
     Geometry g = MakeGeometry(dx->dimensions(), kernel.dimensions(), dy.dimensions(), strides, dilations,
                               padding_low, padding_high, false);
     auto plan = Cached<BackwardDataPlan>(g.Key("data"), MakeBackwardData, g);
-    memory weights = InLayout(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
+    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
     plan->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.typed_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
@@ -238,10 +232,8 @@ ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy
     auto plan = Cached<BackwardWeightsPlan>(g.Key("weights"), MakeBackwardWeights, g);
     memory user = Wrap(g.UserKernelDesc(), dkernel->typed_data());
     memory weights = plan->reorder_kernel ? memory(plan->pd.diff_weights_desc(), Engine()) : user;
-    memory xs = InLayout(Wrap(g.XDesc(), x.typed_data()), plan->pd.src_desc(), plan->reorder_x, stream);
-    memory dys = InLayout(Wrap(g.YDesc(), dy.typed_data()), plan->pd.diff_dst_desc(), plan->reorder_dy, stream);
-    plan->primitive.execute(stream, {{DNNL_ARG_SRC, xs},
-                                     {DNNL_ARG_DIFF_DST, dys},
+    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
+                                     {DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.typed_data())},
                                      {DNNL_ARG_DIFF_WEIGHTS, weights},
                                      {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->typed_data())}});
     if (plan->reorder_kernel) plan->reorder_kernel->execute(stream, weights, user);

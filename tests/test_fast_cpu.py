@@ -179,5 +179,6 @@ print(fast_cpu.MALLOC_STATUS.split()[0], (resource.getrusage(resource.RUSAGE_SEL
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     faults[out[0]] = int(out[1])
-  # About 50 MiB of the step's buffers come from fresh memory maps every time unless glibc keeps them.
-  assert faults["not"] > 5000 and faults["applied"] < 2000, faults
+  # About 50 MiB of the step's buffers come from fresh memory maps every time unless glibc keeps them; with the
+  # setting, runs here took 3 to 2,600 faults per step (threads and arenas vary), against 12,900 without.
+  assert faults["not"] > 5000 and faults["applied"] * 3 < faults["not"], faults

@@ -143,10 +143,15 @@ def _depthwise_taps(x, kernel, strides, pads, dilation):
   return total
 
 
+def _dilated_window(kernel_size, dilation) -> list[int]:
+  """The extent of each dilated kernel axis: `(k - 1) * d + 1`."""
+  return [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation)]
+
+
 def _kernel_taps(x, kernel_size, strides, pads, dilation):
   """`window_taps.taps` of `x` zero-padded by `pads` ("SAME", "VALID" or pairs), over its spatial axes."""
   if isinstance(pads, str):
-    window = [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation)]
+    window = _dilated_window(kernel_size, dilation)
     pads = lax.padtype_to_pads(x.shape[1:-1], window, strides, pads)
   padded = lax.pad(x, jnp.array(0, x.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)])
   for offset, tap in window_taps.taps(padded, (1, *kernel_size, 1), (1, *strides, 1), (1, *dilation, 1)):
@@ -182,7 +187,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   if pads is not None:
     onednn = functools.partial(_conv_onednn, strides=strides, pads=pads, dilation=dilation)
     return fast_cpu.on_cpu(onednn, plain, lhs, rhs)
-  window = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:rank], dilation)]
+  window = _dilated_window(rhs.shape[:rank], dilation)
   if any(n < w for n, w in zip(lhs.shape[1:-1], window)):
     patches = functools.partial(_conv_patches, strides=strides, pads=padding, dilation=dilation, precision=precision)
     return fast_cpu.on_cpu(patches, plain, lhs, rhs)
@@ -215,7 +220,7 @@ def _onednn_pads(x, kernel, strides, padding, dilation) -> tuple[tuple[int, int]
   """Explicit padding when oneDNN takes this channels-last, ungrouped convolution on the CPU, else None."""
   if not x.dtype == kernel.dtype == jnp.float32:
     return None
-  window = [(k - 1) * d + 1 for k, d in zip(kernel.shape[:-2], dilation)]
+  window = _dilated_window(kernel.shape[:-2], dilation)
   pads = lax.padtype_to_pads(x.shape[1:-1], window, strides, padding) if isinstance(padding, str) else padding
   pads = tuple(map(tuple, pads))
   positions = math.prod(onednn_conv.output_shape(x.shape, kernel.shape, strides, pads, dilation)[:-1])

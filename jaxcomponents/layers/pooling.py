@@ -90,6 +90,15 @@ def _max_pool_taps_bwd(window, strides, padding, residuals, g):
   """The first maximum of each window (row-major order, as XLA and TensorFlow choose) takes its gradient."""
   x, y = residuals
   padded, pads = _padded(x, window, strides, padding)
+  if strides == window:
+    grad = _first_max_blocks(padded, y, g, window)
+  else:
+    grad = _first_max_spread(padded, y, g, window, strides)
+  return (lax.slice(grad, [lo for lo, _ in pads], [lo + n for (lo, _), n in zip(pads, x.shape)]),)
+
+
+def _first_max_spread(padded, y, g, window, strides):
+  """Overlapping windows: each window offset's share of `g`, spread back by interior padding."""
   taken = jnp.zeros(y.shape, bool)
   grad = jnp.zeros(padded.shape, g.dtype)
   zero = jnp.array(0, g.dtype)
@@ -98,7 +107,27 @@ def _max_pool_taps_bwd(window, strides, padding, residuals, g):
     taken = taken | first
     spread = [(o, n - o - (m - 1) * s - 1, s - 1) for o, n, m, s in zip(offset, padded.shape, y.shape, strides)]
     grad = grad + lax.pad(jnp.where(first, g, zero), zero, spread)
-  return (lax.slice(grad, [lo for lo, _ in pads], [lo + n for (lo, _), n in zip(pads, x.shape)]),)
+  return grad
+
+
+def _first_max_blocks(padded, y, g, window):
+  """Windows that tile the input: each input compares its place in its window with the window's first maximum.
+
+  Split into (windows, place in window) axes, every input reads one pooled
+  value, so XLA:CPU makes one pass over the input, where the spread of
+  `_first_max_spread` evaluates every window offset for every input.
+  """
+  first = jnp.full(y.shape, math.prod(window), jnp.int32)  # the row-major place of each window's first maximum
+  for place, (_, tap) in reversed(list(enumerate(window_taps.taps(padded, window, window)))):
+    first = jnp.where(tap == y, place, first)
+  place_shape = [d for w in window for d in (1, w)]
+  place = sum(lax.broadcasted_iota(jnp.int32, place_shape, 2 * axis + 1) * math.prod(window[axis + 1:])
+              for axis in range(len(window)))
+  split = [d for m in y.shape for d in (m, 1)]
+  covered = [m * w for m, w in zip(y.shape, window)]
+  zero = jnp.array(0, g.dtype)
+  grad = jnp.where(place == first.reshape(split), g.reshape(split), zero).reshape(covered)
+  return lax.pad(grad, zero, [(0, n - c, 0) for n, c in zip(padded.shape, covered)])
 
 
 _max_pool_taps.defvjp(_max_pool_taps_fwd, _max_pool_taps_bwd)

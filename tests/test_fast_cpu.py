@@ -94,6 +94,23 @@ def test_max_pool_fast_path_equals_xla_with_ties(pool_size, strides, padding, sp
     np.testing.assert_allclose(fast_value, plain_value, rtol=1e-6, atol=0)
 
 
+def test_threefry_bits_are_the_same_without_the_loop(monkeypatch):
+  """Dropout masks and other random draws are bit for bit those of JAX's looped Threefry lowering."""
+  def draws(key):
+    key, dropout = jax.random.split(jax.random.fold_in(key, 7))
+    return (jax.random.bernoulli(dropout, 0.75, (4, 5, 3)), jax.random.uniform(key, (3, 33)),
+            jax.random.normal(key, (1000,)), jax.random.randint(key, (17,), 0, 10))
+
+  key = jax.random.key(0)
+  assert fast_cpu.THREEFRY_STATUS == "applied"
+  unrolled = _compiled(draws, key)
+  monkeypatch.setenv(fast_cpu.ENV, "0")
+  looped = _compiled(draws, key)
+  assert " while(" in looped.as_text() and " while(" not in unrolled.as_text()
+  for fast, plain in zip(unrolled(key), looped(key)):
+    np.testing.assert_array_equal(fast, plain)
+
+
 def test_onednn_is_built_here():
   """The test extra installs oneDNN on Linux x86-64, so the oneDNN tests below compare something there."""
   if sys.platform.startswith("linux") and platform.machine() == "x86_64":

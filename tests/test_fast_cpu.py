@@ -90,8 +90,24 @@ def test_max_pool_fast_path_equals_xla_with_ties(pool_size, strides, padding, sp
   monkeypatch.setenv(fast_cpu.ENV, "0")
   plain = _compiled(forward_and_gradient, x)
   assert "reduce-window" in plain.as_text() and "reduce-window" not in fast.as_text()
+  assert "jc_fusion_barrier" in fast.as_text(), "the pooled gradient should be computed once, into memory"
   for fast_value, plain_value in zip(fast(x), plain(x)):  # overlapping windows sum gradients in another order
     np.testing.assert_allclose(fast_value, plain_value, rtol=1e-6, atol=0)
+
+
+def test_materialized_is_the_identity_under_jit_grad_and_vmap():
+  x = jax.random.normal(jax.random.key(0), (4, 3))
+
+  def f(x):
+    return fast_cpu.on_cpu(lambda x: fast_cpu.materialized(jnp.sin(x)) ** 2, lambda x: jnp.sin(x) ** 2, x)
+
+  def plain(x):
+    return jnp.sin(x) ** 2
+
+  assert "jc_fusion_barrier" in jax.jit(f).lower(x).compile().as_text()
+  for transform in (jax.jit, jax.vmap, lambda g: jax.jit(jax.grad(lambda x: g(x).sum())),
+                    lambda g: jax.jit(jax.hessian(lambda x: g(x[0]).sum()))):
+    np.testing.assert_allclose(transform(f)(x), transform(plain)(x), rtol=1e-6)
 
 
 def test_threefry_bits_are_the_same_without_the_loop(monkeypatch):

@@ -100,6 +100,7 @@ def _max_pool_taps_bwd(window, strides, padding, residuals, g):
 def _first_max_spread(padded, y, g, window, strides):
   """Overlapping windows: each window offset's share of `g`, spread back by interior padding."""
   taken = jnp.zeros(y.shape, bool)
+  g = fast_cpu.materialized(g)  # else XLA recomputes it for every window offset
   grad = jnp.zeros(padded.shape, g.dtype)
   zero = jnp.array(0, g.dtype)
   for offset, tap in window_taps.taps(padded, window, strides):
@@ -126,6 +127,7 @@ def _first_max_blocks(padded, y, g, window):
   split = [d for m in y.shape for d in (m, 1)]
   covered = [m * w for m, w in zip(y.shape, window)]
   zero = jnp.array(0, g.dtype)
+  first, g = fast_cpu.materialized(first), fast_cpu.materialized(g)  # else XLA recomputes both for every input
   grad = jnp.where(place == first.reshape(split), g.reshape(split), zero).reshape(covered)
   return lax.pad(grad, zero, [(0, n - c, 0) for n, c in zip(padded.shape, covered)])
 

@@ -30,7 +30,8 @@ import warnings
 
 ENV = "JAXCOMPONENTS_ONEDNN"
 SOURCE = os.path.join(os.path.dirname(__file__), "onednn_conv.cc")
-TARGETS = ("jc_onednn_conv_forward", "jc_onednn_conv_backward_data", "jc_onednn_conv_backward_weights")
+TARGETS = ("jc_onednn_conv_forward", "jc_onednn_conv_backward_data", "jc_onednn_conv_backward_weights",
+           "jc_fusion_barrier")
 _HEADER = os.path.join("include", "oneapi", "dnnl", "dnnl.hpp")
 _LIBRARIES = ("libdnnl.so.3", "libdnnl.so")
 

@@ -12,7 +12,8 @@ import sys
 from importlib import metadata
 
 PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "optax", "keras", "numpy")
-ENV_KEYS = ("XLA_FLAGS", "JAX_PLATFORMS", "JAX_CPU_ENABLE_ASYNC_DISPATCH", "TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+ENV_KEYS = ("XLA_FLAGS", "JAX_PLATFORMS", "JAX_CPU_ENABLE_ASYNC_DISPATCH", "TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS",
+            "CUDA_VISIBLE_DEVICES")
 
 _PROBE = """
 import json, jax
@@ -131,6 +132,6 @@ def _settings() -> dict[str, str]:
   env = {key: user[key] for key in ENV_KEYS if user.get(key)}
   env.update({key: value for key, value in os.environ.items() if key.startswith("JAXCOMPONENTS_")})
   env["jaxcomponents CPU fast paths"] = (f"{'on' if fast_cpu.enabled() else 'off'}; XLA flags {fast_cpu.XLA_STATUS}; "
-                                         f"malloc {fast_cpu.MALLOC_STATUS}; synchronous dispatch {fast_cpu.DISPATCH_STATUS}; "
-                                         f"{native.load().reason}")
+                                         f"malloc {fast_cpu.MALLOC_STATUS}; synchronous dispatch "
+                                         f"{fast_cpu.DISPATCH_STATUS}; {native.load().reason}")
   return env

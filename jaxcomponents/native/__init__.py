@@ -1,5 +1,8 @@
 """oneDNN convolutions for XLA:CPU, compiled once per machine and called through the XLA FFI.
 
+The same library holds `jc_fusion_barrier`, the no-op call behind
+`fast_cpu.materialized`.
+
 `load()` finds oneDNN (the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
 wheels: `pip install "jaxcomponents[onednn]"`), compiles `onednn_conv.cc` with
 the C++ compiler (`$CXX`, else `c++`) into jaxcomponents' cache the first time

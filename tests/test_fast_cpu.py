@@ -215,7 +215,7 @@ print(native.load().reason.split(":")[0], float(y[0, 0, 0, 0]), y.shape, len(cau
 
 
 def test_malloc_keeps_pages_between_steps():
-  """A repeated training step no longer faults XLA's buffers in afresh once glibc keeps freed memory."""
+  """A repeated training step no longer faults its buffers in afresh: glibc keeps them, the calling thread allocates."""
   script = """
 import resource, jax, jax.numpy as jnp
 import flax.linen as nn

@@ -123,9 +123,7 @@ def _first_max_blocks(padded, y, g, window):
   first = jnp.full(y.shape, math.prod(window), jnp.int32)  # the row-major place of each window's first maximum
   for place, (_, tap) in reversed(list(enumerate(window_taps.taps(padded, window, window)))):
     first = jnp.where(tap == y, place, first)
-  place_shape = [d for w in window for d in (1, w)]
-  place = sum(lax.broadcasted_iota(jnp.int32, place_shape, 2 * axis + 1) * math.prod(window[axis + 1:])
-              for axis in range(len(window)))
+  place = jnp.arange(math.prod(window), dtype=jnp.int32).reshape([d for w in window for d in (1, w)])
   split = [d for m in y.shape for d in (m, 1)]
   covered = [m * w for m, w in zip(y.shape, window)]
   zero = jnp.array(0, g.dtype)

@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m jaxcomponents.cli build-native || echo "native library not built: jaxcomponents computes with XLA's operations"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,11 +26,12 @@ clean:
 
 # Benchmarks against Keras (benchmarks/README.md). bench-quick: every family at small sizes, under
 # 20 minutes on 2 CPU cores -> benchmarks/results/quick.{json,meta.json,md,png}; bench: full sizes ->
-# benchmarks/results/<device>.*. Extra options: make bench BENCH_ARGS="--tf-python /path/to/python".
+# benchmarks/results/<device>.*; bench-matrix: the configurations users set on the components, training,
+# jaxcomponents as imported and tuned beside both Keras backends -> benchmarks/results/matrix-quick.*. Extra options: make bench BENCH_ARGS="--tf-python /path/to/python".
 # keras-tf, the optional contender, runs in its own virtualenv: `make tf-venv` once (TensorFlow stays out of
 # the default install), then the bench commands find .venv-tf by themselves.
 BENCH_ARGS ?=
-.PHONY: bench bench-quick tf-venv
+.PHONY: bench bench-quick bench-matrix tf-venv
 
 tf-venv: .venv-tf/.installed
 
@@ -44,3 +46,7 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m jaxcomponents.cli bench --size full $(BENCH_ARGS)
+
+bench-matrix: $(STAMP)
+	$(PY) -m jaxcomponents.cli bench --matrix --size quick --modes train \
+	  --frameworks jaxcomponents,jaxcomponents-tuned,keras-jax,keras-tf $(BENCH_ARGS)

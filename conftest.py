@@ -9,5 +9,3 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # they save there (about a quarter of the suite). Numerics are IEEE either way (no fast math).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
-
-import jaxcomponents  # noqa: E402,F401  (first, so its CPU fast paths apply before JAX starts)

@@ -8,7 +8,8 @@ results are ready:
 - `jaxcomponents`: `TrainState.create` + `make_train_step` with the loss and
   optimizer by Keras name (`jaxcomponents.losses`, `jaxcomponents.optimizers`):
   the library's own jitted step; inference is `jax.jit(model.apply)` with
-  `train=False`.
+  `train=False`. `jaxcomponents-tuned` is the same after
+  `jaxcomponents.cpu.tune()` (the worker calls it first).
 - `flax`: the plain-Flax twin with a hand-written jitted Optax step, the way
   a Flax user writes it.
 - `keras-jax`: the first call goes through `train_on_batch` /
@@ -283,8 +284,8 @@ class KerasTFRunner:
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
-RUNNERS = {"jaxcomponents": JaxcomponentsRunner, "flax": FlaxRunner, "keras-jax": KerasJaxRunner,
-           "keras-tf": KerasTFRunner}
+RUNNERS = {"jaxcomponents": JaxcomponentsRunner, "jaxcomponents-tuned": JaxcomponentsRunner, "flax": FlaxRunner,
+           "keras-jax": KerasJaxRunner, "keras-tf": KerasTFRunner}
 
 
 def make_runner(family: Family, size: Size, framework: str, mode: str, dtype: str = "float32", seed: int = 0) -> Any:

@@ -25,9 +25,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-FRAMEWORKS = ("jaxcomponents", "keras-jax", "keras-tf", "flax")
+FRAMEWORKS = ("jaxcomponents", "jaxcomponents-tuned", "keras-jax", "keras-tf", "flax")
+# jaxcomponents as imported, and after `jaxcomponents.cpu.tune()` (the explicit process-wide call).
+JAXCOMPONENTS = ("jaxcomponents", "jaxcomponents-tuned")
 MODES = ("train", "infer")
 SIZES = ("tiny", "quick", "full")
+GROUPS = ("main", "matrix")
 TASKS = ("classify", "segment")
 
 
@@ -66,6 +69,9 @@ class Family:
     missing: why a contender with no builder is absent, shown in the report.
     requires: `"module:attribute"` the jaxcomponents builder needs; when this
       checkout cannot import it, that contender is skipped with the reason.
+    group: `main` (the families of `make bench`) or `matrix` (the configurations
+      users set on the components, `make bench-matrix`).
+    dtype: the data type this family always runs in (None: the run's `--dtype`).
   """
 
   name: str
@@ -78,17 +84,21 @@ class Family:
   task: str = "classify"
   missing: str | None = None
   requires: str | None = None
+  group: str = "main"
+  dtype: str | None = None
 
   def builder(self, framework: str) -> str | None:
     """The builder reference for a contender (`keras-jax` and `keras-tf` share the Keras twin)."""
     if framework in ("keras-jax", "keras-tf"):
       return self.keras
-    return {"jaxcomponents": self.jaxcomponents, "flax": self.flax}[framework]
+    if framework in JAXCOMPONENTS:
+      return self.jaxcomponents
+    return self.flax
 
   def skip_reason(self, framework: str) -> str | None:
     """Why `framework` has no contender in this family, or None when it has one."""
     if self.builder(framework) is not None:
-      if framework == "jaxcomponents" and self.requires and not _importable(self.requires):
+      if framework in JAXCOMPONENTS and self.requires and not _importable(self.requires):
         return f"{self.requires.replace(':', '.')} is not importable in this checkout"
       return None
     if framework == "flax":
@@ -113,6 +123,8 @@ def register(family: Family) -> Family:
     raise ValueError(f"family {family.name!r} is registered twice.")
   if family.task not in TASKS:
     raise ValueError(f"task={family.task!r} is not allowed; expected one of {TASKS}.")
+  if family.group not in GROUPS:
+    raise ValueError(f"group={family.group!r} is not allowed; expected one of {GROUPS}.")
   FAMILIES[family.name] = family
   return family
 
@@ -122,6 +134,11 @@ def get(name: str) -> Family:
   if name not in FAMILIES:
     raise ValueError(f"model={name!r} is not allowed; expected one of {', '.join(FAMILIES)}.")
   return FAMILIES[name]
+
+
+def names(group: str = "main") -> list[str]:
+  """The registered families of `group`, in registration order."""
+  return [name for name, family in FAMILIES.items() if family.group == group]
 
 
 def resolve(reference: str) -> Callable[[Size], Any]:
@@ -216,3 +233,52 @@ register(Family(
     {"tiny": Size(8, (12, 12, 1), 5), "quick": Size(128, (28, 28, 1), 5), "full": Size(128, (28, 28, 1), 5)},
     jaxcomponents="benchmarks.jc_models:mnist_cnn", keras="benchmarks.keras_twins:mnist_cnn",
     flax="benchmarks.flax_twins:mnist_cnn", optimizer="adadelta"))
+
+
+# The matrix: what users set on the components, each cell side by side with Keras (`make bench-matrix`).
+_CNN = {"cnn_seed": {}, "cnn_dropout_inside": {"dropout_inside": True}, "cnn_same": {"padding": "SAME"},
+        "cnn_batch_norm": {"batch_norm": True}, "cnn_avg_pool": {"pool": "avg"}, "cnn_strides2": {"strides": 2},
+        "cnn_dilation2": {"dilation": 2}}
+_CNN_BATCHES = {"cnn_batch32": 32, "cnn_batch512": 512}
+
+
+def _cnn_sizes(batch: int = 128, **options) -> dict[str, Size]:
+  return {"tiny": Size(4, (12, 12, 1), 5, options), "quick": Size(batch, (28, 28, 1), 5, options),
+          "full": Size(batch, (28, 28, 1), 5, options)}
+
+
+def _register_cnn(name: str, summary: str, sizes: dict[str, Size], dtype: str | None = None) -> None:
+  register(Family(name, f"seed CNN, {summary}; Adadelta", sizes, jaxcomponents="benchmarks.jc_models:mnist_cnn",
+                  keras="benchmarks.keras_twins:mnist_cnn", optimizer="adadelta", group="matrix", dtype=dtype))
+
+
+for _name, _options in _CNN.items():
+  _register_cnn(_name, ", ".join(f"{k}={v}" for k, v in _options.items()) or "as in the seed notes",
+                _cnn_sizes(**_options))
+for _name, _batch in _CNN_BATCHES.items():
+  _register_cnn(_name, f"batch {_batch}", _cnn_sizes(_batch))
+_register_cnn("cnn_bf16", "mixed bfloat16", _cnn_sizes(), dtype="mixed_bfloat16")
+
+_SPATIAL = {1: (256,), 2: (32, 32), 3: (12, 12, 12)}
+_BATCH = {1: 32, 2: 32, 3: 8}
+_KERAS_KINDS = {"conv": (1, 2, 3), "transpose": (1, 2, 3), "separable": (1, 2), "depthwise": (1, 2)}
+
+
+def _stack_sizes(kind: str, dims: int) -> dict[str, Size]:
+  filters = 16 if dims == 3 else 32
+  options = {"kind": kind, "dims": dims, "filters": filters}
+  return {"tiny": Size(2, (6,) * dims + (4,), 3, dict(options, filters=4)),
+          "quick": Size(_BATCH[dims], _SPATIAL[dims] + (16 if dims < 3 else 8,), 10, options),
+          "full": Size(4 * _BATCH[dims], _SPATIAL[dims] + (16 if dims < 3 else 8,), 10, options)}
+
+
+for _kind, _dims_list in _KERAS_KINDS.items():
+  for _dims in _dims_list:
+    register(Family(
+        f"{_kind}_{_dims}d", f"two {_kind} convolutions (3, relu, SAME{', stride 2' if _kind == 'transpose' else ''})"
+        f" over {_dims} axes -> global average pool -> Dense(classes, softmax); Adam", _stack_sizes(_kind, _dims),
+        jaxcomponents="benchmarks.jc_models:conv_stack_nd", keras="benchmarks.keras_twins:conv_stack_nd",
+        group="matrix"))
+register(Family("conv_2d_bf16", "conv_2d in mixed bfloat16; Adam", _stack_sizes("conv", 2),
+                jaxcomponents="benchmarks.jc_models:conv_stack_nd", keras="benchmarks.keras_twins:conv_stack_nd",
+                group="matrix", dtype="mixed_bfloat16"))

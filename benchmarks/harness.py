@@ -30,12 +30,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from benchmarks import families, machine
-from jaxcomponents import fast_cpu
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -83,7 +81,8 @@ class Settings:
 
   Attributes:
     size: `tiny`, `quick` or `full` (the family sizes and the timing method).
-    models: family names; None for all registered.
+    models: family names; None for every family of `group`.
+    group: `main` (the model families) or `matrix` (the configurations users set).
     frameworks: contenders to run where they exist.
     modes: `train` and/or `infer`.
     dtype: `float32` or `mixed_bfloat16` (bfloat16 compute, float32 variables).
@@ -99,6 +98,7 @@ class Settings:
 
   size: str = "quick"
   models: tuple[str, ...] | None = None
+  group: str = "main"
   frameworks: tuple[str, ...] = families.FRAMEWORKS
   modes: tuple[str, ...] = families.MODES
   dtype: str = "float32"
@@ -169,9 +169,8 @@ class Worker:
 
 
 def _worker_env(framework: str) -> dict[str, str]:
-  # Importing jaxcomponents added its CPU flags to XLA_FLAGS here; the jaxcomponents worker adds them itself
-  # when it imports the library, every other contender runs with the user's own.
-  env = fast_cpu.user_environment()
+  # Every contender starts from the user's environment; jaxcomponents-tuned's worker tunes its own process.
+  env = dict(os.environ)
   env["KERAS_BACKEND"] = "tensorflow" if framework == "keras-tf" else "jax"
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
   # Two contenders live side by side: neither may grab the whole accelerator.
@@ -211,7 +210,9 @@ class Harness:
       if mode not in families.MODES:
         raise ValueError(f"mode={mode!r} is not allowed; expected one of {families.MODES}.")
     self.settings = settings
-    self.names = list(settings.models or families.FAMILIES)
+    if settings.group not in families.GROUPS:
+      raise ValueError(f"group={settings.group!r} is not allowed; expected one of {families.GROUPS}.")
+    self.names = list(settings.models or families.names(settings.group))
     for name in self.names:
       families.get(name)
     self.rows: list[dict] = []
@@ -258,14 +259,15 @@ class Harness:
     if tf_version:
       versions["tensorflow"] = tf_version + ("" if tf_python == sys.executable else f" ({_shown(tf_python)})")
     meta = {
-        "size": s.size, "dtype": s.dtype, "device": self.device, "frameworks": list(s.frameworks),
+        "size": s.size, "group": s.group, "dtype": s.dtype, "device": self.device, "frameworks": list(s.frameworks),
         "modes": list(s.modes), "tensorflow_missing": tf_missing,
         "command": s.command or command_line(s),
         "machine": machine.describe(str(ROOT), device), "versions": versions,
         "method": dataclasses.asdict(s.method),
         "families": {name: {"summary": families.get(name).summary,
                             "size": families.get(name).sizes[s.size].describe(),
-                            "batch": families.get(name).sizes[s.size].batch} for name in self.names},
+                            "batch": families.get(name).sizes[s.size].batch,
+                            "dtype": families.get(name).dtype or s.dtype} for name in self.names},
         "details": self.details, "skipped": self.skipped, "failed": self.failed,
         "wall_s": round(time.perf_counter() - started, 1),
     }
@@ -286,7 +288,8 @@ class Harness:
     size = family.sizes[s.size]
     ready: dict[str, dict] = {}
     for framework in contenders:
-      spec = {"model": family.name, "framework": framework, "mode": mode, "size": s.size, "dtype": s.dtype,
+      spec = {"model": family.name, "framework": framework, "mode": mode, "size": s.size,
+              "dtype": family.dtype or s.dtype,
               "seed": s.seed, "warmup_steps": method.warmup_steps}
       python = self.tf_python if framework == "keras-tf" else sys.executable
       log_path = self.logs / f"{family.name}-{framework}-{mode}.log"
@@ -337,6 +340,8 @@ class Harness:
       detail.update({key: value for key, value in stats.items() if key != "items_per_s"})
       detail.update({"rounds": rounds, "setup_s": round(ready[framework]["setup_s"], 3),
                      "flops_per_step": final["flops"], "peak_device_mb": final["peak_device_mb"]})
+      if ready[framework].get("cpu"):
+        detail["jaxcomponents_cpu"] = ready[framework]["cpu"]
       self.details.append(detail)
       summary.append(f"{framework} {stats['items_per_s']:,.1f}/s (±{100 * stats['spread'] / 2:.0f}%, "
                      f"compile {row['compile_s']:.1f} s)")
@@ -362,6 +367,8 @@ def _shown(python: str) -> str:
 def command_line(settings: Settings) -> str:
   """The `jaxcomponents bench` command that reproduces `settings`."""
   parts = ["jaxcomponents", "bench", "--size", settings.size]
+  if settings.group != "main":
+    parts.append(f"--{settings.group}")
   if settings.models:
     parts += ["--models", ",".join(settings.models)]
   if tuple(settings.frameworks) != families.FRAMEWORKS:
@@ -376,10 +383,12 @@ def command_line(settings: Settings) -> str:
 
 
 def default_out(settings: Settings, device: str) -> pathlib.Path:
-  """`results/quick.json` (`tiny.json`) for the small presets, `results/<device>.json` for the full run."""
+  """`results/quick.json` (`tiny.json`) for the small presets, `results/<device>.json` for the full run;
+  the matrix adds `matrix-` in front."""
   if settings.out:
     return pathlib.Path(settings.out)
-  return RESULTS / (f"{device}.json" if settings.size == "full" else f"{settings.size}.json")
+  prefix = "" if settings.group == "main" else f"{settings.group}-"
+  return RESULTS / (prefix + (f"{device}.json" if settings.size == "full" else f"{settings.size}.json"))
 
 
 def write(result: dict, out: pathlib.Path, report: bool = True) -> list[pathlib.Path]:
@@ -417,7 +426,11 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--size", choices=families.SIZES, default="quick",
                  help="family sizes and timing method (default: quick)")
   p.add_argument("--models", type=_csv, default=None,
-                 help=f"comma-separated families (default: all): {', '.join(families.FAMILIES)}")
+                 help="comma-separated families (default: every family of the group): "
+                      f"{', '.join(families.FAMILIES)}")
+  p.add_argument("--matrix", action="store_const", const="matrix", dest="group", default="main",
+                 help="the matrix of configurations users set on the components (dropout, batch norm, pooling, "
+                      "strides, padding, dilation, every convolution kind in 1-3 D, bfloat16, batch sizes)")
   p.add_argument("--frameworks", type=_csv, default=families.FRAMEWORKS,
                  help=f"comma-separated contenders (default: {','.join(families.FRAMEWORKS)})")
   p.add_argument("--modes", type=_csv, default=families.MODES, help="train,infer (default: both)")
@@ -448,8 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in report_lib.write_report(rows, meta, rows_path.with_suffix(".md"), rows_path.with_suffix(".png")):
       print(path)
     return 0
-  settings = Settings(size=args.size, models=args.models, frameworks=args.frameworks, modes=args.modes,
-                      dtype=args.dtype, out=args.out, tf_python=args.tf_python, flops=args.flops,
+  settings = Settings(size=args.size, models=args.models, group=args.group, frameworks=args.frameworks,
+                      modes=args.modes, dtype=args.dtype, out=args.out, tf_python=args.tf_python, flops=args.flops,
                       report=args.report, timeout_s=args.timeout, seed=args.seed,
                       command=" ".join(["jaxcomponents", "bench", *(argv if argv is not None else sys.argv[1:])]))
   try:

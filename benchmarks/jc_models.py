@@ -37,11 +37,12 @@ class DenseStack(nn.Module):
 
 
 class ConvStack(nn.Module):
-  """Two `Convolution(kind, 3x3, relu)` components, global average pooling, `Dense(classes, softmax)`."""
+  """Two `Convolution(kind, 3, relu)` components over `dims` axes, global average pooling, `Dense(classes, softmax)`."""
 
   kind: str
   filters: int
   classes: int
+  dims: int = 2
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -49,21 +50,36 @@ class ConvStack(nn.Module):
     features = None if self.kind == "depthwise" else self.filters
     strides = 2 if self.kind == "transpose" else 1
     for _ in range(2):
-      x = Convolution(features, 3, strides=strides, kind=self.kind, activation="relu")(x, train)
-    return Dense(self.classes, activation="softmax")(jnp.mean(x, axis=(1, 2)), train)
+      x = Convolution(features, 3, strides=strides, kind=self.kind, dims=self.dims, activation="relu")(x, train)
+    return Dense(self.classes, activation="softmax")(jnp.mean(x, axis=tuple(range(1, 1 + self.dims))), train)
 
 
 class SeedCNN(nn.Module):
-  """The seed notes' MNIST CNN from `Convolution` and `Dense` components."""
+  """The seed notes' MNIST CNN from `Convolution`, `Dropout` and `Dense` components, with the options users set.
+
+  The defaults are the seed's arrangement (VALID, max pooling, dropout after
+  the pooled component); `dropout_inside` gives the second component the
+  dropout instead (ReLU -> dropout -> pool, the component's order), `strides`
+  replaces its pooling by strided convolution.
+  """
 
   classes: int
+  padding: str = "VALID"
+  batch_norm: bool = False
+  pool: str = "max"
+  strides: int = 1
+  dilation: int = 1
+  dropout_inside: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    from jaxcomponents.layers import Convolution, Dense
-    x = Convolution(32, 3, padding="VALID", activation="relu")(x, train)
-    x = Convolution(32, 3, padding="VALID", activation="relu", pool="max")(x, train)
-    x = nn.Dropout(0.25, deterministic=not train)(x)
+    from jaxcomponents.layers import Convolution, Dense, Dropout
+    options = dict(padding=self.padding, activation="relu", batch_norm=self.batch_norm, dilation=self.dilation)
+    x = Convolution(32, 3, **options)(x, train)
+    x = Convolution(32, 3, strides=self.strides, pool=None if self.strides > 1 else self.pool,
+                    dropout=0.25 if self.dropout_inside else 0.0, **options)(x, train)
+    if not self.dropout_inside:
+      x = Dropout(0.25)(x, train)
     x = Dense(128, activation="relu", dropout=0.5)(x.reshape((x.shape[0], -1)), train)
     return Dense(self.classes, activation="softmax")(x, train)
 
@@ -103,7 +119,12 @@ def depthwise_conv_stack(size):
 
 
 def mnist_cnn(size):
-  return SeedCNN(size.classes)
+  return SeedCNN(size.classes, **size.options)
+
+
+def conv_stack_nd(size):
+  """The matrix's convolution stacks: `kind` and `dims` from the size's options."""
+  return ConvStack(size.options["kind"], size.options["filters"], size.classes, size.options["dims"])
 
 
 def lstm(size):

@@ -98,15 +98,49 @@ def mobilenet_v2(size):
 
 
 def mnist_cnn(size):
+  """The seed's CNN; the options are `benchmarks.jc_models.SeedCNN`'s, in the same order of layers."""
   keras = _keras()
   layers = keras.layers
-  return keras.Sequential([
-      keras.Input(size.input_shape),
-      layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(32, 3, activation="relu"),
-      layers.MaxPooling2D(2), layers.Dropout(0.25), layers.Flatten(),
-      layers.Dense(128, activation="relu"), layers.Dropout(0.5),
-      layers.Dense(size.classes, activation="softmax"),
-  ])
+  o = dict(padding="valid", batch_norm=False, pool="max", strides=1, dilation=1, dropout_inside=False)
+  o.update(size.options)
+  pool = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}[o["pool"]]
+
+  def conv(strides=1):
+    options = dict(strides=strides, padding=o["padding"].lower(), dilation_rate=o["dilation"])
+    if not o["batch_norm"]:
+      return [layers.Conv2D(32, 3, activation="relu", **options)]
+    return [layers.Conv2D(32, 3, **options), layers.BatchNormalization(), layers.Activation("relu")]
+
+  model = [keras.Input(size.input_shape), *conv(), *conv(o["strides"])]
+  if o["dropout_inside"]:
+    model.append(layers.Dropout(0.25))
+  if o["strides"] == 1:
+    model.append(pool(2))
+  if not o["dropout_inside"]:
+    model.append(layers.Dropout(0.25))
+  model += [layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+            layers.Dense(size.classes, activation="softmax")]
+  return keras.Sequential(model)
+
+
+def conv_stack_nd(size):
+  """The matrix's convolution stacks: Keras's layer of `kind` over `dims` axes, twice, then the head."""
+  keras, o = _keras(), size.options
+  layers = keras.layers
+  filters, dims = o["filters"], o["dims"]
+
+  def layer():
+    if o["kind"] == "conv":
+      return getattr(layers, f"Conv{dims}D")(filters, 3, padding="same", activation="relu")
+    if o["kind"] == "transpose":
+      return getattr(layers, f"Conv{dims}DTranspose")(filters, 3, strides=2, padding="same", activation="relu")
+    if o["kind"] == "separable":
+      return getattr(layers, f"SeparableConv{dims}D")(filters, 3, padding="same", activation="relu")
+    return getattr(layers, f"DepthwiseConv{dims}D")(3, padding="same", activation="relu")
+
+  pooling = getattr(layers, f"GlobalAveragePooling{dims}D")
+  return keras.Sequential([keras.Input(size.input_shape), layer(), layer(), pooling(),
+                           layers.Dense(size.classes, activation="softmax")])
 
 
 def _unet(size, attention):

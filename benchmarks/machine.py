@@ -126,12 +126,10 @@ def describe(root: str, device: dict) -> dict:
 
 
 def _settings() -> dict[str, str]:
-  """The user's settings that change speed, and what jaxcomponents' CPU fast paths did with them."""
-  from jaxcomponents import fast_cpu, native  # pylint: disable=import-outside-toplevel
-  user = fast_cpu.user_environment()
-  env = {key: user[key] for key in ENV_KEYS if user.get(key)}
+  """The user's settings that change speed, and jaxcomponents' native library (each worker records its tuning)."""
+  from jaxcomponents.ops import native, platform  # pylint: disable=import-outside-toplevel
+  env = {key: os.environ[key] for key in ENV_KEYS if os.environ.get(key)}
   env.update({key: value for key, value in os.environ.items() if key.startswith("JAXCOMPONENTS_")})
-  env["jaxcomponents CPU fast paths"] = (f"{'on' if fast_cpu.enabled() else 'off'}; XLA flags {fast_cpu.XLA_STATUS}; "
-                                         f"malloc {fast_cpu.MALLOC_STATUS}; synchronous dispatch "
-                                         f"{fast_cpu.DISPATCH_STATUS}; {native.load().reason}")
+  env["jaxcomponents CPU formulations"] = "on" if platform.enabled() else f"off ({platform.ENV})"
+  env["jaxcomponents native library"] = native.load().reason
   return env

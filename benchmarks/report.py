@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Sequence
 
-from benchmarks.families import FRAMEWORKS, MODES
+from benchmarks.families import FRAMEWORKS, JAXCOMPONENTS, MODES
 
 # Dense peak TFLOP/s by accelerator and compute type, for model FLOPs utilisation.
 # float32 matmuls and convolutions run as TF32 under XLA's default precision on these GPUs.
@@ -24,7 +24,10 @@ PEAK_TFLOPS = (
     ("a100", {"bfloat16": 312.0, "float32": 156.0}),
 )
 RESNET50_A100_IMG_S = 2470.0  # NVIDIA's published PyTorch ResNet-50 training, A100, mixed precision, per GPU
-COLORS = {"jaxcomponents": "#1f77b4", "keras-jax": "#ff7f0e", "keras-tf": "#2ca02c", "flax": "#9467bd"}
+COLORS = {"jaxcomponents": "#1f77b4", "jaxcomponents-tuned": "#17becf", "keras-jax": "#ff7f0e", "keras-tf": "#2ca02c",
+          "flax": "#9467bd"}
+SHORT = {"jaxcomponents": "jc", "jaxcomponents-tuned": "jc tuned"}
+KERAS = ("keras-jax", "keras-tf")
 
 
 def peak_tflops(device: str, dtype: str) -> float | None:
@@ -63,6 +66,17 @@ def _pairs(rows: Sequence[dict], meta: dict) -> list[tuple[str, str]]:
   order = list(meta.get("families", {})) or sorted({r["model"] for r in rows})
   present = {(r["model"], r["mode"]) for r in rows}
   return [(model, mode) for model in order for mode in MODES if (model, mode) in present]
+
+
+def _frameworks(rows: Sequence[dict], meta: dict) -> list[str]:
+  """The contenders of this run, in `FRAMEWORKS` order: those requested, else those with rows."""
+  requested = set(meta.get("frameworks") or {r["framework"] for r in rows})
+  return [fw for fw in FRAMEWORKS if fw in requested]
+
+
+def _ratio_columns(frameworks: Sequence[str]) -> list[tuple[str, str]]:
+  """(jaxcomponents contender, Keras contender) pairs compared in the ratio columns."""
+  return [(jc, keras) for jc in JAXCOMPONENTS if jc in frameworks for keras in KERAS if keras in frameworks]
 
 
 def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
@@ -125,37 +139,44 @@ def markdown(rows: Sequence[dict], meta: dict, chart_name: str | None) -> str:
   lines += ["", "## Throughput and ratios", "",
             "Items per second (images or sequences), the median over the timed steps, ± half the interquartile "
             "range. Ratios are jaxcomponents / the other contender: above 1 means jaxcomponents is faster.", ""]
-  header = ["model", "mode", "batch", *FRAMEWORKS, "jc / keras-jax", "jc / keras-tf"]
-  body, losses, compared = [], [], 0
+  frameworks = _frameworks(rows, meta)
+  ratios = _ratio_columns(frameworks)
+  header = ["model", "mode", "batch", *frameworks, *(f"{SHORT[jc]} / {keras}" for jc, keras in ratios)]
+  body = []
+  slower = {pair: [] for pair in ratios}
+  compared = {pair: 0 for pair in ratios}
   for model, mode in pairs:
-    entries = {fw: keyed.get((model, mode, fw)) for fw in FRAMEWORKS}
+    entries = {fw: keyed.get((model, mode, fw)) for fw in frameworks}
     batch = next(e["batch"] for e in entries.values() if e)
-    jc = entries["jaxcomponents"]
     ips = {fw: (e["items_per_s"] if e else None) for fw, e in entries.items()}
-    if jc and entries["keras-jax"]:
-      compared += 1
-      if ips["jaxcomponents"] < ips["keras-jax"]:
-        losses.append(f"{model} {mode}")
-    body.append([model, mode, str(batch), *(_throughput_cell(entries[fw]) for fw in FRAMEWORKS),
-                 ratio_text(ips["jaxcomponents"], ips["keras-jax"]), ratio_text(ips["jaxcomponents"], ips["keras-tf"])])
+    for pair in ratios:
+      if ips[pair[0]] and ips[pair[1]]:
+        compared[pair] += 1
+        if ips[pair[0]] < ips[pair[1]]:
+          slower[pair].append(f"{model} {mode}")
+    body.append([model, mode, str(batch), *(_throughput_cell(entries[fw]) for fw in frameworks),
+                 *(ratio_text(ips[jc], ips[keras]) for jc, keras in ratios)])
   lines += _table(header, body)
-  lines += ["", f"jaxcomponents vs keras-jax: compared on {compared} (model, mode) pairs; slower on "
-            f"{len(losses)}{': ' + ', '.join(losses) if losses else ''}."]
+  lines.append("")
+  for (jc, keras), cells in slower.items():
+    lines.append(f"- {jc} vs {keras}: compared on {compared[(jc, keras)]} (model, mode) pairs; slower on "
+                 f"{len(cells)}{': ' + ', '.join(cells) if cells else ''}.")
   if chart_name:
-    lines += ["", f"![items per second, log scale]({chart_name})"]
+    lines += ["", f"![throughput relative to {_reference(rows)}]({chart_name})"]
 
   lines += ["", "## Compile time and memory", "",
             "Compile: wall time of the first call (trace, compile, first run), apart from the steady state. "
             "Peak RSS: the contender's whole worker process (framework imports included), in MiB.", ""]
   body = []
   for model, mode in pairs:
-    entries = [keyed.get((model, mode, fw)) for fw in FRAMEWORKS]
+    entries = [keyed.get((model, mode, fw)) for fw in frameworks]
     body.append([model, mode, *(f"{e['compile_s']:.1f}" if e else "—" for e in entries),
                  *(f"{e['peak_rss_mb']:,.0f}" if e else "—" for e in entries)])
-  lines += _table(["model", "mode", *(f"compile s {fw}" for fw in FRAMEWORKS),
-                   *(f"RSS {fw}" for fw in FRAMEWORKS)], body)
+  lines += _table(["model", "mode", *(f"compile s {fw}" for fw in frameworks),
+                   *(f"RSS {fw}" for fw in frameworks)], body)
 
-  lines += _accelerator_section(keyed, pairs, meta)
+  lines += _tuning_section(meta)
+  lines += _accelerator_section(keyed, pairs, meta, frameworks)
 
   lines += ["", "## Families", ""]
   lines += _table(["model", "architecture", "size"],
@@ -182,7 +203,24 @@ def markdown(rows: Sequence[dict], meta: dict, chart_name: str | None) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _accelerator_section(keyed: dict, pairs: list, meta: dict) -> list[str]:
+def _tuning_section(meta: dict) -> list[str]:
+  """What each jaxcomponents contender had in effect (`jaxcomponents.cpu.status()` in its worker)."""
+  seen = {}
+  for d in meta.get("details", []):
+    if d.get("jaxcomponents_cpu"):
+      seen.setdefault(d["framework"], d["jaxcomponents_cpu"])
+  if not seen:
+    return []
+  lines = ["", "## jaxcomponents' CPU settings", "",
+           "`jaxcomponents` is the library as imported; `jaxcomponents-tuned` called `jaxcomponents.cpu.tune()` "
+           "first, which changes the whole process (README, Benchmarks).", ""]
+  body = [[fw, status["fast_paths"], status["native"],
+           ", ".join(f"{k} {v}" for k, v in status["tuned"].items()) if isinstance(status["tuned"], dict)
+           else status["tuned"]] for fw, status in seen.items()]
+  return lines + _table(["contender", "CPU formulations", "native library", "tune()"], body)
+
+
+def _accelerator_section(keyed: dict, pairs: list, meta: dict, frameworks: Sequence[str]) -> list[str]:
   device, dtype = meta["device"], meta["dtype"]
   if not any(keyed[k].get("flops_per_step") for k in keyed):
     if device == "cpu":
@@ -200,7 +238,7 @@ def _accelerator_section(keyed: dict, pairs: list, meta: dict) -> list[str]:
   body = []
   for model, mode in pairs:
     flops = None
-    for fw in ("jaxcomponents", "keras-jax", "flax"):
+    for fw in (*JAXCOMPONENTS, "keras-jax", "flax"):
       entry = keyed.get((model, mode, fw))
       if entry and entry.get("flops_per_step"):
         flops = entry["flops_per_step"]
@@ -208,7 +246,7 @@ def _accelerator_section(keyed: dict, pairs: list, meta: dict) -> list[str]:
     if not flops:
       continue
     cells = []
-    for fw in FRAMEWORKS:
+    for fw in frameworks:
       entry = keyed.get((model, mode, fw))
       if not entry:
         cells.append("—")
@@ -216,7 +254,7 @@ def _accelerator_section(keyed: dict, pairs: list, meta: dict) -> list[str]:
       tflops = flops * entry["items_per_s"] / entry["batch"] / 1e12
       cells.append(f"{tflops:.3g}" + (f" ({100 * tflops / peak:.1f}%)" if peak else ""))
     body.append([model, mode, f"{flops / 1e9:.3g}", *cells])
-  lines += _table(["model", "mode", "GFLOP/step", *(f"TFLOP/s (MFU) {fw}" for fw in FRAMEWORKS)], body)
+  lines += _table(["model", "mode", "GFLOP/step", *(f"TFLOP/s (MFU) {fw}" for fw in frameworks)], body)
   resnet = keyed.get(("resnet50", "train", "jaxcomponents"))
   if resnet:
     lines += ["", f"Anchor: NVIDIA's published ResNet-50 training, A100, mixed precision, PyTorch: about "
@@ -225,41 +263,46 @@ def _accelerator_section(keyed: dict, pairs: list, meta: dict) -> list[str]:
   return lines
 
 
+def _reference(rows: Sequence[dict]) -> str:
+  """The contender the chart divides by: Keras on TensorFlow where it ran, else Keras on JAX."""
+  present = {r["framework"] for r in rows}
+  return next((fw for fw in ("keras-tf", "keras-jax") if fw in present), "jaxcomponents")
+
+
 def chart(rows: Sequence[dict], meta: dict, path: pathlib.Path) -> pathlib.Path:
-  """A horizontal bar chart of items/s per model and contender, one panel per mode, log scale."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  import matplotlib.ticker
+  """Each contender's throughput divided by the reference's (`_reference`), per model, one panel per mode.
+
+  A linear scale with a line at 1: 1.1x and 2x read as such, where a log scale
+  of items/s hid them.
+  """
+  from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend is left alone
 
   keyed = _index(rows, meta.get("details", []))
+  reference = _reference(rows)
   modes = [mode for mode in MODES if any(r["mode"] == mode for r in rows)] or list(MODES)
   models = [m for m in (list(meta.get("families", {})) or sorted({r["model"] for r in rows}))
             if any(r["model"] == m for r in rows)]
-  frameworks = [fw for fw in FRAMEWORKS if any(r["framework"] == fw for r in rows)]
+  frameworks = [fw for fw in _frameworks(rows, meta) if fw != reference and any(r["framework"] == fw for r in rows)]
   height = 0.8 / max(len(frameworks), 1)
-  fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 0.55 * max(len(models), 1) * 1.6 + 1.5),
-                           squeeze=False, sharey=True)
+  fig = Figure(figsize=(5.5 * len(modes), 0.32 * max(len(models), 1) * max(len(frameworks), 1) + 1.6))
+  axes = fig.subplots(1, len(modes), squeeze=False, sharey=True)
   for ax, mode in zip(axes[0], modes):
     for j, fw in enumerate(frameworks):
-      ys, values, low, high = [], [], [], []
+      ys, values = [], []
       for i, model in enumerate(models):
-        entry = keyed.get((model, mode, fw))
-        if not entry:
-          continue
-        ys.append(i + (j - (len(frameworks) - 1) / 2) * height)
-        values.append(entry["items_per_s"])
-        low.append(max(entry["items_per_s"] - entry.get("items_per_s_p25", entry["items_per_s"]), 0.0))
-        high.append(max(entry.get("items_per_s_p75", entry["items_per_s"]) - entry["items_per_s"], 0.0))
+        entry, base = keyed.get((model, mode, fw)), keyed.get((model, mode, reference))
+        if entry and base:
+          ys.append(i + (j - (len(frameworks) - 1) / 2) * height)
+          values.append(entry["items_per_s"] / base["items_per_s"])
       if values:
-        ax.barh(ys, values, height=height, color=COLORS.get(fw), label=fw, xerr=[low, high], capsize=2)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_title(f"{mode}: items/s (log scale)")
+        ax.barh(ys, values, height=height, color=COLORS.get(fw), label=fw)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_title(f"{mode}: throughput / {reference}")
+    ax.set_xlabel(f"x {reference} (higher is faster)")
     ax.set_yticks(range(len(models)))
     ax.set_yticklabels(models)
     ax.invert_yaxis()
-    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.grid(axis="x", alpha=0.3)
   handles, labels = axes[0][0].get_legend_handles_labels()
   for ax in axes[0][1:]:
     for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -267,10 +310,10 @@ def chart(rows: Sequence[dict], meta: dict, path: pathlib.Path) -> pathlib.Path:
         handles.append(handle)
         labels.append(label)
   fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
-  fig.suptitle(f"jaxcomponents bench, {meta['size']}, {meta['device']}, {meta['machine']['date']}")
-  fig.tight_layout(rect=(0, 0.05, 1, 1))
+  fig.suptitle(f"jaxcomponents bench, {meta['size']}{' matrix' if meta.get('group') == 'matrix' else ''}, "
+               f"{meta['device']}, {meta['machine']['date']}")
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return path
 
 

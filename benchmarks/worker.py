@@ -12,6 +12,10 @@ the frameworks print is sent to stderr instead):
   and, when asked, the step's FLOPs from the compiled cost analysis, then exits.
 
 Spec keys: model, framework, mode, size, dtype, seed, warmup_steps.
+
+The `jaxcomponents-tuned` contender calls `jaxcomponents.cpu.tune()` first,
+before anything starts JAX, as a script would; both jaxcomponents contenders
+answer `ready` with `jaxcomponents.cpu.status()`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ def main(argv: list[str]) -> int:
     channel.flush()
 
   try:
+    cpu_status = None
+    if spec["framework"].startswith("jaxcomponents"):
+      import jaxcomponents.cpu
+      if spec["framework"] == "jaxcomponents-tuned":
+        jaxcomponents.cpu.tune()
     from benchmarks import families
     from benchmarks.contenders import make_runner
 
@@ -53,7 +62,9 @@ def main(argv: list[str]) -> int:
     compile_s = time.perf_counter() - start
     for _ in range(spec.get("warmup_steps", 2)):
       runner.step()
-    send({"ready": True, "setup_s": setup_s, "compile_s": compile_s, "device": runner.device})
+    if spec["framework"].startswith("jaxcomponents"):
+      cpu_status = jaxcomponents.cpu.status()
+    send({"ready": True, "setup_s": setup_s, "compile_s": compile_s, "device": runner.device, "cpu": cpu_status})
   except Exception as error:  # pylint: disable=broad-except
     traceback.print_exc()
     send({"error": f"{type(error).__name__}: {error}"})

@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import image_transfer  # noqa: E402
+from common import run_script  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -33,4 +34,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

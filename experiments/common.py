@@ -13,6 +13,19 @@ from typing import Any
 import numpy as np
 
 
+def run_script(main) -> None:
+  """The entry point of an experiment script: `jaxcomponents.cpu.tune()` first, then `main()`.
+
+  `tune()` changes the whole process (an XLA flag, glibc's malloc, JAX's CPU
+  dispatch), the Keras twins' runs in it included; `metrics.json` records what
+  it applied. `main(argv)` called from Python (the tests) leaves the process alone.
+  """
+  import jaxcomponents.cpu
+
+  jaxcomponents.cpu.tune()
+  main()
+
+
 def parse_config(config_cls, argv=None, description: str | None = None):
   """Builds a `--flag` per config field (types from the defaults) and returns the config."""
   parser = argparse.ArgumentParser(description=description)
@@ -50,9 +63,14 @@ def run_dir(config) -> str:
 
 
 def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[float]] | None = None) -> None:
-  """`metrics.json` and, with a history, `history.csv` (one row per epoch) and `learning_curves.png`."""
+  """`metrics.json` and, with a history, `history.csv` (one row per epoch) and `learning_curves.png`.
+
+  `metrics.json` also records `jaxcomponents.cpu.status()`: the CPU formulations, the native library, tuning.
+  """
+  import jaxcomponents.cpu
+
   with open(os.path.join(path, "metrics.json"), "w") as f:
-    json.dump(metrics, f, indent=2)
+    json.dump({**metrics, "jaxcomponents_cpu": jaxcomponents.cpu.status()}, f, indent=2)
   if history:
     keys = list(history)
     with open(os.path.join(path, "history.csv"), "w", newline="") as f:
@@ -70,15 +88,13 @@ def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[fl
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: str, title: str) -> None:
   """Saves a confusion-matrix PNG."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure
 
   n = len(labels)
   matrix = np.zeros((n, n), int)
   np.add.at(matrix, (y_true, y_pred), 1)
-  fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+  fig = Figure(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+  ax = fig.subplots()
   ax.imshow(matrix, cmap="Blues")
   for i in range(n):
     for j in range(n):
@@ -91,7 +107,6 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], pa
   ax.set_title(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

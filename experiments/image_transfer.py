@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, parse_config, plot_confusion, print_table, run_dir, write_results  # noqa: E402
+from common import Timer, parse_config, plot_confusion, print_table, run_dir, run_script, write_results  # noqa: E402
 
 BACKBONES = {"vgg16": ("VGG16", "caffe"), "resnet50": ("ResNet50", "caffe"),
              "inception_v3": ("InceptionV3", "tf"), "mobilenet_v2": ("MobileNetV2", "tf")}
@@ -155,4 +155,4 @@ def main(argv=None, config_cls=Config, experiment: str = "image_transfer") -> di
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

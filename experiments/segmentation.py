@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, parse_config, print_table, run_dir, write_results  # noqa: E402
+from common import Timer, parse_config, print_table, run_dir, run_script, write_results  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -145,13 +145,11 @@ def mean_iou(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 3) -> float:
 
 
 def save_overlays(images, truth, preds, path, n=4):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure
 
   n = min(n, len(images))
-  fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
+  fig = Figure(figsize=(6, 2 * n))
+  axes = fig.subplots(n, 3, squeeze=False)
   for i in range(n):
     for ax, picture, title in zip(axes[i], (images[i], truth[i], preds[i]), ("image", "truth", "prediction")):
       ax.imshow(picture, vmin=0, vmax=2 if picture.ndim == 2 else None)
@@ -159,7 +157,6 @@ def save_overlays(images, truth, preds, path, n=4):
       ax.axis("off")
   fig.tight_layout()
   fig.savefig(path, dpi=80)
-  plt.close(fig)
 
 
 def main(argv=None) -> dict:
@@ -182,4 +179,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

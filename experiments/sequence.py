@@ -17,10 +17,9 @@ import dataclasses
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, load_digit_images, parse_config, print_table, run_dir, write_results  # noqa: E402
+from common import Timer, load_digit_images, parse_config, print_table, run_dir, run_script, write_results  # noqa: E402
 
 CELLS = ("lstm", "gru", "rnn")
 
@@ -112,4 +111,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

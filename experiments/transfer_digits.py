@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, load_digit_images, parse_config, plot_confusion, print_table, run_dir, write_results  # noqa: E402,E501
+from common import Timer, load_digit_images, parse_config, plot_confusion, print_table, run_dir, run_script, write_results  # noqa: E402,E501
 
 
 @dataclasses.dataclass
@@ -56,7 +56,7 @@ def run_jax(config: Config, data):
 
   from jaxcomponents import optimizers
   from jaxcomponents.data import ArrayDataset
-  from jaxcomponents.layers import Convolution, Dense
+  from jaxcomponents.layers import Convolution, Dense, Dropout
   from jaxcomponents.training import TrainState, fit, freeze, make_eval_step, make_train_step
 
   class SeedCNN(nn.Module):
@@ -66,7 +66,7 @@ def run_jax(config: Config, data):
     def __call__(self, x, train=False):
       x = Convolution(config.filters, 3, padding="VALID", activation="relu")(x, train)
       x = Convolution(config.filters, 3, padding="VALID", activation="relu", pool="max")(x, train)
-      x = nn.Dropout(0.25, deterministic=not train)(x)
+      x = Dropout(0.25)(x, train)
       x = x.reshape((x.shape[0], -1))
       x = Dense(128, activation="relu", dropout=0.5)(x, train)
       return Dense(5, activation="softmax")(x, train)
@@ -156,4 +156,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

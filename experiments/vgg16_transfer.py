@@ -17,6 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import image_transfer  # noqa: E402
+from common import run_script  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -31,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxcomponents import extras
+
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0):
   """Returns `((x_train, y_train), (x_test, y_test))`: uint8 images (N, 8, 8) scaled to 0-255, labels 0-9.
@@ -20,9 +22,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     >>> x.shape[1:], x.dtype, len(x) + len(xt)
     ((8, 8), dtype('uint8'), 1797)
   """
-  from sklearn.datasets import load_digits as sklearn_digits
-
-  digits = sklearn_digits()
+  datasets = extras.require("sklearn.datasets", "data", "load_digits (scikit-learn's bundled digits)")
+  digits = datasets.load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
   order = np.random.default_rng(seed).permutation(len(images))
   cut = int(round(len(images) * (1.0 - test_fraction)))

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from jaxcomponents import extras
 from jaxcomponents.data.dataset import RecordDataset
 from jaxcomponents.data.transforms import resize_image
 
@@ -36,7 +37,8 @@ def read_image(path: str, size: tuple[int, int]) -> np.ndarray:
   Raises:
     ValueError: naming the file, if it is not a readable image.
   """
-  from PIL import Image, UnidentifiedImageError
+  pil = extras.require("PIL.Image", "data", "reading image files")
+  Image, UnidentifiedImageError = pil, pil.UnidentifiedImageError  # pylint: disable=invalid-name
 
   try:
     with Image.open(path) as image:

@@ -9,6 +9,8 @@ from typing import Any
 
 import jax
 
+from jaxcomponents.sharding import shard_batch
+
 _DONE = object()
 
 
@@ -16,15 +18,13 @@ def prefetch(batches: Iterable[Any], size: int = 2, mesh=None) -> Iterator[Any]:
   """Yields `batches` already on the device, preparing up to `size` ahead in a background thread.
 
   With a `mesh`, each batch is split along its leading axis across the mesh
-  (`jaxcomponents.training.shard_batch`). Errors in the producer re-raise here.
+  (`jaxcomponents.sharding.shard_batch`). Errors in the producer re-raise here.
 
   Example:
     >>> import numpy as np
     >>> [b["x"].shape for b in prefetch([{"x": np.zeros(2)}, {"x": np.ones(2)}])]
     [(2,), (2,)]
   """
-  from jaxcomponents.training.parallel import shard_batch
-
   place = (lambda b: shard_batch(b, mesh)) if mesh is not None else jax.device_put
   buffer: queue.Queue = queue.Queue(maxsize=max(size, 1))
   stop = threading.Event()

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from jaxcomponents import extras
 from jaxcomponents.data.dataset import RecordDataset
 from jaxcomponents.data.transforms import resize_image
 
@@ -35,7 +36,7 @@ def tfds_dataset(name: str, split: str, batch_size: int, *, data_dir: str | os.P
   Example:
     data = tfds_dataset("cifar10", "train", batch_size=128)
   """
-  import tensorflow_datasets as tfds
+  tfds = extras.require("tensorflow_datasets", "data", "tfds_dataset")
 
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)

@@ -3,7 +3,8 @@
 from jaxcomponents.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from jaxcomponents.layers.conv import Convolution
 from jaxcomponents.layers.dense import Dense
+from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.recurrent import Recurrent
 
-__all__ = ["BatchNorm", "Convolution", "Dense", "GRUCell", "LSTMCell", "Recurrent", "SimpleRNNCell"]
+__all__ = ["BatchNorm", "Convolution", "Dense", "Dropout", "GRUCell", "LSTMCell", "Recurrent", "SimpleRNNCell"]

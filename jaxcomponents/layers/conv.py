@@ -11,6 +11,7 @@ from jaxcomponents import activations
 from jaxcomponents.errors import as_tuple, check_choice, check_positive_int, check_rate
 from jaxcomponents.layers.conv_core import (Conv, ConvReLU, ConvTranspose, DepthwiseConv, SeparableConv,
                                               glorot_uniform)
+from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import POOLS, pool, pool_padding
 
@@ -128,7 +129,7 @@ class Convolution(nn.Module):
       y = BatchNorm(use_running_average=not train, name="batch_normalization")(y)
     y = act(y)
     if self.dropout:
-      y = nn.Dropout(self.dropout, deterministic=not train)(y)
+      y = Dropout(self.dropout)(y, train)
     if self.pool is not None:
       size = as_tuple("pool_size", self.pool_size, dims)
       pool_strides = size if self.pool_strides is None else as_tuple("pool_strides", self.pool_strides, dims)

@@ -7,6 +7,7 @@ import jax
 
 from jaxcomponents import activations
 from jaxcomponents.errors import check_positive_int, check_rate
+from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
 
 
@@ -52,5 +53,5 @@ class Dense(nn.Module):
       y = BatchNorm(use_running_average=not train, name="batch_normalization")(y)
     y = act(y)
     if self.dropout:
-      y = nn.Dropout(self.dropout, deterministic=not train)(y)
+      y = Dropout(self.dropout)(y, train)
     return y

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int, check_rank, check_rate
 from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell
+from jaxcomponents.ops import random
 
 CELLS = ("lstm", "gru", "rnn")
 MERGE_MODES = (None, "concat", "sum", "mul", "ave")
@@ -37,7 +38,7 @@ _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 def _dropout_mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) -> jax.Array:
   """Keras's `dropout(ones)`: 0 or 1 / (1 - rate)."""
-  keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+  keep = random.bernoulli(key, 1.0 - rate, shape)
   return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.asarray(0.0, dtype))
 
 

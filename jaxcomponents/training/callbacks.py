@@ -7,6 +7,7 @@ import math
 import os
 from typing import Any
 
+from jaxcomponents import extras
 from jaxcomponents.errors import check_choice
 
 
@@ -86,9 +87,8 @@ class TensorBoard(Callback):
   """Writes every epoch's logs as TensorBoard scalars under `log_dir` (needs `tensorboardX`)."""
 
   def __init__(self, log_dir: str | os.PathLike):
-    from tensorboardX import SummaryWriter
-
-    self.writer = SummaryWriter(os.fspath(log_dir))
+    tensorboardx = extras.require("tensorboardX", "tensorboard", "the TensorBoard callback")
+    self.writer = tensorboardx.SummaryWriter(os.fspath(log_dir))
 
   def on_epoch_end(self, epoch, logs, state):
     for key, value in logs.items():
@@ -110,16 +110,17 @@ class LearningCurves(Callback):
 
 
 def plot_history(history: History, path: str) -> None:
-  """Saves learning curves: one panel per metric, training and validation together."""
-  import matplotlib
+  """Saves learning curves: one panel per metric, training and validation together.
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  Drawn on a `matplotlib.figure.Figure` of its own, so the process's matplotlib
+  backend and pyplot state are left as they are.
+  """
+  figure = extras.require("matplotlib.figure", "plots", "plotting learning curves")
   names = [k for k in history.history if not k.startswith("val_") and k not in ("time_s", "images_per_s")]
   if not names or not history.epochs:
     return
-  fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+  fig = figure.Figure(figsize=(4.5 * len(names), 3.5))
+  axes = fig.subplots(1, len(names), squeeze=False)
   epochs = [e + 1 for e in history.epochs]
   for ax, name in zip(axes[0], names):
     ax.plot(epochs, history.history[name], marker="o", label="train")
@@ -131,4 +132,3 @@ def plot_history(history: History, path: str) -> None:
     ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)

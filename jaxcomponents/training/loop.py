@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import jax
-import numpy as np
 from tqdm.auto import tqdm
 
 from jaxcomponents.data.prefetch import prefetch

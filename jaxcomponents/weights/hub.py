@@ -16,6 +16,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
+from jaxcomponents import settings
 from jaxcomponents.errors import check_choice
 
 _BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -77,12 +78,7 @@ def imagenet_weights_file(model: str, include_top: bool, *, alpha: float = 1.0, 
 def cache_dirs() -> list[str]:
   """Where weight files are looked for, in order: Keras's cache, then jaxcomponents'."""
   keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-  return [os.path.join(keras_home, "models"), os.path.join(jaxcomponents_home(), "models")]
-
-
-def jaxcomponents_home() -> str:
-  """jaxcomponents' own cache: `$JAXCOMPONENTS_HOME`, else `~/.cache/jaxcomponents`."""
-  return os.environ.get("JAXCOMPONENTS_HOME", os.path.join(os.path.expanduser("~"), ".cache", "jaxcomponents"))
+  return [os.path.join(keras_home, "models"), settings.cache_dir("models")]
 
 
 def md5_of(path: str) -> str:

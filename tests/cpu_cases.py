@@ -1,23 +1,14 @@
-"""The convolutions whose CPU fast path is checked against the plain XLA path (tests/test_fast_cpu.py).
+"""The convolutions whose CPU formulations are checked against the plain XLA path (tests/test_ops_cpu.py).
 
-Run as a script, it writes every case's forward output and both gradients to
-an `.npz` file, computed by whatever path this process has: the test runs it
-with `JAXCOMPONENTS_FAST_CPU=0` for the plain XLA path.
+`compute(name)` traces the case afresh, so the path is whatever
+`JAXCOMPONENTS_FAST_CPU` says when it is called.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import sys
-
-import jaxcomponents  # noqa: F401  (first, so its CPU settings apply before JAX starts)
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from jaxcomponents import fast_cpu
 from jaxcomponents.layers import Convolution
 from jaxcomponents.tree_paths import path_string
 
@@ -35,7 +26,7 @@ CASES = {
 CASES.update({f"conv_2d_small_{h}x{w}_{padding}_d{dilation}": dict(kind="conv", dims=2, padding=padding, strides=1,
                                                                    dilation=dilation, spatial=(h, w))
               for h, w in ((2, 2), (1, 3)) for padding in ("SAME",) for dilation in (1, 2)})
-# What oneDNN computes (tests/test_fast_cpu.py lowers its size threshold): every plain convolution, and the plain
+# What oneDNN computes (tests/test_ops_cpu.py lowers its size threshold): every plain convolution, and the plain
 # convolutions inside transposed (stride 1 after the zeros are written out) and separable (1x1 pointwise) ones.
 ONEDNN_CASES = sorted([name for name in CASES if name.startswith("conv_")] + [
     "transpose_1d_SAME_s2_d1", "transpose_2d_VALID_s2_d1", "transpose_2d_SAME_s1_d2", "transpose_3d_SAME_s2_d1",
@@ -46,7 +37,7 @@ def compute(name: str) -> dict[str, np.ndarray]:
   """Forward output, input gradient and parameter gradients of one case."""
   case = dict(CASES[name])
   spatial = case.pop("spatial", {1: (13,), 2: (11, 10), 3: (7, 6, 7)}[case["dims"]])
-  # 32 channels: XLA hands only convolutions with that many channels to YNNPACK.
+  # 32 channels: jaxlib 0.10 hands only convolutions with more than 16 to YNNPACK.
   features = None if case["kind"] == "depthwise" else 32
   layer = Convolution(features, 3, **case)
   x = jax.random.normal(jax.random.key(0), (2, *spatial, 32))
@@ -63,30 +54,8 @@ def compute(name: str) -> dict[str, np.ndarray]:
   compiled = forward_and_gradients.lower(variables, x).compile()
   y, dx, dvariables = compiled(variables, x)
   hlo = compiled.as_text()
-  out = {"y": np.asarray(y), "dx": np.asarray(dx), "ynnpack": np.asarray(ynnpack_convolutions(hlo) > 0),
-         "convolutions": np.asarray(hlo.count(" convolution(")),
+  out = {"y": np.asarray(y), "dx": np.asarray(dx), "convolutions": np.asarray(hlo.count(" convolution(")),
          "onednn": np.asarray(hlo.count('custom_call_target="jc_onednn_conv'))}
   out.update({f"d/{path_string(path)}": np.asarray(leaf)
               for path, leaf in jax.tree_util.tree_flatten_with_path(dvariables["params"])[0]})
   return out
-
-
-def ynnpack_convolutions(hlo: str) -> int:
-  """How many convolutions a compiled module hands to YNNPACK (its matrix products may go there too)."""
-  bodies = dict(re.findall(r"^(%[\w.-]+) .*?\{\n(.*?)^\}", hlo, flags=re.M | re.S))
-  called = re.findall(r"calls=(%[\w.-]+).*__ynn_fusion", hlo)
-  return sum(bodies.get(name, "").count(" convolution(") for name in called)
-
-
-def convolution_uses_ynnpack() -> bool:
-  """Whether XLA hands a convolution to YNNPACK in this process (the plain path on jaxlib 0.10 does)."""
-  x, w = jnp.ones((8, 16, 16, 32)), jnp.ones((3, 3, 32, 32))
-  conv = jax.jit(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "VALID",
-                                                       dimension_numbers=("NHWC", "HWIO", "NHWC")))
-  return ynnpack_convolutions(conv.lower(x, w).compile().as_text()) > 0
-
-
-if __name__ == "__main__":
-  results = {f"{name}|{key}": value for name in CASES for key, value in compute(name).items()}
-  np.savez(sys.argv[1], **results)
-  print(json.dumps({"status": fast_cpu.status(), "ynnpack": convolution_uses_ynnpack()}))

@@ -2,7 +2,7 @@
 
 Max pooling, depthwise convolutions and small-input convolutions on the CPU
 are written with these slices instead of XLA's windowed operations, whose
-XLA:CPU kernels are slow for them (see `jaxcomponents.fast_cpu`).
+XLA:CPU kernels are slow for them (see `jaxcomponents.ops.conv` and `jaxcomponents.ops.pooling`).
 
 Example:
   >>> import jax.numpy as jnp

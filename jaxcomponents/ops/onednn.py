@@ -1,15 +1,15 @@
 """A channels-last float32 convolution computed by oneDNN on the CPU, with its gradients.
 
-`convolve(x, kernel, bias, ...)` calls the handlers `jaxcomponents.native`
+`convolve(x, kernel, bias, ...)` calls the handlers `jaxcomponents.ops.native`
 registers (forward with the bias added and an optional fused ReLU, input
 gradient, kernel and bias gradients) and differentiates like
 `lax.conv_general_dilated` followed by `+ bias` (and `relu`). It lowers on the
-CPU only; `jaxcomponents.layers.conv_core` selects it there through
-`fast_cpu.on_cpu` when `jaxcomponents.native.load()` succeeded.
+CPU only; `jaxcomponents.ops.conv` selects it there through
+`platform.on_cpu` when `native.load()` succeeded.
 
-Example (where oneDNN is installed):
+Example (where the native library is built):
   >>> import jax.numpy as jnp
-  >>> from jaxcomponents import native
+  >>> from jaxcomponents.ops import native
   >>> native.load().available
   True
   >>> y = convolve(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 5)), jnp.zeros(5), (1, 1), ((0, 0), (0, 0)), (1, 1))

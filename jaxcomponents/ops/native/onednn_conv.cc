@@ -5,7 +5,8 @@
 //   jc_onednn_conv_forward(x, kernel, bias) -> y, with an optional fused ReLU
 //   jc_onednn_conv_backward_data(dy, kernel) -> dx
 //   jc_onednn_conv_backward_weights(x, dy) -> (dkernel, dbias)
-// and jc_fusion_barrier (at the end), which needs no oneDNN.
+// and jc_fusion_barrier (at the end), which needs no oneDNN, and jc_build_key, the key of the sources, oneDNN
+// and jaxlib this library was built for (`jaxcomponents.ops.native` checks it on load).
 // Attributes: strides, dilations (1 = none), padding_low, padding_high, relu.
 // Primitives are created once per configuration and kept.
 
@@ -270,7 +271,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_backward_weights, BackwardWeightsIm
                                   .Ret<ffi::Buffer<ffi::F32>>() JC_GEOMETRY_ATTRS);
 
 // A fusion barrier: its output aliases its input, so it computes nothing, but XLA:CPU must compute the input
-// into memory first instead of recomputing it inside each consumer (`fast_cpu.materialized`).
+// into memory first instead of recomputing it inside each consumer (`jaxcomponents.ops.barrier.materialized`).
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_fusion_barrier, [](ffi::AnyBuffer, ffi::Result<ffi::AnyBuffer>) {
   return ffi::Error::Success();
 }, ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>());
+
+#ifndef JC_BUILD_KEY
+#define JC_BUILD_KEY "unknown"
+#endif
+
+extern "C" const char* jc_build_key() { return JC_BUILD_KEY; }

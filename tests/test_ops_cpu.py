@@ -1,0 +1,310 @@
+"""The CPU formulations of `jaxcomponents.ops` compute what their plain XLA references compute.
+
+Each comparison traces the same computation twice in this process: once as
+the library lowers it for the CPU, once with `JAXCOMPONENTS_FAST_CPU=0` (the
+plain XLA operations), and checks the forward values and every gradient.
+"""
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcomponents.layers import Convolution, Dropout
+from jaxcomponents.layers.pooling import max_pool
+from jaxcomponents.ops import barrier, conv, native, onednn, platform as ops_platform, random
+from tests import cpu_cases
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _compiled(fn, *args):
+  """`fn` traced afresh and compiled: the formulations are chosen when tracing, and JAX reuses a function's traces."""
+  return jax.jit(lambda *a: fn(*a)).lower(*args).compile()
+
+
+def _assert_same(fast, expected):
+  for key, value in expected.items():
+    np.testing.assert_allclose(fast[key], value, rtol=2e-5, atol=2e-5 * np.abs(value).max(), err_msg=key)
+
+
+def _plain(name, monkeypatch):
+  with monkeypatch.context() as patch:
+    patch.setenv(ops_platform.ENV, "0")
+    return cpu_cases.compute(name)
+
+
+@pytest.mark.parametrize("name", sorted(cpu_cases.CASES))
+def test_convolution_cpu_formulations_equal_plain_xla(name, monkeypatch):
+  fast, plain = cpu_cases.compute(name), _plain(name, monkeypatch)
+  assert sorted(fast) == sorted(plain) and {"y", "dx"} < set(fast)
+  fast_convolutions, plain_convolutions = fast.pop("convolutions"), plain.pop("convolutions")
+  if "small" in name or name.startswith("depthwise"):
+    assert fast_convolutions == 0 < plain_convolutions, "the CPU path should compute these without convolutions"
+  assert fast.pop("onednn") == plain.pop("onednn") == 0, "these cases are below oneDNN's size threshold"
+  _assert_same(fast, plain)
+
+
+@pytest.mark.parametrize("pool_size, strides, padding, spatial", [
+    (2, None, "VALID", (7, 8)),  # windows that tile the input; the odd row is left out
+    (2, None, "SAME", (7, 8)),  # the same with a -inf row added
+    ((2, 3), None, "VALID", (6, 9)),
+    (3, None, "SAME", (10,)),
+    (2, None, "VALID", (5, 4, 4)),
+    (3, 2, "SAME", (7, 7)),  # overlapping windows (ResNet50's stem)
+    ((2, 3), (1, 2), "VALID", (6, 7)),
+])
+def test_max_pool_cpu_formulation_equals_xla_with_ties(pool_size, strides, padding, spatial, monkeypatch):
+  """The CPU path's max pooling and its gradient equal XLA's `reduce_window` and its gradient.
+
+  Inputs are small integers, so most windows hold their maximum more than once:
+  the first one in row-major order takes the whole gradient, as in XLA and TensorFlow.
+  """
+  x = jax.random.randint(jax.random.key(0), (2, *spatial, 3), 0, 3).astype(jnp.float32)
+
+  def forward_and_gradient(x):
+    y, vjp = jax.vjp(lambda x: max_pool(x, pool_size, strides, padding), x)
+    return y, vjp(jax.random.normal(jax.random.key(1), y.shape))[0]
+
+  fast = _compiled(forward_and_gradient, x)
+  monkeypatch.setenv(ops_platform.ENV, "0")
+  plain = _compiled(forward_and_gradient, x)
+  assert "reduce-window" in plain.as_text() and "reduce-window" not in fast.as_text()
+  assert "jc_fusion_barrier" in fast.as_text(), "the pooled gradient should be computed once, into memory"
+  for fast_value, plain_value in zip(fast(x), plain(x)):  # overlapping windows sum gradients in another order
+    np.testing.assert_allclose(fast_value, plain_value, rtol=1e-6, atol=0)
+
+
+def test_materialized_is_the_identity_under_jit_grad_and_vmap():
+  x = jax.random.normal(jax.random.key(0), (4, 3))
+
+  def f(x):
+    return ops_platform.on_cpu(lambda x: barrier.materialized(jnp.sin(x)) ** 2, lambda x: jnp.sin(x) ** 2, x)
+
+  def plain(x):
+    return jnp.sin(x) ** 2
+
+  assert "jc_fusion_barrier" in jax.jit(f).lower(x).compile().as_text()
+  for transform in (jax.jit, jax.vmap, lambda g: jax.jit(jax.grad(lambda x: g(x).sum())),
+                    lambda g: jax.jit(jax.hessian(lambda x: g(x[0]).sum()))):
+    np.testing.assert_allclose(transform(f)(x), transform(plain)(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("shape", [(4, 5, 3), (7,), (1, 1), (2, 33)])
+def test_bernoulli_bits_are_jax_bits_without_the_loop(partitionable, shape):
+  """Dropout masks are bit for bit `jax.random.bernoulli`'s, for typed and raw keys, odd and even sizes."""
+  keys = [jax.random.fold_in(jax.random.key(3), 7), jax.random.PRNGKey(11)]
+  with jax.threefry_partitionable(partitionable):
+    for key in keys:
+      for p in (0.75, 0.5, 0.1):
+        ours = _compiled(lambda k: random.bernoulli(k, p, shape), key)
+        theirs = _compiled(lambda k: jax.random.bernoulli(k, p, shape), key)
+        np.testing.assert_array_equal(ours(key), theirs(key))
+    assert " while(" not in ours.as_text() and " while(" in theirs.as_text()
+
+
+def test_bernoulli_defers_to_jax_for_other_generators():
+  key = jax.random.key(0, impl="rbg")
+  np.testing.assert_array_equal(random.bernoulli(key, 0.5, (6,)), jax.random.bernoulli(key, 0.5, (6,)))
+
+
+@pytest.mark.parametrize("broadcast_dims", [(), (1,)])
+def test_dropout_layer_equals_flax_dropout(broadcast_dims):
+  x = jax.random.normal(jax.random.key(0), (4, 6, 5))
+  rngs = {"dropout": jax.random.key(1)}
+  ours = Dropout(0.3, broadcast_dims=broadcast_dims).apply({}, x, train=True, rngs=rngs)
+  flax_dropout = nn.Dropout(0.3, broadcast_dims=broadcast_dims, deterministic=False).apply({}, x, rngs=rngs)
+  np.testing.assert_array_equal(ours, flax_dropout)
+  np.testing.assert_array_equal(Dropout(0.3).apply({}, x, train=False), x)
+
+
+def test_native_library_is_built_here():
+  """`make install` builds the native library on Linux x86-64, so the oneDNN tests below compare something."""
+  if sys.platform.startswith("linux") and platform.machine() == "x86_64":
+    assert native.load().available, native.load().reason
+  else:
+    assert native.load().reason.startswith("oneDNN is not installed")
+
+
+@pytest.mark.parametrize("name", cpu_cases.ONEDNN_CASES)
+def test_onednn_convolution_equals_plain_xla(name, monkeypatch):
+  plain = _plain(name, monkeypatch)
+  monkeypatch.setattr(conv, "ONEDNN_MIN_POSITIONS", 0)
+  fast = cpu_cases.compute(name)
+  fast.pop("convolutions"), plain.pop("convolutions")
+  assert fast.pop("onednn") >= 1 and plain.pop("onednn") == 0
+  assert sorted(fast) == sorted(plain)
+  _assert_same(fast, plain)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_onednn_bias_and_fused_relu_equal_xla(relu):
+  x = jax.random.normal(jax.random.key(0), (3, 9, 8, 5))
+  kernel = jax.random.normal(jax.random.key(1), (3, 2, 5, 6))
+  bias = jax.random.normal(jax.random.key(2), (6,))
+  pads = ((1, 1), (0, 1))
+
+  def xla(x, kernel, bias):
+    y = jax.lax.conv_general_dilated(x, kernel, (2, 1), pads, rhs_dilation=(1, 2),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    return jax.nn.relu(y) if relu else y
+
+  def with_onednn(x, kernel, bias):
+    return onednn.convolve(x, kernel, bias, (2, 1), pads, (1, 2), relu)
+
+  def gradients(f):
+    return jax.grad(lambda *args: jnp.sum(jnp.sin(f(*args))), argnums=(0, 1, 2))
+
+  assert native.load().available, native.load().reason
+  pairs = [(jax.jit(with_onednn)(x, kernel, bias), xla(x, kernel, bias)),
+           *zip(jax.jit(gradients(with_onednn))(x, kernel, bias), gradients(xla)(x, kernel, bias))]
+  for fast, plain in pairs:
+    np.testing.assert_allclose(fast, plain, rtol=2e-5, atol=2e-5 * float(jnp.abs(plain).max()))
+  assert "jc_onednn_conv_forward" in jax.jit(with_onednn).lower(x, kernel, bias).compile().as_text()
+
+
+@pytest.mark.parametrize("padding, use_bias", [("VALID", True), ("SAME", False), ("CAUSAL", True)])
+def test_convolution_with_relu_fuses_it_into_onednn(padding, use_bias, monkeypatch):
+  """`Convolution(..., activation="relu")`: bias and ReLU inside oneDNN's call, the plain path's numbers."""
+  dims = 1 if padding == "CAUSAL" else 2
+  layer = Convolution(16, 3, padding=padding, dims=dims, activation="relu", use_bias=use_bias)
+  x = jax.random.normal(jax.random.key(0), (3, *(9,) * dims, 4))
+  variables = layer.init(jax.random.key(1), x)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # a bias that is not zero
+
+  def loss(variables, x):
+    return jnp.sum(jnp.sin(layer.apply(variables, x)))
+
+  step = jax.value_and_grad(loss, argnums=(0, 1))
+  monkeypatch.setattr(conv, "ONEDNN_MIN_POSITIONS", 0)
+  fused = _compiled(step, variables, x)
+  assert re.search(r'jc_onednn_conv_forward".*relu = true', fused.as_text())
+  monkeypatch.setenv(ops_platform.ENV, "0")
+  plain = _compiled(step, variables, x)
+  assert "jc_onednn" not in plain.as_text()
+  for fast, expected in zip(jax.tree.leaves(fused(variables, x)), jax.tree.leaves(plain(variables, x))):
+    np.testing.assert_allclose(fast, expected, rtol=2e-5, atol=2e-5 * float(jnp.abs(expected).max()))
+
+
+def test_portable_and_symbolic_shapes_make_no_native_calls(monkeypatch):
+  """Inside `portable()` and with a symbolic batch, the computation has XLA operations only."""
+  monkeypatch.setattr(conv, "ONEDNN_MIN_POSITIONS", 0)
+  layer = Convolution(8, 3, activation="relu", pool="max")
+  x = jnp.ones((2, 8, 8, 3))
+  variables = layer.init(jax.random.key(0), x)
+  apply = lambda v, x: layer.apply(v, x)  # noqa: E731
+  assert "jc_" in _compiled(apply, variables, x).as_text()
+  with ops_platform.portable():
+    assert "jc_" not in jax.jit(apply).lower(variables, x).as_text()
+  batch = jax.export.symbolic_shape("b, 8, 8, 3")
+  exported = jax.export.export(jax.jit(apply))(variables, jax.ShapeDtypeStruct(batch, jnp.float32))
+  assert "jc_" not in exported.mlir_module()
+  np.testing.assert_allclose(exported.call(variables, jnp.ones((3, 8, 8, 3))), layer.apply(variables, jnp.ones(
+      (3, 8, 8, 3))), rtol=1e-6)
+
+
+_NATIVE_SCRIPT = """
+import jax.numpy as jnp
+from jaxcomponents.ops import conv, native
+conv.ONEDNN_MIN_POSITIONS = 0
+y = conv.conv_general_dilated(jnp.ones((2, 6, 6, 2)), jnp.ones((3, 3, 2, 4)), (1, 1), "VALID",
+                              dimension_numbers=conv.channels_last(2))
+print(native.load().available, float(y[0, 0, 0, 0]), y.shape)
+print(native.load().reason)
+"""
+
+
+def _run_native_script(home):
+  env = dict(os.environ, JAXCOMPONENTS_HOME=str(home), JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  done = subprocess.run([sys.executable, "-c", _NATIVE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+                        check=True, timeout=300)
+  return done.stdout.splitlines()
+
+
+def test_only_a_verified_build_is_loaded(tmp_path):
+  """No build, a build whose bytes changed, a manifest for other sources: XLA computes, and the status says why."""
+  assert native.load().available, native.load().reason
+  built = native.load().library
+  home = tmp_path / "home"
+  (home / "native").mkdir(parents=True)
+  out = _run_native_script(home)
+  assert out[0] == "False 18.0 (2, 4, 4, 4)" and "not built for this source" in out[1], out
+  assert "run `jaxcomponents build-native`" in out[1]
+
+  library = home / "native" / os.path.basename(built)
+  manifest = library.with_suffix(".json")
+  shutil.copy(built, library)
+  shutil.copy(os.path.splitext(built)[0] + ".json", manifest)
+  assert _run_native_script(home)[0] == "True 18.0 (2, 4, 4, 4)"
+
+  with open(library, "r+b") as f:  # one byte changed
+    f.seek(200)
+    byte = f.read(1)
+    f.seek(200)
+    f.write(bytes([byte[0] ^ 1]))
+  out = _run_native_script(home)
+  assert out[0] == "False 18.0 (2, 4, 4, 4)" and "SHA-256 does not match" in out[1], out
+
+  shutil.copy(built, library)
+  manifest.write_text(manifest.read_text().replace('"onednn_version": "', '"onednn_version": "9.'))
+  out = _run_native_script(home)
+  assert out[0] == "False 18.0 (2, 4, 4, 4)" and "manifest does not match (onednn_version)" in out[1], out
+
+
+def test_build_failure_names_the_compiler_error(tmp_path, monkeypatch):
+  monkeypatch.setenv("JAXCOMPONENTS_HOME", str(tmp_path))
+  with pytest.raises(RuntimeError, match="failed"):
+    native.build(compiler="false")
+  assert not list((tmp_path / "native").glob("*.so")), "a failed build leaves no library behind"
+
+
+def test_tune_keeps_pages_between_steps():
+  """`jaxcomponents.cpu.tune()`: a repeated training step no longer faults its buffers in afresh."""
+  script = """
+import sys, resource
+import jaxcomponents.cpu
+report = jaxcomponents.cpu.tune() if sys.argv[1] == "tuned" else {"malloc": "none", "dispatch": "none"}
+import jax, jax.numpy as jnp
+import flax.linen as nn
+from jaxcomponents.layers import Convolution, Dense
+
+class Net(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    x = Convolution(32, 3, padding="VALID", activation="relu")(x)
+    x = Convolution(32, 3, padding="VALID", activation="relu", pool="max")(x)
+    return Dense(5)(x.reshape((x.shape[0], -1)))
+
+x = jnp.ones((256, 28, 28, 1))
+variables = Net().init(jax.random.key(0), x)
+step = jax.jit(jax.grad(lambda v, x: jnp.sum(Net().apply(v, x) ** 2)))
+for _ in range(3):
+  jax.block_until_ready(step(variables, x))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+  jax.block_until_ready(step(variables, x))
+print(report["malloc"].split()[0], report["dispatch"].split()[0],
+      (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+  faults = {}
+  for mode in ("default", "tuned"):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    env.pop("GLIBC_TUNABLES", None)
+    env.pop("JAX_CPU_ENABLE_ASYNC_DISPATCH", None)
+    malloc, dispatch, count = subprocess.run([sys.executable, "-c", script, mode], cwd=ROOT, env=env,
+                                             capture_output=True, text=True, check=True, timeout=300).stdout.split()
+    if mode == "tuned":
+      assert malloc == dispatch == "applied", (malloc, dispatch)
+    faults[mode] = int(count)
+  # The step's temporary buffers take about 90 MiB: a worker thread's arena maps and unmaps them every step unless
+  # the main thread allocates them and glibc keeps them. Runs here: 0 to 15 faults per step against 16,600-25,600.
+  assert faults["default"] > 15_000 and faults["tuned"] * 10 < faults["default"], faults

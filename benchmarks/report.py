@@ -284,7 +284,7 @@ def chart(rows: Sequence[dict], meta: dict, path: pathlib.Path) -> pathlib.Path:
             if any(r["model"] == m for r in rows)]
   frameworks = [fw for fw in _frameworks(rows, meta) if fw != reference and any(r["framework"] == fw for r in rows)]
   height = 0.8 / max(len(frameworks), 1)
-  fig = Figure(figsize=(5.5 * len(modes), 0.32 * max(len(models), 1) * max(len(frameworks), 1) + 1.6))
+  fig = Figure(figsize=(4.5 + 3.5 * len(modes), 0.17 * max(len(models), 1) * max(len(frameworks), 1) + 1.8))
   axes = fig.subplots(1, len(modes), squeeze=False, sharey=True)
   for ax, mode in zip(axes[0], modes):
     for j, fw in enumerate(frameworks):
@@ -296,12 +296,15 @@ def chart(rows: Sequence[dict], meta: dict, path: pathlib.Path) -> pathlib.Path:
           values.append(entry["items_per_s"] / base["items_per_s"])
       if values:
         ax.barh(ys, values, height=height, color=COLORS.get(fw), label=fw)
+        for y, value in zip(ys, values):
+          ax.text(value, y, f" {value:.2f}", va="center", fontsize=6)
     ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_title(f"{mode}: throughput / {reference}")
+    ax.set_title(f"{mode}: items/s relative to {reference}", fontsize=10)
     ax.set_xlabel(f"x {reference} (higher is faster)")
     ax.set_yticks(range(len(models)))
     ax.set_yticklabels(models)
-    ax.invert_yaxis()
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    ax.margins(x=0.12)
     ax.grid(axis="x", alpha=0.3)
   handles, labels = axes[0][0].get_legend_handles_labels()
   for ax in axes[0][1:]:
@@ -309,10 +312,12 @@ def chart(rows: Sequence[dict], meta: dict, path: pathlib.Path) -> pathlib.Path:
       if label not in labels:
         handles.append(handle)
         labels.append(label)
-  fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+  top = 1 - 0.9 / fig.get_figheight()
+  fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, top), ncol=len(labels), fontsize="small",
+             frameon=False)
   fig.suptitle(f"jaxcomponents bench, {meta['size']}{' matrix' if meta.get('group') == 'matrix' else ''}, "
-               f"{meta['device']}, {meta['machine']['date']}")
-  fig.tight_layout(rect=(0, 0.04, 1, 1))
+               f"{meta['device']}, {meta['machine']['date']}", fontsize=11)
+  fig.tight_layout(rect=(0, 0, 1, top))
   fig.savefig(path, dpi=110)
   return path
 

@@ -26,24 +26,39 @@ CASES = {
 CASES.update({f"conv_2d_small_{h}x{w}_{padding}_d{dilation}": dict(kind="conv", dims=2, padding=padding, strides=1,
                                                                    dilation=dilation, spatial=(h, w))
               for h, w in ((2, 2), (1, 3)) for padding in ("SAME",) for dilation in (1, 2)})
-# What oneDNN computes (tests/test_ops_cpu.py lowers its size threshold): every plain convolution, and the plain
-# convolutions inside transposed (stride 1 after the zeros are written out) and separable (1x1 pointwise) ones.
+# Depth multipliers, an output padding (its transposed convolution has no oneDNN form: the padding of the convolution
+# it transposes would be negative) and bfloat16.
+CASES.update({
+    "depthwise_2d_SAME_s2_d1_m2": dict(kind="depthwise", dims=2, padding="SAME", strides=2, depth_multiplier=2),
+    "separable_1d_VALID_s1_d2_m3": dict(kind="separable", dims=1, padding="VALID", dilation=2, depth_multiplier=3),
+    "transpose_2d_VALID_s2_d1_op1": dict(kind="transpose", dims=2, padding="VALID", strides=2, output_padding=1),
+    "conv_2d_SAME_s2_d1_bf16": dict(kind="conv", dims=2, padding="SAME", strides=2, dtype="bfloat16"),
+    "depthwise_2d_VALID_s1_d1_bf16": dict(kind="depthwise", dims=2, padding="VALID", dtype="bfloat16"),
+    "transpose_2d_SAME_s2_d1_bf16": dict(kind="transpose", dims=2, padding="SAME", strides=2, dtype="bfloat16"),
+})
+# What oneDNN computes (tests/test_ops_cpu.py lowers its size thresholds): every plain convolution, the transposed
+# ones (the input gradient of the convolution they transpose), the depthwise ones (grouped), and the depthwise and
+# 1x1 pointwise convolutions inside separable ones.
 ONEDNN_CASES = sorted([name for name in CASES if name.startswith("conv_")] + [
     "transpose_1d_SAME_s2_d1", "transpose_2d_VALID_s2_d1", "transpose_2d_SAME_s1_d2", "transpose_3d_SAME_s2_d1",
-    "separable_1d_SAME_s2_d1", "separable_2d_VALID_s1_d2"])
+    "transpose_1d_VALID_s1_d1", "transpose_2d_VALID_s2_d1_op1", "transpose_2d_SAME_s2_d1_bf16",
+    "depthwise_1d_SAME_s2_d1", "depthwise_2d_VALID_s1_d2", "depthwise_2d_SAME_s2_d1_m2",
+    "depthwise_2d_VALID_s1_d1_bf16", "separable_1d_SAME_s2_d1", "separable_2d_VALID_s1_d2",
+    "separable_1d_VALID_s1_d2_m3"])
 
 
 def compute(name: str) -> dict[str, np.ndarray]:
   """Forward output, input gradient and parameter gradients of one case."""
   case = dict(CASES[name])
   spatial = case.pop("spatial", {1: (13,), 2: (11, 10), 3: (7, 6, 7)}[case["dims"]])
+  dtype = case.pop("dtype", "float32")
   # 32 channels: jaxlib 0.10 hands only convolutions with more than 16 to YNNPACK.
   features = None if case["kind"] == "depthwise" else 32
   layer = Convolution(features, 3, **case)
-  x = jax.random.normal(jax.random.key(0), (2, *spatial, 32))
-  variables = layer.init(jax.random.key(1), x)
+  x = jax.random.normal(jax.random.key(0), (2, *spatial, 32)).astype(dtype)
+  variables = jax.tree.map(lambda v: v.astype(dtype), layer.init(jax.random.key(1), x))
   y = layer.apply(variables, x)
-  g = jax.random.normal(jax.random.key(2), y.shape)
+  g = jax.random.normal(jax.random.key(2), y.shape).astype(y.dtype)
 
   @jax.jit
   def forward_and_gradients(variables, x):
@@ -54,8 +69,9 @@ def compute(name: str) -> dict[str, np.ndarray]:
   compiled = forward_and_gradients.lower(variables, x).compile()
   y, dx, dvariables = compiled(variables, x)
   hlo = compiled.as_text()
-  out = {"y": np.asarray(y), "dx": np.asarray(dx), "convolutions": np.asarray(hlo.count(" convolution(")),
+  out = {"y": np.asarray(y, np.float32), "dx": np.asarray(dx, np.float32),
+         "convolutions": np.asarray(hlo.count(" convolution(")),
          "onednn": np.asarray(hlo.count('custom_call_target="jc_onednn_conv'))}
-  out.update({f"d/{path_string(path)}": np.asarray(leaf)
+  out.update({f"d/{path_string(path)}": np.asarray(leaf, np.float32)
               for path, leaf in jax.tree_util.tree_flatten_with_path(dvariables["params"])[0]})
   return out

@@ -5,16 +5,18 @@ axes; kernels are `(*window, in, out)`. Each function computes XLA's own
 operation on every platform but the CPU; where a computation is lowered for
 the CPU (`platform.on_cpu`) it may take a faster formulation of the same sums:
 
-* `conv_general_dilated`: large float32 convolutions go to oneDNN
-  (`jaxcomponents.ops.onednn`) where the native library is built; windows
-  larger than their input (VGG16's and ResNet50's last blocks at small sizes,
-  which XLA:CPU runs with generic loops) are one matrix product over the
-  window slices (im2col).
+* `conv_general_dilated`: float32 and bfloat16 convolutions with enough
+  output positions go to oneDNN (`jaxcomponents.ops.onednn`) where the native
+  library is built; windows larger than their input (VGG16's and ResNet50's
+  last blocks at small sizes, which XLA:CPU runs with generic loops) are one
+  matrix product over the window slices (im2col).
 * `conv_bias_relu`: the bias and ReLU inside oneDNN's call, where oneDNN takes it.
-* `conv_transpose`: the zeros between inputs written out, then a plain
-  stride-1 convolution (XLA:CPU has no fast kernel for input-dilated convolutions).
-* `depthwise`: a sum over kernel taps of strided input slices times
-  per-channel weights (XLA:CPU runs grouped convolutions with generic loops).
+* `conv_transpose`: oneDNN's input gradient of the convolution it transposes;
+  else the zeros between inputs written out, then a plain stride-1
+  convolution (XLA:CPU has no fast kernel for input-dilated convolutions).
+* `depthwise`: oneDNN's grouped convolution; else a sum over kernel taps of
+  strided input slices times per-channel weights (XLA:CPU runs grouped
+  convolutions with generic loops).
 
 benchmarks/fast_cpu.md has the measurements behind each choice.
 
@@ -38,9 +40,12 @@ from jax import lax
 from jaxcomponents.ops import native, onednn, platform, window_taps
 
 Pairs = Sequence[tuple[int, int]]
-# Measured on a 2-core CPU: oneDNN wins on the seed CNN's convolutions (128 x 24 x 24 outputs) and loses,
-# through per-call overheads, on the small feature maps of ResNet50 or MobileNetV2 at 32 x 32 (batch 8).
-ONEDNN_MIN_POSITIONS = 32768
+# Output positions (batch x spatial) from which oneDNN takes a convolution, for windows of more than one tap
+# and for 1x1 (pointwise) windows. Measured on a 2-core CPU in whole training steps (benchmarks/fast_cpu.md):
+# below them oneDNN's per-call costs (a kernel reorder each call) outweigh its faster kernels.
+ONEDNN_MIN_POSITIONS = 1024
+ONEDNN_MIN_POSITIONS_POINTWISE = 32768
+ONEDNN_DTYPES = (jnp.float32, jnp.bfloat16)
 
 
 def padding_pairs(padding: str, kernel_size: Sequence[int], dilation: Sequence[int]) -> str | list[tuple[int, int]]:
@@ -81,8 +86,24 @@ def dilated_window(kernel_size: Sequence[int], dilation: Sequence[int]) -> list[
 
 def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads: Pairs,
                    dilation: Sequence[int]) -> jax.Array:
-  """Keras's transposed convolution of `x` by a `(*window, out, in)` kernel, with explicit `pads`."""
+  """Keras's transposed convolution of `x` by a `(*window, out, in)` kernel, with explicit `pads`.
+
+  `pads` pad the stride-dilated input, as `lax.conv_transpose` takes them. On
+  the CPU, oneDNN computes it as the input gradient of the convolution it
+  transposes where it takes it; otherwise the zeros between inputs are written out.
+  """
   options = dict(strides=tuple(strides), pads=tuple(map(tuple, pads)), dilation=tuple(dilation))
+  window = dilated_window(kernel.shape[:-2], options["dilation"])
+  # The convolution this one transposes maps the output back onto x: its padding and the output's size.
+  forward_pads = tuple((w - 1 - lo, w - 1 - hi) for w, (lo, hi) in zip(window, options["pads"]))
+  if min(p for pair in forward_pads for p in pair) >= 0 and platform.static_shape(x.shape):
+    out_spatial = tuple((n - 1) * s + lo + hi - w + 2
+                        for n, s, (lo, hi), w in zip(x.shape[1:-1], options["strides"], options["pads"], window))
+    geometry = _onednn_geometry(x, kernel, options["strides"], forward_pads, options["dilation"],
+                                positions=math.prod(x.shape[:-1]))
+    if geometry is not None:
+      return platform.on_cpu(functools.partial(onednn.convolve_transpose, geometry=geometry, out_spatial=out_spatial),
+                             functools.partial(conv_transpose_xla, **options), x, kernel)
   return platform.on_cpu(functools.partial(_conv_transpose_upsampled, **options),
                          functools.partial(conv_transpose_xla, **options), x, kernel)
 
@@ -112,12 +133,17 @@ def depthwise(x: jax.Array, depthwise_kernel: jax.Array, strides: Sequence[int],
               dilation: Sequence[int]) -> jax.Array:
   """Each input channel convolved with its own `depth_multiplier` filters (channel-major outputs).
 
-  `depthwise_kernel` has Keras's layout, `(*window, in, depth_multiplier)`.
+  `depthwise_kernel` has Keras's layout, `(*window, in, depth_multiplier)`. On
+  the CPU, oneDNN's grouped convolution where it takes it, else kernel-tap sums.
   """
   channels, multiplier = depthwise_kernel.shape[-2:]
   kernel = depthwise_kernel.reshape((*depthwise_kernel.shape[:-2], 1, channels * multiplier)).astype(x.dtype)
   options = dict(strides=tuple(strides), pads=padding_pairs(padding, kernel.shape[:-2], dilation),
                  dilation=tuple(dilation))
+  geometry = _onednn_geometry(x, kernel, groups=channels, **options)
+  if geometry is not None:
+    return platform.on_cpu(functools.partial(_conv_onednn, geometry=geometry),
+                           functools.partial(depthwise_xla, **options), x, kernel)
   return platform.on_cpu(functools.partial(_depthwise_taps, **options),
                          functools.partial(depthwise_xla, **options), x, kernel)
 
@@ -155,13 +181,14 @@ def _kernel_taps(x, kernel_size, strides, pads, dilation):
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None):
-  """`lax.conv_general_dilated`, with the CPU formulations for channels-last, ungrouped convolutions.
+  """`lax.conv_general_dilated`, with the CPU formulations for channels-last convolutions.
 
-  On the CPU, float32 convolutions with at least `ONEDNN_MIN_POSITIONS` output
-  positions (batch x spatial) go to oneDNN where the native library is built;
-  otherwise those whose window is larger than their input are one matrix
-  product over the window slices. Other platforms and every other case keep
-  XLA's convolution.
+  On the CPU, float32 and bfloat16 convolutions (grouped or not) with at least
+  `ONEDNN_MIN_POSITIONS` output positions (batch x spatial;
+  `ONEDNN_MIN_POSITIONS_POINTWISE` for 1x1 windows) go to oneDNN where the
+  native library is built; otherwise ungrouped ones whose window is larger
+  than their input are one matrix product over the window slices. Other
+  platforms and every other case keep XLA's convolution.
   """
   plain = functools.partial(lax.conv_general_dilated, window_strides=window_strides, padding=padding,
                             lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -173,16 +200,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   dilation = tuple(rhs_dilation or (1,) * rank)
   supported = (rank <= 3
                and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == channels_last(rank)
-               and feature_group_count == 1 and batch_group_count == 1 and preferred_element_type is None
+               and batch_group_count == 1 and preferred_element_type is None
                and all(d == 1 for d in lhs_dilation or ()))
   if not supported:
     return plain(lhs, rhs)
-  pads = _onednn_pads(lhs, rhs, strides, padding, dilation)
-  if pads is not None:
-    convolve = functools.partial(_conv_onednn, strides=strides, pads=pads, dilation=dilation)
-    return platform.on_cpu(convolve, plain, lhs, rhs)
+  geometry = _onednn_geometry(lhs, rhs, strides, padding, dilation, groups=feature_group_count)
+  if geometry is not None:
+    return platform.on_cpu(functools.partial(_conv_onednn, geometry=geometry), plain, lhs, rhs)
   window = dilated_window(rhs.shape[:rank], dilation)
-  if platform.static_shape(lhs.shape[1:-1]) and any(n < w for n, w in zip(lhs.shape[1:-1], window)):
+  if (feature_group_count == 1 and platform.static_shape(lhs.shape[1:-1])
+      and any(n < w for n, w in zip(lhs.shape[1:-1], window))):
     patches = functools.partial(_conv_patches, strides=strides, pads=padding, dilation=dilation, precision=precision)
     return platform.on_cpu(patches, plain, lhs, rhs)
   return plain(lhs, rhs)
@@ -203,28 +230,34 @@ def conv_bias_relu(x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: Se
                              dimension_numbers=channels_last(rank))
     return jax.nn.relu(y + bias)
 
-  pads = _onednn_pads(x, kernel, strides, padding, dilation) if bias.dtype == jnp.float32 else None
-  if pads is None:
+  geometry = _onednn_geometry(x, kernel, strides, padding, dilation) if bias.dtype == x.dtype else None
+  if geometry is None:
     return plain(x, kernel, bias)
-  fused = functools.partial(onednn.convolve, strides=strides, pads=pads, dilation=dilation, relu=True)
+  fused = functools.partial(onednn.convolve, geometry=geometry, relu=True)
   return platform.on_cpu(fused, plain, x, kernel, bias)
 
 
-def _onednn_pads(x, kernel, strides, padding, dilation) -> tuple[tuple[int, int], ...] | None:
-  """Explicit padding when oneDNN takes this channels-last, ungrouped convolution on the CPU, else None."""
-  if not (x.dtype == kernel.dtype == jnp.float32 and platform.native_calls_allowed(x, kernel)):
+def _onednn_geometry(x, kernel, strides, pads, dilation, groups=1, positions=None) -> onednn.Geometry | None:
+  """The geometry when oneDNN takes this channels-last convolution on the CPU, else None.
+
+  `pads` are "SAME", "VALID" or (low, high) pairs; `positions` (batch x
+  spatial) defaults to the convolution's output positions.
+  """
+  if not (x.dtype == kernel.dtype and x.dtype in ONEDNN_DTYPES and platform.native_calls_allowed(x, kernel)):
     return None
   window = dilated_window(kernel.shape[:-2], dilation)
-  pads = lax.padtype_to_pads(x.shape[1:-1], window, strides, padding) if isinstance(padding, str) else padding
-  pads = tuple(map(tuple, pads))
-  positions = math.prod(onednn.output_shape(x.shape, kernel.shape, strides, pads, dilation)[:-1])
-  if positions < ONEDNN_MIN_POSITIONS or not native.load().available:
+  pads = lax.padtype_to_pads(x.shape[1:-1], window, strides, pads) if isinstance(pads, str) else pads
+  geometry = onednn.Geometry(tuple(strides), tuple(map(tuple, pads)), tuple(dilation), groups)
+  if positions is None:
+    positions = math.prod(onednn.output_shape(x.shape, kernel.shape, strides, geometry.pads, dilation)[:-1])
+  minimum = ONEDNN_MIN_POSITIONS_POINTWISE if math.prod(kernel.shape[:-2]) == 1 else ONEDNN_MIN_POSITIONS
+  if positions < minimum or not native.load().available:
     return None
-  return pads
+  return geometry
 
 
-def _conv_onednn(x, kernel, strides, pads, dilation):
-  return onednn.convolve(x, kernel, jnp.zeros(kernel.shape[-1:], kernel.dtype), strides, pads, dilation)
+def _conv_onednn(x, kernel, geometry):
+  return onednn.convolve(x, kernel, jnp.zeros(kernel.shape[-1:], kernel.dtype), geometry)
 
 
 def _conv_patches(x, kernel, strides, pads, dilation, precision):

@@ -1,13 +1,14 @@
 // oneDNN convolutions for XLA:CPU, called through the XLA FFI.
 //
-// Three handlers, all channels-last float32 with 1-3 spatial axes and
-// (spatial..., in, out) kernels, as jaxcomponents stores them:
+// Three handlers, all channels-last float32 or bfloat16 with 1-3 spatial axes and
+// (spatial..., in / groups, out) kernels, as XLA's grouped convolutions store them:
 //   jc_onednn_conv_forward(x, kernel, bias) -> y, with an optional fused ReLU
 //   jc_onednn_conv_backward_data(dy, kernel) -> dx
 //   jc_onednn_conv_backward_weights(x, dy) -> (dkernel, dbias)
 // and jc_fusion_barrier (at the end), which needs no oneDNN, and jc_build_key, the key of the sources, oneDNN
 // and jaxlib this library was built for (`jaxcomponents.ops.native` checks it on load).
-// Attributes: strides, dilations (1 = none), padding_low, padding_high, relu.
+// Attributes: strides, dilations (1 = none), padding_low, padding_high, groups (feature groups: 1, or the
+// input channels for a depthwise convolution), relu.
 // Primitives are created once per configuration and kept.
 
 #include <cstdint>
@@ -42,15 +43,17 @@ memory::format_tag ActivationTag(size_t spatial) {
   }
 }
 
-memory::format_tag KernelTag(size_t spatial) {
+// XLA's kernel layout (spatial..., in / groups, out), where output channel o belongs to group o / (out / groups).
+memory::format_tag KernelTag(size_t spatial, bool grouped) {
   switch (spatial) {
-    case 1: return memory::format_tag::wio;
-    case 2: return memory::format_tag::hwio;
-    default: return memory::format_tag::dhwio;
+    case 1: return grouped ? memory::format_tag::wigo : memory::format_tag::wio;
+    case 2: return grouped ? memory::format_tag::hwigo : memory::format_tag::hwio;
+    default: return grouped ? memory::format_tag::dhwigo : memory::format_tag::dhwio;
   }
 }
 
-// oneDNN's logical order: (N, C, spatial...) for activations, (O, I, spatial...) for kernels.
+// oneDNN's logical order: (N, C, spatial...) for activations, (O, I, spatial...) for kernels, and
+// (G, O / G, I / G, spatial...) for grouped kernels.
 Dims Activation(ffi::Span<const int64_t> channels_last) {
   size_t rank = channels_last.size();
   Dims dims = {channels_last[0], channels_last[rank - 1]};
@@ -58,9 +61,10 @@ Dims Activation(ffi::Span<const int64_t> channels_last) {
   return dims;
 }
 
-Dims Kernel(ffi::Span<const int64_t> spatial_in_out) {
+Dims Kernel(ffi::Span<const int64_t> spatial_in_out, int64_t groups) {
   size_t rank = spatial_in_out.size();
-  Dims dims = {spatial_in_out[rank - 1], spatial_in_out[rank - 2]};
+  int64_t in = spatial_in_out[rank - 2], out = spatial_in_out[rank - 1];
+  Dims dims = groups == 1 ? Dims{out, in} : Dims{groups, out / groups, in};
   for (size_t i = 0; i + 2 < rank; ++i) dims.push_back(spatial_in_out[i]);
   return dims;
 }
@@ -71,14 +75,20 @@ Dims ToDims(ffi::Span<const int64_t> values, int64_t offset = 0) {
   return dims;
 }
 
+memory::data_type DnnlType(ffi::DataType type) {
+  return type == ffi::DataType::BF16 ? memory::data_type::bf16 : memory::data_type::f32;
+}
+
 struct Geometry {
   Dims x, kernel, y, strides, dilations, padding_low, padding_high;
   size_t spatial;
+  int64_t groups;
+  memory::data_type type;
   bool relu;
 
   std::string Key(const char* kind) const {
     std::ostringstream key;
-    key << kind << relu;
+    key << kind << relu << '|' << groups << '|' << static_cast<int>(type);
     for (const Dims* dims : {&x, &kernel, &y, &strides, &dilations, &padding_low, &padding_high}) {
       key << '|';
       for (int64_t v : *dims) key << v << ',';
@@ -86,11 +96,11 @@ struct Geometry {
     return key.str();
   }
 
-  memory::desc XDesc() const { return {x, memory::data_type::f32, ActivationTag(spatial)}; }
-  memory::desc YDesc() const { return {y, memory::data_type::f32, ActivationTag(spatial)}; }
-  memory::desc UserKernelDesc() const { return {kernel, memory::data_type::f32, KernelTag(spatial)}; }
-  memory::desc AnyKernelDesc() const { return {kernel, memory::data_type::f32, memory::format_tag::any}; }
-  memory::desc BiasDesc() const { return {{kernel[0]}, memory::data_type::f32, memory::format_tag::a}; }
+  memory::desc XDesc() const { return {x, type, ActivationTag(spatial)}; }
+  memory::desc YDesc() const { return {y, type, ActivationTag(spatial)}; }
+  memory::desc UserKernelDesc() const { return {kernel, type, KernelTag(spatial, groups > 1)}; }
+  memory::desc AnyKernelDesc() const { return {kernel, type, memory::format_tag::any}; }
+  memory::desc BiasDesc() const { return {{y[1]}, type, memory::format_tag::a}; }
 
   dnnl::convolution_forward::primitive_desc Forward() const {
     dnnl::primitive_attr attr;
@@ -104,12 +114,13 @@ struct Geometry {
   }
 };
 
-Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel, ffi::Span<const int64_t> y,
+Geometry MakeGeometry(const ffi::AnyBuffer& x, ffi::Span<const int64_t> kernel, ffi::Span<const int64_t> y,
                       ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
-                      ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high, bool relu) {
-  return {Activation(x),          Kernel(kernel),         Activation(y),          ToDims(strides),
-          ToDims(dilations, -1),  ToDims(padding_low),    ToDims(padding_high),   x.size() - 2,
-          relu};
+                      ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high, int64_t groups,
+                      bool relu) {
+  return {Activation(x.dimensions()), Kernel(kernel, groups), Activation(y), ToDims(strides),
+          ToDims(dilations, -1),      ToDims(padding_low),    ToDims(padding_high), x.dimensions().size() - 2,
+          groups,                     DnnlType(x.element_type()), relu};
 }
 
 struct ForwardPlan {
@@ -192,52 +203,53 @@ ffi::Error Run(Body body) {
   }
 }
 
-ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel, ffi::Buffer<ffi::F32> bias,
-                       ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
+ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBuffer bias,
+                       ffi::Result<ffi::AnyBuffer> y, ffi::Span<const int64_t> strides,
                        ffi::Span<const int64_t> dilations, ffi::Span<const int64_t> padding_low,
-                       ffi::Span<const int64_t> padding_high, bool relu) {
+                       ffi::Span<const int64_t> padding_high, int64_t groups, bool relu) {
   return Run([&](dnnl::stream& stream) {
-    Geometry g = MakeGeometry(x.dimensions(), kernel.dimensions(), y->dimensions(), strides, dilations,
-                              padding_low, padding_high, relu);
+    Geometry g = MakeGeometry(x, kernel.dimensions(), y->dimensions(), strides, dilations, padding_low,
+                              padding_high, groups, relu);
     auto plan = Cached<ForwardPlan>(g.Key("forward"), MakeForward, g);
-    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
+    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.untyped_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
-    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
+    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_BIAS, Wrap(g.BiasDesc(), bias.typed_data())},
-                                     {DNNL_ARG_DST, Wrap(g.YDesc(), y->typed_data())}});
+                                     {DNNL_ARG_BIAS, Wrap(g.BiasDesc(), bias.untyped_data())},
+                                     {DNNL_ARG_DST, Wrap(g.YDesc(), y->untyped_data())}});
   });
 }
 
-ffi::Error BackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel, ffi::ResultBuffer<ffi::F32> dx,
+ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer kernel, ffi::Result<ffi::AnyBuffer> dx,
                             ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
-                            ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high) {
+                            ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high,
+                            int64_t groups) {
   return Run([&](dnnl::stream& stream) {
-    Geometry g = MakeGeometry(dx->dimensions(), kernel.dimensions(), dy.dimensions(), strides, dilations,
-                              padding_low, padding_high, false);
+    Geometry g = MakeGeometry(*dx, kernel.dimensions(), dy.dimensions(), strides, dilations, padding_low,
+                              padding_high, groups, false);
     auto plan = Cached<BackwardDataPlan>(g.Key("data"), MakeBackwardData, g);
-    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.typed_data()), plan->pd.weights_desc(),
+    memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.untyped_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
-    plan->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.typed_data())},
+    plan->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_DIFF_SRC, Wrap(g.XDesc(), dx->typed_data())}});
+                                     {DNNL_ARG_DIFF_SRC, Wrap(g.XDesc(), dx->untyped_data())}});
   });
 }
 
-ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                               ffi::ResultBuffer<ffi::F32> dkernel, ffi::ResultBuffer<ffi::F32> dbias,
-                               ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
-                               ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high) {
+ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyBuffer> dkernel,
+                               ffi::Result<ffi::AnyBuffer> dbias, ffi::Span<const int64_t> strides,
+                               ffi::Span<const int64_t> dilations, ffi::Span<const int64_t> padding_low,
+                               ffi::Span<const int64_t> padding_high, int64_t groups) {
   return Run([&](dnnl::stream& stream) {
-    Geometry g = MakeGeometry(x.dimensions(), dkernel->dimensions(), dy.dimensions(), strides, dilations,
-                              padding_low, padding_high, false);
+    Geometry g = MakeGeometry(x, dkernel->dimensions(), dy.dimensions(), strides, dilations, padding_low,
+                              padding_high, groups, false);
     auto plan = Cached<BackwardWeightsPlan>(g.Key("weights"), MakeBackwardWeights, g);
-    memory user = Wrap(g.UserKernelDesc(), dkernel->typed_data());
+    memory user = Wrap(g.UserKernelDesc(), dkernel->untyped_data());
     memory weights = plan->reorder_kernel ? memory(plan->pd.diff_weights_desc(), Engine()) : user;
-    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.typed_data())},
-                                     {DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.typed_data())},
+    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
+                                     {DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
                                      {DNNL_ARG_DIFF_WEIGHTS, weights},
-                                     {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->typed_data())}});
+                                     {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->untyped_data())}});
     if (plan->reorder_kernel) plan->reorder_kernel->execute(stream, weights, user);
   });
 }
@@ -248,27 +260,28 @@ ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy
   .Attr<ffi::Span<const int64_t>>("strides")           \
       .Attr<ffi::Span<const int64_t>>("dilations")     \
       .Attr<ffi::Span<const int64_t>>("padding_low")   \
-      .Attr<ffi::Span<const int64_t>>("padding_high")
+      .Attr<ffi::Span<const int64_t>>("padding_high")  \
+      .Attr<int64_t>("groups")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_forward, ForwardImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() JC_GEOMETRY_ATTRS.Attr<bool>("relu"));
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() JC_GEOMETRY_ATTRS.Attr<bool>("relu"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_backward_data, BackwardDataImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() JC_GEOMETRY_ATTRS);
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() JC_GEOMETRY_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_backward_weights, BackwardWeightsImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() JC_GEOMETRY_ATTRS);
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() JC_GEOMETRY_ATTRS);
 
 // A fusion barrier: its output aliases its input, so it computes nothing, but XLA:CPU must compute the input
 // into memory first instead of recomputing it inside each consumer (`jaxcomponents.ops.barrier.materialized`).

@@ -47,18 +47,23 @@ ONEDNN_CASES = sorted([name for name in CASES if name.startswith("conv_")] + [
     "separable_1d_VALID_s1_d2_m3"])
 
 
-def compute(name: str) -> dict[str, np.ndarray]:
-  """Forward output, input gradient and parameter gradients of one case."""
+def compute(name: str, float32_reference: bool = False) -> dict[str, np.ndarray]:
+  """Forward output, input gradient and parameter gradients of one case.
+
+  `float32_reference`: a bfloat16 case computed in float32 from the same
+  (bfloat16-rounded) inputs, parameters and output gradient.
+  """
   case = dict(CASES[name])
   spatial = case.pop("spatial", {1: (13,), 2: (11, 10), 3: (7, 6, 7)}[case["dims"]])
   dtype = case.pop("dtype", "float32")
+  rounded = (lambda v: v.astype(dtype).astype("float32")) if float32_reference else (lambda v: v.astype(dtype))
   # 32 channels: jaxlib 0.10 hands only convolutions with more than 16 to YNNPACK.
   features = None if case["kind"] == "depthwise" else 32
   layer = Convolution(features, 3, **case)
-  x = jax.random.normal(jax.random.key(0), (2, *spatial, 32)).astype(dtype)
-  variables = jax.tree.map(lambda v: v.astype(dtype), layer.init(jax.random.key(1), x))
+  x = rounded(jax.random.normal(jax.random.key(0), (2, *spatial, 32)))
+  variables = jax.tree.map(rounded, layer.init(jax.random.key(1), x))
   y = layer.apply(variables, x)
-  g = jax.random.normal(jax.random.key(2), y.shape).astype(y.dtype)
+  g = rounded(jax.random.normal(jax.random.key(2), y.shape))
 
   @jax.jit
   def forward_and_gradients(variables, x):

@@ -118,7 +118,10 @@ class Convolution(nn.Module):
         if any(p >= s for p, s in zip(output_padding, strides)):
           raise ValueError(f"output_padding={self.output_padding!r} is not allowed; each value must be smaller "
                            f"than its stride {strides}.")
-      y = ConvTranspose(features, kernel_size, strides, padding, dilation, output_padding, self.use_bias, name=name)(x)
+      relu = act is jax.nn.relu and not self.batch_norm  # the same numbers; on the CPU inside oneDNN's call
+      y = ConvTranspose(features, kernel_size, strides, padding, dilation, output_padding, self.use_bias, relu,
+                        name=name)(x)
+      act = activations.linear if relu else act
     elif kind == "depthwise":
       y = DepthwiseConv(kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias, name=name)(x)
     else:

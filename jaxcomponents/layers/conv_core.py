@@ -26,7 +26,10 @@ zeros = nn.initializers.zeros
 
 
 class ConvTranspose(nn.Module):
-  """Keras's `Conv{1,2,3}DTranspose`: `kernel` of shape `k + (filters, in)`, `bias` `(filters,)`."""
+  """Keras's `Conv{1,2,3}DTranspose`: `kernel` of shape `k + (filters, in)`, `bias` `(filters,)`.
+
+  `relu=True` applies ReLU after the bias (inside oneDNN's call where it computes the convolution).
+  """
 
   features: int
   kernel_size: Sequence[int]
@@ -35,6 +38,7 @@ class ConvTranspose(nn.Module):
   dilation: Sequence[int] | None = None
   output_padding: Sequence[int] | None = None
   use_bias: bool = True
+  relu: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -44,10 +48,8 @@ class ConvTranspose(nn.Module):
     kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, self.features, x.shape[-1]))
     pads = tuple(conv.conv_transpose_padding(k, s, d, self.padding, p)
                  for k, s, d, p in zip(self.kernel_size, self.strides, dilation, out_pad))
-    y = conv.conv_transpose(x, kernel.astype(x.dtype), self.strides, pads, dilation)
-    if self.use_bias:
-      y = y + self.param("bias", zeros, (self.features,)).astype(y.dtype)
-    return y
+    bias = self.param("bias", zeros, (self.features,)).astype(x.dtype) if self.use_bias else None
+    return conv.conv_transpose(x, kernel.astype(x.dtype), self.strides, pads, dilation, bias, self.relu)
 
 
 class Conv(nn.Conv):

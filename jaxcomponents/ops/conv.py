@@ -84,15 +84,25 @@ def dilated_window(kernel_size: Sequence[int], dilation: Sequence[int]) -> list[
   return [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation)]
 
 
-def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads: Pairs,
-                   dilation: Sequence[int]) -> jax.Array:
-  """Keras's transposed convolution of `x` by a `(*window, out, in)` kernel, with explicit `pads`.
+def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads: Pairs, dilation: Sequence[int],
+                   bias: jax.Array | None = None, relu: bool = False) -> jax.Array:
+  """Keras's transposed convolution of `x` by a `(*window, out, in)` kernel, with explicit `pads`, plus `bias`, ReLU.
 
   `pads` pad the stride-dilated input, as `lax.conv_transpose` takes them. On
-  the CPU, oneDNN computes it as the input gradient of the convolution it
-  transposes where it takes it; otherwise the zeros between inputs are written out.
+  the CPU, oneDNN computes it, with the bias and ReLU inside its call, where
+  it takes it; otherwise the zeros between inputs are written out.
   """
   options = dict(strides=tuple(strides), pads=tuple(map(tuple, pads)), dilation=tuple(dilation))
+
+  def finish(transposed):
+    def apply(x, kernel, *bias):
+      y = transposed(x, kernel)
+      y = y + bias[0] if bias else y
+      return jax.nn.relu(y) if relu else y
+    return apply
+
+  args = (x, kernel) if bias is None else (x, kernel, bias)
+  plain = finish(functools.partial(conv_transpose_xla, **options))
   window = dilated_window(kernel.shape[:-2], options["dilation"])
   # The convolution this one transposes maps the output back onto x: its padding and the output's size.
   forward_pads = tuple((w - 1 - lo, w - 1 - hi) for w, (lo, hi) in zip(window, options["pads"]))
@@ -101,11 +111,12 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads
                         for n, s, (lo, hi), w in zip(x.shape[1:-1], options["strides"], options["pads"], window))
     geometry = _onednn_geometry(x, kernel, options["strides"], forward_pads, options["dilation"],
                                 positions=math.prod(x.shape[:-1]))
-    if geometry is not None:
-      return platform.on_cpu(functools.partial(onednn.convolve_transpose, geometry=geometry, out_spatial=out_spatial),
-                             functools.partial(conv_transpose_xla, **options), x, kernel)
-  return platform.on_cpu(functools.partial(_conv_transpose_upsampled, **options),
-                         functools.partial(conv_transpose_xla, **options), x, kernel)
+    if geometry is not None and (bias is None or bias.dtype == x.dtype):
+      def fused(x, kernel, *bias):
+        bias = bias[0] if bias else jnp.zeros(kernel.shape[-2:-1], x.dtype)
+        return onednn.convolve_transpose(x, kernel, bias, geometry, out_spatial, relu)
+      return platform.on_cpu(fused, plain, *args)
+  return platform.on_cpu(finish(functools.partial(_conv_transpose_upsampled, **options)), plain, *args)
 
 
 def conv_transpose_xla(x, kernel, strides, pads, dilation):

@@ -101,25 +101,36 @@ def _convolve_backward(geometry, relu, residuals, dy):
 convolve.defvjp(_convolve_forward, _convolve_backward)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def convolve_transpose(x: jax.Array, kernel: jax.Array, geometry: Geometry, out_spatial: tuple[int, ...]) -> jax.Array:
-  """The transposed convolution: the input gradient of the convolution `geometry` from `out_spatial` to `x`'s shape.
+def _transposed(x, kernel, bias, geometry: Geometry, out_spatial, relu: bool):
+  y = jax.ShapeDtypeStruct((x.shape[0], *out_spatial, kernel.shape[-2]), x.dtype)
+  return jax.ffi.ffi_call("jc_onednn_conv_transpose", y)(x, kernel, bias, relu=relu, **geometry.attributes())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def convolve_transpose(x: jax.Array, kernel: jax.Array, bias: jax.Array, geometry: Geometry, out_spatial: tuple[int, ...],
+                       relu: bool = False) -> jax.Array:
+  """`relu?(conv_transpose(x, kernel) + bias)`: the transpose of the convolution `geometry` from `out_spatial` to x.
 
   `kernel` is that convolution's, `(*window, out channels, x's channels)`,
   which is Keras's `Conv*DTranspose` kernel as it is stored. oneDNN computes
-  it directly, without the multiplications by the zeros a stride inserts.
+  it directly (its deconvolution), without the multiplications by the zeros a
+  stride inserts; the gradients are the convolution itself and its kernel gradient.
   """
-  return _backward_data(x, kernel, (x.shape[0], *out_spatial, kernel.shape[-2]), geometry)
+  return _transposed(x, kernel, bias, geometry, out_spatial, relu)
 
 
-def _convolve_transpose_forward(x, kernel, geometry, out_spatial):
-  return convolve_transpose(x, kernel, geometry, out_spatial), (x, kernel)
+def _convolve_transpose_forward(x, kernel, bias, geometry, out_spatial, relu):
+  y = _transposed(x, kernel, bias, geometry, out_spatial, relu)
+  return y, (x, kernel, y if relu else None)
 
 
-def _convolve_transpose_backward(geometry, out_spatial, residuals, dy):
-  x, kernel = residuals
+def _convolve_transpose_backward(geometry, out_spatial, relu, residuals, dy):
+  x, kernel, y = residuals
+  if relu:
+    dy = jnp.where(y > 0, dy, jnp.zeros((), dy.dtype))
   dx = _forward(dy, kernel, jnp.zeros(kernel.shape[-1:], dy.dtype), geometry, relu=False)
-  return dx, _backward_weights(dy, x, kernel.shape, geometry)[0]
+  dkernel = _backward_weights(dy, x, kernel.shape, geometry)[0]
+  return dx, dkernel, jnp.sum(dy, axis=tuple(range(dy.ndim - 1))).astype(dy.dtype)  # summed in float32
 
 
 convolve_transpose.defvjp(_convolve_transpose_forward, _convolve_transpose_backward)

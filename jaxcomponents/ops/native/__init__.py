@@ -46,7 +46,7 @@ from jaxcomponents.ops import platform
 ENV = "JAXCOMPONENTS_ONEDNN"
 SOURCE = os.path.join(os.path.dirname(__file__), "onednn_conv.cc")
 TARGETS = ("jc_onednn_conv_forward", "jc_onednn_conv_backward_data", "jc_onednn_conv_backward_weights",
-           "jc_fusion_barrier")
+           "jc_onednn_conv_transpose", "jc_fusion_barrier")
 BUILD_COMMAND = "jaxcomponents build-native"
 _HEADER = os.path.join("include", "oneapi", "dnnl", "dnnl.hpp")
 _LIBRARIES = ("libdnnl.so.3", "libdnnl.so")

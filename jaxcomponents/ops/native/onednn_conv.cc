@@ -1,10 +1,12 @@
 // oneDNN convolutions for XLA:CPU, called through the XLA FFI.
 //
-// Three handlers, all channels-last float32 or bfloat16 with 1-3 spatial axes and
+// Four handlers, all channels-last float32 or bfloat16 with 1-3 spatial axes and
 // (spatial..., in / groups, out) kernels, as XLA's grouped convolutions store them:
 //   jc_onednn_conv_forward(x, kernel, bias) -> y, with an optional fused ReLU
 //   jc_onednn_conv_backward_data(dy, kernel) -> dx
 //   jc_onednn_conv_backward_weights(x, dy) -> (dkernel, dbias)
+//   jc_onednn_conv_transpose(y, kernel, bias) -> x: the transposed convolution of the convolution x -> y
+//     (oneDNN's deconvolution), plus a bias of x's channels, with an optional fused ReLU
 // and jc_fusion_barrier (at the end), which needs no oneDNN, and jc_build_key, the key of the sources, oneDNN
 // and jaxlib this library was built for (`jaxcomponents.ops.native` checks it on load).
 // Attributes: strides, dilations (1 = none), padding_low, padding_high, groups (feature groups: 1, or the
@@ -129,6 +131,12 @@ struct ForwardPlan {
   std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
+struct DeconvolutionPlan {
+  dnnl::deconvolution_forward::primitive_desc pd;
+  dnnl::deconvolution_forward primitive;
+  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+};
+
 struct BackwardDataPlan {
   dnnl::convolution_backward_data::primitive_desc pd;
   dnnl::convolution_backward_data primitive;
@@ -170,6 +178,37 @@ memory KernelFor(memory user, const memory::desc& wanted, const std::optional<dn
 ForwardPlan MakeForward(const Geometry& g) {
   auto pd = g.Forward();
   return {pd, dnnl::convolution_forward(pd), KernelReorder(g.UserKernelDesc(), pd.weights_desc())};
+}
+
+// The transposed convolution of the convolution `g` (from g.x to g.y): oneDNN's deconvolution from g.y to g.x,
+// whose kernel is g's with input and output swapped, (spatial..., out, in) in memory: Keras's Conv*DTranspose kernel.
+memory::desc DeconvolutionKernel(const Geometry& g, memory::format_tag tag) {
+  Dims dims = {g.kernel[1], g.kernel[0]};
+  dims.insert(dims.end(), g.kernel.begin() + 2, g.kernel.end());
+  return {dims, g.type, tag};
+}
+
+memory::format_tag DeconvolutionKernelTag(size_t spatial) {
+  switch (spatial) {
+    case 1: return memory::format_tag::woi;
+    case 2: return memory::format_tag::hwoi;
+    default: return memory::format_tag::dhwoi;
+  }
+}
+
+DeconvolutionPlan MakeDeconvolution(const Geometry& g) {
+  dnnl::primitive_attr attr;
+  if (g.relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(ops);
+  }
+  dnnl::deconvolution_forward::primitive_desc pd(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct, g.YDesc(),
+      DeconvolutionKernel(g, memory::format_tag::any), memory::desc({g.x[1]}, g.type, memory::format_tag::a),
+      g.XDesc(), g.strides, g.dilations, g.padding_low, g.padding_high, attr);
+  return {pd, dnnl::deconvolution_forward(pd),
+          KernelReorder(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), pd.weights_desc())};
 }
 
 BackwardDataPlan MakeBackwardData(const Geometry& g) {
@@ -220,6 +259,25 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBuffer b
   });
 }
 
+// x: the transposed convolution's input (the output of the convolution it transposes), y: its output.
+ffi::Error DeconvolutionImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBuffer bias,
+                             ffi::Result<ffi::AnyBuffer> y, ffi::Span<const int64_t> strides,
+                             ffi::Span<const int64_t> dilations, ffi::Span<const int64_t> padding_low,
+                             ffi::Span<const int64_t> padding_high, int64_t groups, bool relu) {
+  if (groups != 1) return ffi::Error(ffi::ErrorCode::kInvalidArgument, "grouped transposed convolutions");
+  return Run([&](dnnl::stream& stream) {
+    Geometry g = MakeGeometry(*y, kernel.dimensions(), x.dimensions(), strides, dilations, padding_low,
+                              padding_high, groups, relu);
+    auto plan = Cached<DeconvolutionPlan>(g.Key("deconvolution"), MakeDeconvolution, g);
+    memory weights = KernelFor(Wrap(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), kernel.untyped_data()),
+                               plan->pd.weights_desc(), plan->reorder_kernel, stream);
+    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.YDesc(), x.untyped_data())},
+                                     {DNNL_ARG_WEIGHTS, weights},
+                                     {DNNL_ARG_BIAS, Wrap(plan->pd.bias_desc(), bias.untyped_data())},
+                                     {DNNL_ARG_DST, Wrap(g.XDesc(), y->untyped_data())}});
+  });
+}
+
 ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer kernel, ffi::Result<ffi::AnyBuffer> dx,
                             ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilations,
                             ffi::Span<const int64_t> padding_low, ffi::Span<const int64_t> padding_high,
@@ -264,6 +322,13 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<
       .Attr<int64_t>("groups")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_forward, ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() JC_GEOMETRY_ATTRS.Attr<bool>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jc_onednn_conv_transpose, DeconvolutionImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()

@@ -37,12 +37,12 @@ CASES.update({
     "transpose_2d_SAME_s2_d1_bf16": dict(kind="transpose", dims=2, padding="SAME", strides=2, dtype="bfloat16"),
 })
 # What oneDNN computes (tests/test_ops_cpu.py lowers its size thresholds): every plain convolution, the transposed
-# ones (the input gradient of the convolution they transpose), the depthwise ones (grouped), and the depthwise and
-# 1x1 pointwise convolutions inside separable ones.
+# ones (its deconvolution), the depthwise ones over 2 axes (grouped), and the depthwise (2-D) and 1x1 pointwise
+# convolutions inside separable ones.
 ONEDNN_CASES = sorted([name for name in CASES if name.startswith("conv_")] + [
     "transpose_1d_SAME_s2_d1", "transpose_2d_VALID_s2_d1", "transpose_2d_SAME_s1_d2", "transpose_3d_SAME_s2_d1",
     "transpose_1d_VALID_s1_d1", "transpose_2d_VALID_s2_d1_op1", "transpose_2d_SAME_s2_d1_bf16",
-    "depthwise_1d_SAME_s2_d1", "depthwise_2d_VALID_s1_d2", "depthwise_2d_SAME_s2_d1_m2",
+    "depthwise_2d_SAME_s2_d1", "depthwise_2d_VALID_s1_d2", "depthwise_2d_SAME_s2_d1_m2",
     "depthwise_2d_VALID_s1_d1_bf16", "separable_1d_SAME_s2_d1", "separable_2d_VALID_s1_d2",
     "separable_1d_VALID_s1_d2_m3"])
 

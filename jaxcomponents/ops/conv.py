@@ -14,9 +14,9 @@ the CPU (`platform.on_cpu`) it may take a faster formulation of the same sums:
 * `conv_transpose`: oneDNN's input gradient of the convolution it transposes;
   else the zeros between inputs written out, then a plain stride-1
   convolution (XLA:CPU has no fast kernel for input-dilated convolutions).
-* `depthwise`: oneDNN's grouped convolution; else a sum over kernel taps of
-  strided input slices times per-channel weights (XLA:CPU runs grouped
-  convolutions with generic loops).
+* `depthwise`: oneDNN's grouped convolution over 2 or 3 axes; else a sum over
+  kernel taps of strided input slices times per-channel weights (XLA:CPU runs
+  grouped convolutions with generic loops).
 
 benchmarks/fast_cpu.md has the measurements behind each choice.
 
@@ -145,13 +145,15 @@ def depthwise(x: jax.Array, depthwise_kernel: jax.Array, strides: Sequence[int],
   """Each input channel convolved with its own `depth_multiplier` filters (channel-major outputs).
 
   `depthwise_kernel` has Keras's layout, `(*window, in, depth_multiplier)`. On
-  the CPU, oneDNN's grouped convolution where it takes it, else kernel-tap sums.
+  the CPU, oneDNN's grouped convolution where it takes it (2-D and 3-D), else
+  kernel-tap sums.
   """
   channels, multiplier = depthwise_kernel.shape[-2:]
   kernel = depthwise_kernel.reshape((*depthwise_kernel.shape[:-2], 1, channels * multiplier)).astype(x.dtype)
   options = dict(strides=tuple(strides), pads=padding_pairs(padding, kernel.shape[:-2], dilation),
                  dilation=tuple(dilation))
-  geometry = _onednn_geometry(x, kernel, groups=channels, **options)
+  # Over one axis the tap sums are faster than oneDNN's depthwise kernels (benchmarks/fast_cpu.md).
+  geometry = _onednn_geometry(x, kernel, groups=channels, **options) if x.ndim > 3 else None
   if geometry is not None:
     return platform.on_cpu(functools.partial(_conv_onednn, geometry=geometry),
                            functools.partial(depthwise_xla, **options), x, kernel)

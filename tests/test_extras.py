@@ -15,7 +15,8 @@ from jaxcomponents.training import TensorBoard
     ("tensorboardX", lambda tmp: TensorBoard(tmp), "tensorboard"),
 ])
 def test_a_missing_extra_is_named(module, call, extra, monkeypatch, tmp_path):
-  monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ModuleNotFoundError
+  for name in [m for m in sys.modules if m == module or m.startswith(module + ".")] + [module]:
+    monkeypatch.setitem(sys.modules, name, None)  # importing it (or any part of it) now raises ModuleNotFoundError
   with pytest.raises(ModuleNotFoundError, match=rf'needs {module}: pip install "jaxcomponents\[{extra}\]"'):
     call(tmp_path)
 

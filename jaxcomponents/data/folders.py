@@ -37,13 +37,11 @@ def read_image(path: str, size: tuple[int, int]) -> np.ndarray:
   Raises:
     ValueError: naming the file, if it is not a readable image.
   """
-  pil = extras.require("PIL.Image", "data", "reading image files")
-  Image, UnidentifiedImageError = pil, pil.UnidentifiedImageError  # pylint: disable=invalid-name
-
+  pil_image = extras.require("PIL.Image", "data", "reading image files")
   try:
-    with Image.open(path) as image:
+    with pil_image.open(path) as image:
       rgb = np.asarray(image.convert("RGB"))
-  except (UnidentifiedImageError, OSError) as e:
+  except (pil_image.UnidentifiedImageError, OSError) as e:
     raise ValueError(f"{path} is not a readable image ({e}).") from e
   return resize_image(rgb, size)
 

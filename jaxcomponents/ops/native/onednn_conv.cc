@@ -104,15 +104,20 @@ struct Geometry {
   memory::desc AnyKernelDesc() const { return {kernel, type, memory::format_tag::any}; }
   memory::desc BiasDesc() const { return {{y[1]}, type, memory::format_tag::a}; }
 
-  dnnl::convolution_forward::primitive_desc Forward() const {
+  // ReLU after the bias, inside the primitive, when asked.
+  dnnl::primitive_attr PostOps() const {
     dnnl::primitive_attr attr;
     if (relu) {
       dnnl::post_ops ops;
       ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       attr.set_post_ops(ops);
     }
+    return attr;
+  }
+
+  dnnl::convolution_forward::primitive_desc Forward() const {
     return {Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, XDesc(),
-            AnyKernelDesc(), BiasDesc(), YDesc(), strides, dilations, padding_low, padding_high, attr};
+            AnyKernelDesc(), BiasDesc(), YDesc(), strides, dilations, padding_low, padding_high, PostOps()};
   }
 };
 
@@ -197,16 +202,10 @@ memory::format_tag DeconvolutionKernelTag(size_t spatial) {
 }
 
 DeconvolutionPlan MakeDeconvolution(const Geometry& g) {
-  dnnl::primitive_attr attr;
-  if (g.relu) {
-    dnnl::post_ops ops;
-    ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    attr.set_post_ops(ops);
-  }
   dnnl::deconvolution_forward::primitive_desc pd(
       Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct, g.YDesc(),
       DeconvolutionKernel(g, memory::format_tag::any), memory::desc({g.x[1]}, g.type, memory::format_tag::a),
-      g.XDesc(), g.strides, g.dilations, g.padding_low, g.padding_high, attr);
+      g.XDesc(), g.strides, g.dilations, g.padding_low, g.padding_high, g.PostOps());
   return {pd, dnnl::deconvolution_forward(pd),
           KernelReorder(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), pd.weights_desc())};
 }
@@ -269,8 +268,8 @@ ffi::Error DeconvolutionImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBu
     Geometry g = MakeGeometry(*y, kernel.dimensions(), x.dimensions(), strides, dilations, padding_low,
                               padding_high, groups, relu);
     auto plan = Cached<DeconvolutionPlan>(g.Key("deconvolution"), MakeDeconvolution, g);
-    memory weights = KernelFor(Wrap(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), kernel.untyped_data()),
-                               plan->pd.weights_desc(), plan->reorder_kernel, stream);
+    memory user = Wrap(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), kernel.untyped_data());
+    memory weights = KernelFor(user, plan->pd.weights_desc(), plan->reorder_kernel, stream);
     plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.YDesc(), x.untyped_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_BIAS, Wrap(plan->pd.bias_desc(), bias.untyped_data())},

@@ -44,12 +44,13 @@ def main(argv: list[str]) -> int:
     channel.flush()
 
   try:
-    cpu_status = None
-    if spec["framework"].startswith("jaxcomponents"):
+    from benchmarks import families  # no JAX: tune() below must come before anything starts it
+
+    jaxcomponents_worker = spec["framework"] in families.JAXCOMPONENTS
+    if jaxcomponents_worker:
       import jaxcomponents.cpu
       if spec["framework"] == "jaxcomponents-tuned":
         jaxcomponents.cpu.tune()
-    from benchmarks import families
     from benchmarks.contenders import make_runner
 
     family = families.get(spec["model"])
@@ -62,9 +63,8 @@ def main(argv: list[str]) -> int:
     compile_s = time.perf_counter() - start
     for _ in range(spec.get("warmup_steps", 2)):
       runner.step()
-    if spec["framework"].startswith("jaxcomponents"):
-      cpu_status = jaxcomponents.cpu.status()
-    send({"ready": True, "setup_s": setup_s, "compile_s": compile_s, "device": runner.device, "cpu": cpu_status})
+    send({"ready": True, "setup_s": setup_s, "compile_s": compile_s, "device": runner.device,
+          "cpu": jaxcomponents.cpu.status() if jaxcomponents_worker else None})
   except Exception as error:  # pylint: disable=broad-except
     traceback.print_exc()
     send({"error": f"{type(error).__name__}: {error}"})

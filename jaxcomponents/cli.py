@@ -7,7 +7,7 @@ Subcommands:
   build-native: compile jaxcomponents' native CPU library (oneDNN
     convolutions) for the oneDNN and jaxlib installed now; `make install`
     runs it. Without it everything works with XLA's operations.
-  status: what is in effect: the CPU fast paths, the native library, tuning.
+  status: what is in effect: the CPU formulations, the native library, tuning.
 """
 
 from __future__ import annotations

@@ -26,9 +26,10 @@ CASES = {
 CASES.update({f"conv_2d_small_{h}x{w}_{padding}_d{dilation}": dict(kind="conv", dims=2, padding=padding, strides=1,
                                                                    dilation=dilation, spatial=(h, w))
               for h, w in ((2, 2), (1, 3)) for padding in ("SAME",) for dilation in (1, 2)})
-# Depth multipliers, an output padding (its transposed convolution has no oneDNN form: the padding of the convolution
-# it transposes would be negative) and bfloat16.
+# Feature groups, depth multipliers, an output padding (its transposed convolution has no oneDNN form: the padding of
+# the convolution it transposes would be negative) and bfloat16.
 CASES.update({
+    "conv_2d_SAME_s1_d1_groups4": dict(kind="conv", dims=2, padding="SAME", groups=4),
     "depthwise_2d_SAME_s2_d1_m2": dict(kind="depthwise", dims=2, padding="SAME", strides=2, depth_multiplier=2),
     "separable_1d_VALID_s1_d2_m3": dict(kind="separable", dims=1, padding="VALID", dilation=2, depth_multiplier=3),
     "transpose_2d_VALID_s2_d1_op1": dict(kind="transpose", dims=2, padding="VALID", strides=2, output_padding=1),

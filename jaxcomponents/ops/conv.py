@@ -155,10 +155,10 @@ def depthwise(x: jax.Array, depthwise_kernel: jax.Array, strides: Sequence[int],
   # Over one axis the tap sums are faster than oneDNN's depthwise kernels (benchmarks/fast_cpu.md).
   geometry = _onednn_geometry(x, kernel, groups=channels, **options) if x.ndim > 3 else None
   if geometry is not None:
-    return platform.on_cpu(functools.partial(_conv_onednn, geometry=geometry),
-                           functools.partial(depthwise_xla, **options), x, kernel)
-  return platform.on_cpu(functools.partial(_depthwise_taps, **options),
-                         functools.partial(depthwise_xla, **options), x, kernel)
+    fast = functools.partial(_conv_onednn, geometry=geometry)
+  else:
+    fast = functools.partial(_depthwise_taps, **options)
+  return platform.on_cpu(fast, functools.partial(depthwise_xla, **options), x, kernel)
 
 
 def depthwise_xla(x, kernel, strides, pads, dilation):

@@ -90,10 +90,14 @@ def _convolve_forward(x, kernel, bias, geometry, relu):
   return y, (x, kernel, y if relu else None)
 
 
+def _through_relu(dy, y):
+  """The output gradient before a fused ReLU whose output was `y` (None: no ReLU)."""
+  return dy if y is None else jnp.where(y > 0, dy, jnp.zeros((), dy.dtype))
+
+
 def _convolve_backward(geometry, relu, residuals, dy):
   x, kernel, y = residuals
-  if relu:
-    dy = jnp.where(y > 0, dy, jnp.zeros((), dy.dtype))
+  dy = _through_relu(dy, y)
   dkernel, dbias = _backward_weights(x, dy, kernel.shape, geometry)
   return _backward_data(dy, kernel, x.shape, geometry), dkernel, dbias
 
@@ -107,8 +111,8 @@ def _transposed(x, kernel, bias, geometry: Geometry, out_spatial, relu: bool):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def convolve_transpose(x: jax.Array, kernel: jax.Array, bias: jax.Array, geometry: Geometry, out_spatial: tuple[int, ...],
-                       relu: bool = False) -> jax.Array:
+def convolve_transpose(x: jax.Array, kernel: jax.Array, bias: jax.Array, geometry: Geometry,
+                       out_spatial: tuple[int, ...], relu: bool = False) -> jax.Array:
   """`relu?(conv_transpose(x, kernel) + bias)`: the transpose of the convolution `geometry` from `out_spatial` to x.
 
   `kernel` is that convolution's, `(*window, out channels, x's channels)`,
@@ -126,11 +130,11 @@ def _convolve_transpose_forward(x, kernel, bias, geometry, out_spatial, relu):
 
 def _convolve_transpose_backward(geometry, out_spatial, relu, residuals, dy):
   x, kernel, y = residuals
-  if relu:
-    dy = jnp.where(y > 0, dy, jnp.zeros((), dy.dtype))
+  dy = _through_relu(dy, y)
   dx = _forward(dy, kernel, jnp.zeros(kernel.shape[-1:], dy.dtype), geometry, relu=False)
   dkernel = _backward_weights(dy, x, kernel.shape, geometry)[0]
-  return dx, dkernel, jnp.sum(dy, axis=tuple(range(dy.ndim - 1))).astype(dy.dtype)  # summed in float32
+  dbias = jnp.sum(dy, axis=tuple(range(dy.ndim - 1)), dtype=jnp.float32).astype(dy.dtype)
+  return dx, dkernel, dbias
 
 
 convolve_transpose.defvjp(_convolve_transpose_forward, _convolve_transpose_backward)

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcomponents.ops import platform
+
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
 
@@ -87,7 +89,7 @@ def bernoulli(key: jax.Array, p: float, shape: Sequence[int]) -> jax.Array:
   shape = tuple(shape)
   data = _threefry_data(key)
   probability = jnp.asarray(p)
-  if (data is None or probability.dtype != jnp.float32 or not all(isinstance(d, int) for d in shape)
+  if (data is None or probability.dtype != jnp.float32 or not platform.static_shape(shape)
       or math.prod(shape) >= 2**32):
     return jax.random.bernoulli(key, p, shape)
   bits = random_bits(data, shape)

@@ -191,11 +191,14 @@ def test_onednn_bias_and_fused_relu_equal_xla(relu):
   assert "jc_onednn_conv_forward" in jax.jit(with_onednn).lower(x, kernel, bias).compile().as_text()
 
 
-@pytest.mark.parametrize("padding, use_bias", [("VALID", True), ("SAME", False), ("CAUSAL", True)])
-def test_convolution_with_relu_fuses_it_into_onednn(padding, use_bias, monkeypatch):
+@pytest.mark.parametrize("kind, padding, use_bias, strides", [
+    ("conv", "VALID", True, 1), ("conv", "SAME", False, 1), ("conv", "CAUSAL", True, 1),
+    ("transpose", "SAME", True, 2), ("transpose", "VALID", False, 1)])
+def test_convolution_with_relu_fuses_it_into_onednn(kind, padding, use_bias, strides, monkeypatch):
   """`Convolution(..., activation="relu")`: bias and ReLU inside oneDNN's call, the plain path's numbers."""
   dims = 1 if padding == "CAUSAL" else 2
-  layer = Convolution(16, 3, padding=padding, dims=dims, activation="relu", use_bias=use_bias)
+  layer = Convolution(16, 3, strides=strides, padding=padding, kind=kind, dims=dims, activation="relu",
+                      use_bias=use_bias)
   x = jax.random.normal(jax.random.key(0), (3, *(9,) * dims, 4))
   variables = layer.init(jax.random.key(1), x)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # a bias that is not zero
@@ -206,7 +209,8 @@ def test_convolution_with_relu_fuses_it_into_onednn(padding, use_bias, monkeypat
   step = jax.value_and_grad(loss, argnums=(0, 1))
   _onednn_everywhere(monkeypatch)
   fused = _compiled(step, variables, x)
-  assert re.search(r'jc_onednn_conv_forward".*relu = true', fused.as_text())
+  target = "jc_onednn_conv_transpose" if kind == "transpose" else "jc_onednn_conv_forward"
+  assert re.search(rf'{target}".*relu = true', fused.as_text())
   monkeypatch.setenv(ops_platform.ENV, "0")
   plain = _compiled(step, variables, x)
   assert "jc_onednn" not in plain.as_text()

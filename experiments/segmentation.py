@@ -70,7 +70,7 @@ def datasets(config: Config):
   if config.dataset != "oxford_iiit_pet":
     raise ValueError(f"dataset={config.dataset!r} is not allowed; expected 'shapes' or 'oxford_iiit_pet'.")
   from jaxcomponents.data import tfds_dataset
-  from jaxcomponents.data.transforms import resize_image
+  from jaxcomponents.data import resize_image
 
   def arrays(split):
     data = tfds_dataset("oxford_iiit_pet", split, 64, shuffle=False, limit=config.limit, label_key="segmentation_mask")

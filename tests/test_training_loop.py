@@ -212,3 +212,13 @@ def test_bad_arguments():
     fit(new_state(), make_train_step(xent), data, epochs=1, resume=True)
   with pytest.raises(ValueError, match=r"loss=3 is not allowed"):
     make_train_step(3)
+
+
+def test_resuming_with_another_dataset_is_an_error_naming_both(tmp_path):
+  x, y = blobs()
+  step = make_train_step(xent)
+  fit(new_state(), step, ArrayDataset(x, y, batch_size=32, seed=1), steps=2, checkpoint_dir=tmp_path, progress=False)
+  with pytest.raises(ValueError, match=r"written while reading a dataset with spec \{'size': 96, 'batch_size': 32, "
+                                       r"'shuffle': True, 'seed': 1.*but train_data has spec .*'seed': 2"):
+    fit(new_state(), step, ArrayDataset(x, y, batch_size=32, seed=2), steps=4, checkpoint_dir=tmp_path,
+        resume=True, progress=False)

@@ -6,15 +6,15 @@ import os
 
 import numpy as np
 
-from jaxcomponents import extras
 from jaxcomponents.data.dataset import RecordDataset
-from jaxcomponents.data.transforms import resize_image
+from jaxcomponents.data.image import decode_image, resize_image
+from jaxcomponents.data.pipeline import Augment
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def list_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], list[str]]:
-  """Returns ([(path, label)], class names), classes in alphabetical order like Keras.
+  """Returns ([(path, label)], class names), classes in alphabetical order like Keras (hidden folders skipped).
 
   Raises:
     FileNotFoundError: if `root` does not exist or has no class folders with images.
@@ -22,7 +22,7 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], l
   root = os.fspath(root)
   if not os.path.isdir(root):
     raise FileNotFoundError(f"image folder {root!r} does not exist.")
-  classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
   files = [(os.path.join(root, c, f), label) for label, c in enumerate(classes)
            for f in sorted(os.listdir(os.path.join(root, c))) if f.lower().endswith(IMAGE_EXTENSIONS)]
   if not files:
@@ -32,27 +32,36 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], l
 
 
 def read_image(path: str, size: tuple[int, int]) -> np.ndarray:
-  """Reads an image as RGB uint8 (H, W, 3), resized to `size`.
+  """Reads an image as RGB uint8 (H, W, 3), resized to `size` (bilinear, as Keras).
 
   Raises:
     ValueError: naming the file, if it is not a readable image.
   """
-  pil_image = extras.require("PIL.Image", "data", "reading image files")
-  try:
-    with pil_image.open(path) as image:
-      rgb = np.asarray(image.convert("RGB"))
-  except (pil_image.UnidentifiedImageError, OSError) as e:
-    raise ValueError(f"{path} is not a readable image ({e}).") from e
-  return resize_image(rgb, size)
+  return resize_image(decode_image(path), size)
 
 
 def image_folder_dataset(root: str | os.PathLike, image_size: tuple[int, int], batch_size: int, *,
-                         shuffle: bool = True, seed: int = 0) -> tuple[RecordDataset, list[str]]:
+                         shuffle: bool = True, seed: int = 0, augment: Augment | None = None, threads: int = 4,
+                         workers: int = 0) -> tuple[RecordDataset, list[str]]:
   """Batches of (image, class index) from `root/<class>/<image>`; returns the class names too.
 
+  Images are decoded and resized to `image_size` (bilinear, as Keras's
+  `image_dataset_from_directory`); `augment`, `threads` and `workers` are as
+  in `BatchPipeline`.
+
   Example:
-    data, classes = image_folder_dataset("PetImages", (160, 160), 32)
+    data, classes = image_folder_dataset("PetImages", (160, 160), 32, workers=4)
   """
   files, classes = list_image_folder(root)
-  to_example = lambda record: (read_image(record[0], image_size), np.int32(record[1]))
-  return RecordDataset(files, to_example, batch_size, shuffle=shuffle, seed=seed, num_classes=len(classes)), classes
+  return RecordDataset(files, _FolderExample(tuple(image_size)), batch_size, shuffle=shuffle, seed=seed,
+                       num_classes=len(classes), augment=augment, threads=threads, workers=workers), classes
+
+
+class _FolderExample:
+  """(path, label) -> (image, label); a class so that worker processes can unpickle it."""
+
+  def __init__(self, size: tuple[int, int]):
+    self.size = size
+
+  def __call__(self, record: tuple[str, int]) -> tuple[np.ndarray, np.int32]:
+    return read_image(record[0], self.size), np.int32(record[1])

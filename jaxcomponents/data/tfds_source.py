@@ -14,7 +14,7 @@ import numpy as np
 
 from jaxcomponents import extras
 from jaxcomponents.data.dataset import RecordDataset
-from jaxcomponents.data.transforms import resize_image
+from jaxcomponents.data.image import resize_image
 
 
 def tfds_dataset(name: str, split: str, batch_size: int, *, data_dir: str | os.PathLike | None = None,

@@ -1,4 +1,4 @@
-"""Image transforms: resizing for backbones and jitted augmentation on device batches."""
+"""Jitted augmentation of device batches (host-side image operations are in `jaxcomponents.data.image`)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int], method: str = "bilinear") -> np.ndarray:
-  """Resizes one (H, W, C) or (H, W) image to `size`, keeping its dtype (host side, for loaders)."""
-  image = np.asarray(image)
-  squeeze = image.ndim == 2
-  if squeeze:
-    image = image[..., None]
-  out = jax.image.resize(jnp.asarray(image, jnp.float32), (*size, image.shape[-1]), method=method)
-  out = np.asarray(out)
-  if np.issubdtype(image.dtype, np.integer):
-    out = np.clip(np.round(out), np.iinfo(image.dtype).min, np.iinfo(image.dtype).max)
-  out = out.astype(image.dtype)
-  return out[..., 0] if squeeze else out
 
 
 @functools.partial(jax.jit, static_argnames=("crop_size", "flip", "max_brightness"))

@@ -49,8 +49,12 @@ class Checkpointer:
     )
     self._manager = ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
 
-  def save(self, state: TrainState, metrics: dict[str, float] | None = None, *, force: bool = False) -> bool:
-    """Saves `state` under its step; returns whether a checkpoint was written."""
+  def save(self, state: TrainState, metrics: dict[str, float] | None = None, *, force: bool = False,
+           dataset: dict[str, Any] | None = None) -> bool:
+    """Saves `state` under its step; returns whether a checkpoint was written.
+
+    `dataset` (JSON) describes the input pipeline's position and settings, saved beside the state.
+    """
     pytree = {name: getattr(state, name) for name in _SAVED_FIELDS}
     if self.best_metric is not None and metrics is not None and self.best_metric not in metrics:
       raise ValueError(
@@ -59,7 +63,8 @@ class Checkpointer:
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return False
-    return self._manager.save(step, args=ocp.args.StandardSave(pytree),
+    items = {"state": ocp.args.StandardSave(pytree), "dataset": ocp.args.JsonSave(dataset or {})}
+    return self._manager.save(step, args=ocp.args.Composite(**items),
                               metrics={k: float(v) for k, v in (metrics or {}).items()}, force=force)
 
   def latest_step(self) -> int | None:
@@ -78,8 +83,13 @@ class Checkpointer:
       raise FileNotFoundError(f"no checkpoint to restore in {self._manager.directory}.")
     template = {name: getattr(state, name) for name in _SAVED_FIELDS}
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    return state.replace(**restored)
+    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    return state.replace(**restored.state)
+
+  def dataset(self, step: int | None = None) -> dict[str, Any]:
+    """The input pipeline description saved with checkpoint `step` (default: the latest)."""
+    step = self.latest_step() if step is None else step
+    return dict(self._manager.restore(step, args=ocp.args.Composite(dataset=ocp.args.JsonRestore())).dataset)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -15,20 +15,48 @@ from typing import Any, Protocol
 import jax
 from tqdm.auto import tqdm
 
+from jaxcomponents.data.pipeline import BatchPipeline
 from jaxcomponents.data.prefetch import prefetch
 from jaxcomponents.training.callbacks import Callback, CSVLogger, History, LearningCurves, TensorBoard
 from jaxcomponents.training.checkpoint import Checkpointer
-from jaxcomponents.training.parallel import replicate
+from jaxcomponents.training.parallel import data_mesh, replicate
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import Step
 
 
 class Dataset(Protocol):
-  """What `fit` reads: `len(data)` batches per epoch, `data.epoch(e)` yields them."""
+  """What `fit` reads: `len(data)` batches per epoch, `data.epoch(e)` yields them.
+
+  Datasets that can start an epoch at a batch (`BatchPipeline`s, `epoch(e, start=k)`)
+  resume without reading the batches before it; others are read and skipped.
+  """
 
   def __len__(self) -> int: ...
 
   def epoch(self, index: int): ...
+
+
+def _epoch_batches(data: Dataset, epoch: int, start: int, stop: int):
+  if isinstance(data, BatchPipeline):
+    return itertools.islice(data.epoch(epoch, start=start), stop - start)
+  return itertools.islice(data.epoch(epoch), start, stop)
+
+
+def _dataset_record(data: Dataset, step: int) -> dict[str, Any]:
+  """What a checkpoint says about the input: where the next batch is and what fixes the batches."""
+  record = {"next_step": step, "steps_per_epoch": len(data)}
+  if isinstance(data, BatchPipeline):
+    record["spec"] = data.spec()
+  return record
+
+
+def _check_same_dataset(saved: dict[str, Any], data: Dataset, checkpoint_dir) -> None:
+  current = _dataset_record(data, 0)
+  for key in ("steps_per_epoch", "spec"):
+    if key in saved and key in current and saved[key] != current[key]:
+      raise ValueError(
+          f"the checkpoint in {checkpoint_dir} was written while reading a dataset with {key} {saved[key]}, but "
+          f"train_data has {key} {current[key]}; resume with the same dataset, or start a new checkpoint_dir.")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -111,6 +139,9 @@ def fit(
     resume: continue from the latest checkpoint in `checkpoint_dir`.
     log_dir: writes `history.csv`, TensorBoard events and `learning_curves.png` there.
     mesh: a `data_mesh()`: the state is replicated and each batch sharded across it.
+      When several processes run (`initialize_distributed`), the default is
+      `data_mesh()` over every device of every process; each process feeds its
+      part of each global batch (jaxcomponents' datasets do this by themselves).
     progress: show a progress bar with live metrics and throughput.
     log_every: steps between progress updates (each one waits for the device).
   """
@@ -131,10 +162,13 @@ def fit(
                   LearningCurves(os.path.join(log_dir, "learning_curves.png"))]
   checkpointer = (Checkpointer(checkpoint_dir, keep=keep_checkpoints, best_metric=best_metric, best_mode=best_mode)
                   if checkpoint_dir is not None else None)
-  if resume and checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
+  if mesh is None and jax.process_count() > 1:
+    mesh = data_mesh()
   if mesh is not None:
     state = replicate(state, mesh)
+  if resume and checkpointer.latest_step() is not None:
+    _check_same_dataset(checkpointer.dataset(), train_data, checkpoint_dir)
+    state = checkpointer.restore(state)  # into the state's shardings
   history = History()
   step = int(jax.device_get(state.step))
   for callback in callbacks:
@@ -142,7 +176,7 @@ def fit(
 
   def save(metrics=None):
     if checkpointer is not None:
-      checkpointer.save(state, metrics)
+      checkpointer.save(state, metrics, dataset=_dataset_record(train_data, int(jax.device_get(state.step))))
 
   def check_finite(state):
     bad = int(jax.device_get(state.metrics["nonfinite_step"]))
@@ -163,7 +197,7 @@ def fit(
         bar = tqdm(total=epoch_steps, initial=step - first, desc=f"epoch {epoch + 1}", disable=not progress,
                    dynamic_ncols=True, leave=True)
         start, seen, results = time.perf_counter(), 0, {}
-        batches = itertools.islice(train_data.epoch(epoch), step - first, epoch_steps)
+        batches = _epoch_batches(train_data, epoch, step - first, epoch_steps)
         for batch in prefetch(batches, mesh=mesh):
           state, results = train_step(state, batch)
           step += 1

@@ -1,5 +1,7 @@
 """The Grain batch pipeline: process parts, threads and workers, resume, host image operations."""
 
+import gc
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,13 @@ from PIL import Image
 from jaxcomponents.data import (ArrayDataset, RecordDataset, decode_image, decode_random_resized_crop,
                                 flip_left_right, image_folder_dataset, normalize, random_resized_crop, resize_image)
 from jaxcomponents.data import pipeline
+
+
+@pytest.fixture(autouse=True)
+def finalize_worker_pools():
+  """Runs the finalizers of Grain's worker pools here, not inside a later test (TFDS's mock breaks their imports)."""
+  yield
+  gc.collect()
 
 
 def batches(data, epoch=0, start=0):

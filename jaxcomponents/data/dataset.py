@@ -32,8 +32,11 @@ class ArrayDataset(BatchPipeline):
     super().__init__(len(self.x), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                      augment=augment, threads=threads, workers=workers)
 
-  def load(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return self.x[indices], self.y[indices]
+  def load(self, indices, rngs):
+    x = self.x[indices]
+    if rngs is not None:
+      x = np.stack([self.augment(example, rng) for example, rng in zip(x, rngs)])
+    return x, self.y[indices]
 
 
 class RecordDataset(BatchPipeline):
@@ -41,7 +44,8 @@ class RecordDataset(BatchPipeline):
 
   Args:
     source: supports `len()` and `source[i]`.
-    to_example: record -> (x, y) numpy arrays of fixed shape (decode, resize here).
+    to_example: record -> (x, y): numpy arrays of fixed shape (decode, resize here), or `x` anything
+      `augment` turns into one (a file name, encoded bytes).
     batch_size, shuffle, seed, drop_remainder, augment, threads, workers: as `BatchPipeline`.
     num_classes: when given, every label is checked to lie in [0, num_classes).
 
@@ -58,8 +62,10 @@ class RecordDataset(BatchPipeline):
     super().__init__(len(source), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                      augment=augment, threads=threads, workers=workers)
 
-  def load(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  def load(self, indices, rngs):
     xs, ys = zip(*(self.to_example(self.source[int(i)]) for i in indices))
+    if rngs is not None:
+      xs = [self.augment(x, rng) for x, rng in zip(xs, rngs)]
     y = np.stack(ys)
     check_labels(y, self.num_classes, where=f"records {indices[:5].tolist()}...")
     return np.stack(xs), y

@@ -57,7 +57,9 @@ class BatchPipeline:
     seed: seeds the permutation and the augmentation.
     drop_remainder: drop the last short batch instead of padding it.
     augment: `augment(x, rng) -> x` applied to each example on the host with a
-      `np.random.Generator` fixed by `(seed, epoch, position)`.
+      `np.random.Generator` fixed by `(seed, epoch, position)`. For record
+      datasets it runs before stacking, so it may turn a file name or encoded
+      bytes into the fixed-shape array (e.g. `decode_random_resized_crop`).
     threads: Grain reader threads (0: read in the consuming thread).
     workers: Grain worker processes (0: none); each builds whole batches. The
       workers are spawned and unpickle the dataset, so `augment` and record
@@ -88,8 +90,8 @@ class BatchPipeline:
     return {"size": self.size, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
             "drop_remainder": self.drop_remainder}
 
-  def load(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Returns `(x, y)` stacked for the examples `indices` (subclasses)."""
+  def load(self, indices: np.ndarray, rngs: list[np.random.Generator] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Returns `(x, y)` stacked for the examples `indices`, each `x` through `augment` with its `rngs` entry."""
     raise NotImplementedError
 
   def epoch(self, index: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -101,9 +103,26 @@ class BatchPipeline:
       >>> [b["y"].tolist() for b in data.epoch(0, start=1)]
       [[4, 5, 6, 7], [8, 9, 0, 1]]
     """
+    check_positive_int("index", index, allow_zero=True)
     check_positive_int("start", start, allow_zero=True)
+    return self.stream(index * len(self) + start, (index + 1) * len(self))
+
+  def stream(self, start: int, stop: int) -> Iterator[dict[str, np.ndarray]]:
+    """Batches `start ... stop - 1` counted across epochs (batch `k` is batch `k % len` of epoch `k // len`).
+
+    One stream for a whole run starts Grain's worker processes once, not once per epoch.
+
+    Example:
+      >>> from jaxcomponents.data import ArrayDataset
+      >>> data = ArrayDataset(np.arange(4)[:, None], np.arange(4), batch_size=2, shuffle=False)
+      >>> [b["y"].tolist() for b in data.stream(1, 4)]
+      [[2, 3], [0, 1], [2, 3]]
+    """
+    check_positive_int("start", start, allow_zero=True)
+    if not isinstance(stop, int) or stop < start:
+      raise ValueError(f"stop={stop!r} is not allowed with start={start}; expected an integer >= start.")
     process, count = self._layout()
-    batches = grain.MapDataset.range(start, len(self)).map(_LoadBatch(self, index, process, count))
+    batches = grain.MapDataset.range(start, stop).map(_LoadBatch(self, process, count))
     options = grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=max(2 * self.threads, 1))
     stream = batches.to_iter_dataset(options)
     if self.workers:
@@ -132,27 +151,27 @@ class BatchPipeline:
 
 
 class _LoadBatch:
-  """Grain map: batch number -> this process's part of it (picklable for worker processes)."""
+  """Grain map: batch number across epochs -> this process's part of it (picklable for worker processes)."""
 
-  def __init__(self, pipeline: BatchPipeline, epoch: int, process: int, count: int):
-    self.pipeline, self.epoch, self.process, self.count = pipeline, epoch, process, count
-    self._order: np.ndarray | None = None
+  def __init__(self, pipeline: BatchPipeline, process: int, count: int):
+    self.pipeline, self.process, self.count = pipeline, process, count
+    self._order: tuple[int, np.ndarray] | None = None
 
-  def order(self) -> np.ndarray:
-    if self._order is None:
+  def order(self, epoch: int) -> np.ndarray:
+    if self._order is None or self._order[0] != epoch:
       p = self.pipeline
-      self._order = (np.random.default_rng([p.seed, self.epoch]).permutation(p.size) if p.shuffle
+      self._order = (epoch, np.random.default_rng([p.seed, epoch]).permutation(p.size) if p.shuffle
                      else np.arange(p.size))
-    return self._order
+    return self._order[1]
 
-  def __call__(self, batch: int) -> dict[str, np.ndarray]:
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
     p = self.pipeline
+    epoch, batch = divmod(step, len(p))
     local = p.batch_size // self.count
     positions = batch * p.batch_size + self.process * local + np.arange(local)
-    indices = self.order()[positions % p.size]
-    x, y = p.load(indices)
-    if p.augment is not None:
-      x = np.stack([p.augment(example, p._example_rng(self.epoch, int(pos))) for example, pos in zip(x, positions)])
+    indices = self.order(epoch)[positions % p.size]
+    rngs = None if p.augment is None else [p._example_rng(epoch, int(pos)) for pos in positions]
+    x, y = p.load(indices, rngs)
     return {"x": x, "y": y, "mask": (positions < p.size).astype(np.float32)}
 
 

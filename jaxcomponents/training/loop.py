@@ -36,10 +36,21 @@ class Dataset(Protocol):
   def epoch(self, index: int): ...
 
 
-def _epoch_batches(data: Dataset, epoch: int, start: int, stop: int):
-  if isinstance(data, BatchPipeline):
-    return itertools.islice(data.epoch(epoch, start=start), stop - start)
-  return itertools.islice(data.epoch(epoch), start, stop)
+class _Batches:
+  """The training batches from step `start` on: one Grain stream for the run, or `epoch(e)` per epoch."""
+
+  def __init__(self, data: Dataset, start: int, total: int):
+    self.data = data
+    self.stream = data.stream(start, total) if isinstance(data, BatchPipeline) else None
+
+  def epoch(self, epoch: int, start: int, stop: int):
+    if self.stream is not None:
+      return itertools.islice(self.stream, stop - start)
+    return itertools.islice(self.data.epoch(epoch), start, stop)
+
+  def close(self) -> None:
+    if self.stream is not None:
+      self.stream.close()
 
 
 def _dataset_record(data: Dataset, step: int) -> dict[str, Any]:
@@ -188,6 +199,7 @@ def fit(
           f"the loss became NaN or infinite at step {bad + 1}; training stopped. "
           + (f"The last good checkpoint (step {last}) is kept." if last is not None else "No checkpoint was written."))
 
+  source = _Batches(train_data, step, total)
   try:
     with _stop_on_signals() as signals:
       for epoch in range(step // steps_per_epoch, math.ceil(total / steps_per_epoch)):
@@ -197,7 +209,7 @@ def fit(
         bar = tqdm(total=epoch_steps, initial=step - first, desc=f"epoch {epoch + 1}", disable=not progress,
                    dynamic_ncols=True, leave=True)
         start, seen, results = time.perf_counter(), 0, {}
-        batches = _epoch_batches(train_data, epoch, step - first, epoch_steps)
+        batches = source.epoch(epoch, step - first, epoch_steps)
         for batch in prefetch(batches, mesh=mesh):
           state, results = train_step(state, batch)
           step += 1
@@ -230,6 +242,7 @@ def fit(
           break
     save(history.last if best_metric is not None and history.epochs else None)
   finally:
+    source.close()
     if checkpointer is not None:
       checkpointer.wait()
       checkpointer.close()

@@ -89,6 +89,8 @@ class Settings:
     out: the JSON rows file; None for `results/quick.json` (tiny: `tiny.json`), or `results/<device>.json` (full).
     tf_python: interpreter for `keras-tf` workers (one with TensorFlow and Keras); None for this one.
     flops: read FLOPs from the compiled cost analysis (None: only on an accelerator).
+    flops_frameworks: the contenders asked for FLOPs (None: all). A jaxcomponents worker answers from its
+      step's compiled executable, which JAX has cached; a Keras worker compiles its train step once more.
     report: write the markdown report and the chart next to the JSON.
     timeout_s: longest wait for any one answer of a worker (compilation included).
     seed: seeds the synthetic data and the initialisations.
@@ -105,6 +107,7 @@ class Settings:
   out: str | None = None
   tf_python: str | None = None
   flops: bool | None = None
+  flops_frameworks: tuple[str, ...] | None = None
   report: bool = True
   timeout_s: float = 1800.0
   seed: int = 0
@@ -226,11 +229,14 @@ class Harness:
     if self.settings.log:
       print(message, file=sys.stderr, flush=True)
 
-  def run(self) -> dict:
-    """Runs everything; returns `{"rows": [...], "meta": {...}}`."""
+  def run(self, device: dict | None = None) -> dict:
+    """Runs everything; returns `{"rows": [...], "meta": {...}}`.
+
+    `device` is `machine.probe_jax_device`'s answer when the caller already has it (None: probe now).
+    """
     s = self.settings
     started = time.perf_counter()
-    device = machine.probe_jax_device(_worker_env("jaxcomponents"))
+    device = device or machine.probe_jax_device(_worker_env("jaxcomponents"))
     self.device = "cpu" if device["platform"] == "cpu" else machine.slug(device["kind"])
     tf_python = self.tf_python
     tf_version = machine.tensorflow_version(tf_python) if "keras-tf" in s.frameworks else None
@@ -325,7 +331,8 @@ class Harness:
     summary = []
     for framework, worker in workers.items():
       try:
-        final = worker.ask({"cmd": "finish", "flops": flops})
+        final = worker.ask({"cmd": "finish", "flops": flops and (s.flops_frameworks is None
+                                                                  or framework in s.flops_frameworks)})
       except WorkerError as error:
         worker.close()
         self._fail(family.name, framework, mode, error)

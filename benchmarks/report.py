@@ -14,14 +14,21 @@ from collections.abc import Sequence
 
 from benchmarks.families import FRAMEWORKS, JAXCOMPONENTS, MODES
 
-# Dense peak TFLOP/s by accelerator and compute type, for model FLOPs utilisation.
-# float32 matmuls and convolutions run as TF32 under XLA's default precision on these GPUs.
+# Dense peak TFLOP/s by accelerator and compute type, for model FLOPs utilisation (NVIDIA's data sheets,
+# without sparsity). float32 matmuls and convolutions run as TF32 under XLA's default precision on these GPUs.
+# Keys are words of the device's slug (`nvidia-h100-80gb-hbm3`); the key with the most words that all occur wins.
 PEAK_TFLOPS = (
     ("h100-pcie", {"bfloat16": 756.0, "float32": 378.0}),
+    ("h100-nvl", {"bfloat16": 835.5, "float32": 417.5}),
     ("h100", {"bfloat16": 989.4, "float32": 494.7}),
+    ("h200-nvl", {"bfloat16": 835.5, "float32": 417.5}),
     ("h200", {"bfloat16": 989.4, "float32": 494.7}),
     ("gh200", {"bfloat16": 989.4, "float32": 494.7}),
+    ("b200", {"bfloat16": 2250.0, "float32": 1100.0}),
     ("a100", {"bfloat16": 312.0, "float32": 156.0}),
+    ("a10", {"bfloat16": 125.0, "float32": 62.5}),
+    ("l40s", {"bfloat16": 362.1, "float32": 183.0}),
+    ("l4", {"bfloat16": 121.0, "float32": 60.0}),
 )
 RESNET50_A100_IMG_S = 2470.0  # NVIDIA's published PyTorch ResNet-50 training, A100, mixed precision, per GPU
 COLORS = {"jaxcomponents": "#1f77b4", "jaxcomponents-tuned": "#17becf", "keras-jax": "#ff7f0e", "keras-tf": "#2ca02c",
@@ -31,12 +38,17 @@ KERAS = ("keras-jax", "keras-tf")
 
 
 def peak_tflops(device: str, dtype: str) -> float | None:
-  """The dense peak of `device` for `dtype`, or None when it is not in the table (CPUs)."""
+  """The dense peak of `device` (a slug) for `dtype`, or None when it is not in the table (CPUs).
+
+  >>> peak_tflops("nvidia-h100-80gb-hbm3", "mixed_bfloat16"), peak_tflops("nvidia-l40s", "float32")
+  (989.4, 183.0)
+  >>> peak_tflops("cpu", "float32") is None
+  True
+  """
   compute = "bfloat16" if "bfloat16" in dtype else "float32"
-  for key, peaks in PEAK_TFLOPS:
-    if key in device:
-      return peaks[compute]
-  return None
+  words = set(device.split("-"))
+  matches = [(len(key.split("-")), peaks) for key, peaks in PEAK_TFLOPS if set(key.split("-")) <= words]
+  return max(matches, key=lambda match: match[0])[1][compute] if matches else None
 
 
 def rate_text(value: float | None) -> str:
@@ -284,7 +296,8 @@ def chart(rows: Sequence[dict], meta: dict, path: pathlib.Path) -> pathlib.Path:
             if any(r["model"] == m for r in rows)]
   frameworks = [fw for fw in _frameworks(rows, meta) if fw != reference and any(r["framework"] == fw for r in rows)]
   height = 0.8 / max(len(frameworks), 1)
-  fig = Figure(figsize=(4.5 + 3.5 * len(modes), 0.17 * max(len(models), 1) * max(len(frameworks), 1) + 1.8))
+  rows_in = max(len(models), 1) * max(0.17 * max(len(frameworks), 1), 0.3)  # at least 0.3 in per model
+  fig = Figure(figsize=(4.5 + 3.5 * len(modes), rows_in + 1.8))
   axes = fig.subplots(1, len(modes), squeeze=False, sharey=True)
   for ax, mode in zip(axes[0], modes):
     for j, fw in enumerate(frameworks):

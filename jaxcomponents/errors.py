@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+# `jax.lax.Precision`'s names (JAX also takes the aliases 'fastest', 'bfloat16', 'bfloat16_3x', 'tensorfloat32'
+# and 'float32').
+PRECISIONS = ("default", "high", "highest")
+_PRECISION_ALIASES = ("fastest", "bfloat16", "bfloat16_3x", "tensorfloat32", "float32")
+
 
 def check_choice(param: str, value: Any, allowed: Iterable[Any]) -> Any:
   """Returns `value` if it is one of `allowed`, else raises `ValueError`.
@@ -69,3 +74,51 @@ def check_rank(param: str, shape: Sequence[int], allowed_ranks: Iterable[int], m
         f"{param} has shape {tuple(shape)} (rank {len(shape)}); expected rank "
         f"{' or '.join(str(r) for r in allowed_ranks)}: {meaning}."
     )
+
+
+def check_dtype(param: str, value: Any, *, allow_none: bool = False) -> Any:
+  """Returns `value` if it names a floating-point dtype (or is None when allowed), else raises `ValueError`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> check_dtype("dtype", jnp.bfloat16) is jnp.bfloat16
+    True
+  """
+  if value is None and allow_none:
+    return value
+  import jax.numpy as jnp
+
+  try:
+    ok = value is not None and jnp.issubdtype(jnp.dtype(value), jnp.floating)
+  except TypeError:
+    ok = False
+  if not ok:
+    none = "None or " if allow_none else ""
+    raise ValueError(f"{param}={value!r} is not allowed; expected {none}a floating-point dtype such as jnp.float32, "
+                     "jnp.bfloat16, jnp.float16 or its name ('bfloat16').")
+  return value
+
+
+def check_precision(param: str, value: Any) -> Any:
+  """Returns `value` if JAX takes it as a matmul/convolution precision, else raises `ValueError`.
+
+  Allowed: None (JAX's default, see `jax.default_matmul_precision`), a
+  `jax.lax.Precision`, one of its names ('default', 'high', 'highest', or
+  JAX's aliases such as 'float32' and 'tensorfloat32'), or a pair of those,
+  one per operand.
+
+  Example:
+    >>> check_precision("precision", "highest")
+    'highest'
+  """
+  from jax import lax
+
+  def one(v):
+    return isinstance(v, lax.Precision) or (isinstance(v, str) and v in (*PRECISIONS, *_PRECISION_ALIASES))
+
+  pair = isinstance(value, (tuple, list)) and len(value) == 2 and all(one(v) for v in value)
+  if not (value is None or one(value) or pair):
+    raise ValueError(f"{param}={value!r} is not allowed; expected None, a jax.lax.Precision, one of "
+                     f"{', '.join(map(repr, PRECISIONS))} (or JAX's aliases "
+                     f"{', '.join(map(repr, _PRECISION_ALIASES))}), or a pair of them (one per operand).")
+  return value

@@ -12,6 +12,8 @@ from jaxcomponents.layers.conv import KINDS
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
 SHAPES = {1: (2, 9, 3), 2: (2, 9, 8, 3), 3: (1, 5, 6, 4, 2)}
 KERAS_LAYERS = {
     ("conv", 1): keras.layers.Conv1D, ("conv", 2): keras.layers.Conv2D, ("conv", 3): keras.layers.Conv3D,

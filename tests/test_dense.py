@@ -9,6 +9,8 @@ from jaxcomponents.layers import Dense
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
 
 def keras_dense(in_shape, units, activation=None, use_bias=True, batch_norm=False, dropout=0.0):
   layers = [keras.Input(in_shape), keras.layers.Dense(units, use_bias=use_bias)]

@@ -95,3 +95,28 @@ def test_segmentation_on_synthetic_shapes(tmp_path):
   assert json.loads((run / "metrics.json").read_text())["test_mean_iou"] == metrics["test_mean_iou"]
   assert (run / "overlays.png").stat().st_size > 1000
   assert module.mean_iou(masks, masks) == 1.0
+
+
+def test_scale_out_on_two_devices_in_bfloat16_with_a_worker_and_resume(tmp_path):
+  import subprocess
+
+  from PIL import Image
+
+  rng = np.random.default_rng(0)
+  for cls, shade in (("cats", 40), ("dogs", 215)):
+    (tmp_path / "pets" / cls).mkdir(parents=True)
+    for i in range(8):
+      Image.fromarray(np.clip(rng.normal(shade, 20, (40, 48, 3)), 0, 255).astype(np.uint8)).save(
+          tmp_path / "pets" / cls / f"{i}.jpg")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  # VGG16: no batch norm, whose per-layer all-reduces are each a rendezvous of emulated devices on 2 cores.
+  command = [sys.executable, os.path.join(ROOT, "experiments", "scale_out.py"), "--dataset", str(tmp_path / "pets"),
+             "--backbone", "vgg16", "--image-size", "32", "--batch-size", "8", "--dtype", "bfloat16",
+             "--mesh", "data", "--workers", "1", "--runs-dir", str(tmp_path / "runs"), "--name", "scale"]
+  for epochs, extra in (("1", []), ("2", ["--resume", "true"])):
+    done = subprocess.run(command + ["--epochs", epochs, *extra], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    saved = json.loads((tmp_path / "runs" / "scale" / "metrics.json").read_text())
+    assert (saved["devices"], saved["processes"], saved["dtype"]) == (2, 1, "bfloat16")
+    assert saved["steps"] == 2 * int(epochs) and np.isfinite(saved["final_loss"])  # 16 images, batches of 8

@@ -18,6 +18,8 @@ from jaxcomponents.weights import hub, load_keras, save_keras_h5
 from jaxcomponents.weights.imagenet import load_imagenet
 from tests.helpers import assert_close, random_input, randomize_keras, write_keras2_h5, write_legacy_h5
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
 KERAS = {VGG16: keras.applications.VGG16, ResNet50: keras.applications.ResNet50,
          InceptionV3: keras.applications.InceptionV3, MobileNetV2: keras.applications.MobileNetV2}
 

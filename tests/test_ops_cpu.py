@@ -331,3 +331,23 @@ print(report["malloc"].split()[0], report["dispatch"].split()[0],
   # The step's temporary buffers take tens of MiB: a worker thread's arena maps and unmaps them every step unless
   # the main thread allocates them and glibc keeps them. Runs here: 0 to 1,543 faults per step against 15,430-15,454.
   assert faults["default"] > 5_000 and faults["tuned"] * 4 < faults["default"], faults
+
+
+def test_several_cpu_devices_in_one_process_make_no_native_calls():
+  """oneDNN's OpenMP threads would starve each other with several CPU devices running at once."""
+  script = ("import jax, jax.numpy as jnp\n"
+            "from jaxcomponents.ops import conv\n"
+            "conv.ONEDNN_MIN_POSITIONS = conv.ONEDNN_MIN_POSITIONS_POINTWISE = 0\n"
+            "f = lambda x, k: conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=conv.channels_last(2))\n"
+            "text = jax.jit(f).lower(jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))).compile().as_text()\n"
+            "print(jax.device_count(), 'jc_onednn' in text)\n")
+  outputs = {}
+  for devices in (1, 2):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outputs[devices] = done.stdout.split()
+  assert outputs[2] == ["2", "False"]
+  if native.load().available:
+    assert outputs[1] == ["1", "True"]

@@ -12,6 +12,8 @@ from jaxcomponents.layers.recurrent import Recurrent
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
 B, T, F, U = 3, 6, 5, 4
 KERAS_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 KERAS_NAMES = {"lstm": "lstm", "gru": "gru", "rnn": "simple_rnn"}

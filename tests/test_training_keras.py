@@ -16,6 +16,8 @@ from jaxcomponents.training import TrainState, make_train_step
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
 
 class SmallCNN(nn.Module):
   @nn.compact

@@ -23,6 +23,8 @@ from jaxcomponents.models.unet_backbones import BACKBONE_TAPS, BackboneEncoder
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
 REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "reference", "unet")
 REFERENCES = (
     "unet_d3_defaults", "unet_d4_ave_nearest_bn_stack1", "unet_d3_strided_transpose_bn", "unet_d3_strided_transpose",

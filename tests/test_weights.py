@@ -14,6 +14,8 @@ from jaxcomponents.weights import layers_from_h5, layers_from_model, load_keras,
 from jaxcomponents.weights.keras_layers import short_weight_name, split_layer
 from tests.helpers import assert_close, random_input, randomize_keras, write_keras2_h5, write_legacy_h5
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
 
 class TwoDense(nn.Module):
   """Two Dense components, the first with batch norm; Keras names on request."""

@@ -13,6 +13,11 @@ mask is either one array shaped like the masked value, shared by every gate,
 or one per gate stacked on a leading axis, `(gates, batch, n)`, which is what
 Keras 3 does for LSTM and GRU when `recurrent_dropout > 0`.
 
+Precision, as `flax.linen` cells have it: `dtype` (computation dtype; None:
+inferred from the inputs, carry and parameters), `param_dtype` (float32) and
+`precision` of the products (None: JAX's default); see
+`jaxcomponents.layers.precision`. The carry comes back in the computation dtype.
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> cell = LSTMCell(4)
@@ -31,22 +36,29 @@ import jax.numpy as jnp
 
 from jaxcomponents import activations
 from jaxcomponents.errors import check_positive_int
+from jaxcomponents.layers.precision import PrecisionFields
 
 Carry = tuple[jax.Array, ...]
 
 glorot_uniform = nn.initializers.glorot_uniform()
-orthogonal = nn.initializers.orthogonal()
 zeros = nn.initializers.zeros
+_orthogonal = nn.initializers.orthogonal()
 
 
-def project(v: jax.Array, kernel: jax.Array, mask: jax.Array | None, gates: int) -> jax.Array:
+def orthogonal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+  """Keras's orthogonal initializer, drawn in at least float32 (the QR it takes has no bfloat16 kernel)."""
+  return _orthogonal(key, shape, jnp.promote_types(dtype, jnp.float32)).astype(dtype)
+
+
+def project(v: jax.Array, kernel: jax.Array, mask: jax.Array | None, gates: int, precision=None) -> jax.Array:
   """`v @ kernel` with `v` dropped out by `mask`: one mask for all gates, or one per gate."""
   if mask is None:
-    return v @ kernel
+    return jnp.matmul(v, kernel, precision=precision)
+  mask = mask.astype(v.dtype)
   if mask.ndim == v.ndim:
-    return (v * mask) @ kernel
+    return jnp.matmul(v * mask, kernel, precision=precision)
   n, width = kernel.shape
-  y = jnp.einsum("gbn,ngu->bgu", v * mask, kernel.reshape(n, gates, width // gates))
+  y = jnp.einsum("gbn,ngu->bgu", v * mask, kernel.reshape(n, gates, width // gates), precision=precision)
   return y.reshape(v.shape[0], width)
 
 
@@ -57,7 +69,7 @@ def _gate_masks(mask: jax.Array | None, start: int, stop: int) -> jax.Array | No
   return mask[start:stop] if stop - start > 1 else mask[start]
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(PrecisionFields):
   """Keras's `LSTMCell`: gates i, f, c, o; carry `(h, c)`; output `h`.
 
   Attributes:
@@ -66,6 +78,7 @@ class LSTMCell(nn.Module):
     recurrent_activation: Keras name or callable for the gates (sigmoid).
     use_bias: add `bias (4 * units,)`.
     unit_forget_bias: initialize the forget-gate bias to 1 (Keras's default).
+    dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
   units: int
@@ -82,11 +95,15 @@ class LSTMCell(nn.Module):
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
     u = self.units
     h, c = carry
-    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 4 * u))
-    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 4 * u))
-    z = project(x, kernel, input_mask, 4) + project(h, recurrent_kernel, recurrent_mask, 4)
-    if self.use_bias:
-      z = z + self.param("bias", self._bias_init, (4 * u,))
+    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 4 * u), self.param_dtype)
+    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 4 * u), self.param_dtype)
+    bias = self.param("bias", self._bias_init, (4 * u,), self.param_dtype) if self.use_bias else None
+    x, h, c, kernel, recurrent_kernel, bias = nn.dtypes.promote_dtype(x, h, c, kernel, recurrent_kernel, bias,
+                                                                      dtype=self.dtype)
+    z = (project(x, kernel, input_mask, 4, self.precision)
+         + project(h, recurrent_kernel, recurrent_mask, 4, self.precision))
+    if bias is not None:
+      z = z + bias
     i, f, g, o = jnp.split(z, 4, axis=-1)
     c = gate_act(f) * c + gate_act(i) * act(g)
     h = gate_act(o) * act(c)
@@ -99,7 +116,7 @@ class LSTMCell(nn.Module):
     return bias
 
 
-class GRUCell(nn.Module):
+class GRUCell(PrecisionFields):
   """Keras's `GRUCell`: gates z, r, h; carry `(h,)`; output `h`.
 
   Attributes:
@@ -110,6 +127,7 @@ class GRUCell(nn.Module):
       `reset_after`, else `(3 * units,)`.
     reset_after: apply the reset gate after the recurrent matmul (Keras 3's and
       cuDNN's default) rather than before it.
+    dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
   units: int
@@ -126,21 +144,23 @@ class GRUCell(nn.Module):
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
     u = self.units
     (h,) = carry
-    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 3 * u))
-    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 3 * u))
-    input_bias = recurrent_bias = None
+    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 3 * u), self.param_dtype)
+    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 3 * u), self.param_dtype)
+    bias = None
     if self.use_bias:
-      if self.reset_after:
-        input_bias, recurrent_bias = self.param("bias", zeros, (2, 3 * u))
-      else:
-        input_bias = self.param("bias", zeros, (3 * u,))
+      bias = self.param("bias", zeros, (2, 3 * u) if self.reset_after else (3 * u,), self.param_dtype)
+    x, h, kernel, recurrent_kernel, bias = nn.dtypes.promote_dtype(x, h, kernel, recurrent_kernel, bias,
+                                                                   dtype=self.dtype)
+    input_bias = recurrent_bias = None
+    if bias is not None:
+      input_bias, recurrent_bias = bias if self.reset_after else (bias, None)
 
-    x_proj = project(x, kernel, input_mask, 3)
+    x_proj = project(x, kernel, input_mask, 3, self.precision)
     if input_bias is not None:
       x_proj = x_proj + input_bias
     x_z, x_r, x_h = jnp.split(x_proj, 3, axis=-1)
     if self.reset_after:
-      rec = project(h, recurrent_kernel, recurrent_mask, 3)
+      rec = project(h, recurrent_kernel, recurrent_mask, 3, self.precision)
       if recurrent_bias is not None:
         rec = rec + recurrent_bias
       rec_z, rec_r, rec_h = jnp.split(rec, 3, axis=-1)
@@ -148,24 +168,25 @@ class GRUCell(nn.Module):
       r = gate_act(x_r + rec_r)
       hh = act(x_h + r * rec_h)
     else:
-      rec = project(h, recurrent_kernel[:, :2 * u], _gate_masks(recurrent_mask, 0, 2), 2)
+      rec = project(h, recurrent_kernel[:, :2 * u], _gate_masks(recurrent_mask, 0, 2), 2, self.precision)
       rec_z, rec_r = jnp.split(rec, 2, axis=-1)
       z = gate_act(x_z + rec_z)
       r = gate_act(x_r + rec_r)
       h_mask = _gate_masks(recurrent_mask, 2, 3)
-      h_in = h if h_mask is None else h * h_mask
-      hh = act(x_h + (r * h_in) @ recurrent_kernel[:, 2 * u:])
+      h_in = h if h_mask is None else h * h_mask.astype(h.dtype)
+      hh = act(x_h + jnp.matmul(r * h_in, recurrent_kernel[:, 2 * u:], precision=self.precision))
     h = z * h + (1.0 - z) * hh
     return (h,), h
 
 
-class SimpleRNNCell(nn.Module):
+class SimpleRNNCell(PrecisionFields):
   """Keras's `SimpleRNNCell`: `h = activation(x @ kernel + bias + h @ recurrent_kernel)`.
 
   Attributes:
     units: state size.
     activation: Keras name or callable (tanh).
     use_bias: add `bias (units,)`.
+    dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
   units: int
@@ -179,8 +200,13 @@ class SimpleRNNCell(nn.Module):
     act = activations.get(self.activation, "activation")
     u = self.units
     (h,) = carry
-    y = project(x, self.param("kernel", glorot_uniform, (x.shape[-1], u)), input_mask, 1)
-    if self.use_bias:
-      y = y + self.param("bias", zeros, (u,))
-    h = act(y + project(h, self.param("recurrent_kernel", orthogonal, (u, u)), recurrent_mask, 1))
+    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], u), self.param_dtype)
+    bias = self.param("bias", zeros, (u,), self.param_dtype) if self.use_bias else None
+    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, u), self.param_dtype)
+    x, h, kernel, bias, recurrent_kernel = nn.dtypes.promote_dtype(x, h, kernel, bias, recurrent_kernel,
+                                                                   dtype=self.dtype)
+    y = project(x, kernel, input_mask, 1, self.precision)
+    if bias is not None:
+      y = y + bias
+    h = act(y + project(h, recurrent_kernel, recurrent_mask, 1, self.precision))
     return (h,), h

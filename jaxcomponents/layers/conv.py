@@ -14,6 +14,7 @@ from jaxcomponents.layers.conv_core import (Conv, ConvReLU, ConvTranspose, Depth
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import POOLS, pool, pool_padding
+from jaxcomponents.layers.precision import PrecisionFields
 
 KINDS = ("conv", "transpose", "separable", "depthwise")
 PADDINGS = ("SAME", "VALID", "CAUSAL")
@@ -21,7 +22,7 @@ _KERAS_NAMES = {"conv": "conv{}d", "transpose": "conv{}d_transpose", "separable"
                 "depthwise": "depthwise_conv{}d"}
 
 
-class Convolution(nn.Module):
+class Convolution(PrecisionFields):
   """A convolution as Keras computes it, for every kind and 1-3 spatial dimensions.
 
   Keras counterparts: Conv1D/2D/3D (`kind="conv"`), Conv1D/2D/3DTranspose
@@ -50,6 +51,9 @@ class Convolution(nn.Module):
     pool: None, "max" or "avg" pooling after the rest (average excludes padding).
     pool_size, pool_strides, pool_padding: the pooling window, step (None: the window,
       as in Keras) and padding ("SAME" or "VALID", either case).
+    dtype, param_dtype, precision: keyword-only, as in `flax.linen.Conv`: computation dtype (None:
+      inferred), parameter dtype (float32), precision of the convolution (None: JAX's default); see
+      `jaxcomponents.layers.precision`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -99,6 +103,7 @@ class Convolution(nn.Module):
     channels = x.shape[-1]
     features = self._features(kind, channels)
     name = _KERAS_NAMES[kind].format(dims)
+    options = self.precision_options
     if kind == "conv":
       check_positive_int("groups", self.groups)
       if channels % self.groups or features % self.groups:
@@ -106,11 +111,11 @@ class Convolution(nn.Module):
                          f"and features ({features}).")
       if act is jax.nn.relu and self.groups == 1 and not self.batch_norm:
         # The same parameters and numbers; on the CPU the bias and ReLU can happen inside oneDNN's convolution.
-        y = ConvReLU(features, kernel_size, strides, padding, dilation, self.use_bias, name=name)(x)
+        y = ConvReLU(features, kernel_size, strides, padding, dilation, self.use_bias, name=name, **options)(x)
         act = activations.linear
       else:
         y = Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=self.groups,
-                 use_bias=self.use_bias, kernel_init=glorot_uniform, name=name)(x)
+                 use_bias=self.use_bias, kernel_init=glorot_uniform, name=name, **options)(x)
     elif kind == "transpose":
       output_padding = None
       if self.output_padding is not None:
@@ -120,16 +125,17 @@ class Convolution(nn.Module):
                            f"than its stride {strides}.")
       relu = act is jax.nn.relu and not self.batch_norm  # the same numbers; on the CPU inside oneDNN's call
       y = ConvTranspose(features, kernel_size, strides, padding, dilation, output_padding, self.use_bias, relu,
-                        name=name)(x)
+                        name=name, **options)(x)
       act = activations.linear if relu else act
     elif kind == "depthwise":
-      y = DepthwiseConv(kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias, name=name)(x)
+      y = DepthwiseConv(kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias, name=name,
+                        **options)(x)
     else:
       y = SeparableConv(features, kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias,
-                        name=name)(x)
+                        name=name, **options)(x)
     _check_not_empty(y, x, f"the {name} output", "kernel_size, dilation, strides and padding")
     if self.batch_norm:
-      y = BatchNorm(use_running_average=not train, name="batch_normalization")(y)
+      y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
     y = act(y)
     if self.dropout:
       y = Dropout(self.dropout)(y, train)

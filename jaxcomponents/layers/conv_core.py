@@ -8,6 +8,11 @@ These are the weighted leaves of `Convolution` and of the backbones:
 layout) computed by `jaxcomponents.ops.conv.conv_general_dilated`. These
 modules hold the parameters; the numerics, with their CPU formulations, are
 `jaxcomponents.ops.conv`. Inputs are channels-last with 1 to 3 spatial axes.
+
+Each takes `flax.linen.Conv`'s precision fields (`Conv` is one): `dtype`, the
+computation dtype (None: inferred from the inputs and parameters, as Flax
+does), `param_dtype` (float32) and `precision` of the convolutions (None:
+JAX's default); see `jaxcomponents.layers.precision`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import conv
 
 glorot_uniform = nn.initializers.glorot_uniform()
 zeros = nn.initializers.zeros
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(PrecisionFields):
   """Keras's `Conv{1,2,3}DTranspose`: `kernel` of shape `k + (filters, in)`, `bias` `(filters,)`.
 
   `relu=True` applies ReLU after the bias (inside oneDNN's call where it computes the convolution).
@@ -45,11 +51,12 @@ class ConvTranspose(nn.Module):
     rank = len(self.kernel_size)
     dilation = tuple(self.dilation or (1,) * rank)
     out_pad = self.output_padding or (None,) * rank
-    kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, self.features, x.shape[-1]))
+    kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, self.features, x.shape[-1]), self.param_dtype)
     pads = tuple(conv.conv_transpose_padding(k, s, d, self.padding, p)
                  for k, s, d, p in zip(self.kernel_size, self.strides, dilation, out_pad))
-    bias = self.param("bias", zeros, (self.features,)).astype(x.dtype) if self.use_bias else None
-    return conv.conv_transpose(x, kernel.astype(x.dtype), self.strides, pads, dilation, bias, self.relu)
+    bias = self.param("bias", zeros, (self.features,), self.param_dtype) if self.use_bias else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return conv.conv_transpose(x, kernel, self.strides, pads, dilation, bias, self.relu, precision=self.precision)
 
 
 class Conv(nn.Conv):
@@ -66,7 +73,7 @@ class Conv(nn.Conv):
   conv_general_dilated: Any = conv.conv_general_dilated
 
 
-class ConvReLU(nn.Module):
+class ConvReLU(PrecisionFields):
   """`relu(Conv(x))` with `Conv`'s parameters (`kernel`, `bias`), computed by `conv_bias_relu`.
 
   Example:
@@ -88,14 +95,16 @@ class ConvReLU(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
-    kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, x.shape[-1], self.features))
-    bias = self.param("bias", zeros, (self.features,)) if self.use_bias else jnp.zeros((self.features,))
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
+    kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, x.shape[-1], self.features), self.param_dtype)
+    bias = (self.param("bias", zeros, (self.features,), self.param_dtype) if self.use_bias
+            else jnp.zeros((self.features,), self.param_dtype))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     return conv.conv_bias_relu(x, kernel, bias, self.strides,
-                               conv.padding_pairs(self.padding, self.kernel_size, dilation), dilation)
+                               conv.padding_pairs(self.padding, self.kernel_size, dilation), dilation,
+                               precision=self.precision)
 
 
-class DepthwiseConv(nn.Module):
+class DepthwiseConv(PrecisionFields):
   """Keras's `DepthwiseConv{1,2}D` (and a 3-D extension): `depthwise_kernel` `k + (in, depth_multiplier)`."""
 
   kernel_size: Sequence[int]
@@ -109,14 +118,15 @@ class DepthwiseConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     dilation = tuple(self.dilation or (1,) * len(self.kernel_size))
     channels = x.shape[-1]
-    kernel = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier))
-    y = conv.depthwise(x, kernel, self.strides, self.padding, dilation)
-    if self.use_bias:
-      y = y + self.param("bias", zeros, (channels * self.depth_multiplier,)).astype(y.dtype)
-    return y
+    kernel = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier),
+                        self.param_dtype)
+    bias = self.param("bias", zeros, (channels * self.depth_multiplier,), self.param_dtype) if self.use_bias else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = conv.depthwise(x, kernel, self.strides, self.padding, dilation, precision=self.precision)
+    return y if bias is None else y + bias
 
 
-class SeparableConv(nn.Module):
+class SeparableConv(PrecisionFields):
   """Keras's `SeparableConv{1,2}D` (and a 3-D extension): depthwise, then a 1x1 pointwise convolution."""
 
   features: int
@@ -132,12 +142,13 @@ class SeparableConv(nn.Module):
     rank = len(self.kernel_size)
     dilation = tuple(self.dilation or (1,) * rank)
     channels = x.shape[-1]
-    depthwise = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier))
+    depthwise = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier),
+                           self.param_dtype)
     pointwise = self.param("pointwise_kernel", glorot_uniform,
-                           ((1,) * rank + (channels * self.depth_multiplier, self.features)))
-    y = conv.depthwise(x, depthwise, self.strides, self.padding, dilation)
-    y = conv.conv_general_dilated(y, pointwise.astype(y.dtype), (1,) * rank, "VALID",
-                                  dimension_numbers=conv.channels_last(rank))
-    if self.use_bias:
-      y = y + self.param("bias", zeros, (self.features,)).astype(y.dtype)
-    return y
+                           ((1,) * rank + (channels * self.depth_multiplier, self.features)), self.param_dtype)
+    bias = self.param("bias", zeros, (self.features,), self.param_dtype) if self.use_bias else None
+    x, depthwise, pointwise, bias = nn.dtypes.promote_dtype(x, depthwise, pointwise, bias, dtype=self.dtype)
+    y = conv.depthwise(x, depthwise, self.strides, self.padding, dilation, precision=self.precision)
+    y = conv.conv_general_dilated(y, pointwise, (1,) * rank, "VALID", dimension_numbers=conv.channels_last(rank),
+                                  precision=self.precision)
+    return y if bias is None else y + bias

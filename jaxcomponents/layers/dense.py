@@ -9,9 +9,10 @@ from jaxcomponents import activations
 from jaxcomponents.errors import check_positive_int, check_rate
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.layers.precision import PrecisionFields
 
 
-class Dense(nn.Module):
+class Dense(PrecisionFields):
   """A fully connected layer as Keras's `Dense`, with optional batch norm and dropout.
 
   Weighted submodules carry Keras's default layer names, `dense` and
@@ -24,6 +25,9 @@ class Dense(nn.Module):
     use_bias: add a bias to the dense output.
     batch_norm: batch-normalize the dense output (Keras defaults: eps 1e-3, momentum 0.99).
     dropout: dropout rate in [0, 1), active only with `train=True` (rng stream `'dropout'`).
+    dtype, param_dtype, precision: keyword-only, as in `flax.linen.Dense`: computation dtype (None:
+      inferred), parameter dtype (float32), precision of the product (None: JAX's default); see
+      `jaxcomponents.layers.precision`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -48,9 +52,9 @@ class Dense(nn.Module):
       raise ValueError(
           f"x has shape {x.shape} (rank {x.ndim}); expected rank >= 2: (batch, ..., features)."
       )
-    y = nn.Dense(self.units, use_bias=self.use_bias, name="dense")(x)
+    y = nn.Dense(self.units, use_bias=self.use_bias, name="dense", **self.precision_options)(x)
     if self.batch_norm:
-      y = BatchNorm(use_running_average=not train, name="batch_normalization")(y)
+      y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
     y = act(y)
     if self.dropout:
       y = Dropout(self.dropout)(y, train)

@@ -14,6 +14,12 @@ Keras 3 (`keras/src/layers/rnn/`, `keras/src/backend/jax/rnn.py`):
 - dropout masks are drawn once per call and direction and reused at every
   step: one input mask and one recurrent mask, or, like Keras for LSTM and GRU
   when `recurrent_dropout > 0`, one of each per gate.
+
+On NVIDIA GPUs an LSTM that Keras would run through cuDNN runs through cuDNN
+here too (`jax.experimental.rnn.lstm`, one call for both directions; see
+`jaxcomponents.ops.cudnn_rnn` for the rule and the weight mapping): the choice
+is made when the computation is lowered, so CPU, TPU, and CUDA machines lowering
+for another platform run the scan, with the same results.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import jax.numpy as jnp
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int, check_rank, check_rate
 from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell
-from jaxcomponents.ops import random
+from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.ops import cudnn_rnn, random
 
 CELLS = ("lstm", "gru", "rnn")
 MERGE_MODES = (None, "concat", "sum", "mul", "ave")
@@ -42,7 +49,7 @@ def _dropout_mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) ->
   return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.asarray(0.0, dtype))
 
 
-class Recurrent(nn.Module):
+class Recurrent(PrecisionFields):
   """A recurrent layer as Keras's `LSTM`, `GRU` or `SimpleRNN`, or their `Bidirectional`.
 
   Weighted submodules carry Keras's default names, `lstm`, `gru` or
@@ -72,6 +79,13 @@ class Recurrent(nn.Module):
       when bidirectional).
     unroll: time steps per scan iteration (passed to `nn.scan`); it changes
       speed and compile size only.
+    use_cudnn: LSTM only: run through cuDNN on NVIDIA GPUs where Keras would
+      (`cudnn_rnn.eligible`: tanh and sigmoid, a bias, no recurrent dropout,
+      `unroll=1`, `lengths` rather than a `mask`, float32), like Keras's
+      `use_cudnn="auto"`; False: always the scan.
+    dtype, param_dtype, precision: keyword-only, passed to the cells: computation dtype (None:
+      inferred from the input and parameters; the states are kept in it), parameter dtype (float32),
+      precision of the products (None: JAX's default); see `jaxcomponents.layers.precision`.
 
   Call arguments:
     x: `(batch, time, features)`.
@@ -107,6 +121,7 @@ class Recurrent(nn.Module):
   unit_forget_bias: bool = True
   zero_output_for_mask: bool | None = None
   unroll: int = 1
+  use_cudnn: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None,
@@ -119,7 +134,8 @@ class Recurrent(nn.Module):
     if time < 1:
       raise ValueError(f"x has shape {x.shape}; expected at least one time step.")
     mask = self._sequence_mask(batch, time, mask, lengths)
-    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    # the cells' computation dtype, which the states keep
+    dtype = jnp.promote_types(x.dtype, self.param_dtype) if self.dtype is None else jnp.dtype(self.dtype)
     directions = 2 if self.bidirectional else 1
     states = self._initial_states(batch, dtype, initial_state, directions)
     n = NUM_STATES[self.cell]
@@ -127,13 +143,24 @@ class Recurrent(nn.Module):
     if zero_output is None:
       zero_output = bool(self.bidirectional) and self.return_sequences
 
+    if (not self.is_initializing()
+        and cudnn_rnn.eligible(self, dtype=dtype, mask=lengths is None and mask is not None,
+                               lengths=lengths is not None, train=train)
+        and cudnn_rnn.available(x)):
+      return self._lstm_cudnn(x, lengths, states, zero_output, train)
+
     name = KERAS_NAMES[self.cell]
     if not self.bidirectional:
-      y, final = self._run(name, x, mask, states, self.go_backwards, zero_output, train)
-      return (y, *final) if self.return_state else y
+      return self._output([self._run(name, x, mask, states, self.go_backwards, zero_output, train)])
+    return self._output([self._run(f"forward_{name}", x, mask, states[:n], False, zero_output, train),
+                         self._run(f"backward_{name}", x, mask, states[n:], True, zero_output, train)])
 
-    y, forward_final = self._run(f"forward_{name}", x, mask, states[:n], False, zero_output, train)
-    y_rev, backward_final = self._run(f"backward_{name}", x, mask, states[n:], True, zero_output, train)
+  def _output(self, results: list[tuple[jax.Array, Carry]]):
+    """The layer's output from each direction's `(outputs, final states)`: merged, states appended if asked."""
+    if not self.bidirectional:
+      ((y, final),) = results
+      return (y, *final) if self.return_state else y
+    (y, forward_final), (y_rev, backward_final) = results
     if self.return_sequences:
       y_rev = jnp.flip(y_rev, axis=1)
     merged = {
@@ -144,14 +171,33 @@ class Recurrent(nn.Module):
     }[self.bidirectional]()
     return (merged, *forward_final, *backward_final) if self.return_state else merged
 
+  def _lstm_cudnn(self, x: jax.Array, lengths: jax.Array | None, states: Carry, zero_output: bool, train: bool):
+    """The LSTM through cuDNN where lowered for CUDA, else this layer's scan (with `use_cudnn=False`)."""
+    input_mask, _ = self._dropout_masks(x.shape[0], x.shape[-1], states[0].dtype, train)
+    if input_mask is not None:  # one direction: the same mask as its scan, at every step
+      x = x * input_mask[:, None, :]
+    names = ["forward_lstm", "backward_lstm"] if self.bidirectional else ["lstm"]
+    scan_layer = self.clone(parent=None, use_cudnn=False)
+
+    def cudnn(params, x, lengths, states):
+      cells = [(params[n]["kernel"], params[n]["recurrent_kernel"], params[n].get("bias")) for n in names]
+      return self._output(cudnn_rnn.lstm(x, states, cells, lengths, go_backwards=self.go_backwards,
+                                         zero_output=zero_output, return_sequences=self.return_sequences,
+                                         precision=self.precision))
+
+    def scan(params, x, lengths, states):
+      return scan_layer.apply({"params": params}, x, lengths=lengths, initial_state=states)
+
+    return cudnn_rnn.on_cuda(cudnn, scan, self.variables["params"], x, lengths, tuple(states))
+
   def _make_cell(self, name: str) -> nn.Module:
     if self.cell == "lstm":
       return LSTMCell(self.units, self.activation, self.recurrent_activation, self.use_bias,
-                      self.unit_forget_bias, name=name)
+                      self.unit_forget_bias, name=name, **self.precision_options)
     if self.cell == "gru":
       return GRUCell(self.units, self.activation, self.recurrent_activation, self.use_bias,
-                     self.reset_after, name=name)
-    return SimpleRNNCell(self.units, self.activation, self.use_bias, name=name)
+                     self.reset_after, name=name, **self.precision_options)
+    return SimpleRNNCell(self.units, self.activation, self.use_bias, name=name, **self.precision_options)
 
   def _run(self, name: str, x: jax.Array, mask: jax.Array | None, carry: Carry, backwards: bool,
            zero_output: bool, train: bool) -> tuple[jax.Array, Carry]:

@@ -10,9 +10,10 @@ import jax
 from jaxcomponents import preprocessing
 from jaxcomponents.errors import check_choice
 from jaxcomponents.layers import Dense
+from jaxcomponents.layers.precision import PrecisionFields
 
 
-class BackboneClassifier(nn.Module):
+class BackboneClassifier(PrecisionFields):
   """`preprocess_input` -> backbone -> [flatten] -> [Dense(hidden) ...] -> Dense(classes, name="predictions").
 
   Images come in as RGB values in [0, 255]; the backbone's Keras preprocessing
@@ -25,10 +26,15 @@ class BackboneClassifier(nn.Module):
     hidden: widths of ReLU dense layers before the head.
     dropout: dropout after each hidden layer.
     activation: of the head (None: logits).
+    dtype, param_dtype, precision: keyword-only, of the head's layers (see
+      `jaxcomponents.layers.precision`); the backbone, built by the caller, takes its own.
 
   Example:
+    >>> import jax.numpy as jnp
     >>> from jaxcomponents.models import VGG16
     >>> model = BackboneClassifier(VGG16(include_top=False, pooling="avg"), classes=10)
+    >>> bf16 = BackboneClassifier(VGG16(include_top=False, pooling="avg", dtype=jnp.bfloat16), classes=10,
+    ...                           dtype=jnp.bfloat16)
   """
 
   backbone: nn.Module
@@ -45,5 +51,5 @@ class BackboneClassifier(nn.Module):
     x = self.backbone(x, train)
     x = x.reshape((x.shape[0], -1))
     for units in self.hidden:
-      x = Dense(units, activation="relu", dropout=self.dropout)(x, train)
-    return Dense(self.classes, activation=self.activation, name="predictions")(x, train)
+      x = Dense(units, activation="relu", dropout=self.dropout, **self.precision_options)(x, train)
+    return Dense(self.classes, activation=self.activation, name="predictions", **self.precision_options)(x, train)

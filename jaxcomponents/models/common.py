@@ -1,4 +1,4 @@
-"""What the ImageNet backbones share: input checks, the classifier top, global pooling, freezing."""
+"""What the ImageNet backbones share: input checks, the classifier top, global pooling, freezing, precision."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import jax.numpy as jnp
 
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.layers.precision import PrecisionFields
 
 POOLINGS = (None, "avg", "max")
 
 
-class Backbone(nn.Module):
+class Backbone(PrecisionFields):
   """The arguments every Keras application takes, and what the backbones do with them.
 
   Attributes:
@@ -24,6 +25,11 @@ class Backbone(nn.Module):
     classifier_activation: activation of `predictions` (None: logits).
     trainable: False freezes the model: no gradient reaches it and batch norm
       stays in inference mode.
+    dtype, param_dtype, precision: keyword-only, passed to every layer: computation dtype (None:
+      inferred from the input and parameters; `jnp.bfloat16` with float32 parameters is mixed
+      precision), parameter dtype (float32), precision of the convolutions and matrix products
+      (None: JAX's default; "highest" for full float32 on GPUs and TPUs). See
+      `jaxcomponents.layers.precision`.
   """
 
   include_top: bool = True
@@ -65,7 +71,7 @@ def classifier_top(model: nn.Module, x: jax.Array) -> jax.Array:
   """`include_top`: global average pool then `predictions`; else the optional global pooling."""
   if model.include_top:
     x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(model.classes, name="predictions")(x)
+    x = nn.Dense(model.classes, name="predictions", **model.precision_options)(x)
     return activations.get(model.classifier_activation, "classifier_activation")(x)
   return global_pool(x, model.pooling)
 

@@ -27,14 +27,15 @@ def _numbered(base: str, index: int) -> str:
 class _Builder:
   """Writes InceptionV3 into a `LayerGraph`, numbering layers in Keras's creation order."""
 
-  def __init__(self, norm):
-    self.graph, self.norm, self.count, self.named = LayerGraph(), norm, 0, {}
+  def __init__(self, norm, conv=Conv):
+    """`norm` and `conv` make the batch-norm and convolution layers (with the model's precision fields)."""
+    self.graph, self.norm, self.conv, self.count, self.named = LayerGraph(), norm, conv, 0, {}
 
   def conv_bn(self, x, filters, rows, cols, padding="SAME", strides=(1, 1)):
     """Keras's `conv2d_bn`: Conv2D without bias -> BatchNormalization(scale=False) -> ReLU."""
     k, self.count = self.count, self.count + 1
-    conv = Conv(filters, (rows, cols), strides=strides, padding=padding, use_bias=False,
-                   name=_numbered("conv2d", k))
+    conv = self.conv(filters, (rows, cols), strides=strides, padding=padding, use_bias=False,
+                     name=_numbered("conv2d", k))
     norm = self.norm(use_scale=False, name=_numbered("batch_normalization", k))
     y = self.graph.add(conv, x)
     y = self.graph.add(norm, y)
@@ -105,7 +106,8 @@ class InceptionV3(Backbone):
   `predictions`) and are created in Keras's topological order, so weights
   pair by name, by number (any session, Keras 2 files) or by order.
 
-  Takes the arguments of `Backbone` (Keras's), called as `model(x, train, return_features)`.
+  Takes the arguments of `Backbone` (Keras's, and `dtype`, `param_dtype`, `precision`), called as
+  `model(x, train, return_features)`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -121,7 +123,9 @@ class InceptionV3(Backbone):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
-    builder = _Builder(functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train)))
+    builder = _Builder(functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train),
+                                         **self.dtype_options),
+                       functools.partial(Conv, **self.precision_options))
     output = _inception_v3(builder)
     values = builder.graph.run(x, output)
     features = {name: values[builder.named[name]] for name in INCEPTION_V3_FEATURES}

@@ -45,6 +45,7 @@ class MobileNetV2(Backbone):
   Attributes:
     alpha: width multiplier (ImageNet weights: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4).
     include_top, pooling, classes, classifier_activation, trainable: Keras's, see `Backbone`.
+    dtype, param_dtype, precision: keyword-only, passed to every layer; see `Backbone`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -63,34 +64,39 @@ class MobileNetV2(Backbone):
       raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
                        f"(ImageNet weights exist for {MOBILENET_V2_ALPHAS}).")
     self.check_input(x)
-    norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), momentum=0.999)
+    norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), momentum=0.999,
+                             **self.dtype_options)
+    options = self.precision_options
     features = {}
-    x = Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
+    x = Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1",
+             **options)(x)
     x = relu6(norm(name="bn_Conv1")(x))
     for block_id, (filters, stride, expansion) in enumerate(MOBILENET_V2_BLOCKS):
       x = self._inverted_residual(x, block_id, make_divisible(int(filters * self.alpha)), stride, expansion, norm,
-                                  features)
+                                  features, options)
     last = make_divisible(1280 * self.alpha) if self.alpha > 1.0 else 1280
-    x = Conv(last, (1, 1), use_bias=False, name="Conv_1")(x)
+    x = Conv(last, (1, 1), use_bias=False, name="Conv_1", **options)(x)
     x = relu6(norm(name="Conv_1_bn")(x))
     features["out_relu"] = x
     x = classifier_top(self, x)
     return self.outputs(x, features, return_features)
 
   @staticmethod
-  def _inverted_residual(inputs, block_id, filters, stride, expansion, norm, features):
+  def _inverted_residual(inputs, block_id, filters, stride, expansion, norm, features, options=None):
+    """Keras's `_inverted_res_block`; `options` are the precision fields of its convolutions."""
+    options = options or {}
     x = inputs
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
     if block_id:
-      x = Conv(expansion * inputs.shape[-1], (1, 1), use_bias=False, name=f"{prefix}expand")(x)
+      x = Conv(expansion * inputs.shape[-1], (1, 1), use_bias=False, name=f"{prefix}expand", **options)(x)
       x = relu6(norm(name=f"{prefix}expand_BN")(x))
       if f"{prefix}expand_relu" in MOBILENET_V2_FEATURES:
         features[f"{prefix}expand_relu"] = x
     if stride == 2:
       x = jnp.pad(x, ((0, 0), *correct_pad(x.shape[1:3]), (0, 0)))
     x = DepthwiseConv((3, 3), (stride, stride), "SAME" if stride == 1 else "VALID", use_bias=False,
-                      name=f"{prefix}depthwise")(x)
+                      name=f"{prefix}depthwise", **options)(x)
     x = relu6(norm(name=f"{prefix}depthwise_BN")(x))
-    x = Conv(filters, (1, 1), use_bias=False, name=f"{prefix}project")(x)
+    x = Conv(filters, (1, 1), use_bias=False, name=f"{prefix}project", **options)(x)
     x = norm(name=f"{prefix}project_BN")(x)
     return inputs + x if inputs.shape[-1] == filters and stride == 1 else x

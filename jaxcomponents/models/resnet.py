@@ -26,7 +26,8 @@ class ResNet50(Backbone):
   `..._0_conv` for shortcuts, `predictions`); layers are created in Keras's
   topological order, so Keras weight files load and export in order too.
 
-  Takes the arguments of `Backbone` (Keras's), called as `model(x, train, return_features)`.
+  Takes the arguments of `Backbone` (Keras's, and `dtype`, `param_dtype`, `precision`), called as
+  `model(x, train, return_features)`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -40,10 +41,12 @@ class ResNet50(Backbone):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
-    norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), epsilon=RESNET_BN_EPSILON)
+    norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), epsilon=RESNET_BN_EPSILON,
+                             **self.dtype_options)
+    conv = functools.partial(Conv, **self.precision_options)
     features = {}
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
-    x = Conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
+    x = conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
     x = nn.relu(norm(name="conv1_bn")(x))
     features["conv1_relu"] = x
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -51,23 +54,26 @@ class ResNet50(Backbone):
     for stage, filters, blocks, stride in RESNET50_STAGES:
       for block in range(1, blocks + 1):
         name = f"{stage}_block{block}"
-        x = self._block(x, filters, stride if block == 1 else 1, block == 1, name, norm)
+        x = self._block(x, filters, stride if block == 1 else 1, block == 1, name, norm, conv)
         if f"{name}_out" in RESNET50_FEATURES:
           features[f"{name}_out"] = x
     x = classifier_top(self, x)
     return self.outputs(x, features, return_features)
 
   @staticmethod
-  def _block(x, filters, stride, conv_shortcut, name, norm):
-    """Keras's `residual_block_v1`; calls follow Keras's topological order (shortcut conv after `_2`)."""
+  def _block(x, filters, stride, conv_shortcut, name, norm, conv=Conv):
+    """Keras's `residual_block_v1`; calls follow Keras's topological order (shortcut conv after `_2`).
+
+    `norm` and `conv` make the batch-norm and convolution layers (with the model's precision fields).
+    """
     shortcut = x
-    y = Conv(filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_1_conv")(x)
+    y = conv(filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_1_conv")(x)
     y = nn.relu(norm(name=f"{name}_1_bn")(y))
-    y = Conv(filters, (3, 3), padding="SAME", name=f"{name}_2_conv")(y)
+    y = conv(filters, (3, 3), padding="SAME", name=f"{name}_2_conv")(y)
     y = nn.relu(norm(name=f"{name}_2_bn")(y))
     if conv_shortcut:
-      shortcut = Conv(4 * filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_0_conv")(x)
-    y = Conv(4 * filters, (1, 1), padding="VALID", name=f"{name}_3_conv")(y)
+      shortcut = conv(4 * filters, (1, 1), strides=(stride, stride), padding="VALID", name=f"{name}_0_conv")(x)
+    y = conv(4 * filters, (1, 1), padding="VALID", name=f"{name}_3_conv")(y)
     if conv_shortcut:
       shortcut = norm(name=f"{name}_0_bn")(shortcut)
     y = norm(name=f"{name}_3_bn")(y)

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models.unet_backbones import (BACKBONES, IMAGENET_FILES, MIN_SIZES, BackboneEncoder,
                                                  frozen_encoder, tap_count)
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, AttentionGate, ConvOutput, ConvStack,
@@ -139,7 +140,7 @@ def _resize_to(x: jax.Array, size: Sequence[int]) -> jax.Array:
   return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear", antialias=False)
 
 
-class UNet(nn.Module):
+class UNet(PrecisionFields):
   """U-Net / attention U-Net computing what keras-unet-collection's `unet_2d` / `att_unet_2d` compute.
 
   Attribute names are the product's; `unet_2d` and `att_unet_2d` build this
@@ -164,6 +165,9 @@ class UNet(nn.Module):
     freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
     input_size: optional (height, width, channels), None entries meaning any; checked when called.
     prefix: the layer-name prefix (keras-unet-collection's `name`); default "unet" or "attunet".
+    dtype, param_dtype, precision: keyword-only, passed to every layer and the backbone: computation
+      dtype (None: inferred from the input and parameters), parameter dtype (float32), precision of the
+      convolutions (None: JAX's default); see `jaxcomponents.layers.precision`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -209,10 +213,11 @@ class UNet(nn.Module):
     check_input_size(self, (*x.shape[1:3], None))
     p, filter_num, depth = self.layer_prefix, tuple(self.filter_num), len(self.filter_num)
     input_hw = x.shape[1:3]
+    options = self.precision_options
     skips = []
     if self.backbone is None:
       x = ConvStack(filter_num[0], stack_num=self.stack_num_down, activation=self.activation,
-                    batch_norm=self.batch_norm, name=f"{p}_down0")(x, train)
+                    batch_norm=self.batch_norm, name=f"{p}_down0", **options)(x, train)
       skips.append(x)
       for i, f in enumerate(filter_num[1:]):
         x = self._left(x, f, f"{p}_down{i + 1}", train)
@@ -220,7 +225,7 @@ class UNet(nn.Module):
     else:
       encoder_cls = frozen_encoder(self.freeze_backbone, self.freeze_batch_norm, self.is_initializing())
       encoder = encoder_cls(self.backbone, tap_count(self.backbone, depth), self.freeze_batch_norm,
-                            name=f"{self.backbone}_backbone")
+                            name=f"{self.backbone}_backbone", **options)
       skips = list(encoder(x, train))
       depth_encode = len(skips) + (0 if self.backbone == "VGG16" else 1)
       x = skips[-1]
@@ -235,40 +240,45 @@ class UNet(nn.Module):
     for i in range(len(decode), depth - 1):
       x = self._right(x, None, filter_decode[i], f"{p}_up{i}", train)
     x = _resize_to(x, input_hw)  # only InceptionV3's taps are not exact halvings
-    return ConvOutput(self.n_labels, activation=self.output_activation, name=f"{p}_output")(x)
+    return ConvOutput(self.n_labels, activation=self.output_activation, name=f"{p}_output", **options)(x)
 
   def _left(self, x, channel, name, train):
     """keras-unet-collection's `UNET_left`: encode layer, then a conv stack."""
-    x = EncodeLayer(channel, self.pool, self.activation, self.batch_norm, name=f"{name}_encode")(x, train)
+    options = self.precision_options
+    x = EncodeLayer(channel, self.pool, self.activation, self.batch_norm, name=f"{name}_encode", **options)(x, train)
     return ConvStack(channel, stack_num=self.stack_num_down, activation=self.activation, batch_norm=self.batch_norm,
-                     name=f"{name}_conv")(x, train)
+                     name=f"{name}_conv", **options)(x, train)
 
   def _right(self, x, skip, channel, name, train):
     """`UNET_right` (U-Net, or any level without a skip) or `UNET_att_right` (attention U-Net)."""
+    options = self.precision_options
     x = DecodeLayer(channel, self.unpool, activation=self.activation, batch_norm=self.batch_norm,
-                    name=f"{name}_decode")(x, train)
+                    name=f"{name}_decode", **options)(x, train)
     if skip is not None:
       x = _resize_to(x, skip.shape[1:3])
     if self.attention and skip is not None:
-      skip = AttentionGate(channel // 2, self.attention_activation, self.attention_type, name=f"{name}_att")(skip, x)
+      skip = AttentionGate(channel // 2, self.attention_activation, self.attention_type, name=f"{name}_att",
+                           **options)(skip, x)
     else:
       x = ConvStack(channel, stack_num=1, activation=self.activation, batch_norm=self.batch_norm,
-                    name=f"{name}_conv_before_concat")(x, train)
+                    name=f"{name}_conv_before_concat", **options)(x, train)
     if skip is not None:
       x = jnp.concatenate([x, skip], axis=-1)
     return ConvStack(channel, stack_num=self.stack_num_up, activation=self.activation, batch_norm=self.batch_norm,
-                     name=f"{name}_conv_after_concat")(x, train)
+                     name=f"{name}_conv_after_concat", **options)(x, train)
 
 
 def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
             output_activation="Softmax", batch_norm=False, pool=True, unpool=True, backbone=None, weights="imagenet",
-            freeze_backbone=True, freeze_batch_norm=True, name="unet") -> UNet:
+            freeze_backbone=True, freeze_batch_norm=True, name="unet", *, dtype=None, param_dtype=jnp.float32,
+            precision=None) -> UNet:
   """keras-unet-collection's `unet_2d`: the same arguments and defaults; returns a `UNet` module.
 
   Arguments are checked here (`ValueError` naming the argument, the value and
   what is allowed). `input_size` is (height, width, channels), None entries
   meaning any size; `name` prefixes the layer names. Unlike
   keras-unet-collection, `freeze_batch_norm` is honoured (see the module doc).
+  The keyword-only `dtype`, `param_dtype` and `precision` are `UNet`'s.
 
   Example:
     >>> model = unet_2d((64, 64, 3), [16, 32, 64], n_labels=2)
@@ -279,7 +289,8 @@ def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, 
                stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
                batch_norm=batch_norm, pool=pool, unpool=unpool, attention=False, backbone=backbone, weights=weights,
                freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm,
-               input_size=_as_input_size(input_size), prefix=name)
+               input_size=_as_input_size(input_size), prefix=name, dtype=dtype, param_dtype=param_dtype,
+               precision=precision)
   check_config(model)
   check_input_size(model, model.input_size)
   return model
@@ -288,11 +299,12 @@ def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, 
 def att_unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
                 atten_activation="ReLU", attention="add", output_activation="Softmax", batch_norm=False, pool=True,
                 unpool=True, backbone=None, weights="imagenet", freeze_backbone=True, freeze_batch_norm=True,
-                name="attunet") -> UNet:
+                name="attunet", *, dtype=None, param_dtype=jnp.float32, precision=None) -> UNet:
   """keras-unet-collection's `att_unet_2d`: `unet_2d`'s arguments plus the attention gate's.
 
   `attention` is the gate's type here, as in keras-unet-collection: "add" or
-  "multiply" (or "additive" / "multiplicative"); `atten_activation` its activation.
+  "multiply" (or "additive" / "multiplicative"); `atten_activation` its activation; `dtype`,
+  `param_dtype` and `precision` as in `unet_2d`.
 
   Example:
     >>> model = att_unet_2d((64, 64, 3), [16, 32, 64], n_labels=2, attention="multiply")
@@ -304,7 +316,8 @@ def att_unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up
                batch_norm=batch_norm, pool=pool, unpool=unpool, attention=True, attention_type=attention,
                attention_activation=atten_activation, backbone=backbone, weights=weights,
                freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm,
-               input_size=_as_input_size(input_size), prefix=name)
+               input_size=_as_input_size(input_size), prefix=name, dtype=dtype, param_dtype=param_dtype,
+               precision=precision)
   check_config(model)
   check_input_size(model, model.input_size)
   return model
@@ -363,7 +376,8 @@ def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: 
   else:
     path = os.fspath(model.weights)
   depth = len(model.filter_num)
-  encoder = BackboneEncoder(model.backbone, tap_count(model.backbone, depth), model.freeze_batch_norm)
+  encoder = BackboneEncoder(model.backbone, tap_count(model.backbone, depth), model.freeze_batch_norm,
+                            **model.precision_options)
   pretrained = load_keras(encoder, path, sample_input[:1], match="name")
   return graft(variables, backbone_path(model), pretrained)
 

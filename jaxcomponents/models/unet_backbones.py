@@ -44,6 +44,7 @@ from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import max_pool
+from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models.inception_v3 import _Builder, _inception_v3
 from jaxcomponents.models.mobilenet_v2 import MOBILENET_V2_BLOCKS, MOBILENET_V2_FEATURES, MobileNetV2, make_divisible
 from jaxcomponents.models.resnet import RESNET50_FEATURES, RESNET50_STAGES, RESNET_BN_EPSILON, ResNet50
@@ -67,7 +68,7 @@ def tap_count(backbone: str, depth: int) -> int:
   return min(wanted, len(BACKBONE_TAPS[backbone]))
 
 
-class BackboneEncoder(nn.Module):
+class BackboneEncoder(PrecisionFields):
   """A Keras ImageNet backbone up to its `taps`-th skip tap; returns the tap tensors, shallow to deep.
 
   Attributes:
@@ -75,6 +76,7 @@ class BackboneEncoder(nn.Module):
     taps: how many of `BACKBONE_TAPS[backbone]` to compute (1 to 5).
     freeze_batch_norm: batch norm in inference mode even when training
       (what Keras's `BatchNormalization(trainable=False)` does).
+    dtype, param_dtype, precision: keyword-only, passed to every layer, as the backbones take them.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -99,27 +101,29 @@ class BackboneEncoder(nn.Module):
     inference = not train or self.freeze_batch_norm
     build = {"VGG16": self._vgg16, "ResNet50": self._resnet50, "MobileNetV2": self._mobilenet_v2,
              "InceptionV3": self._inception_v3}[self.backbone]
-    features = build(x, names, inference)
+    norm = functools.partial(BatchNorm, use_running_average=inference, **self.dtype_options)
+    features = build(x, names, norm, self.precision_options)
     return [features[name] for name in names]
 
   @staticmethod
-  def _vgg16(x, names, inference):
+  def _vgg16(x, names, norm, options):
     features = {}
     for block, convs, filters in VGG16_BLOCKS:
       if block > 1:
         x = max_pool(x, 2)
       for i in range(1, convs + 1):
-        x = nn.relu(Conv(filters, (3, 3), padding="SAME", name=f"block{block}_conv{i}")(x))
+        x = nn.relu(Conv(filters, (3, 3), padding="SAME", name=f"block{block}_conv{i}", **options)(x))
         features[f"block{block}_conv{i}"] = x
         if f"block{block}_conv{i}" == names[-1]:
           return features
     return features
 
   @staticmethod
-  def _resnet50(x, names, inference):
-    norm = functools.partial(BatchNorm, use_running_average=inference, epsilon=RESNET_BN_EPSILON)
+  def _resnet50(x, names, norm, options):
+    norm = functools.partial(norm, epsilon=RESNET_BN_EPSILON)
+    conv = functools.partial(Conv, **options)
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
-    x = Conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
+    x = conv(64, (7, 7), strides=(2, 2), padding="VALID", name="conv1_conv")(x)
     x = nn.relu(norm(name="conv1_bn")(x))
     features = {"conv1_relu": x}
     if names[-1] == "conv1_relu":
@@ -128,31 +132,33 @@ class BackboneEncoder(nn.Module):
     for stage, filters, blocks, stride in RESNET50_STAGES:
       for block in range(1, blocks + 1):
         name = f"{stage}_block{block}"
-        x = ResNet50._block(x, filters, stride if block == 1 else 1, block == 1, name, norm)
+        x = ResNet50._block(x, filters, stride if block == 1 else 1, block == 1, name, norm, conv)
         features[f"{name}_out"] = x
         if f"{name}_out" == names[-1]:
           return features
     return features
 
   @staticmethod
-  def _mobilenet_v2(x, names, inference):
-    norm = functools.partial(BatchNorm, use_running_average=inference, momentum=0.999)
+  def _mobilenet_v2(x, names, norm, options):
+    norm = functools.partial(norm, momentum=0.999)
+    conv = functools.partial(Conv, **options)
     features = {}
-    x = Conv(make_divisible(32), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
+    x = conv(make_divisible(32), (3, 3), (2, 2), padding="SAME", use_bias=False, name="Conv1")(x)
     x = relu6(norm(name="bn_Conv1")(x))
     for block_id, (filters, stride, expansion) in enumerate(MOBILENET_V2_BLOCKS):
       if names[-1] == f"block_{block_id}_expand_relu":  # the last tap is inside this block: stop there
-        x = Conv(expansion * x.shape[-1], (1, 1), use_bias=False, name=f"block_{block_id}_expand")(x)
+        x = conv(expansion * x.shape[-1], (1, 1), use_bias=False, name=f"block_{block_id}_expand")(x)
         features[names[-1]] = relu6(norm(name=f"block_{block_id}_expand_BN")(x))
         return features
-      x = MobileNetV2._inverted_residual(x, block_id, make_divisible(filters), stride, expansion, norm, features)
-    x = Conv(1280, (1, 1), use_bias=False, name="Conv_1")(x)
+      x = MobileNetV2._inverted_residual(x, block_id, make_divisible(filters), stride, expansion, norm, features,
+                                         options)
+    x = conv(1280, (1, 1), use_bias=False, name="Conv_1")(x)
     features["out_relu"] = relu6(norm(name="Conv_1_bn")(x))
     return features
 
   @staticmethod
-  def _inception_v3(x, names, inference):
-    builder = _Builder(functools.partial(BatchNorm, use_running_average=inference))
+  def _inception_v3(x, names, norm, options):
+    builder = _Builder(norm, functools.partial(Conv, **options))
     _inception_v3(builder)
     values = builder.graph.run(x, builder.named[names[-1]])
     return {name: values[builder.named[name]] for name in names}

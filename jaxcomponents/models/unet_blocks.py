@@ -11,6 +11,12 @@ slope 0.3, `ELU` alpha 1, `PReLU` with one slope per input entry (shape
 channels, and keras-unet-collection's `GELU` (tanh approximation) and `Snake`
 (`x + sin(beta x)^2 / beta`, beta 0.5 stored as the non-trained weight
 `beta_factor`).
+
+Every block takes the precision fields `dtype` (computation dtype; None:
+inferred from the inputs and parameters), `param_dtype` (float32) and
+`precision` (of the convolutions; None: JAX's default) and passes them to its
+layers; PReLU and Snake take `dtype` and `param_dtype`. See
+`jaxcomponents.layers.precision`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.conv_core import Conv, ConvTranspose
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import avg_pool, max_pool
+from jaxcomponents.layers.precision import DtypeFields, PrecisionFields
 
 ACTIVATIONS = ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake", "Softmax")
 OUTPUT_ACTIVATIONS = (*ACTIVATIONS, "Sigmoid", None)
@@ -56,7 +63,7 @@ _FUNCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-class PReLU(nn.Module):
+class PReLU(DtypeFields):
   """Keras's `PReLU()`: `x` where positive, `alpha * x` elsewhere; `alpha` has shape `x.shape[1:]`, zeros at init.
 
   Example:
@@ -69,11 +76,12 @@ class PReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    alpha = self.param("alpha", nn.initializers.zeros, x.shape[1:])
-    return jax.nn.relu(x) - alpha.astype(x.dtype) * jax.nn.relu(-x)
+    alpha = self.param("alpha", nn.initializers.zeros, x.shape[1:], self.param_dtype)
+    x, alpha = nn.dtypes.promote_dtype(x, alpha, dtype=self.dtype)
+    return jax.nn.relu(x) - alpha * jax.nn.relu(-x)
 
 
-class Snake(nn.Module):
+class Snake(DtypeFields):
   """keras-unet-collection's `Snake`: `x + sin(beta x)^2 / beta`, beta stored as `beta_factor`.
 
   As in keras-unet-collection (`trainable=False`), `beta_factor` is a weight
@@ -92,10 +100,10 @@ class Snake(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    beta = self.param("beta_factor", nn.initializers.constant(self.beta), ())
+    beta = self.param("beta_factor", nn.initializers.constant(self.beta), (), self.param_dtype)
     if not self.trainable:
       beta = jax.lax.stop_gradient(beta)
-    beta = beta.astype(x.dtype)
+    x, beta = nn.dtypes.promote_dtype(x, beta, dtype=self.dtype)
     return x + (1.0 / beta) * jnp.square(jnp.sin(beta * x))
 
 
@@ -106,14 +114,14 @@ def check_activation(param: str, name, allowed=ACTIVATIONS):
   return name
 
 
-def activation_layer(name: str | None, layer_name: str) -> Callable[[jax.Array], jax.Array]:
-  """The activation `name` as a callable; PReLU and Snake become layers called `layer_name`."""
+def activation_layer(name: str | None, layer_name: str, **dtypes) -> Callable[[jax.Array], jax.Array]:
+  """The activation `name` as a callable; PReLU and Snake become layers called `layer_name`, with `dtypes`."""
   if name is None:
     return lambda x: x
   if name == "PReLU":
-    return PReLU(name=layer_name)
+    return PReLU(name=layer_name, **dtypes)
   if name == "Snake":
-    return Snake(name=layer_name)
+    return Snake(name=layer_name, **dtypes)
   return _FUNCTIONS[name]
 
 
@@ -143,14 +151,14 @@ def _prefix(module: nn.Module, default: str) -> str:
   return module.name if isinstance(module.name, str) else default
 
 
-def _conv(features: int, kernel: int, name: str, *, strides: int = 1, padding: str = "SAME", use_bias: bool = True,
-          dilation: int = 1) -> nn.Conv:
-  """Keras's `Conv2D`: glorot-uniform kernel `k + (in, features)`, zero bias."""
+def _conv(block: PrecisionFields, features: int, kernel: int, name: str, *, strides: int = 1, padding: str = "SAME",
+          use_bias: bool = True, dilation: int = 1) -> nn.Conv:
+  """Keras's `Conv2D`: glorot-uniform kernel `k + (in, features)`, zero bias, with `block`'s precision fields."""
   return Conv(features, (kernel, kernel), strides=(strides, strides), padding=padding, use_bias=use_bias,
-                 kernel_dilation=(dilation, dilation), kernel_init=glorot_uniform, name=name)
+              kernel_dilation=(dilation, dilation), kernel_init=glorot_uniform, name=name, **block.precision_options)
 
 
-class ConvStack(nn.Module):
+class ConvStack(PrecisionFields):
   """keras-unet-collection's `CONV_stack`: `stack_num` x (Conv 3x3 same -> [BN] -> activation).
 
   The convolutions have a bias only without batch norm. Layers: `{name}_{i}`,
@@ -178,15 +186,15 @@ class ConvStack(nn.Module):
     check_activation("activation", self.activation)
     prefix = _prefix(self, "conv_stack")
     for i in range(self.stack_num):
-      x = _conv(self.channel, self.kernel_size, f"{prefix}_{i}", use_bias=not self.batch_norm,
+      x = _conv(self, self.channel, self.kernel_size, f"{prefix}_{i}", use_bias=not self.batch_norm,
                 dilation=self.dilation_rate)(x)
       if self.batch_norm:
-        x = BatchNorm(use_running_average=not train, name=f"{prefix}_{i}_bn")(x)
-      x = activation_layer(self.activation, f"{prefix}_{i}_activation")(x)
+        x = BatchNorm(use_running_average=not train, name=f"{prefix}_{i}_bn", **self.dtype_options)(x)
+      x = activation_layer(self.activation, f"{prefix}_{i}_activation", **self.dtype_options)(x)
     return x
 
 
-class EncodeLayer(nn.Module):
+class EncodeLayer(PrecisionFields):
   """keras-unet-collection's `encode_layer`: halves the size by max or average pooling, or a strided conv.
 
   `pool`: True or "max" (MaxPooling2D 2), "ave" (AveragePooling2D 2), False
@@ -207,10 +215,12 @@ class EncodeLayer(nn.Module):
     if pool == "ave":
       return avg_pool(x, 2)
     prefix = _prefix(self, "encode")
-    x = _conv(self.channel, 2, f"{prefix}_stride_conv", strides=2, padding="VALID", use_bias=not self.batch_norm)(x)
+    x = _conv(self, self.channel, 2, f"{prefix}_stride_conv", strides=2, padding="VALID",
+              use_bias=not self.batch_norm)(x)
     if self.batch_norm:
-      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn")(x)
-    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation")(x)
+      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn", **self.dtype_options)(x)
+    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation",
+                            **self.dtype_options)(x)
 
 
 def upsample(x: jax.Array, method: str) -> jax.Array:
@@ -221,7 +231,7 @@ def upsample(x: jax.Array, method: str) -> jax.Array:
   return jax.image.resize(x, (batch, 2 * height, 2 * width, channels), "bilinear", antialias=False)
 
 
-class DecodeLayer(nn.Module):
+class DecodeLayer(PrecisionFields):
   """keras-unet-collection's `decode_layer`: doubles the size by upsampling or a transposed convolution.
 
   `unpool`: True or "bilinear", "nearest" (UpSampling2D 2), False
@@ -241,13 +251,15 @@ class DecodeLayer(nn.Module):
     if unpool != "trans_conv":
       return upsample(x, unpool)
     prefix = _prefix(self, "decode")
-    x = ConvTranspose(self.channel, (self.kernel_size,) * 2, (2, 2), padding="SAME", name=f"{prefix}_trans_conv")(x)
+    x = ConvTranspose(self.channel, (self.kernel_size,) * 2, (2, 2), padding="SAME", name=f"{prefix}_trans_conv",
+                      **self.precision_options)(x)
     if self.batch_norm:
-      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn")(x)
-    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation")(x)
+      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn", **self.dtype_options)(x)
+    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation",
+                            **self.dtype_options)(x)
 
 
-class AttentionGate(nn.Module):
+class AttentionGate(PrecisionFields):
   """keras-unet-collection's `attention_gate` (Oktay et al. 2018), no striding inside the gate.
 
   `theta = Conv1x1(channel)(x)`, `phi = Conv1x1(channel)(g)`, both with bias;
@@ -277,15 +289,16 @@ class AttentionGate(nn.Module):
       raise ValueError(f"x has shape {x.shape} and g {g.shape}; the attention gate needs the same batch and "
                        "spatial sizes.")
     prefix = _prefix(self, "att")
-    theta = _conv(self.channel, 1, f"{prefix}_theta_x")(x)
-    phi = _conv(self.channel, 1, f"{prefix}_phi_g")(g)
+    theta = _conv(self, self.channel, 1, f"{prefix}_theta_x")(x)
+    phi = _conv(self, self.channel, 1, f"{prefix}_phi_g")(g)
     query = theta + phi if attention == "add" else theta * phi
-    f = activation_layer(activation, f"{prefix}_activation")(query)
-    coef = jax.nn.sigmoid(_conv(1, 1, f"{prefix}_psi_f")(f))
+    f = activation_layer(activation, f"{prefix}_activation", **self.dtype_options)(query)
+    coef = jax.nn.sigmoid(_conv(self, 1, 1, f"{prefix}_psi_f")(f))
+    x, coef = nn.dtypes.promote_dtype(x, coef, dtype=self.dtype)
     return x * coef
 
 
-class ConvOutput(nn.Module):
+class ConvOutput(PrecisionFields):
   """keras-unet-collection's `CONV_output`: Conv 1x1 (`n_labels`, bias) named `{name}`, then the activation.
 
   `activation`: one of `OUTPUT_ACTIVATIONS`; "Sigmoid" is the sigmoid, None linear.
@@ -300,5 +313,5 @@ class ConvOutput(nn.Module):
     check_positive_int("n_labels", self.n_labels)
     activation = check_activation("output_activation", self.activation, OUTPUT_ACTIVATIONS)
     prefix = _prefix(self, "conv_output")
-    x = _conv(self.n_labels, self.kernel_size, prefix)(x)
-    return activation_layer(activation, f"{prefix}_activation")(x)
+    x = _conv(self, self.n_labels, self.kernel_size, prefix)(x)
+    return activation_layer(activation, f"{prefix}_activation", **self.dtype_options)(x)

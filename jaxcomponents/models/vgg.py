@@ -20,7 +20,8 @@ VGG16_FEATURES = tuple(f"block{b}_conv{n}" for b, n, _ in VGG16_BLOCKS)
 class VGG16(Backbone):
   """VGG16 with Keras's layer names (`block1_conv1` ... `fc1`, `fc2`, `predictions`).
 
-  Takes the arguments of `Backbone` (Keras's); the top is Flatten -> fc1 -> fc2 -> predictions.
+  Takes the arguments of `Backbone` (Keras's, and `dtype`, `param_dtype`, `precision`); the top is
+  Flatten -> fc1 -> fc2 -> predictions.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -34,19 +35,20 @@ class VGG16(Backbone):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
+    options = self.precision_options
     features = {}
     for block, convs, filters in VGG16_BLOCKS:
       for i in range(1, convs + 1):
         name = f"block{block}_conv{i}"
-        x = ConvReLU(filters, (3, 3), (1, 1), "SAME", name=name)(x)
+        x = ConvReLU(filters, (3, 3), (1, 1), "SAME", name=name, **options)(x)
         if name in VGG16_FEATURES:
           features[name] = x
       x = max_pool(x, 2)
     if self.include_top:
       x = x.reshape((x.shape[0], -1))
-      x = nn.relu(nn.Dense(4096, name="fc1")(x))
-      x = nn.relu(nn.Dense(4096, name="fc2")(x))
-      x = nn.Dense(self.classes, name="predictions")(x)
+      x = nn.relu(nn.Dense(4096, name="fc1", **options)(x))
+      x = nn.relu(nn.Dense(4096, name="fc2", **options)(x))
+      x = nn.Dense(self.classes, name="predictions", **options)(x)
       x = activations.get(self.classifier_activation, "classifier_activation")(x)
     else:
       x = global_pool(x, self.pooling)

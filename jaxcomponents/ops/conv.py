@@ -20,6 +20,11 @@ the CPU (`platform.on_cpu`) it may take a faster formulation of the same sums:
 
 benchmarks/fast_cpu.md has the measurements behind each choice.
 
+Each function takes `precision` (a `jax.lax.Precision`, its name or None) and
+passes it to XLA's operation. The CPU formulations compute full float32
+products (oneDNN, and XLA:CPU's own products, for every precision), which is
+what "highest" asks for, so they are taken whatever the precision.
+
 Example:
   >>> import jax.numpy as jnp
   >>> conv_general_dilated(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 5)), (1, 1), "VALID",
@@ -85,7 +90,7 @@ def dilated_window(kernel_size: Sequence[int], dilation: Sequence[int]) -> list[
 
 
 def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads: Pairs, dilation: Sequence[int],
-                   bias: jax.Array | None = None, relu: bool = False) -> jax.Array:
+                   bias: jax.Array | None = None, relu: bool = False, precision=None) -> jax.Array:
   """Keras's transposed convolution of `x` by a `(*window, out, in)` kernel, with explicit `pads`, plus `bias`, ReLU.
 
   `pads` pad the stride-dilated input, as `lax.conv_transpose` takes them. On
@@ -102,7 +107,7 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads
     return apply
 
   args = (x, kernel) if bias is None else (x, kernel, bias)
-  plain = finish(functools.partial(conv_transpose_xla, **options))
+  plain = finish(functools.partial(conv_transpose_xla, **options, precision=precision))
   window = dilated_window(kernel.shape[:-2], options["dilation"])
   # The convolution this one transposes maps the output back onto x: its padding and the output's size.
   forward_pads = tuple((w - 1 - lo, w - 1 - hi) for w, (lo, hi) in zip(window, options["pads"]))
@@ -116,16 +121,17 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads
         bias = bias[0] if bias else jnp.zeros(kernel.shape[-2:-1], x.dtype)
         return onednn.convolve_transpose(x, kernel, bias, geometry, out_spatial, relu)
       return platform.on_cpu(fused, plain, *args)
-  return platform.on_cpu(finish(functools.partial(_conv_transpose_upsampled, **options)), plain, *args)
+  return platform.on_cpu(finish(functools.partial(_conv_transpose_upsampled, **options, precision=precision)), plain,
+                         *args)
 
 
-def conv_transpose_xla(x, kernel, strides, pads, dilation):
+def conv_transpose_xla(x, kernel, strides, pads, dilation, precision=None):
   """The reference: `lax.conv_transpose` with the kernel transposed, as Keras computes it."""
   return lax.conv_transpose(x, kernel, strides, pads, rhs_dilation=dilation,
-                            dimension_numbers=channels_last(len(strides)), transpose_kernel=True)
+                            dimension_numbers=channels_last(len(strides)), transpose_kernel=True, precision=precision)
 
 
-def _conv_transpose_upsampled(x, kernel, strides, pads, dilation):
+def _conv_transpose_upsampled(x, kernel, strides, pads, dilation, precision=None):
   """The transposed convolution as XLA defines it, with the zeros between inputs written out.
 
   After `lax.pad` inserts the zeros it is a plain stride-1 convolution with the
@@ -137,11 +143,11 @@ def _conv_transpose_upsampled(x, kernel, strides, pads, dilation):
                                                   (0, 0, 0)])
   flipped = jnp.swapaxes(kernel[(slice(None, None, -1),) * rank], -1, -2)
   return conv_general_dilated(upsampled, flipped, (1,) * rank, "VALID", rhs_dilation=dilation,
-                              dimension_numbers=channels_last(rank))
+                              dimension_numbers=channels_last(rank), precision=precision)
 
 
 def depthwise(x: jax.Array, depthwise_kernel: jax.Array, strides: Sequence[int], padding: str,
-              dilation: Sequence[int]) -> jax.Array:
+              dilation: Sequence[int], precision=None) -> jax.Array:
   """Each input channel convolved with its own `depth_multiplier` filters (channel-major outputs).
 
   `depthwise_kernel` has Keras's layout, `(*window, in, depth_multiplier)`. On
@@ -158,13 +164,14 @@ def depthwise(x: jax.Array, depthwise_kernel: jax.Array, strides: Sequence[int],
     fast = functools.partial(_conv_onednn, geometry=geometry)
   else:
     fast = functools.partial(_depthwise_taps, **options)
-  return platform.on_cpu(fast, functools.partial(depthwise_xla, **options), x, kernel)
+  return platform.on_cpu(fast, functools.partial(depthwise_xla, **options, precision=precision), x, kernel)
 
 
-def depthwise_xla(x, kernel, strides, pads, dilation):
+def depthwise_xla(x, kernel, strides, pads, dilation, precision=None):
   """The reference: a grouped convolution with one group per input channel."""
   return lax.conv_general_dilated(x, kernel, strides, pads, rhs_dilation=dilation,
-                                  dimension_numbers=channels_last(len(strides)), feature_group_count=x.shape[-1])
+                                  dimension_numbers=channels_last(len(strides)), feature_group_count=x.shape[-1],
+                                  precision=precision)
 
 
 def _depthwise_taps(x, kernel, strides, pads, dilation):
@@ -201,7 +208,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   `ONEDNN_MIN_POSITIONS_POINTWISE` for 1x1 windows) go to oneDNN where the
   native library is built; otherwise ungrouped ones whose window is larger
   than their input are one matrix product over the window slices. Other
-  platforms and every other case keep XLA's convolution.
+  platforms and every other case keep XLA's convolution. `precision` goes to
+  XLA's convolution and to the matrix product; oneDNN computes full float32.
   """
   plain = functools.partial(lax.conv_general_dilated, window_strides=window_strides, padding=padding,
                             lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -229,7 +237,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 
 
 def conv_bias_relu(x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: Sequence[int], padding: str | Pairs,
-                   dilation: Sequence[int]) -> jax.Array:
+                   dilation: Sequence[int], precision=None) -> jax.Array:
   """`relu(conv(x, kernel) + bias)` for channels-last `x` and `(*window, in, out)` kernels.
 
   Where oneDNN takes the convolution, the bias and ReLU happen inside it (two
@@ -240,7 +248,7 @@ def conv_bias_relu(x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: Se
 
   def plain(x, kernel, bias):
     y = conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
-                             dimension_numbers=channels_last(rank))
+                             dimension_numbers=channels_last(rank), precision=precision)
     return jax.nn.relu(y + bias)
 
   geometry = _onednn_geometry(x, kernel, strides, padding, dilation) if bias.dtype == x.dtype else None

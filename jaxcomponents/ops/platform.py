@@ -10,7 +10,8 @@ is traced, makes every choice the plain one. Calls into jaxcomponents' native
 library (`jaxcomponents.ops.native`) are left out where a computation must be
 portable: inside `portable()`, and for arrays with symbolic shapes
 (`jax.export` with a symbolic batch), since a serialised computation may run
-where that library is absent.
+where that library is absent. The same goes for cuDNN's LSTM
+(`jaxcomponents.ops.cudnn_rnn`), whose custom call `jax.export` does not serialise.
 
 Example:
   >>> import jax.numpy as jnp
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
 from jax import lax
 
 ENV = "JAXCOMPONENTS_FAST_CPU"
@@ -62,14 +65,31 @@ def portable() -> Iterator[None]:
     _PORTABLE.reset(token)
 
 
+def is_portable() -> bool:
+  """Whether the computation being traced is inside `portable()`."""
+  return _PORTABLE.get()
+
+
 def static_shape(shape: tuple[Any, ...]) -> bool:
   """Whether every dimension is a plain integer (not a `jax.export` symbolic dimension)."""
   return all(isinstance(d, int) for d in shape)
 
 
 def native_calls_allowed(*arrays: Any) -> bool:
-  """Whether a CPU formulation may call the native library for `arrays` (fast paths on, not portable, static)."""
-  return enabled() and not _PORTABLE.get() and all(static_shape(tuple(a.shape)) for a in arrays)
+  """Whether a CPU formulation may call the native library for `arrays`.
+
+  Fast paths on, not `portable()`, static shapes, and one CPU device in the
+  process: the library's oneDNN runs its own OpenMP threads, and several CPU
+  devices (`--xla_force_host_platform_device_count`) run their computations at
+  once, each on all cores, which starves them all; XLA's operations share one pool.
+  """
+  return (enabled() and not _PORTABLE.get() and all(static_shape(tuple(a.shape)) for a in arrays)
+          and _one_cpu_device())
+
+
+@functools.cache
+def _one_cpu_device() -> bool:
+  return len(jax.devices("cpu")) == 1
 
 
 def on_cpu(fast: Callable[..., Any], plain: Callable[..., Any], *args: Any) -> Any:

@@ -27,8 +27,8 @@ from jaxcomponents.training.step import Step
 class Dataset(Protocol):
   """What `fit` reads: `len(data)` batches per epoch, `data.epoch(e)` yields them.
 
-  Datasets that can start an epoch at a batch (`BatchPipeline`s, `epoch(e, start=k)`)
-  resume without reading the batches before it; others are read and skipped.
+  `BatchPipeline`s are read as one stream for the whole run (`stream(start, stop)`), so a
+  resumed run starts at its next batch; other datasets' epochs are read and skipped up to it.
   """
 
   def __len__(self) -> int: ...

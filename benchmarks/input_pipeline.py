@@ -4,7 +4,7 @@ The work, per image: read a JPEG file, decode, random resized crop to 224x224
 (Inception-style box: area 8-100 %, aspect 3/4-4/3), random horizontal flip,
 normalise to float32 with ImageNet's mean and deviation, batch 64. Two ways
 of decoding, each side with its own library:
-  - "crop": decode only what the crop needs (Pillow's reduced-scale JPEG
+  - "crop": decode only what the crop needs (libjpeg's reduced-scale
     decoding, `decode_random_resized_crop`; TensorFlow's `decode_and_crop_jpeg`),
   - "full": decode the whole image, then crop and resize.
 The images are real photographs (scikit-learn's two sample images) cut into

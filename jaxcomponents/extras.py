@@ -1,7 +1,7 @@
 """Optional dependencies, imported when a feature needs them, with the extra that installs them named.
 
 The core install is jax, flax, optax, orbax-checkpoint, numpy, h5py and tqdm;
-the rest comes with an extra: `data` (TFDS, Pillow, scikit-learn), `plots`
+the rest comes with an extra: `data` (TFDS, Pillow, OpenCV, scikit-learn), `plots`
 (matplotlib), `tensorboard` (tensorboardX), `onednn` (the native library's
 oneDNN), or `all`.
 

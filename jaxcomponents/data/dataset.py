@@ -6,7 +6,7 @@ global batches with a padding mask, each process loading its own part.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ class ArrayDataset(BatchPipeline):
   def load(self, indices, rngs):
     x = self.x[indices]
     if rngs is not None:
-      x = np.stack([self.augment(example, rng) for example, rng in zip(x, rngs)])
+      x = stack_as_made((self.augment(example, rng) for example, rng in zip(x, rngs)), len(x))
     return x, self.y[indices]
 
 
@@ -64,8 +64,29 @@ class RecordDataset(BatchPipeline):
 
   def load(self, indices, rngs):
     xs, ys = zip(*(self.to_example(self.source[int(i)]) for i in indices))
-    if rngs is not None:
-      xs = [self.augment(x, rng) for x, rng in zip(xs, rngs)]
     y = np.stack(ys)
     check_labels(y, self.num_classes, where=f"records {indices[:5].tolist()}...")
+    if rngs is not None:
+      return stack_as_made((self.augment(x, rng) for x, rng in zip(xs, rngs)), len(xs)), y
     return np.stack(xs), y
+
+
+def stack_as_made(examples: Iterable[np.ndarray], count: int) -> np.ndarray:
+  """`np.stack` of `count` examples, each copied into the batch as soon as it is made (while still in cache).
+
+  Example:
+    >>> stack_as_made((np.full(2, i) for i in range(3)), 3).tolist()
+    [[0, 0], [1, 1], [2, 2]]
+  """
+  out = None
+  for i, example in enumerate(examples):
+    example = np.asarray(example)
+    if out is None:
+      out = np.empty((count, *example.shape), example.dtype)
+    elif example.shape != out.shape[1:]:
+      raise ValueError(f"example {i} of the batch has shape {example.shape} but example 0 has {out.shape[1:]}; "
+                       "every example (after augment) must have the same shape.")
+    elif example.dtype != out.dtype:
+      out = out.astype(np.result_type(out.dtype, example.dtype))
+    out[i] = example
+  return out

@@ -115,7 +115,8 @@ def main(argv=None) -> dict:
   with Timer() as timer:
     state, history = fit(state, step, data, epochs=config.epochs, mesh=mesh,
                          checkpoint_dir=config.checkpoint_dir or os.path.join(path, "checkpoints"),
-                         resume=config.resume, log_dir=path if jax.process_index() == 0 else None,
+                         resume=config.resume, overwrite=not config.resume,
+                         log_dir=path if jax.process_index() == 0 else None,
                          progress=jax.process_index() == 0)
   metrics = {"experiment": "scale_out", "dataset": config.dataset, "backbone": config.backbone,
              "dtype": config.dtype, "processes": jax.process_count(), "devices": jax.device_count(),

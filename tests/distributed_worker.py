@@ -34,7 +34,7 @@ def main():
 
   from jaxcomponents.data import ArrayDataset
   from jaxcomponents.training import TrainState, fit, make_train_step
-  from tests.test_training_loop import MLP, blobs, xent
+  from tests.training_problem import MLP, blobs, xent
 
   if args.disagree and args.process_id == 1:
     args.size += 1

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent("""
     import os, sys
     import jax, numpy as np, optax
     from jaxcomponents.training import TrainState, data_mesh, make_train_step, replicate, shard_batch
-    from tests.test_training_loop import MLP, blobs, xent
+    from tests.training_problem import MLP, blobs, xent
 
     x, y = blobs(64)
     batch = {"x": x, "y": y}

@@ -12,8 +12,19 @@ import pytest
 
 from jaxcomponents.data import ArrayDataset
 from jaxcomponents.layers import Dense
-from jaxcomponents.training import (Callback, Checkpointer, EarlyStopping, NonFiniteLossError, TrainState, fit,
-                                    freeze, label_params, make_eval_step, make_train_step)
+from jaxcomponents.training import (
+  Callback,
+  Checkpointer,
+  EarlyStopping,
+  NonFiniteLossError,
+  TrainState,
+  fit,
+  freeze,
+  label_params,
+  make_eval_step,
+  make_train_step,
+)
+from tests.training_problem import blobs, leaves_equal, new_state, xent
 
 
 class _Acc:  # TEMP until metrics land
@@ -29,33 +40,6 @@ class _Acc:  # TEMP until metrics land
 
 
 ACC = {"accuracy": _Acc()}
-
-
-def xent(y, logits):
-  return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-
-
-class MLP(nn.Module):
-  @nn.compact
-  def __call__(self, x, train=False):
-    x = Dense(16, activation="relu", batch_norm=True, dropout=0.2)(x, train)
-    return Dense(3)(x, train)
-
-
-def blobs(n=96, seed=0):
-  rng = np.random.default_rng(seed)
-  y = rng.integers(0, 3, n)
-  x = rng.normal(size=(n, 5)).astype(np.float32) + 3.0 * np.eye(3, 5, dtype=np.float32)[y]
-  return x, y
-
-
-def new_state(lr=0.05, tx=None, seed=0):
-  x, _ = blobs()
-  return TrainState.create(MLP(), tx or optax.adam(lr), x[:2], seed=seed)
-
-
-def leaves_equal(a, b):
-  return all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def test_fit_learns_and_reports_history(tmp_path):

@@ -53,9 +53,9 @@ class _Batches:
       self.stream.close()
 
 
-def _dataset_record(data: Dataset, step: int) -> dict[str, Any]:
-  """What a checkpoint says about the input: where the next batch is and what fixes the batches."""
-  record = {"next_step": step, "steps_per_epoch": len(data)}
+def _dataset_record(data: Dataset, step: int, run_start: int = 0) -> dict[str, Any]:
+  """What a checkpoint says about the input: where the next batch is, what fixes the batches, where the run began."""
+  record = {"next_step": step, "steps_per_epoch": len(data), "run_start_step": run_start}
   if isinstance(data, BatchPipeline):
     record["spec"] = data.spec()
   return record
@@ -72,6 +72,36 @@ def _check_same_dataset(saved: dict[str, Any], data: Dataset, checkpoint_dir) ->
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; training stopped without saving the broken state."""
+
+
+def _log_names(train_step: Step, eval_step: Step | None) -> list[str]:
+  """The logs each epoch will have, in order (known before the first step)."""
+  names = ["loss", *train_step.metrics, "time_s", "images_per_s"]
+  if eval_step is not None:
+    names += [f"val_{name}" for name in ("loss", *eval_step.metrics)]
+  return names
+
+
+def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, names: list[str]) -> None:
+  watched = [(f"{type(c).__name__} monitor", c.monitor) for c in callbacks
+             if isinstance(getattr(c, "monitor", None), str)]
+  if best_metric is not None:
+    watched.append(("best_metric", best_metric))
+  for what, name in watched:
+    if name not in names:
+      raise ValueError(f"{what}={name!r} names no log of this run; the logs will be {names}.")
+
+
+def _keep_state(error: BaseException, state: TrainState, checkpointer: Checkpointer | None) -> None:
+  """Puts the latest good state on `error` (as `.state`) and says so in a note."""
+  leaves = jax.tree.leaves(state)
+  if any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in leaves):
+    return  # the step failed after its input was donated: there is no state to hand back
+  error.state = state
+  note = f"fit: the latest good state (step {int(jax.device_get(state.step))}) is this exception's .state"
+  if checkpointer is not None and checkpointer.all_steps():
+    note += f"; the checkpoints in {checkpointer.directory} are intact (latest step {checkpointer.all_steps()[-1]})"
+  error.add_note(note + ".")
 
 
 @contextlib.contextmanager
@@ -114,6 +144,7 @@ def fit(
     *,
     epochs: int | None = None,
     steps: int | None = None,
+    initial_epoch: int = 0,
     eval_step: Step | None = None,
     validation_data: Dataset | None = None,
     callbacks: Sequence[Callback] = (),
@@ -122,32 +153,46 @@ def fit(
     best_metric: str | None = None,
     best_mode: str = "min",
     resume: bool = False,
+    overwrite: bool = False,
     log_dir: str | os.PathLike | None = None,
     mesh=None,
     progress: bool = True,
     log_every: int = 10,
 ) -> tuple[TrainState, History]:
-  """Trains for `epochs` epochs or `steps` steps; returns the final state and the history.
+  """Trains `state` for `epochs - initial_epoch` epochs (or `steps` steps); returns the new state and the history.
 
-  Each epoch ends with validation (`val_` logs), callbacks and a checkpoint.
-  With `resume=True`, training continues from the latest checkpoint in
-  `checkpoint_dir`, at the same batch of the same epoch, so k steps, a restart
-  and n - k more steps give the parameters of n uninterrupted steps.
+  As Keras's `fit`, each call trains from the state it is given: calling it
+  again on the returned state trains further. Each epoch ends with validation
+  (`val_` logs), callbacks and a checkpoint. With `resume=True`, training
+  continues from the newest intact checkpoint in `checkpoint_dir` to the
+  interrupted run's end, at the same batch of the same epoch, so k steps, a
+  restart and n - k more steps give the parameters of n uninterrupted steps.
   SIGINT/SIGTERM save a checkpoint and return (`history.stopped_by` names the
   signal). A non-finite loss raises `NonFiniteLossError` naming the step, and
   saves nothing.
+
+  Nothing is lost to an error: everything that can be checked is checked
+  before the first step (arguments, monitored log names, the checkpoint
+  directory), and an exception raised while training (a corrupt image, a
+  full disk) carries the latest good state as its `.state` (the state passed
+  in was donated to the first step), with a note naming its step; the
+  checkpoints on disk stay intact.
 
   Args:
     state: from `TrainState.create`.
     train_step: from `make_train_step`.
     train_data: `len()` batches per epoch and `.epoch(e)` yielding dict batches.
-    epochs: number of epochs (or give `steps`).
-    steps: number of optimizer steps in all.
+    epochs: train until this epoch (or give `steps`).
+    steps: number of optimizer steps to take.
+    initial_epoch: the epoch this call starts at, as in Keras: `epochs - initial_epoch` epochs are trained.
     eval_step, validation_data: evaluated after each epoch.
     callbacks: `Callback`s; `EarlyStopping` among them can end training.
     checkpoint_dir: where orbax checkpoints go (keep the last `keep_checkpoints`,
-      and the best by `best_metric`).
-    resume: continue from the latest checkpoint in `checkpoint_dir`.
+      and the best by `best_metric`). A directory holding another run's
+      checkpoints is an error unless `resume=True` or `overwrite=True`
+      (training further the state its latest checkpoint holds is fine).
+    resume: continue from the newest intact checkpoint in `checkpoint_dir`.
+    overwrite: delete the checkpoints already in `checkpoint_dir` and start afresh.
     log_dir: writes `history.csv`, TensorBoard events and `learning_curves.png` there.
     mesh: a `data_mesh()`: the state is replicated and each batch sharded across it.
       When several processes run (`initialize_distributed`), the default is
@@ -155,52 +200,76 @@ def fit(
       part of each global batch (jaxcomponents' datasets do this by themselves).
     progress: show a progress bar with live metrics and throughput.
     log_every: steps between progress updates (each one waits for the device).
+
+  Example (needs a model and data)::
+
+    state, history = fit(state, train_step, data, epochs=5, checkpoint_dir="run/ckpt")
+    state, history = fit(state, train_step, data, epochs=8, initial_epoch=5)  # three more epochs
   """
+  steps_per_epoch = len(train_data)
   if (epochs is None) == (steps is None):
     raise ValueError(f"epochs={epochs!r}, steps={steps!r}: give exactly one of them.")
-  steps_per_epoch = len(train_data)
-  total = steps if steps is not None else epochs * steps_per_epoch
-  if not isinstance(total, int) or total < 1:
+  if not isinstance(initial_epoch, int) or initial_epoch < 0 or (epochs is not None and initial_epoch >= epochs):
+    raise ValueError(f"initial_epoch={initial_epoch!r} is not allowed with epochs={epochs!r}; expected an integer "
+                     "in [0, epochs).")
+  run_steps = steps if steps is not None else (epochs - initial_epoch) * steps_per_epoch
+  if not isinstance(run_steps, int) or run_steps < 1:
     raise ValueError(f"epochs={epochs!r}, steps={steps!r} is not allowed; expected a positive integer.")
   if (eval_step is None) != (validation_data is None):
     raise ValueError("eval_step and validation_data go together: give both or neither.")
   if resume and checkpoint_dir is None:
     raise ValueError("resume=True needs a checkpoint_dir to resume from.")
+  if resume and overwrite:
+    raise ValueError("resume=True and overwrite=True contradict each other: give one of them.")
   callbacks = list(callbacks)
+  _check_monitors(callbacks, best_metric, _log_names(train_step, eval_step))
   if log_dir is not None:
     os.makedirs(log_dir, exist_ok=True)
     callbacks += [CSVLogger(os.path.join(log_dir, "history.csv")), TensorBoard(os.path.join(log_dir, "tensorboard")),
                   LearningCurves(os.path.join(log_dir, "learning_curves.png"))]
   checkpointer = (Checkpointer(checkpoint_dir, keep=keep_checkpoints, best_metric=best_metric, best_mode=best_mode)
                   if checkpoint_dir is not None else None)
-  if mesh is None and jax.process_count() > 1:
-    mesh = data_mesh()
-  if mesh is not None:
-    state = replicate(state, mesh)
-  if resume and checkpointer.latest_step() is not None:
-    _check_same_dataset(checkpointer.dataset(), train_data, checkpoint_dir)
-    state = checkpointer.restore(state)  # into the state's shardings
-  history = History()
-  step = int(jax.device_get(state.step))
-  for callback in callbacks:
-    callback.on_train_begin(state)
-
-  def save(metrics=None):
-    if checkpointer is not None:
-      checkpointer.save(state, metrics, dataset=_dataset_record(train_data, int(jax.device_get(state.step))))
-
-  def check_finite(state):
-    bad = int(jax.device_get(state.metrics["nonfinite_step"]))
-    if bad >= 0:
-      if checkpointer is not None:
-        checkpointer.wait()
-      last = checkpointer.latest_step() if checkpointer is not None else None
-      raise NonFiniteLossError(
-          f"the loss became NaN or infinite at step {bad + 1}; training stopped. "
-          + (f"The last good checkpoint (step {last}) is kept." if last is not None else "No checkpoint was written."))
-
-  source = _Batches(train_data, step, total)
+  source = None
   try:
+    if checkpointer is not None and checkpointer.all_steps() and not resume and not checkpointer.holds(state):
+      if not overwrite:
+        raise ValueError(f"checkpoint_dir={os.fspath(checkpoint_dir)!r} already holds the checkpoints of a run "
+                         f"(steps {checkpointer.all_steps()}); pass resume=True to continue it, overwrite=True to "
+                         "replace them, or another directory.")
+      checkpointer.delete_all()
+    if mesh is None and jax.process_count() > 1:
+      mesh = data_mesh()
+    if mesh is not None:
+      state = replicate(state, mesh)
+    run_start = int(jax.device_get(state.step))
+    if resume and checkpointer.all_steps():
+      state = checkpointer.restore(state)  # the newest intact checkpoint, into the state's shardings
+      record = checkpointer.dataset(checkpointer.restored_step)
+      _check_same_dataset(record, train_data, checkpoint_dir)
+      run_start = record.get("run_start_step", 0)
+    total = run_start + run_steps
+    history = History()
+    step = int(jax.device_get(state.step))
+    for callback in callbacks:
+      callback.on_train_begin(state)
+
+    def save(metrics=None):
+      if checkpointer is not None:
+        checkpointer.save(state, metrics,
+                          dataset=_dataset_record(train_data, int(jax.device_get(state.step)), run_start))
+
+    def check_finite(state):
+      bad = int(jax.device_get(state.metrics["nonfinite_step"]))
+      if bad >= 0:
+        if checkpointer is not None:
+          checkpointer.wait()
+        last = checkpointer.latest_step() if checkpointer is not None else None
+        raise NonFiniteLossError(
+            f"the loss became NaN or infinite at step {bad + 1}; training stopped. "
+            + (f"The last good checkpoint (step {last}) is kept." if last is not None else
+               "No checkpoint was written."))
+
+    source = _Batches(train_data, step, total)
     with _stop_on_signals() as signals:
       for epoch in range(step // steps_per_epoch, math.ceil(total / steps_per_epoch)):
         state = train_step.reset(state)
@@ -241,10 +310,18 @@ def fit(
           history.stopped_by = "callback"
           break
     save(history.last if best_metric is not None and history.epochs else None)
-  finally:
-    source.close()
     if checkpointer is not None:
-      checkpointer.wait()
+      checkpointer.wait()  # a failed background write surfaces here, inside the error handling
+  except BaseException as error:
+    if not isinstance(error, NonFiniteLossError):
+      _keep_state(error, state, checkpointer)
+    raise
+  finally:
+    if source is not None:
+      source.close()
+    if checkpointer is not None:
+      with contextlib.suppress(Exception):  # never mask the error being raised
+        checkpointer.wait()
       checkpointer.close()
   for callback in callbacks:
     callback.on_train_end(history)

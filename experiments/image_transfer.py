@@ -85,7 +85,7 @@ def run_jax(config: Config, train, test, classes):
   with Timer() as timer:
     state, history = fit(state, make_train_step("sparse_categorical_crossentropy", metrics), train,
                          epochs=config.epochs, eval_step=make_eval_step("sparse_categorical_crossentropy", metrics),
-                         validation_data=test, log_dir=run_dir(config), progress=True)
+                         validation_data=test, log_dir=run_dir(config), verbose="auto")
   predict = jax.jit(lambda x: state.apply_fn(state.variables, x).argmax(-1))
   return history.history, timer.seconds, _predictions(test, lambda x: np.asarray(predict(x)))
 

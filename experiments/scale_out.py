@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
                          checkpoint_dir=config.checkpoint_dir or os.path.join(path, "checkpoints"),
                          resume=config.resume, overwrite=not config.resume,
                          log_dir=path if jax.process_index() == 0 else None,
-                         progress=jax.process_index() == 0)
+                         verbose="auto" if jax.process_index() == 0 else 0)
   metrics = {"experiment": "scale_out", "dataset": config.dataset, "backbone": config.backbone,
              "dtype": config.dtype, "processes": jax.process_count(), "devices": jax.device_count(),
              "steps": int(state.step), "final_loss": history.history["loss"][-1] if history.epochs else None,

@@ -109,7 +109,7 @@ def run_jax(config: Config, x, y, xt):
   with Timer() as timer:
     state, history = fit(state, make_train_step("sparse_categorical_crossentropy"),
                          ArrayDataset(prep(x), y, config.batch_size, seed=config.seed, num_classes=3),
-                         epochs=config.epochs, log_dir=run_dir(config), progress=True)
+                         epochs=config.epochs, log_dir=run_dir(config), verbose="auto")
   predict = jax.jit(lambda images: state.apply_fn(state.variables, images).argmax(-1))
   preds = np.concatenate([np.asarray(predict(prep(xt[i:i + 64]))) for i in range(0, len(xt), 64)])
   return preds, timer.seconds, history.history

@@ -60,7 +60,7 @@ def run_jax(config, cell, x, y, xt, yt, path):
                          ArrayDataset(x, y, config.batch_size, seed=config.seed, num_classes=10),
                          epochs=config.epochs, eval_step=make_eval_step("sparse_categorical_crossentropy", metrics),
                          validation_data=ArrayDataset(xt, yt, 512, shuffle=False),
-                         log_dir=os.path.join(path, cell), progress=True)
+                         log_dir=os.path.join(path, cell), verbose="auto")
   return history.history["val_sparse_categorical_accuracy"][-1], timer.seconds, history.history
 
 

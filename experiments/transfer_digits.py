@@ -86,7 +86,7 @@ def run_jax(config: Config, data):
     with Timer() as timer:
       state, history = fit(state, make_train_step("sparse_categorical_crossentropy", metrics), train_data,
                            epochs=config.epochs, eval_step=eval_step, validation_data=test_data,
-                           log_dir=os.path.join(run_dir(config), f"phase_{name}"), progress=True)
+                           log_dir=os.path.join(run_dir(config), f"phase_{name}"), verbose="auto")
     predict = lambda xb: np.asarray(state.apply_fn(state.variables, xb)).argmax(-1)
     preds = np.concatenate([predict(xts[i:i + 512]) for i in range(0, len(xts), 512)])
     results.append(dict(phase=name, test_accuracy=float((preds == yts).mean()), wall_s=timer.seconds,

@@ -45,7 +45,7 @@ def main():
   loaded = [(b["y"], b["mask"]) for b in seen.epoch(0)]
   state = TrainState.create(MLP(), optax.sgd(0.1, momentum=0.9), x[:2])
   epochs = None if args.steps else 2
-  state, _ = fit(state, make_train_step(xent), data, epochs=epochs, steps=args.steps, progress=False,
+  state, _ = fit(state, make_train_step(xent), data, epochs=epochs, steps=args.steps, verbose=0,
                  checkpoint_dir=args.checkpoint_dir, resume=args.resume)
   leaves = [np.asarray(jax.device_get(a)) for a in jax.tree.leaves((state.params, state.batch_stats))]
   np.savez(args.out, devices=jax.device_count(), processes=jax.process_count(), step=int(state.step),

@@ -48,6 +48,28 @@ def test_idx_damage_is_reported_by_name(tmp_path):
     read_idx(path)
 
 
+def test_idx_headers_are_checked_before_the_body_is_decompressed(tmp_path):
+  import gzip
+  import tracemalloc
+
+  big = tmp_path / "not-idx.gz"  # 64 MB of zeros: a 64 KB file
+  with gzip.open(big, "wb") as f:
+    f.write(b"\x7fELF" + bytes(64 << 20))
+  promising = tmp_path / "promising.gz"  # a header promising 2**31 bytes, then 10
+  with gzip.open(promising, "wb") as f:
+    f.write(b"\x00\x00\x08\x01" + (2**31).to_bytes(4, "big") + bytes(10))
+  tracemalloc.start()
+  try:
+    with pytest.raises(ValueError, match=r"not-idx.gz is not an IDX file: bad magic number 7f454c46"):
+      read_idx(big)
+    with pytest.raises(ValueError, match=r"promising.gz is damaged: 18 bytes where its header \(2147483648,\) "
+                                         r"promises 2147483656"):
+      read_idx(promising)
+    assert tracemalloc.get_traced_memory()[1] < 16 << 20  # peak: neither body was read whole
+  finally:
+    tracemalloc.stop()
+
+
 def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
   monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
   with pytest.raises(FileNotFoundError, match=r"mnist not found; .* in: .*nowhere, .*keras/datasets/mnist, "

@@ -28,7 +28,7 @@ def data(seed=3):
 
 
 def straight_run(epochs):
-  state, _ = fit(new_state(), make_train_step(xent), data(), epochs=epochs, progress=False)
+  state, _ = fit(new_state(), make_train_step(xent), data(), epochs=epochs, verbose=0)
   return state
 
 
@@ -54,7 +54,7 @@ def test_an_exception_mid_epoch_keeps_the_latest_state_and_the_checkpoints(tmp_p
   records = CorruptRecords(bad=50)
   source = RecordDataset(records, lambda r: r, batch_size=16, shuffle=False, threads=0)  # record 50: batch 3
   with pytest.raises(OSError, match="record 50: image file is truncated") as caught:
-    fit(new_state(), make_train_step(xent), source, epochs=3, checkpoint_dir=tmp_path, progress=False)
+    fit(new_state(), make_train_step(xent), source, epochs=3, checkpoint_dir=tmp_path, verbose=0)
   error = caught.value
   # The first epoch (6 steps) finished and was saved; in the second, batches 0-2 trained, then batch 3 failed.
   assert int(error.state.step) == 9
@@ -64,7 +64,7 @@ def test_an_exception_mid_epoch_keeps_the_latest_state_and_the_checkpoints(tmp_p
     assert ckpt.all_steps() == [6]
     assert int(ckpt.restore(new_state()).step) == 6
   # The state carried by the error trains on.
-  state, _ = fit(error.state, make_train_step(xent), data(), steps=2, progress=False)
+  state, _ = fit(error.state, make_train_step(xent), data(), steps=2, verbose=0)
   assert int(state.step) == 11
 
 
@@ -74,7 +74,7 @@ def test_an_exception_in_a_callback_keeps_the_state():
       raise RuntimeError("the plotting callback failed")
 
   with pytest.raises(RuntimeError, match="plotting callback failed") as caught:
-    fit(new_state(), make_train_step(xent), data(), epochs=2, callbacks=[Broken()], progress=False)
+    fit(new_state(), make_train_step(xent), data(), epochs=2, callbacks=[Broken()], verbose=0)
   assert int(caught.value.state.step) == 6
 
 
@@ -90,11 +90,11 @@ def test_monitors_naming_no_log_fail_before_the_first_step():
   with pytest.raises(ValueError, match=r"EarlyStopping monitor='val_accuracy' names no log of this run; the logs "
                                        r"will be \['loss', 'time_s', 'images_per_s'\]"):
     fit(state, make_train_step(xent), Unreadable(), epochs=2, callbacks=[EarlyStopping("val_accuracy")],
-        progress=False)
+        verbose=0)
   with pytest.raises(ValueError, match=r"best_metric='val_los' names no log of this run; the logs will be \['loss', "
                                        r"'time_s', 'images_per_s', 'val_loss'"):
     fit(state, make_train_step(xent), Unreadable(), epochs=2, eval_step=make_eval_step(xent),
-        validation_data=Unreadable(), checkpoint_dir=None, best_metric="val_los", progress=False)
+        validation_data=Unreadable(), checkpoint_dir=None, best_metric="val_los", verbose=0)
   assert int(state.step) == 0 and not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))
 
 
@@ -108,7 +108,7 @@ def test_kill_9_during_a_save_then_resume_gives_the_uninterrupted_result(tmp_pat
       "  def on_epoch_end(self, epoch, logs, state):\n"
       "    if epoch == 2:  # the checkpoint of step 18 has just begun writing in the background\n"
       "      os.kill(os.getpid(), signal.SIGKILL)\n"
-      "fit(new_state(), make_train_step(xent), data(), epochs=5, checkpoint_dir=sys.argv[1], progress=False,\n"
+      "fit(new_state(), make_train_step(xent), data(), epochs=5, checkpoint_dir=sys.argv[1], verbose=0,\n"
       "    callbacks=[KillDuringSave()])\n")
   done = subprocess.run([sys.executable, "-c", child, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                         timeout=240)
@@ -116,7 +116,7 @@ def test_kill_9_during_a_save_then_resume_gives_the_uninterrupted_result(tmp_pat
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # an unfinished save is not a damaged checkpoint: no warning
     resumed, history = fit(new_state(), make_train_step(xent), data(), epochs=5, checkpoint_dir=tmp_path,
-                           resume=True, progress=False)
+                           resume=True, verbose=0)
   assert history.epochs[0] in (2, 3)  # resumed after the step-12 checkpoint, or the step-18 one if it completed
   expected = straight_run(5)
   assert int(resumed.step) == 30
@@ -124,7 +124,7 @@ def test_kill_9_during_a_save_then_resume_gives_the_uninterrupted_result(tmp_pat
 
 
 def _three_checkpoints(directory):
-  fit(new_state(), make_train_step(xent), data(), epochs=3, checkpoint_dir=directory, progress=False)
+  fit(new_state(), make_train_step(xent), data(), epochs=3, checkpoint_dir=directory, verbose=0)
 
 
 def _flip_bytes(folder):
@@ -156,7 +156,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_an_intact_one(tmp_path, damag
   with pytest.warns(UserWarning, match=r"checkpoint step 18 in .* (is damaged|cannot be read).*trying the checkpoint "
                                        r"before it"):
     resumed, _ = fit(new_state(), make_train_step(xent), data(), epochs=4, checkpoint_dir=tmp_path, resume=True,
-                     progress=False)
+                     verbose=0)
   expected = straight_run(4)
   assert int(resumed.step) == 24 and leaves_equal(resumed.params, expected.params)
 
@@ -169,7 +169,7 @@ def test_no_intact_checkpoint_is_an_error_naming_each_step(tmp_path):
     _flip_bytes(tmp_path / str(step))
   with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=r"no intact checkpoint to restore: checkpoint "
                                                                       r"step 18 .*step 12 .*step 6 .*new checkpoint_dir"):
-    fit(new_state(), make_train_step(xent), data(), epochs=4, checkpoint_dir=tmp_path, resume=True, progress=False)
+    fit(new_state(), make_train_step(xent), data(), epochs=4, checkpoint_dir=tmp_path, resume=True, verbose=0)
   with Checkpointer(tmp_path) as ckpt, pytest.raises(CheckpointError, match=r"checkpoint step 12 in .* cannot be read"):
     ckpt.restore(new_state(), step=12)
 
@@ -183,7 +183,7 @@ def test_an_unwritable_checkpoint_dir_fails_at_once_and_exits_without_hanging(tm
            "from tests.test_fault_injection import data\n"
            "from tests.training_problem import new_state, xent\n"
            "try:\n"
-           "  fit(new_state(), make_train_step(xent), data(), epochs=2, checkpoint_dir=sys.argv[1], progress=False)\n"
+           "  fit(new_state(), make_train_step(xent), data(), epochs=2, checkpoint_dir=sys.argv[1], verbose=0)\n"
            "except Exception as e:\n"
            "  print(type(e).__name__, e)\n")
   start = time.monotonic()
@@ -199,10 +199,10 @@ def test_a_rerun_into_a_used_directory_is_an_error_unless_resume_or_overwrite(tm
   fresh = new_state(seed=1)
   with pytest.raises(ValueError, match=r"already holds the checkpoints of a run \(steps \[6, 12, 18\]\); pass "
                                        r"resume=True to continue it, overwrite=True to replace them"):
-    fit(fresh, make_train_step(xent), data(), epochs=1, checkpoint_dir=tmp_path, progress=False)
+    fit(fresh, make_train_step(xent), data(), epochs=1, checkpoint_dir=tmp_path, verbose=0)
   assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(fresh))  # the state passed in is untouched
   second, _ = fit(fresh, make_train_step(xent), data(), epochs=1, checkpoint_dir=tmp_path, overwrite=True,
-                  progress=False)
+                  verbose=0)
   with Checkpointer(tmp_path) as ckpt:
     assert ckpt.all_steps() == [6]
     assert leaves_equal(ckpt.restore(new_state()).params, second.params)
@@ -212,12 +212,12 @@ def test_a_rerun_into_a_used_directory_is_an_error_unless_resume_or_overwrite(tm
 
 def test_training_the_returned_state_further_continues_in_the_same_directory(tmp_path):
   train_step = make_train_step(xent)
-  state, _ = fit(new_state(), train_step, data(), epochs=2, checkpoint_dir=tmp_path, progress=False)
+  state, _ = fit(new_state(), train_step, data(), epochs=2, checkpoint_dir=tmp_path, verbose=0)
   # As Keras's fit: a second call trains `epochs - initial_epoch` more epochs from the state it is given.
-  state, history = fit(state, train_step, data(), epochs=2, checkpoint_dir=tmp_path, progress=False)
+  state, history = fit(state, train_step, data(), epochs=2, checkpoint_dir=tmp_path, verbose=0)
   assert int(state.step) == 24 and history.epochs == [2, 3]
   assert leaves_equal(state.params, straight_run(4).params)
-  state, history = fit(state, train_step, data(), epochs=6, initial_epoch=4, progress=False)
+  state, history = fit(state, train_step, data(), epochs=6, initial_epoch=4, verbose=0)
   assert int(state.step) == 36 and history.epochs == [4, 5]
   with pytest.raises(ValueError, match=r"initial_epoch=6 is not allowed with epochs=6; expected an integer in "
                                        r"\[0, epochs\)"):

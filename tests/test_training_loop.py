@@ -12,19 +12,9 @@ import pytest
 
 from jaxcomponents.data import ArrayDataset
 from jaxcomponents.layers import Dense
-from jaxcomponents.training import (
-  Callback,
-  Checkpointer,
-  EarlyStopping,
-  NonFiniteLossError,
-  TrainState,
-  fit,
-  freeze,
-  label_params,
-  make_eval_step,
-  make_train_step,
-)
-from tests.training_problem import blobs, leaves_equal, new_state, xent
+from jaxcomponents.training import (Callback, Checkpointer, EarlyStopping, NonFiniteLossError, TrainState, fit,
+                                    freeze, label_params, make_eval_step, make_train_step, predict)
+from tests.training_problem import MLP, blobs, leaves_equal, new_state, xent
 
 
 class _Acc:  # TEMP until metrics land
@@ -48,7 +38,7 @@ def test_fit_learns_and_reports_history(tmp_path):
   val = ArrayDataset(*blobs(40, seed=5), batch_size=16, shuffle=False)
   state, history = fit(new_state(), make_train_step(xent, ACC), data, epochs=6,
                        eval_step=make_eval_step(xent, ACC), validation_data=val,
-                       log_dir=tmp_path, progress=False)
+                       log_dir=tmp_path, verbose=0)
   assert int(state.step) == 6 * len(data)
   assert history.history["val_accuracy"][-1] > 0.9
   assert history.history["loss"][-1] < history.history["loss"][0]
@@ -72,9 +62,9 @@ def test_resume_is_bitwise_identical(tmp_path):
   x, y = blobs()
   data = ArrayDataset(x, y, batch_size=16, seed=3)
   train_step = make_train_step(xent)
-  straight, _ = fit(new_state(), train_step, data, steps=9, progress=False)
-  fit(new_state(), train_step, data, steps=4, checkpoint_dir=tmp_path, progress=False)
-  resumed, _ = fit(new_state(), train_step, data, steps=9, checkpoint_dir=tmp_path, resume=True, progress=False)
+  straight, _ = fit(new_state(), train_step, data, steps=9, verbose=0)
+  fit(new_state(), train_step, data, steps=4, checkpoint_dir=tmp_path, verbose=0)
+  resumed, _ = fit(new_state(), train_step, data, steps=9, checkpoint_dir=tmp_path, resume=True, verbose=0)
   assert int(resumed.step) == 9
   assert leaves_equal(resumed.params, straight.params)
   assert leaves_equal(resumed.batch_stats, straight.batch_stats)
@@ -86,7 +76,7 @@ def test_checkpoints_keep_last_and_best(tmp_path):
   data = ArrayDataset(x, y, batch_size=32)
   val = ArrayDataset(*blobs(32, seed=9), batch_size=32, shuffle=False)
   fit(new_state(lr=0.02), make_train_step(xent), data, epochs=5, eval_step=make_eval_step(xent),
-      validation_data=val, checkpoint_dir=tmp_path, keep_checkpoints=2, best_metric="val_loss", progress=False)
+      validation_data=val, checkpoint_dir=tmp_path, keep_checkpoints=2, best_metric="val_loss", verbose=0)
   with Checkpointer(tmp_path, keep=2, best_metric="val_loss") as ckpt:
     steps = ckpt.all_steps()
     assert ckpt.latest_step() == 15
@@ -102,7 +92,7 @@ def test_signal_saves_and_returns(tmp_path):
   x, y = blobs()
   data = ArrayDataset(x, y, batch_size=32)
   state, history = fit(new_state(), make_train_step(xent), data, epochs=5, callbacks=[SendTerm()],
-                       checkpoint_dir=tmp_path, progress=False)
+                       checkpoint_dir=tmp_path, verbose=0)
   assert history.stopped_by == "SIGTERM"
   assert int(state.step) == 4  # one epoch of 3 steps, then one step before the flag is seen
   with Checkpointer(tmp_path) as ckpt:
@@ -114,11 +104,11 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path):
   x[40:] = np.nan  # batches from the second epoch's first step on meet NaN inputs at some point
   data = ArrayDataset(x, y, batch_size=32, shuffle=False)
   with pytest.raises(NonFiniteLossError, match=r"at step 2; training stopped\. No checkpoint"):
-    fit(new_state(), make_train_step(xent), data, epochs=2, progress=False, log_every=1)
+    fit(new_state(), make_train_step(xent), data, epochs=2, verbose=0, log_every=1)
   clean = ArrayDataset(*blobs(), batch_size=32, shuffle=False)
-  state, _ = fit(new_state(), make_train_step(xent), clean, epochs=1, checkpoint_dir=tmp_path, progress=False)
+  state, _ = fit(new_state(), make_train_step(xent), clean, epochs=1, checkpoint_dir=tmp_path, verbose=0)
   with pytest.raises(NonFiniteLossError, match=r"last good checkpoint \(step 3\) is kept"):
-    fit(state, make_train_step(xent), data, epochs=2, checkpoint_dir=tmp_path, progress=False)
+    fit(state, make_train_step(xent), data, epochs=2, checkpoint_dir=tmp_path, verbose=0)
   with Checkpointer(tmp_path) as ckpt:
     assert ckpt.all_steps() == [3]
 
@@ -127,7 +117,7 @@ def test_early_stopping():
   x, y = blobs()
   data = ArrayDataset(x, y, batch_size=32)
   _, history = fit(new_state(lr=0.0), make_train_step(xent), data, epochs=10,
-                   callbacks=[EarlyStopping("loss", patience=1, min_delta=1.0)], progress=False)
+                   callbacks=[EarlyStopping("loss", patience=1, min_delta=1.0)], verbose=0)
   assert history.stopped_by == "callback" and len(history.epochs) == 2
 
 
@@ -138,11 +128,11 @@ def test_frozen_parameters_are_bit_identical_and_same_seed_same_result():
   step = make_train_step(xent, frozen_batch_stats=["Dense_0/.*"])
   start = new_state(tx=tx)
   before = jax.tree.map(np.array, start.params), jax.tree.map(np.array, start.batch_stats)
-  state, _ = fit(start, step, data, epochs=2, progress=False)
+  state, _ = fit(start, step, data, epochs=2, verbose=0)
   assert leaves_equal(state.params["Dense_0"], before[0]["Dense_0"])
   assert leaves_equal(state.batch_stats, before[1])
   assert not leaves_equal(state.params["Dense_1"], before[0]["Dense_1"])
-  again, _ = fit(new_state(tx=tx), step, data, epochs=2, progress=False)
+  again, _ = fit(new_state(tx=tx), step, data, epochs=2, verbose=0)
   assert leaves_equal(again.params, state.params)
 
 
@@ -175,9 +165,9 @@ def test_gradient_accumulation_equals_one_big_batch():
 def test_mixed_precision_keeps_float32_state_and_tracks_float32():
   x, y = blobs()
   data = ArrayDataset(x, y, batch_size=32)
-  full, _ = fit(new_state(tx=optax.sgd(0.1)), make_train_step(xent), data, epochs=2, progress=False)
+  full, _ = fit(new_state(tx=optax.sgd(0.1)), make_train_step(xent), data, epochs=2, verbose=0)
   mixed, history = fit(new_state(tx=optax.sgd(0.1)), make_train_step(xent, compute_dtype=jnp.bfloat16), data,
-                       epochs=2, progress=False)
+                       epochs=2, verbose=0)
   assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((mixed.params, mixed.batch_stats, mixed.opt_state))
              if jnp.issubdtype(a.dtype, jnp.floating))
   for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(mixed.params)):
@@ -189,7 +179,7 @@ def test_bad_arguments():
   x, y = blobs()
   data = ArrayDataset(x, y, batch_size=32)
   with pytest.raises(ValueError, match="give exactly one of them"):
-    fit(new_state(), make_train_step(xent), data, progress=False)
+    fit(new_state(), make_train_step(xent), data, verbose=0)
   with pytest.raises(ValueError, match="accumulate_steps=0 is not allowed"):
     make_train_step(xent, accumulate_steps=0)
   with pytest.raises(ValueError, match="resume=True needs a checkpoint_dir"):
@@ -201,8 +191,48 @@ def test_bad_arguments():
 def test_resuming_with_another_dataset_is_an_error_naming_both(tmp_path):
   x, y = blobs()
   step = make_train_step(xent)
-  fit(new_state(), step, ArrayDataset(x, y, batch_size=32, seed=1), steps=2, checkpoint_dir=tmp_path, progress=False)
+  fit(new_state(), step, ArrayDataset(x, y, batch_size=32, seed=1), steps=2, checkpoint_dir=tmp_path, verbose=0)
   with pytest.raises(ValueError, match=r"written while reading a dataset with spec \{'size': 96, 'batch_size': 32, "
                                        r"'shuffle': True, 'seed': 1.*but train_data has spec .*'seed': 2"):
     fit(new_state(), step, ArrayDataset(x, y, batch_size=32, seed=2), steps=4, checkpoint_dir=tmp_path,
-        resume=True, progress=False)
+        resume=True, verbose=0)
+
+
+def test_verbose_modes_as_in_keras(capsys):
+  data = ArrayDataset(*blobs(), batch_size=32)
+  fit(new_state(), make_train_step(xent), data, epochs=2, verbose=2)
+  out, err = capsys.readouterr()
+  lines = out.splitlines()
+  assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"] and "loss" in lines[0]
+  assert "\r" not in out + err  # a log file gets one line per epoch, no progress-bar redraws
+  fit(new_state(), make_train_step(xent), data, epochs=1, verbose=1)
+  out, err = capsys.readouterr()
+  assert "epoch 1:" in out and "3/3" in err  # the bar (tqdm, on stderr), then the epoch's logs
+  fit(new_state(), make_train_step(xent), data, epochs=1, verbose=0)
+  assert capsys.readouterr() == ("", "")
+  fit(new_state(), make_train_step(xent), data, epochs=1)  # "auto": captured output is not a terminal
+  out, err = capsys.readouterr()
+  assert out.startswith("epoch 1:") and "\r" not in err
+  with pytest.warns(DeprecationWarning, match=r"progress=\.\.\.\) is deprecated: use verbose=0"):
+    fit(new_state(), make_train_step(xent), data, epochs=1, progress=False)
+  assert capsys.readouterr() == ("", "")
+  with pytest.raises(ValueError, match=r"verbose='loud' is not allowed; expected one of 'auto', 0, 1, 2"):
+    fit(new_state(), make_train_step(xent), data, epochs=1, verbose="loud")
+
+
+def test_predict_gives_every_output_in_fixed_size_batches():
+  state = new_state()
+  x, _ = blobs(37)
+  expected = state.apply_fn(state.variables, x, train=False)
+  np.testing.assert_allclose(predict(state, x, batch_size=8), expected, rtol=1e-6, atol=1e-6)
+  module_out = predict(MLP(), x, variables=state.variables, batch_size=64)
+  assert isinstance(module_out, np.ndarray) and module_out.shape == (37, 3)
+  np.testing.assert_allclose(module_out, expected, rtol=1e-6, atol=1e-6)
+  low = predict(state, x, batch_size=16, compute_dtype=jnp.bfloat16)
+  assert low.dtype == jnp.bfloat16 and np.abs(low.astype(np.float32) - expected).max() < 0.1
+  with pytest.raises(ValueError, match=r"predict\(MLP\(\.\.\.\), x\) needs variables="):
+    predict(MLP(), x)
+  with pytest.raises(ValueError, match=r"batch_size=0 is not allowed"):
+    predict(state, x, batch_size=0)
+  with pytest.raises(TypeError, match=r"model=dict is not allowed; expected a TrainState or a flax.linen.Module"):
+    predict({"params": {}}, x)

@@ -33,18 +33,34 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   opener = gzip.open if path.endswith(".gz") else open
   try:
     with opener(path, "rb") as f:
-      data = f.read()
-  except (OSError, EOFError) as e:
+      magic = f.read(4)  # the header is checked before the body is read (or decompressed)
+      if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
+        raise ValueError(f"{path} is not an IDX file: bad magic number {magic.hex()}.")
+      dtype, ndim = np.dtype(_DTYPES[magic[2]]), magic[3]
+      dims = f.read(4 * ndim)
+      if len(dims) < 4 * ndim:
+        raise ValueError(f"{path} is damaged: its header ends after {4 + len(dims)} bytes.")
+      shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+      expected = int(np.prod(shape)) * dtype.itemsize
+      body = _read_at_most(f, expected + 1)
+  except (OSError, EOFError, gzip.BadGzipFile) as e:
     raise ValueError(f"{path} cannot be read as an IDX file ({e}).") from e
-  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-    raise ValueError(f"{path} is not an IDX file: bad magic number {data[:4].hex()}.")
-  dtype, ndim = np.dtype(_DTYPES[data[2]]), data[3]
-  header = 4 + 4 * ndim
-  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-  expected = header + int(np.prod(shape)) * dtype.itemsize
-  if len(data) != expected:
-    raise ValueError(f"{path} is damaged: {len(data)} bytes where its header {shape} promises {expected}.")
-  return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+  if len(body) != expected:
+    raise ValueError(f"{path} is damaged: {4 + 4 * ndim + len(body)}{'+' if len(body) > expected else ''} bytes "
+                     f"where its header {shape} promises {4 + 4 * ndim + expected}.")
+  return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_at_most(f, size: int) -> bytes:
+  """Up to `size` bytes, in pieces, so a header promising too much allocates nothing it does not find."""
+  pieces = []
+  while size > 0:
+    piece = f.read(min(size, 1 << 22))
+    if not piece:
+      break
+    pieces.append(piece)
+    size -= len(piece)
+  return b"".join(pieces)
 
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[str]:

@@ -7,8 +7,10 @@ import itertools
 import math
 import os
 import signal
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 
 from jaxcomponents.data.pipeline import BatchPipeline
 from jaxcomponents.data.prefetch import prefetch
+from jaxcomponents.errors import check_choice
 from jaxcomponents.training.callbacks import Callback, CSVLogger, History, LearningCurves, TensorBoard
 from jaxcomponents.training.checkpoint import Checkpointer
 from jaxcomponents.training.parallel import data_mesh, replicate
@@ -156,8 +159,9 @@ def fit(
     overwrite: bool = False,
     log_dir: str | os.PathLike | None = None,
     mesh=None,
-    progress: bool = True,
+    verbose: str | int = "auto",
     log_every: int = 10,
+    progress: bool | None = None,
 ) -> tuple[TrainState, History]:
   """Trains `state` for `epochs - initial_epoch` epochs (or `steps` steps); returns the new state and the history.
 
@@ -198,14 +202,24 @@ def fit(
       When several processes run (`initialize_distributed`), the default is
       `data_mesh()` over every device of every process; each process feeds its
       part of each global batch (jaxcomponents' datasets do this by themselves).
-    progress: show a progress bar with live metrics and throughput.
-    log_every: steps between progress updates (each one waits for the device).
+    verbose: as Keras's: 1 shows a progress bar with live metrics and throughput, then each epoch's logs;
+      2 prints one line per epoch (for log files); 0 prints nothing; "auto" (default) is 1 on a
+      terminal and 2 otherwise.
+    log_every: steps between progress-bar updates (each one waits for the device).
+    progress: deprecated; `progress=False` is `verbose=0`, `progress=True` is `verbose="auto"`.
 
   Example (needs a model and data)::
 
     state, history = fit(state, train_step, data, epochs=5, checkpoint_dir="run/ckpt")
     state, history = fit(state, train_step, data, epochs=8, initial_epoch=5)  # three more epochs
   """
+  if progress is not None:
+    warnings.warn("fit(progress=...) is deprecated: use verbose=0 (silent), 1 (a progress bar) or 2 (one line per "
+                  "epoch).", DeprecationWarning, stacklevel=2)
+    verbose = "auto" if progress else 0
+  check_choice("verbose", verbose, ("auto", 0, 1, 2))
+  if verbose == "auto":
+    verbose = 1 if sys.stdout.isatty() else 2
   steps_per_epoch = len(train_data)
   if (epochs is None) == (steps is None):
     raise ValueError(f"epochs={epochs!r}, steps={steps!r}: give exactly one of them.")
@@ -275,7 +289,7 @@ def fit(
         state = train_step.reset(state)
         first = epoch * steps_per_epoch
         epoch_steps = min(steps_per_epoch, total - first)
-        bar = tqdm(total=epoch_steps, initial=step - first, desc=f"epoch {epoch + 1}", disable=not progress,
+        bar = tqdm(total=epoch_steps, initial=step - first, desc=f"epoch {epoch + 1}", disable=verbose != 1,
                    dynamic_ncols=True, leave=True)
         start, seen, results = time.perf_counter(), 0, {}
         batches = source.epoch(epoch, step - first, epoch_steps)
@@ -302,8 +316,8 @@ def fit(
         if eval_step is not None:
           logs.update({f"val_{k}": v for k, v in evaluate(state, eval_step, validation_data, mesh).items()})
         history.append(epoch, logs)
-        if progress:
-          print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        if verbose:
+          print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
         save(logs if best_metric is not None else None)
         stop = [callback.on_epoch_end(epoch, logs, state) for callback in callbacks]
         if any(stop):

@@ -103,7 +103,8 @@ class Step:
     return state.replace(metrics=init_metrics(self.metrics))
 
 
-def _cast_floats(tree, dtype):
+def cast_floats(tree, dtype):
+  """The tree with its floating-point arrays cast to `dtype` (integer arrays unchanged)."""
   return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
@@ -147,10 +148,10 @@ def make_train_step(
     variables = {"params": params, "batch_stats": batch_stats}
     x = batch["x"]
     if compute_dtype is not None:
-      variables["params"] = _cast_floats(params, compute_dtype)
-      x = _cast_floats(x, compute_dtype)
+      variables["params"] = cast_floats(params, compute_dtype)
+      x = cast_floats(x, compute_dtype)
     y_pred, updates = apply_fn(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
-    y_pred = _cast_floats(y_pred, jnp.float32)
+    y_pred = cast_floats(y_pred, jnp.float32)
     per_example = _per_example(loss_fn(batch["y"], y_pred), y_pred.shape[0])
     mask, weight = _masks(batch, y_pred.shape[0])
     mean_loss = jnp.sum(per_example * weight) / jnp.maximum(jnp.sum(mask), 1.0)
@@ -220,9 +221,9 @@ def make_eval_step(
     variables = state.variables
     x = batch["x"]
     if compute_dtype is not None:
-      variables = {**variables, "params": _cast_floats(variables["params"], compute_dtype)}
-      x = _cast_floats(x, compute_dtype)
-    y_pred = _cast_floats(state.apply_fn(variables, x, train=False), jnp.float32)
+      variables = {**variables, "params": cast_floats(variables["params"], compute_dtype)}
+      x = cast_floats(x, compute_dtype)
+    y_pred = cast_floats(state.apply_fn(variables, x, train=False), jnp.float32)
     per_example = _per_example(loss_fn(batch["y"], y_pred), y_pred.shape[0])
     metric_states, results = _update_metrics(metric_fns, state.metrics, batch, y_pred, per_example)
     return state.replace(metrics=metric_states), results

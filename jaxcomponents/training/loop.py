@@ -243,7 +243,7 @@ def fit(
                   LearningCurves(os.path.join(log_dir, "learning_curves.png"))]
   checkpointer = (Checkpointer(checkpoint_dir, keep=keep_checkpoints, best_metric=best_metric, best_mode=best_mode)
                   if checkpoint_dir is not None else None)
-  source = None
+  source, trained = None, False
   try:
     if checkpointer is not None and checkpointer.all_steps() and not resume and not checkpointer.holds(state):
       if not overwrite:
@@ -295,7 +295,7 @@ def fit(
         batches = source.epoch(epoch, step - first, epoch_steps)
         for batch in prefetch(batches, mesh=mesh):
           state, results = train_step(state, batch)
-          step += 1
+          step, trained = step + 1, True
           seen += len(jax.tree.leaves(batch)[0])
           if step % log_every == 0 or step == first + epoch_steps:
             check_finite(state)
@@ -327,7 +327,7 @@ def fit(
     if checkpointer is not None:
       checkpointer.wait()  # a failed background write surfaces here, inside the error handling
   except BaseException as error:
-    if not isinstance(error, NonFiniteLossError):
+    if trained and not isinstance(error, NonFiniteLossError):  # before the first step, the caller's state is intact
       _keep_state(error, state, checkpointer)
     raise
   finally:

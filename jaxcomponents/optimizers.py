@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import re
 from collections.abc import Callable, Sequence
@@ -63,7 +64,7 @@ def _check_real(param: str, value: Any, low: float, high: float | None = None, *
   """Checks a Python number's range; arrays pass (e.g. from `optax.inject_hyperparams`)."""
   if isinstance(value, jax.Array) and value.ndim == 0:
     return value
-  bad = not _is_python_real(value)
+  bad = not _is_python_real(value) or not math.isfinite(value)
   if not bad:
     bad = value < low or (low_open and value == low)
     if high is not None:
@@ -71,7 +72,7 @@ def _check_real(param: str, value: Any, low: float, high: float | None = None, *
   if bad:
     lo = "(" if low_open else "["
     hi = ")" if high is None or high_open else "]"
-    raise ValueError(f"{param}={value!r} is not allowed; expected a float in {lo}{low}, "
+    raise ValueError(f"{param}={value!r} is not allowed; expected a finite float in {lo}{low}, "
                      f"{'inf' if high is None else high}{hi}.")
   return value
 

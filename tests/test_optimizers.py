@@ -183,10 +183,14 @@ def test_errors_name_the_parameter_value_and_allowed_values():
     optimizers.get("sgd", use_ema=True)
   with pytest.raises(ValueError, match=r"clipnorm=1.0, clipvalue=0.5 are not allowed together"):
     optimizers.get("sgd", clipnorm=1.0, clipvalue=0.5)
-  with pytest.raises(ValueError, match=r"momentum=1.5 is not allowed; expected a float in \[0.0, 1.0\]"):
+  with pytest.raises(ValueError, match=r"momentum=1.5 is not allowed; expected a finite float in \[0.0, 1.0\]"):
     optimizers.get("sgd", momentum=1.5)
-  with pytest.raises(ValueError, match=r"clipnorm=0 is not allowed; expected a float in \(0.0, inf\)"):
+  with pytest.raises(ValueError, match=r"clipnorm=0 is not allowed; expected a finite float in \(0.0, inf\)"):
     optimizers.get("adam", clipnorm=0)
+  with pytest.raises(ValueError, match=r"learning_rate=nan is not allowed; expected a finite float in \[0.0, inf\)"):
+    optimizers.get("adam", learning_rate=float("nan"))
+  with pytest.raises(ValueError, match=r"epsilon=inf is not allowed; expected a finite float"):
+    optimizers.get("adam", epsilon=float("inf"))
   with pytest.raises(ValueError, match=r"weight_decay=None is not allowed for 'adamw'"):
     optimizers.get("adamw", weight_decay=None)
   with pytest.raises(ValueError, match=r"learning_rate='fast' is not allowed"):

@@ -316,6 +316,9 @@ def test_bad_configuration_raises(kwargs, match):
     ((B, T, F), dict(mask=np.ones((B,), bool)), r"mask has shape \(3,\); expected"),
     ((B, T, F), dict(lengths=np.ones((B, 1), np.int32)), r"lengths has shape \(3, 1\).*\(batch,\) = \(3,\)"),
     ((B, T, F), dict(lengths=np.ones((B,), np.float32)), r"lengths .* dtype float32; expected integers"),
+    ((B, T, F), dict(lengths=np.array([3, -1, 2])), r"lengths \[-1\] \(batch rows \[1\]\) are not allowed; expected "
+                                                   r"lengths in \[0, 6\]"),
+    ((B, T, F), dict(lengths=np.array([7, 6, 9])), r"lengths \[7, 9\] \(batch rows \[0, 2\]\) are not allowed"),
     ((B, T, F), dict(mask=np.ones((B, T), bool), lengths=np.ones((B,), np.int32)), r"mask and lengths"),
     ((B, T, F), dict(initial_state=[np.zeros((B, U))]), r"initial_state has 1 arrays.*expected 2"),
     ((B, T, F), dict(initial_state=[np.zeros((B, U)), np.zeros((B, U + 1))]),

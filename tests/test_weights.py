@@ -222,6 +222,15 @@ def test_npz_round_trip_and_checks(tmp_path):
   (tmp_path / "bad.npz").write_bytes(b"not an archive")
   with pytest.raises(ValueError, match="not a readable .npz archive"):
     load_npz(tmp_path / "bad.npz")
+  (tmp_path / "cut.npz").write_bytes((tmp_path / "w.npz").read_bytes()[:-40])
+  with pytest.raises(ValueError, match=r"cut.npz' is not a readable .npz archive \(.*\); if it was cut short, save"):
+    load_npz(tmp_path / "cut.npz")
+  np.save(tmp_path / "one.npy", np.ones(3))
+  with pytest.raises(ValueError, match=r"one.npy' holds a single array, not an .npz archive of variables"):
+    load_npz(tmp_path / "one.npy")
+  np.savez(tmp_path / "text.npz", **{"params/dense/kernel": np.array(["a", "b"])})
+  with pytest.raises(ValueError, match=r"text.npz' has arrays that are not numbers: params/dense/kernel \(<U1\)"):
+    load_npz(tmp_path / "text.npz")
 
 
 def test_export_to_keras_h5_round_trip(tmp_path):

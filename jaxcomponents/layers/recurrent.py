@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int, check_rank, check_rate
@@ -254,6 +255,12 @@ class Recurrent(PrecisionFields):
             f"lengths has shape {lengths.shape} and dtype {lengths.dtype}; expected integers of shape "
             f"(batch,) = {(batch,)}."
         )
+      if not isinstance(lengths, jax.core.Tracer):  # concrete lengths are checked; traced ones cannot be
+        values = np.asarray(lengths)
+        rows = np.flatnonzero((values < 0) | (values > time))
+        if rows.size:
+          raise ValueError(f"lengths {values[rows[:5]].tolist()} (batch rows {rows[:5].tolist()}) are not allowed; "
+                           f"expected lengths in [0, {time}], the sequences' time steps.")
       return jnp.arange(time)[None, :] < lengths[:, None]
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,11 +38,22 @@ def load_npz(path: str | os.PathLike, module: nn.Module | None = None, sample_in
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"weights file {path!r} does not exist.")
+  unreadable = (OSError, EOFError, ValueError, zipfile.BadZipFile)
   try:
-    with np.load(path) as archive:
+    archive = np.load(path)
+  except unreadable as e:
+    raise ValueError(f"{path!r} is not a readable .npz archive ({e}); if it was cut short, save it again.") from e
+  if not isinstance(archive, np.lib.npyio.NpzFile):
+    raise ValueError(f"{path!r} holds a single array, not an .npz archive of variables (as save_npz writes).")
+  try:
+    with archive:
       flat = {tuple(name.split("/")): (archive[name], f"{path}:{name}") for name in archive.files}
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path!r} is not a readable .npz archive ({e}).") from e
+  except unreadable as e:
+    raise ValueError(f"{path!r} has a damaged array ({e}); save it again.") from e
+  bad = [f"{'/'.join(k)} ({value.dtype})" for k, (value, _) in flat.items()
+         if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_)]
+  if bad:
+    raise ValueError(f"{path!r} has arrays that are not numbers: {', '.join(bad[:5])}; weights are numeric arrays.")
   if module is None:
     return unflatten_variables({k: value for k, (value, _) in flat.items()})
   shapes, _ = init_shapes(module, sample_input)

@@ -7,6 +7,7 @@ unwritable directory, a rerun into a used directory, monitors naming no log.
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 import warnings
@@ -231,3 +232,43 @@ def test_weights_restore_for_inference_needs_no_optimizer(tmp_path):
     params, batch_stats = ckpt.restore_weights(template.params, template.batch_stats)
     full = ckpt.restore(new_state())
   assert leaves_equal(params, full.params) and leaves_equal(batch_stats, full.batch_stats)
+
+
+def test_ctrl_c_is_honoured_within_a_second_while_the_data_source_blocks(tmp_path):
+  release = threading.Event()
+
+  class Stalling:
+    """Three batches, then a read that blocks (a network file system that stopped answering)."""
+
+    def __len__(self):
+      return 6
+
+    def epoch(self, index):
+      x, y = blobs()
+      for i in range(3):
+        yield {"x": x[16 * i:16 * (i + 1)], "y": y[16 * i:16 * (i + 1)]}
+      release.wait(60)
+
+  sent = []
+
+  class InterruptWhenStalled(Callback):
+    def on_train_begin(self, state):
+      def interrupt():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+      threading.Timer(3.0, interrupt).start()
+
+  try:
+    state, history = fit(new_state(), make_train_step(xent), Stalling(), epochs=1, verbose=0,
+                         callbacks=[InterruptWhenStalled()])
+    waited = time.monotonic() - sent[0]
+    assert history.stopped_by == "SIGINT" and int(state.step) == 3
+    assert waited < 1.0, waited  # from the signal to fit's return
+    sent.clear()
+    state, history = fit(new_state(), make_train_step(xent), Stalling(), epochs=1, checkpoint_dir=tmp_path,
+                         callbacks=[InterruptWhenStalled()], verbose=0)
+  finally:
+    release.set()
+  assert history.stopped_by == "SIGINT" and int(state.step) == 3
+  with Checkpointer(tmp_path) as ckpt:
+    assert ckpt.all_steps() == [3]  # the work so far is saved

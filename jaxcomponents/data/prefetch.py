@@ -29,15 +29,23 @@ def prefetch(batches: Iterable[Any], size: int = 2, mesh=None) -> Iterator[Any]:
   buffer: queue.Queue = queue.Queue(maxsize=max(size, 1))
   stop = threading.Event()
 
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        buffer.put(item, timeout=0.05)
+        return True
+      except queue.Full:
+        pass
+    return False
+
   def produce():
     try:
       for batch in batches:
-        if stop.is_set():
+        if stop.is_set() or not put(place(batch)):
           return
-        buffer.put(place(batch))
-      buffer.put(_DONE)
+      put(_DONE)
     except BaseException as e:  # handed to the consumer
-      buffer.put(e)
+      put(e)
 
   thread = threading.Thread(target=produce, daemon=True)
   thread.start()
@@ -51,8 +59,6 @@ def prefetch(batches: Iterable[Any], size: int = 2, mesh=None) -> Iterator[Any]:
       yield item
   finally:
     stop.set()
-    while thread.is_alive():
-      try:
-        buffer.get_nowait()
-      except queue.Empty:
-        thread.join(timeout=0.05)
+    # A producer blocked inside the data source cannot be stopped: wait a little, then leave it (a daemon) to
+    # end when its read returns, rather than hang the consumer.
+    thread.join(timeout=0.25)

@@ -107,10 +107,34 @@ def _keep_state(error: BaseException, state: TrainState, checkpointer: Checkpoin
   error.add_note(note + ".")
 
 
+class _Interrupted(Exception):
+  """SIGINT/SIGTERM arrived while the loop waited for data (raised out of the wait)."""
+
+
+class _Signals(list):
+  """The signals received; `waiting` is set while the loop waits for its next batch."""
+
+  waiting = False
+
+
+def _interruptible(batches, signals: _Signals):
+  """Yields `batches`; a signal arriving while the next one is awaited interrupts the wait."""
+  iterator = iter(batches)
+  while True:
+    signals.waiting = True
+    try:
+      batch = next(iterator)
+    except StopIteration:
+      return
+    finally:
+      signals.waiting = False
+    yield batch
+
+
 @contextlib.contextmanager
 def _stop_on_signals():
-  """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
-  received: list[str] = []
+  """Turns SIGINT/SIGTERM into a flag the loop checks after each step, or `_Interrupted` during a data wait."""
+  received = _Signals()
   if threading.current_thread() is not threading.main_thread():
     yield received
     return
@@ -118,6 +142,8 @@ def _stop_on_signals():
 
   def handler(signum, frame):
     received.append(signal.Signals(signum).name)
+    if received.waiting:  # a data source may block for long: stop waiting (no step is under way)
+      raise _Interrupted(received[-1])
 
   for sig in (signal.SIGINT, signal.SIGTERM):
     previous[sig] = signal.signal(sig, handler)
@@ -172,7 +198,7 @@ def fit(
   interrupted run's end, at the same batch of the same epoch, so k steps, a
   restart and n - k more steps give the parameters of n uninterrupted steps.
   SIGINT/SIGTERM save a checkpoint and return (`history.stopped_by` names the
-  signal). A non-finite loss raises `NonFiniteLossError` naming the step, and
+  signal), after the step under way, or at once while waiting for data. A non-finite loss raises `NonFiniteLossError` naming the step, and
   saves nothing.
 
   Nothing is lost to an error: everything that can be checked is checked
@@ -293,21 +319,26 @@ def fit(
                    dynamic_ncols=True, leave=True)
         start, seen, results = time.perf_counter(), 0, {}
         batches = source.epoch(epoch, step - first, epoch_steps)
-        for batch in prefetch(batches, mesh=mesh):
-          state, results = train_step(state, batch)
-          step, trained = step + 1, True
-          seen += len(jax.tree.leaves(batch)[0])
-          if step % log_every == 0 or step == first + epoch_steps:
-            check_finite(state)
-            rate = seen / (time.perf_counter() - start)
-            bar.set_postfix({**{k: f"{v:.4f}" for k, v in _floats(results).items()}, "img/s": f"{rate:.0f}"})
-          bar.update(1)
-          if signals:
-            bar.close()
-            check_finite(state)
-            save()
-            history.stopped_by = signals[0]
-            return state, history
+        try:
+          for batch in _interruptible(prefetch(batches, mesh=mesh), signals):
+            state, results = train_step(state, batch)
+            step, trained = step + 1, True
+            seen += len(jax.tree.leaves(batch)[0])
+            if step % log_every == 0 or step == first + epoch_steps:
+              check_finite(state)
+              rate = seen / (time.perf_counter() - start)
+              bar.set_postfix({**{k: f"{v:.4f}" for k, v in _floats(results).items()}, "img/s": f"{rate:.0f}"})
+            bar.update(1)
+            if signals:
+              break
+        except _Interrupted:
+          pass
+        if signals:
+          bar.close()
+          check_finite(state)
+          save()
+          history.stopped_by = signals[0]
+          return state, history
         bar.close()
         check_finite(state)
         logs = _floats(results)

@@ -272,3 +272,19 @@ def test_ctrl_c_is_honoured_within_a_second_while_the_data_source_blocks(tmp_pat
   assert history.stopped_by == "SIGINT" and int(state.step) == 3
   with Checkpointer(tmp_path) as ckpt:
     assert ckpt.all_steps() == [3]  # the work so far is saved
+
+
+def test_class_labels_are_checked_against_the_model_before_the_first_step():
+  x, y = blobs()
+  y[[5, 17]] = [7, 3]  # the MLP has 3 outputs
+  state = new_state()
+  with pytest.raises(ValueError, match=r"train_data \(for the model's 3 outputs\) has labels outside \[0, 3\): e\.g\. "
+                                       r"\[7, 3\] at indices \[5, 17\]"):
+    fit(state, make_train_step("sparse_categorical_crossentropy"), ArrayDataset(x, y, batch_size=16), epochs=1,
+        verbose=0)
+  with pytest.raises(ValueError, match=r"validation_data has labels like \[0\.5\]; sparse_categorical_crossentropy "
+                                       r"takes integer class indices"):
+    fit(state, make_train_step("sparse_categorical_crossentropy"), data(), epochs=1, verbose=0,
+        eval_step=make_eval_step("sparse_categorical_crossentropy"),
+        validation_data=ArrayDataset(x[:4], np.array([0, 1, 0.5, 2]), batch_size=4))
+  assert int(state.step) == 0 and not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import jax
+import numpy as np
 from tqdm.auto import tqdm
 
-from jaxcomponents.data.pipeline import BatchPipeline
+from jaxcomponents.data.dataset import ArrayDataset
+from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
 from jaxcomponents.errors import check_choice
 from jaxcomponents.training.callbacks import Callback, CSVLogger, History, LearningCurves, TensorBoard
@@ -93,6 +95,21 @@ def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, name
   for what, name in watched:
     if name not in names:
       raise ValueError(f"{what}={name!r} names no log of this run; the logs will be {names}.")
+
+
+def _check_class_labels(state: TrainState, step: Step, data: Dataset, where: str) -> None:
+  """In-memory labels against the model's classes, for a sparse categorical loss given by name."""
+  loss = step.loss
+  if getattr(loss, "name", None) != "sparse_categorical_crossentropy" or not isinstance(data, ArrayDataset):
+    return
+  classes = jax.eval_shape(lambda v, x: state.apply_fn(v, x, train=False), state.variables, data.x[:1]).shape[-1]
+  y, ignored = np.asarray(data.y), dict(loss.options).get("ignore_class")
+  if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
+    raise ValueError(f"{where} has labels like {y[y != np.round(y)][:3].tolist()}; sparse_categorical_crossentropy "
+                     "takes integer class indices.")
+  y = y.astype(np.int64)
+  check_labels(y[y != ignored] if ignored is not None else y, classes,
+               where=f"{where} (for the model's {classes} outputs)")
 
 
 def _keep_state(error: BaseException, state: TrainState, checkpointer: Checkpointer | None) -> None:
@@ -263,6 +280,9 @@ def fit(
     raise ValueError("resume=True and overwrite=True contradict each other: give one of them.")
   callbacks = list(callbacks)
   _check_monitors(callbacks, best_metric, _log_names(train_step, eval_step))
+  _check_class_labels(state, train_step, train_data, "train_data")
+  if eval_step is not None:
+    _check_class_labels(state, eval_step, validation_data, "validation_data")
   if log_dir is not None:
     os.makedirs(log_dir, exist_ok=True)
     callbacks += [CSVLogger(os.path.join(log_dir, "history.csv")), TensorBoard(os.path.join(log_dir, "tensorboard")),

@@ -92,6 +92,7 @@ class Step:
 
   fn: Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
   metrics: Mapping[str, Any]
+  loss: LossFn | None = None
 
   def __call__(self, state: TrainState, batch: Batch):
     if not state.metrics:
@@ -200,7 +201,7 @@ def make_train_step(
 
   if jit:
     train_step = jax.jit(train_step, donate_argnums=(0,) if donate else ())
-  return Step(train_step, metric_fns)
+  return Step(train_step, metric_fns, loss_fn)
 
 
 def make_eval_step(
@@ -228,4 +229,4 @@ def make_eval_step(
     metric_states, results = _update_metrics(metric_fns, state.metrics, batch, y_pred, per_example)
     return state.replace(metrics=metric_states), results
 
-  return Step(jax.jit(eval_step) if jit else eval_step, metric_fns)
+  return Step(jax.jit(eval_step) if jit else eval_step, metric_fns, loss_fn)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from jaxcomponents.layers import Dense
+from jaxcomponents.layers import Convolution, Dense
 from jaxcomponents.weights import layers_from_h5, layers_from_model, load_keras, load_npz, save_keras_h5, save_npz
 from jaxcomponents.weights.keras_layers import short_weight_name, split_layer
 from tests.helpers import assert_close, random_input, randomize_keras, write_keras2_h5, write_legacy_h5
@@ -289,3 +289,24 @@ def test_graft_places_pretrained_variables_and_checks_shapes():
     graft(model_vars, "head", {"params": {"w": np.ones(2)}})
   with pytest.raises(ValueError, match=r"path='encoder' is not a submodule"):
     graft(model_vars, "encoder", pretrained)
+
+
+def test_load_keras_names_the_first_layer_configured_differently():
+  model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, name="conv2d"),
+                            keras.layers.Conv2D(8, 3, padding="same", name="conv2d_1")])
+  x = random_input((1, 28, 28, 1))
+
+  class TwoConvs(nn.Module):
+    padding: str
+
+    @nn.compact
+    def __call__(self, x, train=False):
+      x = Convolution(32, 3, padding=self.padding)(x, train)
+      return Convolution(8, 3, padding="same")(x, train)
+
+  with pytest.raises(ValueError, match=r"its layer Convolution_0/conv2d gives outputs of shape \(28, 28, 32\) per "
+                                       r"example where Keras's conv2d \(Conv2D\) gives \(26, 26, 32\)\. Keras's conv2d "
+                                       r"has .*'padding': 'valid'"):
+    load_keras(TwoConvs("same"), model, x)
+  variables = load_keras(TwoConvs("valid"), model, x)
+  assert_close(TwoConvs("valid").apply(variables, x), model(x))

@@ -11,6 +11,7 @@ creation order, Keras layers in topological order, like Keras's own
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -213,13 +214,24 @@ def fit_to(expected: Mapping[str, Any], produced: Mapping[tuple[str, ...], tuple
   return unflatten_variables({k: jnp.asarray(produced[k][0], dtype=wanted[k].dtype) for k in wanted})
 
 
-def init_shapes(module: nn.Module, sample_input) -> tuple[dict[str, Any], list[Path]]:
-  """Returns the module's variable shapes and its weighted layers in creation order."""
+def init_shapes(module: nn.Module, sample_input,
+                outputs: dict[Path, Any] | None = None) -> tuple[dict[str, Any], list[Path]]:
+  """Returns the module's variable shapes and its weighted layers in creation order.
+
+  With `outputs`, also records each submodule's first output shape there (keyed by its path).
+  """
   inputs = sample_input if isinstance(sample_input, (tuple, list)) else (sample_input,)
   order: list[Path] = []
 
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name == "__call__" and hasattr(out, "shape"):
+      outputs.setdefault(tuple(context.module.path), tuple(out.shape))
+    return out
+
   def init():
-    variables = module.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *inputs)
+    with nn.intercept_methods(record) if outputs is not None else contextlib.nullcontext():
+      variables = module.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *inputs)
     order.extend(leaf_layers(variables))
     return variables
 
@@ -265,5 +277,46 @@ def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") 
     raise ValueError(
         f"source={source!r} is not allowed; expected a keras.Model or the path of a Keras legacy .h5 file."
     )
-  shapes, order = init_shapes(module, sample_input)
-  return convert_layers(shapes, keras_layers, match=match, creation_order=order)
+  outputs: dict[Path, Any] = {}
+  shapes, order = init_shapes(module, sample_input, outputs)
+  variables = convert_layers(shapes, keras_layers, match=match, creation_order=order)
+  if not isinstance(source, (str, os.PathLike)):
+    leaves = leaf_layers(shapes)
+    _check_output_shapes(source, _pair_layers({p: leaves[p] for p in order if p in leaves}, keras_layers, match),
+                         outputs)
+  return variables
+
+
+# Keras layers whose output is one tensor computed by one module of ours: their shapes must agree.
+_SHAPE_CHECKED = re.compile(r"(Conv[123]D(Transpose)?|DepthwiseConv[12]D|SeparableConv[12]D|Dense|BatchNormalization)")
+
+
+def _live_layers(model) -> dict[str, Any]:
+  found = {}
+  for layer in getattr(model, "layers", []):
+    found.setdefault(layer.name, layer)
+    found.update({k: v for k, v in _live_layers(layer).items() if k not in found})
+  return found
+
+
+def _check_output_shapes(model, pairs, outputs: dict[Path, Any]) -> None:
+  """Raises, naming the first paired layer whose output shape differs from Keras's (a configuration mismatch)."""
+  live = _live_layers(model)
+  for path, keras_layer in pairs:
+    layer, ours = live.get(keras_layer.name), outputs.get(tuple(path))
+    if layer is None or ours is None or not _SHAPE_CHECKED.fullmatch(type(layer).__name__):
+      continue
+    try:
+      theirs = tuple(layer.output.shape)[1:]
+    except (AttributeError, ValueError, RuntimeError):  # a layer called several times has no single output
+      continue
+    if len(theirs) == len(ours) - 1 and any(t is not None and t != o for t, o in zip(theirs, ours[1:])):
+      config = {k: v for k, v in layer.get_config().items() if k in _CONFIG_KEYS}
+      raise ValueError(
+          f"the module does not compute what the Keras model computes: its layer {'/'.join(path)} gives outputs of "
+          f"shape {ours[1:]} per example where Keras's {layer.name} ({type(layer).__name__}) gives {theirs}. "
+          f"Keras's {layer.name} has {config}; configure the module's layer the same way.")
+
+
+_CONFIG_KEYS = ("filters", "units", "kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier",
+                "output_padding", "data_format")

@@ -12,7 +12,8 @@ import pytest
 
 from jaxcomponents import optimizers, regularizers
 from jaxcomponents.layers import Convolution, Dense
-from jaxcomponents.training import TrainState, make_train_step
+from jaxcomponents.data import ArrayDataset
+from jaxcomponents.training import TrainState, fit, make_train_step
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
@@ -76,3 +77,38 @@ def test_l2_regularization_matches_keras():
   model.train_on_batch(x, y)
   for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(load_keras(module, model, x)["params"])):
     assert_close(got, want, tol=1e-5)
+
+
+def test_fit_with_class_weight_and_validation_split_equals_keras_fit():
+  model = keras_small_cnn()
+  x, y = random_input((64, 8, 8, 2)), np.random.default_rng(3).integers(0, 5, 64)
+  class_weight = {0: 1.0, 1: 3.0, 2: 0.5, 3: 1.0, 4: 2.0}
+  module = SmallCNN()
+  state = TrainState.create(module, optimizers.get("sgd", learning_rate=0.1), variables=load_keras(module, model, x))
+  state, history = fit(state, make_train_step("sparse_categorical_crossentropy"),
+                       ArrayDataset(x, y, batch_size=16, shuffle=False), epochs=2, validation_split=0.25,
+                       class_weight=class_weight, verbose=0)
+  model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+  reference = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, validation_split=0.25,
+                        class_weight=class_weight, verbose=0)
+  assert int(state.step) == 2 * 3  # 48 training examples in batches of 16; the last 16 validate
+  np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"], rtol=1e-5)
+  expected = load_keras(module, model, x)
+  for got, want in zip(jax.tree.leaves({"params": state.params, "batch_stats": state.batch_stats}),
+                       jax.tree.leaves(expected)):
+    assert_close(got, want, tol=1e-5)
+
+
+def test_class_weight_and_validation_split_errors():
+  x, y = random_input((20, 8, 8, 2)), np.arange(20) % 5
+  module = SmallCNN()
+  state = TrainState.create(module, optimizers.get("sgd"), x[:1])
+  step, data = make_train_step("sparse_categorical_crossentropy"), ArrayDataset(x, y, batch_size=4)
+  with pytest.raises(ValueError, match=r"class_weight=\{1: 2.0\} is not allowed; expected a dict from each class 0"):
+    fit(state, step, data, epochs=1, class_weight={1: 2.0}, verbose=0)
+  with pytest.raises(ValueError, match=r"labels \[[34](, 4)?\] have no class_weight; it gives weights for classes 0 \.\.\. 2"):
+    fit(state, step, data, epochs=1, class_weight={0: 1.0, 1: 1.0, 2: 1.0}, verbose=0)
+  with pytest.raises(ValueError, match=r"validation_split=1.5 is not allowed; expected a float in \(0, 1\)"):
+    fit(state, step, data, epochs=1, validation_split=1.5, verbose=0)
+  with pytest.raises(ValueError, match=r"validation_split and validation_data are both given"):
+    fit(state, step, data, epochs=1, validation_split=0.2, validation_data=data, verbose=0)

@@ -236,3 +236,30 @@ def test_predict_gives_every_output_in_fixed_size_batches():
     predict(state, x, batch_size=0)
   with pytest.raises(TypeError, match=r"model=dict is not allowed; expected a TrainState or a flax.linen.Module"):
     predict({"params": {}}, x)
+
+
+def test_early_stopping_restores_the_best_weights_when_it_stops():
+  class Scripted(Callback):
+    """Makes `score` best at epoch 1 (0-based), then worse, whatever the model does."""
+
+    adds_logs = ("score",)
+
+    def __init__(self):
+      self.params = []
+
+    def on_epoch_end(self, epoch, logs, state):
+      logs["score"] = [3.0, 1.0, 2.0, 4.0, 5.0][epoch]
+      self.params.append(jax.tree.map(np.asarray, state.params))
+
+  x, y = blobs()
+  scripted = Scripted()
+  stop = EarlyStopping("score", patience=2, restore_best_weights=True)
+  state, history = fit(new_state(), make_train_step(xent), ArrayDataset(x, y, batch_size=32), epochs=10,
+                       callbacks=[scripted, stop], verbose=0)
+  assert history.stopped_by == "callback" and len(history.epochs) == 4 and stop.best_epoch == 1
+  assert leaves_equal(state.params, scripted.params[1])
+  assert int(state.step) == 12  # the optimizer's progress is kept, as in Keras
+  kept = EarlyStopping("score", patience=20, restore_best_weights=True)
+  state, _ = fit(new_state(), make_train_step(xent), ArrayDataset(x, y, batch_size=32), epochs=3,
+                 callbacks=[Scripted(), kept], verbose=0)
+  assert not kept.stopped and not leaves_equal(state.params, kept.best_weights[0])  # not stopped: last weights

@@ -6,6 +6,7 @@ global batches with a padding mask, each process loading its own part.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -31,6 +32,27 @@ class ArrayDataset(BatchPipeline):
     check_labels(self.y, num_classes)
     super().__init__(len(self.x), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                      augment=augment, threads=threads, workers=workers)
+
+  def split(self, validation_split: float) -> tuple["ArrayDataset", "ArrayDataset"]:
+    """`(training, validation)`: the validation part is the last `validation_split` of the examples, as Keras takes it.
+
+    The training part keeps this dataset's settings; the validation part is read in order, without augmentation.
+
+    Example:
+      >>> train, val = ArrayDataset(np.zeros((10, 2)), np.arange(10), batch_size=4).split(0.2)
+      >>> val.y.tolist()
+      [8, 9]
+    """
+    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not (
+        0.0 < validation_split < 1.0):
+      raise ValueError(f"validation_split={validation_split!r} is not allowed; expected a float in (0, 1).")
+    cut = int(math.floor(len(self.x) * (1.0 - validation_split)))
+    if cut == 0 or cut == len(self.x):
+      raise ValueError(f"validation_split={validation_split} of {len(self.x)} examples leaves one part empty.")
+    train = ArrayDataset(self.x[:cut], self.y[:cut], self.batch_size, shuffle=self.shuffle, seed=self.seed,
+                         drop_remainder=self.drop_remainder, augment=self.augment, threads=self.threads,
+                         workers=self.workers)
+    return train, ArrayDataset(self.x[cut:], self.y[cut:], self.batch_size, shuffle=False, threads=self.threads)
 
   def load(self, indices, rngs):
     x = self.x[indices]

@@ -7,12 +7,20 @@ import math
 import os
 from typing import Any
 
+import jax
+
 from jaxcomponents import extras
 from jaxcomponents.errors import check_choice
 
 
 class Callback:
-  """Hooks called by `fit`; `on_epoch_end` returning True stops training."""
+  """Hooks called by `fit`; `on_epoch_end` returning True stops training.
+
+  A callback that adds entries to the epoch's `logs` names them in `adds_logs`,
+  so monitors of them pass `fit`'s check before the first step.
+  """
+
+  adds_logs: tuple[str, ...] = ()
 
   def on_train_begin(self, state: Any) -> None:
     pass
@@ -22,6 +30,10 @@ class Callback:
 
   def on_train_end(self, history: "History") -> None:
     pass
+
+  def final_state(self, state: Any) -> Any:
+    """The state `fit` returns, given the one training ended with (e.g. the best weights restored)."""
+    return state
 
 
 class History:
@@ -43,18 +55,25 @@ class History:
 
 
 class EarlyStopping(Callback):
-  """Stops when `monitor` has not improved by `min_delta` for `patience` epochs.
+  """Stops when `monitor` has not improved by `min_delta` for `patience` epochs, as Keras's `EarlyStopping`.
+
+  With `restore_best_weights=True`, a stopped run returns the parameters and
+  batch statistics of its best epoch (kept as a copy on the device, as Keras
+  keeps them); a run that was not stopped keeps its last weights, as in Keras.
 
   Example:
-    >>> stop = EarlyStopping("val_accuracy", patience=2)
+    >>> stop = EarlyStopping("val_accuracy", patience=2, restore_best_weights=True)
   """
 
-  def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto"):
+  def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
+               restore_best_weights: bool = False):
     check_choice("mode", mode, ("auto", "min", "max"))
     if mode == "auto":
       mode = "max" if any(w in monitor for w in ("acc", "auc", "precision", "recall", "iou")) else "min"
     self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, abs(min_delta), mode
+    self.restore_best_weights = restore_best_weights
     self.best, self.wait = math.inf if mode == "min" else -math.inf, 0
+    self.best_weights, self.best_epoch, self.stopped = None, None, False
 
   def on_epoch_end(self, epoch, logs, state):
     if self.monitor not in logs:
@@ -62,10 +81,19 @@ class EarlyStopping(Callback):
     value = logs[self.monitor]
     better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
     if better:
-      self.best, self.wait = value, 0
+      self.best, self.wait, self.best_epoch = value, 0, epoch
+      if self.restore_best_weights:  # a copy: the step donates the state it is given
+        self.best_weights = jax.tree.map(lambda a: a.copy(), (state.params, state.batch_stats))
       return False
     self.wait += 1
-    return self.wait >= self.patience
+    self.stopped = self.wait >= self.patience
+    return self.stopped
+
+  def final_state(self, state):
+    if self.restore_best_weights and self.stopped and self.best_weights is not None:
+      params, batch_stats = self.best_weights
+      return state.replace(params=params, batch_stats=batch_stats)
+    return state
 
 
 class CSVLogger(Callback):

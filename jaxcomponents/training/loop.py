@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -26,7 +26,7 @@ from jaxcomponents.training.callbacks import Callback, CSVLogger, History, Learn
 from jaxcomponents.training.checkpoint import Checkpointer
 from jaxcomponents.training.parallel import data_mesh, replicate
 from jaxcomponents.training.state import TrainState
-from jaxcomponents.training.step import Step
+from jaxcomponents.training.step import Step, make_eval_step
 
 
 class Dataset(Protocol):
@@ -95,6 +95,36 @@ def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, name
   for what, name in watched:
     if name not in names:
       raise ValueError(f"{what}={name!r} names no log of this run; the logs will be {names}.")
+
+
+def _class_weigher(class_weight: Mapping[int, float] | None):
+  """batch -> batch with `sample_weight` multiplied by each example's class weight (identity without weights)."""
+  if class_weight is None:
+    return lambda batch: batch
+  keys = sorted(class_weight) if isinstance(class_weight, Mapping) else None
+  if keys is None or keys != list(range(len(keys))) or not all(
+      isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+      for w in class_weight.values()):
+    raise ValueError(f"class_weight={class_weight!r} is not allowed; expected a dict from each class 0 ... K-1 to a "
+                     "finite weight >= 0, as Keras takes it.")
+  table = np.asarray([class_weight[k] for k in keys], np.float32)
+
+  def weigh(batch):
+    y = np.asarray(batch["y"])
+    if y.ndim == 2 and y.shape[1] > 1:
+      y = y.argmax(-1)  # one-hot labels, as Keras reads them
+    y = y.reshape(len(y), -1)
+    if y.shape[1] != 1:
+      raise ValueError(f"class_weight weighs one label per example; these labels have shape {np.shape(batch['y'])}. "
+                       "Use sample weights for per-pixel or per-step labels.")
+    classes = y[:, 0].astype(np.int64)
+    if ((classes < 0) | (classes >= len(table))).any():
+      raise ValueError(f"labels {sorted(set(classes.tolist()) - set(range(len(table))))} have no class_weight; it "
+                       f"gives weights for classes 0 ... {len(table) - 1}.")
+    weight = table[classes] * np.asarray(batch.get("sample_weight", 1.0), np.float32)
+    return {**batch, "sample_weight": weight}
+
+  return weigh
 
 
 def _check_class_labels(state: TrainState, step: Step, data: Dataset, where: str) -> None:
@@ -193,6 +223,8 @@ def fit(
     initial_epoch: int = 0,
     eval_step: Step | None = None,
     validation_data: Dataset | None = None,
+    validation_split: float | None = None,
+    class_weight: Mapping[int, float] | None = None,
     callbacks: Sequence[Callback] = (),
     checkpoint_dir: str | os.PathLike | None = None,
     keep_checkpoints: int = 3,
@@ -233,6 +265,10 @@ def fit(
     steps: number of optimizer steps to take.
     initial_epoch: the epoch this call starts at, as in Keras: `epochs - initial_epoch` epochs are trained.
     eval_step, validation_data: evaluated after each epoch.
+    validation_split: as Keras's: the last fraction of an `ArrayDataset`'s examples (before shuffling) is
+      held out and evaluated after each epoch (with `eval_step`, by default the training loss and metrics).
+    class_weight: as Keras's: `{class: weight}` for classes 0 ... K-1, weighing each training example's
+      loss by its class (integer labels, or one-hot ones by their argmax).
     callbacks: `Callback`s; `EarlyStopping` among them can end training.
     checkpoint_dir: where orbax checkpoints go (keep the last `keep_checkpoints`,
       and the best by `best_metric`). A directory holding another run's
@@ -272,14 +308,26 @@ def fit(
   run_steps = steps if steps is not None else (epochs - initial_epoch) * steps_per_epoch
   if not isinstance(run_steps, int) or run_steps < 1:
     raise ValueError(f"epochs={epochs!r}, steps={steps!r} is not allowed; expected a positive integer.")
+  if validation_split is not None:
+    if validation_data is not None:
+      raise ValueError("validation_split and validation_data are both given; expected at most one of them.")
+    if not isinstance(train_data, ArrayDataset):
+      raise ValueError(f"validation_split needs train_data to be an ArrayDataset (arrays to take the last part of), "
+                       f"not {type(train_data).__name__}; pass validation_data instead.")
+    train_data, validation_data = train_data.split(validation_split)
+    eval_step = eval_step or make_eval_step(train_step.loss, train_step.metrics)
+    steps_per_epoch = len(train_data)
+    run_steps = steps if steps is not None else (epochs - initial_epoch) * steps_per_epoch
   if (eval_step is None) != (validation_data is None):
     raise ValueError("eval_step and validation_data go together: give both or neither.")
+  weigh = _class_weigher(class_weight)
   if resume and checkpoint_dir is None:
     raise ValueError("resume=True needs a checkpoint_dir to resume from.")
   if resume and overwrite:
     raise ValueError("resume=True and overwrite=True contradict each other: give one of them.")
   callbacks = list(callbacks)
-  _check_monitors(callbacks, best_metric, _log_names(train_step, eval_step))
+  _check_monitors(callbacks, best_metric,
+                  _log_names(train_step, eval_step) + [n for c in callbacks for n in getattr(c, "adds_logs", ())])
   _check_class_labels(state, train_step, train_data, "train_data")
   if eval_step is not None:
     _check_class_labels(state, eval_step, validation_data, "validation_data")
@@ -340,7 +388,7 @@ def fit(
         start, seen, results = time.perf_counter(), 0, {}
         batches = source.epoch(epoch, step - first, epoch_steps)
         try:
-          for batch in _interruptible(prefetch(batches, mesh=mesh), signals):
+          for batch in _interruptible(prefetch(map(weigh, batches), mesh=mesh), signals):
             state, results = train_step(state, batch)
             step, trained = step + 1, True
             seen += len(jax.tree.leaves(batch)[0])
@@ -375,6 +423,8 @@ def fit(
           history.stopped_by = "callback"
           break
     save(history.last if best_metric is not None and history.epochs else None)
+    for callback in callbacks:
+      state = callback.final_state(state)
     if checkpointer is not None:
       checkpointer.wait()  # a failed background write surfaces here, inside the error handling
   except BaseException as error:

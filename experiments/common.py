@@ -87,19 +87,21 @@ def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[fl
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: str, title: str) -> None:
-  """Saves a confusion-matrix PNG."""
+  """Saves a confusion-matrix PNG: colours are each true class's fractions (rows sum to 1), cells show counts too."""
   from matplotlib.figure import Figure
 
   n = len(labels)
   matrix = np.zeros((n, n), int)
   np.add.at(matrix, (y_true, y_pred), 1)
-  fig = Figure(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+  fractions = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+  fig = Figure(figsize=(1.6 + 0.75 * n, 1.0 + 0.7 * n))
   ax = fig.subplots()
-  ax.imshow(matrix, cmap="Blues")
+  image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+  fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
   for i in range(n):
     for j in range(n):
-      ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8,
-              color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+      ax.text(j, i, f"{matrix[i, j]}\n{fractions[i, j]:.0%}", ha="center", va="center", fontsize=7,
+              color="white" if fractions[i, j] > 0.5 else "black")
   ax.set_xticks(range(n), labels)
   ax.set_yticks(range(n), labels)
   ax.set_xlabel("predicted")

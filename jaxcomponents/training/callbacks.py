@@ -137,26 +137,61 @@ class LearningCurves(Callback):
     plot_history(history, self.path)
 
 
-def plot_history(history: History, path: str) -> None:
-  """Saves learning curves: one panel per metric, training and validation together.
+_NOT_CURVES = ("time_s", "images_per_s")
+
+
+def curve_panels(keys) -> list[tuple[str, str | None, str | None]]:
+  """`(title, training key, validation key)` per panel: each metric once, its `val_` twin beside it.
+
+  Keys may carry a prefix (`"phase_1/val_loss"` pairs with `"phase_1/loss"`);
+  time and throughput are not curves.
+
+  Example:
+    >>> curve_panels(["loss", "accuracy", "time_s", "val_loss", "a/loss", "a/val_loss"])
+    [('loss', 'loss', 'val_loss'), ('accuracy', 'accuracy', None), ('a/loss', 'a/loss', 'a/val_loss')]
+  """
+  keys = list(keys)
+  panels, seen = [], set()
+  for key in keys:
+    prefix, _, name = key.rpartition("/")
+    if name in _NOT_CURVES:
+      continue
+    base = name[4:] if name.startswith("val_") else name
+    title = f"{prefix}/{base}" if prefix else base
+    if title in seen:
+      continue
+    seen.add(title)
+    train, val = title, f"{prefix}/val_{base}" if prefix else f"val_{base}"
+    panels.append((title, train if train in keys else None, val if val in keys else None))
+  return panels
+
+
+def plot_history(history: History, path: str, columns: int = 3) -> None:
+  """Saves learning curves: one panel per metric (at most `columns` a row), training and validation overlaid.
 
   Drawn on a `matplotlib.figure.Figure` of its own, so the process's matplotlib
   backend and pyplot state are left as they are.
   """
   figure = extras.require("matplotlib.figure", "plots", "plotting learning curves")
-  names = [k for k in history.history if not k.startswith("val_") and k not in ("time_s", "images_per_s")]
-  if not names or not history.epochs:
+  ticker = extras.require("matplotlib.ticker", "plots", "plotting learning curves")
+  panels = curve_panels(history.history)
+  if not panels or not history.epochs:
     return
-  fig = figure.Figure(figsize=(4.5 * len(names), 3.5))
-  axes = fig.subplots(1, len(names), squeeze=False)
+  rows, cols = math.ceil(len(panels) / columns), min(columns, len(panels))
+  fig = figure.Figure(figsize=(4.2 * cols, 3.2 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
   epochs = [e + 1 for e in history.epochs]
-  for ax, name in zip(axes[0], names):
-    ax.plot(epochs, history.history[name], marker="o", label="train")
-    if f"val_{name}" in history.history:
-      ax.plot(epochs, history.history[f"val_{name}"], marker="o", label="validation")
+  for ax, (title, train, val) in zip(axes, panels):
+    for key, label in ((train, "training"), (val, "validation")):
+      if key is not None:
+        values = history.history[key]
+        ax.plot(epochs[-len(values):], values, marker="o", markersize=3, label=label)
     ax.set_xlabel("epoch")
-    ax.set_title(name)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+  for ax in axes[len(panels):]:
+    ax.set_visible(False)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

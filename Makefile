@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) experiments/transfer_digits.py
+	$(PY) -m experiments.transfer_digits
 
 # Two pytest workers, one test file each at a time (module-scoped Keras references are built once per file).
 TEST_WORKERS ?= 2

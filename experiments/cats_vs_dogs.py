@@ -4,17 +4,14 @@ The data are TFDS's `cats_vs_dogs` (train[:80%] / train[80%:]) or any folder
 with one sub-folder per class, such as Kaggle's PetImages.
 
 Run:
-  python experiments/cats_vs_dogs.py                               # TFDS cats_vs_dogs, MobileNetV2 at 160x160
-  python experiments/cats_vs_dogs.py --dataset PetImages --backbone vgg16 --framework keras
+  python -m experiments.cats_vs_dogs                               # TFDS cats_vs_dogs, MobileNetV2 at 160x160
+  python -m experiments.cats_vs_dogs --dataset PetImages --backbone vgg16 --framework keras
 """
 
 import dataclasses
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import image_transfer  # noqa: E402
-from common import run_script  # noqa: E402
+from experiments import image_transfer
+from experiments.common import run_script
 
 
 @dataclasses.dataclass

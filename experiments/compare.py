@@ -1,6 +1,6 @@
 """Print jaxcomponents runs beside their Keras twins: accuracy, wall time, throughput.
 
-Run: python experiments/compare.py [runs_dir]   (reads every runs/<name>/metrics.json)
+Run: python -m experiments.compare [runs_dir]   (reads every runs/<name>/metrics.json)
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import print_table  # noqa: E402
+from experiments.common import print_table
 
 
 COLUMNS = ("experiment", "dataset", "framework", "phase1_accuracy", "test_accuracy", "wall_time_s", "images_per_s")

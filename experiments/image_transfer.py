@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, parse_config, plot_confusion, print_table, run_dir, run_script, write_results  # noqa: E402
+from experiments.common import Timer, parse_config, plot_confusion, print_table, run_dir, run_script, write_results
 
 BACKBONES = {"vgg16": ("VGG16", "caffe"), "resnet50": ("ResNet50", "caffe"),
              "inception_v3": ("InceptionV3", "tf"), "mobilenet_v2": ("MobileNetV2", "tf")}

@@ -10,9 +10,9 @@ process per host with the same arguments plus `--coordinator-address`,
 on a TPU pod, where JAX finds them itself).
 
 Run:
-  python experiments/scale_out.py --dataset PetImages --backbone resnet50 --image-size 160 --workers 4
-  python experiments/scale_out.py --dataset cifar10 --backbone mobilenet_v2 --dtype bfloat16 --mesh data
-  python experiments/scale_out.py --dataset PetImages --coordinator-address 10.0.0.1:1234 --num-processes 2 \\
+  python -m experiments.scale_out --dataset PetImages --backbone resnet50 --image-size 160 --workers 4
+  python -m experiments.scale_out --dataset cifar10 --backbone mobilenet_v2 --dtype bfloat16 --mesh data
+  python -m experiments.scale_out --dataset PetImages --coordinator-address 10.0.0.1:1234 --num-processes 2 \\
       --process-id 0      # and --process-id 1 on the second host
 """
 
@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, parse_config, print_table, run_dir, run_script, write_results  # noqa: E402
-from image_transfer import BACKBONES  # noqa: E402
+from experiments.common import Timer, parse_config, print_table, run_dir, run_script, write_results
+from experiments.image_transfer import BACKBONES
 
 
 @dataclasses.dataclass

@@ -8,8 +8,8 @@ backgrounds, three classes), or the Oxford-IIIT Pet dataset through TFDS
 itself, which needs TensorFlow and keras-unet-collection installed.
 
 Run:
-  python experiments/segmentation.py
-  python experiments/segmentation.py --dataset oxford_iiit_pet --image-size 128 --backbone VGG16
+  python -m experiments.segmentation
+  python -m experiments.segmentation --dataset oxford_iiit_pet --image-size 128 --backbone VGG16
 Writes runs/<name>/metrics.json (test mean IoU and pixel accuracy), history.csv and overlays.png.
 """
 
@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, parse_config, print_table, run_dir, run_script, write_results  # noqa: E402
+from experiments.common import Timer, parse_config, print_table, run_dir, run_script, write_results
 
 
 @dataclasses.dataclass

@@ -6,8 +6,8 @@ MNIST/Fashion-MNIST, 8 x 8 on the embedded digits). The same Recurrent(64)
 table compares test accuracy, wall time and throughput.
 
 Run:
-  python experiments/sequence.py                          # embedded digits, offline
-  python experiments/sequence.py --dataset fashion_mnist --framework keras
+  python -m experiments.sequence                          # embedded digits, offline
+  python -m experiments.sequence --dataset fashion_mnist --framework keras
 Writes runs/<name>/metrics.json (one entry per cell), history.csv and learning curves.
 """
 
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, load_digit_images, parse_config, print_table, run_dir, run_script, write_results  # noqa: E402
+from experiments.common import Timer, load_digit_images, parse_config, print_table, run_dir, run_script, write_results
 
 CELLS = ("lstm", "gru", "rnn")
 

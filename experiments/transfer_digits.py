@@ -8,8 +8,8 @@ images in all, so there the defaults are batch 32 and 20 epochs (about as many
 steps as one MNIST epoch).
 
 Run:
-  python experiments/transfer_digits.py                       # embedded digits, offline (make demo)
-  python experiments/transfer_digits.py --dataset fashion_mnist --framework keras
+  python -m experiments.transfer_digits                       # embedded digits, offline (make demo)
+  python -m experiments.transfer_digits --dataset fashion_mnist --framework keras
 Writes runs/<name>/metrics.json (test_accuracy = phase 2), history.csv, learning curves and confusion matrices.
 """
 
@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Timer, load_digit_images, parse_config, plot_confusion, print_table, run_dir, run_script, write_results  # noqa: E402,E501
+from experiments.common import (Timer, load_digit_images, parse_config, plot_confusion, print_table, run_dir,
+                                run_script, write_results)
 
 
 @dataclasses.dataclass

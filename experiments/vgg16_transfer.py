@@ -7,17 +7,14 @@ The seed kept VGG16's fc1/fc2 too, which forces 224x224 inputs: pass
 features the fc layers saw).
 
 Run:
-  python experiments/vgg16_transfer.py                     # needs CIFAR-10 prepared for TFDS and the VGG16 file
-  python experiments/vgg16_transfer.py --dataset path/to/folders --framework keras
+  python -m experiments.vgg16_transfer                     # needs CIFAR-10 prepared for TFDS and the VGG16 file
+  python -m experiments.vgg16_transfer --dataset path/to/folders --framework keras
 """
 
 import dataclasses
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import image_transfer  # noqa: E402
-from common import run_script  # noqa: E402
+from experiments import image_transfer
+from experiments.common import run_script
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """Each experiment runs end to end on tiny data and writes its results."""
 
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -12,11 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def experiment(name):
-  spec = importlib.util.spec_from_file_location(f"experiments_{name}", os.path.join(ROOT, "experiments", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[f"experiments_{name}"] = module
-  spec.loader.exec_module(module)
-  return module
+  return importlib.import_module(f"experiments.{name}")
 
 
 @pytest.mark.parametrize("framework", ["jax", "keras"])
@@ -108,9 +104,9 @@ def test_scale_out_on_two_devices_in_bfloat16_with_a_worker_and_resume(tmp_path)
     for i in range(8):
       Image.fromarray(np.clip(rng.normal(shade, 20, (40, 48, 3)), 0, 255).astype(np.uint8)).save(
           tmp_path / "pets" / cls / f"{i}.jpg")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   # VGG16: no batch norm, whose per-layer all-reduces are each a rendezvous of emulated devices on 2 cores.
-  command = [sys.executable, os.path.join(ROOT, "experiments", "scale_out.py"), "--dataset", str(tmp_path / "pets"),
+  command = [sys.executable, "-m", "experiments.scale_out", "--dataset", str(tmp_path / "pets"),
              "--backbone", "vgg16", "--image-size", "32", "--batch-size", "8", "--dtype", "bfloat16",
              "--mesh", "data", "--workers", "1", "--runs-dir", str(tmp_path / "runs"), "--name", "scale"]
   for epochs, extra in (("1", []), ("2", ["--resume", "true"])):

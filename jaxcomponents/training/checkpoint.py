@@ -23,7 +23,6 @@ from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.training.state import TrainState
 
 _SAVED_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
-_WEIGHT_FIELDS = ("params", "batch_stats")
 
 
 class CheckpointError(RuntimeError):

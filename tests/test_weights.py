@@ -242,6 +242,10 @@ def test_export_to_keras_h5_round_trip(tmp_path):
   randomize_keras(fresh, seed=7)
   fresh.load_weights(tmp_path / "export.h5")
   np.testing.assert_array_equal(np.asarray(fresh(x)), np.asarray(model(x)))
+  with pytest.raises(ValueError, match=r"(?s)the variables do not fit Dense:\nmissing:\n  params/dense/bias \(4,\)"
+                                       r".*unexpected:.*  params/Dense_0/dense/kernel \(4, 6\)"):
+    save_keras_h5(tmp_path / "wrong.h5", Dense(4), variables, x)
+  assert not (tmp_path / "wrong.h5").exists() and not (tmp_path / "wrong.h5.partial").exists()
 
 
 def test_export_merges_bidirectional_halves(tmp_path):

@@ -16,7 +16,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxcomponents.weights.convert import CONVERSION_RULES, Path, Target, init_shapes, leaf_layers
+from jaxcomponents.weights.convert import (CONVERSION_RULES, Path, Target, fit_to, flatten_variables, init_shapes,
+                                           leaf_layers)
 
 
 def keras_weights(path: Path, leaf: Mapping[Target, Any]) -> list[tuple[str, np.ndarray]]:
@@ -30,8 +31,15 @@ def keras_weights(path: Path, leaf: Mapping[Target, Any]) -> list[tuple[str, np.
 
 
 def _keras_layers(module: nn.Module, variables: Mapping[str, Any], sample_input):
-  """(Keras layer name, [(weight path, value)]) per Keras layer; `Bidirectional` halves merged."""
-  _, order = init_shapes(module, sample_input)
+  """(Keras layer name, [(weight path, value)]) per Keras layer; `Bidirectional` halves merged.
+
+  Raises:
+    ValueError: if `variables` do not fit `module`, listing the missing, unexpected and mis-shaped ones.
+  """
+  shapes, order = init_shapes(module, sample_input)
+  given = {k: (np.asarray(jax.device_get(v)), f"variables[{'/'.join(k)!r}]")
+           for k, v in flatten_variables(variables).items()}
+  fit_to(shapes, given, f"the variables do not fit {type(module).__name__}")
   leaves = leaf_layers(variables)
   layers: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
   used: set[str] = set()
@@ -71,7 +79,18 @@ def save_keras_h5(path: str | os.PathLike, module: nn.Module, variables: Mapping
   import h5py
 
   layers = _keras_layers(module, variables, sample_input)
-  with h5py.File(os.fspath(path), "w") as f:
+  path = os.fspath(path)
+  partial = f"{path}.partial"  # renamed when complete: a failed write leaves no file that looks finished
+  try:
+    _write_h5(h5py, partial, layers)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+
+
+def _write_h5(h5py, path: str, layers) -> None:
+  with h5py.File(path, "w") as f:
     f.attrs["layer_names"] = np.array([name.encode("utf8") for name, _ in layers])
     f.attrs["backend"] = b"jax"
     f.attrs["keras_version"] = b"3"

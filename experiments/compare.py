@@ -1,4 +1,6 @@
-"""Print jaxcomponents runs beside their Keras twins: accuracy, wall time, throughput.
+"""Print jaxcomponents runs beside their Keras twins: accuracy, mean IoU, wall time, throughput.
+
+The sequence experiment gives one row per recurrent cell.
 
 Run: python -m experiments.compare [runs_dir]   (reads every runs/<name>/metrics.json)
 """
@@ -13,7 +15,8 @@ import sys
 from experiments.common import print_table
 
 
-COLUMNS = ("experiment", "dataset", "framework", "phase1_accuracy", "test_accuracy", "wall_time_s", "images_per_s")
+COLUMNS = ("experiment", "dataset", "framework", "phase1_accuracy", "test_accuracy", "test_mean_iou", "wall_time_s",
+           "images_per_s")
 
 
 def rows(runs_dir: str = "runs") -> list[dict]:
@@ -27,10 +30,15 @@ def rows(runs_dir: str = "runs") -> list[dict]:
            "framework": m["framework"] + (f" ({m['keras_backend']})" if m.get("keras_backend") else "")}
     if "phase1_test_accuracy" in m:
       row["phase1_accuracy"] = m["phase1_test_accuracy"]
-    row["test_accuracy"] = m.get("test_accuracy", float("nan"))
-    row["wall_time_s"] = m.get("wall_time_s", sum(c.get("wall_s", 0.0) for c in m.get("cells", [])))
+    if "test_mean_iou" in m:
+      row["test_mean_iou"] = m["test_mean_iou"]
     row["images_per_s"] = m.get("images_per_s", float("nan"))
-    out.append(row)
+    for cell in m.get("cells", []):  # one row per cell: LSTM, GRU, simple RNN
+      out.append({**row, "experiment": f"{m['experiment']}/{cell['cell']}", "test_accuracy": cell["test_accuracy"],
+                  "wall_time_s": cell.get("wall_s", float("nan"))})
+    if not m.get("cells"):
+      out.append({**row, "test_accuracy": m.get("test_accuracy", float("nan")),
+                  "wall_time_s": m.get("wall_time_s", float("nan"))})
   keys = [k for k in COLUMNS if any(k in r for r in out)]
   return [{k: r.get(k, "") for k in keys} for r in sorted(out, key=lambda r: (r["experiment"], r["dataset"]))]
 

@@ -78,6 +78,19 @@ def test_compare_lists_both_frameworks(tmp_path, capsys):
   table = experiment("compare").main([str(tmp_path)])
   assert [row["framework"] for row in table] == ["jax", "keras"]
   assert "phase1_accuracy" in capsys.readouterr().out
+  (tmp_path / "sequence-digits-jax").mkdir()
+  (tmp_path / "sequence-digits-jax" / "metrics.json").write_text(json.dumps({
+      "experiment": "sequence", "dataset": "digits", "framework": "jax", "test_accuracy": 0.9,
+      "cells": [{"cell": c, "test_accuracy": a, "wall_s": 2.0}
+                for c, a in (("lstm", 0.9), ("gru", 0.8), ("rnn", 0.7))]}))
+  (tmp_path / "segmentation-shapes-jax").mkdir()
+  (tmp_path / "segmentation-shapes-jax" / "metrics.json").write_text(json.dumps({
+      "experiment": "segmentation", "dataset": "shapes", "framework": "jax", "test_accuracy": 0.95,
+      "test_mean_iou": 0.71, "wall_time_s": 5.0}))
+  table = experiment("compare").main([str(tmp_path)])
+  by_name = {row["experiment"]: row for row in table}
+  assert [by_name[f"sequence/{c}"]["test_accuracy"] for c in ("lstm", "gru", "rnn")] == [0.9, 0.8, 0.7]
+  assert by_name["segmentation"]["test_mean_iou"] == 0.71 and "test_mean_iou" in capsys.readouterr().out
 
 
 def test_segmentation_on_synthetic_shapes(tmp_path):

@@ -43,6 +43,8 @@ def test_fit_learns_and_reports_history(tmp_path):
   assert history.history["val_accuracy"][-1] > 0.9
   assert history.history["loss"][-1] < history.history["loss"][0]
   assert (tmp_path / "history.csv").read_text().count("\n") == 7
+  fit(new_state(), make_train_step(xent, ACC), data, epochs=2, log_dir=tmp_path, verbose=0)
+  assert (tmp_path / "history.csv").read_text().count("\n") == 3  # a new run replaces the log, as in Keras
   assert (tmp_path / "learning_curves.png").stat().st_size > 1000
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
 

@@ -97,10 +97,18 @@ class EarlyStopping(Callback):
 
 
 class CSVLogger(Callback):
-  """Writes one row per epoch to `path` (`epoch` first, then every log)."""
+  """Writes one row per epoch to `path` (`epoch` first, then every log).
 
-  def __init__(self, path: str | os.PathLike):
-    self.path = os.fspath(path)
+  As Keras's `CSVLogger`, a new run replaces the file unless `append=True`
+  (what `fit` passes when it resumes).
+  """
+
+  def __init__(self, path: str | os.PathLike, append: bool = False):
+    self.path, self.append = os.fspath(path), append
+
+  def on_train_begin(self, state):
+    if not self.append and os.path.exists(self.path):
+      os.remove(self.path)
 
   def on_epoch_end(self, epoch, logs, state):
     new = not os.path.exists(self.path)

@@ -333,7 +333,8 @@ def fit(
     _check_class_labels(state, eval_step, validation_data, "validation_data")
   if log_dir is not None:
     os.makedirs(log_dir, exist_ok=True)
-    callbacks += [CSVLogger(os.path.join(log_dir, "history.csv")), TensorBoard(os.path.join(log_dir, "tensorboard")),
+    callbacks += [CSVLogger(os.path.join(log_dir, "history.csv"), append=resume),
+                  TensorBoard(os.path.join(log_dir, "tensorboard")),
                   LearningCurves(os.path.join(log_dir, "learning_curves.png"))]
   checkpointer = (Checkpointer(checkpoint_dir, keep=keep_checkpoints, best_metric=best_metric, best_mode=best_mode)
                   if checkpoint_dir is not None else None)

@@ -168,8 +168,8 @@ def test_no_intact_checkpoint_is_an_error_naming_each_step(tmp_path):
     steps = ckpt.all_steps()
   for step in steps:
     _flip_bytes(tmp_path / str(step))
-  with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=r"no intact checkpoint to restore: checkpoint "
-                                                                      r"step 18 .*step 12 .*step 6 .*new checkpoint_dir"):
+  damaged = r"no intact checkpoint to restore: checkpoint step 18 .*step 12 .*step 6 .*new checkpoint_dir"
+  with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=damaged):
     fit(new_state(), make_train_step(xent), data(), epochs=4, checkpoint_dir=tmp_path, resume=True, verbose=0)
   with Checkpointer(tmp_path) as ckpt, pytest.raises(CheckpointError, match=r"checkpoint step 12 in .* cannot be read"):
     ckpt.restore(new_state(), step=12)

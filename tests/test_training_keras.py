@@ -106,7 +106,8 @@ def test_class_weight_and_validation_split_errors():
   step, data = make_train_step("sparse_categorical_crossentropy"), ArrayDataset(x, y, batch_size=4)
   with pytest.raises(ValueError, match=r"class_weight=\{1: 2.0\} is not allowed; expected a dict from each class 0"):
     fit(state, step, data, epochs=1, class_weight={1: 2.0}, verbose=0)
-  with pytest.raises(ValueError, match=r"labels \[[34](, 4)?\] have no class_weight; it gives weights for classes 0 \.\.\. 2"):
+  with pytest.raises(ValueError, match=r"labels \[[34](, 4)?\] have no class_weight; it gives weights for "
+                                       r"classes 0 \.\.\. 2"):
     fit(state, step, data, epochs=1, class_weight={0: 1.0, 1: 1.0, 2: 1.0}, verbose=0)
   with pytest.raises(ValueError, match=r"validation_split=1.5 is not allowed; expected a float in \(0, 1\)"):
     fit(state, step, data, epochs=1, validation_split=1.5, verbose=0)

@@ -10,7 +10,8 @@ from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import Step, make_eval_step, make_train_step
 
 __all__ = [
-    "CSVLogger", "Callback", "CheckpointError", "Checkpointer", "EarlyStopping", "History", "LearningCurves", "NonFiniteLossError",
-    "Step", "TensorBoard", "TrainState", "data_mesh", "evaluate", "fit", "freeze", "initialize_distributed",
-    "label_params", "make_eval_step", "make_train_step", "partition", "predict", "replicate", "shard_batch",
+    "CSVLogger", "Callback", "CheckpointError", "Checkpointer", "EarlyStopping", "History", "LearningCurves",
+    "NonFiniteLossError", "Step", "TensorBoard", "TrainState", "data_mesh", "evaluate", "fit", "freeze",
+    "initialize_distributed", "label_params", "make_eval_step", "make_train_step", "partition", "predict",
+    "replicate", "shard_batch",
 ]

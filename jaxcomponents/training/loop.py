@@ -247,8 +247,9 @@ def fit(
   interrupted run's end, at the same batch of the same epoch, so k steps, a
   restart and n - k more steps give the parameters of n uninterrupted steps.
   SIGINT/SIGTERM save a checkpoint and return (`history.stopped_by` names the
-  signal), after the step under way, or at once while waiting for data. A non-finite loss raises `NonFiniteLossError` naming the step, and
-  saves nothing.
+  signal), after the step under way, or at once while waiting for data. A
+  non-finite loss raises `NonFiniteLossError` naming the step, and saves
+  nothing.
 
   Nothing is lost to an error: everything that can be checked is checked
   before the first step (arguments, monitored log names, the checkpoint

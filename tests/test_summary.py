@@ -22,6 +22,7 @@ BACKBONES = [
 @pytest.mark.parametrize("name, options, size", BACKBONES)
 def test_backbone_counts_equal_keras_layer_by_layer(name, options, size):
   table = summary(getattr(models, name)(**options), jnp.zeros((1, size, size, 3)), print_fn=None)
+  keras.backend.clear_session()  # Keras numbers unnamed layers (InceptionV3's conv2d_N) per session
   reference = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), **options)
   rows = {m.group(1): (m.group(3), int(m.group(4).replace(",", ""))) for m in
           re.finditer(r"^(\S+) \((\w+)\)\s+(\(.*?\))\s+([\d,]+)$", table, flags=re.M)}

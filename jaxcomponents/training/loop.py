@@ -300,6 +300,14 @@ def fit(
   check_choice("verbose", verbose, ("auto", 0, 1, 2))
   if verbose == "auto":
     verbose = 1 if sys.stdout.isatty() else 2
+  if validation_split is not None:
+    if validation_data is not None:
+      raise ValueError("validation_split and validation_data are both given; expected at most one of them.")
+    if not isinstance(train_data, ArrayDataset):
+      raise ValueError(f"validation_split needs train_data to be an ArrayDataset (arrays to take the last part of), "
+                       f"not {type(train_data).__name__}; pass validation_data instead.")
+    train_data, validation_data = train_data.split(validation_split)
+    eval_step = eval_step or make_eval_step(train_step.loss, train_step.metrics)
   steps_per_epoch = len(train_data)
   if (epochs is None) == (steps is None):
     raise ValueError(f"epochs={epochs!r}, steps={steps!r}: give exactly one of them.")
@@ -309,16 +317,6 @@ def fit(
   run_steps = steps if steps is not None else (epochs - initial_epoch) * steps_per_epoch
   if not isinstance(run_steps, int) or run_steps < 1:
     raise ValueError(f"epochs={epochs!r}, steps={steps!r} is not allowed; expected a positive integer.")
-  if validation_split is not None:
-    if validation_data is not None:
-      raise ValueError("validation_split and validation_data are both given; expected at most one of them.")
-    if not isinstance(train_data, ArrayDataset):
-      raise ValueError(f"validation_split needs train_data to be an ArrayDataset (arrays to take the last part of), "
-                       f"not {type(train_data).__name__}; pass validation_data instead.")
-    train_data, validation_data = train_data.split(validation_split)
-    eval_step = eval_step or make_eval_step(train_step.loss, train_step.metrics)
-    steps_per_epoch = len(train_data)
-    run_steps = steps if steps is not None else (epochs - initial_epoch) * steps_per_epoch
   if (eval_step is None) != (validation_data is None):
     raise ValueError("eval_step and validation_data go together: give both or neither.")
   weigh = _class_weigher(class_weight)

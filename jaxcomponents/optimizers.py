@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxcomponents.errors import check_choice
@@ -519,6 +520,12 @@ def get(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
       `initial_accumulator_value`), and `weight_decay`, `clipnorm`,
       `clipvalue`, `global_clipnorm`, `decay` (legacy), `exclude_from_weight_decay`.
 
+  The learning rate is kept in the optimizer's state
+  (`optax.inject_hyperparams`, as float32), so `fit` logs it and
+  `ReduceLROnPlateau` can change it (`learning_rate_logs`,
+  `set_learning_rate`); the numbers are those of the plain factory
+  (`adam(...)` and the others), whose state holds no learning rate.
+
   Raises:
     ValueError: for an unknown optimizer, an argument it does not have, or a bad value.
 
@@ -535,4 +542,78 @@ def get(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
       hint = f" ({_UNSUPPORTED[param]})" if param in _UNSUPPORTED else ""
       raise ValueError(f"{param}={value!r} is not a hyperparameter of optimizer {key!r}{hint}; "
                        f"expected one of: {', '.join(allowed)}.")
-  return factory(**hyperparameters)
+  factory(**hyperparameters)  # checks every value now; the injected factory is called only at init
+  static = [param for param in allowed if param != "learning_rate"]
+  return optax.inject_hyperparams(factory, static_args=static, hyperparam_dtype=jnp.float32)(**hyperparameters)
+
+
+# ---------------------------------------------------------------------------- the learning rate in a state
+
+
+_INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
+
+
+def _injected(opt_state: Any) -> list[tuple[str, Any]]:
+  """(path, state) of each `optax.inject_hyperparams` state in `opt_state` that holds a learning rate."""
+  nodes = jax.tree_util.tree_flatten_with_path(opt_state, is_leaf=lambda node: isinstance(node, _INJECTED))[0]
+  return [(path_string(path), node) for path, node in nodes
+          if isinstance(node, _INJECTED) and "learning_rate" in node.hyperparams]
+
+
+def learning_rate_logs(opt_state: Any) -> dict[str, float]:
+  """The learning rate of the last update, as logs: `{"learning_rate": ...}`.
+
+  Readable where the optimizer holds it in its state, as `get`'s optimizers
+  (and any `optax.inject_hyperparams` one) do; with several (one per
+  `freeze` partition), each is logged as `learning_rate_<path>`. A schedule
+  reports the rate of the last update taken, not of the next.
+
+  Example:
+    >>> tx = get("sgd", learning_rate=0.5)
+    >>> learning_rate_logs(tx.init({"w": jnp.ones(2)}))
+    {'learning_rate': 0.5}
+  """
+  found = _injected(opt_state)
+  if len(found) == 1:
+    return {"learning_rate": float(jax.device_get(found[0][1].hyperparams["learning_rate"]))}
+  return {f"learning_rate_{re.sub(r'[^0-9A-Za-z]+', '_', path).strip('_')}":
+          float(jax.device_get(node.hyperparams["learning_rate"])) for path, node in found}
+
+
+def set_learning_rate(opt_state: Any, new: Callable[[float], float]) -> Any:
+  """`opt_state` with each settable learning rate `old` replaced by `new(old)` (a Python float).
+
+  As assigning Keras's `optimizer.learning_rate`: the next updates use it.
+  Each new value keeps its array's sharding.
+
+  Raises:
+    ValueError: when `opt_state` holds no learning rate that can be set: the
+      optimizer does not keep it in its state (build it with `get` or
+      `optax.inject_hyperparams`), or it follows a schedule (as Keras, which
+      refuses to set a scheduled learning rate).
+
+  Example:
+    >>> tx = get("sgd", learning_rate=0.5)
+    >>> state = set_learning_rate(tx.init({"w": jnp.ones(2)}), lambda old: old / 10)
+    >>> round(learning_rate_logs(state)["learning_rate"], 6)
+    0.05
+  """
+  settable = [node for _, node in _injected(opt_state)
+              if "learning_rate" not in getattr(node, "hyperparams_states", {})]
+  if not settable:
+    scheduled = bool(_injected(opt_state))
+    raise ValueError(
+        "the optimizer's learning rate cannot be set: " +
+        ("it follows a schedule (as in Keras, only a constant learning rate can be changed)." if scheduled else
+         "the optimizer state holds none; build the optimizer with jaxcomponents.optimizers.get(...) or "
+         "optax.inject_hyperparams(...)."))
+
+  def replace(node):
+    if not any(node is s for s in settable):
+      return node
+    old = node.hyperparams["learning_rate"]
+    value = np.asarray(new(float(jax.device_get(old))), old.dtype)
+    array = jax.make_array_from_callback(old.shape, old.sharding, lambda index: value[index])
+    return node._replace(hyperparams={**node.hyperparams, "learning_rate": array})
+
+  return jax.tree.map(replace, opt_state, is_leaf=lambda node: isinstance(node, _INJECTED))

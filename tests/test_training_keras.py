@@ -13,7 +13,7 @@ import pytest
 from jaxcomponents import optimizers, regularizers
 from jaxcomponents.layers import Convolution, Dense
 from jaxcomponents.data import ArrayDataset
-from jaxcomponents.training import TrainState, fit, make_train_step
+from jaxcomponents.training import ReduceLROnPlateau, TrainState, fit, make_train_step
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
@@ -113,3 +113,24 @@ def test_class_weight_and_validation_split_errors():
     fit(state, step, data, epochs=1, validation_split=1.5, verbose=0)
   with pytest.raises(ValueError, match=r"validation_split and validation_data are both given"):
     fit(state, step, data, epochs=1, validation_split=0.2, validation_data=data, verbose=0)
+
+
+def test_reduce_lr_on_plateau_equals_keras_fit():
+  model = keras_small_cnn()
+  x, y = random_input((64, 8, 8, 2)), np.random.default_rng(4).integers(0, 5, 64)
+  module = SmallCNN()
+  state = TrainState.create(module, optimizers.get("sgd", learning_rate=0.1), variables=load_keras(module, model, x))
+  options = dict(monitor="val_loss", factor=0.5, patience=1, min_delta=0.05, cooldown=1, min_lr=0.03)
+  state, history = fit(state, make_train_step("sparse_categorical_crossentropy"),
+                       ArrayDataset(x, y, batch_size=16, shuffle=False), epochs=6, validation_split=0.25,
+                       callbacks=[ReduceLROnPlateau(**options)], verbose=0)
+  model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+  reference = model.fit(x, y, batch_size=16, epochs=6, shuffle=False, validation_split=0.25, verbose=0,
+                        callbacks=[keras.callbacks.ReduceLROnPlateau(**options)])
+  assert len(set(reference.history["learning_rate"])) >= 3  # the case reduces, waits and stops at the floor
+  np.testing.assert_allclose(history.history["learning_rate"], reference.history["learning_rate"], rtol=1e-7)
+  np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"], rtol=1e-5)
+  expected = load_keras(module, model, x)
+  for got, want in zip(jax.tree.leaves({"params": state.params, "batch_stats": state.batch_stats}),
+                       jax.tree.leaves(expected)):
+    assert_close(got, want, tol=1e-5)

@@ -12,8 +12,9 @@ import pytest
 
 from jaxcomponents.data import ArrayDataset
 from jaxcomponents.layers import Dense
-from jaxcomponents.training import (Callback, Checkpointer, EarlyStopping, NonFiniteLossError, TrainState, fit,
-                                    freeze, label_params, make_eval_step, make_train_step, predict)
+from jaxcomponents import optimizers
+from jaxcomponents.training import (Callback, Checkpointer, EarlyStopping, NonFiniteLossError, ReduceLROnPlateau,
+                                    TrainState, fit, freeze, label_params, make_eval_step, make_train_step, predict)
 from tests.training_problem import MLP, blobs, leaves_equal, new_state, xent
 
 
@@ -265,3 +266,67 @@ def test_early_stopping_restores_the_best_weights_when_it_stops():
   state, _ = fit(new_state(), make_train_step(xent), ArrayDataset(x, y, batch_size=32), epochs=3,
                  callbacks=[Scripted(), kept], verbose=0)
   assert not kept.stopped and not leaves_equal(state.params, kept.best_weights[0])  # not stopped: last weights
+
+
+def _scripted_score(scores):
+  class Scripted(Callback):
+    adds_logs = ("score",)
+
+    def on_epoch_end(self, epoch, logs, state):
+      logs["score"] = scores[epoch]
+
+  return Scripted()
+
+
+def test_reduce_lr_on_plateau_lowers_the_logged_rate_with_patience_cooldown_and_floor(tmp_path, capsys):
+  x, y = blobs()
+  reduce = ReduceLROnPlateau("score", factor=0.5, patience=2, cooldown=1, min_lr=0.02, min_delta=0.0, verbose=1)
+  state, history = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), make_train_step(xent),
+                       ArrayDataset(x, y, batch_size=32), epochs=9, checkpoint_dir=tmp_path,
+                       callbacks=[_scripted_score([5, 4, 4, 4, 4, 4, 4, 4, 4]), reduce], verbose=2)
+  # Epochs 3-4 stall (patience 2): halved; epoch 5 is the cooldown, 5-6 stall: halved; 7-8: floored at 0.02.
+  assert history.history["learning_rate"] == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.02],
+                                                           rel=1e-6)
+  assert list(history.history)[:3] == ["loss", "learning_rate", "time_s"]
+  assert optimizers.learning_rate_logs(state.opt_state)["learning_rate"] == pytest.approx(0.02)
+  assert "Epoch 4: ReduceLROnPlateau reducing learning rate to 0.05" in capsys.readouterr().out
+  restored = Checkpointer(tmp_path).restore(new_state(tx=optimizers.get("sgd", learning_rate=0.1)))
+  assert optimizers.learning_rate_logs(restored.opt_state)["learning_rate"] == pytest.approx(0.02)
+
+
+def test_reduce_lr_on_plateau_reduces_what_the_optimizer_uses():
+  x, y = blobs()
+  data, step = ArrayDataset(x, y, batch_size=32, shuffle=False), make_train_step(xent)
+  reduced, _ = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), step, data, epochs=3, verbose=0,
+                   callbacks=[_scripted_score([1, 1, 1]), ReduceLROnPlateau("score", factor=0.5, patience=0)])
+  by_hand, _ = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), step, data, epochs=2, verbose=0)
+  by_hand = by_hand.replace(opt_state=optimizers.set_learning_rate(by_hand.opt_state, lambda old: old * 0.5))
+  by_hand, _ = fit(by_hand, step, data, epochs=3, initial_epoch=2, verbose=0)
+  assert leaves_equal(reduced.params, by_hand.params)
+
+
+def test_reduce_lr_on_plateau_needs_a_rate_it_can_set():
+  x, y = blobs()
+  data, step = ArrayDataset(x, y, batch_size=32), make_train_step(xent)
+  with pytest.raises(ValueError, match=r"factor=1.5 is not allowed; expected a float in \[0, 1\)"):
+    ReduceLROnPlateau(factor=1.5)
+  state = new_state()  # optax.adam: no learning rate in its state
+  with pytest.raises(ValueError, match=r"learning rate cannot be set: the optimizer state holds none; build the "
+                                       r"optimizer with jaxcomponents.optimizers.get"):
+    fit(state, step, data, epochs=1, callbacks=[ReduceLROnPlateau("loss")], verbose=0)
+  assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+  scheduled = new_state(tx=optimizers.get("adam", learning_rate=optax.cosine_decay_schedule(0.1, 10)))
+  with pytest.raises(ValueError, match=r"it follows a schedule"):
+    fit(scheduled, step, data, epochs=1, callbacks=[ReduceLROnPlateau("loss")], verbose=0)
+  _, history = fit(scheduled, step, data, epochs=1, verbose=0)
+  assert history.history["learning_rate"] == pytest.approx([0.1 * 0.5 * (1 + np.cos(np.pi * 2 / 10))])
+
+
+def test_each_partition_logs_its_learning_rate():
+  state = new_state(tx=optax.multi_transform(
+      {"a": optimizers.get("sgd", learning_rate=0.1), "b": optimizers.get("sgd", learning_rate=0.2)},
+      lambda params: jax.tree_util.tree_map_with_path(lambda path, _: "a" if "Dense_0" in str(path) else "b",
+                                                      params)))
+  logs = optimizers.learning_rate_logs(state.opt_state)
+  assert sorted(logs) == ["learning_rate_inner_states_a_inner_state", "learning_rate_inner_states_b_inner_state"]
+  assert sorted(logs.values()) == pytest.approx([0.1, 0.2])

@@ -1,6 +1,7 @@
 """Training: jit-compiled Optax steps, the `fit` loop, checkpoints, many devices."""
 
-from jaxcomponents.training.callbacks import Callback, CSVLogger, EarlyStopping, History, LearningCurves, TensorBoard
+from jaxcomponents.training.callbacks import (Callback, CSVLogger, EarlyStopping, History, LearningCurves,
+                                             ReduceLROnPlateau, TensorBoard)
 from jaxcomponents.training.checkpoint import CheckpointError, Checkpointer
 from jaxcomponents.training.freeze import freeze, label_params, partition
 from jaxcomponents.training.loop import NonFiniteLossError, evaluate, fit
@@ -11,7 +12,7 @@ from jaxcomponents.training.step import Step, make_eval_step, make_train_step
 
 __all__ = [
     "CSVLogger", "Callback", "CheckpointError", "Checkpointer", "EarlyStopping", "History", "LearningCurves",
-    "NonFiniteLossError", "Step", "TensorBoard", "TrainState", "data_mesh", "evaluate", "fit", "freeze",
+    "NonFiniteLossError", "ReduceLROnPlateau", "Step", "TensorBoard", "TrainState", "data_mesh", "evaluate", "fit", "freeze",
     "initialize_distributed", "label_params", "make_eval_step", "make_train_step", "partition", "predict",
     "replicate", "shard_batch",
 ]

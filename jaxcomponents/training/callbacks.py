@@ -1,4 +1,4 @@
-"""Callbacks for `fit`: early stopping, CSV and TensorBoard logs, learning-curve plots."""
+"""Callbacks for `fit`: early stopping, learning-rate reduction, CSV and TensorBoard logs, learning curves."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 
-from jaxcomponents import extras
+from jaxcomponents import extras, optimizers
 from jaxcomponents.errors import check_choice
 
 
@@ -30,6 +31,10 @@ class Callback:
 
   def on_train_end(self, history: "History") -> None:
     pass
+
+  def next_epoch_state(self, state: Any) -> Any:
+    """The state the next epoch starts from, given the one this epoch ended with (e.g. a new learning rate)."""
+    return state
 
   def final_state(self, state: Any) -> Any:
     """The state `fit` returns, given the one training ended with (e.g. the best weights restored)."""
@@ -54,7 +59,33 @@ class History:
     return {k: v[-1] for k, v in self.history.items()}
 
 
-class EarlyStopping(Callback):
+class _Monitor(Callback):
+  """A callback watching one log for improvement, as Keras's `MonitorCallback`.
+
+  In "auto" mode accuracy-like names (acc, auc, precision, recall, iou) are
+  maximised and everything else minimised; an improvement must beat the best
+  value by more than `min_delta`.
+  """
+
+  def __init__(self, monitor: str, mode: str, min_delta: float):
+    check_choice("mode", mode, ("auto", "min", "max"))
+    if mode == "auto":
+      mode = "max" if any(w in monitor for w in ("acc", "auc", "precision", "recall", "iou")) else "min"
+    self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
+    self.best = math.inf if mode == "min" else -math.inf
+
+  def _value(self, logs: dict[str, float]) -> float:
+    if self.monitor not in logs:
+      raise ValueError(f"{type(self).__name__} monitor={self.monitor!r} is not among the logs {sorted(logs)}.")
+    return logs[self.monitor]
+
+  def _improves(self, value: float) -> bool:
+    if self.mode == "min":
+      return value < self.best - self.min_delta
+    return value > self.best + self.min_delta
+
+
+class EarlyStopping(_Monitor):
   """Stops when `monitor` has not improved by `min_delta` for `patience` epochs, as Keras's `EarlyStopping`.
 
   With `restore_best_weights=True`, a stopped run returns the parameters and
@@ -67,20 +98,13 @@ class EarlyStopping(Callback):
 
   def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
                restore_best_weights: bool = False):
-    check_choice("mode", mode, ("auto", "min", "max"))
-    if mode == "auto":
-      mode = "max" if any(w in monitor for w in ("acc", "auc", "precision", "recall", "iou")) else "min"
-    self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, abs(min_delta), mode
-    self.restore_best_weights = restore_best_weights
-    self.best, self.wait = math.inf if mode == "min" else -math.inf, 0
+    super().__init__(monitor, mode, min_delta)
+    self.patience, self.restore_best_weights, self.wait = patience, restore_best_weights, 0
     self.best_weights, self.best_epoch, self.stopped = None, None, False
 
   def on_epoch_end(self, epoch, logs, state):
-    if self.monitor not in logs:
-      raise ValueError(f"EarlyStopping monitor={self.monitor!r} is not among the logs {sorted(logs)}.")
-    value = logs[self.monitor]
-    better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
-    if better:
+    value = self._value(logs)
+    if self._improves(value):
       self.best, self.wait, self.best_epoch = value, 0, epoch
       if self.restore_best_weights:  # a copy: the step donates the state it is given
         self.best_weights = jax.tree.map(lambda a: a.copy(), (state.params, state.batch_stats))
@@ -93,6 +117,64 @@ class EarlyStopping(Callback):
     if self.restore_best_weights and self.stopped and self.best_weights is not None:
       params, batch_stats = self.best_weights
       return state.replace(params=params, batch_stats=batch_stats)
+    return state
+
+
+class ReduceLROnPlateau(_Monitor):
+  """Multiplies the learning rate by `factor` when `monitor` stalls for `patience` epochs, as Keras's.
+
+  After a reduction, `cooldown` epochs pass before stalls count again; the
+  rate never goes below `min_lr`. The optimizer must hold a constant learning
+  rate in its state, as `jaxcomponents.optimizers.get`'s do (checked before
+  the first step); the rate is saved in checkpoints with the optimizer state,
+  while the callback's own counters start afresh on resume, as in Keras.
+
+  Example:
+    >>> reduce = ReduceLROnPlateau("val_loss", factor=0.5, patience=2, min_lr=1e-5)
+  """
+
+  def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
+               mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
+    if not 0.0 <= factor < 1.0:
+      raise ValueError(f"factor={factor!r} is not allowed; expected a float in [0, 1) (it multiplies the rate).")
+    super().__init__(monitor, mode, min_delta)
+    self.factor, self.patience, self.verbose, self.cooldown, self.min_lr = factor, patience, verbose, cooldown, min_lr
+    self.wait, self.cooldown_left, self.reduce, self.epoch = 0, 0, False, 0
+
+  def on_train_begin(self, state):
+    optimizers.set_learning_rate(state.opt_state, lambda old: old)  # raises if the rate cannot be set
+    self.best = math.inf if self.mode == "min" else -math.inf
+    self.wait, self.cooldown_left = 0, 0
+
+  def on_epoch_end(self, epoch, logs, state):
+    value, self.epoch = self._value(logs), epoch
+    if self.cooldown_left > 0:
+      self.cooldown_left -= 1
+      self.wait = 0
+    if self._improves(value):
+      self.best, self.wait = value, 0
+    elif self.cooldown_left == 0:
+      self.wait += 1
+      self.reduce = self.wait >= self.patience
+    return False
+
+  def next_epoch_state(self, state):
+    if not self.reduce:
+      return state
+    self.reduce, changed = False, []
+
+    def lower(old):
+      if old <= float(np.float32(self.min_lr)):
+        return old
+      new = max(old * self.factor, self.min_lr)
+      changed.append(new)
+      return new
+
+    state = state.replace(opt_state=optimizers.set_learning_rate(state.opt_state, lower))
+    if changed:
+      self.cooldown_left, self.wait = self.cooldown, 0
+      if self.verbose:
+        print(f"Epoch {self.epoch + 1}: ReduceLROnPlateau reducing learning rate to {changed[0]}.", flush=True)
     return state
 
 
@@ -194,6 +276,8 @@ def plot_history(history: History, path: str, columns: int = 3) -> None:
       if key is not None:
         values = history.history[key]
         ax.plot(epochs[-len(values):], values, marker="o", markersize=3, label=label)
+    if title.rpartition("/")[2].startswith("learning_rate"):
+      ax.set_yscale("log")  # reductions by a factor are equal steps
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_title(title)

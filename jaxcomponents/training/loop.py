@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxcomponents import optimizers
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
@@ -79,12 +80,12 @@ class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; training stopped without saving the broken state."""
 
 
-def _log_names(train_step: Step, eval_step: Step | None) -> list[str]:
+def _log_names(state: TrainState, train_step: Step, eval_step: Step | None) -> list[str]:
   """The logs each epoch will have, in order (known before the first step)."""
-  names = ["loss", *train_step.metrics, "time_s", "images_per_s"]
+  names = ["loss", *train_step.metrics]
   if eval_step is not None:
     names += [f"val_{name}" for name in ("loss", *eval_step.metrics)]
-  return names
+  return [*names, *optimizers.learning_rate_logs(state.opt_state), "time_s", "images_per_s"]
 
 
 def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, names: list[str]) -> None:
@@ -199,6 +200,11 @@ def _stop_on_signals():
   finally:
     for sig, old in previous.items():
       signal.signal(sig, old)
+
+
+def _format(value: float) -> str:
+  """A log value as Keras's progress bar prints it."""
+  return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
 def _floats(results: dict[str, Any]) -> dict[str, float]:
@@ -326,7 +332,7 @@ def fit(
     raise ValueError("resume=True and overwrite=True contradict each other: give one of them.")
   callbacks = list(callbacks)
   _check_monitors(callbacks, best_metric,
-                  _log_names(train_step, eval_step) + [n for c in callbacks for n in getattr(c, "adds_logs", ())])
+                  _log_names(state, train_step, eval_step) + [n for c in callbacks for n in getattr(c, "adds_logs", ())])
   _check_class_labels(state, train_step, train_data, "train_data")
   if eval_step is not None:
     _check_class_labels(state, eval_step, validation_data, "validation_data")
@@ -409,16 +415,18 @@ def fit(
           return state, history
         bar.close()
         check_finite(state)
-        logs = _floats(results)
-        logs["time_s"] = time.perf_counter() - start
-        logs["images_per_s"] = seen / logs["time_s"]
+        logs, elapsed = _floats(results), time.perf_counter() - start
         if eval_step is not None:
           logs.update({f"val_{k}": v for k, v in evaluate(state, eval_step, validation_data, mesh).items()})
+        logs.update(optimizers.learning_rate_logs(state.opt_state))
+        logs.update(time_s=elapsed, images_per_s=seen / elapsed)
         history.append(epoch, logs)
         if verbose:
-          print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
-        save(logs if best_metric is not None else None)
+          print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {_format(v)}" for k, v in logs.items()), flush=True)
         stop = [callback.on_epoch_end(epoch, logs, state) for callback in callbacks]
+        for callback in callbacks:
+          state = callback.next_epoch_state(state)
+        save(logs if best_metric is not None else None)
         if any(stop):
           history.stopped_by = "callback"
           break

@@ -7,7 +7,10 @@ import csv
 import dataclasses
 import json
 import os
+import re
+import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,17 +29,77 @@ def run_script(main) -> None:
   main()
 
 
+def option(default: Any, help: str, *, choices: Sequence[Any] | None = None, names_run: bool = True):
+  """A config field: its default, its `--help` line, its allowed values, and whether it names the run folder.
+
+  Example:
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Config:
+    ...   epochs: int = option(5, "passes over the training data")
+  """
+  return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "names_run": names_run})
+
+
+def _metadata(config_cls, name: str) -> dict[str, Any]:
+  """A field's `option` metadata, from the nearest class that declares it (a subclass may only change defaults)."""
+  for cls in config_cls.__mro__:
+    field = getattr(cls, "__dataclass_fields__", {}).get(name)
+    if field is not None and field.metadata:
+      return dict(field.metadata)
+  return {}
+
+
+def _boolean(text: str) -> bool:
+  if text.lower() in ("1", "true", "yes"):
+    return True
+  if text.lower() in ("0", "false", "no"):
+    return False
+  raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected true or false")
+
+
 def parse_config(config_cls, argv=None, description: str | None = None):
-  """Builds a `--flag` per config field (types from the defaults) and returns the config."""
-  parser = argparse.ArgumentParser(description=description)
+  """Builds a `--flag` per config field (type from the default, help and choices from `option`); returns the config.
+
+  `--help` lists every flag with its default and allowed values; a value outside them exits with argparse's
+  message naming the flag, the value and the choices.
+  """
+  module = config_cls.__module__
+  if module == "__main__":  # run with `python -m experiments.NAME`
+    module = getattr(sys.modules["__main__"].__spec__, "name", module)
+  parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   for field in dataclasses.fields(config_cls):
-    default = field.default
+    default, meta = field.default, _metadata(config_cls, field.name)
     flag = f"--{field.name.replace('_', '-')}"
-    if isinstance(default, bool):
-      parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
-    else:
-      parser.add_argument(flag, type=type(default), default=default)
+    boolean = isinstance(default, bool)
+    parser.add_argument(flag, type=_boolean if boolean else type(default), default=default,
+                        choices=meta.get("choices"), metavar="{true,false}" if boolean else None,
+                        help=meta.get("help", " "))
   return config_cls(**vars(parser.parse_args(argv)))
+
+
+def run_name(experiment: str, config, leading: Sequence[str] = ("dataset", "framework")) -> str:
+  """The run folder's name: the experiment, the `leading` fields' values, then every other field set otherwise than
+  its default (`name=value`), except the fields whose `option` says they do not name the run.
+
+  Example:
+    >>> @dataclasses.dataclass
+    ... class Config:
+    ...   dataset: str = option("digits", "data")
+    ...   epochs: int = option(5, "passes")
+    ...   workers: int = option(0, "processes", names_run=False)
+    >>> run_name("demo", Config(epochs=2, workers=4), leading=("dataset",))
+    'demo-digits-epochs=2'
+  """
+  parts = [experiment] + [os.path.basename(str(getattr(config, key)).rstrip("/")) for key in leading]
+  for field in dataclasses.fields(config):
+    if field.name in (*leading, "name", "runs_dir") or not _metadata(type(config), field.name).get("names_run", True):
+      continue
+    value = getattr(config, field.name)
+    if value != field.default:
+      parts.append(f"{field.name}={os.path.basename(str(value).rstrip('/'))}")
+  return re.sub(r"[^\w.,=+-]+", "_", "-".join(parts))
 
 
 def load_digit_images(dataset: str, seed: int = 0):

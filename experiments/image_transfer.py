@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from experiments.common import Timer, parse_config, plot_confusion, print_table, run_dir, run_script, write_results
+from experiments.common import (Timer, option, parse_config, plot_confusion, print_table, run_dir, run_name,
+                                run_script, write_results)
 
 BACKBONES = {"vgg16": ("VGG16", "caffe"), "resnet50": ("ResNet50", "caffe"),
              "inception_v3": ("InceptionV3", "tf"), "mobilenet_v2": ("MobileNetV2", "tf")}
@@ -19,23 +20,23 @@ BACKBONES = {"vgg16": ("VGG16", "caffe"), "resnet50": ("ResNet50", "caffe"),
 
 @dataclasses.dataclass
 class Config:
-  backbone: str = "vgg16"
-  dataset: str = "cifar10"         # a TFDS name (prepared as array_record) or a folder <root>/<class>/<image>
-  train_split: str = "train"
-  test_split: str = "test"
-  data_dir: str = ""               # TFDS data_dir ("" for TFDS's default)
-  image_size: int = 32
-  weights: str = "imagenet"        # imagenet | none
-  hidden: int = 256                # width of the ReLU layer of the new head (0: none)
-  dropout: float = 0.5
-  epochs: int = 5
-  batch_size: int = 64
-  learning_rate: float = 1e-3
-  framework: str = "jax"           # jax | keras
-  seed: int = 0
-  limit: int = 0                   # at most this many training (and test) examples (0: all)
-  name: str = ""
-  runs_dir: str = "runs"
+  backbone: str = option("vgg16", "the frozen ImageNet backbone", choices=tuple(BACKBONES))
+  dataset: str = option("cifar10", "a TFDS name (prepared as array_record) or a folder <root>/<class>/<image>")
+  train_split: str = option("train", "the TFDS split to train on")
+  test_split: str = option("test", "the TFDS split to test on")
+  data_dir: str = option("", "TFDS's data_dir ('' for TFDS's default)", names_run=False)
+  image_size: int = option(32, "height and width the images are resized to")
+  weights: str = option("imagenet", "the backbone's weights", choices=("imagenet", "none"))
+  hidden: int = option(256, "width of the new head's ReLU layer (0: none)")
+  dropout: float = option(0.5, "dropout before the new head's output")
+  epochs: int = option(5, "passes over the training data")
+  batch_size: int = option(64, "images per step")
+  learning_rate: float = option(1e-3, "Adam's learning rate")
+  framework: str = option("jax", "jaxcomponents, or the Keras twin", choices=("jax", "keras"))
+  seed: int = option(0, "seed of the new head's weights and the shuffling")
+  limit: int = option(0, "at most this many training (and test) examples (0: all)")
+  name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
+  runs_dir: str = option("runs", "where run folders go")
 
 
 def datasets(config: Config):
@@ -130,13 +131,7 @@ def _predictions(data, predict):
 
 def main(argv=None, config_cls=Config, experiment: str = "image_transfer") -> dict:
   config = parse_config(config_cls, argv, __doc__.splitlines()[0])
-  if config.backbone not in BACKBONES:
-    raise ValueError(f"backbone={config.backbone!r} is not allowed; expected one of {', '.join(BACKBONES)}.")
-  if config.framework not in ("jax", "keras"):
-    raise ValueError(f"framework={config.framework!r} is not allowed; expected 'jax' or 'keras'.")
-  if config.weights not in ("imagenet", "none"):
-    raise ValueError(f"weights={config.weights!r} is not allowed; expected 'imagenet' or 'none'.")
-  config.name = config.name or f"{experiment}-{os.path.basename(config.dataset.rstrip('/'))}-{config.framework}"
+  config.name = config.name or run_name(experiment, config)
   train, test, classes = datasets(config)
   run = run_jax if config.framework == "jax" else run_keras
   history, seconds, (preds, labels) = run(config, train, test, classes)

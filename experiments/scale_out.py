@@ -23,31 +23,32 @@ import os
 
 import numpy as np
 
-from experiments.common import Timer, parse_config, print_table, run_dir, run_script, write_results
+from experiments.common import Timer, option, parse_config, print_table, run_dir, run_name, run_script, write_results
 from experiments.image_transfer import BACKBONES
 
 
 @dataclasses.dataclass
 class Config:
-  dataset: str = "cats_vs_dogs"    # an image folder or a TFDS name (prepared as array_record)
-  backbone: str = "mobilenet_v2"
-  image_size: int = 160
-  epochs: int = 3
-  batch_size: int = 64             # the global batch, over all devices of all processes
-  learning_rate: float = 1e-3
-  dtype: str = "float32"           # float32 | bfloat16 (computation; parameters stay float32)
-  mesh: str = "data"               # data: split each batch over every device | none: the default device
-  workers: int = 0                 # Grain worker processes decoding images (0: threads of this process)
-  threads: int = 4
-  seed: int = 0
-  limit: int = 0                   # at most this many training examples (0: all)
-  checkpoint_dir: str = ""         # default: <run>/checkpoints
-  resume: bool = False
-  coordinator_address: str = ""    # host:port of process 0, for many hosts
-  num_processes: int = 0
-  process_id: int = -1
-  name: str = ""
-  runs_dir: str = "runs"
+  dataset: str = option("cats_vs_dogs", "an image folder or a TFDS name (prepared as array_record)")
+  backbone: str = option("mobilenet_v2", "the architecture, trained from the start", choices=tuple(BACKBONES))
+  image_size: int = option(160, "height and width of the random resized crops")
+  epochs: int = option(3, "the run's total epochs (a resumed run continues to it)", names_run=False)
+  batch_size: int = option(64, "the global batch, over all devices of all processes")
+  learning_rate: float = option(1e-3, "Adam's learning rate")
+  dtype: str = option("float32", "the computation's type (parameters stay float32)", choices=("float32", "bfloat16"))
+  mesh: str = option("data", "data: split each batch over every device; none: the default device",
+                     choices=("data", "none"))
+  workers: int = option(0, "Grain worker processes decoding images (0: threads of this process)", names_run=False)
+  threads: int = option(4, "decoding threads per process", names_run=False)
+  seed: int = option(0, "seed of the initial weights, the crops and the shuffling")
+  limit: int = option(0, "at most this many training examples (0: all)")
+  checkpoint_dir: str = option("", "where checkpoints go (default: <run folder>/checkpoints)", names_run=False)
+  resume: bool = option(False, "continue from the newest intact checkpoint", names_run=False)
+  coordinator_address: str = option("", "host:port of process 0, for many hosts", names_run=False)
+  num_processes: int = option(0, "processes in all, for many hosts (0: found by JAX or 1)", names_run=False)
+  process_id: int = option(-1, "this process's index, for many hosts (-1: found by JAX or 0)", names_run=False)
+  name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
+  runs_dir: str = option("runs", "where run folders go")
 
 
 class TrainCrop:
@@ -83,12 +84,8 @@ def training_data(config: Config):
 
 def main(argv=None) -> dict:
   config = parse_config(Config, argv, __doc__.splitlines()[0])
-  from jaxcomponents.errors import check_choice
   from jaxcomponents.training import initialize_distributed
 
-  check_choice("backbone", config.backbone, BACKBONES)
-  check_choice("dtype", config.dtype, ("float32", "bfloat16"))
-  check_choice("mesh", config.mesh, ("data", "none"))
   initialize_distributed(config.coordinator_address or None, config.num_processes or None,
                          None if config.process_id < 0 else config.process_id)
 
@@ -98,7 +95,7 @@ def main(argv=None) -> dict:
   from jaxcomponents import models, optimizers
   from jaxcomponents.training import TrainState, data_mesh, fit, make_train_step
 
-  config.name = config.name or f"scale_out-{os.path.basename(config.dataset.rstrip('/'))}-{config.backbone}"
+  config.name = config.name or run_name("scale_out", config, leading=("dataset", "backbone"))
   path = run_dir(config)
   data, classes = training_data(config)
   dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None

@@ -10,7 +10,10 @@ itself, which needs TensorFlow and keras-unet-collection installed.
 Run:
   python -m experiments.segmentation
   python -m experiments.segmentation --dataset oxford_iiit_pet --image-size 128 --backbone VGG16
-Writes runs/<name>/metrics.json (test mean IoU and pixel accuracy), history.csv and overlays.png.
+Each epoch ends with the test images' loss and mean IoU (`val_mean_iou`, the
+learning curves' validation). Writes runs/<name>/metrics.json (test mean IoU
+and pixel accuracy), history.csv, learning_curves.png and overlays.png (masks
+over the images, a legend, the wrong pixels).
 """
 
 from __future__ import annotations
@@ -20,27 +23,29 @@ import os
 
 import numpy as np
 
-from experiments.common import Timer, parse_config, print_table, run_dir, run_script, write_results
+from experiments.common import Timer, option, parse_config, print_table, run_dir, run_name, run_script, write_results
 
 
 @dataclasses.dataclass
 class Config:
-  dataset: str = "shapes"          # shapes (synthetic, offline) | oxford_iiit_pet (TFDS)
-  framework: str = "jax"           # jax | keras (keras-unet-collection)
-  image_size: int = 64
-  filter_num: str = "16,32,64"
-  attention: str = "add"           # add | multiply
-  backbone: str = ""               # "" (none), VGG16, ResNet50, MobileNetV2, InceptionV3
-  weights: str = "imagenet"        # with a backbone: imagenet | none
-  batch_norm: bool = False         # keras-unet-collection's default
-  epochs: int = 8
-  batch_size: int = 16
-  learning_rate: float = 1e-3
-  examples: int = 512              # synthetic training images (a quarter more for testing)
-  limit: int = 0                   # at most this many TFDS examples per split (0: all)
-  seed: int = 0
-  name: str = ""
-  runs_dir: str = "runs"
+  dataset: str = option("shapes", "synthetic shapes (offline) or the Oxford-IIIT Pet dataset through TFDS",
+                        choices=("shapes", "oxford_iiit_pet"))
+  framework: str = option("jax", "jaxcomponents, or keras-unet-collection's twin", choices=("jax", "keras"))
+  image_size: int = option(64, "height and width of the images")
+  filter_num: str = option("16,32,64", "filters of each U-Net level, comma-separated")
+  attention: str = option("add", "how the attention gate combines its inputs", choices=("add", "multiply"))
+  backbone: str = option("none", "an ImageNet encoder, or none",
+                         choices=("none", "VGG16", "ResNet50", "MobileNetV2", "InceptionV3"))
+  weights: str = option("imagenet", "the backbone's weights", choices=("imagenet", "none"))
+  batch_norm: bool = option(False, "batch norm after each convolution (keras-unet-collection's default: off)")
+  epochs: int = option(8, "passes over the training images")
+  batch_size: int = option(16, "images per step")
+  learning_rate: float = option(1e-3, "Adam's learning rate")
+  examples: int = option(512, "synthetic training images (a quarter more for testing)")
+  limit: int = option(0, "at most this many TFDS examples per split (0: all)")
+  seed: int = option(0, "seed of the data, the initial weights and the shuffling")
+  name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
+  runs_dir: str = option("runs", "where run folders go")
 
 
 def synthetic_shapes(n: int, size: int, seed: int):
@@ -86,17 +91,17 @@ def datasets(config: Config):
 def _model_args(config: Config):
   return dict(input_size=(config.image_size, config.image_size, 3),
               filter_num=[int(f) for f in config.filter_num.split(",")], n_labels=3, attention=config.attention,
-              batch_norm=config.batch_norm, output_activation="Softmax", backbone=config.backbone or None,
+              batch_norm=config.batch_norm, output_activation="Softmax", backbone=None if config.backbone == "none" else config.backbone,
               weights=None if config.weights == "none" else config.weights)
 
 
-def run_jax(config: Config, x, y, xt):
+def run_jax(config: Config, x, y, xt, yt):
   import jax
 
-  from jaxcomponents import optimizers
+  from jaxcomponents import metrics, optimizers
   from jaxcomponents.data import ArrayDataset
   from jaxcomponents.models.unet import att_unet_2d, frozen_patterns, init_unet
-  from jaxcomponents.training import TrainState, fit, freeze, make_train_step
+  from jaxcomponents.training import TrainState, fit, freeze, make_eval_step, make_train_step
 
   model = att_unet_2d(**_model_args(config))
   prep = lambda images: images.astype(np.float32) / 255.0
@@ -105,15 +110,18 @@ def run_jax(config: Config, x, y, xt):
   frozen = frozen_patterns(model, variables["params"])
   state = TrainState.create(model, freeze(tx, frozen) if frozen else tx, variables=variables, seed=config.seed)
   with Timer() as timer:
-    state, history = fit(state, make_train_step("sparse_categorical_crossentropy"),
+    iou = {"mean_iou": metrics.get("mean_iou", num_classes=3, sparse_y_pred=False)}
+    state, history = fit(state, make_train_step("sparse_categorical_crossentropy", iou),
                          ArrayDataset(prep(x), y, config.batch_size, seed=config.seed, num_classes=3),
-                         epochs=config.epochs, log_dir=run_dir(config), verbose="auto")
+                         epochs=config.epochs, log_dir=run_dir(config), verbose="auto",
+                         eval_step=make_eval_step("sparse_categorical_crossentropy", iou),
+                         validation_data=ArrayDataset(prep(xt), yt, 64, shuffle=False, num_classes=3))
   predict = jax.jit(lambda images: state.apply_fn(state.variables, images).argmax(-1))
   preds = np.concatenate([np.asarray(predict(prep(xt[i:i + 64]))) for i in range(0, len(xt), 64)])
   return preds, timer.seconds, history.history
 
 
-def run_keras(config: Config, x, y, xt):
+def run_keras(config: Config, x, y, xt, yt):
   try:
     from keras_unet_collection import models
   except ImportError as e:
@@ -125,10 +133,11 @@ def run_keras(config: Config, x, y, xt):
   args = _model_args(config)
   args["attention"] = config.attention
   model = models.att_unet_2d(**args)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy")
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy",
+                metrics=[tf.keras.metrics.MeanIoU(num_classes=3, sparse_y_pred=False, name="mean_iou")])
   with Timer() as timer:
     history = model.fit(x.astype(np.float32) / 255.0, y, batch_size=config.batch_size, epochs=config.epochs,
-                        verbose=2)
+                        validation_data=(xt.astype(np.float32) / 255.0, yt), validation_batch_size=64, verbose=2)
   preds = model.predict(xt.astype(np.float32) / 255.0, batch_size=64, verbose=0).argmax(-1)
   return preds, timer.seconds, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
@@ -142,30 +151,52 @@ def mean_iou(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 3) -> float:
   return float(np.mean(ious))
 
 
-def save_overlays(images, truth, preds, path, n=4):
+CLASSES = {"shapes": ("background", "circle", "square"), "oxford_iiit_pet": ("pet", "background", "border")}
+_COLOURS = np.array([[0.12, 0.47, 0.71], [1.0, 0.5, 0.05], [0.17, 0.63, 0.17]])  # one per class
+
+
+def _blend(image: np.ndarray, mask: np.ndarray, class_names, alpha: float = 0.5) -> np.ndarray:
+  """The image (uint8 RGB) with each pixel tinted by its class's colour (the background class left as it is)."""
+  tinted = np.array([alpha * (name != "background") for name in class_names])[mask][..., None]
+  return (1 - tinted) * image / 255.0 + tinted * _COLOURS[mask]
+
+
+def save_overlays(images, truth, preds, path, class_names, n=4):
+  """Per test image: the image, the true and the predicted masks over it, and the wrong pixels in red.
+
+  Titles give each image's mean IoU; one legend names the classes' colours.
+  """
   from matplotlib.figure import Figure
+  from matplotlib.patches import Patch
 
   n = min(n, len(images))
-  fig = Figure(figsize=(6, 2 * n))
-  axes = fig.subplots(n, 3, squeeze=False)
+  fig = Figure(figsize=(10, 2.5 * n + 0.6))
+  axes = fig.subplots(n, 4, squeeze=False)
   for i in range(n):
-    for ax, picture, title in zip(axes[i], (images[i], truth[i], preds[i]), ("image", "truth", "prediction")):
-      ax.imshow(picture, vmin=0, vmax=2 if picture.ndim == 2 else None)
-      ax.set_title(title, fontsize=8)
+    grey = np.repeat(images[i].mean(-1, keepdims=True) / 255.0, 3, -1)
+    wrong = truth[i] != preds[i]
+    errors = np.where(wrong[..., None], [0.85, 0.1, 0.1], 0.6 * grey)
+    panels = ((images[i], "image"), (_blend(images[i], truth[i], class_names), "true mask"),
+              (_blend(images[i], preds[i], class_names), f"predicted (IoU {mean_iou(truth[i], preds[i]):.2f})"),
+              (errors, f"errors ({wrong.mean():.1%} of pixels)"))
+    for ax, (picture, title) in zip(axes[i], panels):
+      ax.imshow(picture)
+      ax.set_title(title, fontsize=9)
       ax.axis("off")
-  fig.tight_layout()
+  handles = [Patch(color=c, label=name) for c, name in zip(_COLOURS, class_names) if name != "background"]
+  handles.append(Patch(color=(0.85, 0.1, 0.1), label="wrong pixel"))
+  fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+  fig.tight_layout(rect=(0, 0.6 / (2.5 * n + 0.6), 1, 1))
   fig.savefig(path, dpi=80)
 
 
 def main(argv=None) -> dict:
   config = parse_config(Config, argv, __doc__.splitlines()[0])
-  if config.framework not in ("jax", "keras"):
-    raise ValueError(f"framework={config.framework!r} is not allowed; expected 'jax' or 'keras'.")
-  config.name = config.name or f"segmentation-{config.dataset}-{config.framework}"
+  config.name = config.name or run_name("segmentation", config)
   x, y, xt, yt = datasets(config)
-  preds, seconds, history = (run_jax if config.framework == "jax" else run_keras)(config, x, y, xt)
+  preds, seconds, history = (run_jax if config.framework == "jax" else run_keras)(config, x, y, xt, yt)
   path = run_dir(config)
-  save_overlays(xt, yt, preds, os.path.join(path, "overlays.png"))
+  save_overlays(xt, yt, preds, os.path.join(path, "overlays.png"), CLASSES[config.dataset])
   metrics = {"experiment": "segmentation", "dataset": config.dataset, "framework": config.framework,
              "test_mean_iou": mean_iou(yt, preds), "test_accuracy": float((preds == yt).mean()),
              "wall_time_s": seconds, "images_per_s": len(x) * config.epochs / seconds,

@@ -17,24 +17,26 @@ import dataclasses
 import os
 
 
-from experiments.common import Timer, load_digit_images, parse_config, print_table, run_dir, run_script, write_results
+from experiments.common import (Timer, load_digit_images, option, parse_config, print_table, run_dir, run_name,
+                                run_script, write_results)
 
 CELLS = ("lstm", "gru", "rnn")
 
 
 @dataclasses.dataclass
 class Config:
-  dataset: str = "digits"          # digits (embedded) | mnist | fashion_mnist
-  framework: str = "jax"           # jax (jaxcomponents) | keras
-  cells: str = "lstm,gru,rnn"
-  units: int = 64
-  epochs: int = 0                  # 0: 3 on MNIST-size data, 30 on the embedded digits
-  batch_size: int = 128
-  learning_rate: float = 1e-3
-  seed: int = 0
-  limit: int = 0                   # at most this many training examples (0: all)
-  name: str = ""                   # default: sequence-<dataset>-<framework>
-  runs_dir: str = "runs"
+  dataset: str = option("digits", "the embedded digits (offline), or MNIST / Fashion-MNIST IDX files",
+                        choices=("digits", "mnist", "fashion_mnist"))
+  framework: str = option("jax", "jaxcomponents, or the Keras twin", choices=("jax", "keras"))
+  cells: str = option("lstm,gru,rnn", f"the cells to compare, comma-separated, from {', '.join(CELLS)}")
+  units: int = option(64, "units of the recurrent layer")
+  epochs: int = option(0, "passes over the training data (0: 3 on MNIST-size data, 30 on the embedded digits)")
+  batch_size: int = option(128, "sequences per step")
+  learning_rate: float = option(1e-3, "Adam's learning rate")
+  seed: int = option(0, "seed of the initial weights and the shuffling")
+  limit: int = option(0, "at most this many training examples (0: all)")
+  name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
+  runs_dir: str = option("runs", "where run folders go")
 
 
 def run_jax(config, cell, x, y, xt, yt, path):
@@ -84,9 +86,7 @@ def main(argv=None) -> dict:
   for cell in cells:
     if cell not in CELLS:
       raise ValueError(f"cells={config.cells!r} is not allowed; each must be one of {', '.join(CELLS)}.")
-  if config.framework not in ("jax", "keras"):
-    raise ValueError(f"framework={config.framework!r} is not allowed; expected 'jax' or 'keras'.")
-  config.name = config.name or f"sequence-{config.dataset}-{config.framework}"
+  config.name = config.name or run_name("sequence", config)
   config.epochs = config.epochs or (30 if config.dataset == "digits" else 3)
   x, y, xt, yt = load_digit_images(config.dataset, config.seed)
   x, xt = x[..., 0], xt[..., 0]  # (N, rows, cols): rows are the time steps

@@ -20,22 +20,23 @@ import os
 
 import numpy as np
 
-from experiments.common import (Timer, load_digit_images, parse_config, plot_confusion, print_table, run_dir,
-                                run_script, write_results)
+from experiments.common import (Timer, load_digit_images, option, parse_config, plot_confusion, print_table, run_dir,
+                                run_name, run_script, write_results)
 
 
 @dataclasses.dataclass
 class Config:
-  dataset: str = "digits"          # digits (embedded) | mnist | fashion_mnist
-  framework: str = "jax"           # jax (jaxcomponents) | keras (the Keras twin, any Keras 3 backend)
-  epochs: int = 0                  # 0: the seed's 5, or 20 on the 1,797-image embedded digits
-  batch_size: int = 0              # 0: the seed's 128, or 32 on the embedded digits
-  learning_rate: float = 1.0
-  filters: int = 32
-  seed: int = 0
-  limit: int = 0                   # use at most this many training examples per phase (0: all)
-  name: str = ""                   # default: transfer_digits-<dataset>-<framework>
-  runs_dir: str = "runs"
+  dataset: str = option("digits", "the embedded digits (offline), or MNIST / Fashion-MNIST IDX files",
+                        choices=("digits", "mnist", "fashion_mnist"))
+  framework: str = option("jax", "jaxcomponents, or the Keras twin (any Keras 3 backend)", choices=("jax", "keras"))
+  epochs: int = option(0, "epochs per phase (0: the seed's 5, or 20 on the 1,797 embedded digits)")
+  batch_size: int = option(0, "images per step (0: the seed's 128, or 32 on the embedded digits)")
+  learning_rate: float = option(1.0, "Adadelta's learning rate (1.0: the Keras 1 default the seed ran with)")
+  filters: int = option(32, "filters of each convolution")
+  seed: int = option(0, "seed of the initial weights and the shuffling")
+  limit: int = option(0, "at most this many training examples per phase (0: all)")
+  name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
+  runs_dir: str = option("runs", "where run folders go")
 
 
 def phases(config: Config, x, y, xt, yt):
@@ -125,9 +126,7 @@ def run_keras(config: Config, data):
 
 def main(argv=None) -> dict:
   config = parse_config(Config, argv, __doc__.splitlines()[0])
-  if config.framework not in ("jax", "keras"):
-    raise ValueError(f"framework={config.framework!r} is not allowed; expected 'jax' or 'keras'.")
-  config.name = config.name or f"transfer_digits-{config.dataset}-{config.framework}"
+  config.name = config.name or run_name("transfer_digits", config)
   small = config.dataset == "digits"
   config.epochs = config.epochs or (20 if small else 5)
   config.batch_size = config.batch_size or (32 if small else 128)

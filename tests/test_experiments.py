@@ -19,7 +19,7 @@ def experiment(name):
 def test_transfer_digits(tmp_path, framework):
   metrics = experiment("transfer_digits").main(
       ["--framework", framework, "--epochs", "2", "--limit", "300", "--runs-dir", str(tmp_path)])
-  run = tmp_path / f"transfer_digits-digits-{framework}"
+  run = tmp_path / f"transfer_digits-digits-{framework}-epochs=2-limit=300"
   saved = json.loads((run / "metrics.json").read_text())
   assert saved["test_accuracy"] == metrics["test_accuracy"]
   assert saved["phase1_test_accuracy"] > 0.5 and saved["test_accuracy"] > 0.4  # chance is 0.2
@@ -27,9 +27,20 @@ def test_transfer_digits(tmp_path, framework):
   assert (run / "learning_curves.png").stat().st_size > 1000
 
 
-def test_transfer_digits_rejects_unknown_dataset(tmp_path):
-  with pytest.raises(ValueError, match=r"dataset='cifar' is not allowed"):
+def test_flags_come_from_the_config_with_defaults_and_choices(tmp_path, capsys):
+  with pytest.raises(SystemExit):
     experiment("transfer_digits").main(["--dataset", "cifar", "--runs-dir", str(tmp_path)])
+  assert ("argument --dataset: invalid choice: 'cifar' (choose from 'digits', 'mnist', 'fashion_mnist')"
+          in capsys.readouterr().err)
+  with pytest.raises(SystemExit):
+    experiment("segmentation").main(["--batch-norm", "ture"])
+  assert "argument --batch-norm: 'ture' is not allowed; expected true or false" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    experiment("cats_vs_dogs").main(["--help"])
+  usage = " ".join(capsys.readouterr().out.split())
+  assert usage.startswith("usage: python -m experiments.cats_vs_dogs")
+  assert "--backbone {vgg16,resnet50,inception_v3,mobilenet_v2} the frozen ImageNet backbone (default: mobilenet_v2)" \
+      in usage and "--image-size IMAGE_SIZE height and width the images are resized to (default: 160)" in usage
 
 
 def test_vgg16_transfer_on_tfds_mock_data(tmp_path):
@@ -38,7 +49,8 @@ def test_vgg16_transfer_on_tfds_mock_data(tmp_path):
   with tfds.testing.mock_data(num_examples=24):
     metrics = experiment("vgg16_transfer").main(
         ["--weights", "none", "--epochs", "1", "--batch-size", "8", "--hidden", "16", "--runs-dir", str(tmp_path)])
-  saved = json.loads((tmp_path / "vgg16_transfer-cifar10-jax" / "metrics.json").read_text())
+  saved = json.loads((tmp_path / "vgg16_transfer-cifar10-jax-weights=none-hidden=16-epochs=1-batch_size=8"
+                      / "metrics.json").read_text())
   assert saved["test_accuracy"] == metrics["test_accuracy"] and 0.0 <= saved["test_accuracy"] <= 1.0
   assert saved["backbone"] == "vgg16"
 
@@ -57,7 +69,8 @@ def test_cats_vs_dogs_on_an_image_folder(tmp_path, framework):
       ["--dataset", str(tmp_path / "pets"), "--backbone", "vgg16", "--weights", "none", "--image-size", "32",
        "--epochs", "3", "--batch-size", "8", "--framework", framework, "--runs-dir", str(tmp_path / "runs")])
   assert metrics["test_accuracy"] >= 0.5 and metrics["backbone"] == "vgg16"
-  assert (tmp_path / "runs" / f"cats_vs_dogs-pets-{framework}" / "confusion.png").exists()
+  assert (tmp_path / "runs" / metrics["config"]["name"] / "confusion.png").exists()
+  assert metrics["config"]["name"] == f"cats_vs_dogs-pets-{framework}-backbone=vgg16-image_size=32-weights=none-batch_size=8"
 
 
 def test_sequence_compares_the_three_cells(tmp_path):
@@ -65,7 +78,7 @@ def test_sequence_compares_the_three_cells(tmp_path):
                                          "--runs-dir", str(tmp_path)])
   assert [row["cell"] for row in metrics["cells"]] == ["lstm", "gru", "rnn"]
   assert all(row["test_accuracy"] > 0.1 for row in metrics["cells"])
-  assert (tmp_path / "sequence-digits-jax" / "history.csv").exists()
+  assert (tmp_path / "sequence-digits-jax-units=16-epochs=2-limit=256" / "history.csv").exists()
 
 
 def test_compare_lists_both_frameworks(tmp_path, capsys):
@@ -97,9 +110,12 @@ def test_segmentation_on_synthetic_shapes(tmp_path):
   module = experiment("segmentation")
   images, masks = module.synthetic_shapes(4, 32, seed=0)
   assert images.shape == (4, 32, 32, 3) and set(np.unique(masks)) == {0, 1, 2}
-  metrics = module.main(["--epochs", "1", "--examples", "32", "--image-size", "32", "--filter-num", "4,8",
+  metrics = module.main(["--epochs", "2", "--examples", "32", "--image-size", "32", "--filter-num", "4,8",
                          "--batch-size", "8", "--runs-dir", str(tmp_path)])
-  run = tmp_path / "segmentation-shapes-jax"
+  run = tmp_path / "segmentation-shapes-jax-image_size=32-filter_num=4,8-epochs=2-batch_size=8-examples=32"
+  assert metrics["config"]["name"] == run.name
+  history = (run / "history.csv").read_text().splitlines()
+  assert history[0].startswith("epoch,loss,mean_iou,val_loss,val_mean_iou,learning_rate") and len(history) == 3
   assert 0.0 <= metrics["test_mean_iou"] <= 1.0 and 0.0 <= metrics["test_accuracy"] <= 1.0
   assert json.loads((run / "metrics.json").read_text())["test_mean_iou"] == metrics["test_mean_iou"]
   assert (run / "overlays.png").stat().st_size > 1000

@@ -47,7 +47,8 @@ def test_fit_learns_and_reports_history(tmp_path):
   fit(new_state(), make_train_step(xent, ACC), data, epochs=2, log_dir=tmp_path, verbose=0)
   assert (tmp_path / "history.csv").read_text().count("\n") == 3  # a new run replaces the log, as in Keras
   assert (tmp_path / "learning_curves.png").stat().st_size > 1000
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
+  events = [f for f in os.listdir(tmp_path / "tensorboard") if f.startswith("events.out.tfevents")]
+  assert len(events) == 1  # the first run's events went with it
 
 
 def test_padded_examples_do_not_count():

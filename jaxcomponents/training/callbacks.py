@@ -202,11 +202,22 @@ class CSVLogger(Callback):
 
 
 class TensorBoard(Callback):
-  """Writes every epoch's logs as TensorBoard scalars under `log_dir` (needs `tensorboardX`)."""
+  """Writes every epoch's logs as TensorBoard scalars under `log_dir` (needs `tensorboardX`).
 
-  def __init__(self, log_dir: str | os.PathLike):
-    tensorboardx = extras.require("tensorboardX", "tensorboard", "the TensorBoard callback")
-    self.writer = tensorboardx.SummaryWriter(os.fspath(log_dir))
+  As `CSVLogger`, a new run replaces the event files an earlier run left in
+  `log_dir` unless `append=True` (what `fit` passes when it resumes).
+  """
+
+  def __init__(self, log_dir: str | os.PathLike, append: bool = False):
+    self.tensorboardx = extras.require("tensorboardX", "tensorboard", "the TensorBoard callback")
+    self.log_dir, self.append, self.writer = os.fspath(log_dir), append, None
+
+  def on_train_begin(self, state):
+    if not self.append and os.path.isdir(self.log_dir):
+      for name in os.listdir(self.log_dir):
+        if name.startswith("events.out.tfevents."):
+          os.remove(os.path.join(self.log_dir, name))
+    self.writer = self.tensorboardx.SummaryWriter(self.log_dir)
 
   def on_epoch_end(self, epoch, logs, state):
     for key, value in logs.items():
@@ -264,7 +275,9 @@ def plot_history(history: History, path: str, columns: int = 3) -> None:
   """
   figure = extras.require("matplotlib.figure", "plots", "plotting learning curves")
   ticker = extras.require("matplotlib.ticker", "plots", "plotting learning curves")
-  panels = curve_panels(history.history)
+  constant = lambda key: key is not None and len(set(history.history[key])) == 1
+  panels = [(title, train, val) for title, train, val in curve_panels(history.history)  # a fixed rate: no panel
+            if not (title.rpartition("/")[2].startswith("learning_rate") and constant(train))]
   if not panels or not history.epochs:
     return
   rows, cols = math.ceil(len(panels) / columns), min(columns, len(panels))
@@ -282,7 +295,8 @@ def plot_history(history: History, path: str, columns: int = 3) -> None:
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train is not None and val is not None:
+      ax.legend()
   for ax in axes[len(panels):]:
     ax.set_visible(False)
   fig.tight_layout()

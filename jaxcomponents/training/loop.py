@@ -339,7 +339,7 @@ def fit(
   if log_dir is not None:
     os.makedirs(log_dir, exist_ok=True)
     callbacks += [CSVLogger(os.path.join(log_dir, "history.csv"), append=resume),
-                  TensorBoard(os.path.join(log_dir, "tensorboard")),
+                  TensorBoard(os.path.join(log_dir, "tensorboard"), append=resume),
                   LearningCurves(os.path.join(log_dir, "learning_curves.png"))]
   checkpointer = (Checkpointer(checkpoint_dir, keep=keep_checkpoints, best_metric=best_metric, best_mode=best_mode)
                   if checkpoint_dir is not None else None)

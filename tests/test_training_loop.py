@@ -12,25 +12,13 @@ import pytest
 
 from jaxcomponents.data import ArrayDataset
 from jaxcomponents.layers import Dense
-from jaxcomponents import optimizers
+from jaxcomponents import metrics, optimizers
 from jaxcomponents.training import (Callback, Checkpointer, EarlyStopping, NonFiniteLossError, ReduceLROnPlateau,
                                     TrainState, fit, freeze, label_params, make_eval_step, make_train_step, predict)
 from tests.training_problem import MLP, blobs, leaves_equal, new_state, xent
 
 
-class _Acc:  # TEMP until metrics land
-  def init(self):
-    return {"n": jnp.zeros(()), "c": jnp.zeros(())}
-
-  def update(self, s, y, p, sample_weight=None):
-    w = jnp.ones(y.shape[0]) if sample_weight is None else sample_weight
-    return {"n": s["n"] + w.sum(), "c": s["c"] + ((p.argmax(-1) == y) * w).sum()}
-
-  def result(self, s):
-    return s["c"] / s["n"]
-
-
-ACC = {"accuracy": _Acc()}
+ACC = {"accuracy": metrics.get("sparse_categorical_accuracy")}
 
 
 def test_fit_learns_and_reports_history(tmp_path):

@@ -91,20 +91,20 @@ def datasets(config: Config):
 def _model_args(config: Config):
   return dict(input_size=(config.image_size, config.image_size, 3),
               filter_num=[int(f) for f in config.filter_num.split(",")], n_labels=3, attention=config.attention,
-              batch_norm=config.batch_norm, output_activation="Softmax", backbone=None if config.backbone == "none" else config.backbone,
+              batch_norm=config.batch_norm, output_activation="Softmax",
+              backbone=None if config.backbone == "none" else config.backbone,
               weights=None if config.weights == "none" else config.weights)
 
 
 def run_jax(config: Config, x, y, xt, yt):
-  import jax
-
   from jaxcomponents import metrics, optimizers
   from jaxcomponents.data import ArrayDataset
   from jaxcomponents.models.unet import att_unet_2d, frozen_patterns, init_unet
-  from jaxcomponents.training import TrainState, fit, freeze, make_eval_step, make_train_step
+  from jaxcomponents.training import TrainState, fit, freeze, make_eval_step, make_train_step, predict
 
   model = att_unet_2d(**_model_args(config))
   prep = lambda images: images.astype(np.float32) / 255.0
+  test_images = prep(xt)
   variables = init_unet(model, prep(x[:1]), seed=config.seed)
   tx = optimizers.get("adam", learning_rate=config.learning_rate)
   frozen = frozen_patterns(model, variables["params"])
@@ -115,9 +115,8 @@ def run_jax(config: Config, x, y, xt, yt):
                          ArrayDataset(prep(x), y, config.batch_size, seed=config.seed, num_classes=3),
                          epochs=config.epochs, log_dir=run_dir(config), verbose="auto",
                          eval_step=make_eval_step("sparse_categorical_crossentropy", iou),
-                         validation_data=ArrayDataset(prep(xt), yt, 64, shuffle=False, num_classes=3))
-  predict = jax.jit(lambda images: state.apply_fn(state.variables, images).argmax(-1))
-  preds = np.concatenate([np.asarray(predict(prep(xt[i:i + 64]))) for i in range(0, len(xt), 64)])
+                         validation_data=ArrayDataset(test_images, yt, 64, shuffle=False, num_classes=3))
+  preds = predict(state, test_images, batch_size=64).argmax(-1)
   return preds, timer.seconds, history.history
 
 

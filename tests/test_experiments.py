@@ -70,7 +70,8 @@ def test_cats_vs_dogs_on_an_image_folder(tmp_path, framework):
        "--epochs", "3", "--batch-size", "8", "--framework", framework, "--runs-dir", str(tmp_path / "runs")])
   assert metrics["test_accuracy"] >= 0.5 and metrics["backbone"] == "vgg16"
   assert (tmp_path / "runs" / metrics["config"]["name"] / "confusion.png").exists()
-  assert metrics["config"]["name"] == f"cats_vs_dogs-pets-{framework}-backbone=vgg16-image_size=32-weights=none-batch_size=8"
+  assert metrics["config"]["name"] == (f"cats_vs_dogs-pets-{framework}-backbone=vgg16-image_size=32-weights=none"
+                                       "-batch_size=8")
 
 
 def test_sequence_compares_the_three_cells(tmp_path):

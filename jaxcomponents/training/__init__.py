@@ -12,7 +12,7 @@ from jaxcomponents.training.step import Step, make_eval_step, make_train_step
 
 __all__ = [
     "CSVLogger", "Callback", "CheckpointError", "Checkpointer", "EarlyStopping", "History", "LearningCurves",
-    "NonFiniteLossError", "ReduceLROnPlateau", "Step", "TensorBoard", "TrainState", "data_mesh", "evaluate", "fit", "freeze",
-    "initialize_distributed", "label_params", "make_eval_step", "make_train_step", "partition", "predict",
+    "NonFiniteLossError", "ReduceLROnPlateau", "Step", "TensorBoard", "TrainState", "data_mesh", "evaluate", "fit",
+    "freeze", "initialize_distributed", "label_params", "make_eval_step", "make_train_step", "partition", "predict",
     "replicate", "shard_batch",
 ]

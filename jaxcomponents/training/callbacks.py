@@ -72,7 +72,10 @@ class _Monitor(Callback):
     if mode == "auto":
       mode = "max" if any(w in monitor for w in ("acc", "auc", "precision", "recall", "iou")) else "min"
     self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
-    self.best = math.inf if mode == "min" else -math.inf
+    self._forget_best()
+
+  def _forget_best(self) -> None:
+    self.best = math.inf if self.mode == "min" else -math.inf
 
   def _value(self, logs: dict[str, float]) -> float:
     if self.monitor not in logs:
@@ -143,7 +146,7 @@ class ReduceLROnPlateau(_Monitor):
 
   def on_train_begin(self, state):
     optimizers.set_learning_rate(state.opt_state, lambda old: old)  # raises if the rate cannot be set
-    self.best = math.inf if self.mode == "min" else -math.inf
+    self._forget_best()
     self.wait, self.cooldown_left = 0, 0
 
   def on_epoch_end(self, epoch, logs, state):
@@ -275,9 +278,10 @@ def plot_history(history: History, path: str, columns: int = 3) -> None:
   """
   figure = extras.require("matplotlib.figure", "plots", "plotting learning curves")
   ticker = extras.require("matplotlib.ticker", "plots", "plotting learning curves")
+  is_rate = lambda title: title.rpartition("/")[2].startswith("learning_rate")
   constant = lambda key: key is not None and len(set(history.history[key])) == 1
   panels = [(title, train, val) for title, train, val in curve_panels(history.history)  # a fixed rate: no panel
-            if not (title.rpartition("/")[2].startswith("learning_rate") and constant(train))]
+            if not (is_rate(title) and constant(train))]
   if not panels or not history.epochs:
     return
   rows, cols = math.ceil(len(panels) / columns), min(columns, len(panels))
@@ -289,7 +293,7 @@ def plot_history(history: History, path: str, columns: int = 3) -> None:
       if key is not None:
         values = history.history[key]
         ax.plot(epochs[-len(values):], values, marker="o", markersize=3, label=label)
-    if title.rpartition("/")[2].startswith("learning_rate"):
+    if is_rate(title):
       ax.set_yscale("log")  # reductions by a factor are equal steps
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))

@@ -331,8 +331,8 @@ def fit(
   if resume and overwrite:
     raise ValueError("resume=True and overwrite=True contradict each other: give one of them.")
   callbacks = list(callbacks)
-  _check_monitors(callbacks, best_metric,
-                  _log_names(state, train_step, eval_step) + [n for c in callbacks for n in getattr(c, "adds_logs", ())])
+  added = [name for callback in callbacks for name in getattr(callback, "adds_logs", ())]
+  _check_monitors(callbacks, best_metric, _log_names(state, train_step, eval_step) + added)
   _check_class_labels(state, train_step, train_data, "train_data")
   if eval_step is not None:
     _check_class_labels(state, eval_step, validation_data, "validation_data")

@@ -299,6 +299,12 @@ def test_reduce_lr_on_plateau_needs_a_rate_it_can_set():
   data, step = ArrayDataset(x, y, batch_size=32), make_train_step(xent)
   with pytest.raises(ValueError, match=r"factor=1.5 is not allowed; expected a float in \[0, 1\)"):
     ReduceLROnPlateau(factor=1.5)
+  with pytest.raises(ValueError, match=r"patience=-1 is not allowed; expected a non-negative integer"):
+    ReduceLROnPlateau(patience=-1)
+  with pytest.raises(ValueError, match=r"min_lr=nan is not allowed; expected a finite float >= 0"):
+    ReduceLROnPlateau(min_lr=float("nan"))
+  with pytest.raises(ValueError, match=r"patience=1.5 is not allowed; expected a non-negative integer"):
+    EarlyStopping(patience=1.5)
   state = new_state()  # optax.adam: no learning rate in its state
   with pytest.raises(ValueError, match=r"learning rate cannot be set: the optimizer state holds none; build the "
                                        r"optimizer with jaxcomponents.optimizers.get"):

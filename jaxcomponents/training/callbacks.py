@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from jaxcomponents import extras, optimizers
-from jaxcomponents.errors import check_choice
+from jaxcomponents.errors import check_choice, check_positive_int, check_rate
 
 
 class Callback:
@@ -101,6 +101,7 @@ class EarlyStopping(_Monitor):
 
   def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
                restore_best_weights: bool = False):
+    check_positive_int("patience", patience, allow_zero=True)
     super().__init__(monitor, mode, min_delta)
     self.patience, self.restore_best_weights, self.wait = patience, restore_best_weights, 0
     self.best_weights, self.best_epoch, self.stopped = None, None, False
@@ -138,8 +139,12 @@ class ReduceLROnPlateau(_Monitor):
 
   def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
                mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
-    if not 0.0 <= factor < 1.0:
-      raise ValueError(f"factor={factor!r} is not allowed; expected a float in [0, 1) (it multiplies the rate).")
+    check_rate("factor", factor)
+    check_positive_int("patience", patience, allow_zero=True)
+    check_positive_int("cooldown", cooldown, allow_zero=True)
+    check_choice("verbose", verbose, (0, 1))
+    if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or not 0.0 <= min_lr < math.inf:
+      raise ValueError(f"min_lr={min_lr!r} is not allowed; expected a finite float >= 0.")
     super().__init__(monitor, mode, min_delta)
     self.factor, self.patience, self.verbose, self.cooldown, self.min_lr = factor, patience, verbose, cooldown, min_lr
     self.wait, self.cooldown_left, self.reduce, self.epoch = 0, 0, False, 0

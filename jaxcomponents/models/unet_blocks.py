@@ -66,6 +66,9 @@ _FUNCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 class PReLU(DtypeFields):
   """Keras's `PReLU()`: `x` where positive, `alpha * x` elsewhere; `alpha` has shape `x.shape[1:]`, zeros at init.
 
+  Attributes:
+    shared_axes: Keras's `shared_axes`: axes (1 = the first after the batch) where `alpha` has size 1.
+
   Example:
     >>> import jax, jax.numpy as jnp
     >>> layer = PReLU()
@@ -74,9 +77,17 @@ class PReLU(DtypeFields):
     (4, 4, 2)
   """
 
+  shared_axes: tuple[int, ...] | None = None
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    alpha = self.param("alpha", nn.initializers.zeros, x.shape[1:], self.param_dtype)
+    shape = list(x.shape[1:])
+    for axis in self.shared_axes or ():
+      if not 1 <= axis <= len(shape):
+        raise ValueError(f"shared_axes={self.shared_axes!r} is not allowed for inputs of shape {x.shape}; "
+                         f"expected axes in [1, {len(shape)}].")
+      shape[axis - 1] = 1
+    alpha = self.param("alpha", nn.initializers.zeros, tuple(shape), self.param_dtype)
     x, alpha = nn.dtypes.promote_dtype(x, alpha, dtype=self.dtype)
     return jax.nn.relu(x) - alpha * jax.nn.relu(-x)
 

@@ -49,6 +49,9 @@ CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
      {"gamma": ("params", "scale"), "beta": ("params", "bias"),
       "moving_mean": ("batch_stats", "mean"), "moving_variance": ("batch_stats", "var")}),
     ("Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose", "kernel", _SAME),
+    ("LayerNormalization", "gamma", {"gamma": ("params", "scale"), "beta": ("params", "bias")}),
+    ("LayerNormalization with scale=False", "beta", {"beta": ("params", "bias")}),
+    ("Embedding", "embeddings", {"embeddings": ("params", "embeddings")}),
     ("PReLU", "alpha", {"alpha": ("params", "alpha")}),
     ("Snake (keras-unet-collection)", "beta_factor", {"beta_factor": ("params", "beta_factor")}),
 )

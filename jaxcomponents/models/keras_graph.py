@@ -1,0 +1,246 @@
+"""A Keras functional model's graph, run as a Flax module: `KerasGraph`.
+
+The graph is Keras 3's own functional config (`model.get_config()`), kept as
+JSON: layers, the nodes where each is called (shared layers are called at
+several), the model's inputs and outputs, and the `keras.ops` operations Keras
+records between layers (masks). Each layer computes what its Keras class
+computes (`keras_graph_layers`); layers with weights are jaxcomponents'
+modules named after the Keras layer, so the variables read like the model.
+`jaxcomponents.weights.from_keras` builds one from a Keras model or file.
+
+Example:
+  >>> import json, jax, jax.numpy as jnp
+  >>> config = {"layers": [
+  ...     {"class_name": "InputLayer", "name": "x", "config": {"batch_shape": [None, 3]}, "inbound_nodes": []},
+  ...     {"class_name": "Dense", "name": "head", "config": {"units": 2},
+  ...      "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}],
+  ...                         "kwargs": {}}]}],
+  ...     "input_layers": [["x", 0, 0]], "output_layers": [["head", 0, 0]]}
+  >>> model = KerasGraph(json.dumps(config))
+  >>> variables = model.init(jax.random.key(0), jnp.ones((1, 3)))
+  >>> model.apply(variables, jnp.ones((4, 3))).shape
+  (4, 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.models import keras_graph_layers
+
+MODEL_CLASSES = ("Functional", "Sequential", "Model")
+
+
+@dataclasses.dataclass(frozen=True)
+class Ref:
+  """A tensor of the graph: output `tensor` of the `node`-th call of layer `layer`."""
+
+  layer: str
+  node: int = 0
+  tensor: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One layer (or `keras.ops` operation, or nested model) and the calls made of it."""
+
+  name: str
+  class_name: str
+  module: str | None
+  config: dict[str, Any]
+  nodes: tuple[tuple[tuple, dict[str, Any]], ...]  # (args, kwargs) per call, tensors as `Ref`
+
+  @property
+  def is_model(self) -> bool:
+    return self.class_name in MODEL_CLASSES
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+  entries: dict[str, Entry]
+  inputs: tuple[Ref, ...]
+  outputs: tuple[Ref, ...]
+
+
+def _refs(value):
+  """A node's arguments with Keras's serialized tensors replaced by `Ref`s."""
+  if isinstance(value, Mapping):
+    if value.get("class_name") == "__keras_tensor__":
+      return Ref(*value["config"]["keras_history"])
+    return {k: _refs(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return tuple(_refs(v) for v in value)
+  return value
+
+
+def _ref_list(value) -> tuple[Ref, ...]:
+  if value and isinstance(value[0], str):  # a single [name, node, tensor]
+    value = [value]
+  return tuple(Ref(*v) for v in value)
+
+
+def _sequential(config: Mapping[str, Any]) -> Graph:
+  """A Sequential config as a chain of calls."""
+  layers = list(config["layers"])
+  entries, previous = {}, None
+  if not layers or layers[0]["class_name"] != "InputLayer":
+    raise ValueError("a Sequential model without an InputLayer has no known input shape; build it with "
+                     "keras.Input(shape) first.")
+  for layer in layers:
+    name = layer["config"]["name"]
+    nodes = () if previous is None else ((((previous,),), {}),)
+    entries[name] = Entry(name, layer["class_name"], layer.get("module"), dict(layer["config"]), nodes)
+    previous = Ref(name)
+  return Graph(entries, (Ref(layers[0]["config"]["name"]),), (previous,))
+
+
+def parse(config: Mapping[str, Any]) -> Graph:
+  """Reads a Keras 3 Functional or Sequential config into a `Graph`."""
+  if "input_layers" not in config:
+    return _sequential(config)
+  entries = {}
+  for layer in config["layers"]:
+    nodes = tuple((tuple(_refs(n.get("args", ()))), dict(_refs(n.get("kwargs", {}))))
+                  for n in layer.get("inbound_nodes", ()))
+    entries[layer["name"]] = Entry(layer["name"], layer["class_name"], layer.get("module"),
+                                   dict(layer["config"]), nodes)
+  return Graph(entries, _ref_list(config["input_layers"]), _ref_list(config["output_layers"]))
+
+
+@functools.lru_cache(maxsize=64)
+def parse_json(text: str) -> Graph:
+  return parse(json.loads(text))
+
+
+def _tensor_refs(value) -> list[Ref]:
+  if isinstance(value, Ref):
+    return [value]
+  if isinstance(value, Mapping):
+    return [r for v in value.values() for r in _tensor_refs(v)]
+  if isinstance(value, (list, tuple)):
+    return [r for v in value for r in _tensor_refs(v)]
+  return []
+
+
+def problems(config: Mapping[str, Any], prefix: str = "") -> list[str]:
+  """Every layer of a Keras model config (nested models included) that `KerasGraph` cannot compute."""
+  graph = parse(config)
+  found = []
+  for entry in graph.entries.values():
+    where = f"{prefix}{entry.name} ({entry.class_name})"
+    if entry.is_model:
+      nested = entry.config
+      if "input_layers" not in nested and any(
+          layer["class_name"] == "Masking" or layer["config"].get("mask_zero") for layer in nested["layers"]):
+        found.append(f"{where}: masks inside a nested Sequential (make it a functional model)")
+      found.extend(problems(nested, prefix=f"{entry.name}/"))
+      continue
+    kwargs = {k for _, node_kwargs in entry.nodes for k, v in node_kwargs.items() if _tensor_refs(v)}
+    for problem in keras_graph_layers.problems(entry.class_name, entry.module, entry.config, sorted(kwargs)):
+      found.append(f"{where}: {problem}")
+  return found
+
+
+def _substitute(value, values: Mapping[Ref, Any]):
+  if isinstance(value, Ref):
+    return values[value]
+  if isinstance(value, Mapping):
+    return {k: _substitute(v, values) for k, v in value.items()}
+  if isinstance(value, tuple):
+    return tuple(_substitute(v, values) for v in value)
+  return value
+
+
+def _node_order(graph: Graph) -> list[tuple[str, int]]:
+  """The calls the outputs depend on, each after the calls it takes tensors from."""
+  order, done = [], set()
+  stack = [((r.layer, r.node), False) for r in reversed(graph.outputs)]
+  while stack:
+    key, expanded = stack.pop()
+    if key in done:
+      continue
+    entry = graph.entries[key[0]]
+    if expanded or not entry.nodes:
+      done.add(key)
+      order.append(key)
+      continue
+    stack.append((key, True))
+    args, kwargs = entry.nodes[key[1]]
+    stack.extend(((r.layer, r.node), False) for r in reversed(_tensor_refs((args, kwargs)))
+                 if (r.layer, r.node) not in done)
+  return order
+
+
+class KerasGraph(PrecisionFields):
+  """A Keras functional (or Sequential) model computed by jaxcomponents' layers.
+
+  Attributes:
+    config: the model's Keras 3 config (`model.get_config()`) as JSON.
+    dtype, param_dtype, precision: keyword-only, given to every weighted layer.
+
+  Call arguments:
+    *inputs: one array per Keras model input, in the model's order.
+    train: dropout on and batch statistics updated, as Keras's `training=True`.
+
+  Returns:
+    The output array, or a tuple with one array per Keras output.
+  """
+
+  config: str
+
+  def __call__(self, *inputs, train: bool = False):
+    graph = parse_json(self.config)
+    values = self.run(*inputs, train=train)
+    outputs = tuple(values[r] for r in graph.outputs)
+    return outputs[0] if len(outputs) == 1 else outputs
+
+  def layer_outputs(self, *inputs, train: bool = False) -> dict[str, Any]:
+    """Each layer's first output at its first call, by layer name (to compare with Keras layer by layer)."""
+    return {ref.layer: value for ref, value in self.run(*inputs, train=train).items()
+            if ref.node == 0 and ref.tensor == 0}
+
+  @nn.compact
+  def run(self, *inputs, train: bool = False) -> dict[Ref, Any]:
+    """Every tensor the outputs depend on, by `Ref`."""
+    graph = parse_json(self.config)
+    if len(inputs) != len(graph.inputs):
+      raise ValueError(f"the model takes {len(graph.inputs)} inputs "
+                       f"({', '.join(r.layer for r in graph.inputs)}); {len(inputs)} were given.")
+    calls = {}
+    for entry in graph.entries.values():
+      if entry.is_model:
+        calls[entry.name] = KerasGraph(json.dumps(entry.config), name=entry.name, **self.precision_options)
+      elif entry.class_name != "InputLayer":
+        rule = keras_graph_layers.rule_for(entry.class_name, entry.module)
+        if rule is None:
+          raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
+        calls[entry.name] = rule.build(entry.config, entry.name, self.precision_options)
+    values: dict[Ref, Any] = {}
+    for ref, x in zip(graph.inputs, inputs):
+      dtype = graph.entries[ref.layer].config.get("dtype")
+      values[ref] = jnp.asarray(x, dtype if isinstance(dtype, str) else None)
+    for layer, node in _node_order(graph):
+      entry = graph.entries[layer]
+      if not entry.nodes:
+        if Ref(layer) not in values:
+          raise ValueError(f"the graph uses {layer!r} ({entry.class_name}), which is neither an input nor called.")
+        continue
+      args, kwargs = _substitute(entry.nodes[node], values)
+      # Only tensors are passed on (`training` recorded at a call yields to `train`, as in Keras).
+      kwargs = {k: v for k, v in kwargs.items() if _tensor_refs(entry.nodes[node][1][k])}
+      if entry.is_model:
+        args = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
+        out = calls[layer](*args, train=train)
+      else:
+        out = calls[layer](*args, train=train, **kwargs)
+      for i, value in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
+        values[Ref(layer, node, i)] = value
+    return values

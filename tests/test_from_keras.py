@@ -1,0 +1,196 @@
+"""from_keras: whole Keras models (random ones of every supported layer, applications) compute what Keras computes."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.keras_model_zoo import FAMILIES, randomize, random_input, random_model
+
+import keras  # noqa: E402  (after keras_model_zoo chose the JAX backend)
+
+from jaxcomponents import optimizers  # noqa: E402
+from jaxcomponents.models.keras_graph import KerasGraph  # noqa: E402
+from jaxcomponents.training import TrainState, make_train_step  # noqa: E402
+from jaxcomponents.weights import compare_with_keras, from_keras, to_keras  # noqa: E402
+
+L = keras.layers
+
+
+def outputs_close(module, variables, model, x, tol=1e-5):
+  ours = module.apply(variables, *(x if isinstance(x, list) else [x]))
+  theirs = model(x)
+  ours, theirs = (list(v) if isinstance(v, (list, tuple)) else [v] for v in (ours, theirs))
+  assert len(ours) == len(theirs)
+  for a, b in zip(ours, theirs):
+    b = np.asarray(b)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(np.asarray(a), b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max())))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_models_equal_keras_layer_by_layer(family, seed):
+  model = random_model(family, seed)
+  x = random_input(model, seed)
+  module, variables = from_keras(model, check=x)  # raises naming the first layer that differs
+  report = compare_with_keras(module, variables, model, x)
+  assert report.first_divergent is None and len(report.layers) >= 3, str(report)
+  outputs_close(module, variables, model, x)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_random_models_through_keras_files(family, tmp_path):
+  model = random_model(family, 7)
+  x = random_input(model, 7)
+  model.save(tmp_path / "model.keras")
+  module, variables = from_keras(tmp_path / "model.keras", check=x)
+  outputs_close(module, variables, model, x)
+
+
+# Keras 3 cannot read back its own legacy .h5 of a model with masks (its mask operations are not layers).
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "sequence"])
+def test_random_models_through_legacy_h5_files(family, tmp_path):
+  model = random_model(family, 8)
+  x = random_input(model, 8)
+  model.save(tmp_path / "model.h5")
+  module, variables = from_keras(str(tmp_path / "model.h5"))
+  outputs_close(module, variables, model, x)
+
+
+def test_masks_reach_the_recurrent_layers_and_pooling():
+  ids = keras.Input((6,))
+  x = L.Embedding(9, 4, mask_zero=True)(ids)
+  x = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode=None)
+  forward, backward = x(L.Embedding(9, 4, mask_zero=True, name="second")(ids))
+  pooled = L.GlobalAveragePooling1D()(L.Concatenate()([forward, backward]))
+  model = keras.Model(ids, L.Dense(2)(pooled))
+  randomize(model, 0)
+  data = random_input(model, 0)
+  module, variables = from_keras(model, check=data)
+  outputs_close(module, variables, model, data)
+  unmasked = np.where(data == 0, 5.0, data).astype(np.float32)  # the padding matters: masks are applied
+  assert not np.allclose(module.apply(variables, data), module.apply(variables, unmasked))
+
+
+def test_nested_models_shared_layers_and_named_recurrent_layers():
+  inner_in = keras.Input((5,))
+  inner = keras.Model(inner_in, L.Dense(4, name="inner_dense")(L.Dense(6, activation="tanh")(inner_in)),
+                      name="encoder")
+  seq = keras.Input((4, 3))
+  rnn = L.Bidirectional(L.LSTM(3, name="encoder_lstm"), name="both_ways")(seq)
+  a, b = keras.Input((5,)), keras.Input((5,))
+  merged = L.Concatenate()([inner(a), inner(b), rnn])
+  model = keras.Model([a, b, seq], [L.Dense(2, name="head_a")(merged), L.Dense(1, name="head_b")(merged)])
+  randomize(model, 3)
+  rng = np.random.default_rng(0)
+  x = [rng.normal(size=(2, 5)).astype("float32"), rng.normal(size=(2, 5)).astype("float32"),
+       rng.normal(size=(2, 4, 3)).astype("float32")]
+  module, variables = from_keras(model)
+  assert set(variables["params"]) >= {"encoder", "both_ways", "head_a", "head_b"}
+  assert "inner_dense" in variables["params"]["encoder"]
+  outputs_close(module, variables, model, x)
+
+
+def test_normalization_adapted_statistics_and_preprocessing():
+  inputs = keras.Input((8, 8, 3))
+  norm = L.Normalization()
+  norm.adapt(np.random.default_rng(0).normal(2.0, 3.0, (16, 8, 8, 3)).astype("float32"))
+  x = L.Resizing(6, 6)(L.Rescaling(0.5, offset=0.1)(norm(inputs)))
+  x = L.UpSampling2D(2, interpolation="bilinear")(x)
+  model = keras.Model(inputs, L.GlobalMaxPooling2D()(L.Conv2D(2, 3)(x)))
+  randomize(model, 1)
+  norm.adapt(np.random.default_rng(0).normal(2.0, 3.0, (16, 8, 8, 3)).astype("float32"))
+  data = np.random.default_rng(1).normal(2.0, 3.0, (2, 8, 8, 3)).astype("float32")
+  module, variables = from_keras(model, check=data)
+  outputs_close(module, variables, model, data)
+
+
+@pytest.mark.parametrize("name, size", [("MobileNetV2", 32), ("ResNet50", 32), ("VGG16", 32), ("InceptionV3", 75)])
+def test_keras_applications(name, size):
+  options = {"alpha": 0.35} if name == "MobileNetV2" else {}
+  model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=5, **options)
+  randomize(model, 0)
+  for variable in model.weights:  # keep activations in range through the deep stacks
+    if variable.path.endswith(("kernel", "gamma")):
+      variable.assign(np.asarray(variable) * 0.3)
+  x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
+  module, variables = from_keras(model)
+  outputs_close(module, variables, model, x)
+  features = jax.jit(lambda v, x: module.apply(v, x, method=KerasGraph.layer_outputs))(variables, x)
+  last_conv = [layer.name for layer in model.layers if isinstance(layer, L.Conv2D)][-1]
+  reference = keras.Model(model.inputs, model.get_layer(last_conv).output)(x)
+  np.testing.assert_allclose(features[last_conv], reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))
+
+
+def test_unsupported_layers_are_all_listed_before_building():
+  inputs = keras.Input((6, 6, 3))
+  x = L.Conv2D(2, 3, data_format="channels_first")(L.Permute((3, 1, 2))(inputs))
+  x = L.GaussianNoise(0.1)(x)
+  x = L.LSTM(2)(L.Reshape((16, 2))(L.Flatten()(x)))
+  model = keras.Model(inputs, L.ActivityRegularization()(x))
+  with pytest.raises(ValueError) as error:
+    from_keras(model)
+  message = str(error.value)
+  assert "3 layer(s)" in message
+  for text in ("conv2d", "Conv2D", "data_format='channels_first'", "gaussian_noise (GaussianNoise)",
+               "activity_regularization (ActivityRegularization)", "its class is not supported"):
+    assert text in message
+
+
+def test_check_names_the_first_layer_that_differs():
+  model = random_model("dense", 4)
+  x = random_input(model, 4)
+  module, variables = from_keras(model)
+  broken = jax.tree_util.tree_map(lambda v: v, variables)
+  last = [layer.name for layer in model.layers if layer.weights][-1]
+  broken["params"][last] = jax.tree_util.tree_map(lambda v: v + 1.0, broken["params"][last])
+  report = compare_with_keras(module, broken, model, x)
+  assert report.first_divergent == last
+  assert f"first layer to differ: {last}" in str(report)
+
+
+def test_bad_sources(tmp_path):
+  with pytest.raises(ValueError, match="model_or_path=3 is not allowed"):
+    from_keras(3)
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    from_keras(tmp_path / "missing.keras")
+  (tmp_path / "w.weights.h5").write_bytes(b"")
+  with pytest.raises(ValueError, match="holds no architecture"):
+    from_keras(tmp_path / "w.weights.h5")
+  with pytest.raises(ValueError, match="has no input shape"):
+    from_keras(keras.Sequential([L.Dense(2)]))
+
+
+def test_trains_with_make_train_step_and_goes_back_to_keras(tmp_path):
+  model = random_model("image2d", 5)
+  x = random_input(model, 5)
+  module, variables = from_keras(model)
+  state = TrainState.create(module, optimizers.get("adam", learning_rate=1e-2), variables=variables)
+  step = make_train_step("sparse_categorical_crossentropy")
+  batch = {"x": jnp.asarray(x), "y": jnp.asarray([0, 1, 2])}
+  losses = []
+  for _ in range(5):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["loss"]))
+  assert losses[-1] < losses[0]
+  trained = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+  to_keras(module, trained, model)
+  outputs_close(module, trained, model, x)
+  model.save(tmp_path / "trained.keras")
+  model.save_weights(tmp_path / "trained.weights.h5")
+  reloaded = keras.saving.load_model(tmp_path / "trained.keras")
+  outputs_close(module, trained, reloaded, x)
+  fresh = random_model("image2d", 5)
+  fresh.load_weights(tmp_path / "trained.weights.h5")
+  outputs_close(module, trained, fresh, x)
+
+
+def test_the_graph_is_readable_json_and_the_module_hashable():
+  model = random_model("graph", 0)
+  module, _ = from_keras(model)
+  config = json.loads(module.config)
+  assert len(config["input_layers"]) == 2 and len(config["output_layers"]) == 2
+  assert hash(module) == hash(KerasGraph(module.config, precision=module.precision))

@@ -39,7 +39,7 @@ _FOLDED = ("Normalization",)
 _UNKNOWN_SIZE = 256  # stands for a dimension Keras leaves open (None) when only shapes are traced
 
 
-def _load(model_or_path):
+def load_keras_model(model_or_path):
   """A live Keras model from a model or a `.keras` / `.h5` path (Keras's own loader)."""
   if hasattr(model_or_path, "get_config") and hasattr(model_or_path, "layers"):
     return model_or_path
@@ -203,7 +203,7 @@ def from_keras(model_or_path, *, check=None, precision: Any = "highest", atol: f
     module, variables = from_keras("model.keras", check=x)
     y = module.apply(variables, x)
   """
-  model = _load(model_or_path)
+  model = load_keras_model(model_or_path)
   module = KerasGraph(graph_config(model), precision=precision)
   shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *sample_inputs(model)))
   variables = keras_variables(model, shapes)
@@ -310,4 +310,4 @@ def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, 
 
 
 __all__ = ["LayerDifference", "ParityReport", "compare_with_keras", "from_keras", "graph_config",
-           "keras_variables", "sample_inputs", "to_keras"]
+           "keras_variables", "load_keras_model", "sample_inputs", "to_keras"]

@@ -252,3 +252,38 @@ def test_bad_attention_arguments_and_inputs_raise():
     UNet(filter_num=[4, 8], n_labels=2).init(jax.random.key(0), jnp.zeros((32, 32, 3)))
   with pytest.raises(ValueError, match=r"width 36 is not divisible by 2\*\*\(depth - 1\) = 8"):
     UNet(filter_num=[4, 8, 16, 32], n_labels=2).init(jax.random.key(0), jnp.zeros((1, 32, 36, 3)))
+
+
+@pytest.mark.parametrize("name", ["unet_d4_max_bilinear_snake", "attunet_d3_multiply_elu_snake_out"])
+def test_keras3_files_without_snake_weights_load_with_the_configured_beta(name, tmp_path):
+  """Keras 3 writes no `beta_factor` for keras-unet-collection's non-trainable Snake; its `beta` stands in."""
+  import h5py
+
+  x, _, config = _reference(name)
+  model = getattr(unet_lib, config["function"])(**config["kwargs"])
+  source = os.path.join(REFERENCE_DIR, f"{name}.h5")
+  stripped = tmp_path / "keras3.h5"
+  with h5py.File(source, "r") as full, h5py.File(stripped, "w") as out:
+    for key, value in full.attrs.items():
+      out.attrs[key] = value
+    snakes = 0
+    for layer in full.attrs["layer_names"]:
+      group = out.create_group(layer)
+      names = [n for n in full[layer].attrs["weight_names"] if "beta_factor" not in str(n)]
+      snakes += len(full[layer].attrs["weight_names"]) - len(names)
+      group.attrs["weight_names"] = np.array([n.encode() if isinstance(n, str) else n for n in names], dtype="S")
+      for weight in names:
+        group.create_dataset(weight, data=full[layer][weight][()])
+  assert snakes > 0
+  with_beta = load_keras(model, source, x, match="name")
+  without = load_keras(model, stripped, x, match="name")
+  flat_with, flat_without = (jax.tree_util.tree_flatten_with_path(v)[0] for v in (with_beta, without))
+  replaced = 0
+  for (path, a), (path_b, b) in zip(flat_with, flat_without):
+    assert path == path_b
+    if "beta_factor" in jax.tree_util.keystr(path):
+      np.testing.assert_array_equal(b, 0.5)  # keras-unet-collection's default beta
+      replaced += 1
+    else:
+      np.testing.assert_array_equal(a, b)
+  assert replaced == snakes

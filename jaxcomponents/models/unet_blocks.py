@@ -109,6 +109,10 @@ class Snake(DtypeFields):
   beta: float = 0.5
   trainable: bool = False
 
+  def keras3_constants(self) -> dict[str, float]:
+    """What Keras 3 computes with in place of `beta_factor`, a weight it does not save unless trainable."""
+    return {} if self.trainable else {"beta_factor": self.beta}
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     beta = self.param("beta_factor", nn.initializers.constant(self.beta), (), self.param_dtype)

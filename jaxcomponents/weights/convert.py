@@ -158,8 +158,17 @@ def unflatten_variables(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
   return tree
 
 
+def unsaved_layers(flax_leaves: Mapping[Path, Any], keras_layers: list[KerasLayer],
+                   constants: Mapping[Path, Mapping[str, Any]] | None) -> list[Path]:
+  """The Flax layers whose only weights are `constants` that none of the Keras layers holds (a Keras 3 file)."""
+  saved = {name for layer in keras_layers for name in layer.weights}
+  return [path for path, values in (constants or {}).items()
+          if path in flax_leaves and {n for _, n in flax_leaves[path]} == set(values) and not saved & set(values)]
+
+
 def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], match: str = "auto",
-                   creation_order: list[Path] | None = None) -> dict[str, Any]:
+                   creation_order: list[Path] | None = None,
+                   constants: Mapping[Path, Mapping[str, Any]] | None = None) -> dict[str, Any]:
   """Converts Keras layers into a variables tree shaped like `expected`.
 
   Args:
@@ -167,6 +176,8 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
     keras_layers: Keras layers with weights, in topological order.
     match: how layers pair up, see `load_keras`.
     creation_order: the Flax layer paths in creation order; default: `expected`'s order.
+    constants: layer path -> {parameter: value} for weights Keras 3 does not save (keras-unet-collection's
+      non-trainable Snake `beta_factor`); used when the Keras layers hold none of these weights.
 
   Raises:
     ValueError: listing every missing, unexpected and mis-shaped variable.
@@ -175,6 +186,10 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
   if creation_order is not None:
     flax_leaves = {p: flax_leaves[p] for p in creation_order if p in flax_leaves}
   produced: dict[tuple[str, ...], tuple[np.ndarray, str]] = {}
+  for path in unsaved_layers(flax_leaves, keras_layers, constants):
+    del flax_leaves[path]
+    produced.update({("params", *path, n): (np.asarray(v), "its configuration (Keras 3 does not save it)")
+                     for n, v in constants[path].items()})
   for path, layer in _pair_layers(flax_leaves, keras_layers, match):
     _, table = conversion_rule(layer, set(flax_leaves[path]))
     for keras_name, value in layer.weights.items():
@@ -221,7 +236,8 @@ def init_shapes(module: nn.Module, sample_input,
                 outputs: dict[Path, Any] | None = None) -> tuple[dict[str, Any], list[Path]]:
   """Returns the module's variable shapes and its weighted layers in creation order.
 
-  With `outputs`, also records each submodule's first output shape there (keyed by its path).
+  With `outputs`, also records each submodule's first output shape there (keyed by its path), and under
+  `("keras3_constants", *path)` the `keras3_constants()` of modules that have them.
   """
   inputs = sample_input if isinstance(sample_input, (tuple, list)) else (sample_input,)
   order: list[Path] = []
@@ -230,6 +246,8 @@ def init_shapes(module: nn.Module, sample_input,
     out = next_fun(*args, **kwargs)
     if context.method_name == "__call__" and hasattr(out, "shape"):
       outputs.setdefault(tuple(context.module.path), tuple(out.shape))
+    if context.method_name == "__call__" and hasattr(context.module, "keras3_constants"):
+      outputs.setdefault(("keras3_constants", *context.module.path), context.module.keras3_constants())
     return out
 
   def init():
@@ -282,11 +300,14 @@ def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") 
     )
   outputs: dict[Path, Any] = {}
   shapes, order = init_shapes(module, sample_input, outputs)
-  variables = convert_layers(shapes, keras_layers, match=match, creation_order=order)
+  constants = {path[1:]: v for path, v in outputs.items() if path[:1] == ("keras3_constants",)}
+  variables = convert_layers(shapes, keras_layers, match=match, creation_order=order, constants=constants)
   if not isinstance(source, (str, os.PathLike)):
     leaves = leaf_layers(shapes)
-    _check_output_shapes(source, _pair_layers({p: leaves[p] for p in order if p in leaves}, keras_layers, match),
-                         outputs)
+    leaves = {p: leaves[p] for p in order if p in leaves}
+    for path in unsaved_layers(leaves, keras_layers, constants):
+      del leaves[path]
+    _check_output_shapes(source, _pair_layers(leaves, keras_layers, match), outputs)
   return variables
 
 

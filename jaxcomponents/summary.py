@@ -37,7 +37,8 @@ def summary(module: nn.Module, sample, *, print_fn: Callable[[str], Any] | None 
   def record(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     if context.method_name == "__call__" and context.module.path:
-      calls.append((tuple(context.module.path), type(context.module).__name__,
+      kind = getattr(context.module, "class_name", None) or type(context.module).__name__  # a Keras graph's layer
+      calls.append((tuple(context.module.path), kind,
                     jax.tree.map(lambda a: tuple(a.shape), out)))
     return out
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -179,6 +179,21 @@ def _node_order(graph: Graph) -> list[tuple[str, int]]:
   return order
 
 
+class StatelessLayer(nn.Module):
+  """A layer without weights, as a module so that it has its Keras name in summaries and traces.
+
+  Attributes:
+    class_name: the Keras class (or `keras.ops` operation) it computes.
+    call: the computation, `call(*args, train, **kwargs)`.
+  """
+
+  class_name: str
+  call: Callable[..., Any]
+
+  def __call__(self, *args, train: bool = False, **kwargs):
+    return self.call(*args, train=train, **kwargs)
+
+
 class KerasGraph(PrecisionFields):
   """A Keras functional (or Sequential) model computed by jaxcomponents' layers.
 
@@ -222,7 +237,8 @@ class KerasGraph(PrecisionFields):
         rule = keras_graph_layers.rule_for(entry.class_name, entry.module)
         if rule is None:
           raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
-        calls[entry.name] = rule.build(entry.config, entry.name, self.precision_options)
+        call = rule.build(entry.config, entry.name, self.precision_options)
+        calls[entry.name] = call if rule.weighted else StatelessLayer(entry.class_name, call, name=entry.name)
     values: dict[Ref, Any] = {}
     for ref, x in zip(graph.inputs, inputs):
       dtype = graph.entries[ref.layer].config.get("dtype")

@@ -47,11 +47,13 @@ class LayerRule:
       are the dtype and precision keywords for weighted modules.
     kwargs: the call keywords with tensors (such as `mask`) `fn` takes.
     check: `config -> [problem, ...]`, what this implementation does not support.
+    weighted: `build` creates a module named after the layer (else the call is a plain function).
   """
 
   build: Callable[[Config, str, dict[str, Any]], Call]
   kwargs: tuple[str, ...] = ()
   check: Callable[[Config], list[str]] = lambda config: []
+  weighted: bool = False
 
 
 def _tuple(value) -> tuple:
@@ -99,7 +101,7 @@ def _conv(kind: str, dims: int):
         output_padding=None if config.get("output_padding") is None else _tuple(config["output_padding"]),
         activation=_activation(config), use_bias=config.get("use_bias", True), name=name, **options)
     return lambda x, train: layer(x, train)
-  return LayerRule(build, check=_checks(_channels_last, _known_activation()))
+  return LayerRule(build, check=_checks(_channels_last, _known_activation()), weighted=True)
 
 
 def _pooling(kind: str):
@@ -384,7 +386,7 @@ def _recurrent(class_name: str):
     def call(x, train, mask=None, initial_state=None):
       return layer(x, train, mask=mask, initial_state=initial_state)
     return call
-  return LayerRule(build, kwargs=("mask", "initial_state"), check=_recurrent_check)
+  return LayerRule(build, kwargs=("mask", "initial_state"), check=_recurrent_check, weighted=True)
 
 
 def _recurrent_check(config):
@@ -438,14 +440,14 @@ def _bidirectional_check(config):
 class _TimeDistributed(nn.Module):
   """Applies a layer to every step of `(batch, time, ...)`."""
 
-  class_name: str
+  inner_class: str
   config: Any  # the inner layer's config as a frozen tuple of items
   inner_name: str
   options: Any
 
   @nn.compact
   def __call__(self, x, train):
-    inner = LAYERS[self.class_name].build(dict(self.config), self.inner_name, dict(self.options))
+    inner = LAYERS[self.inner_class].build(dict(self.config), self.inner_name, dict(self.options))
     batch, time = x.shape[:2]
     y = inner(x.reshape(batch * time, *x.shape[2:]), train=train)
     return y.reshape(batch, time, *y.shape[1:])
@@ -498,7 +500,7 @@ def _fold(fn):
 
 LAYERS: dict[str, LayerRule] = {
     "InputLayer": LayerRule(_identity),
-    "Dense": LayerRule(_dense, check=_known_activation()),
+    "Dense": LayerRule(_dense, check=_known_activation(), weighted=True),
     **{f"Conv{d}D": _conv("conv", d) for d in (1, 2, 3)},
     **{f"Conv{d}DTranspose": _conv("transpose", d) for d in (1, 2, 3)},
     **{f"SeparableConv{d}D": _conv("separable", d) for d in (1, 2)},
@@ -507,9 +509,9 @@ LAYERS: dict[str, LayerRule] = {
     **{f"AveragePooling{d}D": _pooling("avg") for d in (1, 2, 3)},
     **{f"GlobalMaxPooling{d}D": _global_pooling("max", d) for d in (1, 2, 3)},
     **{f"GlobalAveragePooling{d}D": _global_pooling("avg", d) for d in (1, 2, 3)},
-    "BatchNormalization": LayerRule(_batch_norm),
+    "BatchNormalization": LayerRule(_batch_norm, weighted=True),
     "LayerNormalization": LayerRule(
-        _layer_norm, check=lambda c: ["rms_scaling=True (only False)"] if c.get("rms_scaling") else []),
+        _layer_norm, check=lambda c: ["rms_scaling=True (only False)"] if c.get("rms_scaling") else [], weighted=True),
     "Normalization": LayerRule(_normalization, check=_normalization_check),
     "Dropout": _dropout(0),
     **{f"SpatialDropout{d}D": _dropout(d) for d in (1, 2, 3)},
@@ -517,7 +519,7 @@ LAYERS: dict[str, LayerRule] = {
     "ReLU": LayerRule(_relu),
     "LeakyReLU": LayerRule(lambda c, n, o: lambda x, train: jax.nn.leaky_relu(x, c.get("negative_slope", 0.3))),
     "ELU": LayerRule(lambda c, n, o: lambda x, train: jax.nn.elu(x, c.get("alpha", 1.0))),
-    "PReLU": LayerRule(_prelu),
+    "PReLU": LayerRule(_prelu, weighted=True),
     "Softmax": LayerRule(_softmax, kwargs=("mask",)),
     "Flatten": LayerRule(_flatten, check=_channels_last),
     "Reshape": LayerRule(_reshape),
@@ -536,10 +538,11 @@ LAYERS: dict[str, LayerRule] = {
     "Minimum": _merge(_fold(jnp.minimum)),
     "Concatenate": LayerRule(_concatenate),
     "Dot": LayerRule(_dot),
-    "Embedding": LayerRule(_embedding),
+    "Embedding": LayerRule(_embedding, weighted=True),
     **{name: _recurrent(name) for name in _CELLS},
-    "Bidirectional": LayerRule(_bidirectional, kwargs=("mask", "initial_state"), check=_bidirectional_check),
-    "TimeDistributed": LayerRule(_time_distributed, kwargs=("mask",), check=_time_distributed_check),
+    "Bidirectional": LayerRule(_bidirectional, kwargs=("mask", "initial_state"), check=_bidirectional_check,
+                               weighted=True),
+    "TimeDistributed": LayerRule(_time_distributed, kwargs=("mask",), check=_time_distributed_check, weighted=True),
     "Masking": LayerRule(_masking),
 }
 

@@ -43,6 +43,20 @@ tf-venv: .venv-tf/.installed
 	.venv-tf/bin/python -m pip install --quiet "tensorflow-cpu>=2.18" "keras>=3.10" numpy
 	touch .venv-tf/.installed
 
+# The SavedModel export test (tests_tensorflow, outside `make test`): jaxcomponents beside TensorFlow in .venv-tf,
+# with the JAX and Flax versions of .venv (without its extras, so TensorFlow's own pins stay).
+TF_JAX := "jax==0.10.2" "jaxlib==0.10.2" "flax==0.12.8" "optax==0.2.8" "orbax-checkpoint==0.11.36" h5py tqdm \
+  "grain>=0.2.12,<0.3" "pytest>=8"
+.PHONY: test-tf
+
+.venv-tf/.installed-jax: .venv-tf/.installed pyproject.toml
+	.venv-tf/bin/python -m pip install --quiet $(TF_JAX)
+	.venv-tf/bin/python -m pip install --quiet --no-deps -e .
+	touch .venv-tf/.installed-jax
+
+test-tf: .venv-tf/.installed-jax
+	.venv-tf/bin/python -m pytest tests_tensorflow
+
 bench-quick: $(STAMP)
 	$(PY) -m jaxcomponents.cli bench --size quick $(BENCH_ARGS)
 

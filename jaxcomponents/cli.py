@@ -8,12 +8,19 @@ Subcommands:
     convolutions) for the oneDNN and jaxlib installed now; `make install`
     runs it. Without it everything works with XLA's operations.
   status: what is in effect: the CPU formulations, the native library, tuning.
+  convert: a Keras model file to variables (.npz or an orbax checkpoint
+    folder), or trained variables back into a Keras file.
+  export: a Keras model file (optionally with trained variables) to
+    StableHLO, ONNX or a TensorFlow SavedModel.
+  summary: the layers, output shapes and parameter counts of a Keras model
+    file as jaxcomponents computes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -68,18 +75,156 @@ def status(argv: Sequence[str]) -> int:
   return 0
 
 
-COMMANDS = {"bench": bench, "build-native": build_native, "status": status}
+class UsageError(Exception):
+  """A bad command line or input file: reported in one line, exit status 2."""
+
+
+def _keras_model(path: str):
+  """(keras model, module, variables, sample input) of a Keras model file, via `weights.from_keras`."""
+  # An entry point may choose Keras's backend; the library never does. Keras 3 runs on JAX without TensorFlow.
+  os.environ.setdefault("KERAS_BACKEND", "jax")
+  from jaxcomponents.weights.from_keras import from_keras, load_keras_model, sample_inputs  # pylint: disable=C0415
+  try:
+    model = load_keras_model(path)
+    module, variables = from_keras(model)
+  except (ValueError, FileNotFoundError, ImportError) as error:
+    raise UsageError(str(error)) from error
+  return model, module, variables, sample_inputs(model)
+
+
+def _read_variables(path: str, module, sample):
+  """Variables from an .npz file or an orbax checkpoint folder, checked against `module`."""
+  from jaxcomponents.weights import load_npz  # pylint: disable=import-outside-toplevel
+  if not pathlib.Path(path).exists():
+    raise UsageError(f"variables {path!r} do not exist.")
+  try:
+    if path.endswith(".npz"):
+      return load_npz(path, module, tuple(sample))
+    import jax  # pylint: disable=import-outside-toplevel
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *sample))
+    return ocp.StandardCheckpointer().restore(pathlib.Path(path).resolve(), shapes)
+  except ValueError as error:
+    raise UsageError(str(error)) from error
+
+
+def _keras_file(path: str) -> bool:
+  return path.endswith((".keras", ".h5", ".hdf5"))
+
+
+def convert(argv: Sequence[str]) -> int:
+  """Keras model file -> variables (.npz or orbax folder); variables -> Keras file (with `--architecture`)."""
+  parser = argparse.ArgumentParser(
+      prog="jaxcomponents convert",
+      description="Convert a Keras model file (.keras or full-model .h5) into jaxcomponents variables (OUT ending "
+                  "in .npz: a NumPy archive; otherwise: an orbax checkpoint folder), or trained variables (.npz or "
+                  "an orbax folder) back into Keras (OUT: .keras, .h5 or .weights.h5; needs --architecture).")
+  parser.add_argument("input", help="a Keras model file, or variables (.npz / orbax checkpoint folder)")
+  parser.add_argument("output", help="the file or folder to write")
+  parser.add_argument("--architecture", help="the Keras model file whose architecture the variables belong to "
+                                             "(when INPUT is variables)")
+  args = parser.parse_args(argv)
+  if _keras_file(args.input):
+    _, _, variables, _ = _keras_model(args.input)
+    if args.output.endswith(".npz"):
+      from jaxcomponents.weights import save_npz  # pylint: disable=import-outside-toplevel
+      save_npz(args.output, variables)
+    else:
+      import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+      if pathlib.Path(args.output).exists():
+        raise UsageError(f"output {args.output!r} exists; an orbax checkpoint is written to a new folder.")
+      checkpointer = ocp.StandardCheckpointer()
+      checkpointer.save(pathlib.Path(args.output).resolve(), variables)
+      checkpointer.wait_until_finished()
+    print(f"{args.input} -> {args.output}")
+    return 0
+  if not _keras_file(args.output):
+    raise UsageError(f"output={args.output!r} is not allowed for variables; expected a .keras, .h5 or .weights.h5 "
+                     f"file (or give a Keras model file as INPUT to convert it into variables).")
+  if args.architecture is None:
+    raise UsageError("--architecture is required to write variables into a Keras file: the Keras model file "
+                     "(.keras or .h5) they belong to.")
+  model, module, _, sample = _keras_model(args.architecture)
+  from jaxcomponents.weights import to_keras  # pylint: disable=import-outside-toplevel
+  to_keras(module, _read_variables(args.input, module, sample), model)
+  if args.output.endswith(".weights.h5"):
+    model.save_weights(args.output)
+  else:
+    model.save(args.output)
+  print(f"{args.input} -> {args.output}")
+  return 0
+
+
+def export_command(argv: Sequence[str]) -> int:
+  """A Keras model file (and optional trained variables) -> StableHLO, ONNX or SavedModel."""
+  from jaxcomponents import export as exporting  # pylint: disable=import-outside-toplevel
+  parser = argparse.ArgumentParser(
+      prog="jaxcomponents export",
+      description="Export a Keras model file, as jaxcomponents computes it, for serving.")
+  parser.add_argument("model", help="a Keras model file (.keras or full-model .h5)")
+  parser.add_argument("--format", required=True, choices=exporting.FORMATS, help="the serving format")
+  parser.add_argument("--output", required=True, help="the file (stablehlo, onnx) or folder (saved_model) to write")
+  parser.add_argument("--weights", help="trained variables (.npz or an orbax checkpoint folder) to export "
+                                        "instead of the Keras file's weights")
+  parser.add_argument("--batch", default="symbolic", choices=("symbolic", "fixed"),
+                      help="a batch size chosen when called (symbolic) or the sample's (fixed)")
+  args = parser.parse_args(argv)
+  _, module, variables, sample = _keras_model(args.model)
+  if args.weights:
+    variables = _read_variables(args.weights, module, sample)
+  try:
+    path = exporting.export(module, variables, tuple(sample) if len(sample) > 1 else sample[0], args.output,
+                            format=args.format, batch=args.batch)
+  except (ValueError, ImportError) as error:
+    raise UsageError(str(error)) from error
+  print(f"{args.model} -> {path} ({args.format})")
+  return 0
+
+
+def summary_command(argv: Sequence[str]) -> int:
+  """Prints a Keras model file's layers as jaxcomponents computes them."""
+  parser = argparse.ArgumentParser(
+      prog="jaxcomponents summary",
+      description="Print the layers, output shapes and parameter counts of a Keras model file as jaxcomponents "
+                  "computes it (open dimensions are shown at a placeholder size).")
+  parser.add_argument("model", help="a Keras model file (.keras or full-model .h5)")
+  args = parser.parse_args(argv)
+  _, module, _, sample = _keras_model(args.model)
+  if len(sample) != 1:
+    raise UsageError(f"{args.model!r} has {len(sample)} inputs; summary shows single-input models.")
+  from jaxcomponents.summary import summary  # pylint: disable=import-outside-toplevel
+  summary(module, sample[0])
+  return 0
+
+
+COMMANDS = {"bench": bench, "build-native": build_native, "status": status, "convert": convert,
+            "export": export_command, "summary": summary_command}
+
+
+def _version() -> str:
+  from importlib import metadata  # pylint: disable=import-outside-toplevel
+  try:
+    return metadata.version("jaxcomponents")
+  except metadata.PackageNotFoundError:
+    return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Parses `jaxcomponents <command> [args...]` and runs the command; returns the exit status."""
   parser = argparse.ArgumentParser(prog="jaxcomponents", description="The jaxcomponents command line.")
+  parser.add_argument("--version", action="version", version=f"jaxcomponents {_version()}")
   parser.add_argument("command", choices=tuple(COMMANDS),
                       help="bench: benchmarks against Keras and plain Flax; build-native: compile the oneDNN "
-                           "library; status: what is in effect (each: `jaxcomponents <command> --help`)")
+                           "library; status: what is in effect; convert: Keras files <-> variables; export: "
+                           "StableHLO, ONNX or SavedModel; summary: a Keras file's layers "
+                           "(each: `jaxcomponents <command> --help`)")
   parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
   args = parser.parse_args(argv)
-  return COMMANDS[args.command](args.args)
+  try:
+    return COMMANDS[args.command](args.args)
+  except UsageError as error:
+    print(f"jaxcomponents {args.command}: {error}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 The core install is jax, flax, optax, orbax-checkpoint, numpy, h5py and tqdm;
 the rest comes with an extra: `data` (TFDS, Pillow, OpenCV, scikit-learn), `plots`
-(matplotlib), `tensorboard` (tensorboardX), `onednn` (the native library's
-oneDNN), or `all`.
+(matplotlib), `tensorboard` (tensorboardX), `export` (flatbuffers, jax2onnx,
+onnx, onnxruntime), `onednn` (the native library's oneDNN), or `all`.
 
 Example:
   >>> require("numpy", "data", "reading arrays").__name__
@@ -20,12 +20,22 @@ import importlib
 from types import ModuleType
 
 
-def require(module: str, extra: str, purpose: str) -> ModuleType:
-  """`importlib.import_module(module)`, or `ModuleNotFoundError` naming `purpose` and the extra to install."""
+def require(module: str, extra: str | None, purpose: str, *, package: str | None = None) -> ModuleType:
+  """`importlib.import_module(module)`, or `ModuleNotFoundError` naming `purpose` and what to install.
+
+  What to install is the extra, or `package` for a dependency no extra installs
+  (TensorFlow, which stays out of jaxcomponents' environment):
+
+    >>> require("no_such_module_here", None, "a SavedModel export", package="tensorflow-cpu")
+    Traceback (most recent call last):
+    ...
+    ModuleNotFoundError: a SavedModel export needs no_such_module_here: pip install "tensorflow-cpu"
+  """
   try:
     return importlib.import_module(module)
   except ModuleNotFoundError as error:
     if error.name != module.split(".")[0] and error.name != module:
       raise
-    raise ModuleNotFoundError(f'{purpose} needs {module.split(".")[0]}: pip install "jaxcomponents[{extra}]"',
+    install = package if package is not None else f"jaxcomponents[{extra}]"
+    raise ModuleNotFoundError(f'{purpose} needs {module.split(".")[0]}: pip install "{install}"',
                               name=error.name) from error

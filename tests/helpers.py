@@ -26,6 +26,29 @@ def randomize_keras(model, seed: int = 0, scale: float = 0.5) -> None:
     w.assign(value.astype(np.float32))
 
 
+def random_variables(model, input_shape, seed: int = 0):
+  """Variables of a Flax `model` with random values, without compiling its `init`.
+
+  Kernels are scaled by their fan-in, variances and scales lie in [0.5, 1.5],
+  the rest (biases, means) is small, so deep models stay finite and no output is trivial.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
+  rng = np.random.default_rng(seed)
+
+  def value(path, leaf):
+    name = str(getattr(path[-1], "key", path[-1]))
+    if name.endswith("kernel"):
+      return rng.normal(0.0, 1.0 / np.sqrt(np.prod(leaf.shape[:-1])), leaf.shape).astype(leaf.dtype)
+    if name in ("var", "scale"):
+      return rng.uniform(0.5, 1.5, leaf.shape).astype(leaf.dtype)
+    return rng.normal(0.0, 0.1, leaf.shape).astype(leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(value, shapes)
+
+
 def random_input(shape, seed: int = 1) -> np.ndarray:
   return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 

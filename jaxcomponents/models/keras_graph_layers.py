@@ -542,7 +542,8 @@ LAYERS: dict[str, LayerRule] = {
     **{name: _recurrent(name) for name in _CELLS},
     "Bidirectional": LayerRule(_bidirectional, kwargs=("mask", "initial_state"), check=_bidirectional_check,
                                weighted=True),
-    "TimeDistributed": LayerRule(_time_distributed, kwargs=("mask",), check=_time_distributed_check, weighted=True),
+    "TimeDistributed": LayerRule(_time_distributed, kwargs=("mask",), check=_time_distributed_check,
+                                 weighted=True),
     "Masking": LayerRule(_masking),
 }
 

@@ -1,7 +1,8 @@
 """The numerics below the layers: each operation with its plain XLA reference and its CPU formulations.
 
 * `platform`: `on_cpu(fast, plain, ...)` picks a formulation when a computation
-  is lowered; `portable()` keeps native calls out of serialised computations.
+  is lowered; `portable()` keeps native calls out of serialised computations,
+  `plain()` traces XLA's reference operations only (for ONNX).
 * `conv`, `pooling`: convolutions and pooling as Keras computes them.
 * `random`: dropout masks with JAX's bits, without the CPU's looped Threefry.
 * `window_taps`: sliding windows as strided slices.

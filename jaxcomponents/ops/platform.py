@@ -12,6 +12,9 @@ portable: inside `portable()`, and for arrays with symbolic shapes
 (`jax.export` with a symbolic batch), since a serialised computation may run
 where that library is absent. The same goes for cuDNN's LSTM
 (`jaxcomponents.ops.cudnn_rnn`), whose custom call `jax.export` does not serialise.
+Inside `plain()` every choice is the plain one and nothing calls the native
+library: no `lax.platform_dependent` is traced, for converters that read the
+computation's operations (ONNX) rather than lower it for a platform.
 
 Example:
   >>> import jax.numpy as jnp
@@ -34,6 +37,7 @@ from jax import lax
 ENV = "JAXCOMPONENTS_FAST_CPU"
 _OFF = ("0", "false", "off", "no")
 _PORTABLE = contextvars.ContextVar("jaxcomponents_portable", default=False)
+_PLAIN = contextvars.ContextVar("jaxcomponents_plain", default=False)
 
 
 def switched_off(variable: str) -> bool:
@@ -65,6 +69,29 @@ def portable() -> Iterator[None]:
     _PORTABLE.reset(token)
 
 
+@contextlib.contextmanager
+def plain() -> Iterator[None]:
+  """Within it, jaxcomponents traces XLA's own operations only: every `on_cpu` choice is the plain one.
+
+  `portable()` as well, and no `lax.platform_dependent` in the computation:
+  for converters that translate its operations one by one (ONNX through
+  jax2onnx), which have no platform to choose for. Numerically what
+  `JAXCOMPONENTS_FAST_CPU=0` computes, for the computations traced within.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> with plain():
+    ...   on_cpu(lambda x: x + 1, lambda x: x - 1, jnp.zeros(2)).tolist()
+    [-1.0, -1.0]
+  """
+  plain_token, portable_token = _PLAIN.set(True), _PORTABLE.set(True)
+  try:
+    yield
+  finally:
+    _PORTABLE.reset(portable_token)
+    _PLAIN.reset(plain_token)
+
+
 def is_portable() -> bool:
   """Whether the computation being traced is inside `portable()`."""
   return _PORTABLE.get()
@@ -93,7 +120,10 @@ def _one_cpu_device() -> bool:
 
 
 def on_cpu(fast: Callable[..., Any], plain: Callable[..., Any], *args: Any) -> Any:
-  """`fast(*args)` where the computation is lowered for the CPU and the fast paths are on, else `plain(*args)`."""
-  if not enabled():
+  """`fast(*args)` where the computation is lowered for the CPU and the fast paths are on, else `plain(*args)`.
+
+  Outside the fast paths (`JAXCOMPONENTS_FAST_CPU=0`) and inside `plain()`, `plain(*args)` is traced alone.
+  """
+  if not enabled() or _PLAIN.get():
     return plain(*args)
   return lax.platform_dependent(*args, cpu=fast, default=plain)

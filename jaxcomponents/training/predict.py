@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -63,6 +64,34 @@ def predict(model: TrainState | nn.Module, x, *, variables: Mapping[str, Any] | 
   return jax.tree.map(lambda *parts: np.concatenate(parts)[:count], *outputs)
 
 
+def apply_inference(apply_fn: Callable[..., Any], variables: Mapping[str, Any], *inputs: Any) -> Any:
+  """`apply_fn(variables, *inputs, train=False)`: a model in inference mode, as `predict` and `export` call it.
+
+  `apply_fn` is a module's `apply` (or a `TrainState`'s); `train=False` is left
+  out for a Flax module whose `__call__` takes no `train` argument.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxcomponents.layers import Dense
+    >>> model = Dense(2)
+    >>> variables = model.init(jax.random.key(0), jnp.ones((1, 3)))
+    >>> apply_inference(model.apply, variables, jnp.ones((4, 3))).shape
+    (4, 2)
+  """
+  if _takes_train(apply_fn):
+    return apply_fn(variables, *inputs, train=False)
+  return apply_fn(variables, *inputs)
+
+
+def _takes_train(apply_fn: Callable[..., Any]) -> bool:
+  """Whether `apply_fn` passes `train` on: False only for the `apply` of a module whose `__call__` has no `train`."""
+  module = getattr(apply_fn, "__self__", None)
+  if not isinstance(module, nn.Module):
+    return True
+  parameters = inspect.signature(type(module).__call__).parameters.values()
+  return any(p.name == "train" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:
   if len(batch) == size:
     return batch
@@ -74,6 +103,6 @@ def _compiled_forward(apply_fn, compute_dtype):
     if compute_dtype is not None:  # as the training step: parameters and inputs cast, batch statistics not
       variables = {**variables, "params": cast_floats(variables["params"], compute_dtype)}
       x = cast_floats(x, compute_dtype)
-    return apply_fn(variables, x, train=False)
+    return apply_inference(apply_fn, variables, x)
 
   return jax.jit(forward)

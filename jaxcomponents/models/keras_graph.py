@@ -238,7 +238,7 @@ class KerasGraph(PrecisionFields):
         if rule is None:
           raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
         call = rule.build(entry.config, entry.name, self.precision_options)
-        calls[entry.name] = call if rule.weighted else StatelessLayer(entry.class_name, call, name=entry.name)
+        calls[entry.name] = call if rule.creates_module else StatelessLayer(entry.class_name, call, name=entry.name)
     values: dict[Ref, Any] = {}
     for ref, x in zip(graph.inputs, inputs):
       dtype = graph.entries[ref.layer].config.get("dtype")

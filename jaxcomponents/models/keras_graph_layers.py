@@ -47,13 +47,13 @@ class LayerRule:
       are the dtype and precision keywords for weighted modules.
     kwargs: the call keywords with tensors (such as `mask`) `fn` takes.
     check: `config -> [problem, ...]`, what this implementation does not support.
-    weighted: `build` creates a module named after the layer (else the call is a plain function).
+    creates_module: `build` creates a module named after the layer (else the call is a plain function).
   """
 
   build: Callable[[Config, str, dict[str, Any]], Call]
   kwargs: tuple[str, ...] = ()
   check: Callable[[Config], list[str]] = lambda config: []
-  weighted: bool = False
+  creates_module: bool = False
 
 
 def _tuple(value) -> tuple:
@@ -63,8 +63,8 @@ def _tuple(value) -> tuple:
 def _activation(config: Config):
   """A Keras activation config (a name, or a serialized function) as jaxcomponents' name."""
   name = config.get("activation", "linear")
-  if isinstance(name, Mapping):
-    name = name.get("config", name.get("class_name"))
+  if isinstance(name, Mapping):  # a serialized function: its registered name
+    name = name.get("config") if isinstance(name.get("config"), str) else name.get("class_name", "custom")
   return name or "linear"
 
 
@@ -101,7 +101,7 @@ def _conv(kind: str, dims: int):
         output_padding=None if config.get("output_padding") is None else _tuple(config["output_padding"]),
         activation=_activation(config), use_bias=config.get("use_bias", True), name=name, **options)
     return lambda x, train: layer(x, train)
-  return LayerRule(build, check=_checks(_channels_last, _known_activation()), weighted=True)
+  return LayerRule(build, check=_checks(_channels_last, _known_activation()), creates_module=True)
 
 
 def _pooling(kind: str):
@@ -182,7 +182,7 @@ def _relu(config, name, options):
     negative = jax.nn.relu(threshold - x) if slope else 0.0
     y = jnp.where(x > threshold, x, 0.0) if threshold else jax.nn.relu(x)
     if max_value is not None:
-      y = jnp.minimum(y, max_value)
+      y = jnp.clip(y, 0.0, max_value)
     return y - slope * negative if slope else y
   return call
 
@@ -216,7 +216,7 @@ def _dropout(spatial: int):
 
   def check(config):
     return [] if config.get("noise_shape") is None else [f"noise_shape={config['noise_shape']!r} (only None)"]
-  return LayerRule(build, check=_checks(check, _channels_last))
+  return LayerRule(build, check=_checks(check, _channels_last), creates_module=True)
 
 
 # Reshaping.
@@ -313,7 +313,8 @@ def _resizing_check(config):
 
 
 def _rescaling(config, name, options):
-  scale, offset = jnp.asarray(config.get("scale", 1.0), jnp.float32), jnp.asarray(config.get("offset", 0.0), jnp.float32)
+  scale = jnp.asarray(config.get("scale", 1.0), jnp.float32)
+  offset = jnp.asarray(config.get("offset", 0.0), jnp.float32)
   return lambda x, train: x.astype(jnp.float32) * scale + offset
 
 
@@ -386,7 +387,7 @@ def _recurrent(class_name: str):
     def call(x, train, mask=None, initial_state=None):
       return layer(x, train, mask=mask, initial_state=initial_state)
     return call
-  return LayerRule(build, kwargs=("mask", "initial_state"), check=_recurrent_check, weighted=True)
+  return LayerRule(build, kwargs=("mask", "initial_state"), check=_recurrent_check, creates_module=True)
 
 
 def _recurrent_check(config):
@@ -500,7 +501,7 @@ def _fold(fn):
 
 LAYERS: dict[str, LayerRule] = {
     "InputLayer": LayerRule(_identity),
-    "Dense": LayerRule(_dense, check=_known_activation(), weighted=True),
+    "Dense": LayerRule(_dense, check=_known_activation(), creates_module=True),
     **{f"Conv{d}D": _conv("conv", d) for d in (1, 2, 3)},
     **{f"Conv{d}DTranspose": _conv("transpose", d) for d in (1, 2, 3)},
     **{f"SeparableConv{d}D": _conv("separable", d) for d in (1, 2)},
@@ -509,9 +510,9 @@ LAYERS: dict[str, LayerRule] = {
     **{f"AveragePooling{d}D": _pooling("avg") for d in (1, 2, 3)},
     **{f"GlobalMaxPooling{d}D": _global_pooling("max", d) for d in (1, 2, 3)},
     **{f"GlobalAveragePooling{d}D": _global_pooling("avg", d) for d in (1, 2, 3)},
-    "BatchNormalization": LayerRule(_batch_norm, weighted=True),
+    "BatchNormalization": LayerRule(_batch_norm, creates_module=True),
     "LayerNormalization": LayerRule(
-        _layer_norm, check=lambda c: ["rms_scaling=True (only False)"] if c.get("rms_scaling") else [], weighted=True),
+        _layer_norm, check=lambda c: ["rms_scaling=True (only False)"] if c.get("rms_scaling") else [], creates_module=True),
     "Normalization": LayerRule(_normalization, check=_normalization_check),
     "Dropout": _dropout(0),
     **{f"SpatialDropout{d}D": _dropout(d) for d in (1, 2, 3)},
@@ -519,7 +520,7 @@ LAYERS: dict[str, LayerRule] = {
     "ReLU": LayerRule(_relu),
     "LeakyReLU": LayerRule(lambda c, n, o: lambda x, train: jax.nn.leaky_relu(x, c.get("negative_slope", 0.3))),
     "ELU": LayerRule(lambda c, n, o: lambda x, train: jax.nn.elu(x, c.get("alpha", 1.0))),
-    "PReLU": LayerRule(_prelu, weighted=True),
+    "PReLU": LayerRule(_prelu, creates_module=True),
     "Softmax": LayerRule(_softmax, kwargs=("mask",)),
     "Flatten": LayerRule(_flatten, check=_channels_last),
     "Reshape": LayerRule(_reshape),
@@ -538,12 +539,12 @@ LAYERS: dict[str, LayerRule] = {
     "Minimum": _merge(_fold(jnp.minimum)),
     "Concatenate": LayerRule(_concatenate),
     "Dot": LayerRule(_dot),
-    "Embedding": LayerRule(_embedding, weighted=True),
+    "Embedding": LayerRule(_embedding, creates_module=True),
     **{name: _recurrent(name) for name in _CELLS},
     "Bidirectional": LayerRule(_bidirectional, kwargs=("mask", "initial_state"), check=_bidirectional_check,
-                               weighted=True),
+                               creates_module=True),
     "TimeDistributed": LayerRule(_time_distributed, kwargs=("mask",), check=_time_distributed_check,
-                                 weighted=True),
+                                 creates_module=True),
     "Masking": LayerRule(_masking),
 }
 

@@ -18,6 +18,7 @@ from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layer
 from jaxcomponents.weights.npz import load_npz, save_npz
 
 __all__ = [
-    "CONVERSION_RULES", "KerasLayer", "ParityReport", "compare_with_keras", "convert_layers", "from_keras", "graft", "layers_from_h5", "layers_from_model",
-    "load_imagenet", "load_keras", "load_npz", "save_keras_h5", "save_npz", "to_keras",
+    "CONVERSION_RULES", "KerasLayer", "ParityReport", "compare_with_keras", "convert_layers", "from_keras", "graft",
+    "layers_from_h5", "layers_from_model", "load_imagenet", "load_keras", "load_npz", "save_keras_h5", "save_npz",
+    "to_keras",
 ]

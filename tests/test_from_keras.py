@@ -195,3 +195,14 @@ def test_the_graph_is_readable_json_and_the_module_hashable():
   config = json.loads(module.config)
   assert len(config["input_layers"]) == 2 and len(config["output_layers"]) == 2
   assert hash(module) == hash(KerasGraph(module.config, precision=module.precision))
+
+
+def test_dropout_noise_shape_shares_one_draw_over_the_axes_of_size_one():
+  inputs = keras.Input((4, 4, 6))
+  model = keras.Model(inputs, L.Dropout(0.5, noise_shape=(None, 1, 1, 6))(inputs))
+  module, variables = from_keras(model)
+  x = np.ones((3, 4, 4, 6), np.float32)
+  np.testing.assert_array_equal(module.apply(variables, x), x)  # inference: the identity
+  y = np.asarray(module.apply(variables, x, train=True, rngs={"dropout": jax.random.key(0)}))
+  assert set(np.unique(y)) == {0.0, 2.0}
+  np.testing.assert_array_equal(y, np.broadcast_to(y[:, :1, :1, :], y.shape))  # one draw per example and channel

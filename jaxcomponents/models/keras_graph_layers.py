@@ -210,13 +210,14 @@ def _prelu(config, name, options):
 # Dropout.
 
 def _dropout(spatial: int):
+  """Keras's Dropout (`spatial` 0; `noise_shape` 1s: axes sharing one draw) and SpatialDropout1D/2D/3D."""
   def build(config, name, options):
-    layer = Dropout(config["rate"], broadcast_dims=tuple(range(1, spatial + 1)), name=name)
+    shared = tuple(range(1, spatial + 1))
+    if config.get("noise_shape") is not None:
+      shared = tuple(axis for axis, size in enumerate(config["noise_shape"]) if size == 1)
+    layer = Dropout(config["rate"], broadcast_dims=shared, name=name)
     return lambda x, train: layer(x, train)
-
-  def check(config):
-    return [] if config.get("noise_shape") is None else [f"noise_shape={config['noise_shape']!r} (only None)"]
-  return LayerRule(build, check=_checks(check, _channels_last), creates_module=True)
+  return LayerRule(build, check=_channels_last, creates_module=True)
 
 
 # Reshaping.

@@ -191,7 +191,7 @@ def test_bad_sources(tmp_path):
     load_keras(TwoDense(), truncated, x)
   with h5py.File(tmp_path / "empty.h5", "w"):
     pass
-  with pytest.raises(ValueError, match="has no 'layer_names' attribute"):
+  with pytest.raises(ValueError, match=r"has neither a 'layer_names' attribute \(legacy\) nor a 'layers' group"):
     load_keras(TwoDense(), tmp_path / "empty.h5", x)
   with pytest.raises(ValueError, match=r"source=42 is not allowed"):
     load_keras(TwoDense(), 42, x)
@@ -314,3 +314,53 @@ def test_load_keras_names_the_first_layer_configured_differently():
     load_keras(TwoConvs("same"), model, x)
   variables = load_keras(TwoConvs("valid"), model, x)
   assert_close(TwoConvs("valid").apply(variables, x), model(x))
+
+
+class ConvStack(nn.Module):
+  """Convolutions of every kind and a bidirectional LSTM, with Keras's default layer names."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    from jaxcomponents.layers import Recurrent
+
+    x = Convolution(4, 3, batch_norm=True, activation="relu")(x, train)
+    x = Convolution(6, 3, kind="separable", depth_multiplier=2)(x, train)
+    x = Convolution(None, 3, kind="depthwise")(x, train)
+    x = Convolution(3, 2, strides=2, kind="transpose", padding="VALID")(x, train)
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    return Recurrent(2, bidirectional="concat")(x, train)
+
+
+def keras_conv_stack():
+  layers = keras.layers
+  model = keras.Sequential([
+      keras.Input((6, 6, 2)), layers.Conv2D(4, 3, padding="same"), layers.BatchNormalization(),
+      layers.Activation("relu"), layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=2),
+      layers.DepthwiseConv2D(3, padding="same"), layers.Conv2DTranspose(3, 2, strides=2),
+      layers.Reshape((12, 36)), layers.Bidirectional(layers.LSTM(2, return_sequences=False)),
+  ])
+  randomize_keras(model)
+  return model
+
+
+@pytest.mark.parametrize("make_keras, module, shape", [(keras_two_dense, TwoDense(), (5, 4)),
+                                                       (keras_conv_stack, ConvStack(), (2, 6, 6, 2))])
+def test_keras3_weights_and_keras_archives_load_without_keras(make_keras, module, shape, tmp_path):
+  model = make_keras()
+  x = random_input(shape)
+  model.save_weights(tmp_path / "model.weights.h5")
+  model.save(tmp_path / "model.keras")
+  from_live = load_keras(module, model, x)
+  for path in (tmp_path / "model.weights.h5", str(tmp_path / "model.keras")):
+    layers = layers_from_h5(path)
+    assert layers and all(layer.positional for layer in layers)
+    variables = load_keras(module, path, x)
+    assert leaves_equal(variables, from_live)
+  assert_close(module.apply(from_live, x), model(x, training=False))
+
+
+def test_keras3_weights_files_do_not_pair_in_order(tmp_path):
+  model = keras_two_dense(names=("first", "norm", "second"))
+  model.save_weights(tmp_path / "model.weights.h5")
+  with pytest.raises(ValueError, match="does not record the order"):
+    load_keras(TwoDense(), tmp_path / "model.weights.h5", random_input((2, 4)))

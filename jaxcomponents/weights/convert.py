@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxcomponents.errors import check_choice
 from jaxcomponents.tree_paths import path_parts
-from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layers_from_model
+from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layers_from_model, name_positional_weights
 
 Path = tuple[str, ...]
 Target = tuple[str, str]  # (collection, variable name)
@@ -71,6 +71,18 @@ def conversion_rule(layer: KerasLayer, targets: set[Target] | None = None) -> tu
       f"{layer.origin}: no conversion rule for a layer with weights {sorted(layer.weights)}; "
       f"known layer types: {'; '.join(t for t, _, _ in CONVERSION_RULES)}."
   )
+
+
+def named_for(layer: KerasLayer, targets: set[Target]) -> KerasLayer:
+  """`layer` with its Keras 3 positional weights named for the Flax layer with variables `targets`."""
+  if not layer.positional:
+    return layer
+  for _, _, table in CONVERSION_RULES:
+    names = [k for k, t in table.items() if t in targets]
+    if len(names) == len(layer.weights) and {table[k] for k in names} == set(targets):
+      return name_positional_weights(layer, dict(table), targets)
+  raise ValueError(f"{layer.origin}: no Keras layer type stores {len(layer.weights)} weights for a Flax layer with "
+                   f"{sorted('/'.join(t) for t in targets)}.")
 
 
 def leaf_layers(variables: Mapping[str, Any]) -> dict[Path, dict[Target, Any]]:
@@ -134,6 +146,11 @@ def _pair_layers(flax_leaves, keras_layers: list[KerasLayer], match: str):
           f"{'name' if match == 'name' else 'numbered name'}: {missing}; Keras layers with weights: {keras_names}."
       )
     return [(path, by_key[key]) for path, key in zip(flax_leaves, flax_keys)]
+  if any(layer.positional for layer in keras_layers):
+    raise ValueError(
+        f"match={match!r} pairs layers in order, but a Keras 3 weights file does not record the order of "
+        f"layers of different classes; name the Flax layers as the Keras layers ({keras_names}) or keep Keras's "
+        f"numbered names, or load the Keras model and pass it (or use weights.from_keras).")
   if len(flax_leaves) != len(keras_layers):
     flax_list = "\n".join(f"  {'/'.join(p)}: {_describe(v)}" for p, v in flax_leaves.items())
     keras_list = "\n".join(
@@ -191,6 +208,7 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
     produced.update({("params", *path, n): (np.asarray(v), "its configuration (Keras 3 does not save it)")
                      for n, v in constants[path].items()})
   for path, layer in _pair_layers(flax_leaves, keras_layers, match):
+    layer = named_for(layer, set(flax_leaves[path]))
     _, table = conversion_rule(layer, set(flax_leaves[path]))
     for keras_name, value in layer.weights.items():
       collection, flax_name = table[keras_name]
@@ -266,7 +284,10 @@ def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") 
   Args:
     module: any Flax module whose weighted layers follow Keras's layouts
       (every module of jaxcomponents does).
-    source: a live `keras.Model` or the path of a Keras legacy `.h5` file.
+    source: a live `keras.Model`, or the path of a Keras file: a legacy `.h5`
+      (weights or full model), a Keras 3 `.weights.h5` or a `.keras` archive
+      (these two pair layers by name or numbered name, as they do not record
+      the order of layers of different classes).
     sample_input: an input (or tuple of inputs) the module is called with.
     match: how Flax and Keras layers pair up: "name" (equal names),
       "numbered" (Keras's automatic names such as `conv2d_7`, by base name and
@@ -296,7 +317,8 @@ def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") 
     keras_layers = layers_from_model(source)
   else:
     raise ValueError(
-        f"source={source!r} is not allowed; expected a keras.Model or the path of a Keras legacy .h5 file."
+        f"source={source!r} is not allowed; expected a keras.Model or the path of a Keras .h5, .weights.h5 or "
+        f".keras file."
     )
   outputs: dict[Path, Any] = {}
   shapes, order = init_shapes(module, sample_input, outputs)

@@ -1,16 +1,25 @@
-"""Keras layers with weights, read from a live `keras.Model` or a legacy `.h5` file.
+"""Keras layers with weights, read from a live `keras.Model` or a Keras file.
 
-Both sources become the same list of `KerasLayer` records, one per layer that
-owns weights, in Keras's topological order. Layers that hold other layers'
-weights are expanded: a nested model into its layers, a `Bidirectional` into
-its forward and backward layers. No Keras import is needed to read a file.
+Every source becomes the same list of `KerasLayer` records, one per layer that
+owns weights. Layers that hold other layers' weights are expanded: a nested
+model into its layers, a `Bidirectional` into its forward and backward layers.
+No Keras import is needed to read a file:
+
+- legacy `.h5` (weights-only or full model, Keras 2 and 3 writers): layers in
+  Keras's topological order, weights by name;
+- Keras 3 `.weights.h5` and the `.keras` archive (its `model.weights.h5`):
+  layers by name, weights by position only (`KerasLayer.positional`), named
+  when they meet the Flax layer they go to (`name_positional_weights`). These
+  files do not record the order of layers of different classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,11 +46,14 @@ class KerasLayer:
       for the halves of `Bidirectional`).
     weights: short weight name (`kernel`, `gamma`, ...) -> value, in Keras's order.
     origin: where the weights came from, for error messages.
+    positional: the weights are keyed by position ("0", "1", ...), as Keras 3
+      files store them; `name_positional_weights` names them.
   """
 
   name: str
   weights: dict[str, np.ndarray]
   origin: str
+  positional: bool = False  # weights keyed "0", "1", ... in Keras's order (Keras 3 files)
 
 
 def short_weight_name(weight_name: str) -> str:
@@ -106,28 +118,93 @@ def _attribute_list(group, name: str) -> list[str]:
   return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
+_NUMBERED_KEY = re.compile(r"^(.*?)(?:_(\d+))?$")
+
+
+def _keras3_layers(root, origin: str) -> list[KerasLayer]:
+  """The weighted layers of a Keras 3 weights file: every `vars` group with arrays, named by its layer.
+
+  Groups are keyed by class (`dense`, `dense_1`, ...) in each class's creation
+  order; the layer's own name is the `name` attribute of its `vars` group (for
+  an RNN cell, its layer's).
+  """
+  import h5py
+
+  def key(name: str):
+    base, number = _NUMBERED_KEY.match(name).groups()
+    return base, -1 if number is None else int(number)
+
+  layers: list[KerasLayer] = []
+
+  def walk(group, owner: str):
+    own = group.get("vars")
+    name = owner
+    if isinstance(own, h5py.Group):
+      name = str(own.attrs.get("name", owner))
+      if name.endswith("_cell") and owner:
+        name = owner
+      arrays = sorted((k for k in own if isinstance(own[k], h5py.Dataset)), key=int)
+      if arrays:
+        layers.append(KerasLayer(name, {k: own[k][()] for k in arrays}, f"{origin}:{own.name}", positional=True))
+    for child in sorted((k for k in group if k != "vars" and isinstance(group[k], h5py.Group)), key=key):
+      walk(group[child], name)
+
+  walk(root, "")
+  return layers
+
+
+def _read_keras3_archive(path: str) -> list[KerasLayer]:
+  """The weighted layers of a `.keras` archive (its `model.weights.h5`)."""
+  import h5py
+
+  try:
+    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member:
+      with h5py.File(io.BytesIO(member.read()), "r") as f:
+        return _keras3_layers(f, path)
+  except (zipfile.BadZipFile, KeyError, OSError) as e:
+    raise ValueError(f"{path!r} is not a readable .keras archive with model.weights.h5 ({e}).") from e
+
+
+def name_positional_weights(layer: KerasLayer, table: dict[str, tuple[str, str]],
+                            targets: set[tuple[str, str]]) -> KerasLayer:
+  """A Keras 3 layer's positional weights named by `table` (Keras's order), keeping the names going to `targets`."""
+  if not layer.positional:
+    return layer
+  names = [name for name, target in table.items() if target in targets]
+  if len(names) != len(layer.weights):
+    raise ValueError(f"{layer.origin}: {len(layer.weights)} weights cannot be the Flax layer's "
+                     f"{len(names)} ({', '.join(names)}).")
+  values = [layer.weights[k] for k in sorted(layer.weights, key=int)]
+  return dataclasses.replace(layer, weights=dict(zip(names, values)), positional=False)
+
+
 def layers_from_h5(path: str | os.PathLike) -> list[KerasLayer]:
-  """Reads the weighted layers of a Keras legacy `.h5` weights or model file.
+  """Reads the weighted layers of a Keras `.h5` weights or model file (legacy or Keras 3) or a `.keras` archive.
 
   Raises:
     FileNotFoundError: if `path` does not exist.
-    ValueError: if the file is not a readable Keras legacy `.h5` file.
+    ValueError: if the file is not a readable Keras file.
   """
   import h5py
 
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"Keras weights file {path!r} does not exist.")
+  if zipfile.is_zipfile(path):
+    return _read_keras3_archive(path)
   try:
     handle = h5py.File(path, "r")
   except OSError as e:
     raise ValueError(f"{path!r} is not a readable HDF5 file ({e}); was it truncated or corrupted?") from e
   with handle as f:
+    if "layer_names" not in f.attrs and "model_weights" not in f and isinstance(f.get("layers"), h5py.Group):
+      return _keras3_layers(f, path)
     root = f["model_weights"] if "model_weights" in f else f
     layer_names = _attribute_list(root, "layer_names")
     if not layer_names:
       raise ValueError(
-          f"{path!r} is not a Keras legacy .h5 weights file: its root has no 'layer_names' attribute."
+          f"{path!r} is not a Keras .h5 weights file: its root has neither a 'layer_names' attribute (legacy) "
+          f"nor a 'layers' group (Keras 3)."
       )
     layers = []
     for layer_name in layer_names:

@@ -81,7 +81,9 @@ def _image(rng, dims: int):
     spatial = x.shape[1]
     kind = int(rng.integers(11))
     padding = str(rng.choice(["same", "valid"]))
-    if kind <= 2 or spatial < 4:
+    if dims == 1 and kind == 0:
+      x = conv(int(rng.integers(2, 5)), 3, padding="causal", dilation_rate=int(rng.choice([1, 2])))(x)
+    elif kind <= 2 or spatial < 4:
       strides = int(rng.choice([1, 2])) if spatial >= 6 else 1
       dilation = 1 if strides > 1 else int(rng.choice([1, 2]))
       groups = int(rng.choice([g for g in (1, 2) if x.shape[-1] % g == 0]))

@@ -502,6 +502,7 @@ def _fold(fn):
 
 LAYERS: dict[str, LayerRule] = {
     "InputLayer": LayerRule(_identity),
+    "Identity": LayerRule(_identity),
     "Dense": LayerRule(_dense, check=_known_activation(), creates_module=True),
     **{f"Conv{d}D": _conv("conv", d) for d in (1, 2, 3)},
     **{f"Conv{d}DTranspose": _conv("transpose", d) for d in (1, 2, 3)},

@@ -48,7 +48,7 @@ def _pointwise(rng, features: int, rank: int):
       lambda: L.PReLU(shared_axes=list(range(1, rank - 1)) or None),
       lambda: L.ELU(alpha=float(rng.uniform(0.5, 1.5))),
       lambda: L.Dropout(0.3),
-      lambda: L.Softmax(),
+      lambda: L.Softmax() if features > 1 else L.Activation("tanh"),  # a softmax over one channel is constant
       lambda: L.Rescaling(float(rng.uniform(0.5, 2.0)), offset=float(rng.uniform(-1, 1))),
   ]
   return choices[rng.integers(len(choices))]()

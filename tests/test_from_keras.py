@@ -120,7 +120,7 @@ def test_keras_applications(name, size):
   module, variables = from_keras(model)
   outputs = jax.jit(lambda v, x: module.apply(v, x, method=KerasGraph.layer_outputs))(variables, x)
   last_conv = [layer.name for layer in model.layers if isinstance(layer, L.Conv2D)][-1]
-  for name, reference in ((last_conv, keras.Model(model.inputs, model.get_layer(last_conv).output)(x)),
+  for name, reference in ((last_conv, keras.Model(model.input, model.get_layer(last_conv).output)(x)),
                           (model.layers[-1].name, model(x))):
     reference = np.asarray(reference)
     np.testing.assert_allclose(outputs[name], reference, rtol=1e-5, atol=1e-5 * float(np.abs(reference).max()))

@@ -66,7 +66,12 @@ def _functional(model):
   import keras  # pylint: disable=import-outside-toplevel
   if not getattr(model, "inputs", None):
     raise ValueError(f"the Sequential model {model.name!r} has no input shape; start it with keras.Input(shape).")
-  return keras.Model(model.inputs, model.outputs, name=model.name)
+  return keras.Model(_single(model.inputs), _single(model.outputs), name=model.name)
+
+
+def _single(tensors):
+  """One tensor alone, as Keras expects a single-input model's inputs, else the list."""
+  return tensors[0] if len(tensors) == 1 else tensors
 
 
 def _jsonable(value):
@@ -295,7 +300,7 @@ def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, 
     if isinstance(output, (list, tuple)):
       continue
     compared.append((layer, output))
-  probe = keras.Model(functional.inputs, [o for _, o in compared])
+  probe = keras.Model(_single(functional.inputs), [o for _, o in compared])
   theirs = probe.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
   theirs = _as_list(theirs) if len(compared) > 1 else [theirs]
   rows, first = [], None

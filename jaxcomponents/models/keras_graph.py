@@ -96,7 +96,7 @@ def _sequential(config: Mapping[str, Any]) -> Graph:
                      "keras.Input(shape) first.")
   for layer in layers:
     name = layer["config"]["name"]
-    nodes = () if previous is None else ((((previous,),), {}),)
+    nodes = () if previous is None else (((previous,), {}),)
     entries[name] = Entry(name, layer["class_name"], layer.get("module"), dict(layer["config"]), nodes)
     previous = Ref(name)
   return Graph(entries, (Ref(layers[0]["config"]["name"]),), (previous,))

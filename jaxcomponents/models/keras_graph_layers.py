@@ -207,6 +207,22 @@ def _prelu(config, name, options):
   return lambda x, train: layer(x)
 
 
+class LayerScale(nn.Module):
+  """ConvNeXt's `LayerScale`: `x * gamma`, one factor per channel (stored as `scale`, Keras's `gamma`)."""
+
+  projection_dim: int
+  init_values: float
+
+  @nn.compact
+  def __call__(self, x):
+    return x * self.param("scale", nn.initializers.constant(self.init_values), (self.projection_dim,))
+
+
+def _layer_scale(config, name, options):
+  layer = LayerScale(config["projection_dim"], config["init_values"], name=name)
+  return lambda x, train: layer(x)
+
+
 # Dropout.
 
 def _dropout(spatial: int):
@@ -523,6 +539,7 @@ LAYERS: dict[str, LayerRule] = {
     "LeakyReLU": LayerRule(lambda c, n, o: lambda x, train: jax.nn.leaky_relu(x, c.get("negative_slope", 0.3))),
     "ELU": LayerRule(lambda c, n, o: lambda x, train: jax.nn.elu(x, c.get("alpha", 1.0))),
     "PReLU": LayerRule(_prelu, creates_module=True),
+    "LayerScale": LayerRule(_layer_scale, creates_module=True),
     "Softmax": LayerRule(_softmax, kwargs=("mask",)),
     "Flatten": LayerRule(_flatten, check=_channels_last),
     "Reshape": LayerRule(_reshape),

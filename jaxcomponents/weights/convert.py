@@ -53,6 +53,8 @@ CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
     ("LayerNormalization with scale=False", "beta", {"beta": ("params", "bias")}),
     ("Embedding", "embeddings", {"embeddings": ("params", "embeddings")}),
     ("PReLU", "alpha", {"alpha": ("params", "alpha")}),
+    ("LayerScale (ConvNeXt; Keras leaves its one weight unnamed: `variable`)", "variable",
+     {"variable": ("params", "scale")}),
     ("Snake (keras-unet-collection)", "beta_factor", {"beta_factor": ("params", "beta_factor")}),
 )
 

@@ -34,6 +34,7 @@ _OLD_WEIGHT_NAMES = {
     "running_mean": "moving_mean", "running_std": "moving_variance",
     "moving_mean": "moving_mean", "moving_variance": "moving_variance",
 }
+_UNNAMED = re.compile(r"^variable(_\d+)?$")
 _OLD_NAME = re.compile(r"^.*?_(%s)(_\d+)?$" % "|".join(sorted(_OLD_WEIGHT_NAMES, key=len, reverse=True)))
 
 
@@ -62,10 +63,14 @@ def short_weight_name(weight_name: str) -> str:
   Example:
     >>> short_weight_name("block1_conv1/block1_conv1_W_1:0")
     'kernel'
+    >>> short_weight_name("layer_scale/variable_3")  # Keras 3 numbers the weights it names for you
+    'variable'
   """
   leaf = weight_name.split("/")[-1].split(":")[0]
   if leaf in KNOWN_WEIGHT_NAMES:
     return leaf
+  if _UNNAMED.match(leaf):
+    return "variable"
   match = _OLD_NAME.match(leaf)
   if match:
     return _OLD_WEIGHT_NAMES[match.group(1)]

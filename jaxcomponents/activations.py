@@ -2,7 +2,10 @@
 
 The functions compute what `keras.activations.<name>` computes, with Keras's
 defaults where they differ from JAX's (exact GELU, Keras 3's hard sigmoid,
-leaky ReLU slope 0.2).
+leaky ReLU slope 0.2). keras-unet-collection's spellings (Keras 2 layer
+classes: "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "Sigmoid") are aliases
+with that library's mathematics, which differs for "GELU" (tanh approximation)
+and "LeakyReLU" (slope 0.3); the U-Net uses them.
 
 Example:
   >>> import jax.numpy as jnp
@@ -62,6 +65,16 @@ def tanh_shrink(x: jax.Array) -> jax.Array:
   return x - jnp.tanh(x)
 
 
+def gelu_tanh(x: jax.Array) -> jax.Array:
+  """keras-unet-collection's `GELU`: the tanh approximation."""
+  return 0.5 * x * (1.0 + jnp.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
+
+
+def leaky_relu_layer(x: jax.Array) -> jax.Array:
+  """Keras's `LeakyReLU()` layer: slope 0.3 (the function `leaky_relu` has 0.2)."""
+  return jax.nn.leaky_relu(x, negative_slope=0.3)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "linear": linear,
     "relu": jax.nn.relu,
@@ -88,6 +101,15 @@ ACTIVATIONS: dict[str, Activation] = {
     "log_sigmoid": jax.nn.log_sigmoid,
     "tanh_shrink": tanh_shrink,
 }
+
+# keras-unet-collection's spellings: Keras 2 layer classes with their layer defaults, where the mathematics can
+# differ from the function of the same lower-case name ("GELU" is the tanh approximation, "LeakyReLU" slope 0.3).
+# The U-Net takes these, so that it computes what keras-unet-collection computes.
+KERAS_UNET_COLLECTION_ALIASES: dict[str, Activation] = {
+    "ReLU": jax.nn.relu, "LeakyReLU": leaky_relu_layer, "ELU": jax.nn.elu, "GELU": gelu_tanh,
+    "Softmax": softmax, "Sigmoid": jax.nn.sigmoid,
+}
+ACTIVATIONS.update(KERAS_UNET_COLLECTION_ALIASES)
 
 
 def get(name: str | Activation | None, param: str = "activation") -> Activation:

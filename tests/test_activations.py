@@ -8,7 +8,7 @@ from jaxcomponents import activations
 from tests.helpers import assert_close
 
 
-@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(set(activations.ACTIVATIONS) - set(activations.KERAS_UNET_COLLECTION_ALIASES)))
 def test_matches_keras(name):
   x = np.linspace(-6.0, 6.0, 49, dtype=np.float32).reshape(7, 7)
   expected = np.asarray(keras.activations.get(name)(x))
@@ -24,3 +24,22 @@ def test_none_is_linear_and_callables_pass_through():
 def test_unknown_name_lists_allowed_values():
   with pytest.raises(ValueError, match=r"activation='ReLu' is not allowed; expected one of .*'relu'"):
     activations.get("ReLu")
+
+
+KERAS_UNET_COLLECTION_REFERENCES = {  # the Keras layer (or function) each keras-unet-collection spelling is
+    "ReLU": lambda x: keras.layers.ReLU()(x), "LeakyReLU": lambda x: keras.layers.LeakyReLU()(x),
+    "ELU": lambda x: keras.layers.ELU()(x), "Softmax": lambda x: keras.layers.Softmax()(x),
+    "Sigmoid": keras.activations.sigmoid, "GELU": lambda x: keras.activations.gelu(x, approximate=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(activations.KERAS_UNET_COLLECTION_ALIASES))
+def test_keras_unet_collection_spellings_match_their_keras_layers(name):
+  x = np.linspace(-6.0, 6.0, 49, dtype=np.float32).reshape(7, 7)
+  assert_close(activations.get(name)(x), np.asarray(KERAS_UNET_COLLECTION_REFERENCES[name](x)), tol=1e-6)
+
+
+def test_the_spellings_that_differ_from_the_functions():
+  x = np.linspace(-3.0, 3.0, 13, dtype=np.float32)
+  assert not np.allclose(activations.get("GELU")(x), activations.get("gelu")(x), atol=1e-6)  # tanh vs exact
+  assert not np.allclose(activations.get("LeakyReLU")(x), activations.get("leaky_relu")(x))  # slope 0.3 vs 0.2

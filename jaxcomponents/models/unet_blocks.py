@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.conv_core import Conv, ConvTranspose
 from jaxcomponents.layers.normalization import BatchNorm
@@ -41,26 +42,6 @@ POOLS = (True, False, "max", "ave")
 UNPOOLS = (True, False, "bilinear", "nearest")
 
 glorot_uniform = nn.initializers.glorot_uniform()
-
-
-def gelu(x: jax.Array) -> jax.Array:
-  """keras-unet-collection's GELU: the tanh approximation."""
-  return 0.5 * x * (1.0 + jnp.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
-
-
-def leaky_relu(x: jax.Array) -> jax.Array:
-  """Keras's `LeakyReLU()` layer: slope 0.3."""
-  return jax.nn.leaky_relu(x, negative_slope=0.3)
-
-
-def softmax(x: jax.Array) -> jax.Array:
-  return jax.nn.softmax(x, axis=-1)
-
-
-_FUNCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "ReLU": jax.nn.relu, "LeakyReLU": leaky_relu, "ELU": jax.nn.elu, "GELU": gelu, "Softmax": softmax,
-    "Sigmoid": jax.nn.sigmoid,
-}
 
 
 class PReLU(DtypeFields):
@@ -137,7 +118,7 @@ def activation_layer(name: str | None, layer_name: str, **dtypes) -> Callable[[j
     return PReLU(name=layer_name, **dtypes)
   if name == "Snake":
     return Snake(name=layer_name, **dtypes)
-  return _FUNCTIONS[name]
+  return activations.ACTIVATIONS[name]  # its spellings: `activations.KERAS_UNET_COLLECTION_ALIASES`
 
 
 def check_pool(pool) -> str:

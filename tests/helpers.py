@@ -15,11 +15,12 @@ def assert_close(actual, expected, tol: float = 1e-4) -> None:
 
 
 def randomize_keras(model, seed: int = 0, scale: float = 0.5) -> None:
-  """Gives every Keras weight a random value; variances (moving_variance) stay positive."""
+  """Gives every Keras weight a random value; variances (moving_variance, Normalization's variance) stay
+  positive."""
   rng = np.random.default_rng(seed)
   for w in model.weights:
     shape = tuple(w.shape)
-    if w.path.endswith("moving_variance"):
+    if w.path.endswith("variance"):
       value = rng.uniform(0.5, 1.5, shape)
     else:
       value = rng.normal(0.0, scale, shape)
@@ -66,27 +67,29 @@ _OLD_NAMES = {"kernel": "W", "bias": "b", "gamma": "gamma", "beta": "beta", "mov
               "moving_variance": "running_std"}
 
 
-def write_keras2_h5(path, model, flat_names: bool = False) -> None:
+def write_keras2_h5(path, model, flat_names: bool = False, keras2_names=None) -> None:
   """Writes `model`'s weights in the Keras 2 layout: groups `layer/layer/kernel:0`.
 
-  With `flat_names`, the 2016 layout of the VGG16 files instead: `layer/layer_W_1:0`.
+  With `flat_names`, the 2016 layout of the VGG16 files instead: `layer/layer_W_1:0`. `keras2_names` renames
+  layers as Keras 2 named them (DenseNet's `conv1_conv` was `conv1/conv`, a nested group in the file).
   """
   import h5py
 
   layers = [layer for layer in model.layers if layer.weights]
+  name_of = lambda layer: (keras2_names or {}).get(layer.name, layer.name)
   with h5py.File(path, "w") as f:
-    f.attrs["layer_names"] = np.array([layer.name.encode() for layer in model.layers])
+    f.attrs["layer_names"] = np.array([name_of(layer).encode() for layer in model.layers])
     f.attrs["keras_version"] = b"2.2.4"
     f.attrs["backend"] = b"tensorflow"
     for layer in model.layers:
-      group = f.create_group(layer.name)
+      group = f.create_group(name_of(layer))
       names = []
       if layer in layers:
         for w in list(layer.trainable_weights) + list(layer.non_trainable_weights):
           short = w.path.split("/")[-1]
           if type(layer).__name__.startswith("DepthwiseConv") and short == "kernel":
             short = "depthwise_kernel"  # Keras 2's name; Keras 3 calls it `kernel`
-          name = f"{layer.name}_{_OLD_NAMES[short]}_1:0" if flat_names else f"{layer.name}/{short}:0"
+          name = f"{layer.name}_{_OLD_NAMES[short]}_1:0" if flat_names else f"{name_of(layer)}/{short}:0"
           group.create_dataset(name, data=np.asarray(w))
           names.append(name.encode())
       group.attrs["weight_names"] = np.array(names, dtype="S")

@@ -15,7 +15,6 @@ from jax import lax
 from jaxcomponents.layers import BatchNorm, Convolution, Dense, Recurrent
 from jaxcomponents.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from jaxcomponents.models import VGG16, BackboneClassifier, InceptionV3, MobileNetV2, ResNet50, UNet, unet_2d
-from jaxcomponents.models.unet_backbones import BackboneEncoder
 from jaxcomponents.models.unet_blocks import AttentionGate, ConvOutput, ConvStack, DecodeLayer, EncodeLayer
 from jaxcomponents.ops import native
 from jaxcomponents.training import TrainState, make_train_step
@@ -86,7 +85,8 @@ LAYERS = [
     ("attention", lambda **o: AttentionGate(2, attention="multiply", **o),
      (jnp.ones((1, 8, 8, 3)), jnp.ones((1, 8, 8, 4)))),
     ("output", lambda **o: ConvOutput(2, **o), (jnp.ones((1, 8, 8, 3)),)),
-    ("encoder", lambda **o: BackboneEncoder("VGG16", taps=2, **o), (jnp.ones((1, 32, 32, 3)),)),
+    ("encoder", lambda **o: VGG16(include_top=False, taps=("block1_conv2", "block2_conv2"), **o),
+     (jnp.ones((1, 32, 32, 3)),)),
 ]
 
 

@@ -17,9 +17,8 @@ import optax
 import pytest
 
 from jaxcomponents.models import unet as unet_lib
-from jaxcomponents.models import InceptionV3, MobileNetV2, ResNet50, VGG16
+from jaxcomponents.models import MobileNetV2, backbones
 from jaxcomponents.models.unet import UNet, att_unet_2d, frozen_patterns, init_unet, unet_2d
-from jaxcomponents.models.unet_backbones import BACKBONE_TAPS, BackboneEncoder
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close
 
@@ -30,7 +29,8 @@ REFERENCES = (
     "unet_d3_defaults", "unet_d4_ave_nearest_bn_stack1", "unet_d3_strided_transpose_bn", "unet_d3_strided_transpose",
     "unet_d4_max_bilinear_snake", "unet_d3_prelu_softmax", "attunet_d3_defaults",
     "attunet_d4_multiply_prelu_strided", "attunet_d3_add_gelu_ave_nearest", "attunet_d3_multiply_elu_snake_out",
-    "unet_vgg16_d3", "unet_resnet50_d3", "attunet_resnet50_d4",
+    "unet_vgg16_d3", "unet_resnet50_d3", "attunet_resnet50_d4", "unet_vgg19_d3", "unet_resnet50v2_d4",
+    "attunet_densenet121_d4", "unet_efficientnetb0_d4",
 )
 
 
@@ -59,7 +59,8 @@ def test_references_cover_every_variant():
   assert seen("batch_norm", False) == {"true", "false"}
   assert seen("stack_num_down", 2) == seen("stack_num_up", 2) == {"1", "2"}
   assert {len(c["kwargs"]["filter_num"]) for c in configs} == {3, 4}
-  assert seen("backbone", None) == {"null", '"VGG16"', '"ResNet50"'}
+  assert seen("backbone", None) == {"null", '"VGG16"', '"ResNet50"', '"VGG19"', '"ResNet50V2"', '"DenseNet121"',
+                                    '"EfficientNetB0"'}
   assert seen("activation", "ReLU") >= {f'"{a}"' for a in ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake")}
   assert seen("output_activation", "Softmax") >= {'"Softmax"', '"Sigmoid"', "null", '"PReLU"', '"Snake"'}
 
@@ -79,24 +80,29 @@ def test_product_parameter_names_build_the_same_model():
 
 
 @pytest.mark.parametrize("backbone, size, depth", [("VGG16", 32, 3), ("ResNet50", 32, 4), ("MobileNetV2", 32, 4),
-                                                   ("MobileNetV2", 32, 6), ("InceptionV3", 75, 4)])
+                                                   ("MobileNetV2", 32, 6), ("InceptionV3", 75, 4),
+                                                   ("ResNet50V2", 32, 3), ("VGG19", 32, 5)])
 def test_encoder_is_the_backbone_cut_after_its_last_tap(backbone, size, depth):
-  """The encoder's layers are the full backbone's (names, shapes), its taps the backbone's features."""
+  """The U-Net's encoder is its backbone's module with taps: the full backbone's layers (names, shapes) up to the
+  deepest tap, and the tap outputs the full backbone's layers give."""
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-  full = {"VGG16": VGG16, "ResNet50": ResNet50, "MobileNetV2": MobileNetV2, "InceptionV3": InceptionV3}[backbone](
-      include_top=False)
+  record = backbones.get(backbone)
+  full = record.module(include_top=False, taps=record.unet_taps)
   full_vars = jax.eval_shape(full.init, jax.random.key(0), x)
-  features = jax.eval_shape(lambda v, x: full.apply(v, x, return_features=True)[1], full_vars, x)
-  taps = min(depth if backbone == "VGG16" else depth - 1, 5)
-  encoder = BackboneEncoder(backbone, taps)
-  shapes = jax.eval_shape(encoder.init, jax.random.key(0), x)
-  for collection, tree in shapes.items():
+  features = dict(zip(record.unet_taps, jax.eval_shape(full.apply, full_vars, x)))
+  model = unet_2d((size, size, 3), [2] * depth, 2, backbone=backbone, weights=None)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+  encoder_shapes = {c: tree[f"{backbone}_backbone"] for c, tree in shapes.items() if f"{backbone}_backbone" in tree}
+  for collection, tree in encoder_shapes.items():
     for layer, leaf in tree.items():
       assert jax.tree.map(lambda a: a.shape, dict(leaf)) == jax.tree.map(lambda a: a.shape,
                                                                         dict(full_vars[collection][layer]))
-  outputs = jax.eval_shape(encoder.apply, shapes, x)
-  assert [o.shape for o in outputs] == [features[n].shape for n in BACKBONE_TAPS[backbone][:taps]]
-  assert (len(shapes["params"]) < len(full_vars["params"])) == (taps < 5)
+  taps = record.unet_tap_count(depth)
+  assert taps == min(depth if backbone.startswith("VGG") else depth - 1, 5)  # keras-unet-collection's rule
+  encoder = record.module(include_top=False, taps=record.unet_taps[:taps])
+  outputs = jax.eval_shape(encoder.apply, {c: encoder_shapes[c] for c in encoder_shapes}, x)
+  assert [o.shape for o in outputs] == [features[n].shape for n in record.unet_taps[:taps]]
+  assert (len(encoder_shapes["params"]) < len(full_vars["params"])) == (taps < 5)
 
 
 @pytest.mark.parametrize("backbone, size", [("MobileNetV2", 64), ("InceptionV3", 96)])
@@ -113,7 +119,8 @@ def test_init_unet_loads_imagenet_and_keras_files(tmp_path, monkeypatch):
 
   x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 32, 32, 3)), jnp.float32)
   # A Keras-named file with more layers than the U-Net's encoder needs (loading pairs layers by name).
-  bigger = BackboneEncoder("MobileNetV2", 3)
+  taps = backbones.get("MobileNetV2").unet_taps
+  bigger = MobileNetV2(include_top=False, taps=taps[:3])
   rng = np.random.default_rng(3)
   file_vars = jax.tree.map(lambda s: jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype),
                            jax.eval_shape(bigger.init, jax.random.key(3), x))
@@ -131,7 +138,7 @@ def test_init_unet_loads_imagenet_and_keras_files(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="224") if weights == "imagenet" else contextlib.nullcontext():
       variables = init_unet(model, x)
     encoder_vars = {c: v["MobileNetV2_backbone"] for c, v in variables.items()}
-    assert sorted(encoder_vars["params"]) == sorted(jax.eval_shape(BackboneEncoder("MobileNetV2", 2).init,
+    assert sorted(encoder_vars["params"]) == sorted(jax.eval_shape(MobileNetV2(include_top=False, taps=taps[:2]).init,
                                                                    jax.random.key(0), x)["params"])
     for c, tree in encoder_vars.items():
       for layer, leaf in tree.items():
@@ -139,7 +146,7 @@ def test_init_unet_loads_imagenet_and_keras_files(tmp_path, monkeypatch):
           np.testing.assert_array_equal(v, file_vars[c][layer][k])
   assert requested == [hub.imagenet_weights_file("mobilenet_v2", False, alpha=1.0, size=224).fname]
   # The encoder cut inside block 3 (at its expand ReLU6) computes what the longer encoder computes there.
-  short = jax.jit(BackboneEncoder("MobileNetV2", 2).apply)(encoder_vars, x)
+  short = jax.jit(MobileNetV2(include_top=False, taps=taps[:2]).apply)(encoder_vars, x)
   long = jax.jit(bigger.apply)(file_vars, x)
   for a, b in zip(short, long[:2]):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
@@ -219,7 +226,7 @@ def test_segmentation_training_raises_iou_above_chance():
     (dict(output_activation="softmax"), r"output_activation='softmax'.*'Sigmoid'"),
     (dict(pool="min"), r"pool='min'.*'ave'"),
     (dict(unpool="bicubic"), r"unpool='bicubic'.*'nearest'"),
-    (dict(backbone="ResNet101"), r"backbone='ResNet101'.*'MobileNetV2'"),
+    (dict(backbone="ResNet18"), r"backbone='ResNet18'.*'VGG19'.*'MobileNetV2'"),
     (dict(input_size=(30, 32, 3)), r"height 30 is not divisible by 2\*\*\(depth - 1\) = 4"),
     (dict(input_size=(16, 16, 3), backbone="VGG16", weights=None), r"smaller than its minimum 32"),
     (dict(input_size=(32, 32, 1), backbone="ResNet50"), r"ImageNet weights need 3 channels"),

@@ -1,15 +1,29 @@
-"""Backbones with Keras's architectures and layer names, and the U-Net."""
+"""Backbones with Keras's architectures and layer names, and the U-Net.
 
+`backbones` is the registry: `backbones.get("ResNet50")` is the backbone's record (its module, ImageNet size,
+preprocessing, weight files and U-Net taps).
+"""
+
+from jaxcomponents.models import backbones
 from jaxcomponents.models.classifier import BackboneClassifier
+from jaxcomponents.models.common import Backbone, BackboneRecord
+from jaxcomponents.models.densenet import DenseNet121, DenseNet169, DenseNet201
+from jaxcomponents.models.efficientnet import (EfficientNetB0, EfficientNetB1, EfficientNetB2, EfficientNetB3,
+                                               EfficientNetB4, EfficientNetB5, EfficientNetB6, EfficientNetB7)
 from jaxcomponents.models.inception_v3 import INCEPTION_V3_FEATURES, InceptionV3
 from jaxcomponents.models.keras_graph import KerasGraph
+from jaxcomponents.models.mobilenet import MobileNet
 from jaxcomponents.models.mobilenet_v2 import MOBILENET_V2_FEATURES, MobileNetV2
-from jaxcomponents.models.resnet import RESNET50_FEATURES, ResNet50
+from jaxcomponents.models.resnet import (RESNET50_FEATURES, ResNet50, ResNet50V2, ResNet101, ResNet101V2, ResNet152,
+                                         ResNet152V2)
 from jaxcomponents.models.unet import UNet, att_unet_2d, init_unet, unet_2d
-from jaxcomponents.models.vgg import VGG16, VGG16_FEATURES
+from jaxcomponents.models.vgg import VGG16, VGG16_FEATURES, VGG19
 
 __all__ = [
-    "BackboneClassifier", "INCEPTION_V3_FEATURES", "InceptionV3", "KerasGraph", "MOBILENET_V2_FEATURES", "MobileNetV2",
-    "RESNET50_FEATURES", "ResNet50",
-    "UNet", "VGG16", "VGG16_FEATURES", "att_unet_2d", "init_unet", "unet_2d",
+    "Backbone", "BackboneClassifier", "BackboneRecord", "DenseNet121", "DenseNet169", "DenseNet201",
+    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4", "EfficientNetB5",
+    "EfficientNetB6", "EfficientNetB7", "INCEPTION_V3_FEATURES", "InceptionV3", "KerasGraph",
+    "MOBILENET_V2_FEATURES", "MobileNet", "MobileNetV2", "RESNET50_FEATURES", "ResNet101", "ResNet101V2", "ResNet152",
+    "ResNet152V2", "ResNet50", "ResNet50V2", "UNet", "VGG16", "VGG16_FEATURES", "VGG19", "att_unet_2d", "backbones",
+    "init_unet", "unet_2d",
 ]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import max_pool
-from jaxcomponents.models.common import Backbone, batch_norm_mode, classifier_top
+from jaxcomponents.models.common import Backbone, BackboneRecord, batch_norm_mode, classifier_top, top_and_no_top
 from jaxcomponents.models.graph import LayerGraph
 
 INCEPTION_V3_FEATURES = ("activation", "activation_1", "activation_2", "activation_3", "activation_4",
@@ -107,7 +107,8 @@ class InceptionV3(Backbone):
   pair by name, by number (any session, Keras 2 files) or by order.
 
   Takes the arguments of `Backbone` (Keras's, and `dtype`, `param_dtype`, `precision`), called as
-  `model(x, train, return_features)`.
+  `model(x, train, return_features)`. Tap points: every `activation_{k}` (a fresh
+  session's numbering), `mixed0` ... `mixed10`, `mixed9_0` and `mixed9_1`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -119,14 +120,28 @@ class InceptionV3(Backbone):
   """
 
   min_size: ClassVar[int] = 75
+  features: ClassVar[tuple[str, ...]] = INCEPTION_V3_FEATURES
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
+    taps = self.start_taps()
     builder = _Builder(functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train),
                                          **self.dtype_options),
                        functools.partial(Conv, **self.precision_options))
     output = _inception_v3(builder)
+    if taps.cut:  # only the layers the taps need, as Keras keeps them in a model cut at these outputs
+      taps.check_complete(builder.named)
+      output = builder.graph.add(lambda *values: values, *(builder.named[name] for name in taps.wanted))
     values = builder.graph.run(x, output)
-    features = {name: values[builder.named[name]] for name in INCEPTION_V3_FEATURES}
-    return self.outputs(classifier_top(self, values[output]), features, return_features)
+    for name in taps.wanted:
+      taps(name, values[builder.named[name]])
+    if taps.cut:
+      return self.tapped(taps)
+    return self.outputs(classifier_top(self, values[output]), taps, return_features)
+
+
+RECORDS = (BackboneRecord(InceptionV3, 299, "tf", top_and_no_top(
+    "inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels", "9a0d58056eeedaa3f26cb7ebd46da564",
+    "bcbd6486424b2319ff4ef7d526e38f63"), unet_taps=("activation_2", "activation_4", "mixed2", "mixed7", "mixed10"),
+                           unet_taps_source="jaxcomponents", top1=0.779, halving_taps=False),)

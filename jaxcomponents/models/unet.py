@@ -17,10 +17,19 @@ level pool (`pool`) -> conv stack. Decoder level `{name}_up{i}`: unpool
 (`unpool`) -> [U-Net: conv stack of 1 | attention U-Net: attention gate on
 the skip, F_int = filters // 2] -> concatenate (decoded first) -> conv stack of
 `stack_num_up`. Head: Conv 1x1 (`n_labels`) -> `output_activation`. Convs have
-a bias only without batch norm (the transposed conv always has one). With a
-backbone, its taps replace the encoder (see `unet_backbones`); missing deeper
-levels get encoder blocks, missing shallower levels decoder blocks without
-concatenation.
+a bias only without batch norm (the transposed conv always has one).
+
+Backbones: with `backbone`, the encoder is that backbone itself, built with
+`include_top=False` and cut at its U-Net taps (`models.backbones.get(name).unet_taps`,
+keras-unet-collection's layers where it has the backbone), as
+keras-unet-collection nests it: a submodule `{backbone}_backbone` holding only
+the layers the taps need, under Keras's layer names. A backbone whose first
+tap is at full resolution (VGG) gives `depth` taps, the others `depth - 1`,
+the decoder's last level then having no skip; missing deeper levels get
+encoder blocks, missing shallower levels decoder blocks without concatenation.
+Where a backbone's taps are not exact halvings (InceptionV3's 'valid'
+convolutions: 224 gives 109, 52, 25, 12, 5) the U-Net resizes each decoded
+map to its skip's size (bilinear) and the last one to the input size.
 
 Freezing: `freeze_backbone` stops the gradient of the backbone's convolutions,
 `freeze_batch_norm` that of its batch-norm layers and keeps them in inference
@@ -33,16 +42,15 @@ weight decay also exclude them from the optimizer:
 `training.freeze(tx, frozen_patterns(model, params))`.
 
 Pretrained backbone weights: modules do no I/O, so `init_unet(model, x)`
-initialises and then loads `model.weights` ("imagenet": Keras's no-top file,
-or a Keras `.h5` path) into the backbone.
+initialises and then loads `model.weights` ("imagenet": Keras's no-top file
+through `weights.load_imagenet`, or a Keras `.h5` path) into the backbone.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -52,8 +60,8 @@ import numpy as np
 
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.models.unet_backbones import (BACKBONES, IMAGENET_FILES, MIN_SIZES, BackboneEncoder,
-                                                 frozen_encoder, tap_count)
+from jaxcomponents.models import backbones
+from jaxcomponents.models.common import Backbone
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, AttentionGate, ConvOutput, ConvStack,
                                               DecodeLayer, EncodeLayer, check_activation, check_attention, check_pool,
                                               check_unpool)
@@ -98,8 +106,8 @@ def check_config(model: "UNet") -> None:
       raise ValueError(f"filter_num={list(filter_num)} is not allowed with attention: the gate has filters // 2 "
                        "channels, so every level but the deepest needs at least 2 filters.")
   if model.backbone is not None:
-    check_choice("backbone", model.backbone, (None, *BACKBONES))
-    if model.backbone != "VGG16" and len(filter_num) < 2:
+    check_choice("backbone", model.backbone, (None, *backbones.NAMES))
+    if not backbones.get(model.backbone).full_resolution_first_tap and len(filter_num) < 2:
       raise ValueError(f"filter_num={list(filter_num)} is not allowed with backbone={model.backbone!r}: its first "
                        "tap is at half resolution, so the U-Net needs at least 2 levels.")
   _check_weights(model.weights)
@@ -116,14 +124,15 @@ def check_input_size(model: "UNet", input_size: Sequence[int | None]) -> None:
     raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels).")
   depth = len(model.filter_num)
   factor = 2 ** (depth - 1)
+  record = None if model.backbone is None else backbones.get(model.backbone)
   for axis, n in zip(("height", "width"), input_size[:2]):
     if n is None:
       continue
     check_positive_int("input_size", n)
-    if model.backbone is not None and n < MIN_SIZES[model.backbone]:
+    if record is not None and n < record.min_size:
       raise ValueError(f"input_size={input_size} is not allowed with backbone={model.backbone!r}: {axis} {n} is "
-                       f"smaller than its minimum {MIN_SIZES[model.backbone]}.")
-    if model.backbone != "InceptionV3" and n % factor:
+                       f"smaller than its minimum {record.min_size}.")
+    if (record is None or record.halving_taps) and n % factor:
       raise ValueError(f"input_size={input_size} is not allowed: {axis} {n} is not divisible by 2**(depth - 1) = "
                        f"{factor} (depth = len(filter_num) = {depth}).")
   channels = input_size[2]
@@ -159,7 +168,7 @@ class UNet(PrecisionFields):
     attention: the attention U-Net (attention gates on the skips).
     attention_type: "add" / "additive" or "multiply" / "multiplicative".
     attention_activation: the gate's activation, a name as for `activation`.
-    backbone: None, "VGG16", "ResNet50", "MobileNetV2" or "InceptionV3".
+    backbone: None or a backbone's name (`models.backbones.NAMES`: "VGG16", "ResNet50", "DenseNet121", ...).
     weights: the backbone's weights for `init_unet`: "imagenet", None or a Keras `.h5` path.
     freeze_backbone: no gradient for the backbone's convolutions.
     freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
@@ -223,11 +232,11 @@ class UNet(PrecisionFields):
         x = self._left(x, f, f"{p}_down{i + 1}", train)
         skips.append(x)
     else:
-      encoder_cls = frozen_encoder(self.freeze_backbone, self.freeze_batch_norm, self.is_initializing())
-      encoder = encoder_cls(self.backbone, tap_count(self.backbone, depth), self.freeze_batch_norm,
-                            name=f"{self.backbone}_backbone", **options)
-      skips = list(encoder(x, train))
-      depth_encode = len(skips) + (0 if self.backbone == "VGG16" else 1)
+      record = backbones.get(self.backbone)
+      encoder_cls = frozen_backbone(record.module, self.freeze_backbone, self.freeze_batch_norm,
+                                    self.is_initializing())
+      skips = list(encoder_cls(**backbone_arguments(self), name=backbone_path(self), **options)(x, train))
+      depth_encode = len(skips) + (0 if record.full_resolution_first_tap else 1)
       x = skips[-1]
       for level in range(depth_encode, depth):
         x = self._left(x, filter_num[level], f"{p}_down{level + 1}", train)
@@ -239,7 +248,7 @@ class UNet(PrecisionFields):
       x = self._right(x, skip, filter_decode[i], f"{p}_up{i}", train)
     for i in range(len(decode), depth - 1):
       x = self._right(x, None, filter_decode[i], f"{p}_up{i}", train)
-    x = _resize_to(x, input_hw)  # only InceptionV3's taps are not exact halvings
+    x = _resize_to(x, input_hw)  # only where a backbone's taps are not exact halvings
     return ConvOutput(self.n_labels, activation=self.output_activation, name=f"{p}_output", **options)(x)
 
   def _left(self, x, channel, name, train):
@@ -339,12 +348,21 @@ def backbone_path(model: UNet) -> str:
   return f"{model.backbone}_backbone"
 
 
+def backbone_arguments(model: UNet) -> dict[str, Any]:
+  """The arguments of the U-Net's encoder: its backbone without the top, cut at the taps the U-Net's depth takes."""
+  record = backbones.get(model.backbone)
+  taps = record.unet_taps[:record.unet_tap_count(len(model.filter_num))]
+  return {"include_top": False, "freeze_batch_norm": model.freeze_batch_norm, "taps": taps,
+          **record.weights_arguments(model.weights)}
+
+
 def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: bool = True,
               progress: bool = True) -> dict[str, Any]:
   """Initialises `model` and loads its backbone's `weights` ("imagenet" or a Keras `.h5` path).
 
-  ImageNet weights are Keras's no-top files (fetched and verified by
-  `jaxcomponents.weights.hub`; MobileNetV2's by input size, as Keras picks it).
+  ImageNet weights are Keras's no-top files, through `weights.load_imagenet`
+  (fetched and verified by `jaxcomponents.weights.hub`; MobileNetV2's by input
+  size, as Keras picks it).
 
   Raises:
     ValueError: ImageNet weights with an input that does not have 3 channels.
@@ -356,30 +374,46 @@ def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: 
     >>> sorted(init_unet(model, jnp.zeros((1, 32, 32, 3))))
     ['params']
   """
-  from jaxcomponents.weights import graft, hub, load_keras
+  from jaxcomponents.weights import graft, load_imagenet, load_keras
 
   sample_input = jnp.asarray(sample_input)
   variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
   if model.backbone is None or model.weights is None:
     return variables
   check_input_size(model, sample_input.shape[1:])
+  encoder = backbones.get(model.backbone).module(**backbone_arguments(model), **model.precision_options)
   if model.weights == "imagenet":
-    name, options = IMAGENET_FILES[model.backbone], {}
-    if name == "mobilenet_v2":
-      rows, cols = sample_input.shape[1:3]
-      size = rows if rows == cols and rows in hub.MOBILENET_V2_SIZES else 224
-      if size != rows or rows != cols:
-        warnings.warn(f"input size {rows}x{cols} has no MobileNetV2 ImageNet file; loading the 224 x 224 weights, "
-                      "as Keras does.", stacklevel=2)
-      options = {"alpha": 1.0, "size": size}
-    path = hub.fetch(hub.imagenet_weights_file(name, False, **options), download=download, progress=progress)
+    pretrained = load_imagenet(encoder, sample_input.shape[1:], download=download, progress=progress)
   else:
-    path = os.fspath(model.weights)
-  depth = len(model.filter_num)
-  encoder = BackboneEncoder(model.backbone, tap_count(model.backbone, depth), model.freeze_batch_norm,
-                            **model.precision_options)
-  pretrained = load_keras(encoder, path, sample_input[:1], match="name")
+    pretrained = load_keras(encoder, os.fspath(model.weights), sample_input[:1], match="name")
   return graft(variables, backbone_path(model), pretrained)
+
+
+def _is_batch_norm(leaf: Mapping[str, Any]) -> bool:
+  """A layer's parameters are batch norm's when none of them is a kernel."""
+  return not any(name.endswith("kernel") for name in leaf)
+
+
+def freeze_params(params: Mapping[str, Any], *, convolutions: bool, batch_norm: bool) -> dict[str, Any]:
+  """Stops the gradient of the convolution and/or batch-norm layers in a `{layer: {weight: array}}` tree."""
+  out = {}
+  for name, leaf in params.items():
+    frozen = batch_norm if _is_batch_norm(leaf) else convolutions
+    out[name] = jax.tree.map(jax.lax.stop_gradient, dict(leaf)) if frozen else leaf
+  return out
+
+
+def frozen_backbone(module: type[Backbone], freeze_backbone: bool, freeze_batch_norm: bool, initializing: bool):
+  """The backbone class whose layers get no gradient: convolutions if `freeze_backbone`, batch norm if
+  `freeze_batch_norm`. `initializing`: the parent's `is_initializing()`."""
+  if not (freeze_backbone or freeze_batch_norm):
+    return module
+
+  def trans_in(variables):
+    return {**variables, "params": freeze_params(variables.get("params", {}), convolutions=freeze_backbone,
+                                                 batch_norm=freeze_batch_norm)}
+
+  return nn.map_variables(module, "params", trans_in_fn=trans_in, init=initializing)
 
 
 def frozen_patterns(model: UNet, params: Any) -> list[str]:
@@ -396,7 +430,6 @@ def frozen_patterns(model: UNet, params: Any) -> list[str]:
     return []
   patterns = []
   for layer, leaf in params[backbone_path(model)].items():
-    is_batch_norm = not any(name.endswith("kernel") for name in leaf)
-    if model.freeze_batch_norm if is_batch_norm else model.freeze_backbone:
+    if model.freeze_batch_norm if _is_batch_norm(leaf) else model.freeze_backbone:
       patterns.append(f"{re.escape(backbone_path(model))}/{re.escape(layer)}/.*")
   return patterns

@@ -56,6 +56,8 @@ CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
     ("LayerScale (ConvNeXt; Keras leaves its one weight unnamed: `variable`)", "variable",
      {"variable": ("params", "scale")}),
     ("Snake (keras-unet-collection)", "beta_factor", {"beta_factor": ("params", "beta_factor")}),
+    ("Normalization (non-trainable statistics, kept in batch_stats)", "count",
+     {"mean": ("batch_stats", "mean"), "variance": ("batch_stats", "variance"), "count": ("batch_stats", "count")}),
 )
 
 
@@ -130,8 +132,9 @@ def _pair_layers(flax_leaves, keras_layers: list[KerasLayer], match: str):
   check_choice("match", match, MATCH_MODES)
   flax_names = [path[-1] if path else "" for path in flax_leaves]
   keras_names = [layer.name for layer in keras_layers]
+  keras_2_as_3 = [name.replace("/", "_") for name in keras_names]  # Keras 2's `conv1/conv` is Keras 3's `conv1_conv`
   if match == "auto":
-    if len(set(flax_names)) == len(flax_names) and set(flax_names) <= set(keras_names):
+    if len(set(flax_names)) == len(flax_names) and set(flax_names) <= set(keras_2_as_3):
       match = "name"
     elif sorted(_numbered_ranks(flax_names)) == sorted(_numbered_ranks(keras_names)):
       match = "numbered"
@@ -139,7 +142,7 @@ def _pair_layers(flax_leaves, keras_layers: list[KerasLayer], match: str):
       match = "order"
   if match in ("name", "numbered"):
     flax_keys = flax_names if match == "name" else _numbered_ranks(flax_names)
-    keras_keys = keras_names if match == "name" else _numbered_ranks(keras_names)
+    keras_keys = keras_2_as_3 if match == "name" else _numbered_ranks(keras_names)
     by_key = dict(zip(keras_keys, keras_layers))
     missing = [n for n, k in zip(flax_names, flax_keys) if k not in by_key]
     if missing:

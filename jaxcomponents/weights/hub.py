@@ -9,7 +9,6 @@ is written to a temporary file and renamed only after its hash checks out.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import tempfile
@@ -17,62 +16,35 @@ import urllib.error
 import urllib.request
 
 from jaxcomponents import settings
-from jaxcomponents.errors import check_choice
+from jaxcomponents.models import backbones
+from jaxcomponents.models.common import WeightsFile
 
-_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightsFile:
-  """A Keras ImageNet weight file: name, origin and md5 hash (None where Keras has none)."""
-
-  fname: str
-  origin: str
-  md5: str | None
+__all__ = ["IMAGENET_CLASS_INDEX", "WeightsFile", "cache_dirs", "fetch", "file_hash_of", "imagenet_weights_file",
+           "md5_of"]
 
 
-def _file(folder: str, fname: str, md5: str | None) -> WeightsFile:
-  return WeightsFile(fname, f"{_BASE}{folder}/{fname}", md5)
-
-
-# (model, include_top) -> file; hashes as in Keras's applications source.
-_FILES = {
-    ("vgg16", True): _file("vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
-    ("vgg16", False): _file("vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                            "6d6bbae143d832006294945121d1f1fc"),
-    ("resnet50", True): _file("resnet", "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-                              "2cb95161c43110f7111970584f804107"),
-    ("resnet50", False): _file("resnet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                               "4d473c1dd8becc155b73f8504c6f6626"),
-    ("inception_v3", True): _file("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-                                  "9a0d58056eeedaa3f26cb7ebd46da564"),
-    ("inception_v3", False): _file("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                   "bcbd6486424b2319ff4ef7d526e38f63"),
-}
 IMAGENET_CLASS_INDEX = WeightsFile(
     "imagenet_class_index.json",
     "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
     "c2c37ea517e94d9795004a39431a14cb")
-MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
-MODELS = ("vgg16", "resnet50", "inception_v3", "mobilenet_v2")
 
 
-def imagenet_weights_file(model: str, include_top: bool, *, alpha: float = 1.0, size: int = 224) -> WeightsFile:
-  """The Keras ImageNet weight file of a model.
+def imagenet_weights_file(model: str, include_top: bool, *, size: int | None = None, **options) -> WeightsFile:
+  """The Keras ImageNet weight file of a backbone, by name (any case; see `models.backbones`).
+
+  Args:
+    model: e.g. "ResNet50", "resnet50" or "mobilenet_v2".
+    include_top: the file with the classifier, or without.
+    size: the input height and width (default: the backbone's ImageNet size); only MobileNet files depend on it.
+    **options: the backbone's own arguments its files depend on (MobileNet's `alpha`).
 
   Example:
     >>> imagenet_weights_file("mobilenet_v2", False, alpha=0.5, size=160).fname
     'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_160_no_top.h5'
   """
-  check_choice("model", model, MODELS)
-  if model != "mobilenet_v2":
-    return _FILES[(model, bool(include_top))]
-  check_choice("alpha", alpha, MOBILENET_V2_ALPHAS)
-  check_choice("input size", size, MOBILENET_V2_SIZES)
-  suffix = ".h5" if include_top else "_no_top.h5"
-  return _file("mobilenet_v2", f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{size}{suffix}",
-               None)
+  record = backbones.get(model)
+  size = record.default_size if size is None else size
+  return record.weights_file(record.module(include_top=include_top, **options), (size, size, 3))
 
 
 def cache_dirs() -> list[str]:
@@ -81,18 +53,32 @@ def cache_dirs() -> list[str]:
   return [os.path.join(keras_home, "models"), settings.cache_dir("models")]
 
 
-def md5_of(path: str) -> str:
-  digest = hashlib.md5()
+def _hash_algorithm(file_hash: str) -> str:
+  """Keras's rule: a 64-character hash is sha256, any other md5."""
+  return "sha256" if len(file_hash) == 64 else "md5"
+
+
+def file_hash_of(path: str, algorithm: str = "md5") -> str:
+  """The hex digest of a file ("md5" or "sha256")."""
+  digest = hashlib.new(algorithm)
   with open(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 20), b""):
       digest.update(chunk)
   return digest.hexdigest()
 
 
+def md5_of(path: str) -> str:
+  return file_hash_of(path, "md5")
+
+
 def _verify(path: str, file: WeightsFile) -> None:
-  if file.md5 is not None and md5_of(path) != file.md5:
+  if file.file_hash is None:
+    return
+  algorithm = _hash_algorithm(file.file_hash)
+  actual = file_hash_of(path, algorithm)
+  if actual != file.file_hash:
     raise ValueError(
-        f"{path} is not Keras's {file.fname}: its md5 is {md5_of(path)}, expected {file.md5} "
+        f"{path} is not Keras's {file.fname}: its {algorithm} is {actual}, expected {file.file_hash} "
         f"(a corrupt or partial download?). Delete it and try again."
     )
 
@@ -133,7 +119,7 @@ def fetch(file: WeightsFile, *, download: bool = True, progress: bool = True) ->
       return path
   own_cache = cache_dirs()[-1]
   hint = (f"Download {file.origin} on a machine with internet access and put it in one of: "
-          f"{', '.join(cache_dirs())}" + (f" (md5 {file.md5})." if file.md5 else "."))
+          f"{', '.join(cache_dirs())}" + (f" ({_hash_algorithm(file.file_hash)} {file.file_hash})." if file.file_hash else "."))
   if not download:
     raise FileNotFoundError(f"{file.fname} is not cached. {hint}")
   try:

@@ -77,11 +77,15 @@ def short_weight_name(weight_name: str) -> str:
   return leaf
 
 
-def split_layer(layer_name: str, named_values: Sequence[tuple[str, np.ndarray]], origin: str) -> list[KerasLayer]:
+def split_layer(layer_name: str, named_values: Sequence[tuple[str, np.ndarray]], origin: str,
+                slash_names: bool = False) -> list[KerasLayer]:
   """Splits one Keras layer's weights into the layers that really own them.
 
   Weight paths are `layer/[inner_layer/][x_cell/]name`: weights sharing the
   same inner path belong to one leaf layer, named after its innermost layer.
+  With `slash_names` (files Keras 2 wrote), an inner path of several parts is
+  one layer name with slashes, as Keras 2 named some layers (DenseNet's
+  `conv1/conv`, read from a nested model's weights `conv1/conv/kernel:0`).
   """
   groups: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
   for weight_name, value in named_values:
@@ -94,10 +98,16 @@ def split_layer(layer_name: str, named_values: Sequence[tuple[str, np.ndarray]],
     if short in leaf:
       raise ValueError(f"{origin}: layer {layer_name!r} stores weight {short!r} twice.")
     leaf[short] = np.asarray(value)
-  return [
-      KerasLayer(key[-1] if key else layer_name, weights, f"{origin}:{layer_name}")
-      for key, weights in groups.items()
-  ]
+  return [KerasLayer(_leaf_name(key, layer_name, slash_names), weights, f"{origin}:{layer_name}")
+          for key, weights in groups.items()]
+
+
+def _leaf_name(key: tuple[str, ...], layer_name: str, slash_names: bool) -> str:
+  if not key:
+    return layer_name
+  if not slash_names or key[-1].startswith(("forward_", "backward_")):  # a Bidirectional half: `forward_lstm`
+    return key[-1]
+  return "/".join(key)
 
 
 def layers_from_model(model) -> list[KerasLayer]:
@@ -211,6 +221,8 @@ def layers_from_h5(path: str | os.PathLike) -> list[KerasLayer]:
           f"{path!r} is not a Keras .h5 weights file: its root has neither a 'layer_names' attribute (legacy) "
           f"nor a 'layers' group (Keras 3)."
       )
+    version = root.attrs.get("keras_version", f.attrs.get("keras_version", b""))
+    keras2 = not (version.decode() if isinstance(version, bytes) else str(version)).startswith("3")
     layers = []
     for layer_name in layer_names:
       if layer_name not in root:
@@ -220,5 +232,5 @@ def layers_from_h5(path: str | os.PathLike) -> list[KerasLayer]:
         named = [(w, group[w][()]) for w in _attribute_list(group, "weight_names")]
       except (KeyError, OSError) as e:
         raise ValueError(f"{path!r}: cannot read the weights of layer {layer_name!r} ({e}); the file is damaged.") from e
-      layers.extend(split_layer(layer_name, named, path))
+      layers.extend(split_layer(layer_name, named, path, slash_names=keras2))
     return layers

@@ -31,7 +31,8 @@ OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unet")
 
 # name -> (keras_unet_collection.models function, keyword arguments, batch size). Covers: attention add and
 # multiply; pool True/'max'/'ave'/False; unpool True/'bilinear'/'nearest'/False; batch norm on and off; stack
-# numbers 1 and 2; depths 3 and 4; every activation; outputs Softmax/Sigmoid/None/PReLU/Snake; VGG16 and ResNet50.
+# numbers 1 and 2; depths 3 and 4; every activation; outputs Softmax/Sigmoid/None/PReLU/Snake; a backbone of every
+# family keras-unet-collection offers (VGG16/19, ResNet50, ResNet50V2, DenseNet121, EfficientNetB0).
 CONFIGS = {
     "unet_d3_defaults": ("unet_2d", dict(input_size=(32, 32, 1), filter_num=[4, 8, 16], n_labels=2), 2),
     "unet_d4_ave_nearest_bn_stack1": ("unet_2d", dict(
@@ -69,6 +70,17 @@ CONFIGS = {
     "attunet_resnet50_d4": ("att_unet_2d", dict(
         input_size=(32, 32, 3), filter_num=[4, 8, 16, 32], n_labels=2, backbone="ResNet50", weights=None,
         batch_norm=True, pool=False, unpool=False), 1),
+    "unet_vgg19_d3": ("unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16], n_labels=2, backbone="VGG19", weights=None), 1),
+    "unet_resnet50v2_d4": ("unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16, 32], n_labels=2, backbone="ResNet50V2", weights=None,
+        batch_norm=True, freeze_backbone=False), 1),
+    "attunet_densenet121_d4": ("att_unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16, 32], n_labels=2, backbone="DenseNet121", weights=None,
+        batch_norm=True), 1),
+    "unet_efficientnetb0_d4": ("unet_2d", dict(
+        input_size=(32, 32, 3), filter_num=[4, 8, 16, 32], n_labels=3, backbone="EfficientNetB0", weights=None,
+        batch_norm=True, output_activation="Sigmoid"), 1),
 }
 
 TERNARY_ABOVE = 4_096  # kernels with more entries are sparse: -s, 0, +s with probabilities 1/8, 3/4, 1/8
@@ -79,17 +91,19 @@ def randomize(model, rng: np.random.Generator) -> None:
   """Every weight random: LeCun-scaled kernels, BN statistics with positive variances, PReLU and Snake too."""
   for w in model.weights:
     shape, short = tuple(w.shape), w.name.split("/")[-1].split(":")[0]
-    if short == "kernel":
-      fan_in = int(np.prod(shape[:-1]))
+    if short in ("kernel", "depthwise_kernel"):
+      fan_in = int(np.prod(shape[:-1] if short == "kernel" else shape[:-2]))
       std = np.sqrt(1.0 / fan_in)
       if np.prod(shape) > TERNARY_ABOVE:
         value = rng.choice([-1.0, 0.0, 1.0], shape, p=[0.125, 0.75, 0.125]) * std * 2.0  # variance std**2
       else:
         value = rng.normal(0.0, std, shape)
-    elif short in ("bias", "beta", "moving_mean"):
+    elif short in ("bias", "beta", "moving_mean", "mean"):
       value = rng.normal(0.0, 0.2, shape)
-    elif short in ("gamma", "moving_variance"):
+    elif short in ("gamma", "moving_variance", "variance"):
       value = rng.uniform(0.5, 1.5, shape)
+    elif short == "count":  # Normalization's sample count (EfficientNet), not used by its call
+      value = np.zeros(shape)
     elif short == "alpha":  # PReLU
       value = rng.normal(0.2, 0.2, shape)
     elif short == "beta_factor":  # keras-unet-collection's Snake
@@ -134,10 +148,13 @@ def main(names: list[str]) -> None:
     rng = np.random.default_rng(1000 + index)
     randomize(model, rng)
     x = rng.normal(size=(batch, *kwargs["input_size"])).astype(np.float32)
-    y = model(x, training=False).numpy()
     h5_path = os.path.join(OUT_DIR, f"{name}.h5")
     model.save_weights(h5_path)
     compress_h5(h5_path)
+    # The output is the reloaded file's: Keras 2's Normalization (EfficientNet) uses assigned statistics only
+    # once `load_weights` (or `adapt`) finalizes them.
+    model.load_weights(h5_path)
+    y = model(x, training=False).numpy()
     config = {"function": function, "kwargs": kwargs, "keras_unet_collection": keras_unet_collection.__version__
               if hasattr(keras_unet_collection, "__version__") else "0.1.13", "tensorflow": tf.__version__}
     np.savez_compressed(os.path.join(OUT_DIR, f"{name}.npz"), x=x, y=y, config=json.dumps(config))

@@ -13,9 +13,10 @@ import numpy as np
 
 from experiments.common import (Timer, option, parse_config, plot_confusion, print_table, run_dir, run_name,
                                 run_script, write_results)
+from jaxcomponents.models import backbones
 
-BACKBONES = {"vgg16": ("VGG16", "caffe"), "resnet50": ("ResNet50", "caffe"),
-             "inception_v3": ("InceptionV3", "tf"), "mobilenet_v2": ("MobileNetV2", "tf")}
+# flag value -> (model name, its ImageNet preprocessing mode, None where the model scales its input itself)
+BACKBONES = {backbones.snake_name(name): (name, backbones.get(name).preprocessing) for name in backbones.NAMES}
 
 
 @dataclasses.dataclass
@@ -105,7 +106,8 @@ def run_keras(config: Config, train, test, classes):
                             keras.layers.Dense(len(classes), activation="softmax")])
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy",
                 metrics=["sparse_categorical_accuracy"])
-  prep = lambda x: keras.applications.imagenet_utils.preprocess_input(x.astype(np.float32), mode=mode)
+  prep = lambda x: (x.astype(np.float32) if mode is None else
+                    keras.applications.imagenet_utils.preprocess_input(x.astype(np.float32), mode=mode))
   history = {"loss": [], "val_sparse_categorical_accuracy": []}
   with Timer() as timer:
     for epoch in range(config.epochs):

@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from experiments.common import Timer, option, parse_config, print_table, run_dir, run_name, run_script, write_results
+from jaxcomponents.models import backbones
 
 
 @dataclasses.dataclass
@@ -35,7 +36,7 @@ class Config:
   filter_num: str = option("16,32,64", "filters of each U-Net level, comma-separated")
   attention: str = option("add", "how the attention gate combines its inputs", choices=("add", "multiply"))
   backbone: str = option("none", "an ImageNet encoder, or none",
-                         choices=("none", "VGG16", "ResNet50", "MobileNetV2", "InceptionV3"))
+                         choices=("none", *backbones.NAMES))
   weights: str = option("imagenet", "the backbone's weights", choices=("imagenet", "none"))
   batch_norm: bool = option(False, "batch norm after each convolution (keras-unet-collection's default: off)")
   epochs: int = option(8, "passes over the training images")

@@ -11,7 +11,6 @@ import numpy as np
 from jaxcomponents.errors import check_choice
 
 MODES = ("caffe", "tf", "torch")
-MODEL_MODES = {"vgg16": "caffe", "resnet50": "caffe", "inception_v3": "tf", "mobilenet_v2": "tf"}
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -19,9 +18,12 @@ _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def preprocess_input(x, mode: str = "caffe"):
   """Scales RGB images in [0, 255] as Keras's `preprocess_input` does for `mode`.
 
-  - "caffe" (VGG16, ResNet50): RGB -> BGR, minus the ImageNet mean per channel.
-  - "tf" (InceptionV3, MobileNetV2): to [-1, 1].
-  - "torch": to [0, 1], minus mean, over std per channel.
+  - "caffe" (VGG, ResNet v1): RGB -> BGR, minus the ImageNet mean per channel.
+  - "tf" (InceptionV3, MobileNet, MobileNetV2, ResNet v2): to [-1, 1].
+  - "torch" (DenseNet): to [0, 1], minus mean, over std per channel.
+
+  Each backbone's mode is `models.backbones.get(name).preprocessing` (None
+  for EfficientNet, which scales its input itself).
 
   Example:
     >>> preprocess_input(jnp.full((1, 1, 1, 3), 255.0), "tf").ravel().tolist()

@@ -319,3 +319,13 @@ def test_keras2_and_keras3_files_of_the_new_backbones(tmp_path):
     for path in ("keras2.h5", "keras3.h5"):
       loaded = load_keras(module, str(tmp_path / path), x)
       jax.tree.map(np.testing.assert_array_equal, loaded, live)
+
+
+def test_readme_lists_every_backbone_as_its_record_says():
+  with open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md")) as f:
+    rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:6]]
+            for line in f if line.startswith("| `")}
+  for name in backbones.NAMES:
+    record = backbones.get(name)
+    preprocessing_ = f'`"{record.preprocessing}"`' if record.preprocessing else "built in"
+    assert rows[name] == [str(record.default_size), str(record.min_size), preprocessing_, f"{record.top1:.1%}"], name

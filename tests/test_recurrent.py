@@ -1,5 +1,6 @@
 """Recurrent against keras LSTM / GRU / SimpleRNN / Bidirectional; cells, scan, dropout, errors."""
 
+import flax.linen as nn
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -328,3 +329,78 @@ def test_bad_call_raises(shape, kwargs, match):
   layer = Recurrent(U)
   with pytest.raises(ValueError, match=match):
     layer.init(jax.random.key(0), jnp.ones(shape), **kwargs)
+
+
+# A cell module passed in (issue 18): configured built-in cells, and a cell of the user's own.
+
+@pytest.mark.parametrize("name,cell,options", [
+    ("lstm", LSTMCell(5, recurrent_activation="hard_sigmoid", unit_forget_bias=False),
+     dict(recurrent_activation="hard_sigmoid", unit_forget_bias=False)),
+    ("gru", GRUCell(5, reset_after=False), dict(reset_after=False)),
+    ("rnn", SimpleRNNCell(5, activation="relu"), dict(activation="relu")),
+])
+@pytest.mark.parametrize("bidirectional", [None, "concat"])
+def test_a_cell_module_computes_what_the_named_cell_computes(name, cell, options, bidirectional):
+  x = jnp.asarray(random_input((3, 6, 4)))
+  lengths = jnp.array([6, 2, 4])
+  by_name = Recurrent(5, cell=name, return_sequences=True, bidirectional=bidirectional, **options)
+  by_module = Recurrent(cell=cell, return_sequences=True, bidirectional=bidirectional)
+  variables = by_name.init(jax.random.key(0), x)
+  assert jax.tree.structure(by_module.init(jax.random.key(1), x)) == jax.tree.structure(variables)
+  np.testing.assert_array_equal(by_module.apply(variables, x, lengths=lengths),
+                                by_name.apply(variables, x, lengths=lengths))
+  dropout = dict(dropout=0.3, recurrent_dropout=0.2)
+  rngs = {"dropout": jax.random.key(2)}
+  np.testing.assert_array_equal(
+      Recurrent(cell=cell, bidirectional=bidirectional, **dropout).apply(variables, x, train=True, rngs=rngs),
+      Recurrent(5, cell=name, bidirectional=bidirectional, **options, **dropout).apply(variables, x, train=True,
+                                                                                        rngs=rngs))
+
+
+class MinimalGatedCell(nn.Module):
+  """A cell of one's own: h' = (1 - f) * h + f * tanh(W x + U h), f = sigmoid(w_f x) (two gates, one state)."""
+
+  units: int
+  num_states = 1
+  gates = 2
+  keras_name = "minimal_gated"
+
+  @nn.compact
+  def __call__(self, carry, x, input_mask=None, recurrent_mask=None):
+    (h,) = carry
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 2 * self.units))
+    recurrent = self.param("recurrent_kernel", nn.initializers.orthogonal(), (self.units, self.units))
+    xi, xf = jnp.split(x @ kernel, 2, axis=-1)
+    f = jax.nn.sigmoid(xf)
+    h = (1 - f) * h + f * jnp.tanh(xi + h @ recurrent)
+    return (h,), h
+
+
+def test_a_cell_of_ones_own_is_scanned_like_a_loop_and_trains():
+  x = jnp.asarray(random_input((2, 5, 3)))
+  layer = Recurrent(cell=MinimalGatedCell(4), return_sequences=True, return_state=True)
+  variables = layer.init(jax.random.key(0), x)
+  assert list(variables["params"]) == ["minimal_gated"]
+  ys, h = layer.apply(variables, x)
+  cell, carry, expected = MinimalGatedCell(4), (jnp.zeros((2, 4)),), []
+  for t in range(5):
+    carry, y = cell.apply({"params": variables["params"]["minimal_gated"]}, carry, x[:, t])
+    expected.append(y)
+  np.testing.assert_allclose(ys, jnp.stack(expected, axis=1), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(h, carry[0], rtol=1e-6, atol=1e-6)
+  grads = jax.grad(lambda v: jnp.sum(layer.apply(v, x)[0] ** 2))(variables)
+  assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads))
+  both = Recurrent(cell=MinimalGatedCell(4), bidirectional="sum")
+  assert sorted(both.init(jax.random.key(0), x)["params"]) == ["backward_minimal_gated", "forward_minimal_gated"]
+
+
+@pytest.mark.parametrize("layer,match", [
+    (Recurrent(3, cell=LSTMCell(4)), r"units=3 is not allowed with cell=LSTMCell\(units=4\); expected None or 4"),
+    (Recurrent(cell=LSTMCell(4), activation="relu"),
+     r"activation='relu' is not allowed with a cell module; configure the cell itself \(LSTMCell"),
+    (Recurrent(cell=nn.Dense(4)), r"cell=Dense is not allowed; a cell module needs \['units', 'num_states'"),
+    (Recurrent(cell="lstm"), r"units=None is not allowed"),
+])
+def test_cell_module_errors(layer, match):
+  with pytest.raises(ValueError, match=match):
+    layer.init(jax.random.key(0), jnp.ones((1, 2, 3)))

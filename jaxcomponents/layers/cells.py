@@ -13,6 +13,11 @@ mask is either one array shaped like the masked value, shared by every gate,
 or one per gate stacked on a leading axis, `(gates, batch, n)`, which is what
 Keras 3 does for LSTM and GRU when `recurrent_dropout > 0`.
 
+A cell of your own works in `Recurrent(cell=...)` when it follows the same
+protocol: a `units` field, class attributes `num_states` (arrays in the
+carry), `gates` (how many per-gate dropout masks it takes) and `keras_name`
+(the layer name `Recurrent` gives it), and this call signature.
+
 Precision, as `flax.linen` cells have it: `dtype` (computation dtype; None:
 inferred from the inputs, carry and parameters), `param_dtype` (float32) and
 `precision` of the products (None: JAX's default); see
@@ -29,6 +34,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -86,6 +93,9 @@ class LSTMCell(PrecisionFields):
   recurrent_activation: str | activations.Activation | None = "sigmoid"
   use_bias: bool = True
   unit_forget_bias: bool = True
+  num_states: ClassVar[int] = 2
+  gates: ClassVar[int] = 4
+  keras_name: ClassVar[str] = "lstm"
 
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
@@ -135,6 +145,9 @@ class GRUCell(PrecisionFields):
   recurrent_activation: str | activations.Activation | None = "sigmoid"
   use_bias: bool = True
   reset_after: bool = True
+  num_states: ClassVar[int] = 1
+  gates: ClassVar[int] = 3
+  keras_name: ClassVar[str] = "gru"
 
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
@@ -192,6 +205,9 @@ class SimpleRNNCell(PrecisionFields):
   units: int
   activation: str | activations.Activation | None = "tanh"
   use_bias: bool = True
+  num_states: ClassVar[int] = 1
+  gates: ClassVar[int] = 1
+  keras_name: ClassVar[str] = "simple_rnn"
 
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,

@@ -37,11 +37,9 @@ from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import cudnn_rnn, random
 
-CELLS = ("lstm", "gru", "rnn")
+CELL_CLASSES = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
+CELLS = tuple(CELL_CLASSES)
 MERGE_MODES = (None, "concat", "sum", "mul", "ave")
-KERAS_NAMES = {"lstm": "lstm", "gru": "gru", "rnn": "simple_rnn"}
-NUM_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
-_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def _dropout_mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -58,8 +56,12 @@ class Recurrent(PrecisionFields):
   so `jaxcomponents.weights.load_keras` maps the Keras layers onto them.
 
   Attributes:
-    units: state size of each direction.
-    cell: "lstm", "gru" or "rnn" (SimpleRNN).
+    units: state size of each direction (with a cell module: its `units`, or None).
+    cell: "lstm", "gru" or "rnn" (SimpleRNN), built from the options below; or a cell module, as
+      `flax.linen.RNN` takes one: a `jaxcomponents.layers.cells` cell configured as you like, or your own
+      following their protocol (`units`, `num_states`, `gates`, `keras_name`, `cell(carry, x, input_mask,
+      recurrent_mask) -> (carry, y)`); the layer runs a copy per direction, named `keras_name`. The options
+      `activation` ... `unit_forget_bias` then belong to the cell and must stay at their defaults here.
     activation: Keras name or callable (tanh).
     recurrent_activation: gate activation of LSTM and GRU (sigmoid).
     use_bias: give the cell a bias.
@@ -105,10 +107,14 @@ class Recurrent(PrecisionFields):
     ['backward_gru', 'forward_gru']
     >>> layer.apply(variables, x, lengths=jnp.array([7, 5])).shape
     (2, 7, 8)
+    >>> from jaxcomponents.layers.cells import LSTMCell
+    >>> layer = Recurrent(cell=LSTMCell(4, recurrent_activation="hard_sigmoid"))
+    >>> layer.apply(layer.init(jax.random.key(0), x), x).shape
+    (2, 4)
   """
 
-  units: int
-  cell: str = "lstm"
+  units: int | None = None
+  cell: str | nn.Module = "lstm"
   activation: str | activations.Activation | None = "tanh"
   recurrent_activation: str | activations.Activation | None = "sigmoid"
   use_bias: bool = True
@@ -139,7 +145,7 @@ class Recurrent(PrecisionFields):
     dtype = jnp.promote_types(x.dtype, self.param_dtype) if self.dtype is None else jnp.dtype(self.dtype)
     directions = 2 if self.bidirectional else 1
     states = self._initial_states(batch, dtype, initial_state, directions)
-    n = NUM_STATES[self.cell]
+    n = self._cell_type.num_states
     zero_output = self.zero_output_for_mask
     if zero_output is None:
       zero_output = bool(self.bidirectional) and self.return_sequences
@@ -150,7 +156,7 @@ class Recurrent(PrecisionFields):
         and cudnn_rnn.available(x)):
       return self._lstm_cudnn(x, lengths, states, zero_output, train)
 
-    name = KERAS_NAMES[self.cell]
+    name = self._cell_type.keras_name
     if not self.bidirectional:
       return self._output([self._run(name, x, mask, states, self.go_backwards, zero_output, train)])
     return self._output([self._run(f"forward_{name}", x, mask, states[:n], False, zero_output, train),
@@ -191,7 +197,17 @@ class Recurrent(PrecisionFields):
 
     return cudnn_rnn.on_cuda(cudnn, scan, self.variables["params"], x, lengths, tuple(states))
 
+  @property
+  def _cell_type(self) -> type[nn.Module]:
+    return CELL_CLASSES[self.cell] if isinstance(self.cell, str) else type(self.cell)
+
+  @property
+  def _units(self) -> int:
+    return self.units if isinstance(self.cell, str) else self.cell.units
+
   def _make_cell(self, name: str) -> nn.Module:
+    if not isinstance(self.cell, str):
+      return self.cell.clone(parent=self, name=name)
     if self.cell == "lstm":
       return LSTMCell(self.units, self.activation, self.recurrent_activation, self.use_bias,
                       self.unit_forget_bias, name=name, **self.precision_options)
@@ -232,12 +248,13 @@ class Recurrent(PrecisionFields):
     if not train or not (self.dropout or self.recurrent_dropout):
       return None, None
     key_in, key_rec = jax.random.split(self.make_rng("dropout"))
-    per_gate = (_GATES[self.cell],) if self.recurrent_dropout and self.cell != "rnn" else ()
+    gates = self._cell_type.gates
+    per_gate = (gates,) if self.recurrent_dropout and gates > 1 else ()
     input_mask = recurrent_mask = None
     if self.dropout:
       input_mask = _dropout_mask(key_in, self.dropout, (*per_gate, batch, features), dtype)
     if self.recurrent_dropout:
-      recurrent_mask = _dropout_mask(key_rec, self.recurrent_dropout, (*per_gate, batch, self.units), dtype)
+      recurrent_mask = _dropout_mask(key_rec, self.recurrent_dropout, (*per_gate, batch, self._units), dtype)
     return input_mask, recurrent_mask
 
   def _sequence_mask(self, batch: int, time: int, mask, lengths) -> jax.Array | None:
@@ -265,22 +282,26 @@ class Recurrent(PrecisionFields):
     return None
 
   def _initial_states(self, batch: int, dtype, initial_state, directions: int) -> Carry:
-    count = NUM_STATES[self.cell] * directions
+    count = self._cell_type.num_states * directions
+    units = self._units
     if initial_state is None:
-      return (jnp.zeros((batch, self.units), dtype),) * count
+      return (jnp.zeros((batch, units), dtype),) * count
     states = (initial_state,) if hasattr(initial_state, "shape") else tuple(initial_state)
     shapes = [jnp.shape(s) for s in states]
-    if len(states) != count or any(s != (batch, self.units) for s in shapes):
+    if len(states) != count or any(s != (batch, units) for s in shapes):
       raise ValueError(
           f"initial_state has {len(states)} arrays of shapes {shapes}; expected {count} "
-          f"(cell={self.cell!r}, bidirectional={self.bidirectional!r}) of shape (batch, units) = "
-          f"{(batch, self.units)}."
+          f"(cell={self._cell_type.__name__}, bidirectional={self.bidirectional!r}) of shape (batch, units) = "
+          f"{(batch, units)}."
       )
     return tuple(jnp.asarray(s, dtype) for s in states)
 
   def _check_config(self) -> None:
-    check_positive_int("units", self.units)
-    check_choice("cell", self.cell, CELLS)
+    if isinstance(self.cell, nn.Module):
+      self._check_cell_module()
+    else:
+      check_choice("cell", self.cell, CELLS)
+      check_positive_int("units", self.units)
     check_choice("bidirectional", self.bidirectional, MERGE_MODES)
     activations.get(self.activation, "activation")
     activations.get(self.recurrent_activation, "recurrent_activation")
@@ -303,3 +324,20 @@ class Recurrent(PrecisionFields):
             f"{param}={value!r} is not allowed with cell={self.cell!r}; it applies to cell "
             f"{' or '.join(repr(c) for c in cells)} only (expected the default {default!r})."
         )
+
+  def _check_cell_module(self) -> None:
+    """A cell module brings its own units and options; the layer's must not contradict or silently miss them."""
+    missing = [attr for attr in ("units", "num_states", "gates", "keras_name") if not hasattr(self.cell, attr)]
+    if missing:
+      raise ValueError(f"cell={type(self.cell).__name__} is not allowed; a cell module needs {missing} (see "
+                       "jaxcomponents.layers.cells for the protocol), or pass 'lstm', 'gru' or 'rnn'.")
+    if self.units is not None and self.units != self.cell.units:
+      raise ValueError(f"units={self.units!r} is not allowed with cell={type(self.cell).__name__}(units="
+                       f"{self.cell.units}); expected None or {self.cell.units}.")
+    defaults = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "reset_after": True,
+                "unit_forget_bias": True}
+    changed = [f"{name}={getattr(self, name)!r}" for name, default in defaults.items()
+               if getattr(self, name) != default]
+    if changed:
+      raise ValueError(f"{', '.join(changed)} is not allowed with a cell module; configure the cell itself "
+                       f"({type(self.cell).__name__}(...)).")

@@ -2,12 +2,14 @@
 
 import itertools
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
 import pytest
 
-from jaxcomponents.layers import Convolution, pooling
+from jaxcomponents.layers import Conv, Convolution, ConvTranspose, DepthwiseConv, SeparableConv, pooling
 from jaxcomponents.layers.conv import KINDS
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
@@ -323,3 +325,36 @@ def test_wrong_input_rank(dims, shape):
 def test_empty_output_is_an_error(kwargs, shape, message):
   with pytest.raises(ValueError, match=r"x has shape .*; " + message + r".*the input is too small"):
     Convolution(**{"features": 4, **kwargs}).init(jax.random.key(0), random_input(shape))
+
+
+# A convolution module passed in (issue 18): the component composes it with batch norm, activation, dropout, pool.
+
+@pytest.mark.parametrize("by_kind,module", [
+    (dict(features=6, kernel_size=3, padding="VALID"), lambda: Conv(6, (3, 3), padding="VALID")),
+    (dict(features=6, kernel_size=3, strides=2, kind="transpose"), lambda: ConvTranspose(6, (3, 3), (2, 2), "SAME")),
+    (dict(features=None, kernel_size=3, kind="depthwise", depth_multiplier=2),
+     lambda: DepthwiseConv((3, 3), (1, 1), "SAME", depth_multiplier=2)),
+    (dict(features=6, kernel_size=3, kind="separable"), lambda: SeparableConv(6, (3, 3), (1, 1), "SAME")),
+])
+def test_a_conv_module_composes_like_its_kind(by_kind, module):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 4)), jnp.float32)
+  rest = dict(activation="relu", batch_norm=True, pool="max", pool_size=2)
+  built = Convolution(**by_kind, **rest)
+  composed = Convolution(None, None, conv=module(), **rest)
+  variables = built.init(jax.random.key(0), x)
+  assert jax.tree.structure(composed.init(jax.random.key(1), x)) == jax.tree.structure(variables)
+  y, updates = composed.apply(variables, x, train=True, mutable=["batch_stats"])
+  y_built, updates_built = built.apply(variables, x, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(y, y_built, rtol=1e-6, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), updates, updates_built)
+
+
+def test_a_conv_module_of_ones_own_and_its_errors():
+  x = jnp.ones((1, 8, 8, 3))
+  layer = Convolution(None, None, conv=nn.Conv(5, (3, 3)), activation="tanh", pool="avg")
+  variables = layer.init(jax.random.key(0), x)
+  assert sorted(variables["params"]) == ["conv"]
+  assert layer.apply(variables, x).shape == (1, 4, 4, 5)
+  with pytest.raises(ValueError, match=r"features=8, kernel_size=3 is not allowed with conv=Conv\(\.\.\.\); "
+                                       r"configure the convolution module itself"):
+    Convolution(8, 3, conv=Conv(8, (3, 3))).init(jax.random.key(0), x)

@@ -20,6 +20,9 @@ KINDS = ("conv", "transpose", "separable", "depthwise")
 PADDINGS = ("SAME", "VALID", "CAUSAL")
 _KERAS_NAMES = {"conv": "conv{}d", "transpose": "conv{}d_transpose", "separable": "separable_conv{}d",
                 "depthwise": "depthwise_conv{}d"}
+_MODULE_KERAS_NAMES = {Conv: _KERAS_NAMES["conv"], ConvReLU: _KERAS_NAMES["conv"],
+                       ConvTranspose: _KERAS_NAMES["transpose"], SeparableConv: _KERAS_NAMES["separable"],
+                       DepthwiseConv: _KERAS_NAMES["depthwise"]}
 
 
 class Convolution(PrecisionFields):
@@ -51,6 +54,12 @@ class Convolution(PrecisionFields):
     pool: None, "max" or "avg" pooling after the rest (average excludes padding).
     pool_size, pool_strides, pool_padding: the pooling window, step (None: the window,
       as in Keras) and padding ("SAME" or "VALID", either case).
+    conv: a convolution module of one's own (or a configured `Conv`, `ConvTranspose`,
+      `DepthwiseConv`, `SeparableConv`) used in place of the one `kind` ... `use_bias`
+      would build; the component then adds batch norm, activation, dropout and pooling
+      around it. Those convolution fields must stay at their defaults (`features` None).
+      The four built-in modules take Keras's layer names (`conv2d`, ...); another module
+      keeps the name `conv`.
     dtype, param_dtype, precision: keyword-only, as in `flax.linen.Conv`: computation dtype (None:
       inferred), parameter dtype (float32), precision of the convolution (None: JAX's default); see
       `jaxcomponents.layers.precision`.
@@ -62,10 +71,14 @@ class Convolution(PrecisionFields):
     >>> variables = layer.init(jax.random.key(0), x)
     >>> layer.apply(variables, x).shape
     (2, 14, 14, 8)
+    >>> from jaxcomponents.layers import Conv
+    >>> layer = Convolution(None, None, conv=Conv(8, (5, 5), padding="VALID"), batch_norm=True, pool="avg")
+    >>> layer.apply(layer.init(jax.random.key(0), x), x).shape
+    (2, 12, 12, 8)
   """
 
   features: int | None
-  kernel_size: int | Sequence[int]
+  kernel_size: int | Sequence[int] | None
   strides: int | Sequence[int] = 1
   padding: str = "SAME"
   kind: str = "conv"
@@ -82,9 +95,36 @@ class Convolution(PrecisionFields):
   pool_size: int | Sequence[int] = 2
   pool_strides: int | Sequence[int] | None = 2
   pool_padding: str = "VALID"
+  conv: nn.Module | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    check_rate("dropout", self.dropout)
+    act = activations.get(self.activation)
+    check_choice("pool", self.pool, (None, *POOLS))
+    if self.conv is None:
+      y, act = self._built_conv(x, act)
+    else:
+      self._check_conv_module()
+      keras_name = _MODULE_KERAS_NAMES.get(type(self.conv))
+      conv = self.conv if keras_name is None else self.conv.clone(parent=self, name=keras_name.format(x.ndim - 2))
+      y = conv(x)
+    dims = x.ndim - 2
+    if self.batch_norm:
+      y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
+    y = act(y)
+    if self.dropout:
+      y = Dropout(self.dropout)(y, train)
+    if self.pool is not None:
+      size = as_tuple("pool_size", self.pool_size, dims)
+      pool_strides = size if self.pool_strides is None else as_tuple("pool_strides", self.pool_strides, dims)
+      y = pool(y, self.pool, size, pool_strides, pool_padding(self.pool_padding, "pool_padding"))
+      _check_not_empty(y, x, f"the {self.pool} pooling output", "convolution, pool_size and pool_padding")
+    return y
+
+  def _built_conv(self, x: jax.Array, act):
+    """The convolution `kind` ... `use_bias` describe, applied to `x`, and the activation still to apply (a ReLU
+    the convolution computes itself is not applied twice)."""
     kind = check_choice("kind", self.kind, KINDS)
     dims = check_choice("dims", self.dims, (1, 2, 3))
     padding = self._padding(kind, dims)
@@ -94,9 +134,6 @@ class Convolution(PrecisionFields):
     if kind in ("conv", "transpose") and max(strides) > 1 and max(dilation) > 1:
       raise ValueError(f"strides={self.strides!r} with dilation={self.dilation!r} is not allowed with "
                        f"kind={kind!r}; like Keras, it takes strides > 1 or dilation > 1, not both.")
-    check_rate("dropout", self.dropout)
-    act = activations.get(self.activation)
-    check_choice("pool", self.pool, (None, *POOLS))
     if x.ndim != dims + 2:
       raise ValueError(f"x has shape {x.shape} (rank {x.ndim}); dims={dims} expects rank {dims + 2}: "
                        f"(batch, {', '.join(['spatial'] * dims)}, channels).")
@@ -134,17 +171,17 @@ class Convolution(PrecisionFields):
       y = SeparableConv(features, kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias,
                         name=name, **options)(x)
     _check_not_empty(y, x, f"the {name} output", "kernel_size, dilation, strides and padding")
-    if self.batch_norm:
-      y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
-    y = act(y)
-    if self.dropout:
-      y = Dropout(self.dropout)(y, train)
-    if self.pool is not None:
-      size = as_tuple("pool_size", self.pool_size, dims)
-      pool_strides = size if self.pool_strides is None else as_tuple("pool_strides", self.pool_strides, dims)
-      y = pool(y, self.pool, size, pool_strides, pool_padding(self.pool_padding, "pool_padding"))
-      _check_not_empty(y, x, f"the {self.pool} pooling output", "convolution, pool_size and pool_padding")
-    return y
+    return y, act
+
+  def _check_conv_module(self) -> None:
+    """With a convolution module, the fields that would build one must not be set (nothing silently ignored)."""
+    defaults = {"features": None, "kernel_size": None, "strides": 1, "padding": "SAME", "kind": "conv", "dims": 2,
+                "dilation": 1, "groups": 1, "depth_multiplier": 1, "output_padding": None, "use_bias": True}
+    changed = [f"{name}={getattr(self, name)!r}" for name, default in defaults.items()
+               if getattr(self, name) != default]
+    if changed:
+      raise ValueError(f"{', '.join(changed)} is not allowed with conv={type(self.conv).__name__}(...); configure "
+                       "the convolution module itself (and pass features=None, kernel_size=None).")
 
   def _padding(self, kind: str, dims: int) -> str:
     """The padding name in upper case, if this kind and dims take it."""

@@ -39,7 +39,10 @@ def test_flags_come_from_the_config_with_defaults_and_choices(tmp_path, capsys):
     experiment("cats_vs_dogs").main(["--help"])
   usage = " ".join(capsys.readouterr().out.split())
   assert usage.startswith("usage: python -m experiments.cats_vs_dogs")
-  assert "--backbone {vgg16,resnet50,inception_v3,mobilenet_v2} the frozen ImageNet backbone (default: mobilenet_v2)" \
+  from experiments.image_transfer import BACKBONES  # every registered backbone, as its flag spells it
+
+  assert "vgg16" in BACKBONES and "efficientnet_b0" in BACKBONES and "mobilenet_v2" in BACKBONES
+  assert f"--backbone {{{','.join(BACKBONES)}}} the frozen ImageNet backbone (default: mobilenet_v2)" \
       in usage and "--image-size IMAGE_SIZE height and width the images are resized to (default: 160)" in usage
 
 

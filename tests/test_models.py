@@ -329,3 +329,19 @@ def test_readme_lists_every_backbone_as_its_record_says():
     record = backbones.get(name)
     preprocessing_ = f'`"{record.preprocessing}"`' if record.preprocessing else "built in"
     assert rows[name] == [str(record.default_size), str(record.min_size), preprocessing_, f"{record.top1:.1%}"], name
+
+
+def test_hashes_are_checked_as_keras_checks_them(tmp_path, monkeypatch):
+  """Keras's rule: a 64-character `file_hash` is sha256, a shorter one md5."""
+  import hashlib
+
+  monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+  (tmp_path / "models").mkdir()
+  path = tmp_path / "models" / "weights.h5"
+  path.write_bytes(b"weights")
+  for algorithm in ("md5", "sha256"):
+    good = hashlib.new(algorithm, b"weights").hexdigest()
+    assert hub.fetch(hub.WeightsFile("weights.h5", "unused", good), download=False) == str(path)
+    bad = "0" * len(good)
+    with pytest.raises(ValueError, match=rf"is not Keras's weights.h5: its {algorithm} is {good}, expected {bad}"):
+      hub.fetch(hub.WeightsFile("weights.h5", "unused", bad), download=False)

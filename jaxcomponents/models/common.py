@@ -4,6 +4,7 @@ that describes each backbone to the rest of the library."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -152,7 +153,7 @@ def top_and_no_top(folder: str, stem: str, top_hash: str | None, no_top_hash: st
 
 @dataclasses.dataclass(frozen=True)
 class BackboneRecord:
-  """Everything the library knows about one backbone; the U-Net, `load_imagenet`, the CLI and the README read it.
+  """Everything the library knows about one backbone; the U-Net, `load_imagenet`, the experiments and README read it.
 
   Attributes:
     module: the backbone's class (its name is Keras's application name).
@@ -237,6 +238,17 @@ def global_pool(x: jax.Array, pooling: str | None) -> jax.Array:
   if pooling == "max":
     return jnp.max(x, axis=(1, 2))
   return x
+
+
+def file_size(input_shape: Sequence[int], sizes: Sequence[int]) -> int:
+  """The input size whose weight file a MobileNet loads: the input's if square and one of `sizes`, else 224 with a
+  warning, as Keras picks it."""
+  rows, cols = input_shape[:2]
+  if rows == cols and rows in sizes:
+    return rows
+  warnings.warn(f"input_shape={tuple(input_shape)} is non-square or its size is not one of {tuple(sizes)}; "
+                "loading the weights for 224 x 224, as Keras does.", stacklevel=4)
+  return 224
 
 
 def correct_pad(size: tuple[int, int], kernel: int = 3) -> tuple[tuple[int, int], tuple[int, int]]:

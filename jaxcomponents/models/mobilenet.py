@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -16,8 +15,8 @@ from jaxcomponents.errors import check_positive_int, check_rate
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
-from jaxcomponents.models.common import (Backbone, BackboneRecord, WeightsFile, batch_norm_mode, global_pool,
-                                         keras_file)
+from jaxcomponents.models.common import (Backbone, BackboneRecord, WeightsFile, batch_norm_mode, file_size,
+                                         global_pool, keras_file)
 
 # (pointwise filters, stride) of blocks 1 ... 13
 MOBILENET_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1),
@@ -102,12 +101,7 @@ def imagenet_file(module: MobileNet, input_shape: tuple[int, int, int]) -> Weigh
   if module.alpha not in MOBILENET_ALPHAS or module.depth_multiplier != 1:
     raise ValueError(f"alpha={module.alpha!r}, depth_multiplier={module.depth_multiplier!r} is not allowed with "
                      f"ImageNet weights; expected alpha in {MOBILENET_ALPHAS} and depth_multiplier=1.")
-  rows, cols = input_shape[:2]
-  size = rows
-  if rows != cols or rows not in MOBILENET_SIZES:
-    warnings.warn(f"input_shape={tuple(input_shape)} is non-square or its size is not one of {MOBILENET_SIZES}; "
-                  "loading the weights for 224 x 224, as Keras does.", stacklevel=3)
-    size = 224
+  size = file_size(input_shape, MOBILENET_SIZES)
   alpha_text = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}[module.alpha]
   suffix = "_tf.h5" if module.include_top else "_tf_no_top.h5"
   return keras_file("mobilenet", f"mobilenet_{alpha_text}_{size}{suffix}", None)

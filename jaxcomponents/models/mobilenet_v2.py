@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -14,7 +13,7 @@ from jaxcomponents.activations import relu6
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.models.common import (Backbone, BackboneRecord, Taps, WeightsFile, batch_norm_mode, classifier_top,
-                                         correct_pad, keras_file)
+                                         correct_pad, file_size, keras_file)
 
 # (filters, stride, expansion) of blocks 0 ... 16
 MOBILENET_V2_BLOCKS = ((16, 1, 1), (24, 2, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (32, 1, 6), (64, 2, 6),
@@ -118,12 +117,7 @@ def imagenet_file(module: MobileNetV2, input_shape: tuple[int, int, int]) -> Wei
   if module.alpha not in MOBILENET_V2_ALPHAS:
     raise ValueError(f"alpha={module.alpha!r} is not allowed with ImageNet weights; expected one of "
                      f"{MOBILENET_V2_ALPHAS}.")
-  rows, cols = input_shape[:2]
-  size = rows
-  if rows != cols or rows not in MOBILENET_V2_SIZES:
-    warnings.warn(f"input_shape={tuple(input_shape)} is non-square or its size is not one of {MOBILENET_V2_SIZES}; "
-                  "loading the weights for 224 x 224, as Keras does.", stacklevel=3)
-    size = 224
+  size = file_size(input_shape, MOBILENET_V2_SIZES)
   suffix = ".h5" if module.include_top else "_no_top.h5"
   return keras_file("mobilenet_v2", f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(module.alpha)}_{size}"
                     f"{suffix}", None)

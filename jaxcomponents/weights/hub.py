@@ -119,7 +119,8 @@ def fetch(file: WeightsFile, *, download: bool = True, progress: bool = True) ->
       return path
   own_cache = cache_dirs()[-1]
   hint = (f"Download {file.origin} on a machine with internet access and put it in one of: "
-          f"{', '.join(cache_dirs())}" + (f" ({_hash_algorithm(file.file_hash)} {file.file_hash})." if file.file_hash else "."))
+          f"{', '.join(cache_dirs())}"
+          + (f" ({_hash_algorithm(file.file_hash)} {file.file_hash})." if file.file_hash else "."))
   if not download:
     raise FileNotFoundError(f"{file.fname} is not cached. {hint}")
   try:

@@ -1,4 +1,4 @@
-"""Regenerates `applications.json`: every backbone's Keras layers and weight shapes, for tests/test_models.py.
+"""Regenerates `applications.json`: every backbone's Keras layers and weight shapes, for tests/test_backbones.py.
 
 Building the larger `keras.applications` models takes Keras tens of seconds
 each, too long to repeat in every test run, so their architecture (layer

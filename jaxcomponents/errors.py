@@ -6,6 +6,7 @@ bad configuration is caught where it is written, not deep inside a trace.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -122,3 +123,18 @@ def check_precision(param: str, value: Any) -> Any:
                      f"{', '.join(map(repr, PRECISIONS))} (or JAX's aliases "
                      f"{', '.join(map(repr, _PRECISION_ALIASES))}), or a pair of them (one per operand).")
   return value
+
+
+def changed_fields(obj: Any, names: Iterable[str], unset: Any = None) -> list[str]:
+  """`name=value` for each dataclass field of `obj` in `names` not at its default (`unset` for a field without one).
+
+  Example:
+    >>> @dataclasses.dataclass
+    ... class Layer:
+    ...   units: int | None
+    ...   use_bias: bool = True
+    >>> changed_fields(Layer(4, use_bias=False), ("units", "use_bias"))
+    ['units=4', 'use_bias=False']
+  """
+  defaults = {f.name: unset if f.default is dataclasses.MISSING else f.default for f in dataclasses.fields(obj)}
+  return [f"{name}={getattr(obj, name)!r}" for name in names if getattr(obj, name) != defaults[name]]

@@ -143,3 +143,9 @@ def test_hashes_are_checked_as_keras_checks_them(tmp_path, monkeypatch):
     bad = "0" * len(good)
     with pytest.raises(ValueError, match=rf"is not Keras's weights.h5: its {algorithm} is {good}, expected {bad}"):
       hub.fetch(hub.WeightsFile("weights.h5", "unused", bad), download=False)
+
+
+def test_efficientnet_checks_its_drop_connect_rate():
+  model = backbones.get("EfficientNetB0").module(include_top=False, drop_connect_rate=1.5)
+  with pytest.raises(ValueError, match=r"drop_connect_rate=1.5 is not allowed"):
+    jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import activations
-from jaxcomponents.errors import as_tuple, check_choice, check_positive_int, check_rate
+from jaxcomponents.errors import as_tuple, changed_fields, check_choice, check_positive_int, check_rate
 from jaxcomponents.layers.conv_core import (Conv, ConvReLU, ConvTranspose, DepthwiseConv, SeparableConv,
                                               glorot_uniform)
 from jaxcomponents.layers.dropout import Dropout
@@ -175,10 +175,8 @@ class Convolution(PrecisionFields):
 
   def _check_conv_module(self) -> None:
     """With a convolution module, the fields that would build one must not be set (nothing silently ignored)."""
-    defaults = {"features": None, "kernel_size": None, "strides": 1, "padding": "SAME", "kind": "conv", "dims": 2,
-                "dilation": 1, "groups": 1, "depth_multiplier": 1, "output_padding": None, "use_bias": True}
-    changed = [f"{name}={getattr(self, name)!r}" for name, default in defaults.items()
-               if getattr(self, name) != default]
+    changed = changed_fields(self, ("features", "kernel_size", "strides", "padding", "kind", "dims", "dilation",
+                                    "groups", "depth_multiplier", "output_padding", "use_bias"))
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with conv={type(self.conv).__name__}(...); configure "
                        "the convolution module itself (and pass features=None, kernel_size=None).")

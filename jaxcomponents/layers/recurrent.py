@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents import activations
-from jaxcomponents.errors import check_choice, check_positive_int, check_rank, check_rate
+from jaxcomponents.errors import changed_fields, check_choice, check_positive_int, check_rank, check_rate
 from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import cudnn_rnn, random
@@ -334,10 +334,8 @@ class Recurrent(PrecisionFields):
     if self.units is not None and self.units != self.cell.units:
       raise ValueError(f"units={self.units!r} is not allowed with cell={type(self.cell).__name__}(units="
                        f"{self.cell.units}); expected None or {self.cell.units}.")
-    defaults = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "reset_after": True,
-                "unit_forget_bias": True}
-    changed = [f"{name}={getattr(self, name)!r}" for name, default in defaults.items()
-               if getattr(self, name) != default]
+    changed = changed_fields(self, ("activation", "recurrent_activation", "use_bias", "reset_after",
+                                    "unit_forget_bias"))
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with a cell module; configure the cell itself "
                        f"({type(self.cell).__name__}(...)).")

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents import activations
+from jaxcomponents.errors import check_rate
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
@@ -78,6 +79,7 @@ class EfficientNet(Backbone):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+    check_rate("drop_connect_rate", self.drop_connect_rate)
     self.check_input(x)
     taps = self.start_taps()
     norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), **self.dtype_options)

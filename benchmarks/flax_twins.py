@@ -26,7 +26,7 @@ class DenseStack(nn.Module):
   rate: float = 0.2
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     for _ in range(2):
       x = nn.Dropout(self.rate, deterministic=not train)(nn.relu(nn.Dense(self.units)(x)))
     return nn.softmax(nn.Dense(self.classes)(x))
@@ -38,7 +38,7 @@ class SeedCNN(nn.Module):
   classes: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     x = nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x))
     x = nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x))
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -56,7 +56,7 @@ class RNNClassifier(nn.Module):
   classes: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     cell = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "simple_rnn": nn.SimpleCell}[self.cell]
     h = nn.RNN(cell(self.units))(x)
     return nn.softmax(nn.Dense(self.classes)(h[:, -1]))

@@ -29,11 +29,11 @@ class DenseStack(nn.Module):
   rate: float = 0.2
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     from jaxcomponents.layers import Dense
-    x = Dense(self.units, activation="relu", dropout=self.rate)(x, train)
-    x = Dense(self.units, activation="relu", dropout=self.rate)(x, train)
-    return Dense(self.classes, activation="softmax")(x, train)
+    x = Dense(self.units, activation="relu", dropout=self.rate)(x, train=train)
+    x = Dense(self.units, activation="relu", dropout=self.rate)(x, train=train)
+    return Dense(self.classes, activation="softmax")(x, train=train)
 
 
 class ConvStack(nn.Module):
@@ -45,13 +45,13 @@ class ConvStack(nn.Module):
   dims: int = 2
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     from jaxcomponents.layers import Convolution, Dense
     features = None if self.kind == "depthwise" else self.filters
     strides = 2 if self.kind == "transpose" else 1
     for _ in range(2):
-      x = Convolution(features, 3, strides=strides, kind=self.kind, dims=self.dims, activation="relu")(x, train)
-    return Dense(self.classes, activation="softmax")(jnp.mean(x, axis=tuple(range(1, 1 + self.dims))), train)
+      x = Convolution(features, 3, strides=strides, kind=self.kind, dims=self.dims, activation="relu")(x, train=train)
+    return Dense(self.classes, activation="softmax")(jnp.mean(x, axis=tuple(range(1, 1 + self.dims))), train=train)
 
 
 class SeedCNN(nn.Module):
@@ -72,16 +72,17 @@ class SeedCNN(nn.Module):
   dropout_inside: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     from jaxcomponents.layers import Convolution, Dense, Dropout
-    options = dict(padding=self.padding, activation="relu", batch_norm=self.batch_norm, dilation=self.dilation)
-    x = Convolution(32, 3, **options)(x, train)
+    options = dict(padding=self.padding, activation="relu", batch_norm=self.batch_norm,
+                   kernel_dilation=self.dilation)
+    x = Convolution(32, 3, **options)(x, train=train)
     x = Convolution(32, 3, strides=self.strides, pool=None if self.strides > 1 else self.pool,
-                    dropout=0.25 if self.dropout_inside else 0.0, **options)(x, train)
+                    dropout=0.25 if self.dropout_inside else 0.0, **options)(x, train=train)
     if not self.dropout_inside:
-      x = Dropout(0.25)(x, train)
-    x = Dense(128, activation="relu", dropout=0.5)(x.reshape((x.shape[0], -1)), train)
-    return Dense(self.classes, activation="softmax")(x, train)
+      x = Dropout(0.25)(x, train=train)
+    x = Dense(128, activation="relu", dropout=0.5)(x.reshape((x.shape[0], -1)), train=train)
+    return Dense(self.classes, activation="softmax")(x, train=train)
 
 
 class RecurrentClassifier(nn.Module):
@@ -92,10 +93,10 @@ class RecurrentClassifier(nn.Module):
   classes: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     from jaxcomponents.layers.recurrent import Recurrent
     from jaxcomponents.layers import Dense
-    return Dense(self.classes, activation="softmax")(Recurrent(self.units, cell=self.cell)(x, train), train)
+    return Dense(self.classes, activation="softmax")(Recurrent(self.units, cell=self.cell)(x, train=train), train=train)
 
 
 def dense_stack(size):

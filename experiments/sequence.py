@@ -49,8 +49,8 @@ def run_jax(config, cell, x, y, xt, yt, path):
 
   class RowReader(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
-      return Dense(10, activation="softmax")(Recurrent(config.units, cell=cell)(x, train), train)
+    def __call__(self, x, *, train=False):
+      return Dense(10, activation="softmax")(Recurrent(config.units, cell=cell)(x, train=train), train=train)
 
   metrics = ["sparse_categorical_accuracy"]
   state = TrainState.create(RowReader(), optimizers.get("adam", learning_rate=config.learning_rate), x[:1],

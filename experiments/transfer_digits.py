@@ -63,13 +63,13 @@ def run_jax(config: Config, data):
     """conv-relu, conv-relu, max pool, dropout .25 | dense 128 relu, dropout .5, dense 5 softmax."""
 
     @nn.compact
-    def __call__(self, x, train=False):
-      x = Convolution(config.filters, 3, padding="VALID", activation="relu")(x, train)
-      x = Convolution(config.filters, 3, padding="VALID", activation="relu", pool="max")(x, train)
-      x = Dropout(0.25)(x, train)
+    def __call__(self, x, *, train=False):
+      x = Convolution(config.filters, 3, padding="VALID", activation="relu")(x, train=train)
+      x = Convolution(config.filters, 3, padding="VALID", activation="relu", pool="max")(x, train=train)
+      x = Dropout(0.25)(x, train=train)
       x = x.reshape((x.shape[0], -1))
-      x = Dense(128, activation="relu", dropout=0.5)(x, train)
-      return Dense(5, activation="softmax")(x, train)
+      x = Dense(128, activation="relu", dropout=0.5)(x, train=train)
+      return Dense(5, activation="softmax")(x, train=train)
 
   metrics = ["sparse_categorical_accuracy"]
   eval_step = make_eval_step("sparse_categorical_crossentropy", metrics)

@@ -263,6 +263,7 @@ def _train_parameter(module: nn.Module, method: Any) -> tuple[bool, int | None]:
   if parameters and parameters[0].name == "self":
     parameters = parameters[1:]
   positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+  positional += getattr(fn, "deprecated_positional", ())  # keyword-only now, still taken positionally
   takes = any(p.name == "train" or p.kind is p.VAR_KEYWORD for p in parameters)
   return takes, positional.index("train") if "train" in positional else None
 

@@ -14,7 +14,7 @@ from jaxcomponents.tree_paths import path_string
 
 CASES = {
     f"{kind}_{dims}d_{padding}_s{strides}_d{dilation}": dict(kind=kind, dims=dims, padding=padding, strides=strides,
-                                                             dilation=dilation)
+                                                             kernel_dilation=dilation)
     for kind, dims_list in (("conv", (1, 2, 3)), ("transpose", (1, 2, 3)), ("separable", (1, 2)),
                             ("depthwise", (1, 2)))
     for dims in dims_list
@@ -24,14 +24,15 @@ CASES = {
 }
 # Windows larger than their input (VGG16's and ResNet50's last blocks at small sizes): the im2col path, or oneDNN.
 CASES.update({f"conv_2d_small_{h}x{w}_{padding}_d{dilation}": dict(kind="conv", dims=2, padding=padding, strides=1,
-                                                                   dilation=dilation, spatial=(h, w))
+                                                                   kernel_dilation=dilation, spatial=(h, w))
               for h, w in ((2, 2), (1, 3)) for padding in ("SAME",) for dilation in (1, 2)})
 # Feature groups, depth multipliers, an output padding (its transposed convolution has no oneDNN form: the padding of
 # the convolution it transposes would be negative) and bfloat16.
 CASES.update({
-    "conv_2d_SAME_s1_d1_groups4": dict(kind="conv", dims=2, padding="SAME", groups=4),
+    "conv_2d_SAME_s1_d1_groups4": dict(kind="conv", dims=2, padding="SAME", feature_group_count=4),
     "depthwise_2d_SAME_s2_d1_m2": dict(kind="depthwise", dims=2, padding="SAME", strides=2, depth_multiplier=2),
-    "separable_1d_VALID_s1_d2_m3": dict(kind="separable", dims=1, padding="VALID", dilation=2, depth_multiplier=3),
+    "separable_1d_VALID_s1_d2_m3": dict(kind="separable", dims=1, padding="VALID", kernel_dilation=2,
+                                          depth_multiplier=3),
     "transpose_2d_VALID_s2_d1_op1": dict(kind="transpose", dims=2, padding="VALID", strides=2, output_padding=1),
     "conv_2d_SAME_s2_d1_bf16": dict(kind="conv", dims=2, padding="SAME", strides=2, dtype="bfloat16"),
     "depthwise_2d_VALID_s1_d1_bf16": dict(kind="depthwise", dims=2, padding="VALID", dtype="bfloat16"),

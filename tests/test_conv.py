@@ -29,15 +29,16 @@ POOL_LAYERS = {("max", 1): keras.layers.MaxPooling1D, ("max", 2): keras.layers.M
                ("avg", 2): keras.layers.AveragePooling2D, ("avg", 3): keras.layers.AveragePooling3D}
 
 
-def keras_twin(in_shape, features, kernel_size, kind="conv", dims=2, strides=1, padding="same", dilation=1, groups=1,
-               depth_multiplier=1, output_padding=None, activation=None, use_bias=True, batch_norm=False,
-               pool=None, pool_size=2, pool_strides=2, pool_padding="valid"):
+def keras_twin(in_shape, features, kernel_size, kind="conv", dims=2, strides=1, padding="same", kernel_dilation=1,
+               feature_group_count=1, depth_multiplier=1, output_padding=None, activation=None, use_bias=True,
+               batch_norm=False, pool=None, pool_size=2, pool_strides=2, pool_padding="valid"):
   """The Keras model a Convolution with these arguments reproduces, with random weights."""
-  args = dict(kernel_size=kernel_size, strides=strides, padding=padding, dilation_rate=dilation, use_bias=use_bias)
+  args = dict(kernel_size=kernel_size, strides=strides, padding=padding, dilation_rate=kernel_dilation,
+              use_bias=use_bias)
   if kind != "depthwise":
     args["filters"] = features
   if kind == "conv":
-    args["groups"] = groups
+    args["groups"] = feature_group_count
   if kind in ("separable", "depthwise"):
     args["depth_multiplier"] = depth_multiplier
   if kind == "transpose":
@@ -58,9 +59,7 @@ def check(kind="conv", dims=2, shape=None, **kwargs):
   features = kwargs.pop("features", 4)
   kernel_size = kwargs.pop("kernel_size", 3)
   model = keras_twin(shape[1:], features, kernel_size, kind, dims, **kwargs)
-  layer_args = {k: v for k, v in kwargs.items() if k != "dilation"}
-  layer = Convolution(None if kind == "depthwise" else features, kernel_size, kind=kind, dims=dims,
-                      dilation=kwargs.get("dilation", 1), **layer_args)
+  layer = Convolution(None if kind == "depthwise" else features, kernel_size, kind=kind, dims=dims, **kwargs)
   x = random_input(shape)
   variables = load_keras(layer, model, x)
   assert_close(layer.apply(variables, x), model(x, training=False))
@@ -77,14 +76,14 @@ def test_every_kind_dims_padding_stride(kind, dims, padding, strides):
 @pytest.mark.parametrize("kind,dims", [("conv", 1), ("conv", 2), ("separable", 2), ("depthwise", 1),
                                        ("depthwise", 2), ("transpose", 2), ("transpose", 1)])
 def test_dilation(kind, dims):
-  check(kind, dims, dilation=2, padding="same")
-  check(kind, dims, dilation=2, padding="valid")
+  check(kind, dims, kernel_dilation=2, padding="same")
+  check(kind, dims, kernel_dilation=2, padding="valid")
 
 
 @pytest.mark.parametrize("kind,dims", [("separable", 2), ("depthwise", 1), ("depthwise", 2)])
 def test_separable_depthwise_take_strides_with_dilation_like_keras(kind, dims):
-  check(kind, dims, strides=2, dilation=2, padding="same")
-  check(kind, dims, strides=2, dilation=2, padding="valid", depth_multiplier=2)
+  check(kind, dims, strides=2, kernel_dilation=2, padding="same")
+  check(kind, dims, strides=2, kernel_dilation=2, padding="valid", depth_multiplier=2)
 
 
 def test_padding_names_in_any_case():
@@ -104,7 +103,7 @@ def test_weighted_layers_have_keras_names(kind):
 
 
 def test_causal_1d():
-  check("conv", 1, padding="causal", dilation=2)
+  check("conv", 1, padding="causal", kernel_dilation=2)
 
 
 @pytest.mark.parametrize("kind", ["separable", "depthwise"])
@@ -116,7 +115,7 @@ def test_causal_1d_beyond_keras_equals_left_padding(kind):
   model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.ZeroPadding1D((4, 0)),
                             layer_cls(kernel_size=3, dilation_rate=2, padding="valid", **args)])
   randomize_keras(model)
-  layer = Convolution(4 if kind == "separable" else None, 3, kind=kind, dims=1, padding="causal", dilation=2)
+  layer = Convolution(4 if kind == "separable" else None, 3, kind=kind, dims=1, padding="causal", kernel_dilation=2)
   assert_close(layer.apply(load_keras(layer, model, x), x), model(x))
 
 
@@ -132,7 +131,7 @@ def test_transpose_shapes_and_values(shape, padding, strides, output_padding, ke
 @pytest.mark.parametrize("dims,shape,kwargs", [
     (1, (2, 6, 3), dict(strides=3, output_padding=2, padding="same", kernel_size=4)),
     (1, (2, 7, 3), dict(strides=2, output_padding=0, padding="valid", kernel_size=3)),
-    (1, (2, 7, 3), dict(dilation=3, output_padding=0, padding="same", kernel_size=2)),
+    (1, (2, 7, 3), dict(kernel_dilation=3, output_padding=0, padding="same", kernel_size=2)),
     (3, (1, 3, 4, 5, 2), dict(strides=(2, 1, 2), output_padding=(1, 0, 0), padding="same", kernel_size=(3, 2, 2))),
     (3, (1, 3, 4, 5, 2), dict(strides=2, output_padding=(0, 1, 1), padding="valid", kernel_size=(2, 3, 1))),
 ])
@@ -141,8 +140,8 @@ def test_transpose_1d_3d_output_padding(dims, shape, kwargs):
 
 
 def test_groups_and_depth_multiplier():
-  check("conv", 2, shape=(2, 6, 6, 4), features=6, groups=2)
-  check("conv", 1, shape=(2, 9, 6), features=9, groups=3, strides=2)
+  check("conv", 2, shape=(2, 6, 6, 4), features=6, feature_group_count=2)
+  check("conv", 1, shape=(2, 9, 6), features=9, feature_group_count=3, strides=2)
   check("depthwise", 2, depth_multiplier=3)
   check("separable", 1, depth_multiplier=2, features=5)
 
@@ -266,13 +265,14 @@ def test_dropout_only_in_training():
                                r"of 2 positive integers"),
     (dict(kernel_size=(3, 3, 3)), r"kernel_size=\(3, 3, 3\) is not allowed; expected a positive integer or a "
                                   r"sequence of 2"),
-    (dict(strides=2, dilation=2), r"strides=2 with dilation=2 is not allowed with kind='conv'; like Keras"),
-    (dict(kind="transpose", strides=(1, 2), dilation=(2, 1)), r"strides=\(1, 2\) with dilation=\(2, 1\) is not "
-                                                               r"allowed with kind='transpose'"),
+    (dict(strides=2, kernel_dilation=2), r"strides=2 with kernel_dilation=2 is not allowed with kind='conv'; "
+                                         r"like Keras"),
+    (dict(kind="transpose", strides=(1, 2), kernel_dilation=(2, 1)), r"strides=\(1, 2\) with kernel_dilation="
+                                                                      r"\(2, 1\) is not allowed with kind='transpose'"),
     (dict(strides=0), r"strides=0 is not allowed; expected a positive integer"),
-    (dict(dilation=(1, 0)), r"dilation=\(1, 0\) is not allowed; expected a positive integer"),
+    (dict(kernel_dilation=(1, 0)), r"kernel_dilation=\(1, 0\) is not allowed; expected a positive integer"),
     (dict(kind="separable", depth_multiplier=0), r"depth_multiplier=0 is not allowed; expected a positive integer"),
-    (dict(groups=0), r"groups=0 is not allowed; expected a positive integer"),
+    (dict(feature_group_count=0), r"feature_group_count=0 is not allowed; expected a positive integer"),
     (dict(features=None), r"features=None is not allowed; expected a positive integer"),
     (dict(kind="separable", features=-2), r"features=-2 is not allowed; expected a positive integer"),
     (dict(pool="avg", pool_size=0), r"pool_size=0 is not allowed; expected a positive integer"),
@@ -285,14 +285,15 @@ def test_dropout_only_in_training():
     (dict(activation="relu7"), r"activation='relu7' is not allowed"),
     (dict(pool="min"), r"pool='min' is not allowed; expected one of None, 'max', 'avg'"),
     (dict(pool="max", pool_padding="full"), r"pool_padding='full' is not allowed; expected one of 'SAME', 'VALID'"),
-    (dict(groups=2), r"groups=2 is not allowed; it must divide the input channels \(3\)"),
-    (dict(features=5, groups=3), r"groups=3 is not allowed; it must divide the input channels \(3\) and features "
-                                 r"\(5\)"),
-    (dict(kind="transpose", groups=3), r"groups=3 is not allowed with kind='transpose'"),
+    (dict(feature_group_count=2), r"feature_group_count=2 is not allowed; it must divide the input channels "
+                                  r"\(3\)"),
+    (dict(features=5, feature_group_count=3), r"feature_group_count=3 is not allowed; it must divide the input "
+                                              r"channels \(3\) and features \(5\)"),
+    (dict(kind="transpose", feature_group_count=3), r"feature_group_count=3 is not allowed with kind='transpose'"),
     (dict(kind="depthwise", features=None, output_padding=1), r"output_padding=1 is not allowed with "
                                                                r"kind='depthwise'"),
     (dict(kind="transpose", depth_multiplier=2), r"depth_multiplier=2 is not allowed with kind='transpose'"),
-    (dict(kind="separable", groups=3), r"groups=3 is not allowed with kind='separable'"),
+    (dict(kind="separable", feature_group_count=3), r"feature_group_count=3 is not allowed with kind='separable'"),
     (dict(kind="conv", depth_multiplier=2), r"depth_multiplier=2 is not allowed with kind='conv'"),
     (dict(kind="depthwise", features=5), r"features=5 is not allowed for kind='depthwise' with 3 input channels"),
     (dict(kind="transpose", strides=2, output_padding=2), r"output_padding=2 is not allowed; each value must be "
@@ -316,7 +317,7 @@ def test_wrong_input_rank(dims, shape):
 
 @pytest.mark.parametrize("kwargs,shape,message", [
     (dict(kernel_size=5, padding="valid"), (1, 4, 6, 3), r"the conv2d output would have shape \(1, 0, 2, 4\)"),
-    (dict(kind="depthwise", features=None, kernel_size=3, dilation=3, padding="valid"), (1, 6, 9, 3),
+    (dict(kind="depthwise", features=None, kernel_size=3, kernel_dilation=3, padding="valid"), (1, 6, 9, 3),
      r"the depthwise_conv2d output would have shape \(1, 0, 3, 3\)"),
     (dict(kind="transpose", kernel_size=2, output_padding=0), (1, 1, 3, 3),
      r"the conv2d_transpose output would have shape \(1, 0, 2, 4\)"),

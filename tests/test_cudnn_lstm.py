@@ -86,7 +86,7 @@ CASES = [
 
 @pytest.mark.parametrize("options, lengths, train", CASES)
 def test_cudnn_branch_matches_scan(cudnn_on_cpu, options, lengths, train):
-  cudnn, scan, args = both_paths(options, lengths, train)
+  cudnn, scan, args = both_paths(options, lengths, train=train)
   expected = jax.tree.leaves(scan(*args))
   actual = jax.tree.leaves(cudnn(*args))
   assert len(cudnn_on_cpu) == 1 and cudnn_on_cpu[0]["bidirectional"] == bool(options.get("bidirectional"))

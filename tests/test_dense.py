@@ -72,9 +72,10 @@ def test_dropout_only_in_training():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(units=0), r"units=0 is not allowed; expected a positive integer"),
-        (dict(units=3, dropout=1.0), r"dropout=1.0 is not allowed; expected a float in \[0, 1\)"),
-        (dict(units=3, activation="rectified"), r"activation='rectified' is not allowed"),
+        (dict(features=0), r"features=0 is not allowed; expected a positive integer"),
+        (dict(), r"features=None is not allowed; expected a positive integer"),
+        (dict(features=3, dropout=1.0), r"dropout=1.0 is not allowed; expected a float in \[0, 1\)"),
+        (dict(features=3, activation="rectified"), r"activation='rectified' is not allowed"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -77,14 +77,14 @@ from jaxcomponents.training import TrainState, make_train_step
 
 class Net(nn.Module):
   @nn.compact
-  def __call__(self, x, train=False):
-    x = Convolution(8, 3, activation="relu", pool="max", dropout=0.2)(x, train)
-    x = Convolution(8, 3, kind="separable", batch_norm=True, pool="avg", pool_padding="same")(x, train)
-    x = Convolution(None, 3, kind="depthwise", strides=2)(x, train)
-    x = Convolution(4, 3, kind="transpose", strides=2, activation="relu")(x, train)
-    x = Dropout(0.3)(x, train)
-    sequence = Recurrent(6, cell="lstm", dropout=0.1)(x.reshape((x.shape[0], -1, x.shape[-1])), train)
-    return Dense(3, activation="softmax", dropout=0.1)(sequence, train)
+  def __call__(self, x, *, train=False):
+    x = Convolution(8, 3, activation="relu", pool="max", dropout=0.2)(x, train=train)
+    x = Convolution(8, 3, kind="separable", batch_norm=True, pool="avg", pool_padding="same")(x, train=train)
+    x = Convolution(None, 3, kind="depthwise", strides=2)(x, train=train)
+    x = Convolution(4, 3, kind="transpose", strides=2, activation="relu")(x, train=train)
+    x = Dropout(0.3)(x, train=train)
+    sequence = Recurrent(6, cell="lstm", dropout=0.1)(x.reshape((x.shape[0], -1, x.shape[-1])), train=train)
+    return Dense(3, activation="softmax", dropout=0.1)(sequence, train=train)
 
 
 x = jnp.ones((4, 16, 16, 1))

@@ -112,8 +112,8 @@ def test_frozen_backbone_under_jit_training():
 
   class Classifier(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
-      x = ResNet50(include_top=False, pooling="avg", trainable=False, name="backbone")(x, train)
+    def __call__(self, x, *, train=False):
+      x = ResNet50(include_top=False, pooling="avg", trainable=False, name="backbone")(x, train=train)
       return nn.Dense(3, name="head")(x)
 
   x = random_input((4, 32, 32, 3))

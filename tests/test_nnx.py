@@ -25,11 +25,11 @@ class SmallNet(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x, train=False):
-    x = Convolution(4, 3, activation="relu", batch_norm=True, pool="max")(x, train)
+  def __call__(self, x, *, train=False):
+    x = Convolution(4, 3, activation="relu", batch_norm=True, pool="max")(x, train=train)
     x = x.reshape((x.shape[0], -1))
-    x = Dense(8, activation="relu", batch_norm=True, dropout=self.dropout)(x, train)
-    return Dense(3, activation="softmax", name="predictions")(x, train)
+    x = Dense(8, activation="relu", batch_norm=True, dropout=self.dropout)(x, train=train)
+    return Dense(3, activation="softmax", name="predictions")(x, train=train)
 
 
 def batches(n=4, size=8):
@@ -112,7 +112,8 @@ def test_modes_keys_and_positional_train():
   assert_trees(jnnx.to_variables(model), before)
   key = jax.random.key(5)
   expected, updates = layer.apply(before, x, train=True, mutable=["batch_stats"], rngs={"dropout": key})
-  np.testing.assert_array_equal(model(x, True, rngs={"dropout": key}), expected)  # train positionally too
+  with pytest.warns(DeprecationWarning, match="passing train positionally"):  # train positionally, for a release
+    np.testing.assert_array_equal(model(x, True, rngs={"dropout": key}), expected)
   assert_trees(jnnx.to_variables(model)["batch_stats"], updates["batch_stats"])
   model.train()
   assert not model.deterministic

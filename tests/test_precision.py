@@ -65,7 +65,7 @@ LAYERS = [
     ("conv_relu", lambda **o: Convolution(4, 3, activation="relu", **o), (jnp.ones((2, 6, 6, 3)),)),
     ("conv_window_larger_than_input", lambda **o: Convolution(4, 5, padding="SAME", **o), (jnp.ones((2, 3, 3, 3)),)),
     ("conv_1d_causal", lambda **o: Convolution(4, 3, dims=1, padding="CAUSAL", **o), (jnp.ones((2, 7, 3)),)),
-    ("conv_3d_grouped", lambda **o: Convolution(4, 2, dims=3, groups=2, **o), (jnp.ones((1, 3, 3, 3, 2)),)),
+    ("conv_3d_grouped", lambda **o: Convolution(4, 2, dims=3, feature_group_count=2, **o), (jnp.ones((1, 3, 3, 3, 2)),)),
     ("transpose", lambda **o: Convolution(4, 3, strides=2, kind="transpose", **o), (jnp.ones((2, 5, 5, 3)),)),
     ("transpose_relu", lambda **o: Convolution(4, 3, strides=2, kind="transpose", activation="relu", **o),
      (jnp.ones((2, 5, 5, 3)),)),

@@ -293,8 +293,8 @@ def test_dropout_only_in_training_and_deterministic(cell, bidirectional):
     (dict(bidirectional="max"), r"bidirectional='max'.*'concat', 'sum', 'mul', 'ave'"),
     (dict(activation="nope"), r"activation='nope'.*'tanh'"),
     (dict(recurrent_activation="nope"), r"recurrent_activation='nope'.*'sigmoid'"),
-    (dict(units=0), r"units=0.*positive integer"),
-    (dict(units=-2), r"units=-2.*positive integer"),
+    (dict(features=0), r"features=0.*positive integer"),
+    (dict(features=-2), r"features=-2.*positive integer"),
     (dict(dropout=1.0), r"dropout=1.0.*\[0, 1\)"),
     (dict(recurrent_dropout=-0.1), r"recurrent_dropout=-0.1.*\[0, 1\)"),
     (dict(unroll=0), r"unroll=0.*positive integer"),
@@ -304,7 +304,7 @@ def test_dropout_only_in_training_and_deterministic(cell, bidirectional):
     (dict(cell="gru", unit_forget_bias=False), r"unit_forget_bias=False.*cell='gru'.*'lstm'"),
 ])
 def test_bad_configuration_raises(kwargs, match):
-  kwargs = {"units": U, **kwargs}
+  kwargs = {"features": U, **kwargs}
   with pytest.raises(ValueError, match=match):
     Recurrent(**kwargs).init(jax.random.key(0), jnp.ones((B, T, F)))
 
@@ -360,7 +360,7 @@ def test_a_cell_module_computes_what_the_named_cell_computes(name, cell, options
 class MinimalGatedCell(nn.Module):
   """A cell of one's own: h' = (1 - f) * h + f * tanh(W x + U h), f = sigmoid(w_f x) (two gates, one state)."""
 
-  units: int
+  features: int
   num_states = 1
   gates = 2
   keras_name = "minimal_gated"
@@ -368,8 +368,8 @@ class MinimalGatedCell(nn.Module):
   @nn.compact
   def __call__(self, carry, x, input_mask=None, recurrent_mask=None):
     (h,) = carry
-    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 2 * self.units))
-    recurrent = self.param("recurrent_kernel", nn.initializers.orthogonal(), (self.units, self.units))
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 2 * self.features))
+    recurrent = self.param("recurrent_kernel", nn.initializers.orthogonal(), (self.features, self.features))
     xi, xf = jnp.split(x @ kernel, 2, axis=-1)
     f = jax.nn.sigmoid(xf)
     h = (1 - f) * h + f * jnp.tanh(xi + h @ recurrent)
@@ -394,12 +394,18 @@ def test_a_cell_of_ones_own_is_scanned_like_a_loop_and_trains():
   assert sorted(both.init(jax.random.key(0), x)["params"]) == ["backward_minimal_gated", "forward_minimal_gated"]
 
 
+class NotACell(nn.Module):
+  pass
+
+
 @pytest.mark.parametrize("layer,match", [
-    (Recurrent(3, cell=LSTMCell(4)), r"units=3 is not allowed with cell=LSTMCell\(units=4\); expected None or 4"),
+    (Recurrent(3, cell=LSTMCell(4)), r"features=3 is not allowed with cell=LSTMCell\(features=4\); expected None "
+                                     r"or 4"),
     (Recurrent(cell=LSTMCell(4), activation="relu"),
      r"activation='relu' is not allowed with a cell module; configure the cell itself \(LSTMCell"),
-    (Recurrent(cell=nn.Dense(4)), r"cell=Dense is not allowed; a cell module needs \['units', 'num_states'"),
-    (Recurrent(cell="lstm"), r"units=None is not allowed"),
+    (Recurrent(cell=nn.Dense(4)), r"cell=Dense is not allowed; a cell module needs \['num_states', 'gates'"),
+    (Recurrent(cell=NotACell()), r"cell=NotACell is not allowed; a cell module needs \['features', 'num_states'"),
+    (Recurrent(cell="lstm"), r"features=None is not allowed"),
 ])
 def test_cell_module_errors(layer, match):
   with pytest.raises(ValueError, match=match):

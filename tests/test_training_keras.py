@@ -22,10 +22,11 @@ pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at ful
 
 class SmallCNN(nn.Module):
   @nn.compact
-  def __call__(self, x, train=False):
-    x = Convolution(6, 3, padding="VALID", use_bias=False, batch_norm=True, activation="relu", pool="max")(x, train)
+  def __call__(self, x, *, train=False):
+    x = Convolution(6, 3, padding="VALID", use_bias=False, batch_norm=True, activation="relu", pool="max")(
+        x, train=train)
     x = x.reshape((x.shape[0], -1))
-    return Dense(5, activation="softmax")(x, train)
+    return Dense(5, activation="softmax")(x, train=train)
 
 
 def keras_small_cnn(kernel_regularizer=None):

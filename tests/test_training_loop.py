@@ -142,8 +142,8 @@ def test_freeze_rules_must_cover_and_match():
 def test_gradient_accumulation_equals_one_big_batch():
   class Linear(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
-      return Dense(3)(x, train)
+    def __call__(self, x, *, train=False):
+      return Dense(3)(x, train=train)
 
   x, y = blobs(32)
   batch = {"x": x, "y": y}

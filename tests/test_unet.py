@@ -49,6 +49,18 @@ def test_matches_keras_unet_collection(name):
   assert_close(actual, expected, tol=1e-4)
 
 
+def test_every_keras_unet_collection_backbone_taps_its_layers():
+  """The tap layers of every backbone keras-unet-collection offers, as its `_backbone_zoo` lists them; DenseNet's
+  Keras 2 names (`conv1/relu`) are Keras 3's (`conv1_relu`)."""
+  with open(os.path.join(REFERENCE_DIR, "kuc_backbone_taps.json")) as f:
+    kuc_taps = json.load(f)
+  assert len(kuc_taps) == 19
+  for name, taps in kuc_taps.items():
+    record = backbones.get(name)
+    assert record.unet_taps_source == "keras-unet-collection", name
+    assert list(record.unet_taps) == [tap.replace("/", "_") for tap in taps], name
+
+
 def test_references_cover_every_variant():
   configs = [_reference(name)[2] for name in REFERENCES]
   seen = lambda key, default: {json.dumps(c["kwargs"].get(key, default)) for c in configs}

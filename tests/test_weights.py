@@ -23,9 +23,9 @@ class TwoDense(nn.Module):
   keras_names: bool = False
 
   @nn.compact
-  def __call__(self, x, train=False):
-    x = Dense(6, activation="relu", batch_norm=True, name="block1" if self.keras_names else None)(x, train)
-    return Dense(3, name="block2" if self.keras_names else None)(x, train)
+  def __call__(self, x, *, train=False):
+    x = Dense(6, activation="relu", batch_norm=True, name="block1" if self.keras_names else None)(x, train=train)
+    return Dense(3, name="block2" if self.keras_names else None)(x, train=train)
 
 
 def leaves_equal(a, b):
@@ -65,7 +65,7 @@ def test_keras2_nested_and_flat_layouts(tmp_path):
 
   class Net(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
+    def __call__(self, x, *, train=False):
       return nn.Dense(2, name="fc2")(nn.Dense(3, name="fc1")(x))
 
   for flat in (False, True):
@@ -89,7 +89,7 @@ def test_pairs_by_name_when_names_match_else_in_order():
 def test_numbered_names_pair_whatever_the_numbering():
   class Numbered(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
+    def __call__(self, x, *, train=False):
       second = nn.Dense(2, name="dense_1")
       first = nn.Dense(3, name="dense")
       return second(first(x))  # created dense_1 first: order alone would pair them wrongly
@@ -105,7 +105,7 @@ def test_numbered_names_pair_whatever_the_numbering():
 def test_by_name_ignores_order():
   class Swapped(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
+    def __call__(self, x, *, train=False):
       b = nn.Dense(2, name="second")
       a = nn.Dense(3, name="first")
       return b(a(x))
@@ -160,7 +160,7 @@ def test_mismatch_lists_missing_unexpected_and_misshaped():
 
   class Wrong(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
+    def __call__(self, x, *, train=False):
       x = nn.Dense(7, name="dense")(x)
       x = nn.BatchNorm(use_running_average=True, use_scale=False, name="batch_normalization")(x)
       return nn.Dense(3, use_bias=False, name="dense_1")(x)
@@ -253,7 +253,7 @@ def test_export_merges_bidirectional_halves(tmp_path):
 
   class Bi(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
+    def __call__(self, x, *, train=False):
       class Cell(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -267,7 +267,7 @@ def test_export_merges_bidirectional_halves(tmp_path):
 
   class Net(nn.Module):
     @nn.compact
-    def __call__(self, x, train=False):
+    def __call__(self, x, *, train=False):
       return Bi(name="bidirectional")(x)
 
   x = random_input((1, 4))
@@ -304,9 +304,9 @@ def test_load_keras_names_the_first_layer_configured_differently():
     padding: str
 
     @nn.compact
-    def __call__(self, x, train=False):
-      x = Convolution(32, 3, padding=self.padding)(x, train)
-      return Convolution(8, 3, padding="same")(x, train)
+    def __call__(self, x, *, train=False):
+      x = Convolution(32, 3, padding=self.padding)(x, train=train)
+      return Convolution(8, 3, padding="same")(x, train=train)
 
   with pytest.raises(ValueError, match=r"its layer Convolution_0/conv2d gives outputs of shape \(28, 28, 32\) per "
                                        r"example where Keras's conv2d \(Conv2D\) gives \(26, 26, 32\)\. Keras's conv2d "
@@ -320,15 +320,15 @@ class ConvStack(nn.Module):
   """Convolutions of every kind and a bidirectional LSTM, with Keras's default layer names."""
 
   @nn.compact
-  def __call__(self, x, train=False):
+  def __call__(self, x, *, train=False):
     from jaxcomponents.layers import Recurrent
 
-    x = Convolution(4, 3, batch_norm=True, activation="relu")(x, train)
-    x = Convolution(6, 3, kind="separable", depth_multiplier=2)(x, train)
-    x = Convolution(None, 3, kind="depthwise")(x, train)
-    x = Convolution(3, 2, strides=2, kind="transpose", padding="VALID")(x, train)
+    x = Convolution(4, 3, batch_norm=True, activation="relu")(x, train=train)
+    x = Convolution(6, 3, kind="separable", depth_multiplier=2)(x, train=train)
+    x = Convolution(None, 3, kind="depthwise")(x, train=train)
+    x = Convolution(3, 2, strides=2, kind="transpose", padding="VALID")(x, train=train)
     x = x.reshape(x.shape[0], x.shape[1], -1)
-    return Recurrent(2, bidirectional="concat")(x, train)
+    return Recurrent(2, bidirectional="concat")(x, train=train)
 
 
 def keras_conv_stack():

@@ -15,9 +15,9 @@ def xent(y, logits):
 
 class MLP(nn.Module):
   @nn.compact
-  def __call__(self, x, train=False):
-    x = Dense(16, activation="relu", batch_norm=True, dropout=0.2)(x, train)
-    return Dense(3)(x, train)
+  def __call__(self, x, *, train=False):
+    x = Dense(16, activation="relu", batch_norm=True, dropout=0.2)(x, train=train)
+    return Dense(3)(x, train=train)
 
 
 def blobs(n=96, seed=0):

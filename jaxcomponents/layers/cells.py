@@ -1,10 +1,11 @@
 """Recurrent cells with Keras's math, weight names, layouts and initializers.
 
 One call computes one time step, `cell(carry, x) -> (new_carry, output)`, with
-`carry` a tuple of `(batch, units)` arrays (LSTM: `(h, c)`; GRU and SimpleRNN:
-`(h,)`) and `x` of shape `(batch, features)`. Each cell owns Keras's three
-weights, `kernel (features, g * units)`, `recurrent_kernel (units, g * units)`
-and `bias`, with the gates in Keras's order (LSTM i, f, c, o; GRU z, r, h), so
+`carry` a tuple of `(batch, features)` arrays (LSTM: `(h, c)`; GRU and
+SimpleRNN: `(h,)`) and `x` of shape `(batch, in_features)`. Each cell owns
+Keras's three weights, `kernel (in_features, g * features)`,
+`recurrent_kernel (features, g * features)` and `bias`, with the gates in
+Keras's order (LSTM i, f, c, o; GRU z, r, h), so
 `jaxcomponents.weights.load_keras` copies them unchanged.
 
 Dropout masks come from the caller (`Recurrent` samples them once per sequence):
@@ -14,9 +15,11 @@ or one per gate stacked on a leading axis, `(gates, batch, n)`, which is what
 Keras 3 does for LSTM and GRU when `recurrent_dropout > 0`.
 
 A cell of your own works in `Recurrent(cell=...)` when it follows the same
-protocol: a `units` field, class attributes `num_states` (arrays in the
-carry), `gates` (how many per-gate dropout masks it takes) and `keras_name`
-(the layer name `Recurrent` gives it), and this call signature.
+protocol: a `features` field (the state size, Keras's `units`), class
+attributes `num_states` (arrays in the carry), `gates` (how many per-gate
+dropout masks it takes) and `keras_name` (the layer name `Recurrent` gives
+it), and this call signature. The built-in cells still take `units` as a
+deprecated alias of `features` for one release.
 
 Precision, as `flax.linen` cells have it: `dtype` (computation dtype; None:
 inferred from the inputs, carry and parameters), `param_dtype` (float32) and
@@ -42,6 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents import activations
+from jaxcomponents.deprecation import renamed_to
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
 
@@ -80,19 +84,21 @@ class LSTMCell(PrecisionFields):
   """Keras's `LSTMCell`: gates i, f, c, o; carry `(h, c)`; output `h`.
 
   Attributes:
-    units: state size.
+    features: state size (Keras's `units`).
     activation: Keras name or callable for the cell input and output (tanh).
     recurrent_activation: Keras name or callable for the gates (sigmoid).
-    use_bias: add `bias (4 * units,)`.
+    use_bias: add `bias (4 * features,)`.
     unit_forget_bias: initialize the forget-gate bias to 1 (Keras's default).
+    units: deprecated alias of `features` (removed in the next release).
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
-  units: int
+  features: int | None = None
   activation: str | activations.Activation | None = "tanh"
   recurrent_activation: str | activations.Activation | None = "sigmoid"
   use_bias: bool = True
   unit_forget_bias: bool = True
+  units: int | None = renamed_to("features")
   num_states: ClassVar[int] = 2
   gates: ClassVar[int] = 4
   keras_name: ClassVar[str] = "lstm"
@@ -100,10 +106,10 @@ class LSTMCell(PrecisionFields):
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
                recurrent_mask: jax.Array | None = None) -> tuple[Carry, jax.Array]:
-    check_positive_int("units", self.units)
+    check_positive_int("features", self.features)
     act = activations.get(self.activation, "activation")
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
-    u = self.units
+    u = self.features
     h, c = carry
     kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 4 * u), self.param_dtype)
     recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 4 * u), self.param_dtype)
@@ -122,7 +128,7 @@ class LSTMCell(PrecisionFields):
   def _bias_init(self, key, shape, dtype=jnp.float32):
     bias = zeros(key, shape, dtype)
     if self.unit_forget_bias:
-      bias = bias.at[self.units:2 * self.units].set(1.0)
+      bias = bias.at[self.features:2 * self.features].set(1.0)
     return bias
 
 
@@ -130,21 +136,23 @@ class GRUCell(PrecisionFields):
   """Keras's `GRUCell`: gates z, r, h; carry `(h,)`; output `h`.
 
   Attributes:
-    units: state size.
+    features: state size (Keras's `units`).
     activation: Keras name or callable for the candidate state (tanh).
     recurrent_activation: Keras name or callable for the gates (sigmoid).
-    use_bias: add a bias: `(2, 3 * units)` (input and recurrent rows) when
-      `reset_after`, else `(3 * units,)`.
+    use_bias: add a bias: `(2, 3 * features)` (input and recurrent rows) when
+      `reset_after`, else `(3 * features,)`.
     reset_after: apply the reset gate after the recurrent matmul (Keras 3's and
       cuDNN's default) rather than before it.
+    units: deprecated alias of `features` (removed in the next release).
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
-  units: int
+  features: int | None = None
   activation: str | activations.Activation | None = "tanh"
   recurrent_activation: str | activations.Activation | None = "sigmoid"
   use_bias: bool = True
   reset_after: bool = True
+  units: int | None = renamed_to("features")
   num_states: ClassVar[int] = 1
   gates: ClassVar[int] = 3
   keras_name: ClassVar[str] = "gru"
@@ -152,10 +160,10 @@ class GRUCell(PrecisionFields):
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
                recurrent_mask: jax.Array | None = None) -> tuple[Carry, jax.Array]:
-    check_positive_int("units", self.units)
+    check_positive_int("features", self.features)
     act = activations.get(self.activation, "activation")
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
-    u = self.units
+    u = self.features
     (h,) = carry
     kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 3 * u), self.param_dtype)
     recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 3 * u), self.param_dtype)
@@ -196,15 +204,17 @@ class SimpleRNNCell(PrecisionFields):
   """Keras's `SimpleRNNCell`: `h = activation(x @ kernel + bias + h @ recurrent_kernel)`.
 
   Attributes:
-    units: state size.
+    features: state size (Keras's `units`).
     activation: Keras name or callable (tanh).
-    use_bias: add `bias (units,)`.
+    use_bias: add `bias (features,)`.
+    units: deprecated alias of `features` (removed in the next release).
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
-  units: int
+  features: int | None = None
   activation: str | activations.Activation | None = "tanh"
   use_bias: bool = True
+  units: int | None = renamed_to("features")
   num_states: ClassVar[int] = 1
   gates: ClassVar[int] = 1
   keras_name: ClassVar[str] = "simple_rnn"
@@ -212,9 +222,9 @@ class SimpleRNNCell(PrecisionFields):
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
                recurrent_mask: jax.Array | None = None) -> tuple[Carry, jax.Array]:
-    check_positive_int("units", self.units)
+    check_positive_int("features", self.features)
     act = activations.get(self.activation, "activation")
-    u = self.units
+    u = self.features
     (h,) = carry
     kernel = self.param("kernel", glorot_uniform, (x.shape[-1], u), self.param_dtype)
     bias = self.param("bias", zeros, (u,), self.param_dtype) if self.use_bias else None

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import activations
+from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import as_tuple, changed_fields, check_choice, check_positive_int, check_rate
 from jaxcomponents.layers.conv_core import (Conv, ConvReLU, ConvTranspose, DepthwiseConv, SeparableConv,
                                               glorot_uniform)
@@ -42,9 +43,9 @@ class Convolution(PrecisionFields):
     padding: "SAME", "VALID" (either case) or "CAUSAL" (1-D, not transposed).
     kind: "conv", "transpose", "separable" or "depthwise".
     dims: number of spatial axes, 1 to 3; inputs are (batch, *spatial, channels).
-    dilation: an int or one per axis; like Keras, `conv` and `transpose` take strides > 1
-      or dilation > 1, not both (`separable` and `depthwise` take both).
-    groups: grouped convolution (`kind="conv"` only).
+    kernel_dilation: an int or one per axis (Keras's `dilation_rate`); like Keras, `conv` and
+      `transpose` take strides > 1 or dilation > 1, not both (`separable` and `depthwise` take both).
+    feature_group_count: grouped convolution (Keras's `groups`; `kind="conv"` only).
     depth_multiplier: depthwise filters per input channel (`separable`, `depthwise`).
     output_padding: extra output length per axis for `transpose`, each below its stride.
     activation: a Keras activation name, a callable or None.
@@ -60,6 +61,8 @@ class Convolution(PrecisionFields):
       around it. Those convolution fields must stay at their defaults (`features` None).
       The four built-in modules take Keras's layer names (`conv2d`, ...); another module
       keeps the name `conv`.
+    dilation, groups: deprecated aliases of `kernel_dilation` and `feature_group_count` (removed in
+      the next release).
     dtype, param_dtype, precision: keyword-only, as in `flax.linen.Conv`: computation dtype (None:
       inferred), parameter dtype (float32), precision of the convolution (None: JAX's default); see
       `jaxcomponents.layers.precision`.
@@ -83,8 +86,8 @@ class Convolution(PrecisionFields):
   padding: str = "SAME"
   kind: str = "conv"
   dims: int = 2
-  dilation: int | Sequence[int] = 1
-  groups: int = 1
+  kernel_dilation: int | Sequence[int] = 1
+  feature_group_count: int = 1
   depth_multiplier: int = 1
   output_padding: int | Sequence[int] | None = None
   activation: str | activations.Activation | None = None
@@ -96,9 +99,12 @@ class Convolution(PrecisionFields):
   pool_strides: int | Sequence[int] | None = 2
   pool_padding: str = "VALID"
   conv: nn.Module | None = None
+  dilation: int | Sequence[int] | None = renamed_to("kernel_dilation")
+  groups: int | None = renamed_to("feature_group_count")
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     check_rate("dropout", self.dropout)
     act = activations.get(self.activation)
     check_choice("pool", self.pool, (None, *POOLS))
@@ -114,7 +120,7 @@ class Convolution(PrecisionFields):
       y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
     y = act(y)
     if self.dropout:
-      y = Dropout(self.dropout)(y, train)
+      y = Dropout(self.dropout)(y, train=train)
     if self.pool is not None:
       size = as_tuple("pool_size", self.pool_size, dims)
       pool_strides = size if self.pool_strides is None else as_tuple("pool_strides", self.pool_strides, dims)
@@ -130,10 +136,10 @@ class Convolution(PrecisionFields):
     padding = self._padding(kind, dims)
     kernel_size = as_tuple("kernel_size", self.kernel_size, dims)
     strides = as_tuple("strides", self.strides, dims)
-    dilation = as_tuple("dilation", self.dilation, dims)
+    dilation = as_tuple("kernel_dilation", self.kernel_dilation, dims)
     if kind in ("conv", "transpose") and max(strides) > 1 and max(dilation) > 1:
-      raise ValueError(f"strides={self.strides!r} with dilation={self.dilation!r} is not allowed with "
-                       f"kind={kind!r}; like Keras, it takes strides > 1 or dilation > 1, not both.")
+      raise ValueError(f"strides={self.strides!r} with kernel_dilation={self.kernel_dilation!r} is not allowed "
+                       f"with kind={kind!r}; like Keras, it takes strides > 1 or dilation > 1, not both.")
     if x.ndim != dims + 2:
       raise ValueError(f"x has shape {x.shape} (rank {x.ndim}); dims={dims} expects rank {dims + 2}: "
                        f"(batch, {', '.join(['spatial'] * dims)}, channels).")
@@ -142,16 +148,16 @@ class Convolution(PrecisionFields):
     name = _KERAS_NAMES[kind].format(dims)
     options = self.precision_options
     if kind == "conv":
-      check_positive_int("groups", self.groups)
-      if channels % self.groups or features % self.groups:
-        raise ValueError(f"groups={self.groups} is not allowed; it must divide the input channels ({channels}) "
-                         f"and features ({features}).")
-      if act is jax.nn.relu and self.groups == 1 and not self.batch_norm:
+      groups = check_positive_int("feature_group_count", self.feature_group_count)
+      if channels % groups or features % groups:
+        raise ValueError(f"feature_group_count={groups} is not allowed; it must divide the input channels "
+                         f"({channels}) and features ({features}).")
+      if act is jax.nn.relu and groups == 1 and not self.batch_norm:
         # The same parameters and numbers; on the CPU the bias and ReLU can happen inside oneDNN's convolution.
         y = ConvReLU(features, kernel_size, strides, padding, dilation, self.use_bias, name=name, **options)(x)
         act = activations.linear
       else:
-        y = Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=self.groups,
+        y = Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=groups,
                  use_bias=self.use_bias, kernel_init=glorot_uniform, name=name, **options)(x)
     elif kind == "transpose":
       output_padding = None
@@ -170,13 +176,14 @@ class Convolution(PrecisionFields):
     else:
       y = SeparableConv(features, kernel_size, strides, padding, dilation, self.depth_multiplier, self.use_bias,
                         name=name, **options)(x)
-    _check_not_empty(y, x, f"the {name} output", "kernel_size, dilation, strides and padding")
+    _check_not_empty(y, x, f"the {name} output", "kernel_size, kernel_dilation, strides and padding")
     return y, act
 
   def _check_conv_module(self) -> None:
     """With a convolution module, the fields that would build one must not be set (nothing silently ignored)."""
-    changed = changed_fields(self, ("features", "kernel_size", "strides", "padding", "kind", "dims", "dilation",
-                                    "groups", "depth_multiplier", "output_padding", "use_bias"))
+    changed = changed_fields(self, ("features", "kernel_size", "strides", "padding", "kind", "dims",
+                                    "kernel_dilation", "feature_group_count", "depth_multiplier", "output_padding",
+                                    "use_bias"))
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with conv={type(self.conv).__name__}(...); configure "
                        "the convolution module itself (and pass features=None, kernel_size=None).")
@@ -192,8 +199,9 @@ class Convolution(PrecisionFields):
 
   def _features(self, kind: str, channels: int) -> int:
     """Output channels, checking the arguments that only some kinds take."""
-    if kind != "conv" and self.groups != 1:
-      raise ValueError(f"groups={self.groups} is not allowed with kind={kind!r}; only kind='conv' is grouped.")
+    if kind != "conv" and self.feature_group_count != 1:
+      raise ValueError(f"feature_group_count={self.feature_group_count} is not allowed with kind={kind!r}; only "
+                       "kind='conv' is grouped.")
     if kind != "transpose" and self.output_padding is not None:
       raise ValueError(f"output_padding={self.output_padding!r} is not allowed with kind={kind!r}; "
                        "only kind='transpose' has it.")

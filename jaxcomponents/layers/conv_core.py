@@ -9,10 +9,13 @@ layout) computed by `jaxcomponents.ops.conv.conv_general_dilated`. These
 modules hold the parameters; the numerics, with their CPU formulations, are
 `jaxcomponents.ops.conv`. Inputs are channels-last with 1 to 3 spatial axes.
 
-Each takes `flax.linen.Conv`'s precision fields (`Conv` is one): `dtype`, the
-computation dtype (None: inferred from the inputs and parameters, as Flax
-does), `param_dtype` (float32) and `precision` of the convolutions (None:
-JAX's default); see `jaxcomponents.layers.precision`.
+Their fields have `flax.linen.Conv`'s names (`features`, `kernel_size`,
+`strides`, `padding`, `kernel_dilation`; `dilation` is a deprecated alias of
+`kernel_dilation` for one release), and each takes `flax.linen.Conv`'s
+precision fields (`Conv` is one): `dtype`, the computation dtype (None:
+inferred from the inputs and parameters, as Flax does), `param_dtype`
+(float32) and `precision` of the convolutions (None: JAX's default); see
+`jaxcomponents.layers.precision`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.deprecation import renamed_to
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import conv
 
@@ -41,15 +45,16 @@ class ConvTranspose(PrecisionFields):
   kernel_size: Sequence[int]
   strides: Sequence[int]
   padding: str = "VALID"
-  dilation: Sequence[int] | None = None
+  kernel_dilation: Sequence[int] | None = None
   output_padding: Sequence[int] | None = None
   use_bias: bool = True
   relu: bool = False
+  dilation: Sequence[int] | None = renamed_to("kernel_dilation")
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     rank = len(self.kernel_size)
-    dilation = tuple(self.dilation or (1,) * rank)
+    dilation = tuple(self.kernel_dilation or (1,) * rank)
     out_pad = self.output_padding or (None,) * rank
     kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, self.features, x.shape[-1]), self.param_dtype)
     pads = tuple(conv.conv_transpose_padding(k, s, d, self.padding, p)
@@ -110,13 +115,14 @@ class DepthwiseConv(PrecisionFields):
   kernel_size: Sequence[int]
   strides: Sequence[int]
   padding: str = "VALID"
-  dilation: Sequence[int] | None = None
+  kernel_dilation: Sequence[int] | None = None
   depth_multiplier: int = 1
   use_bias: bool = True
+  dilation: Sequence[int] | None = renamed_to("kernel_dilation")
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    dilation = tuple(self.dilation or (1,) * len(self.kernel_size))
+    dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
     channels = x.shape[-1]
     kernel = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier),
                         self.param_dtype)
@@ -133,14 +139,15 @@ class SeparableConv(PrecisionFields):
   kernel_size: Sequence[int]
   strides: Sequence[int]
   padding: str = "VALID"
-  dilation: Sequence[int] | None = None
+  kernel_dilation: Sequence[int] | None = None
   depth_multiplier: int = 1
   use_bias: bool = True
+  dilation: Sequence[int] | None = renamed_to("kernel_dilation")
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     rank = len(self.kernel_size)
-    dilation = tuple(self.dilation or (1,) * rank)
+    dilation = tuple(self.kernel_dilation or (1,) * rank)
     channels = x.shape[-1]
     depthwise = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier),
                            self.param_dtype)

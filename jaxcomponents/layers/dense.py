@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import activations
+from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import check_positive_int, check_rate
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
@@ -20,11 +21,12 @@ class Dense(PrecisionFields):
   `keras.Sequential([Dense, BatchNormalization, Activation, Dropout])` onto it.
 
   Attributes:
-    units: output features.
+    features: output features (Keras's `units`).
     activation: a Keras activation name, a callable or None (linear).
     use_bias: add a bias to the dense output.
     batch_norm: batch-normalize the dense output (Keras defaults: eps 1e-3, momentum 0.99).
     dropout: dropout rate in [0, 1), active only with `train=True` (rng stream `'dropout'`).
+    units: deprecated alias of `features` (removed in the next release).
     dtype, param_dtype, precision: keyword-only, as in `flax.linen.Dense`: computation dtype (None:
       inferred), parameter dtype (float32), precision of the product (None: JAX's default); see
       `jaxcomponents.layers.precision`.
@@ -37,25 +39,27 @@ class Dense(PrecisionFields):
     (2, 4)
   """
 
-  units: int
+  features: int | None = None
   activation: str | activations.Activation | None = None
   use_bias: bool = True
   batch_norm: bool = False
   dropout: float = 0.0
+  units: int | None = renamed_to("features")
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    check_positive_int("units", self.units)
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    check_positive_int("features", self.features)
     check_rate("dropout", self.dropout)
     act = activations.get(self.activation)
     if x.ndim < 2:
       raise ValueError(
           f"x has shape {x.shape} (rank {x.ndim}); expected rank >= 2: (batch, ..., features)."
       )
-    y = nn.Dense(self.units, use_bias=self.use_bias, name="dense", **self.precision_options)(x)
+    y = nn.Dense(self.features, use_bias=self.use_bias, name="dense", **self.precision_options)(x)
     if self.batch_norm:
       y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
     y = act(y)
     if self.dropout:
-      y = Dropout(self.dropout)(y, train)
+      y = Dropout(self.dropout)(y, train=train)
     return y

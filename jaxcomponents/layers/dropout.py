@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_rate
 from jaxcomponents.ops import random
 
@@ -36,7 +37,8 @@ class Dropout(nn.Module):
   rng_collection: str = "dropout"
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     rate = check_rate("rate", self.rate)
     if not train or rate == 0.0:
       return x

@@ -1,4 +1,4 @@
-"""Keras's `Embedding`: a lookup table of `(input_dim, output_dim)` vectors.
+"""Keras's `Embedding`: a lookup table of `(num_embeddings, features)` vectors.
 
 The table is the parameter `embeddings`, Keras's weight name and layout.
 Indices of any dtype are cast to int32, as Keras does.
@@ -15,28 +15,32 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.deprecation import renamed_to
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.layers.precision import DtypeFields
 
 
 class Embedding(DtypeFields):
-  """Maps integer indices in `[0, input_dim)` to vectors of size `output_dim`.
+  """Maps integer indices in `[0, num_embeddings)` to vectors of size `features`.
 
   Attributes:
-    input_dim: the number of rows (vocabulary size).
-    output_dim: the vector size.
+    num_embeddings: the number of rows, the vocabulary size (Keras's `input_dim`; Flax's name).
+    features: the vector size (Keras's `output_dim`).
+    input_dim, output_dim: deprecated aliases of `num_embeddings` and `features` (removed in the next release).
   """
 
-  input_dim: int
-  output_dim: int
+  num_embeddings: int | None = None
+  features: int | None = None
+  input_dim: int | None = renamed_to("num_embeddings")
+  output_dim: int | None = renamed_to("features")
 
   @nn.compact
   def __call__(self, ids: jax.Array) -> jax.Array:
-    check_positive_int("input_dim", self.input_dim)
-    check_positive_int("output_dim", self.output_dim)
+    check_positive_int("num_embeddings", self.num_embeddings)
+    check_positive_int("features", self.features)
     # Keras's default initializer: uniform in [-0.05, 0.05]
     init = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -0.05, 0.05)  # noqa: E731
-    table = self.param("embeddings", init, (self.input_dim, self.output_dim), self.param_dtype)
+    table = self.param("embeddings", init, (self.num_embeddings, self.features), self.param_dtype)
     if self.dtype is not None:
       table = table.astype(self.dtype)
     return jnp.take(table, jnp.asarray(ids).astype(jnp.int32), axis=0)

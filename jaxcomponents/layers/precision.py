@@ -35,6 +35,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxcomponents.deprecation import move_renamed_fields
 from jaxcomponents.errors import check_dtype, check_precision
 
 Dtype = Any
@@ -43,6 +44,9 @@ PrecisionLike = Any  # None, a jax.lax.Precision, its name, or a pair of them
 
 class DtypeFields(nn.Module):
   """Mixin: the keyword-only fields `dtype` and `param_dtype` of a layer with weights but no products.
+
+  Construction also moves values given under a field's deprecated old name to the new one
+  (`jaxcomponents.deprecation`).
 
   Attributes:
     dtype: computation dtype; None infers it from the inputs and parameters, as Flax does.
@@ -53,6 +57,7 @@ class DtypeFields(nn.Module):
   param_dtype: Dtype = dataclasses.field(default=jnp.float32, kw_only=True)
 
   def __post_init__(self):
+    move_renamed_fields(self)
     check_dtype("dtype", self.dtype, allow_none=True)
     check_dtype("param_dtype", self.param_dtype)
     super().__post_init__()

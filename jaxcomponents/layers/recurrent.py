@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcomponents import activations
+from jaxcomponents import activations, deprecation
+from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import changed_fields, check_choice, check_positive_int, check_rank, check_rate
 from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell
 from jaxcomponents.layers.precision import PrecisionFields
@@ -56,17 +57,17 @@ class Recurrent(PrecisionFields):
   so `jaxcomponents.weights.load_keras` maps the Keras layers onto them.
 
   Attributes:
-    units: state size of each direction (with a cell module: its `units`, or None).
+    features: state size of each direction (Keras's `units`; with a cell module: its `features`, or None).
     cell: "lstm", "gru" or "rnn" (SimpleRNN), built from the options below; or a cell module, as
       `flax.linen.RNN` takes one: a `jaxcomponents.layers.cells` cell configured as you like, or your own
-      following their protocol (`units`, `num_states`, `gates`, `keras_name`, `cell(carry, x, input_mask,
+      following their protocol (`features`, `num_states`, `gates`, `keras_name`, `cell(carry, x, input_mask,
       recurrent_mask) -> (carry, y)`); the layer runs a copy per direction, named `keras_name`. The options
       `activation` ... `unit_forget_bias` then belong to the cell and must stay at their defaults here.
     activation: Keras name or callable (tanh).
     recurrent_activation: gate activation of LSTM and GRU (sigmoid).
     use_bias: give the cell a bias.
-    return_sequences: return every step's output `(batch, time, units)`, not
-      just the last `(batch, units)`.
+    return_sequences: return every step's output `(batch, time, features)`, not
+      just the last `(batch, features)`.
     return_state: return `(output, *final_states)`: LSTM `h, c`, GRU and RNN
       `h`; bidirectional: the forward states, then the backward states.
     go_backwards: process the sequence from its end (not with `bidirectional`,
@@ -86,16 +87,17 @@ class Recurrent(PrecisionFields):
       (`cudnn_rnn.eligible`: tanh and sigmoid, a bias, no recurrent dropout,
       `unroll=1`, `lengths` rather than a `mask`, float32), like Keras's
       `use_cudnn="auto"`; False: always the scan.
+    units: deprecated alias of `features` (removed in the next release).
     dtype, param_dtype, precision: keyword-only, passed to the cells: computation dtype (None:
       inferred from the input and parameters; the states are kept in it), parameter dtype (float32),
       precision of the products (None: JAX's default); see `jaxcomponents.layers.precision`.
 
-  Call arguments:
-    x: `(batch, time, features)`.
+  Call arguments (all but `x` keyword-only):
+    x: `(batch, time, in_features)`.
     train: enable dropout.
     mask: optional boolean `(batch, time)`, True at the steps to process.
     lengths: optional `(batch,)` valid lengths (mask `t < length`); not with `mask`.
-    initial_state: optional sequence of `(batch, units)` states in the order
+    initial_state: optional sequence of `(batch, features)` states in the order
       `return_state` gives them (default zeros).
 
   Example:
@@ -113,7 +115,7 @@ class Recurrent(PrecisionFields):
     (2, 4)
   """
 
-  units: int | None = None
+  features: int | None = None
   cell: str | nn.Module = "lstm"
   activation: str | activations.Activation | None = "tanh"
   recurrent_activation: str | activations.Activation | None = "sigmoid"
@@ -129,9 +131,11 @@ class Recurrent(PrecisionFields):
   zero_output_for_mask: bool | None = None
   unroll: int = 1
   use_cudnn: bool = True
+  units: int | None = renamed_to("features")
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None,
+  @keyword_only("train", "mask", "lengths", "initial_state")
+  def __call__(self, x: jax.Array, *, train: bool = False, mask: jax.Array | None = None,
                lengths: jax.Array | None = None,
                initial_state: Sequence[jax.Array] | jax.Array | None = None):
     self._check_config()
@@ -202,19 +206,19 @@ class Recurrent(PrecisionFields):
     return CELL_CLASSES[self.cell] if isinstance(self.cell, str) else type(self.cell)
 
   @property
-  def _units(self) -> int:
-    return self.units if isinstance(self.cell, str) else self.cell.units
+  def _features(self) -> int:
+    return self.features if isinstance(self.cell, str) else _cell_features(self.cell)
 
   def _make_cell(self, name: str) -> nn.Module:
     if not isinstance(self.cell, str):
       return self.cell.clone(parent=self, name=name)
     if self.cell == "lstm":
-      return LSTMCell(self.units, self.activation, self.recurrent_activation, self.use_bias,
+      return LSTMCell(self.features, self.activation, self.recurrent_activation, self.use_bias,
                       self.unit_forget_bias, name=name, **self.precision_options)
     if self.cell == "gru":
-      return GRUCell(self.units, self.activation, self.recurrent_activation, self.use_bias,
+      return GRUCell(self.features, self.activation, self.recurrent_activation, self.use_bias,
                      self.reset_after, name=name, **self.precision_options)
-    return SimpleRNNCell(self.units, self.activation, self.use_bias, name=name, **self.precision_options)
+    return SimpleRNNCell(self.features, self.activation, self.use_bias, name=name, **self.precision_options)
 
   def _run(self, name: str, x: jax.Array, mask: jax.Array | None, carry: Carry, backwards: bool,
            zero_output: bool, train: bool) -> tuple[jax.Array, Carry]:
@@ -254,7 +258,7 @@ class Recurrent(PrecisionFields):
     if self.dropout:
       input_mask = _dropout_mask(key_in, self.dropout, (*per_gate, batch, features), dtype)
     if self.recurrent_dropout:
-      recurrent_mask = _dropout_mask(key_rec, self.recurrent_dropout, (*per_gate, batch, self._units), dtype)
+      recurrent_mask = _dropout_mask(key_rec, self.recurrent_dropout, (*per_gate, batch, self._features), dtype)
     return input_mask, recurrent_mask
 
   def _sequence_mask(self, batch: int, time: int, mask, lengths) -> jax.Array | None:
@@ -283,16 +287,16 @@ class Recurrent(PrecisionFields):
 
   def _initial_states(self, batch: int, dtype, initial_state, directions: int) -> Carry:
     count = self._cell_type.num_states * directions
-    units = self._units
+    features = self._features
     if initial_state is None:
-      return (jnp.zeros((batch, units), dtype),) * count
+      return (jnp.zeros((batch, features), dtype),) * count
     states = (initial_state,) if hasattr(initial_state, "shape") else tuple(initial_state)
     shapes = [jnp.shape(s) for s in states]
-    if len(states) != count or any(s != (batch, units) for s in shapes):
+    if len(states) != count or any(s != (batch, features) for s in shapes):
       raise ValueError(
           f"initial_state has {len(states)} arrays of shapes {shapes}; expected {count} "
-          f"(cell={self._cell_type.__name__}, bidirectional={self.bidirectional!r}) of shape (batch, units) = "
-          f"{(batch, units)}."
+          f"(cell={self._cell_type.__name__}, bidirectional={self.bidirectional!r}) of shape (batch, features) = "
+          f"{(batch, features)}."
       )
     return tuple(jnp.asarray(s, dtype) for s in states)
 
@@ -301,7 +305,7 @@ class Recurrent(PrecisionFields):
       self._check_cell_module()
     else:
       check_choice("cell", self.cell, CELLS)
-      check_positive_int("units", self.units)
+      check_positive_int("features", self.features)
     check_choice("bidirectional", self.bidirectional, MERGE_MODES)
     activations.get(self.activation, "activation")
     activations.get(self.recurrent_activation, "recurrent_activation")
@@ -326,16 +330,28 @@ class Recurrent(PrecisionFields):
         )
 
   def _check_cell_module(self) -> None:
-    """A cell module brings its own units and options; the layer's must not contradict or silently miss them."""
-    missing = [attr for attr in ("units", "num_states", "gates", "keras_name") if not hasattr(self.cell, attr)]
+    """A cell module brings its own size and options; the layer's must not contradict or silently miss them."""
+    missing = [attr for attr in ("num_states", "gates", "keras_name") if not hasattr(self.cell, attr)]
+    if not hasattr(self.cell, "features") and not hasattr(self.cell, "units"):
+      missing.insert(0, "features")
     if missing:
       raise ValueError(f"cell={type(self.cell).__name__} is not allowed; a cell module needs {missing} (see "
                        "jaxcomponents.layers.cells for the protocol), or pass 'lstm', 'gru' or 'rnn'.")
-    if self.units is not None and self.units != self.cell.units:
-      raise ValueError(f"units={self.units!r} is not allowed with cell={type(self.cell).__name__}(units="
-                       f"{self.cell.units}); expected None or {self.cell.units}.")
+    features = _cell_features(self.cell)
+    if self.features is not None and self.features != features:
+      raise ValueError(f"features={self.features!r} is not allowed with cell={type(self.cell).__name__}(features="
+                       f"{features}); expected None or {features}.")
     changed = changed_fields(self, ("activation", "recurrent_activation", "use_bias", "reset_after",
                                     "unit_forget_bias"))
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with a cell module; configure the cell itself "
                        f"({type(self.cell).__name__}(...)).")
+
+
+def _cell_features(cell: nn.Module) -> int:
+  """A cell module's state size: its `features`, or, from a cell written for the old protocol, its `units`."""
+  if hasattr(cell, "features"):
+    return cell.features
+  deprecation.warn(f"{type(cell).__name__}.units is a deprecated alias of the cell protocol's features (the state "
+                   "size); rename the field: units is read until the next release.")
+  return cell.units

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import preprocessing
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_choice
 from jaxcomponents.layers import Dense
 from jaxcomponents.layers.precision import PrecisionFields
@@ -20,10 +21,10 @@ class BackboneClassifier(PrecisionFields):
   runs inside the model, so data pipelines stay uint8.
 
   Attributes:
-    backbone: e.g. `VGG16(include_top=False, trainable=False)`; called as `backbone(x, train)`.
+    backbone: e.g. `VGG16(include_top=False, trainable=False)`; called as `backbone(x, train=train)`.
     classes: outputs of the new head.
     preprocess: a `preprocessing.MODES` mode or None.
-    hidden: widths of ReLU dense layers before the head.
+    hidden: the `features` of each ReLU dense layer before the head.
     dropout: dropout after each hidden layer.
     activation: of the head (None: logits).
     dtype, param_dtype, precision: keyword-only, of the head's layers (see
@@ -45,11 +46,12 @@ class BackboneClassifier(PrecisionFields):
   activation: str | None = "softmax"
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     if self.preprocess is not None:
       x = preprocessing.preprocess_input(x, check_choice("preprocess", self.preprocess, preprocessing.MODES))
-    x = self.backbone(x, train)
+    x = self.backbone(x, train=train)
     x = x.reshape((x.shape[0], -1))
-    for units in self.hidden:
-      x = Dense(units, activation="relu", dropout=self.dropout, **self.precision_options)(x, train)
-    return Dense(self.classes, activation=self.activation, name="predictions", **self.precision_options)(x, train)
+    for features in self.hidden:
+      x = Dense(features, activation="relu", dropout=self.dropout, **self.precision_options)(x, train=train)
+    return Dense(self.classes, activation=self.activation, name="predictions", **self.precision_options)(x, train=train)

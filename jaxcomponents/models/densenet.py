@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import avg_pool, max_pool
@@ -36,7 +37,8 @@ class DenseNet(Backbone):
   features: ClassVar[tuple[str, ...]] = DENSENET_FEATURES
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+  @keyword_only("train", "return_features")
+  def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
     taps = self.start_taps()
     norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), epsilon=DENSENET_BN_EPSILON,

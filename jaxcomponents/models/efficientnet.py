@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents import activations
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_rate
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.dropout import Dropout
@@ -78,7 +79,8 @@ class EfficientNet(Backbone):
   features: ClassVar[tuple[str, ...]] = EFFICIENTNET_FEATURES
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+  @keyword_only("train", "return_features")
+  def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
     check_rate("drop_connect_rate", self.drop_connect_rate)
     self.check_input(x)
     taps = self.start_taps()
@@ -109,7 +111,7 @@ class EfficientNet(Backbone):
     if taps.done:
       return self.tapped(taps)
     if self.include_top:
-      x = predictions(self, Dropout(self.dropout, name="top_dropout")(jnp.mean(x, axis=(1, 2)), train))
+      x = predictions(self, Dropout(self.dropout, name="top_dropout")(jnp.mean(x, axis=(1, 2)), train=train))
     else:
       x = global_pool(x, self.pooling)
     return self.outputs(x, taps, return_features)
@@ -140,7 +142,7 @@ class EfficientNet(Backbone):
     x = norm(name=f"{name}project_bn")(x)
     if stride == 1 and filters_in == filters_out:
       if drop_rate > 0:
-        x = Dropout(drop_rate, broadcast_dims=(1, 2, 3), name=f"{name}drop")(x, train)
+        x = Dropout(drop_rate, broadcast_dims=(1, 2, 3), name=f"{name}drop")(x, train=train)
       return taps(f"{name}add", x + inputs)
     return taps(f"{name}project_bn", x)
 

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import max_pool
@@ -107,7 +108,7 @@ class InceptionV3(Backbone):
   pair by name, by number (any session, Keras 2 files) or by order.
 
   Takes the arguments of `Backbone` (Keras's, and `dtype`, `param_dtype`, `precision`), called as
-  `model(x, train, return_features)`. Tap points: every `activation_{k}` (a fresh
+  `model(x, train=..., return_features=...)`. Tap points: every `activation_{k}` (a fresh
   session's numbering), `mixed0` ... `mixed10`, `mixed9_0` and `mixed9_1`.
 
   Example:
@@ -123,7 +124,8 @@ class InceptionV3(Backbone):
   features: ClassVar[tuple[str, ...]] = INCEPTION_V3_FEATURES
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+  @keyword_only("train", "return_features")
+  def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
     taps = self.start_taps()
     builder = _Builder(functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train),

@@ -88,7 +88,7 @@ def _checks(*checks):
 
 def _dense(config, name, options):
   layer = Dense(config["units"], _activation(config), config.get("use_bias", True), name=name, **options)
-  return lambda x, train: layer(x, train)
+  return lambda x, train: layer(x, train=train)
 
 
 def _conv(kind: str, dims: int):
@@ -96,11 +96,11 @@ def _conv(kind: str, dims: int):
     layer = Convolution(
         config.get("filters"), _tuple(config["kernel_size"]), _tuple(config.get("strides", 1)),
         config.get("padding", "valid").upper(), kind=kind, dims=dims,
-        dilation=_tuple(config.get("dilation_rate", 1)), groups=config.get("groups", 1),
+        kernel_dilation=_tuple(config.get("dilation_rate", 1)), feature_group_count=config.get("groups", 1),
         depth_multiplier=config.get("depth_multiplier", 1),
         output_padding=None if config.get("output_padding") is None else _tuple(config["output_padding"]),
         activation=_activation(config), use_bias=config.get("use_bias", True), name=name, **options)
-    return lambda x, train: layer(x, train)
+    return lambda x, train: layer(x, train=train)
   return LayerRule(build, check=_checks(_channels_last, _known_activation()), creates_module=True)
 
 
@@ -232,7 +232,7 @@ def _dropout(spatial: int):
     if config.get("noise_shape") is not None:
       shared = tuple(axis for axis, size in enumerate(config["noise_shape"]) if size == 1)
     layer = Dropout(config["rate"], broadcast_dims=shared, name=name)
-    return lambda x, train: layer(x, train)
+    return lambda x, train: layer(x, train=train)
   return LayerRule(build, check=_channels_last, creates_module=True)
 
 
@@ -402,7 +402,7 @@ def _recurrent(class_name: str):
     layer = Recurrent(config["units"], **_recurrent_options(class_name, config), name=name, **options)
 
     def call(x, train, mask=None, initial_state=None):
-      return layer(x, train, mask=mask, initial_state=initial_state)
+      return layer(x, train=train, mask=mask, initial_state=initial_state)
     return call
   return LayerRule(build, kwargs=("mask", "initial_state"), check=_recurrent_check, creates_module=True)
 
@@ -428,7 +428,7 @@ def _bidirectional(config, name, options):
   units = inner["units"]
 
   def call(x, train, mask=None, initial_state=None):
-    out = layer(x, train, mask=mask, initial_state=initial_state)
+    out = layer(x, train=train, mask=mask, initial_state=initial_state)
     if merge is not None:
       return out
     y, *states = out if recurrent["return_state"] else (out,)
@@ -464,7 +464,7 @@ class _TimeDistributed(nn.Module):
   options: Any
 
   @nn.compact
-  def __call__(self, x, train):
+  def __call__(self, x, *, train):
     inner = LAYERS[self.inner_class].build(dict(self.config), self.inner_name, dict(self.options))
     batch, time = x.shape[:2]
     y = inner(x.reshape(batch * time, *x.shape[2:]), train=train)
@@ -475,7 +475,7 @@ def _time_distributed(config, name, options):
   class_name, inner = _inner(config)
   layer = _TimeDistributed(class_name, _freeze(inner), inner.get("name", class_name.lower()),
                            _freeze(options), name=name)
-  return lambda x, train, mask=None: layer(x, train)
+  return lambda x, train, mask=None: layer(x, train=train)
 
 
 def _freeze(value):

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents import activations
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.activations import relu6
 from jaxcomponents.errors import check_positive_int, check_rate
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
@@ -58,7 +59,8 @@ class MobileNet(Backbone):
   features: ClassVar[tuple[str, ...]] = MOBILENET_FEATURES
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+  @keyword_only("train", "return_features")
+  def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
     if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
       raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
                        f"(ImageNet weights exist for {MOBILENET_ALPHAS}).")
@@ -87,7 +89,7 @@ class MobileNet(Backbone):
       return self.tapped(taps)
     if self.include_top:
       x = jnp.mean(x, axis=(1, 2), keepdims=True)
-      x = Dropout(self.dropout, name="dropout")(x, train)
+      x = Dropout(self.dropout, name="dropout")(x, train=train)
       x = Conv(self.classes, (1, 1), name="conv_preds", **options)(x)
       x = activations.get(self.classifier_activation, "classifier_activation")(x.reshape((x.shape[0], -1)))
     else:

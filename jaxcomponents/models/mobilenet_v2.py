@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.activations import relu6
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.normalization import BatchNorm
@@ -59,7 +60,8 @@ class MobileNetV2(Backbone):
   features: ClassVar[tuple[str, ...]] = MOBILENET_V2_FEATURES
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+  @keyword_only("train", "return_features")
+  def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
     if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
       raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
                        f"(ImageNet weights exist for {MOBILENET_V2_ALPHAS}).")

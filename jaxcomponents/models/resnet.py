@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.layers.conv_core import Conv
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import max_pool
@@ -42,7 +43,7 @@ class ResNet(Backbone):
   Keras's (`conv1_conv`, `conv2_block1_1_conv`, `..._bn`, `..._0_conv` for
   shortcuts, `post_bn` in v2, `predictions`). Takes the arguments of
   `Backbone` (Keras's, and `dtype`, `param_dtype`, `precision`), called as
-  `model(x, train, return_features)`. Tap points: `conv1_relu` (v1) or
+  `model(x, train=..., return_features=...)`. Tap points: `conv1_relu` (v1) or
   `conv1_conv` (v2), `pool1_pool`, every block's `_out`, v2's `_preact_relu`,
   `_1_relu`, `_2_relu` and `post_relu`.
   """
@@ -51,7 +52,8 @@ class ResNet(Backbone):
   preact: ClassVar[bool] = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+  @keyword_only("train", "return_features")
+  def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
     taps = self.start_taps()
     norm = functools.partial(BatchNorm, use_running_average=batch_norm_mode(self, train), epsilon=RESNET_BN_EPSILON,

@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
@@ -211,7 +212,8 @@ class UNet(PrecisionFields):
     return self.prefix or ("attunet" if self.attention else "unet")
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     check_config(self)
     if x.ndim != 4:
       raise ValueError(f"x has shape {x.shape} (rank {x.ndim}); expected rank 4: (batch, height, width, channels).")
@@ -226,7 +228,7 @@ class UNet(PrecisionFields):
     skips = []
     if self.backbone is None:
       x = ConvStack(filter_num[0], stack_num=self.stack_num_down, activation=self.activation,
-                    batch_norm=self.batch_norm, name=f"{p}_down0", **options)(x, train)
+                    batch_norm=self.batch_norm, name=f"{p}_down0", **options)(x, train=train)
       skips.append(x)
       for i, f in enumerate(filter_num[1:]):
         x = self._left(x, f, f"{p}_down{i + 1}", train)
@@ -235,7 +237,7 @@ class UNet(PrecisionFields):
       record = backbones.get(self.backbone)
       encoder_cls = frozen_backbone(record.module, self.freeze_backbone, self.freeze_batch_norm,
                                     self.is_initializing())
-      skips = list(encoder_cls(**backbone_arguments(self), name=backbone_path(self), **options)(x, train))
+      skips = list(encoder_cls(**backbone_arguments(self), name=backbone_path(self), **options)(x, train=train))
       depth_encode = len(skips) + (0 if record.full_resolution_first_tap else 1)
       x = skips[-1]
       for level in range(depth_encode, depth):
@@ -254,15 +256,16 @@ class UNet(PrecisionFields):
   def _left(self, x, channel, name, train):
     """keras-unet-collection's `UNET_left`: encode layer, then a conv stack."""
     options = self.precision_options
-    x = EncodeLayer(channel, self.pool, self.activation, self.batch_norm, name=f"{name}_encode", **options)(x, train)
+    x = EncodeLayer(channel, self.pool, self.activation, self.batch_norm, name=f"{name}_encode", **options)(
+        x, train=train)
     return ConvStack(channel, stack_num=self.stack_num_down, activation=self.activation, batch_norm=self.batch_norm,
-                     name=f"{name}_conv", **options)(x, train)
+                     name=f"{name}_conv", **options)(x, train=train)
 
   def _right(self, x, skip, channel, name, train):
     """`UNET_right` (U-Net, or any level without a skip) or `UNET_att_right` (attention U-Net)."""
     options = self.precision_options
     x = DecodeLayer(channel, self.unpool, activation=self.activation, batch_norm=self.batch_norm,
-                    name=f"{name}_decode", **options)(x, train)
+                    name=f"{name}_decode", **options)(x, train=train)
     if skip is not None:
       x = _resize_to(x, skip.shape[1:3])
     if self.attention and skip is not None:
@@ -270,11 +273,11 @@ class UNet(PrecisionFields):
                            **options)(skip, x)
     else:
       x = ConvStack(channel, stack_num=1, activation=self.activation, batch_norm=self.batch_norm,
-                    name=f"{name}_conv_before_concat", **options)(x, train)
+                    name=f"{name}_conv_before_concat", **options)(x, train=train)
     if skip is not None:
       x = jnp.concatenate([x, skip], axis=-1)
     return ConvStack(channel, stack_num=self.stack_num_up, activation=self.activation, batch_norm=self.batch_norm,
-                     name=f"{name}_conv_after_concat", **options)(x, train)
+                     name=f"{name}_conv_after_concat", **options)(x, train=train)
 
 
 def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents import activations
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.conv_core import Conv, ConvTranspose
 from jaxcomponents.layers.normalization import BatchNorm
@@ -176,7 +177,8 @@ class ConvStack(PrecisionFields):
   batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     check_positive_int("channel", self.channel)
     check_positive_int("stack_num", self.stack_num)
     check_activation("activation", self.activation)
@@ -204,7 +206,8 @@ class EncodeLayer(PrecisionFields):
   batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     pool = check_pool(self.pool)
     if pool == "max":
       return max_pool(x, 2)
@@ -242,7 +245,8 @@ class DecodeLayer(PrecisionFields):
   batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  @keyword_only("train")
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     unpool = check_unpool(self.unpool)
     if unpool != "trans_conv":
       return upsample(x, unpool)

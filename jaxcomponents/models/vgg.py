@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxcomponents import activations
+from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.layers.conv_core import ConvReLU
 from jaxcomponents.layers.pooling import max_pool
 from jaxcomponents.models.common import Backbone, BackboneRecord, global_pool, top_and_no_top
@@ -34,7 +35,8 @@ class VGG(Backbone):
   blocks: ClassVar[tuple[tuple[int, int, int], ...]] = VGG16_BLOCKS
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False) -> Any:
+  @keyword_only("train", "return_features")
+  def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
     self.check_input(x)
     taps = self.start_taps()
     options = self.precision_options

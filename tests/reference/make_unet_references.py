@@ -14,7 +14,8 @@ it builds the keras-unet-collection model, gives every weight a random value
 saves the weights with Keras's legacy `.h5` writer (`model.save_weights`) and
 writes `<name>.npz` with the input, Keras's output in inference mode and the
 configuration; `kuc_losses.npz` holds keras-unet-collection's segmentation
-losses on fixed maps. Pass names to regenerate only some files. The `.h5` files are then rewritten with gzip compression
+losses on fixed maps, and `kuc_backbone_taps.json` the layers its U-Net taps
+in each backbone it offers. Pass names to regenerate only some files. The `.h5` files are then rewritten with gzip compression
 (same groups, datasets and attributes); the large backbone kernels are sparse
 (values -s, 0, +s), so that the compressed files stay small.
 """
@@ -161,6 +162,8 @@ def main(names: list[str]) -> None:
     print(f"{name}: {function} output {y.shape}, {os.path.getsize(h5_path) / 1e3:.0f} kB weights")
   if not names or "kuc_losses" in names:
     loss_references()
+  if not names or "kuc_backbone_taps" in names:
+    backbone_taps()
 
 
 def loss_references() -> None:
@@ -178,6 +181,15 @@ def loss_references() -> None:
   np.savez_compressed(os.path.join(OUT_DIR, "kuc_losses.npz"), y_true=y_true, y_pred=y_pred,
                       **{k: np.asarray(v) for k, v in values.items()})
   print("kuc_losses:", {k: float(v) for k, v in values.items()})
+
+
+def backbone_taps() -> None:
+  """keras-unet-collection's U-Net tap layers of every backbone it offers -> kuc_backbone_taps.json."""
+  from keras_unet_collection import _backbone_zoo
+
+  with open(os.path.join(OUT_DIR, "kuc_backbone_taps.json"), "w") as f:
+    json.dump(_backbone_zoo.layer_cadidates, f, indent=1)
+  print("kuc_backbone_taps:", sorted(_backbone_zoo.layer_cadidates))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -18,7 +17,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxcomponents import optimizers
+from jaxcomponents import deprecation, optimizers
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
@@ -300,8 +299,8 @@ def fit(
     state, history = fit(state, train_step, data, epochs=8, initial_epoch=5)  # three more epochs
   """
   if progress is not None:
-    warnings.warn("fit(progress=...) is deprecated: use verbose=0 (silent), 1 (a progress bar) or 2 (one line per "
-                  "epoch).", DeprecationWarning, stacklevel=2)
+    deprecation.warn("fit(progress=...) is deprecated: use verbose=0 (silent), 1 (a progress bar) or 2 (one line "
+                     "per epoch).")
     verbose = "auto" if progress else 0
   check_choice("verbose", verbose, ("auto", 0, 1, 2))
   if verbose == "auto":

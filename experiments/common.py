@@ -141,7 +141,8 @@ def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[fl
       writer.writerow(["epoch", *keys])
       for epoch, row in enumerate(zip(*(history[k] for k in keys))):
         writer.writerow([epoch, *row])
-    from jaxcomponents.training.callbacks import History, plot_history
+    from jaxcomponents.training.callbacks import History
+    from jaxcomponents.training.plots import plot_history
 
     curves = History()
     for epoch, row in enumerate(zip(*(history[k] for k in keys))):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -29,16 +31,25 @@ def run_script(main) -> None:
   main()
 
 
-def option(default: Any, help: str, *, choices: Sequence[Any] | None = None, names_run: bool = True):
+def option(default: Any, help: str, *, choices: Sequence[Any] | None = None, at_least: float | None = None,
+           above: float | None = None, below: float | None = None, each: Sequence[Any] | type | None = None,
+           names_run: bool = True):
   """A config field: its default, its `--help` line, its allowed values, and whether it names the run folder.
+
+  Allowed values: `choices`; bounds on a number (`at_least`, `above`, `below`); or for a comma-separated text,
+  `each`: the values each item may take, or `int` (each item a whole number, within the bounds). A flag outside
+  them is refused when the arguments are parsed, before anything runs, naming the flag, the value and what is allowed.
 
   Example:
     >>> import dataclasses
     >>> @dataclasses.dataclass
     ... class Config:
-    ...   epochs: int = option(5, "passes over the training data")
+    ...   epochs: int = option(5, "passes over the training data", at_least=1)
+    ...   cells: str = option("lstm,gru", "the cells, comma-separated", each=("lstm", "gru", "rnn"))
   """
-  return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "names_run": names_run})
+  return dataclasses.field(default=default, metadata={
+      "help": help, "choices": choices, "at_least": at_least, "above": above, "below": below, "each": each,
+      "names_run": names_run})
 
 
 def _metadata(config_cls, name: str) -> dict[str, Any]:
@@ -58,11 +69,63 @@ def _boolean(text: str) -> bool:
   raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected true or false")
 
 
-def parse_config(config_cls, argv=None, description: str | None = None):
-  """Builds a `--flag` per config field (type from the default, help and choices from `option`); returns the config.
+def _bounds(meta: dict[str, Any]) -> str:
+  """The bounds of `meta` in words ("" when none): ">= 1", "> 0 and < 1"."""
+  parts = [f"{sign} {meta[key]:g}" for key, sign in (("at_least", ">="), ("above", ">"), ("below", "<"))
+           if meta.get(key) is not None]
+  return " and ".join(parts)
 
-  `--help` lists every flag with its default and allowed values; a value outside them exits with argparse's
-  message naming the flag, the value and the choices.
+
+def _within(value: float, meta: dict[str, Any]) -> bool:
+  return ((meta.get("at_least") is None or value >= meta["at_least"])
+          and (meta.get("above") is None or value > meta["above"])
+          and (meta.get("below") is None or value < meta["below"]))
+
+
+def _allowed(default: Any, meta: dict[str, Any]) -> str:
+  """What a flag allows, in words, for `--help` and the refusals (choices are argparse's own: "")."""
+  each, bounds = meta.get("each"), _bounds(meta)
+  if each is int:
+    return f"comma-separated whole numbers {bounds}".rstrip()
+  if each is not None:
+    return f"comma-separated, each one of {', '.join(map(str, each))}, none twice"
+  kind = {int: "a whole number", float: "a finite number"}.get(type(default))
+  return f"{kind} {bounds}" if kind and bounds else ""
+
+
+def _parser_type(default: Any, meta: dict[str, Any]):
+  """argparse's `type=` for a field: converts the text and refuses what `option` does not allow."""
+  if isinstance(default, bool):
+    return _boolean
+  base, each, what = type(default), meta.get("each"), _allowed(default, meta)
+
+  def convert(text: str):
+    if each is not None:
+      items = [item.strip() for item in text.split(",")]
+      if each is int:
+        if not all(re.fullmatch(r"[+-]?\d+", item) and _within(int(item), meta) for item in items):
+          raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {what}")
+      elif any(item not in each for item in items) or len(set(items)) < len(items):
+        wrong = [item for item in items if item not in each]
+        reason = f"{wrong[0]!r} is not one of them" if wrong else "one is named twice"
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed ({reason}); expected {what}")
+      return ",".join(items)
+    value = base(text)  # a ValueError: argparse's "invalid int value: 'x'"
+    if base is float and not math.isfinite(value) or what and not _within(value, meta):
+      raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {what or 'a finite number'}")
+    return value
+
+  convert.__name__ = base.__name__  # argparse names the type in "invalid int value"
+  return convert
+
+
+def parse_config(config_cls, argv=None, description: str | None = None):
+  """Builds a `--flag` per config field (type from the default, help and allowed values from `option`); returns
+  the config.
+
+  `--help` lists every flag with its default and allowed values. A value outside them, or settings the config's
+  `check()` refuses together (a `ValueError`), exits with a usage error (status 2) naming the flag, the value and
+  what is allowed, before anything runs.
   """
   module = config_cls.__module__
   if module == "__main__":  # run with `python -m experiments.NAME`
@@ -73,10 +136,18 @@ def parse_config(config_cls, argv=None, description: str | None = None):
     default, meta = field.default, _metadata(config_cls, field.name)
     flag = f"--{field.name.replace('_', '-')}"
     boolean = isinstance(default, bool)
-    parser.add_argument(flag, type=_boolean if boolean else type(default), default=default,
-                        choices=meta.get("choices"), metavar="{true,false}" if boolean else None,
-                        help=meta.get("help", " "))
-  return config_cls(**vars(parser.parse_args(argv)))
+    what = _allowed(default, meta)  # beside the default (argparse %-formats help: a "%" of the text is doubled)
+    text = meta.get("help", " ").replace("%", "%%") + (f" (default: %(default)s; {what})" if what else "")
+    parser.add_argument(flag, type=_parser_type(default, meta), default=default, choices=meta.get("choices"),
+                        metavar="{true,false}" if boolean else None, help=text)
+  config = config_cls(**vars(parser.parse_args(argv)))
+  check = getattr(config, "check", None)
+  if check is not None:
+    try:
+      check()
+    except ValueError as e:
+      parser.error(str(e))
+  return config
 
 
 def run_name(experiment: str, config, leading: Sequence[str] = ("dataset", "framework")) -> str:
@@ -128,7 +199,9 @@ def run_dir(config) -> str:
 def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[float]] | None = None) -> None:
   """`metrics.json` and, with a history, `history.csv` (one row per epoch) and `learning_curves.png`.
 
-  `metrics.json` also records `jaxcomponents.cpu.status()`: the CPU formulations, the native library, tuning.
+  History keys may name a run before a "/" (`"lstm/val_loss"`, `"0-4/loss"`): the curves of every run then share
+  each metric's panel, one colour per run (`jaxcomponents.training.plots`). `metrics.json` also records
+  `jaxcomponents.cpu.status()`: the CPU formulations, the native library, tuning.
   """
   import jaxcomponents.cpu
 
@@ -139,15 +212,13 @@ def write_results(path: str, metrics: dict[str, Any], history: dict[str, list[fl
     with open(os.path.join(path, "history.csv"), "w", newline="") as f:
       writer = csv.writer(f)
       writer.writerow(["epoch", *keys])
-      for epoch, row in enumerate(zip(*(history[k] for k in keys))):
+      for epoch, row in enumerate(itertools.zip_longest(*(history[k] for k in keys), fillvalue="")):
         writer.writerow([epoch, *row])
-    from jaxcomponents.training.callbacks import History
     from jaxcomponents.training.plots import plot_history
 
-    curves = History()
-    for epoch, row in enumerate(zip(*(history[k] for k in keys))):
-      curves.append(epoch, dict(zip(keys, row)))
-    plot_history(curves, os.path.join(path, "learning_curves.png"))
+    about = [os.path.basename(str(metrics[k]).rstrip("/")) for k in ("dataset", "framework") if metrics.get(k)]
+    title = str(metrics.get("experiment", os.path.basename(path))) + (f" ({', '.join(about)})" if about else "")
+    plot_history(history, os.path.join(path, "learning_curves.png"), title=title)
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: str, title: str) -> None:

@@ -26,18 +26,30 @@ class Config:
   train_split: str = option("train", "the TFDS split to train on")
   test_split: str = option("test", "the TFDS split to test on")
   data_dir: str = option("", "TFDS's data_dir ('' for TFDS's default)", names_run=False)
-  image_size: int = option(32, "height and width the images are resized to")
+  image_size: int = option(32, "height and width the images are resized to", at_least=1)
   weights: str = option("imagenet", "the backbone's weights", choices=("imagenet", "none"))
-  hidden: int = option(256, "width of the new head's ReLU layer (0: none)")
-  dropout: float = option(0.5, "dropout before the new head's output")
-  epochs: int = option(5, "passes over the training data")
-  batch_size: int = option(64, "images per step")
-  learning_rate: float = option(1e-3, "Adam's learning rate")
+  hidden: int = option(256, "width of the new head's ReLU layer (0: none)", at_least=0)
+  dropout: float = option(0.5, "dropout before the new head's output", at_least=0, below=1)
+  epochs: int = option(5, "passes over the training data", at_least=1)
+  batch_size: int = option(64, "images per step", at_least=1)
+  learning_rate: float = option(1e-3, "Adam's learning rate", above=0)
   framework: str = option("jax", "jaxcomponents, or the Keras twin", choices=("jax", "keras"))
-  seed: int = option(0, "seed of the new head's weights and the shuffling")
-  limit: int = option(0, "at most this many training (and test) examples (0: all)")
+  seed: int = option(0, "seed of the new head's weights and the shuffling", at_least=0)
+  limit: int = option(0, "at most this many training (and test) examples (0: all)", at_least=0)
   name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
   runs_dir: str = option("runs", "where run folders go")
+
+  def check(self) -> None:
+    """Settings refused together (`parse_config` reports them as usage errors)."""
+    check_image_size(self.image_size, self.backbone)
+
+
+def check_image_size(image_size: int, backbone: str) -> None:
+  """Raises unless `backbone` (a flag value) takes `image_size` x `image_size` images, as Keras would."""
+  minimum = backbones.get(BACKBONES[backbone][0]).min_size
+  if image_size < minimum:
+    raise ValueError(f"argument --image-size: {image_size} is not allowed with --backbone {backbone}; "
+                     f"expected at least {minimum}")
 
 
 def datasets(config: Config):

@@ -24,31 +24,41 @@ import os
 import numpy as np
 
 from experiments.common import Timer, option, parse_config, print_table, run_dir, run_name, run_script, write_results
-from experiments.image_transfer import BACKBONES
+from experiments.image_transfer import BACKBONES, check_image_size
 
 
 @dataclasses.dataclass
 class Config:
   dataset: str = option("cats_vs_dogs", "an image folder or a TFDS name (prepared as array_record)")
   backbone: str = option("mobilenet_v2", "the architecture, trained from the start", choices=tuple(BACKBONES))
-  image_size: int = option(160, "height and width of the random resized crops")
-  epochs: int = option(3, "the run's total epochs (a resumed run continues to it)", names_run=False)
-  batch_size: int = option(64, "the global batch, over all devices of all processes")
-  learning_rate: float = option(1e-3, "Adam's learning rate")
+  image_size: int = option(160, "height and width of the random resized crops", at_least=1)
+  epochs: int = option(3, "the run's total epochs (a resumed run continues to it)", at_least=1, names_run=False)
+  batch_size: int = option(64, "the global batch, over all devices of all processes", at_least=1)
+  learning_rate: float = option(1e-3, "Adam's learning rate", above=0)
   dtype: str = option("float32", "the computation's type (parameters stay float32)", choices=("float32", "bfloat16"))
   mesh: str = option("data", "data: split each batch over every device; none: the default device",
                      choices=("data", "none"))
-  workers: int = option(0, "Grain worker processes decoding images (0: threads of this process)", names_run=False)
-  threads: int = option(4, "decoding threads per process", names_run=False)
-  seed: int = option(0, "seed of the initial weights, the crops and the shuffling")
-  limit: int = option(0, "at most this many training examples (0: all)")
+  workers: int = option(0, "Grain worker processes decoding images (0: threads of this process)", at_least=0,
+                       names_run=False)
+  threads: int = option(4, "decoding threads per process", at_least=1, names_run=False)
+  seed: int = option(0, "seed of the initial weights, the crops and the shuffling", at_least=0)
+  limit: int = option(0, "at most this many training examples (0: all)", at_least=0)
   checkpoint_dir: str = option("", "where checkpoints go (default: <run folder>/checkpoints)", names_run=False)
   resume: bool = option(False, "continue from the newest intact checkpoint", names_run=False)
   coordinator_address: str = option("", "host:port of process 0, for many hosts", names_run=False)
-  num_processes: int = option(0, "processes in all, for many hosts (0: found by JAX or 1)", names_run=False)
-  process_id: int = option(-1, "this process's index, for many hosts (-1: found by JAX or 0)", names_run=False)
+  num_processes: int = option(0, "processes in all, for many hosts (0: found by JAX or 1)", at_least=0,
+                              names_run=False)
+  process_id: int = option(-1, "this process's index, for many hosts (-1: found by JAX or 0)", at_least=-1,
+                           names_run=False)
   name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
   runs_dir: str = option("runs", "where run folders go")
+
+  def check(self) -> None:
+    """Settings refused together (`parse_config` reports them as usage errors)."""
+    check_image_size(self.image_size, self.backbone)
+    if 0 < self.num_processes <= self.process_id:
+      raise ValueError(f"argument --process-id: {self.process_id} is not allowed with --num-processes "
+                       f"{self.num_processes}; expected 0 to {self.num_processes - 1}")
 
 
 class TrainCrop:
@@ -113,10 +123,11 @@ def main(argv=None) -> dict:
                          resume=config.resume, overwrite=not config.resume,
                          log_dir=path if jax.process_index() == 0 else None,
                          verbose="auto" if jax.process_index() == 0 else 0)
+  losses = history.history.get("loss", [])  # one per epoch run in this call
   metrics = {"experiment": "scale_out", "dataset": config.dataset, "backbone": config.backbone,
              "dtype": config.dtype, "processes": jax.process_count(), "devices": jax.device_count(),
-             "steps": int(state.step), "final_loss": history.history["loss"][-1] if history.epochs else None,
-             "wall_time_s": timer.seconds, "images_per_s": len(data) * config.batch_size * len(history.epochs)
+             "steps": int(state.step), "final_loss": losses[-1] if losses else None,
+             "wall_time_s": timer.seconds, "images_per_s": len(data) * config.batch_size * len(losses)
              / timer.seconds, "config": dataclasses.asdict(config)}
   if jax.process_index() == 0:
     write_results(path, metrics, history.history)

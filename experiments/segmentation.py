@@ -32,21 +32,31 @@ class Config:
   dataset: str = option("shapes", "synthetic shapes (offline) or the Oxford-IIIT Pet dataset through TFDS",
                         choices=("shapes", "oxford_iiit_pet"))
   framework: str = option("jax", "jaxcomponents, or keras-unet-collection's twin", choices=("jax", "keras"))
-  image_size: int = option(64, "height and width of the images")
-  filter_num: str = option("16,32,64", "filters of each U-Net level, comma-separated")
+  image_size: int = option(64, "height and width of the images", at_least=1)
+  filter_num: str = option("16,32,64", "filters of each U-Net level", each=int, at_least=1)
   attention: str = option("add", "how the attention gate combines its inputs", choices=("add", "multiply"))
   backbone: str = option("none", "an ImageNet encoder, or none",
                          choices=("none", *backbones.NAMES))
   weights: str = option("imagenet", "the backbone's weights", choices=("imagenet", "none"))
   batch_norm: bool = option(False, "batch norm after each convolution (keras-unet-collection's default: off)")
-  epochs: int = option(8, "passes over the training images")
-  batch_size: int = option(16, "images per step")
-  learning_rate: float = option(1e-3, "Adam's learning rate")
-  examples: int = option(512, "synthetic training images (a quarter more for testing)")
-  limit: int = option(0, "at most this many TFDS examples per split (0: all)")
-  seed: int = option(0, "seed of the data, the initial weights and the shuffling")
+  epochs: int = option(8, "passes over the training images", at_least=1)
+  batch_size: int = option(16, "images per step", at_least=1)
+  learning_rate: float = option(1e-3, "Adam's learning rate", above=0)
+  examples: int = option(512, "synthetic training images (a quarter more for testing)", at_least=4)
+  limit: int = option(0, "at most this many TFDS examples per split (0: all)", at_least=0)
+  seed: int = option(0, "seed of the data, the initial weights and the shuffling", at_least=0)
   name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
   runs_dir: str = option("runs", "where run folders go")
+
+  def check(self) -> None:
+    """The U-Net's own checks of these settings (image size against depth and backbone), before any data."""
+    from jaxcomponents.models.unet import att_unet_2d
+
+    try:
+      att_unet_2d(**_model_args(self))
+    except ValueError as e:
+      raise ValueError(f"--image-size {self.image_size}, --filter-num {self.filter_num}, --backbone "
+                       f"{self.backbone}: {e}") from e
 
 
 def synthetic_shapes(n: int, size: int, seed: int):

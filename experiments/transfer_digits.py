@@ -10,7 +10,8 @@ steps as one MNIST epoch).
 Run:
   python -m experiments.transfer_digits                       # embedded digits, offline (make demo)
   python -m experiments.transfer_digits --dataset fashion_mnist --framework keras
-Writes runs/<name>/metrics.json (test_accuracy = phase 2), history.csv, learning curves and confusion matrices.
+Writes runs/<name>/metrics.json (test_accuracy = phase 2), history.csv, learning curves (both phases on each
+panel) and confusion matrices.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ class Config:
   dataset: str = option("digits", "the embedded digits (offline), or MNIST / Fashion-MNIST IDX files",
                         choices=("digits", "mnist", "fashion_mnist"))
   framework: str = option("jax", "jaxcomponents, or the Keras twin (any Keras 3 backend)", choices=("jax", "keras"))
-  epochs: int = option(0, "epochs per phase (0: the seed's 5, or 20 on the 1,797 embedded digits)")
-  batch_size: int = option(0, "images per step (0: the seed's 128, or 32 on the embedded digits)")
-  learning_rate: float = option(1.0, "Adadelta's learning rate (1.0: the Keras 1 default the seed ran with)")
-  filters: int = option(32, "filters of each convolution")
-  seed: int = option(0, "seed of the initial weights and the shuffling")
-  limit: int = option(0, "at most this many training examples per phase (0: all)")
+  epochs: int = option(0, "epochs per phase (0: the seed's 5, or 20 on the 1,797 embedded digits)",
+                      at_least=0)
+  batch_size: int = option(0, "images per step (0: the seed's 128, or 32 on the embedded digits)",
+                          at_least=0)
+  learning_rate: float = option(1.0, "Adadelta's learning rate (1.0: the Keras 1 default the seed ran with)",
+                                above=0)
+  filters: int = option(32, "filters of each convolution", at_least=1)
+  seed: int = option(0, "seed of the initial weights and the shuffling", at_least=0)
+  limit: int = option(0, "at most this many training examples per phase (0: all)", at_least=0)
   name: str = option("", "the run folder's name ('': the experiment, then each setting that differs from its default)")
   runs_dir: str = option("runs", "where run folders go")
 
@@ -138,7 +142,7 @@ def main(argv=None) -> dict:
     labels = [str(i + (0 if name == "0-4" else 5)) for i in range(5)]
     plot_confusion(yts, r.pop("predictions"), labels, os.path.join(path, f"confusion_{name}.png"),
                    f"{config.framework}, classes {name}")
-  history = {f"{r['phase']}_{k}": v for r in results for k, v in r.pop("history").items()}
+  history = {f"classes {r['phase']}/{k}": v for r in results for k, v in r.pop("history").items()}
   backend = os.environ.get("KERAS_BACKEND", "jax") if config.framework == "keras" else None
   metrics = {"experiment": "transfer_digits", "dataset": config.dataset, "framework": config.framework,
              "keras_backend": backend,

@@ -42,8 +42,165 @@ def test_flags_come_from_the_config_with_defaults_and_choices(tmp_path, capsys):
   from experiments.image_transfer import BACKBONES  # every registered backbone, as its flag spells it
 
   assert "vgg16" in BACKBONES and "efficientnet_b0" in BACKBONES and "mobilenet_v2" in BACKBONES
-  assert f"--backbone {{{','.join(BACKBONES)}}} the frozen ImageNet backbone (default: mobilenet_v2)" \
-      in usage and "--image-size IMAGE_SIZE height and width the images are resized to (default: 160)" in usage
+  assert f"--backbone {{{','.join(BACKBONES)}}} the frozen ImageNet backbone (default: mobilenet_v2)" in usage
+  assert ("--image-size IMAGE_SIZE height and width the images are resized to (default: 160; a whole number >= 1)"
+          in usage)
+
+
+SCRIPTS = ("transfer_digits", "sequence", "segmentation", "image_transfer", "vgg16_transfer", "cats_vs_dogs",
+           "scale_out")
+
+
+@pytest.mark.parametrize("name, argv, message", [
+    ("sequence", ["--cells", "lstm,foo"],
+     "argument --cells: 'lstm,foo' is not allowed ('foo' is not one of them); expected comma-separated, each one of "
+     "lstm, gru, rnn, none twice"),
+    ("sequence", ["--cells", "gru,gru"], "argument --cells: 'gru,gru' is not allowed (one is named twice)"),
+    ("sequence", ["--epochs", "-1"], "argument --epochs: '-1' is not allowed; expected a whole number >= 0"),
+    ("sequence", ["--units", "0"], "argument --units: '0' is not allowed; expected a whole number >= 1"),
+    ("sequence", ["--units", "2.5"], "argument --units: invalid int value: '2.5'"),
+    ("sequence", ["--learning-rate", "nan"],
+     "argument --learning-rate: 'nan' is not allowed; expected a finite number > 0"),
+    ("sequence", ["--seed", "-3"], "argument --seed: '-3' is not allowed; expected a whole number >= 0"),
+    ("transfer_digits", ["--batch-size", "-8"],
+     "argument --batch-size: '-8' is not allowed; expected a whole number >= 0"),
+    ("transfer_digits", ["--learning-rate", "0"],
+     "argument --learning-rate: '0' is not allowed; expected a finite number > 0"),
+    ("transfer_digits", ["--limit", "-1"], "argument --limit: '-1' is not allowed; expected a whole number >= 0"),
+    ("segmentation", ["--filter-num", "16,x"],
+     "argument --filter-num: '16,x' is not allowed; expected comma-separated whole numbers >= 1"),
+    ("segmentation", ["--examples", "2"], "argument --examples: '2' is not allowed; expected a whole number >= 4"),
+    ("segmentation", ["--image-size", "30"], "--image-size 30, --filter-num 16,32,64, --backbone none: input_size="),
+    ("segmentation", ["--attention", "mul"], "argument --attention: invalid choice: 'mul'"),
+    ("image_transfer", ["--dropout", "1"],
+     "argument --dropout: '1' is not allowed; expected a finite number >= 0 and < 1"),
+    ("image_transfer", ["--backbone", "inception_v3", "--image-size", "64"],
+     "argument --image-size: 64 is not allowed with --backbone inception_v3; expected at least 75"),
+    ("cats_vs_dogs", ["--epochs", "0"], "argument --epochs: '0' is not allowed; expected a whole number >= 1"),
+    ("vgg16_transfer", ["--hidden", "-1"], "argument --hidden: '-1' is not allowed; expected a whole number >= 0"),
+    ("scale_out", ["--threads", "0"], "argument --threads: '0' is not allowed; expected a whole number >= 1"),
+    ("scale_out", ["--num-processes", "2", "--process-id", "2"],
+     "argument --process-id: 2 is not allowed with --num-processes 2; expected 0 to 1"),
+    ("scale_out", ["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
+])
+def test_flags_are_refused_when_parsed(name, argv, message, capsys):
+  """Every numeric, list and choice flag is checked by `parse_config` (no data read, nothing trained)."""
+  from experiments.common import parse_config
+
+  module = experiment(name)
+  with pytest.raises(SystemExit) as exit_info:
+    parse_config(module.Config, argv)
+  err = " ".join(capsys.readouterr().err.split())
+  assert exit_info.value.code == 2 and err.startswith(f"usage: python -m experiments.{name}")
+  assert message in err, err
+
+
+def test_a_refused_flag_ends_main_before_any_data(monkeypatch, capsys):
+  module = experiment("sequence")
+  monkeypatch.setattr(module, "load_digit_images", lambda *a: pytest.fail("the data were read"))
+  for argv in (["--cells", "lstm,foo"], ["--epochs", "-1"]):
+    with pytest.raises(SystemExit) as exit_info:
+      module.main(argv)
+    assert exit_info.value.code == 2 and "is not allowed" in capsys.readouterr().err
+
+
+def test_flags_within_bounds_are_kept():
+  from experiments.common import parse_config
+
+  config = parse_config(experiment("sequence").Config, ["--cells", "gru, lstm", "--epochs", "0", "--limit", "7"])
+  assert (config.cells, config.epochs, config.limit) == ("gru,lstm", 0, 7)
+  config = parse_config(experiment("segmentation").Config, ["--filter-num", "8,16", "--image-size", "30"])
+  assert (config.filter_num, config.image_size) == ("8,16", 30)  # depth 2: 30 halves once
+  config = parse_config(experiment("scale_out").Config, ["--num-processes", "2", "--process-id", "1"])
+  assert (config.num_processes, config.process_id) == (2, 1)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_lists_the_bounds(name, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    experiment(name).main(["--help"])
+  usage = " ".join(capsys.readouterr().out.split())
+  assert exit_info.value.code == 0 and usage.startswith(f"usage: python -m experiments.{name}")
+  assert "--epochs EPOCHS" in usage and "a whole number >= " in usage
+
+
+def test_compare_help_and_a_missing_folder(tmp_path):
+  import subprocess
+
+  def compare(*argv):
+    return subprocess.run([sys.executable, "-m", "experiments.compare", *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+  done = compare("--help")
+  assert done.returncode == 0 and done.stdout.startswith("usage: python -m experiments.compare [-h] [runs_dir]")
+  assert "Print jaxcomponents runs beside their Keras twins" in done.stdout and "runs_dir" in done.stdout
+  assert not os.path.exists(os.path.join(ROOT, "--help"))
+  done = compare(str(tmp_path / "nowhere"))
+  assert done.returncode == 2 and "argument runs_dir: " in done.stderr and "is not a folder" in done.stderr
+  done = compare(str(tmp_path))
+  assert done.returncode == 0 and "no runs found" in done.stdout
+
+
+def _cells_history(prefix_form):
+  """What the sequence experiment's three cells log, under `prefix_form` ("{cell}_{key}" or "{cell}/{key}")."""
+  history = {}
+  for i, cell in enumerate(("lstm", "gru", "rnn")):
+    for key, values in (("loss", [2.0, 1.5 - i / 10, 1.0]), ("sparse_categorical_accuracy", [0.2, 0.5, 0.7 + i / 10]),
+                        ("val_loss", [2.1, 1.6, 1.2 + i / 10]), ("val_sparse_categorical_accuracy", [0.1, 0.4, 0.6]),
+                        ("learning_rate", [1e-3] * 3), ("time_s", [3.0, 1.0, 1.1]), ("images_per_s", [9.0, 30, 29])):
+      history[prefix_form.format(cell=cell, key=key)] = values
+  return history
+
+
+@pytest.mark.parametrize("prefix_form", ["{cell}_{key}", "{cell}/{key}"])
+def test_curve_panels_put_every_run_of_a_metric_on_one_axes(prefix_form):
+  from jaxcomponents.training.plots import curve_panels
+
+  panels = curve_panels(_cells_history(prefix_form))
+  assert [panel.metric for panel in panels] == ["loss", "sparse_categorical_accuracy"]  # no rate, no timing
+  for panel in panels:
+    assert panel.runs == ["lstm", "gru", "rnn"]
+    assert [(c.run, c.validation) for c in panel.curves] == [
+        ("lstm", False), ("lstm", True), ("gru", False), ("gru", True), ("rnn", False), ("rnn", True)]
+    assert panels[0].curves[3].key == prefix_form.format(cell="gru", key="val_loss")
+
+
+def test_curve_panels_of_one_run():
+  from jaxcomponents.training.plots import curve_panels
+
+  class KerasLikeHistory:  # Keras's History: .history and .epoch (0-based)
+    history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6], "mean_iou": [0.2, 0.4, 0.5],
+               "val_mean_iou": [0.1, 0.3, 0.4], "learning_rate": [1e-3, 1e-3, 1e-4], "time_s": [1.0, 0.5, 0.5]}
+    epoch = [0, 1, 2]
+
+  panels = curve_panels(KerasLikeHistory())
+  assert [(p.metric, [c.key for c in p.curves]) for p in panels] == [
+      ("loss", ["loss", "val_loss"]), ("mean_iou", ["mean_iou", "val_mean_iou"]),
+      ("learning_rate", ["learning_rate"])]  # a rate that changes is a curve, drawn last
+  assert panels[0].runs == [""]
+  one_epoch = curve_panels({"loss": [0.7], "accuracy": [0.5], "learning_rate": [0.01]})
+  assert [p.metric for p in one_epoch] == ["loss", "accuracy"]  # one epoch's points, but never a fixed rate
+  assert curve_panels({"time_s": [1.0, 2.0], "images_per_s": [5.0, 6.0]}) == []
+
+
+def test_plot_history_draws_on_its_own_figure(tmp_path):
+  from jaxcomponents.training.plots import plot_history
+  from PIL import Image
+
+  pyplot = sys.modules.get("matplotlib.pyplot")
+  figures = pyplot.get_fignums() if pyplot else None
+
+  class OldHistory:  # jaxcomponents' History before it took Keras's `.epoch`
+    history = {"loss": [1.0, 0.8, 0.7], "val_loss": [1.2, 0.9, 0.9]}
+    epochs = [0, 1, 2]
+
+  plot_history(_cells_history("{cell}_{key}"), tmp_path / "cells.png", title="sequence (digits, jax)")
+  plot_history(OldHistory(), tmp_path / "one.png")
+  with Image.open(tmp_path / "cells.png") as cells, Image.open(tmp_path / "one.png") as one:
+    assert cells.width == 2 * one.width  # loss and accuracy side by side; loss alone
+  assert (pyplot.get_fignums() if pyplot else None) == figures
+  plot_history({"learning_rate": [0.1, 0.1]}, tmp_path / "nothing.png")
+  assert not (tmp_path / "nothing.png").exists()
 
 
 def test_vgg16_transfer_on_tfds_mock_data(tmp_path):

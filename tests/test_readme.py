@@ -31,3 +31,12 @@ def test_readme_has_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index, offline_imagenet):
   exec(compile(BLOCKS[index], f"README.md example {index + 1}", "exec"), {"__name__": "readme"})
+
+
+def test_readme_keras_examples_choose_the_jax_backend_first():
+  """As written in a fresh virtualenv, where Keras's default config (~/.keras/keras.json) names TensorFlow."""
+  keras_blocks = [block for block in BLOCKS if re.search(r"^(import|from) keras\b", block, flags=re.M)]
+  assert len(keras_blocks) >= 2
+  for block in keras_blocks:
+    before = block[:re.search(r"^(import|from) keras\b", block, flags=re.M).start()]
+    assert 'os.environ["KERAS_BACKEND"] = "jax"' in before, block

@@ -182,18 +182,17 @@ def export_command(argv: Sequence[str]) -> int:
 
 
 def summary_command(argv: Sequence[str]) -> int:
-  """Prints a Keras model file's layers as jaxcomponents computes them."""
+  """Prints a Keras model file's summary as Keras's `model.summary()` does, computed by jaxcomponents."""
   parser = argparse.ArgumentParser(
       prog="jaxcomponents summary",
-      description="Print the layers, output shapes and parameter counts of a Keras model file as jaxcomponents "
-                  "computes it (open dimensions are shown at a placeholder size).")
+      description="Print a Keras model file's summary as Keras's model.summary() does (the model's name, each "
+                  "Keras layer with its class, output shape and parameter count, the trainable and non-trainable "
+                  "totals), as jaxcomponents computes the model.")
   parser.add_argument("model", help="a Keras model file (.keras or full-model .h5)")
   args = parser.parse_args(argv)
   _, module, _, sample = _keras_model(args.model)
-  if len(sample) != 1:
-    raise UsageError(f"{args.model!r} has {len(sample)} inputs; summary shows single-input models.")
   from jaxcomponents.summary import summary  # pylint: disable=import-outside-toplevel
-  summary(module, sample[0])
+  summary(module, tuple(sample) if len(sample) > 1 else sample[0])
   return 0
 
 

@@ -1,5 +1,6 @@
 """The `jaxcomponents` convert, export and summary commands, --version and their errors."""
 
+import re
 import subprocess
 import sys
 
@@ -41,8 +42,15 @@ def test_summary_lists_the_keras_layers(keras_file, capsys):
   model, path = keras_file
   assert cli.main(["summary", path]) == 0
   out = capsys.readouterr().out
-  for layer in model.layers[1:]:
-    assert layer.name in out
+  assert out.startswith(f'Model: "{model.name}"\n')
+  for layer in model.layers:  # each Keras layer once, with its Keras class and a None batch
+    rows = [line for line in out.splitlines() if line.startswith(f"| {layer.name} (")]
+    assert len(rows) == 1 and re.match(rf"\| {layer.name} \({type(layer).__name__}\) +\| \(None", rows[0]), rows
+  assert len([line for line in out.splitlines() if line.startswith("| ")]) >= len(model.layers) + 1
+  trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+  assert f" Total params: {model.count_params():,} (" in out
+  assert f" Trainable params: {trainable:,} (" in out
+  assert f" Non-trainable params: {model.count_params() - trainable:,} (" in out
 
 
 def test_convert_to_npz_and_orbax_and_back_into_keras(keras_file, tmp_path, capsys):

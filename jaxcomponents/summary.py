@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -327,3 +329,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
       lines.append("| " + " | ".join(parts) + " |")
     lines.append(rule.replace("-", "=") if n == 0 else rule)
   return lines
+
+
+class _CallableModule(types.ModuleType):
+  """Lets `jaxcomponents.summary(module, sample)` call `summary` once this module is imported as the attribute."""
+
+  def __call__(self, *args, **kwargs):
+    return summary(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from jaxcomponents.data.pipeline import Augment, BatchPipeline, check_labels
+from jaxcomponents.data.pipeline import Augment, BatchPipeline, array_leaves, check_labels, map_arrays
 
 
 class ArrayDataset(BatchPipeline):
-  """Batches of `{"x", "y", "mask"}` from in-memory arrays, gathered a batch at a time.
+  """Batches of `{"x", "y", "mask"}` (and `sample_weight`) from in-memory arrays, gathered a batch at a time.
+
+  `x` and `y` may be arrays or tuples/lists/dicts of arrays (a model's several
+  inputs or outputs), examples along the first axis of each.
 
   Example:
     >>> data = ArrayDataset(np.zeros((10, 2)), np.arange(10), batch_size=4)
@@ -24,14 +27,30 @@ class ArrayDataset(BatchPipeline):
     (3, [4.0, 4.0, 2.0])
   """
 
-  def __init__(self, x, y, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_remainder: bool = False,
-               num_classes: int | None = None, augment: Augment | None = None, threads: int = 1, workers: int = 0):
-    self.x, self.y = np.asarray(x), np.asarray(y)
-    if len(self.x) != len(self.y):
-      raise ValueError(f"x has {len(self.x)} examples but y has {len(self.y)}; they must match.")
+  def __init__(self, x, y, batch_size: int, *, sample_weight=None, shuffle: bool = True, seed: int = 0,
+               drop_remainder: bool = False, num_classes: int | None = None, augment: Augment | None = None,
+               threads: int = 1, workers: int = 0, pad: bool = True):
+    self.x, self.y = _arrays(x), _arrays(y)
+    self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float32)
+    sizes = {name: [len(a) for a in array_leaves(part)]
+             for name, part in (("x", self.x), ("y", self.y), ("sample_weight", self.sample_weight))}
+    if not sizes["x"]:
+      raise ValueError("x holds no arrays; expected an array or a tuple/list/dict of arrays.")
+    count = sizes["x"][0]
+    for name, lengths in sizes.items():
+      if any(n != count for n in lengths):
+        raise ValueError(f"x has {count} examples but {name} has {lengths[0] if len(set(lengths)) == 1 else lengths}"
+                         "; every array must have one entry per example.")
+    if not isinstance(self.y, np.ndarray) or self.y.ndim == 0:
+      num_classes = None
     check_labels(self.y, num_classes)
-    super().__init__(len(self.x), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
-                     augment=augment, threads=threads, workers=workers)
+    super().__init__(count, batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
+                     augment=augment, threads=threads, workers=workers, pad=pad)
+
+  def _take(self, start: int | None, stop: int | None) -> dict[str, Any]:
+    part = lambda tree: map_arrays(lambda a: a[start:stop], tree)
+    return {"x": part(self.x), "y": part(self.y),
+            "sample_weight": None if self.sample_weight is None else self.sample_weight[start:stop]}
 
   def split(self, validation_split: float) -> tuple["ArrayDataset", "ArrayDataset"]:
     """`(training, validation)`: the validation part is the last `validation_split` of the examples, as Keras takes it.
@@ -46,19 +65,28 @@ class ArrayDataset(BatchPipeline):
     if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not (
         0.0 < validation_split < 1.0):
       raise ValueError(f"validation_split={validation_split!r} is not allowed; expected a float in (0, 1).")
-    cut = int(math.floor(len(self.x) * (1.0 - validation_split)))
-    if cut == 0 or cut == len(self.x):
-      raise ValueError(f"validation_split={validation_split} of {len(self.x)} examples leaves one part empty.")
-    train = ArrayDataset(self.x[:cut], self.y[:cut], self.batch_size, shuffle=self.shuffle, seed=self.seed,
+    cut = int(math.floor(self.size * (1.0 - validation_split)))
+    if cut == 0 or cut == self.size:
+      raise ValueError(f"validation_split={validation_split} of {self.size} examples leaves one part empty.")
+    train = ArrayDataset(**self._take(None, cut), batch_size=self.batch_size, shuffle=self.shuffle, seed=self.seed,
                          drop_remainder=self.drop_remainder, augment=self.augment, threads=self.threads,
-                         workers=self.workers)
-    return train, ArrayDataset(self.x[cut:], self.y[cut:], self.batch_size, shuffle=False, threads=self.threads)
+                         workers=self.workers, pad=self.pad)
+    return train, ArrayDataset(**self._take(cut, None), batch_size=self.batch_size, shuffle=False,
+                               threads=self.threads)
 
   def load(self, indices, rngs):
-    x = self.x[indices]
+    x = map_arrays(lambda a: a[indices], self.x)
     if rngs is not None:
       x = stack_as_made((self.augment(example, rng) for example, rng in zip(x, rngs)), len(x))
-    return x, self.y[indices]
+    y = map_arrays(lambda a: a[indices], self.y)
+    if self.sample_weight is None:
+      return x, y
+    return x, y, self.sample_weight[indices]
+
+
+def _arrays(tree):
+  """Arrays (or tuples/lists/dicts of them) as NumPy arrays; None stays None."""
+  return map_arrays(np.asarray, tree)
 
 
 class RecordDataset(BatchPipeline):
@@ -68,7 +96,7 @@ class RecordDataset(BatchPipeline):
     source: supports `len()` and `source[i]`.
     to_example: record -> (x, y): numpy arrays of fixed shape (decode, resize here), or `x` anything
       `augment` turns into one (a file name, encoded bytes).
-    batch_size, shuffle, seed, drop_remainder, augment, threads, workers: as `BatchPipeline`.
+    batch_size, shuffle, seed, drop_remainder, augment, threads, workers, pad: as `BatchPipeline`.
     num_classes: when given, every label is checked to lie in [0, num_classes).
 
   Example:

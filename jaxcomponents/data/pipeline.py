@@ -40,6 +40,31 @@ def check_labels(y: np.ndarray, num_classes: int | None, where: str = "y") -> No
                      f"indices {bad[:5].tolist()}.")
 
 
+def map_arrays(fn: Callable[[Any], Any], tree: Any) -> Any:
+  """`fn` on each array of a tuple/list/dict nest of arrays (None stays None), without importing JAX.
+
+  A list or tuple of numbers is one array, as Keras reads it.
+
+  Example:
+    >>> map_arrays(len, {"a": [1, 2], "b": (np.zeros(3), None)})
+    {'a': 2, 'b': (3, None)}
+  """
+  if tree is None:
+    return None
+  if isinstance(tree, dict):
+    return {k: map_arrays(fn, v) for k, v in tree.items()}
+  if isinstance(tree, (tuple, list)) and any(v is None or isinstance(v, dict) or hasattr(v, "shape") for v in tree):
+    return type(tree)(map_arrays(fn, v) for v in tree)
+  return fn(tree)
+
+
+def array_leaves(tree: Any) -> list[Any]:
+  """The arrays of a tuple/list/dict nest, in order."""
+  leaves: list[Any] = []
+  map_arrays(leaves.append, tree)
+  return leaves
+
+
 def process_layout() -> tuple[int, int]:
   """`(jax.process_index(), jax.process_count())`, read when an epoch starts (after `initialize_distributed`)."""
   import jax  # the pipeline itself runs in Grain's workers without JAX
@@ -56,6 +81,9 @@ class BatchPipeline:
     shuffle: a new permutation each epoch, fixed by `(seed, epoch)`.
     seed: seeds the permutation and the augmentation.
     drop_remainder: drop the last short batch instead of padding it.
+    pad: pad the last short batch to `batch_size` (masked out), so a jitted step
+      never recompiles; False hands it over short, as Keras does (one more
+      compile, and batch statistics over the real examples only). One process only.
     augment: `augment(x, rng) -> x` applied to each example on the host with a
       `np.random.Generator` fixed by `(seed, epoch, position)`. For record
       datasets it runs before stacking, so it may turn a file name or encoded
@@ -69,7 +97,8 @@ class BatchPipeline:
   """
 
   def __init__(self, size: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-               drop_remainder: bool = False, augment: Augment | None = None, threads: int = 1, workers: int = 0):
+               drop_remainder: bool = False, augment: Augment | None = None, threads: int = 1, workers: int = 0,
+               pad: bool = True):
     check_positive_int("batch_size", batch_size)
     check_positive_int("threads", threads, allow_zero=True)
     check_positive_int("workers", workers, allow_zero=True)
@@ -79,6 +108,7 @@ class BatchPipeline:
       raise ValueError(f"{size} examples give no batch of batch_size={batch_size}.")
     self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
     self.drop_remainder, self.augment, self.threads, self.workers = drop_remainder, augment, threads, workers
+    self.pad = pad
     self._checked_layout: tuple[int, int] | None = None
 
   def __len__(self) -> int:
@@ -87,11 +117,15 @@ class BatchPipeline:
 
   def spec(self) -> dict[str, Any]:
     """What fixes the batches: a resumed run must read a dataset with the same spec."""
-    return {"size": self.size, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
+    spec = {"size": self.size, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
             "drop_remainder": self.drop_remainder}
+    if not self.pad:
+      spec["pad"] = False
+    return spec
 
-  def load(self, indices: np.ndarray, rngs: list[np.random.Generator] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Returns `(x, y)` stacked for the examples `indices`, each `x` through `augment` with its `rngs` entry."""
+  def load(self, indices: np.ndarray, rngs: list[np.random.Generator] | None) -> tuple[np.ndarray, ...]:
+    """Returns `(x, y)` (or `(x, y, sample_weight)`) stacked for the examples `indices`, each `x` through `augment`
+    with its `rngs` entry."""
     raise NotImplementedError
 
   def epoch(self, index: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -138,6 +172,9 @@ class BatchPipeline:
       raise ValueError(f"batch_size={self.batch_size} is not allowed on {count} processes; the global batch must "
                        f"be a multiple of the process count {count}.")
     local = self.batch_size // count
+    if count > 1 and not self.pad:
+      raise ValueError(f"pad=False is not allowed on {count} processes: each process must load its part of a full "
+                       "batch; keep pad=True (the padding is masked out of losses and metrics).")
     if count > 1 and self.size <= (count - 1) * local:
       raise ValueError(f"{self.size} examples in batches of {self.batch_size} leave process {count - 1} of {count} "
                        f"nothing to read; use at least {(count - 1) * local + 1} examples or a smaller batch_size.")
@@ -169,10 +206,15 @@ class _LoadBatch:
     epoch, batch = divmod(step, len(p))
     local = p.batch_size // self.count
     positions = batch * p.batch_size + self.process * local + np.arange(local)
+    if not p.pad:
+      positions = positions[positions < p.size]
     indices = self.order(epoch)[positions % p.size]
     rngs = None if p.augment is None else [p._example_rng(epoch, int(pos)) for pos in positions]
-    x, y = p.load(indices, rngs)
-    return {"x": x, "y": y, "mask": (positions < p.size).astype(np.float32)}
+    x, y, *weight = p.load(indices, rngs)
+    batch = {"x": x, "y": y, "mask": (positions < p.size).astype(np.float32)}
+    if weight:
+      batch["sample_weight"] = weight[0]
+    return batch
 
 
 def _absl_flags_readable() -> None:
@@ -191,7 +233,7 @@ def _closing(iterator, copy: bool) -> Iterator[Any]:
   try:
     for batch in iterator:
       # Workers hand batches over in shared memory, released when the array is: copy so none outlives the epoch.
-      yield {k: np.array(v) for k, v in batch.items()} if copy else batch
+      yield map_arrays(np.array, batch) if copy else batch
   finally:
     close = getattr(iterator, "close", None)
     if close is not None:

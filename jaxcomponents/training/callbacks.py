@@ -1,137 +1,517 @@
-"""Callbacks for `fit`: early stopping, learning-rate reduction, CSV and TensorBoard logs, learning curves."""
+"""Callbacks with Keras's hooks and arguments (`keras.callbacks`), for `Model.fit` and `fit`.
+
+A callback sees the model it trains as `self.model` (a `jaxcomponents.Model`:
+`.state`, `.stop_training`, `.optimizer.learning_rate`, `get_weights()`, ...)
+and the run's `self.params` (`verbose`, `epochs`, `steps`). Hooks receive
+Keras's logs: epoch logs are a dict of floats, sorted by name as Keras sorts
+them; batch logs are the running results since the epoch began, read from the
+device only when a callback looks at them, and only callbacks that override a
+batch hook are called per batch at all.
+"""
 
 from __future__ import annotations
 
+import collections.abc
 import csv
 import math
 import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from jaxcomponents import extras, optimizers
 from jaxcomponents.errors import check_choice, check_positive_int, check_rate
 
 
 class Callback:
-  """Hooks called by `fit`; `on_epoch_end` returning True stops training.
+  """Keras's `Callback`: override the hooks you need; `self.model` is the model being trained.
 
-  A callback that adds entries to the epoch's `logs` names them in `adds_logs`,
-  so monitors of them pass `fit`'s check before the first step.
+  `self.model.stop_training = True` ends training after the current batch or
+  epoch; `self.model.state` is the live `TrainState` (assign a new one to
+  change it).
+
+  Example:
+    >>> class Count(Callback):
+    ...   def on_epoch_end(self, epoch, logs=None):
+    ...     print(f"epoch {epoch}: loss {logs['loss']:.2f}")
   """
 
-  adds_logs: tuple[str, ...] = ()
-
-  def on_train_begin(self, state: Any) -> None:
-    pass
-
-  def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> bool | None:
-    return None
-
-  def on_train_end(self, history: "History") -> None:
-    pass
-
-  def next_epoch_state(self, state: Any) -> Any:
-    """The state the next epoch starts from, given the one this epoch ended with (e.g. a new learning rate)."""
-    return state
-
-  def final_state(self, state: Any) -> Any:
-    """The state `fit` returns, given the one training ended with (e.g. the best weights restored)."""
-    return state
-
-
-class History:
-  """Per-epoch logs: `history.history["val_loss"]` is a list, like Keras's `History`."""
+  params: dict[str, Any] | None = None
+  _model: Any = None
 
   def __init__(self):
-    self.epochs: list[int] = []
+    self.params = None
+    self._model = None
+
+  def set_params(self, params: dict[str, Any]) -> None:
+    self.params = params
+
+  def set_model(self, model: Any) -> None:
+    self._model = model
+
+  @property
+  def model(self) -> Any:
+    return self._model
+
+  def on_batch_begin(self, batch, logs=None):
+    """A backwards-compatible alias of `on_train_batch_begin`."""
+
+  def on_batch_end(self, batch, logs=None):
+    """A backwards-compatible alias of `on_train_batch_end`."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    pass
+
+  def on_epoch_end(self, epoch, logs=None):
+    pass
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self.on_batch_begin(batch, logs=logs)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.on_batch_end(batch, logs=logs)
+
+  def on_test_batch_begin(self, batch, logs=None):
+    pass
+
+  def on_test_batch_end(self, batch, logs=None):
+    pass
+
+  def on_predict_batch_begin(self, batch, logs=None):
+    pass
+
+  def on_predict_batch_end(self, batch, logs=None):
+    pass
+
+  def on_train_begin(self, logs=None):
+    pass
+
+  def on_train_end(self, logs=None):
+    pass
+
+  def on_test_begin(self, logs=None):
+    pass
+
+  def on_test_end(self, logs=None):
+    pass
+
+  def on_predict_begin(self, logs=None):
+    pass
+
+  def on_predict_end(self, logs=None):
+    pass
+
+
+HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
+_ALIASED = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
+def _overrides(callback: Callback, hook: str) -> bool:
+  """Whether `callback` does anything in `hook` (its class overrides it, or an instance attribute replaces it)."""
+  names = (hook, _ALIASED[hook]) if hook in _ALIASED else (hook,)
+  return any(name in vars(callback) or getattr(type(callback), name, None) is not getattr(Callback, name)
+             for name in names)
+
+
+def _check_protocol(callback: Any) -> None:
+  if not isinstance(callback, Callback):
+    raise TypeError(f"callbacks holds {callback!r}; expected jaxcomponents.callbacks.Callback instances.")
+  for legacy in ("next_epoch_state", "final_state"):
+    if legacy in type(callback).__dict__:
+      raise TypeError(
+          f"{type(callback).__name__} overrides {legacy}(), a hook of jaxcomponents 0.1 that no longer exists; "
+          "callbacks now follow Keras: change the model with `self.model.state = ...` in on_epoch_end or "
+          "on_train_end.")
+  for hook in ("on_epoch_end", "on_train_begin"):
+    parameters = getattr(getattr(type(callback), hook), "__code__", None)
+    if parameters is not None and "state" in parameters.co_varnames[:parameters.co_argcount]:
+      raise TypeError(
+          f"{type(callback).__name__}.{hook} takes `state`, as jaxcomponents 0.1's callbacks did; callbacks now "
+          f"follow Keras: `def {hook}(self, {'epoch, ' if hook == 'on_epoch_end' else ''}logs=None)`, with the "
+          "state as `self.model.state`.")
+
+
+class BatchLogs(collections.abc.Mapping):
+  """A batch's logs, read from the device at the first look (so an unread batch never waits for it).
+
+  Keys are sorted as Keras sorts logs; values are Python floats.
+  """
+
+  def __init__(self, results: Mapping[str, Any]):
+    self._results, self._values = results, None
+
+  def _read(self) -> dict[str, float]:
+    if self._values is None:
+      self._values = {k: float(v) for k, v in sorted(jax.device_get(dict(self._results)).items())}
+    return self._values
+
+  def __getitem__(self, key):
+    return self._read()[key]
+
+  def __iter__(self):
+    return iter(self._read())
+
+  def __len__(self):
+    return len(self._results)
+
+  def __repr__(self):
+    return repr(self._read())
+
+
+def pythonify(logs: Mapping[str, Any] | None) -> dict[str, Any]:
+  """Logs as Keras hands them to callbacks: sorted by name, numbers as Python floats."""
+  result = {}
+  for key, value in sorted((logs or {}).items()):
+    try:
+      result[key] = float(jax.device_get(value))
+    except (TypeError, ValueError):
+      result[key] = value
+  return result
+
+
+class CallbackList(Callback):
+  """Calls each hook of many callbacks in order, as Keras's `CallbackList`.
+
+  `History` (and a `ProgbarLogger` when `add_progbar`, or the one it is) are
+  appended unless the list has one. A callback that does not override a batch hook is not called
+  for it, so a run nobody watches per batch never waits for the device.
+  """
+
+  def __init__(self, callbacks: Iterable[Callback] | None = None, *, add_history: bool = False,
+               add_progbar: bool | "ProgbarLogger" = False, model: Any = None, **params: Any):
+    super().__init__()
+    self.callbacks = list(callbacks or [])
+    for callback in self.callbacks:
+      _check_protocol(callback)
+    self.history = next((c for c in self.callbacks if isinstance(c, History)), None)
+    if self.history is None and add_history:
+      self.history = History()
+      self.callbacks.append(self.history)
+    if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
+      self.callbacks.append(add_progbar if isinstance(add_progbar, ProgbarLogger) else ProgbarLogger())
+    self._listeners = {hook: [c for c in self.callbacks if _overrides(c, hook)] for hook in HOOKS}
+    self.set_model(model)
+    self.set_params(params)
+
+  def listens(self, hook: str) -> bool:
+    """Whether some callback does anything in `hook`."""
+    return bool(self._listeners[hook])
+
+  def set_params(self, params):
+    self.params = params
+    if params:
+      for callback in self.callbacks:
+        callback.set_params(params)
+
+  def set_model(self, model):
+    if model is None:
+      return
+    super().set_model(model)
+    if self.history is not None:
+      model.history = self.history
+    for callback in self.callbacks:
+      callback.set_model(model)
+
+  def _call(self, hook: str, *args, logs=None):
+    for callback in self._listeners[hook]:
+      getattr(callback, hook)(*args, logs)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._call("on_epoch_begin", epoch, logs=pythonify(logs))
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._call("on_epoch_end", epoch, logs=pythonify(logs))  # a copy: what callbacks add stays in this epoch's
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._call("on_train_batch_begin", batch, logs=logs)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._call("on_train_batch_end", batch, logs=logs)
+
+  def on_test_batch_begin(self, batch, logs=None):
+    self._call("on_test_batch_begin", batch, logs=logs)
+
+  def on_test_batch_end(self, batch, logs=None):
+    self._call("on_test_batch_end", batch, logs=logs)
+
+  def on_predict_batch_begin(self, batch, logs=None):
+    self._call("on_predict_batch_begin", batch, logs=logs)
+
+  def on_predict_batch_end(self, batch, logs=None):
+    self._call("on_predict_batch_end", batch, logs=logs)
+
+  def on_train_begin(self, logs=None):
+    self._call("on_train_begin", logs=pythonify(logs))
+
+  def on_train_end(self, logs=None):
+    self._call("on_train_end", logs=pythonify(logs))
+
+  def on_test_begin(self, logs=None):
+    self._call("on_test_begin", logs=pythonify(logs))
+
+  def on_test_end(self, logs=None):
+    self._call("on_test_end", logs=pythonify(logs))
+
+  def on_predict_begin(self, logs=None):
+    self._call("on_predict_begin", logs=pythonify(logs))
+
+  def on_predict_end(self, logs=None):
+    self._call("on_predict_end", logs=logs)
+
+
+class History(Callback):
+  """Every epoch's logs, as Keras's `History`: `history.history["val_loss"]` is a list.
+
+  `fit` returns it; `.epoch` lists the epochs run (0-based), `.params` the
+  run's settings, `.model` the model. `.stopped_by` says why a run ended
+  early: `"SIGINT"`/`"SIGTERM"`, or `"callback"` when a callback set
+  `model.stop_training`.
+  """
+
+  def __init__(self):
+    super().__init__()
     self.history: dict[str, list[float]] = {}
+    self.epoch: list[int] = []
     self.stopped_by: str | None = None
 
-  def append(self, epoch: int, logs: dict[str, float]) -> None:
-    self.epochs.append(epoch)
+  def on_train_begin(self, logs=None):
+    self.epoch = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.append(epoch, logs or {})
+    self.model.history = self
+
+  def append(self, epoch: int, logs: Mapping[str, float]) -> None:
+    self.epoch.append(epoch)
     for key, value in logs.items():
       self.history.setdefault(key, []).append(value)
+
+  @property
+  def epochs(self) -> list[int]:
+    """The same list as `.epoch` (jaxcomponents 0.1's name)."""
+    return self.epoch
 
   @property
   def last(self) -> dict[str, float]:
     return {k: v[-1] for k, v in self.history.items()}
 
 
+def _format(value: float) -> str:
+  """A log value as Keras's progress bar prints it."""
+  return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+
+
+def format_logs(logs: Mapping[str, Any]) -> str:
+  """`" - name: value"` for each numeric log, as Keras's progress bar lists them.
+
+  Example:
+    >>> format_logs({"accuracy": 0.5, "loss": 0.00012})
+    ' - accuracy: 0.5000 - loss: 1.2000e-04'
+  """
+  return "".join(f" - {k}: {_format(v)}" for k, v in logs.items() if isinstance(v, (int, float)))
+
+
+class ProgbarLogger(Callback):
+  """Prints progress as Keras's `ProgbarLogger`: `Epoch i/n`, a live bar (verbose 1), and each epoch's line.
+
+  The epoch line reads `steps/steps - 3s - 12ms/step - accuracy: ... - loss: ...`:
+  timing lives here, not in the logs. With verbose 2 only that line is printed
+  (for log files). The bar reads the device every `log_every` steps only.
+
+  Args:
+    log_every: steps between updates of the bar's metrics.
+  """
+
+  def __init__(self, log_every: int = 10):
+    super().__init__()
+    check_positive_int("log_every", log_every)
+    self.log_every, self.verbose, self.epochs, self.target = log_every, 1, 1, None
+    self._in_fit, self._bar, self._start, self._seen = False, None, 0.0, 0
+
+  def set_params(self, params):
+    super().set_params(params)
+    verbose = params.get("verbose", 1)
+    self.verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
+    self.epochs, self.target = params.get("epochs", 1), params.get("steps")
+
+  def _open(self) -> None:
+    self._close()
+    self._start, self._seen = time.perf_counter(), 0
+    if self.verbose == 1:
+      self._bar = tqdm(total=self.target, dynamic_ncols=True, leave=False,
+                       bar_format="{n_fmt}/{total_fmt} {bar} {elapsed}{postfix}")
+
+  def _close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+  def _update(self, batch: int, logs) -> None:
+    steps = batch + 1 - self._seen
+    self._seen = batch + 1
+    if self._bar is not None:
+      self._bar.update(steps)
+      if logs and (self._seen % self.log_every == 0 or self._seen == self.target):
+        self._bar.set_postfix_str(format_logs(logs).lstrip(" -"), refresh=False)
+
+  def _finish(self, logs) -> None:
+    self._close()
+    if not self.verbose:
+      return
+    seconds = time.perf_counter() - self._start
+    steps = self.target or self._seen
+    per_step = seconds / max(self._seen, 1)
+    rate = f"{per_step * 1e3:.0f}ms/step" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us/step"
+    print(f"{steps}/{steps} - {seconds:.0f}s - {rate}{format_logs(logs or {})}", flush=True)
+
+  def on_train_begin(self, logs=None):
+    self._in_fit = True
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if self.verbose and self.epochs > 1:
+      print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+    self._open()
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._update(batch, logs)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._finish(logs)
+
+  def on_train_end(self, logs=None):
+    self._close()
+
+  def on_test_begin(self, logs=None):
+    if not self._in_fit:
+      self._open()
+
+  def on_test_batch_end(self, batch, logs=None):
+    if not self._in_fit:
+      self._update(batch, logs)
+
+  def on_test_end(self, logs=None):
+    if not self._in_fit:
+      self._finish(logs)
+
+  def on_predict_begin(self, logs=None):
+    self._open()
+
+  def on_predict_batch_end(self, batch, logs=None):
+    self._update(batch, None)
+
+  def on_predict_end(self, logs=None):
+    self._finish(None)
+
+
 class _Monitor(Callback):
   """A callback watching one log for improvement, as Keras's `MonitorCallback`.
 
-  In "auto" mode accuracy-like names (acc, auc, precision, recall, iou) are
-  maximised and everything else minimised; an improvement must beat the best
-  value by more than `min_delta`.
+  In "auto" mode a loss is minimised, an accuracy-like name (acc, auc,
+  precision, recall, iou) maximised, anything else minimised; an improvement
+  must beat the best value by more than `min_delta`.
   """
 
-  def __init__(self, monitor: str, mode: str, min_delta: float):
+  def __init__(self, monitor: str, mode: str, min_delta: float, baseline: float | None = None):
+    super().__init__()
     check_choice("mode", mode, ("auto", "min", "max"))
     if mode == "auto":
-      mode = "max" if any(w in monitor for w in ("acc", "auc", "precision", "recall", "iou")) else "min"
-    self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
-    self._forget_best()
+      name = monitor.removeprefix("val_")
+      maximise = "loss" not in name and any(w in name for w in ("acc", "auc", "precision", "recall", "iou"))
+      mode = "max" if maximise else "min"
+    self.monitor, self.mode, self.min_delta, self.baseline = monitor, mode, abs(min_delta), baseline
+    self.best: float | None = None
 
-  def _forget_best(self) -> None:
-    self.best = math.inf if self.mode == "min" else -math.inf
+  def _value(self, logs: Mapping[str, float] | None) -> float | None:
+    value = (logs or {}).get(self.monitor)
+    if value is None:
+      warnings.warn(f"{type(self).__name__} monitors `{self.monitor}`, which is not available. Available metrics "
+                    f"are: {','.join(logs or {})}", stacklevel=3)
+    return value
 
-  def _value(self, logs: dict[str, float]) -> float:
-    if self.monitor not in logs:
-      raise ValueError(f"{type(self).__name__} monitor={self.monitor!r} is not among the logs {sorted(logs)}.")
-    return logs[self.monitor]
-
-  def _improves(self, value: float) -> bool:
+  def _improves(self, value: float, reference: float | None) -> bool:
+    if reference is None:
+      return True
     if self.mode == "min":
-      return value < self.best - self.min_delta
-    return value > self.best + self.min_delta
+      return value + self.min_delta < reference
+    return value - self.min_delta > reference
 
 
 class EarlyStopping(_Monitor):
   """Stops when `monitor` has not improved by `min_delta` for `patience` epochs, as Keras's `EarlyStopping`.
 
-  With `restore_best_weights=True`, a stopped run returns the parameters and
-  batch statistics of its best epoch (kept as a copy on the device, as Keras
-  keeps them); a run that was not stopped keeps its last weights, as in Keras.
+  With `restore_best_weights=True`, the model ends with the parameters and
+  batch statistics of its best epoch (kept as a copy on the device), as Keras
+  3 restores them at the end of training. `baseline` and `start_from_epoch`
+  as in Keras.
 
   Example:
     >>> stop = EarlyStopping("val_accuracy", patience=2, restore_best_weights=True)
   """
 
-  def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
-               restore_best_weights: bool = False):
+  def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+               mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+               start_from_epoch: int = 0):
     check_positive_int("patience", patience, allow_zero=True)
-    super().__init__(monitor, mode, min_delta)
-    self.patience, self.restore_best_weights, self.wait = patience, restore_best_weights, 0
-    self.best_weights, self.best_epoch, self.stopped = None, None, False
+    check_positive_int("start_from_epoch", start_from_epoch, allow_zero=True)
+    super().__init__(monitor, mode, min_delta, baseline)
+    self.patience, self.verbose, self.restore_best_weights = patience, verbose, restore_best_weights
+    self.start_from_epoch = start_from_epoch
+    self.wait, self.stopped_epoch, self.best_weights, self.best_epoch = 0, 0, None, 0
 
-  def on_epoch_end(self, epoch, logs, state):
+  @property
+  def stopped(self) -> bool:
+    return self.stopped_epoch > 0
+
+  def on_train_begin(self, logs=None):
+    self.wait, self.stopped_epoch, self.best, self.best_weights, self.best_epoch = 0, 0, None, None, 0
+
+  def on_epoch_end(self, epoch, logs=None):
     value = self._value(logs)
-    if self._improves(value):
-      self.best, self.wait, self.best_epoch = value, 0, epoch
-      if self.restore_best_weights:  # a copy: the step donates the state it is given
-        self.best_weights = jax.tree.map(lambda a: a.copy(), (state.params, state.batch_stats))
-      return False
+    if value is None or epoch < self.start_from_epoch:
+      return
+    if self.restore_best_weights and self.best_weights is None:
+      self._keep(epoch)
     self.wait += 1
-    self.stopped = self.wait >= self.patience
-    return self.stopped
+    if self._improves(value, self.best):
+      self.best, self.best_epoch = value, epoch
+      if self.restore_best_weights:
+        self._keep(epoch)
+      if self.baseline is None or self._improves(value, self.baseline):
+        self.wait = 0
+      return
+    if self.wait >= self.patience and epoch > 0:
+      self.stopped_epoch = epoch
+      self.model.stop_training = True
 
-  def final_state(self, state):
-    if self.restore_best_weights and self.stopped and self.best_weights is not None:
+  def _keep(self, epoch: int) -> None:
+    state = self.model.state  # a copy: the next step donates the state it is given
+    self.best_weights = jax.tree.map(lambda a: a.copy(), (state.params, state.batch_stats))
+    self.best_epoch = epoch
+
+  def on_train_end(self, logs=None):
+    if self.stopped_epoch > 0 and self.verbose > 0:
+      print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
+    if self.restore_best_weights and self.best_weights is not None:
+      if self.verbose > 0:
+        print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.", flush=True)
       params, batch_stats = self.best_weights
-      return state.replace(params=params, batch_stats=batch_stats)
-    return state
+      self.model.state = self.model.state.replace(params=params, batch_stats=batch_stats)
 
 
 class ReduceLROnPlateau(_Monitor):
   """Multiplies the learning rate by `factor` when `monitor` stalls for `patience` epochs, as Keras's.
 
   After a reduction, `cooldown` epochs pass before stalls count again; the
-  rate never goes below `min_lr`. The optimizer must hold a constant learning
-  rate in its state, as `jaxcomponents.optimizers.get`'s do (checked before
-  the first step); the rate is saved in checkpoints with the optimizer state,
-  while the callback's own counters start afresh on resume, as in Keras.
+  rate never goes below `min_lr`. Each epoch's logs get `learning_rate` (the
+  rate the epoch trained with). The optimizer must hold a constant learning
+  rate in its state, as `jaxcomponents.optimizers.get`'s do; the rate is saved
+  in checkpoints with the optimizer state.
 
   Example:
     >>> reduce = ReduceLROnPlateau("val_loss", factor=0.5, patience=2, min_lr=1e-5)
@@ -147,66 +527,141 @@ class ReduceLROnPlateau(_Monitor):
       raise ValueError(f"min_lr={min_lr!r} is not allowed; expected a finite float >= 0.")
     super().__init__(monitor, mode, min_delta)
     self.factor, self.patience, self.verbose, self.cooldown, self.min_lr = factor, patience, verbose, cooldown, min_lr
-    self.wait, self.cooldown_left, self.reduce, self.epoch = 0, 0, False, 0
+    self.wait, self.cooldown_counter = 0, 0
 
-  def on_train_begin(self, state):
-    optimizers.set_learning_rate(state.opt_state, lambda old: old)  # raises if the rate cannot be set
-    self._forget_best()
-    self.wait, self.cooldown_left = 0, 0
+  def on_train_begin(self, logs=None):
+    optimizers.set_learning_rate(self.model.state.opt_state, lambda old: old)  # raises if the rate cannot be set
+    self.best, self.wait, self.cooldown_counter = None, 0, 0
 
-  def on_epoch_end(self, epoch, logs, state):
-    value, self.epoch = self._value(logs), epoch
-    if self.cooldown_left > 0:
-      self.cooldown_left -= 1
+  def on_epoch_end(self, epoch, logs=None):
+    optimizer = self.model.optimizer
+    logs["learning_rate"] = optimizer.learning_rate
+    value = self._value(logs)
+    if value is None:
+      return
+    if self.cooldown_counter > 0:
+      self.cooldown_counter -= 1
       self.wait = 0
-    if self._improves(value):
+    if self._improves(value, self.best):
       self.best, self.wait = value, 0
-    elif self.cooldown_left == 0:
+    elif self.cooldown_counter == 0:
       self.wait += 1
-      self.reduce = self.wait >= self.patience
-    return False
+      old = optimizer.learning_rate
+      if self.wait >= self.patience and old > float(np.float32(self.min_lr)):
+        new = max(old * self.factor, self.min_lr)
+        optimizer.learning_rate = new
+        if self.verbose:
+          print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.", flush=True)
+        self.cooldown_counter, self.wait = self.cooldown, 0
 
-  def next_epoch_state(self, state):
-    if not self.reduce:
-      return state
-    self.reduce, changed = False, []
 
-    def lower(old):
-      if old <= float(np.float32(self.min_lr)):
-        return old
-      new = max(old * self.factor, self.min_lr)
-      changed.append(new)
-      return new
+class LearningRateScheduler(Callback):
+  """Sets the learning rate at each epoch's start to `schedule(epoch, lr)`, as Keras's.
 
-    state = state.replace(opt_state=optimizers.set_learning_rate(state.opt_state, lower))
-    if changed:
-      self.cooldown_left, self.wait = self.cooldown, 0
-      if self.verbose:
-        print(f"Epoch {self.epoch + 1}: ReduceLROnPlateau reducing learning rate to {changed[0]}.", flush=True)
-    return state
+  `schedule(epoch)` (one argument) is accepted too. Each epoch's logs get
+  `learning_rate`.
+
+  Example:
+    >>> halve = LearningRateScheduler(lambda epoch, lr: lr if epoch < 2 else lr / 2)
+  """
+
+  def __init__(self, schedule: Callable[..., float], verbose: int = 0):
+    super().__init__()
+    if not callable(schedule):
+      raise ValueError(f"schedule={schedule!r} is not allowed; expected a function (epoch, lr) -> lr.")
+    self.schedule, self.verbose = schedule, verbose
+
+  def on_epoch_begin(self, epoch, logs=None):
+    optimizer = self.model.optimizer
+    try:
+      rate = self.schedule(epoch, optimizer.learning_rate)
+    except TypeError:  # Keras's older one-argument schedules
+      rate = self.schedule(epoch)
+    if not isinstance(rate, (float, np.float32, np.float64)):
+      raise ValueError(f"The output of the `schedule` function should be a float. Got: {rate!r}")
+    optimizer.learning_rate = float(rate)
+    if self.verbose > 0:
+      print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {rate}.", flush=True)
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs["learning_rate"] = self.model.optimizer.learning_rate
+
+
+class TerminateOnNaN(Callback):
+  """Stops training when a batch's loss is NaN or infinite, as Keras's (or raises with `raise_error=True`).
+
+  It reads every batch's loss from the device; `fit` itself also stops on a
+  non-finite loss (`NonFiniteLossError`), checking every few steps at no cost.
+  """
+
+  def __init__(self, raise_error: bool = False):
+    super().__init__()
+    self.raise_error = raise_error
+
+  def on_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(loss):
+      if self.raise_error:
+        raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. Terminating training "
+                           "immediately.")
+      print(f"Batch {batch}: Invalid loss, terminating training", flush=True)
+      self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+  """A callback from functions, as Keras's `LambdaCallback`.
+
+  Example:
+    >>> log = LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))
+  """
+
+  def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+               on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+    super().__init__()
+    unknown = sorted(set(kwargs) - set(HOOKS))
+    if unknown:
+      raise ValueError(f"{unknown[0]}=... is not a hook; expected some of {', '.join(HOOKS)}.")
+    hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_train_begin=on_train_begin,
+                 on_train_end=on_train_end, on_train_batch_begin=on_train_batch_begin,
+                 on_train_batch_end=on_train_batch_end, **kwargs)
+    for name, fn in hooks.items():
+      if fn is not None:
+        setattr(self, name, fn)
 
 
 class CSVLogger(Callback):
-  """Writes one row per epoch to `path` (`epoch` first, then every log).
+  """Writes one row per epoch to `filename` (`epoch`, then the logs sorted by name), as Keras's `CSVLogger`.
 
-  As Keras's `CSVLogger`, a new run replaces the file unless `append=True`
-  (what `fit` passes when it resumes).
+  A new run replaces the file unless `append=True` (what `fit` passes when it
+  resumes); the header is written once.
   """
 
-  def __init__(self, path: str | os.PathLike, append: bool = False):
-    self.path, self.append = os.fspath(path), append
+  def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
+    super().__init__()
+    self.filename, self.sep, self.append = os.fspath(filename), separator, append
+    self._file, self._writer, self._keys = None, None, None
 
-  def on_train_begin(self, state):
-    if not self.append and os.path.exists(self.path):
-      os.remove(self.path)
+  def on_train_begin(self, logs=None):
+    header = not (self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0)
+    self._file = open(self.filename, "a" if self.append else "w", newline="")  # pylint: disable=consider-using-with
+    self._writer, self._keys, self._header = None, None, header
 
-  def on_epoch_end(self, epoch, logs, state):
-    new = not os.path.exists(self.path)
-    with open(self.path, "a", newline="") as f:
-      writer = csv.DictWriter(f, fieldnames=["epoch", *logs])
-      if new:
-        writer.writeheader()
-      writer.writerow({"epoch": epoch, **logs})
+  def on_epoch_end(self, epoch, logs=None):
+    logs = logs or {}
+    if self._keys is None:
+      self._keys = sorted(logs)
+      if not any(k.startswith("val_") for k in self._keys):
+        self._keys += [f"val_{k}" for k in self._keys]
+      self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *self._keys], delimiter=self.sep)
+      if self._header:
+        self._writer.writeheader()
+    self._writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self._keys}})
+    self._file.flush()
+
+  def on_train_end(self, logs=None):
+    if self._file is not None:
+      self._file.close()
+      self._file = None
 
 
 class TensorBoard(Callback):
@@ -216,33 +671,36 @@ class TensorBoard(Callback):
   `log_dir` unless `append=True` (what `fit` passes when it resumes).
   """
 
-  def __init__(self, log_dir: str | os.PathLike, append: bool = False):
+  def __init__(self, log_dir: str | os.PathLike = "logs", append: bool = False):
+    super().__init__()
     self.tensorboardx = extras.require("tensorboardX", "tensorboard", "the TensorBoard callback")
     self.log_dir, self.append, self.writer = os.fspath(log_dir), append, None
 
-  def on_train_begin(self, state):
+  def on_train_begin(self, logs=None):
     if not self.append and os.path.isdir(self.log_dir):
       for name in os.listdir(self.log_dir):
         if name.startswith("events.out.tfevents."):
           os.remove(os.path.join(self.log_dir, name))
     self.writer = self.tensorboardx.SummaryWriter(self.log_dir)
 
-  def on_epoch_end(self, epoch, logs, state):
-    for key, value in logs.items():
+  def on_epoch_end(self, epoch, logs=None):
+    for key, value in (logs or {}).items():
       self.writer.add_scalar(key, value, epoch)
     self.writer.flush()
 
-  def on_train_end(self, history):
-    self.writer.close()
+  def on_train_end(self, logs=None):
+    if self.writer is not None:
+      self.writer.close()
 
 
 class LearningCurves(Callback):
-  """Plots every metric (and its `val_` twin) per epoch into one PNG at the end of training."""
+  """Plots every metric (training and validation overlaid) per epoch into one PNG at the end of training."""
 
   def __init__(self, path: str | os.PathLike):
+    super().__init__()
     self.path = os.fspath(path)
 
-  def on_train_end(self, history):
+  def on_train_end(self, logs=None):
     from jaxcomponents.training.plots import plot_history  # pylint: disable=import-outside-toplevel
 
-    plot_history(history, self.path)
+    plot_history(self.model.history, self.path)

@@ -7,22 +7,21 @@ import itertools
 import math
 import os
 import signal
-import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
-from jaxcomponents import deprecation, optimizers
+from jaxcomponents import deprecation
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
-from jaxcomponents.errors import check_choice
-from jaxcomponents.training.callbacks import Callback, CSVLogger, History, LearningCurves, TensorBoard
+from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.training.callbacks import (BatchLogs, Callback, CallbackList, CSVLogger, History, LearningCurves,
+                                             LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau, TensorBoard,
+                                             _check_protocol, pythonify)
 from jaxcomponents.training.checkpoint import Checkpointer
 from jaxcomponents.training.parallel import data_mesh, replicate
 from jaxcomponents.training.state import TrainState
@@ -30,10 +29,14 @@ from jaxcomponents.training.step import Step, make_eval_step
 
 
 class Dataset(Protocol):
-  """What `fit` reads: `len(data)` batches per epoch, `data.epoch(e)` yields them.
+  """What `fit`, `evaluate` and `Model.fit/evaluate/predict` read: `len(data)` batches a pass, `data.epoch(e)`.
 
-  `BatchPipeline`s are read as one stream for the whole run (`stream(start, stop)`), so a
-  resumed run starts at its next batch; other datasets' epochs are read and skipped up to it.
+  `data.epoch(e)` yields pass `e`'s batches: dicts with `x` (a pytree of
+  arrays), `y`, and optionally `mask` (1 real, 0 padding) and `sample_weight`.
+  A subclass that overrides `epoch` is read through it. A `BatchPipeline` that
+  keeps `BatchPipeline.epoch` is read as one stream for the whole run
+  (`stream(start, stop)`: the same batches, with Grain's workers started
+  once), so a resumed run starts at its next batch.
   """
 
   def __len__(self) -> int: ...
@@ -41,33 +44,51 @@ class Dataset(Protocol):
   def epoch(self, index: int): ...
 
 
+def batch_stream(data: Dataset, start: int, stop: int):
+  """Batches `start ... stop - 1` counted across passes (batch `k` is batch `k % len` of pass `k // len`)."""
+  if isinstance(data, BatchPipeline) and type(data).epoch is BatchPipeline.epoch:
+    return data.stream(start, stop)
+  if not hasattr(data, "epoch") or not hasattr(data, "__len__"):
+    raise TypeError(f"{type(data).__name__} is not a dataset: expected len(data) and data.epoch(index) (see "
+                    "jaxcomponents.training.loop.Dataset), arrays, or a jaxcomponents/Grain dataset.")
+  per_pass = len(data)
+
+  def chained():
+    for index in range(start // per_pass, -(-stop // per_pass)):
+      first = max(start - index * per_pass, 0)
+      yield from itertools.islice(data.epoch(index), first, min(stop - index * per_pass, per_pass))
+
+  return chained()
+
+
 class _Batches:
-  """The training batches from step `start` on: one Grain stream for the run, or `epoch(e)` per epoch."""
+  """The training batches from step `start` to `stop`, one stream for the run, taken an epoch at a time."""
 
-  def __init__(self, data: Dataset, start: int, total: int):
-    self.data = data
-    self.stream = data.stream(start, total) if isinstance(data, BatchPipeline) else None
+  def __init__(self, data: Dataset, start: int, stop: int):
+    self.stream = batch_stream(data, start, stop)
 
-  def epoch(self, epoch: int, start: int, stop: int):
-    if self.stream is not None:
-      return itertools.islice(self.stream, stop - start)
-    return itertools.islice(self.data.epoch(epoch), start, stop)
+  def take(self, count: int):
+    return itertools.islice(self.stream, count)
 
   def close(self) -> None:
-    if self.stream is not None:
-      self.stream.close()
+    close = getattr(self.stream, "close", None)
+    if close is not None:
+      try:
+        close()
+      except ValueError:  # the prefetch thread is still inside a blocked read: it is a daemon, abandoned
+        pass
 
 
-def _dataset_record(data: Dataset, step: int, run_start: int = 0) -> dict[str, Any]:
+def _dataset_record(data: Dataset, step: int, run_start: int, steps_per_epoch: int) -> dict[str, Any]:
   """What a checkpoint says about the input: where the next batch is, what fixes the batches, where the run began."""
-  record = {"next_step": step, "steps_per_epoch": len(data), "run_start_step": run_start}
+  record = {"next_step": step, "steps_per_epoch": steps_per_epoch, "run_start_step": run_start}
   if isinstance(data, BatchPipeline):
     record["spec"] = data.spec()
   return record
 
 
-def _check_same_dataset(saved: dict[str, Any], data: Dataset, checkpoint_dir) -> None:
-  current = _dataset_record(data, 0)
+def _check_same_dataset(saved: dict[str, Any], data: Dataset, checkpoint_dir, steps_per_epoch: int) -> None:
+  current = _dataset_record(data, 0, 0, steps_per_epoch)
   for key in ("steps_per_epoch", "spec"):
     if key in saved and key in current and saved[key] != current[key]:
       raise ValueError(
@@ -79,12 +100,14 @@ class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; training stopped without saving the broken state."""
 
 
-def _log_names(state: TrainState, train_step: Step, eval_step: Step | None) -> list[str]:
-  """The logs each epoch will have, in order (known before the first step)."""
+def _log_names(train_step: Step, eval_step: Step | None, callbacks: Sequence[Callback]) -> list[str]:
+  """The logs each epoch will have (known before the first step): Keras's, sorted by name."""
   names = ["loss", *train_step.metrics]
   if eval_step is not None:
     names += [f"val_{name}" for name in ("loss", *eval_step.metrics)]
-  return [*names, *optimizers.learning_rate_logs(state.opt_state), "time_s", "images_per_s"]
+  if any(isinstance(c, (ReduceLROnPlateau, LearningRateScheduler)) for c in callbacks):
+    names.append("learning_rate")
+  return sorted(names + [name for callback in callbacks for name in getattr(callback, "adds_logs", ())])
 
 
 def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, names: list[str]) -> None:
@@ -201,21 +224,46 @@ def _stop_on_signals():
       signal.signal(sig, old)
 
 
-def _format(value: float) -> str:
-  """A log value as Keras's progress bar prints it."""
-  return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+def _should_validate(epoch: int, validation_freq: int | Sequence[int]) -> bool:
+  """Keras's rule: every `validation_freq`-th epoch, or the (1-based) epochs listed."""
+  if isinstance(validation_freq, int):
+    return (epoch + 1) % validation_freq == 0
+  return epoch + 1 in validation_freq
 
 
-def _floats(results: dict[str, Any]) -> dict[str, float]:
-  return {k: float(v) for k, v in jax.device_get(results).items()}
+def check_validation_freq(validation_freq: Any) -> Any:
+  if isinstance(validation_freq, bool) or not (
+      (isinstance(validation_freq, int) and validation_freq >= 1)
+      or (isinstance(validation_freq, (list, tuple)) and all(isinstance(e, int) for e in validation_freq))):
+    raise ValueError(f"validation_freq={validation_freq!r} is not allowed; expected a positive integer or a list "
+                     "of epochs (counted from 1).")
+  return validation_freq
+
+
+def run_evaluate(model, data: Dataset, callbacks: CallbackList, *, steps: int | None = None, mesh=None
+                 ) -> dict[str, float]:
+  """One pass of `model.eval_step` over `data` with Keras's test hooks; returns the logs (sorted floats)."""
+  eval_step = model.eval_step
+  eval_state, results = eval_step.reset(model.state), {}
+  count = len(data) if steps is None else min(steps, len(data))
+  callbacks.on_test_begin()
+  begin, end = callbacks.listens("on_test_batch_begin"), callbacks.listens("on_test_batch_end")
+  for index, batch in enumerate(prefetch(batch_stream(data, 0, count), mesh=mesh)):
+    if begin:
+      callbacks.on_test_batch_begin(index)
+    eval_state, results = eval_step(eval_state, batch)
+    if end:
+      callbacks.on_test_batch_end(index, BatchLogs(results))
+  logs = pythonify(results)
+  callbacks.on_test_end(logs)
+  return logs
 
 
 def evaluate(state: TrainState, eval_step: Step, data: Dataset, mesh=None) -> dict[str, float]:
   """Runs `eval_step` over one pass of `data`; returns the final metric values."""
-  eval_state, results = eval_step.reset(state), {}
-  for batch in prefetch(data.epoch(0), mesh=mesh):
-    eval_state, results = eval_step(eval_state, batch)
-  return _floats(results)
+  from jaxcomponents.training.model import Model  # pylint: disable=import-outside-toplevel
+
+  return run_evaluate(Model.from_state(state, eval_step=eval_step), data, CallbackList(), mesh=mesh)
 
 
 def fit(
@@ -245,16 +293,17 @@ def fit(
 ) -> tuple[TrainState, History]:
   """Trains `state` for `epochs - initial_epoch` epochs (or `steps` steps); returns the new state and the history.
 
-  As Keras's `fit`, each call trains from the state it is given: calling it
-  again on the returned state trains further. Each epoch ends with validation
-  (`val_` logs), callbacks and a checkpoint. With `resume=True`, training
-  continues from the newest intact checkpoint in `checkpoint_dir` to the
-  interrupted run's end, at the same batch of the same epoch, so k steps, a
-  restart and n - k more steps give the parameters of n uninterrupted steps.
-  SIGINT/SIGTERM save a checkpoint and return (`history.stopped_by` names the
-  signal), after the step under way, or at once while waiting for data. A
-  non-finite loss raises `NonFiniteLossError` naming the step, and saves
-  nothing.
+  The functional twin of `Model.fit`, on the same loop. As Keras's `fit`, each
+  call trains from the state it is given: calling it again on the returned
+  state trains further. Each epoch ends with validation (`val_` logs),
+  callbacks (Keras's hooks; `self.model.state` is the live state) and a
+  checkpoint. With `resume=True`, training continues from the newest intact
+  checkpoint in `checkpoint_dir` to the interrupted run's end, at the same
+  batch of the same epoch, so k steps, a restart and n - k more steps give the
+  parameters of n uninterrupted steps. SIGINT/SIGTERM save a checkpoint and
+  return (`history.stopped_by` names the signal), after the step under way, or
+  at once while waiting for data. A non-finite loss raises
+  `NonFiniteLossError` naming the step, and saves nothing.
 
   Nothing is lost to an error: everything that can be checked is checked
   before the first step (arguments, monitored log names, the checkpoint
@@ -266,7 +315,8 @@ def fit(
   Args:
     state: from `TrainState.create`.
     train_step: from `make_train_step`.
-    train_data: `len()` batches per epoch and `.epoch(e)` yielding dict batches.
+    train_data: a `Dataset` (`len()` batches a pass, `.epoch(e)` yielding dict batches), e.g. an
+      `ArrayDataset`; `(x, y)` arrays are read as `ArrayDataset(x, y, batch_size=32)`.
     epochs: train until this epoch (or give `steps`).
     steps: number of optimizer steps to take.
     initial_epoch: the epoch this call starts at, as in Keras: `epochs - initial_epoch` epochs are trained.
@@ -275,7 +325,7 @@ def fit(
       held out and evaluated after each epoch (with `eval_step`, by default the training loss and metrics).
     class_weight: as Keras's: `{class: weight}` for classes 0 ... K-1, weighing each training example's
       loss by its class (integer labels, or one-hot ones by their argmax).
-    callbacks: `Callback`s; `EarlyStopping` among them can end training.
+    callbacks: `jaxcomponents.callbacks.Callback`s (Keras's hooks).
     checkpoint_dir: where orbax checkpoints go (keep the last `keep_checkpoints`,
       and the best by `best_metric`). A directory holding another run's
       checkpoints is an error unless `resume=True` or `overwrite=True`
@@ -287,10 +337,9 @@ def fit(
       When several processes run (`initialize_distributed`), the default is
       `data_mesh()` over every device of every process; each process feeds its
       part of each global batch (jaxcomponents' datasets do this by themselves).
-    verbose: as Keras's: 1 shows a progress bar with live metrics and throughput, then each epoch's logs;
-      2 prints one line per epoch (for log files); 0 prints nothing; "auto" (default) is 1 on a
-      terminal and 2 otherwise.
-    log_every: steps between progress-bar updates (each one waits for the device).
+    verbose: as Keras's: 1 shows a progress bar, then each epoch's line; 2 prints one line per epoch (for log
+      files); 0 prints nothing; "auto" (default) is 1 on a terminal and 2 otherwise.
+    log_every: steps between the progress bar's metric updates (each one waits for the device).
     progress: deprecated; `progress=False` is `verbose=0`, `progress=True` is `verbose="auto"`.
 
   Example (needs a model and data)::
@@ -298,13 +347,13 @@ def fit(
     state, history = fit(state, train_step, data, epochs=5, checkpoint_dir="run/ckpt")
     state, history = fit(state, train_step, data, epochs=8, initial_epoch=5)  # three more epochs
   """
+  from jaxcomponents.training.model import Model  # pylint: disable=import-outside-toplevel
+
   if progress is not None:
     deprecation.warn("fit(progress=...) is deprecated: use verbose=0 (silent), 1 (a progress bar) or 2 (one line "
                      "per epoch).")
     verbose = "auto" if progress else 0
-  check_choice("verbose", verbose, ("auto", 0, 1, 2))
-  if verbose == "auto":
-    verbose = 1 if sys.stdout.isatty() else 2
+  train_data = as_dataset(train_data, "train_data")
   if validation_split is not None:
     if validation_data is not None:
       raise ValueError("validation_split and validation_data are both given; expected at most one of them.")
@@ -312,8 +361,64 @@ def fit(
       raise ValueError(f"validation_split needs train_data to be an ArrayDataset (arrays to take the last part of), "
                        f"not {type(train_data).__name__}; pass validation_data instead.")
     train_data, validation_data = train_data.split(validation_split)
-    eval_step = eval_step or make_eval_step(train_step.loss, train_step.metrics)
-  steps_per_epoch = len(train_data)
+    eval_step = eval_step or make_eval_step(train_step.loss, train_step.metrics, weighted_metrics=train_step.weighted)
+  if validation_data is not None:
+    validation_data = as_dataset(validation_data, "validation_data")
+  if (eval_step is None) != (validation_data is None):
+    raise ValueError("eval_step and validation_data go together: give both or neither.")
+  model = Model.from_state(state, train_step=train_step, eval_step=eval_step)
+  history = run_fit(model, train_data, epochs=epochs, steps=steps, initial_epoch=initial_epoch,
+                    validation_data=validation_data, class_weight=class_weight, callbacks=callbacks,
+                    checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints, best_metric=best_metric,
+                    best_mode=best_mode, resume=resume, overwrite=overwrite, log_dir=log_dir, mesh=mesh,
+                    verbose=verbose, log_every=log_every)
+  return model.state, history
+
+
+def as_dataset(data: Any, name: str, batch_size: int = 32) -> Dataset:
+  """`data` if it is a dataset; `(x, y)` or `(x, y, sample_weight)` arrays as an `ArrayDataset` (Keras's batch 32)."""
+  if hasattr(data, "epoch") and hasattr(data, "__len__"):
+    return data
+  if isinstance(data, tuple) and len(data) in (2, 3) and all(
+      hasattr(a, "shape") or isinstance(a, (dict, list, tuple)) for a in data if a is not None):
+    return ArrayDataset(data[0], data[1], batch_size=batch_size, shuffle=False,
+                        sample_weight=data[2] if len(data) == 3 else None)
+  raise TypeError(f"{name}={type(data).__name__} is not something fit can read; expected a dataset (len(data) and "
+                  "data.epoch(index), e.g. jaxcomponents.data.ArrayDataset), or a tuple (x, y) or (x, y, "
+                  "sample_weight) of arrays.")
+
+
+def run_fit(
+    model,
+    train_data: Dataset,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+    validation_data: Dataset | None = None,
+    validation_steps: int | None = None,
+    validation_freq: int | Sequence[int] = 1,
+    class_weight: Mapping[int, float] | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: str | os.PathLike | None = None,
+    keep_checkpoints: int = 3,
+    best_metric: str | None = None,
+    best_mode: str = "min",
+    resume: bool = False,
+    overwrite: bool = False,
+    log_dir: str | os.PathLike | None = None,
+    mesh=None,
+    verbose: str | int = "auto",
+    log_every: int = 10,
+) -> History:
+  """The training loop behind `fit` and `Model.fit`: trains `model.state` with `model.train_step`."""
+  check_choice("verbose", verbose, ("auto", 0, 1, 2))
+  check_validation_freq(validation_freq)
+  state, train_step, eval_step = model.state, model.train_step, model.eval_step
+  if steps_per_epoch is None:
+    steps_per_epoch = len(train_data)
+  check_positive_int("steps_per_epoch", steps_per_epoch)
   if (epochs is None) == (steps is None):
     raise ValueError(f"epochs={epochs!r}, steps={steps!r}: give exactly one of them.")
   if not isinstance(initial_epoch, int) or initial_epoch < 0 or (epochs is not None and initial_epoch >= epochs):
@@ -322,18 +427,20 @@ def fit(
   run_steps = steps if steps is not None else (epochs - initial_epoch) * steps_per_epoch
   if not isinstance(run_steps, int) or run_steps < 1:
     raise ValueError(f"epochs={epochs!r}, steps={steps!r} is not allowed; expected a positive integer.")
-  if (eval_step is None) != (validation_data is None):
-    raise ValueError("eval_step and validation_data go together: give both or neither.")
+  if validation_data is not None and eval_step is None:
+    raise ValueError("validation_data needs an eval_step (compile the model, or pass eval_step=).")
   weigh = _class_weigher(class_weight)
   if resume and checkpoint_dir is None:
     raise ValueError("resume=True needs a checkpoint_dir to resume from.")
   if resume and overwrite:
     raise ValueError("resume=True and overwrite=True contradict each other: give one of them.")
   callbacks = list(callbacks)
-  added = [name for callback in callbacks for name in getattr(callback, "adds_logs", ())]
-  _check_monitors(callbacks, best_metric, _log_names(state, train_step, eval_step) + added)
+  for callback in callbacks:
+    _check_protocol(callback)
+  _check_monitors(callbacks, best_metric, _log_names(train_step, eval_step if validation_data is not None else None,
+                                                     callbacks))
   _check_class_labels(state, train_step, train_data, "train_data")
-  if eval_step is not None:
+  if validation_data is not None:
     _check_class_labels(state, eval_step, validation_data, "validation_data")
   if log_dir is not None:
     os.makedirs(log_dir, exist_ok=True)
@@ -358,18 +465,25 @@ def fit(
     if resume and checkpointer.all_steps():
       state = checkpointer.restore(state)  # the newest intact checkpoint, into the state's shardings
       record = checkpointer.dataset(checkpointer.restored_step)
-      _check_same_dataset(record, train_data, checkpoint_dir)
+      _check_same_dataset(record, train_data, checkpoint_dir, steps_per_epoch)
       run_start = record.get("run_start_step", 0)
+      initial_epoch = record.get("initial_epoch", initial_epoch)
+    # Epochs count from `initial_epoch`, as in Keras; epoch e reads pass e of the data, so a run continued with
+    # initial_epoch=k sees the batches an uninterrupted one would. `offset` turns a state step into a data batch.
+    offset = initial_epoch * steps_per_epoch - run_start
     total = run_start + run_steps
-    history = History()
     step = int(jax.device_get(state.step))
-    for callback in callbacks:
-      callback.on_train_begin(state)
+    last_epoch = math.ceil((total + offset) / steps_per_epoch)
+    hooks = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0 and ProgbarLogger(log_every),
+                         model=model, verbose=verbose, epochs=last_epoch, steps=steps_per_epoch)
+    history = hooks.history
+    batch_begin, batch_end = hooks.listens("on_train_batch_begin"), hooks.listens("on_train_batch_end")
+    model.state, model.stop_training = state, False
 
     def save(metrics=None):
       if checkpointer is not None:
-        checkpointer.save(state, metrics,
-                          dataset=_dataset_record(train_data, int(jax.device_get(state.step)), run_start))
+        checkpointer.save(state, metrics, dataset={**_dataset_record(
+            train_data, int(jax.device_get(state.step)), run_start, steps_per_epoch), "initial_epoch": initial_epoch})
 
     def check_finite(state):
       bad = int(jax.device_get(state.metrics["nonfinite_step"]))
@@ -382,56 +496,60 @@ def fit(
             + (f"The last good checkpoint (step {last}) is kept." if last is not None else
                "No checkpoint was written."))
 
-    source = _Batches(train_data, step, total)
+    hooks.on_train_begin()
+    state, epoch_logs = model.state, {}
+    source = _Batches(train_data, step + offset, total + offset)
     with _stop_on_signals() as signals:
-      for epoch in range(step // steps_per_epoch, math.ceil(total / steps_per_epoch)):
-        state = train_step.reset(state)
-        first = epoch * steps_per_epoch
-        epoch_steps = min(steps_per_epoch, total - first)
-        bar = tqdm(total=epoch_steps, initial=step - first, desc=f"epoch {epoch + 1}", disable=verbose != 1,
-                   dynamic_ncols=True, leave=True)
-        start, seen, results = time.perf_counter(), 0, {}
-        batches = source.epoch(epoch, step - first, epoch_steps)
+      for epoch in range((step + offset) // steps_per_epoch, last_epoch):
+        model.state = train_step.reset(state)
+        hooks.on_epoch_begin(epoch)
+        state, results = model.state, {}
+        first = epoch * steps_per_epoch - offset  # the state's step when this epoch began
+        batches = source.take(min(steps_per_epoch, total - first) - (step - first))
         try:
           for batch in _interruptible(prefetch(map(weigh, batches), mesh=mesh), signals):
+            index = step - first
+            if batch_begin:
+              model.state = state
+              hooks.on_train_batch_begin(index)
+              state = model.state
             state, results = train_step(state, batch)
             step, trained = step + 1, True
-            seen += len(jax.tree.leaves(batch)[0])
-            if step % log_every == 0 or step == first + epoch_steps:
-              check_finite(state)
-              rate = seen / (time.perf_counter() - start)
-              bar.set_postfix({**{k: f"{v:.4f}" for k, v in _floats(results).items()}, "img/s": f"{rate:.0f}"})
-            bar.update(1)
-            if signals:
+            if batch_end:
+              model.state = state
+              hooks.on_train_batch_end(index, BatchLogs(results))
+              state = model.state
+            if signals or model.stop_training:
               break
+            if step % log_every == 0:
+              check_finite(state)
         except _Interrupted:
           pass
-        if signals:
-          bar.close()
+        model.state = state
+        if not model.stop_training:  # a callback that stopped training (TerminateOnNaN) has had its say
           check_finite(state)
+        if signals:
+          for callback in hooks.callbacks:
+            if isinstance(callback, ProgbarLogger):
+              callback.on_train_end()
           save()
           history.stopped_by = signals[0]
-          return state, history
-        bar.close()
-        check_finite(state)
-        logs, elapsed = _floats(results), time.perf_counter() - start
-        if eval_step is not None:
-          logs.update({f"val_{k}": v for k, v in evaluate(state, eval_step, validation_data, mesh).items()})
-        logs.update(optimizers.learning_rate_logs(state.opt_state))
-        logs.update(time_s=elapsed, images_per_s=seen / elapsed)
-        history.append(epoch, logs)
-        if verbose:
-          print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {_format(v)}" for k, v in logs.items()), flush=True)
-        stop = [callback.on_epoch_end(epoch, logs, state) for callback in callbacks]
-        for callback in callbacks:
-          state = callback.next_epoch_state(state)
-        save(logs if best_metric is not None else None)
-        if any(stop):
+          return history
+        epoch_logs = dict(results)
+        if validation_data is not None and _should_validate(epoch, validation_freq):
+          val_logs = run_evaluate(model, validation_data, hooks, steps=validation_steps, mesh=mesh)
+          epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        epoch_logs = pythonify(epoch_logs)
+        hooks.on_epoch_end(epoch, epoch_logs)
+        state = model.state
+        save(history.last if best_metric is not None else None)
+        if model.stop_training:
           history.stopped_by = "callback"
           break
-    save(history.last if best_metric is not None and history.epochs else None)
-    for callback in callbacks:
-      state = callback.final_state(state)
+    save(history.last if best_metric is not None and history.epoch else None)
+    model.state = state
+    hooks.on_train_end(epoch_logs)
+    state = model.state
     if checkpointer is not None:
       checkpointer.wait()  # a failed background write surfaces here, inside the error handling
   except BaseException as error:
@@ -445,6 +563,5 @@ def fit(
       with contextlib.suppress(Exception):  # never mask the error being raised
         checkpointer.wait()
       checkpointer.close()
-  for callback in callbacks:
-    callback.on_train_end(history)
-  return state, history
+  model.state = state
+  return history

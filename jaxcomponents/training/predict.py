@@ -59,7 +59,7 @@ def predict(model: TrainState | nn.Module, x, *, variables: Mapping[str, Any] | 
   forward = _compiled_forward(apply_fn, compute_dtype)
   outputs = []
   for start in range(0, count, batch_size):
-    batch = jax.tree.map(lambda a: _padded(np.asarray(a[start:start + batch_size]), batch_size), x)
+    batch = jax.tree.map(lambda a: padded(np.asarray(a[start:start + batch_size]), batch_size), x)
     outputs.append(jax.device_get(forward(variables, batch)))
   return jax.tree.map(lambda *parts: np.concatenate(parts)[:count], *outputs)
 
@@ -92,7 +92,8 @@ def _takes_train(apply_fn: Callable[..., Any]) -> bool:
   return any(p.name == "train" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+def padded(batch: np.ndarray, size: int) -> np.ndarray:
+  """`batch` with its last example repeated up to `size` examples (so a jitted call sees one shape)."""
   if len(batch) == size:
     return batch
   return np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])

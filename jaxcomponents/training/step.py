@@ -35,11 +35,16 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
   raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or a callable.")
 
 
-def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
-  """Metric names (or a name -> metric mapping) -> {name: streaming metric}."""
-  if isinstance(metrics, Mapping) or not metrics:
-    return dict(metrics)
-  return {name: metrics_lib.get(name) for name in metrics}
+def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any] | None, taken: Sequence[str] = ()) -> dict[str, Any]:
+  """Metric names (or a name -> metric mapping) -> {name: streaming metric}.
+
+  A name already `taken` (by the unweighted metrics) gets Keras's `weighted_` prefix.
+  """
+  if not metrics:
+    return {}
+  if not isinstance(metrics, Mapping):
+    metrics = {name: metrics_lib.get(name) for name in metrics}
+  return {(f"weighted_{name}" if name in taken else name): metric for name, metric in metrics.items()}
 
 
 class _Mean:
@@ -72,14 +77,16 @@ def _masks(batch: Batch, n: int) -> tuple[jax.Array, jax.Array]:
   return mask, weight
 
 
-def _update_metrics(metrics, states, batch, y_pred, per_example_loss):
+def _update_metrics(metrics, weighted, states, batch, y_pred, per_example_loss):
+  """As Keras: `metrics` ignore sample and class weights (padding aside), `weighted` metrics and the loss use them."""
   mask, weight = _masks(batch, y_pred.shape[0])
   new = {"loss": _Mean().update(states["loss"], jnp.sum(per_example_loss * weight), jnp.sum(mask)),
          "nonfinite_step": states["nonfinite_step"]}
-  for name, metric in metrics.items():
-    new[name] = metric.update(states[name], batch["y"], y_pred, sample_weight=weight)
+  for group, sample_weight in ((metrics, mask), (weighted, weight)):
+    for name, metric in group.items():
+      new[name] = metric.update(states[name], batch["y"], y_pred, sample_weight=sample_weight)
   results = {"loss": _Mean().result(new["loss"])}
-  results.update({name: metric.result(new[name]) for name, metric in metrics.items()})
+  results.update({name: metric.result(new[name]) for name, metric in {**metrics, **weighted}.items()})
   return new, results
 
 
@@ -93,6 +100,7 @@ class Step:
   fn: Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
   metrics: Mapping[str, Any]
   loss: LossFn | None = None
+  weighted: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __call__(self, state: TrainState, batch: Batch):
     if not state.metrics:
@@ -101,7 +109,7 @@ class Step:
 
   def reset(self, state: TrainState) -> TrainState:
     """The state with fresh streaming metrics (the loss and this step's metrics)."""
-    return state.replace(metrics=init_metrics(self.metrics))
+    return state.replace(metrics=init_metrics({**self.metrics, **self.weighted}))
 
 
 def cast_floats(tree, dtype):
@@ -113,6 +121,7 @@ def make_train_step(
     loss: str | LossFn,
     metrics: Sequence[str] | Mapping[str, Any] = (),
     *,
+    weighted_metrics: Sequence[str] | Mapping[str, Any] = (),
     regularizer: Callable[[Any], jax.Array] | None = None,
     compute_dtype: Any = None,
     accumulate_steps: int = 1,
@@ -125,7 +134,9 @@ def make_train_step(
   Args:
     loss: a Keras loss name (`"sparse_categorical_crossentropy"`) or a callable
       `(y_true, y_pred) -> per-example losses`.
-    metrics: Keras metric names, or a mapping name -> streaming metric.
+    metrics: Keras metric names, or a mapping name -> streaming metric. As Keras's `compile(metrics=...)`,
+      they ignore sample and class weights.
+    weighted_metrics: metrics weighed by the batch's `sample_weight` (Keras's `weighted_metrics`).
     regularizer: `params -> penalty`, added to the loss (see `jaxcomponents.regularizers`).
     compute_dtype: e.g. `jnp.bfloat16` for mixed precision: the forward and
       backward pass run in this dtype; parameters, batch statistics and the
@@ -142,6 +153,7 @@ def make_train_step(
   """
   loss_fn = resolve_loss(loss)
   metric_fns = resolve_metrics(metrics)
+  weighted_fns = resolve_metrics(weighted_metrics, taken=metric_fns)
   if not isinstance(accumulate_steps, int) or accumulate_steps < 1:
     raise ValueError(f"accumulate_steps={accumulate_steps!r} is not allowed; expected a positive integer.")
 
@@ -191,7 +203,7 @@ def make_train_step(
       batch_stats = jax.tree.map(lambda k, old, new: old if k else new, keep, state.batch_stats, batch_stats)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metric_states, results = _update_metrics(metric_fns, state.metrics, batch, y_pred, per_example)
+    metric_states, results = _update_metrics(metric_fns, weighted_fns, state.metrics, batch, y_pred, per_example)
     first_bad = metric_states["nonfinite_step"]
     metric_states["nonfinite_step"] = jnp.where(
         (first_bad < 0) & ~jnp.isfinite(results["loss"]), state.step, first_bad)
@@ -201,13 +213,14 @@ def make_train_step(
 
   if jit:
     train_step = jax.jit(train_step, donate_argnums=(0,) if donate else ())
-  return Step(train_step, metric_fns, loss_fn)
+  return Step(train_step, metric_fns, loss_fn, weighted_fns)
 
 
 def make_eval_step(
     loss: str | LossFn,
     metrics: Sequence[str] | Mapping[str, Any] = (),
     *,
+    weighted_metrics: Sequence[str] | Mapping[str, Any] = (),
     compute_dtype: Any = None,
     jit: bool = True,
 ) -> Step:
@@ -217,6 +230,7 @@ def make_eval_step(
   """
   loss_fn = resolve_loss(loss)
   metric_fns = resolve_metrics(metrics)
+  weighted_fns = resolve_metrics(weighted_metrics, taken=metric_fns)
 
   def eval_step(state: TrainState, batch: Batch):
     variables = state.variables
@@ -226,7 +240,7 @@ def make_eval_step(
       x = cast_floats(x, compute_dtype)
     y_pred = cast_floats(state.apply_fn(variables, x, train=False), jnp.float32)
     per_example = _per_example(loss_fn(batch["y"], y_pred), y_pred.shape[0])
-    metric_states, results = _update_metrics(metric_fns, state.metrics, batch, y_pred, per_example)
+    metric_states, results = _update_metrics(metric_fns, weighted_fns, state.metrics, batch, y_pred, per_example)
     return state.replace(metrics=metric_states), results
 
-  return Step(jax.jit(eval_step) if jit else eval_step, metric_fns, loss_fn)
+  return Step(jax.jit(eval_step) if jit else eval_step, metric_fns, loss_fn, weighted_fns)

@@ -1,0 +1,15 @@
+"""Keras's callbacks by their Keras names (`keras.callbacks`), for `jaxcomponents.Model.fit` and `fit`.
+
+Example:
+  >>> from jaxcomponents import callbacks
+  >>> stop = callbacks.EarlyStopping(monitor="val_loss", patience=3)
+"""
+
+from jaxcomponents.training.callbacks import (Callback, CallbackList, CSVLogger, EarlyStopping, History, LambdaCallback,
+                                             LearningCurves, LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau,
+                                             TensorBoard, TerminateOnNaN)
+
+__all__ = [
+    "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback", "LearningCurves",
+    "LearningRateScheduler", "ProgbarLogger", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN",
+]

@@ -1,0 +1,561 @@
+"""`Model`: Keras's `Model` API (compile, fit, evaluate, predict, ...) over any Flax Linen module.
+
+Functional underneath: `model.state` is the `TrainState` the jitted steps of
+`make_train_step` and `make_eval_step` carry, and `fit` runs the same loop as
+the functional `fit(state, step, data)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+
+from jaxcomponents import losses as losses_lib
+from jaxcomponents import optimizers
+from jaxcomponents.data.dataset import ArrayDataset
+from jaxcomponents.data.pipeline import array_leaves, map_arrays
+from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.training.callbacks import CallbackList, History, pythonify
+from jaxcomponents.training.loop import batch_stream, check_validation_freq, run_evaluate, run_fit
+from jaxcomponents.training.predict import apply_inference, padded
+from jaxcomponents.training.state import TrainState
+from jaxcomponents.training.step import Step, make_eval_step, make_train_step
+
+
+class _Optimizer:
+  """`model.optimizer`: the compiled optax transformation, with Keras's settable `learning_rate`."""
+
+  def __init__(self, model: "Model", tx: optax.GradientTransformation, name: str):
+    self._model, self.tx, self.name = model, tx, name
+
+  @property
+  def learning_rate(self) -> float:
+    """The learning rate the next update uses (the first one, when `freeze` partitions hold several)."""
+    logs = optimizers.learning_rate_logs(self._model.state.opt_state)
+    if not logs:
+      raise ValueError("the optimizer's learning rate cannot be read: its state holds none; build the optimizer "
+                       "with jaxcomponents.optimizers.get(...) or optax.inject_hyperparams(...).")
+    return next(iter(logs.values()))
+
+  @learning_rate.setter
+  def learning_rate(self, value: float) -> None:
+    state = self._model.state
+    self._model.state = state.replace(
+        opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: float(value)))
+
+  def __repr__(self):
+    return f"<optimizer {self.name}>"
+
+
+def _is_dataset(x: Any) -> bool:
+  return hasattr(x, "epoch") and hasattr(x, "__len__")
+
+
+class _GrainBatches:
+  """A Grain `MapDataset` or `IterDataset` of batches, read as a jaxcomponents dataset.
+
+  Each element is a dict with `x` and `y` (and optionally `sample_weight`,
+  `mask`), or a tuple `(x, y)` / `(x, y, sample_weight)` as Keras reads them.
+  """
+
+  def __init__(self, dataset: Any, steps: int | None):
+    self.dataset = dataset
+    try:
+      self.length = len(dataset) if steps is None else steps
+    except TypeError:
+      raise ValueError("an IterDataset has no length: pass steps_per_epoch= (steps= for evaluate and predict), as "
+                       "Keras asks for an infinite dataset.") from None
+
+  def __len__(self) -> int:
+    return self.length
+
+  def epoch(self, index: int):
+    for element in self.dataset:
+      if isinstance(element, Mapping):
+        yield dict(element)
+      elif isinstance(element, tuple) and len(element) in (1, 2, 3):
+        yield dict(zip(("x", "y", "sample_weight"), element))
+      else:
+        yield {"x": element}
+
+
+def _grain_dataset(x: Any) -> bool:
+  module = type(x).__module__
+  return module.startswith("grain") and hasattr(x, "__iter__")
+
+
+def _check_weights(class_weight, sample_weight) -> None:
+  if class_weight is not None and sample_weight is not None:
+    raise ValueError("class_weight and sample_weight are both given; as in Keras, give at most one of them.")
+
+
+@dataclasses.dataclass
+class _Compiled:
+  train_step: Step
+  eval_step: Step
+  loss: Any
+  metric_names: list[str]
+  optimizer: _Optimizer | None
+
+
+class Model:
+  """Keras's `Model` API over a Flax Linen module called as `module(x, train=...)`.
+
+  Args:
+    module: any Linen module (a jaxcomponents model, a `from_keras` graph, your own).
+    variables: its variables (`{"params": ..., "batch_stats": ...}`); without them,
+      the first `fit` (or `build(sample)`) initialises them from `seed`.
+    name: the model's name in summaries (default: the module's Keras name, else its class name).
+    seed: seeds initialisation, dropout and the shuffling of arrays.
+    mesh: a `data_mesh()`: the state is replicated and each batch sharded across it.
+
+  Example:
+    >>> import numpy as np
+    >>> from jaxcomponents.layers import Dense
+    >>> model = Model(Dense(3, activation="softmax"))
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    >>> history = model.fit(np.ones((40, 4), np.float32), np.arange(40) % 3, epochs=2, verbose=0)
+    >>> sorted(history.history)
+    ['accuracy', 'loss']
+    >>> model.predict(np.ones((5, 4), np.float32), verbose=0).shape
+    (5, 3)
+  """
+
+  def __init__(self, module: nn.Module, variables: Mapping[str, Any] | None = None, *, name: str | None = None,
+               seed: int = 0, mesh=None):
+    if not isinstance(module, nn.Module):
+      raise TypeError(f"module={type(module).__name__} is not allowed; expected a flax.linen.Module.")
+    check_positive_int("seed", seed, allow_zero=True)
+    self.module, self.seed, self.mesh = module, seed, mesh
+    self.name = name or getattr(module, "keras_name", None) or getattr(module, "name", None) or type(module).__name__
+    self._variables = dict(variables) if variables is not None else None
+    self._state: TrainState | None = None
+    self._compiled: _Compiled | None = None
+    self._sample = None
+    self._forward = None
+    self.stop_training = False
+    self.history: History | None = None
+
+  @classmethod
+  def from_state(cls, state: TrainState, *, train_step: Step | None = None, eval_step: Step | None = None,
+                 module: nn.Module | None = None) -> "Model":
+    """A model around a functional `TrainState` and its steps (what the functional `fit` hands its callbacks)."""
+    module = module or getattr(state.apply_fn, "__self__", None)
+    model = cls.__new__(cls)
+    model.module, model.seed, model.mesh = module, 0, None
+    model.name = getattr(module, "keras_name", None) or type(module).__name__
+    model._variables, model._state, model._sample, model._forward = None, state, None, None
+    model._compiled = _Compiled(train_step, eval_step, getattr(train_step, "loss", None), [],
+                                _Optimizer(model, state.tx, type(state.tx).__name__))
+    model.stop_training, model.history = False, None
+    return model
+
+  # ------------------------------------------------------------------------------------------------ state
+
+  @property
+  def state(self) -> TrainState | None:
+    """The `TrainState` (parameters, batch statistics, optimizer state, step, rng, metrics); None before compile."""
+    return self._state
+
+  @state.setter
+  def state(self, state: TrainState) -> None:
+    self._state = state
+
+  @property
+  def built(self) -> bool:
+    return self._state is not None or self._variables is not None
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """The module's variables, ready for `module.apply`."""
+    if self._state is not None:
+      return self._state.variables
+    if self._variables is None:
+      raise ValueError(f"{self.name} has no variables yet: call fit(...) or build(sample) first, or pass variables=.")
+    return self._variables
+
+  @property
+  def optimizer(self) -> _Optimizer:
+    """The compiled optimizer; `model.optimizer.learning_rate` reads and sets the rate, as in Keras."""
+    return self._require_compiled("optimizer").optimizer
+
+  @property
+  def metrics_names(self) -> list[str]:
+    """`["loss", *metrics]`, the order `evaluate` returns its values in."""
+    return ["loss", *self._require_compiled("metrics_names").metric_names]
+
+  def build(self, sample: Any) -> None:
+    """Initialises the variables (unless given) from an input batch, and the optimizer state if compiled."""
+    self._sample = map_arrays(lambda a: np.asarray(a)[:1], sample)
+    if self._variables is None and self._state is None:
+      init, _ = jax.random.split(jax.random.key(self.seed))
+      self._variables = jax.device_get(self.module.init(init, self._sample))
+    if self._compiled is not None and self._state is None:
+      self._state = TrainState.create(self.module, self._compiled.optimizer.tx, variables=self._variables,
+                                      seed=self.seed)
+      self._variables = None
+
+  # ---------------------------------------------------------------------------------------------- compile
+
+  def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None, metrics: Any = None,
+              weighted_metrics: Any = None, run_eagerly: bool = False, steps_per_execution: int = 1,
+              jit_compile: Any = "auto", auto_scale_loss: bool = True) -> None:
+    """Configures training as Keras's `compile`.
+
+    Args:
+      optimizer: a Keras optimizer name (`"adam"`, built with Keras's defaults by
+        `jaxcomponents.optimizers.get`), or an optax `GradientTransformation`.
+      loss: a Keras loss name, a `jaxcomponents.losses.get(...)` loss, or a
+        function `(y_true, y_pred) -> per-example losses`.
+      loss_weights: a float scaling the loss (one output).
+      metrics: Keras metric names (or a name -> metric mapping); they ignore sample and class weights.
+      weighted_metrics: metrics weighed by sample and class weights.
+      run_eagerly: run the steps without `jax.jit` (for debugging).
+      steps_per_execution: 1 (each step is one compiled call).
+      jit_compile: "auto" or True compile the steps; False is `run_eagerly`.
+      auto_scale_loss: accepted for Keras's signature; float32 training scales nothing.
+    """
+    if loss is None:
+      raise ValueError("loss=None is not allowed; expected a Keras loss name, a jaxcomponents loss or a function "
+                       "(y_true, y_pred) -> per-example losses.")
+    if isinstance(loss, (Mapping, list, tuple)):
+      raise ValueError(f"loss={loss!r}: one loss per output is not supported yet; give one loss for the model's "
+                       "single output.")
+    if isinstance(metrics, Mapping) and any(isinstance(v, (list, tuple, Mapping)) for v in metrics.values()):
+      raise ValueError(f"metrics={metrics!r}: metrics per output are not supported yet; give a list of metrics.")
+    check_positive_int("steps_per_execution", steps_per_execution)
+    if steps_per_execution != 1:
+      raise ValueError(f"steps_per_execution={steps_per_execution} is not supported; expected 1 (XLA fuses each "
+                       "step; run a bigger batch instead).")
+    check_choice("jit_compile", jit_compile, ("auto", True, False))
+    jit = not run_eagerly and jit_compile is not False
+    if isinstance(optimizer, str):
+      name, tx = optimizer, optimizers.get(optimizer)
+    elif isinstance(optimizer, optax.GradientTransformation):
+      name, tx = type(optimizer).__name__, optimizer
+    else:
+      raise ValueError(f"optimizer={optimizer!r} is not allowed; expected a Keras optimizer name (e.g. 'adam') or "
+                       "an optax.GradientTransformation (e.g. jaxcomponents.optimizers.get('adam', "
+                       "learning_rate=1e-3)).")
+    loss_fn = _per_example_loss(loss)
+    if loss_weights is not None:
+      if isinstance(loss_weights, bool) or not isinstance(loss_weights, (int, float)):
+        raise ValueError(f"loss_weights={loss_weights!r} is not allowed; expected a float (one output).")
+      unweighted, scale = loss_fn, float(loss_weights)
+      loss_fn = lambda y_true, y_pred: scale * unweighted(y_true, y_pred)
+    train_step = make_train_step(loss_fn, metrics or (), weighted_metrics=weighted_metrics or (), jit=jit)
+    eval_step = make_eval_step(loss_fn, metrics or (), weighted_metrics=weighted_metrics or (), jit=jit)
+    names = [*train_step.metrics, *train_step.weighted]
+    self._compiled = _Compiled(train_step, eval_step, loss, names, _Optimizer(self, tx, name))
+    if self._state is not None:  # recompiling keeps the weights, with a fresh optimizer state
+      variables = self._state.variables
+      self._state = None
+      self._variables = variables
+    if self._variables is not None:
+      self._state = TrainState.create(self.module, tx, variables=self._variables, seed=self.seed)
+      self._variables = None
+
+  @property
+  def compiled(self) -> bool:
+    return self._compiled is not None
+
+  @property
+  def train_step(self) -> Step:
+    return self._require_compiled("fit").train_step
+
+  @property
+  def eval_step(self) -> Step:
+    return self._require_compiled("evaluate").eval_step
+
+  def _require_compiled(self, what: str) -> _Compiled:
+    if self._compiled is None:
+      raise RuntimeError(f"You must call `compile()` before using the model ({what}).")
+    return self._compiled
+
+  # -------------------------------------------------------------------------------------------------- data
+
+  def _dataset(self, what: str, x, y, sample_weight, batch_size, shuffle: bool, steps: int | None,
+               pad: bool = True):
+    """`x` (arrays or a dataset) as a dataset of batches; returns `(dataset, number of batches)`."""
+    if x is None:
+      raise ValueError(f"{what}: x=None is not allowed; expected arrays (or a tuple/list/dict of arrays), a "
+                       "jaxcomponents dataset or a Grain dataset.")
+    if _is_dataset(x) or _grain_dataset(x):
+      for key, value in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size)):
+        if value is not None:
+          raise ValueError(f"{what}: {key}= is not allowed when x is a dataset ({type(x).__name__}); the dataset "
+                           "supplies its own batches.")
+      data = x if _is_dataset(x) else _GrainBatches(x, steps)
+      return data, len(data) if steps is None else steps
+    if batch_size is None:
+      batch_size = 32
+    check_positive_int("batch_size", batch_size)
+    if not array_leaves(x) or not all(hasattr(a, "shape") or isinstance(a, (list, np.ndarray))
+                                      for a in array_leaves(x)):
+      raise TypeError(f"{what}: x={type(x).__name__} is not something the model can read; expected arrays (or a "
+                      "tuple/list/dict of arrays), a jaxcomponents dataset (len(data) and data.epoch(index)) or a "
+                      "Grain dataset.")
+    pad = pad or jax.process_count() > 1
+    data = ArrayDataset(x, y, batch_size, sample_weight=sample_weight, shuffle=bool(shuffle), seed=self.seed, pad=pad)
+    return data, len(data) if steps is None else steps
+
+  def _first_inputs(self, data) -> Any:
+    if isinstance(data, ArrayDataset):
+      return data.x
+    return next(iter(batch_stream(data, 0, 1)))["x"]
+
+  def _ensure_built(self, data) -> None:
+    if self._state is None:
+      self.build(self._first_inputs(data))
+    elif self._sample is None:
+      self._sample = map_arrays(lambda a: np.asarray(a)[:1], self._first_inputs(data))
+
+  # --------------------------------------------------------------------------------------------- training
+
+  def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose: Any = "auto",
+          callbacks: Sequence[Any] | None = None, validation_split: float = 0.0, validation_data: Any = None,
+          shuffle: bool = True, class_weight: Mapping[int, float] | None = None, sample_weight=None,
+          initial_epoch: int = 0, steps_per_epoch: int | None = None, validation_steps: int | None = None,
+          validation_batch_size: int | None = None, validation_freq: Any = 1) -> History:
+    """Trains as Keras's `fit`; returns the `History` (`.history`, `.epoch`, `.params`, `.model`).
+
+    `x` may be arrays (or a tuple/list/dict of arrays for several inputs) with
+    `y`, a jaxcomponents dataset, or a Grain dataset of `(x, y)` batches.
+    Arrays are read in batches of `batch_size` (32 by default), the last one
+    shorter as in Keras (one more compile; on several processes it is padded
+    and masked instead), reshuffled each epoch when `shuffle`. `validation_split` holds out
+    the last fraction of the arrays (before shuffling); `validation_data` is a
+    tuple `(x, y)` / `(x, y, sample_weight)` or a dataset, evaluated every
+    `validation_freq` epochs. Callbacks get Keras's hooks and logs.
+    """
+    self._require_compiled("fit")
+    _check_weights(class_weight, sample_weight)
+    check_validation_freq(validation_freq)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+      raise ValueError(f"epochs={epochs!r} is not allowed; expected an integer >= 0.")
+    data, steps = self._dataset("fit", x, y, sample_weight, batch_size, shuffle, steps_per_epoch, pad=False)
+    if validation_split and validation_data is None:
+      if not isinstance(data, ArrayDataset):
+        raise ValueError(f"validation_split is only supported for arrays, not {type(x).__name__}; pass "
+                         "validation_data instead.")
+      data, validation_data = data.split(validation_split)
+      steps = len(data) if steps_per_epoch is None else steps_per_epoch
+    elif validation_data is not None:
+      validation_data = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
+    self._ensure_built(data)
+    if epochs <= initial_epoch:
+      self.history = History()
+      return self.history
+    history = run_fit(self, data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                      validation_data=validation_data, validation_steps=validation_steps,
+                      validation_freq=validation_freq, class_weight=class_weight, callbacks=list(callbacks or ()),
+                      mesh=self.mesh, verbose=verbose)
+    return history
+
+  def _validation(self, validation_data, batch_size, steps):
+    if _is_dataset(validation_data) or _grain_dataset(validation_data):
+      return self._dataset("validation_data", validation_data, None, None, None, False, steps)[0]
+    if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
+      vx, vy, *vw = validation_data
+      return self._dataset("validation_data", vx, vy, vw[0] if vw else None, batch_size, False, None)[0]
+    raise ValueError(f"validation_data={type(validation_data).__name__} is not allowed; expected a tuple (x, y) or "
+                     "(x, y, sample_weight), or a dataset.")
+
+  def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose: Any = "auto", sample_weight=None,
+               steps: int | None = None, callbacks: Sequence[Any] | None = None, return_dict: bool = False):
+    """The loss and metrics over `x`, as Keras's `evaluate`: a scalar, a list in `metrics_names` order, or a dict."""
+    self._require_compiled("evaluate")
+    check_choice("verbose", verbose, ("auto", 0, 1, 2))
+    data, count = self._dataset("evaluate", x, y, sample_weight, batch_size, False, steps)
+    self._ensure_built(data)
+    hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
+    logs = run_evaluate(self, data, hooks, steps=count, mesh=self.mesh)
+    return logs if return_dict else self._in_order(logs)
+
+  def _in_order(self, logs: Mapping[str, float]):
+    names = [n for n in self.metrics_names if n in logs]
+    values = [logs[n] for n in names] + [logs[k] for k in sorted(logs) if k not in names]
+    return values[0] if len(values) == 1 else values
+
+  def predict(self, x, batch_size: int | None = None, verbose: Any = "auto", steps: int | None = None,
+              callbacks: Sequence[Any] | None = None):
+    """The model's outputs (inference mode) for every example of `x`, as NumPy arrays (Keras's `predict`).
+
+    Batches have a fixed size (the last padded, its padding dropped), so the
+    model compiles once.
+    """
+    check_choice("verbose", verbose, ("auto", 0, 1, 2))
+    if _is_dataset(x) or _grain_dataset(x):
+      data, count = self._dataset("predict", x, None, None, batch_size, False, steps)
+      batches = ((batch["x"], batch.get("mask")) for batch in batch_stream(data, 0, count))
+      self._ensure_built(data)
+    else:
+      if batch_size is None:
+        batch_size = 32
+      check_positive_int("batch_size", batch_size)
+      leaves = array_leaves(x)
+      if not leaves:
+        raise ValueError("predict: x holds no arrays.")
+      total = len(leaves[0])
+      count = -(-total // batch_size) if steps is None else min(steps, -(-total // batch_size))
+      if self._state is None and self._variables is None:
+        self.build(x)
+      batches = ((map_arrays(lambda a, s=s: padded(np.asarray(a[s:s + batch_size]), batch_size), x),
+                  (np.arange(s, s + batch_size) < total).astype(np.float32))
+                 for s in range(0, count * batch_size, batch_size))
+    hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
+    forward, variables, outputs = self._forward_fn(), self.variables, []
+    hooks.on_predict_begin()
+    for index, (inputs, mask) in enumerate(batches):
+      hooks.on_predict_batch_begin(index)
+      out = jax.device_get(forward(variables, inputs))
+      if mask is not None:
+        keep = np.asarray(mask) > 0
+        out = jax.tree.map(lambda a, keep=keep: a[keep], out)
+      outputs.append(out)
+      hooks.on_predict_batch_end(index, {"outputs": out})
+    hooks.on_predict_end()
+    if not outputs:
+      raise ValueError("predict: x gave no batch.")
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+
+  def _forward_fn(self) -> Callable[..., Any]:
+    if self._forward is None:
+      apply = self.module.apply
+      self._forward = jax.jit(lambda variables, x: apply_inference(apply, variables, x))
+    return self._forward
+
+  def __call__(self, x, training: bool = False):
+    """The model's outputs for one batch (`training=True`: dropout and batch statistics as in training)."""
+    if training:
+      return self.module.apply(self.variables, x, train=True, mutable=["batch_stats"],
+                               rngs={"dropout": jax.random.key(self.seed)})[0]
+    return apply_inference(self.module.apply, self.variables, x)
+
+  def _batch(self, x, y, sample_weight, class_weight) -> dict[str, Any]:
+    _check_weights(class_weight, sample_weight)
+    batch = {"x": map_arrays(np.asarray, x), "y": map_arrays(np.asarray, y)}
+    if sample_weight is not None:
+      batch["sample_weight"] = np.asarray(sample_weight, np.float32)
+    if class_weight is not None:
+      from jaxcomponents.training.loop import _class_weigher  # pylint: disable=import-outside-toplevel
+
+      batch = _class_weigher(class_weight)(batch)
+    if self._state is None:
+      self.build(batch["x"])
+    return batch
+
+  def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict: bool = False):
+    """One training step on one batch; returns its loss and metrics (as `evaluate` returns them)."""
+    compiled = self._require_compiled("train_on_batch")
+    batch = self._batch(x, y, sample_weight, class_weight)
+    self._state, results = compiled.train_step(compiled.train_step.reset(self._state), batch)
+    logs = pythonify(results)
+    return logs if return_dict else self._in_order(logs)
+
+  def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
+    """The loss and metrics of one batch (inference mode)."""
+    compiled = self._require_compiled("test_on_batch")
+    batch = self._batch(x, y, sample_weight, None)
+    _, results = compiled.eval_step(compiled.eval_step.reset(self._state), batch)
+    logs = pythonify(results)
+    return logs if return_dict else self._in_order(logs)
+
+  def predict_on_batch(self, x):
+    """The outputs for one batch, as NumPy arrays."""
+    if self._state is None and self._variables is None:
+      self.build(x)
+    return jax.device_get(self._forward_fn()(self.variables, map_arrays(np.asarray, x)))
+
+  # --------------------------------------------------------------------------------------------- weights
+
+  def count_params(self) -> int:
+    """Every variable's size, batch statistics included, as Keras counts them."""
+    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(self.variables)))
+
+  def get_weights(self) -> list[np.ndarray]:
+    """Every variable as a NumPy array, in the order of `jax.tree.leaves(model.variables)`."""
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(self.variables))]
+
+  def set_weights(self, weights: Sequence[Any]) -> None:
+    """Sets every variable from a list like `get_weights()`'s (same order and shapes)."""
+    variables = self.variables
+    leaves, treedef = jax.tree.flatten(variables)
+    if len(weights) != len(leaves):
+      raise ValueError(f"set_weights got {len(weights)} arrays; the model has {len(leaves)} variables.")
+    for i, (new, old) in enumerate(zip(weights, leaves)):
+      if np.shape(new) != np.shape(old):
+        raise ValueError(f"set_weights: array {i} has shape {np.shape(new)}; the variable has shape "
+                         f"{np.shape(old)}.")
+    self._set_variables(jax.tree.unflatten(treedef, [np.asarray(w, np.asarray(o).dtype)
+                                                     for w, o in zip(weights, leaves)]))
+
+  def _set_variables(self, variables: Mapping[str, Any]) -> None:
+    if self._state is None:
+      self._variables = dict(variables)
+      return
+    put = lambda new, old: jax.device_put(new, old.sharding) if isinstance(old, jax.Array) else new
+    self._state = self._state.replace(params=jax.tree.map(put, variables["params"], self._state.params),
+                                      batch_stats=jax.tree.map(put, variables.get("batch_stats", {}),
+                                                               self._state.batch_stats))
+
+  def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+    """Writes the variables: `.npz` (portable), `.weights.h5` / `.h5` (Keras's layout, for Keras to load)."""
+    from jaxcomponents.weights import save_keras_h5, save_npz  # pylint: disable=import-outside-toplevel
+
+    path = os.fspath(filepath)
+    if not overwrite and os.path.exists(path):
+      raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    if path.endswith(".npz"):
+      save_npz(path, self.variables)
+    elif path.endswith(".h5"):
+      save_keras_h5(path, self.module, self.variables, self._require_sample("save_weights"))
+    else:
+      raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5.")
+
+  def load_weights(self, filepath: str | os.PathLike) -> None:
+    """Reads variables written by `save_weights` (or Keras's `.h5` weights for the same architecture)."""
+    from jaxcomponents.weights import load_keras, load_npz  # pylint: disable=import-outside-toplevel
+
+    path = os.fspath(filepath)
+    sample = self._require_sample("load_weights")
+    if path.endswith(".npz"):
+      variables = load_npz(path, self.module, sample)
+    elif path.endswith(".h5"):
+      variables = load_keras(self.module, path, sample)
+    else:
+      raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5.")
+    self._set_variables(variables)
+
+  def _require_sample(self, what: str):
+    if self._sample is None:
+      raise ValueError(f"{what} needs the model built: call fit(...) or build(sample) first.")
+    return self._sample
+
+  def summary(self, print_fn: Callable[[str], Any] | None = print, **options: Any) -> str:
+    """Prints the layers, output shapes and parameter counts, as Keras's `model.summary()`."""
+    from jaxcomponents.summary import summary  # pylint: disable=import-outside-toplevel
+
+    return summary(self.module, self._require_sample("summary"), name=self.name, print_fn=print_fn, **options)
+
+  def __repr__(self):
+    return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"
+
+
+def _per_example_loss(loss: Any) -> Callable[[Any, Any], Any]:
+  """A Keras loss (name, `losses.get` loss or function) as `(y_true, y_pred) -> per-example losses`."""
+  if isinstance(loss, str):
+    return losses_lib.get(loss, reduction="none")
+  if isinstance(loss, losses_lib.Loss):
+    return dataclasses.replace(loss, reduction="none")
+  if callable(loss):
+    return loss
+  raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name, a jaxcomponents loss or a function "
+                   "(y_true, y_pred) -> per-example losses.")

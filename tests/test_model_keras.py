@@ -1,0 +1,264 @@
+"""`jaxcomponents.Model` against `keras.Model`: a Keras script ported by changing the model line.
+
+Each test builds a random Keras model, converts it with `from_keras`, and runs the same script on both
+(`shuffle=False`): the same `History`, the same callback calls with the same indices and batch logs, the same
+evaluate/predict results and the same trained weights.
+"""
+
+import csv
+
+import jax
+import keras
+import numpy as np
+import pytest
+
+from jaxcomponents import Model, callbacks, optimizers
+from jaxcomponents.weights import from_keras
+from tests.helpers import random_input, randomize_keras
+
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
+
+RECORDED = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+            "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+            "on_predict_begin", "on_predict_end", "on_predict_batch_begin")
+INDEXED = ("on_epoch_", "on_train_batch_", "on_test_batch_", "on_predict_batch_")
+
+
+def recorder(base):
+  """A callback of `base` (Keras's or ours) that records each hook call: (hook, index, logs at that moment)."""
+
+  def hook(name):
+    def record(self, *args, **kwargs):
+      indexed = name.startswith(INDEXED)
+      logs = kwargs.get("logs", args[1] if indexed and len(args) > 1 else args[0] if not indexed and args else None)
+      self.calls.append((name, args[0] if indexed else None, dict(logs or {})))
+    return record
+
+  def __init__(self):
+    base.__init__(self)
+    self.calls = []
+
+  return type("Recorder", (base,), {"__init__": __init__, **{name: hook(name) for name in RECORDED}})
+
+
+def assert_calls_equal(ours, theirs, rtol=1e-4):
+  assert [(name, index) for name, index, _ in ours] == [(name, index) for name, index, _ in theirs]
+  for (name, index, got), (_, _, want) in zip(ours, theirs):
+    assert list(got) == list(want), (name, index)
+    for key in want:
+      np.testing.assert_allclose(got[key], want[key], rtol=rtol, atol=1e-6, err_msg=f"{name}({index}) {key}")
+
+
+def assert_history_equal(ours, theirs, rtol=1e-4):
+  assert list(ours.history) == list(theirs.history)
+  for key, values in theirs.history.items():
+    np.testing.assert_allclose(ours.history[key], values, rtol=rtol, atol=1e-6, err_msg=key)
+  assert ours.epoch == theirs.epoch and ours.params == theirs.params
+
+
+def assert_weights_equal(model, keras_model, tol=1e-4):
+  _, expected = from_keras(keras_model)
+  for got, want in zip(jax.tree.leaves(model.variables), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def small_cnn(seed=0, outputs=5, activation="softmax"):
+  model = keras.Sequential([
+      keras.Input((8, 8, 2)),
+      keras.layers.Conv2D(6, 3, use_bias=False),  # no bias before batch norm: see test_training_keras.py
+      keras.layers.BatchNormalization(),
+      keras.layers.Activation("relu"),
+      keras.layers.MaxPooling2D(2),
+      keras.layers.Flatten(),
+      keras.layers.Dense(outputs, activation=activation),
+  ])
+  randomize_keras(model, seed=seed, scale=0.3)
+  return model
+
+
+def pair(keras_model):
+  """The Keras model and its jaxcomponents twin (same weights)."""
+  module, variables = from_keras(keras_model)
+  return Model(module, variables)
+
+
+def data(n, seed, classes=5):
+  return random_input((n, 8, 8, 2), seed=seed), np.random.default_rng(seed).integers(0, classes, n)
+
+
+def test_a_ported_keras_script_gives_kerass_history_callbacks_and_results():
+  keras_model = small_cnn()
+  model = pair(keras_model)
+  (x, y), (xv, yv) = data(40, 1), data(20, 2)  # batches of 16: the last training batch has 8 examples
+
+  def script(m, cb, optimizer):
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    record = recorder(cb.Callback)()
+    seen = []
+    schedule = cb.LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr)
+    lam = cb.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append((epoch, dict(logs))))
+    history = m.fit(x, y, batch_size=16, epochs=3, validation_data=(xv, yv), shuffle=False, verbose=0,
+                    callbacks=[record, schedule, lam])
+    return history, record.calls, seen, m.evaluate(xv, yv, batch_size=8, verbose=0), m.predict(xv, verbose=0)
+
+  ours = script(model, callbacks, optimizers.get("sgd", learning_rate=0.1, momentum=0.9))
+  theirs = script(keras_model, keras.callbacks, keras.optimizers.SGD(0.1, momentum=0.9))
+  assert_history_equal(ours[0], theirs[0])
+  assert "learning_rate" in ours[0].history and ours[0].model is model
+  assert_calls_equal(ours[1], theirs[1])
+  assert [epoch for epoch, _ in ours[2]] == [0, 1, 2]
+  for (_, got), (_, want) in zip(ours[2], theirs[2]):
+    assert list(got) == list(want) and np.allclose(list(got.values()), list(want.values()), rtol=1e-4)
+  np.testing.assert_allclose(ours[3], theirs[3], rtol=1e-4)
+  np.testing.assert_allclose(ours[4], theirs[4], rtol=1e-4, atol=1e-6)
+  assert_weights_equal(model, keras_model)
+
+
+@pytest.mark.parametrize("case", ["class_weight", "sample_weight", "validation_split"])
+def test_weights_and_validation_split_as_keras(case):
+  keras_model = small_cnn(seed=3)
+  model = pair(keras_model)
+  x, y = data(48, 4)
+  options = {"class_weight": dict(class_weight={0: 1.0, 1: 3.0, 2: 0.5, 3: 1.0, 4: 2.0}, validation_split=0.25),
+             "sample_weight": dict(sample_weight=np.linspace(0.0, 2.0, 48), validation_data=data(12, 5)),
+             "validation_split": dict(validation_split=0.3)}[case]
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+              weighted_metrics=["accuracy"])
+    return m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, **options)
+
+  ours = script(model, "adam")
+  theirs = script(keras_model, "adam")
+  assert_history_equal(ours, theirs)
+  assert_weights_equal(model, keras_model)
+
+
+def test_evaluate_predict_and_batch_methods_as_keras():
+  keras_model = small_cnn(seed=6)
+  model = pair(keras_model)
+  x, y = data(20, 7)
+  for m in (model, keras_model):
+    m.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+  np.testing.assert_allclose(model.evaluate(x, y, batch_size=6, verbose=0),
+                             keras_model.evaluate(x, y, batch_size=6, verbose=0), rtol=1e-5)
+  ours, theirs = model.evaluate(x, y, verbose=0, return_dict=True), keras_model.evaluate(x, y, verbose=0,
+                                                                                          return_dict=True)
+  assert list(ours) == list(theirs) and np.allclose(list(ours.values()), list(theirs.values()), rtol=1e-5)
+  np.testing.assert_allclose(model.predict_on_batch(x), keras_model.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(model.test_on_batch(x, y), keras_model.test_on_batch(x, y), rtol=1e-5)
+  for _ in range(2):
+    np.testing.assert_allclose(model.train_on_batch(x, y, sample_weight=np.linspace(0.5, 1.5, 20)),
+                               keras_model.train_on_batch(x, y, sample_weight=np.linspace(0.5, 1.5, 20)),
+                               rtol=1e-5)
+  assert_weights_equal(model, keras_model, tol=1e-5)
+  assert model.count_params() == keras_model.count_params()
+  record_ours, record_theirs = recorder(callbacks.Callback)(), recorder(keras.callbacks.Callback)()
+  model.predict(x, batch_size=8, verbose=0, callbacks=[record_ours])
+  keras_model.predict(x, batch_size=8, verbose=0, callbacks=[record_theirs])
+  assert [c[:2] for c in record_ours.calls] == [c[:2] for c in record_theirs.calls]
+
+
+def test_early_stopping_restores_the_best_weights_as_keras():
+  keras_model = small_cnn(seed=8)
+  model = pair(keras_model)
+  (x, y), (xv, yv) = data(32, 9), data(16, 10)
+
+  def script(m, cb):
+    m.compile(optimizer=keras.optimizers.SGD(0.5) if m is keras_model else optimizers.get("sgd", learning_rate=0.5),
+              loss="sparse_categorical_crossentropy")
+    stop = cb.EarlyStopping(monitor="val_loss", min_delta=10.0, patience=1, restore_best_weights=True)
+    history = m.fit(x, y, batch_size=16, epochs=5, validation_data=(xv, yv), shuffle=False, verbose=0,
+                    callbacks=[stop])
+    return history, stop
+
+  (ours, stop), (theirs, keras_stop) = script(model, callbacks), script(keras_model, keras.callbacks)
+  assert_history_equal(ours, theirs)
+  assert len(ours.epoch) == 2 and stop.stopped_epoch == keras_stop.stopped_epoch == 1
+  assert stop.best_epoch == keras_stop.best_epoch == 0
+  assert_weights_equal(model, keras_model)  # both hold the weights of epoch 0
+
+
+def test_reduce_lr_terminate_on_nan_and_csv_logger_as_keras(tmp_path):
+  keras_model = small_cnn(seed=11)
+  model = pair(keras_model)
+  x, y = data(48, 12)
+  x_bad = x.copy()
+  x_bad[20:] = np.nan  # the loss turns NaN at batch 1
+
+  def script(m, cb, name):
+    m.compile(optimizer=keras.optimizers.SGD(0.1) if m is keras_model else optimizers.get("sgd", learning_rate=0.1),
+              loss="sparse_categorical_crossentropy")
+    reduce = cb.ReduceLROnPlateau("val_loss", factor=0.5, patience=0, min_delta=1.0)
+    log = cb.CSVLogger(str(tmp_path / f"{name}.csv"))
+    history = m.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, shuffle=False, verbose=0,
+                    callbacks=[reduce, log])
+    record = recorder(cb.Callback)()
+    nan = m.fit(x_bad, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
+                callbacks=[cb.TerminateOnNaN(), record])
+    return history, nan, record.calls
+
+  ours, theirs = script(model, callbacks, "ours"), script(keras_model, keras.callbacks, "keras")
+  assert_history_equal(ours[0], theirs[0])
+  assert ours[0].history["learning_rate"] == pytest.approx([0.1, 0.1, 0.05])  # the rate each epoch trained with
+  with open(tmp_path / "ours.csv") as f, open(tmp_path / "keras.csv") as g:
+    got, want = list(csv.reader(f)), list(csv.reader(g))
+  assert got[0] == want[0] and len(got) == len(want) == 4
+  np.testing.assert_allclose(np.asarray(got[1:], float), np.asarray(want[1:], float), rtol=1e-4)
+  assert [c[:2] for c in ours[2]] == [c[:2] for c in theirs[2]]  # stopped after the first NaN batch
+  assert list(ours[1].history) == list(theirs[1].history) == ["loss"]
+  assert np.isnan(ours[1].history["loss"]).all() and np.isnan(theirs[1].history["loss"]).all()
+
+
+def test_fit_reads_datasets_grain_and_a_subclass_that_overrides_epoch():
+  import grain
+
+  from jaxcomponents.data import ArrayDataset
+
+  keras_model = small_cnn(seed=13)
+  model = pair(keras_model)
+  model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  x, y = data(32, 14)
+
+  class Reversed(ArrayDataset):
+    """Overrides the documented `epoch()`: fit must read it, batches in reverse."""
+
+    read = 0
+
+    def epoch(self, index, start=0):
+      Reversed.read += 1
+      return reversed(list(super().epoch(index, start)))
+
+  model.fit(Reversed(x, y, batch_size=16, shuffle=False), epochs=2, verbose=0)
+  assert Reversed.read == 2
+  keras_model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  for _ in range(2):
+    keras_model.fit(x[16:], y[16:], batch_size=16, epochs=1, shuffle=False, verbose=0)
+    keras_model.fit(x[:16], y[:16], batch_size=16, epochs=1, shuffle=False, verbose=0)
+  assert_weights_equal(model, keras_model)
+  batches = grain.MapDataset.source([(x[i:i + 16], y[i:i + 16]) for i in (0, 16)])
+  history = model.fit(batches, epochs=1, verbose=0)
+  assert len(history.history["loss"]) == 1
+  np.testing.assert_allclose(model.evaluate(batches, verbose=0), model.evaluate(x, y, batch_size=16, verbose=0),
+                             rtol=1e-6)
+
+
+def test_errors_name_what_is_allowed():
+  model = Model(pair(small_cnn()).module)
+  x, y = data(8, 1)
+  with pytest.raises(RuntimeError, match=r"must call `compile\(\)`"):
+    model.fit(x, y)
+  model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+  with pytest.raises(ValueError, match=r"class_weight and sample_weight are both given"):
+    model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(8), verbose=0)
+  with pytest.raises(TypeError, match=r"x=str is not something the model can read; expected arrays"):
+    model.fit("images/", y, verbose=0)
+  with pytest.raises(ValueError, match=r"optimizer=3 is not allowed; expected a Keras optimizer name"):
+    model.compile(optimizer=3, loss="mse")
+  with pytest.raises(ValueError, match=r"validation_freq=0 is not allowed"):
+    model.fit(x, y, validation_freq=0, verbose=0)
+  with pytest.raises(TypeError, match=r"takes `state`, as jaxcomponents 0.1's callbacks did"):
+    class Old(callbacks.Callback):
+      def on_epoch_end(self, epoch, logs, state):
+        pass
+    model.fit(x, y, callbacks=[Old()], verbose=0)

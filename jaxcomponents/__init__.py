@@ -10,8 +10,8 @@ import importlib
 
 
 def __getattr__(name):
-  if name == "Model":
-    return importlib.import_module("jaxcomponents.training.model").Model
+  if name in ("Model", "load_model"):
+    return getattr(importlib.import_module("jaxcomponents.training.model"), name)
   if name == "summary":  # the module, callable as its function: jaxcomponents.summary(module, sample)
     return importlib.import_module("jaxcomponents.summary")
   raise AttributeError(f"module 'jaxcomponents' has no attribute {name!r}")

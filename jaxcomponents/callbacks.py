@@ -5,11 +5,13 @@ Example:
   >>> stop = callbacks.EarlyStopping(monitor="val_loss", patience=3)
 """
 
-from jaxcomponents.training.callbacks import (Callback, CallbackList, CSVLogger, EarlyStopping, History, LambdaCallback,
-                                             LearningCurves, LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau,
-                                             TensorBoard, TerminateOnNaN)
+from jaxcomponents.training.callbacks import (BackupAndRestore, Callback, CallbackList, CSVLogger, EarlyStopping,
+                                             History, LambdaCallback, LearningCurves, LearningRateScheduler,
+                                             ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, TensorBoard,
+                                             TerminateOnNaN)
 
 __all__ = [
-    "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback", "LearningCurves",
-    "LearningRateScheduler", "ProgbarLogger", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN",
+    "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
+    "LearningCurves", "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TensorBoard",
+    "TerminateOnNaN",
 ]

@@ -6,13 +6,14 @@ evaluate/predict results and the same trained weights.
 """
 
 import csv
+import os
 
 import jax
 import keras
 import numpy as np
 import pytest
 
-from jaxcomponents import Model, callbacks, optimizers
+from jaxcomponents import Model, callbacks, load_model, optimizers
 from jaxcomponents.weights import from_keras
 from tests.helpers import random_input, randomize_keras
 
@@ -262,3 +263,63 @@ def test_errors_name_what_is_allowed():
       def on_epoch_end(self, epoch, logs, state):
         pass
     model.fit(x, y, callbacks=[Old()], verbose=0)
+
+
+def test_model_checkpoint_as_keras_and_the_files_round_trip(tmp_path):
+  keras_model = small_cnn(seed=15)
+  model = pair(keras_model)
+  (x, y), (xv, yv) = data(32, 16), data(16, 17)
+
+  def script(m, cb, folder):
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    best = cb.ModelCheckpoint(str(tmp_path / folder / "best-{epoch:02d}-{val_loss:.3f}.weights.h5"),
+                              save_best_only=True, save_weights_only=True)
+    every = cb.ModelCheckpoint(str(tmp_path / folder / "model-{epoch}.keras"), save_freq=3)
+    return m.fit(x, y, batch_size=8, epochs=3, validation_data=(xv, yv), shuffle=False, verbose=0,
+                 callbacks=[best, every])
+
+  assert_history_equal(script(model, callbacks, "ours"), script(keras_model, keras.callbacks, "keras"))
+  assert sorted(os.listdir(tmp_path / "ours")) == sorted(os.listdir(tmp_path / "keras"))
+  for name in os.listdir(tmp_path / "ours"):  # Keras reads our files into its model as its own
+    if name.endswith(".keras"):
+      np.testing.assert_allclose(keras.models.load_model(tmp_path / "ours" / name).predict(xv, verbose=0),
+                                 keras.models.load_model(tmp_path / "keras" / name).predict(xv, verbose=0),
+                                 rtol=1e-4, atol=1e-6)
+  last = sorted(n for n in os.listdir(tmp_path / "ours") if n.startswith("best"))[-1]
+  twin = small_cnn(seed=99)
+  twin.load_weights(tmp_path / "ours" / last)
+  reloaded = load_model(tmp_path / "ours" / "model-3.keras")
+  np.testing.assert_allclose(reloaded.predict(xv, verbose=0), model.predict(xv, verbose=0), rtol=1e-6, atol=1e-7)
+  for suffix in ("npz", "h5", "weights.h5"):
+    fresh = Model(model.module, seed=5)  # the same architecture, its own initial weights
+    fresh.build(x)
+    model.save_weights(tmp_path / f"w.{suffix}")
+    fresh.load_weights(tmp_path / f"w.{suffix}")
+    np.testing.assert_allclose(fresh.predict(xv, verbose=0), model.predict(xv, verbose=0), rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match=r"filepath='m.weights.h5' is not allowed with save_weights_only=False; "
+                                       r"expected a name ending in .keras"):
+    callbacks.ModelCheckpoint("m.weights.h5")
+
+
+def test_backup_and_restore_resumes_an_interrupted_run_where_it_stopped(tmp_path):
+  x, y = data(48, 18)
+  module, variables = from_keras(small_cnn(seed=19))
+
+  def run(callbacks_=()):
+    model = Model(module, variables)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=list(callbacks_))
+
+  class Interrupt(callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      if self.model.state.step == 7:  # in the third epoch
+        raise KeyboardInterrupt
+
+  straight, _ = run()
+  with pytest.raises(KeyboardInterrupt):
+    run([callbacks.BackupAndRestore(tmp_path), Interrupt()])
+  resumed, history = run([callbacks.BackupAndRestore(tmp_path)])
+  assert history.epoch == [2, 3]  # epochs 0 and 1 were backed up
+  for got, want in zip(jax.tree.leaves(resumed.variables), jax.tree.leaves(straight.variables)):
+    np.testing.assert_array_equal(got, want)
+  assert not [name for name in os.listdir(tmp_path) if name.isdigit()]  # a finished run deletes its backup

@@ -704,3 +704,108 @@ class LearningCurves(Callback):
     from jaxcomponents.training.plots import plot_history  # pylint: disable=import-outside-toplevel
 
     plot_history(self.model.history, self.path)
+
+
+class ModelCheckpoint(_Monitor):
+  """Saves the model as training goes, as Keras's `ModelCheckpoint`.
+
+  `filepath` may hold `{epoch}` (from 1) and any log name (`"ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5"`).
+  With `save_weights_only=True` it ends in `.weights.h5` (Keras's layout, through `Model.save_weights`) or
+  `.npz`; otherwise in `.keras` (a whole model, through `Model.save`: models converted by `from_keras`).
+  `save_best_only` saves only when `monitor` improves; `save_freq` is `"epoch"` or a number of batches.
+
+  Example:
+    >>> best = ModelCheckpoint("best.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True)
+  """
+
+  def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
+               save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
+               save_freq: str | int = "epoch", initial_value_threshold: float | None = None):
+    super().__init__(monitor, mode, 0.0)
+    self.best = initial_value_threshold
+    self.filepath, self.verbose = os.fspath(filepath), verbose
+    self.save_best_only, self.save_weights_only, self.save_freq = save_best_only, save_weights_only, save_freq
+    if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+      raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch' or a positive number of batches.")
+    endings = (".weights.h5", ".npz") if save_weights_only else (".keras",)
+    if not self.filepath.endswith(endings):
+      raise ValueError(f"filepath={self.filepath!r} is not allowed with save_weights_only={save_weights_only}; "
+                       f"expected a name ending in {' or '.join(endings)}.")
+    self._epoch, self._since_saving, self._last_batch = 0, 0, None
+
+  @property
+  def monitoring(self) -> bool:
+    """Whether `monitor` decides anything (only with `save_best_only`)."""
+    return self.save_best_only
+
+  def on_train_begin(self, logs=None):
+    check = getattr(self.model, "check_writable", None)
+    if check is not None:  # before the first step, not after an epoch of work
+      check(self.filepath)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.save_freq == "epoch":
+      return
+    self._since_saving += batch + 1 if self._last_batch is None or batch <= self._last_batch else batch - self._last_batch
+    self._last_batch = batch
+    if self._since_saving >= self.save_freq:
+      self._since_saving = 0
+      self._save(self._epoch, batch, dict(logs or {}))
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.save_freq == "epoch":
+      self._save(epoch, None, logs or {})
+
+  def _save(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> None:
+    try:
+      extra = {} if batch is None or "batch" in logs else {"batch": batch + 1}
+      path = self.filepath.format(epoch=epoch + 1, **extra, **logs)
+    except KeyError as e:
+      raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} names {e}, which is not among the logs "
+                     f"{sorted(logs)} (or epoch, batch).") from None
+    if self.save_best_only:
+      value = logs.get(self.monitor)
+      if value is None:
+        warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
+      elif not self._improves(value, self.best):
+        if self.verbose:
+          print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}", flush=True)
+        return
+      else:
+        if self.verbose:
+          best = "None" if self.best is None else f"{self.best:.5f}"
+          print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {value:.5f}, saving model to {path}",
+                flush=True)
+        self.best = value
+    elif self.verbose:
+      print(f"\nEpoch {epoch + 1}: saving model to {path}", flush=True)
+    if os.path.dirname(path):
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+    if self.save_weights_only:
+      self.model.save_weights(path, overwrite=True)
+    else:
+      self.model.save(path, overwrite=True)
+
+
+class BackupAndRestore(Callback):
+  """Backs training up in `backup_dir` so an interrupted run resumes where it stopped, as Keras's.
+
+  `fit` writes an orbax checkpoint of the whole training state (optimizer and
+  input position included) there after each epoch and when SIGINT/SIGTERM
+  arrive; run the same script again and it resumes from the newest intact one,
+  at the same batch, with the same result as an uninterrupted run. With
+  `delete_checkpoint=True` the backup is removed when training finishes.
+
+  Example:
+    >>> backup = BackupAndRestore("/tmp/backup")
+  """
+
+  def __init__(self, backup_dir: str | os.PathLike, save_freq: str = "epoch", delete_checkpoint: bool = True):
+    super().__init__()
+    if save_freq != "epoch":
+      raise ValueError(f"save_freq={save_freq!r} is not supported; expected 'epoch' (SIGINT and SIGTERM also save "
+                       "the step under way).")
+    self.backup_dir, self.save_freq, self.delete_checkpoint = os.fspath(backup_dir), save_freq, delete_checkpoint

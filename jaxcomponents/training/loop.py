@@ -19,7 +19,7 @@ from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
 from jaxcomponents.errors import check_choice, check_positive_int
-from jaxcomponents.training.callbacks import (BatchLogs, Callback, CallbackList, CSVLogger, History, LearningCurves,
+from jaxcomponents.training.callbacks import (BackupAndRestore, BatchLogs, Callback, CallbackList, CSVLogger, History, LearningCurves,
                                              LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau, TensorBoard,
                                              _check_protocol, pythonify)
 from jaxcomponents.training.checkpoint import Checkpointer
@@ -112,7 +112,7 @@ def _log_names(train_step: Step, eval_step: Step | None, callbacks: Sequence[Cal
 
 def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, names: list[str]) -> None:
   watched = [(f"{type(c).__name__} monitor", c.monitor) for c in callbacks
-             if isinstance(getattr(c, "monitor", None), str)]
+             if isinstance(getattr(c, "monitor", None), str) and getattr(c, "monitoring", True)]
   if best_metric is not None:
     watched.append(("best_metric", best_metric))
   for what, name in watched:
@@ -150,12 +150,16 @@ def _class_weigher(class_weight: Mapping[int, float] | None):
   return weigh
 
 
-def _check_class_labels(state: TrainState, step: Step, data: Dataset, where: str) -> None:
+def _check_class_labels(model, step: Step, data: Dataset, where: str) -> None:
   """In-memory labels against the model's classes, for a sparse categorical loss given by name."""
   loss = step.loss
-  if getattr(loss, "name", None) != "sparse_categorical_crossentropy" or not isinstance(data, ArrayDataset):
+  if (getattr(loss, "name", None) != "sparse_categorical_crossentropy" or not isinstance(data, ArrayDataset)
+      or not isinstance(data.x, np.ndarray) or not isinstance(data.y, np.ndarray)):
     return
-  classes = jax.eval_shape(lambda v, x: state.apply_fn(v, x, train=False), state.variables, data.x[:1]).shape[-1]
+  output = model.output_spec(data.x[:1])
+  if not hasattr(output, "shape"):
+    return
+  classes = output.shape[-1]
   y, ignored = np.asarray(data.y), dict(loss.options).get("ignore_class")
   if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
     raise ValueError(f"{where} has labels like {y[y != np.round(y)][:3].tolist()}; sparse_categorical_crossentropy "
@@ -437,11 +441,17 @@ def run_fit(
   callbacks = list(callbacks)
   for callback in callbacks:
     _check_protocol(callback)
+  backup = next((c for c in callbacks if isinstance(c, BackupAndRestore)), None)
+  if backup is not None:
+    if checkpoint_dir is not None:
+      raise ValueError("BackupAndRestore and checkpoint_dir are both given; expected one place for checkpoints.")
+    checkpoint_dir, keep_checkpoints, overwrite = backup.backup_dir, 1, False
+    resume = True  # from the newest intact backup, if an interrupted run left one
   _check_monitors(callbacks, best_metric, _log_names(train_step, eval_step if validation_data is not None else None,
                                                      callbacks))
-  _check_class_labels(state, train_step, train_data, "train_data")
+  _check_class_labels(model, train_step, train_data, "train_data")
   if validation_data is not None:
-    _check_class_labels(state, eval_step, validation_data, "validation_data")
+    _check_class_labels(model, eval_step, validation_data, "validation_data")
   if log_dir is not None:
     os.makedirs(log_dir, exist_ok=True)
     callbacks += [CSVLogger(os.path.join(log_dir, "history.csv"), append=resume),
@@ -468,8 +478,8 @@ def run_fit(
       _check_same_dataset(record, train_data, checkpoint_dir, steps_per_epoch)
       run_start = record.get("run_start_step", 0)
       initial_epoch = record.get("initial_epoch", initial_epoch)
-    # Epochs count from `initial_epoch`, as in Keras; epoch e reads pass e of the data, so a run continued with
-    # initial_epoch=k sees the batches an uninterrupted one would. `offset` turns a state step into a data batch.
+    # Epochs count from `initial_epoch`, as in Keras (`offset` turns a state step into its epoch); the data is read
+    # from the state's step on, so training a returned state further sees the batches one longer run would.
     offset = initial_epoch * steps_per_epoch - run_start
     total = run_start + run_steps
     step = int(jax.device_get(state.step))
@@ -498,7 +508,7 @@ def run_fit(
 
     hooks.on_train_begin()
     state, epoch_logs = model.state, {}
-    source = _Batches(train_data, step + offset, total + offset)
+    source = _Batches(train_data, step, total)
     with _stop_on_signals() as signals:
       for epoch in range((step + offset) // steps_per_epoch, last_epoch):
         model.state = train_step.reset(state)
@@ -552,9 +562,13 @@ def run_fit(
     state = model.state
     if checkpointer is not None:
       checkpointer.wait()  # a failed background write surfaces here, inside the error handling
+      if backup is not None and backup.delete_checkpoint and not model.stop_training:
+        checkpointer.delete_all()
   except BaseException as error:
     if trained and not isinstance(error, NonFiniteLossError):  # before the first step, the caller's state is intact
       _keep_state(error, state, checkpointer)
+    if not any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in jax.tree.leaves(state)):
+      model.state = state  # the model holds the latest state it reached (a Keras model keeps its weights)
     raise
   finally:
     if source is not None:

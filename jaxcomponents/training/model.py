@@ -135,11 +135,13 @@ class Model:
     check_positive_int("seed", seed, allow_zero=True)
     self.module, self.seed, self.mesh = module, seed, mesh
     self.name = name or getattr(module, "keras_name", None) or getattr(module, "name", None) or type(module).__name__
-    self._variables = dict(variables) if variables is not None else None
+    # A copy: training donates the state's buffers, and the caller's variables stay theirs.
+    self._variables = jax.tree.map(np.array, jax.device_get(dict(variables))) if variables is not None else None
     self._state: TrainState | None = None
     self._compiled: _Compiled | None = None
     self._sample = None
     self._forward = None
+    self._output_specs: dict[Any, Any] = {}
     self.stop_training = False
     self.history: History | None = None
 
@@ -152,6 +154,7 @@ class Model:
     model.module, model.seed, model.mesh = module, 0, None
     model.name = getattr(module, "keras_name", None) or type(module).__name__
     model._variables, model._state, model._sample, model._forward = None, state, None, None
+    model._output_specs = {}
     model._compiled = _Compiled(train_step, eval_step, getattr(train_step, "loss", None), [],
                                 _Optimizer(model, state.tx, type(state.tx).__name__))
     model.stop_training, model.history = False, None
@@ -303,7 +306,8 @@ class Model:
                       "tuple/list/dict of arrays), a jaxcomponents dataset (len(data) and data.epoch(index)) or a "
                       "Grain dataset.")
     pad = pad or jax.process_count() > 1
-    data = ArrayDataset(x, y, batch_size, sample_weight=sample_weight, shuffle=bool(shuffle), seed=self.seed, pad=pad)
+    data = ArrayDataset(x, y, batch_size, sample_weight=sample_weight, shuffle=bool(shuffle), seed=self.seed, pad=pad,
+                        threads=0)  # in memory: gathered by the prefetch thread itself
     return data, len(data) if steps is None else steps
 
   def _first_inputs(self, data) -> Any:
@@ -426,6 +430,14 @@ class Model:
       raise ValueError("predict: x gave no batch.")
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
+  def output_spec(self, x) -> Any:
+    """The outputs' shapes and dtypes (`jax.ShapeDtypeStruct`s) for inputs like `x`, traced once per input shape."""
+    key = tuple((np.shape(a)[1:], str(np.asarray(a).dtype)) for a in array_leaves(x))
+    if key not in self._output_specs:
+      apply = self._state.apply_fn if self._state is not None else self.module.apply
+      self._output_specs[key] = jax.eval_shape(lambda v, x: apply_inference(apply, v, x), self.variables, x)
+    return self._output_specs[key]
+
   def _forward_fn(self) -> Callable[..., Any]:
     if self._forward is None:
       apply = self.module.apply
@@ -507,7 +519,8 @@ class Model:
                                                                self._state.batch_stats))
 
   def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
-    """Writes the variables: `.npz` (portable), `.weights.h5` / `.h5` (Keras's layout, for Keras to load)."""
+    """Writes the variables: `.npz` (portable), `.weights.h5` (Keras 3's layout, for a `from_keras` model;
+    needs Keras) or `.h5` (Keras's legacy layout, which Keras loads into the twin architecture)."""
     from jaxcomponents.weights import save_keras_h5, save_npz  # pylint: disable=import-outside-toplevel
 
     path = os.fspath(filepath)
@@ -515,10 +528,34 @@ class Model:
       raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
     if path.endswith(".npz"):
       save_npz(path, self.variables)
+    elif path.endswith(".weights.h5"):
+      self._keras_twin(".weights.h5").save_weights(path)
     elif path.endswith(".h5"):
       save_keras_h5(path, self.module, self.variables, self._require_sample("save_weights"))
     else:
       raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5.")
+
+  def check_writable(self, filepath: str | os.PathLike) -> None:
+    """Raises unless `save`/`save_weights` can write this model to `filepath` (its format, by suffix)."""
+    path = os.fspath(filepath)
+    if path.endswith((".keras", ".weights.h5")) and not (
+        type(self.module).__name__ == "KerasGraph" and isinstance(getattr(self.module, "config", None), str)):
+      what = ".keras" if path.endswith(".keras") else ".weights.h5"
+      raise ValueError(f"{type(self.module).__name__} has no Keras architecture to write as {what} ({path}): that "
+                       "format is for models converted by from_keras; save its weights as .npz (or .h5, Keras's "
+                       "legacy weights layout).")
+
+  def _keras_twin(self, what: str):
+    """The Keras model a `from_keras` module came from, holding this model's weights (needs Keras)."""
+    self.check_writable(what)
+    config = self.module.config
+    import json  # pylint: disable=import-outside-toplevel
+
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from jaxcomponents.weights import to_keras  # pylint: disable=import-outside-toplevel
+
+    return to_keras(self.module, self.variables, keras.Model.from_config(json.loads(config)))
 
   def load_weights(self, filepath: str | os.PathLike) -> None:
     """Reads variables written by `save_weights` (or Keras's `.h5` weights for the same architecture)."""
@@ -533,6 +570,21 @@ class Model:
     else:
       raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5.")
     self._set_variables(variables)
+
+  def save(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+    """Writes the whole model as a Keras `.keras` file (architecture and weights; needs Keras).
+
+    Models converted by `from_keras` save this way, so Keras and `load_model`
+    read them back. For any other module, save its variables (`save_weights`)
+    and rebuild the module in code.
+    """
+    path = os.fspath(filepath)
+    if not path.endswith(".keras"):
+      raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .keras (save_weights writes "
+                       ".npz, .weights.h5 and .h5).")
+    if not overwrite and os.path.exists(path):
+      raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    self._keras_twin(".keras").save(path)
 
   def _require_sample(self, what: str):
     if self._sample is None:
@@ -559,3 +611,17 @@ def _per_example_loss(loss: Any) -> Callable[[Any, Any], Any]:
     return loss
   raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name, a jaxcomponents loss or a function "
                    "(y_true, y_pred) -> per-example losses.")
+
+
+def load_model(filepath: str | os.PathLike) -> Model:
+  """A whole model from a Keras `.keras` (or full-model `.h5`) file, as `keras.models.load_model` (needs Keras).
+
+  Example (needs a file)::
+
+    model = load_model("classifier.keras")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+  """
+  from jaxcomponents.weights import from_keras  # pylint: disable=import-outside-toplevel
+
+  module, variables = from_keras(filepath)
+  return Model(module, variables)

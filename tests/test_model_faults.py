@@ -1,0 +1,128 @@
+"""Faults injected into `Model.fit`: the same guarantees as the functional `fit` it runs on.
+
+A signal mid-run with `BackupAndRestore` (saved, then resumed bit for bit), an exception in the data or a
+callback (the model keeps its latest good state), a non-finite loss (named, stopped), Ctrl-C while the data
+source blocks, and a bad checkpoint file target refused before the first step.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcomponents import Model, callbacks
+from jaxcomponents.data import RecordDataset
+from jaxcomponents.training import NonFiniteLossError
+from tests.training_problem import MLP, blobs, leaves_equal, xent
+
+
+def compiled(seed=0):
+  model = Model(MLP(), seed=seed)
+  model.compile(optimizer="adam", loss=xent, metrics=["sparse_categorical_accuracy"])
+  return model
+
+
+def test_sigterm_saves_the_backup_and_a_rerun_resumes_bit_for_bit(tmp_path):
+  x, y = blobs()
+  straight = compiled()
+  straight.fit(x, y, batch_size=16, epochs=4, verbose=0)
+
+  class SendTerm(callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      if int(self.model.state.step) == 9:  # mid second epoch
+        os.kill(os.getpid(), signal.SIGTERM)
+
+  first = compiled()
+  history = first.fit(x, y, batch_size=16, epochs=4, verbose=0,
+                      callbacks=[callbacks.BackupAndRestore(tmp_path), SendTerm()])
+  assert history.stopped_by == "SIGTERM" and int(first.state.step) == 9
+  second = compiled()
+  history = second.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path)])
+  assert history.epoch == [1, 2, 3] and int(second.state.step) == 24
+  assert leaves_equal(second.state.params, straight.state.params)
+  assert leaves_equal(second.state.opt_state, straight.state.opt_state)
+
+
+def test_an_exception_keeps_the_latest_good_state_on_the_model_and_the_error():
+  x, y = blobs()
+
+  class Records:
+    reads = 0
+
+    def __len__(self):
+      return len(x)
+
+    def __getitem__(self, i):
+      if i == 50:
+        Records.reads += 1
+        if Records.reads > 1:
+          raise OSError("record 50: image file is truncated")
+      return x[i], y[i]
+
+  model = compiled()
+  with pytest.raises(OSError, match="record 50") as caught:
+    model.fit(RecordDataset(Records(), lambda r: r, batch_size=16, shuffle=False, threads=0), epochs=3, verbose=0)
+  assert int(caught.value.state.step) == 9 and int(model.state.step) == 9
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(model.state.params))
+  model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # trains on from there
+  assert int(model.state.step) == 15
+
+  class Broken(callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      raise RuntimeError("the plotting callback failed")
+
+  with pytest.raises(RuntimeError, match="plotting callback failed") as caught:
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[Broken()])
+  assert int(model.state.step) == int(caught.value.state.step) == 21
+
+
+def test_a_non_finite_loss_is_named_and_stops_training():
+  x, y = blobs()
+  x[40:] = np.nan
+  model = compiled()
+  with pytest.raises(NonFiniteLossError, match=r"at step 3; training stopped"):
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+
+
+def test_ctrl_c_while_the_data_source_blocks_returns_within_a_second():
+  release = threading.Event()
+  x, y = blobs()
+
+  class Stalling:
+    def __len__(self):
+      return 6
+
+    def epoch(self, index):
+      for i in range(3):
+        yield {"x": x[16 * i:16 * (i + 1)], "y": y[16 * i:16 * (i + 1)]}
+      release.wait(60)
+
+  sent = []
+
+  class Interrupt(callbacks.Callback):
+    def on_train_begin(self, logs=None):
+      def interrupt():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+      threading.Timer(3.0, interrupt).start()
+
+  model = compiled()
+  try:
+    history = model.fit(Stalling(), epochs=1, verbose=0, callbacks=[Interrupt()])
+    waited = time.monotonic() - sent[0]
+  finally:
+    release.set()
+  assert history.stopped_by == "SIGINT" and int(model.state.step) == 3 and waited < 1.0
+
+
+def test_a_checkpoint_target_the_model_cannot_write_is_refused_before_the_first_step(tmp_path):
+  x, y = blobs()
+  model = compiled()
+  with pytest.raises(ValueError, match=r"MLP has no Keras architecture to write as .weights.h5"):
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[callbacks.ModelCheckpoint(tmp_path / "w.weights.h5", save_weights_only=True)])
+  assert model.state is not None and int(model.state.step) == 0

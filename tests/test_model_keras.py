@@ -323,3 +323,52 @@ def test_backup_and_restore_resumes_an_interrupted_run_where_it_stopped(tmp_path
   for got, want in zip(jax.tree.leaves(resumed.variables), jax.tree.leaves(straight.variables)):
     np.testing.assert_array_equal(got, want)
   assert not [name for name in os.listdir(tmp_path) if name.isdigit()]  # a finished run deletes its backup
+
+
+def test_a_two_input_model_takes_a_list_or_a_dict_as_keras():
+  a, b = keras.Input((6,), name="a"), keras.Input((4,), name="b")
+  merged = keras.layers.Concatenate()([keras.layers.Dense(5, activation="tanh")(a), b])
+  keras_model = keras.Model([a, b], keras.layers.Dense(3, activation="softmax")(merged))
+  randomize_keras(keras_model, seed=20, scale=0.3)
+  model = pair(keras_model)
+  rng = np.random.default_rng(21)
+  xa, xb, y = rng.normal(size=(36, 6)), rng.normal(size=(36, 4)), rng.integers(0, 3, 36)
+  histories = []
+  for m in (model, keras_model):
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    histories.append(m.fit([xa, xb], y, batch_size=8, epochs=2, shuffle=False, verbose=0, validation_split=0.25))
+  assert_history_equal(*histories)
+  np.testing.assert_allclose(model.predict({"a": xa, "b": xb}, verbose=0),
+                             keras_model.predict({"a": xa, "b": xb}, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["dict", "list"])
+def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
+  x_in = keras.Input((6,), name="x")
+  hidden = keras.layers.Dense(8, activation="relu")(x_in)
+  outputs = [keras.layers.Dense(2, name="box")(hidden), keras.layers.Dense(3, activation="softmax", name="kind")(hidden)]
+  keras_model = keras.Model(x_in, outputs)
+  randomize_keras(keras_model, seed=22, scale=0.3)
+  model = pair(keras_model)
+  rng = np.random.default_rng(23)
+  x, box, kind = rng.normal(size=(40, 6)), rng.normal(size=(40, 2)), rng.integers(0, 3, 40)
+  if form == "dict":
+    y, options = {"box": box, "kind": kind}, dict(
+        loss={"box": "mse", "kind": "sparse_categorical_crossentropy"}, loss_weights={"box": 0.5, "kind": 2.0},
+        metrics={"box": ["mae"], "kind": ["accuracy"]})
+  else:
+    y, options = [box, kind], dict(loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[0.5, 2.0],
+                                   metrics=[["mae"], ["accuracy"]])
+  results = []
+  for m in (model, keras_model):
+    m.compile(optimizer="adam", **options)
+    weights = np.linspace(0.5, 1.5, 40) if form == "list" else None  # Keras 3.15 fails on dict targets with them
+    history = m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, validation_split=0.25,
+                    sample_weight=weights)
+    results.append((history, m.evaluate(x, y, verbose=0), m.predict(x, verbose=0)))
+  assert_history_equal(results[0][0], results[1][0])
+  assert "box_loss" in results[0][0].history and "val_kind_accuracy" in results[0][0].history
+  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4)
+  for got, want in zip(results[0][2], results[1][2]):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  assert_weights_equal(model, keras_model)

@@ -202,7 +202,8 @@ class KerasGraph(PrecisionFields):
     dtype, param_dtype, precision: keyword-only, given to every weighted layer.
 
   Call arguments:
-    *inputs: one array per Keras model input, in the model's order.
+    *inputs: one array per Keras model input, in the model's order (or one list of them, or a dict by input
+      name, as a Keras model is called).
     train: dropout on and batch statistics updated, as Keras's `training=True`.
 
   Returns:
@@ -217,6 +218,11 @@ class KerasGraph(PrecisionFields):
     outputs = tuple(values[r] for r in graph.outputs)
     return outputs[0] if len(outputs) == 1 else outputs
 
+  @property
+  def output_names(self) -> list[str]:
+    """The Keras model's output names (its output layers' names), in order, as Keras's `model.output_names`."""
+    return [r.layer for r in parse_json(self.config).outputs]
+
   def layer_outputs(self, *inputs, train: bool = False) -> dict[str, Any]:
     """Each layer's first output at its first call, by layer name (to compare with Keras layer by layer)."""
     return {ref.layer: value for ref, value in self.run(*inputs, train=train).items()
@@ -226,6 +232,12 @@ class KerasGraph(PrecisionFields):
   def run(self, *inputs, train: bool = False) -> dict[Ref, Any]:
     """Every tensor the outputs depend on, by `Ref`."""
     graph = parse_json(self.config)
+    if len(inputs) == 1 and len(graph.inputs) > 1 and isinstance(inputs[0], (list, tuple, dict)):
+      given = inputs[0]  # one list (or dict by input name) of the inputs, as a Keras model is called
+      names = [r.layer for r in graph.inputs]
+      if isinstance(given, dict) and set(given) != set(names):
+        raise ValueError(f"the inputs are named {sorted(given)}; the model's inputs are {names}.")
+      inputs = tuple(given[n] for n in names) if isinstance(given, dict) else tuple(given)
     if len(inputs) != len(graph.inputs):
       raise ValueError(f"the model takes {len(graph.inputs)} inputs "
                        f"({', '.join(r.layer for r in graph.inputs)}); {len(inputs)} were given.")

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from jaxcomponents import losses as losses_lib
+from jaxcomponents import metrics as metrics_lib
 from jaxcomponents import optimizers
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import array_leaves, map_arrays
@@ -26,7 +27,8 @@ from jaxcomponents.training.callbacks import CallbackList, History, pythonify
 from jaxcomponents.training.loop import batch_stream, check_validation_freq, run_evaluate, run_fit
 from jaxcomponents.training.predict import apply_inference, padded
 from jaxcomponents.training.state import TrainState
-from jaxcomponents.training.step import Step, make_eval_step, make_train_step
+from jaxcomponents.training.step import (OutputLoss, Step, batch_size_of, make_eval_step, make_train_step,
+                                         per_example_losses)
 
 
 class _Optimizer:
@@ -216,10 +218,13 @@ class Model:
       optimizer: a Keras optimizer name (`"adam"`, built with Keras's defaults by
         `jaxcomponents.optimizers.get`), or an optax `GradientTransformation`.
       loss: a Keras loss name, a `jaxcomponents.losses.get(...)` loss, or a
-        function `(y_true, y_pred) -> per-example losses`.
-      loss_weights: a float scaling the loss (one output).
-      metrics: Keras metric names (or a name -> metric mapping); they ignore sample and class weights.
-      weighted_metrics: metrics weighed by sample and class weights.
+        function `(y_true, y_pred) -> per-example losses`; for a model with
+        several outputs, a list (by position) or a dict (by output name) of them.
+        Each output's loss is logged as `<output>_loss`, their weighted sum as `loss`.
+      loss_weights: a float scaling the loss; with several outputs, a list or dict of them.
+      metrics: Keras metric names (or a name -> metric mapping); they ignore sample and class weights. With
+        several outputs, a list of lists or a dict of lists, logged as `<output>_<metric>`.
+      weighted_metrics: metrics weighed by sample and class weights (the same forms).
       run_eagerly: run the steps without `jax.jit` (for debugging).
       steps_per_execution: 1 (each step is one compiled call).
       jit_compile: "auto" or True compile the steps; False is `run_eagerly`.
@@ -228,11 +233,6 @@ class Model:
     if loss is None:
       raise ValueError("loss=None is not allowed; expected a Keras loss name, a jaxcomponents loss or a function "
                        "(y_true, y_pred) -> per-example losses.")
-    if isinstance(loss, (Mapping, list, tuple)):
-      raise ValueError(f"loss={loss!r}: one loss per output is not supported yet; give one loss for the model's "
-                       "single output.")
-    if isinstance(metrics, Mapping) and any(isinstance(v, (list, tuple, Mapping)) for v in metrics.values()):
-      raise ValueError(f"metrics={metrics!r}: metrics per output are not supported yet; give a list of metrics.")
     check_positive_int("steps_per_execution", steps_per_execution)
     if steps_per_execution != 1:
       raise ValueError(f"steps_per_execution={steps_per_execution} is not supported; expected 1 (XLA fuses each "
@@ -247,15 +247,21 @@ class Model:
       raise ValueError(f"optimizer={optimizer!r} is not allowed; expected a Keras optimizer name (e.g. 'adam') or "
                        "an optax.GradientTransformation (e.g. jaxcomponents.optimizers.get('adam', "
                        "learning_rate=1e-3)).")
-    loss_fn = _per_example_loss(loss)
-    if loss_weights is not None:
-      if isinstance(loss_weights, bool) or not isinstance(loss_weights, (int, float)):
-        raise ValueError(f"loss_weights={loss_weights!r} is not allowed; expected a float (one output).")
-      unweighted, scale = loss_fn, float(loss_weights)
-      loss_fn = lambda y_true, y_pred: scale * unweighted(y_true, y_pred)
-    train_step = make_train_step(loss_fn, metrics or (), weighted_metrics=weighted_metrics or (), jit=jit)
-    eval_step = make_eval_step(loss_fn, metrics or (), weighted_metrics=weighted_metrics or (), jit=jit)
-    names = [*train_step.metrics, *train_step.weighted]
+    if isinstance(loss, (Mapping, list, tuple)):
+      loss_fn, output_losses, metrics, weighted_metrics = _outputs(
+          loss, loss_weights, metrics, weighted_metrics, getattr(self.module, "output_names", None))
+    else:
+      loss_fn, output_losses = _per_example_loss(loss), {}
+      if loss_weights is not None:
+        if isinstance(loss_weights, bool) or not isinstance(loss_weights, (int, float)):
+          raise ValueError(f"loss_weights={loss_weights!r} is not allowed with one loss; expected a float (give "
+                           "loss as a list or dict to weigh several outputs).")
+        unweighted, scale = loss_fn, float(loss_weights)
+        loss_fn = lambda y_true, y_pred: scale * unweighted(y_true, y_pred)
+    options = dict(weighted_metrics=weighted_metrics or (), output_losses=output_losses, jit=jit)
+    train_step = make_train_step(loss_fn, metrics or (), **options)
+    eval_step = make_eval_step(loss_fn, metrics or (), **options)
+    names = [*train_step.output_losses, *train_step.metrics, *train_step.weighted]
     self._compiled = _Compiled(train_step, eval_step, loss, names, _Optimizer(self, tx, name))
     if self._state is not None:  # recompiling keeps the weights, with a fresh optimizer state
       variables = self._state.variables
@@ -625,3 +631,80 @@ def load_model(filepath: str | os.PathLike) -> Model:
 
   module, variables = from_keras(filepath)
   return Model(module, variables)
+
+
+def _pick(tree: Any, index: int, name: str) -> Any:
+  """Output `index` (named `name`) of a model's outputs or targets: a dict by name, a list or tuple by position."""
+  return tree[name] if isinstance(tree, Mapping) else tree[index]
+
+
+class _OnOutput:
+  """A streaming metric of one output of a multi-output model."""
+
+  def __init__(self, metric: Any, index: int, name: str):
+    self.metric, self.index, self.name = metric, index, name
+
+  def init(self):
+    return self.metric.init()
+
+  def update(self, state, y_true, y_pred, sample_weight=None):
+    return self.metric.update(state, _pick(y_true, self.index, self.name), _pick(y_pred, self.index, self.name),
+                              sample_weight=sample_weight)
+
+  def result(self, state):
+    return self.metric.result(state)
+
+
+def _per_output(value: Any, what: str, names: list[str]) -> list[Any]:
+  """`value` (a list by position or a dict by output name) as one entry per output (None where not given)."""
+  if isinstance(value, Mapping):
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+      raise ValueError(f"{what} names {unknown}, which are not outputs of the model; its outputs are {names}.")
+    return [value.get(name) for name in names]
+  if isinstance(value, (list, tuple)):
+    if len(value) != len(names):
+      raise ValueError(f"{what} has {len(value)} entries; the model has {len(names)} outputs ({names}).")
+    return list(value)
+  raise ValueError(f"{what}={value!r} is not allowed with several outputs; expected a list (by position) or a dict "
+                   f"(by output name, one of {names}).")
+
+
+def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | None):
+  """A multi-output model's compiled loss: the total, each output's loss log, and each output's metrics."""
+  if names is None:
+    names = list(loss) if isinstance(loss, Mapping) else [f"output_{i}" for i in range(len(loss))]
+  losses = _per_output(loss, "loss", names)
+  weights = [1.0] * len(names) if loss_weights is None else _per_output(loss_weights, "loss_weights", names)
+  terms, output_losses = [], {}
+  for index, (name, spec, weight) in enumerate(zip(names, losses, weights)):
+    if spec is None:
+      continue
+    fn = _per_example_loss(spec)
+    weight = 1.0 if weight is None else weight
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+      raise ValueError(f"loss_weights for output {name!r} is {weight!r}; expected a float.")
+    picked = lambda y, p, fn=fn, index=index, name=name: fn(_pick(y, index, name), _pick(p, index, name))
+    terms.append((float(weight), picked))
+    output_losses[f"{name}_loss"] = OutputLoss(picked)
+  if not terms:
+    raise ValueError(f"loss={loss!r} gives no output a loss.")
+
+  def total(y_true, y_pred):
+    n = batch_size_of(y_pred)
+    return sum(weight * per_example_losses(fn(y_true, y_pred), n) for weight, fn in terms)
+
+  def by_output(value, what):
+    if not value:
+      return {}
+    if not isinstance(value, Mapping) and all(isinstance(v, str) for v in value):
+      value = [list(value)] * len(names)  # one list of names: every output gets them
+    result = {}
+    for index, (name, entries) in enumerate(zip(names, _per_output(value, what, names))):
+      for entry in [entries] if isinstance(entries, str) else entries or ():
+        metric = metrics_lib.get(entry) if isinstance(entry, str) else entry
+        result[f"{name}_{entry if isinstance(entry, str) else getattr(entry, 'name', type(entry).__name__)}"] = (
+            _OnOutput(metric, index, name))
+    return result
+
+  return total, output_losses, by_output(metrics, "metrics"), by_output(weighted_metrics, "weighted_metrics")

@@ -66,9 +66,14 @@ def init_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
           **{name: m.init() for name, m in metrics.items()}}
 
 
-def _per_example(losses: jax.Array, n: int) -> jax.Array:
+def per_example_losses(losses: jax.Array, n: int) -> jax.Array:
   """Per-example losses: a loss over pixels or time steps is averaged within each example."""
   return losses.reshape((n, -1)).mean(axis=1) if losses.ndim > 1 else losses
+
+
+def batch_size_of(y_pred: Any) -> int:
+  """The number of examples in a model's output (the first axis of its first array)."""
+  return jax.tree.leaves(y_pred)[0].shape[0]
 
 
 def _masks(batch: Batch, n: int) -> tuple[jax.Array, jax.Array]:
@@ -77,16 +82,37 @@ def _masks(batch: Batch, n: int) -> tuple[jax.Array, jax.Array]:
   return mask, weight
 
 
-def _update_metrics(metrics, weighted, states, batch, y_pred, per_example_loss):
+class OutputLoss:
+  """One output's loss as its own log (Keras's `<output>_loss`): unweighted by `loss_weights`, averaged over examples.
+
+  `fn(y_true, y_pred)` takes the whole targets and outputs and picks its own.
+  """
+
+  def __init__(self, fn: LossFn):
+    self.fn = fn
+
+  def init(self):
+    return _Mean().init()
+
+  def update(self, state, y_true, y_pred, weight, mask):
+    per_example = per_example_losses(self.fn(y_true, y_pred), mask.shape[0])
+    return _Mean().update(state, jnp.sum(per_example * weight), jnp.sum(mask))
+
+  def result(self, state):
+    return _Mean().result(state)
+
+
+def _update_metrics(step: "Step", states, batch, y_pred, per_example_loss):
   """As Keras: `metrics` ignore sample and class weights (padding aside), `weighted` metrics and the loss use them."""
-  mask, weight = _masks(batch, y_pred.shape[0])
+  mask, weight = _masks(batch, batch_size_of(y_pred))
   new = {"loss": _Mean().update(states["loss"], jnp.sum(per_example_loss * weight), jnp.sum(mask)),
          "nonfinite_step": states["nonfinite_step"]}
-  for group, sample_weight in ((metrics, mask), (weighted, weight)):
+  for name, output_loss in step.output_losses.items():
+    new[name] = output_loss.update(states[name], batch["y"], y_pred, weight, mask)
+  for group, sample_weight in ((step.metrics, mask), (step.weighted, weight)):
     for name, metric in group.items():
       new[name] = metric.update(states[name], batch["y"], y_pred, sample_weight=sample_weight)
-  results = {"loss": _Mean().result(new["loss"])}
-  results.update({name: metric.result(new[name]) for name, metric in {**metrics, **weighted}.items()})
+  results = {name: stream.result(new[name]) for name, stream in step.streams().items()}
   return new, results
 
 
@@ -101,15 +127,20 @@ class Step:
   metrics: Mapping[str, Any]
   loss: LossFn | None = None
   weighted: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  output_losses: Mapping[str, OutputLoss] = dataclasses.field(default_factory=dict)
 
   def __call__(self, state: TrainState, batch: Batch):
     if not state.metrics:
       state = self.reset(state)
     return self.fn(state, batch)
 
+  def streams(self) -> dict[str, Any]:
+    """Every log this step reports, in order: the loss, each output's loss, the metrics, the weighted metrics."""
+    return {"loss": _Mean(), **self.output_losses, **self.metrics, **self.weighted}
+
   def reset(self, state: TrainState) -> TrainState:
     """The state with fresh streaming metrics (the loss and this step's metrics)."""
-    return state.replace(metrics=init_metrics({**self.metrics, **self.weighted}))
+    return state.replace(metrics=init_metrics({**self.output_losses, **self.metrics, **self.weighted}))
 
 
 def cast_floats(tree, dtype):
@@ -122,6 +153,7 @@ def make_train_step(
     metrics: Sequence[str] | Mapping[str, Any] = (),
     *,
     weighted_metrics: Sequence[str] | Mapping[str, Any] = (),
+    output_losses: Mapping[str, OutputLoss] | None = None,
     regularizer: Callable[[Any], jax.Array] | None = None,
     compute_dtype: Any = None,
     accumulate_steps: int = 1,
@@ -137,6 +169,7 @@ def make_train_step(
     metrics: Keras metric names, or a mapping name -> streaming metric. As Keras's `compile(metrics=...)`,
       they ignore sample and class weights.
     weighted_metrics: metrics weighed by the batch's `sample_weight` (Keras's `weighted_metrics`).
+    output_losses: extra logs, one `OutputLoss` per output of a multi-output model (`Model.compile` builds them).
     regularizer: `params -> penalty`, added to the loss (see `jaxcomponents.regularizers`).
     compute_dtype: e.g. `jnp.bfloat16` for mixed precision: the forward and
       backward pass run in this dtype; parameters, batch statistics and the
@@ -165,8 +198,8 @@ def make_train_step(
       x = cast_floats(x, compute_dtype)
     y_pred, updates = apply_fn(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
     y_pred = cast_floats(y_pred, jnp.float32)
-    per_example = _per_example(loss_fn(batch["y"], y_pred), y_pred.shape[0])
-    mask, weight = _masks(batch, y_pred.shape[0])
+    per_example = per_example_losses(loss_fn(batch["y"], y_pred), batch_size_of(y_pred))
+    mask, weight = _masks(batch, batch_size_of(y_pred))
     mean_loss = jnp.sum(per_example * weight) / jnp.maximum(jnp.sum(mask), 1.0)
     total = mean_loss + (regularizer(params) if regularizer is not None else 0.0)
     return total, (y_pred, per_example, updates.get("batch_stats", batch_stats))
@@ -196,14 +229,14 @@ def make_train_step(
       (grads, batch_stats, _), (y_pred, per_example) = jax.lax.scan(
           body, (zeros, state.batch_stats, 0), micro_batches(batch))
       grads = jax.tree.map(lambda g: g / accumulate_steps, grads)
-      y_pred = y_pred.reshape((-1,) + y_pred.shape[2:])
+      y_pred = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), y_pred)
       per_example = per_example.reshape((-1,) + per_example.shape[2:])
     if frozen_batch_stats:
       keep = frozen_mask(state.batch_stats, frozen_batch_stats)
       batch_stats = jax.tree.map(lambda k, old, new: old if k else new, keep, state.batch_stats, batch_stats)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metric_states, results = _update_metrics(metric_fns, weighted_fns, state.metrics, batch, y_pred, per_example)
+    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example)
     first_bad = metric_states["nonfinite_step"]
     metric_states["nonfinite_step"] = jnp.where(
         (first_bad < 0) & ~jnp.isfinite(results["loss"]), state.step, first_bad)
@@ -211,9 +244,9 @@ def make_train_step(
                               opt_state=opt_state, metrics=metric_states)
     return new_state, results
 
-  if jit:
-    train_step = jax.jit(train_step, donate_argnums=(0,) if donate else ())
-  return Step(train_step, metric_fns, loss_fn, weighted_fns)
+  step = Step(jax.jit(train_step, donate_argnums=(0,) if donate else ()) if jit else train_step, metric_fns, loss_fn,
+              weighted_fns, dict(output_losses or {}))
+  return step
 
 
 def make_eval_step(
@@ -221,6 +254,7 @@ def make_eval_step(
     metrics: Sequence[str] | Mapping[str, Any] = (),
     *,
     weighted_metrics: Sequence[str] | Mapping[str, Any] = (),
+    output_losses: Mapping[str, OutputLoss] | None = None,
     compute_dtype: Any = None,
     jit: bool = True,
 ) -> Step:
@@ -239,8 +273,9 @@ def make_eval_step(
       variables = {**variables, "params": cast_floats(variables["params"], compute_dtype)}
       x = cast_floats(x, compute_dtype)
     y_pred = cast_floats(state.apply_fn(variables, x, train=False), jnp.float32)
-    per_example = _per_example(loss_fn(batch["y"], y_pred), y_pred.shape[0])
-    metric_states, results = _update_metrics(metric_fns, weighted_fns, state.metrics, batch, y_pred, per_example)
+    per_example = per_example_losses(loss_fn(batch["y"], y_pred), batch_size_of(y_pred))
+    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example)
     return state.replace(metrics=metric_states), results
 
-  return Step(jax.jit(eval_step) if jit else eval_step, metric_fns, loss_fn, weighted_fns)
+  step = Step(jax.jit(eval_step) if jit else eval_step, metric_fns, loss_fn, weighted_fns, dict(output_losses or {}))
+  return step

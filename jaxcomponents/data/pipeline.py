@@ -81,9 +81,10 @@ class BatchPipeline:
     shuffle: a new permutation each epoch, fixed by `(seed, epoch)`.
     seed: seeds the permutation and the augmentation.
     drop_remainder: drop the last short batch instead of padding it.
-    pad: pad the last short batch to `batch_size` (masked out), so a jitted step
-      never recompiles; False hands it over short, as Keras does (one more
-      compile, and batch statistics over the real examples only). One process only.
+    pad: pad the last short batch to `batch_size` (masked out by the batches'
+      `mask`), so a jitted step never recompiles; False hands it over short, as
+      Keras does (one more compile, batch statistics over the real examples
+      only, and no `mask`). One process only.
     augment: `augment(x, rng) -> x` applied to each example on the host with a
       `np.random.Generator` fixed by `(seed, epoch, position)`. For record
       datasets it runs before stacking, so it may turn a file name or encoded
@@ -211,7 +212,9 @@ class _LoadBatch:
     indices = self.order(epoch)[positions % p.size]
     rngs = None if p.augment is None else [p._example_rng(epoch, int(pos)) for pos in positions]
     x, y, *weight = p.load(indices, rngs)
-    batch = {"x": x, "y": y, "mask": (positions < p.size).astype(np.float32)}
+    batch = {"x": x, "y": y}
+    if p.pad:  # unpadded batches hold real examples only: no mask to send
+      batch["mask"] = (positions < p.size).astype(np.float32)
     if weight:
       batch["sample_weight"] = weight[0]
     return batch

@@ -102,9 +102,9 @@ class NonFiniteLossError(FloatingPointError):
 
 def _log_names(train_step: Step, eval_step: Step | None, callbacks: Sequence[Callback]) -> list[str]:
   """The logs each epoch will have (known before the first step): Keras's, sorted by name."""
-  names = ["loss", *train_step.metrics]
+  names = list(train_step.streams())
   if eval_step is not None:
-    names += [f"val_{name}" for name in ("loss", *eval_step.metrics)]
+    names += [f"val_{name}" for name in eval_step.streams()]
   if any(isinstance(c, (ReduceLROnPlateau, LearningRateScheduler)) for c in callbacks):
     names.append("learning_rate")
   return sorted(names + [name for callback in callbacks for name in getattr(callback, "adds_logs", ())])

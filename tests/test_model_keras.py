@@ -372,3 +372,13 @@ def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
   for got, want in zip(results[0][2], results[1][2]):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
   assert_weights_equal(model, keras_model)
+
+
+def test_summary_name_and_counts_as_keras():
+  keras_model = small_cnn(seed=24)
+  model = pair(keras_model)
+  model.build(data(2, 25)[0])
+  text = model.summary(print_fn=None)
+  assert model.name == keras_model.name and f'Model: "{keras_model.name}"' in text
+  assert f"Total params: {keras_model.count_params():,}" in text and model.count_params() == keras_model.count_params()
+  assert Model(model.module, name="mine").name == "mine"

@@ -8,6 +8,7 @@ the functional `fit(state, step, data)`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -114,7 +115,8 @@ class Model:
     module: any Linen module (a jaxcomponents model, a `from_keras` graph, your own).
     variables: its variables (`{"params": ..., "batch_stats": ...}`); without them,
       the first `fit` (or `build(sample)`) initialises them from `seed`.
-    name: the model's name in summaries (default: the module's Keras name, else its class name).
+    name: the model's name in summaries (default: a `from_keras` model's Keras name, else the module's name or
+      class name).
     seed: seeds initialisation, dropout and the shuffling of arrays.
     mesh: a `data_mesh()`: the state is replicated and each batch sharded across it.
 
@@ -136,7 +138,7 @@ class Model:
       raise TypeError(f"module={type(module).__name__} is not allowed; expected a flax.linen.Module.")
     check_positive_int("seed", seed, allow_zero=True)
     self.module, self.seed, self.mesh = module, seed, mesh
-    self.name = name or getattr(module, "keras_name", None) or getattr(module, "name", None) or type(module).__name__
+    self._name = name
     # A copy: training donates the state's buffers, and the caller's variables stay theirs.
     self._variables = jax.tree.map(np.array, jax.device_get(dict(variables))) if variables is not None else None
     self._state: TrainState | None = None
@@ -154,13 +156,24 @@ class Model:
     module = module or getattr(state.apply_fn, "__self__", None)
     model = cls.__new__(cls)
     model.module, model.seed, model.mesh = module, 0, None
-    model.name = getattr(module, "keras_name", None) or type(module).__name__
+    model._name = None
     model._variables, model._state, model._sample, model._forward = None, state, None, None
     model._output_specs = {}
     model._compiled = _Compiled(train_step, eval_step, getattr(train_step, "loss", None), [],
                                 _Optimizer(model, state.tx, type(state.tx).__name__))
     model.stop_training, model.history = False, None
     return model
+
+  @property
+  def name(self) -> str:
+    """`name=` if given, else the Keras model's name (a `from_keras` model), the module's name or its class name."""
+    if self._name:
+      return self._name
+    config = getattr(self.module, "config", None)
+    if isinstance(config, str) and type(self.module).__name__ == "KerasGraph":
+      return json.loads(config).get("name") or "KerasGraph"
+    own = getattr(self.module, "name", None)
+    return own if isinstance(own, str) else type(self.module).__name__
 
   # ------------------------------------------------------------------------------------------------ state
 
@@ -555,8 +568,6 @@ class Model:
     """The Keras model a `from_keras` module came from, holding this model's weights (needs Keras)."""
     self.check_writable(what)
     config = self.module.config
-    import json  # pylint: disable=import-outside-toplevel
-
     import keras  # pylint: disable=import-outside-toplevel
 
     from jaxcomponents.weights import to_keras  # pylint: disable=import-outside-toplevel
@@ -601,7 +612,7 @@ class Model:
     """Prints the layers, output shapes and parameter counts, as Keras's `model.summary()`."""
     from jaxcomponents.summary import summary  # pylint: disable=import-outside-toplevel
 
-    return summary(self.module, self._require_sample("summary"), name=self.name, print_fn=print_fn, **options)
+    return summary(self.module, self._require_sample("summary"), name=self._name, print_fn=print_fn, **options)
 
   def __repr__(self):
     return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"

@@ -16,7 +16,7 @@ import pytest
 
 from jaxcomponents import Model, callbacks
 from jaxcomponents.data import RecordDataset
-from jaxcomponents.training import NonFiniteLossError
+from jaxcomponents.training import CheckpointError, NonFiniteLossError
 from tests.training_problem import MLP, blobs, leaves_equal, xent
 
 
@@ -126,3 +126,43 @@ def test_a_checkpoint_target_the_model_cannot_write_is_refused_before_the_first_
     model.fit(x, y, epochs=1, verbose=0,
               callbacks=[callbacks.ModelCheckpoint(tmp_path / "w.weights.h5", save_weights_only=True)])
   assert model.state is not None and int(model.state.step) == 0
+
+
+def test_a_damaged_newest_backup_falls_back_to_an_intact_one(tmp_path):
+  from tests.test_fault_injection import _flip_bytes
+
+  x, y = blobs()
+
+  class Interrupt(callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      if epoch == 2:
+        raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    compiled().fit(x, y, batch_size=16, epochs=4, verbose=0,
+                   callbacks=[callbacks.BackupAndRestore(tmp_path, delete_checkpoint=False), Interrupt()])
+  steps = sorted(int(name) for name in os.listdir(tmp_path) if name.isdigit())
+  assert steps == [12]  # the backup keeps the newest only: epoch 2 stopped before its save
+  _flip_bytes(tmp_path / "12")
+  with pytest.warns(UserWarning, match=r"checkpoint step 12 in .* (is damaged|cannot be read)"), \
+       pytest.raises(Exception, match=r"no intact checkpoint to restore: checkpoint step 12"):
+    compiled().fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path)])
+
+
+def test_arguments_monitors_and_labels_are_checked_before_the_first_step(tmp_path):
+  x, y = blobs()
+  model = compiled()
+  with pytest.raises(ValueError, match=r"EarlyStopping monitor='val_accuracy' names no log of this run; the logs will "
+                                       r"be \['loss', 'sparse_categorical_accuracy'\]"):
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.EarlyStopping("val_accuracy")])
+  bad = y.copy()
+  bad[[5, 17]] = [7, 3]
+  strict = Model(MLP())
+  strict.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+  with pytest.raises(ValueError, match=r"train_data \(for the model's 3 outputs\) has labels outside \[0, 3\)"):
+    strict.fit(x, bad, epochs=1, verbose=0)
+  (tmp_path / "file").write_text("not a directory")
+  with pytest.raises(CheckpointError, match=r"cannot be written \(Not a directory\)"):
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path / "file" / "backup")])
+  for m in (model, strict):
+    assert int(m.state.step) == 0  # nothing trained, nothing lost

@@ -17,6 +17,9 @@ _DONE = object()
 def prefetch(batches: Iterable[Any], size: int = 2, mesh=None) -> Iterator[Any]:
   """Yields `batches` already on the device, preparing up to `size` ahead in a background thread.
 
+  With `size=0` there is no thread, and without a mesh the batches pass as they are (a jitted call
+  transfers its arguments itself, at less cost than `jax.device_put`).
+
   With a `mesh`, each batch is split along its leading axis across the mesh
   (`jaxcomponents.sharding.shard_batch`). Errors in the producer re-raise here.
 
@@ -26,6 +29,9 @@ def prefetch(batches: Iterable[Any], size: int = 2, mesh=None) -> Iterator[Any]:
     [(2,), (2,)]
   """
   place = (lambda b: shard_batch(b, mesh)) if mesh is not None else jax.device_put
+  if size == 0:  # no thread (cheap batches, e.g. slices of arrays): on one device, jit takes them as they are
+    yield from batches if mesh is None else map(place, batches)
+    return
   buffer: queue.Queue = queue.Queue(maxsize=max(size, 1))
   stop = threading.Event()
 

@@ -228,6 +228,12 @@ def _stop_on_signals():
       signal.signal(sig, old)
 
 
+def _in_memory(data: Dataset) -> bool:
+  """Whether `data`'s batches are slices of arrays gathered in the reading thread (no reader threads, no augment)."""
+  return (isinstance(data, ArrayDataset) and type(data).epoch is BatchPipeline.epoch and data.threads == 0
+          and data.workers == 0 and data.augment is None)
+
+
 def _should_validate(epoch: int, validation_freq: int | Sequence[int]) -> bool:
   """Keras's rule: every `validation_freq`-th epoch, or the (1-based) epochs listed."""
   if isinstance(validation_freq, int):
@@ -506,6 +512,7 @@ def run_fit(
             + (f"The last good checkpoint (step {last}) is kept." if last is not None else
                "No checkpoint was written."))
 
+    ahead = 0 if _in_memory(train_data) else 2  # slicing arrays costs less than handing batches between threads
     hooks.on_train_begin()
     state, epoch_logs = model.state, {}
     source = _Batches(train_data, step, total)
@@ -513,11 +520,11 @@ def run_fit(
       for epoch in range((step + offset) // steps_per_epoch, last_epoch):
         model.state = train_step.reset(state)
         hooks.on_epoch_begin(epoch)
-        state, results = model.state, {}
+        state, results, pending = model.state, {}, None
         first = epoch * steps_per_epoch - offset  # the state's step when this epoch began
         batches = source.take(min(steps_per_epoch, total - first) - (step - first))
         try:
-          for batch in _interruptible(prefetch(map(weigh, batches), mesh=mesh), signals):
+          for batch in _interruptible(prefetch(map(weigh, batches), ahead, mesh=mesh), signals):
             index = step - first
             if batch_begin:
               model.state = state
@@ -532,7 +539,13 @@ def run_fit(
             if signals or model.stop_training:
               break
             if step % log_every == 0:
-              check_finite(state)
+              # The running loss of `log_every` steps ago, copied to the host meanwhile: read without waiting for
+              # the device; only a non-finite one waits, to name the first bad step.
+              if pending is not None and not np.isfinite(np.asarray(pending)).all():
+                check_finite(state)
+              pending = results.get("loss")
+              if isinstance(pending, jax.Array):
+                pending.copy_to_host_async()
         except _Interrupted:
           pass
         model.state = state

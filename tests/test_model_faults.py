@@ -7,8 +7,11 @@ source blocks, and a bad checkpoint file target refused before the first step.
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -166,3 +169,34 @@ def test_arguments_monitors_and_labels_are_checked_before_the_first_step(tmp_pat
     model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path / "file" / "backup")])
   for m in (model, strict):
     assert int(m.state.step) == 0  # nothing trained, nothing lost
+
+
+def test_kill_9_during_a_backup_then_rerun_gives_the_uninterrupted_result(tmp_path):
+  child = (
+      "import os, signal, sys\n"
+      "from jaxcomponents import callbacks\n"
+      "from jaxcomponents.training import Checkpointer\n"
+      "from tests.test_model_faults import compiled\n"
+      "from tests.training_problem import blobs\n"
+      "save = Checkpointer.save\n"
+      "def save_then_die(self, state, *args, **kwargs):\n"
+      "  save(self, state, *args, **kwargs)\n"
+      "  if int(state.step) == 18:  # the backup of step 18 has just begun writing in the background\n"
+      "    os.kill(os.getpid(), signal.SIGKILL)\n"
+      "Checkpointer.save = save_then_die\n"
+      "compiled().fit(*blobs(), batch_size=16, epochs=5, verbose=0,\n"
+      "               callbacks=[callbacks.BackupAndRestore(sys.argv[1])])\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run([sys.executable, "-c", child, str(tmp_path)], cwd=root, capture_output=True, text=True,
+                        timeout=240)
+  assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+  x, y = blobs()
+  resumed, straight = compiled(), compiled()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # an unfinished save is not a damaged backup: no warning
+    history = resumed.fit(x, y, batch_size=16, epochs=5, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path)])
+  assert history.epoch[0] in (2, 3)  # after the backup of step 12, or of step 18 if it completed
+  straight.fit(x, y, batch_size=16, epochs=5, verbose=0)
+  assert int(resumed.state.step) == 30
+  assert leaves_equal(resumed.state.params, straight.state.params)
+  assert leaves_equal(resumed.state.opt_state, straight.state.opt_state)

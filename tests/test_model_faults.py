@@ -200,3 +200,41 @@ def test_kill_9_during_a_backup_then_rerun_gives_the_uninterrupted_result(tmp_pa
   assert int(resumed.state.step) == 30
   assert leaves_equal(resumed.state.params, straight.state.params)
   assert leaves_equal(resumed.state.opt_state, straight.state.opt_state)
+
+
+def test_a_whole_model_saves_to_a_folder_and_loads_without_trusting_it(tmp_path):
+  import json
+
+  from jaxcomponents import load_model
+  from jaxcomponents.layers import Convolution, Recurrent
+  from jaxcomponents.layers.cells import LSTMCell
+
+  with pytest.raises(ValueError, match=r"tests.training_problem.MLP, not a jaxcomponents module"):
+    compiled().check_writable(tmp_path / "mlp")  # a module of the user's own: its variables save, not its code
+  for module, sample in ((Convolution(4, 3, batch_norm=True, pool="max"), np.ones((2, 8, 8, 3), np.float32)),
+                         (Recurrent(5, cell=LSTMCell(5), return_sequences=True), np.ones((2, 4, 3), np.float32))):
+    m = Model(module)
+    m.build(sample)
+    m.save(tmp_path / type(module).__name__)
+    loaded = load_model(tmp_path / type(module).__name__)
+    assert loaded.module == module
+    np.testing.assert_array_equal(loaded.predict(sample, verbose=0), m.predict(sample, verbose=0))
+  with pytest.raises(FileExistsError, match=r"exists; pass overwrite=True"):
+    m.save(tmp_path / "Recurrent", overwrite=False)
+  m.compile(optimizer="sgd", loss="mse")
+  m.fit(sample, np.zeros((2, 4, 5), np.float32), epochs=2, verbose=0,
+        callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "every" / "epoch-{epoch}"))])
+  assert sorted(os.listdir(tmp_path / "every")) == ["epoch-1", "epoch-2"]
+  np.testing.assert_array_equal(load_model(tmp_path / "every" / "epoch-2").predict(sample, verbose=0),
+                                m.predict(sample, verbose=0))
+  (tmp_path / "mine").mkdir()
+  (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+  with pytest.raises(FileExistsError, match=r"is not a saved model; choose another folder \(nothing was written\)"):
+    m.save(tmp_path / "mine")
+  assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"
+  stranger = tmp_path / "Convolution" / "architecture.json"
+  data = json.loads(stranger.read_text())
+  data["module"]["__module__"] = "os:system"
+  stranger.write_text(json.dumps(data))
+  with pytest.raises(ValueError, match=r"may only name jaxcomponents' module classes"):
+    load_model(tmp_path / "Convolution")

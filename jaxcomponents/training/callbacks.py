@@ -711,7 +711,8 @@ class ModelCheckpoint(_Monitor):
 
   `filepath` may hold `{epoch}` (from 1) and any log name (`"ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5"`).
   With `save_weights_only=True` it ends in `.weights.h5` (Keras's layout, through `Model.save_weights`) or
-  `.npz`; otherwise in `.keras` (a whole model, through `Model.save`: models converted by `from_keras`).
+  `.npz`; otherwise it is a whole model through `Model.save`: `.keras` (models converted by `from_keras`) or a
+  folder name without a suffix (jaxcomponents' own format, any jaxcomponents module).
   `save_best_only` saves only when `monitor` improves; `save_freq` is `"epoch"` or a number of batches.
 
   Example:
@@ -728,9 +729,11 @@ class ModelCheckpoint(_Monitor):
     if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
       raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch' or a positive number of batches.")
     endings = (".weights.h5", ".npz") if save_weights_only else (".keras",)
-    if not self.filepath.endswith(endings):
+    folder = not save_weights_only and not os.path.splitext(self.filepath)[1]  # Model.save's own format
+    if not (self.filepath.endswith(endings) or folder):
       raise ValueError(f"filepath={self.filepath!r} is not allowed with save_weights_only={save_weights_only}; "
-                       f"expected a name ending in {' or '.join(endings)}.")
+                       f"expected a name ending in {' or '.join(endings)}"
+                       f"{'' if save_weights_only else ', or a folder name without a suffix'}.")
     self._epoch, self._since_saving, self._last_batch = 0, 0, None
 
   @property

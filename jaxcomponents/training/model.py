@@ -562,7 +562,11 @@ class Model:
       what = ".keras" if path.endswith(".keras") else ".weights.h5"
       raise ValueError(f"{type(self.module).__name__} has no Keras architecture to write as {what} ({path}): that "
                        "format is for models converted by from_keras; save its weights as .npz (or .h5, Keras's "
-                       "legacy weights layout).")
+                       "legacy weights layout), or the whole model in a folder (Model.save('name')).")
+    if not os.path.splitext(path)[1]:  # a folder: the architecture must be one load_model can build
+      from jaxcomponents.training.saving import encode_module  # pylint: disable=import-outside-toplevel
+
+      encode_module(self.module)
 
   def _keras_twin(self, what: str):
     """The Keras model a `from_keras` module came from, holding this model's weights (needs Keras)."""
@@ -589,19 +593,23 @@ class Model:
     self._set_variables(variables)
 
   def save(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
-    """Writes the whole model as a Keras `.keras` file (architecture and weights; needs Keras).
+    """Writes the whole model (architecture and weights), read back by `jaxcomponents.load_model`.
 
-    Models converted by `from_keras` save this way, so Keras and `load_model`
-    read them back. For any other module, save its variables (`save_weights`)
-    and rebuild the module in code.
+    A name ending in `.keras` writes Keras's format, for models converted by
+    `from_keras` (Keras reads the file too; needs Keras). Any other name is a
+    folder: the module's architecture as JSON (jaxcomponents' own modules,
+    whose fields are numbers, strings, lists and modules) and its variables as
+    an orbax checkpoint, written beside and renamed into place when complete.
     """
     path = os.fspath(filepath)
-    if not path.endswith(".keras"):
-      raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .keras (save_weights writes "
-                       ".npz, .weights.h5 and .h5).")
-    if not overwrite and os.path.exists(path):
-      raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    self._keras_twin(".keras").save(path)
+    if path.endswith(".keras"):
+      if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+      self._keras_twin(".keras").save(path)
+      return
+    from jaxcomponents.training.saving import save_model  # pylint: disable=import-outside-toplevel
+
+    save_model(path, self.module, self.variables, overwrite=overwrite)
 
   def _require_sample(self, what: str):
     if self._sample is None:
@@ -631,16 +639,22 @@ def _per_example_loss(loss: Any) -> Callable[[Any, Any], Any]:
 
 
 def load_model(filepath: str | os.PathLike) -> Model:
-  """A whole model from a Keras `.keras` (or full-model `.h5`) file, as `keras.models.load_model` (needs Keras).
+  """A whole model saved by `Model.save` (a folder), or a Keras `.keras` / full-model `.h5` file (needs Keras).
 
   Example (needs a file)::
 
     model = load_model("classifier.keras")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
   """
-  from jaxcomponents.weights import from_keras  # pylint: disable=import-outside-toplevel
+  path = os.fspath(filepath)
+  if os.path.isdir(path):
+    from jaxcomponents.training.saving import load_saved  # pylint: disable=import-outside-toplevel
 
-  module, variables = from_keras(filepath)
+    module, variables = load_saved(path)
+  else:
+    from jaxcomponents.weights import from_keras  # pylint: disable=import-outside-toplevel
+
+    module, variables = from_keras(path)
   return Model(module, variables)
 
 

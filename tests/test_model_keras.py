@@ -346,7 +346,8 @@ def test_a_two_input_model_takes_a_list_or_a_dict_as_keras():
 def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
   x_in = keras.Input((6,), name="x")
   hidden = keras.layers.Dense(8, activation="relu")(x_in)
-  outputs = [keras.layers.Dense(2, name="box")(hidden), keras.layers.Dense(3, activation="softmax", name="kind")(hidden)]
+  outputs = [keras.layers.Dense(2, name="box")(hidden),
+             keras.layers.Dense(3, activation="softmax", name="kind")(hidden)]
   keras_model = keras.Model(x_in, outputs)
   randomize_keras(keras_model, seed=22, scale=0.3)
   model = pair(keras_model)

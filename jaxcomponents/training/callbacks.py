@@ -752,7 +752,8 @@ class ModelCheckpoint(_Monitor):
   def on_train_batch_end(self, batch, logs=None):
     if self.save_freq == "epoch":
       return
-    self._since_saving += batch + 1 if self._last_batch is None or batch <= self._last_batch else batch - self._last_batch
+    restarted = self._last_batch is None or batch <= self._last_batch  # a new epoch counts its batches from 0
+    self._since_saving += batch + 1 if restarted else batch - self._last_batch
     self._last_batch = batch
     if self._since_saving >= self.save_freq:
       self._since_saving = 0

@@ -19,9 +19,9 @@ from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
 from jaxcomponents.errors import check_choice, check_positive_int
-from jaxcomponents.training.callbacks import (BackupAndRestore, BatchLogs, Callback, CallbackList, CSVLogger, History, LearningCurves,
-                                             LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau, TensorBoard,
-                                             _check_protocol, pythonify)
+from jaxcomponents.training.callbacks import (BackupAndRestore, BatchLogs, Callback, CallbackList, CSVLogger, History,
+                                             LearningCurves, LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau,
+                                             TensorBoard, _check_protocol, pythonify)
 from jaxcomponents.training.checkpoint import Checkpointer
 from jaxcomponents.training.parallel import data_mesh, replicate
 from jaxcomponents.training.state import TrainState
@@ -44,11 +44,16 @@ class Dataset(Protocol):
   def epoch(self, index: int): ...
 
 
+def is_dataset(data: Any) -> bool:
+  """Whether `data` follows the `Dataset` protocol (`len(data)` and `data.epoch(index)`)."""
+  return hasattr(data, "epoch") and hasattr(data, "__len__")
+
+
 def batch_stream(data: Dataset, start: int, stop: int):
   """Batches `start ... stop - 1` counted across passes (batch `k` is batch `k % len` of pass `k // len`)."""
   if isinstance(data, BatchPipeline) and type(data).epoch is BatchPipeline.epoch:
     return data.stream(start, stop)
-  if not hasattr(data, "epoch") or not hasattr(data, "__len__"):
+  if not is_dataset(data):
     raise TypeError(f"{type(data).__name__} is not a dataset: expected len(data) and data.epoch(index) (see "
                     "jaxcomponents.training.loop.Dataset), arrays, or a jaxcomponents/Grain dataset.")
   per_pass = len(data)
@@ -169,11 +174,15 @@ def _check_class_labels(model, step: Step, data: Dataset, where: str) -> None:
                where=f"{where} (for the model's {classes} outputs)")
 
 
+def _alive(state: TrainState) -> bool:
+  """False when a step failed after its input state was donated: then there is no state to hand back."""
+  return not any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in jax.tree.leaves(state))
+
+
 def _keep_state(error: BaseException, state: TrainState, checkpointer: Checkpointer | None) -> None:
   """Puts the latest good state on `error` (as `.state`) and says so in a note."""
-  leaves = jax.tree.leaves(state)
-  if any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in leaves):
-    return  # the step failed after its input was donated: there is no state to hand back
+  if not _alive(state):
+    return
   error.state = state
   note = f"fit: the latest good state (step {int(jax.device_get(state.step))}) is this exception's .state"
   if checkpointer is not None and checkpointer.all_steps():
@@ -387,7 +396,7 @@ def fit(
 
 def as_dataset(data: Any, name: str, batch_size: int = 32) -> Dataset:
   """`data` if it is a dataset; `(x, y)` or `(x, y, sample_weight)` arrays as an `ArrayDataset` (Keras's batch 32)."""
-  if hasattr(data, "epoch") and hasattr(data, "__len__"):
+  if is_dataset(data):
     return data
   if isinstance(data, tuple) and len(data) in (2, 3) and all(
       hasattr(a, "shape") or isinstance(a, (dict, list, tuple)) for a in data if a is not None):
@@ -580,7 +589,7 @@ def run_fit(
   except BaseException as error:
     if trained and not isinstance(error, NonFiniteLossError):  # before the first step, the caller's state is intact
       _keep_state(error, state, checkpointer)
-    if not any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in jax.tree.leaves(state)):
+    if _alive(state):
       model.state = state  # the model holds the latest state it reached (a Keras model keeps its weights)
     raise
   finally:

@@ -25,7 +25,8 @@ from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import array_leaves, map_arrays
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.training.callbacks import CallbackList, History, pythonify
-from jaxcomponents.training.loop import batch_stream, check_validation_freq, run_evaluate, run_fit
+from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, is_dataset,
+                                         run_evaluate, run_fit)
 from jaxcomponents.training.predict import apply_inference, padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import (OutputLoss, Step, batch_size_of, make_eval_step, make_train_step,
@@ -55,10 +56,6 @@ class _Optimizer:
 
   def __repr__(self):
     return f"<optimizer {self.name}>"
-
-
-def _is_dataset(x: Any) -> bool:
-  return hasattr(x, "epoch") and hasattr(x, "__len__")
 
 
 class _GrainBatches:
@@ -103,7 +100,6 @@ def _check_weights(class_weight, sample_weight) -> None:
 class _Compiled:
   train_step: Step
   eval_step: Step
-  loss: Any
   metric_names: list[str]
   optimizer: _Optimizer | None
 
@@ -159,8 +155,7 @@ class Model:
     model._name = None
     model._variables, model._state, model._sample, model._forward = None, state, None, None
     model._output_specs = {}
-    model._compiled = _Compiled(train_step, eval_step, getattr(train_step, "loss", None), [],
-                                _Optimizer(model, state.tx, type(state.tx).__name__))
+    model._compiled = _Compiled(train_step, eval_step, [], _Optimizer(model, state.tx, type(state.tx).__name__))
     model.stop_training, model.history = False, None
     return model
 
@@ -275,7 +270,7 @@ class Model:
     train_step = make_train_step(loss_fn, metrics or (), **options)
     eval_step = make_eval_step(loss_fn, metrics or (), **options)
     names = [*train_step.output_losses, *train_step.metrics, *train_step.weighted]
-    self._compiled = _Compiled(train_step, eval_step, loss, names, _Optimizer(self, tx, name))
+    self._compiled = _Compiled(train_step, eval_step, names, _Optimizer(self, tx, name))
     if self._state is not None:  # recompiling keeps the weights, with a fresh optimizer state
       variables = self._state.variables
       self._state = None
@@ -309,12 +304,12 @@ class Model:
     if x is None:
       raise ValueError(f"{what}: x=None is not allowed; expected arrays (or a tuple/list/dict of arrays), a "
                        "jaxcomponents dataset or a Grain dataset.")
-    if _is_dataset(x) or _grain_dataset(x):
+    if is_dataset(x) or _grain_dataset(x):
       for key, value in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size)):
         if value is not None:
           raise ValueError(f"{what}: {key}= is not allowed when x is a dataset ({type(x).__name__}); the dataset "
                            "supplies its own batches.")
-      data = x if _is_dataset(x) else _GrainBatches(x, steps)
+      data = x if is_dataset(x) else _GrainBatches(x, steps)
       return data, len(data) if steps is None else steps
     if batch_size is None:
       batch_size = 32
@@ -383,7 +378,7 @@ class Model:
     return history
 
   def _validation(self, validation_data, batch_size, steps):
-    if _is_dataset(validation_data) or _grain_dataset(validation_data):
+    if is_dataset(validation_data) or _grain_dataset(validation_data):
       return self._dataset("validation_data", validation_data, None, None, None, False, steps)[0]
     if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
       vx, vy, *vw = validation_data
@@ -415,7 +410,7 @@ class Model:
     model compiles once.
     """
     check_choice("verbose", verbose, ("auto", 0, 1, 2))
-    if _is_dataset(x) or _grain_dataset(x):
+    if is_dataset(x) or _grain_dataset(x):
       data, count = self._dataset("predict", x, None, None, batch_size, False, steps)
       batches = ((batch["x"], batch.get("mask")) for batch in batch_stream(data, 0, count))
       self._ensure_built(data)
@@ -476,8 +471,6 @@ class Model:
     if sample_weight is not None:
       batch["sample_weight"] = np.asarray(sample_weight, np.float32)
     if class_weight is not None:
-      from jaxcomponents.training.loop import _class_weigher  # pylint: disable=import-outside-toplevel
-
       batch = _class_weigher(class_weight)(batch)
     if self._state is None:
       self.build(batch["x"])

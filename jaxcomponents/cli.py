@@ -14,6 +14,16 @@ Subcommands:
     StableHLO, ONNX or a TensorFlow SavedModel.
   summary: the layers, output shapes and parameter counts of a Keras model
     file as jaxcomponents computes it.
+
+`convert` and `export` write beside their output and rename it into place
+when complete; an existing output is replaced only with `--overwrite`, and
+only when it is of the kind written (never a folder holding other things).
+The library's expected errors (a bad argument, a missing or existing file, a
+name Keras cannot find) print one line, `jaxcomponents <command>: error: ...`,
+and exit with status 2, as argparse's errors do.
+
+Example:
+  jaxcomponents export model.keras --format onnx --output model.onnx --overwrite
 """
 
 from __future__ import annotations
@@ -22,8 +32,11 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import sys
 from collections.abc import Sequence
+
+from jaxcomponents import files
 
 
 def _checkout_root() -> pathlib.Path | None:
@@ -86,10 +99,23 @@ def _keras_model(path: str):
   from jaxcomponents.weights.from_keras import from_keras, load_keras_model, sample_inputs  # pylint: disable=C0415
   try:
     model = load_keras_model(path)
-    module, variables = from_keras(model)
-  except (ValueError, FileNotFoundError, ImportError) as error:
-    raise UsageError(str(error)) from error
+  except TypeError as error:  # Keras: a class or function the file names is not registered
+    raise UsageError(_unregistered(path, error)) from error
+  module, variables = from_keras(model)
   return model, module, variables, sample_inputs(model)
+
+
+def _unregistered(path: str, error: TypeError) -> str:
+  """One line for Keras's TypeError on reading a file that names a class or function not registered."""
+  found = re.search(r"Could not locate (class|function) '([^']+)'", str(error))
+  if found is None:
+    return f"{path} could not be read by Keras: {' '.join(str(error).split())[:500]}"
+  import keras  # pylint: disable=import-outside-toplevel
+  registered = sorted(keras.saving.get_custom_objects())
+  return (f"{path} names the {found.group(1)} {found.group(2)!r}, which is not registered with Keras (registered: "
+          f"{', '.join(registered) if registered else 'none'}); register it with "
+          "@keras.saving.register_keras_serializable() in Python before loading the file, or use Keras's own "
+          f"{'layers' if found.group(1) == 'class' else 'functions (activations, losses)'}.")
 
 
 def _read_variables(path: str, module, sample):
@@ -97,6 +123,8 @@ def _read_variables(path: str, module, sample):
   from jaxcomponents.weights import load_npz  # pylint: disable=import-outside-toplevel
   if not pathlib.Path(path).exists():
     raise UsageError(f"variables {path!r} do not exist.")
+  if not path.endswith(".npz") and not os.path.isdir(path):
+    raise UsageError(f"variables {path!r} are not allowed; expected an .npz file or an orbax checkpoint folder.")
   try:
     if path.endswith(".npz"):
       return load_npz(path, module, tuple(sample))
@@ -112,30 +140,53 @@ def _keras_file(path: str) -> bool:
   return path.endswith((".keras", ".h5", ".hdf5"))
 
 
+_ORBAX_CHECKPOINT = files.folder_with("_CHECKPOINT_METADATA", "an orbax checkpoint")
+
+
+def _variables_output_kind(output: str) -> files.Kind:
+  """What `convert` writes for a Keras model INPUT, chosen by OUTPUT's suffix: an .npz file or an orbax folder."""
+  if output.endswith(".npz"):
+    return files.FILE
+  if not os.path.splitext(output.rstrip("/" + os.sep))[1]:
+    return _ORBAX_CHECKPOINT
+  raise UsageError(f"output={output!r} is not allowed for a Keras model INPUT; expected a name ending in .npz (a "
+                   "NumPy archive) or a folder name without a suffix (an orbax checkpoint).")
+
+
+def _write_variables(output: str, variables, overwrite: bool) -> None:
+  if output.endswith(".npz"):
+    from jaxcomponents.weights import save_npz  # pylint: disable=import-outside-toplevel
+    files.write_beside(output, lambda staged: save_npz(staged, variables), overwrite=overwrite)
+    return
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+  def write(folder: str) -> None:
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(folder, variables)
+
+  files.write_beside(output, write, _ORBAX_CHECKPOINT, overwrite=overwrite)
+
+
 def convert(argv: Sequence[str]) -> int:
   """Keras model file -> variables (.npz or orbax folder); variables -> Keras file (with `--architecture`)."""
   parser = argparse.ArgumentParser(
       prog="jaxcomponents convert",
       description="Convert a Keras model file (.keras or full-model .h5) into jaxcomponents variables (OUT ending "
-                  "in .npz: a NumPy archive; otherwise: an orbax checkpoint folder), or trained variables (.npz or "
-                  "an orbax folder) back into Keras (OUT: .keras, .h5 or .weights.h5; needs --architecture).")
+                  "in .npz: a NumPy archive; a name without a suffix: an orbax checkpoint folder), or trained "
+                  "variables (.npz or an orbax folder) back into Keras (OUT: .keras, .h5 or .weights.h5; needs "
+                  "--architecture). OUT is written beside and renamed into place when complete.")
   parser.add_argument("input", help="a Keras model file, or variables (.npz / orbax checkpoint folder)")
   parser.add_argument("output", help="the file or folder to write")
   parser.add_argument("--architecture", help="the Keras model file whose architecture the variables belong to "
                                              "(when INPUT is variables)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing OUT of the kind written (never a folder holding other things)")
   args = parser.parse_args(argv)
   if _keras_file(args.input):
+    kind = _variables_output_kind(args.output)
+    files.check_target(args.output, kind, overwrite=args.overwrite)  # before reading the Keras file
     _, _, variables, _ = _keras_model(args.input)
-    if args.output.endswith(".npz"):
-      from jaxcomponents.weights import save_npz  # pylint: disable=import-outside-toplevel
-      save_npz(args.output, variables)
-    else:
-      import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-      if pathlib.Path(args.output).exists():
-        raise UsageError(f"output {args.output!r} exists; an orbax checkpoint is written to a new folder.")
-      checkpointer = ocp.StandardCheckpointer()
-      checkpointer.save(pathlib.Path(args.output).resolve(), variables)
-      checkpointer.wait_until_finished()
+    _write_variables(args.output, variables, args.overwrite)
     print(f"{args.input} -> {args.output}")
     return 0
   if not _keras_file(args.output):
@@ -144,15 +195,17 @@ def convert(argv: Sequence[str]) -> int:
   if args.architecture is None:
     raise UsageError("--architecture is required to write variables into a Keras file: the Keras model file "
                      "(.keras or .h5) they belong to.")
+  files.check_target(args.output, overwrite=args.overwrite)
   model, module, _, sample = _keras_model(args.architecture)
   from jaxcomponents.weights import to_keras  # pylint: disable=import-outside-toplevel
   to_keras(module, _read_variables(args.input, module, sample), model)
-  if args.output.endswith(".weights.h5"):
-    model.save_weights(args.output)
-  else:
-    model.save(args.output)
+  save = model.save_weights if args.output.endswith(".weights.h5") else model.save
+  files.write_beside(args.output, save, overwrite=args.overwrite)
   print(f"{args.input} -> {args.output}")
   return 0
+
+
+_EXPORT_SUFFIXES = {".onnx": "onnx", ".stablehlo": "stablehlo"}
 
 
 def export_command(argv: Sequence[str]) -> int:
@@ -168,15 +221,20 @@ def export_command(argv: Sequence[str]) -> int:
                                         "instead of the Keras file's weights")
   parser.add_argument("--batch", default="symbolic", choices=("symbolic", "fixed"),
                       help="a batch size chosen when called (symbolic) or the sample's (fixed)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing export at --output (a file; for saved_model, a SavedModel folder)")
   args = parser.parse_args(argv)
+  suffix = os.path.splitext(args.output)[1]
+  if _EXPORT_SUFFIXES.get(suffix, args.format) != args.format:
+    raise UsageError(f"--output={args.output!r} is not allowed with --format {args.format}: {suffix} is the suffix "
+                     f"of --format {_EXPORT_SUFFIXES[suffix]}.")
+  files.check_target(args.output, exporting.SAVED_MODEL if args.format == "saved_model" else files.FILE,
+                     overwrite=args.overwrite)  # before reading the Keras file
   _, module, variables, sample = _keras_model(args.model)
   if args.weights:
     variables = _read_variables(args.weights, module, sample)
-  try:
-    path = exporting.export(module, variables, tuple(sample) if len(sample) > 1 else sample[0], args.output,
-                            format=args.format, batch=args.batch)
-  except (ValueError, ImportError) as error:
-    raise UsageError(str(error)) from error
+  path = exporting.export(module, variables, tuple(sample) if len(sample) > 1 else sample[0], args.output,
+                          format=args.format, batch=args.batch, overwrite=args.overwrite)
   print(f"{args.model} -> {path} ({args.format})")
   return 0
 
@@ -221,8 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     return COMMANDS[args.command](args.args)
-  except UsageError as error:
-    print(f"jaxcomponents {args.command}: {error}", file=sys.stderr)
+  except (UsageError, ValueError, OSError, ImportError) as error:  # the library's expected errors: no traceback
+    message = " ".join(str(error).split()).replace("pass overwrite=True", "pass --overwrite")
+    print(f"jaxcomponents {args.command}: error: {message}", file=sys.stderr)
     return 2
 
 

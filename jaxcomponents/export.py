@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,8 +31,9 @@ import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend import source_info_util
 
-from jaxcomponents import extras
+from jaxcomponents import extras, files
 from jaxcomponents.errors import check_choice
 from jaxcomponents.ops import platform
 from jaxcomponents.training.predict import apply_inference
@@ -40,10 +41,11 @@ from jaxcomponents.training.predict import apply_inference
 FORMATS = ("stablehlo", "onnx", "saved_model")
 BATCH = ("symbolic", "fixed")
 BATCH_SYMBOL = "batch"
+SAVED_MODEL = files.folder_with("saved_model.pb", "a SavedModel folder")
 
 
 def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, path: str | os.PathLike, *,
-           format: str = "stablehlo", batch: str = "symbolic") -> str:
+           format: str = "stablehlo", batch: str = "symbolic", overwrite: bool = False) -> str:
   """Writes `module` with `variables`, called in inference mode, as a file in `format`; returns its path.
 
   The file computes `module.apply(variables, *inputs, train=False)` (without
@@ -56,7 +58,10 @@ def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, p
       (or `jax.export.deserialize`).
     "onnx": an ONNX model through jax2onnx, floating inputs in float32, traced
       with XLA's reference formulations (`platform.plain()`); for `load_onnx`
-      or any ONNX runtime.
+      or any ONNX runtime. Operations ONNX cannot hold (callbacks into Python,
+      Fourier transforms and other complex arithmetic) are refused before
+      anything is written, and the written model is loaded in ONNX Runtime
+      (or, without it, checked by `onnx.checker`) before it takes `path`.
     "saved_model": a TensorFlow SavedModel directory with a `serving_default`
       signature (`jax2tf`); needs TensorFlow, which jaxcomponents does not install.
 
@@ -65,22 +70,30 @@ def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, p
     variables: its variables, `{"params": ..., "batch_stats": ...}`.
     sample_input: an input array, or a tuple of arrays for a module called with
       several; gives the shapes and dtypes (its values are not used).
-    path: the file to write (a directory for "saved_model"); replaced when
-      complete, so a failed export leaves no half-written file.
+    path: the file to write (a folder for "saved_model"). It is written beside
+      and renamed into place when complete (`jaxcomponents.files.write_beside`):
+      a failed export leaves nothing at `path` and no temporary file.
     format: "stablehlo", "onnx" or "saved_model".
     batch: "symbolic": the leading dimension of every input is one symbolic
       size, `batch`, shared by all inputs; "fixed": the sample's shapes exactly.
+    overwrite: replace an existing export at `path` (a file; for "saved_model",
+      a folder holding saved_model.pb). A folder holding anything else, or any
+      folder where a file is to go, is never replaced.
 
   Returns:
     `path`, as a string.
 
   Raises:
-    ValueError: for an argument not allowed, naming it, its value and what is allowed.
+    ValueError: for an argument not allowed, naming it, its value and what is
+      allowed; for an operation the format cannot hold, naming it and the format.
+    FileExistsError: `path` exists and `overwrite` is False, or it is not an
+      export of this format (checked before tracing; nothing is written).
     ModuleNotFoundError: when the format's dependency is missing, naming what to install.
 
   Example:
     export(model, variables, x[:1], "model.onnx", format="onnx")
     outputs = load_onnx("model.onnx")(x)  # any batch size
+    export(model, trained, x[:1], "model.onnx", format="onnx", overwrite=True)  # replaces it
   """
   check_choice("format", format, FORMATS)
   check_choice("batch", batch, BATCH)
@@ -93,12 +106,17 @@ def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, p
     raise ValueError(f"path={path!r} is not allowed; expected a str or os.PathLike.")
   inputs = _inputs(sample_input, batch)
   path = os.fspath(path)
+  kind = SAVED_MODEL if format == "saved_model" else files.FILE
+  files.check_target(path, kind, overwrite=overwrite)  # before minutes of tracing
 
   def forward(*xs):
     return apply_inference(module.apply, variables, *xs)
 
+  def write_into_place(write: Callable[[str], object]) -> None:
+    files.write_beside(path, write, kind, overwrite=overwrite)
+
   writer = {"stablehlo": _write_stablehlo, "onnx": _write_onnx, "saved_model": _write_saved_model}[format]
-  writer(forward, inputs, batch, path, name=type(module).__name__)
+  writer(forward, inputs, batch, write_into_place, name=type(module).__name__)
   return path
 
 
@@ -166,60 +184,103 @@ def _describe(value: Any) -> str:
   return repr(value)
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-  """`write(path + ".partial")`, then that file (or directory) replaces `path`."""
-  partial = f"{path}.partial"
-  _remove(partial)
-  try:
-    write(partial)
-    if os.path.isdir(partial) and os.path.isdir(path):  # a directory cannot replace a non-empty one
-      old = f"{path}.replaced"
-      _remove(old)
-      os.replace(path, old)
-      os.replace(partial, path)
-      _remove(old)
-    else:
-      os.replace(partial, path)
-  finally:
-    _remove(partial)
-
-
-def _remove(path: str) -> None:
-  if os.path.isdir(path) and not os.path.islink(path):
-    shutil.rmtree(path)
-  elif os.path.lexists(path):
-    os.remove(path)
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-  def write(target):
+def _bytes_writer(data: bytes) -> Callable[[str], None]:
+  def write(target: str) -> None:
     with open(target, "wb") as f:
       f.write(data)
 
-  _write_atomically(path, write)
+  return write
 
 
 # StableHLO ----------------------------------------------------------------------------------------------------------
 
-def _write_stablehlo(forward, inputs, batch, path, *, name):
+def _write_stablehlo(forward, inputs, batch, write_into_place, *, name):
   del batch, name  # in `inputs`; jax.export names nothing
   extras.require("flatbuffers", "export", "serialising a StableHLO export")
   with platform.portable():
     exported = jax.export.export(jax.jit(forward))(*inputs)
-  _write_bytes(path, exported.serialize())
+  write_into_place(_bytes_writer(exported.serialize()))
 
 
 # ONNX ---------------------------------------------------------------------------------------------------------------
 
-def _write_onnx(forward, inputs, batch, path, *, name):
+# Primitives an ONNX file cannot hold: why, and what to do instead. jax2onnx converts some of them into models ONNX
+# Runtime refuses to load (a Fourier transform) or fails inside its C++ code (a callback).
+_CALLBACK = "a call back into Python, which a file cannot make; compute it with JAX operations instead"
+_COMPLEX = "in complex numbers, which ONNX Runtime does not run; export it as format='stablehlo' instead"
+_NOT_IN_ONNX = {
+    "pure_callback": _CALLBACK,
+    "io_callback": _CALLBACK,
+    "debug_callback": "a call back into Python (jax.debug), which a file cannot make; remove it",
+    "ffi_call": "a call into a native library, which a file cannot make; export it as format='stablehlo' instead",
+    "fft": f"a Fourier transform, {_COMPLEX}",
+}
+_NO_PLUGIN = re.compile(r"No plugins registered for primitive '([^']+)'")
+
+
+def _write_onnx(forward, inputs, batch, write_into_place, *, name):
   del batch
   jax2onnx = extras.require("jax2onnx", "export", "an ONNX export")
   inputs = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32 if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype)
                  for x in inputs)
   with platform.plain():  # no `lax.platform_dependent`, which has no ONNX equivalent
     closed = jax.make_jaxpr(forward)(*inputs)
-  model = jax2onnx.to_onnx(_onnx_replay(closed), inputs, model_name=name)
-  _write_bytes(path, model.SerializeToString())
+  _refuse_what_onnx_cannot_hold(closed.jaxpr, name)
+  try:
+    model = jax2onnx.to_onnx(_onnx_replay(closed), inputs, model_name=name)
+  except NotImplementedError as error:
+    missing = _NO_PLUGIN.search(str(error))
+    if missing is None:
+      raise
+    raise ValueError(f"format='onnx' cannot hold {name}: jax2onnx has no conversion for its primitive "
+                     f"{missing.group(1)!r}; export it as format='stablehlo' (nothing was written).") from error
+  write_into_place(_verified_onnx_writer(model.SerializeToString(), name))
+
+
+def _refuse_what_onnx_cannot_hold(jaxpr: jex_core.Jaxpr, name: str) -> None:
+  """Raises ValueError, naming the primitive and where it is called, for one ONNX cannot hold."""
+  equations = list(_equations(jaxpr))
+  refused = [(eqn, _NOT_IN_ONNX[eqn.primitive.name]) for eqn in equations if eqn.primitive.name in _NOT_IN_ONNX]
+  refused += [(eqn, f"it computes {_COMPLEX}") for eqn in equations
+              if any(jnp.issubdtype(getattr(v.aval, "dtype", np.float32), jnp.complexfloating) for v in eqn.outvars)]
+  if refused:
+    eqn, reason = refused[0]
+    where = source_info_util.summarize(eqn.source_info)
+    raise ValueError(f"format='onnx' cannot hold primitive {eqn.primitive.name!r} of {name}"
+                     f"{f' (at {where})' if where else ''}: {reason} (nothing was written).")
+
+
+def _equations(jaxpr: jex_core.Jaxpr):
+  """Every equation of `jaxpr` and of the computations it calls (loop bodies, branches, `jit`)."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for inner in jex_core.jaxprs_in_params(eqn.params):
+      yield from _equations(inner)
+
+
+def _verified_onnx_writer(data: bytes, name: str) -> Callable[[str], None]:
+  """Writes `data`, then loads it in ONNX Runtime (without it: `onnx.checker`) and raises if that fails."""
+
+  def write(target: str) -> None:
+    _bytes_writer(data)(target)
+    try:
+      import onnxruntime  # pylint: disable=import-outside-toplevel
+    except ImportError:
+      onnxruntime = None
+    try:
+      if onnxruntime is not None:
+        checker = f"ONNX Runtime {onnxruntime.__version__}"
+        onnxruntime.InferenceSession(target, providers=["CPUExecutionProvider"])
+      else:
+        import onnx  # pylint: disable=import-outside-toplevel
+        checker = f"onnx.checker {onnx.__version__}"
+        onnx.checker.check_model(target, full_check=True)
+    except Exception as error:  # ONNX Runtime and onnx raise their own exception types
+      detail = " ".join(str(error).replace(target, os.path.basename(target)).split())
+      raise ValueError(f"format='onnx': the model jax2onnx made of {name} is refused by {checker} ({detail}); "
+                       "export it as format='stablehlo' (nothing was written).") from error
+
+  return write
 
 
 def _onnx_replay(closed: jex_core.ClosedJaxpr) -> Callable[..., Any]:
@@ -315,7 +376,7 @@ def _pad_by_concatenation(x, value, *, padding_config: Sequence[tuple[int, int, 
 
 # SavedModel ---------------------------------------------------------------------------------------------------------
 
-def _write_saved_model(forward, inputs, batch, path, *, name):
+def _write_saved_model(forward, inputs, batch, write_into_place, *, name):
   tf = extras.require("tensorflow", None, "a TensorFlow SavedModel export", package="tensorflow-cpu")
   from jax.experimental import jax2tf  # pylint: disable=import-outside-toplevel  # imports TensorFlow
 
@@ -330,5 +391,4 @@ def _write_saved_model(forward, inputs, batch, path, *, name):
     saved = tf.Module(name=name)
     saved.serve = tf.function(converted, autograph=False, input_signature=signature)
     concrete = saved.serve.get_concrete_function()  # traces (and lowers) the computation here
-    _write_atomically(path, lambda target: tf.saved_model.save(saved, target,
-                                                                signatures={"serving_default": concrete}))
+    write_into_place(lambda target: tf.saved_model.save(saved, target, signatures={"serving_default": concrete}))

@@ -105,11 +105,14 @@ def test_a_module_without_train_and_several_inputs(tmp_path):
   assert_close(load_onnx(tmp_path / "pair.onnx")(a3, b3), expected)
 
 
-def test_an_existing_file_is_replaced_whole(small, tmp_path):
+def test_an_existing_file_is_replaced_whole_with_overwrite(small, tmp_path):
   model, variables = small
   path = tmp_path / "model.stablehlo"
   path.write_bytes(b"an older export")
-  export(model, variables, np.ones((2, 5, 3), np.float32), path)
+  with pytest.raises(FileExistsError, match=r"model.stablehlo exists; pass overwrite=True to replace it"):
+    export(model, variables, np.ones((2, 5, 3), np.float32), path)
+  assert path.read_bytes() == b"an older export"
+  export(model, variables, np.ones((2, 5, 3), np.float32), path, overwrite=True)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["model.stablehlo"]
   assert load_stablehlo(path)(np.ones((1, 5, 3), np.float32)).shape == (1, 4)
 

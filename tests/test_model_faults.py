@@ -229,7 +229,8 @@ def test_a_whole_model_saves_to_a_folder_and_loads_without_trusting_it(tmp_path)
                                 m.predict(sample, verbose=0))
   (tmp_path / "mine").mkdir()
   (tmp_path / "mine" / "notes.txt").write_text("a user's file")
-  with pytest.raises(FileExistsError, match=r"is not a saved model; choose another folder \(nothing was written\)"):
+  refused = r"is not a saved model \(holding architecture.json\); choose another folder \(nothing was written\)"
+  with pytest.raises(FileExistsError, match=refused):
     m.save(tmp_path / "mine")
   assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"
   stranger = tmp_path / "Convolution" / "architecture.json"

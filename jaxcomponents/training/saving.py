@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxcomponents import files
+
 ARCHITECTURE = "architecture.json"
 VARIABLES = "variables"
 _MAX_ARCHITECTURE_BYTES = 64 * 2**20  # a KerasGraph's JSON config is the largest: far below this
@@ -97,32 +99,44 @@ def decode_module(data: Mapping[str, Any], where: str = "module") -> nn.Module:
   return cls(**{k: _decode(v, f"{where}.{k}") for k, v in fields.items()})
 
 
+SAVED_MODEL = files.folder_with(ARCHITECTURE, "a saved model")
+
+
 def save_model(path: str | os.PathLike, module: nn.Module, variables: Mapping[str, Any], *,
                overwrite: bool = True) -> None:
-  """Writes `module`'s architecture and `variables` into the folder `path` (replaced when `overwrite`)."""
+  """Writes `module`'s architecture and `variables` into the folder `path`, read back by `load_saved`.
+
+  The folder is written beside `path` and renamed into place when complete
+  (`jaxcomponents.files.write_beside`): a failed save leaves `path` as it was.
+
+  Args:
+    path: the folder to write.
+    module: a jaxcomponents module (its class and fields are saved, not code).
+    variables: its variables, `{"params": ..., "batch_stats": ...}`.
+    overwrite: replace an existing saved model at `path` (Keras's default,
+      True); a folder that is not a saved model is never replaced.
+
+  Raises:
+    FileExistsError: `path` exists and `overwrite` is False, or it is not a saved model.
+    ValueError: the module cannot be saved as an architecture, naming the field.
+
+  Example:
+    save_model("classifier", module, variables)
+    module, variables = load_saved("classifier")
+  """
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
-  path = os.path.abspath(os.fspath(path))
   architecture = json.dumps({"format": _FORMAT, "module": encode_module(module)})
-  if os.path.exists(path):
-    if not overwrite:
-      raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    if not os.path.isfile(os.path.join(path, ARCHITECTURE)):
-      raise FileExistsError(f"{path} exists and is not a saved model; choose another folder (nothing was written).")
-  partial = f"{path}.partial"
-  if os.path.exists(partial):
-    raise FileExistsError(f"{partial} exists: an earlier save was cut short, or it is someone else's; remove it and "
-                          "save again.")
-  os.makedirs(partial)
-  with open(os.path.join(partial, ARCHITECTURE), "w") as f:
-    f.write(architecture)
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(partial, VARIABLES), jax.device_get(dict(variables)))
-  if os.path.exists(path):
-    import shutil  # pylint: disable=import-outside-toplevel
+  variables = jax.device_get(dict(variables))
 
-    shutil.rmtree(path)
-  os.replace(partial, path)
+  def write(folder: str) -> None:
+    os.makedirs(folder)
+    with open(os.path.join(folder, ARCHITECTURE), "w") as f:
+      f.write(architecture)
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(os.path.join(folder, VARIABLES), variables)
+
+  files.write_beside(path, write, SAVED_MODEL, overwrite=overwrite)
 
 
 def load_saved(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxcomponents import files
 from jaxcomponents.weights.convert import (CONVERSION_RULES, Path, Target, fit_to, flatten_variables, init_shapes,
                                            leaf_layers)
 
@@ -63,14 +64,23 @@ def _keras_layers(module: nn.Module, variables: Mapping[str, Any], sample_input)
   return layers
 
 
-def save_keras_h5(path: str | os.PathLike, module: nn.Module, variables: Mapping[str, Any], sample_input) -> None:
+def save_keras_h5(path: str | os.PathLike, module: nn.Module, variables: Mapping[str, Any], sample_input, *,
+                  overwrite: bool = True) -> None:
   """Writes `variables` as a Keras legacy `.h5` weights file.
+
+  The file is written beside `path` and renamed into place when complete
+  (`jaxcomponents.files.write_beside`): a failed write leaves `path` as it was.
 
   Args:
     path: the file to write.
     module: the module the variables belong to (gives the layer order).
     variables: `{"params": ..., "batch_stats": ...}`.
     sample_input: an input the module is called with.
+    overwrite: replace an existing file at `path` (Keras's default, True); a folder is never replaced.
+
+  Raises:
+    ValueError: the variables do not fit `module`, or a layer matches no Keras layer type.
+    FileExistsError: `path` exists and `overwrite` is False, or it is a folder.
 
   Example:
     save_keras_h5("vgg16_finetuned.h5", model, variables, x)
@@ -79,14 +89,7 @@ def save_keras_h5(path: str | os.PathLike, module: nn.Module, variables: Mapping
   import h5py
 
   layers = _keras_layers(module, variables, sample_input)
-  path = os.fspath(path)
-  partial = f"{path}.partial"  # renamed when complete: a failed write leaves no file that looks finished
-  try:
-    _write_h5(h5py, partial, layers)
-    os.replace(partial, path)
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
+  files.write_beside(path, lambda staged: _write_h5(h5py, staged, layers), overwrite=overwrite)
 
 
 def _write_h5(h5py, path: str, layers) -> None:

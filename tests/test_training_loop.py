@@ -1,6 +1,7 @@
 """The step and the loop: freezing, resume, signals, non-finite loss, logs, accumulation, precision."""
 
 import os
+import shutil
 import re
 import signal
 
@@ -87,9 +88,9 @@ def test_signal_saves_and_returns(tmp_path):
   state, history = fit(new_state(), make_train_step(xent), data, epochs=5, callbacks=[SendTerm()],
                        checkpoint_dir=tmp_path, verbose=0)
   assert history.stopped_by == "SIGTERM"
-  assert int(state.step) == 4  # one epoch of 3 steps, then one step before the flag is seen
+  assert int(state.step) == 3  # one epoch of 3 steps; the signal at its end stops before the next step
   with Checkpointer(tmp_path) as ckpt:
-    assert ckpt.latest_step() == 4
+    assert ckpt.latest_step() == 3
 
 
 def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path):
@@ -100,10 +101,13 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path):
     fit(new_state(), make_train_step(xent), data, epochs=2, verbose=0, log_every=1)
   clean = ArrayDataset(*blobs(), batch_size=32, shuffle=False)
   state, _ = fit(new_state(), make_train_step(xent), clean, epochs=1, checkpoint_dir=tmp_path, verbose=0)
-  with pytest.raises(NonFiniteLossError, match=r"last good checkpoint \(step 3\) is kept"):
+  with pytest.raises(NonFiniteLossError, match=r"last good checkpoint \(step 3, verified\) is kept"):
     fit(state, make_train_step(xent), data, epochs=2, checkpoint_dir=tmp_path, verbose=0)
   with Checkpointer(tmp_path) as ckpt:
     assert ckpt.all_steps() == [3]
+    shutil.rmtree(tmp_path / "3" / "checksum")  # an unverifiable checkpoint is not called good
+    with pytest.warns(UserWarning, match=r"step 3 .* is incomplete: its checksum record .* is missing"):
+      assert ckpt.latest_intact_step(new_state()) is None
 
 
 def test_early_stopping():

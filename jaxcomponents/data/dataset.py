@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxcomponents.data.pipeline import Augment, BatchPipeline, array_leaves, check_labels, map_arrays
+from jaxcomponents.data.pipeline import Augment, BatchPipeline, array_leaves, check_labels, check_open, map_arrays
 
 
 class ArrayDataset(BatchPipeline):
@@ -113,12 +113,16 @@ class RecordDataset(BatchPipeline):
                      augment=augment, threads=threads, workers=workers)
 
   def load(self, indices, rngs):
-    xs, ys = zip(*(self.to_example(self.source[int(i)]) for i in indices))
+    xs, ys = zip(*(self._example(int(i)) for i in indices))
     y = np.stack(ys)
     check_labels(y, self.num_classes, where=f"records {indices[:5].tolist()}...")
     if rngs is not None:
       return stack_as_made((self.augment(x, rng) for x, rng in zip(xs, rngs)), len(xs)), y
     return np.stack(xs), y
+
+  def _example(self, index: int):
+    check_open()  # a closed stream's reader stops between records
+    return self.to_example(self.source[index])
 
 
 def stack_as_made(examples: Iterable[np.ndarray], count: int) -> np.ndarray:

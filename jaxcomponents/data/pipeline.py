@@ -18,6 +18,7 @@ exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -157,13 +158,14 @@ class BatchPipeline:
     if not isinstance(stop, int) or stop < start:
       raise ValueError(f"stop={stop!r} is not allowed with start={start}; expected an integer >= start.")
     process, count = self._layout()
-    batches = grain.MapDataset.range(start, stop).map(_LoadBatch(self, process, count))
+    closed = threading.Event()
+    batches = grain.MapDataset.range(start, stop).map(_LoadBatch(self, process, count, closed))
     options = grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=max(2 * self.threads, 1))
     stream = batches.to_iter_dataset(options)
     if self.workers:
       _absl_flags_readable()
       stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers, per_worker_buffer_size=2))
-    return _closing(iter(stream), copy=bool(self.workers))
+    return _Stream(iter(stream), closed, copy=bool(self.workers))
 
   def _layout(self) -> tuple[int, int]:
     process, count = process_layout()
@@ -191,9 +193,12 @@ class BatchPipeline:
 class _LoadBatch:
   """Grain map: batch number across epochs -> this process's part of it (picklable for worker processes)."""
 
-  def __init__(self, pipeline: BatchPipeline, process: int, count: int):
-    self.pipeline, self.process, self.count = pipeline, process, count
+  def __init__(self, pipeline: BatchPipeline, process: int, count: int, closed: threading.Event | None = None):
+    self.pipeline, self.process, self.count, self.closed = pipeline, process, count, closed
     self._order: tuple[int, np.ndarray] | None = None
+
+  def __getstate__(self):
+    return {**self.__dict__, "closed": None}  # worker processes are stopped by closing Grain's iterator
 
   def order(self, epoch: int) -> np.ndarray:
     if self._order is None or self._order[0] != epoch:
@@ -203,6 +208,8 @@ class _LoadBatch:
     return self._order[1]
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
+    _reading.closed = self.closed
+    check_open()
     p = self.pipeline
     epoch, batch = divmod(step, len(p))
     local = p.batch_size // self.count
@@ -232,15 +239,55 @@ def _absl_flags_readable() -> None:
     flags.FLAGS.mark_as_parsed()
 
 
-def _closing(iterator, copy: bool) -> Iterator[Any]:
-  try:
-    for batch in iterator:
-      # Workers hand batches over in shared memory, released when the array is: copy so none outlives the epoch.
-      yield map_arrays(np.array, batch) if copy else batch
-  finally:
-    close = getattr(iterator, "close", None)
+class StreamClosed(Exception):
+  """Raised in a reader thread whose stream was closed: the batch it was loading is abandoned."""
+
+
+_reading = threading.local()
+
+
+def check_open() -> None:
+  """Raises `StreamClosed` in a reader thread whose stream was closed; `load` calls it between records.
+
+  So a closed stream (`fit` stopped by a signal) leaves each reader thread
+  after the record it is reading, not after its whole batch.
+  """
+  closed = getattr(_reading, "closed", None)
+  if closed is not None and closed.is_set():
+    raise StreamClosed("the batch stream was closed")
+
+
+class _Stream:
+  """Grain's batches; `close()` may be called from any thread, also while another waits in `next()`."""
+
+  def __init__(self, iterator, closed: threading.Event, copy: bool):
+    self._iterator, self._closed, self._copy = iterator, closed, copy
+
+  def __iter__(self) -> "_Stream":
+    return self
+
+  def __next__(self) -> dict[str, Any]:
+    if self._closed.is_set():
+      raise StopIteration
+    try:
+      batch = next(self._iterator)
+    except StopIteration:
+      self.close()
+      raise
+    # Workers hand batches over in shared memory, released when the array is: copy so none outlives the epoch.
+    return map_arrays(np.array, batch) if self._copy else batch
+
+  def close(self) -> None:
+    """Stops the reader threads after their current record and cancels what is queued (worker processes end)."""
+    if self._closed.is_set():
+      return
+    self._closed.set()
+    close = getattr(self._iterator, "close", None)
     if close is not None:
       close()
+
+  def __del__(self):
+    self.close()
 
 
 def _check_processes_agree(spec: dict[str, Any]) -> None:

@@ -1,16 +1,23 @@
 """Checkpoints with orbax: keep the last N and the best by a metric, save asynchronously, verify, resume.
 
-Each checkpoint stores, beside the arrays, a SHA-256 digest of them; a restore
-recomputes it, so a damaged or truncated checkpoint is found instead of
+Each checkpoint stores, beside the arrays, a SHA-256 digest of them and of its
+dataset record; a restore checks the shapes the checkpoint declares against
+the state it restores into before reading anything, then recomputes the
+digests, so a damaged, truncated or foreign checkpoint is found instead of
 loaded. Resuming restores the newest intact checkpoint and warns about each
-damaged one it passes over.
+damaged one it passes over. A `Checkpointer` that writes holds the folder's
+lock (`folder_lock.FolderLock`): one writer per folder.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import json
 import os
+import shutil
 import tempfile
+import threading
 import warnings
 from typing import Any
 
@@ -20,13 +27,66 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint._src.checkpoint_managers import preservation_policy as policies
 
 from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.training.folder_lock import FolderInUseError, FolderLock
 from jaxcomponents.training.state import TrainState
 
 _SAVED_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(OSError):
   """A checkpoint cannot be written or restored; the message names the directory, the step and what to do."""
+
+
+def _first_line(error: BaseException) -> str:
+  return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+
+
+def _key_name(key) -> str:
+  for attribute in ("key", "idx", "name"):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
+
+
+def _named_leaves(tree, is_leaf=None) -> dict[str, Any]:
+  return {"/".join(_key_name(k) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]}
+
+
+def declared_arrays(item_dir: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """`{path: (shape, dtype)}` that an orbax pytree folder declares, read from its metadata (no array is read)."""
+  from etils import epath  # pylint: disable=import-outside-toplevel
+
+  metadata = ocp.PyTreeCheckpointHandler().metadata(epath.Path(os.fspath(item_dir))).tree
+  leaves = _named_leaves(metadata, is_leaf=lambda leaf: hasattr(leaf, "shape") and hasattr(leaf, "dtype"))
+  return {name: (tuple(leaf.shape), np.dtype(leaf.dtype)) for name, leaf in leaves.items()
+          if hasattr(leaf, "shape")}
+
+
+def check_declared(item_dir: str | os.PathLike, template, what: str, *, partial: bool = False) -> None:
+  """Raises `CheckpointError` unless the arrays `item_dir` declares are `template`'s (names, shapes, dtypes).
+
+  Checked before a restore, so a foreign or forged checkpoint allocates nothing
+  (orbax itself reads arrays at the shape the file declares). With `partial`,
+  the folder may hold more arrays than the template names.
+  """
+  try:
+    declared = declared_arrays(item_dir)
+  except Exception as e:  # orbax raises many types for an unreadable metadata file
+    raise CheckpointError(f"{what} cannot be read: its array metadata is damaged ({_first_line(e)})") from e
+  expected = _named_leaves(template)
+  missing = sorted(set(expected) - set(declared))
+  extra = [] if partial else sorted(set(declared) - set(expected))
+  if missing or extra:
+    raise CheckpointError(f"{what} does not hold this state's arrays: " + "; ".join(
+        f"{label} {names[:3]}{' ...' if len(names) > 3 else ''}" for label, names in
+        (("missing", missing), ("unexpected", extra)) if names) + ". Restore it into the model it was saved from.")
+  for name, leaf in expected.items():
+    shape, dtype = tuple(np.shape(leaf)), np.dtype(getattr(leaf, "dtype", np.asarray(leaf).dtype))
+    if declared[name][0] != shape or declared[name][1] != dtype:
+      raise CheckpointError(f"{what} declares {name} as {declared[name][1]}{list(declared[name][0])}, but the state "
+                            f"has {dtype}{list(shape)}; nothing was read. Restore it into the model it was saved "
+                            "from.")
 
 
 def check_writable(directory: str | os.PathLike) -> str:
@@ -49,6 +109,11 @@ def _host_bytes(leaf) -> np.ndarray:
   return np.asarray(leaf)
 
 
+def record_digest(record: Any) -> str:
+  """SHA-256 of a JSON record (keys sorted), saved beside it to find a damaged one."""
+  return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
 def digest(tree) -> str:
   """SHA-256 over every leaf's path, dtype, shape and bytes (what a restore must give back)."""
   sha = hashlib.sha256()
@@ -69,6 +134,12 @@ class Checkpointer:
       (e.g. `"val_loss"`); pass `metrics` to `save`.
     best_mode: `"min"` or `"max"`.
     async_save: write in the background; `wait()` blocks until done.
+    save_timeout: seconds `wait()` waits for a background write before it
+      raises `CheckpointError` saying which checkpoint is not written.
+
+  The first `save` (or `lock()`) takes the folder's lock, so a second run
+  writing into the same folder is refused; `close()` gives it back. Reading
+  (`restore`, `restore_weights`) takes no lock.
 
   Example (needs a training state)::
 
@@ -78,11 +149,14 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str | os.PathLike, *, keep: int = 3, best_metric: str | None = None,
-               best_mode: str = "min", async_save: bool = True):
+               best_mode: str = "min", async_save: bool = True, save_timeout: float = 600.0):
     check_positive_int("keep", keep)
     check_choice("best_mode", best_mode, ("min", "max"))
+    if isinstance(save_timeout, bool) or not isinstance(save_timeout, (int, float)) or not save_timeout > 0:
+      raise ValueError(f"save_timeout={save_timeout!r} is not allowed; expected a positive number of seconds.")
     self.directory = check_writable(directory)
-    self.best_metric = best_metric
+    self.best_metric, self.save_timeout = best_metric, float(save_timeout)
+    self._lock, self._locked = FolderLock(self.directory), False
     preserve = [policies.LatestN(keep)]
     if best_metric is not None:
       preserve.append(policies.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min", n=1,
@@ -94,28 +168,68 @@ class Checkpointer:
     )
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
+  def lock(self) -> None:
+    """Takes the folder's lock for this run (done by the first `save`; `fit` does it before its first step).
+
+    With several processes, process 0 holds it for the run and every process
+    raises if it could not be taken.
+
+    Raises:
+      FolderInUseError: another live run holds the folder, naming it.
+    """
+    if self._locked:
+      return
+    refusal = None
+    if jax.process_index() == 0:
+      try:
+        self._lock.acquire()
+      except OSError as e:
+        refusal = e
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+      refused = np.asarray(multihost_utils.process_allgather(np.int32(refusal is not None)))
+      if refused.any() and refusal is None:
+        raise FolderInUseError(f"{self.directory} is in use by another run: process 0 could not take its lock.")
+    if refusal is not None:
+      raise refusal
+    self._locked = True
+
   def save(self, state: TrainState, metrics: dict[str, float] | None = None, *, force: bool = False,
            dataset: dict[str, Any] | None = None) -> bool:
     """Saves `state` under its step; returns whether a checkpoint was written.
 
     `dataset` (JSON) describes the input pipeline's position and settings, saved beside the state.
+
+    Raises:
+      CheckpointError: the checkpoint cannot be written (a full disk, a vanished folder), naming why.
+      FolderInUseError: another run writes into this folder.
     """
     pytree = {name: getattr(state, name) for name in _SAVED_FIELDS}
     if self.best_metric is not None and metrics is not None and self.best_metric not in metrics:
       raise ValueError(
           f"best_metric={self.best_metric!r} is not among the saved metrics {sorted(metrics)}."
       )
+    self.lock()
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return False
-    items = {"state": ocp.args.StandardSave(pytree), "dataset": ocp.args.JsonSave(dataset or {}),
-             "checksum": ocp.args.JsonSave({"sha256": digest(pytree)})}
+    dataset = dataset or {}
+    items = {"state": ocp.args.StandardSave(pytree), "dataset": ocp.args.JsonSave(dataset),
+             "checksum": ocp.args.JsonSave({"sha256": digest(pytree), "dataset_sha256": record_digest(dataset)})}
     try:
       return self._manager.save(step, args=ocp.args.Composite(**items),
                                 metrics={k: float(v) for k, v in (metrics or {}).items()}, force=force)
-    except OSError as e:
-      raise CheckpointError(f"writing the checkpoint of step {step} to {self.directory} failed ({e}); the earlier "
-                            "checkpoints there are intact. Free space or fix the directory, then resume.") from e
+    except (OSError, ValueError, RuntimeError) as e:  # tensorstore reports a full disk as ValueError
+      raise self._write_failed(e, f"writing the checkpoint of step {step}") from e
+
+  def _write_failed(self, error: BaseException, what: str) -> CheckpointError:
+    """The error for a failed write, after removing its unfinished step folders (ours: the folder is locked)."""
+    if self._lock.held:
+      for partial in glob.glob(os.path.join(glob.escape(self.directory), "*.orbax-checkpoint-tmp*")):
+        shutil.rmtree(partial, ignore_errors=True)
+    return CheckpointError(f"{what} to {self.directory} failed ({_first_line(error)}); the earlier checkpoints "
+                           "there are intact. Free space or fix the directory, then resume.")
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -126,54 +240,74 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def _restore_step(self, template: dict[str, Any], step: int) -> dict[str, Any]:
-    """Restores and verifies one step; raises `CheckpointError` saying what is wrong with it."""
+  def _restore_step(self, template: dict[str, Any], step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restores and verifies one step's state and dataset record; raises `CheckpointError` saying what is wrong."""
+    where = f"checkpoint step {step} in {self.directory}"
+    folder = os.path.join(self.directory, str(step))
+    for record in ("checksum", "dataset"):
+      if not os.path.isdir(os.path.join(folder, record)):
+        raise CheckpointError(f"{where} is incomplete: its {record} record {os.path.join(folder, record)} is "
+                              "missing, so it cannot be verified")
+    check_declared(os.path.join(folder, "state"), template, where)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    items = {"state": ocp.args.StandardRestore(abstract)}
-    has_checksum = os.path.isdir(os.path.join(self.directory, str(step), "checksum"))
-    if has_checksum:
-      items["checksum"] = ocp.args.JsonRestore()
+    items = {"state": ocp.args.StandardRestore(abstract), "checksum": ocp.args.JsonRestore(),
+             "dataset": ocp.args.JsonRestore()}
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax raises many types (JSON, tree structure, tensorstore) for one cause
-      raise CheckpointError(f"checkpoint step {step} in {self.directory} cannot be read "
-                            f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
-    if has_checksum and digest(restored.state) != restored.checksum.get("sha256"):
-      raise CheckpointError(f"checkpoint step {step} in {self.directory} is damaged: its arrays do not match the "
-                            "checksum saved with them")
-    return dict(restored.state)
+      raise CheckpointError(f"{where} cannot be read ({_first_line(e)})") from e
+    checksum = restored.checksum if isinstance(restored.checksum, dict) else {}
+    if digest(restored.state) != checksum.get("sha256"):
+      raise CheckpointError(f"{where} is damaged: its arrays do not match the checksum saved with them")
+    dataset = restored.dataset
+    if not isinstance(dataset, dict) or ("dataset_sha256" in checksum
+                                         and record_digest(dataset) != checksum["dataset_sha256"]):
+      raise CheckpointError(f"{where} is damaged: its dataset record {os.path.join(folder, 'dataset')} does not "
+                            "match the checksum saved with it")
+    return dict(restored.state), dict(dataset)
 
   def restore(self, state: TrainState, step: int | None = None) -> TrainState:
     """Returns `state` with the fields of checkpoint `step`, verified against its checksum.
 
     Without `step`, the newest intact checkpoint: each damaged newer one is
-    passed over with a warning naming it (`restored_step` says which was used).
+    passed over with a warning naming it. `restored_step` says which was used,
+    `restored_dataset` holds its (verified) dataset record.
 
     Raises:
       CheckpointError: naming the step(s) and what is wrong, if none can be restored.
     """
     template = {name: getattr(state, name) for name in _SAVED_FIELDS}
-    restored, self.restored_step = self._restore_intact(template, step)
+    restored, self.restored_dataset, self.restored_step = self._restore_intact(template, step)
     return state.replace(**restored)
+
+  def latest_intact_step(self, state: TrainState) -> int | None:
+    """The newest checkpoint that restores into `state` and matches its checksums, or None (each damaged one warns)."""
+    try:
+      return self._restore_intact({name: getattr(state, name) for name in _SAVED_FIELDS}, None)[2]
+    except (CheckpointError, FileNotFoundError):
+      return None
 
   def restore_weights(self, params, batch_stats=None, step: int | None = None) -> tuple[Any, Any]:
     """`(params, batch_stats)` of a checkpoint, for inference: no optimizer or training state needed.
 
     `params` and `batch_stats` are templates (e.g. `model.init(...)`'s) giving
-    the structure and shapes. Only these arrays are read, so the checksum
+    the structure and shapes, checked against what the checkpoint declares
+    before anything is read. Only these arrays are read, so the checksum
     (which covers the whole state) is not checked; `restore` checks it.
     """
     template = {"params": params, "batch_stats": batch_stats if batch_stats is not None else {}}
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     step = self._existing_step(step)
+    folder = os.path.join(self.directory, str(step), "state")
+    where = f"checkpoint step {step} in {self.directory}"
+    check_declared(folder, template, where, partial=True)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     args = ocp.args.PyTreeRestore(abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
                                   partial_restore=True)
     try:
       with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
-        restored = reader.restore(os.path.join(self.directory, str(step), "state"), args=args)
+        restored = reader.restore(folder, args=args)
     except Exception as e:
-      raise CheckpointError(f"the weights of checkpoint step {step} in {self.directory} cannot be read "
-                            f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+      raise CheckpointError(f"the weights of {where} cannot be read ({_first_line(e)})") from e
     return restored["params"], restored["batch_stats"]
 
   def _existing_step(self, step: int | None) -> int:
@@ -186,18 +320,19 @@ class Checkpointer:
       raise FileNotFoundError(f"step={step} has no checkpoint in {self.directory}; it has steps {steps}.")
     return step
 
-  def _restore_intact(self, template: dict[str, Any], step: int | None) -> tuple[dict[str, Any], int]:
+  def _restore_intact(self, template: dict[str, Any], step: int | None
+                      ) -> tuple[dict[str, Any], dict[str, Any], int]:
     if step is not None:
-      return self._restore_step(template, self._existing_step(step)), step
+      return (*self._restore_step(template, self._existing_step(step)), step)
     damaged = []
     for candidate in reversed(self.all_steps()):
       try:
-        restored = self._restore_step(template, candidate)
+        restored, dataset = self._restore_step(template, candidate)
       except CheckpointError as e:
         damaged.append(str(e))
-        warnings.warn(f"{e}; trying the checkpoint before it.", stacklevel=3)
+        warnings.warn(f"{e}; trying the checkpoint before it.", stacklevel=4)
         continue
-      return restored, candidate
+      return restored, dataset, candidate
     if not damaged:
       raise FileNotFoundError(f"no checkpoint to restore in {self.directory}.")
     raise CheckpointError("no intact checkpoint to restore: " + "; ".join(damaged) + ". Start again in a new "
@@ -213,23 +348,58 @@ class Checkpointer:
       saved = self._manager.restore(step, args=ocp.args.Composite(checksum=ocp.args.JsonRestore())).checksum
     except Exception:  # no checksum saved, or unreadable: cannot tell, so not the same
       return False
-    return saved.get("sha256") == digest({name: getattr(state, name) for name in _SAVED_FIELDS})
+    return isinstance(saved, dict) and saved.get("sha256") == digest(
+        {name: getattr(state, name) for name in _SAVED_FIELDS})
 
   def dataset(self, step: int | None = None) -> dict[str, Any]:
     """The input pipeline description saved with checkpoint `step` (default: the latest)."""
     step = self._existing_step(step)
-    return dict(self._manager.restore(step, args=ocp.args.Composite(dataset=ocp.args.JsonRestore())).dataset)
+    try:
+      record = self._manager.restore(step, args=ocp.args.Composite(dataset=ocp.args.JsonRestore())).dataset
+    except Exception as e:
+      raise CheckpointError(f"the dataset record of checkpoint step {step} in {self.directory} cannot be read "
+                            f"({_first_line(e)})") from e
+    if not isinstance(record, dict):
+      raise CheckpointError(f"the dataset record of checkpoint step {step} in {self.directory} is not a record")
+    return dict(record)
 
   def delete_all(self) -> None:
     """Deletes every checkpoint in the directory (what `fit(..., overwrite=True)` does first)."""
+    self.lock()
     for step in self.all_steps():
       self._manager.delete(step)
 
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
+  def wait(self, timeout: float | None = None) -> None:
+    """Blocks until the background writes are done, at most `timeout` seconds (default `save_timeout`).
+
+    Raises:
+      CheckpointError: a write failed, or has not finished in time (the earlier checkpoints are intact).
+    """
+    timeout = self.save_timeout if timeout is None else timeout
+    failures: list[BaseException] = []
+
+    def finish():
+      try:
+        self._manager.wait_until_finished()
+      except BaseException as e:  # handed to the waiting thread
+        failures.append(e)
+
+    writer = threading.Thread(target=finish, daemon=True)
+    writer.start()
+    writer.join(timeout)
+    if writer.is_alive():
+      raise CheckpointError(f"the checkpoint being written to {self.directory} has not finished after {timeout:g} s "
+                            "(a stalled disk?); the checkpoints written before it are intact.")
+    if failures:
+      raise self._write_failed(failures[0], "writing a checkpoint") from failures[0]
 
   def close(self) -> None:
-    self._manager.close()
+    """Finishes the writes under way and gives the folder's lock back."""
+    try:
+      self._manager.close()
+    finally:
+      self._lock.release()
+      self._locked = False
 
   def __enter__(self) -> "Checkpointer":
     return self

@@ -7,6 +7,7 @@ import itertools
 import math
 import os
 import signal
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -76,11 +77,12 @@ class _Batches:
     return itertools.islice(self.stream, count)
 
   def close(self) -> None:
+    """Stops the stream; a jaxcomponents pipeline's reader threads stop after the record each is reading."""
     close = getattr(self.stream, "close", None)
     if close is not None:
       try:
         close()
-      except ValueError:  # the prefetch thread is still inside a blocked read: it is a daemon, abandoned
+      except ValueError:  # a generator the prefetch thread is still inside: abandoned with that daemon thread
         pass
 
 
@@ -155,23 +157,44 @@ def _class_weigher(class_weight: Mapping[int, float] | None):
   return weigh
 
 
-def _check_class_labels(model, step: Step, data: Dataset, where: str) -> None:
-  """In-memory labels against the model's classes, for a sparse categorical loss given by name."""
+def _check_sparse_labels(model, step: Step, x, y, where: str) -> None:
+  """Labels `y` against the model's classes (for inputs like `x`), for a sparse categorical loss given by name."""
   loss = step.loss
-  if (getattr(loss, "name", None) != "sparse_categorical_crossentropy" or not isinstance(data, ArrayDataset)
-      or not isinstance(data.x, np.ndarray) or not isinstance(data.y, np.ndarray)):
+  if getattr(loss, "name", None) != "sparse_categorical_crossentropy" or not isinstance(y, np.ndarray):
     return
-  output = model.output_spec(data.x[:1])
+  output = model.output_spec(x)
   if not hasattr(output, "shape"):
     return
   classes = output.shape[-1]
-  y, ignored = np.asarray(data.y), dict(loss.options).get("ignore_class")
+  ignored = dict(loss.options).get("ignore_class")
   if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
     raise ValueError(f"{where} has labels like {y[y != np.round(y)][:3].tolist()}; sparse_categorical_crossentropy "
                      "takes integer class indices.")
   y = y.astype(np.int64)
   check_labels(y[y != ignored] if ignored is not None else y, classes,
                where=f"{where} (for the model's {classes} outputs)")
+
+
+def _checked_whole(data: Dataset) -> bool:
+  return isinstance(data, ArrayDataset) and isinstance(data.x, np.ndarray) and isinstance(data.y, np.ndarray)
+
+
+def _check_class_labels(model, step: Step, data: Dataset, where: str) -> None:
+  """In-memory labels, all of them before the first step."""
+  if _checked_whole(data):
+    _check_sparse_labels(model, step, data.x[:1], data.y, where)
+
+
+def _batch_label_checker(model, step: Step, data: Dataset, where: str):
+  """batch -> batch raising on labels outside the model's classes, for data read batch by batch (records, files)."""
+  if _checked_whole(data) or getattr(step.loss, "name", None) != "sparse_categorical_crossentropy":
+    return lambda batch: batch
+
+  def check(batch):
+    _check_sparse_labels(model, step, batch["x"], batch["y"], f"a batch of {where}")
+    return batch
+
+  return check
 
 
 def _alive(state: TrainState) -> bool:
@@ -259,20 +282,31 @@ def check_validation_freq(validation_freq: Any) -> Any:
   return validation_freq
 
 
-def run_evaluate(model, data: Dataset, callbacks: CallbackList, *, steps: int | None = None, mesh=None
-                 ) -> dict[str, float]:
-  """One pass of `model.eval_step` over `data` with Keras's test hooks; returns the logs (sorted floats)."""
+def run_evaluate(model, data: Dataset, callbacks: CallbackList, *, steps: int | None = None, mesh=None,
+                 signals: _Signals | None = None) -> dict[str, float]:
+  """One pass of `model.eval_step` over `data` with Keras's test hooks; returns the logs (sorted floats).
+
+  Inside `fit`, a signal (in `signals`) ends the pass with `_Interrupted`, also while it waits for data.
+  """
   eval_step = model.eval_step
   eval_state, results = eval_step.reset(model.state), {}
   count = len(data) if steps is None else min(steps, len(data))
   callbacks.on_test_begin()
   begin, end = callbacks.listens("on_test_batch_begin"), callbacks.listens("on_test_batch_end")
-  for index, batch in enumerate(prefetch(batch_stream(data, 0, count), mesh=mesh)):
-    if begin:
-      callbacks.on_test_batch_begin(index)
-    eval_state, results = eval_step(eval_state, batch)
-    if end:
-      callbacks.on_test_batch_end(index, BatchLogs(results))
+  source = _Batches(data, 0, count)
+  batches = prefetch(source.stream, mesh=mesh)
+  try:
+    for index, batch in enumerate(batches if signals is None else _interruptible(batches, signals)):
+      if begin:
+        callbacks.on_test_batch_begin(index)
+      eval_state, results = eval_step(eval_state, batch)
+      if end:
+        callbacks.on_test_batch_end(index, BatchLogs(results))
+      if signals:
+        raise _Interrupted(signals[0])
+  finally:
+    batches.close()
+    source.close()
   logs = pythonify(results)
   callbacks.on_test_end(logs)
   return logs
@@ -449,6 +483,7 @@ def run_fit(
   if validation_data is not None and eval_step is None:
     raise ValueError("validation_data needs an eval_step (compile the model, or pass eval_step=).")
   weigh = _class_weigher(class_weight)
+  check_labels_of = _batch_label_checker(model, train_step, train_data, "train_data")
   if resume and checkpoint_dir is None:
     raise ValueError("resume=True needs a checkpoint_dir to resume from.")
   if resume and overwrite:
@@ -476,6 +511,8 @@ def run_fit(
                   if checkpoint_dir is not None else None)
   source, trained = None, False
   try:
+    if checkpointer is not None:
+      checkpointer.lock()  # one run writes into a checkpoint folder: taken before anything is written there
     if checkpointer is not None and checkpointer.all_steps() and not resume and not checkpointer.holds(state):
       if not overwrite:
         raise ValueError(f"checkpoint_dir={os.fspath(checkpoint_dir)!r} already holds the checkpoints of a run "
@@ -489,7 +526,7 @@ def run_fit(
     run_start = int(jax.device_get(state.step))
     if resume and checkpointer.all_steps():
       state = checkpointer.restore(state)  # the newest intact checkpoint, into the state's shardings
-      record = checkpointer.dataset(checkpointer.restored_step)
+      record = checkpointer.restored_dataset  # verified with it
       _check_same_dataset(record, train_data, checkpoint_dir, steps_per_epoch)
       run_start = record.get("run_start_step", 0)
       initial_epoch = record.get("initial_epoch", initial_epoch)
@@ -513,13 +550,30 @@ def run_fit(
     def check_finite(state):
       bad = int(jax.device_get(state.metrics["nonfinite_step"]))
       if bad >= 0:
+        last = None
         if checkpointer is not None:
           checkpointer.wait()
-        last = checkpointer.latest_step() if checkpointer is not None else None
-        raise NonFiniteLossError(
-            f"the loss became NaN or infinite at step {bad + 1}; training stopped. "
-            + (f"The last good checkpoint (step {last}) is kept." if last is not None else
-               "No checkpoint was written."))
+          last = checkpointer.latest_intact_step(state)  # "good" only once verified
+        message = f"the loss became NaN or infinite at step {bad + 1}; training stopped. "
+        if checkpointer is None:
+          message += "No checkpoint was written."
+        elif last is None:
+          message += f"{checkpointer.directory} holds no intact checkpoint."
+        else:
+          message += f"The last good checkpoint (step {last}, verified) is kept in {checkpointer.directory}."
+        raise NonFiniteLossError(message)
+
+    def stop_for_signal():
+      for callback in hooks.callbacks:
+        if isinstance(callback, ProgbarLogger):
+          callback.on_train_end()
+      save()
+      if checkpointer is not None:
+        checkpointer.wait()  # committed before fit returns (bounded by the checkpointer's save_timeout)
+      history.stopped_by = signals[0]
+      if verbose != 0:
+        saved = f"; checkpoint step {step} is in {checkpointer.directory}" if checkpointer is not None else ""
+        print(f"fit: stopped by {signals[0]} at step {step}{saved}.", file=sys.stderr, flush=True)
 
     ahead = 0 if _in_memory(train_data) else 2  # slicing arrays costs less than handing batches between threads
     hooks.on_train_begin()
@@ -527,13 +581,17 @@ def run_fit(
     source = _Batches(train_data, step, total)
     with _stop_on_signals() as signals:
       for epoch in range((step + offset) // steps_per_epoch, last_epoch):
+        if signals:  # arrived during the last epoch's end (validation steps, callbacks, the save)
+          stop_for_signal()
+          return history
         model.state = train_step.reset(state)
         hooks.on_epoch_begin(epoch)
         state, results, pending = model.state, {}, None
         first = epoch * steps_per_epoch - offset  # the state's step when this epoch began
         batches = source.take(min(steps_per_epoch, total - first) - (step - first))
         try:
-          for batch in _interruptible(prefetch(map(weigh, batches), ahead, mesh=mesh), signals):
+          for batch in _interruptible(prefetch((weigh(check_labels_of(b)) for b in batches), ahead, mesh=mesh),
+                                      signals):
             index = step - first
             if batch_begin:
               model.state = state
@@ -561,15 +619,16 @@ def run_fit(
         if not model.stop_training:  # a callback that stopped training (TerminateOnNaN) has had its say
           check_finite(state)
         if signals:
-          for callback in hooks.callbacks:
-            if isinstance(callback, ProgbarLogger):
-              callback.on_train_end()
-          save()
-          history.stopped_by = signals[0]
+          stop_for_signal()
           return history
         epoch_logs = dict(results)
         if validation_data is not None and _should_validate(epoch, validation_freq):
-          val_logs = run_evaluate(model, validation_data, hooks, steps=validation_steps, mesh=mesh)
+          try:
+            val_logs = run_evaluate(model, validation_data, hooks, steps=validation_steps, mesh=mesh, signals=signals)
+          except _Interrupted:  # the epoch's training is done, its validation is not: saved, it is not ended
+            model.state = state
+            stop_for_signal()
+            return history
           epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
         epoch_logs = pythonify(epoch_logs)
         hooks.on_epoch_end(epoch, epoch_logs)

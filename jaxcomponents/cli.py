@@ -129,9 +129,9 @@ def _read_variables(path: str, module, sample):
     if path.endswith(".npz"):
       return load_npz(path, module, tuple(sample))
     import jax  # pylint: disable=import-outside-toplevel
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *sample))
-    return ocp.StandardCheckpointer().restore(pathlib.Path(path).resolve(), shapes)
+
+    from jaxcomponents.training.checkpoint import read_arrays  # pylint: disable=import-outside-toplevel
+    return read_arrays(path, jax.eval_shape(lambda: module.init(jax.random.key(0), *sample)))
   except ValueError as error:
     raise UsageError(str(error)) from error
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -38,7 +39,9 @@ class CheckpointError(OSError):
 
 
 def _first_line(error: BaseException) -> str:
-  return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+  """The error's type and first line, its middle cut out when long (the reason is often at the end)."""
+  line = (str(error).splitlines() or [""])[0]
+  return f"{type(error).__name__}: {line if len(line) <= 400 else line[:200] + ' ... ' + line[-200:]}"
 
 
 def _key_name(key) -> str:
@@ -109,6 +112,48 @@ def _host_bytes(leaf) -> np.ndarray:
   return np.asarray(leaf)
 
 
+def _stored_bytes(folder: str) -> int:
+  return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder) for name in names)
+
+
+def read_arrays(item_dir: str | os.PathLike, template=None) -> Any:
+  """The arrays of an orbax pytree folder (as NumPy), read with bounded memory.
+
+  With `template` (arrays or `jax.ShapeDtypeStruct`s), the folder must declare
+  exactly its arrays; without, the sizes it declares are charged to a
+  `jaxcomponents.limits.ReadBudget` by its size on disk. Either way nothing
+  is read before the check passes (orbax reads whatever shape a file declares).
+
+  Raises:
+    CheckpointError: the folder is not a readable orbax pytree, or holds other arrays than `template`.
+    jaxcomponents.limits.LimitExceededError: it declares more than the read limits allow.
+
+  Example (needs a folder `orbax.checkpoint.StandardCheckpointer` wrote)::
+
+    variables = read_arrays("run/variables", jax.eval_shape(module.init, key, x))
+  """
+  from jaxcomponents.limits import ReadBudget  # pylint: disable=import-outside-toplevel
+
+  folder = os.path.abspath(os.fspath(item_dir))
+  if template is not None:
+    check_declared(folder, template, folder)
+  else:
+    try:
+      declared = declared_arrays(folder)
+    except Exception as e:
+      raise CheckpointError(f"{folder} is not a readable orbax checkpoint ({_first_line(e)})") from e
+    budget = ReadBudget(folder, _stored_bytes(folder))
+    for name, (shape, dtype) in declared.items():
+      budget.charge(f"array {name}", math.prod(shape) * dtype.itemsize)
+  abstract = None if template is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+  try:
+    with ocp.StandardCheckpointer() as reader:
+      restored = reader.restore(folder, abstract)
+  except Exception as e:  # orbax raises many types (JSON, tree structure, tensorstore) for one cause
+    raise CheckpointError(f"{folder} cannot be read ({_first_line(e)})") from e
+  return jax.tree.map(np.asarray, restored)
+
+
 def record_digest(record: Any) -> str:
   """SHA-256 of a JSON record (keys sorted), saved beside it to find a damaged one."""
   return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
@@ -156,7 +201,7 @@ class Checkpointer:
       raise ValueError(f"save_timeout={save_timeout!r} is not allowed; expected a positive number of seconds.")
     self.directory = check_writable(directory)
     self.best_metric, self.save_timeout = best_metric, float(save_timeout)
-    self._lock, self._locked = FolderLock(self.directory), False
+    self._lock, self._locked, self._stalled = FolderLock(self.directory), False, False
     preserve = [policies.LatestN(keep)]
     if best_metric is not None:
       preserve.append(policies.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min", n=1,
@@ -221,15 +266,15 @@ class Checkpointer:
       return self._manager.save(step, args=ocp.args.Composite(**items),
                                 metrics={k: float(v) for k, v in (metrics or {}).items()}, force=force)
     except (OSError, ValueError, RuntimeError) as e:  # tensorstore reports a full disk as ValueError
-      raise self._write_failed(e, f"writing the checkpoint of step {step}") from e
+      raise self._write_failed(e, f"saving the checkpoint of step {step}") from e
 
   def _write_failed(self, error: BaseException, what: str) -> CheckpointError:
     """The error for a failed write, after removing its unfinished step folders (ours: the folder is locked)."""
     if self._lock.held:
       for partial in glob.glob(os.path.join(glob.escape(self.directory), "*.orbax-checkpoint-tmp*")):
         shutil.rmtree(partial, ignore_errors=True)
-    return CheckpointError(f"{what} to {self.directory} failed ({_first_line(error)}); the earlier checkpoints "
-                           "there are intact. Free space or fix the directory, then resume.")
+    return CheckpointError(f"{what} to {self.directory} failed ({_first_line(error)}); the checkpoints written "
+                           "there before are intact. Free space or fix the directory, then resume.")
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -388,13 +433,21 @@ class Checkpointer:
     writer.start()
     writer.join(timeout)
     if writer.is_alive():
+      self._stalled = True
       raise CheckpointError(f"the checkpoint being written to {self.directory} has not finished after {timeout:g} s "
                             "(a stalled disk?); the checkpoints written before it are intact.")
     if failures:
       raise self._write_failed(failures[0], "writing a checkpoint") from failures[0]
 
   def close(self) -> None:
-    """Finishes the writes under way and gives the folder's lock back."""
+    """Finishes the writes under way and gives the folder's lock back.
+
+    After a write that did not finish in time, neither is done: the stalled
+    write may still change the folder, so its lock stays until this process
+    ends (the next run reclaims it with a warning).
+    """
+    if self._stalled:
+      return
     try:
       self._manager.close()
     finally:

@@ -655,8 +655,9 @@ def run_fit(
     if source is not None:
       source.close()
     if checkpointer is not None:
-      with contextlib.suppress(Exception):  # never mask the error being raised
+      with contextlib.suppress(Exception):  # a failed write was raised above; never mask the error being raised
         checkpointer.wait()
-      checkpointer.close()
+      with contextlib.suppress(Exception):
+        checkpointer.close()
   model.state = state
   return history

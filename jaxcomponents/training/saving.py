@@ -140,8 +140,8 @@ def save_model(path: str | os.PathLike, module: nn.Module, variables: Mapping[st
 
 
 def load_saved(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-  """`(module, variables)` from a folder `save_model` wrote."""
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  """`(module, variables)` from a folder `save_model` wrote; its variables are read within the read limits."""
+  from jaxcomponents.training.checkpoint import read_arrays  # pylint: disable=import-outside-toplevel
 
   path = os.path.abspath(os.fspath(path))
   file = os.path.join(path, ARCHITECTURE)
@@ -158,6 +158,4 @@ def load_saved(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
   if not isinstance(data, dict) or data.get("format") != _FORMAT:
     raise ValueError(f"{file} is not a jaxcomponents architecture (format {_FORMAT}).")
   module = decode_module(data.get("module") or {})
-  with ocp.StandardCheckpointer() as checkpointer:
-    variables = checkpointer.restore(os.path.join(path, VARIABLES))
-  return module, jax.tree.map(np.asarray, dict(variables))
+  return module, dict(read_arrays(os.path.join(path, VARIABLES)))

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import optax
 
+from jaxcomponents import files
 from jaxcomponents import losses as losses_lib
 from jaxcomponents import metrics as metrics_lib
 from jaxcomponents import optimizers
@@ -536,14 +537,13 @@ class Model:
     from jaxcomponents.weights import save_keras_h5, save_npz  # pylint: disable=import-outside-toplevel
 
     path = os.fspath(filepath)
-    if not overwrite and os.path.exists(path):
-      raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
     if path.endswith(".npz"):
-      save_npz(path, self.variables)
+      files.write_beside(path, lambda staged: save_npz(staged, self.variables), overwrite=overwrite)
     elif path.endswith(".weights.h5"):
-      self._keras_twin(".weights.h5").save_weights(path)
+      twin = self._keras_twin(".weights.h5")
+      files.write_beside(path, twin.save_weights, overwrite=overwrite)
     elif path.endswith(".h5"):
-      save_keras_h5(path, self.module, self.variables, self._require_sample("save_weights"))
+      save_keras_h5(path, self.module, self.variables, self._require_sample("save_weights"), overwrite=overwrite)
     else:
       raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5.")
 
@@ -557,9 +557,10 @@ class Model:
                        "format is for models converted by from_keras; save its weights as .npz (or .h5, Keras's "
                        "legacy weights layout), or the whole model in a folder (Model.save('name')).")
     if not os.path.splitext(path)[1]:  # a folder: the architecture must be one load_model can build
-      from jaxcomponents.training.saving import encode_module  # pylint: disable=import-outside-toplevel
+      from jaxcomponents.training.saving import SAVED_MODEL, encode_module  # pylint: disable=import-outside-toplevel
 
       encode_module(self.module)
+      files.check_target(path, SAVED_MODEL, overwrite=True)  # a user's folder is never replaced
 
   def _keras_twin(self, what: str):
     """The Keras model a `from_keras` module came from, holding this model's weights (needs Keras)."""
@@ -596,9 +597,7 @@ class Model:
     """
     path = os.fspath(filepath)
     if path.endswith(".keras"):
-      if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-      self._keras_twin(".keras").save(path)
+      files.write_beside(path, self._keras_twin(".keras").save, overwrite=overwrite)
       return
     from jaxcomponents.training.saving import save_model  # pylint: disable=import-outside-toplevel
 

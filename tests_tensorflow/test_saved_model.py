@@ -42,15 +42,22 @@ def test_saved_model_serves_at_another_batch_size(name, tmp_path):
   assert_close(got.numpy(), expected, tol=1e-4)
 
 
-def test_an_existing_saved_model_is_replaced(tmp_path):
+def test_an_existing_saved_model_is_replaced_only_with_overwrite_and_a_users_folder_never(tmp_path):
   model = Recurrent(4, cell="rnn")
   variables = random_variables(model, (2, 5, 3))
+  sample = np.ones((2, 5, 3), np.float32)
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "notes.txt").write_text("a user's file")
+  with pytest.raises(FileExistsError, match="is not a SavedModel folder"):
+    export(model, variables, sample, mine, format="saved_model", batch="fixed", overwrite=True)
+  assert (mine / "notes.txt").read_text() == "a user's file"
   path = tmp_path / "model"
-  path.mkdir()
-  (path / "stale.txt").write_text("an older export")
-  export(model, variables, np.ones((2, 5, 3), np.float32), path, format="saved_model", batch="fixed")
-  assert "stale.txt" not in [p.name for p in path.iterdir()]
-  assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+  export(model, random_variables(model, (2, 5, 3), seed=1), sample, path, format="saved_model", batch="fixed")
+  with pytest.raises(FileExistsError, match="pass overwrite=True"):
+    export(model, variables, sample, path, format="saved_model", batch="fixed")
+  export(model, variables, sample, path, format="saved_model", batch="fixed", overwrite=True)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "model"]
   serving = tf.saved_model.load(str(path)).signatures["serving_default"]
   assert serving.structured_input_signature[1]["input"].shape.as_list() == [2, 5, 3]
   x = np.linspace(-1, 1, 30, dtype=np.float32).reshape(2, 5, 3)

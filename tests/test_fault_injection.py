@@ -294,3 +294,13 @@ def test_class_labels_are_checked_against_the_model_before_the_first_step():
         eval_step=make_eval_step("sparse_categorical_crossentropy"),
         validation_data=ArrayDataset(x[:4], np.array([0, 1, 0.5, 2]), batch_size=4))
   assert int(state.step) == 0 and not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+
+
+def test_labels_read_record_by_record_are_checked_against_the_model_as_each_batch_arrives():
+  x, y = blobs()
+  y[37] = 5  # the MLP has 3 outputs; a RecordDataset without num_classes cannot know
+  records = RecordDataset(list(zip(x, y)), lambda r: r, batch_size=16, shuffle=False, threads=0)
+  with pytest.raises(ValueError, match=r"a batch of train_data \(for the model's 3 outputs\) has labels outside "
+                                       r"\[0, 3\): e\.g\. \[5\] at indices \[5\]") as caught:
+    fit(new_state(), make_train_step("sparse_categorical_crossentropy"), records, epochs=1, verbose=0)
+  assert int(caught.value.state.step) == 2  # batches 0 and 1 trained; batch 2 (records 32-47) was refused

@@ -5,6 +5,7 @@ from jaxcomponents.training.callbacks import (BackupAndRestore, Callback, Callba
                                              ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, TensorBoard,
                                              TerminateOnNaN)
 from jaxcomponents.training.checkpoint import CheckpointError, Checkpointer
+from jaxcomponents.training.folder_lock import FolderInUseError
 from jaxcomponents.training.freeze import freeze, label_params, partition
 from jaxcomponents.training.loop import NonFiniteLossError, evaluate, fit
 from jaxcomponents.training.model import Model, load_model
@@ -15,7 +16,7 @@ from jaxcomponents.training.step import Step, make_eval_step, make_train_step
 
 __all__ = [
     "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "CheckpointError", "Checkpointer", "EarlyStopping",
-    "History", "LambdaCallback", "LearningCurves", "LearningRateScheduler", "Model", "ModelCheckpoint",
+    "FolderInUseError", "History", "LambdaCallback", "LearningCurves", "LearningRateScheduler", "Model", "ModelCheckpoint",
     "NonFiniteLossError", "ProgbarLogger", "ReduceLROnPlateau", "Step", "TensorBoard", "TerminateOnNaN", "TrainState",
     "data_mesh", "evaluate", "fit", "freeze", "initialize_distributed", "label_params", "load_model", "make_eval_step",
     "make_train_step", "partition", "predict", "replicate", "shard_batch",

@@ -353,10 +353,11 @@ def fit(
   checkpoint. With `resume=True`, training continues from the newest intact
   checkpoint in `checkpoint_dir` to the interrupted run's end, at the same
   batch of the same epoch, so k steps, a restart and n - k more steps give the
-  parameters of n uninterrupted steps. SIGINT/SIGTERM save a checkpoint and
-  return (`history.stopped_by` names the signal), after the step under way, or
-  at once while waiting for data. A non-finite loss raises
-  `NonFiniteLossError` naming the step, and saves nothing.
+  parameters of n uninterrupted steps. SIGINT/SIGTERM save a checkpoint,
+  wait until it is written, and return (`history.stopped_by` names the
+  signal): after the step under way, or at once while waiting for data (also
+  during validation). A non-finite loss raises `NonFiniteLossError` naming
+  the step, and saves nothing.
 
   Nothing is lost to an error: everything that can be checked is checked
   before the first step (arguments, monitored log names, the checkpoint
@@ -382,7 +383,9 @@ def fit(
     checkpoint_dir: where orbax checkpoints go (keep the last `keep_checkpoints`,
       and the best by `best_metric`). A directory holding another run's
       checkpoints is an error unless `resume=True` or `overwrite=True`
-      (training further the state its latest checkpoint holds is fine).
+      (training further the state its latest checkpoint holds is fine). The
+      run holds the directory's lock until it returns: a second run into it
+      raises `FolderInUseError` before its first step.
     resume: continue from the newest intact checkpoint in `checkpoint_dir`.
     overwrite: delete the checkpoints already in `checkpoint_dir` and start afresh.
     log_dir: writes `history.csv`, TensorBoard events and `learning_curves.png` there.

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 
@@ -279,3 +280,18 @@ def test_a_saved_model_declaring_more_than_its_size_allows_is_refused_before_any
   os.rename(tmp_path / "original", tmp_path / "model" / VARIABLES)
   model = jaxcomponents.load_model(tmp_path / "model")  # the genuine folder loads
   assert leaves_equal(model.variables, variables)
+
+
+def test_a_stalled_write_is_reported_after_save_timeout_and_keeps_the_folder_locked(tmp_path):
+  released = threading.Event()
+  with Checkpointer(tmp_path, save_timeout=0.5) as ckpt:
+    ckpt.save(new_state())
+    ckpt.wait()
+    ckpt._manager.wait_until_finished = lambda: released.wait(30)  # a disk that stopped answering
+    started = time.monotonic()
+    with pytest.raises(CheckpointError, match=rf"being written to {tmp_path} has not finished after 0.5 s \(a stalled "
+                                              r"disk\?\); the checkpoints written before it are intact"):
+      ckpt.wait()
+    assert time.monotonic() - started < 5
+  assert (tmp_path / LOCK_FILE).exists()  # the stalled write may still change the folder: it stays locked
+  released.set()

@@ -262,6 +262,7 @@ class Checkpointer:
     dataset = dataset or {}
     items = {"state": ocp.args.StandardSave(pytree), "dataset": ocp.args.JsonSave(dataset),
              "checksum": ocp.args.JsonSave({"sha256": digest(pytree), "dataset_sha256": record_digest(dataset)})}
+    self.wait()  # orbax waits for the write before this one too, without a bound
     try:
       return self._manager.save(step, args=ocp.args.Composite(**items),
                                 metrics={k: float(v) for k, v in (metrics or {}).items()}, force=force)

@@ -9,10 +9,12 @@ Fashion-MNIST files under `/usr/share/datasets/fashion-mnist`).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 
 import numpy as np
 
+from jaxcomponents import limits
 from jaxcomponents.data.npz_source import load_npz_dataset
 from jaxcomponents.errors import check_choice
 
@@ -26,12 +28,19 @@ DATASETS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
 def read_idx(path: str | os.PathLike) -> np.ndarray:
   """Reads one IDX file (optionally gzipped) into an array.
 
+  The header is checked first (its size against `jaxcomponents.limits`'
+  `max_bytes`); the body is then read in pieces, so a header promising more
+  than the file holds costs only what it holds, and a gzipped body may expand
+  to at most `max_expansion` times the file's size.
+
   Raises:
-    ValueError: naming the file, if it is not a well-formed IDX file.
+    ValueError: naming the file, if it is not a well-formed IDX file (a
+      `limits.LimitExceededError` if it declares or expands to more than the limits allow).
   """
   path = os.fspath(path)
   opener = gzip.open if path.endswith(".gz") else open
   try:
+    budget = limits.file_budget(path)
     with opener(path, "rb") as f:
       magic = f.read(4)  # the header is checked before the body is read (or decompressed)
       if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
@@ -41,26 +50,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
       if len(dims) < 4 * ndim:
         raise ValueError(f"{path} is damaged: its header ends after {4 + len(dims)} bytes.")
       shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
-      expected = int(np.prod(shape)) * dtype.itemsize
-      body = _read_at_most(f, expected + 1)
+      expected = math.prod(shape) * dtype.itemsize
+      budget.check_size(f"its header {shape} {dtype}", expected)
+      what = "its decompressed body" if opener is gzip.open else "its body"
+      body = limits.read_at_most(f, expected + 1, budget, what)
   except (OSError, EOFError, gzip.BadGzipFile) as e:
     raise ValueError(f"{path} cannot be read as an IDX file ({e}).") from e
   if len(body) != expected:
     raise ValueError(f"{path} is damaged: {4 + 4 * ndim + len(body)}{'+' if len(body) > expected else ''} bytes "
                      f"where its header {shape} promises {4 + 4 * ndim + expected}.")
-  return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _read_at_most(f, size: int) -> bytes:
-  """Up to `size` bytes, in pieces, so a header promising too much allocates nothing it does not find."""
-  pieces = []
-  while size > 0:
-    piece = f.read(min(size, 1 << 22))
-    if not piece:
-      break
-    pieces.append(piece)
-    size -= len(piece)
-  return b"".join(pieces)
+  return body.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[str]:

@@ -5,7 +5,8 @@ processes without touching an accelerator. OpenCV (in the `data` extra)
 decodes and resizes when it is installed; Pillow and NumPy compute the same
 images without it (the decoders give identical pixels, the resizes agree to
 float rounding). Random operations take a `np.random.Generator` (the pipeline
-seeds one per example).
+seeds one per example). An image's width and height are checked against
+`jaxcomponents.limits`' `max_image_pixels` before it is decoded.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 from types import ModuleType
 
 import numpy as np
 
-from jaxcomponents import extras
+from jaxcomponents import extras, limits
 from jaxcomponents.errors import check_choice
 
 RESIZE_METHODS = ("bilinear", "nearest")
@@ -46,45 +48,87 @@ def _read(image: str | os.PathLike | bytes) -> tuple[bytes, str]:
     raise ValueError(f"{name} is not a readable image ({e}).") from e
 
 
-def _open(data: bytes, name: str):
+def _open(data: bytes, name: str, max_pixels: int | None = None):
+  """The image opened lazily by Pillow (its header read, no pixel decoded), its size checked first.
+
+  Pillow's format plugins open it as `PIL.Image.open` does, but without
+  `PIL.Image.MAX_IMAGE_PIXELS` (a process-wide setting, left as it is), so
+  one limit holds on every path: `max_pixels`, by default
+  `jaxcomponents.limits`' `max_image_pixels`.
+
+  Raises:
+    ValueError: naming the file, if no Pillow plugin reads its header (a `limits.LimitExceededError` if it
+      declares more pixels than the limit).
+  """
   pil_image = extras.require("PIL.Image", "data", "decoding images")
-  try:
-    return pil_image.open(io.BytesIO(data))
-  except (pil_image.UnidentifiedImageError, OSError) as e:
-    raise ValueError(f"{name} is not a readable image ({e}).") from e
+  prefix = data[:16]
+  for load_plugins in (pil_image.preinit, pil_image.init):
+    load_plugins()
+    for image_format in list(pil_image.ID):
+      factory, accept = pil_image.OPEN[image_format]
+      try:
+        accepted = not accept or accept(prefix)
+        if not accepted or isinstance(accepted, str):  # Pillow's plugins answer a string to decline with a reason
+          continue
+        opened = factory(io.BytesIO(data), "")
+      except (SyntaxError, IndexError, TypeError, struct.error):  # what PIL.Image.open takes for "not this format"
+        continue
+      except OSError as e:
+        raise ValueError(f"{name} is not a readable image ({e}).") from e
+      limits.check_image_pixels(name, *opened.size, max_pixels)
+      return opened
+  raise ValueError(f"{name} is not a readable image (no image format of Pillow's reads its first bytes "
+                   f"{prefix[:8].hex() or '(it is empty)'}).")
 
 
-def _decode(data: bytes, name: str, reduce: int = 1) -> np.ndarray:
-  """RGB uint8; a JPEG at 1/`reduce` of its size (libjpeg's reduced-scale decoding) when `reduce` > 1."""
+def _decode(data: bytes, name: str, reduce: int = 1, max_pixels: int | None = None, opened=None) -> np.ndarray:
+  """RGB uint8; a JPEG at 1/`reduce` of its size (libjpeg's reduced-scale decoding) when `reduce` > 1.
+
+  The header is read (`_open`, or `opened` when given) and its pixel count checked before anything is decoded.
+  """
+  opened = _open(data, name, max_pixels) if opened is None else opened
   if not data.startswith(b"\xff\xd8"):  # not a JPEG: other formats have no reduced decoding
     reduce = 1
-  cv2 = _opencv()
-  if cv2 is not None:
-    flags = cv2.IMREAD_IGNORE_ORIENTATION | cv2.IMREAD_COLOR_RGB  # EXIF ignored, as Pillow and Keras do
-    if reduce > 1:
-      flags |= getattr(cv2, f"IMREAD_REDUCED_COLOR_{reduce}") & ~cv2.IMREAD_COLOR
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if decoded is not None:
-      return decoded
-  try:  # without OpenCV, or a format it does not read (Pillow also names the problem)
-    with _open(data, name) as opened:
+  with opened:
+    cv2 = _opencv()
+    if cv2 is not None:
+      flags = cv2.IMREAD_IGNORE_ORIENTATION | cv2.IMREAD_COLOR_RGB  # EXIF ignored, as Pillow and Keras do
+      if reduce > 1:
+        flags |= getattr(cv2, f"IMREAD_REDUCED_COLOR_{reduce}") & ~cv2.IMREAD_COLOR
+      try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+      except cv2.error:  # Pillow, below, names the problem
+        decoded = None
+      if decoded is not None:
+        return decoded
+    try:  # without OpenCV, or a format it does not read
       if reduce > 1:
         opened.draft("RGB", (opened.size[0] // reduce, opened.size[1] // reduce))
       return np.asarray(opened.convert("RGB"))
-  except OSError as e:
-    raise ValueError(f"{name} is not a readable image ({e}).") from e
+    except (OSError, SyntaxError, ValueError) as e:
+      raise ValueError(f"{name} is not a readable image ({e}).") from e
 
 
-def decode_image(image: str | os.PathLike | bytes) -> np.ndarray:
+def decode_image(image: str | os.PathLike | bytes, *, max_pixels: int | None = None) -> np.ndarray:
   """Decodes a file or encoded bytes (JPEG, PNG, BMP, GIF) to RGB uint8 (H, W, 3).
 
   EXIF orientation is ignored (as Keras's `load_img` and `tf.io.decode_jpeg`
-  do); an alpha channel is dropped.
+  do); an alpha channel is dropped. The header's width x height is checked
+  against `max_pixels` (default: `jaxcomponents.limits`' `max_image_pixels`,
+  about 179 million) before anything is decoded, with OpenCV or Pillow.
 
   Raises:
-    ValueError: naming the file, if it is not a readable image.
+    ValueError: naming the file, if it is not a readable image (a
+      `limits.LimitExceededError` if it has more pixels than the limit).
+
+  Example:
+    >>> import io, PIL.Image
+    >>> buffer = io.BytesIO(); PIL.Image.new("RGB", (4, 3)).save(buffer, "PNG")
+    >>> decode_image(buffer.getvalue()).shape
+    (3, 4, 3)
   """
-  return _decode(*_read(image))
+  data, name = _read(image)
+  return _decode(data, name, max_pixels=max_pixels)
 
 
 def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,15 +217,16 @@ def random_resized_crop(image: np.ndarray, size: tuple[int, int], rng: np.random
 
 
 def decode_random_resized_crop(image: str | os.PathLike | bytes, size: tuple[int, int], rng: np.random.Generator,
-                               scale: tuple[float, float] = (0.08, 1.0),
-                               ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
+                               scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                               *, max_pixels: int | None = None) -> np.ndarray:
   """`random_resized_crop` of an encoded image, decoding a JPEG at a reduced scale where the crop allows.
 
   The crop is drawn on the full size (as `random_resized_crop` draws it); a
   JPEG is then decoded at the smallest of libjpeg's 1/8, 1/4 and 1/2 scales
   that keeps the crop at least as large as `size` (the same idea as
   TensorFlow's `decode_and_crop_jpeg`: far less work per image), and the crop
-  is resized bilinearly as `resize_image` resizes.
+  is resized bilinearly as `resize_image` resizes. The header is checked
+  against `max_pixels` before decoding, as in `decode_image`.
 
   Example:
     >>> import io, PIL.Image
@@ -190,11 +235,11 @@ def decode_random_resized_crop(image: str | os.PathLike | bytes, size: tuple[int
     (16, 16, 3)
   """
   data, name = _read(image)
-  with _open(data, name) as opened:
-    (width, height), jpeg = opened.size, opened.format == "JPEG"
+  opened = _open(data, name, max_pixels)
+  (width, height), jpeg = opened.size, opened.format == "JPEG"
   top, left, h, w = sample_crop(height, width, rng, scale, ratio)
   reduce = next((f for f in _JPEG_SCALES if jpeg and h // f >= size[0] and w // f >= size[1]), 1)
-  decoded = _decode(data, name, reduce)
+  decoded = _decode(data, name, reduce, opened=opened)
   fy, fx = height / decoded.shape[0], width / decoded.shape[1]
   rows = slice(int(top / fy), max(int(top / fy) + 1, min(decoded.shape[0], round((top + h) / fy))))
   cols = slice(int(left / fx), max(int(left / fx) + 1, min(decoded.shape[1], round((left + w) / fx))))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+from jaxcomponents import limits
 
 
 def load_npz_dataset(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"):
   """Reads `((x_train, y_train), (x_test, y_test))` from Keras-style keys, or `(x, y)` from `x_key`/`y_key`.
 
+  Each array is checked against `jaxcomponents.limits` before it is read.
+
   Raises:
     FileNotFoundError: if `path` does not exist.
-    ValueError: naming the file, if it is not an npz archive or lacks the keys.
+    ValueError: naming the file, if it is not an npz archive or lacks the keys (a `limits.LimitExceededError`
+      if it declares more than the limits allow).
 
   Example:
     (x, y), (xt, yt) = load_npz_dataset("mnist.npz")
@@ -20,11 +23,7 @@ def load_npz_dataset(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"npz file {path!r} does not exist.")
-  try:
-    with np.load(path) as f:
-      arrays = {k: f[k] for k in f.files}
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path} is not a readable .npz archive ({e}).") from e
+  arrays = limits.load_npz_arrays(path)
   if {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
   if {x_key, y_key} <= set(arrays):

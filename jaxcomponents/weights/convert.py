@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxcomponents.errors import check_choice
 from jaxcomponents.tree_paths import path_parts
-from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_h5, layers_from_model, name_positional_weights
+from jaxcomponents.weights.keras_layers import KerasLayer, layers_from_model, name_positional_weights, open_keras_file
 
 Path = tuple[str, ...]
 Target = tuple[str, str]  # (collection, variable name)
@@ -234,6 +234,9 @@ def fit_to(expected: Mapping[str, Any], produced: Mapping[tuple[str, ...], tuple
            what: str) -> dict[str, Any]:
   """Returns `produced` (flat path -> (value, origin)) nested like `expected`, with its dtypes.
 
+  Every shape is compared before any value is read, so a file's array (a
+  `StoredArray`) of the wrong shape is refused without reading it.
+
   Raises:
     ValueError: `what`, then every missing, unexpected and mis-shaped variable.
   """
@@ -252,7 +255,7 @@ def fit_to(expected: Mapping[str, Any], produced: Mapping[tuple[str, ...], tuple
         f"{what}:\n"
         + "\n".join(f"{title}:\n" + "\n".join(f"  {i}" for i in items) for title, items in sections)
     )
-  return unflatten_variables({k: jnp.asarray(produced[k][0], dtype=wanted[k].dtype) for k in wanted})
+  return unflatten_variables({k: jnp.asarray(np.asarray(produced[k][0]), dtype=wanted[k].dtype) for k in wanted})
 
 
 def init_shapes(module: nn.Module, sample_input,
@@ -306,7 +309,9 @@ def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") 
 
   Raises:
     ValueError: if the weights do not fit, listing the missing, unexpected and
-      mis-shaped variables.
+      mis-shaped variables (a file's arrays are read only once every shape
+      fits); a `limits.LimitExceededError` if a file declares more than
+      `jaxcomponents.limits` allows.
 
   Example:
     >>> import keras, numpy as np
@@ -317,18 +322,19 @@ def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") 
     (3, 4)
   """
   if isinstance(source, (str, os.PathLike)):
-    keras_layers = layers_from_h5(source)
+    keras_file = open_keras_file(source)
   elif hasattr(source, "layers") and hasattr(source, "weights"):
-    keras_layers = layers_from_model(source)
+    keras_file = contextlib.nullcontext(layers_from_model(source))
   else:
     raise ValueError(
         f"source={source!r} is not allowed; expected a keras.Model or the path of a Keras .h5, .weights.h5 or "
         f".keras file."
     )
   outputs: dict[Path, Any] = {}
-  shapes, order = init_shapes(module, sample_input, outputs)
-  constants = {path[1:]: v for path, v in outputs.items() if path[:1] == ("keras3_constants",)}
-  variables = convert_layers(shapes, keras_layers, match=match, creation_order=order, constants=constants)
+  with keras_file as keras_layers:  # a file's arrays are read only after their shapes are checked
+    shapes, order = init_shapes(module, sample_input, outputs)
+    constants = {path[1:]: v for path, v in outputs.items() if path[:1] == ("keras3_constants",)}
+    variables = convert_layers(shapes, keras_layers, match=match, creation_order=order, constants=constants)
   if not isinstance(source, (str, os.PathLike)):
     leaves = leaf_layers(shapes)
     leaves = {p: leaves[p] for p in order if p in leaves}

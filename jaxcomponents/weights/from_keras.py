@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +33,7 @@ from jaxcomponents.models import keras_graph
 from jaxcomponents.models.keras_graph import KerasGraph
 from jaxcomponents.weights.convert import Path, fit_to, flatten_variables, leaf_layers
 from jaxcomponents.weights.convert import conversion_rule
-from jaxcomponents.weights.keras_layers import KerasLayer, short_weight_name
+from jaxcomponents.weights.keras_layers import KerasLayer, check_keras_file, short_weight_name
 
 # Layers whose Keras weights are constants of the graph (folded into its config by `from_keras`).
 _FOLDED = ("Normalization",)
@@ -40,7 +41,12 @@ _UNKNOWN_SIZE = 256  # stands for a dimension Keras leaves open (None) when only
 
 
 def load_keras_model(model_or_path):
-  """A live Keras model from a model or a `.keras` / `.h5` path (Keras's own loader)."""
+  """A live Keras model from a model or a `.keras` / `.h5` path (Keras's own loader).
+
+  A file is checked first (`keras_layers.check_keras_file`): one cut short,
+  not Keras's, or declaring more than `jaxcomponents.limits` allows is refused
+  with a `ValueError` naming it, before Keras reads it.
+  """
   if hasattr(model_or_path, "get_config") and hasattr(model_or_path, "layers"):
     return model_or_path
   if not isinstance(model_or_path, (str, os.PathLike)):
@@ -52,11 +58,20 @@ def load_keras_model(model_or_path):
   if path.endswith(".weights.h5") or not path.endswith((".keras", ".h5", ".hdf5")):
     raise ValueError(f"model_or_path={path!r} is not allowed; expected a .keras or .h5 Keras model file "
                      f"(a .weights.h5 file holds no architecture: load it into its Keras model first).")
+  check_keras_file(path)
+  if path.endswith(".keras"):
+    with zipfile.ZipFile(path) as archive:
+      if "config.json" not in archive.namelist():
+        raise ValueError(f"{path!r} is not a Keras model archive: it has no config.json (members: "
+                         f"{', '.join(archive.namelist()[:5])}).")
   try:
     import keras  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     raise ImportError("reading a Keras model file needs Keras 3: pip install keras") from e
-  return keras.saving.load_model(path, compile=False)
+  try:
+    return keras.saving.load_model(path, compile=False)
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
+    raise ValueError(f"Keras cannot read {path!r} ({e}); is the file damaged?") from e
 
 
 def _functional(model):

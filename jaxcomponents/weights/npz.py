@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxcomponents import limits
 from jaxcomponents.weights.convert import fit_to, flatten_variables, init_shapes, unflatten_variables
 
 
@@ -30,32 +30,37 @@ def save_npz(path: str | os.PathLike, variables: Mapping[str, Any]) -> None:
 def load_npz(path: str | os.PathLike, module: nn.Module | None = None, sample_input=None) -> dict[str, Any]:
   """Reads variables saved by `save_npz`, checked against `module` when given.
 
+  Every array's header is checked against `jaxcomponents.limits`, and with
+  `module` its shape against the module's, before it is read.
+
   Raises:
     FileNotFoundError: if `path` does not exist.
     ValueError: if the file is not an npz archive, or its arrays do not fit
-      `module` (listing missing, unexpected and mis-shaped variables).
+      `module` (listing missing, unexpected and mis-shaped variables); a
+      `limits.LimitExceededError` if it declares more than the limits allow.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"weights file {path!r} does not exist.")
-  unreadable = (OSError, EOFError, ValueError, zipfile.BadZipFile)
   try:
-    archive = np.load(path)
-  except unreadable as e:
-    raise ValueError(f"{path!r} is not a readable .npz archive ({e}); if it was cut short, save it again.") from e
-  if not isinstance(archive, np.lib.npyio.NpzFile):
+    with open(path, "rb") as f:
+      single_array = f.read(6) == b"\x93NUMPY"
+  except OSError as e:
+    raise ValueError(f"{path!r} is not a readable .npz archive ({e}).") from e
+  if single_array:
     raise ValueError(f"{path!r} holds a single array, not an .npz archive of variables (as save_npz writes).")
   try:
-    with archive:
-      flat = {tuple(name.split("/")): (archive[name], f"{path}:{name}") for name in archive.files}
-  except unreadable as e:
-    raise ValueError(f"{path!r} has a damaged array ({e}); save it again.") from e
-  bad = [f"{'/'.join(k)} ({value.dtype})" for k, (value, _) in flat.items()
-         if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_)]
-  if bad:
-    raise ValueError(f"{path!r} has arrays that are not numbers: {', '.join(bad[:5])}; weights are numeric arrays.")
-  if module is None:
-    return unflatten_variables({k: value for k, (value, _) in flat.items()})
-  shapes, _ = init_shapes(module, sample_input)
-  return fit_to(shapes, flat, f"{path} does not fit the module")
-
+    with limits.open_npz(path) as arrays:  # each array is read only once its header passes every check
+      flat = {tuple(name.split("/")): (member, f"{path}:{name}") for name, member in arrays.items()}
+      bad = [f"{'/'.join(k)} ({member.dtype})" for k, (member, _) in flat.items()
+             if not (np.issubdtype(member.dtype, np.number) or member.dtype == np.bool_)]
+      if bad:
+        raise ValueError(f"{path!r} has arrays that are not numbers: {', '.join(bad[:5])}; weights are numeric "
+                         f"arrays.")
+      if module is None:
+        return unflatten_variables({k: np.asarray(member) for k, (member, _) in flat.items()})
+      shapes, _ = init_shapes(module, sample_input)
+      return fit_to(shapes, flat, f"{path} does not fit the module")
+  except limits.UnreadableFileError as e:
+    raise ValueError(f"{path!r} is not a readable .npz archive ({e.reason}); if it was cut short, save it "
+                     "again.") from e

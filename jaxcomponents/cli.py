@@ -140,7 +140,9 @@ def _keras_file(path: str) -> bool:
   return path.endswith((".keras", ".h5", ".hdf5"))
 
 
-_ORBAX_CHECKPOINT = files.folder_with("_CHECKPOINT_METADATA", "an orbax checkpoint")
+_ORBAX_CHECKPOINT = files.folder_with("_CHECKPOINT_METADATA", "an orbax checkpoint",
+                                      ("_METADATA", "_sharding", "d", "manifest.ocdbt", "ocdbt.process_*",
+                                       "array_metadatas", "descriptor"))
 
 
 def _variables_output_kind(output: str) -> files.Kind:
@@ -156,7 +158,7 @@ def _variables_output_kind(output: str) -> files.Kind:
 def _write_variables(output: str, variables, overwrite: bool) -> None:
   if output.endswith(".npz"):
     from jaxcomponents.weights import save_npz  # pylint: disable=import-outside-toplevel
-    files.write_beside(output, lambda staged: save_npz(staged, variables), overwrite=overwrite)
+    save_npz(output, variables, overwrite=overwrite)
     return
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 

@@ -41,7 +41,8 @@ from jaxcomponents.training.predict import apply_inference
 FORMATS = ("stablehlo", "onnx", "saved_model")
 BATCH = ("symbolic", "fixed")
 BATCH_SYMBOL = "batch"
-SAVED_MODEL = files.folder_with("saved_model.pb", "a SavedModel folder")
+SAVED_MODEL = files.folder_with("saved_model.pb", "a SavedModel folder",
+                                ("saved_model.pbtxt", "variables", "assets", "assets.extra", "fingerprint.pb"))
 
 
 def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, path: str | os.PathLike, *,

@@ -11,8 +11,9 @@ line's `convert` and `export`) go through `write_beside`, which guarantees:
   process being killed);
 - an existing target is replaced only with `overwrite=True`, and only when it
   is of the kind being written (a file for a file; for a folder, one holding
-  the kind's marker file, such as a SavedModel's `saved_model.pb`): a folder
-  holding anything else is never replaced. An empty folder counts as free.
+  the kind's marker file, such as a SavedModel's `saved_model.pb`, and nothing
+  but what such a writer writes): a folder holding anything else is never
+  replaced. An empty folder counts as free.
 
 Example:
   >>> import os, tempfile
@@ -28,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import shutil
 import tempfile
@@ -43,11 +45,14 @@ class Kind:
     folder: True when the writer makes a folder.
     marker: for a folder, the file whose presence shows an existing folder is one
       of this kind, so that `overwrite=True` may replace it.
+    contents: for a folder, the names (glob patterns) the writer puts in it: a
+      folder holding anything else (a user's notes) is never replaced.
   """
 
   description: str
   folder: bool = False
   marker: str | None = None
+  contents: tuple[str, ...] = ()
 
   @property
   def noun(self) -> str:
@@ -57,9 +62,14 @@ class Kind:
 FILE = Kind("a file")
 
 
-def folder_with(marker: str, description: str) -> Kind:
-  """The kind of a folder that holds `marker`, e.g. `folder_with("saved_model.pb", "a SavedModel folder")`."""
-  return Kind(f"{description} (holding {marker})", folder=True, marker=marker)
+def folder_with(marker: str, description: str, contents: tuple[str, ...] = ()) -> Kind:
+  """The kind of a folder that holds `marker` and only `contents` (glob patterns; `marker` is one of them).
+
+  Example:
+    >>> folder_with("saved_model.pb", "a SavedModel folder", ("variables", "assets")).contents
+    ('saved_model.pb', 'variables', 'assets')
+  """
+  return Kind(f"{description} (holding {marker})", folder=True, marker=marker, contents=(marker, *contents))
 
 
 def check_target(path: str | os.PathLike, kind: Kind = FILE, *, overwrite: bool = False) -> str:
@@ -80,6 +90,11 @@ def check_target(path: str | os.PathLike, kind: Kind = FILE, *, overwrite: bool 
   if not _is_of_kind(path, kind):
     raise FileExistsError(f"{path} exists and is not {kind.description}; choose another {kind.noun} "
                           "(nothing was written).")
+  foreign = _foreign_entries(path, kind)
+  if foreign:
+    raise FileExistsError(f"{path} is {kind.description}, but it also holds {foreign[:3]}"
+                          f"{' ...' if len(foreign) > 3 else ''}, which replacing it would delete; move them, or "
+                          "choose another folder (nothing was written).")
   if not overwrite:
     raise FileExistsError(f"{path} exists; pass overwrite=True to replace it (nothing was written).")
   return path
@@ -111,7 +126,7 @@ def write_beside(path: str | os.PathLike, write: Callable[[str], object], kind: 
     ValueError: `write` made a file where a folder was expected, or the reverse.
 
   Example:
-    write_beside("weights.npz", lambda staged: save_npz(staged, variables), overwrite=True)
+    write_beside("weights.npz", lambda staged: np.savez(staged, **arrays), overwrite=True)
   """
   path = check_target(path, kind, overwrite=overwrite)
   parent, name = os.path.split(path)
@@ -159,6 +174,14 @@ def _is_of_kind(path: str, kind: Kind) -> bool:
   if kind.folder:
     return os.path.isdir(path) and not os.path.islink(path) and os.path.isfile(os.path.join(path, kind.marker))
   return os.path.isfile(path)
+
+
+def _foreign_entries(path: str, kind: Kind) -> list[str]:
+  """What a folder of `kind` holds that its writer does not write (nothing for a file, or a kind without a list)."""
+  if not kind.folder or not kind.contents:
+    return []
+  return sorted(name for name in os.listdir(path)
+                if not any(fnmatch.fnmatchcase(name, pattern) for pattern in kind.contents))
 
 
 def _is_empty_folder(path: str) -> bool:

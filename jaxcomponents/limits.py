@@ -35,7 +35,9 @@ import contextlib
 import dataclasses
 import math
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,12 +119,21 @@ class LimitExceededError(ValueError):
   def __init__(self, path: str, what: str, declared: int, limit: int, setting: str, *, bound: str | None = None,
                verb: str = "declares"):
     self.path, self.declared, self.limit, self.setting = path, declared, limit, setting
+    self._arguments = (path, what, declared, limit, setting, bound, verb)
     unit = _pixels if setting == "max_image_pixels" else human_bytes
     super().__init__(
         f"{path}: {what} {verb} {unit(declared)}, over the limit of {bound or unit(limit)} "
         f"(jaxcomponents.limits {setting}={limit:,}). A damaged file or a decompression bomb? If you trust the "
         f"file, raise the limit: jaxcomponents.limits.set_limits({setting}=...), or for one block "
         f"`with jaxcomponents.limits.using_limits({setting}=...):`.")
+
+  def __reduce__(self):  # raised in a worker process, it travels back whole
+    path, what, declared, limit, setting, bound, verb = self._arguments
+    return _limit_exceeded, (path, what, declared, limit, setting, bound, verb)
+
+
+def _limit_exceeded(path, what, declared, limit, setting, bound, verb) -> LimitExceededError:
+  return LimitExceededError(path, what, declared, limit, setting, bound=bound, verb=verb)
 
 
 class UnreadableFileError(ValueError):
@@ -134,8 +145,11 @@ class UnreadableFileError(ValueError):
   """
 
   def __init__(self, path: str, kind: str, reason: str):
-    self.path, self.reason = path, reason
+    self.path, self.reason, self._kind = path, reason, kind
     super().__init__(f"{path} is not a readable {kind} ({reason}).")
+
+  def __reduce__(self):  # raised in a worker process, it travels back whole
+    return type(self), (self.path, self._kind, self.reason)
 
 
 def human_bytes(n: int) -> str:
@@ -273,6 +287,55 @@ def check_zip_members(path: str, archive: zipfile.ZipFile) -> ReadBudget:
   for info in archive.infolist():
     budget.charge(f"archive member {info.filename!r}", info.file_size, info.compress_size)
   return budget
+
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local header: its name and extra field follow
+
+
+def read_zip_member(path: str, archive: zipfile.ZipFile, name: str) -> bytes:
+  """The bytes of member `name` of an archive `check_zip_members` has passed, inflated piece by piece.
+
+  A deflated member whose stream inflates to more than the size it declares
+  is refused when it passes that size (`zipfile` would inflate up to 2 GiB at
+  once before cutting to the declared size, and so would Keras reading it).
+
+  Raises:
+    UnreadableFileError: naming the file and member, for a stream longer than declared, or damaged.
+  """
+  info = archive.getinfo(name)
+  if info.compress_type == zipfile.ZIP_STORED:  # read as stored: at most its declared size
+    with archive.open(info) as member:
+      return member.read(info.file_size)
+  if info.compress_type != zipfile.ZIP_DEFLATED:
+    raise UnreadableFileError(path, "zip archive", f"member {name!r} is compressed with method {info.compress_type}; "
+                              "only stored and deflated members are read")
+  inflate, pieces, inflated = zlib.decompressobj(-zlib.MAX_WBITS), [], 0
+  with open(path, "rb") as f:
+    f.seek(info.header_offset)
+    header = f.read(_LOCAL_HEADER.size)
+    if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+      raise UnreadableFileError(path, "zip archive", f"member {name!r} has no local header where the index says")
+    name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+    f.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    left = info.compress_size
+    while left > 0 or inflate.unconsumed_tail:
+      data = inflate.unconsumed_tail or f.read(min(left, _READ_PIECE))
+      if not data:
+        break
+      if not inflate.unconsumed_tail:
+        left -= len(data)
+      piece = inflate.decompress(data, _READ_PIECE)
+      inflated += len(piece)
+      if inflated > info.file_size:
+        raise UnreadableFileError(path, "zip archive", f"member {name!r} inflates to more than the "
+                                  f"{human_bytes(info.file_size)} it declares: a decompression bomb, or a damaged "
+                                  "archive")
+      pieces.append(piece)
+  data = b"".join(pieces)
+  if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+    raise UnreadableFileError(path, "zip archive", f"member {name!r} is damaged: it does not inflate to the "
+                              f"{human_bytes(info.file_size)} it declares with its checksum")
+  return data
 
 
 _NPZ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError)

@@ -17,6 +17,7 @@ import zipfile
 import zlib
 
 import h5py
+import jax
 import numpy as np
 import PIL.Image
 import pytest
@@ -203,6 +204,43 @@ def test_zip_member_under_the_size_cap_is_refused_by_its_expansion(tmp_path):
   with pytest.raises(LimitExceededError, match=expected):
     layers_from_h5(bomb)
   assert len(bomb.read_bytes()) < 2 * _MIB
+
+
+def _write_lying_zip(path, members, liar: str, inflates_to: int) -> None:
+  """A stored zip whose member `liar` is deflated and declares its true size, but its stream inflates to
+  `inflates_to` bytes (zipfile inflates up to 2 GiB at once before cutting to what a member declares)."""
+  central, offset = [], 0
+  with open(path, "wb") as f:
+    for name, content in members.items():
+      data, method = (_deflated(content, inflates_to - len(content)), 8) if name == liar else (content, 0)
+      encoded = name.encode()
+      header = (20, 0, method, 0, 33, zlib.crc32(content), len(data), len(content), len(encoded))
+      f.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *header, 0) + encoded + data)
+      central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, *header, 0, 0, 0, 0, 0, offset) + encoded)
+      offset += 30 + len(encoded) + len(data)
+    directory = b"".join(central)
+    f.write(directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory),
+                                    offset, 0))
+
+
+def test_keras_archive_member_inflating_past_what_it_declares_is_refused_while_inflating(tmp_path, keras_files):
+  _, paths = keras_files
+  with zipfile.ZipFile(paths[".keras"]) as archive:
+    members = {name: archive.read(name) for name in archive.namelist()}
+  liar = tmp_path / "liar.keras"
+  _write_lying_zip(liar, members, "model.weights.h5", 2 * _GIB)
+  assert liar.stat().st_size < 4 * _MIB
+  expected = r"liar.keras is not a readable zip archive \(member 'model.weights.h5' inflates to more than the .* it " \
+             r"declares: a decompression bomb"
+  with pytest.raises(ValueError, match=expected):
+    from_keras(liar)  # refused before Keras, which would inflate the 2 GiB too, reads it
+  outcome, growth = _in_child("from jaxcomponents.weights import from_keras", f"from_keras({str(liar)!r})")
+  assert outcome.startswith("UnreadableFileError: ") and growth < _SMALL_GROWTH_MIB, (outcome, growth)
+  honest = tmp_path / "honest.keras"
+  _write_lying_zip(honest, members, "model.weights.h5", len(members["model.weights.h5"]))
+  model, variables = from_keras(honest)  # the same archive, deflated honestly, reads as Keras's
+  (kernel,) = [leaf for leaf in jax.tree.leaves(variables) if np.shape(leaf) == (3, 4)]
+  np.testing.assert_array_equal(kernel, keras_files[0].get_weights()[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -412,6 +450,19 @@ def test_image_bomb_is_refused_from_its_header(png_bomb, decoder, monkeypatch):
   outcome, growth = _in_child(f"from jaxcomponents.data import decode_image{no_opencv}",
                               f"decode_image({str(png_bomb)!r})")
   assert outcome.startswith("LimitExceededError: ") and growth < _SMALL_GROWTH_MIB, (outcome, growth)
+
+
+def test_an_image_over_the_limit_is_named_from_a_worker_process_too(png_bomb, tmp_path):
+  from jaxcomponents.data import image_folder_dataset
+
+  for name in ("a", "b"):
+    (tmp_path / name).mkdir()
+  PIL.Image.new("RGB", (8, 8)).save(tmp_path / "b" / "fine.png")
+  shutil.copy(png_bomb, tmp_path / "a" / "bomb.png")
+  data, _ = image_folder_dataset(tmp_path, (8, 8), 2, shuffle=False, threads=0, workers=1)
+  with pytest.raises(LimitExceededError, match=r"a/bomb.png: its header \(20000 x 20000\) declares") as caught:
+    list(data.epoch(0))  # raised in the worker, it comes back whole
+  assert caught.value.setting == "max_image_pixels" and caught.value.limit == get_limits().max_image_pixels
 
 
 def test_the_pixel_limit_is_the_only_one_and_can_be_raised(png_bomb, tmp_path):

@@ -175,7 +175,7 @@ def test_mismatch_lists_missing_unexpected_and_misshaped():
 
 
 def test_layer_count_mismatch_lists_both_sides():
-  model = keras_two_dense()
+  model = keras_two_dense(("hidden", "norm", "logits"))  # no name the module's `dense` could be matched by
   with pytest.raises(ValueError, match=r"(?s)Layer count mismatch.*Flax module has 1 .*Keras source 3.*Flax layers:.*Keras layers:"):
     load_keras(Dense(3), model, random_input((2, 4)))
 

@@ -27,7 +27,7 @@ from jaxcomponents import export as exporting
 from jaxcomponents.export import export, load_onnx, load_stablehlo
 from jaxcomponents.layers import Dense
 from jaxcomponents.training.saving import load_saved, save_model
-from jaxcomponents.weights import save_keras_h5
+from jaxcomponents.weights import load_npz, save_keras_h5, save_npz
 
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 SAMPLE = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
@@ -228,6 +228,42 @@ def test_save_model_never_touches_a_partial_nor_a_users_folder(dense, tmp_path):
   assert _listing(folder) == before
 
 
+def test_a_saved_model_folder_holding_a_users_files_is_never_replaced(dense, tmp_path):
+  model, variables = dense
+  save_model(tmp_path / "saved", model, variables)
+  (tmp_path / "saved" / "notes.txt").write_text("evaluation results")  # added by the user later
+  project = tmp_path / "project"  # a user's folder that happens to hold an architecture.json
+  (project / "data").mkdir(parents=True)
+  (project / "architecture.json").write_text("{}")
+  (project / "data" / "results.csv").write_text("1,2\n")
+  before = _listing(tmp_path)
+  for folder, held in ((tmp_path / "saved", r"\['notes.txt'\]"), (project, r"\['data'\]")):
+    with pytest.raises(FileExistsError, match=rf"is a saved model \(holding architecture.json\), but it also holds "
+                                              rf"{held}, which replacing it would delete"):
+      save_model(folder, model, _scaled(variables, 2.0), overwrite=True)  # Model.save's default
+  assert _listing(tmp_path) == before
+
+
+def test_save_npz_writes_beside_and_keeps_the_old_file_when_a_write_fails(dense, tmp_path, monkeypatch):
+  model, variables = dense
+  path = tmp_path / "w.npz"
+  save_npz(path, variables)
+  first = path.read_bytes()
+  with pytest.raises(FileExistsError, match=r"w\.npz exists; pass overwrite=True"):
+    save_npz(path, variables, overwrite=False)
+
+  def savez_then_fail(f, **arrays):
+    f.write(b"PK\x03\x04 half an archive")
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(np, "savez", savez_then_fail)
+  with pytest.raises(OSError, match="No space left on device"):
+    save_npz(path, _scaled(variables, 2.0))
+  monkeypatch.undo()
+  assert path.read_bytes() == first and sorted(os.listdir(tmp_path)) == ["w.npz"]
+  np.testing.assert_array_equal(load_npz(path)["params"]["dense"]["kernel"], variables["params"]["dense"]["kernel"])
+
+
 def test_save_keras_h5_refuses_a_folder_and_replaces_a_file_only_with_overwrite(dense, tmp_path):
   model, variables = dense
   (tmp_path / "w.h5.partial").write_text("someone else's")
@@ -251,7 +287,7 @@ def keras_file(tmp_path_factory):
   import keras
 
   inputs = keras.Input((3,))
-  model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+  model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))  # named: not by Keras's process-wide count
   path = tmp_path_factory.mktemp("keras") / "small.keras"
   model.save(path)
   return str(path)
@@ -285,6 +321,11 @@ def test_convert_writes_by_suffix_and_replaces_only_with_overwrite(keras_file, t
   folder = _user_folder(tmp_path)
   assert cli.main(["convert", keras_file, str(folder), "--overwrite"]) == 2
   assert "is not an orbax checkpoint (holding _CHECKPOINT_METADATA)" in _one_error_line(capsys, "convert")
+  (tmp_path / "ckpt" / "my_eval.txt").write_text("the user's")  # beside an earlier conversion
+  assert cli.main(["convert", keras_file, checkpoint, "--overwrite"]) == 2
+  assert "but it also holds ['my_eval.txt']" in _one_error_line(capsys, "convert")
+  assert (tmp_path / "ckpt" / "my_eval.txt").read_text() == "the user's"
+  os.remove(tmp_path / "ckpt" / "my_eval.txt")
   assert cli.main(["convert", npz, str(tmp_path / "back.weights.h5"), "--architecture", keras_file]) == 0
   assert cli.main(["convert", npz, str(tmp_path / "back.weights.h5"), "--architecture", keras_file]) == 2
   assert "back.weights.h5 exists; pass --overwrite" in _one_error_line(capsys, "convert")

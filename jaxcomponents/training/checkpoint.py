@@ -11,6 +11,7 @@ lock (`folder_lock.FolderLock`): one writer per folder.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -66,6 +67,23 @@ def declared_arrays(item_dir: str | os.PathLike) -> dict[str, tuple[tuple[int, .
           if hasattr(leaf, "shape")}
 
 
+_MAX_METADATA_BYTES = 64 << 20  # orbax's JSON files and jaxcomponents' records: tiny, even for large models
+_METADATA_FILES = ("_CHECKPOINT_METADATA", "_METADATA", "_sharding", "metadata")
+
+
+def check_metadata_sizes(folder: str | os.PathLike, what: str) -> None:
+  """Raises `CheckpointError` if a JSON file of an orbax folder is larger than any orbax or jaxcomponents writes.
+
+  Orbax reads them whole; checked first, a forged one allocates nothing.
+  """
+  for root, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      if name in _METADATA_FILES and os.path.getsize(path) > _MAX_METADATA_BYTES:
+        raise CheckpointError(f"{what} is damaged: {path} is {os.path.getsize(path):,} bytes, more than the "
+                              f"{_MAX_METADATA_BYTES:,} such a file can have; nothing was read")
+
+
 def check_declared(item_dir: str | os.PathLike, template, what: str, *, partial: bool = False) -> None:
   """Raises `CheckpointError` unless the arrays `item_dir` declares are `template`'s (names, shapes, dtypes).
 
@@ -73,6 +91,7 @@ def check_declared(item_dir: str | os.PathLike, template, what: str, *, partial:
   (orbax itself reads arrays at the shape the file declares). With `partial`,
   the folder may hold more arrays than the template names.
   """
+  check_metadata_sizes(item_dir, what)
   try:
     declared = declared_arrays(item_dir)
   except Exception as e:  # orbax raises many types for an unreadable metadata file
@@ -138,6 +157,7 @@ def read_arrays(item_dir: str | os.PathLike, template=None) -> Any:
   if template is not None:
     check_declared(folder, template, folder)
   else:
+    check_metadata_sizes(folder, folder)
     try:
       declared = declared_arrays(folder)
     except Exception as e:
@@ -173,7 +193,7 @@ class Checkpointer:
   """Saves and restores a `TrainState` (metrics streams are not saved).
 
   Args:
-    directory: where the step folders go (created; it must be writable).
+    directory: where the step folders go (created if missing; writing needs it writable, reading does not).
     keep: how many of the latest checkpoints to keep.
     best_metric: also keep the checkpoint with the best value of this metric
       (e.g. `"val_loss"`); pass `metrics` to `save`.
@@ -199,7 +219,8 @@ class Checkpointer:
     check_choice("best_mode", best_mode, ("min", "max"))
     if isinstance(save_timeout, bool) or not isinstance(save_timeout, (int, float)) or not save_timeout > 0:
       raise ValueError(f"save_timeout={save_timeout!r} is not allowed; expected a positive number of seconds.")
-    self.directory = check_writable(directory)
+    path = os.path.abspath(os.fspath(directory))
+    self.directory = path if os.path.isdir(path) else check_writable(directory)  # reading needs no write access
     self.best_metric, self.save_timeout = best_metric, float(save_timeout)
     self._lock, self._locked, self._stalled = FolderLock(self.directory), False, False
     preserve = [policies.LatestN(keep)]
@@ -227,6 +248,7 @@ class Checkpointer:
     refusal = None
     if jax.process_index() == 0:
       try:
+        check_writable(self.directory)
         self._lock.acquire()
       except OSError as e:
         refusal = e
@@ -294,6 +316,7 @@ class Checkpointer:
       if not os.path.isdir(os.path.join(folder, record)):
         raise CheckpointError(f"{where} is incomplete: its {record} record {os.path.join(folder, record)} is "
                               "missing, so it cannot be verified")
+    check_metadata_sizes(folder, where)
     check_declared(os.path.join(folder, "state"), template, where)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     items = {"state": ocp.args.StandardRestore(abstract), "checksum": ocp.args.JsonRestore(),
@@ -391,6 +414,7 @@ class Checkpointer:
     if not steps or steps[-1] != step:
       return False
     try:
+      check_metadata_sizes(os.path.join(self.directory, str(step)), "")
       saved = self._manager.restore(step, args=ocp.args.Composite(checksum=ocp.args.JsonRestore())).checksum
     except Exception:  # no checksum saved, or unreadable: cannot tell, so not the same
       return False
@@ -401,6 +425,7 @@ class Checkpointer:
     """The input pipeline description saved with checkpoint `step` (default: the latest)."""
     step = self._existing_step(step)
     try:
+      check_metadata_sizes(os.path.join(self.directory, str(step)), f"checkpoint step {step} in {self.directory}")
       record = self._manager.restore(step, args=ocp.args.Composite(dataset=ocp.args.JsonRestore())).dataset
     except Exception as e:
       raise CheckpointError(f"the dataset record of checkpoint step {step} in {self.directory} cannot be read "
@@ -451,6 +476,8 @@ class Checkpointer:
       return
     try:
       self._manager.close()
+    except (OSError, ValueError, RuntimeError) as e:  # a failed background write
+      raise self._write_failed(e, "writing a checkpoint") from e
     finally:
       self._lock.release()
       self._locked = False
@@ -458,5 +485,9 @@ class Checkpointer:
   def __enter__(self) -> "Checkpointer":
     return self
 
-  def __exit__(self, *exc: Any) -> None:
-    self.close()
+  def __exit__(self, error_type, error, traceback) -> None:
+    if error_type is None:
+      self.close()
+    else:
+      with contextlib.suppress(Exception):  # the error leaving the block is the one to see
+        self.close()

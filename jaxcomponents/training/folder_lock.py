@@ -68,7 +68,15 @@ class FolderLock:
     return self._token is not None
 
   def holder(self) -> dict[str, Any] | None:
-    """The lock file's record, `{}` if it cannot be read as one, None if there is no lock."""
+    """The lock file's record, `{}` if it cannot be read as one, None if there is no lock.
+
+    Raises:
+      FolderInUseError: if the lock's name is taken by a link or a folder, which no run writes.
+    """
+    if os.path.islink(self.path) or (os.path.lexists(self.path) and not os.path.isfile(self.path)):
+      what = "a symbolic link" if os.path.islink(self.path) else "not a file"
+      raise FolderInUseError(f"{self.path} is {what}, not a lock a run wrote; remove it if no run is writing "
+                             f"into {os.path.dirname(self.path)}.")
     try:
       with open(self.path, "rb") as f:
         return _parse(f.read(_MAX_LOCK_BYTES))

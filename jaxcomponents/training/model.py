@@ -538,7 +538,7 @@ class Model:
 
     path = os.fspath(filepath)
     if path.endswith(".npz"):
-      files.write_beside(path, lambda staged: save_npz(staged, self.variables), overwrite=overwrite)
+      save_npz(path, self.variables, overwrite=overwrite)
     elif path.endswith(".weights.h5"):
       twin = self._keras_twin(".weights.h5")
       files.write_beside(path, twin.save_weights, overwrite=overwrite)

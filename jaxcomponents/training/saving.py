@@ -99,7 +99,7 @@ def decode_module(data: Mapping[str, Any], where: str = "module") -> nn.Module:
   return cls(**{k: _decode(v, f"{where}.{k}") for k, v in fields.items()})
 
 
-SAVED_MODEL = files.folder_with(ARCHITECTURE, "a saved model")
+SAVED_MODEL = files.folder_with(ARCHITECTURE, "a saved model", (VARIABLES,))
 
 
 def save_model(path: str | os.PathLike, module: nn.Module, variables: Mapping[str, Any], *,
@@ -119,6 +119,7 @@ def save_model(path: str | os.PathLike, module: nn.Module, variables: Mapping[st
   Raises:
     FileExistsError: `path` exists and `overwrite` is False, or it is not a saved model.
     ValueError: the module cannot be saved as an architecture, naming the field.
+    OSError: the variables cannot be written (a full disk); `path` is as it was.
 
   Example:
     save_model("classifier", module, variables)
@@ -133,8 +134,12 @@ def save_model(path: str | os.PathLike, module: nn.Module, variables: Mapping[st
     os.makedirs(folder)
     with open(os.path.join(folder, ARCHITECTURE), "w") as f:
       f.write(architecture)
-    with ocp.StandardCheckpointer() as checkpointer:
-      checkpointer.save(os.path.join(folder, VARIABLES), variables)
+    try:
+      with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(folder, VARIABLES), variables)
+    except (ValueError, RuntimeError) as e:  # tensorstore reports a full disk as ValueError
+      raise OSError(f"writing the variables of {path} failed ({type(e).__name__}: {str(e)[:400]}); nothing was "
+                    "written. Free space or fix the folder, then save again.") from e
 
   files.write_beside(path, write, SAVED_MODEL, overwrite=overwrite)
 

@@ -228,7 +228,7 @@ def _keras3_layers(root, origin: str) -> list[KerasLayer]:
 
 
 def _archive_weights(path: str) -> bytes:
-  """The `model.weights.h5` of a `.keras` archive, every member's declared size checked first.
+  """The `model.weights.h5` of a `.keras` archive, every member's declared and inflated size checked first.
 
   Raises:
     ValueError: naming the file, if it is not a readable `.keras` archive with `model.weights.h5` (a
@@ -237,7 +237,10 @@ def _archive_weights(path: str) -> bytes:
   try:
     with zipfile.ZipFile(path) as archive:
       limits.check_zip_members(path, archive)
-      return archive.read("model.weights.h5")
+      for other in archive.namelist():  # Keras reads them whole: each must inflate to no more than it declares
+        if other != "model.weights.h5":
+          limits.read_zip_member(path, archive, other)
+      return limits.read_zip_member(path, archive, "model.weights.h5")
   except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError, EOFError) as e:
     raise ValueError(f"{path!r} is not a readable .keras archive with model.weights.h5 ({e}); was it cut short, "
                      f"or is it not a Keras file?") from e

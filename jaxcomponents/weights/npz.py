@@ -10,12 +10,15 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxcomponents import limits
+from jaxcomponents import files, limits
 from jaxcomponents.weights.convert import fit_to, flatten_variables, init_shapes, unflatten_variables
 
 
-def save_npz(path: str | os.PathLike, variables: Mapping[str, Any]) -> None:
+def save_npz(path: str | os.PathLike, variables: Mapping[str, Any], *, overwrite: bool = True) -> None:
   """Writes every variable as an array named by its '/'-joined path.
+
+  The file is written beside `path` and renamed into place (`files.write_beside`): a failed write leaves an
+  existing file as it was. `overwrite=False` refuses an existing file (Keras's `save_weights` default is True).
 
   Example:
     >>> save_npz("/tmp/dense.npz", {"params": {"dense": {"kernel": np.ones((2, 3))}}})
@@ -23,8 +26,12 @@ def save_npz(path: str | os.PathLike, variables: Mapping[str, Any]) -> None:
     ['params/dense/kernel']
   """
   flat = {"/".join(k): np.asarray(jax.device_get(v)) for k, v in flatten_variables(variables).items()}
-  with open(path, "wb") as f:
-    np.savez(f, **flat)
+
+  def write(staged: str) -> None:
+    with open(staged, "wb") as f:
+      np.savez(f, **flat)
+
+  files.write_beside(path, write, overwrite=overwrite)
 
 
 def load_npz(path: str | os.PathLike, module: nn.Module | None = None, sample_input=None) -> dict[str, Any]:

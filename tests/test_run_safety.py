@@ -319,3 +319,21 @@ def test_a_stalled_write_is_reported_after_save_timeout_and_keeps_the_folder_loc
     assert time.monotonic() - started < 5
   assert (tmp_path / LOCK_FILE).exists()  # the stalled write may still change the folder: it stays locked
   released.set()
+
+
+def test_weights_for_inference_are_verified_and_a_damaged_newest_checkpoint_is_passed_over(tmp_path):
+  data = worker.data("slow", paced=False)
+  fit(new_state(), make_train_step(xent), data, steps=12, checkpoint_dir=tmp_path, verbose=0)  # steps 6 and 12
+  record = tmp_path / "12" / "checksum" / "metadata"
+  checksum = json.loads(record.read_text())
+  record.write_text(json.dumps({**checksum, "fields": {**checksum["fields"], "params": "0" * 64}}))
+  template = new_state()
+  with Checkpointer(tmp_path) as ckpt:
+    with pytest.warns(UserWarning, match=r"checkpoint step 12 in .* is damaged: its params do not match the checksum "
+                                         r"saved with them; trying the checkpoint before it"):
+      params, batch_stats = ckpt.restore_weights(template.params, template.batch_stats)
+    assert ckpt.restored_step == 6
+    with pytest.raises(CheckpointError, match=r"step 12 .* is damaged: its params do not match"):
+      ckpt.restore_weights(template.params, template.batch_stats, step=12)
+  expected, _ = fit(new_state(), make_train_step(xent), data, steps=6, verbose=0)
+  assert leaves_equal(params, expected.params) and leaves_equal(batch_stats, expected.batch_stats)

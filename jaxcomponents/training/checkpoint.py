@@ -1,7 +1,7 @@
 """Checkpoints with orbax: keep the last N and the best by a metric, save asynchronously, verify, resume.
 
-Each checkpoint stores, beside the arrays, a SHA-256 digest of them and of its
-dataset record; a restore checks the shapes the checkpoint declares against
+Each checkpoint stores, beside the arrays, a SHA-256 digest of each field of the
+state (params, batch_stats, opt_state, ...) and of its dataset record; a restore checks the shapes the checkpoint declares against
 the state it restores into before reading anything, then recomputes the
 digests, so a damaged, truncated or foreign checkpoint is found instead of
 loaded. Resuming restores the newest intact checkpoint and warns about each
@@ -189,6 +189,23 @@ def digest(tree) -> str:
   return sha.hexdigest()
 
 
+def _verify(restored: dict[str, Any], checksum: Any, where: str) -> None:
+  """Raises `CheckpointError` unless the restored fields match the digests saved with them.
+
+  A checkpoint has a digest per field (`fields`), or one over the whole state (`sha256`, written by earlier
+  versions, checked only when the whole state was restored).
+  """
+  checksum = checksum if isinstance(checksum, dict) else {}
+  if isinstance(checksum.get("fields"), dict):
+    bad = [name for name, value in restored.items() if digest({name: value}) != checksum["fields"].get(name)]
+  elif "sha256" in checksum and set(restored) == set(_SAVED_FIELDS):
+    bad = [] if digest(restored) == checksum["sha256"] else sorted(restored)
+  else:
+    raise CheckpointError(f"{where} cannot be verified: its checksum record holds no digest of {sorted(restored)}")
+  if bad:
+    raise CheckpointError(f"{where} is damaged: its {', '.join(bad)} do not match the checksum saved with them")
+
+
 class Checkpointer:
   """Saves and restores a `TrainState` (metrics streams are not saved).
 
@@ -283,7 +300,8 @@ class Checkpointer:
       return False
     dataset = dataset or {}
     items = {"state": ocp.args.StandardSave(pytree), "dataset": ocp.args.JsonSave(dataset),
-             "checksum": ocp.args.JsonSave({"sha256": digest(pytree), "dataset_sha256": record_digest(dataset)})}
+             "checksum": ocp.args.JsonSave({"fields": {name: digest({name: value}) for name, value in pytree.items()},
+                                            "dataset_sha256": record_digest(dataset)})}
     self.wait()  # orbax waits for the write before this one too, without a bound
     try:
       return self._manager.save(step, args=ocp.args.Composite(**items),
@@ -326,8 +344,7 @@ class Checkpointer:
     except Exception as e:  # orbax raises many types (JSON, tree structure, tensorstore) for one cause
       raise CheckpointError(f"{where} cannot be read ({_first_line(e)})") from e
     checksum = restored.checksum if isinstance(restored.checksum, dict) else {}
-    if digest(restored.state) != checksum.get("sha256"):
-      raise CheckpointError(f"{where} is damaged: its arrays do not match the checksum saved with them")
+    _verify(dict(restored.state), checksum, where)
     dataset = restored.dataset
     if not isinstance(dataset, dict) or ("dataset_sha256" in checksum
                                          and record_digest(dataset) != checksum["dataset_sha256"]):
@@ -361,23 +378,35 @@ class Checkpointer:
 
     `params` and `batch_stats` are templates (e.g. `model.init(...)`'s) giving
     the structure and shapes, checked against what the checkpoint declares
-    before anything is read. Only these arrays are read, so the checksum
-    (which covers the whole state) is not checked; `restore` checks it.
+    before anything is read. Only these arrays are read, and verified against
+    their checksums; without `step`, a damaged newest checkpoint is passed
+    over with a warning, as by `restore`.
     """
     template = {"params": params, "batch_stats": batch_stats if batch_stats is not None else {}}
-    step = self._existing_step(step)
-    folder = os.path.join(self.directory, str(step), "state")
+    restored, _, self.restored_step = self._restore_intact(template, step, self._restore_weights_step)
+    return restored["params"], restored["batch_stats"]
+
+  def _restore_weights_step(self, template: dict[str, Any], step: int) -> tuple[dict[str, Any], dict[str, Any]]:
     where = f"checkpoint step {step} in {self.directory}"
-    check_declared(folder, template, where, partial=True)
+    folder = os.path.join(self.directory, str(step))
+    if not os.path.isdir(os.path.join(folder, "checksum")):
+      raise CheckpointError(f"{where} is incomplete: its checksum record {os.path.join(folder, 'checksum')} is "
+                            "missing, so it cannot be verified")
+    check_metadata_sizes(folder, where)
+    check_declared(os.path.join(folder, "state"), template, where, partial=True)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     args = ocp.args.PyTreeRestore(abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
                                   partial_restore=True)
     try:
+      checksum = self._manager.restore(step, args=ocp.args.Composite(checksum=ocp.args.JsonRestore())).checksum
       with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
-        restored = reader.restore(folder, args=args)
+        restored = dict(reader.restore(os.path.join(folder, "state"), args=args))
     except Exception as e:
       raise CheckpointError(f"the weights of {where} cannot be read ({_first_line(e)})") from e
-    return restored["params"], restored["batch_stats"]
+    checked = {name: value for name, value in restored.items() if name == "params" or jax.tree.leaves(value)}
+    if isinstance(checksum, dict) and "fields" in checksum:  # earlier versions digested only the whole state
+      _verify(checked, checksum, where)
+    return restored, {}
 
   def _existing_step(self, step: int | None) -> int:
     steps = self.all_steps()
@@ -389,14 +418,15 @@ class Checkpointer:
       raise FileNotFoundError(f"step={step} has no checkpoint in {self.directory}; it has steps {steps}.")
     return step
 
-  def _restore_intact(self, template: dict[str, Any], step: int | None
+  def _restore_intact(self, template: dict[str, Any], step: int | None, restore_step=None
                       ) -> tuple[dict[str, Any], dict[str, Any], int]:
+    restore_step = restore_step or self._restore_step
     if step is not None:
-      return (*self._restore_step(template, self._existing_step(step)), step)
+      return (*restore_step(template, self._existing_step(step)), step)
     damaged = []
     for candidate in reversed(self.all_steps()):
       try:
-        restored, dataset = self._restore_step(template, candidate)
+        restored, dataset = restore_step(template, candidate)
       except CheckpointError as e:
         damaged.append(str(e))
         warnings.warn(f"{e}; trying the checkpoint before it.", stacklevel=4)
@@ -418,8 +448,11 @@ class Checkpointer:
       saved = self._manager.restore(step, args=ocp.args.Composite(checksum=ocp.args.JsonRestore())).checksum
     except Exception:  # no checksum saved, or unreadable: cannot tell, so not the same
       return False
-    return isinstance(saved, dict) and saved.get("sha256") == digest(
-        {name: getattr(state, name) for name in _SAVED_FIELDS})
+    try:
+      _verify({name: getattr(state, name) for name in _SAVED_FIELDS}, saved, "")
+    except CheckpointError:
+      return False
+    return True
 
   def dataset(self, step: int | None = None) -> dict[str, Any]:
     """The input pipeline description saved with checkpoint `step` (default: the latest)."""

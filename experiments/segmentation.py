@@ -110,8 +110,9 @@ def _model_args(config: Config):
 def run_jax(config: Config, x, y, xt, yt):
   from jaxcomponents import metrics, optimizers
   from jaxcomponents.data import ArrayDataset
-  from jaxcomponents.models.unet import att_unet_2d, frozen_patterns, init_unet
+  from jaxcomponents.models.unet import att_unet_2d, frozen_patterns
   from jaxcomponents.training import TrainState, fit, freeze, make_eval_step, make_train_step, predict
+  from jaxcomponents.weights import init_unet
 
   model = att_unet_2d(**_model_args(config))
   prep = lambda images: images.astype(np.float32) / 255.0

@@ -36,7 +36,7 @@ from jax.extend import source_info_util
 from jaxcomponents import extras, files
 from jaxcomponents.errors import check_choice
 from jaxcomponents.ops import platform
-from jaxcomponents.training.predict import apply_inference
+from jaxcomponents.inference import apply_inference
 
 FORMATS = ("stablehlo", "onnx", "saved_model")
 BATCH = ("symbolic", "fixed")

@@ -1,5 +1,6 @@
 """One vocabulary: the old spellings still work for one release, warn where they are written, and change nothing."""
 
+import importlib
 import inspect
 import warnings
 
@@ -12,6 +13,7 @@ import pytest
 from jaxcomponents import layers, models
 from jaxcomponents.layers import (Conv, ConvTranspose, Convolution, Dense, DepthwiseConv, Dropout, Embedding, GRUCell,
                                   LSTMCell, Recurrent, SeparableConv, SimpleRNNCell)
+from jaxcomponents.models.keras_graph import KerasGraph
 from jaxcomponents.models.unet_blocks import ConvStack, DecodeLayer, EncodeLayer
 
 X2 = jnp.arange(24.0).reshape(2, 3, 4) / 24
@@ -146,17 +148,15 @@ def test_a_cell_with_the_old_units_field_still_runs_for_a_release():
 
 
 def public_modules_with_train():
-  for package in (layers, models):
-    for name in package.__all__:
-      obj = getattr(package, name)
-      if isinstance(obj, type) and issubclass(obj, nn.Module) and "train" in inspect.signature(obj.__call__).parameters:
-        yield obj
+  for obj in [*(getattr(package, name) for package in (layers, models) for name in package.__all__), KerasGraph]:
+    if isinstance(obj, type) and issubclass(obj, nn.Module) and "train" in inspect.signature(obj.__call__).parameters:
+      yield obj
 
 
 def test_train_is_keyword_only_everywhere():
   modules = list(public_modules_with_train())
   assert {Dense, Convolution, Recurrent, Dropout, models.UNet, models.ResNet50, models.BackboneClassifier,
-          models.KerasGraph} <= set(modules)
+          KerasGraph} <= set(modules)
   for module in modules:
     parameters = inspect.signature(module.__call__).parameters
     assert parameters["train"].kind is inspect.Parameter.KEYWORD_ONLY, module
@@ -170,3 +170,15 @@ def test_one_name_for_each_argument():
     assert "features" in cls.__dataclass_fields__, cls
   for cls in (Convolution, Conv, ConvTranspose, DepthwiseConv, SeparableConv, nn.ConvTranspose):
     assert "kernel_dilation" in cls.__dataclass_fields__, cls
+
+
+@pytest.mark.parametrize("old_home, name, new_home", [
+    ("jaxcomponents.models", "init_unet", "jaxcomponents.weights"),
+    ("jaxcomponents.models.unet", "init_unet", "jaxcomponents.weights"),
+    ("jaxcomponents.models", "KerasGraph", "jaxcomponents.models.keras_graph"),
+])
+def test_a_name_moved_up_a_layer_still_works_from_its_old_home_for_a_release(old_home, name, new_home):
+  """Models import no weights nor Keras interop (tests/test_import_layers.py); the old names resolve lazily."""
+  with pytest.warns(DeprecationWarning, match=rf"^{old_home}\.{name} is a deprecated alias of {new_home}\.{name};"):
+    old = getattr(importlib.import_module(old_home), name)
+  assert old is getattr(importlib.import_module(new_home), name)

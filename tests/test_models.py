@@ -15,7 +15,7 @@ from jaxcomponents import preprocessing
 from jaxcomponents.models import (INCEPTION_V3_FEATURES, MOBILENET_V2_FEATURES, RESNET50_FEATURES, VGG16_FEATURES,
                                   InceptionV3, MobileNetV2, ResNet50, VGG16, backbones)
 from jaxcomponents.training import TrainState, make_train_step
-from jaxcomponents.weights import hub, load_keras, save_keras_h5
+from jaxcomponents.weights import hub, imagenet, load_keras, save_keras_h5
 from jaxcomponents.weights.imagenet import load_imagenet
 from tests.helpers import assert_close, random_input, randomize_keras, write_keras2_h5, write_legacy_h5
 
@@ -213,7 +213,7 @@ def test_decode_predictions_uses_the_cached_class_index(tmp_path, monkeypatch):
   path = tmp_path / "models" / "imagenet_class_index.json"
   path.write_text(json.dumps(index))
   monkeypatch.setattr(hub, "IMAGENET_CLASS_INDEX", hub.WeightsFile(path.name, "unused", hub.md5_of(path)))
-  preprocessing._class_index.cache_clear()
+  imagenet._class_index.cache_clear()
   scores = np.zeros((2, 1000), np.float32)
   scores[0, [7, 3]] = [0.9, 0.1]
   scores[1, 999] = 1.0

@@ -18,8 +18,8 @@ import pytest
 
 from jaxcomponents.models import unet as unet_lib
 from jaxcomponents.models import MobileNetV2, backbones
-from jaxcomponents.models.unet import UNet, att_unet_2d, frozen_patterns, init_unet, unet_2d
-from jaxcomponents.weights import load_keras
+from jaxcomponents.models.unet import UNet, att_unet_2d, frozen_patterns, unet_2d
+from jaxcomponents.weights import init_unet, load_keras
 from tests.helpers import assert_close
 
 pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)

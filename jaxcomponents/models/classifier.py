@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jaxcomponents import preprocessing
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_choice
 from jaxcomponents.layers import Dense
 from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.models.imagenet_preprocessing import MODES, preprocess_input
 
 
 class BackboneClassifier(PrecisionFields):
@@ -49,7 +49,7 @@ class BackboneClassifier(PrecisionFields):
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     if self.preprocess is not None:
-      x = preprocessing.preprocess_input(x, check_choice("preprocess", self.preprocess, preprocessing.MODES))
+      x = preprocess_input(x, check_choice("preprocess", self.preprocess, MODES))
     x = self.backbone(x, train=train)
     x = x.reshape((x.shape[0], -1))
     for features in self.hidden:

@@ -41,7 +41,7 @@ here): there, `freeze_backbone=True` also freezes batch norm and
 weight decay also exclude them from the optimizer:
 `training.freeze(tx, frozen_patterns(model, params))`.
 
-Pretrained backbone weights: modules do no I/O, so `init_unet(model, x)`
+Pretrained backbone weights: modules do no I/O, so `jaxcomponents.weights.init_unet(model, x)`
 initialises and then loads `model.weights` ("imagenet": Keras's no-top file
 through `weights.load_imagenet`, or a Keras `.h5` path) into the backbone.
 """
@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcomponents.deprecation import keyword_only
+from jaxcomponents.deprecation import keyword_only, warn
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
@@ -170,7 +170,7 @@ class UNet(PrecisionFields):
     attention_type: "add" / "additive" or "multiply" / "multiplicative".
     attention_activation: the gate's activation, a name as for `activation`.
     backbone: None or a backbone's name (`models.backbones.NAMES`: "VGG16", "ResNet50", "DenseNet121", ...).
-    weights: the backbone's weights for `init_unet`: "imagenet", None or a Keras `.h5` path.
+    weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
     freeze_backbone: no gradient for the backbone's convolutions.
     freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
     input_size: optional (height, width, channels), None entries meaning any; checked when called.
@@ -359,39 +359,6 @@ def backbone_arguments(model: UNet) -> dict[str, Any]:
           **record.weights_arguments(model.weights)}
 
 
-def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: bool = True,
-              progress: bool = True) -> dict[str, Any]:
-  """Initialises `model` and loads its backbone's `weights` ("imagenet" or a Keras `.h5` path).
-
-  ImageNet weights are Keras's no-top files, through `weights.load_imagenet`
-  (fetched and verified by `jaxcomponents.weights.hub`; MobileNetV2's by input
-  size, as Keras picks it).
-
-  Raises:
-    ValueError: ImageNet weights with an input that does not have 3 channels.
-    FileNotFoundError: the weights file is not cached and cannot be downloaded.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> model = unet_2d((32, 32, 3), [4, 8], n_labels=2)
-    >>> sorted(init_unet(model, jnp.zeros((1, 32, 32, 3))))
-    ['params']
-  """
-  from jaxcomponents.weights import graft, load_imagenet, load_keras
-
-  sample_input = jnp.asarray(sample_input)
-  variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
-  if model.backbone is None or model.weights is None:
-    return variables
-  check_input_size(model, sample_input.shape[1:])
-  encoder = backbones.get(model.backbone).module(**backbone_arguments(model), **model.precision_options)
-  if model.weights == "imagenet":
-    pretrained = load_imagenet(encoder, sample_input.shape[1:], download=download, progress=progress)
-  else:
-    pretrained = load_keras(encoder, os.fspath(model.weights), sample_input[:1], match="name")
-  return graft(variables, backbone_path(model), pretrained)
-
-
 def _is_batch_norm(leaf: Mapping[str, Any]) -> bool:
   """A layer's parameters are batch norm's when none of them is a kernel."""
   return not any(name.endswith("kernel") for name in leaf)
@@ -436,3 +403,13 @@ def frozen_patterns(model: UNet, params: Any) -> list[str]:
     if model.freeze_batch_norm if _is_batch_norm(leaf) else model.freeze_backbone:
       patterns.append(f"{re.escape(backbone_path(model))}/{re.escape(layer)}/.*")
   return patterns
+
+
+def __getattr__(name: str) -> Any:
+  if name == "init_unet":  # moved beside the weight files it loads
+    from jaxcomponents.weights.imagenet import init_unet  # pylint: disable=import-outside-toplevel
+
+    warn("jaxcomponents.models.unet.init_unet is a deprecated alias of jaxcomponents.weights.init_unet; the old "
+         "name goes in the next release.")
+    return init_unet
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,10 +25,11 @@ from jaxcomponents import optimizers
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import array_leaves, map_arrays
 from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.inference import apply_inference
 from jaxcomponents.training.callbacks import CallbackList, History, pythonify
 from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, is_dataset,
                                          run_evaluate, run_fit)
-from jaxcomponents.training.predict import apply_inference, padded
+from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import (OutputLoss, Step, batch_size_of, make_eval_step, make_train_step,
                                          per_example_losses)

@@ -1,15 +1,29 @@
-"""`load_imagenet`: Keras's ImageNet weights for the backbones, checked like Keras checks them."""
+"""Keras's ImageNet files: the backbones' weights (`load_imagenet`, `init_unet`) and the class index.
+
+- `load_imagenet(backbone, input_shape)`: Keras's ImageNet weights, checked like Keras checks them.
+- `init_unet(model, x)`: a U-Net's variables with its backbone's weights ("imagenet" or a Keras `.h5` path).
+- `decode_predictions(preds)`: Keras's `decode_predictions`, through Keras's class index file.
+
+Flax modules do no I/O; these functions read the files for them, which `hub` finds, downloads and verifies.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents.models import backbones
+from jaxcomponents.models.unet import UNet, backbone_arguments, backbone_path, check_input_size
 from jaxcomponents.weights import hub
 from jaxcomponents.weights.convert import load_keras
+from jaxcomponents.weights.graft import graft
 
 
 def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = None, *, download: bool = True,
@@ -55,3 +69,60 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
                        f"{record.name} needs {(size, size, 3)}.")
   path = hub.fetch(record.weights_file(module, input_shape), download=download, progress=progress)
   return load_keras(module, path, np.zeros((1, *input_shape), np.float32))
+
+
+def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: bool = True,
+              progress: bool = True) -> dict[str, Any]:
+  """Initialises `model` and loads its backbone's `weights` ("imagenet" or a Keras `.h5` path).
+
+  ImageNet weights are Keras's no-top files, through `load_imagenet`
+  (fetched and verified by `jaxcomponents.weights.hub`; MobileNetV2's by input
+  size, as Keras picks it).
+
+  Raises:
+    ValueError: ImageNet weights with an input that does not have 3 channels.
+    FileNotFoundError: the weights file is not cached and cannot be downloaded.
+
+  Example:
+    >>> from jaxcomponents.models import unet_2d
+    >>> model = unet_2d((32, 32, 3), [4, 8], n_labels=2)
+    >>> sorted(init_unet(model, jnp.zeros((1, 32, 32, 3))))
+    ['params']
+  """
+  sample_input = jnp.asarray(sample_input)
+  variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
+  if model.backbone is None or model.weights is None:
+    return variables
+  check_input_size(model, sample_input.shape[1:])
+  encoder = backbones.get(model.backbone).module(**backbone_arguments(model), **model.precision_options)
+  if model.weights == "imagenet":
+    pretrained = load_imagenet(encoder, sample_input.shape[1:], download=download, progress=progress)
+  else:
+    pretrained = load_keras(encoder, os.fspath(model.weights), sample_input[:1], match="name")
+  return graft(variables, backbone_path(model), pretrained)
+
+
+@functools.lru_cache(maxsize=1)
+def _class_index(path: str) -> dict[str, list[str]]:
+  with open(path) as f:
+    return json.load(f)
+
+
+def decode_predictions(preds, top: int = 5, *, download: bool = True):
+  """The `top` (wordnet id, class name, score) triples per row of ImageNet predictions.
+
+  The class index is Keras's `imagenet_class_index.json`, found in Keras's
+  cache or jaxcomponents' cache, or downloaded once and verified.
+
+  Raises:
+    ValueError: if `preds` is not of shape (batch, 1000).
+  """
+  preds = np.asarray(preds)
+  if preds.ndim != 2 or preds.shape[1] != 1000:
+    raise ValueError(f"preds has shape {preds.shape}; decode_predictions expects (batch, 1000) ImageNet scores.")
+  index = _class_index(hub.fetch(hub.IMAGENET_CLASS_INDEX, download=download))
+  results = []
+  for row in preds:
+    best = row.argsort()[-top:][::-1]
+    results.append([(*index[str(i)], float(row[i])) for i in best])
+  return results

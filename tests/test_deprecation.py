@@ -175,10 +175,16 @@ def test_one_name_for_each_argument():
 @pytest.mark.parametrize("old_home, name, new_home", [
     ("jaxcomponents.models", "init_unet", "jaxcomponents.weights"),
     ("jaxcomponents.models.unet", "init_unet", "jaxcomponents.weights"),
-    ("jaxcomponents.models", "KerasGraph", "jaxcomponents.models.keras_graph"),
 ])
 def test_a_name_moved_up_a_layer_still_works_from_its_old_home_for_a_release(old_home, name, new_home):
-  """Models import no weights nor Keras interop (tests/test_import_layers.py); the old names resolve lazily."""
+  """Models import no weights (tests/test_import_layers.py); the old names resolve lazily."""
   with pytest.warns(DeprecationWarning, match=rf"^{old_home}\.{name} is a deprecated alias of {new_home}\.{name};"):
     old = getattr(importlib.import_module(old_home), name)
   assert old is getattr(importlib.import_module(new_home), name)
+
+
+def test_models_keras_graph_is_still_public_without_a_warning():
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    assert models.KerasGraph is KerasGraph
+  assert "KerasGraph" in models.__all__

@@ -45,7 +45,8 @@ DEPRECATED_ALIAS = "deprecated alias, removed in a later version"
 ALLOWED = {
     # Old homes of names that moved up a floor: each resolves to the new home with a DeprecationWarning.
     ("jaxcomponents.models", "jaxcomponents.weights.imagenet"): DEPRECATED_ALIAS + ": models.init_unet",
-    ("jaxcomponents.models", "jaxcomponents.models.keras_graph"): DEPRECATED_ALIAS + ": models.KerasGraph",
+    # A public name the Keras-interop issue keeps (`models.KerasGraph`), resolved on first use, not at import.
+    ("jaxcomponents.models", "jaxcomponents.models.keras_graph"): "public name kept: models.KerasGraph",
     ("jaxcomponents.models.unet", "jaxcomponents.weights.imagenet"): DEPRECATED_ALIAS + ": models.unet.init_unet",
     # Not a convenience, an arrow still to turn: Keras's cuDNN rule (`keras_rule`: tanh and sigmoid by Keras name)
     # resolves names through `activations`; it belongs to `layers.recurrent`, which knows the names, with

@@ -2,7 +2,7 @@
 
 `backbones` is the registry: `backbones.get("ResNet50")` is the backbone's record (its module, ImageNet size,
 preprocessing, weight files and U-Net taps). Models never import weights (`jaxcomponents.weights.init_unet` and
-`load_imagenet` load them) nor Keras interop (`jaxcomponents.models.keras_graph.KerasGraph`).
+`load_imagenet` load them) nor Keras interop at import (`KerasGraph` is resolved on first use).
 """
 
 from typing import Any
@@ -23,23 +23,22 @@ from jaxcomponents.models.unet import UNet, att_unet_2d, unet_2d
 from jaxcomponents.models.vgg import VGG16, VGG16_FEATURES, VGG19
 
 __all__ = [
-    "Backbone", "BackboneClassifier", "BackboneRecord", "DenseNet121", "DenseNet169", "DenseNet201",
-    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4", "EfficientNetB5",
-    "EfficientNetB6", "EfficientNetB7", "INCEPTION_V3_FEATURES", "InceptionV3", "MOBILENET_V2_FEATURES", "MobileNet",
+    "Backbone", "BackboneClassifier", "BackboneRecord", "DenseNet121", "DenseNet169", "DenseNet201", "EfficientNetB0",
+    "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4", "EfficientNetB5", "EfficientNetB6",
+    "EfficientNetB7", "INCEPTION_V3_FEATURES", "InceptionV3", "KerasGraph", "MOBILENET_V2_FEATURES", "MobileNet",
     "MobileNetV2", "RESNET50_FEATURES", "ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2", "ResNet50",
     "ResNet50V2", "UNet", "VGG16", "VGG16_FEATURES", "VGG19", "att_unet_2d", "backbones", "unet_2d",
 ]
 
 
 def __getattr__(name: str) -> Any:
-  """The deprecated aliases of names that moved out of `models`, to the layer above that holds them."""
-  if name == "init_unet":  # loads weight files: beside them
-    from jaxcomponents.weights.imagenet import init_unet  # pylint: disable=import-outside-toplevel
-    new, value = "jaxcomponents.weights.init_unet", init_unet
-  elif name == "KerasGraph":  # Keras interop, a layer above the models
+  """Names resolved on first use from the layer above that holds them (models import neither at import)."""
+  if name == "KerasGraph":  # public here, as before; it lives with the Keras interop, a layer above the models
     from jaxcomponents.models.keras_graph import KerasGraph  # pylint: disable=import-outside-toplevel
-    new, value = "jaxcomponents.models.keras_graph.KerasGraph", KerasGraph
-  else:
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  warn(f"jaxcomponents.models.{name} is a deprecated alias of {new}; the old name goes in the next release.")
-  return value
+    return KerasGraph
+  if name == "init_unet":  # loads weight files: it moved beside them
+    from jaxcomponents.weights.imagenet import init_unet  # pylint: disable=import-outside-toplevel
+    warn("jaxcomponents.models.init_unet is a deprecated alias of jaxcomponents.weights.init_unet; the old name "
+         "goes in the next release.")
+    return init_unet
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

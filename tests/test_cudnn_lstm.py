@@ -17,6 +17,7 @@ import pytest
 from jax.experimental import rnn
 
 from jaxcomponents.layers.recurrent import Recurrent
+from jaxcomponents.layers import recurrent
 from jaxcomponents.ops import cudnn_rnn, platform
 
 B, T, F, U = 3, 6, 5, 4
@@ -147,14 +148,14 @@ KERAS_RULE = [
 @pytest.mark.parametrize("activation, recurrent_activation, use_bias, recurrent_dropout, unroll, expected", KERAS_RULE)
 def test_keras_rule_is_keras(monkeypatch, activation, recurrent_activation, use_bias, recurrent_dropout, unroll,
                              expected):
-  """`keras_rule` against Keras's `cudnn_ok` (a GPU pretended) and `LSTM.inner_loop`'s `not recurrent_dropout`."""
+  """`keras_cudnn_rule` against Keras's `cudnn_ok` (a GPU pretended) and `LSTM.inner_loop`'s `not recurrent_dropout`."""
   import keras
 
   keras_rnn = importlib.import_module("keras.src.backend.jax.rnn")  # the package's `rnn` is a function
   monkeypatch.setattr(keras_rnn, "_is_gpu_available", lambda: True)
   keras_says = keras_rnn.cudnn_ok(keras.activations.get(activation), keras.activations.get(recurrent_activation),
                                   unroll != 1, use_bias) and not recurrent_dropout
-  ours = cudnn_rnn.keras_rule(activation, recurrent_activation, use_bias, recurrent_dropout, unroll)
+  ours = recurrent.keras_cudnn_rule(activation, recurrent_activation, use_bias, recurrent_dropout, unroll)
   assert ours == keras_says == expected
 
 
@@ -187,7 +188,7 @@ ELIGIBLE = [
 @pytest.mark.parametrize("options, call, expected", ELIGIBLE)
 def test_eligible(options, call, expected):
   call = {"mask": False, "lengths": False, "train": False, "dtype": jnp.float32, **call}
-  assert cudnn_rnn.eligible(Recurrent(U, **options), **call) == expected
+  assert recurrent.cudnn_eligible(Recurrent(U, **options), **call) == expected
 
 
 def test_cpu_runs_the_scan():
@@ -196,7 +197,7 @@ def test_cpu_runs_the_scan():
   x, kwargs = call_inputs(True, LENGTHS)
   variables = layer.init(jax.random.key(0), x)
   assert not cudnn_rnn.available(x)
-  assert cudnn_rnn.eligible(layer, dtype=jnp.float32, mask=False, lengths=True, train=False)
+  assert recurrent.cudnn_eligible(layer, dtype=jnp.float32, mask=False, lengths=True, train=False)
   lowered = jax.jit(functools.partial(layer.apply, **kwargs)).lower(variables, x)
   for text in (lowered.as_text(), lowered.compile().as_text()):
     assert "custom_call" not in text  # (the file names in its metadata say "cudnn")

@@ -48,10 +48,6 @@ ALLOWED = {
     # A public name the Keras-interop issue keeps (`models.KerasGraph`), resolved on first use, not at import.
     ("jaxcomponents.models", "jaxcomponents.models.keras_graph"): "public name kept: models.KerasGraph",
     ("jaxcomponents.models.unet", "jaxcomponents.weights.imagenet"): DEPRECATED_ALIAS + ": models.unet.init_unet",
-    # Not a convenience, an arrow still to turn: Keras's cuDNN rule (`keras_rule`: tanh and sigmoid by Keras name)
-    # resolves names through `activations`; it belongs to `layers.recurrent`, which knows the names, with
-    # `cudnn_rnn.eligible` taking what it decides.
-    ("jaxcomponents.ops.cudnn_rnn", "jaxcomponents.activations"): "to fix: keras_rule moves up to layers.recurrent",
 }
 
 

@@ -25,6 +25,7 @@ for another platform run the scan, with the same results.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -84,7 +85,7 @@ class Recurrent(PrecisionFields):
     unroll: time steps per scan iteration (passed to `nn.scan`); it changes
       speed and compile size only.
     use_cudnn: LSTM only: run through cuDNN on NVIDIA GPUs where Keras would
-      (`cudnn_rnn.eligible`: tanh and sigmoid, a bias, no recurrent dropout,
+      (`cudnn_eligible`: tanh and sigmoid, a bias, no recurrent dropout,
       `unroll=1`, `lengths` rather than a `mask`, float32), like Keras's
       `use_cudnn="auto"`; False: always the scan.
     units: deprecated alias of `features` (removed in the next release).
@@ -155,7 +156,7 @@ class Recurrent(PrecisionFields):
       zero_output = bool(self.bidirectional) and self.return_sequences
 
     if (not self.is_initializing()
-        and cudnn_rnn.eligible(self, dtype=dtype, mask=lengths is None and mask is not None,
+        and cudnn_eligible(self, dtype=dtype, mask=lengths is None and mask is not None,
                                lengths=lengths is not None, train=train)
         and cudnn_rnn.available(x)):
       return self._lstm_cudnn(x, lengths, states, zero_output, train)
@@ -346,6 +347,44 @@ class Recurrent(PrecisionFields):
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with a cell module; configure the cell itself "
                        f"({type(self.cell).__name__}(...)).")
+
+
+def keras_cudnn_rule(activation: Any, recurrent_activation: Any, use_bias: bool, recurrent_dropout: float,
+                     unroll: int) -> bool:
+  """Keras 3's condition for its cuDNN LSTM (`cudnn_ok`, no recurrent dropout), a GPU aside.
+
+  `unroll` is `Recurrent`'s: 1 is Keras's `unroll=False`.
+  """
+  return (activations.get(activation) is activations.ACTIVATIONS["tanh"]
+          and activations.get(recurrent_activation) is activations.ACTIVATIONS["sigmoid"]
+          and bool(use_bias) and not recurrent_dropout and unroll == 1)
+
+
+def cudnn_eligible(layer: Any, *, dtype: Any, mask: bool, lengths: bool, train: bool) -> bool:
+  """Whether `layer` (a `Recurrent`) runs through cuDNN on a CUDA device for this call (GPU or not).
+
+  Keras's rule (`keras_cudnn_rule`) for an LSTM with `use_cudnn`, and what
+  the cuDNN kernel computes exactly:
+  - no `mask`: `lengths` are right padding by construction, a mask need not be
+    (Keras 3 on JAX scans with any mask);
+  - not `lengths` with `go_backwards`: reversed, right padding is left padding;
+  - no active input dropout when bidirectional: cuDNN's two directions share
+    one input, and the layer's draw a mask each;
+  - a float32 computation (`jax.experimental.rnn`) and a precision cuDNN has
+    (`cudnn_rnn.cudnn_precision`).
+
+  Args:
+    layer: the layer (its fields: cell, use_cudnn, activations, use_bias,
+      dropout rates, unroll, go_backwards, bidirectional, precision).
+    dtype: the computation dtype.
+    mask: a `mask` is given. lengths: `lengths` are given. train: dropout is on.
+  """
+  return (bool(layer.use_cudnn) and layer.cell == "lstm"
+          and keras_cudnn_rule(layer.activation, layer.recurrent_activation, layer.use_bias,
+                               layer.recurrent_dropout, layer.unroll)
+          and not mask and not (lengths and layer.go_backwards)
+          and not (layer.bidirectional and train and layer.dropout)
+          and jnp.dtype(dtype) == jnp.float32 and cudnn_rnn.cudnn_precision(layer.precision) is not False)
 
 
 def _cell_features(cell: nn.Module) -> int:

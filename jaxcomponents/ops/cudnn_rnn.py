@@ -5,8 +5,9 @@ when the configuration allows it (`keras/src/layers/rnn/lstm.py`,
 `keras/src/backend/jax/rnn.py`); `Recurrent` does the same, and runs its
 `lax.scan` everywhere else. Two choices make it:
 
-- When tracing: `eligible` (Keras's rule, `keras_rule`, and what the cuDNN kernel
-  expresses exactly) and `available`: a CUDA device and JAX's cuDNN RNN
+- When tracing: the layer's `layers.recurrent.cudnn_eligible` (Keras's rule and
+  what the cuDNN kernel expresses exactly, with `cudnn_precision` here) and
+  `available`: a CUDA device and JAX's cuDNN RNN
   extension are present. Tracing `jax.experimental.rnn.lstm` asks the CUDA
   plugin for cuDNN's workspace size, so it cannot even be traced without one:
   on CPU and TPU machines nothing of cuDNN is traced, only the scan. Neither are
@@ -44,22 +45,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcomponents import activations
 from jaxcomponents.ops import platform
 
 PLATFORM = "cuda"  # the lowering platform that gets cuDNN
 _CUDNN_PRECISIONS = (lax.Precision.HIGH, lax.Precision.HIGHEST)
-
-
-def keras_rule(activation: Any, recurrent_activation: Any, use_bias: bool, recurrent_dropout: float,
-               unroll: int) -> bool:
-  """Keras 3's condition for its cuDNN LSTM (`cudnn_ok`, no recurrent dropout), a GPU aside.
-
-  `unroll` is `Recurrent`'s: 1 is Keras's `unroll=False`.
-  """
-  return (activations.get(activation) is activations.ACTIVATIONS["tanh"]
-          and activations.get(recurrent_activation) is activations.ACTIVATIONS["sigmoid"]
-          and bool(use_bias) and not recurrent_dropout and unroll == 1)
 
 
 def cudnn_precision(precision: Any) -> lax.Precision | None | bool:
@@ -76,33 +65,6 @@ def cudnn_precision(precision: Any) -> lax.Precision | None | bool:
   except ValueError:  # e.g. a dot algorithm preset as the default precision
     return False
   return pair.pop() if len(pair) == 1 and pair <= set(_CUDNN_PRECISIONS) else False
-
-
-def eligible(layer: Any, *, dtype: Any, mask: bool, lengths: bool, train: bool) -> bool:
-  """Whether `layer` (a `Recurrent`) runs through cuDNN on a CUDA device for this call (GPU or not).
-
-  Keras's rule (`keras_rule`) for an LSTM with `use_cudnn`, and what the cuDNN
-  kernel computes exactly:
-  - no `mask`: `lengths` are right padding by construction, a mask need not be
-    (Keras 3 on JAX scans with any mask);
-  - not `lengths` with `go_backwards`: reversed, right padding is left padding;
-  - no active input dropout when bidirectional: cuDNN's two directions share
-    one input, and the layer's draw a mask each;
-  - a float32 computation (`jax.experimental.rnn`) and a precision cuDNN has
-    (`cudnn_precision`).
-
-  Args:
-    layer: the layer (its fields: cell, use_cudnn, activations, use_bias,
-      dropout rates, unroll, go_backwards, bidirectional, precision).
-    dtype: the computation dtype.
-    mask: a `mask` is given. lengths: `lengths` are given. train: dropout is on.
-  """
-  return (bool(layer.use_cudnn) and layer.cell == "lstm"
-          and keras_rule(layer.activation, layer.recurrent_activation, layer.use_bias,
-                         layer.recurrent_dropout, layer.unroll)
-          and not mask and not (lengths and layer.go_backwards)
-          and not (layer.bidirectional and train and layer.dropout)
-          and jnp.dtype(dtype) == jnp.float32 and cudnn_precision(layer.precision) is not False)
 
 
 def available(*arrays: jax.Array) -> bool:

@@ -125,15 +125,12 @@ def _read_variables(path: str, module, sample):
     raise UsageError(f"variables {path!r} do not exist.")
   if not path.endswith(".npz") and not os.path.isdir(path):
     raise UsageError(f"variables {path!r} are not allowed; expected an .npz file or an orbax checkpoint folder.")
-  try:
-    if path.endswith(".npz"):
-      return load_npz(path, module, tuple(sample))
-    import jax  # pylint: disable=import-outside-toplevel
+  if path.endswith(".npz"):
+    return load_npz(path, module, tuple(sample))
+  import jax  # pylint: disable=import-outside-toplevel
 
-    from jaxcomponents.training.checkpoint import read_arrays  # pylint: disable=import-outside-toplevel
-    return read_arrays(path, jax.eval_shape(lambda: module.init(jax.random.key(0), *sample)))
-  except ValueError as error:
-    raise UsageError(str(error)) from error
+  from jaxcomponents.training.checkpoint import read_arrays  # pylint: disable=import-outside-toplevel
+  return read_arrays(path, jax.eval_shape(lambda: module.init(jax.random.key(0), *sample)))
 
 
 def _keras_file(path: str) -> bool:

@@ -277,8 +277,10 @@ def read_at_most(stream, size: int, budget: ReadBudget, what: str):
 def check_zip_members(path: str, archive: zipfile.ZipFile) -> ReadBudget:
   """Charges every member's declared size to the archive's `ReadBudget` (by what each stores, too); returns it.
 
-  `zipfile` stops reading a member at its declared size, so once the
-  declared sizes pass, reading a member costs at most what it declares.
+  A member read in pieces (`ZipExtFile.read(n)`, as numpy reads a `.npy`)
+  then costs at most what it declares; one read whole goes through
+  `read_zip_member`, since `zipfile` inflates up to 2 GiB at once before
+  cutting a member to its declared size.
 
   Raises:
     LimitExceededError: naming the archive and the member that declares more than the limits allow.

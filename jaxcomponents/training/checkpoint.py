@@ -1,9 +1,9 @@
 """Checkpoints with orbax: keep the last N and the best by a metric, save asynchronously, verify, resume.
 
-Each checkpoint stores, beside the arrays, a SHA-256 digest of each field of the
-state (params, batch_stats, opt_state, ...) and of its dataset record; a restore checks the shapes the checkpoint declares against
-the state it restores into before reading anything, then recomputes the
-digests, so a damaged, truncated or foreign checkpoint is found instead of
+Each checkpoint stores, beside the arrays, a SHA-256 digest of each field of
+the state (params, batch_stats, opt_state, ...) and of its dataset record; a
+restore checks the shapes the checkpoint declares against the state it
+restores into before reading anything, then recomputes the digests, so a damaged, truncated or foreign checkpoint is found instead of
 loaded. Resuming restores the newest intact checkpoint and warns about each
 damaged one it passes over. A `Checkpointer` that writes holds the folder's
 lock (`folder_lock.FolderLock`): one writer per folder.
@@ -88,10 +88,10 @@ def check_declared(item_dir: str | os.PathLike, template, what: str, *, partial:
   """Raises `CheckpointError` unless the arrays `item_dir` declares are `template`'s (names, shapes, dtypes).
 
   Checked before a restore, so a foreign or forged checkpoint allocates nothing
-  (orbax itself reads arrays at the shape the file declares). With `partial`,
-  the folder may hold more arrays than the template names.
+  (orbax itself reads arrays at the shape the file declares); its metadata
+  files' sizes are checked first (`check_metadata_sizes`). With `partial`, the
+  folder may hold more arrays than the template names.
   """
-  check_metadata_sizes(item_dir, what)
   try:
     declared = declared_arrays(item_dir)
   except Exception as e:  # orbax raises many types for an unreadable metadata file
@@ -154,10 +154,10 @@ def read_arrays(item_dir: str | os.PathLike, template=None) -> Any:
   from jaxcomponents.limits import ReadBudget  # pylint: disable=import-outside-toplevel
 
   folder = os.path.abspath(os.fspath(item_dir))
+  check_metadata_sizes(folder, folder)
   if template is not None:
     check_declared(folder, template, folder)
   else:
-    check_metadata_sizes(folder, folder)
     try:
       declared = declared_arrays(folder)
     except Exception as e:
@@ -326,16 +326,27 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def _restore_step(self, template: dict[str, Any], step: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Restores and verifies one step's state and dataset record; raises `CheckpointError` saying what is wrong."""
+  def _checked_step(self, template: dict[str, Any], step: int, records: tuple[str, ...], *,
+                    partial: bool = False) -> tuple[str, str]:
+    """`(how messages name step `step`, its folder)`, once nothing is missing, oversized or foreign in it.
+
+    Raises:
+      CheckpointError: a record is missing, a metadata file is too large, or the
+        declared arrays are not `template`'s (`check_declared`); nothing is read.
+    """
     where = f"checkpoint step {step} in {self.directory}"
     folder = os.path.join(self.directory, str(step))
-    for record in ("checksum", "dataset"):
+    for record in records:
       if not os.path.isdir(os.path.join(folder, record)):
         raise CheckpointError(f"{where} is incomplete: its {record} record {os.path.join(folder, record)} is "
                               "missing, so it cannot be verified")
     check_metadata_sizes(folder, where)
-    check_declared(os.path.join(folder, "state"), template, where)
+    check_declared(os.path.join(folder, "state"), template, where, partial=partial)
+    return where, folder
+
+  def _restore_step(self, template: dict[str, Any], step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restores and verifies one step's state and dataset record; raises `CheckpointError` saying what is wrong."""
+    where, folder = self._checked_step(template, step, ("checksum", "dataset"))
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     items = {"state": ocp.args.StandardRestore(abstract), "checksum": ocp.args.JsonRestore(),
              "dataset": ocp.args.JsonRestore()}
@@ -387,13 +398,7 @@ class Checkpointer:
     return restored["params"], restored["batch_stats"]
 
   def _restore_weights_step(self, template: dict[str, Any], step: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    where = f"checkpoint step {step} in {self.directory}"
-    folder = os.path.join(self.directory, str(step))
-    if not os.path.isdir(os.path.join(folder, "checksum")):
-      raise CheckpointError(f"{where} is incomplete: its checksum record {os.path.join(folder, 'checksum')} is "
-                            "missing, so it cannot be verified")
-    check_metadata_sizes(folder, where)
-    check_declared(os.path.join(folder, "state"), template, where, partial=True)
+    where, folder = self._checked_step(template, step, ("checksum",), partial=True)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     args = ocp.args.PyTreeRestore(abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
                                   partial_restore=True)

@@ -25,7 +25,7 @@ FLOORS = (
     {"layers": ("jaxcomponents.layers",)},
     {"models": ("jaxcomponents.models",)},
     # Today spread over models/ and weights/ (to be gathered into one package); `summary` reads a KerasGraph.
-    {"keras interop": ("jaxcomponents.models.keras_graph", "jaxcomponents.models.keras_graph_layers",
+    {"keras interop": ("jaxcomponents.keras", "jaxcomponents.models.keras_graph", "jaxcomponents.models.keras_graph_layers",
                        "jaxcomponents.weights.from_keras", "jaxcomponents.weights.convert",
                        "jaxcomponents.weights.keras_layers", "jaxcomponents.weights.keras_export",
                        "jaxcomponents.summary")},

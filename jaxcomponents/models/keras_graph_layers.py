@@ -33,55 +33,19 @@ from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import pool
 from jaxcomponents.layers.recurrent import Recurrent
 from jaxcomponents.models.unet_blocks import PReLU
+from jaxcomponents.keras.config import activation_name, all_checks, as_tuple, channels_last, known_activation
+from jaxcomponents.keras.record import KerasClass
+from jaxcomponents.keras.records import RECORDS
+
+LayerRule = KerasClass
+_tuple, _channels_last, _known_activation, _checks = as_tuple, channels_last, known_activation, all_checks
+
+
+def _activation(config, key="activation"):
+  return activation_name(config, key)
 
 Config = Mapping[str, Any]
 Call = Callable[..., Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerRule:
-  """How to compute one Keras layer class.
-
-  Attributes:
-    build: `(config, name, options) -> fn(*args, train, **kwargs)`; `options`
-      are the dtype and precision keywords for weighted modules.
-    kwargs: the call keywords with tensors (such as `mask`) `fn` takes.
-    check: `config -> [problem, ...]`, what this implementation does not support.
-    creates_module: `build` creates a module named after the layer (else the call is a plain function).
-  """
-
-  build: Callable[[Config, str, dict[str, Any]], Call]
-  kwargs: tuple[str, ...] = ()
-  check: Callable[[Config], list[str]] = lambda config: []
-  creates_module: bool = False
-
-
-def _tuple(value) -> tuple:
-  return tuple(value) if isinstance(value, (list, tuple)) else (value,)
-
-
-def _activation(config: Config):
-  """A Keras activation config (a name, or a serialized function) as jaxcomponents' name."""
-  name = config.get("activation", "linear")
-  if isinstance(name, Mapping):  # a serialized function: its registered name
-    name = name.get("config") if isinstance(name.get("config"), str) else name.get("class_name", "custom")
-  return name or "linear"
-
-
-def _channels_last(config: Config) -> list[str]:
-  fmt = config.get("data_format")
-  return [] if fmt in (None, "channels_last") else [f"data_format={fmt!r} (only 'channels_last')"]
-
-
-def _known_activation(key: str = "activation") -> Callable[[Config], list[str]]:
-  def check(config):
-    name = _activation({"activation": config.get(key, "linear")})
-    return [] if name in activations.ACTIVATIONS else [f"{key}={name!r} (known: {sorted(activations.ACTIVATIONS)})"]
-  return check
-
-
-def _checks(*checks):
-  return lambda config: [p for check in checks for p in check(config)]
 
 
 # Dense, convolutions, pooling.
@@ -595,7 +559,7 @@ def rule_for(class_name: str, module: str | None) -> LayerRule | None:
   """The rule for a graph entry: a `keras.ops` operation when its module says so, else a layer."""
   if module and module.startswith("keras.src.ops"):
     return OPS.get(class_name)
-  return LAYERS.get(class_name)
+  return RECORDS.get(class_name) or LAYERS.get(class_name)
 
 
 def problems(class_name: str, module: str | None, config: Config, kwargs: Sequence[str] = ()) -> list[str]:

@@ -61,6 +61,14 @@ CONVERSION_RULES: tuple[tuple[str, str, Mapping[str, Target]], ...] = (
 )
 
 
+def _record_rules() -> tuple[tuple[str, str, Mapping[str, Target]], ...]:
+  from jaxcomponents.keras.records import RECORDS  # pylint: disable=import-outside-toplevel
+  return tuple((name, next(iter(table)), table) for name, record in RECORDS.items() for table in record.weights)
+
+
+CONVERSION_RULES = CONVERSION_RULES + _record_rules()
+
+
 def conversion_rule(layer: KerasLayer, targets: set[Target] | None = None) -> tuple[str, Mapping[str, Target]]:
   """Returns the (layer type, renaming table) for a Keras layer's weights going to `targets`."""
   candidates = [(t, table) for t, signature, table in CONVERSION_RULES if signature in layer.weights]
@@ -348,6 +356,12 @@ def load_keras(module: nn.Module, source, sample_input, *, match: str = "auto") 
 _SHAPE_CHECKED = re.compile(r"(Conv[123]D(Transpose)?|DepthwiseConv[12]D|SeparableConv[12]D|Dense|BatchNormalization)")
 
 
+def _shape_checked(class_name: str) -> bool:
+  from jaxcomponents.keras.records import RECORDS  # pylint: disable=import-outside-toplevel
+  record = RECORDS.get(class_name)
+  return record.shape_checked if record is not None else bool(_SHAPE_CHECKED.fullmatch(class_name))
+
+
 def _live_layers(model) -> dict[str, Any]:
   found = {}
   for layer in getattr(model, "layers", []):
@@ -361,7 +375,7 @@ def _check_output_shapes(model, pairs, outputs: dict[Path, Any]) -> None:
   live = _live_layers(model)
   for path, keras_layer in pairs:
     layer, ours = live.get(keras_layer.name), outputs.get(tuple(path))
-    if layer is None or ours is None or not _SHAPE_CHECKED.fullmatch(type(layer).__name__):
+    if layer is None or ours is None or not _shape_checked(type(layer).__name__):
       continue
     try:
       theirs = tuple(layer.output.shape)[1:]

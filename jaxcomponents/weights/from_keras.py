@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxcomponents.keras.records import RECORDS
 from jaxcomponents.models import keras_graph
 from jaxcomponents.models.keras_graph import KerasGraph
 from jaxcomponents.weights.convert import Path, fit_to, flatten_variables, leaf_layers
@@ -102,6 +103,8 @@ def _fold_constants(model, config: dict[str, Any]) -> dict[str, Any]:
   for entry in config["layers"]:
     if entry["class_name"] in keras_graph.MODEL_CLASSES:
       _fold_constants(model.get_layer(entry["name"]), entry["config"])
+    elif entry["class_name"] in RECORDS and RECORDS[entry["class_name"]].fold is not None:
+      RECORDS[entry["class_name"]].fold(model.get_layer(entry["name"]), entry["config"])
     elif entry["class_name"] in _FOLDED:
       layer = model.get_layer(entry["name"])
       if getattr(layer, "mean", None) is not None:
@@ -179,7 +182,8 @@ def _keras_layer(layer, key: tuple[str, ...]) -> KerasLayer:
 
 def _weighted_layers(model):
   return [layer for layer in _functional(model).layers
-          if layer.weights and type(layer).__name__ not in _FOLDED]
+          if layer.weights and type(layer).__name__ not in _FOLDED
+          and getattr(RECORDS.get(type(layer).__name__), "fold", None) is None]
 
 
 def keras_variables(model, shapes: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Keras interop: Keras models and weights computed by, and written back from, jaxcomponents."""

@@ -1,11 +1,12 @@
-"""Activations by their Keras names, in one table.
+"""Activations by their Keras names, in one registry (`ACTIVATIONS`).
 
 The functions compute what `keras.activations.<name>` computes, with Keras's
 defaults where they differ from JAX's (exact GELU, Keras 3's hard sigmoid,
-leaky ReLU slope 0.2). keras-unet-collection's spellings (Keras 2 layer
-classes: "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "Sigmoid") are aliases
-with that library's mathematics, which differs for "GELU" (tanh approximation)
-and "LeakyReLU" (slope 0.3); the U-Net uses them.
+leaky ReLU slope 0.2). The names are Keras's function names and its aliases
+"swish" and "hard_swish" (`keras.activations.get`). keras-unet-collection's
+spellings (Keras 2 layer classes: "ReLU", "GELU", ...) are not Keras activation
+names: the U-Net resolves them (`jaxcomponents.models.unet_blocks`), so here
+"GELU" is an error, never the tanh approximation in place of Keras's exact "gelu".
 
 Example:
   >>> import jax.numpy as jnp
@@ -20,7 +21,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxcomponents.errors import check_choice
+from jaxcomponents.registry import Registry
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -75,55 +76,38 @@ def leaky_relu_layer(x: jax.Array) -> jax.Array:
   return jax.nn.leaky_relu(x, negative_slope=0.3)
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    "linear": linear,
-    "relu": jax.nn.relu,
-    "relu6": relu6,
-    "sigmoid": jax.nn.sigmoid,
-    "tanh": jnp.tanh,
-    "softmax": softmax,
-    "log_softmax": log_softmax,
-    "elu": jax.nn.elu,
-    "selu": jax.nn.selu,
-    "celu": jax.nn.celu,
-    "gelu": gelu,
-    "silu": jax.nn.silu,
-    "swish": jax.nn.silu,
-    "leaky_relu": leaky_relu,
-    "softplus": jax.nn.softplus,
-    "softsign": jax.nn.soft_sign,
-    "hard_sigmoid": hard_sigmoid,
-    "hard_silu": hard_silu,
-    "hard_swish": hard_silu,
-    "hard_tanh": jax.nn.hard_tanh,
-    "exponential": jnp.exp,
-    "mish": mish,
-    "log_sigmoid": jax.nn.log_sigmoid,
-    "tanh_shrink": tanh_shrink,
-}
+# keras-unet-collection's spellings, named in the error only: the U-Net resolves them (models/unet_blocks.py).
+_NOT_KERAS = {name: f"{name!r} is keras-unet-collection's spelling (a Keras 2 layer class): UNet(activation={name!r}) "
+                    "takes it; Keras's activation names are lower-case."
+              for name in ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake", "Softmax", "Sigmoid")}
 
-# keras-unet-collection's spellings: Keras 2 layer classes with their layer defaults, where the mathematics can
-# differ from the function of the same lower-case name ("GELU" is the tanh approximation, "LeakyReLU" slope 0.3).
-# The U-Net takes these, so that it computes what keras-unet-collection computes.
-KERAS_UNET_COLLECTION_ALIASES: dict[str, Activation] = {
-    "ReLU": jax.nn.relu, "LeakyReLU": leaky_relu_layer, "ELU": jax.nn.elu, "GELU": gelu_tanh,
-    "Softmax": softmax, "Sigmoid": jax.nn.sigmoid,
-}
-ACTIVATIONS.update(KERAS_UNET_COLLECTION_ALIASES)
+ACTIVATIONS = Registry("activation", param="activation", values=True, none="linear", name_notes=_NOT_KERAS)
+for _name, _fn, _aliases in (
+    ("linear", linear, ()), ("relu", jax.nn.relu, ()), ("relu6", relu6, ()), ("sigmoid", jax.nn.sigmoid, ()),
+    ("tanh", jnp.tanh, ()), ("softmax", softmax, ()), ("log_softmax", log_softmax, ()), ("elu", jax.nn.elu, ()),
+    ("selu", jax.nn.selu, ()), ("celu", jax.nn.celu, ()), ("gelu", gelu, ()), ("silu", jax.nn.silu, ("swish",)),
+    ("leaky_relu", leaky_relu, ()), ("softplus", jax.nn.softplus, ()), ("softsign", jax.nn.soft_sign, ()),
+    ("hard_sigmoid", hard_sigmoid, ()), ("hard_silu", hard_silu, ("hard_swish",)), ("hard_tanh", jax.nn.hard_tanh, ()),
+    ("exponential", jnp.exp, ()), ("mish", mish, ()), ("log_sigmoid", jax.nn.log_sigmoid, ()),
+    ("tanh_shrink", tanh_shrink, ()),
+):
+  ACTIVATIONS.register(_name, _fn, aliases=_aliases)
+del _name, _fn, _aliases
 
 
-def get(name: str | Activation | None, param: str = "activation") -> Activation:
-  """Returns the activation function for a Keras name, `None` or a callable.
+def get(name: str | dict | Activation | None, param: str = "activation") -> Activation:
+  """Returns the activation function for a Keras name, config, `None` or a callable (`keras.activations.get`).
 
   Args:
-    name: a key of `ACTIVATIONS`, `None` (linear) or a callable (returned as is).
+    name: a name in `ACTIVATIONS`, a serialized Keras function (`{"class_name": "function", "config": "relu"}`),
+      `None` (linear) or a callable (returned as is).
     param: the argument name to report in errors.
 
   Raises:
-    ValueError: if `name` is not a known activation.
+    ValueError: if `name` is not a Keras activation name (keras-unet-collection's "GELU", "ReLU", ... included).
+
+  Example:
+    >>> get({"class_name": "function", "config": "swish"}) is get("silu")
+    True
   """
-  if name is None:
-    return linear
-  if callable(name):
-    return name
-  return ACTIVATIONS[check_choice(param, name, ACTIVATIONS)]
+  return ACTIVATIONS.get(name, param)

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.errors import check_choice
+from jaxcomponents.registry import ANY, Registry
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -198,53 +199,41 @@ def _binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
   return jnp.mean(values, axis=axis), None
 
 
-@dataclasses.dataclass(frozen=True)
-class _Spec:
-  fn: Callable[..., tuple[Array, Array | None]]
-  defaults: Mapping[str, Any]
+def _build(name: str, fn: Callable[..., Any], options: dict[str, Any]) -> Loss:
+  """The `Loss` of checked `options`, with the loss's defaults for the others."""
+  options = {**LOSSES.arguments(name), **options}
+  reduction = options.pop("reduction")
+  check_choice("reduction", reduction, REDUCTIONS)
+  return Loss(name, tuple((k, _check_option(name, k, v)) for k, v in options.items()), reduction)
 
 
-_CE = {"from_logits": False, "label_smoothing": 0.0, "axis": -1}
+# Keras's function names (canonical), class names and short aliases (`keras.losses.ALL_OBJECTS_DICT`), and
+# Keras 2's older names. The per-sample functions' keyword arguments are the losses' options.
+LOSSES = Registry("loss", inputs=("y_true", "y_pred"), common={"reduction": "sum_over_batch_size"},
+                  make=_build, config_keys={"name": ANY, "dtype": (None, "float32")})
+for _name, _fn, _class, _aliases in (
+    ("mean_squared_error", _mean_squared_error, "MeanSquaredError", ("mse", "MSE")),
+    ("mean_absolute_error", _mean_absolute_error, "MeanAbsoluteError", ("mae", "MAE")),
+    ("mean_absolute_percentage_error", _mean_absolute_percentage_error, "MeanAbsolutePercentageError",
+     ("mape", "MAPE")),
+    ("mean_squared_logarithmic_error", _mean_squared_logarithmic_error, "MeanSquaredLogarithmicError",
+     ("msle", "MSLE")),
+    ("cosine_similarity", _cosine_similarity, "CosineSimilarity", ()),
+    ("huber", _huber, "Huber", ("huber_loss",)),
+    ("log_cosh", _log_cosh, "LogCosh", ("logcosh",)),
+    ("hinge", _hinge, "Hinge", ()),
+    ("squared_hinge", _squared_hinge, "SquaredHinge", ()),
+    ("categorical_hinge", _categorical_hinge, "CategoricalHinge", ()),
+    ("kl_divergence", _kl_divergence, "KLDivergence", ("kld", "KLD", "kullback_leibler_divergence")),
+    ("poisson", _poisson, "Poisson", ()),
+    ("binary_crossentropy", _binary_crossentropy, "BinaryCrossentropy", ("bce", "BCE")),
+    ("categorical_crossentropy", _categorical_crossentropy, "CategoricalCrossentropy", ()),
+    ("sparse_categorical_crossentropy", _sparse_categorical_crossentropy, "SparseCategoricalCrossentropy", ()),
+):
+  LOSSES.register(_name, _fn, keras_class=_class, aliases=_aliases)
+del _name, _fn, _class, _aliases
 
-_SPECS: dict[str, _Spec] = {
-    "mean_squared_error": _Spec(_mean_squared_error, {}),
-    "mean_absolute_error": _Spec(_mean_absolute_error, {}),
-    "mean_absolute_percentage_error": _Spec(_mean_absolute_percentage_error, {}),
-    "mean_squared_logarithmic_error": _Spec(_mean_squared_logarithmic_error, {}),
-    "cosine_similarity": _Spec(_cosine_similarity, {"axis": -1}),
-    "huber": _Spec(_huber, {"delta": 1.0}),
-    "log_cosh": _Spec(_log_cosh, {}),
-    "hinge": _Spec(_hinge, {}),
-    "squared_hinge": _Spec(_squared_hinge, {}),
-    "categorical_hinge": _Spec(_categorical_hinge, {}),
-    "kl_divergence": _Spec(_kl_divergence, {}),
-    "poisson": _Spec(_poisson, {}),
-    "binary_crossentropy": _Spec(_binary_crossentropy, _CE),
-    "categorical_crossentropy": _Spec(_categorical_crossentropy, _CE),
-    "sparse_categorical_crossentropy": _Spec(
-        _sparse_categorical_crossentropy, {"from_logits": False, "ignore_class": None, "axis": -1}),
-}
-
-# Keras's function names, class names and short aliases -> canonical name.
-ALIASES: dict[str, str] = {
-    **{name: name for name in _SPECS},
-    "mse": "mean_squared_error", "MSE": "mean_squared_error", "MeanSquaredError": "mean_squared_error",
-    "mae": "mean_absolute_error", "MAE": "mean_absolute_error", "MeanAbsoluteError": "mean_absolute_error",
-    "mape": "mean_absolute_percentage_error", "MAPE": "mean_absolute_percentage_error",
-    "MeanAbsolutePercentageError": "mean_absolute_percentage_error",
-    "msle": "mean_squared_logarithmic_error", "MSLE": "mean_squared_logarithmic_error",
-    "MeanSquaredLogarithmicError": "mean_squared_logarithmic_error",
-    "CosineSimilarity": "cosine_similarity",
-    "Huber": "huber", "huber_loss": "huber",
-    "LogCosh": "log_cosh", "logcosh": "log_cosh",
-    "Hinge": "hinge", "SquaredHinge": "squared_hinge", "CategoricalHinge": "categorical_hinge",
-    "kld": "kl_divergence", "KLD": "kl_divergence", "KLDivergence": "kl_divergence",
-    "kullback_leibler_divergence": "kl_divergence",
-    "Poisson": "poisson",
-    "bce": "binary_crossentropy", "BCE": "binary_crossentropy", "BinaryCrossentropy": "binary_crossentropy",
-    "CategoricalCrossentropy": "categorical_crossentropy",
-    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
-}
+ALIASES = LOSSES.aliases  # every accepted spelling -> its canonical name
 
 
 def _check_option(name: str, key: str, value: Any) -> Any:
@@ -343,7 +332,7 @@ class Loss:
     y_pred = jnp.asarray(y_pred, jnp.float32)
     y_true = jnp.asarray(y_true, jnp.float32)
     y_true, y_pred = match_rank(y_true, y_pred)
-    return _SPECS[self.name].fn(y_true, y_pred, **dict(self.options))
+    return LOSSES[self.name](y_true, y_pred, **dict(self.options))
 
   def __call__(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None,
                mask: Array | None = None) -> Array:
@@ -357,11 +346,12 @@ class Loss:
     return reduce_weighted(values, sample_weight, mask, self.reduction)
 
 
-def get(name: str, **options: Any) -> Loss:
+def get(name: str | Mapping[str, Any] | Callable[..., Any], **options: Any) -> Loss | Callable[..., Any]:
   """Returns the Keras loss `name` (function name, class name or alias such as `"mse"`).
 
   Args:
-    name: e.g. `"categorical_crossentropy"`, `"CategoricalCrossentropy"`, `"mse"`, `"kld"`.
+    name: e.g. `"categorical_crossentropy"`, `"CategoricalCrossentropy"`, `"mse"`, `"kld"`; or a Keras config
+      dict (`keras.losses.serialize(...)`: its `name` label is not used); or a callable, returned as is.
     **options: the Keras class's arguments: `from_logits`, `label_smoothing`,
       `axis` (cross-entropies), `ignore_class` (sparse), `delta` (huber),
       `axis` (cosine_similarity), and `reduction` (every loss).
@@ -374,17 +364,7 @@ def get(name: str, **options: Any) -> Loss:
     >>> bce = get("binary_crossentropy", from_logits=True)
     >>> round(float(bce(jnp.array([1.0]), jnp.array([0.0]))), 4)
     0.6931
+    >>> get({"class_name": "BinaryCrossentropy", "config": {"from_logits": True}}) == bce
+    True
   """
-  canonical = ALIASES[check_choice("name", name, ALIASES)]
-  spec = _SPECS[canonical]
-  reduction = options.pop("reduction", "sum_over_batch_size")
-  check_choice("reduction", reduction, REDUCTIONS)
-  unknown = sorted(set(options) - set(spec.defaults))
-  if unknown:
-    key = unknown[0]
-    allowed = ", ".join(list(spec.defaults) + ["reduction"])
-    raise ValueError(
-        f"{key}={options[key]!r} is not an option of loss {canonical!r}; expected one of: {allowed}."
-    )
-  merged = {k: _check_option(canonical, k, options.get(k, v)) for k, v in spec.defaults.items()}
-  return Loss(canonical, tuple(merged.items()), reduction)
+  return LOSSES.get(name, **options)

@@ -28,14 +28,14 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxcomponents import losses as keras_losses
-from jaxcomponents.errors import check_choice
+from jaxcomponents.registry import Registry
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -139,35 +139,65 @@ def categorical_focal_crossentropy(y_true, y_pred, alpha: float = 0.25, gamma: f
   return _mean(jnp.sum(focal, axis=-1), per_example)
 
 
-def _keras_map_loss(name: str, y_true, y_pred, per_example: bool = True, **options) -> Array:
+def _keras_map_loss(name: str, y_true, y_pred, per_example: bool, **options) -> Array:
   values = keras_losses.get(name, reduction="none", **options)(y_true, y_pred)
   return _mean(values, per_example)
 
 
-binary_crossentropy = functools.partial(_keras_map_loss, "binary_crossentropy")
-categorical_crossentropy = functools.partial(_keras_map_loss, "categorical_crossentropy")
-sparse_categorical_crossentropy = functools.partial(_keras_map_loss, "sparse_categorical_crossentropy")
-binary_crossentropy.__doc__ = "Keras's `binary_crossentropy` per pixel, averaged per example."
-categorical_crossentropy.__doc__ = "Keras's `categorical_crossentropy` per pixel, averaged per example."
-sparse_categorical_crossentropy.__doc__ = "Keras's `sparse_categorical_crossentropy` per pixel, averaged per example."
-
-LOSSES: dict[str, Callable[..., Array]] = {
-    "dice": dice, "jaccard": jaccard, "iou": jaccard, "tversky": tversky, "kuc_dice": kuc_dice,
-    "focal_tversky": focal_tversky, "binary_focal_crossentropy": binary_focal_crossentropy,
-    "categorical_focal_crossentropy": categorical_focal_crossentropy, "binary_crossentropy": binary_crossentropy,
-    "categorical_crossentropy": categorical_crossentropy,
-    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
-}
+def binary_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                        per_example: bool = True) -> Array:
+  """Keras's `binary_crossentropy` per pixel, averaged per example."""
+  return _keras_map_loss("binary_crossentropy", y_true, y_pred, per_example, from_logits=from_logits,
+                         label_smoothing=label_smoothing, axis=axis)
 
 
-def get(name: str, **options: Any) -> Callable[[Array, Array], Array]:
+def categorical_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0,
+                             axis: int = -1, per_example: bool = True) -> Array:
+  """Keras's `categorical_crossentropy` per pixel, averaged per example."""
+  return _keras_map_loss("categorical_crossentropy", y_true, y_pred, per_example, from_logits=from_logits,
+                         label_smoothing=label_smoothing, axis=axis)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False, ignore_class: int | None = None,
+                                    axis: int = -1, per_example: bool = True) -> Array:
+  """Keras's `sparse_categorical_crossentropy` per pixel, averaged per example."""
+  return _keras_map_loss("sparse_categorical_crossentropy", y_true, y_pred, per_example, from_logits=from_logits,
+                         ignore_class=ignore_class, axis=axis)
+
+
+def _bind(name: str, fn: Callable[..., Array], options: dict[str, Any]) -> Callable[..., Array]:
+  return functools.partial(fn, **options) if options else fn
+
+
+# Keras's function names (not its classes: `keras.losses.Dice()` reduces over the whole batch) and
+# keras-unet-collection's. Each function's keyword arguments are the loss's options.
+LOSSES = Registry("segmentation loss", inputs=("y_true", "y_pred"), make=_bind)
+for _name, _fn, _aliases in (
+    ("dice", dice, ()), ("jaccard", jaccard, ("iou",)), ("tversky", tversky, ()), ("kuc_dice", kuc_dice, ()),
+    ("focal_tversky", focal_tversky, ()), ("binary_focal_crossentropy", binary_focal_crossentropy, ()),
+    ("categorical_focal_crossentropy", categorical_focal_crossentropy, ()),
+    ("binary_crossentropy", binary_crossentropy, ()), ("categorical_crossentropy", categorical_crossentropy, ()),
+    ("sparse_categorical_crossentropy", sparse_categorical_crossentropy, ()),
+):
+  LOSSES.register(_name, _fn, aliases=_aliases)
+del _name, _fn, _aliases
+
+
+def get(name: str | Mapping[str, Any] | Callable[..., Array], **options: Any) -> Callable[[Array, Array], Array]:
   """The loss `name` with `options` bound: `loss(y_true, y_pred) -> (batch,)` losses.
+
+  Args:
+    name: a name in `LOSSES`; or a config dict `{"class_name": name, "config": options}`; or a
+      callable, returned as is.
+    **options: the loss function's keyword arguments (`alpha`, `gamma`, `per_example`, ...).
+
+  Raises:
+    ValueError: for an unknown name or an option the loss does not take.
 
   Example:
     >>> loss = get("binary_focal_crossentropy", gamma=3.0)
   """
-  fn = LOSSES[check_choice("name", name, LOSSES)]
-  return functools.partial(fn, **options) if options else fn
+  return LOSSES.get(name, **options)
 
 
 def combined(*terms: tuple[Callable[[Array, Array], Array], float]) -> Callable[[Array, Array], Array]:

@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -32,6 +32,7 @@ import numpy as np
 
 from jaxcomponents import losses
 from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.registry import ANY, Registry
 from jaxcomponents.losses import EPSILON, match_rank
 
 Array = jax.Array
@@ -547,47 +548,73 @@ def _make_mean_iou(num_classes, ignore_class=None, sparse_y_true=True, sparse_y_
   return MeanIoU(num_classes, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype)
 
 
-_REQUIRED = "<required>"
-
-# name -> (factory, its keyword arguments with their defaults).
-_FACTORIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
-    "accuracy": (lambda: _mean("accuracy", compile_accuracy), {}),
-    "exact_accuracy": (lambda: _mean("exact_accuracy", accuracy), {}),
-    "binary_accuracy": (lambda threshold=0.5: _mean("binary_accuracy", binary_accuracy,
-                                                     threshold=_check_threshold(threshold)), {"threshold": 0.5}),
-    "categorical_accuracy": (lambda: _mean("categorical_accuracy", categorical_accuracy), {}),
-    "sparse_categorical_accuracy": (lambda: _mean("sparse_categorical_accuracy", sparse_categorical_accuracy), {}),
-    "top_k_categorical_accuracy": (lambda k=5: _mean("top_k_categorical_accuracy", top_k_categorical_accuracy,
-                                                      k=_check_k(k)), {"k": 5}),
-    "sparse_top_k_categorical_accuracy": (
-        lambda k=5: _mean("sparse_top_k_categorical_accuracy", sparse_top_k_categorical_accuracy, k=_check_k(k)),
-        {"k": 5}),
-    "precision": (_make_precision_recall("precision"), {"thresholds": None, "top_k": None, "class_id": None}),
-    "recall": (_make_precision_recall("recall"), {"thresholds": None, "top_k": None, "class_id": None}),
-    "auc": (_make_auc, {"num_thresholds": 200, "curve": "ROC", "summation_method": "interpolation",
-                        "thresholds": None, "multi_label": False, "num_labels": None, "label_weights": None,
-                        "from_logits": False}),
-    "mean_iou": (_make_mean_iou, {"num_classes": _REQUIRED, "ignore_class": None, "sparse_y_true": True,
-                                  "sparse_y_pred": True, "axis": -1, "dtype": "int32"}),
-    "mean_absolute_error": (lambda: _mean("mean_absolute_error", _per_sample_loss("mean_absolute_error")), {}),
-    "mean_squared_error": (lambda: _mean("mean_squared_error", _per_sample_loss("mean_squared_error")), {}),
-}
-
-ALIASES: dict[str, str] = {
-    **{name: name for name in _FACTORIES},
-    "acc": "accuracy", "Accuracy": "exact_accuracy",
-    "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
-    "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
-    "TopKCategoricalAccuracy": "top_k_categorical_accuracy",
-    "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
-    "Precision": "precision", "Recall": "recall", "AUC": "auc",
-    "mean_io_u": "mean_iou", "MeanIoU": "mean_iou",
-    "mae": "mean_absolute_error", "MAE": "mean_absolute_error", "MeanAbsoluteError": "mean_absolute_error",
-    "mse": "mean_squared_error", "MSE": "mean_squared_error", "MeanSquaredError": "mean_squared_error",
-}
+def _is_metric(value: Any) -> bool:
+  return callable(value) or all(hasattr(value, method) for method in ("init", "update", "result"))
 
 
-def get(name: str, **kwargs: Any):
+# Keras's class names and their snake_case (`keras.metrics.ALL_OBJECTS_DICT`), Keras's short aliases, and
+# compile's "accuracy"/"acc", which pick the accuracy by the batch shapes (`model.compile(metrics=["accuracy"])`,
+# keras/src/trainers/compile_utils.py `get_metric`); the class name "Accuracy" is Keras's exact `Accuracy`.
+METRICS = Registry("metric", snake_case_classes=True, passes=_is_metric,
+                   passes_what="a metric (init, update, result) or a callable",
+                   config_keys={"name": ANY, "dtype": (None, "float32")})
+
+
+@METRICS.register("accuracy", aliases=("acc",))
+def _accuracy():
+  return _mean("accuracy", compile_accuracy)
+
+
+@METRICS.register("exact_accuracy", keras_class="Accuracy")
+def _exact_accuracy():
+  return _mean("exact_accuracy", accuracy)
+
+
+@METRICS.register("binary_accuracy", keras_class="BinaryAccuracy")
+def _binary_accuracy(threshold=0.5):
+  return _mean("binary_accuracy", binary_accuracy, threshold=_check_threshold(threshold))
+
+
+@METRICS.register("categorical_accuracy", keras_class="CategoricalAccuracy")
+def _categorical_accuracy():
+  return _mean("categorical_accuracy", categorical_accuracy)
+
+
+@METRICS.register("sparse_categorical_accuracy", keras_class="SparseCategoricalAccuracy")
+def _sparse_categorical_accuracy():
+  return _mean("sparse_categorical_accuracy", sparse_categorical_accuracy)
+
+
+@METRICS.register("top_k_categorical_accuracy", keras_class="TopKCategoricalAccuracy")
+def _top_k_categorical_accuracy(k=5):
+  return _mean("top_k_categorical_accuracy", top_k_categorical_accuracy, k=_check_k(k))
+
+
+@METRICS.register("sparse_top_k_categorical_accuracy", keras_class="SparseTopKCategoricalAccuracy")
+def _sparse_top_k_categorical_accuracy(k=5):
+  return _mean("sparse_top_k_categorical_accuracy", sparse_top_k_categorical_accuracy, k=_check_k(k))
+
+
+METRICS.register("precision", _make_precision_recall("precision"), keras_class="Precision")
+METRICS.register("recall", _make_precision_recall("recall"), keras_class="Recall")
+METRICS.register("auc", _make_auc, keras_class="AUC")
+METRICS.register("mean_iou", _make_mean_iou, keras_class="MeanIoU")
+
+
+@METRICS.register("mean_absolute_error", keras_class="MeanAbsoluteError", aliases=("mae", "MAE"))
+def _mean_absolute_error():
+  return _mean("mean_absolute_error", _per_sample_loss("mean_absolute_error"))
+
+
+@METRICS.register("mean_squared_error", keras_class="MeanSquaredError", aliases=("mse", "MSE"))
+def _mean_squared_error():
+  return _mean("mean_squared_error", _per_sample_loss("mean_squared_error"))
+
+
+ALIASES = METRICS.aliases  # every accepted spelling -> its canonical name
+
+
+def get(name: str | Mapping[str, Any] | Any, **kwargs: Any):
   """Returns the streaming metric `name` (Keras function/class name or alias) with Keras's arguments.
 
   `"accuracy"` / `"acc"` resolve as in `model.compile(metrics=["accuracy"])`:
@@ -595,11 +622,13 @@ def get(name: str, **kwargs: Any):
   shapes; `"Accuracy"` (the class name) is Keras's exact-equality `Accuracy`.
 
   Args:
-    name: e.g. `"sparse_categorical_accuracy"`, `"auc"`, `"MeanIoU"`, `"mae"`.
+    name: e.g. `"sparse_categorical_accuracy"`, `"auc"`, `"MeanIoU"`, `"mae"`; or a Keras config dict
+      (`keras.metrics.serialize(...)`: its `name` label is not used, the caller names the metric); or a
+      metric object (or callable), returned as is.
     **kwargs: the Keras class's arguments: `threshold` (binary_accuracy), `k`
       (top-k), `thresholds`/`top_k`/`class_id` (precision, recall),
       `num_thresholds`/`curve`/`summation_method`/... (auc), `num_classes`/
-      `ignore_class`/`sparse_y_true`/`sparse_y_pred`/`axis` (mean_iou).
+      `ignore_class`/`sparse_y_true`/`sparse_y_pred`/`axis`/`dtype` (mean_iou).
 
   Raises:
     ValueError: for an unknown name, an argument the metric does not have, a
@@ -609,15 +638,8 @@ def get(name: str, **kwargs: Any):
     >>> m = get("top_k_categorical_accuracy", k=3)
     >>> sorted(m.init())
     ['count', 'total']
+    >>> config = {"class_name": "MeanIoU", "config": {"num_classes": 3, "name": "mean_io_u"}}
+    >>> get(config) == get("mean_iou", num_classes=3)
+    True
   """
-  canonical = ALIASES[check_choice("name", name, ALIASES)]
-  factory, params = _FACTORIES[canonical]
-  unknown = sorted(set(kwargs) - set(params))
-  if unknown:
-    key = unknown[0]
-    allowed = ", ".join(params) or "no arguments"
-    raise ValueError(f"{key}={kwargs[key]!r} is not an argument of metric {canonical!r}; expected: {allowed}.")
-  missing = [k for k, v in params.items() if v is _REQUIRED and k not in kwargs]
-  if missing:
-    raise ValueError(f"metric {canonical!r} needs the argument {missing[0]}; it has no default.")
-  return factory(**kwargs)
+  return METRICS.get(name, **kwargs)

@@ -6,7 +6,8 @@
   `y_pred >= threshold`, IoU averaged over `target_class_ids` (0 and 1 by default).
 
 Both accumulate a confusion matrix over every pixel of every batch, so the
-result is the dataset's IoU, not a mean of per-batch values.
+result is the dataset's IoU, not a mean of per-batch values. `get(name,
+**kwargs)` looks them up by name, as `jaxcomponents.metrics.get` does.
 
 Example:
   >>> import jax.numpy as jnp
@@ -19,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.metrics import MeanIoU
+from jaxcomponents.registry import Registry
 
 EPSILON = 1e-7
 
@@ -70,3 +72,27 @@ class BinaryIoU:
     tp, denominator = tp[ids], denominator[ids]
     valid = jnp.sum((denominator > 1e-9).astype(jnp.float32))
     return jnp.sum(tp / (denominator + EPSILON)) / (valid + EPSILON)
+
+
+def _is_metric(value: Any) -> bool:
+  return callable(value) or all(hasattr(value, method) for method in ("init", "update", "result"))
+
+
+# Keras's class names (and their snake_case) for the segmentation forms of its IoU metrics.
+METRICS = Registry("segmentation metric", snake_case_classes=True, passes=_is_metric,
+                   passes_what="a metric (init, update, result) or a callable")
+METRICS.register("mean_iou", mean_iou, keras_class="MeanIoU")
+METRICS.register("binary_iou", BinaryIoU, keras_class="BinaryIoU")
+
+
+def get(name: str | Mapping[str, Any] | Any, **kwargs: Any):
+  """The segmentation metric `name` with its arguments: `"mean_iou"` (`num_classes`, ...) or `"binary_iou"`.
+
+  Raises:
+    ValueError: for an unknown name, an argument the metric does not take, or a missing `num_classes`.
+
+  Example:
+    >>> get("BinaryIoU", threshold=0.3).threshold
+    0.3
+  """
+  return METRICS.get(name, **kwargs)

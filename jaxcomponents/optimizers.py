@@ -35,11 +35,10 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -47,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcomponents.errors import check_choice
+from jaxcomponents.registry import ANY, Registry
 from jaxcomponents.tree_paths import path_string
 
 LearningRate = float | Callable[[jax.Array], jax.Array]
@@ -493,27 +492,46 @@ def nadam(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: floa
       name="nadam")
 
 
-OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop, "adagrad": adagrad,
-    "adadelta": adadelta, "adamax": adamax, "nadam": nadam,
-}
-
 # Keras optimizer arguments with no counterpart here, and what to use instead.
+_EMA = "Keras's exponential moving average of the weights has no counterpart here: wrap the parameters with optax.ema " \
+       "or keep an EMA in the train state."
 _UNSUPPORTED = {
-    "use_ema": "wrap the parameters with optax.ema or keep an EMA in the train state",
-    "ema_momentum": "wrap the parameters with optax.ema or keep an EMA in the train state",
-    "ema_overwrite_frequency": "wrap the parameters with optax.ema or keep an EMA in the train state",
-    "gradient_accumulation_steps": "use optax.MultiSteps or the train step's accumulate_steps",
-    "loss_scale_factor": "scale the loss and the gradients yourself",
-    "name": "optax transformations carry no name",
+    "use_ema": _EMA, "ema_momentum": _EMA, "ema_overwrite_frequency": _EMA,
+    "gradient_accumulation_steps": "Keras's gradient accumulation: use optax.MultiSteps or the train step's "
+                                   "accumulate_steps.",
+    "loss_scale_factor": "Keras's loss scaling: scale the loss and the gradients yourself.",
+    "name": "optax transformations carry no name.",
 }
 
 
-def get(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
+def _is_optimizer(value: Any) -> bool:
+  return isinstance(value, optax.GradientTransformation)
+
+
+# Keras's class names in any case (`keras.optimizers.deserialize` lower-cases them). In a Keras config dict the
+# arguments Keras writes at their defaults (`use_ema: False`, ...) change nothing and are accepted.
+OPTIMIZERS = Registry("optimizer", any_case=True, passes=_is_optimizer, passes_what="an optax.GradientTransformation",
+                      argument_notes=_UNSUPPORTED,
+                      config_keys={"name": ANY, "use_ema": (False,), "ema_momentum": (0.99,),
+                                   "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,),
+                                   "gradient_accumulation_steps": (None,)})
+for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("adamw", adamw, "AdamW"),
+                                ("rmsprop", rmsprop, "RMSprop"), ("adagrad", adagrad, "Adagrad"),
+                                ("adadelta", adadelta, "Adadelta"), ("adamax", adamax, "Adamax"),
+                                ("nadam", nadam, "Nadam")):
+  OPTIMIZERS.register(_name, _factory, keras_class=_class)
+del _name, _factory, _class
+
+
+def get(name: str | Mapping[str, Any] | optax.GradientTransformation,
+        **hyperparameters: Any) -> optax.GradientTransformation:
   """Returns the Keras optimizer `name` (case-insensitive, e.g. `"adam"`, `"RMSprop"`) as optax.
 
   Args:
-    name: one of `OPTIMIZERS` (Keras's class name in any case).
+    name: one of `OPTIMIZERS` (Keras's class name in any case); or a Keras config dict
+      (`keras.optimizers.serialize(...)`; its `name` label, and `use_ema` and the other arguments without a
+      counterpart here at Keras's defaults, are accepted and change nothing); or an optax
+      `GradientTransformation`, returned as is.
     **hyperparameters: the Keras class's arguments with Keras's defaults:
       `learning_rate` (float or schedule), the optimizer's own (`momentum`,
       `nesterov`, `beta_1`, `beta_2`, `epsilon`, `amsgrad`, `rho`, `centered`,
@@ -531,19 +549,14 @@ def get(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
 
   Example:
     >>> tx = get("adam", learning_rate=3e-4, global_clipnorm=1.0)
+    >>> tx = get({"class_name": "RMSprop", "config": {"learning_rate": 0.01, "use_ema": False}})
   """
-  key = name.lower() if isinstance(name, str) else name
-  if key not in OPTIMIZERS:
-    check_choice("name", name, OPTIMIZERS)
+  if _is_optimizer(name):
+    return OPTIMIZERS.get(name, **hyperparameters)
+  key, hyperparameters = OPTIMIZERS.resolve(name, hyperparameters)
   factory = OPTIMIZERS[key]
-  allowed = list(inspect.signature(factory).parameters)
-  for param, value in hyperparameters.items():
-    if param not in allowed:
-      hint = f" ({_UNSUPPORTED[param]})" if param in _UNSUPPORTED else ""
-      raise ValueError(f"{param}={value!r} is not a hyperparameter of optimizer {key!r}{hint}; "
-                       f"expected one of: {', '.join(allowed)}.")
   factory(**hyperparameters)  # checks every value now; the injected factory is called only at init
-  static = [param for param in allowed if param != "learning_rate"]
+  static = [param for param in OPTIMIZERS.arguments(key) if param != "learning_rate"]
   return optax.inject_hyperparams(factory, static_args=static, hyperparam_dtype=jnp.float32)(**hyperparameters)
 
 

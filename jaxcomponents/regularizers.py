@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxcomponents.errors import check_choice
+from jaxcomponents.registry import Registry
 from jaxcomponents.tree_paths import path_string
 
 Regularizer = Callable[[Any], jax.Array]
@@ -145,12 +145,24 @@ def select(regularizer: Regularizer, include: str | Callable[[str, Any], bool]) 
   return Selected(regularizer, include)
 
 
-REGULARIZERS: dict[str, Callable[..., L1L2]] = {"l1": l1, "l2": l2, "l1_l2": l1_l2}
-ALIASES = {"l1": "l1", "L1": "l1", "l2": "l2", "L2": "l2", "l1_l2": "l1_l2", "l1l2": "l1_l2", "L1L2": "l1_l2"}
+# Keras 3's class names and their snake_case (`keras.regularizers.ALL_OBJECTS_DICT`), and Keras 2's `l1_l2`. Keras 3's
+# `L1L2` class defaults to 0.0 and 0.0; Keras 2's `l1_l2` function to 0.01 and 0.01.
+REGULARIZERS = Registry("regularizer", snake_case_classes=True, passes_what="a callable params -> penalty")
+REGULARIZERS.register("l1", l1, keras_class="L1")
+REGULARIZERS.register("l2", l2, keras_class="L2")
+REGULARIZERS.register("l1_l2", l1_l2)
+REGULARIZERS.register("l1l2", L1L2, keras_class="L1L2")
+ALIASES = REGULARIZERS.aliases  # every accepted spelling -> its canonical name
 
 
-def get(name: str, **factors: float) -> L1L2:
-  """Returns the regularizer `name` (`"l1"`, `"l2"`, `"l1_l2"`, or Keras's class names) with its factors.
+def get(name: str | Mapping[str, Any] | Regularizer, **factors: float) -> Regularizer:
+  """Returns the regularizer `name` with its factors, as `keras.regularizers.get`.
+
+  Args:
+    name: `"l1"`, `"l2"`, `"l1_l2"` (Keras 2's, 0.01 each by default), Keras 3's class names `"L1"`, `"L2"`,
+      `"L1L2"` (0.0 each by default, as the class) and their snake_case; or a Keras config dict
+      (`keras.regularizers.serialize(...)`); or a callable, returned as is.
+    **factors: `l1` and/or `l2`, as the regularizer takes them.
 
   Raises:
     ValueError: for an unknown name or a factor the regularizer does not have.
@@ -158,11 +170,7 @@ def get(name: str, **factors: float) -> L1L2:
   Example:
     >>> get("l2", l2=1e-4).l2
     0.0001
+    >>> get({"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.5}}) == L1L2(l2=0.5)
+    True
   """
-  canonical = ALIASES[check_choice("name", name, ALIASES)]
-  allowed = {"l1": ("l1",), "l2": ("l2",), "l1_l2": ("l1", "l2")}[canonical]
-  for key, value in factors.items():
-    if key not in allowed:
-      raise ValueError(f"{key}={value!r} is not a factor of regularizer {canonical!r}; "
-                       f"expected: {', '.join(allowed)}.")
-  return REGULARIZERS[canonical](**factors)
+  return REGULARIZERS.get(name, **factors)

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from jaxcomponents import activations
+from jaxcomponents.models.unet_blocks import KERAS_UNET_COLLECTION_ACTIVATIONS, activation_layer
 from tests.helpers import assert_close
 
 
-@pytest.mark.parametrize("name", sorted(set(activations.ACTIVATIONS) - set(activations.KERAS_UNET_COLLECTION_ALIASES)))
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
 def test_matches_keras(name):
   x = np.linspace(-6.0, 6.0, 49, dtype=np.float32).reshape(7, 7)
   expected = np.asarray(keras.activations.get(name)(x))
@@ -33,13 +34,22 @@ KERAS_UNET_COLLECTION_REFERENCES = {  # the Keras layer (or function) each keras
 }
 
 
-@pytest.mark.parametrize("name", sorted(activations.KERAS_UNET_COLLECTION_ALIASES))
+@pytest.mark.parametrize("name", sorted(KERAS_UNET_COLLECTION_ACTIVATIONS))
 def test_keras_unet_collection_spellings_match_their_keras_layers(name):
   x = np.linspace(-6.0, 6.0, 49, dtype=np.float32).reshape(7, 7)
-  assert_close(activations.get(name)(x), np.asarray(KERAS_UNET_COLLECTION_REFERENCES[name](x)), tol=1e-6)
+  assert_close(activation_layer(name, "act")(x), np.asarray(KERAS_UNET_COLLECTION_REFERENCES[name](x)), tol=1e-6)
 
 
 def test_the_spellings_that_differ_from_the_functions():
   x = np.linspace(-3.0, 3.0, 13, dtype=np.float32)
-  assert not np.allclose(activations.get("GELU")(x), activations.get("gelu")(x), atol=1e-6)  # tanh vs exact
-  assert not np.allclose(activations.get("LeakyReLU")(x), activations.get("leaky_relu")(x))  # slope 0.3 vs 0.2
+  assert not np.allclose(activation_layer("GELU", "act")(x), activations.get("gelu")(x), atol=1e-6)  # tanh vs exact
+  assert not np.allclose(activation_layer("LeakyReLU", "act")(x), activations.get("leaky_relu")(x))  # 0.3 vs 0.2
+
+
+@pytest.mark.parametrize("name", ["GELU", "ReLU", "LeakyReLU", "Snake"])
+def test_keras_unet_collection_spellings_are_not_keras_activation_names(name):
+  """Only the U-Net takes them: elsewhere "GELU" would silently be the tanh approximation, not Keras's "gelu"."""
+  with pytest.raises(ValueError, match=rf"activation='{name}' is not allowed; expected one of 'linear', 'relu', .*"
+                                       rf"'{name}' is keras-unet-collection's spelling .*UNet\(activation='{name}'\)"):
+    activations.get(name)
+  assert name not in activations.ACTIVATIONS

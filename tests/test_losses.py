@@ -244,11 +244,12 @@ def test_aliases_and_class_names_resolve_to_the_same_loss():
 def test_errors_name_the_parameter_value_and_allowed_values():
   with pytest.raises(ValueError, match=r"name='mean_sqared_error' is not allowed; expected one of .*'mse'"):
     losses.get("mean_sqared_error")
-  with pytest.raises(ValueError, match=r"label_smoothing=0.1 is not an option of loss 'mean_squared_error'; "
+  with pytest.raises(ValueError, match=r"label_smoothing=0.1 is not an argument of loss 'mean_squared_error'; "
                                        r"expected one of: reduction"):
     losses.get("mse", label_smoothing=0.1)
-  with pytest.raises(ValueError, match=r"from_logit=True is not an option of loss 'categorical_crossentropy'; "
-                                       r"expected one of: from_logits, label_smoothing, axis, reduction"):
+  with pytest.raises(ValueError, match=r"from_logit=True is not an argument of loss 'categorical_crossentropy'; "
+                                       r"expected one of: from_logits, label_smoothing, axis, reduction\. "
+                                       r"Did you mean from_logits\?"):
     losses.get("categorical_crossentropy", from_logit=True)
   with pytest.raises(ValueError, match=r"reduction='avg' is not allowed; expected one of"):
     losses.get("mse", reduction="avg")
@@ -296,7 +297,7 @@ def test_regularizer_selection_by_predicate_and_errors():
     regularizers.select(regularizers.l2(), "kernal")(params)
   with pytest.raises(ValueError, match=r"name='l3' is not allowed; expected one of 'l1', 'L1'"):
     regularizers.get("l3")
-  with pytest.raises(ValueError, match=r"l1=0.1 is not a factor of regularizer 'l2'; expected: l2"):
+  with pytest.raises(ValueError, match=r"l1=0.1 is not an argument of regularizer 'l2'; expected one of: l2\."):
     regularizers.get("l2", l1=0.1)
   with pytest.raises(ValueError, match=r"l2=-1.0 is not allowed; expected a finite float >= 0"):
     regularizers.l2(-1.0)

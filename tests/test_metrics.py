@@ -163,7 +163,7 @@ def test_metrics_are_hashable_values():
 def test_errors_name_the_parameter_value_and_allowed_values():
   with pytest.raises(ValueError, match=r"name='acuracy' is not allowed; expected one of .*'accuracy'"):
     metrics.get("acuracy")
-  with pytest.raises(ValueError, match=r"k=2 is not an argument of metric 'categorical_accuracy'; expected: "
+  with pytest.raises(ValueError, match=r"k=2 is not an argument of metric 'categorical_accuracy'; expected "
                                        r"no arguments"):
     metrics.get("categorical_accuracy", k=2)
   with pytest.raises(ValueError, match=r"num_thresholds=1 is not allowed; expected an integer > 1"):

@@ -176,10 +176,10 @@ def test_defaults_are_keras_defaults_where_optax_differs():
 def test_errors_name_the_parameter_value_and_allowed_values():
   with pytest.raises(ValueError, match=r"name='adamm' is not allowed; expected one of 'sgd', 'adam'"):
     optimizers.get("adamm")
-  with pytest.raises(ValueError, match=r"beta1=0.9 is not a hyperparameter of optimizer 'adam'; "
+  with pytest.raises(ValueError, match=r"beta1=0.9 is not an argument of optimizer 'adam'; "
                                        r"expected one of: learning_rate, beta_1, beta_2, epsilon, amsgrad"):
     optimizers.get("adam", beta1=0.9)
-  with pytest.raises(ValueError, match=r"use_ema=True is not a hyperparameter of optimizer 'sgd' \(wrap .*optax.ema"):
+  with pytest.raises(ValueError, match=r"use_ema=True is not an argument of optimizer 'sgd'; .* wrap .*optax.ema"):
     optimizers.get("sgd", use_ema=True)
   with pytest.raises(ValueError, match=r"clipnorm=1.0, clipvalue=0.5 are not allowed together"):
     optimizers.get("sgd", clipnorm=1.0, clipvalue=0.5)

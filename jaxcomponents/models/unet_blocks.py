@@ -34,6 +34,7 @@ from jaxcomponents.layers.conv_core import Conv, ConvTranspose
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import avg_pool, max_pool
 from jaxcomponents.layers.precision import DtypeFields, PrecisionFields
+from jaxcomponents.registry import Registry
 
 ACTIVATIONS = ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake", "Softmax")
 OUTPUT_ACTIVATIONS = (*ACTIVATIONS, "Sigmoid", None)
@@ -111,15 +112,34 @@ def check_activation(param: str, name, allowed=ACTIVATIONS):
   return name
 
 
+# keras-unet-collection's spellings of the activations without weights: Keras 2 layer classes with their layer
+# defaults, where the mathematics can differ from Keras's function of the same lower-case name ("GELU" is
+# keras-unet-collection's tanh approximation, "LeakyReLU" the layer's slope 0.3). Only the U-Net resolves them;
+# `activations.get("GELU")` is an error.
+KERAS_UNET_COLLECTION_ACTIVATIONS = Registry("keras-unet-collection activation", param="activation", values=True)
+KERAS_UNET_COLLECTION_ACTIVATIONS.register("ReLU", jax.nn.relu)
+KERAS_UNET_COLLECTION_ACTIVATIONS.register("LeakyReLU", activations.leaky_relu_layer)
+KERAS_UNET_COLLECTION_ACTIVATIONS.register("ELU", jax.nn.elu)
+KERAS_UNET_COLLECTION_ACTIVATIONS.register("GELU", activations.gelu_tanh)
+KERAS_UNET_COLLECTION_ACTIVATIONS.register("Softmax", activations.softmax)
+KERAS_UNET_COLLECTION_ACTIVATIONS.register("Sigmoid", jax.nn.sigmoid)
+
+
 def activation_layer(name: str | None, layer_name: str, **dtypes) -> Callable[[jax.Array], jax.Array]:
-  """The activation `name` as a callable; PReLU and Snake become layers called `layer_name`, with `dtypes`."""
+  """The activation `name` as a callable; PReLU and Snake become layers called `layer_name`, with `dtypes`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> round(float(activation_layer("GELU", "act")(jnp.array(1.0))), 4)  # the tanh approximation
+    0.8412
+  """
   if name is None:
     return lambda x: x
   if name == "PReLU":
     return PReLU(name=layer_name, **dtypes)
   if name == "Snake":
     return Snake(name=layer_name, **dtypes)
-  return activations.ACTIVATIONS[name]  # its spellings: `activations.KERAS_UNET_COLLECTION_ALIASES`
+  return KERAS_UNET_COLLECTION_ACTIVATIONS.get(name)
 
 
 def check_pool(pool) -> str:

@@ -14,6 +14,12 @@ mask is either one array shaped like the masked value, shared by every gate,
 or one per gate stacked on a leading axis, `(gates, batch, n)`, which is what
 Keras 3 does for LSTM and GRU when `recurrent_dropout > 0`.
 
+`StackedRNNCells` makes a list of cells one cell (Keras's class of that name),
+for `jaxcomponents.layers.recurrent.RNN`. A cell whose states are not
+`(batch, features)` (`ConvLSTMCell`) says what they are with a method
+`state_shapes(x_shape)`, the shapes of its states for a step input of shape
+`x_shape`; `state_shapes(cell, x_shape)` asks any cell.
+
 A cell of your own works in `Recurrent(cell=...)` when it follows the same
 protocol: a `features` field (the state size, Keras's `units`), class
 attributes `num_states` (arrays in the carry), `gates` (how many per-gate
@@ -38,7 +44,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -46,8 +53,9 @@ import jax.numpy as jnp
 
 from jaxcomponents import activations
 from jaxcomponents.deprecation import renamed_to
-from jaxcomponents.errors import check_positive_int
+from jaxcomponents.errors import check_positive_int, check_rate
 from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.ops import random
 
 Carry = tuple[jax.Array, ...]
 
@@ -90,6 +98,8 @@ class LSTMCell(PrecisionFields):
     use_bias: add `bias (4 * features,)`.
     unit_forget_bias: initialize the forget-gate bias to 1 (Keras's default).
     units: deprecated alias of `features` (removed in the next release).
+    dropout, recurrent_dropout: Keras's rates in [0, 1) for `RNN`, which draws the masks (`Recurrent` has its
+      own rates and refuses a cell module with these set).
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
@@ -99,6 +109,8 @@ class LSTMCell(PrecisionFields):
   use_bias: bool = True
   unit_forget_bias: bool = True
   units: int | None = renamed_to("features")
+  dropout: float = 0.0
+  recurrent_dropout: float = 0.0
   num_states: ClassVar[int] = 2
   gates: ClassVar[int] = 4
   keras_name: ClassVar[str] = "lstm"
@@ -144,6 +156,8 @@ class GRUCell(PrecisionFields):
     reset_after: apply the reset gate after the recurrent matmul (Keras 3's and
       cuDNN's default) rather than before it.
     units: deprecated alias of `features` (removed in the next release).
+    dropout, recurrent_dropout: Keras's rates in [0, 1) for `RNN`, which draws the masks (`Recurrent` has its
+      own rates and refuses a cell module with these set).
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
@@ -153,6 +167,8 @@ class GRUCell(PrecisionFields):
   use_bias: bool = True
   reset_after: bool = True
   units: int | None = renamed_to("features")
+  dropout: float = 0.0
+  recurrent_dropout: float = 0.0
   num_states: ClassVar[int] = 1
   gates: ClassVar[int] = 3
   keras_name: ClassVar[str] = "gru"
@@ -208,6 +224,8 @@ class SimpleRNNCell(PrecisionFields):
     activation: Keras name or callable (tanh).
     use_bias: add `bias (features,)`.
     units: deprecated alias of `features` (removed in the next release).
+    dropout, recurrent_dropout: Keras's rates in [0, 1) for `RNN`, which draws the masks (`Recurrent` has its
+      own rates and refuses a cell module with these set).
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
@@ -215,6 +233,8 @@ class SimpleRNNCell(PrecisionFields):
   activation: str | activations.Activation | None = "tanh"
   use_bias: bool = True
   units: int | None = renamed_to("features")
+  dropout: float = 0.0
+  recurrent_dropout: float = 0.0
   num_states: ClassVar[int] = 1
   gates: ClassVar[int] = 1
   keras_name: ClassVar[str] = "simple_rnn"
@@ -236,3 +256,125 @@ class SimpleRNNCell(PrecisionFields):
       y = y + bias
     h = act(y + project(h, recurrent_kernel, recurrent_mask, 1, self.precision))
     return (h,), h
+
+
+class StackedRNNCells(nn.Module):
+  """Keras's `StackedRNNCells`: cells run one after the other at each step, as one cell.
+
+  The carry is every cell's states in order (LSTM `h, c`, then the next cell's);
+  each cell's output is the next one's input; the last cell's output is the
+  output. Dropout masks, when given, are tuples with one entry per cell.
+
+  Attributes:
+    cells: the cells (`LSTMCell`, `GRUCell`, `SimpleRNNCell`, `ConvLSTMCell` or your own), each configured.
+    names: the cells' module names (Keras's cell names, which its weight paths carry); default Keras's
+      automatic ones: `lstm_cell`, `lstm_cell_1`, `gru_cell`, ...
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> stack = StackedRNNCells([LSTMCell(4), GRUCell(3)])
+    >>> carry = tuple(jnp.zeros(s) for s in state_shapes(stack, (2, 5)))
+    >>> variables = stack.init(jax.random.key(0), carry, jnp.ones((2, 5)))
+    >>> sorted(variables["params"]), stack.num_states
+    (['gru_cell', 'lstm_cell'], 3)
+  """
+
+  cells: Sequence[nn.Module]
+  names: Sequence[str] | None = None
+  gates: ClassVar[int] = 1
+  keras_name: ClassVar[str] = "stacked_rnn_cells"
+
+  @property
+  def num_states(self) -> int:
+    return sum(cell.num_states for cell in self.cells)
+
+  @property
+  def features(self) -> int:
+    """The output size: the last cell's."""
+    return _features(self.cells[-1])
+
+  def cell_names(self) -> list[str]:
+    if self.names is not None:
+      if len(self.names) != len(self.cells) or len(set(self.names)) != len(self.names):
+        raise ValueError(f"names={list(self.names)!r} is not allowed; expected {len(self.cells)} distinct names, one "
+                         f"per cell.")
+      return list(self.names)
+    counts: dict[str, int] = {}
+    names = []
+    for cell in self.cells:
+      base = f"{cell.keras_name}_cell"
+      names.append(base if base not in counts else f"{base}_{counts[base]}")
+      counts[base] = counts.get(base, 0) + 1
+    return names
+
+  def state_shapes(self, x_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    shapes = []
+    for cell in self.cells:
+      own = state_shapes(cell, x_shape)
+      shapes.extend(own)
+      x_shape = own[0]
+    return tuple(shapes)
+
+  @nn.compact
+  def __call__(self, carry: Carry, x: jax.Array, input_mask: Sequence[Any] | None = None,
+               recurrent_mask: Sequence[Any] | None = None) -> tuple[Carry, jax.Array]:
+    if not self.cells:
+      raise ValueError("cells=[] is not allowed; expected at least one cell.")
+    new_carry, start = [], 0
+    for k, (cell, name) in enumerate(zip(self.cells, self.cell_names())):
+      n = cell.num_states
+      masks = (None if input_mask is None else input_mask[k], None if recurrent_mask is None else recurrent_mask[k])
+      states, x = cell.clone(parent=self, name=name)(tuple(carry[start:start + n]), x, *masks)
+      new_carry.extend(states)
+      start += n
+    return tuple(new_carry), x
+
+
+def _features(cell: nn.Module) -> int:
+  return cell.features if hasattr(cell, "features") else cell.units
+
+
+def state_shapes(cell: nn.Module, x_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+  """The shapes of a cell's states for one step's input of shape `x_shape` (`(batch, features)` unless it says)."""
+  if hasattr(cell, "state_shapes"):
+    return tuple(tuple(s) for s in cell.state_shapes(tuple(x_shape)))
+  return ((x_shape[0], _features(cell)),) * cell.num_states
+
+
+def dropout_keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) -> jax.Array:
+  """Keras's `dropout(ones)`: 0 or 1 / (1 - rate)."""
+  keep = random.bernoulli(key, 1.0 - rate, shape)
+  return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.asarray(0.0, dtype))
+
+
+def dropout_masks(cell: nn.Module, key: jax.Array, x_shape: tuple[int, ...], dtype) -> tuple[Any, Any]:
+  """One sequence's dropout masks for a cell from its own `dropout` and `recurrent_dropout`, as Keras's `RNN` draws.
+
+  Returns `(input_mask, recurrent_mask)`, None where a rate is 0. A mask is
+  shared by the gates, or one per gate (stacked first) where Keras draws one
+  per gate: LSTM and GRU with recurrent dropout, and cells with
+  `per_gate_dropout` (ConvLSTM). `StackedRNNCells` gives tuples, one entry per cell.
+  """
+  if isinstance(cell, StackedRNNCells):
+    inputs, recurrents = [], []
+    for sub in cell.cells:
+      key, own = jax.random.split(key)
+      input_mask, recurrent_mask = dropout_masks(sub, own, x_shape, dtype)
+      inputs.append(input_mask)
+      recurrents.append(recurrent_mask)
+      x_shape = state_shapes(sub, x_shape)[0]
+    return (tuple(inputs) if any(m is not None for m in inputs) else None,
+            tuple(recurrents) if any(m is not None for m in recurrents) else None)
+  rate, recurrent_rate = getattr(cell, "dropout", 0.0), getattr(cell, "recurrent_dropout", 0.0)
+  check_rate("dropout", rate)
+  check_rate("recurrent_dropout", recurrent_rate)
+  if not rate and not recurrent_rate:
+    return None, None
+  gates = cell.gates
+  per_gate = (gates,) if gates > 1 and (recurrent_rate or getattr(cell, "per_gate_dropout", False)) else ()
+  key_in, key_rec = jax.random.split(key)
+  input_mask = dropout_keep_mask(key_in, rate, (*per_gate, *x_shape), dtype) if rate else None
+  recurrent_mask = None
+  if recurrent_rate:
+    recurrent_mask = dropout_keep_mask(key_rec, recurrent_rate, (*per_gate, *state_shapes(cell, x_shape)[0]), dtype)
+  return input_mask, recurrent_mask

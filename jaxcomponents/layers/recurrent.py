@@ -24,7 +24,7 @@ for another platform run the scan, with the same results.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -35,19 +35,105 @@ import numpy as np
 from jaxcomponents import activations, deprecation
 from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import changed_fields, check_choice, check_positive_int, check_rank, check_rate
-from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell
+from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell, dropout_keep_mask, dropout_masks
+from jaxcomponents.layers.cells import state_shapes
 from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.ops import cudnn_rnn, random
+from jaxcomponents.ops import cudnn_rnn
 
 CELL_CLASSES = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
 CELLS = tuple(CELL_CLASSES)
 MERGE_MODES = (None, "concat", "sum", "mul", "ave")
 
 
-def _dropout_mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) -> jax.Array:
-  """Keras's `dropout(ones)`: 0 or 1 / (1 - rate)."""
-  keep = random.bernoulli(key, 1.0 - rate, shape)
-  return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.asarray(0.0, dtype))
+STATES = "states"  # the variable collection of stateful layers' kept states (Keras's `rnn_state` variables)
+_dropout_mask = dropout_keep_mask
+
+
+def scan_cell(cell: nn.Module, carry: Carry, x: jax.Array, mask: jax.Array | None, masks: tuple[Any, Any], *,
+              go_backwards: bool, zero_output: bool, return_sequences: bool, unroll: int | bool = 1,
+              output_state: int = 0, unrolled_masking: bool = False) -> tuple[jax.Array, Carry]:
+  """Runs a bound cell over `x` `(batch, time, ...)` with one `nn.scan`, as Keras's `backend.rnn`.
+
+  Returns the outputs (in processing order, `(batch, time, ...)`) or the last one, and the final states.
+  A masked step keeps the states; its output is zeros with `zero_output`, else
+  the previous output: Keras's scan takes the state `carry[output_state]` (the
+  last cell's `h`), Keras's unrolled loop (`unrolled_masking`, Keras's
+  `unroll=True`) the previous step's output, zeros before the first, and
+  never zeros.
+  """
+  xs = jnp.swapaxes(x, 0, 1)
+  ms = None if mask is None else jnp.swapaxes(mask, 0, 1)
+  if go_backwards:
+    xs = jnp.flip(xs, axis=0)
+    ms = None if ms is None else jnp.flip(ms, axis=0)
+
+  def step(cell, scan_carry, inputs, dropout_masks):
+    carry, previous = scan_carry
+    x_t, m_t = inputs
+    new_carry, y = cell(carry, x_t, *dropout_masks)
+    if m_t is None:
+      return (new_carry, previous), y
+
+    def keep(value):
+      return m_t.reshape(m_t.shape + (1,) * (value.ndim - 1))
+    new_carry = tuple(jnp.where(keep(new), new, old) for new, old in zip(new_carry, carry))
+    if unrolled_masking:
+      y = jnp.where(keep(y), y, previous)
+      return (new_carry, y), y
+    y = jnp.where(keep(y), y, jnp.zeros_like(y) if zero_output else carry[output_state])
+    return (new_carry, previous), y
+
+  previous = jnp.zeros_like(carry[output_state]) if unrolled_masking and mask is not None else None
+  scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False},
+                 in_axes=(0, nn.broadcast), out_axes=0, unroll=unroll)
+  (final, _), ys = scan(cell, (tuple(carry), previous), (xs, ms), masks)
+  return (jnp.swapaxes(ys, 0, 1) if return_sequences else ys[-1]), final
+
+
+def kept_states(module: nn.Module, states: Carry, given: bool) -> Carry:
+  """A stateful layer's initial states: those kept in collection "states" (unless `given`), else `states`."""
+  if module.is_initializing() or not module.has_variable(STATES, "rnn_state"):
+    return states
+  kept = tuple(module.get_variable(STATES, "rnn_state"))
+  shapes, expected = [jnp.shape(k) for k in kept], [jnp.shape(s) for s in states]
+  if shapes != expected:
+    raise ValueError(f"the states kept by the stateful layer {module.name!r} have shapes {shapes}; this call needs "
+                     f"{expected}: a stateful layer's batch size (and input size) is fixed by its first call, as in "
+                     f"Keras (reset with reset_states(variables, drop=True) to start with another).")
+  return states if given else tuple(k.astype(s.dtype) for k, s in zip(kept, states))
+
+
+def keep_states(module: nn.Module, final: Carry) -> None:
+  """Keeps a stateful layer's final states in collection "states" when that collection is mutable."""
+  if not module.is_initializing() and module.is_mutable_collection(STATES):
+    module.put_variable(STATES, "rnn_state", tuple(final))
+
+
+def reset_states(variables: Mapping[str, Any], *, drop: bool = False) -> dict[str, Any]:
+  """Keras's `reset_states()`: the variables with every kept state of stateful layers set to zeros.
+
+  Args:
+    variables: a module's variables, with collection "states" once a stateful layer was applied with
+      `mutable=["states"]`.
+    drop: remove the collection instead (the next call starts from zeros, with any batch size).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = Recurrent(3, stateful=True)
+    >>> x = jnp.ones((2, 4, 5))
+    >>> variables = layer.init(jax.random.key(0), x)
+    >>> y, kept = layer.apply(variables, x, mutable=["states"])
+    >>> variables = reset_states({**variables, **kept})
+    >>> float(jnp.abs(variables["states"]["rnn_state"][0]).max())
+    0.0
+  """
+  out = dict(variables)
+  if STATES in out:
+    if drop:
+      del out[STATES]
+    else:
+      out[STATES] = jax.tree_util.tree_map(jnp.zeros_like, out[STATES])
+  return out
 
 
 class Recurrent(PrecisionFields):
@@ -89,6 +175,10 @@ class Recurrent(PrecisionFields):
       `unroll=1`, `lengths` rather than a `mask`, float32), like Keras's
       `use_cudnn="auto"`; False: always the scan.
     units: deprecated alias of `features` (removed in the next release).
+    stateful: Keras's `stateful`: the final states are kept in the variable collection "states" (variable
+      `rnn_state`, every direction's states) when it is mutable (`apply(..., mutable=["states"])`), and the next
+      call starts from them unless given `initial_state`; the first such call fixes the batch size. `init` creates
+      no states (a call without them starts from zeros); `reset_states(variables)` sets them to zeros.
     dtype, param_dtype, precision: keyword-only, passed to the cells: computation dtype (None:
       inferred from the input and parameters; the states are kept in it), parameter dtype (float32),
       precision of the products (None: JAX's default); see `jaxcomponents.layers.precision`.
@@ -133,6 +223,7 @@ class Recurrent(PrecisionFields):
   unroll: int = 1
   use_cudnn: bool = True
   units: int | None = renamed_to("features")
+  stateful: bool = False
 
   @nn.compact
   @keyword_only("train", "mask", "lengths", "initial_state")
@@ -150,12 +241,14 @@ class Recurrent(PrecisionFields):
     dtype = jnp.promote_types(x.dtype, self.param_dtype) if self.dtype is None else jnp.dtype(self.dtype)
     directions = 2 if self.bidirectional else 1
     states = self._initial_states(batch, dtype, initial_state, directions)
+    if self.stateful:
+      states = kept_states(self, states, initial_state is not None)
     n = self._cell_type.num_states
     zero_output = self.zero_output_for_mask
     if zero_output is None:
       zero_output = bool(self.bidirectional) and self.return_sequences
 
-    if (not self.is_initializing()
+    if (not self.is_initializing() and not self.stateful
         and cudnn_eligible(self, dtype=dtype, mask=lengths is None and mask is not None,
                                lengths=lengths is not None, train=train)
         and cudnn_rnn.available(x)):
@@ -163,9 +256,18 @@ class Recurrent(PrecisionFields):
 
     name = self._cell_type.keras_name
     if not self.bidirectional:
-      return self._output([self._run(name, x, mask, states, self.go_backwards, zero_output, train)])
-    return self._output([self._run(f"forward_{name}", x, mask, states[:n], False, zero_output, train),
-                         self._run(f"backward_{name}", x, mask, states[n:], True, zero_output, train)])
+      results = [self._run(name, x, mask, states, self.go_backwards, zero_output, train)]
+    else:
+      results = [self._run(f"forward_{name}", x, mask, states[:n], False, zero_output, train),
+                 self._run(f"backward_{name}", x, mask, states[n:], True, zero_output, train)]
+    if self.stateful:
+      keep_states(self, tuple(s for _, final in results for s in final))
+    return self._output(results)
+
+  @property
+  def keras_layer_name(self) -> str:
+    """Keras's default name of the layer this one is (`lstm`, `gru`, `simple_rnn`)."""
+    return self._cell_type.keras_name
 
   def _output(self, results: list[tuple[jax.Array, Carry]]):
     """The layer's output from each direction's `(outputs, final states)`: merged, states appended if asked."""
@@ -225,28 +327,9 @@ class Recurrent(PrecisionFields):
            zero_output: bool, train: bool) -> tuple[jax.Array, Carry]:
     """One direction: (outputs in processing order or the last one, final states)."""
     cell = self._make_cell(name)
-    input_mask, recurrent_mask = self._dropout_masks(x.shape[0], x.shape[-1], carry[0].dtype, train)
-    xs = jnp.swapaxes(x, 0, 1)
-    ms = None if mask is None else jnp.swapaxes(mask, 0, 1)
-    if backwards:
-      xs = jnp.flip(xs, axis=0)
-      ms = None if ms is None else jnp.flip(ms, axis=0)
-
-    def step(cell, carry, inputs, dropout_masks):
-      x_t, m_t = inputs
-      new_carry, y = cell(carry, x_t, *dropout_masks)
-      if m_t is None:
-        return new_carry, y
-      keep = m_t[:, None]
-      new_carry = tuple(jnp.where(keep, new, old) for new, old in zip(new_carry, carry))
-      y = jnp.where(keep, y, jnp.zeros_like(y) if zero_output else carry[0])
-      return new_carry, y
-
-    scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False},
-                   in_axes=(0, nn.broadcast), out_axes=0, unroll=self.unroll)
-    final, ys = scan(cell, tuple(carry), (xs, ms), (input_mask, recurrent_mask))
-    y = jnp.swapaxes(ys, 0, 1) if self.return_sequences else ys[-1]
-    return y, final
+    masks = self._dropout_masks(x.shape[0], x.shape[-1], carry[0].dtype, train)
+    return scan_cell(cell, carry, x, mask, masks, go_backwards=backwards, zero_output=zero_output,
+                     return_sequences=self.return_sequences, unroll=self.unroll)
 
   def _dropout_masks(self, batch: int, features: int, dtype, train: bool):
     """Keras's masks, fixed over time: shared by the gates, or one per gate with recurrent dropout."""
@@ -344,6 +427,10 @@ class Recurrent(PrecisionFields):
                        f"{features}); expected None or {features}.")
     changed = changed_fields(self, ("activation", "recurrent_activation", "use_bias", "reset_after",
                                     "unit_forget_bias"))
+    rates = [f"{k}={getattr(self.cell, k)!r}" for k in ("dropout", "recurrent_dropout") if getattr(self.cell, k, 0.0)]
+    if rates:
+      raise ValueError(f"a cell with {', '.join(rates)} is not allowed in Recurrent, which draws the masks from its own "
+                       f"rates; set Recurrent(dropout=..., recurrent_dropout=...), or run the cell in RNN.")
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with a cell module; configure the cell itself "
                        f"({type(self.cell).__name__}(...)).")
@@ -394,3 +481,198 @@ def _cell_features(cell: nn.Module) -> int:
   deprecation.warn(f"{type(cell).__name__}.units is a deprecated alias of the cell protocol's features (the state "
                    "size); rename the field: units is read until the next release.")
   return cell.units
+
+
+def _rates(cell: nn.Module) -> list[float]:
+  """Every dropout rate of a cell (of each cell of a stack)."""
+  if hasattr(cell, "cells"):
+    return [r for sub in cell.cells for r in _rates(sub)]
+  return [getattr(cell, "dropout", 0.0), getattr(cell, "recurrent_dropout", 0.0)]
+
+
+def _flat_states(initial_state) -> tuple[jax.Array, ...] | None:
+  """`initial_state` as a flat tuple (Keras nests a stack's states by cell)."""
+  if initial_state is None:
+    return None
+  if hasattr(initial_state, "shape"):
+    return (initial_state,)
+  return tuple(s for part in initial_state for s in (_flat_states(part) or ()))
+
+
+def run_rnn(module: nn.Module, cell: nn.Module, x: jax.Array, *, train: bool, mask, initial_state,
+            return_sequences: bool, return_state: bool, go_backwards: bool, stateful: bool, unroll: bool,
+            zero_output_for_mask: bool):
+  """Keras's `RNN.call` for a cell bound under `module` (whose rng and "states" collection it uses)."""
+  x = jnp.asarray(x)
+  if x.ndim < 3 or x.shape[1] < 1:
+    raise ValueError(f"x has shape {x.shape}; expected (batch, time, ...) with at least one time step.")
+  batch, time = x.shape[:2]
+  if mask is not None:
+    mask = jnp.asarray(mask)
+    if mask.shape != (batch, time):
+      raise ValueError(f"mask has shape {mask.shape}; expected (batch, time) = {(batch, time)}.")
+    mask = mask.astype(bool)
+  first = cell.cells[0] if hasattr(cell, "cells") else cell
+  dtype = getattr(first, "dtype", None)
+  dtype = jnp.promote_types(x.dtype, getattr(first, "param_dtype", jnp.float32)) if dtype is None else jnp.dtype(dtype)
+  step_shape = (batch, *x.shape[2:])
+  shapes = state_shapes(cell, step_shape)
+  given = _flat_states(initial_state)
+  if given is None:
+    states = tuple(jnp.zeros(s, dtype) for s in shapes)
+  else:
+    if [tuple(jnp.shape(s)) for s in given] != list(shapes):
+      raise ValueError(f"initial_state has {len(given)} arrays of shapes {[tuple(jnp.shape(s)) for s in given]}; "
+                       f"expected {len(shapes)} of shapes {list(shapes)} ({type(cell).__name__}'s states).")
+    states = tuple(jnp.asarray(s, dtype) for s in given)
+  if stateful:
+    states = kept_states(module, states, given is not None)
+  masks = (None, None)
+  if train and any(_rates(cell)):
+    masks = dropout_masks(cell, module.make_rng("dropout"), step_shape, dtype)
+  output_state = cell.num_states - cell.cells[-1].num_states if hasattr(cell, "cells") else 0
+  y, final = scan_cell(cell, states, x, mask, masks, go_backwards=go_backwards, zero_output=zero_output_for_mask,
+                       return_sequences=return_sequences, unroll=bool(unroll) or 1, output_state=output_state,
+                       unrolled_masking=bool(unroll))
+  if stateful:
+    keep_states(module, final)
+  return (y, *final) if return_state else y
+
+
+class RNN(nn.Module):
+  """Keras's `RNN(cell)`: any cell (or `StackedRNNCells`) over a sequence.
+
+  Attributes:
+    cell: a cell module, configured (`jaxcomponents.layers.cells`: `LSTMCell`, `GRUCell`, `SimpleRNNCell`,
+      `StackedRNNCells`, `ConvLSTMCell`, or your own following their protocol). Its `dropout` and
+      `recurrent_dropout` (Keras's cell arguments) are drawn once per call with `train=True` (rng "dropout").
+    return_sequences: every step's output `(batch, time, ...)`, not the last one.
+    return_state: return `(output, *final_states)`, the states flat in the cell's order (a stack: each cell's).
+    go_backwards: read the sequence from its end; outputs in that processing order.
+    stateful: keep the final states between calls (see `Recurrent.stateful`; `reset_states`).
+    unroll: Keras's `unroll`: True computes Keras's unrolled loop, whose masked steps output the previous
+      output (zeros before the first) and never zeros; False Keras's scan (see `scan_cell`).
+    zero_output_for_mask: masked steps output zeros (Keras's scan only, as in Keras).
+    cell_name: the cell's module name (Keras's cell name, which its weight paths carry); default Keras's
+      automatic one (`lstm_cell`, `gru_cell`, `simple_rnn_cell`, `stacked_rnn_cells`, ...).
+
+  Call arguments (all but `x` keyword-only): `x (batch, time, ...)`, `train`, `mask` (boolean
+  `(batch, time)`), `initial_state` (the states in `return_state`'s order, or nested by cell as Keras takes them).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxcomponents.layers.cells import GRUCell, LSTMCell, StackedRNNCells
+    >>> layer = RNN(StackedRNNCells([LSTMCell(4), GRUCell(3)]), return_state=True)
+    >>> x = jnp.ones((2, 7, 5))
+    >>> y, h1, c1, h2 = layer.apply(layer.init(jax.random.key(0), x), x)
+    >>> y.shape, c1.shape
+    ((2, 3), (2, 4))
+  """
+
+  cell: nn.Module
+  return_sequences: bool = False
+  return_state: bool = False
+  go_backwards: bool = False
+  stateful: bool = False
+  unroll: bool = False
+  zero_output_for_mask: bool = False
+  cell_name: str | None = None
+
+  @property
+  def keras_layer_name(self) -> str:
+    return "rnn"
+
+  @nn.compact
+  @keyword_only("train", "mask", "initial_state")
+  def __call__(self, x: jax.Array, *, train: bool = False, mask: jax.Array | None = None, initial_state=None):
+    for attr in ("num_states", "gates", "keras_name"):
+      if not hasattr(self.cell, attr):
+        raise ValueError(f"cell={type(self.cell).__name__} is not allowed; a cell module needs {attr!r} (see "
+                         f"jaxcomponents.layers.cells for the protocol).")
+    name = self.cell_name or (self.cell.keras_name if hasattr(self.cell, "cells") else f"{self.cell.keras_name}_cell")
+    cell = self.cell.clone(parent=self, name=name)
+    return run_rnn(self, cell, x, train=train, mask=mask, initial_state=initial_state,
+                   return_sequences=self.return_sequences, return_state=self.return_state,
+                   go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
+                   zero_output_for_mask=self.zero_output_for_mask)
+
+
+class Bidirectional(nn.Module):
+  """Keras's `Bidirectional(layer, merge_mode, backward_layer)` over jaxcomponents' recurrent layers.
+
+  The backward layer is `layer` mirrored (`go_backwards` flipped), or `backward_layer`, configured as you like
+  (another size, cell or activation) with the opposite `go_backwards` and the same `return_sequences`,
+  `return_state` and `stateful`, as Keras requires. As in Keras, both layers output zeros at masked steps when
+  they return sequences, and the backward sequence is flipped back before merging. `Recurrent(bidirectional=...)`
+  computes the mirrored case in one layer (with cuDNN on GPUs).
+
+  Attributes:
+    layer: the forward layer: `Recurrent`, `RNN` or `ConvLSTM1D/2D/3D`.
+    merge_mode: "concat", "sum", "mul", "ave", or None (the two outputs apart).
+    backward_layer: the backward layer, or None to mirror `layer`.
+    names: the two layers' module names; default Keras's: `forward_<name>`, `backward_<name>` after the
+      layer's Keras name (`forward_lstm`, `backward_lstm`).
+
+  Call arguments: as the layers'; `initial_state` holds the forward states, then the backward ones (split in
+  half, as Keras splits them).
+
+  Returns:
+    The merged output (with None: forward, backward), then with `return_state` the forward and the backward
+    final states.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = Bidirectional(Recurrent(4, return_sequences=True),
+    ...                       backward_layer=Recurrent(2, cell="gru", return_sequences=True, go_backwards=True))
+    >>> x = jnp.ones((2, 7, 5))
+    >>> layer.apply(layer.init(jax.random.key(0), x), x).shape
+    (2, 7, 6)
+  """
+
+  layer: nn.Module
+  merge_mode: str | None = "concat"
+  backward_layer: nn.Module | None = None
+  names: tuple[str, str] | None = None
+
+  @nn.compact
+  @keyword_only("train", "mask", "initial_state")
+  def __call__(self, x: jax.Array, *, train: bool = False, mask: jax.Array | None = None, initial_state=None):
+    check_choice("merge_mode", self.merge_mode, MERGE_MODES)
+    forward_layer = self.layer
+    backward_layer = self.backward_layer
+    if backward_layer is None:
+      backward_layer = forward_layer.clone(parent=None, go_backwards=not forward_layer.go_backwards)
+    for which, layer in (("layer", forward_layer), ("backward_layer", backward_layer)):
+      if getattr(layer, "bidirectional", None):
+        raise ValueError(f"{which} with bidirectional={layer.bidirectional!r} is not allowed; expected a layer "
+                         f"going one way.")
+    if forward_layer.go_backwards == backward_layer.go_backwards:
+      raise ValueError(f"backward_layer with go_backwards={backward_layer.go_backwards!r} is not allowed; the "
+                       f"forward and backward layers must differ in go_backwards (as Keras requires).")
+    for attr in ("return_sequences", "return_state", "stateful"):
+      if getattr(forward_layer, attr) != getattr(backward_layer, attr):
+        raise ValueError(f"backward_layer with {attr}={getattr(backward_layer, attr)!r} is not allowed; expected "
+                         f"the forward layer's {attr}={getattr(forward_layer, attr)!r} (as Keras requires).")
+    base = getattr(forward_layer, "keras_layer_name", "rnn")
+    names = self.names or (f"forward_{base}", f"backward_{base}")
+    zero_output = forward_layer.return_sequences  # Keras forces zero_output_for_mask = return_sequences
+    forward = forward_layer.clone(parent=self, name=names[0], zero_output_for_mask=zero_output)
+    backward = backward_layer.clone(parent=self, name=names[1], zero_output_for_mask=zero_output)
+    forward_state = backward_state = None
+    if initial_state is not None:
+      initial_state = list(initial_state)
+      half = len(initial_state) // 2
+      forward_state, backward_state = initial_state[:half], initial_state[half:]
+    y = forward(x, train=train, mask=mask, initial_state=forward_state)
+    y_rev = backward(x, train=train, mask=mask, initial_state=backward_state)
+    states = ()
+    if forward_layer.return_state:
+      states = (*y[1:], *y_rev[1:])
+      y, y_rev = y[0], y_rev[0]
+    if forward_layer.return_sequences:
+      y_rev = jnp.flip(y_rev, axis=1)
+    if self.merge_mode is None:
+      return (y, y_rev, *states)
+    merged = {"concat": lambda: jnp.concatenate([y, y_rev], axis=-1), "sum": lambda: y + y_rev,
+              "mul": lambda: y * y_rev, "ave": lambda: (y + y_rev) / 2}[self.merge_mode]()
+    return (merged, *states) if states else merged

@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / PACKAGE
 FLOORS = (
     {"base": ("jaxcomponents.errors", "jaxcomponents.tree_paths", "jaxcomponents.settings",
               "jaxcomponents.deprecation", "jaxcomponents.limits", "jaxcomponents.files", "jaxcomponents.extras",
-              "jaxcomponents.sharding")},
+              "jaxcomponents.sharding", "jaxcomponents.registry")},
     {"ops": ("jaxcomponents.ops",)},
     {"keras names": ("jaxcomponents.activations", "jaxcomponents.losses", "jaxcomponents.losses_segmentation",
                      "jaxcomponents.metrics", "jaxcomponents.metrics_segmentation", "jaxcomponents.optimizers",

@@ -1,14 +1,20 @@
-"""Batch normalization with Keras's defaults.
+"""Normalization as Keras computes it: `BatchNorm`, `GroupNormalization`, `LayerNormalization`, `UnitNormalization`.
 
-Keras's `BatchNormalization` uses epsilon 1e-3 and momentum 0.99 (Flax: 1e-5 and
-0.99) and the two-pass variance. Parameters are `scale`/`bias` in `params` and
-`mean`/`var` in `batch_stats`; `jaxcomponents.weights` maps Keras's `gamma`,
-`beta`, `moving_mean` and `moving_variance` onto them.
+`BatchNorm` is Flax's batch normalization with Keras's defaults: epsilon 1e-3
+and momentum 0.99 (Flax: 1e-5 and 0.99) and the two-pass variance. Parameters
+are `scale`/`bias` in `params` and `mean`/`var` in `batch_stats`;
+`jaxcomponents.keras` maps Keras's `gamma`, `beta`, `moving_mean` and
+`moving_variance` onto them. `axis` is the feature axis (1 for channels-first).
 
 Precision, as Flax's: `dtype` is the output dtype (None: inferred from the input
 and parameters), `param_dtype` that of `scale` and `bias` (float32). The
 statistics (`mean`/`var`, and those of each batch) and the normalization are
 computed in float32 whatever the input dtype (`force_float32_reductions`).
+
+`GroupNormalization` and `LayerNormalization` keep Keras's weight names
+(`gamma`, `beta` in `params`) and compute Keras's formula
+(`x * inv + (beta - mean * inv)` with `inv = rsqrt(variance + epsilon) * gamma`,
+the variance two-pass) in at least float32.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -22,9 +28,15 @@ Example:
   (dtype(bfloat16), dtype('float32'))
 """
 
+from __future__ import annotations
+
 import functools
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 KERAS_EPSILON = 1e-3
 KERAS_MOMENTUM = 0.99
@@ -32,3 +44,178 @@ KERAS_MOMENTUM = 0.99
 BatchNorm = functools.partial(
     nn.BatchNorm, epsilon=KERAS_EPSILON, momentum=KERAS_MOMENTUM, use_fast_variance=False
 )
+
+
+def _axes(axis: int | Sequence[int], ndim: int, param: str = "axis") -> tuple[int, ...]:
+  """`axis` (an int or ints) as sorted non-negative axes of an `ndim`-dimensional input, batch axis excluded."""
+  given = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+  if not given or any(isinstance(a, bool) or not isinstance(a, int) for a in given):
+    raise ValueError(f"{param}={axis!r} is not allowed; expected an int or a sequence of ints.")
+  if any(not -ndim < a < ndim or a % ndim == 0 for a in given):
+    raise ValueError(f"{param}={axis!r} is not allowed for inputs of rank {ndim}; expected axes in 1..{ndim - 1} "
+                     f"(or -{ndim - 1}..-1), not the batch axis.")
+  return tuple(sorted({a % ndim for a in given}))
+
+
+def _compute_dtype(x: jax.Array):
+  """Keras's `result_type(x.dtype, "float32")`: statistics in at least float32."""
+  return jnp.result_type(x.dtype, jnp.float32)
+
+
+def _normalized(x, mean, variance, epsilon, gamma, beta):
+  """Keras's `x * inv + (beta - mean * inv)`, `inv = rsqrt(variance + epsilon) * gamma`."""
+  inv = jax.lax.rsqrt(variance + epsilon)
+  if gamma is not None:
+    inv = inv * gamma
+  res = -mean * inv
+  if beta is not None:
+    res = res + beta
+  return x * inv + res
+
+
+class GroupNormalization(nn.Module):
+  """Keras's `GroupNormalization`: statistics over each group of channels (and all other axes but the batch).
+
+  Attributes:
+    groups: the number of groups the channels split into (they must divide evenly); -1: one per channel
+      (instance normalization). Keras's default is 32.
+    axis: the channel axis (-1; 1 for channels-first).
+    epsilon: added to the variance (Keras: 1e-3).
+    center: learn `beta`, an offset per channel.
+    scale: learn `gamma`, a factor per channel.
+    dtype: the output dtype (None: inferred from the input and parameters).
+    param_dtype: the dtype of `gamma` and `beta`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = GroupNormalization(groups=2)
+    >>> variables = layer.init(jax.random.key(0), jnp.ones((1, 4, 4, 6)))
+    >>> {k: v.shape for k, v in variables["params"].items()}
+    {'gamma': (6,), 'beta': (6,)}
+  """
+
+  groups: int = 32
+  axis: int = -1
+  epsilon: float = 1e-3
+  center: bool = True
+  scale: bool = True
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    if isinstance(self.groups, bool) or not isinstance(self.groups, int) or (self.groups <= 0 and self.groups != -1):
+      raise ValueError(f"groups={self.groups!r} is not allowed; expected a positive int, or -1 (one group per "
+                       f"channel).")
+    if isinstance(self.axis, (list, tuple)):
+      raise ValueError(f"axis={self.axis!r} is not allowed; expected one int (the channel axis).")
+    (axis,) = _axes(self.axis, x.ndim)
+    channels = x.shape[axis]
+    groups = channels if self.groups == -1 else self.groups
+    if groups > channels or channels % groups:
+      raise ValueError(f"groups={self.groups!r} is not allowed for {channels} channels; expected a divisor of "
+                       f"{channels}.")
+    gamma = self.param("gamma", nn.initializers.ones, (channels,), self.param_dtype) if self.scale else None
+    beta = self.param("beta", nn.initializers.zeros, (channels,), self.param_dtype) if self.center else None
+    out_dtype = nn.dtypes.canonicalize_dtype(x, *(p for p in (gamma, beta) if p is not None), dtype=self.dtype)
+    compute = _compute_dtype(x)
+    grouped_shape = x.shape[:axis] + (groups, channels // groups) + x.shape[axis + 1:]
+    xg = x.astype(compute).reshape(grouped_shape)
+    reduce = tuple(i for i in range(1, xg.ndim) if i != axis)
+    mean = jnp.mean(xg, reduce, keepdims=True)
+    variance = jnp.var(xg, reduce, keepdims=True)
+    per_channel = [1] * xg.ndim
+    per_channel[axis:axis + 2] = [groups, channels // groups]
+    as_grouped = lambda p: None if p is None else p.astype(compute).reshape(per_channel)
+    y = _normalized(xg, mean, variance, self.epsilon, as_grouped(gamma), as_grouped(beta))
+    return y.reshape(x.shape).astype(out_dtype)
+
+
+class LayerNormalization(nn.Module):
+  """Keras's `LayerNormalization`, `rms_scaling` included.
+
+  With `rms_scaling=True` Keras computes `x * rsqrt(variance(x) + epsilon) * gamma`: the
+  variance (not the mean square) and no offset; `gamma` then exists whatever `scale` says and `beta`
+  never does.
+
+  Attributes:
+    axis: the axis or axes normalized over (and holding one `gamma`/`beta` entry per position).
+    epsilon: added to the variance (Keras: 1e-3).
+    center: learn `beta` (not with `rms_scaling`).
+    scale: learn `gamma`.
+    rms_scaling: Keras's (deprecated) RMS scaling, as above.
+    dtype: the output dtype (None: inferred from the input and parameters).
+    param_dtype: the dtype of `gamma` and `beta`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = LayerNormalization(rms_scaling=True)
+    >>> variables = layer.init(jax.random.key(0), jnp.ones((2, 5)))
+    >>> list(variables["params"])
+    ['gamma']
+  """
+
+  axis: int | Sequence[int] = -1
+  epsilon: float = 1e-3
+  center: bool = True
+  scale: bool = True
+  rms_scaling: bool = False
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    axes = _axes(self.axis, x.ndim)
+    shape = tuple(x.shape[a] for a in axes)
+    gamma = (self.param("gamma", nn.initializers.ones, shape, self.param_dtype)
+             if self.scale or self.rms_scaling else None)
+    beta = (self.param("beta", nn.initializers.zeros, shape, self.param_dtype)
+            if self.center and not self.rms_scaling else None)
+    out_dtype = nn.dtypes.canonicalize_dtype(x, *(p for p in (gamma, beta) if p is not None), dtype=self.dtype)
+    compute = _compute_dtype(x)
+    x = x.astype(compute)
+    broadcast = [1] * x.ndim
+    for a in axes:
+      broadcast[a] = x.shape[a]
+    as_broadcast = lambda p: None if p is None else p.astype(compute).reshape(broadcast)
+    variance = jnp.var(x, axes, keepdims=True)
+    if self.rms_scaling:
+      y = x * jax.lax.rsqrt(variance + self.epsilon)
+      if gamma is not None:
+        y = y * as_broadcast(gamma)
+    else:
+      y = _normalized(x, jnp.mean(x, axes, keepdims=True), variance, self.epsilon, as_broadcast(gamma),
+                      as_broadcast(beta))
+    return y.astype(out_dtype)
+
+
+def unit_normalize(x: jax.Array, axis: int | Sequence[int] = -1) -> jax.Array:
+  """Keras's `ops.normalize(x, axis, order=2, epsilon=1e-12)`: `x * min(rsqrt(sum(x**2)), 1e12)`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> unit_normalize(jnp.array([[3.0, 4.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
+  """
+  axes = _axes(axis, x.ndim)
+  inv_norm = jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
+  return x * jnp.minimum(inv_norm, jnp.asarray(1e12, x.dtype))
+
+
+class UnitNormalization(nn.Module):
+  """Keras's `UnitNormalization`: each example scaled to unit L2 norm over `axis` (see `unit_normalize`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> UnitNormalization().apply({}, jnp.array([[0.0, 2.0]])).tolist()
+    [[0.0, 1.0]]
+  """
+
+  axis: int | Sequence[int] = -1
+
+  def __call__(self, x):
+    return unit_normalize(x, self.axis)
+
+
+__all__ = ["BatchNorm", "GroupNormalization", "KERAS_EPSILON", "KERAS_MOMENTUM", "LayerNormalization",
+           "UnitNormalization", "unit_normalize"]

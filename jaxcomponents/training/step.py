@@ -5,6 +5,11 @@ A batch is a dict with `x` (inputs), `y` (targets) and optionally `mask`
 static and nothing recompiles) and `sample_weight` (Keras's per-example
 weights). The loss is Keras's per-example loss averaged over the real
 examples; metrics stream over the batches since the step's last `reset`.
+
+Losses a model sows into the `"losses"` collection (Keras's `model.losses`: activity
+regularization, `jaxcomponents.layers.activity`) are added to the loss, as Keras's
+`compute_loss` adds them, in the train step (where they are differentiated) and the
+eval step; the logged `loss` includes them. The sown values are never kept in the state.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import optax
 
 from jaxcomponents import losses as losses_lib
 from jaxcomponents import metrics as metrics_lib
+from jaxcomponents.layers.activity import LOSSES, total_loss
 from jaxcomponents.training.freeze import frozen_mask
 from jaxcomponents.training.state import TrainState
 
@@ -102,10 +108,15 @@ class OutputLoss:
     return _Mean().result(state)
 
 
-def _update_metrics(step: "Step", states, batch, y_pred, per_example_loss):
-  """As Keras: `metrics` ignore sample and class weights (padding aside), `weighted` metrics and the loss use them."""
+def _update_metrics(step: "Step", states, batch, y_pred, per_example_loss, sown_loss=0.0):
+  """As Keras: `metrics` ignore sample and class weights (padding aside), `weighted` metrics and the loss use them.
+
+  `sown_loss` (the batch's sown losses) counts once per real example in the logged loss, as Keras's loss tracker
+  weighs each batch's total loss by its size.
+  """
   mask, weight = _masks(batch, batch_size_of(y_pred))
-  new = {"loss": _Mean().update(states["loss"], jnp.sum(per_example_loss * weight), jnp.sum(mask)),
+  new = {"loss": _Mean().update(states["loss"], jnp.sum(per_example_loss * weight) + sown_loss * jnp.sum(mask),
+                                jnp.sum(mask)),
          "nonfinite_step": states["nonfinite_step"]}
   for name, output_loss in step.output_losses.items():
     new[name] = output_loss.update(states[name], batch["y"], y_pred, weight, mask)
@@ -196,13 +207,14 @@ def make_train_step(
     if compute_dtype is not None:
       variables["params"] = cast_floats(params, compute_dtype)
       x = cast_floats(x, compute_dtype)
-    y_pred, updates = apply_fn(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+    y_pred, updates = apply_fn(variables, x, train=True, mutable=["batch_stats", LOSSES], rngs={"dropout": rng})
     y_pred = cast_floats(y_pred, jnp.float32)
     per_example = per_example_losses(loss_fn(batch["y"], y_pred), batch_size_of(y_pred))
     mask, weight = _masks(batch, batch_size_of(y_pred))
     mean_loss = jnp.sum(per_example * weight) / jnp.maximum(jnp.sum(mask), 1.0)
-    total = mean_loss + (regularizer(params) if regularizer is not None else 0.0)
-    return total, (y_pred, per_example, updates.get("batch_stats", batch_stats))
+    sown = total_loss(updates.get(LOSSES, {}))
+    total = mean_loss + sown + (regularizer(params) if regularizer is not None else 0.0)
+    return total, (y_pred, per_example, updates.get("batch_stats", batch_stats), sown)
 
   grad_fn = jax.value_and_grad(forward, has_aux=True)
 
@@ -216,18 +228,19 @@ def make_train_step(
   def train_step(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if accumulate_steps == 1:
-      (_, (y_pred, per_example, batch_stats)), grads = grad_fn(
+      (_, (y_pred, per_example, batch_stats, sown)), grads = grad_fn(
           state.params, state.batch_stats, state.apply_fn, batch, rng)
     else:
       def body(carry, micro):
         grads_sum, stats, index = carry
-        (_, (pred, per, stats)), grads = grad_fn(
+        (_, (pred, per, stats, sown)), grads = grad_fn(
             state.params, stats, state.apply_fn, micro, jax.random.fold_in(rng, index))
-        return (jax.tree.map(jnp.add, grads_sum, grads), stats, index + 1), (pred, per)
+        return (jax.tree.map(jnp.add, grads_sum, grads), stats, index + 1), (pred, per, sown)
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
-      (grads, batch_stats, _), (y_pred, per_example) = jax.lax.scan(
+      (grads, batch_stats, _), (y_pred, per_example, sown) = jax.lax.scan(
           body, (zeros, state.batch_stats, 0), micro_batches(batch))
+      sown = jnp.mean(sown)
       grads = jax.tree.map(lambda g: g / accumulate_steps, grads)
       y_pred = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), y_pred)
       per_example = per_example.reshape((-1,) + per_example.shape[2:])
@@ -236,7 +249,7 @@ def make_train_step(
       batch_stats = jax.tree.map(lambda k, old, new: old if k else new, keep, state.batch_stats, batch_stats)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example)
+    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example, sown)
     first_bad = metric_states["nonfinite_step"]
     metric_states["nonfinite_step"] = jnp.where(
         (first_bad < 0) & ~jnp.isfinite(results["loss"]), state.step, first_bad)
@@ -272,9 +285,11 @@ def make_eval_step(
     if compute_dtype is not None:
       variables = {**variables, "params": cast_floats(variables["params"], compute_dtype)}
       x = cast_floats(x, compute_dtype)
-    y_pred = cast_floats(state.apply_fn(variables, x, train=False), jnp.float32)
+    y_pred, sown = state.apply_fn(variables, x, train=False, mutable=[LOSSES])
+    y_pred = cast_floats(y_pred, jnp.float32)
     per_example = per_example_losses(loss_fn(batch["y"], y_pred), batch_size_of(y_pred))
-    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example)
+    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example,
+                                             total_loss(sown.get(LOSSES, {})))
     return state.replace(metrics=metric_states), results
 
   step = Step(jax.jit(eval_step) if jit else eval_step, metric_fns, loss_fn, weighted_fns, dict(output_losses or {}))

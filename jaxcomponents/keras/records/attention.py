@@ -1,7 +1,110 @@
-"""Records of Keras classes: see `jaxcomponents.keras.record`."""
+"""Records of Keras's attention layers: see `jaxcomponents.keras.record`.
+
+`EinsumDense`, `MultiHeadAttention`, `Attention` and `AdditiveAttention`,
+computed by `jaxcomponents.layers.einsum_dense` and `jaxcomponents.layers.attention`
+with Keras's weights (`MultiHeadAttention`'s sub-layers `query`, `key`, `value`,
+`attention_output`, `gate` are modules of those names below the layer's).
+
+Example:
+  >>> sorted(RECORDS["Attention"].weights[0])
+  ['concat_score_weight', 'scale']
+"""
 
 from __future__ import annotations
 
-from jaxcomponents.keras.record import KerasClass
+import sys
 
-RECORDS: dict[str, KerasClass] = {}
+from jaxcomponents.keras.config import activation_name, all_checks, known_activation
+from jaxcomponents.keras.record import KerasClass
+from jaxcomponents.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
+from jaxcomponents.layers.einsum_dense import EinsumDense
+
+
+def _einsum_dense(config, name, options):
+  layer = EinsumDense(config["equation"], _shape(config["output_shape"]), activation_name(config),
+                      config.get("bias_axes"), name=name, **options)
+  return lambda x, train: layer(x)
+
+
+def _shape(value):
+  return value if isinstance(value, int) else tuple(value)
+
+
+def _quantization(config) -> list[str]:
+  found = [f"lora_rank={config['lora_rank']!r} (only None)"] if config.get("lora_rank") else []
+  if config.get("quantization_config") is not None:
+    found.append("quantization_config (only None: a float layer)")
+  if config.get("gptq_unpacked_column_size"):
+    found.append("gptq_unpacked_column_size (only a float layer)")
+  return found
+
+
+def _flash_attention(config) -> list[str]:
+  """Keras's process-wide switch: with it on, Keras runs a fused kernel (cuDNN, TPU) whose rounding differs.
+
+  The layer's own `flash_attention` argument is not in its config; only the switch is visible.
+  """
+  del config
+  keras = sys.modules.get("keras")
+  enabled = getattr(getattr(keras, "config", None), "is_flash_attention_enabled", lambda: None)()
+  return ["keras.config.enable_flash_attention() is on (only off: the fused kernels are not reproduced)"] \
+      if enabled else []
+
+
+def _multi_head_attention_check(config) -> list[str]:
+  found = []
+  for key in ("num_heads", "key_dim"):
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      found.append(f"{key}={value!r} (only a positive int)")
+  return found + _flash_attention(config)
+
+
+def _multi_head_attention(config, name, options):
+  output_shape = config.get("output_shape")
+  axes = config.get("attention_axes")
+  layer = MultiHeadAttention(
+      config["num_heads"], config["key_dim"], config.get("value_dim"), config.get("dropout", 0.0),
+      config.get("use_bias", True), None if not output_shape else _shape(output_shape),
+      None if axes is None else _shape(axes), config.get("sliding_window"), config.get("use_gate", False),
+      name=name, **options)
+
+  def call(query=None, value=None, key=None, *, train, value_mask=None, key_mask=None, attention_mask=None,
+           use_causal_mask=False, return_attention_scores=False):
+    return layer(query, value, key, value_mask=value_mask, key_mask=key_mask, attention_mask=attention_mask,
+                 use_causal_mask=use_causal_mask, return_attention_scores=return_attention_scores, train=train)
+  return call
+
+
+def _attention(cls):
+  def build(config, name, options):
+    settings = {"use_scale": config.get("use_scale", cls is AdditiveAttention), "dropout": config.get("dropout", 0.0)}
+    if cls is Attention:
+      settings["score_mode"] = config.get("score_mode", "dot")
+    layer = cls(**settings, name=name, **options)
+
+    def call(inputs, *, train, mask=None, use_causal_mask=False, return_attention_scores=False):
+      return layer(list(inputs), mask=None if mask is None else list(mask), use_causal_mask=use_causal_mask,
+                   return_attention_scores=return_attention_scores, train=train)
+    return call
+  return build
+
+
+def _score_mode(config) -> list[str]:
+  mode = config.get("score_mode", "dot")
+  return [] if mode in ("dot", "concat") else [f"score_mode={mode!r} (only 'dot' or 'concat')"]
+
+
+_MHA_TENSORS = ("query", "value", "key", "value_mask", "key_mask", "attention_mask")
+_ATTENTION_WEIGHTS = ({"scale": ("params", "scale"), "concat_score_weight": ("params", "concat_score_weight")},
+                      {"concat_score_weight": ("params", "concat_score_weight")})
+
+RECORDS: dict[str, KerasClass] = {
+    "EinsumDense": KerasClass(_einsum_dense, check=all_checks(known_activation(), _quantization),
+                              creates_module=True, shape_checked=True),
+    "MultiHeadAttention": KerasClass(_multi_head_attention, kwargs=_MHA_TENSORS, check=_multi_head_attention_check,
+                                     creates_module=True),
+    "Attention": KerasClass(_attention(Attention), kwargs=("mask",), check=_score_mode, creates_module=True,
+                            weights=_ATTENTION_WEIGHTS),
+    "AdditiveAttention": KerasClass(_attention(AdditiveAttention), kwargs=("mask",), creates_module=True),
+}

@@ -160,3 +160,4 @@ def test_einsum_dense_in_a_model():
   x = L.EinsumDense("...b,bc->...c", 2, bias_axes="c")(x)
   model = keras.Model(x_in, x)
   _round_trip(model, np.random.default_rng(0).normal(size=(2, 4, 5)).astype(np.float32))
+

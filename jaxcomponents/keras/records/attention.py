@@ -4,6 +4,9 @@
 computed by `jaxcomponents.layers.einsum_dense` and `jaxcomponents.layers.attention`
 with Keras's weights (`MultiHeadAttention`'s sub-layers `query`, `key`, `value`,
 `attention_output`, `gate` are modules of those names below the layer's).
+A layer's `flash_attention` argument is not in its config; Keras's process-wide
+switch is None (automatic: the XLA computation for float32 and on the CPU) or
+False, never True, so the XLA computation is what these records build.
 
 Example:
   >>> sorted(RECORDS["Attention"].weights[0])
@@ -11,8 +14,6 @@ Example:
 """
 
 from __future__ import annotations
-
-import sys
 
 from jaxcomponents.keras.config import activation_name, all_checks, known_activation
 from jaxcomponents.keras.record import KerasClass
@@ -39,25 +40,13 @@ def _quantization(config) -> list[str]:
   return found
 
 
-def _flash_attention(config) -> list[str]:
-  """Keras's process-wide switch: with it on, Keras runs a fused kernel (cuDNN, TPU) whose rounding differs.
-
-  The layer's own `flash_attention` argument is not in its config; only the switch is visible.
-  """
-  del config
-  keras = sys.modules.get("keras")
-  enabled = getattr(getattr(keras, "config", None), "is_flash_attention_enabled", lambda: None)()
-  return ["keras.config.enable_flash_attention() is on (only off: the fused kernels are not reproduced)"] \
-      if enabled else []
-
-
 def _multi_head_attention_check(config) -> list[str]:
   found = []
   for key in ("num_heads", "key_dim"):
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
       found.append(f"{key}={value!r} (only a positive int)")
-  return found + _flash_attention(config)
+  return found
 
 
 def _multi_head_attention(config, name, options):

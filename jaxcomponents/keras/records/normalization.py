@@ -19,6 +19,8 @@ from jaxcomponents.layers.normalization import BatchNorm, GroupNormalization, La
 
 _GAMMA_BETA = {"gamma": ("params", "gamma"), "beta": ("params", "beta")}
 _BETA = {"beta": ("params", "beta")}
+# Keras's LayerNormalization weights into Flax's own `nn.LayerNorm` in a user's module (`load_keras`).
+_FLAX_LAYER_NORM = ({"gamma": ("params", "scale"), "beta": ("params", "bias")}, {"beta": ("params", "bias")})
 
 
 def _module_options(options) -> dict[str, Any]:
@@ -116,7 +118,7 @@ RECORDS: dict[str, KerasClass] = {
         shape_checked=True),
     "LayerNormalization": KerasClass(
         _layer_norm, check=all_checks(_int_axes, _GAMMA_BETA_OPTIONS), creates_module=True,
-        weights=(_GAMMA_BETA, _BETA), shape_checked=True),
+        weights=(_GAMMA_BETA, _BETA, *_FLAX_LAYER_NORM), shape_checked=True),
     "GroupNormalization": KerasClass(
         _group_norm, check=all_checks(_one_axis, _group_norm_check, _GAMMA_BETA_OPTIONS), creates_module=True,
         weights=(_GAMMA_BETA, _BETA), shape_checked=True),

@@ -493,8 +493,8 @@ def nadam(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: floa
 
 
 # Keras optimizer arguments with no counterpart here, and what to use instead.
-_EMA = "Keras's exponential moving average of the weights has no counterpart here: wrap the parameters with optax.ema " \
-       "or keep an EMA in the train state."
+_EMA = ("Keras's exponential moving average of the weights has no counterpart here: wrap the parameters with "
+        "optax.ema or keep an EMA in the train state.")
 _UNSUPPORTED = {
     "use_ema": _EMA, "ema_momentum": _EMA, "ema_overwrite_frequency": _EMA,
     "gradient_accumulation_steps": "Keras's gradient accumulation: use optax.MultiSteps or the train step's "

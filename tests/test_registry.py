@@ -12,7 +12,7 @@ from keras.src.utils.naming import to_snake_case
 
 from jaxcomponents import activations, losses, losses_segmentation, metrics, metrics_segmentation, optimizers
 from jaxcomponents import regularizers
-from jaxcomponents.models.unet_blocks import KERAS_UNET_COLLECTION_ACTIVATIONS
+from jaxcomponents.models.unet_blocks import KERAS_UNET_COLLECTION_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from jaxcomponents.registry import ANY, REQUIRED, Registry, snake_case
 
 # ---------------------------------------------------------------------------- the mechanism
@@ -185,6 +185,8 @@ def test_every_segmentation_metric_name_resolves(name):
 @pytest.mark.parametrize("name", list(KERAS_UNET_COLLECTION_ACTIVATIONS))
 def test_every_keras_unet_collection_spelling_resolves_in_the_unet_only(name):
   assert callable(KERAS_UNET_COLLECTION_ACTIVATIONS.get(name)) and name not in activations.ACTIVATIONS
+  layers = (None, "PReLU", "Snake")  # built as layers with weights by the U-Net's blocks
+  assert set(KERAS_UNET_COLLECTION_ACTIVATIONS) == {a for a in OUTPUT_ACTIVATIONS if a not in layers}
 
 
 # ---------------------------------------------------------------------------- Keras's names and configs
@@ -250,7 +252,8 @@ def test_keras_serialized_optimizers_regularizers_and_activations():
     np.testing.assert_allclose(*updates, rtol=1e-6)
   with pytest.raises(ValueError, match=r"use_ema=True is not an argument of optimizer 'adam'; .* optax\.ema"):
     optimizers.get(keras.optimizers.serialize(keras.optimizers.Adam(use_ema=True)))
-  assert regularizers.get(keras.regularizers.serialize(keras.regularizers.L1L2(0.1, 0.2))) == regularizers.L1L2(0.1, 0.2)
+  l1l2 = keras.regularizers.serialize(keras.regularizers.L1L2(0.1, 0.2))
+  assert regularizers.get(l1l2) == regularizers.L1L2(0.1, 0.2)
   assert regularizers.get(keras.regularizers.serialize(keras.regularizers.L2(0.3))) == regularizers.l2(0.3)
   assert activations.get(keras.layers.Dense(2, activation="swish").get_config()["activation"]) is jax.nn.silu
   function = {"module": "keras.activations", "class_name": "function", "config": "gelu", "registered_name": "gelu"}

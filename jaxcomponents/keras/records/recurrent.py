@@ -117,11 +117,13 @@ def _sequence_options(config: Config) -> dict[str, Any]:
           "go_backwards": config.get("go_backwards", False), "stateful": config.get("stateful", False)}
 
 
-def _layer(class_name: str, config: Config, options, name: str | None = None) -> nn.Module:
-  """The unbound jaxcomponents layer of a Keras recurrent layer's config."""
+def _layer(class_name: str, config: Config, options, name: str | None = None, **extra) -> nn.Module:
+  """The jaxcomponents layer of a Keras recurrent layer's config: unbound, or a child named `name`.
+
+  `extra`: more fields of `Recurrent` (`bidirectional`).
+  """
   where = {"parent": None} if name is None else {"name": name}
   if class_name in _LAYER_CELLS and not config.get("unroll", False):
-    extra = {}
     if class_name != "SimpleRNN":
       extra["recurrent_activation"] = activation_name(config, "recurrent_activation")
     if class_name == "GRU":
@@ -193,8 +195,8 @@ def _bidirectional(config, name, options):
                                   and _mirrored(backward["config"]) == _mirrored(inner))
   if mirrored and class_name in _LAYER_CELLS and not inner.get("unroll", False):
     # Keras's Bidirectional forces zero_output_for_mask = return_sequences on both directions (None: that rule).
-    forward = _layer(class_name, {**inner, "go_backwards": False, "zero_output_for_mask": None}, options)
-    layer = forward.clone(parent=None, bidirectional=merge or "concat", name=name)
+    layer = _layer(class_name, {**inner, "go_backwards": False, "zero_output_for_mask": None}, options, name=name,
+                   bidirectional=merge or "concat")
     units = inner["units"]
 
     def call(x, train, mask=None, initial_state=None):

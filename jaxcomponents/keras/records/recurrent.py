@@ -246,7 +246,7 @@ class _TimeDistributed(nn.Module):
   @nn.compact
   def __call__(self, x, *, train):
     from jaxcomponents.keras.records import RECORDS  # pylint: disable=import-outside-toplevel
-    inner = RECORDS[self.inner_class].build(_thaw(self.config), self.inner_name, dict(self.options))
+    inner = RECORDS[self.inner_class].build(_thaw(self.config), self.inner_name, _thaw(self.options))
     batch, time = x.shape[:2]
     y = inner(x.reshape(batch * time, *x.shape[2:]), train=train)
     return y.reshape(batch, time, *y.shape[1:])

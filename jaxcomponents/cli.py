@@ -96,7 +96,7 @@ def _keras_model(path: str):
   """(keras model, module, variables, sample input) of a Keras model file, via `weights.from_keras`."""
   # An entry point may choose Keras's backend; the library never does. Keras 3 runs on JAX without TensorFlow.
   os.environ.setdefault("KERAS_BACKEND", "jax")
-  from jaxcomponents.weights.from_keras import from_keras, load_keras_model, sample_inputs  # pylint: disable=C0415
+  from jaxcomponents.keras.from_keras import from_keras, load_keras_model, sample_inputs  # pylint: disable=C0415
   try:
     model = load_keras_model(path)
   except TypeError as error:  # Keras: a class or function the file names is not registered

@@ -337,7 +337,8 @@ def from_variables(module: nn.Module, variables: Mapping[str, Any], *sample_inpu
 
 def _fit(module: nn.Module, variables: dict[str, Any], sample_inputs: tuple[Any, ...]) -> dict[str, Any]:
   """`variables` checked against the module's (`jaxcomponents.weights`' message) and cast to its dtypes."""
-  from jaxcomponents.weights.convert import fit_to, init_shapes
+  from jaxcomponents.keras.convert import init_shapes  # pylint: disable=import-outside-toplevel
+  from jaxcomponents.variable_trees import fit_to
 
   shapes, _ = init_shapes(module, sample_inputs)
   flat = traversals.flatten_mapping(variables)

@@ -194,7 +194,7 @@ def _is_shape(value) -> bool:
 def _is_layer(module: nn.Module) -> bool:
   """jaxcomponents' layers, Flax's own and Keras graphs' layers are rows without rows below them."""
   home = type(module).__module__
-  return (home.startswith(("flax.", "jaxcomponents.layers.", "jaxcomponents.models.keras_graph"))
+  return (home.startswith(("flax.", "jaxcomponents.layers.", "jaxcomponents.keras."))
           or getattr(module, "class_name", None) is not None)
 
 
@@ -215,7 +215,7 @@ def _module_rows(calls: Mapping[Path, _Call], counts: Mapping[Path, list[int]]) 
 # Rows of a Keras graph.
 
 def _graph_config(module: nn.Module) -> dict[str, Any] | None:
-  from jaxcomponents.models.keras_graph import KerasGraph  # pylint: disable=import-outside-toplevel
+  from jaxcomponents.keras.graph import KerasGraph  # pylint: disable=import-outside-toplevel
   return json.loads(module.config) if isinstance(module, KerasGraph) else None
 
 
@@ -223,7 +223,7 @@ def _open_dims(graph: Mapping[str, Any] | None, args: tuple) -> list[dict[int, s
   """For each input of a Keras graph, the axes beyond the batch its Keras `Input` leaves open (None)."""
   if graph is None:
     return []
-  from jaxcomponents.models.keras_graph import parse  # pylint: disable=import-outside-toplevel
+  from jaxcomponents.keras.graph import parse  # pylint: disable=import-outside-toplevel
   parsed = parse(graph)
   found = []
   for i, (ref, x) in enumerate(zip(parsed.inputs, args)):
@@ -247,7 +247,7 @@ def _frozen_paths(graph: Mapping[str, Any], prefix: Path = ()) -> set[Path]:
 
 
 def _graph_rows(graph, calls, counts, args, open_dims) -> tuple[list[str], list[list[str]]]:
-  from jaxcomponents.models import keras_graph  # pylint: disable=import-outside-toplevel
+  from jaxcomponents.keras import graph as keras_graph  # pylint: disable=import-outside-toplevel
   parsed = keras_graph.parse(graph)
   inputs = {ref.layer: i for i, ref in enumerate(parsed.inputs)}
   chain = _sequential_like(parsed)
@@ -272,7 +272,7 @@ def _graph_rows(graph, calls, counts, args, open_dims) -> tuple[list[str], list[
 
 def _sequential_like(parsed) -> bool:
   """Keras's test for the short table: one input, each layer called once on one tensor, no tensor used twice."""
-  from jaxcomponents.models.keras_graph import _tensor_refs  # pylint: disable=import-outside-toplevel
+  from jaxcomponents.keras.graph import _tensor_refs  # pylint: disable=import-outside-toplevel
   if len(parsed.inputs) != 1 or len(parsed.outputs) != 1:
     return False
   used = []

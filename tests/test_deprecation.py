@@ -13,7 +13,7 @@ import pytest
 from jaxcomponents import layers, models
 from jaxcomponents.layers import (Conv, ConvTranspose, Convolution, Dense, DepthwiseConv, Dropout, Embedding, GRUCell,
                                   LSTMCell, Recurrent, SeparableConv, SimpleRNNCell)
-from jaxcomponents.models.keras_graph import KerasGraph
+from jaxcomponents.keras.graph import KerasGraph
 from jaxcomponents.models.unet_blocks import ConvStack, DecodeLayer, EncodeLayer
 
 X2 = jnp.arange(24.0).reshape(2, 3, 4) / 24

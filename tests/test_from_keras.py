@@ -12,7 +12,7 @@ from tests.keras_model_zoo import FAMILIES, randomize, random_input, random_mode
 import keras  # noqa: E402  (after keras_model_zoo chose the JAX backend)
 
 from jaxcomponents import optimizers  # noqa: E402
-from jaxcomponents.models.keras_graph import KerasGraph  # noqa: E402
+from jaxcomponents.keras.graph import KerasGraph  # noqa: E402
 from jaxcomponents.training import TrainState, make_train_step  # noqa: E402
 from jaxcomponents.weights import compare_with_keras, from_keras, to_keras  # noqa: E402
 
@@ -131,17 +131,22 @@ def test_keras_applications(name, size):
 
 
 def test_unsupported_layers_are_all_listed_before_building():
+  @keras.saving.register_keras_serializable(package="tests")
+  class Twice(L.Layer):
+    def call(self, x):
+      return 2 * x
+
   inputs = keras.Input((6, 6, 3))
-  x = L.Conv2D(2, 3, data_format="channels_first")(L.Permute((3, 1, 2))(inputs))
-  x = L.GaussianNoise(0.1)(x)
-  x = L.LSTM(2)(L.Reshape((16, 2))(L.Flatten()(x)))
-  model = keras.Model(inputs, L.ActivityRegularization()(x))
+  x = L.Lambda(lambda t: t + 1.0, name="plus_one")(inputs)
+  x = L.Resizing(4, 4, crop_to_aspect_ratio=True)(Twice(name="twice")(x))
+  model = keras.Model(inputs, L.Flatten()(x))
   with pytest.raises(ValueError) as error:
     from_keras(model)
   message = str(error.value)
   assert "3 layer(s)" in message
-  for text in ("conv2d", "Conv2D", "data_format='channels_first'", "gaussian_noise (GaussianNoise)",
-               "activity_regularization (ActivityRegularization)", "its class is not supported"):
+  for text in ("plus_one (Lambda)", "a Lambda layer runs Python code", "custom_layers={'plus_one'",
+               "twice (Twice)", "its class is not supported", "custom_layers={'Twice'",
+               "crop_to_aspect_ratio=True (only False)"):
     assert text in message
 
 

@@ -111,16 +111,13 @@ def test_text_classifier_whose_padding_mask_keras_drops_at_add():
   _round_trip(model, data, seed=1)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "masks Keras attaches to tensors reach MultiHeadAttention without being recorded in the functional config; "
-    "the graph (jaxcomponents.keras.graph) does not propagate them yet"))
 def test_text_classifier_with_padding_masks_reaching_attention():
+  """Keras attaches the padding mask to the embedded tokens and hands it to attention unrecorded; from_keras
+  writes it into the graph."""
   model, data = _text_classifier(masked_positions=True, explicit_masks=False)
   _round_trip(model, data, seed=2)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "the graph passes only tensors recorded at a call; use_causal_mask=True at the call is not passed on yet"))
 def test_causal_self_attention_in_a_graph():
   x_in = keras.Input((5, 4))
   y = L.MultiHeadAttention(num_heads=2, key_dim=3)(x_in, x_in, use_causal_mask=True)

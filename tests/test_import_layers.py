@@ -17,18 +17,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / PACKAGE
 FLOORS = (
     {"base": ("jaxcomponents.errors", "jaxcomponents.tree_paths", "jaxcomponents.settings",
               "jaxcomponents.deprecation", "jaxcomponents.limits", "jaxcomponents.files", "jaxcomponents.extras",
-              "jaxcomponents.sharding", "jaxcomponents.registry")},
+              "jaxcomponents.sharding", "jaxcomponents.variable_trees", "jaxcomponents.registry")},
     {"ops": ("jaxcomponents.ops",)},
     {"keras names": ("jaxcomponents.activations", "jaxcomponents.losses", "jaxcomponents.losses_segmentation",
                      "jaxcomponents.metrics", "jaxcomponents.metrics_segmentation", "jaxcomponents.optimizers",
                      "jaxcomponents.regularizers")},
     {"layers": ("jaxcomponents.layers",)},
     {"models": ("jaxcomponents.models",)},
-    # Today spread over models/ and weights/ (to be gathered into one package); `summary` reads a KerasGraph.
-    {"keras interop": ("jaxcomponents.keras", "jaxcomponents.models.keras_graph", "jaxcomponents.models.keras_graph_layers",
-                       "jaxcomponents.weights.from_keras", "jaxcomponents.weights.convert",
-                       "jaxcomponents.weights.keras_layers", "jaxcomponents.weights.keras_export",
-                       "jaxcomponents.summary")},
+    # The Keras interop package; `summary` reads a KerasGraph; `variable_trees` are the variables it converts.
+    {"keras interop": ("jaxcomponents.keras", "jaxcomponents.summary")},
     # `preprocessing` is Keras's imagenet_utils: models' `preprocess_input` and weights' `decode_predictions`.
     {"weights": ("jaxcomponents.weights", "jaxcomponents.preprocessing")},
     {"data": ("jaxcomponents.data",)},
@@ -46,7 +43,7 @@ ALLOWED = {
     # Old homes of names that moved up a floor: each resolves to the new home with a DeprecationWarning.
     ("jaxcomponents.models", "jaxcomponents.weights.imagenet"): DEPRECATED_ALIAS + ": models.init_unet",
     # A public name the Keras-interop issue keeps (`models.KerasGraph`), resolved on first use, not at import.
-    ("jaxcomponents.models", "jaxcomponents.models.keras_graph"): "public name kept: models.KerasGraph",
+    ("jaxcomponents.models", "jaxcomponents.keras.graph"): "public name kept: models.KerasGraph",
     ("jaxcomponents.models.unet", "jaxcomponents.weights.imagenet"): DEPRECATED_ALIAS + ": models.unet.init_unet",
 }
 

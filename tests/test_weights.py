@@ -249,7 +249,7 @@ def test_export_to_keras_h5_round_trip(tmp_path):
 
 
 def test_export_merges_bidirectional_halves(tmp_path):
-  from jaxcomponents.weights.keras_export import _keras_layers
+  from jaxcomponents.keras.write import _keras_layers
 
   class Bi(nn.Module):
     @nn.compact

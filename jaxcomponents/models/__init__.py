@@ -34,7 +34,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
   """Names resolved on first use from the layer above that holds them (models import neither at import)."""
   if name == "KerasGraph":  # public here, as before; it lives with the Keras interop, a layer above the models
-    from jaxcomponents.models.keras_graph import KerasGraph  # pylint: disable=import-outside-toplevel
+    from jaxcomponents.keras.graph import KerasGraph  # pylint: disable=import-outside-toplevel
     return KerasGraph
   if name == "init_unet":  # loads weight files: it moved beside them
     from jaxcomponents.weights.imagenet import init_unet  # pylint: disable=import-outside-toplevel

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 
 from jaxcomponents import files, limits
-from jaxcomponents.weights.convert import fit_to, flatten_variables, init_shapes, unflatten_variables
+from jaxcomponents.keras.convert import init_shapes
+from jaxcomponents.variable_trees import fit_to, flatten_variables, unflatten_variables
 
 
 def save_npz(path: str | os.PathLike, variables: Mapping[str, Any], *, overwrite: bool = True) -> None:

@@ -58,9 +58,10 @@ def _multi_head_attention(config, name, options):
       None if axes is None else _shape(axes), config.get("sliding_window"), config.get("use_gate", False),
       name=name, **options)
 
-  def call(query=None, value=None, key=None, *, train, value_mask=None, key_mask=None, attention_mask=None,
-           use_causal_mask=False, return_attention_scores=False):
-    return layer(query, value, key, value_mask=value_mask, key_mask=key_mask, attention_mask=attention_mask,
+  def call(query=None, value=None, key=None, *, train, query_mask=None, value_mask=None, key_mask=None,
+           attention_mask=None, use_causal_mask=False, return_attention_scores=False):
+    return layer(query, value, key, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
+                 attention_mask=attention_mask,
                  use_causal_mask=use_causal_mask, return_attention_scores=return_attention_scores, train=train)
   return call
 
@@ -84,16 +85,20 @@ def _score_mode(config) -> list[str]:
   return [] if mode in ("dot", "concat") else [f"score_mode={mode!r} (only 'dot' or 'concat')"]
 
 
-_MHA_TENSORS = ("query", "value", "key", "value_mask", "key_mask", "attention_mask")
+# The masks Keras attaches to the query, value and key arrive as `query_mask`, `value_mask`, `key_mask`
+# (`from_keras` writes them into the graph); the options given at a call arrive with them.
+_MHA_KWARGS = ("query", "value", "key", "query_mask", "value_mask", "key_mask", "attention_mask", "use_causal_mask",
+               "return_attention_scores")
+_ATTENTION_KWARGS = ("mask", "use_causal_mask", "return_attention_scores")
 _ATTENTION_WEIGHTS = ({"scale": ("params", "scale"), "concat_score_weight": ("params", "concat_score_weight")},
                       {"concat_score_weight": ("params", "concat_score_weight")})
 
 RECORDS: dict[str, KerasClass] = {
     "EinsumDense": KerasClass(_einsum_dense, check=all_checks(known_activation(), _quantization),
                               creates_module=True, shape_checked=True),
-    "MultiHeadAttention": KerasClass(_multi_head_attention, kwargs=_MHA_TENSORS, check=_multi_head_attention_check,
+    "MultiHeadAttention": KerasClass(_multi_head_attention, kwargs=_MHA_KWARGS, check=_multi_head_attention_check,
                                      creates_module=True),
-    "Attention": KerasClass(_attention(Attention), kwargs=("mask",), check=_score_mode, creates_module=True,
+    "Attention": KerasClass(_attention(Attention), kwargs=_ATTENTION_KWARGS, check=_score_mode, creates_module=True,
                             weights=_ATTENTION_WEIGHTS),
-    "AdditiveAttention": KerasClass(_attention(AdditiveAttention), kwargs=("mask",), creates_module=True),
+    "AdditiveAttention": KerasClass(_attention(AdditiveAttention), kwargs=_ATTENTION_KWARGS, creates_module=True),
 }

@@ -4,9 +4,9 @@ The graph is Keras 3's own functional config (`model.get_config()`), kept as
 JSON: layers, the nodes where each is called (shared layers are called at
 several), the model's inputs and outputs, and the `keras.ops` operations Keras
 records between layers (masks). Each layer computes what its Keras class
-computes (`keras_graph_layers`); layers with weights are jaxcomponents'
-modules named after the Keras layer, so the variables read like the model.
-`jaxcomponents.weights.from_keras` builds one from a Keras model or file.
+computes (its record, `jaxcomponents.keras.records`); layers with weights are
+jaxcomponents' modules named after the Keras layer, so the variables read like
+the model. `jaxcomponents.keras.from_keras` builds one from a Keras model or file.
 
 Example:
   >>> import json, jax, jax.numpy as jnp
@@ -33,8 +33,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxcomponents.keras import records
 from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.models import keras_graph_layers
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
 
@@ -130,7 +130,13 @@ def _tensor_refs(value) -> list[Ref]:
   return []
 
 
-def problems(config: Mapping[str, Any], prefix: str = "") -> list[str]:
+def _passed(key: str, value) -> bool:
+  """Whether a keyword recorded at a call is given to the layer: tensors, and options other than `training`
+  (a record refuses those it does not take, so that none is silently dropped)."""
+  return bool(_tensor_refs(value)) or (key != "training" and value is not None)
+
+
+def problems(config: Mapping[str, Any], prefix: str = "", custom: records.CustomRecords = ()) -> list[str]:
   """Every layer of a Keras model config (nested models included) that `KerasGraph` cannot compute."""
   graph = parse(config)
   found = []
@@ -141,10 +147,10 @@ def problems(config: Mapping[str, Any], prefix: str = "") -> list[str]:
       if "input_layers" not in nested and any(
           layer["class_name"] == "Masking" or layer["config"].get("mask_zero") for layer in nested["layers"]):
         found.append(f"{where}: masks inside a nested Sequential (make it a functional model)")
-      found.extend(problems(nested, prefix=f"{entry.name}/"))
+      found.extend(problems(nested, prefix=f"{entry.name}/", custom=custom))
       continue
-    kwargs = {k for _, node_kwargs in entry.nodes for k, v in node_kwargs.items() if _tensor_refs(v)}
-    for problem in keras_graph_layers.problems(entry.class_name, entry.module, entry.config, sorted(kwargs)):
+    kwargs = {k for _, node_kwargs in entry.nodes for k, v in node_kwargs.items() if _passed(k, v)}
+    for problem in records.problems(entry.class_name, entry.module, entry.config, sorted(kwargs), entry.name, custom):
       found.append(f"{where}: {problem}")
   return found
 
@@ -199,6 +205,8 @@ class KerasGraph(PrecisionFields):
 
   Attributes:
     config: the model's Keras 3 config (`model.get_config()`) as JSON.
+    custom_layers: (Keras class or layer name, record) pairs for the user's own layers
+      (`records.custom.custom_records`; `from_keras(..., custom_layers=...)` makes them).
     dtype, param_dtype, precision: keyword-only, given to every weighted layer.
 
   Call arguments:
@@ -211,6 +219,7 @@ class KerasGraph(PrecisionFields):
   """
 
   config: str
+  custom_layers: records.CustomRecords = ()
 
   def __call__(self, *inputs, train: bool = False):
     graph = parse_json(self.config)
@@ -244,9 +253,10 @@ class KerasGraph(PrecisionFields):
     calls = {}
     for entry in graph.entries.values():
       if entry.is_model:
-        calls[entry.name] = KerasGraph(json.dumps(entry.config), name=entry.name, **self.precision_options)
+        calls[entry.name] = KerasGraph(json.dumps(entry.config), self.custom_layers, name=entry.name,
+                                       **self.precision_options)
       elif entry.class_name != "InputLayer":
-        rule = keras_graph_layers.rule_for(entry.class_name, entry.module)
+        rule = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
         if rule is None:
           raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
         call = rule.build(entry.config, entry.name, self.precision_options)
@@ -262,8 +272,9 @@ class KerasGraph(PrecisionFields):
           raise ValueError(f"the graph uses {layer!r} ({entry.class_name}), which is neither an input nor called.")
         continue
       args, kwargs = _substitute(entry.nodes[node], values)
-      # Only tensors are passed on (`training` recorded at a call yields to `train`, as in Keras).
-      kwargs = {k: v for k, v in kwargs.items() if _tensor_refs(entry.nodes[node][1][k])}
+      # Tensors and the call options the record takes are passed on (`training` recorded at a call yields to
+      # `train`, as in Keras).
+      kwargs = {k: v for k, v in kwargs.items() if _passed(k, entry.nodes[node][1][k])}
       if entry.is_model:
         args = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
         out = calls[layer](*args, train=train)

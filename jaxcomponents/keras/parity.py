@@ -1,0 +1,109 @@
+"""How far a converted model is from Keras, layer by layer: `compare_with_keras`.
+
+Example:
+  print(compare_with_keras(module, variables, keras_model, x))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from collections.abc import Mapping
+from typing import Any
+
+from jaxcomponents.keras.graph import KerasGraph
+
+
+def functional(model):
+  """The model as a functional graph; a Sequential's masks become explicit operations on the way."""
+  if type(model).__name__ != "Sequential":
+    return model
+  import keras  # pylint: disable=import-outside-toplevel
+  if not getattr(model, "inputs", None):
+    raise ValueError(f"the Sequential model {model.name!r} has no input shape; start it with keras.Input(shape).")
+  return keras.Model(single(model.inputs), single(model.outputs), name=model.name)
+
+
+def single(tensors):
+  """One tensor alone, as Keras expects a single-input model's inputs, else the list."""
+  return tensors[0] if len(tensors) == 1 else tensors
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerDifference:
+  """How far one layer's output is from Keras's: `max_abs`, and `max_rel` (max_abs over Keras's max |output|)."""
+
+  name: str
+  class_name: str
+  max_abs: float
+  max_rel: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+  """`compare_with_keras`'s answer: one row per compared layer, in the order they run."""
+
+  layers: tuple[LayerDifference, ...]
+  first_divergent: str | None
+  atol: float
+  rtol: float
+
+  def __str__(self) -> str:
+    width = max([len(r.name) for r in self.layers] + [5])
+    lines = [f"{'layer':<{width}}  {'class':<24} {'max abs':>10} {'max rel':>10}"]
+    for r in self.layers:
+      mark = "  <- first to differ" if r.name == self.first_divergent else ""
+      lines.append(f"{r.name:<{width}}  {r.class_name:<24} {r.max_abs:10.3e} {r.max_rel:10.3e}{mark}")
+    verdict = ("every layer agrees" if self.first_divergent is None
+               else f"first layer to differ: {self.first_divergent}")
+    return "\n".join(lines + [f"{verdict} (atol {self.atol:g}, rtol {self.rtol:g})"])
+
+
+def _as_list(x) -> list:
+  return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, atol: float = 1e-5,
+                       rtol: float = 1e-5) -> ParityReport:
+  """Compares every layer's output of `module` (a `KerasGraph`) with Keras's on input `x`.
+
+  A layer differs when its largest absolute difference exceeds
+  `atol + rtol * max |Keras output|`. Layers called more than once (shared)
+  and layers with several outputs are compared through what follows them.
+
+  Example:
+    print(compare_with_keras(module, variables, keras_model, x))
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+
+  graph = functional(keras_model)
+  inputs = [np.asarray(v) for v in _as_list(x)]
+  ours = module.apply(variables, *inputs, method=KerasGraph.layer_outputs)
+  compared = []
+  for layer in graph.layers:
+    if layer.name not in ours or type(layer).__name__ == "InputLayer":
+      continue
+    try:
+      output = layer.output
+    except (AttributeError, ValueError, RuntimeError):  # shared: no single output
+      continue
+    if isinstance(output, (list, tuple)):
+      continue
+    compared.append((layer, output))
+  probe = keras.Model(single(graph.inputs), [o for _, o in compared])
+  theirs = probe.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+  theirs = _as_list(theirs) if len(compared) > 1 else [theirs]
+  rows, first = [], None
+  for (layer, _), reference in zip(compared, theirs):
+    value = ours[layer.name]
+    diff = float(np.max(np.abs(np.asarray(value, np.float64) - np.asarray(reference, np.float64)), initial=0.0))
+    scale = float(np.max(np.abs(np.asarray(reference, np.float64)), initial=0.0))
+    rows.append(LayerDifference(layer.name, type(layer).__name__, diff, diff / scale if scale else diff))
+    if first is None and (np.shape(value) != np.shape(reference) or diff > atol + rtol * scale):
+      first = layer.name
+  return ParityReport(tuple(rows), first, atol, rtol)
+
+
+__all__ = ["LayerDifference", "ParityReport", "compare_with_keras", "functional", "single"]

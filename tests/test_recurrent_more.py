@@ -348,8 +348,6 @@ def test_from_keras_models(make):
   assert_round_trip(model, module, variables, x)
 
 
-@pytest.mark.xfail(strict=True, reason="keras/weight_files.py drops every path part ending in '_cell', so the "
-                   "weights of stacked cells with Keras's automatic names (gru_cell, simple_rnn_cell) collide")
 def test_stacked_cells_with_keras_automatic_names():
   inputs = keras.Input((4, 3))
   cells = [L.GRUCell(3, name="gru_cell"), L.SimpleRNNCell(2, name="simple_rnn_cell")]

@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxcomponents.keras import records
+from jaxcomponents.layers.activity import with_activity_regularizer
 from jaxcomponents.layers.precision import PrecisionFields
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
@@ -259,7 +260,8 @@ class KerasGraph(PrecisionFields):
         rule = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
         if rule is None:
           raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
-        call = rule.build(entry.config, entry.name, self.precision_options)
+        call = with_activity_regularizer(rule.build(entry.config, entry.name, self.precision_options),
+                                         entry.config.get("activity_regularizer"), entry.name)
         calls[entry.name] = call if rule.creates_module else StatelessLayer(entry.class_name, call, name=entry.name)
     values: dict[Ref, Any] = {}
     for ref, x in zip(graph.inputs, inputs):

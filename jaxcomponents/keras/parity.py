@@ -71,7 +71,8 @@ def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, 
 
   A layer differs when its largest absolute difference exceeds
   `atol + rtol * max |Keras output|`. Layers called more than once (shared)
-  and layers with several outputs are compared through what follows them.
+  and layers with several outputs are compared through what follows them;
+  the model's outputs are compared last (rows `output 0`, ...).
 
   Example:
     print(compare_with_keras(module, variables, keras_model, x))
@@ -92,17 +93,24 @@ def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, 
     if isinstance(output, (list, tuple)):
       continue
     compared.append((layer, output))
-  probe = keras.Model(single(graph.inputs), [o for _, o in compared])
-  theirs = probe.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-  theirs = _as_list(theirs) if len(compared) > 1 else [theirs]
+  given = inputs if len(inputs) > 1 else inputs[0]
+  outputs = _as_list(graph.outputs)
+  # Every layer with one output, then the model's outputs (which a model ending in a layer with several has).
+  probe = keras.Model(single(graph.inputs), [o for _, o in compared] + outputs)
+  theirs = _as_list(probe.predict(given, verbose=0)) if len(compared) + len(outputs) > 1 \
+      else [probe.predict(given, verbose=0)]
+  finals = _as_list(module.apply(variables, *inputs))
   rows, first = [], None
-  for (layer, _), reference in zip(compared, theirs):
-    value = ours[layer.name]
-    diff = float(np.max(np.abs(np.asarray(value, np.float64) - np.asarray(reference, np.float64)), initial=0.0))
+  named = [(layer.name, type(layer).__name__, ours[layer.name]) for layer, _ in compared]
+  named += [(f"output {i}", "model output", value) for i, value in enumerate(finals)]
+  for (name, class_name, value), reference in zip(named, theirs):
+    same_shape = np.shape(value) == np.shape(reference)
+    diff = float(np.max(np.abs(np.asarray(value, np.float64) - np.asarray(reference, np.float64)), initial=0.0)) \
+        if same_shape else float("inf")
     scale = float(np.max(np.abs(np.asarray(reference, np.float64)), initial=0.0))
-    rows.append(LayerDifference(layer.name, type(layer).__name__, diff, diff / scale if scale else diff))
-    if first is None and (np.shape(value) != np.shape(reference) or diff > atol + rtol * scale):
-      first = layer.name
+    rows.append(LayerDifference(name, class_name, diff, diff / scale if scale else diff))
+    if first is None and diff > atol + rtol * scale:
+      first = name
   return ParityReport(tuple(rows), first, atol, rtol)
 
 

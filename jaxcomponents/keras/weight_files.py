@@ -118,17 +118,28 @@ def short_weight_name(weight_name: str) -> str:
   return leaf
 
 
-def weight_key(layer_name: str, weight_name: str) -> tuple[tuple[str, ...], str]:
-  """(the sub-layers below `layer_name` that own the weight, its short name) of a stored weight path.
+def weight_keys(layer_name: str, weight_names: Sequence[str]) -> list[tuple[tuple[str, ...], str]]:
+  """(the sub-layers below `layer_name` that own it, its short name) of each stored weight path of one layer.
+
+  An RNN's cell (`lstm/lstm_cell/kernel`) is its layer's, so path parts ending in `_cell` are dropped, unless
+  two weights would then share a key (stacked cells, `rnn/gru_cell/kernel` and `rnn/simple_rnn_cell/kernel`).
 
   Example:
-    >>> weight_key("bidirectional", "bidirectional/forward_lstm/lstm_cell/kernel")
-    (('forward_lstm',), 'kernel')
+    >>> weight_keys("bidirectional", ["bidirectional/forward_lstm/lstm_cell/kernel"])
+    [(('forward_lstm',), 'kernel')]
   """
-  parts = weight_name.split(":")[0].split("/")[:-1]
-  if layer_name in parts:
-    parts = parts[parts.index(layer_name) + 1:]
-  return tuple(p for p in parts if not p.endswith("_cell")), short_weight_name(weight_name)
+  def keys(drop_cells: bool):
+    found = []
+    for weight_name in weight_names:
+      parts = weight_name.split(":")[0].split("/")[:-1]
+      if layer_name in parts:
+        parts = parts[parts.index(layer_name) + 1:]
+      found.append((tuple(p for p in parts if not (drop_cells and p.endswith("_cell"))),
+                    short_weight_name(weight_name)))
+    return found
+
+  dropped = keys(True)
+  return dropped if len(set(dropped)) == len(dropped) else keys(False)
 
 
 def split_layer(layer_name: str, named_values: Sequence[tuple[str, np.ndarray]], origin: str,
@@ -142,8 +153,8 @@ def split_layer(layer_name: str, named_values: Sequence[tuple[str, np.ndarray]],
   `conv1/conv`, read from a nested model's weights `conv1/conv/kernel:0`).
   """
   groups: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
-  for weight_name, value in named_values:
-    key, short = weight_key(layer_name, weight_name)
+  keys = weight_keys(layer_name, [weight_name for weight_name, _ in named_values])
+  for (key, short), (weight_name, value) in zip(keys, named_values):
     leaf = groups.setdefault(key, {})
     if short in leaf:
       raise ValueError(f"{origin}: layer {layer_name!r} stores weight {short!r} twice.")

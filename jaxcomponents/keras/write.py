@@ -22,7 +22,7 @@ from jaxcomponents import files
 from jaxcomponents.keras.convert import init_shapes
 from jaxcomponents.keras.pairing import pair_layers
 from jaxcomponents.keras.renaming import keras_weights
-from jaxcomponents.keras.weight_files import layers_from_model, weight_key
+from jaxcomponents.keras.weight_files import layers_from_model, weight_keys
 from jaxcomponents.variable_trees import Path, Target, fit_to, flatten_variables, leaf_layers
 
 
@@ -51,8 +51,7 @@ def write_to_model(keras_model, leaves: Mapping[Path, Mapping[Target, Any]], ski
   keras_layers = layers_from_model(keras_model, skip)
   live = {}
   for layer in keras_model.layers:
-    for variable in layer.weights:
-      key, short = weight_key(layer.name, variable.path)
+    for (key, short), variable in zip(weight_keys(layer.name, [v.path for v in layer.weights]), layer.weights):
       live[(layer.name, *key, short)] = variable
   for path, keras_layer in pair_layers(leaves, keras_layers, "path"):
     for name, value in keras_weights(path, leaves[path], keras_layer, extra_tables):

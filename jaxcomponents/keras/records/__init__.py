@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jaxcomponents.keras.record import KerasClass
-from jaxcomponents.keras.records import (_superseded, adaptive_pooling, applications, attention, core, noise,
-                                         normalization, recurrent, spatial, unet_collection)
+from jaxcomponents.keras.records import (adaptive_pooling, applications, attention, core, noise, normalization,
+                                         recurrent, spatial, unet_collection)
 from jaxcomponents.keras.records.ops import OPS
+from jaxcomponents.layers.activity import activity_regularizer_problems
 
 _FAMILIES = (core, spatial, normalization, recurrent, attention, noise, adaptive_pooling, applications, unet_collection)
 CustomRecords = tuple[tuple[str, KerasClass], ...]
@@ -30,7 +31,7 @@ def _merged() -> dict[str, KerasClass]:
       if name in merged:
         raise ValueError(f"the Keras class {name!r} is recorded twice (in {family.__name__}).")
       merged[name] = record
-  return {**{k: v for k, v in _superseded.RECORDS.items() if k not in merged}, **merged}
+  return merged
 
 
 RECORDS: dict[str, KerasClass] = _merged()
@@ -58,7 +59,7 @@ def problems(class_name: str, module: str | None, config: Mapping[str, Any], kwa
               f"from_keras(..., custom_layers={{{layer_name!r}: module_or_factory}})"]
     return [f"its class is not supported (give one: from_keras(..., custom_layers={{{class_name!r}: "
             f"module_or_factory}}))"]
-  found = rule.check(config)
+  found = rule.check(config) + activity_regularizer_problems(config)
   extra = sorted(set(kwargs) - set(rule.kwargs))
   if extra:
     found.append(f"call arguments {extra} (this layer takes {list(rule.kwargs) or 'none'})")

@@ -614,6 +614,19 @@ def _mean_squared_error():
 ALIASES = METRICS.aliases  # every accepted spelling -> its canonical name
 
 
+def compile_metric(name: str | Mapping[str, Any] | Any):
+  """A metric as `model.compile(metrics=[name])` reads it: any spelling of "accuracy" or "acc" (any case, so
+  "Accuracy" too, as Keras's compile lower-cases it) is the accuracy chosen from the batch shapes; else `get`.
+
+  Example:
+    >>> compile_metric("Accuracy") is not None
+    True
+  """
+  if isinstance(name, str) and name.lower() in ("accuracy", "acc"):
+    return get("accuracy")
+  return get(name)
+
+
 def get(name: str | Mapping[str, Any] | Any, **kwargs: Any):
   """Returns the streaming metric `name` (Keras function/class name or alias) with Keras's arguments.
 

@@ -178,3 +178,14 @@ def test_errors_name_the_parameter_value_and_allowed_values():
     metrics.get("precision", thresholds=[1.5])
   with pytest.raises(ValueError, match=r"k=0 is not allowed"):
     metrics.get("sparse_top_k_categorical_accuracy", k=0)
+
+
+@pytest.mark.parametrize("spelling", ["accuracy", "acc", "Accuracy", "ACC"])
+def test_compile_reads_every_spelling_of_accuracy_as_keras_compile_does(spelling):
+  """Keras's compile lower-cases the name: "Accuracy" there is the accuracy chosen by shape, not the exact class."""
+  y_true = np.array([2, 0, 1], np.int32)
+  y_pred = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.5, 0.4, 0.1]], np.float32)
+  def once(metric):
+    return float(metric.result(metric.update(metric.init(), y_true, y_pred, None)))
+  assert once(metrics.compile_metric(spelling)) == pytest.approx(2 / 3)
+  assert once(metrics.get("Accuracy")) == 0.0  # Keras's class: exact equality of labels and scores

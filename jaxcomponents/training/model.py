@@ -720,7 +720,7 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
     result = {}
     for index, (name, entries) in enumerate(zip(names, _per_output(value, what, names))):
       for entry in [entries] if isinstance(entries, str) else entries or ():
-        metric = metrics_lib.get(entry) if isinstance(entry, str) else entry
+        metric = metrics_lib.compile_metric(entry) if isinstance(entry, str) else entry
         result[f"{name}_{entry if isinstance(entry, str) else getattr(entry, 'name', type(entry).__name__)}"] = (
             _OnOutput(metric, index, name))
     return result

@@ -49,7 +49,7 @@ def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any] | None, taken: Se
   if not metrics:
     return {}
   if not isinstance(metrics, Mapping):
-    metrics = {name: metrics_lib.get(name) for name in metrics}
+    metrics = {name: metrics_lib.compile_metric(name) for name in metrics}
   return {(f"weighted_{name}" if name in taken else name): metric for name, metric in metrics.items()}
 
 

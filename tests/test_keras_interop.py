@@ -159,3 +159,83 @@ def test_the_old_table_name_warns_and_lists_the_records_tables():
   with pytest.warns(DeprecationWarning, match="CONVERSION_RULES is deprecated"):
     tables = weights.CONVERSION_RULES
   assert tables == weight_tables()
+
+
+# One Keras layer (and input shape) per record whose Keras class holds weights, besides those whose weights live in
+# sub-layers of Keras's own (MultiHeadAttention's EinsumDense, TimeDistributed's layer). keras-unet-collection's
+# Snake is left to tests/test_unet.py, where its class exists.
+def _layer_scale():
+  from keras.src.applications.convnext import LayerScale  # pylint: disable=import-outside-toplevel
+  return LayerScale(init_values=0.5, projection_dim=3)
+
+
+WEIGHTED = {
+    "Dense": (lambda: L.Dense(3, activation="tanh"), (4,)),
+    "EinsumDense": (lambda: L.EinsumDense("abc,cd->abd", output_shape=(None, 3), bias_axes="d"), (2, 4)),
+    "Conv1D": (lambda: L.Conv1D(3, 2, dilation_rate=2), (7, 2)),
+    "Conv2D": (lambda: L.Conv2D(3, 2, strides=2, padding="same"), (5, 5, 2)),
+    "Conv3D": (lambda: L.Conv3D(2, 2), (3, 3, 3, 2)),
+    "Conv1DTranspose": (lambda: L.Conv1DTranspose(3, 3, strides=2), (4, 2)),
+    "Conv2DTranspose": (lambda: L.Conv2DTranspose(3, 2, strides=2, padding="same"), (3, 3, 2)),
+    "Conv3DTranspose": (lambda: L.Conv3DTranspose(2, 2), (2, 2, 2, 2)),
+    "SeparableConv1D": (lambda: L.SeparableConv1D(3, 2, depth_multiplier=2), (5, 2)),
+    "SeparableConv2D": (lambda: L.SeparableConv2D(3, 2), (4, 4, 2)),
+    "DepthwiseConv1D": (lambda: L.DepthwiseConv1D(2, depth_multiplier=2), (5, 2)),
+    "DepthwiseConv2D": (lambda: L.DepthwiseConv2D(2), (4, 4, 2)),
+    "BatchNormalization": (lambda: L.BatchNormalization(axis=1), (3, 4)),
+    "LayerNormalization": (lambda: L.LayerNormalization(), (3, 4)),
+    "GroupNormalization": (lambda: L.GroupNormalization(groups=2), (3, 4)),
+    "Embedding": (lambda: L.Embedding(7, 3), None),
+    "PReLU": (lambda: L.PReLU(), (3, 4)),
+    "LayerScale": (_layer_scale, (2, 3)),
+    "LSTM": (lambda: L.LSTM(3, return_sequences=True), (4, 2)),
+    "GRU": (lambda: L.GRU(3, reset_after=False), (4, 2)),
+    "SimpleRNN": (lambda: L.SimpleRNN(3), (4, 2)),
+    "RNN": (lambda: L.RNN(L.StackedRNNCells([L.LSTMCell(3), L.GRUCell(2)])), (4, 2)),
+    "LSTMCell": (lambda: L.RNN(L.LSTMCell(3)), (4, 2)),
+    "GRUCell": (lambda: L.RNN(L.GRUCell(3)), (4, 2)),
+    "SimpleRNNCell": (lambda: L.RNN(L.SimpleRNNCell(3)), (4, 2)),
+    "ConvLSTM1D": (lambda: L.ConvLSTM1D(2, 2), (3, 4, 2)),
+    "ConvLSTM2D": (lambda: L.ConvLSTM2D(2, 2, padding="same"), (3, 3, 3, 1)),
+    "ConvLSTM3D": (lambda: L.ConvLSTM3D(2, 2), (2, 3, 3, 3, 1)),
+    "Bidirectional": (lambda: L.Bidirectional(L.GRU(2), backward_layer=L.LSTM(2, go_backwards=True)), (4, 2)),
+    "TimeDistributed": (lambda: L.TimeDistributed(L.Dense(2)), (3, 4)),
+    "MultiHeadAttention": (lambda: L.MultiHeadAttention(2, 3), "self"),
+    "Attention": (lambda: L.Attention(score_mode="concat"), "pair"),
+    "AdditiveAttention": (lambda: L.AdditiveAttention(), "pair"),
+    "Normalization": (lambda: L.Normalization(mean=[0.5, 1.0], variance=[2.0, 3.0]), (2,)),
+}
+
+
+def test_every_record_with_weights_has_a_round_trip_below():
+  with_weights = {name for name, record in records.RECORDS.items() if record.weights} - {"Snake"}
+  assert with_weights <= set(WEIGHTED), sorted(with_weights - set(WEIGHTED))
+
+
+@pytest.mark.parametrize("class_name", sorted(WEIGHTED))
+def test_every_weighted_record_converts_and_goes_back(class_name):
+  """Keras's layer with random weights: from_keras computes what it computes; to_keras restores its weights."""
+  make, shape = WEIGHTED[class_name]
+
+  def build():
+    if shape == "self" or shape == "pair":
+      query, value = keras.Input((3, 4)), keras.Input((5, 4))
+      layer = make()
+      out = layer(query, value) if shape == "self" else layer([query, value])
+      return keras.Model([query, value], out)
+    inputs = keras.Input((5,), dtype="int32") if shape is None else keras.Input(shape)
+    return keras.Model(inputs, make()(inputs))
+
+  model = build()
+  randomize(model, 1)
+  rng = np.random.default_rng(2)
+  if shape is None:
+    x = rng.integers(0, 7, (2, 5)).astype("int32")
+  elif shape in ("self", "pair"):
+    x = [rng.normal(size=(2, 3, 4)).astype("float32"), rng.normal(size=(2, 5, 4)).astype("float32")]
+  else:
+    x = rng.normal(size=(2, *shape)).astype("float32")
+  module, variables = from_keras(model, check=x)
+  copy = to_keras(module, variables, _fresh_copy(model))
+  for original, restored in zip(model.weights, copy.weights):
+    np.testing.assert_array_equal(np.asarray(restored), np.asarray(original), err_msg=original.path)

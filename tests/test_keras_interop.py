@@ -1,6 +1,7 @@
 """The Keras interop package: one record per Keras class, channels-first layers, custom layers, writing back."""
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -239,3 +240,107 @@ def test_every_weighted_record_converts_and_goes_back(class_name):
   copy = to_keras(module, variables, _fresh_copy(model))
   for original, restored in zip(model.weights, copy.weights):
     np.testing.assert_array_equal(np.asarray(restored), np.asarray(original), err_msg=original.path)
+
+
+def test_weight_regularizers_train_one_step_as_keras_and_constraints_are_refused():
+  """`kernel_regularizer=` & co. add Keras's penalty once a step; a constraint, which Keras's optimizer applies, is
+  refused rather than ignored."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel,reimported
+  from jaxcomponents import optimizers  # pylint: disable=import-outside-toplevel
+  from jaxcomponents.training import TrainState, make_eval_step, make_train_step  # pylint: disable=C0415
+
+  inputs = keras.Input((4,))
+  h = L.Dense(5, activation="tanh", kernel_regularizer=keras.regularizers.L1L2(0.01, 0.02), bias_regularizer="l2")(
+      inputs)
+  h = L.Conv1D(2, 2, kernel_regularizer="l1")(L.Reshape((5, 1))(h))
+  frozen = L.Dense(3, kernel_regularizer="l2", name="frozen")
+  model = keras.Model(inputs, L.Dense(2, kernel_regularizer="l2")(L.Flatten()(h)))
+  randomize(model, 4)
+  rng = np.random.default_rng(5)
+  x, y = rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(6, 2)).astype("float32")
+  module, variables = from_keras(model, check=x)
+  state = TrainState.create(module, optimizers.get("sgd", learning_rate=0.1), variables=variables)
+  model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+  eval_step = make_eval_step("mse")
+  _, evaluated = eval_step(eval_step.reset(state), {"x": x, "y": y})
+  np.testing.assert_allclose(evaluated["loss"], model.evaluate(x, y, verbose=0), rtol=1e-5)
+  keras_loss = model.train_on_batch(x, y)
+  state, logs = make_train_step("mse")(state, {"x": jnp.asarray(x), "y": jnp.asarray(y)})
+  np.testing.assert_allclose(logs["loss"], keras_loss, rtol=1e-5)
+  trained = to_keras(module, state.variables, _fresh_copy(model))
+  for ours, theirs in zip(trained.weights, model.weights):
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6, err_msg=theirs.path)
+
+  constrained = keras.Sequential([keras.Input((4,)), L.Dense(2, kernel_constraint="max_norm"), frozen])
+  with pytest.raises(ValueError, match=r"kernel_constraint=.* \(constraints are applied by Keras's optimizer step"):
+    from_keras(constrained)
+
+
+def test_nested_models_as_outputs_dict_inputs_and_outputs_and_check():
+  inner_in = keras.Input((3,))
+  inner = keras.Model(inner_in, L.Dense(2, name="inner_dense")(inner_in), name="inner")
+  a, b = keras.Input((3,), name="a"), keras.Input((3,), name="b")
+  model = keras.Model({"a": a, "b": b}, {"p": inner(a), "q": L.Dense(2, name="q_dense")(L.Add()([a, b]))})
+  randomize(model, 6)
+  rng = np.random.default_rng(6)
+  x = {"a": rng.normal(size=(2, 3)).astype("float32"), "b": rng.normal(size=(2, 3)).astype("float32")}
+  module, variables = from_keras(model, check=[x["a"], x["b"]])
+  ours, theirs = module.apply(variables, x), model(x)
+  assert set(ours) == {"p", "q"}
+  for key in ours:
+    np.testing.assert_allclose(np.asarray(ours[key]), np.asarray(theirs[key]), rtol=1e-5, atol=1e-6)
+
+
+def test_masks_crossing_a_nested_model_lora_and_quantized_layers_are_refused():
+  ids = keras.Input((6,), dtype="int32")
+  embed = keras.Model(ids, L.Embedding(10, 4, mask_zero=True)(ids), name="embed")
+  outer = keras.Input((6,), dtype="int32")
+  with pytest.raises(ValueError, match=r"embed \(Functional\): a mask enters or leaves this nested model"):
+    from_keras(keras.Model(outer, L.LSTM(3)(embed(outer))))
+  lora = keras.Sequential([keras.Input((4,)), L.Dense(3, lora_rank=2, name="adapted")])
+  with pytest.raises(ValueError, match=r"adapted \(Dense\): lora_rank=2 \(only None: LoRA weights are not converted"):
+    from_keras(lora)
+
+
+def test_frozen_layers_train_as_keras_trains_them():
+  """`trainable=False`: Keras's fit leaves the weights alone, and a frozen BatchNormalization normalizes with its
+  moving statistics; `Model.compile` on a converted model does the same."""
+  from jaxcomponents import Model, optimizers  # pylint: disable=import-outside-toplevel
+
+  inputs = keras.Input((4,))
+  norm, dense = L.BatchNormalization(name="norm"), L.Dense(3, activation="tanh", name="frozen_dense")
+  model = keras.Model(inputs, L.Dense(2, name="head")(dense(norm(inputs))))
+  randomize(model, 7)
+  norm.trainable = dense.trainable = False
+  rng = np.random.default_rng(7)
+  x, y = rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
+  module, variables = from_keras(model)
+  assert module.frozen(variables["params"]) == [r"norm(/.*)?", r"frozen_dense(/.*)?"]
+  ours = Model(module, variables)
+  ours.compile(optimizer=optimizers.get("sgd", learning_rate=0.1), loss="mse")
+  model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+  np.testing.assert_allclose(ours.train_on_batch(x, y), model.train_on_batch(x, y), rtol=1e-5)
+  trained = to_keras(module, ours.variables, _fresh_copy(model))
+  for mine, theirs in zip(trained.weights, model.weights):
+    np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5, atol=1e-6, err_msg=theirs.path)
+
+
+def test_time_distributed_passes_each_step_its_mask_and_batch_statistics():
+  ids = keras.Input((3, 5), dtype="int32")
+  pooled = L.TimeDistributed(L.GlobalAveragePooling1D())(L.Embedding(10, 4, mask_zero=True)(ids))
+  model = keras.Model(ids, pooled)
+  randomize(model, 8)
+  x = np.random.default_rng(8).integers(0, 4, (2, 3, 5)).astype("int32")
+  module, variables = from_keras(model, check=x)
+  _close(module, variables, model, x)
+
+  frames = keras.Input((3, 4))
+  model = keras.Model(frames, L.TimeDistributed(L.BatchNormalization())(frames))
+  randomize(model, 9)
+  x = np.random.default_rng(9).normal(size=(5, 3, 4)).astype("float32")
+  module, variables = from_keras(model)
+  y, updated = module.apply(variables, x, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(np.asarray(y), np.asarray(model(x, training=True)), rtol=1e-5, atol=1e-5)
+  keras_mean = [np.asarray(w) for w in model.weights if w.path.endswith("moving_mean")][0]
+  ours_mean = [v for v in jax.tree.leaves(updated) if v.shape == keras_mean.shape]
+  np.testing.assert_allclose(np.asarray(ours_mean[0]), keras_mean, rtol=1e-5, atol=1e-6)

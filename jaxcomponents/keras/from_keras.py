@@ -129,15 +129,25 @@ def _with_implicit_masks(graph) -> dict[str, Any]:
   from keras.src.ops.function import make_node_key  # pylint: disable=import-outside-toplevel
 
   calls = []  # (layer name, index among the graph's nodes of the layer, {keyword: masks})
+  crossing = []  # nested models a mask enters or leaves
   for operation in graph.operations:
     kept = 0
     for index, node in enumerate(operation._inbound_nodes):  # pylint: disable=protected-access
       if make_node_key(operation, index) in graph._nodes:  # pylint: disable=protected-access
-        if isinstance(operation, keras.layers.Layer) and not hasattr(operation, "layers"):
+        if hasattr(operation, "layers"):
+          tensors = [*keras.tree.flatten(node.arguments.args), *keras.tree.flatten(node.arguments.kwargs),
+                     *keras.tree.flatten(node.output_tensors), *keras.tree.flatten(operation.outputs)]
+          if any(getattr(t, "_keras_mask", None) is not None for t in tensors):
+            crossing.append(f"{operation.name} ({type(operation).__name__}): a mask enters or leaves this nested "
+                            f"model (build the model flat, or give the mask as an input)")
+        elif isinstance(operation, keras.layers.Layer):
           masks = _implicit_masks(operation, node)
           if masks:
             calls.append((operation.name, kept, masks))
         kept += 1
+  if crossing:
+    raise ValueError(f"the Keras model {graph.name!r} has {len(crossing)} layer(s) jaxcomponents cannot compute:\n  "
+                     + "\n  ".join(crossing))
   if not calls:
     return graph.get_config()
   masks = [m for _, _, found in calls for m in keras.tree.flatten(found) if m is not None]

@@ -27,14 +27,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcomponents.keras import records
-from jaxcomponents.layers.activity import with_activity_regularizer
+from jaxcomponents.keras import records, regularization
+from jaxcomponents.layers.activity import LOSSES, with_activity_regularizer
 from jaxcomponents.layers.precision import PrecisionFields
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
@@ -69,6 +70,8 @@ class Graph:
   entries: dict[str, Entry]
   inputs: tuple[Ref, ...]
   outputs: tuple[Ref, ...]
+  input_keys: tuple[str, ...] | None = None  # a model taking a dict: its keys, in the order of `inputs`
+  output_keys: tuple[str, ...] | None = None  # a model giving a dict: its keys, in the order of `outputs`
 
 
 def _refs(value):
@@ -82,10 +85,21 @@ def _refs(value):
   return value
 
 
-def _ref_list(value) -> tuple[Ref, ...]:
-  if value and isinstance(value[0], str):  # a single [name, node, tensor]
+def _ref_list(value, entries: Mapping[str, Entry]) -> tuple[tuple[Ref, ...], tuple[str, ...] | None]:
+  """The model's inputs or outputs as `Ref`s, and their keys where the model takes or gives a dict.
+
+  A nested Functional model's output is counted from 1, as Keras counts its built-in node first.
+  """
+  keys = None
+  if isinstance(value, Mapping):
+    keys, value = tuple(value), list(value.values())
+  elif value and isinstance(value[0], str):  # a single [name, node, tensor]
     value = [value]
-  return tuple(Ref(*v) for v in value)
+  refs = []
+  for name, node, tensor in value:
+    functional = name in entries and entries[name].class_name == "Functional"
+    refs.append(Ref(name, node - 1 if functional and node > 0 else node, tensor))
+  return tuple(refs), keys
 
 
 def _sequential(config: Mapping[str, Any]) -> Graph:
@@ -113,7 +127,9 @@ def parse(config: Mapping[str, Any]) -> Graph:
                   for n in layer.get("inbound_nodes", ()))
     entries[layer["name"]] = Entry(layer["name"], layer["class_name"], layer.get("module"),
                                    dict(layer["config"]), nodes)
-  return Graph(entries, _ref_list(config["input_layers"]), _ref_list(config["output_layers"]))
+  inputs, input_keys = _ref_list(config["input_layers"], entries)
+  outputs, output_keys = _ref_list(config["output_layers"], entries)
+  return Graph(entries, inputs, outputs, input_keys, output_keys)
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,6 +145,33 @@ def _tensor_refs(value) -> list[Ref]:
   if isinstance(value, (list, tuple)):
     return [r for v in value for r in _tensor_refs(v)]
   return []
+
+
+def _frozen_patterns(graph: Graph, prefix: tuple[str, ...]) -> list[str]:
+  found = []
+  for entry in graph.entries.values():
+    path = (*prefix, entry.name)
+    if entry.config.get("trainable", True) is False:
+      found.append(re.escape("/".join(path)) + "(/.*)?")
+    elif entry.is_model:
+      found += _frozen_patterns(parse(entry.config), path)
+  return found
+
+
+def _param_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+  return [p for key, value in tree.items()
+          for p in (_param_paths(value, (*prefix, key)) if isinstance(value, Mapping) else [(*prefix, key)])]
+
+
+def _leaves_named(tree: Mapping[str, Any], name: str) -> list[Any]:
+  """Every array named `name` in a module's variables (one per direction of a `Bidirectional`)."""
+  found = []
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      found += _leaves_named(value, name)
+    elif key == name:
+      found.append(value)
+  return found
 
 
 def _passed(key: str, value) -> bool:
@@ -226,12 +269,24 @@ class KerasGraph(PrecisionFields):
     graph = parse_json(self.config)
     values = self.run(*inputs, train=train)
     outputs = tuple(values[r] for r in graph.outputs)
+    if graph.output_keys is not None:
+      return dict(zip(graph.output_keys, outputs))
     return outputs[0] if len(outputs) == 1 else outputs
 
   @property
   def output_names(self) -> list[str]:
     """The Keras model's output names (its output layers' names), in order, as Keras's `model.output_names`."""
     return [r.layer for r in parse_json(self.config).outputs]
+
+  def frozen(self, params: Mapping[str, Any]) -> list[str]:
+    """Path patterns (for `jaxcomponents.training.freeze`) of the parameters of layers Keras does not train
+    (`trainable=False` in their config, or in a nested model's); `Model.compile` freezes them as Keras does.
+
+    Example:
+      tx = freeze(optax.adam(1e-3), module.frozen(variables["params"]))
+    """
+    return [pattern for pattern in _frozen_patterns(parse_json(self.config), ())
+            if any(re.fullmatch(pattern, "/".join(path)) for path in _param_paths(params))]
 
   def layer_outputs(self, *inputs, train: bool = False) -> dict[str, Any]:
     """Each layer's first output at its first call, by layer name (to compare with Keras layer by layer)."""
@@ -242,9 +297,9 @@ class KerasGraph(PrecisionFields):
   def run(self, *inputs, train: bool = False) -> dict[Ref, Any]:
     """Every tensor the outputs depend on, by `Ref`."""
     graph = parse_json(self.config)
-    if len(inputs) == 1 and len(graph.inputs) > 1 and isinstance(inputs[0], (list, tuple, dict)):
+    if len(inputs) == 1 and (len(graph.inputs) > 1 or graph.input_keys) and isinstance(inputs[0], (list, tuple, dict)):
       given = inputs[0]  # one list (or dict by input name) of the inputs, as a Keras model is called
-      names = [r.layer for r in graph.inputs]
+      names = list(graph.input_keys or [r.layer for r in graph.inputs])
       if isinstance(given, dict) and set(given) != set(names):
         raise ValueError(f"the inputs are named {sorted(given)}; the model's inputs are {names}.")
       inputs = tuple(given[n] for n in names) if isinstance(given, dict) else tuple(given)
@@ -284,4 +339,20 @@ class KerasGraph(PrecisionFields):
         out = calls[layer](*args, train=train, **kwargs)
       for i, value in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
         values[Ref(layer, node, i)] = value
+    self._sow_weight_regularization(graph)
     return values
+
+  def _sow_weight_regularization(self, graph: Graph) -> None:
+    """Keras's penalty of every regularized weight (`kernel_regularizer=`, ...), once, into `"losses"`."""
+    if self.is_initializing() or not self.is_mutable_collection(LOSSES):
+      return
+    params = self.variables.get("params", {})
+    for entry in graph.entries.values():
+      if entry.is_model or entry.name not in params:
+        continue
+      rule = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
+      for collection, variable, l1, l2 in regularization.regularized_weights(entry.config, rule.weights):
+        weights = _leaves_named(params[entry.name], variable) if collection == "params" else []
+        if weights:
+          self.sow(LOSSES, f"{entry.name}/{variable}_regularizer",
+                   sum(regularization.penalty(w, l1, l2) for w in weights))

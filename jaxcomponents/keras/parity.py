@@ -84,8 +84,8 @@ def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, 
   ours = module.apply(variables, *inputs, method=KerasGraph.layer_outputs)
   compared = []
   for layer in graph.layers:
-    if layer.name not in ours or type(layer).__name__ == "InputLayer":
-      continue
+    if layer.name not in ours or type(layer).__name__ == "InputLayer" or hasattr(layer, "layers"):
+      continue  # a nested model's `output` is its own graph's tensor: compared through what follows it
     try:
       output = layer.output
     except (AttributeError, ValueError, RuntimeError):  # shared: no single output
@@ -94,12 +94,13 @@ def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, 
       continue
     compared.append((layer, output))
   given = inputs if len(inputs) > 1 else inputs[0]
-  outputs = _as_list(graph.outputs)
+  outputs = keras.tree.flatten(graph.outputs)  # a dict of outputs by sorted key, as Keras flattens it
   # Every layer with one output, then the model's outputs (which a model ending in a layer with several has).
   probe = keras.Model(single(graph.inputs), [o for _, o in compared] + outputs)
   theirs = _as_list(probe.predict(given, verbose=0)) if len(compared) + len(outputs) > 1 \
       else [probe.predict(given, verbose=0)]
-  finals = _as_list(module.apply(variables, *inputs))
+  finals = module.apply(variables, *inputs)
+  finals = [finals[k] for k in sorted(finals)] if isinstance(finals, dict) else _as_list(finals)
   rows, first = [], None
   named = [(layer.name, type(layer).__name__, ours[layer.name]) for layer, _ in compared]
   named += [(f"output {i}", "model output", value) for i, value in enumerate(finals)]

@@ -99,7 +99,7 @@ _KERAS_REGULARIZERS = {"L1": {"l1": 0.01}, "L2": {"l2": 0.01}, "L1L2": {"l1": 0.
 _ALIASES = {"l1": "L1", "l2": "L2", "l1l2": "L1L2", "L1": "L1", "L2": "L2", "L1L2": "L1L2"}
 
 
-def regularizer_factors(regularizer: Any) -> tuple[float, float]:
+def regularizer_factors(regularizer: Any, parameter: str = "activity_regularizer") -> tuple[float, float]:
   """`(l1, l2)` of a Keras regularizer config (`"l2"`, or `{"class_name": "L2", "config": {"l2": 0.01}}`).
 
   Raises:
@@ -116,7 +116,7 @@ def regularizer_factors(regularizer: Any) -> tuple[float, float]:
   else:
     class_name, config = None, {}
   if class_name is None:
-    raise ValueError(f"activity_regularizer={regularizer!r} is not allowed; expected one of Keras's L1, L2 or L1L2 "
+    raise ValueError(f"{parameter}={regularizer!r} is not allowed; expected one of Keras's L1, L2 or L1L2 "
                      f"regularizers ('l1', 'l2', 'l1l2' or their serialized configs).")
   factors = {**_KERAS_REGULARIZERS[class_name], **{k: v for k, v in config.items() if k in ("l1", "l2")}}
   return _factor("l1", factors.get("l1", 0.0)), _factor("l2", factors.get("l2", 0.0))

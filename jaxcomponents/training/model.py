@@ -26,9 +26,11 @@ from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import array_leaves, map_arrays
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.inference import apply_inference
+from jaxcomponents.keras.graph import KerasGraph
 from jaxcomponents.training.callbacks import CallbackList, History, pythonify
 from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, is_dataset,
                                          run_evaluate, run_fit)
+from jaxcomponents.training.freeze import freeze
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import (OutputLoss, Step, batch_size_of, make_eval_step, make_train_step,
@@ -257,6 +259,7 @@ class Model:
       raise ValueError(f"optimizer={optimizer!r} is not allowed; expected a Keras optimizer name (e.g. 'adam') or "
                        "an optax.GradientTransformation (e.g. jaxcomponents.optimizers.get('adam', "
                        "learning_rate=1e-3)).")
+    tx = self._keras_frozen(tx)
     if isinstance(loss, (Mapping, list, tuple)):
       loss_fn, output_losses, metrics, weighted_metrics = _outputs(
           loss, loss_weights, metrics, weighted_metrics, getattr(self.module, "output_names", None))
@@ -280,6 +283,14 @@ class Model:
     if self._variables is not None:
       self._state = TrainState.create(self.module, tx, variables=self._variables, seed=self.seed)
       self._variables = None
+
+  def _keras_frozen(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` leaving alone the layers a converted Keras model marks `trainable=False`, as Keras's `fit` does."""
+    variables = self._state.variables if self._state is not None else self._variables
+    if not isinstance(self.module, KerasGraph) or variables is None:
+      return tx
+    patterns = self.module.frozen(variables.get("params", {}))
+    return freeze(tx, patterns) if patterns else tx
 
   @property
   def compiled(self) -> bool:

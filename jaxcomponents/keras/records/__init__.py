@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxcomponents.keras import regularization
 from jaxcomponents.keras.record import KerasClass
 from jaxcomponents.keras.records import (adaptive_pooling, applications, attention, core, noise, normalization,
                                          recurrent, spatial, unet_collection)
@@ -49,6 +50,21 @@ def rule_for(class_name: str, module: str | None, layer_name: str = "",
   return RECORDS.get(class_name)
 
 
+def _adapted_weights(config: Mapping[str, Any]) -> list[str]:
+  """LoRA and quantized layers keep weights no record converts."""
+  found = []
+  if config.get("lora_rank"):
+    found.append(f"lora_rank={config['lora_rank']!r} (only None: LoRA weights are not converted)")
+  if config.get("quantization_config") is not None:
+    found.append(f"quantization_config={config['quantization_config']!r} (only None: quantized weights are not "
+                 f"converted)")
+  dtype = config.get("dtype")
+  policy = dtype.get("config", {}).get("name") if isinstance(dtype, Mapping) else dtype
+  if isinstance(policy, str) and policy.startswith(("int8", "int4", "float8", "gptq")):
+    found.append(f"dtype={policy!r} (quantized weights are not converted)")
+  return found
+
+
 def problems(class_name: str, module: str | None, config: Mapping[str, Any], kwargs: Sequence[str] = (),
              layer_name: str = "", custom: CustomRecords = ()) -> list[str]:
   """What keeps one graph entry from being computed (empty when it is supported)."""
@@ -59,7 +75,8 @@ def problems(class_name: str, module: str | None, config: Mapping[str, Any], kwa
               f"from_keras(..., custom_layers={{{layer_name!r}: module_or_factory}})"]
     return [f"its class is not supported (give one: from_keras(..., custom_layers={{{class_name!r}: "
             f"module_or_factory}}))"]
-  found = rule.check(config) + activity_regularizer_problems(config)
+  found = (rule.check(config) + activity_regularizer_problems(config) + regularization.problems(config, rule.weights)
+           + _adapted_weights(config))
   extra = sorted(set(kwargs) - set(rule.kwargs))
   if extra:
     found.append(f"call arguments {extra} (this layer takes {list(rule.kwargs) or 'none'})")

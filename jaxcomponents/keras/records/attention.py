@@ -32,12 +32,8 @@ def _shape(value):
 
 
 def _quantization(config) -> list[str]:
-  found = [f"lora_rank={config['lora_rank']!r} (only None)"] if config.get("lora_rank") else []
-  if config.get("quantization_config") is not None:
-    found.append("quantization_config (only None: a float layer)")
-  if config.get("gptq_unpacked_column_size"):
-    found.append("gptq_unpacked_column_size (only a float layer)")
-  return found
+  """GPTQ's packed kernel (LoRA and quantized layers in general are refused for every class)."""
+  return ["gptq_unpacked_column_size (only a float layer)"] if config.get("gptq_unpacked_column_size") else []
 
 
 def _multi_head_attention_check(config) -> list[str]:

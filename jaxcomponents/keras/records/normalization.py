@@ -52,7 +52,8 @@ def _batch_norm(config, name, options):
   layer = BatchNorm(axis=axis, momentum=config.get("momentum", 0.99), epsilon=config.get("epsilon", 1e-3),
                     use_bias=config.get("center", True), use_scale=config.get("scale", True), name=name,
                     **_module_options(options))
-  return lambda x, train: layer(x, use_running_average=not train)
+  frozen = config.get("trainable", True) is False  # Keras normalizes with the moving statistics, never updated
+  return lambda x, train: layer(x, use_running_average=frozen or not train)
 
 
 def _batch_norm_check(config) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxcomponents.keras.config import Config, activation_name, all_checks, as_tuple, channels_last, known_activation
 from jaxcomponents.keras.record import KerasClass
@@ -244,19 +245,31 @@ class _TimeDistributed(nn.Module):
   options: Any
 
   @nn.compact
-  def __call__(self, x, *, train):
+  def __call__(self, x, mask=None, *, train):
     from jaxcomponents.keras.records import RECORDS  # pylint: disable=import-outside-toplevel
-    inner = RECORDS[self.inner_class].build(_thaw(self.config), self.inner_name, _thaw(self.options))
+    record = RECORDS[self.inner_class]
+    config = _thaw(self.config)
+    inner = record.build(config, self.inner_name, _thaw(self.options))
     batch, time = x.shape[:2]
-    y = inner(x.reshape(batch * time, *x.shape[2:]), train=train)
+    # Keras hands each step its mask where the inner layer's call takes one, and drops it otherwise.
+    masks = mask if mask is not None and "mask" in record.kwargs else None
+    if train and self.inner_class in _STATISTICS_PER_STEP and config.get("trainable", True) is not False:
+      # Keras loops over the steps: batch statistics per step, the moving averages updated once per step.
+      steps = [inner(x[:, t], train=True, **({} if masks is None else {"mask": masks[:, t]})) for t in range(time)]
+      return jnp.stack(steps, axis=1)
+    kwargs = {} if masks is None else {"mask": masks.reshape(batch * time, *masks.shape[2:])}
+    y = inner(x.reshape(batch * time, *x.shape[2:]), train=train, **kwargs)
     return y.reshape(batch, time, *y.shape[1:])
+
+
+_STATISTICS_PER_STEP = ("BatchNormalization",)
 
 
 def _time_distributed(config, name, options):
   class_name, inner = _inner(config)
   layer = _TimeDistributed(class_name, _freeze(inner), inner.get("name", class_name.lower()),
                            _freeze(options), name=name)
-  return lambda x, train, mask=None: layer(x, train=train)
+  return lambda x, train, mask=None: layer(x, mask, train=train)
 
 
 def _freeze(value):

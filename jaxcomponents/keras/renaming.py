@@ -9,9 +9,9 @@ variables are named as the Keras weights (a custom layer) needs no table.
 Example:
   >>> import numpy as np
   >>> from jaxcomponents.keras.weight_files import KerasLayer
-  >>> layer = KerasLayer("norm", {"gamma": np.ones(3), "beta": np.zeros(3)}, "example")
-  >>> dict(table_for(layer, {("params", "scale"), ("params", "bias")}))
-  {'gamma': ('params', 'scale'), 'beta': ('params', 'bias')}
+  >>> layer = KerasLayer("dense", {"kernel": np.ones((2, 3)), "bias": np.zeros(3)}, "example")
+  >>> dict(table_for(layer, {("params", "kernel"), ("params", "bias")}))
+  {'kernel': ('params', 'kernel'), 'bias': ('params', 'bias')}
 """
 
 from __future__ import annotations

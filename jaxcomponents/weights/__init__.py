@@ -14,6 +14,9 @@ The Keras names live in the Keras interop package, `jaxcomponents.keras`, and ar
 
 from typing import Any
 
+# The old module `weights.from_keras` is loaded before the function of that name is bound here, so that loading it
+# later (a doctest run, an old import) does not put the module in the function's place.
+import jaxcomponents.weights.from_keras  # noqa: F401  pylint: disable=unused-import
 from jaxcomponents.deprecation import warn
 from jaxcomponents.keras.convert import convert_layers, load_keras
 from jaxcomponents.keras.from_keras import from_keras, to_keras

@@ -356,3 +356,13 @@ def test_stacked_cells_with_keras_automatic_names():
   x = random_input((2, 4, 3))
   module, variables = from_keras(model, check=x)
   all_close(module.apply(variables, x), model(x))
+
+
+def test_a_stateful_layer_is_not_trained_with_its_states_silently_dropped():
+  x = np.ones((2, 3, 4), np.float32)
+  for layer in (Recurrent(3, stateful=True), RNN(LSTMCell(3), stateful=True)):
+    variables = layer.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"is trained without its states kept: apply it with mutable=\['states'\]"):
+      layer.apply(variables, x, train=True)
+    _, kept = layer.apply(variables, x, train=True, mutable=["states"])
+    assert jax.tree.leaves(kept["states"])

@@ -90,8 +90,17 @@ def scan_cell(cell: nn.Module, carry: Carry, x: jax.Array, mask: jax.Array | Non
   return (jnp.swapaxes(ys, 0, 1) if return_sequences else ys[-1]), final
 
 
-def kept_states(module: nn.Module, states: Carry, given: bool) -> Carry:
-  """A stateful layer's initial states: those kept in collection "states" (unless `given`), else `states`."""
+def kept_states(module: nn.Module, states: Carry, given: bool, train: bool = False) -> Carry:
+  """A stateful layer's initial states: those kept in collection "states" (unless `given`), else `states`.
+
+  Raises:
+    ValueError: in training without collection "states" mutable (the train steps do not carry it yet): the states
+      would silently start from zeros at every batch, where Keras carries them.
+  """
+  if train and not module.is_initializing() and not module.is_mutable_collection(STATES):
+    raise ValueError(f"the stateful layer {module.name!r} is trained without its states kept: apply it with "
+                     f"mutable=[{STATES!r}] and carry them, as Keras does; jaxcomponents' train steps do not carry "
+                     f"them yet (build the layer with stateful=False to train it).")
   if module.is_initializing() or not module.has_variable(STATES, "rnn_state"):
     return states
   kept = tuple(module.get_variable(STATES, "rnn_state"))
@@ -242,7 +251,7 @@ class Recurrent(PrecisionFields):
     directions = 2 if self.bidirectional else 1
     states = self._initial_states(batch, dtype, initial_state, directions)
     if self.stateful:
-      states = kept_states(self, states, initial_state is not None)
+      states = kept_states(self, states, initial_state is not None, train)
     n = self._cell_type.num_states
     zero_output = self.zero_output_for_mask
     if zero_output is None:
@@ -526,7 +535,7 @@ def run_rnn(module: nn.Module, cell: nn.Module, x: jax.Array, *, train: bool, ma
                        f"expected {len(shapes)} of shapes {list(shapes)} ({type(cell).__name__}'s states).")
     states = tuple(jnp.asarray(s, dtype) for s in given)
   if stateful:
-    states = kept_states(module, states, given is not None)
+    states = kept_states(module, states, given is not None, train)
   masks = (None, None)
   if train and any(_rates(cell)):
     masks = dropout_masks(cell, module.make_rng("dropout"), step_shape, dtype)

@@ -85,7 +85,8 @@ def test_conv_lstm_matches_keras(keras_class, ours, shape, options, masked):
   random_weights(layer)
   params = keras_params(layer)
   assert set(params) == {"conv_lstm_cell"}
-  all_close(ours(**options).apply({"params": params}, x, **kwargs), layer(x, **kwargs))
+  ours_options = {("features" if k == "filters" else k): v for k, v in options.items()}  # one name: features
+  all_close(ours(**ours_options).apply({"params": params}, x, **kwargs), layer(x, **kwargs))
 
 
 def test_conv_lstm_initial_state_and_weight_layout():

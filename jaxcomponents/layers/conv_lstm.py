@@ -2,12 +2,12 @@
 
 An LSTM whose input and recurrent transformations are convolutions
 (`keras/src/layers/rnn/conv_lstm.py`): the gates i, f, c, o are the four
-blocks of `filters` output channels of `conv(x, kernel) + bias +
+blocks of `features` output channels (Keras's `filters`) of `conv(x, kernel) + bias +
 conv(h, recurrent_kernel)`. The input convolution takes the layer's strides,
 padding and dilation; the recurrent one is stride 1, "same", undilated, so the
-states keep the input convolution's output shape `(batch, *spatial, filters)`.
-Weights have Keras's names and layouts: `kernel (*kernel_size, in, 4 * filters)`,
-`recurrent_kernel (*kernel_size, filters, 4 * filters)`, `bias (4 * filters,)`.
+states keep the input convolution's output shape `(batch, *spatial, features)`.
+Weights have Keras's names and layouts: `kernel (*kernel_size, in, 4 * features)`,
+`recurrent_kernel (*kernel_size, features, 4 * features)`, `bias (4 * features,)`.
 
 The layers run the cell with `RNN`'s scan (`jaxcomponents.layers.recurrent`),
 so masks, `go_backwards`, `initial_state`, `stateful` and dropout behave as
@@ -62,18 +62,18 @@ class ConvLSTMCell(PrecisionFields):
   """Keras's `ConvLSTMCell`: one step of a convolutional LSTM; carry `(h, c)`, output `h`.
 
   Attributes:
-    filters: output channels (the states' channels).
+    features: output channels, the states' (Keras's `filters`).
     kernel_size: the window, one size per spatial axis (its length is the rank, 1 to 3).
     strides, dilation_rate: of the input convolution (not both above 1, as in Keras).
     padding: "valid" or "same", of the input convolution.
     activation, recurrent_activation: Keras names or callables (tanh, sigmoid).
-    use_bias: add `bias (4 * filters,)` to the input convolution.
+    use_bias: add `bias (4 * features,)` to the input convolution.
     unit_forget_bias: initialize the forget-gate bias to 1.
     dropout, recurrent_dropout: Keras's rates, read by `RNN` (masks per gate).
     dtype, param_dtype, precision: keyword-only; see `jaxcomponents.layers.precision`.
   """
 
-  filters: int
+  features: int
   kernel_size: Sequence[int]
   strides: Sequence[int] | int = 1
   padding: str = "valid"
@@ -89,10 +89,6 @@ class ConvLSTMCell(PrecisionFields):
   keras_name: ClassVar[str] = "conv_lstm"
   per_gate_dropout: ClassVar[bool] = True
 
-  @property
-  def features(self) -> int:
-    return self.filters
-
   def _geometry(self) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     kernel_size = tuple(self.kernel_size) if isinstance(self.kernel_size, (list, tuple)) else (self.kernel_size,)
     rank = len(kernel_size)
@@ -105,13 +101,13 @@ class ConvLSTMCell(PrecisionFields):
       raise ValueError(f"strides={self.strides!r} with dilation_rate={self.dilation_rate!r} is not allowed; expected "
                        f"strides 1 or dilation_rate 1 (as Keras requires).")
     check_choice("padding", self.padding, PADDINGS)
-    check_positive_int("filters", self.filters)
+    check_positive_int("features", self.features)
     check_rate("dropout", self.dropout)
     check_rate("recurrent_dropout", self.recurrent_dropout)
     return rank, kernel_size, strides, dilation
 
   def state_shapes(self, x_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    """The states' shape `(batch, *output_spatial, filters)` for a step input of shape `x_shape`."""
+    """The states' shape `(batch, *output_spatial, features)` for a step input of shape `x_shape`."""
     rank, kernel_size, strides, dilation = self._geometry()
     if len(x_shape) != rank + 2:
       raise ValueError(f"a step input of shape {tuple(x_shape)} is not allowed for kernel_size {kernel_size}; expected "
@@ -123,7 +119,7 @@ class ConvLSTMCell(PrecisionFields):
         raise ValueError(f"the input's spatial sizes {tuple(x_shape[1:-1])} are smaller than the dilated window of "
                          f"kernel_size {kernel_size} (dilation_rate {dilation}) with padding='valid'.")
       spatial.append(math.ceil(span / s))
-    shape = (x_shape[0], *spatial, self.filters)
+    shape = (x_shape[0], *spatial, self.features)
     return (shape, shape)
 
   @nn.compact
@@ -132,7 +128,7 @@ class ConvLSTMCell(PrecisionFields):
     rank, kernel_size, strides, dilation = self._geometry()
     act = activations.get(self.activation, "activation")
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
-    f = self.filters
+    f = self.features
     h, c = carry
     kernel = self.param("kernel", glorot_uniform, (*kernel_size, x.shape[-1], 4 * f), self.param_dtype)
     recurrent_kernel = self.param("recurrent_kernel", orthogonal, (*kernel_size, f, 4 * f), self.param_dtype)
@@ -164,7 +160,7 @@ class ConvLSTMCell(PrecisionFields):
   def _bias_init(self, key, shape, dtype=jnp.float32):
     bias = zeros(key, shape, dtype)
     if self.unit_forget_bias:
-      bias = bias.at[self.filters:2 * self.filters].set(1.0)
+      bias = bias.at[self.features:2 * self.features].set(1.0)
     return bias
 
 
@@ -174,18 +170,18 @@ class ConvLSTM(PrecisionFields):
   The cell is the submodule `conv_lstm_cell`, as Keras names it.
 
   Attributes:
-    filters, kernel_size, strides, padding, dilation_rate, activation, recurrent_activation, use_bias,
-      unit_forget_bias, dropout, recurrent_dropout: the cell's (`ConvLSTMCell`); `kernel_size`, `strides` and
+    features (Keras's `filters`), kernel_size, strides, padding, dilation_rate, activation, recurrent_activation,
+      use_bias, unit_forget_bias, dropout, recurrent_dropout: the cell's (`ConvLSTMCell`); `kernel_size`, `strides` and
       `dilation_rate` may be one integer for every spatial axis.
     return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask: as `RNN`'s;
       `return_state` gives `(output, h, c)`.
     dtype, param_dtype, precision: keyword-only, the cell's.
 
   Call arguments (all but `x` keyword-only): `x (batch, time, *spatial, channels)`, `train` (dropout, rng
-  "dropout"), `mask` (boolean `(batch, time)`), `initial_state` (`[h, c]`, each `(batch, *out_spatial, filters)`).
+  "dropout"), `mask` (boolean `(batch, time)`), `initial_state` (`[h, c]`, each `(batch, *out_spatial, features)`).
   """
 
-  filters: int
+  features: int
   kernel_size: Sequence[int] | int
   strides: Sequence[int] | int = 1
   padding: str = "valid"
@@ -215,7 +211,7 @@ class ConvLSTM(PrecisionFields):
     if rank not in (1, 2, 3) or x.ndim != rank + 3:
       expected = f"rank {rank + 3}" if self.rank else "rank 4 to 6"
       raise ValueError(f"x has shape {x.shape}; expected {expected}: (batch, time, *spatial, channels).")
-    cell = ConvLSTMCell(self.filters, _tuple(self.kernel_size, rank, "kernel_size"), self.strides, self.padding,
+    cell = ConvLSTMCell(self.features, _tuple(self.kernel_size, rank, "kernel_size"), self.strides, self.padding,
                         self.dilation_rate, self.activation, self.recurrent_activation, self.use_bias,
                         self.unit_forget_bias, self.dropout, self.recurrent_dropout, name="conv_lstm_cell",
                         **self.precision_options)

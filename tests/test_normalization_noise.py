@@ -73,13 +73,13 @@ BN = {"gamma": ("params", "scale"), "beta": ("params", "bias"), "moving_mean": (
     (1, -1, False, True, (2, 4, 4, 3, 6)), (3, 2, False, False, (2, 4, 6, 5))])
 def test_group_normalization_equals_keras(groups, axis, center, scale, shape):
   theirs = keras_layer(L.GroupNormalization(groups, axis=axis, epsilon=1e-2, center=center, scale=scale), shape)
-  ours = GroupNormalization(groups, axis=axis, epsilon=1e-2, center=center, scale=scale)
+  ours = GroupNormalization(groups, axis=axis, epsilon=1e-2, use_bias=center, use_scale=scale)
   x = normal(shape, loc=0.5, scale=2.0)
   close(ours.apply(keras_params(theirs, GAMMA_BETA), x), theirs(x))
 
 
 def test_group_normalization_refuses_groups_that_do_not_divide():
-  with pytest.raises(ValueError, match="groups=3 is not allowed for 8 channels"):
+  with pytest.raises(ValueError, match="num_groups=3 is not allowed for 8 channels"):
     GroupNormalization(3).init(jax.random.key(0), jnp.ones((1, 2, 8)))
   with pytest.raises(ValueError, match="axis=0"):
     GroupNormalization(1, axis=0).init(jax.random.key(0), jnp.ones((1, 2, 8)))
@@ -92,7 +92,7 @@ def test_layer_normalization_equals_keras(axis, center, scale, rms):
   shape = (3, 4, 5, 6)
   theirs = keras_layer(L.LayerNormalization(axis=axis, epsilon=0.05, center=center, scale=scale, rms_scaling=rms),
                        shape)
-  ours = LayerNormalization(axis=axis, epsilon=0.05, center=center, scale=scale, rms_scaling=rms)
+  ours = LayerNormalization(axis=axis, epsilon=0.05, use_bias=center, use_scale=scale, rms_scaling=rms)
   x = normal(shape, loc=1.0, scale=0.3)  # an offset, so the variance (Keras's rms_scaling) is not the mean square
   variables = keras_params(theirs, GAMMA_BETA)
   assert set(variables.get("params", {})) == {w.path.split("/")[-1] for w in theirs.weights}

@@ -77,46 +77,46 @@ class GroupNormalization(nn.Module):
   """Keras's `GroupNormalization`: statistics over each group of channels (and all other axes but the batch).
 
   Attributes:
-    groups: the number of groups the channels split into (they must divide evenly); -1: one per channel
+    num_groups: the number of groups (Keras's `groups`) the channels split into (they must divide evenly); -1: one per channel
       (instance normalization). Keras's default is 32.
     axis: the channel axis (-1; 1 for channels-first).
     epsilon: added to the variance (Keras: 1e-3).
-    center: learn `beta`, an offset per channel.
-    scale: learn `gamma`, a factor per channel.
+    use_bias: learn `beta`, an offset per channel (Keras's `center`).
+    use_scale: learn `gamma`, a factor per channel (Keras's `scale`).
     dtype: the output dtype (None: inferred from the input and parameters).
     param_dtype: the dtype of `gamma` and `beta`.
 
   Example:
     >>> import jax, jax.numpy as jnp
-    >>> layer = GroupNormalization(groups=2)
+    >>> layer = GroupNormalization(num_groups=2)
     >>> variables = layer.init(jax.random.key(0), jnp.ones((1, 4, 4, 6)))
     >>> {k: v.shape for k, v in variables["params"].items()}
     {'gamma': (6,), 'beta': (6,)}
   """
 
-  groups: int = 32
+  num_groups: int = 32
   axis: int = -1
   epsilon: float = 1e-3
-  center: bool = True
-  scale: bool = True
+  use_bias: bool = True
+  use_scale: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    if isinstance(self.groups, bool) or not isinstance(self.groups, int) or (self.groups <= 0 and self.groups != -1):
-      raise ValueError(f"groups={self.groups!r} is not allowed; expected a positive int, or -1 (one group per "
+    if isinstance(self.num_groups, bool) or not isinstance(self.num_groups, int) or (self.num_groups <= 0 and self.num_groups != -1):
+      raise ValueError(f"num_groups={self.num_groups!r} is not allowed; expected a positive int, or -1 (one group per "
                        f"channel).")
     if isinstance(self.axis, (list, tuple)):
       raise ValueError(f"axis={self.axis!r} is not allowed; expected one int (the channel axis).")
     (axis,) = _axes(self.axis, x.ndim)
     channels = x.shape[axis]
-    groups = channels if self.groups == -1 else self.groups
+    groups = channels if self.num_groups == -1 else self.num_groups
     if groups > channels or channels % groups:
-      raise ValueError(f"groups={self.groups!r} is not allowed for {channels} channels; expected a divisor of "
+      raise ValueError(f"num_groups={self.num_groups!r} is not allowed for {channels} channels; expected a divisor of "
                        f"{channels}.")
-    gamma = self.param("gamma", nn.initializers.ones, (channels,), self.param_dtype) if self.scale else None
-    beta = self.param("beta", nn.initializers.zeros, (channels,), self.param_dtype) if self.center else None
+    gamma = self.param("gamma", nn.initializers.ones, (channels,), self.param_dtype) if self.use_scale else None
+    beta = self.param("beta", nn.initializers.zeros, (channels,), self.param_dtype) if self.use_bias else None
     out_dtype = nn.dtypes.canonicalize_dtype(x, *(p for p in (gamma, beta) if p is not None), dtype=self.dtype)
     compute = _compute_dtype(x)
     grouped_shape = x.shape[:axis] + (groups, channels // groups) + x.shape[axis + 1:]
@@ -135,14 +135,14 @@ class LayerNormalization(nn.Module):
   """Keras's `LayerNormalization`, `rms_scaling` included.
 
   With `rms_scaling=True` Keras computes `x * rsqrt(variance(x) + epsilon) * gamma`: the
-  variance (not the mean square) and no offset; `gamma` then exists whatever `scale` says and `beta`
+  variance (not the mean square) and no offset; `gamma` then exists whatever `use_scale` says and `beta`
   never does.
 
   Attributes:
     axis: the axis or axes normalized over (and holding one `gamma`/`beta` entry per position).
     epsilon: added to the variance (Keras: 1e-3).
-    center: learn `beta` (not with `rms_scaling`).
-    scale: learn `gamma`.
+    use_bias: learn `beta`, Keras's `center` (not with `rms_scaling`).
+    use_scale: learn `gamma`, Keras's `scale`.
     rms_scaling: Keras's (deprecated) RMS scaling, as above.
     dtype: the output dtype (None: inferred from the input and parameters).
     param_dtype: the dtype of `gamma` and `beta`.
@@ -157,8 +157,8 @@ class LayerNormalization(nn.Module):
 
   axis: int | Sequence[int] = -1
   epsilon: float = 1e-3
-  center: bool = True
-  scale: bool = True
+  use_bias: bool = True
+  use_scale: bool = True
   rms_scaling: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -168,9 +168,9 @@ class LayerNormalization(nn.Module):
     axes = _axes(self.axis, x.ndim)
     shape = tuple(x.shape[a] for a in axes)
     gamma = (self.param("gamma", nn.initializers.ones, shape, self.param_dtype)
-             if self.scale or self.rms_scaling else None)
+             if self.use_scale or self.rms_scaling else None)
     beta = (self.param("beta", nn.initializers.zeros, shape, self.param_dtype)
-            if self.center and not self.rms_scaling else None)
+            if self.use_bias and not self.rms_scaling else None)
     out_dtype = nn.dtypes.canonicalize_dtype(x, *(p for p in (gamma, beta) if p is not None), dtype=self.dtype)
     compute = _compute_dtype(x)
     x = x.astype(compute)

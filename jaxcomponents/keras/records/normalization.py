@@ -63,16 +63,16 @@ def _batch_norm_check(config) -> list[str]:
 
 def _layer_norm(config, name, options):
   layer = LayerNormalization(
-      axis=as_tuple(config.get("axis", -1)), epsilon=config.get("epsilon", 1e-3), center=config.get("center", True),
-      scale=config.get("scale", True), rms_scaling=config.get("rms_scaling", False), name=name,
+      axis=as_tuple(config.get("axis", -1)), epsilon=config.get("epsilon", 1e-3), use_bias=config.get("center", True),
+      use_scale=config.get("scale", True), rms_scaling=config.get("rms_scaling", False), name=name,
       **_module_options(options))
   return lambda x, train: layer(x)
 
 
 def _group_norm(config, name, options):
   layer = GroupNormalization(
-      groups=config.get("groups", 32), axis=config.get("axis", -1), epsilon=config.get("epsilon", 1e-3),
-      center=config.get("center", True), scale=config.get("scale", True), name=name, **_module_options(options))
+      num_groups=config.get("groups", 32), axis=config.get("axis", -1), epsilon=config.get("epsilon", 1e-3),
+      use_bias=config.get("center", True), use_scale=config.get("scale", True), name=name, **_module_options(options))
   return lambda x, train: layer(x)
 
 

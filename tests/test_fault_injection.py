@@ -259,10 +259,18 @@ def test_ctrl_c_is_honoured_within_a_second_while_the_data_source_blocks(tmp_pat
 
   class InterruptWhenStalled(Callback):
     def on_train_begin(self, logs=None):
-      def interrupt():
+      self.third_done = threading.Event()
+
+      def interrupt():  # once the third step is done, while the loop waits for a fourth batch that never comes
+        self.third_done.wait(120)
+        time.sleep(0.3)
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
-      threading.Timer(3.0, interrupt).start()
+      threading.Thread(target=interrupt, daemon=True).start()
+
+    def on_train_batch_end(self, batch, logs=None):
+      if batch == 2:
+        self.third_done.set()
 
   try:
     state, history = fit(new_state(), make_train_step(xent), Stalling(), epochs=1, verbose=0,

@@ -104,14 +104,20 @@ def test_ctrl_c_while_the_data_source_blocks_returns_within_a_second():
         yield {"x": x[16 * i:16 * (i + 1)], "y": y[16 * i:16 * (i + 1)]}
       release.wait(60)
 
-  sent = []
+  sent, third_done = [], threading.Event()
 
   class Interrupt(callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      if batch == 2:
+        third_done.set()
+
     def on_train_begin(self, logs=None):
-      def interrupt():
+      def interrupt():  # once the third step is done, while the loop waits for a fourth batch that never comes
+        third_done.wait(120)
+        time.sleep(0.3)
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
-      threading.Timer(3.0, interrupt).start()
+      threading.Thread(target=interrupt, daemon=True).start()
 
   model = compiled()
   try:

@@ -306,13 +306,13 @@ class KerasGraph(PrecisionFields):
     if len(inputs) != len(graph.inputs):
       raise ValueError(f"the model takes {len(graph.inputs)} inputs "
                        f"({', '.join(r.layer for r in graph.inputs)}); {len(inputs)} were given.")
-    calls = {}
+    calls, rules = {}, {}
     for entry in graph.entries.values():
       if entry.is_model:
         calls[entry.name] = KerasGraph(json.dumps(entry.config), self.custom_layers, name=entry.name,
                                        **self.precision_options)
       elif entry.class_name != "InputLayer":
-        rule = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
+        rule = rules[entry.name] = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
         if rule is None:
           raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
         call = with_activity_regularizer(rule.build(entry.config, entry.name, self.precision_options),
@@ -339,20 +339,19 @@ class KerasGraph(PrecisionFields):
         out = calls[layer](*args, train=train, **kwargs)
       for i, value in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
         values[Ref(layer, node, i)] = value
-    self._sow_weight_regularization(graph)
+    self._sow_weight_regularization(graph, rules)
     return values
 
-  def _sow_weight_regularization(self, graph: Graph) -> None:
+  def _sow_weight_regularization(self, graph: Graph, rules: Mapping[str, records.KerasClass]) -> None:
     """Keras's penalty of every regularized weight (`kernel_regularizer=`, ...), once, into `"losses"`."""
     if self.is_initializing() or not self.is_mutable_collection(LOSSES):
       return
     params = self.variables.get("params", {})
     for entry in graph.entries.values():
-      if entry.is_model or entry.name not in params:
+      if entry.name not in rules or entry.name not in params:
         continue
-      rule = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
-      for collection, variable, l1, l2 in regularization.regularized_weights(entry.config, rule.weights):
+      tables = rules[entry.name].weights
+      for collection, variable, regularizer in regularization.regularized_weights(entry.config, tables):
         weights = _leaves_named(params[entry.name], variable) if collection == "params" else []
-        if weights:
-          self.sow(LOSSES, f"{entry.name}/{variable}_regularizer",
-                   sum(regularization.penalty(w, l1, l2) for w in weights))
+        if weights:  # one penalty per weight, summed, as Keras sums its variables' losses
+          self.sow(LOSSES, f"{entry.name}/{variable}_regularizer", sum(regularizer(w) for w in weights))

@@ -63,9 +63,9 @@ def _by_path(flax_leaves: Mapping[Path, Any], keras_layers: Sequence[KerasLayer]
     ours = sorted(p for p in flax_leaves if p[:1] == (top,) and p not in taken)
     theirs = sorted(left.get(top, []), key=lambda layer: layer.path)
     if len(ours) != len(theirs):
-      raise ValueError(f"Keras layer {top!r} has weights in {['/'.join(l.path) for l in keras_layers if l.path[0] == top]}"
-                       f", the module has layers {['/'.join(p) for p in flax_leaves if p[:1] == (top,)]}; they do "
-                       f"not pair up.")
+      theirs_paths = ['/'.join(layer.path) for layer in keras_layers if layer.path[0] == top]
+      raise ValueError(f"Keras layer {top!r} has weights in {theirs_paths}, the module has layers "
+                       f"{['/'.join(p) for p in flax_leaves if p[:1] == (top,)]}; they do not pair up.")
     pairs.extend(zip(ours, theirs))
   return pairs
 

@@ -8,7 +8,7 @@ optimizer step, which the library's steps do not do: they are refused.
 
 Example:
   >>> regularized_weights({"kernel_regularizer": "l2"}, ({"kernel": ("params", "kernel")},))
-  [('params', 'kernel', 0.0, 0.01)]
+  [('params', 'kernel', L1L2(l1=0.0, l2=0.01))]
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
-
+from jaxcomponents import regularizers
 from jaxcomponents.keras.record import WeightTable
 from jaxcomponents.layers.activity import regularizer_factors
 
@@ -36,27 +35,17 @@ def _target(keras_name: str, tables: tuple[WeightTable, ...]):
 
 
 def regularized_weights(config: Mapping[str, Any], tables: tuple[WeightTable, ...]
-                        ) -> list[tuple[str, str, float, float]]:
-  """(collection, variable name, l1, l2) of each weight the layer's config regularizes (none when not trainable)."""
+                        ) -> list[tuple[str, str, regularizers.L1L2]]:
+  """(collection, variable name, Keras's penalty) of each weight the layer's config regularizes (none when not
+  trainable)."""
   if config.get("trainable", True) is False:
     return []
   found = []
   for key, keras_name in REGULARIZED.items():
     if config.get(key) is not None:
       target = _target(keras_name, tables) or ("params", keras_name)
-      found.append((*target, *regularizer_factors(config[key], key)))
+      found.append((*target, regularizers.L1L2(*regularizer_factors(config[key], key))))
   return found
-
-
-def penalty(weight, l1: float, l2: float):
-  """Keras's `L1L2(l1, l2)(weight)`: `l1 * sum(|w|) + l2 * sum(w**2)`, in the weight's dtype."""
-  weight = jnp.asarray(weight)
-  total = jnp.zeros((), weight.dtype)
-  if l1:
-    total = total + l1 * jnp.sum(jnp.abs(weight))
-  if l2:
-    total = total + l2 * jnp.sum(jnp.square(weight))
-  return total
 
 
 def problems(config: Mapping[str, Any], tables: tuple[WeightTable, ...]) -> list[str]:
@@ -76,4 +65,4 @@ def problems(config: Mapping[str, Any], tables: tuple[WeightTable, ...]) -> list
   return found
 
 
-__all__ = ["REGULARIZED", "penalty", "problems", "regularized_weights"]
+__all__ = ["REGULARIZED", "problems", "regularized_weights"]

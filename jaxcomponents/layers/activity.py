@@ -25,14 +25,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents import regularizers
+
 LOSSES = "losses"
 """The Flax collection the auxiliary losses are sown into."""
-
-
-def _factor(param: str, value: Any) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-    raise ValueError(f"{param}={value!r} is not allowed; expected a finite float >= 0.")
-  return float(value)
 
 
 def activity_loss(outputs: Any, l1: float = 0.0, l2: float = 0.0) -> jax.Array:
@@ -46,7 +42,8 @@ def activity_loss(outputs: Any, l1: float = 0.0, l2: float = 0.0) -> jax.Array:
     >>> float(activity_loss(jnp.array([[1.0, 2.0], [3.0, 4.0]]), l2=0.1))
     1.5
   """
-  l1, l2 = _factor("l1", l1), _factor("l2", l2)
+  factors = regularizers.L1L2(l1, l2)  # checks them
+  l1, l2 = factors.l1, factors.l2
   total = jnp.zeros((), jnp.float32)
   for y in jax.tree.leaves(outputs):
     y = jnp.asarray(y)
@@ -94,32 +91,27 @@ class ActivityRegularization(nn.Module):
     return x
 
 
-# Keras's regularizer classes (serialized `class_name`, or string alias) -> their default factors.
-_KERAS_REGULARIZERS = {"L1": {"l1": 0.01}, "L2": {"l2": 0.01}, "L1L2": {"l1": 0.0, "l2": 0.0}}
-_ALIASES = {"l1": "L1", "l2": "L2", "l1l2": "L1L2", "L1": "L1", "L2": "L2", "L1L2": "L1L2"}
+# Keras 3's names of its L1, L2 and L1L2 regularizers (its `get` refuses Keras 2's "l1_l2").
+_KERAS_NAMES = ("l1", "l2", "l1l2", "L1", "L2", "L1L2")
 
 
 def regularizer_factors(regularizer: Any, parameter: str = "activity_regularizer") -> tuple[float, float]:
-  """`(l1, l2)` of a Keras regularizer config (`"l2"`, or `{"class_name": "L2", "config": {"l2": 0.01}}`).
+  """`(l1, l2)` of a Keras regularizer config (`"l2"`, or `{"class_name": "L2", "config": {"l2": 0.01}}`), read by
+  `jaxcomponents.regularizers.get` with Keras's default factors.
 
   Raises:
-    ValueError: naming a regularizer that is not an L1, L2 or L1L2 one.
+    ValueError: naming a regularizer that is not an L1, L2 or L1L2 one, or a factor that is not a float >= 0.
 
   Example:
     >>> regularizer_factors({"class_name": "L1L2", "config": {"l1": 0.1, "l2": 0.2}})
     (0.1, 0.2)
   """
-  if isinstance(regularizer, str):
-    class_name, config = _ALIASES.get(regularizer), {}
-  elif isinstance(regularizer, Mapping):
-    class_name, config = _ALIASES.get(regularizer.get("class_name")), regularizer.get("config") or {}
-  else:
-    class_name, config = None, {}
-  if class_name is None:
+  name = regularizer.get("class_name") if isinstance(regularizer, Mapping) else regularizer
+  if not isinstance(name, str) or name not in _KERAS_NAMES:
     raise ValueError(f"{parameter}={regularizer!r} is not allowed; expected one of Keras's L1, L2 or L1L2 "
                      f"regularizers ('l1', 'l2', 'l1l2' or their serialized configs).")
-  factors = {**_KERAS_REGULARIZERS[class_name], **{k: v for k, v in config.items() if k in ("l1", "l2")}}
-  return _factor("l1", factors.get("l1", 0.0)), _factor("l2", factors.get("l2", 0.0))
+  found = regularizers.get(regularizer)
+  return found.l1, found.l2
 
 
 def with_activity_regularizer(call: Callable[..., Any], regularizer: Any, name: str) -> Callable[..., Any]:

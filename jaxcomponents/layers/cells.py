@@ -81,6 +81,20 @@ def project(v: jax.Array, kernel: jax.Array, mask: jax.Array | None, gates: int,
   return y.reshape(v.shape[0], width)
 
 
+def lstm_gates(z: jax.Array, c: jax.Array, act, gate_act) -> tuple[Carry, jax.Array]:
+  """Keras's LSTM update from the summed projections `z` (gates i, f, c, o in that order): `((h, c), h)`."""
+  i, f, g, o = jnp.split(z, 4, axis=-1)
+  c = gate_act(f) * c + gate_act(i) * act(g)
+  h = gate_act(o) * act(c)
+  return (h, c), h
+
+
+def lstm_bias_init(key: jax.Array, shape: tuple[int, ...], dtype, features: int, unit_forget_bias: bool) -> jax.Array:
+  """Keras's LSTM bias: zeros, the forget gate's ones with `unit_forget_bias`."""
+  bias = zeros(key, shape, dtype)
+  return bias.at[features:2 * features].set(1.0) if unit_forget_bias else bias
+
+
 def _gate_masks(mask: jax.Array | None, start: int, stop: int) -> jax.Array | None:
   """The masks of gates `start:stop` (a shared mask serves every gate)."""
   if mask is None or mask.ndim == 2:
@@ -132,16 +146,10 @@ class LSTMCell(PrecisionFields):
          + project(h, recurrent_kernel, recurrent_mask, 4, self.precision))
     if bias is not None:
       z = z + bias
-    i, f, g, o = jnp.split(z, 4, axis=-1)
-    c = gate_act(f) * c + gate_act(i) * act(g)
-    h = gate_act(o) * act(c)
-    return (h, c), h
+    return lstm_gates(z, c, act, gate_act)
 
   def _bias_init(self, key, shape, dtype=jnp.float32):
-    bias = zeros(key, shape, dtype)
-    if self.unit_forget_bias:
-      bias = bias.at[self.features:2 * self.features].set(1.0)
-    return bias
+    return lstm_bias_init(key, shape, dtype, self.features, self.unit_forget_bias)
 
 
 class GRUCell(PrecisionFields):

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int, check_rate
-from jaxcomponents.layers.cells import Carry, glorot_uniform, orthogonal, zeros
+from jaxcomponents.layers.cells import Carry, glorot_uniform, lstm_bias_init, lstm_gates, orthogonal
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.layers.recurrent import run_rnn
 from jaxcomponents.ops import conv
@@ -152,16 +152,10 @@ class ConvLSTMCell(PrecisionFields):
     if bias is not None:
       z = z + bias
     z = z + convolve(h, recurrent_kernel, recurrent_mask, (1,) * rank, "SAME", (1,) * rank)
-    i, f_gate, g, o = jnp.split(z, 4, axis=-1)
-    c = gate_act(f_gate) * c + gate_act(i) * act(g)
-    h = gate_act(o) * act(c)
-    return (h, c), h
+    return lstm_gates(z, c, act, gate_act)
 
   def _bias_init(self, key, shape, dtype=jnp.float32):
-    bias = zeros(key, shape, dtype)
-    if self.unit_forget_bias:
-      bias = bias.at[self.features:2 * self.features].set(1.0)
-    return bias
+    return lstm_bias_init(key, shape, dtype, self.features, self.unit_forget_bias)
 
 
 class ConvLSTM(PrecisionFields):

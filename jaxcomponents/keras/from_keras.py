@@ -34,7 +34,7 @@ import numpy as np
 from jaxcomponents.keras import graph as keras_graph
 from jaxcomponents.keras.convert import convert_layers
 from jaxcomponents.keras.graph import KerasGraph
-from jaxcomponents.keras.parity import compare_with_keras, functional, single
+from jaxcomponents.keras.parity import compare_with_keras, functional
 from jaxcomponents.keras.records import RECORDS, CustomRecords
 from jaxcomponents.keras.records.custom import custom_records, custom_tables
 from jaxcomponents.keras.weight_files import check_keras_file, layers_from_model

@@ -20,6 +20,7 @@ from jaxcomponents.models import unet as unet_lib
 from jaxcomponents.models import MobileNetV2, backbones
 from jaxcomponents.models.unet import UNet, att_unet_2d, frozen_patterns, unet_2d
 from jaxcomponents.weights import init_unet, load_keras
+from tests import kuc_references
 from tests.helpers import assert_close
 
 pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
@@ -316,3 +317,12 @@ def test_every_backbone_is_a_unet_encoder(backbone):
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   output, shapes = jax.eval_shape(model.init_with_output, jax.random.key(0), x)
   assert f"{backbone}_backbone" in shapes["params"] and output.shape == (1, size, size, 2)
+
+
+@pytest.mark.parametrize("name", [name for name in REFERENCES if "train" in kuc_references.load(name).config])
+def test_training_step_matches_keras_unet_collection(name):
+  reference = kuc_references.load(name)
+  model = getattr(unet_lib, reference.config["function"])(**reference.config["kwargs"])
+  variables = kuc_references.check_outputs(model, reference, tol=1e-4)
+  kuc_references.check_parameter_count(variables, reference)
+  kuc_references.check_train_step(model, variables, reference)

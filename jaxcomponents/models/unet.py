@@ -48,9 +48,7 @@ through `weights.load_imagenet`, or a Keras `.h5` path) into the backbone.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -59,19 +57,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents.deprecation import keyword_only, warn
-from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.errors import check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
 from jaxcomponents.models.common import Backbone
+from jaxcomponents.models.unet_backbone import (backbone_arguments, backbone_encoder, backbone_path, check_backbone,
+                                                check_backbone_input, check_bool, freeze_params, frozen_backbone,
+                                                frozen_patterns)
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, AttentionGate, ConvOutput, ConvStack,
                                               DecodeLayer, EncodeLayer, check_activation, check_attention, check_pool,
-                                              check_unpool)
+                                              check_unpool, spatial_rank)
 
-
-def _check_bool(param: str, value: Any) -> bool:
-  if not isinstance(value, (bool, np.bool_)):
-    raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
-  return bool(value)
+__all__ = ["UNet", "att_unet_2d", "att_unet_3d", "backbone_arguments", "backbone_path", "check_config",
+           "check_input_size", "freeze_params", "frozen_backbone", "frozen_patterns", "unet_2d", "unet_3d"]
 
 
 def _check_filter_num(filter_num: Any) -> tuple[int, ...]:
@@ -82,12 +80,6 @@ def _check_filter_num(filter_num: Any) -> tuple[int, ...]:
   return tuple(int(f) for f in filter_num)
 
 
-def _check_weights(weights: Any) -> Any:
-  if weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike)):
-    return weights
-  raise ValueError(f"weights={weights!r} is not allowed; expected 'imagenet', None or the path of a Keras .h5 file.")
-
-
 def check_config(model: "UNet") -> None:
   """Checks every argument that does not depend on the input; raises `ValueError` naming the first bad one."""
   filter_num = _check_filter_num(model.filter_num)
@@ -96,56 +88,48 @@ def check_config(model: "UNet") -> None:
   check_positive_int("stack_num_up", model.stack_num_up)
   check_activation("activation", model.activation, ACTIVATIONS)
   check_activation("output_activation", model.output_activation, OUTPUT_ACTIVATIONS)
-  _check_bool("batch_norm", model.batch_norm)
+  check_bool("batch_norm", model.batch_norm)
   check_pool(model.pool)
-  check_unpool(model.unpool)
-  if _check_bool("attention", model.attention):
+  check_unpool(model.unpool, 3 if model.input_size is not None and len(model.input_size) == 4 else 2)
+  if check_bool("attention", model.attention):
     check_attention(model.attention_type)
     check_activation("atten_activation", model.attention_activation, ACTIVATIONS)
     small = [f for f in filter_num[:-1] if f < 2]
     if small:
       raise ValueError(f"filter_num={list(filter_num)} is not allowed with attention: the gate has filters // 2 "
                        "channels, so every level but the deepest needs at least 2 filters.")
-  if model.backbone is not None:
-    check_choice("backbone", model.backbone, (None, *backbones.NAMES))
-    if not backbones.get(model.backbone).full_resolution_first_tap and len(filter_num) < 2:
-      raise ValueError(f"filter_num={list(filter_num)} is not allowed with backbone={model.backbone!r}: its first "
-                       "tap is at half resolution, so the U-Net needs at least 2 levels.")
-  _check_weights(model.weights)
-  _check_bool("freeze_backbone", model.freeze_backbone)
-  _check_bool("freeze_batch_norm", model.freeze_batch_norm)
+  check_backbone(model)
   if model.prefix is not None and (not isinstance(model.prefix, str) or not model.prefix):
     raise ValueError(f"name={model.prefix!r} is not allowed; expected a non-empty string (the layer-name prefix).")
 
 
 def check_input_size(model: "UNet", input_size: Sequence[int | None]) -> None:
-  """Checks an input shape `(height, width, channels)` (None: any) against the model."""
+  """Checks an input shape `(height, width, channels)` or, in 3-D, `(depth, height, width, channels)` (None: any)
+  against the model."""
   input_size = tuple(input_size)
-  if len(input_size) != 3:
-    raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels).")
-  depth = len(model.filter_num)
-  factor = 2 ** (depth - 1)
+  if len(input_size) not in (3, 4):
+    raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels) or, for 3-D "
+                     "volumes, (depth, height, width, channels).")
+  if len(input_size) == 4 and model.backbone is not None:
+    raise ValueError(f"backbone={model.backbone!r} is not allowed with the 3-D input_size={input_size}; the "
+                     "backbones are 2-D (use backbone=None).")
   record = None if model.backbone is None else backbones.get(model.backbone)
-  for axis, n in zip(("height", "width"), input_size[:2]):
+  factor = 2 ** (model.depth - 1)
+  axes = ("depth", "height", "width")[-(len(input_size) - 1):]
+  for axis, n in zip(axes, input_size[:-1]):
     if n is None:
       continue
     check_positive_int("input_size", n)
-    if record is not None and n < record.min_size:
-      raise ValueError(f"input_size={input_size} is not allowed with backbone={model.backbone!r}: {axis} {n} is "
-                       f"smaller than its minimum {record.min_size}.")
     if (record is None or record.halving_taps) and n % factor:
       raise ValueError(f"input_size={input_size} is not allowed: {axis} {n} is not divisible by 2**(depth - 1) = "
-                       f"{factor} (depth = len(filter_num) = {depth}).")
-  channels = input_size[2]
-  if channels is not None:
-    check_positive_int("input_size", channels)
-    if model.backbone is not None and model.weights == "imagenet" and channels != 3:
-      raise ValueError(f"input_size={input_size} is not allowed with backbone={model.backbone!r} and "
-                       "weights='imagenet': ImageNet weights need 3 channels (or use weights=None).")
+                       f"{factor} (depth = len(filter_num) = {model.depth}).")
+  if input_size[-1] is not None:
+    check_positive_int("input_size", input_size[-1])
+  check_backbone_input(model, input_size)
 
 
 def _resize_to(x: jax.Array, size: Sequence[int]) -> jax.Array:
-  if tuple(x.shape[1:3]) == tuple(size):
+  if tuple(x.shape[1:-1]) == tuple(size):
     return x
   return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear", antialias=False)
 
@@ -211,34 +195,33 @@ class UNet(PrecisionFields):
   def layer_prefix(self) -> str:
     return self.prefix or ("attunet" if self.attention else "unet")
 
+  @property
+  def depth(self) -> int:
+    """The number of levels, `len(filter_num)`."""
+    return len(self.filter_num)
+
   @nn.compact
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     check_config(self)
-    if x.ndim != 4:
-      raise ValueError(f"x has shape {x.shape} (rank {x.ndim}); expected rank 4: (batch, height, width, channels).")
+    spatial_rank(x)
     if self.input_size is not None:
       expected = tuple(self.input_size)
-      if len(expected) != 3 or any(e is not None and e != n for e, n in zip(expected, x.shape[1:])):
+      if len(expected) != x.ndim - 1 or any(e is not None and e != n for e, n in zip(expected, x.shape[1:])):
         raise ValueError(f"x has shape {x.shape}; the model was built for input_size={expected}.")
-    check_input_size(self, (*x.shape[1:3], None))
+    check_input_size(self, (*x.shape[1:-1], None))
     p, filter_num, depth = self.layer_prefix, tuple(self.filter_num), len(self.filter_num)
-    input_hw = x.shape[1:3]
-    options = self.precision_options
+    input_size = x.shape[1:-1]
     skips = []
     if self.backbone is None:
       x = ConvStack(filter_num[0], stack_num=self.stack_num_down, activation=self.activation,
-                    batch_norm=self.batch_norm, name=f"{p}_down0", **options)(x, train=train)
+                    batch_norm=self.batch_norm, name=f"{p}_down0", **self.precision_options)(x, train=train)
       skips.append(x)
       for i, f in enumerate(filter_num[1:]):
         x = self._left(x, f, f"{p}_down{i + 1}", train)
         skips.append(x)
     else:
-      record = backbones.get(self.backbone)
-      encoder_cls = frozen_backbone(record.module, self.freeze_backbone, self.freeze_batch_norm,
-                                    self.is_initializing())
-      skips = list(encoder_cls(**backbone_arguments(self), name=backbone_path(self), **options)(x, train=train))
-      depth_encode = len(skips) + (0 if record.full_resolution_first_tap else 1)
+      skips, depth_encode = backbone_encoder(self, x, train)
       x = skips[-1]
       for level in range(depth_encode, depth):
         x = self._left(x, filter_num[level], f"{p}_down{level + 1}", train)
@@ -250,8 +233,9 @@ class UNet(PrecisionFields):
       x = self._right(x, skip, filter_decode[i], f"{p}_up{i}", train)
     for i in range(len(decode), depth - 1):
       x = self._right(x, None, filter_decode[i], f"{p}_up{i}", train)
-    x = _resize_to(x, input_hw)  # only where a backbone's taps are not exact halvings
-    return ConvOutput(self.n_labels, activation=self.output_activation, name=f"{p}_output", **options)(x)
+    x = _resize_to(x, input_size)  # only where a backbone's taps are not exact halvings
+    return ConvOutput(self.n_labels, activation=self.output_activation, name=f"{p}_output",
+                      **self.precision_options)(x)
 
   def _left(self, x, channel, name, train):
     """keras-unet-collection's `UNET_left`: encode layer, then a conv stack."""
@@ -267,7 +251,7 @@ class UNet(PrecisionFields):
     x = DecodeLayer(channel, self.unpool, activation=self.activation, batch_norm=self.batch_norm,
                     name=f"{name}_decode", **options)(x, train=train)
     if skip is not None:
-      x = _resize_to(x, skip.shape[1:3])
+      x = _resize_to(x, skip.shape[1:-1])
     if self.attention and skip is not None:
       skip = AttentionGate(channel // 2, self.attention_activation, self.attention_type, name=f"{name}_att",
                            **options)(skip, x)
@@ -278,6 +262,13 @@ class UNet(PrecisionFields):
       x = jnp.concatenate([x, skip], axis=-1)
     return ConvStack(channel, stack_num=self.stack_num_up, activation=self.activation, batch_norm=self.batch_norm,
                      name=f"{name}_conv_after_concat", **options)(x, train=train)
+
+
+def _build(input_size, rank: int, **fields) -> UNet:
+  model = UNet(input_size=_as_input_size(input_size, rank), **fields)
+  check_config(model)
+  check_input_size(model, model.input_size)
+  return model
 
 
 def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
@@ -297,15 +288,11 @@ def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, 
     >>> model.prefix, model.attention
     ('unet', False)
   """
-  model = UNet(filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
-               stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
-               batch_norm=batch_norm, pool=pool, unpool=unpool, attention=False, backbone=backbone, weights=weights,
-               freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm,
-               input_size=_as_input_size(input_size), prefix=name, dtype=dtype, param_dtype=param_dtype,
-               precision=precision)
-  check_config(model)
-  check_input_size(model, model.input_size)
-  return model
+  return _build(input_size, 2, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+                stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
+                batch_norm=batch_norm, pool=pool, unpool=unpool, attention=False, backbone=backbone,
+                weights=weights, freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm, prefix=name,
+                dtype=dtype, param_dtype=param_dtype, precision=precision)
 
 
 def att_unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
@@ -323,86 +310,61 @@ def att_unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up
     >>> model.attention, model.attention_type
     (True, 'multiply')
   """
-  model = UNet(filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
-               stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
-               batch_norm=batch_norm, pool=pool, unpool=unpool, attention=True, attention_type=attention,
-               attention_activation=atten_activation, backbone=backbone, weights=weights,
-               freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm,
-               input_size=_as_input_size(input_size), prefix=name, dtype=dtype, param_dtype=param_dtype,
-               precision=precision)
-  check_config(model)
-  check_input_size(model, model.input_size)
-  return model
+  return _build(input_size, 2, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+                stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
+                batch_norm=batch_norm, pool=pool, unpool=unpool, attention=True, attention_type=attention,
+                attention_activation=atten_activation, backbone=backbone, weights=weights,
+                freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm, prefix=name, dtype=dtype,
+                param_dtype=param_dtype, precision=precision)
+
+
+def unet_3d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
+            output_activation="Softmax", batch_norm=False, pool=True, unpool=True, name="unet", *, dtype=None,
+            param_dtype=jnp.float32, precision=None) -> UNet:
+  """`unet_2d` for volumes: `input_size` is (depth, height, width, channels), with 3-D convolutions and pooling.
+
+  No backbone (they are 2-D). `unpool`: True or "nearest" (Keras's
+  `UpSampling3D`, which repeats voxels) or False (`Conv3DTranspose`).
+
+  Example:
+    >>> model = unet_3d((16, 32, 32, 1), [8, 16, 32], n_labels=2)
+    >>> import jax, jax.numpy as jnp
+    >>> x = jnp.zeros((1, 16, 32, 32, 1))
+    >>> model.apply(model.init(jax.random.key(0), x), x).shape
+    (1, 16, 32, 32, 2)
+  """
+  return _build(input_size, 3, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+                stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
+                batch_norm=batch_norm, pool=pool, unpool=unpool, attention=False, backbone=None, weights=None,
+                prefix=name, dtype=dtype, param_dtype=param_dtype, precision=precision)
+
+
+def att_unet_3d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
+                atten_activation="ReLU", attention="add", output_activation="Softmax", batch_norm=False, pool=True,
+                unpool=True, name="attunet", *, dtype=None, param_dtype=jnp.float32, precision=None) -> UNet:
+  """`att_unet_2d` for volumes, as `unet_3d` is `unet_2d`'s.
+
+  Example:
+    >>> att_unet_3d((16, 16, 16, 1), [4, 8], n_labels=2).attention
+    True
+  """
+  return _build(input_size, 3, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+                stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
+                batch_norm=batch_norm, pool=pool, unpool=unpool, attention=True, attention_type=attention,
+                attention_activation=atten_activation, backbone=None, weights=None, prefix=name, dtype=dtype,
+                param_dtype=param_dtype, precision=precision)
 
 
 def _as_list(filter_num):
   return _check_filter_num(filter_num)  # checked before conversion, so errors show the value as given
 
 
-def _as_input_size(input_size):
-  if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or len(input_size) != 3:
-    raise ValueError(f"input_size={input_size!r} is not allowed; expected (height, width, channels), "
-                     "None entries meaning any size.")
+def _as_input_size(input_size, rank: int = 2):
+  if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or len(input_size) != rank + 1:
+    expected = "(height, width, channels)" if rank == 2 else "(depth, height, width, channels)"
+    raise ValueError(f"input_size={input_size!r} is not allowed; expected {expected}, None entries meaning any "
+                     "size.")
   return tuple(input_size)
-
-
-def backbone_path(model: UNet) -> str:
-  """The backbone's submodule name in the variables, as keras-unet-collection names its nested model."""
-  return f"{model.backbone}_backbone"
-
-
-def backbone_arguments(model: UNet) -> dict[str, Any]:
-  """The arguments of the U-Net's encoder: its backbone without the top, cut at the taps the U-Net's depth takes."""
-  record = backbones.get(model.backbone)
-  taps = record.unet_taps[:record.unet_tap_count(len(model.filter_num))]
-  return {"include_top": False, "freeze_batch_norm": model.freeze_batch_norm, "taps": taps,
-          **record.weights_arguments(model.weights)}
-
-
-def _is_batch_norm(leaf: Mapping[str, Any]) -> bool:
-  """A layer's parameters are batch norm's when none of them is a kernel."""
-  return not any(name.endswith("kernel") for name in leaf)
-
-
-def freeze_params(params: Mapping[str, Any], *, convolutions: bool, batch_norm: bool) -> dict[str, Any]:
-  """Stops the gradient of the convolution and/or batch-norm layers in a `{layer: {weight: array}}` tree."""
-  out = {}
-  for name, leaf in params.items():
-    frozen = batch_norm if _is_batch_norm(leaf) else convolutions
-    out[name] = jax.tree.map(jax.lax.stop_gradient, dict(leaf)) if frozen else leaf
-  return out
-
-
-def frozen_backbone(module: type[Backbone], freeze_backbone: bool, freeze_batch_norm: bool, initializing: bool):
-  """The backbone class whose layers get no gradient: convolutions if `freeze_backbone`, batch norm if
-  `freeze_batch_norm`. `initializing`: the parent's `is_initializing()`."""
-  if not (freeze_backbone or freeze_batch_norm):
-    return module
-
-  def trans_in(variables):
-    return {**variables, "params": freeze_params(variables.get("params", {}), convolutions=freeze_backbone,
-                                                 batch_norm=freeze_batch_norm)}
-
-  return nn.map_variables(module, "params", trans_in_fn=trans_in, init=initializing)
-
-
-def frozen_patterns(model: UNet, params: Any) -> list[str]:
-  """Regular expressions for `jaxcomponents.training.freeze(tx, ...)`: the parameters the model freezes.
-
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> model = unet_2d((32, 32, 3), [4, 8], n_labels=2, backbone="VGG16", weights=None)
-    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
-    >>> frozen_patterns(model, params)[:1]
-    ['VGG16_backbone/block1_conv1/.*']
-  """
-  if model.backbone is None or backbone_path(model) not in params:
-    return []
-  patterns = []
-  for layer, leaf in params[backbone_path(model)].items():
-    if model.freeze_batch_norm if _is_batch_norm(leaf) else model.freeze_backbone:
-      patterns.append(f"{re.escape(backbone_path(model))}/{re.escape(layer)}/.*")
-  return patterns
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,14 @@
 """keras-unet-collection's building blocks, with its layer names: convolution stacks, encode and decode
 layers, the attention gate, the output head, and its activations (GELU, Snake, PReLU ... by Keras 2 layer name).
 
+Every block works in any number of spatial dimensions, read from its input's
+rank: `(batch, height, width, channels)` gives keras-unet-collection's 2-D
+layers (`Conv2D`, `MaxPooling2D`, `UpSampling2D` ...), `(batch, depth,
+height, width, channels)` their 3-D twins (`Conv3D`, `MaxPooling3D`,
+`UpSampling3D` ...), one definition for both. Keras's `UpSampling3D` only
+repeats voxels, so in 3-D `unpool=True` means "nearest" and "bilinear" is
+refused.
+
 Every block takes the keras-unet-collection `name` as its Flax module name and
 names its weighted layers as keras-unet-collection does (`{name}_0`,
 `{name}_0_bn`, `{name}_0_activation`, `{name}_theta_x`, ...), so
@@ -149,11 +157,17 @@ def check_pool(pool) -> str:
   return {True: "max", False: "stride_conv"}.get(pool, pool) if isinstance(pool, bool) else pool
 
 
-def check_unpool(unpool) -> str:
-  """keras-unet-collection's `unpool` values -> "bilinear", "nearest" or "trans_conv"."""
-  if not (isinstance(unpool, bool) or unpool in ("bilinear", "nearest")):
-    check_choice("unpool", unpool, UNPOOLS)
-  return {True: "bilinear", False: "trans_conv"}.get(unpool, unpool) if isinstance(unpool, bool) else unpool
+def check_unpool(unpool, rank: int = 2) -> str:
+  """keras-unet-collection's `unpool` values -> "bilinear", "nearest" or "trans_conv".
+
+  In 3-D (`rank=3`) True is "nearest", Keras's `UpSampling3D`, and "bilinear" is refused.
+  """
+  allowed = UNPOOLS if rank == 2 else (True, False, "nearest")
+  if not (isinstance(unpool, bool) or unpool in allowed):
+    check_choice("unpool", unpool, allowed)
+  if isinstance(unpool, bool):
+    return "trans_conv" if not unpool else ("bilinear" if rank == 2 else "nearest")
+  return unpool
 
 
 def check_attention(attention: str) -> str:
@@ -168,11 +182,24 @@ def _prefix(module: nn.Module, default: str) -> str:
   return module.name if isinstance(module.name, str) else default
 
 
-def _conv(block: PrecisionFields, features: int, kernel: int, name: str, *, strides: int = 1, padding: str = "SAME",
-          use_bias: bool = True, dilation: int = 1) -> nn.Conv:
-  """Keras's `Conv2D`: glorot-uniform kernel `k + (in, features)`, zero bias, with `block`'s precision fields."""
-  return Conv(features, (kernel, kernel), strides=(strides, strides), padding=padding, use_bias=use_bias,
-              kernel_dilation=(dilation, dilation), kernel_init=glorot_uniform, name=name, **block.precision_options)
+def spatial_rank(x: jax.Array, param: str = "x") -> int:
+  """The number of spatial dimensions of a channels-last batch `x` (2 or 3), else `ValueError`."""
+  if x.ndim not in (4, 5):
+    raise ValueError(f"{param} has shape {x.shape} (rank {x.ndim}); expected rank 4 (batch, height, width, "
+                     "channels) or rank 5 (batch, depth, height, width, channels).")
+  return x.ndim - 2
+
+
+def conv(block: PrecisionFields, features: int, kernel: int, name: str, *, rank: int = 2, strides: int = 1,
+         padding: str = "SAME", use_bias: bool = True, dilation: int = 1) -> nn.Conv:
+  """Keras's `Conv2D`/`Conv3D` (`rank`): glorot-uniform kernel, zero bias, with `block`'s precision fields."""
+  return Conv(features, (kernel,) * rank, strides=(strides,) * rank, padding=padding, use_bias=use_bias,
+              kernel_dilation=(dilation,) * rank, kernel_init=glorot_uniform, name=name, **block.precision_options)
+
+
+def batch_norm(block: DtypeFields, name: str, train: bool) -> BatchNorm:
+  """Keras's `BatchNormalization` over the channels (defaults), with `block`'s dtype fields."""
+  return BatchNorm(use_running_average=not train, name=name, **block.dtype_options)
 
 
 class ConvStack(PrecisionFields):
@@ -202,79 +229,92 @@ class ConvStack(PrecisionFields):
     check_positive_int("channel", self.channel)
     check_positive_int("stack_num", self.stack_num)
     check_activation("activation", self.activation)
-    prefix = _prefix(self, "conv_stack")
+    prefix, rank = _prefix(self, "conv_stack"), spatial_rank(x)
     for i in range(self.stack_num):
-      x = _conv(self, self.channel, self.kernel_size, f"{prefix}_{i}", use_bias=not self.batch_norm,
-                dilation=self.dilation_rate)(x)
+      x = conv(self, self.channel, self.kernel_size, f"{prefix}_{i}", rank=rank, use_bias=not self.batch_norm,
+               dilation=self.dilation_rate)(x)
       if self.batch_norm:
-        x = BatchNorm(use_running_average=not train, name=f"{prefix}_{i}_bn", **self.dtype_options)(x)
+        x = batch_norm(self, f"{prefix}_{i}_bn", train)(x)
       x = activation_layer(self.activation, f"{prefix}_{i}_activation", **self.dtype_options)(x)
     return x
 
 
 class EncodeLayer(PrecisionFields):
-  """keras-unet-collection's `encode_layer`: halves the size by max or average pooling, or a strided conv.
+  """keras-unet-collection's `encode_layer`: divides the size by `pool_size` by pooling or a strided conv.
 
-  `pool`: True or "max" (MaxPooling2D 2), "ave" (AveragePooling2D 2), False
-  (Conv 2x2 stride 2 valid, bias only without BN -> [BN] -> activation).
-  Layers: `{name}_stride_conv`, `{name}_bn`, `{name}_activation`.
+  `pool`: True or "max" (MaxPooling), "ave" (AveragePooling), False
+  (Conv `kernel_size` ("auto": `pool_size`) stride `pool_size` valid, bias
+  only without BN -> [BN] -> activation). Layers: `{name}_stride_conv`,
+  `{name}_bn`, `{name}_activation`.
   """
 
   channel: int
   pool: bool | str = True
   activation: str = "ReLU"
   batch_norm: bool = False
+  pool_size: int = 2
+  kernel_size: int | str = "auto"
 
   @nn.compact
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    pool = check_pool(self.pool)
+    pool, rank = check_pool(self.pool), spatial_rank(x)
+    check_positive_int("pool_size", self.pool_size)
     if pool == "max":
-      return max_pool(x, 2)
+      return max_pool(x, self.pool_size)
     if pool == "ave":
-      return avg_pool(x, 2)
+      return avg_pool(x, self.pool_size)
     prefix = _prefix(self, "encode")
-    x = _conv(self, self.channel, 2, f"{prefix}_stride_conv", strides=2, padding="VALID",
-              use_bias=not self.batch_norm)(x)
+    kernel = self.pool_size if self.kernel_size == "auto" else check_positive_int("kernel_size", self.kernel_size)
+    x = conv(self, self.channel, kernel, f"{prefix}_stride_conv", rank=rank, strides=self.pool_size,
+             padding="VALID", use_bias=not self.batch_norm)(x)
     if self.batch_norm:
-      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn", **self.dtype_options)(x)
+      x = batch_norm(self, f"{prefix}_bn", train)(x)
     return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation",
                             **self.dtype_options)(x)
 
 
-def upsample(x: jax.Array, method: str) -> jax.Array:
-  """Keras's `UpSampling2D(2)`: nearest repeats pixels; bilinear is `tf.image.resize` (half-pixel centres)."""
+def upsample(x: jax.Array, method: str, size: int = 2) -> jax.Array:
+  """Keras's `UpSampling2D/3D(size)`: nearest repeats pixels; bilinear (2-D) is `tf.image.resize` (half-pixel
+  centres)."""
   if method == "nearest":
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-  batch, height, width, channels = x.shape
-  return jax.image.resize(x, (batch, 2 * height, 2 * width, channels), "bilinear", antialias=False)
+    for axis in range(1, x.ndim - 1):
+      x = jnp.repeat(x, size, axis=axis)
+    return x
+  shape = (x.shape[0], *(n * size for n in x.shape[1:-1]), x.shape[-1])
+  return jax.image.resize(x, shape, "bilinear", antialias=False)
 
 
 class DecodeLayer(PrecisionFields):
-  """keras-unet-collection's `decode_layer`: doubles the size by upsampling or a transposed convolution.
+  """keras-unet-collection's `decode_layer`: multiplies the size by `pool_size`, upsampling or transposed conv.
 
-  `unpool`: True or "bilinear", "nearest" (UpSampling2D 2), False
-  (Conv2DTranspose 3x3 stride 2 same, always with a bias -> [BN] -> activation).
-  Layers: `{name}_trans_conv`, `{name}_bn`, `{name}_activation`.
+  `unpool`: True or "bilinear", "nearest" (UpSampling), False
+  (ConvTranspose `kernel_size` ("auto": `pool_size`) stride `pool_size` same,
+  always with a bias -> [BN] -> activation). Layers: `{name}_trans_conv`,
+  `{name}_bn`, `{name}_activation`.
   """
 
   channel: int
   unpool: bool | str = True
-  kernel_size: int = 3
+  kernel_size: int | str = 3
   activation: str = "ReLU"
   batch_norm: bool = False
+  pool_size: int = 2
 
   @nn.compact
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    unpool = check_unpool(self.unpool)
+    rank = spatial_rank(x)
+    unpool = check_unpool(self.unpool, rank)
+    check_positive_int("pool_size", self.pool_size)
     if unpool != "trans_conv":
-      return upsample(x, unpool)
+      return upsample(x, unpool, self.pool_size)
     prefix = _prefix(self, "decode")
-    x = ConvTranspose(self.channel, (self.kernel_size,) * 2, (2, 2), padding="SAME", name=f"{prefix}_trans_conv",
-                      **self.precision_options)(x)
+    kernel = self.pool_size if self.kernel_size == "auto" else check_positive_int("kernel_size", self.kernel_size)
+    x = ConvTranspose(self.channel, (kernel,) * rank, (self.pool_size,) * rank, padding="SAME",
+                      name=f"{prefix}_trans_conv", **self.precision_options)(x)
     if self.batch_norm:
-      x = BatchNorm(use_running_average=not train, name=f"{prefix}_bn", **self.dtype_options)(x)
+      x = batch_norm(self, f"{prefix}_bn", train)(x)
     return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation",
                             **self.dtype_options)(x)
 
@@ -308,12 +348,12 @@ class AttentionGate(PrecisionFields):
     if x.shape[:-1] != g.shape[:-1]:
       raise ValueError(f"x has shape {x.shape} and g {g.shape}; the attention gate needs the same batch and "
                        "spatial sizes.")
-    prefix = _prefix(self, "att")
-    theta = _conv(self, self.channel, 1, f"{prefix}_theta_x")(x)
-    phi = _conv(self, self.channel, 1, f"{prefix}_phi_g")(g)
+    prefix, rank = _prefix(self, "att"), spatial_rank(x)
+    theta = conv(self, self.channel, 1, f"{prefix}_theta_x", rank=rank)(x)
+    phi = conv(self, self.channel, 1, f"{prefix}_phi_g", rank=rank)(g)
     query = theta + phi if attention == "add" else theta * phi
     f = activation_layer(activation, f"{prefix}_activation", **self.dtype_options)(query)
-    coef = jax.nn.sigmoid(_conv(self, 1, 1, f"{prefix}_psi_f")(f))
+    coef = jax.nn.sigmoid(conv(self, 1, 1, f"{prefix}_psi_f", rank=rank)(f))
     x, coef = nn.dtypes.promote_dtype(x, coef, dtype=self.dtype)
     return x * coef
 
@@ -333,5 +373,5 @@ class ConvOutput(PrecisionFields):
     check_positive_int("n_labels", self.n_labels)
     activation = check_activation("output_activation", self.activation, OUTPUT_ACTIVATIONS)
     prefix = _prefix(self, "conv_output")
-    x = _conv(self, self.n_labels, self.kernel_size, prefix)(x)
+    x = conv(self, self.n_labels, self.kernel_size, prefix, rank=spatial_rank(x))(x)
     return activation_layer(activation, f"{prefix}_activation", **self.dtype_options)(x)

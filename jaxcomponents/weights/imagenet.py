@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents.models import backbones
-from jaxcomponents.models.unet import UNet, backbone_arguments, backbone_path, check_input_size
+from jaxcomponents.models.unet_backbone import backbone_arguments, backbone_path, check_backbone_input
 from jaxcomponents.weights import hub
 from jaxcomponents.weights.convert import load_keras
 from jaxcomponents.weights.graft import graft
@@ -71,9 +71,9 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
   return load_keras(module, path, np.zeros((1, *input_shape), np.float32))
 
 
-def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: bool = True,
+def init_unet(model: nn.Module, sample_input: jax.Array, *, seed: int = 0, download: bool = True,
               progress: bool = True) -> dict[str, Any]:
-  """Initialises `model` and loads its backbone's `weights` ("imagenet" or a Keras `.h5` path).
+  """Initialises a keras-unet-collection twin (`unet_2d`, `unet_plus_2d` ...) and loads its backbone's `weights`.
 
   ImageNet weights are Keras's no-top files, through `load_imagenet`
   (fetched and verified by `jaxcomponents.weights.hub`; MobileNetV2's by input
@@ -93,7 +93,7 @@ def init_unet(model: UNet, sample_input: jax.Array, *, seed: int = 0, download: 
   variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
   if model.backbone is None or model.weights is None:
     return variables
-  check_input_size(model, sample_input.shape[1:])
+  check_backbone_input(model, sample_input.shape[1:])
   encoder = backbones.get(model.backbone).module(**backbone_arguments(model), **model.precision_options)
   if model.weights == "imagenet":
     pretrained = load_imagenet(encoder, sample_input.shape[1:], download=download, progress=progress)

@@ -4,16 +4,19 @@ keras-unet-collection needs TensorFlow, which stays out of the project's install
 so this script runs in a throwaway environment of its own:
 
   python3.11 -m venv /tmp/kuc-venv
-  /tmp/kuc-venv/bin/pip install "tensorflow-cpu==2.15.1" "keras-unet-collection==0.1.13" "numpy<2" h5py
-  /tmp/kuc-venv/bin/python tests/reference/make_unet_references.py
+  /tmp/kuc-venv/bin/pip install "tensorflow-cpu==2.15.1" "keras-unet-collection==0.1.13" "numpy<2" h5py pillow
+  /tmp/kuc-venv/bin/python tests/reference/make_unet_references.py [NAME ...]
 
 (TensorFlow 2.15 is the last release whose `tf.keras` is Keras 2, the Keras
 keras-unet-collection was written for.) For every configuration in `CONFIGS`
 it builds the keras-unet-collection model, gives every weight a random value
 (batch-norm moving statistics, PReLU slopes and Snake's `beta_factor` too),
 saves the weights with Keras's legacy `.h5` writer (`model.save_weights`) and
-writes `<name>.npz` with the input, Keras's output in inference mode and the
-configuration; `kuc_losses.npz` holds keras-unet-collection's segmentation
+writes `<name>.npz` with the input, Keras's outputs in inference mode (`y`,
+or `y_0`, `y_1` ... and `output_names` for a model with several) and the
+configuration. The U-Net's configurations are below; every other model's sit
+in `kuc_configs/<model>.py` (a `CONFIGS` dict like this one, and `TRAIN`: the
+configurations that also record one training step, see `train_reference`); `kuc_losses.npz` holds keras-unet-collection's segmentation
 losses on fixed maps, and `kuc_backbone_taps.json` the layers its U-Net taps
 in each backbone it offers. Pass names to regenerate only some files. The `.h5` files are then rewritten with gzip compression
 (same groups, datasets and attributes); the large backbone kernels are sparse
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zlib
 
 import numpy as np
 
@@ -83,6 +87,27 @@ CONFIGS = {
         input_size=(32, 32, 3), filter_num=[4, 8, 16, 32], n_labels=3, backbone="EfficientNetB0", weights=None,
         batch_norm=True, output_activation="Sigmoid"), 1),
 }
+
+UNET_NAMES = tuple(CONFIGS)  # seeded by position (1000 + index); every later configuration by its name
+TRAIN: dict[str, dict] = {"unet_d4_ave_nearest_bn_stack1": {}, "attunet_d3_multiply_elu_snake_out": {}}
+
+
+def _model_configs() -> None:
+  """Adds every `kuc_configs/<model>.py`'s CONFIGS and TRAIN to this module's."""
+  import importlib.util
+
+  folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kuc_configs")
+  for file in sorted(os.listdir(folder)):
+    if file.endswith(".py") and not file.startswith("_"):
+      spec = importlib.util.spec_from_file_location(f"kuc_configs.{file[:-3]}", os.path.join(folder, file))
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      for name in module.CONFIGS:
+        if name in CONFIGS:
+          raise ValueError(f"configuration {name!r} of kuc_configs/{file} is defined twice")
+      CONFIGS.update(module.CONFIGS)
+      TRAIN.update(getattr(module, "TRAIN", {}))
+
 
 TERNARY_ABOVE = 4_096  # kernels with more entries are sparse: -s, 0, +s with probabilities 1/8, 3/4, 1/8
 COMPRESS_ABOVE = 4_096  # datasets with more entries are stored compressed
@@ -146,7 +171,7 @@ def main(names: list[str]) -> None:
       continue
     tf.keras.backend.clear_session()
     model = getattr(models, function)(**kwargs)
-    rng = np.random.default_rng(1000 + index)
+    rng = np.random.default_rng(1000 + index if name in UNET_NAMES else zlib.crc32(name.encode()))
     randomize(model, rng)
     x = rng.normal(size=(batch, *kwargs["input_size"])).astype(np.float32)
     h5_path = os.path.join(OUT_DIR, f"{name}.h5")
@@ -155,15 +180,49 @@ def main(names: list[str]) -> None:
     # The output is the reloaded file's: Keras 2's Normalization (EfficientNet) uses assigned statistics only
     # once `load_weights` (or `adapt`) finalizes them.
     model.load_weights(h5_path)
-    y = model(x, training=False).numpy()
+    outputs = _outputs(model(x, training=False))
     config = {"function": function, "kwargs": kwargs, "keras_unet_collection": keras_unet_collection.__version__
-              if hasattr(keras_unet_collection, "__version__") else "0.1.13", "tensorflow": tf.__version__}
-    np.savez_compressed(os.path.join(OUT_DIR, f"{name}.npz"), x=x, y=y, config=json.dumps(config))
-    print(f"{name}: {function} output {y.shape}, {os.path.getsize(h5_path) / 1e3:.0f} kB weights")
+              if hasattr(keras_unet_collection, "__version__") else "0.1.13", "tensorflow": tf.__version__,
+              "params": int(model.count_params()), "output_names": list(model.output_names)}
+    arrays = {"y": outputs[0]} if len(outputs) == 1 else {f"y_{i}": y for i, y in enumerate(outputs)}
+    if name in TRAIN:
+      arrays.update(train_reference(model, x, rng, **TRAIN[name]))
+      config["train"] = {"optimizer": "sgd", "learning_rate": TRAIN_LEARNING_RATE, "loss": "mean_squared_error",
+                         "loss_weights": _loss_weights(len(outputs))}
+    np.savez_compressed(os.path.join(OUT_DIR, f"{name}.npz"), x=x, config=json.dumps(config), **arrays)
+    print(f"{name}: {function} outputs {[y.shape for y in outputs]}, {config['params']} parameters, "
+          f"{os.path.getsize(h5_path) / 1e3:.0f} kB weights")
   if not names or "kuc_losses" in names:
     loss_references()
   if not names or "kuc_backbone_taps" in names:
     backbone_taps()
+
+
+TRAIN_LEARNING_RATE = 0.05
+
+
+def _outputs(y) -> list[np.ndarray]:
+  return [np.asarray(t) for t in y] if isinstance(y, (list, tuple)) else [np.asarray(y)]
+
+
+def _loss_weights(n: int) -> list[float]:
+  """One weight per output: the deep-supervision outputs 0.5 each, the final (last) output 1."""
+  return [0.5] * (n - 1) + [1.0]
+
+
+def train_reference(model, x: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """One `train_on_batch` step of SGD on the mean squared error towards random targets (weighted per output by
+  `_loss_weights`), then the outputs in inference mode: `target_{i}`, `train_loss`, `y_after_{i}`."""
+  import tensorflow as tf
+
+  targets = [rng.uniform(size=y.shape).astype(np.float32) for y in _outputs(model(x, training=False))]
+  model.compile(optimizer=tf.keras.optimizers.SGD(TRAIN_LEARNING_RATE), loss="mean_squared_error",
+                loss_weights=_loss_weights(len(targets)))
+  loss = model.train_on_batch(x, targets if len(targets) > 1 else targets[0])
+  after = _outputs(model(x, training=False))
+  loss = loss[0] if isinstance(loss, (list, tuple)) else loss
+  return {"train_loss": np.asarray(loss, np.float32), **{f"target_{i}": t for i, t in enumerate(targets)},
+          **{f"y_after_{i}": y for i, y in enumerate(after)}}
 
 
 def loss_references() -> None:
@@ -191,6 +250,8 @@ def backbone_taps() -> None:
     json.dump(_backbone_zoo.layer_cadidates, f, indent=1)
   print("kuc_backbone_taps:", sorted(_backbone_zoo.layer_cadidates))
 
+
+_model_configs()
 
 if __name__ == "__main__":
   main(sys.argv[1:])

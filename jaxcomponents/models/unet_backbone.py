@@ -1,0 +1,143 @@
+"""A pretrained backbone as the encoder of keras-unet-collection's models, nested and frozen as it nests them.
+
+keras-unet-collection's `unet_2d`, `att_unet_2d`, `unet_plus_2d`,
+`unet_3plus_2d` and `transunet_2d` take `backbone`, `weights`,
+`freeze_backbone` and `freeze_batch_norm`. A model that does reads its
+encoder from here: the backbone built with `include_top=False` and cut at its
+U-Net taps (`models.backbones.get(name).unet_taps`), as a submodule
+`{backbone}_backbone` under Keras's layer names. A backbone whose first tap is
+at full resolution (VGG) gives `depth` taps, the others `depth - 1`.
+
+The protocol: a model with a backbone has the fields `backbone`, `weights`,
+`freeze_backbone`, `freeze_batch_norm` and a `depth` (its number of levels).
+
+Freezing: `freeze_backbone` stops the gradient of the backbone's convolutions,
+`freeze_batch_norm` that of its batch-norm layers and keeps them in inference
+mode, independently of each other (keras-unet-collection ties the second to
+the first, a bug not copied here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from jaxcomponents.errors import check_choice
+from jaxcomponents.models import backbones
+from jaxcomponents.models.common import Backbone
+
+
+def check_bool(param: str, value: Any) -> bool:
+  """`value` if it is True or False, else `ValueError` naming `param`."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
+  return bool(value)
+
+
+def check_backbone(model: Any) -> None:
+  """Checks `backbone`, `weights`, `freeze_backbone` and `freeze_batch_norm` against `model.depth`."""
+  if model.backbone is not None:
+    check_choice("backbone", model.backbone, (None, *backbones.NAMES))
+    if not backbones.get(model.backbone).full_resolution_first_tap and model.depth < 2:
+      raise ValueError(f"depth {model.depth} is not allowed with backbone={model.backbone!r}: its first tap is at "
+                       "half resolution, so the model needs at least 2 levels.")
+  weights = model.weights
+  if not (weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike))):
+    raise ValueError(f"weights={weights!r} is not allowed; expected 'imagenet', None or the path of a Keras .h5 "
+                     "file.")
+  check_bool("freeze_backbone", model.freeze_backbone)
+  check_bool("freeze_batch_norm", model.freeze_batch_norm)
+
+
+def check_backbone_input(model: Any, input_size: Sequence[int | None]) -> None:
+  """Checks an input's (height, width, channels) against the backbone's minimum size and ImageNet's 3 channels."""
+  if model.backbone is None:
+    return
+  record = backbones.get(model.backbone)
+  for axis, n in zip(("height", "width"), input_size[:2]):
+    if n is not None and n < record.min_size:
+      raise ValueError(f"input_size={tuple(input_size)} is not allowed with backbone={model.backbone!r}: {axis} "
+                       f"{n} is smaller than its minimum {record.min_size}.")
+  if input_size[2] is not None and model.weights == "imagenet" and input_size[2] != 3:
+    raise ValueError(f"input_size={tuple(input_size)} is not allowed with backbone={model.backbone!r} and "
+                     "weights='imagenet': ImageNet weights need 3 channels (or use weights=None).")
+
+
+def backbone_path(model: Any) -> str:
+  """The backbone's submodule name in the variables, as keras-unet-collection names its nested model."""
+  return f"{model.backbone}_backbone"
+
+
+def backbone_arguments(model: Any) -> dict[str, Any]:
+  """The arguments of the encoder: the backbone without the top, cut at the taps `model.depth` takes."""
+  record = backbones.get(model.backbone)
+  taps = record.unet_taps[:record.unet_tap_count(model.depth)]
+  return {"include_top": False, "freeze_batch_norm": model.freeze_batch_norm, "taps": taps,
+          **record.weights_arguments(model.weights)}
+
+
+def backbone_encoder(model: Any, x: jax.Array, train: bool) -> tuple[list[jax.Array], int]:
+  """Runs `model`'s backbone on `x` inside `model`'s compact call: (its tap outputs, the levels they cover).
+
+  The levels covered are keras-unet-collection's `depth_encode`: the number of
+  taps, plus one where the first tap is at half resolution.
+  """
+  record = backbones.get(model.backbone)
+  encoder_cls = frozen_backbone(record.module, model.freeze_backbone, model.freeze_batch_norm,
+                                model.is_initializing())
+  skips = list(encoder_cls(**backbone_arguments(model), name=backbone_path(model), **model.precision_options)(
+      x, train=train))
+  return skips, len(skips) + (0 if record.full_resolution_first_tap else 1)
+
+
+def _is_batch_norm(leaf: Mapping[str, Any]) -> bool:
+  """A layer's parameters are batch norm's when none of them is a kernel."""
+  return not any(name.endswith("kernel") for name in leaf)
+
+
+def freeze_params(params: Mapping[str, Any], *, convolutions: bool, batch_norm: bool) -> dict[str, Any]:
+  """Stops the gradient of the convolution and/or batch-norm layers in a `{layer: {weight: array}}` tree."""
+  out = {}
+  for name, leaf in params.items():
+    frozen = batch_norm if _is_batch_norm(leaf) else convolutions
+    out[name] = jax.tree.map(jax.lax.stop_gradient, dict(leaf)) if frozen else leaf
+  return out
+
+
+def frozen_backbone(module: type[Backbone], freeze_backbone: bool, freeze_batch_norm: bool, initializing: bool):
+  """The backbone class whose layers get no gradient: convolutions if `freeze_backbone`, batch norm if
+  `freeze_batch_norm`. `initializing`: the parent's `is_initializing()`."""
+  if not (freeze_backbone or freeze_batch_norm):
+    return module
+
+  def trans_in(variables):
+    return {**variables, "params": freeze_params(variables.get("params", {}), convolutions=freeze_backbone,
+                                                 batch_norm=freeze_batch_norm)}
+
+  return nn.map_variables(module, "params", trans_in_fn=trans_in, init=initializing)
+
+
+def frozen_patterns(model: Any, params: Any) -> list[str]:
+  """Regular expressions for `jaxcomponents.training.freeze(tx, ...)`: the parameters the model freezes.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxcomponents.models import unet_2d
+    >>> model = unet_2d((32, 32, 3), [4, 8], n_labels=2, backbone="VGG16", weights=None)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    >>> frozen_patterns(model, params)[:1]
+    ['VGG16_backbone/block1_conv1/.*']
+  """
+  if model.backbone is None or backbone_path(model) not in params:
+    return []
+  patterns = []
+  for layer, leaf in params[backbone_path(model)].items():
+    if model.freeze_batch_norm if _is_batch_norm(leaf) else model.freeze_backbone:
+      patterns.append(f"{re.escape(backbone_path(model))}/{re.escape(layer)}/.*")
+  return patterns

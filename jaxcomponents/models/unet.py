@@ -19,27 +19,23 @@ the skip, F_int = filters // 2] -> concatenate (decoded first) -> conv stack of
 `stack_num_up`. Head: Conv 1x1 (`n_labels`) -> `output_activation`. Convs have
 a bias only without batch norm (the transposed conv always has one).
 
-Backbones: with `backbone`, the encoder is that backbone itself, built with
-`include_top=False` and cut at its U-Net taps (`models.backbones.get(name).unet_taps`,
-keras-unet-collection's layers where it has the backbone), as
-keras-unet-collection nests it: a submodule `{backbone}_backbone` holding only
-the layers the taps need, under Keras's layer names. A backbone whose first
-tap is at full resolution (VGG) gives `depth` taps, the others `depth - 1`,
-the decoder's last level then having no skip; missing deeper levels get
-encoder blocks, missing shallower levels decoder blocks without concatenation.
-Where a backbone's taps are not exact halvings (InceptionV3's 'valid'
-convolutions: 224 gives 109, 52, 25, 12, 5) the U-Net resizes each decoded
-map to its skip's size (bilinear) and the last one to the input size.
+Backbones (`models/unet_backbone.py`, shared by every kuc model that takes
+one): with `backbone`, the encoder is that backbone itself, cut at its U-Net
+taps and nested as keras-unet-collection nests it (`{backbone}_backbone`). A
+backbone whose first tap is at full resolution (VGG) gives `depth` taps, the
+others `depth - 1`; missing deeper levels get encoder blocks, missing
+shallower levels decoder blocks without concatenation. Where a backbone's
+taps are not exact halvings (InceptionV3's 'valid' convolutions) the U-Net
+resizes each decoded map to its skip's size (bilinear) and the last one to
+the input size. `freeze_backbone` and `freeze_batch_norm` are independent of
+each other (keras-unet-collection ties the second to the first, a bug not
+copied here); with weight decay also exclude frozen weights from the
+optimizer: `training.freeze(tx, frozen_patterns(model, params))`.
 
-Freezing: `freeze_backbone` stops the gradient of the backbone's convolutions,
-`freeze_batch_norm` that of its batch-norm layers and keeps them in inference
-mode (running statistics used, never updated), independently of each other.
-keras-unet-collection passes `freeze_batch_norm=freeze_backbone` to its
-backbone, so its `freeze_batch_norm` argument is ignored (a bug not copied
-here): there, `freeze_backbone=True` also freezes batch norm and
-`freeze_backbone=False` trains it. Frozen weights get zero gradients; with
-weight decay also exclude them from the optimizer:
-`training.freeze(tx, frozen_patterns(model, params))`.
+Volumes: `unet_3d` and `att_unet_3d` take (depth, height, width, channels)
+inputs and build the same networks from 3-D layers (the blocks read the rank
+from their input); no backbone, and `unpool=True` is Keras's `UpSampling3D`
+(nearest).
 
 Pretrained backbone weights: modules do no I/O, so `jaxcomponents.weights.init_unet(model, x)`
 initialises and then loads `model.weights` ("imagenet": Keras's no-top file
@@ -60,13 +56,12 @@ from jaxcomponents.deprecation import keyword_only, warn
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
-from jaxcomponents.models.common import Backbone
 from jaxcomponents.models.unet_backbone import (backbone_arguments, backbone_encoder, backbone_path, check_backbone,
                                                 check_backbone_input, check_bool, freeze_params, frozen_backbone,
                                                 frozen_patterns)
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, AttentionGate, ConvOutput, ConvStack,
-                                              DecodeLayer, EncodeLayer, check_activation, check_attention, check_pool,
-                                              check_unpool, spatial_rank)
+                                              DecodeLayer, check_activation, check_attention, check_pool,
+                                              check_unpool, resize_to, spatial_rank, unet_left, unet_right)
 
 __all__ = ["UNet", "att_unet_2d", "att_unet_3d", "backbone_arguments", "backbone_path", "check_config",
            "check_input_size", "freeze_params", "frozen_backbone", "frozen_patterns", "unet_2d", "unet_3d"]
@@ -126,12 +121,6 @@ def check_input_size(model: "UNet", input_size: Sequence[int | None]) -> None:
   if input_size[-1] is not None:
     check_positive_int("input_size", input_size[-1])
   check_backbone_input(model, input_size)
-
-
-def _resize_to(x: jax.Array, size: Sequence[int]) -> jax.Array:
-  if tuple(x.shape[1:-1]) == tuple(size):
-    return x
-  return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear", antialias=False)
 
 
 class UNet(PrecisionFields):
@@ -233,33 +222,27 @@ class UNet(PrecisionFields):
       x = self._right(x, skip, filter_decode[i], f"{p}_up{i}", train)
     for i in range(len(decode), depth - 1):
       x = self._right(x, None, filter_decode[i], f"{p}_up{i}", train)
-    x = _resize_to(x, input_size)  # only where a backbone's taps are not exact halvings
+    x = resize_to(x, input_size)  # only where a backbone's taps are not exact halvings
     return ConvOutput(self.n_labels, activation=self.output_activation, name=f"{p}_output",
                       **self.precision_options)(x)
 
   def _left(self, x, channel, name, train):
-    """keras-unet-collection's `UNET_left`: encode layer, then a conv stack."""
-    options = self.precision_options
-    x = EncodeLayer(channel, self.pool, self.activation, self.batch_norm, name=f"{name}_encode", **options)(
-        x, train=train)
-    return ConvStack(channel, stack_num=self.stack_num_down, activation=self.activation, batch_norm=self.batch_norm,
-                     name=f"{name}_conv", **options)(x, train=train)
+    return unet_left(self, x, channel, name, train=train, stack_num=self.stack_num_down, activation=self.activation,
+                     pool=self.pool, batch_norm=self.batch_norm)
 
   def _right(self, x, skip, channel, name, train):
     """`UNET_right` (U-Net, or any level without a skip) or `UNET_att_right` (attention U-Net)."""
+    if not (self.attention and skip is not None):
+      return unet_right(self, x, [] if skip is None else [skip], channel, name, train=train,
+                        stack_num=self.stack_num_up, activation=self.activation, unpool=self.unpool,
+                        batch_norm=self.batch_norm)
     options = self.precision_options
     x = DecodeLayer(channel, self.unpool, activation=self.activation, batch_norm=self.batch_norm,
                     name=f"{name}_decode", **options)(x, train=train)
-    if skip is not None:
-      x = _resize_to(x, skip.shape[1:-1])
-    if self.attention and skip is not None:
-      skip = AttentionGate(channel // 2, self.attention_activation, self.attention_type, name=f"{name}_att",
-                           **options)(skip, x)
-    else:
-      x = ConvStack(channel, stack_num=1, activation=self.activation, batch_norm=self.batch_norm,
-                    name=f"{name}_conv_before_concat", **options)(x, train=train)
-    if skip is not None:
-      x = jnp.concatenate([x, skip], axis=-1)
+    x = resize_to(x, skip.shape[1:-1])
+    skip = AttentionGate(channel // 2, self.attention_activation, self.attention_type, name=f"{name}_att",
+                         **options)(skip, x)
+    x = jnp.concatenate([x, skip], axis=-1)
     return ConvStack(channel, stack_num=self.stack_num_up, activation=self.activation, batch_norm=self.batch_norm,
                      name=f"{name}_conv_after_concat", **options)(x, train=train)
 

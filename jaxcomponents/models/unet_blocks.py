@@ -29,7 +29,7 @@ layers; PReLU and Snake take `dtype` and `param_dtype`. See
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -317,6 +317,48 @@ class DecodeLayer(PrecisionFields):
       x = batch_norm(self, f"{prefix}_bn", train)(x)
     return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation",
                             **self.dtype_options)(x)
+
+
+def resize_to(x: jax.Array, size: Sequence[int]) -> jax.Array:
+  """`x` resized (bilinear) to the spatial `size`; unchanged where it has that size already."""
+  if tuple(x.shape[1:-1]) == tuple(size):
+    return x
+  return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear", antialias=False)
+
+
+def unet_left(block: PrecisionFields, x: jax.Array, channel: int, name: str, *, train: bool, stack_num: int = 2,
+              activation: str = "ReLU", pool: bool | str = True, batch_norm: bool = False,
+              kernel_size: int = 3) -> jax.Array:
+  """keras-unet-collection's `UNET_left`, called inside `block`'s compact call: encode layer, then a conv stack.
+
+  Layers: `{name}_encode_*`, `{name}_conv_*`.
+  """
+  x = EncodeLayer(channel, pool, activation, batch_norm, name=f"{name}_encode", **block.precision_options)(
+      x, train=train)
+  return ConvStack(channel, kernel_size, stack_num, activation=activation, batch_norm=batch_norm,
+                   name=f"{name}_conv", **block.precision_options)(x, train=train)
+
+
+def unet_right(block: PrecisionFields, x: jax.Array, skips: Sequence[jax.Array], channel: int, name: str, *,
+               train: bool, stack_num: int = 2, activation: str = "ReLU", unpool: bool | str = True,
+               batch_norm: bool = False, concat: bool = True, kernel_size: int = 3) -> jax.Array:
+  """keras-unet-collection's `UNET_right`, called inside `block`'s compact call: decode layer, a conv stack of
+  one, concatenation with `skips` (decoded first; none if not `concat`), a conv stack of `stack_num`.
+
+  A decoded map whose size differs from the skips' (a backbone's uneven taps) is resized to theirs first.
+  Layers: `{name}_decode_*`, `{name}_conv_before_concat_*`, `{name}_conv_after_concat_*`.
+  """
+  options = block.precision_options
+  x = DecodeLayer(channel, unpool, activation=activation, batch_norm=batch_norm, name=f"{name}_decode", **options)(
+      x, train=train)
+  if skips:
+    x = resize_to(x, skips[0].shape[1:-1])
+  x = ConvStack(channel, kernel_size, 1, activation=activation, batch_norm=batch_norm,
+                name=f"{name}_conv_before_concat", **options)(x, train=train)
+  if concat and skips:
+    x = jnp.concatenate([x, *skips], axis=-1)
+  return ConvStack(channel, kernel_size, stack_num, activation=activation, batch_norm=batch_norm,
+                   name=f"{name}_conv_after_concat", **options)(x, train=train)
 
 
 class AttentionGate(PrecisionFields):

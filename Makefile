@@ -33,7 +33,7 @@ clean:
 # keras-tf, the optional contender, runs in its own virtualenv: `make tf-venv` once (TensorFlow stays out of
 # the default install), then the bench commands find .venv-tf by themselves.
 BENCH_ARGS ?=
-.PHONY: bench bench-quick bench-matrix tf-venv
+.PHONY: bench bench-quick bench-matrix bench-unet-zoo tf-venv kuc-venv
 
 tf-venv: .venv-tf/.installed
 
@@ -62,6 +62,20 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m jaxcomponents.cli bench --size full $(BENCH_ARGS)
+
+# keras-unet-collection's models against kuc itself, which needs tf.keras (Keras 2): its contender runs in .venv-kuc.
+kuc-venv: .venv-kuc/.installed
+
+.venv-kuc/.installed:
+	$(PYTHON) -m venv .venv-kuc
+	.venv-kuc/bin/python -m pip install --quiet --upgrade pip
+	.venv-kuc/bin/python -m pip install --quiet "tensorflow-cpu==2.15.1" "keras-unet-collection==0.1.13" "numpy<2" \
+	  h5py pillow
+	touch .venv-kuc/.installed
+
+bench-unet-zoo: $(STAMP) .venv-kuc/.installed
+	$(PY) -m jaxcomponents.cli bench --unet-zoo --size quick --modes train \
+	  --frameworks jaxcomponents,jaxcomponents-tuned,keras-tf --tf-python .venv-kuc/bin/python $(BENCH_ARGS)
 
 bench-matrix: $(STAMP)
 	$(PY) -m jaxcomponents.cli bench --matrix --size quick --modes train \

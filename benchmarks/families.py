@@ -30,7 +30,7 @@ FRAMEWORKS = ("jaxcomponents", "jaxcomponents-tuned", "keras-jax", "keras-tf", "
 JAXCOMPONENTS = ("jaxcomponents", "jaxcomponents-tuned")
 MODES = ("train", "infer")
 SIZES = ("tiny", "quick", "full")
-GROUPS = ("main", "matrix")
+GROUPS = ("main", "matrix", "unet_zoo")
 TASKS = ("classify", "segment")
 
 
@@ -151,7 +151,7 @@ def synthetic_batch(family: Family, size: Size, seed: int = 0) -> tuple[np.ndarr
   """The same synthetic inputs and integer labels for every contender."""
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(size.batch,) + tuple(size.input_shape)).astype(np.float32)
-  label_shape = (size.batch,) if family.task == "classify" else (size.batch,) + tuple(size.input_shape[:2])
+  label_shape = (size.batch,) if family.task == "classify" else (size.batch,) + tuple(size.input_shape[:-1])
   y = rng.integers(0, size.classes, size=label_shape).astype(np.int32)
   return x, y
 
@@ -282,3 +282,41 @@ for _kind, _dims_list in _KERAS_KINDS.items():
 register(Family("conv_2d_bf16", "conv_2d in mixed bfloat16; Adam", _stack_sizes("conv", 2),
                 jaxcomponents="benchmarks.jc_models:conv_stack_nd", keras="benchmarks.keras_twins:conv_stack_nd",
                 group="matrix", dtype="mixed_bfloat16"))
+
+
+# keras-unet-collection's models, each beside kuc's own Keras model built by the same call (`make bench-unet-zoo`:
+# kuc needs tf.keras, so its contender runs in `.venv-kuc`, TensorFlow 2.15 with Keras 2). Batch norm on, deep
+# supervision off, a softmax over the classes; the arguments are kuc's.
+_ZOO = {
+    "unet_plus_2d": ({"filter_num": [4, 8, 16]}, {"filter_num": [16, 32, 64, 128]}),
+    "r2_unet_2d": ({"filter_num": [4, 8, 16]}, {"filter_num": [16, 32, 64, 128]}),
+    "resunet_a_2d": ({"filter_num": [4, 8, 16], "dilation_num": [1, 3], "aspp_num_down": 16, "aspp_num_up": 8},
+                     {"filter_num": [16, 32, 64, 128], "dilation_num": [1, 3, 15, 31], "aspp_num_down": 128,
+                      "aspp_num_up": 64}),
+    "u2net_2d": ({"filter_num_down": [4, 8, 16]}, {"filter_num_down": [16, 32, 64, 128]}),
+    "unet_3plus_2d": ({"filter_num_down": [4, 8, 16]}, {"filter_num_down": [16, 32, 64, 128]}),
+    "vnet_2d": ({"filter_num": [4, 8, 16]}, {"filter_num": [16, 32, 64, 128]}),
+    "transunet_2d": ({"filter_num": [4, 8, 16], "embed_dim": 16, "num_mlp": 32, "num_heads": 2, "num_transformer": 1},
+                     {"filter_num": [16, 32, 64, 128], "embed_dim": 64, "num_mlp": 128, "num_heads": 4,
+                      "num_transformer": 2}),
+    "swin_unet_2d": ({"filter_num_begin": 8, "depth": 2, "stack_num_down": 1, "stack_num_up": 1,
+                      "patch_size": (2, 2), "num_heads": [2, 2], "window_size": [4, 2], "num_mlp": 16},
+                     {"filter_num_begin": 32, "depth": 3, "stack_num_down": 2, "stack_num_up": 2,
+                      "patch_size": (2, 2), "num_heads": [2, 4, 4], "window_size": [4, 2, 2], "num_mlp": 64}),
+}
+_NO_BATCH_NORM = ("swin_unet_2d",)  # kuc's Swin-UNet takes no batch_norm
+
+
+def _zoo_sizes(function: str, tiny: dict[str, Any], quick: dict[str, Any]) -> dict[str, Size]:
+  common = {"output_activation": "Softmax", **({} if function in _NO_BATCH_NORM else {"batch_norm": True})}
+  return {"tiny": Size(2, (32, 32, 3), 2, {"function": function, **common, **tiny}),
+          "quick": Size(4, (64, 64, 3), 2, {"function": function, **common, **quick}),
+          "full": Size(8, (128, 128, 3), 2, {"function": function, **common, **quick})}
+
+
+for _function, (_tiny, _quick) in _ZOO.items():
+  register(Family(
+      _function, f"keras-unet-collection's {_function} (kuc's arguments, batch norm, softmax); Adam",
+      _zoo_sizes(_function, _tiny, _quick), jaxcomponents="benchmarks.jc_models:unet_collection",
+      keras="benchmarks.keras_twins:unet_collection", task="segment", group="unet_zoo",
+      requires=f"jaxcomponents.models:{_function}"))

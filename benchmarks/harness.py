@@ -82,7 +82,8 @@ class Settings:
   Attributes:
     size: `tiny`, `quick` or `full` (the family sizes and the timing method).
     models: family names; None for every family of `group`.
-    group: `main` (the model families) or `matrix` (the configurations users set).
+    group: `main` (the model families), `matrix` (the configurations users set) or `unet_zoo`
+      (keras-unet-collection's models).
     frameworks: contenders to run where they exist.
     modes: `train` and/or `infer`.
     dtype: `float32` or `mixed_bfloat16` (bfloat16 compute, float32 variables).
@@ -375,7 +376,7 @@ def command_line(settings: Settings) -> str:
   """The `jaxcomponents bench` command that reproduces `settings`."""
   parts = ["jaxcomponents", "bench", "--size", settings.size]
   if settings.group != "main":
-    parts.append(f"--{settings.group}")
+    parts.append(f"--{settings.group.replace('_', '-')}")
   if settings.models:
     parts += ["--models", ",".join(settings.models)]
   if tuple(settings.frameworks) != families.FRAMEWORKS:
@@ -438,6 +439,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--matrix", action="store_const", const="matrix", dest="group", default="main",
                  help="the matrix of configurations users set on the components (dropout, batch norm, pooling, "
                       "strides, padding, dilation, every convolution kind in 1-3 D, bfloat16, batch sizes)")
+  p.add_argument("--unet-zoo", action="store_const", const="unet_zoo", dest="group",
+                 help="keras-unet-collection's models against kuc's own Keras models (kuc needs tf.keras: "
+                      "--tf-python .venv-kuc/bin/python)")
   p.add_argument("--frameworks", type=_csv, default=families.FRAMEWORKS,
                  help=f"comma-separated contenders (default: {','.join(families.FRAMEWORKS)})")
   p.add_argument("--modes", type=_csv, default=families.MODES, help="train,infer (default: both)")

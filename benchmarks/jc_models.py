@@ -170,5 +170,12 @@ def unet(size):
   return _unet(size, attention=False)
 
 
+def unet_collection(size):
+  """A keras-unet-collection twin by its function name and kuc's arguments (`size.options`)."""
+  from jaxcomponents import models
+  options = dict(size.options)
+  return getattr(models, options.pop("function"))(input_size=size.input_shape, n_labels=size.classes, **options)
+
+
 def attention_unet(size):
   return _unet(size, attention=True)

@@ -185,5 +185,16 @@ def unet(size):
   return _unet(size, attention=False)
 
 
+def unet_collection(size):
+  """keras-unet-collection's own model, built by the same call as the jaxcomponents side (needs tf.keras)."""
+  try:
+    from keras_unet_collection import models
+  except ImportError as e:
+    raise ImportError("the unet_zoo families' Keras contender is keras-unet-collection itself: `make kuc-venv` "
+                      "(TensorFlow 2.15, Keras 2) and pass --tf-python .venv-kuc/bin/python") from e
+  options = dict(size.options)
+  return getattr(models, options.pop("function"))(input_size=size.input_shape, n_labels=size.classes, **options)
+
+
 def attention_unet(size):
   return _unet(size, attention=True)

@@ -344,3 +344,23 @@ def test_time_distributed_passes_each_step_its_mask_and_batch_statistics():
   keras_mean = [np.asarray(w) for w in model.weights if w.path.endswith("moving_mean")][0]
   ours_mean = [v for v in jax.tree.leaves(updated) if v.shape == keras_mean.shape]
   np.testing.assert_allclose(np.asarray(ours_mean[0]), keras_mean, rtol=1e-5, atol=1e-6)
+
+
+def test_names_several_layers_share_pair_by_their_owner_and_never_silently():
+  """Every attention layer has a `query`: by name, each pairs with its own owner's; a name that still repeats is an
+  error, never the last one found."""
+  from jaxcomponents.keras.pairing import pair_layers
+  from jaxcomponents.keras.weight_files import KerasLayer
+
+  keras_layers = [KerasLayer(sub, {"kernel": np.full((1,), i)}, "test", path=(owner, sub))
+                  for i, (owner, sub) in enumerate([("vit_0_atten", "query"), ("vit_0_atten", "key"),
+                                                    ("vit_1_atten", "query"), ("vit_1_atten", "key")])]
+  flax_paths = {("block0", "vit_0_atten", "query"): {}, ("block0", "vit_0_atten", "key"): {},
+                ("block1", "vit_1_atten", "query"): {}, ("block1", "vit_1_atten", "key"): {}}
+  for match in ("name", "auto"):
+    pairs = pair_layers(flax_paths, keras_layers, match)
+    assert [(path[1], path[2], layer.path) for path, layer in pairs] == [
+        (p[1], p[2], (p[1], p[2])) for p in flax_paths]
+  same_owner = [KerasLayer("query", {"kernel": np.ones(1)}, "test", path=("a", "query"))] * 2
+  with pytest.raises(ValueError, match=r"match='name' but these layer names repeat .*'a_query'"):
+    pair_layers({("x", "a", "query"): {}, ("y", "a", "query"): {}}, same_owner, "name")

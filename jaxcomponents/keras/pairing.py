@@ -6,7 +6,9 @@ Keras layers by their `KerasLayer` records. The pairing modes:
 - "path": the module at the Keras layer's path (`bidirectional/forward_lstm`), as `from_keras` builds them; a
   sub-layer may sit one wrapper module deeper; those left over under one Keras layer pair in the order of their
   names (`Bidirectional(LSTM(name="encoder"))`: `backward_encoder`, `forward_encoder`);
-- "name": equal names (a Keras 2 `conv1/conv` is Keras 3's `conv1_conv`);
+- "name": equal names (a Keras 2 `conv1/conv` is Keras 3's `conv1_conv`); a name several layers share (the
+  `query` of every attention layer) is qualified by its owner on both sides (`vit_0_atten_query`), and one that
+  still repeats is an error, never a silent choice;
 - "numbered": Keras's automatic names (`conv2d_7`) by base name and rank, whatever session numbered them;
 - "order": creation order against Keras's topological order, as Keras's own `load_weights`;
 - "auto": "name" when every module's name is a Keras layer's, else "numbered" when the base names agree, else
@@ -22,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -70,6 +73,27 @@ def _by_path(flax_leaves: Mapping[Path, Any], keras_layers: Sequence[KerasLayer]
   return pairs
 
 
+def _name_keys(flax_paths: Sequence[Path], keras_layers: Sequence[KerasLayer]) -> tuple[list[str], list[str]]:
+  """Each side's names for "name" pairing: the layer's own name, qualified by its owner where names repeat."""
+  flax_names = [path[-1] if path else "" for path in flax_paths]
+  keras_names = [layer.name.replace("/", "_") for layer in keras_layers]
+  repeated = {name for names in (flax_names, keras_names)
+              for name, count in collections.Counter(names).items() if count > 1}
+  flax_keys = [f"{path[-2]}_{name}" if name in repeated and len(path) > 1 else name
+               for path, name in zip(flax_paths, flax_names)]
+  keras_keys = [f"{layer.path[0]}_{name}" if name in repeated and len(layer.path) > 1 else name
+                for layer, name in zip(keras_layers, keras_names)]
+  return flax_keys, keras_keys
+
+
+def _refuse_repeated(match: str, flax_keys: Sequence[Any], keras_keys: Sequence[Any]) -> None:
+  repeated = sorted({str(key) for keys in (flax_keys, keras_keys)
+                     for key, count in collections.Counter(keys).items() if count > 1})
+  if repeated:
+    raise ValueError(f"match={match!r} but these layer names repeat in the module or in the Keras source: "
+                     f"{repeated}; name the layers apart, or pair them in order (match='order').")
+
+
 def pair_layers(flax_leaves: Mapping[Path, Any], keras_layers: Sequence[KerasLayer], match: str
                 ) -> list[tuple[Path, KerasLayer]]:
   """(Flax module path, Keras layer) pairs; see the module's docstring for `match`.
@@ -82,17 +106,18 @@ def pair_layers(flax_leaves: Mapping[Path, Any], keras_layers: Sequence[KerasLay
   check_choice("match", match, MATCH_MODES)
   flax_names = [path[-1] if path else "" for path in flax_leaves]
   keras_names = [layer.name for layer in keras_layers]
-  keras_2_as_3 = [name.replace("/", "_") for name in keras_names]
+  flax_qualified, keras_qualified = _name_keys(list(flax_leaves), keras_layers)
   if match == "auto":
-    if len(set(flax_names)) == len(flax_names) and set(flax_names) <= set(keras_2_as_3):
+    if len(set(flax_qualified)) == len(flax_qualified) and set(flax_qualified) <= set(keras_qualified):
       match = "name"
     elif sorted(numbered_ranks(flax_names)) == sorted(numbered_ranks(keras_names)):
       match = "numbered"
     else:
       match = "order"
   if match in ("name", "numbered"):
-    flax_keys = flax_names if match == "name" else numbered_ranks(flax_names)
-    keras_keys = keras_2_as_3 if match == "name" else numbered_ranks(keras_names)
+    flax_keys = flax_qualified if match == "name" else numbered_ranks(flax_names)
+    keras_keys = keras_qualified if match == "name" else numbered_ranks(keras_names)
+    _refuse_repeated(match, flax_keys, keras_keys)
     by_key = dict(zip(keras_keys, keras_layers))
     missing = [n for n, k in zip(flax_names, flax_keys) if k not in by_key]
     if missing:

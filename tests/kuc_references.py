@@ -80,3 +80,15 @@ def check_train_step(model, variables, reference: Reference, tol: float = 1e-4) 
   after = as_list(trainer.predict_on_batch(reference.x))
   for i, got in enumerate(after):
     assert_close(got, reference.arrays[f"y_after_{i}"], tol=tol)
+
+
+def check_reference(model, reference: Reference, tol: float = 1e-5):
+  """Everything a reference records: output names, outputs, parameter count and, if recorded, the SGD step."""
+  names = getattr(model, "output_names", None)
+  if names is not None:
+    assert list(names) == reference.config["output_names"]
+  variables = check_outputs(model, reference, tol)
+  check_parameter_count(variables, reference)
+  if "train" in reference.config:
+    check_train_step(model, variables, reference)
+  return variables

@@ -244,7 +244,7 @@ class EncodeLayer(PrecisionFields):
 
   `pool`: True or "max" (MaxPooling), "ave" (AveragePooling), False
   (Conv `kernel_size` ("auto": `pool_size`) stride `pool_size` valid, bias
-  only without BN -> [BN] -> activation). Layers: `{name}_stride_conv`,
+  only without BN -> [BN] -> activation, None: linear). Layers: `{name}_stride_conv`,
   `{name}_bn`, `{name}_activation`.
   """
 
@@ -270,8 +270,8 @@ class EncodeLayer(PrecisionFields):
              padding="VALID", use_bias=not self.batch_norm)(x)
     if self.batch_norm:
       x = batch_norm(self, f"{prefix}_bn", train)(x)
-    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation",
-                            **self.dtype_options)(x)
+    return activation_layer(check_activation("activation", self.activation, (*ACTIVATIONS, None)),
+                            f"{prefix}_activation", **self.dtype_options)(x)
 
 
 def upsample(x: jax.Array, method: str, size: int = 2) -> jax.Array:
@@ -290,7 +290,7 @@ class DecodeLayer(PrecisionFields):
 
   `unpool`: True or "bilinear", "nearest" (UpSampling), False
   (ConvTranspose `kernel_size` ("auto": `pool_size`) stride `pool_size` same,
-  always with a bias -> [BN] -> activation). Layers: `{name}_trans_conv`,
+  always with a bias -> [BN] -> activation, None: linear). Layers: `{name}_trans_conv`,
   `{name}_bn`, `{name}_activation`.
   """
 
@@ -315,8 +315,8 @@ class DecodeLayer(PrecisionFields):
                       name=f"{prefix}_trans_conv", **self.precision_options)(x)
     if self.batch_norm:
       x = batch_norm(self, f"{prefix}_bn", train)(x)
-    return activation_layer(check_activation("activation", self.activation), f"{prefix}_activation",
-                            **self.dtype_options)(x)
+    return activation_layer(check_activation("activation", self.activation, (*ACTIVATIONS, None)),
+                            f"{prefix}_activation", **self.dtype_options)(x)
 
 
 def resize_to(x: jax.Array, size: Sequence[int]) -> jax.Array:

@@ -19,7 +19,10 @@ from jaxcomponents.models.mobilenet import MobileNet
 from jaxcomponents.models.mobilenet_v2 import MOBILENET_V2_FEATURES, MobileNetV2
 from jaxcomponents.models.resnet import (RESNET50_FEATURES, ResNet50, ResNet50V2, ResNet101, ResNet101V2, ResNet152,
                                          ResNet152V2)
+from jaxcomponents.models.transunet import TransUNet, transunet_2d
 from jaxcomponents.models.unet import UNet, att_unet_2d, att_unet_3d, unet_2d, unet_3d
+from jaxcomponents.models.unet_3plus import UNet3Plus, unet_3plus_2d
+from jaxcomponents.models.unet_plus import UNetPlus, unet_plus_2d, unet_plus_3d
 from jaxcomponents.models.vgg import VGG16, VGG16_FEATURES, VGG19
 
 __all__ = [
@@ -27,8 +30,8 @@ __all__ = [
     "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4", "EfficientNetB5", "EfficientNetB6",
     "EfficientNetB7", "INCEPTION_V3_FEATURES", "InceptionV3", "KerasGraph", "MOBILENET_V2_FEATURES", "MobileNet",
     "MobileNetV2", "RESNET50_FEATURES", "ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2", "ResNet50",
-    "ResNet50V2", "UNet", "VGG16", "VGG16_FEATURES", "VGG19", "att_unet_2d", "att_unet_3d", "backbones", "unet_2d",
-    "unet_3d",
+    "ResNet50V2", "TransUNet", "UNet", "UNet3Plus", "UNetPlus", "VGG16", "VGG16_FEATURES", "VGG19", "att_unet_2d",
+    "att_unet_3d", "backbones", "transunet_2d", "unet_2d", "unet_3d", "unet_3plus_2d", "unet_plus_2d", "unet_plus_3d",
 ]
 
 

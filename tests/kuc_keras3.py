@@ -47,6 +47,22 @@ class Snake(layers.Layer):
     return x + (1.0 / self.beta_factor) * keras.ops.square(keras.ops.sin(self.beta_factor * x))
 
 
+class BatchNormalization(layers.BatchNormalization):
+  """Keras 2's fused batch norm, kuc's engine: a training step moves the moving variance towards the unbiased
+  batch variance (Keras 3's moves it towards the biased one)."""
+
+  def call(self, inputs, training=None, mask=None):
+    before = keras.ops.convert_to_tensor(self.moving_variance)
+    outputs = super().call(inputs, training=training, mask=mask)
+    if training and self.trainable:
+      x = keras.ops.cast(inputs, "float32")
+      axes = [i for i in range(len(x.shape)) if i != self.axis % len(x.shape)]
+      count = math.prod(x.shape[i] for i in axes)
+      unbiased = keras.ops.var(x, axis=axes) * count / (count - 1)
+      self.moving_variance.assign(before * self.momentum + unbiased * (1.0 - self.momentum))
+    return outputs
+
+
 def activation_layer(name: str, layer_name: str):
   """kuc's `eval(activation)(name=...)`: Keras 2's activation layers with their defaults (LeakyReLU 0.3)."""
   if name == "LeakyReLU":
@@ -73,7 +89,7 @@ def CONV_stack(X, channel, kernel_size=3, stack_num=2, dilation_rate=1, activati
     X = conv(rank, channel, kernel_size, padding="same", use_bias=not batch_norm, dilation_rate=dilation_rate,
              name=f"{name}_{i}")(X)
     if batch_norm:
-      X = layers.BatchNormalization(name=f"{name}_{i}_bn")(X)
+      X = BatchNormalization(name=f"{name}_{i}_bn")(X)
     X = activation_layer(activation, f"{name}_{i}_activation")(X)
   return X
 
@@ -98,7 +114,7 @@ def encode_layer(X, channel, pool_size, pool, kernel_size="auto", activation="Re
   X = conv(rank, channel, kernel_size, strides=pool_size, padding="valid", use_bias=not batch_norm,
            name=f"{name}_stride_conv")(X)
   if batch_norm:
-    X = layers.BatchNormalization(name=f"{name}_bn")(X)
+    X = BatchNormalization(name=f"{name}_bn")(X)
   if activation is not None:
     X = activation_layer(activation, f"{name}_activation")(X)
   return X
@@ -116,7 +132,7 @@ def decode_layer(X, channel, pool_size, unpool, kernel_size=3, activation="ReLU"
   X = _layer("Conv{}DTranspose", rank)(channel, kernel_size, strides=pool_size, padding="same",
                                       name=f"{name}_trans_conv")(X)
   if batch_norm:
-    X = layers.BatchNormalization(name=f"{name}_bn")(X)
+    X = BatchNormalization(name=f"{name}_bn")(X)
   if activation is not None:
     X = activation_layer(activation, f"{name}_activation")(X)
   return X

@@ -37,6 +37,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 KERAS_EPSILON = 1e-3
 KERAS_MOMENTUM = 0.99
@@ -44,6 +45,42 @@ KERAS_MOMENTUM = 0.99
 BatchNorm = functools.partial(
     nn.BatchNorm, epsilon=KERAS_EPSILON, momentum=KERAS_MOMENTUM, use_fast_variance=False
 )
+
+
+class Keras2BatchNorm(nn.BatchNorm):
+  """Keras 2's `BatchNormalization` (TensorFlow's fused kernel): `BatchNorm`, but a training step moves the moving
+  variance towards the batch's unbiased variance, `n / (n - 1)` times the biased one it normalizes with.
+
+  Keras 3 moves it towards the biased variance; keras-unet-collection's
+  models ran under Keras 2, so its twins use this rule. Everything else
+  (parameters, statistics, epsilon 1e-3, momentum 0.99) is `BatchNorm`'s.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> bn = Keras2BatchNorm(use_running_average=False)
+    >>> x = jnp.array([[1.0], [3.0]])  # biased variance 1, unbiased 2
+    >>> _, state = bn.apply(bn.init(jax.random.key(0), x), x, mutable=["batch_stats"])
+    >>> round(float(state["batch_stats"]["var"][0]), 6)  # 0.99 * 1 + 0.01 * 2
+    1.01
+  """
+
+  epsilon: float = KERAS_EPSILON
+  momentum: float = KERAS_MOMENTUM
+  use_fast_variance: bool = False
+
+  @nn.compact
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+    y = super().__call__(x, use_running_average, mask=mask)
+    training = not nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+    if training and not self.is_initializing():
+      axes = tuple(i for i in range(x.ndim) if i not in _axes(self.axis, x.ndim))
+      xf = x.astype(_compute_dtype(x))
+      variance = jnp.mean(jnp.square(xf - jnp.mean(xf, axes, keepdims=True)), axes)
+      count = int(np.prod([x.shape[i] for i in axes]))
+      if count > 1:
+        moving = self.get_variable("batch_stats", "var")
+        self.put_variable("batch_stats", "var", moving + (1 - self.momentum) * variance / (count - 1))
+    return y
 
 
 def _axes(axis: int | Sequence[int], ndim: int, param: str = "axis") -> tuple[int, ...]:

@@ -39,7 +39,7 @@ from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.conv_core import Conv, ConvTranspose
-from jaxcomponents.layers.normalization import BatchNorm
+from jaxcomponents.layers.normalization import Keras2BatchNorm
 from jaxcomponents.layers.pooling import avg_pool, max_pool
 from jaxcomponents.layers.precision import DtypeFields, PrecisionFields
 from jaxcomponents.registry import Registry
@@ -197,9 +197,9 @@ def conv(block: PrecisionFields, features: int, kernel: int, name: str, *, rank:
               kernel_dilation=(dilation,) * rank, kernel_init=glorot_uniform, name=name, **block.precision_options)
 
 
-def batch_norm(block: DtypeFields, name: str, train: bool) -> BatchNorm:
-  """Keras's `BatchNormalization` over the channels (defaults), with `block`'s dtype fields."""
-  return BatchNorm(use_running_average=not train, name=name, **block.dtype_options)
+def batch_norm(block: DtypeFields, name: str, train: bool) -> Keras2BatchNorm:
+  """Keras 2's `BatchNormalization` over the channels (defaults), kuc's engine, with `block`'s dtype fields."""
+  return Keras2BatchNorm(use_running_average=not train, name=name, **block.dtype_options)
 
 
 class ConvStack(PrecisionFields):

@@ -165,12 +165,21 @@ def test_every_regularizer_name_resolves(name):
   assert float(penalty({"w": X})) > 0
 
 
+# Segmentation losses whose call needs a required argument or other inputs than maps: (options, (y_true, y_pred)).
+SEGMENTATION_LOSS_CALLS = {
+    "ms_ssim": ({"max_val": 1.0, "filter_size": 2, "power_factors": (0.5, 0.5)}, MAPS[::-1]),
+    "iou_box": ({}, (np.array([[0, 0, 2, 2], [1, 1, 3, 3]], np.float32), np.ones((2, 4), np.float32))),
+    "triplet_1d": ({"N": 1}, (None, np.ones((2, 3), np.float32))),
+}
+
+
 @pytest.mark.parametrize("name", list(losses_segmentation.LOSSES))
 def test_every_segmentation_loss_name_resolves(name):
   y_pred, y_true = MAPS
   if name == "sparse_categorical_crossentropy":
     y_true = np.argmax(y_true, axis=-1)
-  assert losses_segmentation.get(name)(y_true, y_pred).shape == (2,)
+  options, (y_true, y_pred) = SEGMENTATION_LOSS_CALLS.get(name, ({}, (y_true, y_pred)))
+  assert losses_segmentation.get(name, **options)(y_true, y_pred).shape == (2,)
 
 
 @pytest.mark.parametrize("name", list(metrics_segmentation.METRICS))

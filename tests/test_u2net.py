@@ -82,10 +82,10 @@ def test_blocks_and_module_take_keras_unet_collection_names():
   assert set(params) == {
       "u2net_in", "u2net_encode_4f_0", "u2net_down_4f_0", "u2net_encode_4f_1", "u2net_down_4f_1",
       "u2net_decode_4f_0", "u2net_up_4f_0", "u2net_decode_0", "u2net_up_0", "u2net_output_sup0",
-      "u2net_output_conv_1", "u2net_sup1_trans_conv", "u2net_output_conv_2", "u2net_sup2_trans_conv",
+      "u2net_output_conv_1", "u2net_sup1", "u2net_output_conv_2", "u2net_sup2",
       "u2net_output_final"}
   assert sorted(params["u2net_in"]["u2net_in_encode_0"]) == ["u2net_in_encode_0_bn", "u2net_in_encode_0_stride_conv"]
-  assert params["u2net_sup2_trans_conv"]["kernel"].shape == (3, 3, 2, 2)  # kernel 3 for stride 4
+  assert params["u2net_sup2"]["u2net_sup2_trans_conv"]["kernel"].shape == (3, 3, 2, 2)  # kernel 3 for stride 4
   assert model.depth == 3 and model.filters.mid_num_4f == (2, 2)
 
 

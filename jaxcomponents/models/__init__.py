@@ -1,4 +1,4 @@
-"""Backbones with Keras's architectures and layer names, and the U-Net.
+"""Backbones with Keras's architectures and layer names, and keras-unet-collection's models in 2-D and 3-D.
 
 `backbones` is the registry: `backbones.get("ResNet50")` is the backbone's record (its module, ImageNet size,
 preprocessing, weight files and U-Net taps). Models never import weights (`jaxcomponents.weights.init_unet` and
@@ -19,10 +19,14 @@ from jaxcomponents.models.mobilenet import MobileNet
 from jaxcomponents.models.mobilenet_v2 import MOBILENET_V2_FEATURES, MobileNetV2
 from jaxcomponents.models.resnet import (RESNET50_FEATURES, ResNet50, ResNet50V2, ResNet101, ResNet101V2, ResNet152,
                                          ResNet152V2)
+from jaxcomponents.models.r2_unet import R2UNet, r2_unet_2d
+from jaxcomponents.models.swin_unet import SwinUNet, swin_constant_patterns, swin_unet_2d
 from jaxcomponents.models.transunet import TransUNet, transunet_2d
+from jaxcomponents.models.u2net import U2Net, u2net_2d
 from jaxcomponents.models.unet import UNet, att_unet_2d, att_unet_3d, unet_2d, unet_3d
 from jaxcomponents.models.unet_3plus import UNet3Plus, unet_3plus_2d
 from jaxcomponents.models.unet_plus import UNetPlus, unet_plus_2d, unet_plus_3d
+from jaxcomponents.models.vnet import VNet, vnet_2d, vnet_3d
 from jaxcomponents.models.vgg import VGG16, VGG16_FEATURES, VGG19
 
 __all__ = [
@@ -30,8 +34,10 @@ __all__ = [
     "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4", "EfficientNetB5", "EfficientNetB6",
     "EfficientNetB7", "INCEPTION_V3_FEATURES", "InceptionV3", "KerasGraph", "MOBILENET_V2_FEATURES", "MobileNet",
     "MobileNetV2", "RESNET50_FEATURES", "ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2", "ResNet50",
-    "ResNet50V2", "TransUNet", "UNet", "UNet3Plus", "UNetPlus", "VGG16", "VGG16_FEATURES", "VGG19", "att_unet_2d",
-    "att_unet_3d", "backbones", "transunet_2d", "unet_2d", "unet_3d", "unet_3plus_2d", "unet_plus_2d", "unet_plus_3d",
+    "R2UNet", "ResNet50V2", "SwinUNet", "TransUNet", "U2Net", "UNet", "UNet3Plus", "UNetPlus", "VGG16",
+    "VGG16_FEATURES", "VGG19", "VNet", "att_unet_2d", "att_unet_3d", "backbones", "r2_unet_2d", "swin_constant_patterns",
+    "swin_unet_2d", "transunet_2d", "u2net_2d", "unet_2d", "unet_3d", "unet_3plus_2d", "unet_plus_2d", "unet_plus_3d",
+    "vnet_2d", "vnet_3d",
 ]
 
 

@@ -25,8 +25,6 @@ decoder levels count from 1 (`_up1`), the encoder's from 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -34,13 +32,11 @@ import jax.numpy as jnp
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.models.unet import _as_input_size, _check_filter_num, check_input_size
-from jaxcomponents.models.unet_backbone import check_bool
-from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack, DecodeLayer,
-                                              EncodeLayer, activation_layer, batch_norm, check_activation,
-                                              check_pool, check_unpool, conv, spatial_rank)
+from jaxcomponents.models.unet_blocks import (ConvOutput, ConvStack, DecodeLayer, EncodeLayer, activation_layer,
+                                              batch_norm, check_activation, conv, spatial_rank)
+from jaxcomponents.models.unet_fields import SegmentationFields
 
-__all__ = ["R2UNet", "RecurrentResidualConv", "SegmentationFields", "r2_unet_2d"]
+__all__ = ["R2UNet", "RecurrentResidualConv", "r2_unet_2d"]
 
 
 class RecurrentResidualConv(PrecisionFields):
@@ -102,76 +98,6 @@ class RecurrentResidualConv(PrecisionFields):
     if self.batch_norm:
       x = batch_norm(self, f"{prefix}_bn{suffix}", train)(x)
     return activation_layer(self.activation, f"{prefix}_activation{suffix}", **self.dtype_options)(x)
-
-
-class SegmentationFields(PrecisionFields):
-  """Fields, checks and `depth` that keras-unet-collection's U-Net-like models share (`R2UNet`, `VNet`).
-
-  Attributes:
-    filter_num: filters per level, e.g. [64, 128, 256, 512]; depth = len(filter_num).
-    n_labels: output channels (classes).
-    activation: "ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "Snake" or "Softmax".
-    output_activation: one of those, "Sigmoid", or None (linear).
-    batch_norm: batch normalization after the convolutions (which ones: the model's doc).
-    pool: True or "max", "ave", or False (strided convolution).
-    unpool: True or "bilinear" (2-D), "nearest", or False (transposed convolution).
-    input_size: optional (height, width, channels) or (depth, height, width, channels), None entries meaning
-      any; checked when called.
-    prefix: the layer-name prefix (keras-unet-collection's `name`).
-    dtype, param_dtype, precision: keyword-only, passed to every layer (see `jaxcomponents.layers.precision`).
-  """
-
-  filter_num: Sequence[int]
-  n_labels: int
-  activation: str = "ReLU"
-  output_activation: str | None = "Softmax"
-  batch_norm: bool = False
-  pool: bool | str = True
-  unpool: bool | str = True
-  input_size: Sequence[int | None] | None = None
-  prefix: str = "unet"
-
-  backbone = None  # these models take none (read by `unet.check_input_size`)
-
-  @property
-  def depth(self) -> int:
-    """The number of levels, `len(filter_num)`."""
-    return len(self.filter_num)
-
-  @property
-  def rank(self) -> int:
-    """The spatial rank `input_size` gives (3 for volumes), 2 without one."""
-    return 3 if self.input_size is not None and len(self.input_size) == 4 else 2
-
-  def check_config(self) -> None:
-    """Checks every field that does not depend on the input (subclasses add theirs); raises `ValueError` naming
-    the first bad one by keras-unet-collection's argument name."""
-    _check_filter_num(self.filter_num)
-    check_positive_int("n_labels", self.n_labels)
-    check_activation("activation", self.activation, ACTIVATIONS)
-    check_activation("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
-    check_bool("batch_norm", self.batch_norm)
-    check_pool(self.pool)
-    check_unpool(self.unpool, self.rank)
-    if not isinstance(self.prefix, str) or not self.prefix:
-      raise ValueError(f"name={self.prefix!r} is not allowed; expected a non-empty string (the layer-name prefix).")
-
-  @classmethod
-  def from_arguments(cls, input_size, rank: int, filter_num, **fields):
-    """The model for a keras-unet-collection builder's arguments, each checked; `rank` 2 or 3 for `input_size`."""
-    model = cls(input_size=_as_input_size(input_size, rank), filter_num=_check_filter_num(filter_num), **fields)
-    model.check_config()
-    check_input_size(model, model.input_size)
-    return model
-
-  def check_input(self, x: jax.Array) -> None:
-    """Checks the fields (`check_config`), then a batch `x`: its rank, `unpool` there, `input_size`, sizes."""
-    self.check_config()
-    check_unpool(self.unpool, spatial_rank(x))
-    if self.input_size is not None and (len(self.input_size) != x.ndim - 1 or any(
-        e is not None and e != n for e, n in zip(self.input_size, x.shape[1:]))):
-      raise ValueError(f"x has shape {x.shape}; the model was built for input_size={tuple(self.input_size)}.")
-    check_input_size(self, (*x.shape[1:-1], None))
 
 
 class R2UNet(SegmentationFields):

@@ -45,13 +45,12 @@ from jaxcomponents.layers.embedding import Embedding
 from jaxcomponents.layers.normalization import LayerNormalization
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
-from jaxcomponents.models.unet import _as_input_size, _check_filter_num, check_input_size
-from jaxcomponents.models.unet_backbone import backbone_encoder, check_backbone, check_bool
-from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack,
-                                              activation_layer, check_activation, check_pool, check_unpool, conv,
-                                              spatial_rank, unet_left, unet_right)
+from jaxcomponents.models.unet_backbone import BackboneFields, backbone_encoder
+from jaxcomponents.models.unet_blocks import (ACTIVATIONS, ConvOutput, ConvStack, activation_layer, check_activation,
+                                              conv, spatial_rank, unet_left, unet_right)
+from jaxcomponents.models.unet_fields import SegmentationFields
 
-__all__ = ["PatchEmbedding", "TransUNet", "ViTBlock", "check_config", "check_transunet_input", "transunet_2d"]
+__all__ = ["PatchEmbedding", "TransUNet", "ViTBlock", "transunet_2d"]
 
 
 def dense(block: PrecisionFields, units: int, name: str) -> EinsumDense:
@@ -122,44 +121,7 @@ class ViTBlock(PrecisionFields):
     return tokens + x
 
 
-def check_config(model: "TransUNet") -> None:
-  """Checks every argument that does not depend on the input; raises `ValueError` naming the first bad one."""
-  _check_filter_num(model.filter_num)
-  for param in ("n_labels", "stack_num_down", "stack_num_up", "embed_dim", "num_mlp", "num_heads"):
-    check_positive_int(param, getattr(model, param))
-  check_positive_int("num_transformer", model.num_transformer, allow_zero=True)
-  check_activation("activation", model.activation, ACTIVATIONS)
-  if model.num_transformer:  # keras-unet-collection reads it only to build the transformers
-    check_activation("mlp_activation", model.mlp_activation, ACTIVATIONS)
-  check_activation("output_activation", model.output_activation, OUTPUT_ACTIVATIONS)
-  check_bool("batch_norm", model.batch_norm)
-  check_pool(model.pool)
-  check_unpool(model.unpool)
-  check_backbone(model)
-  if model.backbone is not None and not backbones.get(model.backbone).halving_taps:
-    raise ValueError(f"backbone={model.backbone!r} is not allowed in TransUNet: its taps are not at 1/2, 1/4, ... "
-                     "of the input size, so its deepest map is not the transformer's grid of "
-                     "(size // 2**(depth - 1))**2 patches.")
-  if not isinstance(model.prefix, str) or not model.prefix:
-    raise ValueError(f"name={model.prefix!r} is not allowed; expected a non-empty string (the layer-name prefix).")
-
-
-def check_transunet_input(model: "TransUNet", input_size: Sequence[int | None]) -> None:
-  """Checks `(height, width, channels)`: the height given, a square input, the U-Net's size rules."""
-  input_size = tuple(input_size)
-  if len(input_size) != 3:
-    raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels).")
-  height, width = input_size[:2]
-  if height is None:
-    raise ValueError(f"input_size={input_size} is not allowed: the height sets the number of patches, "
-                     "(height // 2**(depth - 1))**2, so it must be given.")
-  if width is not None and width != height:
-    raise ValueError(f"input_size={input_size} is not allowed: the patches form a square grid, so the width must "
-                     "equal the height.")
-  check_input_size(model, input_size)
-
-
-class TransUNet(PrecisionFields):
+class TransUNet(SegmentationFields, BackboneFields):
   """TransUNet computing what keras-unet-collection's `transunet_2d` computes (see the module doc).
 
   `transunet_2d` builds it from keras-unet-collection's arguments.
@@ -197,44 +159,48 @@ class TransUNet(PrecisionFields):
     (1, 16, 16, 2)
   """
 
-  filter_num: Sequence[int]
-  n_labels: int
   stack_num_down: int = 2
   stack_num_up: int = 2
   embed_dim: int = 768
   num_mlp: int = 3072
   num_heads: int = 12
   num_transformer: int = 12
-  activation: str = "ReLU"
   mlp_activation: str = "GELU"
-  output_activation: str | None = "Softmax"
-  batch_norm: bool = False
-  pool: bool | str = True
-  unpool: bool | str = True
-  backbone: str | None = None
-  weights: str | None = "imagenet"
-  freeze_backbone: bool = True
-  freeze_batch_norm: bool = True
-  input_size: Sequence[int | None] | None = None
   prefix: str = "transunet"
 
-  @property
-  def depth(self) -> int:
-    """The number of levels, `len(filter_num)`."""
-    return len(self.filter_num)
+  def check_config(self) -> None:
+    super().check_config()
+    for param in ("stack_num_down", "stack_num_up", "embed_dim", "num_mlp", "num_heads"):
+      check_positive_int(param, getattr(self, param))
+    check_positive_int("num_transformer", self.num_transformer, allow_zero=True)
+    if self.num_transformer:  # keras-unet-collection reads it only to build the transformers
+      check_activation("mlp_activation", self.mlp_activation, ACTIVATIONS)
+    if self.backbone is not None and not backbones.get(self.backbone).halving_taps:
+      raise ValueError(f"backbone={self.backbone!r} is not allowed in TransUNet: its taps are not at 1/2, 1/4, ... "
+                       "of the input size, so its deepest map is not the transformer's grid of "
+                       "(size // 2**(depth - 1))**2 patches.")
+
+  def check_input_size(self, input_size: Sequence[int | None]) -> None:
+    """Checks `(height, width, channels)`: the height given, a square input, the U-Net's size rules."""
+    input_size = tuple(input_size)
+    if len(input_size) != 3:
+      raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels).")
+    height, width = input_size[:2]
+    if height is None:
+      raise ValueError(f"input_size={input_size} is not allowed: the height sets the number of patches, "
+                       "(height // 2**(depth - 1))**2, so it must be given.")
+    if width is not None and width != height:
+      raise ValueError(f"input_size={input_size} is not allowed: the patches form a square grid, so the width "
+                       "must equal the height.")
+    super().check_input_size(input_size)
 
   @nn.compact
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    check_config(self)
     if spatial_rank(x) != 2 or x.shape[1] != x.shape[2]:
       raise ValueError(f"x has shape {x.shape}; TransUNet takes square images (batch, height, width, channels): "
                        "the patches form a square grid, so the width must equal the height.")
-    if self.input_size is not None:
-      check_transunet_input(self, self.input_size)
-      if any(e not in (None, n) for e, n in zip(self.input_size, x.shape[1:])):
-        raise ValueError(f"x has shape {x.shape}; the model was built for input_size={tuple(self.input_size)}.")
-    check_transunet_input(self, (*x.shape[1:-1], None))
+    self.check_input(x)
     p, filter_num = self.prefix, tuple(self.filter_num)
     skips = self._encoder(x, train)
     x, skips = skips[-1], skips[:-1]
@@ -299,13 +265,10 @@ def transunet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_u
     >>> model.prefix, model.num_heads, model.num_mlp
     ('transunet', 12, 3072)
   """
-  model = TransUNet(filter_num=_check_filter_num(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
-                    stack_num_up=stack_num_up, embed_dim=embed_dim, num_mlp=num_mlp, num_heads=num_heads,
-                    num_transformer=num_transformer, activation=activation, mlp_activation=mlp_activation,
-                    output_activation=output_activation, batch_norm=batch_norm, pool=pool, unpool=unpool,
-                    backbone=backbone, weights=weights, freeze_backbone=freeze_backbone,
-                    freeze_batch_norm=freeze_batch_norm, input_size=_as_input_size(input_size), prefix=name,
-                    dtype=dtype, param_dtype=param_dtype, precision=precision)
-  check_config(model)
-  check_transunet_input(model, model.input_size)
-  return model
+  return TransUNet.from_arguments(input_size, 2, filter_num, n_labels=n_labels, stack_num_down=stack_num_down,
+                                  stack_num_up=stack_num_up, embed_dim=embed_dim, num_mlp=num_mlp,
+                                  num_heads=num_heads, num_transformer=num_transformer, activation=activation,
+                                  mlp_activation=mlp_activation, output_activation=output_activation,
+                                  batch_norm=batch_norm, pool=pool, unpool=unpool, backbone=backbone, weights=weights,
+                                  freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm, prefix=name,
+                                  dtype=dtype, param_dtype=param_dtype, precision=precision)

@@ -49,12 +49,11 @@ import numpy as np
 
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_positive_int
-from jaxcomponents.layers.conv_core import ConvTranspose
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models.unet_backbone import check_bool
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack, DecodeLayer,
                                               EncodeLayer, activation_layer, check_activation, check_pool,
-                                              check_unpool, conv, upsample)
+                                              check_unpool, conv)
 
 __all__ = ["RSU", "RSU4F", "U2Net", "U2NetFilters", "check_config", "check_input_size", "resolve_filters",
            "u2net_2d"]
@@ -404,21 +403,12 @@ class U2Net(PrecisionFields):
     sides = [ConvOutput(self.n_labels, 3, self.output_activation, name=f"{p}_output_sup0", **options)(features[0])]
     for i, feature in enumerate(features[1:], 1):
       y = conv(self, self.n_labels, 3, f"{p}_output_conv_{i}")(feature)
-      y = self._upsample_side(y, 2**i, f"{p}_sup{i}")
+      y = DecodeLayer(self.n_labels, self.unpool, activation=None, pool_size=2**i, name=f"{p}_sup{i}", **options)(y)
       sides.append(activation_layer(self.output_activation, f"{p}_output_sup{i}_activation",
                                     **self.dtype_options)(y))
     final = ConvOutput(self.n_labels, 1, self.output_activation, name=f"{p}_output_final", **options)(
         _concat(sides))
     return [*sides, final] if self.deep_supervision else final
-
-  def _upsample_side(self, y: jax.Array, factor: int, name: str) -> jax.Array:
-    """kuc's `decode_layer(..., activation=None, batch_norm=False)` of a side output: UpSampling2D(factor) or a
-    Conv2DTranspose with kernel 3 and stride `factor` (bias, no activation)."""
-    unpool = check_unpool(self.unpool, 2)
-    if unpool != "trans_conv":
-      return upsample(y, unpool, factor)
-    return ConvTranspose(self.n_labels, (3, 3), (factor, factor), padding="SAME", name=f"{name}_trans_conv",
-                         **self.precision_options)(y)
 
   def _rsu(self, x, channel_in, channel_out, depth, name, train):
     return RSU(channel_in, channel_out, depth, self.activation, self.batch_norm, self.pool, self.unpool, name=name,

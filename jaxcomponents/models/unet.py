@@ -44,86 +44,33 @@ through `weights.load_imagenet`, or a Keras `.h5` path) into the backbone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcomponents.deprecation import keyword_only, warn
 from jaxcomponents.errors import check_positive_int
-from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.models import backbones
-from jaxcomponents.models.unet_backbone import (backbone_arguments, backbone_encoder, backbone_path, check_backbone,
-                                                check_backbone_input, check_bool, freeze_params, frozen_backbone,
-                                                frozen_patterns)
-from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, AttentionGate, ConvOutput, ConvStack,
-                                              DecodeLayer, check_activation, check_attention, check_pool,
-                                              check_unpool, resize_to, spatial_rank, unet_left, unet_right)
+from jaxcomponents.models.unet_backbone import (BackboneFields, backbone_arguments, backbone_encoder, backbone_path,
+                                                check_bool, freeze_params, frozen_backbone, frozen_patterns)
+from jaxcomponents.models.unet_blocks import (ACTIVATIONS, AttentionGate, ConvOutput, ConvStack, DecodeLayer,
+                                              check_activation, check_attention, resize_to, unet_left, unet_right)
+from jaxcomponents.models.unet_fields import SegmentationFields, as_input_size, check_filter_num, check_input_size
+
+_check_filter_num = _as_list = check_filter_num  # TEMPORARY for in-flight imports
+_as_input_size = as_input_size
 
 __all__ = ["UNet", "att_unet_2d", "att_unet_3d", "backbone_arguments", "backbone_path", "check_config",
            "check_input_size", "freeze_params", "frozen_backbone", "frozen_patterns", "unet_2d", "unet_3d"]
 
 
-def _check_filter_num(filter_num: Any) -> tuple[int, ...]:
-  ok = not isinstance(filter_num, (str, bytes)) and isinstance(filter_num, Sequence) and len(filter_num) > 0
-  if not ok or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1 for f in filter_num):
-    raise ValueError(f"filter_num={filter_num!r} is not allowed; expected a non-empty list of positive integers, "
-                     "one per level, e.g. [64, 128, 256, 512].")
-  return tuple(int(f) for f in filter_num)
-
-
 def check_config(model: "UNet") -> None:
   """Checks every argument that does not depend on the input; raises `ValueError` naming the first bad one."""
-  filter_num = _check_filter_num(model.filter_num)
-  check_positive_int("n_labels", model.n_labels)
-  check_positive_int("stack_num_down", model.stack_num_down)
-  check_positive_int("stack_num_up", model.stack_num_up)
-  check_activation("activation", model.activation, ACTIVATIONS)
-  check_activation("output_activation", model.output_activation, OUTPUT_ACTIVATIONS)
-  check_bool("batch_norm", model.batch_norm)
-  check_pool(model.pool)
-  check_unpool(model.unpool, 3 if model.input_size is not None and len(model.input_size) == 4 else 2)
-  if check_bool("attention", model.attention):
-    check_attention(model.attention_type)
-    check_activation("atten_activation", model.attention_activation, ACTIVATIONS)
-    small = [f for f in filter_num[:-1] if f < 2]
-    if small:
-      raise ValueError(f"filter_num={list(filter_num)} is not allowed with attention: the gate has filters // 2 "
-                       "channels, so every level but the deepest needs at least 2 filters.")
-  check_backbone(model)
-  if model.prefix is not None and (not isinstance(model.prefix, str) or not model.prefix):
-    raise ValueError(f"name={model.prefix!r} is not allowed; expected a non-empty string (the layer-name prefix).")
+  model.check_config()
 
 
-def check_input_size(model: "UNet", input_size: Sequence[int | None]) -> None:
-  """Checks an input shape `(height, width, channels)` or, in 3-D, `(depth, height, width, channels)` (None: any)
-  against the model."""
-  input_size = tuple(input_size)
-  if len(input_size) not in (3, 4):
-    raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels) or, for 3-D "
-                     "volumes, (depth, height, width, channels).")
-  if len(input_size) == 4 and model.backbone is not None:
-    raise ValueError(f"backbone={model.backbone!r} is not allowed with the 3-D input_size={input_size}; the "
-                     "backbones are 2-D (use backbone=None).")
-  record = None if model.backbone is None else backbones.get(model.backbone)
-  factor = 2 ** (model.depth - 1)
-  axes = ("depth", "height", "width")[-(len(input_size) - 1):]
-  for axis, n in zip(axes, input_size[:-1]):
-    if n is None:
-      continue
-    check_positive_int("input_size", n)
-    if (record is None or record.halving_taps) and n % factor:
-      raise ValueError(f"input_size={input_size} is not allowed: {axis} {n} is not divisible by 2**(depth - 1) = "
-                       f"{factor} (depth = len(filter_num) = {model.depth}).")
-  if input_size[-1] is not None:
-    check_positive_int("input_size", input_size[-1])
-  check_backbone_input(model, input_size)
-
-
-class UNet(PrecisionFields):
+class UNet(SegmentationFields, BackboneFields):
   """U-Net / attention U-Net computing what keras-unet-collection's `unet_2d` / `att_unet_2d` compute.
 
   Attribute names are the product's; `unet_2d` and `att_unet_2d` build this
@@ -161,44 +108,33 @@ class UNet(PrecisionFields):
     (1, 32, 32, 2)
   """
 
-  filter_num: Sequence[int]
-  n_labels: int
   stack_num_down: int = 2
   stack_num_up: int = 2
-  activation: str = "ReLU"
-  output_activation: str | None = "Softmax"
-  batch_norm: bool = False
-  pool: bool | str = True
-  unpool: bool | str = True
   attention: bool = False
   attention_type: str = "add"
   attention_activation: str = "ReLU"
-  backbone: str | None = None
-  weights: str | None = "imagenet"
-  freeze_backbone: bool = True
-  freeze_batch_norm: bool = True
-  input_size: Sequence[int | None] | None = None
   prefix: str | None = None
 
   @property
   def layer_prefix(self) -> str:
     return self.prefix or ("attunet" if self.attention else "unet")
 
-  @property
-  def depth(self) -> int:
-    """The number of levels, `len(filter_num)`."""
-    return len(self.filter_num)
+  def check_config(self) -> None:
+    super().check_config()
+    check_positive_int("stack_num_down", self.stack_num_down)
+    check_positive_int("stack_num_up", self.stack_num_up)
+    if check_bool("attention", self.attention):
+      check_attention(self.attention_type)
+      check_activation("atten_activation", self.attention_activation, ACTIVATIONS)
+      small = [f for f in self.filter_num[:-1] if f < 2]
+      if small:
+        raise ValueError(f"filter_num={list(self.filter_num)} is not allowed with attention: the gate has filters "
+                         "// 2 channels, so every level but the deepest needs at least 2 filters.")
 
   @nn.compact
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    check_config(self)
-    spatial_rank(x)
-    if self.input_size is not None:
-      expected = tuple(self.input_size)
-      if len(expected) != x.ndim - 1 or any(e is not None and e != n for e, n in zip(expected, x.shape[1:])):
-        raise ValueError(f"x has shape {x.shape}; the model was built for input_size={expected}.")
-    check_input_size(self, (*x.shape[1:-1], None))
+    self.check_input(x)
     p, filter_num, depth = self.layer_prefix, tuple(self.filter_num), len(self.filter_num)
     input_size = x.shape[1:-1]
     skips = []
@@ -247,13 +183,6 @@ class UNet(PrecisionFields):
                      name=f"{name}_conv_after_concat", **options)(x, train=train)
 
 
-def _build(input_size, rank: int, **fields) -> UNet:
-  model = UNet(input_size=_as_input_size(input_size, rank), **fields)
-  check_config(model)
-  check_input_size(model, model.input_size)
-  return model
-
-
 def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
             output_activation="Softmax", batch_norm=False, pool=True, unpool=True, backbone=None, weights="imagenet",
             freeze_backbone=True, freeze_batch_norm=True, name="unet", *, dtype=None, param_dtype=jnp.float32,
@@ -271,7 +200,7 @@ def unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, 
     >>> model.prefix, model.attention
     ('unet', False)
   """
-  return _build(input_size, 2, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+  return UNet.from_arguments(input_size, 2, filter_num, n_labels=n_labels, stack_num_down=stack_num_down,
                 stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
                 batch_norm=batch_norm, pool=pool, unpool=unpool, attention=False, backbone=backbone,
                 weights=weights, freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm, prefix=name,
@@ -293,7 +222,7 @@ def att_unet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up
     >>> model.attention, model.attention_type
     (True, 'multiply')
   """
-  return _build(input_size, 2, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+  return UNet.from_arguments(input_size, 2, filter_num, n_labels=n_labels, stack_num_down=stack_num_down,
                 stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
                 batch_norm=batch_norm, pool=pool, unpool=unpool, attention=True, attention_type=attention,
                 attention_activation=atten_activation, backbone=backbone, weights=weights,
@@ -316,7 +245,7 @@ def unet_3d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, 
     >>> model.apply(model.init(jax.random.key(0), x), x).shape
     (1, 16, 32, 32, 2)
   """
-  return _build(input_size, 3, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+  return UNet.from_arguments(input_size, 3, filter_num, n_labels=n_labels, stack_num_down=stack_num_down,
                 stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
                 batch_norm=batch_norm, pool=pool, unpool=unpool, attention=False, backbone=None, weights=None,
                 prefix=name, dtype=dtype, param_dtype=param_dtype, precision=precision)
@@ -331,23 +260,11 @@ def att_unet_3d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up
     >>> att_unet_3d((16, 16, 16, 1), [4, 8], n_labels=2).attention
     True
   """
-  return _build(input_size, 3, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+  return UNet.from_arguments(input_size, 3, filter_num, n_labels=n_labels, stack_num_down=stack_num_down,
                 stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
                 batch_norm=batch_norm, pool=pool, unpool=unpool, attention=True, attention_type=attention,
                 attention_activation=atten_activation, backbone=None, weights=None, prefix=name, dtype=dtype,
                 param_dtype=param_dtype, precision=precision)
-
-
-def _as_list(filter_num):
-  return _check_filter_num(filter_num)  # checked before conversion, so errors show the value as given
-
-
-def _as_input_size(input_size, rank: int = 2):
-  if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or len(input_size) != rank + 1:
-    expected = "(height, width, channels)" if rank == 2 else "(depth, height, width, channels)"
-    raise ValueError(f"input_size={input_size!r} is not allowed; expected {expected}, None entries meaning any "
-                     "size.")
-  return tuple(input_size)
 
 
 def __getattr__(name: str) -> Any:

@@ -51,13 +51,13 @@ import numpy as np
 
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_positive_int, check_rate
-from jaxcomponents.layers.conv_core import ConvTranspose
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
-from jaxcomponents.models.unet_backbone import backbone_encoder, check_backbone, check_backbone_input, check_bool
+from jaxcomponents.models.unet_backbone import (BackboneFields, backbone_encoder, check_backbone, check_backbone_input,
+                                                check_bool)
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack, DecodeLayer,
                                               EncodeLayer, activation_layer, check_activation, check_pool,
-                                              check_unpool, conv, unet_left, unet_right, upsample)
+                                              check_unpool, conv, unet_left, unet_right)
 
 __all__ = ["UNet3Plus", "unet_3plus_2d"]
 
@@ -129,7 +129,7 @@ def check_input_size(model: "UNet3Plus", input_size: Sequence[int | None]) -> No
   check_backbone_input(model, input_size)
 
 
-class UNet3Plus(PrecisionFields):
+class UNet3Plus(PrecisionFields, BackboneFields):
   """UNET 3+ computing what keras-unet-collection's `unet_3plus_2d` computes (see the module doc).
 
   Attributes:
@@ -182,10 +182,6 @@ class UNet3Plus(PrecisionFields):
   pool: bool | str = True
   unpool: bool | str = True
   deep_supervision: bool = False
-  backbone: str | None = None
-  weights: str | None = "imagenet"
-  freeze_backbone: bool = True
-  freeze_batch_norm: bool = True
   classification_guided: bool = False
   classification_dropout: float = 0.5
   input_size: Sequence[int | None] | None = None
@@ -290,14 +286,10 @@ class UNet3Plus(PrecisionFields):
     """The outputs from the decoder's maps shallow to deep: the deep-supervision ones, then the final one."""
     p, outputs = self.prefix, []
     if self.deep_supervision:
-      unpool = check_unpool(self.unpool, 2)
       for i, y in enumerate(decoded[1:], start=1):
         y = conv(self, self.n_labels, 3, f"{p}_output_conv_{i - 1}")(y)
-        if unpool == "trans_conv":  # kuc's decode_layer without batch norm and activation
-          y = ConvTranspose(self.n_labels, (3, 3), (2 ** i,) * 2, padding="SAME",
-                            name=f"{p}_output_sup{i - 1}_trans_conv", **self.precision_options)(y)
-        else:
-          y = upsample(y, unpool, 2 ** i)
+        y = DecodeLayer(self.n_labels, self.unpool, activation=None, pool_size=2 ** i, name=f"{p}_output_sup{i - 1}",
+                        **self.precision_options)(y)
         outputs.append(activation_layer(self.output_activation, f"{p}_output_sup{i - 1}_activation",
                                         **self.dtype_options)(y))
     outputs.append(ConvOutput(self.n_labels, kernel_size=3, activation=self.output_activation,

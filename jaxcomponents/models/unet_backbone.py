@@ -8,8 +8,9 @@ U-Net taps (`models.backbones.get(name).unet_taps`), as a submodule
 `{backbone}_backbone` under Keras's layer names. A backbone whose first tap is
 at full resolution (VGG) gives `depth` taps, the others `depth - 1`.
 
-The protocol: a model with a backbone has the fields `backbone`, `weights`,
-`freeze_backbone`, `freeze_batch_norm` and a `depth` (its number of levels).
+The protocol: a model with a backbone derives from `BackboneFields` (the
+keyword-only `backbone`, `weights`, `freeze_backbone`, `freeze_batch_norm`)
+and has a `depth` (its number of levels).
 
 Freezing: `freeze_backbone` stops the gradient of the backbone's convolutions,
 `freeze_batch_norm` that of its batch-norm layers and keeps them in inference
@@ -19,6 +20,7 @@ the first, a bug not copied here).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -31,6 +33,22 @@ import numpy as np
 from jaxcomponents.errors import check_choice
 from jaxcomponents.models import backbones
 from jaxcomponents.models.common import Backbone
+
+
+class BackboneFields(nn.Module):
+  """Mixin: keras-unet-collection's backbone arguments, keyword-only.
+
+  Attributes:
+    backbone: None or a backbone's name (`models.backbones.NAMES`: "VGG16", "ResNet50", "DenseNet121", ...).
+    weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
+    freeze_backbone: no gradient for the backbone's convolutions.
+    freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
+  """
+
+  backbone: str | None = dataclasses.field(default=None, kw_only=True)
+  weights: str | None = dataclasses.field(default="imagenet", kw_only=True)
+  freeze_backbone: bool = dataclasses.field(default=True, kw_only=True)
+  freeze_batch_norm: bool = dataclasses.field(default=True, kw_only=True)
 
 
 def check_bool(param: str, value: Any) -> bool:

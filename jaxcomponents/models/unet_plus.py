@@ -54,24 +54,22 @@ input); no backbone, and `unpool=True` is Keras's `UpSampling3D` (nearest).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxcomponents.deprecation import keyword_only
-from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
-from jaxcomponents.models.unet import _as_input_size, _as_list, check_config, check_input_size
-from jaxcomponents.models.unet_backbone import backbone_encoder, check_bool
-from jaxcomponents.models.unet_blocks import (ConvOutput, ConvStack, DecodeLayer, resize_to, spatial_rank, unet_left,
-                                              unet_right)
+from jaxcomponents.errors import check_positive_int
+from jaxcomponents.models.unet_backbone import BackboneFields, backbone_encoder, check_bool
+from jaxcomponents.models.unet_blocks import ConvOutput, ConvStack, DecodeLayer, resize_to, unet_left, unet_right
+from jaxcomponents.models.unet_fields import SegmentationFields
 
 __all__ = ["UNetPlus", "unet_plus_2d", "unet_plus_3d"]
 
 
-class UNetPlus(PrecisionFields):
+class UNetPlus(SegmentationFields, BackboneFields):
   """U-Net++ computing what keras-unet-collection's `unet_plus_2d` computes (see the module doc).
 
   Attributes:
@@ -104,33 +102,20 @@ class UNetPlus(PrecisionFields):
     ['xnet_output_sup0_activation', 'xnet_output_final_activation']
   """
 
-  filter_num: Sequence[int]
-  n_labels: int
   stack_num_down: int = 2
   stack_num_up: int = 2
-  activation: str = "ReLU"
-  output_activation: str | None = "Softmax"
-  batch_norm: bool = False
-  pool: bool | str = True
-  unpool: bool | str = True
   deep_supervision: bool = False
-  backbone: str | None = None
-  weights: str | None = "imagenet"
-  freeze_backbone: bool = True
-  freeze_batch_norm: bool = True
-  input_size: Sequence[int | None] | None = None
   prefix: str | None = None
-
-  attention: ClassVar[bool] = False  # no attention gates; `unet.check_config` checks the arguments shared with U-Net
 
   @property
   def layer_prefix(self) -> str:
     return self.prefix or "xnet"
 
-  @property
-  def depth(self) -> int:
-    """The number of levels, `len(filter_num)`."""
-    return len(self.filter_num)
+  def check_config(self) -> None:
+    super().check_config()
+    check_positive_int("stack_num_down", self.stack_num_down)
+    check_positive_int("stack_num_up", self.stack_num_up)
+    check_bool("deep_supervision", self.deep_supervision)
 
   @property
   def full_resolution_encoder(self) -> bool:
@@ -149,9 +134,7 @@ class UNetPlus(PrecisionFields):
   @nn.compact
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array | list[jax.Array]:
-    check_config(self)
-    check_bool("deep_supervision", self.deep_supervision)
-    _check_input(self, x)
+    self.check_input(x)
     p, filter_num, input_size = self.layer_prefix, tuple(self.filter_num), x.shape[1:-1]
     if self.backbone is None:
       encoded = [ConvStack(filter_num[0], stack_num=self.stack_num_down, activation=self.activation,
@@ -195,25 +178,6 @@ class UNetPlus(PrecisionFields):
         resize_to(x, input_size))
 
 
-def _check_input(model: UNetPlus, x: jax.Array) -> None:
-  """Checks a batch `x` against the model's `input_size` (if any) and its depth, backbone and rank."""
-  spatial_rank(x)
-  shape = tuple(x.shape[1:])
-  built_for = None if model.input_size is None else tuple(model.input_size)
-  if built_for is not None and (len(built_for) != len(shape) or
-                                any(n is not None and n != m for n, m in zip(built_for, shape))):
-    raise ValueError(f"x has shape {x.shape}; the model was built for input_size={built_for}.")
-  check_input_size(model, (*shape[:-1], None))
-
-
-def _build(input_size, rank: int, **fields) -> UNetPlus:
-  model = UNetPlus(input_size=_as_input_size(input_size, rank), **fields)
-  check_config(model)
-  check_bool("deep_supervision", model.deep_supervision)
-  check_input_size(model, model.input_size)
-  return model
-
-
 def unet_plus_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_up=2, activation="ReLU",
                  output_activation="Softmax", batch_norm=False, pool=True, unpool=True, deep_supervision=False,
                  backbone=None, weights="imagenet", freeze_backbone=True, freeze_batch_norm=True, name="xnet", *,
@@ -232,7 +196,7 @@ def unet_plus_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_u
     >>> model.output_names[-1]
     'xnet_output_final_activation'
   """
-  return _build(input_size, 2, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+  return UNetPlus.from_arguments(input_size, 2, filter_num, n_labels=n_labels, stack_num_down=stack_num_down,
                 stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
                 batch_norm=batch_norm, pool=pool, unpool=unpool, deep_supervision=deep_supervision,
                 backbone=backbone, weights=weights, freeze_backbone=freeze_backbone,
@@ -255,7 +219,7 @@ def unet_plus_3d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_u
     >>> model.apply(model.init(jax.random.key(0), x), x).shape
     (1, 8, 8, 8, 2)
   """
-  return _build(input_size, 3, filter_num=_as_list(filter_num), n_labels=n_labels, stack_num_down=stack_num_down,
+  return UNetPlus.from_arguments(input_size, 3, filter_num, n_labels=n_labels, stack_num_down=stack_num_down,
                 stack_num_up=stack_num_up, activation=activation, output_activation=output_activation,
                 batch_norm=batch_norm, pool=pool, unpool=unpool, deep_supervision=deep_supervision, backbone=None,
                 weights=None, prefix=name, dtype=dtype, param_dtype=param_dtype, precision=precision)

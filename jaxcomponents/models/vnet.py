@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.models.r2_unet import SegmentationFields
+from jaxcomponents.models.unet_fields import SegmentationFields
 from jaxcomponents.models.unet_blocks import (ConvOutput, ConvStack, DecodeLayer, EncodeLayer, activation_layer,
                                               check_pool, check_unpool)
 

@@ -91,8 +91,8 @@ def init_unet(model: nn.Module, sample_input: jax.Array, *, seed: int = 0, downl
   """
   sample_input = jnp.asarray(sample_input)
   variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
-  if model.backbone is None or model.weights is None:
-    return variables
+  if getattr(model, "backbone", None) is None or model.weights is None:
+    return variables  # no backbone (some kuc models take none), or no weights to load
   check_backbone_input(model, sample_input.shape[1:])
   encoder = backbones.get(model.backbone).module(**backbone_arguments(model), **model.precision_options)
   if model.weights == "imagenet":

@@ -114,7 +114,8 @@ COMPRESS_ABOVE = 4_096  # datasets with more entries are stored compressed
 
 
 def randomize(model, rng: np.random.Generator) -> None:
-  """Every weight random: LeCun-scaled kernels, BN statistics with positive variances, PReLU and Snake too."""
+  """Every weight random: LeCun-scaled kernels, BN statistics with positive variances, PReLU and Snake, position
+  embeddings and biases too; Swin's constants (position index, attention mask) stay as kuc builds them."""
   for w in model.weights:
     shape, short = tuple(w.shape), w.name.split("/")[-1].split(":")[0]
     if short in ("kernel", "depthwise_kernel"):
@@ -134,6 +135,10 @@ def randomize(model, rng: np.random.Generator) -> None:
       value = rng.normal(0.2, 0.2, shape)
     elif short == "beta_factor":  # keras-unet-collection's Snake
       value = rng.uniform(0.4, 1.2, shape)
+    elif short.endswith(("_attn_pos_ind", "_attn_mask")):  # Swin's relative position index and window mask: as built
+      continue
+    elif short == "embeddings" or short.endswith("_attn_pos"):  # position embeddings, relative position biases
+      value = rng.normal(0.0, 0.5, shape)
     else:
       raise ValueError(f"no random rule for weight {w.name}")
     w.assign(value.astype(np.float32))

@@ -5,13 +5,6 @@ encoder's activations ReLU, LeakyReLU, ELU, GELU, PReLU; the MLP's GELU, PReLU,
 Snake, Softmax and ELU; outputs Softmax, Sigmoid, None and Snake; pool
 True/'ave'/False/'max'; unpool True/'nearest'/False/'bilinear'; batch norm on
 and off; stack numbers 1 and 2; a ResNet50 backbone cut at depth 3.
-
-`make_unet_references.randomize` has no rule for `Embedding`'s `embeddings`
-(the position embedding), so these files are generated through this script,
-which gives them one (normal, standard deviation 0.5) and otherwise runs
-`make_unet_references.main`:
-
-  /tmp/kuc-venv/bin/python tests/reference/kuc_configs/transunet.py [NAME ...]
 """
 
 CONFIGS = {
@@ -37,29 +30,3 @@ CONFIGS = {
 }
 
 TRAIN = {"transunet_d3_strided_transpose_snake": {}}
-
-
-def _randomize_with_embeddings(refs):
-  """`refs.randomize`, plus a rule for `embeddings`: normal, standard deviation 0.5."""
-  import types
-
-  original = refs.randomize
-
-  def randomize(model, rng):
-    embeddings = [w for w in model.weights if w.name.split("/")[-1].split(":")[0] == "embeddings"]
-    original(types.SimpleNamespace(weights=[w for w in model.weights if all(w is not e for e in embeddings)]), rng)
-    for w in embeddings:
-      w.assign(rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32"))
-
-  return randomize
-
-
-if __name__ == "__main__":
-  import os
-  import sys
-
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  import make_unet_references  # pylint: disable=import-error
-
-  make_unet_references.randomize = _randomize_with_embeddings(make_unet_references)
-  make_unet_references.main(sys.argv[1:] or list(CONFIGS))

@@ -351,3 +351,23 @@ def test_several_cpu_devices_in_one_process_make_no_native_calls():
   assert outputs[2] == ["2", "False"]
   if native.load().available:
     assert outputs[1] == ["1", "True"]
+
+
+def test_a_dilated_window_wider_than_the_input_stays_with_xla():
+  """oneDNN's kernels corrupt memory when a dilated window is wider than the input (ASPP's rate 9 on an 8x8 map):
+  such a convolution is XLA's, and its training step runs (in a child process, which a crash cannot take down)."""
+  x, kernel = jnp.zeros((16, 8, 8, 4)), jnp.zeros((3, 3, 4, 8))
+  assert conv._onednn_geometry(x, kernel, (1, 1), "SAME", (9, 9)) is None
+  assert conv._onednn_geometry(x, kernel, (1, 1), "SAME", (3, 3)) is not None  # 7 wide: oneDNN's
+  script = (
+      "import jax, numpy as np\n"
+      "from jaxcomponents.layers.conv_core import Conv, DepthwiseConv\n"
+      "x = np.random.default_rng(0).normal(size=(16, 8, 8, 4)).astype(np.float32)\n"
+      "for m in (DepthwiseConv((3, 3), (1, 1), 'SAME', (9, 9)), Conv(8, (3, 3), kernel_dilation=(9, 9))):\n"
+      "  v = m.init(jax.random.key(0), x)\n"
+      "  for _ in range(3):\n"
+      "    jax.block_until_ready(jax.jit(jax.grad(lambda v, x: (m.apply(v, x) ** 2).sum()))(v, x))\n"
+      "print('ok')\n")
+  done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env={**os.environ, "MALLOC_CHECK_": "3"})
+  assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

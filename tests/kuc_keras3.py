@@ -23,6 +23,7 @@ from keras import layers
 from jaxcomponents.training import Model
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, write_legacy_h5
+from tests.kuc_references import as_list
 
 
 class GELU(layers.Layer):
@@ -229,10 +230,6 @@ def randomize(model, seed: int) -> None:
     w.assign(value.astype(np.float32))
 
 
-def _as_list(y) -> list:
-  return list(y) if isinstance(y, (list, tuple)) else [y]
-
-
 def check_twin(ours, theirs, x: np.ndarray, path, *, seed: int = 0, tol: float = 1e-5,
                train_tol: float = 1e-4, learning_rate: float = 0.05) -> None:
   """`ours` (a library model) computes what the Keras 3 model `theirs` computes, given its weights.
@@ -247,8 +244,8 @@ def check_twin(ours, theirs, x: np.ndarray, path, *, seed: int = 0, tol: float =
   randomize(theirs, seed)
   write_legacy_h5(path, theirs)
   variables = load_keras(ours, str(path), x, match="name")
-  expected = [np.asarray(y) for y in _as_list(theirs(x, training=False))]
-  actual = _as_list(jax.jit(ours.apply)(variables, x))
+  expected = [np.asarray(y) for y in as_list(theirs(x, training=False))]
+  actual = as_list(jax.jit(ours.apply)(variables, x))
   assert len(actual) == len(expected)
   for got, want in zip(actual, expected):
     assert np.std(want) > 1e-3, "the Keras output is nearly constant"
@@ -267,6 +264,6 @@ def check_twin(ours, theirs, x: np.ndarray, path, *, seed: int = 0, tol: float =
                   else "mean_squared_error", loss_weights=weights if several else None)
   logs = trainer.train_on_batch(x, targets if several else targets[0], return_dict=True)
   np.testing.assert_allclose(logs["loss"], their_loss, rtol=train_tol)
-  after = [np.asarray(y) for y in _as_list(theirs(x, training=False))]
-  for got, want in zip(_as_list(trainer.predict_on_batch(x)), after):
+  after = [np.asarray(y) for y in as_list(theirs(x, training=False))]
+  for got, want in zip(as_list(trainer.predict_on_batch(x)), after):
     assert_close(got, want, tol=train_tol)

@@ -21,7 +21,6 @@ from jaxcomponents.models import MobileNetV2, backbones
 from jaxcomponents.models.unet import UNet, att_unet_2d, frozen_patterns, unet_2d
 from jaxcomponents.weights import init_unet, load_keras
 from tests import kuc_references
-from tests.helpers import assert_close
 
 pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
 
@@ -42,12 +41,12 @@ def _reference(name):
 
 @pytest.mark.parametrize("name", REFERENCES)
 def test_matches_keras_unet_collection(name):
-  x, expected, config = _reference(name)
-  model = getattr(unet_lib, config["function"])(**config["kwargs"])
-  variables = load_keras(model, os.path.join(REFERENCE_DIR, f"{name}.h5"), x, match="name")
-  actual = jax.jit(model.apply)(variables, x)
-  assert np.std(expected) > 1e-2, "the reference output is nearly constant"
-  assert_close(actual, expected, tol=1e-4)
+  """Outputs, parameter count and, where recorded, one SGD step."""
+  reference = kuc_references.load(name)
+  model = getattr(unet_lib, reference.config["function"])(**reference.config["kwargs"])
+  kuc_references.check_reference(model, reference)
+  assert reference.config["output_names"] == [f"{model.layer_prefix}_output"
+                                               f"{'_activation' if model.output_activation else ''}"]
 
 
 def test_every_keras_unet_collection_backbone_taps_its_layers():
@@ -317,12 +316,3 @@ def test_every_backbone_is_a_unet_encoder(backbone):
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   output, shapes = jax.eval_shape(model.init_with_output, jax.random.key(0), x)
   assert f"{backbone}_backbone" in shapes["params"] and output.shape == (1, size, size, 2)
-
-
-@pytest.mark.parametrize("name", [name for name in REFERENCES if "train" in kuc_references.load(name).config])
-def test_training_step_matches_keras_unet_collection(name):
-  reference = kuc_references.load(name)
-  model = getattr(unet_lib, reference.config["function"])(**reference.config["kwargs"])
-  variables = kuc_references.check_outputs(model, reference, tol=1e-4)
-  kuc_references.check_parameter_count(variables, reference)
-  kuc_references.check_train_step(model, variables, reference)

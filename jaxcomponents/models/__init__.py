@@ -20,6 +20,7 @@ from jaxcomponents.models.mobilenet_v2 import MOBILENET_V2_FEATURES, MobileNetV2
 from jaxcomponents.models.resnet import (RESNET50_FEATURES, ResNet50, ResNet50V2, ResNet101, ResNet101V2, ResNet152,
                                          ResNet152V2)
 from jaxcomponents.models.r2_unet import R2UNet, r2_unet_2d
+from jaxcomponents.models.resunet_a import ResUNetA, resunet_a_2d, resunet_a_3d
 from jaxcomponents.models.swin_unet import SwinUNet, swin_constant_patterns, swin_unet_2d
 from jaxcomponents.models.transunet import TransUNet, transunet_2d
 from jaxcomponents.models.u2net import U2Net, u2net_2d
@@ -33,11 +34,11 @@ __all__ = [
     "Backbone", "BackboneClassifier", "BackboneRecord", "DenseNet121", "DenseNet169", "DenseNet201", "EfficientNetB0",
     "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4", "EfficientNetB5", "EfficientNetB6",
     "EfficientNetB7", "INCEPTION_V3_FEATURES", "InceptionV3", "KerasGraph", "MOBILENET_V2_FEATURES", "MobileNet",
-    "MobileNetV2", "RESNET50_FEATURES", "ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2", "ResNet50",
-    "R2UNet", "ResNet50V2", "SwinUNet", "TransUNet", "U2Net", "UNet", "UNet3Plus", "UNetPlus", "VGG16",
-    "VGG16_FEATURES", "VGG19", "VNet", "att_unet_2d", "att_unet_3d", "backbones", "r2_unet_2d", "swin_constant_patterns",
-    "swin_unet_2d", "transunet_2d", "u2net_2d", "unet_2d", "unet_3d", "unet_3plus_2d", "unet_plus_2d", "unet_plus_3d",
-    "vnet_2d", "vnet_3d",
+    "MobileNetV2", "R2UNet", "RESNET50_FEATURES", "ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2", "ResNet50",
+    "ResNet50V2", "ResUNetA", "SwinUNet", "TransUNet", "U2Net", "UNet", "UNet3Plus", "UNetPlus", "VGG16",
+    "VGG16_FEATURES", "VGG19", "VNet", "att_unet_2d", "att_unet_3d", "backbones", "r2_unet_2d", "resunet_a_2d",
+    "resunet_a_3d", "swin_constant_patterns", "swin_unet_2d", "transunet_2d", "u2net_2d", "unet_2d", "unet_3d",
+    "unet_3plus_2d", "unet_plus_2d", "unet_plus_3d", "vnet_2d", "vnet_3d",
 ]
 
 

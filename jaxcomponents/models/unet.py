@@ -56,10 +56,7 @@ from jaxcomponents.models.unet_backbone import (BackboneFields, backbone_argumen
                                                 check_bool, freeze_params, frozen_backbone, frozen_patterns)
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, AttentionGate, ConvOutput, ConvStack, DecodeLayer,
                                               check_activation, check_attention, resize_to, unet_left, unet_right)
-from jaxcomponents.models.unet_fields import SegmentationFields, as_input_size, check_filter_num, check_input_size
-
-_check_filter_num = _as_list = check_filter_num  # TEMPORARY for in-flight imports
-_as_input_size = as_input_size
+from jaxcomponents.models.unet_fields import SegmentationFields, check_input_size
 
 __all__ = ["UNet", "att_unet_2d", "att_unet_3d", "backbone_arguments", "backbone_path", "check_config",
            "check_input_size", "freeze_params", "frozen_backbone", "frozen_patterns", "unet_2d", "unet_3d"]

@@ -152,8 +152,8 @@ def frozen_patterns(model: Any, params: Any) -> list[str]:
     >>> frozen_patterns(model, params)[:1]
     ['VGG16_backbone/block1_conv1/.*']
   """
-  if model.backbone is None or backbone_path(model) not in params:
-    return []
+  if getattr(model, "backbone", None) is None or backbone_path(model) not in params:
+    return []  # no backbone (some kuc models take none), or none built
   patterns = []
   for layer, leaf in params[backbone_path(model)].items():
     if model.freeze_batch_norm if _is_batch_norm(leaf) else model.freeze_backbone:

@@ -1,15 +1,26 @@
-"""segmentation: an attention U-Net (keras-unet-collection's att_unet_2d) segmenting images.
+"""segmentation: a keras-unet-collection model (attention U-Net by default) segmenting images or volumes.
+
+Models (`--model`): every keras-unet-collection twin, 2-D (unet_2d,
+att_unet_2d, unet_plus_2d, r2_unet_2d, resunet_a_2d, u2net_2d, unet_3plus_2d,
+vnet_2d, transunet_2d, swin_unet_2d) and 3-D (unet_3d, att_unet_3d,
+unet_plus_3d, resunet_a_3d, vnet_3d), built from `--filter-num` with small
+settings for the rest (`MODEL_ARGUMENTS`).
 
 Data: synthetic shapes by default (offline: circles and squares on noisy
-backgrounds, three classes), or the Oxford-IIIT Pet dataset through TFDS
+backgrounds, three classes), synthetic volumes for the 3-D models
+(`--dataset volumes`: balls and cubes in noisy one-channel volumes of
+`--volume-size` voxels a side), or the Oxford-IIIT Pet dataset through TFDS
 (`--dataset oxford_iiit_pet`: pet, background, border; prepared with
 `tfds build oxford_iiit_pet --file_format=array_record`). The Keras twin
 (`--framework keras`) builds the same network with keras-unet-collection
-itself, which needs TensorFlow and keras-unet-collection installed.
+itself, which needs TensorFlow and keras-unet-collection installed (2-D
+models only: kuc has no 3-D models).
 
 Run:
   python -m experiments.segmentation
   python -m experiments.segmentation --dataset oxford_iiit_pet --image-size 128 --backbone VGG16
+  python -m experiments.segmentation --model unet_plus_2d --filter-num 8,16,32
+  python -m experiments.segmentation --model vnet_3d --dataset volumes --volume-size 16
 Each epoch ends with the test images' loss and mean IoU (`val_mean_iou`, the
 learning curves' validation). Writes runs/<name>/metrics.json (test mean IoU
 and pixel accuracy), history.csv, learning_curves.png and overlays.png (masks
@@ -26,16 +37,24 @@ import numpy as np
 from experiments.common import Timer, option, parse_config, print_table, run_dir, run_name, run_script, write_results
 from jaxcomponents.models import backbones
 
+MODELS_2D = ("unet_2d", "att_unet_2d", "unet_plus_2d", "r2_unet_2d", "resunet_a_2d", "u2net_2d", "unet_3plus_2d",
+             "vnet_2d", "transunet_2d", "swin_unet_2d")
+MODELS_3D = ("unet_3d", "att_unet_3d", "unet_plus_3d", "resunet_a_3d", "vnet_3d")
+WITH_BACKBONE = ("unet_2d", "att_unet_2d", "unet_plus_2d", "unet_3plus_2d", "transunet_2d")
+
 
 @dataclasses.dataclass
 class Config:
-  dataset: str = option("shapes", "synthetic shapes (offline) or the Oxford-IIIT Pet dataset through TFDS",
-                        choices=("shapes", "oxford_iiit_pet"))
+  model: str = option("att_unet_2d", "the keras-unet-collection model (a 3-D one needs --dataset volumes)",
+                      choices=MODELS_2D + MODELS_3D)
+  dataset: str = option("shapes", "synthetic shapes (offline), synthetic volumes (offline, 3-D models) or the "
+                        "Oxford-IIIT Pet dataset through TFDS", choices=("shapes", "volumes", "oxford_iiit_pet"))
   framework: str = option("jax", "jaxcomponents, or keras-unet-collection's twin", choices=("jax", "keras"))
   image_size: int = option(64, "height and width of the images", at_least=1)
+  volume_size: int = option(24, "depth, height and width of the synthetic volumes", at_least=4)
   filter_num: str = option("16,32,64", "filters of each U-Net level", each=int, at_least=1)
-  attention: str = option("add", "how the attention gate combines its inputs", choices=("add", "multiply"))
-  backbone: str = option("none", "an ImageNet encoder, or none",
+  attention: str = option("add", "how att_unet's attention gate combines its inputs", choices=("add", "multiply"))
+  backbone: str = option("none", f"an ImageNet encoder ({', '.join(WITH_BACKBONE)}), or none",
                          choices=("none", *backbones.NAMES))
   weights: str = option("imagenet", "the backbone's weights", choices=("imagenet", "none"))
   batch_norm: bool = option(False, "batch norm after each convolution (keras-unet-collection's default: off)")
@@ -49,14 +68,19 @@ class Config:
   runs_dir: str = option("runs", "where run folders go")
 
   def check(self) -> None:
-    """The U-Net's own checks of these settings (image size against depth and backbone), before any data."""
-    from jaxcomponents.models.unet import att_unet_2d
-
+    """The model's own checks of these settings (image size against depth and backbone), before any data."""
+    three_d = self.model in MODELS_3D
+    if three_d != (self.dataset == "volumes"):
+      raise ValueError(f"--model {self.model} is not allowed with --dataset {self.dataset}: the 3-D models "
+                       f"({', '.join(MODELS_3D)}) take --dataset volumes, the 2-D ones shapes or oxford_iiit_pet.")
+    if self.backbone != "none" and self.model not in WITH_BACKBONE:
+      raise ValueError(f"--backbone {self.backbone} is not allowed with --model {self.model}; the models with a "
+                       f"backbone: {', '.join(WITH_BACKBONE)}.")
     try:
-      att_unet_2d(**_model_args(self))
+      build_model(self)
     except ValueError as e:
-      raise ValueError(f"--image-size {self.image_size}, --filter-num {self.filter_num}, --backbone "
-                       f"{self.backbone}: {e}") from e
+      size = f"--volume-size {self.volume_size}" if three_d else f"--image-size {self.image_size}"
+      raise ValueError(f"{size}, --filter-num {self.filter_num}, --backbone {self.backbone}: {e}") from e
 
 
 def synthetic_shapes(n: int, size: int, seed: int):
@@ -76,13 +100,33 @@ def synthetic_shapes(n: int, size: int, seed: int):
   return np.clip(images, 0, 255).astype(np.uint8), masks
 
 
+def synthetic_volumes(n: int, size: int, seed: int):
+  """Noisy one-channel volumes with a ball (class 1) and a cube (class 2) each; masks of class ids."""
+  rng = np.random.default_rng(seed)
+  zz, yy, xx = np.mgrid[:size, :size, :size]
+  volumes = rng.normal(100, 20, (n, size, size, size))
+  masks = np.zeros((n, size, size, size), np.int32)
+  for i in range(n):
+    r = rng.uniform(0.15, 0.25) * size
+    cz, cy, cx = rng.uniform(r, size - r, 3)
+    masks[i][(zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    h = max(2, int(rng.uniform(0.2, 0.35) * size))
+    front, top, left = rng.integers(0, size - h, 3)
+    masks[i, front:front + h, top:top + h, left:left + h] = 2
+  volumes += np.array([0.0, 80.0, -60.0])[masks]
+  return np.clip(volumes, 0, 255).astype(np.uint8)[..., None], masks
+
+
 def datasets(config: Config):
-  """(x_train, y_train, x_test, y_test) as uint8 images and int32 class maps."""
-  if config.dataset == "shapes":
-    x, y = synthetic_shapes(config.examples + config.examples // 4, config.image_size, config.seed)
+  """(x_train, y_train, x_test, y_test) as uint8 images (or volumes) and int32 class maps."""
+  if config.dataset in ("shapes", "volumes"):
+    make, size = ((synthetic_shapes, config.image_size) if config.dataset == "shapes"
+                  else (synthetic_volumes, config.volume_size))
+    x, y = make(config.examples + config.examples // 4, size, config.seed)
     return x[:config.examples], y[:config.examples], x[config.examples:], y[config.examples:]
   if config.dataset != "oxford_iiit_pet":
-    raise ValueError(f"dataset={config.dataset!r} is not allowed; expected 'shapes' or 'oxford_iiit_pet'.")
+    raise ValueError(f"dataset={config.dataset!r} is not allowed; expected 'shapes', 'volumes' or "
+                     "'oxford_iiit_pet'.")
   from jaxcomponents.data import tfds_dataset
   from jaxcomponents.data import resize_image
 
@@ -99,22 +143,57 @@ def datasets(config: Config):
   return x, y.astype(np.int32), xt, yt.astype(np.int32)
 
 
+def _filters(config: Config) -> list[int]:
+  return [int(f) for f in config.filter_num.split(",")]
+
+
+# Each model's arguments beyond input_size, n_labels and output_activation, from --filter-num (and the flags that
+# apply to it); small settings where the model has more (ResUNet-a's ASPP, the transformers); V-Net decodes by
+# transposed convolutions, as in its paper (keras-unet-collection's upsampling needs equal filter numbers there).
+MODEL_ARGUMENTS = {
+    "filter_num": lambda c: {"filter_num": _filters(c), "batch_norm": c.batch_norm},
+    "filter_num_down": lambda c: {"filter_num_down": _filters(c), "batch_norm": c.batch_norm},
+    "att_unet": lambda c: {"filter_num": _filters(c), "batch_norm": c.batch_norm, "attention": c.attention},
+    "resunet_a": lambda c: {"filter_num": _filters(c), "batch_norm": c.batch_norm, "dilation_num": [1, 3, 15, 31],
+                            "aspp_num_down": 2 * _filters(c)[-1], "aspp_num_up": _filters(c)[-1]},
+    "vnet": lambda c: {"filter_num": _filters(c), "batch_norm": c.batch_norm, "unpool": False},
+    "transunet": lambda c: {"filter_num": _filters(c), "batch_norm": c.batch_norm, "embed_dim": 64, "num_mlp": 128,
+                            "num_heads": 4, "num_transformer": 2},
+    "swin_unet": lambda c: {"filter_num_begin": _filters(c)[0], "depth": len(_filters(c)), "stack_num_down": 2,
+                            "stack_num_up": 2, "patch_size": (2, 2), "num_heads": [2] * len(_filters(c)),
+                            "window_size": [4] + [2] * (len(_filters(c)) - 1), "num_mlp": 2 * _filters(c)[0]},
+}
+_ARGUMENT_KIND = {"att_unet_2d": "att_unet", "att_unet_3d": "att_unet", "u2net_2d": "filter_num_down",
+                  "unet_3plus_2d": "filter_num_down", "resunet_a_2d": "resunet_a", "resunet_a_3d": "resunet_a",
+                  "transunet_2d": "transunet", "swin_unet_2d": "swin_unet", "vnet_2d": "vnet", "vnet_3d": "vnet"}
+
+
 def _model_args(config: Config):
-  return dict(input_size=(config.image_size, config.image_size, 3),
-              filter_num=[int(f) for f in config.filter_num.split(",")], n_labels=3, attention=config.attention,
-              batch_norm=config.batch_norm, output_activation="Softmax",
-              backbone=None if config.backbone == "none" else config.backbone,
-              weights=None if config.weights == "none" else config.weights)
+  channels, side = (1, config.volume_size) if config.model in MODELS_3D else (3, config.image_size)
+  input_size = (side,) * (3 if config.model in MODELS_3D else 2) + (channels,)
+  args = dict(input_size=input_size, n_labels=3, output_activation="Softmax",
+              **MODEL_ARGUMENTS[_ARGUMENT_KIND.get(config.model, "filter_num")](config))
+  if config.model in WITH_BACKBONE:
+    args.update(backbone=None if config.backbone == "none" else config.backbone,
+                weights=None if config.weights == "none" else config.weights)
+  return args
+
+
+def build_model(config: Config):
+  """The jaxcomponents model `--model` names, from the settings."""
+  from jaxcomponents import models
+
+  return getattr(models, config.model)(**_model_args(config))
 
 
 def run_jax(config: Config, x, y, xt, yt):
   from jaxcomponents import metrics, optimizers
   from jaxcomponents.data import ArrayDataset
-  from jaxcomponents.models.unet import att_unet_2d, frozen_patterns
+  from jaxcomponents.models.unet_backbone import frozen_patterns
   from jaxcomponents.training import TrainState, fit, freeze, make_eval_step, make_train_step, predict
   from jaxcomponents.weights import init_unet
 
-  model = att_unet_2d(**_model_args(config))
+  model = build_model(config)
   prep = lambda images: images.astype(np.float32) / 255.0
   test_images = prep(xt)
   variables = init_unet(model, prep(x[:1]), seed=config.seed)
@@ -136,14 +215,15 @@ def run_keras(config: Config, x, y, xt, yt):
   try:
     from keras_unet_collection import models
   except ImportError as e:
-    raise ImportError("--framework keras runs keras-unet-collection's att_unet_2d: install tensorflow and "
+    raise ImportError(f"--framework keras runs keras-unet-collection's {config.model}: install tensorflow and "
                       "keras-unet-collection (not part of jaxcomponents' install).") from e
   import tensorflow as tf
 
+  if config.model in MODELS_3D:
+    raise ValueError(f"--framework keras is not allowed with --model {config.model}: keras-unet-collection has no "
+                     "3-D models.")
   tf.keras.utils.set_random_seed(config.seed)
-  args = _model_args(config)
-  args["attention"] = config.attention
-  model = models.att_unet_2d(**args)
+  model = getattr(models, config.model)(**_model_args(config))
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy",
                 metrics=[tf.keras.metrics.MeanIoU(num_classes=3, sparse_y_pred=False, name="mean_iou")])
   with Timer() as timer:
@@ -162,7 +242,8 @@ def mean_iou(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 3) -> float:
   return float(np.mean(ious))
 
 
-CLASSES = {"shapes": ("background", "circle", "square"), "oxford_iiit_pet": ("pet", "background", "border")}
+CLASSES = {"shapes": ("background", "circle", "square"), "volumes": ("background", "ball", "cube"),
+           "oxford_iiit_pet": ("pet", "background", "border")}
 _COLOURS = np.array([[0.12, 0.47, 0.71], [1.0, 0.5, 0.05], [0.17, 0.63, 0.17]])  # one per class
 
 
@@ -175,11 +256,14 @@ def _blend(image: np.ndarray, mask: np.ndarray, class_names, alpha: float = 0.5)
 def save_overlays(images, truth, preds, path, class_names, n=4):
   """Per test image: the image, the true and the predicted masks over it, and the wrong pixels in red.
 
-  Titles give each image's mean IoU; one legend names the classes' colours.
+  Titles give each image's mean IoU; one legend names the classes' colours. Volumes show their middle slice.
   """
   from matplotlib.figure import Figure
   from matplotlib.patches import Patch
 
+  if images.ndim == 5:  # (n, depth, height, width, 1) volumes: the middle slice, grey as RGB
+    middle = images.shape[1] // 2
+    images, truth, preds = np.repeat(images[:, middle], 3, -1), truth[:, middle], preds[:, middle]
   n = min(n, len(images))
   fig = Figure(figsize=(10, 2.5 * n + 0.6))
   axes = fig.subplots(n, 4, squeeze=False)
@@ -208,7 +292,8 @@ def main(argv=None) -> dict:
   preds, seconds, history = (run_jax if config.framework == "jax" else run_keras)(config, x, y, xt, yt)
   path = run_dir(config)
   save_overlays(xt, yt, preds, os.path.join(path, "overlays.png"), CLASSES[config.dataset])
-  metrics = {"experiment": "segmentation", "dataset": config.dataset, "framework": config.framework,
+  metrics = {"experiment": "segmentation", "model": config.model, "dataset": config.dataset,
+             "framework": config.framework,
              "test_mean_iou": mean_iou(yt, preds), "test_accuracy": float((preds == yt).mean()),
              "wall_time_s": seconds, "images_per_s": len(x) * config.epochs / seconds,
              "config": dataclasses.asdict(config)}

@@ -72,6 +72,9 @@ SCRIPTS = ("transfer_digits", "sequence", "segmentation", "image_transfer", "vgg
     ("segmentation", ["--examples", "2"], "argument --examples: '2' is not allowed; expected a whole number >= 4"),
     ("segmentation", ["--image-size", "30"], "--image-size 30, --filter-num 16,32,64, --backbone none: input_size="),
     ("segmentation", ["--attention", "mul"], "argument --attention: invalid choice: 'mul'"),
+    ("segmentation", ["--model", "unet_3d"], "--model unet_3d is not allowed with --dataset shapes: the 3-D models"),
+    ("segmentation", ["--model", "r2_unet_2d", "--backbone", "VGG16"],
+     "--backbone VGG16 is not allowed with --model r2_unet_2d; the models with a backbone: unet_2d, att_unet_2d"),
     ("image_transfer", ["--dropout", "1"],
      "argument --dropout: '1' is not allowed; expected a finite number >= 0 and < 1"),
     ("image_transfer", ["--backbone", "inception_v3", "--image-size", "64"],
@@ -267,6 +270,16 @@ def test_compare_lists_both_frameworks(tmp_path, capsys):
   assert by_name["segmentation"]["test_mean_iou"] == 0.71 and "test_mean_iou" in capsys.readouterr().out
 
 
+def test_segmentation_of_synthetic_volumes_by_a_3d_model(tmp_path):
+  module = experiment("segmentation")
+  volumes, masks = module.synthetic_volumes(3, 12, seed=0)
+  assert volumes.shape == (3, 12, 12, 12, 1) and set(np.unique(masks)) == {0, 1, 2}
+  metrics = module.main(["--model", "vnet_3d", "--dataset", "volumes", "--volume-size", "8", "--filter-num", "2,4",
+                         "--epochs", "1", "--examples", "8", "--batch-size", "4", "--runs-dir", str(tmp_path)])
+  assert metrics["model"] == "vnet_3d" and 0.0 <= metrics["test_mean_iou"] <= 1.0
+  assert (tmp_path / metrics["config"]["name"] / "overlays.png").stat().st_size > 0
+
+
 def test_segmentation_on_synthetic_shapes(tmp_path):
   module = experiment("segmentation")
   images, masks = module.synthetic_shapes(4, 32, seed=0)
@@ -306,3 +319,18 @@ def test_scale_out_on_two_devices_in_bfloat16_with_a_worker_and_resume(tmp_path)
     saved = json.loads((tmp_path / "runs" / "scale" / "metrics.json").read_text())
     assert (saved["devices"], saved["processes"], saved["dtype"]) == (2, 1, "bfloat16")
     assert saved["steps"] == 2 * int(epochs) and np.isfinite(saved["final_loss"])  # 16 images, batches of 8
+
+
+@pytest.mark.parametrize("model", ["unet_2d", "att_unet_2d", "unet_plus_2d", "r2_unet_2d", "resunet_a_2d", "u2net_2d",
+                                   "unet_3plus_2d", "vnet_2d", "transunet_2d", "swin_unet_2d", "unet_3d", "att_unet_3d",
+                                   "unet_plus_3d", "resunet_a_3d", "vnet_3d"])
+def test_every_segmentation_model_builds_from_the_flags(model):
+  """`--model` takes every keras-unet-collection twin; its flags build it (2-D on images, 3-D on volumes)."""
+  from experiments.common import parse_config
+
+  module = experiment("segmentation")
+  assert model in module.MODELS_2D + module.MODELS_3D
+  volumes = ["--dataset", "volumes", "--filter-num", "8,8,8"] if model in module.MODELS_3D else []
+  config = parse_config(module.Config, ["--model", model, *volumes])
+  built = module.build_model(config)
+  assert built.n_labels == 3 and built.input_size[-1] == (1 if volumes else 3)

@@ -286,7 +286,8 @@ register(Family("conv_2d_bf16", "conv_2d in mixed bfloat16; Adam", _stack_sizes(
 
 # keras-unet-collection's models, each beside kuc's own Keras model built by the same call (`make bench-unet-zoo`:
 # kuc needs tf.keras, so its contender runs in `.venv-kuc`, TensorFlow 2.15 with Keras 2). Batch norm on, deep
-# supervision off, a softmax over the classes; the arguments are kuc's.
+# supervision off, a softmax over the classes; the arguments are kuc's (V-Net decodes by transposed convolutions, as
+# in its paper: kuc's upsampling needs equal filter numbers there).
 _ZOO = {
     "unet_plus_2d": ({"filter_num": [4, 8, 16]}, {"filter_num": [16, 32, 64, 128]}),
     "r2_unet_2d": ({"filter_num": [4, 8, 16]}, {"filter_num": [16, 32, 64, 128]}),
@@ -295,7 +296,7 @@ _ZOO = {
                       "aspp_num_up": 64}),
     "u2net_2d": ({"filter_num_down": [4, 8, 16]}, {"filter_num_down": [16, 32, 64, 128]}),
     "unet_3plus_2d": ({"filter_num_down": [4, 8, 16]}, {"filter_num_down": [16, 32, 64, 128]}),
-    "vnet_2d": ({"filter_num": [4, 8, 16]}, {"filter_num": [16, 32, 64, 128]}),
+    "vnet_2d": ({"filter_num": [4, 8, 16], "unpool": False}, {"filter_num": [16, 32, 64, 128], "unpool": False}),
     "transunet_2d": ({"filter_num": [4, 8, 16], "embed_dim": 16, "num_mlp": 32, "num_heads": 2, "num_transformer": 1},
                      {"filter_num": [16, 32, 64, 128], "embed_dim": 64, "num_mlp": 128, "num_heads": 4,
                       "num_transformer": 2}),

@@ -217,3 +217,22 @@ def test_bad_inputs_and_fields_raise_when_called():
     model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
   with pytest.raises(ValueError, match=r"deep_supervision=None"):
     UNetPlus(filter_num=[2, 4], n_labels=2, deep_supervision=None).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+
+
+def test_every_deep_supervision_output_survives_save_load_and_export(tmp_path):
+  """A whole-model folder and a StableHLO export both give back every output, in order."""
+  from jaxcomponents.export import export, load_stablehlo
+  from jaxcomponents.training import Model, load_model
+
+  x = np.random.default_rng(0).uniform(size=(2, 8, 8, 8, 1)).astype(np.float32)
+  model = Model(unet_plus_3d((8, 8, 8, 1), [2, 4, 4], n_labels=1, output_activation="Sigmoid", deep_supervision=True))
+  model.build(x)
+  expected = model.predict(x, verbose=0)
+  assert len(expected) == 3 == len(model.module.output_names)
+  model.save(tmp_path / "xnet")
+  exported = tmp_path / "xnet.stablehlo"
+  export(model.module, model.variables, x, exported)
+  for outputs in (load_model(tmp_path / "xnet").predict(x, verbose=0), load_stablehlo(exported)(x)):
+    assert len(outputs) == 3
+    for got, want in zip(outputs, expected):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

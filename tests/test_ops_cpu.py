@@ -353,20 +353,26 @@ def test_several_cpu_devices_in_one_process_make_no_native_calls():
     assert outputs[1] == ["1", "True"]
 
 
-def test_a_dilated_window_wider_than_the_input_stays_with_xla():
-  """oneDNN's kernels corrupt memory when a dilated window is wider than the input (ASPP's rate 9 on an 8x8 map):
-  such a convolution is XLA's, and its training step runs (in a child process, which a crash cannot take down)."""
-  x, kernel = jnp.zeros((16, 8, 8, 4)), jnp.zeros((3, 3, 4, 8))
-  assert conv._onednn_geometry(x, kernel, (1, 1), "SAME", (9, 9)) is None
-  assert conv._onednn_geometry(x, kernel, (1, 1), "SAME", (3, 3)) is not None  # 7 wide: oneDNN's
+def test_a_dilated_window_reaching_across_half_the_input_stays_with_xla():
+  """oneDNN's kernels corrupt memory on some convolutions whose dilated window reaches across half the input or
+  more (ResUNet-a's rate 31 on a 64x64 map, ASPP's rate 9 on an 8x8 one): those are XLA's, and their training steps
+  run (in a child process, which a crash cannot take down, with glibc's heap checks). Undilated windows wider than
+  their input (VGG16's last blocks on small images) stay with oneDNN."""
+  kernel = jnp.zeros((3, 3, 4, 8))
+  assert conv._onednn_geometry(jnp.zeros((16, 8, 8, 4)), kernel, (1, 1), "SAME", (9, 9)) is None
+  assert conv._onednn_geometry(jnp.zeros((4, 64, 64, 4)), kernel, (1, 1), "SAME", (31, 31)) is None
+  assert conv._onednn_geometry(jnp.zeros((4, 64, 64, 4)), kernel, (1, 1), "SAME", (15, 15)) is not None
+  assert conv._onednn_geometry(jnp.zeros((512, 2, 2, 4)), kernel, (1, 1), "SAME", (1, 1)) is not None
   script = (
       "import jax, numpy as np\n"
       "from jaxcomponents.layers.conv_core import Conv, DepthwiseConv\n"
-      "x = np.random.default_rng(0).normal(size=(16, 8, 8, 4)).astype(np.float32)\n"
-      "for m in (DepthwiseConv((3, 3), (1, 1), 'SAME', (9, 9)), Conv(8, (3, 3), kernel_dilation=(9, 9))):\n"
+      "for shape, m in (((16, 8, 8, 4), DepthwiseConv((3, 3), (1, 1), 'SAME', (9, 9))),\n"
+      "                 ((16, 8, 8, 4), Conv(8, (3, 3), kernel_dilation=(9, 9))),\n"
+      "                 ((4, 64, 64, 16), Conv(16, (3, 3), kernel_dilation=(31, 31)))):\n"
+      "  x = np.random.default_rng(0).normal(size=shape).astype(np.float32)\n"
       "  v = m.init(jax.random.key(0), x)\n"
       "  for _ in range(3):\n"
-      "    jax.block_until_ready(jax.jit(jax.grad(lambda v, x: (m.apply(v, x) ** 2).sum()))(v, x))\n"
+      "    jax.block_until_ready(jax.jit(jax.grad(lambda v, x: (m.apply(v, x) ** 2).sum(), (0, 1)))(v, x))\n"
       "print('ok')\n")
   done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                         env={**os.environ, "MALLOC_CHECK_": "3"})

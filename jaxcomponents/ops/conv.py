@@ -267,8 +267,8 @@ def _onednn_geometry(x, kernel, strides, pads, dilation, groups=1, positions=Non
   if not (x.dtype == kernel.dtype and x.dtype in ONEDNN_DTYPES and platform.native_calls_allowed(x, kernel)):
     return None
   window = dilated_window(kernel.shape[:-2], dilation)
-  if any(w > n for w, n in zip(window, x.shape[1:-1])):
-    return None  # a dilated window wider than the input: oneDNN's kernels corrupt memory there; XLA computes it
+  if any(d > 1 and 2 * (w - 1) >= n for w, d, n in zip(window, dilation, x.shape[1:-1])):
+    return None  # a dilated window reaching across half the input or more: oneDNN corrupts memory on some; XLA's
   pads = lax.padtype_to_pads(x.shape[1:-1], window, strides, pads) if isinstance(pads, str) else pads
   geometry = onednn.Geometry(tuple(strides), tuple(map(tuple, pads)), tuple(dilation), groups)
   if positions is None:

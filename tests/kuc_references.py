@@ -92,3 +92,8 @@ def check_reference(model, reference: Reference, tol: float = 1e-5):
   if "train" in reference.config:
     check_train_step(model, variables, reference)
   return variables
+
+
+def variants(configs: list[dict]):
+  """`seen(key, default)`: the values (as JSON) a keyword argument takes across the references' configurations."""
+  return lambda key, default=None: {json.dumps(c["kwargs"].get(key, default)) for c in configs}

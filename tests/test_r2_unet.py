@@ -6,8 +6,6 @@ The reference files come from keras-unet-collection 0.1.13 on TensorFlow 2.15
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import pytest
@@ -27,7 +25,7 @@ def test_matches_keras_unet_collection(name):
 
 def test_references_cover_every_variant():
   configs = [kuc_references.load(name).config for name in CONFIGS]
-  seen = lambda key, default: {json.dumps(c["kwargs"].get(key, default)) for c in configs}
+  seen = kuc_references.variants(configs)
   assert seen("recur_num", 2) == {"0", "1", "2", "3"}
   assert seen("stack_num_down", 2) == seen("stack_num_up", 2) == {"1", "2"}
   assert seen("batch_norm", False) == {"true", "false"}

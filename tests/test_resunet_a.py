@@ -9,8 +9,6 @@ with Keras 3's layers of any rank from `tests/kuc_keras3.py`'s blocks, with
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import keras
@@ -35,7 +33,7 @@ def test_matches_keras_unet_collection(name):
 
 def test_references_cover_every_variant():
   configs = [kuc_references.load(name).config for name in CONFIGS]
-  seen = lambda key, default: {json.dumps(c["kwargs"].get(key, default)) for c in configs}
+  seen = kuc_references.variants(configs)
   assert seen("pool", True) == {"true", "false", '"max"', '"ave"'}
   assert seen("unpool", True) == {"true", "false", '"bilinear"', '"nearest"'}
   assert seen("batch_norm", True) == {"true", "false"}

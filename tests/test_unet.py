@@ -63,7 +63,7 @@ def test_every_keras_unet_collection_backbone_taps_its_layers():
 
 def test_references_cover_every_variant():
   configs = [_reference(name)[2] for name in REFERENCES]
-  seen = lambda key, default: {json.dumps(c["kwargs"].get(key, default)) for c in configs}
+  seen = kuc_references.variants(configs)
   att = [c for c in configs if c["function"] == "att_unet_2d"]
   assert {c["kwargs"].get("attention", "add") for c in att} == {"add", "multiply"}
   assert seen("pool", True) == {"true", "false", '"max"', '"ave"'}

@@ -7,8 +7,6 @@ The 2-D reference files come from keras-unet-collection 0.1.13 on TensorFlow 2.1
 
 from __future__ import annotations
 
-import json
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,7 +30,7 @@ def test_matches_keras_unet_collection(name):
 
 def test_references_cover_every_variant():
   configs = [kuc_references.load(name).config for name in CONFIGS]
-  seen = lambda key, default: {json.dumps(c["kwargs"].get(key, default)) for c in configs}
+  seen = kuc_references.variants(configs)
   assert seen("batch_norm", False) == {"true", "false"}
   assert seen("pool", True) == {"true", "false", '"max"', '"ave"'}
   assert seen("unpool", True) == {"true", "false", '"bilinear"', '"nearest"'}

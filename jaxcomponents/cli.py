@@ -24,6 +24,7 @@ and exit with status 2, as argparse's errors do.
 
 Example:
   jaxcomponents export model.keras --format onnx --output model.onnx --overwrite
+  jaxcomponents export model.keras --format stablehlo --output model.stablehlo --platforms cpu,cuda,tpu
 """
 
 from __future__ import annotations
@@ -220,9 +221,17 @@ def export_command(argv: Sequence[str]) -> int:
                                         "instead of the Keras file's weights")
   parser.add_argument("--batch", default="symbolic", choices=("symbolic", "fixed"),
                       help="a batch size chosen when called (symbolic) or the sample's (fixed)")
+  parser.add_argument("--platforms", default=None,
+                      help="stablehlo only: comma-separated platforms the file runs on "
+                           f"({','.join(exporting.PLATFORMS)}; default: this machine's)")
   parser.add_argument("--overwrite", action="store_true",
                       help="replace an existing export at --output (a file; for saved_model, a SavedModel folder)")
   args = parser.parse_args(argv)
+  platforms = None if args.platforms is None else [p.strip() for p in args.platforms.split(",")]
+  try:
+    exporting.check_platforms(platforms, args.format)
+  except ValueError as e:
+    raise UsageError(f"--platforms {args.platforms}: {e}") from e
   suffix = os.path.splitext(args.output)[1]
   if _EXPORT_SUFFIXES.get(suffix, args.format) != args.format:
     raise UsageError(f"--output={args.output!r} is not allowed with --format {args.format}: {suffix} is the suffix "
@@ -233,8 +242,8 @@ def export_command(argv: Sequence[str]) -> int:
   if args.weights:
     variables = _read_variables(args.weights, module, sample)
   path = exporting.export(module, variables, tuple(sample) if len(sample) > 1 else sample[0], args.output,
-                          format=args.format, batch=args.batch, overwrite=args.overwrite)
-  print(f"{args.model} -> {path} ({args.format})")
+                          format=args.format, batch=args.batch, platforms=platforms, overwrite=args.overwrite)
+  print(f"{args.model} -> {path} ({args.format}{', ' + ', '.join(platforms) if platforms else ''})")
   return 0
 
 

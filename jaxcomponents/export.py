@@ -40,13 +40,15 @@ from jaxcomponents.inference import apply_inference
 
 FORMATS = ("stablehlo", "onnx", "saved_model")
 BATCH = ("symbolic", "fixed")
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 BATCH_SYMBOL = "batch"
 SAVED_MODEL = files.folder_with("saved_model.pb", "a SavedModel folder",
                                 ("saved_model.pbtxt", "variables", "assets", "assets.extra", "fingerprint.pb"))
 
 
 def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, path: str | os.PathLike, *,
-           format: str = "stablehlo", batch: str = "symbolic", overwrite: bool = False) -> str:
+           format: str = "stablehlo", batch: str = "symbolic", platforms: Sequence[str] | None = None,
+           overwrite: bool = False) -> str:
   """Writes `module` with `variables`, called in inference mode, as a file in `format`; returns its path.
 
   The file computes `module.apply(variables, *inputs, train=False)` (without
@@ -77,6 +79,9 @@ def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, p
     format: "stablehlo", "onnx" or "saved_model".
     batch: "symbolic": the leading dimension of every input is one symbolic
       size, `batch`, shared by all inputs; "fixed": the sample's shapes exactly.
+    platforms: "stablehlo" only: the platforms the file runs on, any of "cpu", "cuda", "rocm" and "tpu"
+      (`jax.export`'s multi-platform lowering, made on any machine, no accelerator needed); None: this
+      process's default backend.
     overwrite: replace an existing export at `path` (a file; for "saved_model",
       a folder holding saved_model.pb). A folder holding anything else, or any
       folder where a file is to go, is never replaced.
@@ -98,6 +103,7 @@ def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, p
   """
   check_choice("format", format, FORMATS)
   check_choice("batch", batch, BATCH)
+  platforms = check_platforms(platforms, format)
   if not isinstance(module, nn.Module):
     raise ValueError(f"module={type(module).__name__} is not allowed; expected a flax.linen.Module.")
   if not isinstance(variables, Mapping):
@@ -116,9 +122,26 @@ def export(module: nn.Module, variables: Mapping[str, Any], sample_input: Any, p
   def write_into_place(write: Callable[[str], object]) -> None:
     files.write_beside(path, write, kind, overwrite=overwrite)
 
-  writer = {"stablehlo": _write_stablehlo, "onnx": _write_onnx, "saved_model": _write_saved_model}[format]
-  writer(forward, inputs, batch, write_into_place, name=type(module).__name__)
+  if format == "stablehlo":
+    _write_stablehlo(forward, inputs, write_into_place, platforms=platforms)
+  else:
+    writer = {"onnx": _write_onnx, "saved_model": _write_saved_model}[format]
+    writer(forward, inputs, batch, write_into_place, name=type(module).__name__)
   return path
+
+
+def check_platforms(platforms: Sequence[str] | None, format: str = "stablehlo") -> tuple[str, ...] | None:
+  """`platforms` as a tuple (None stays None), else `ValueError` naming the value and what is allowed."""
+  if platforms is None:
+    return None
+  if format != "stablehlo":
+    raise ValueError(f"platforms={platforms!r} is not allowed with format={format!r}; only a StableHLO export "
+                     "holds several platforms (format='stablehlo').")
+  given = (platforms,) if isinstance(platforms, str) else tuple(platforms) if isinstance(platforms, Sequence) else ()
+  if not given or len(set(given)) != len(given) or any(p not in PLATFORMS for p in given):
+    raise ValueError(f"platforms={platforms!r} is not allowed; expected a non-empty list of distinct platforms "
+                     f"from {', '.join(PLATFORMS)}.")
+  return given
 
 
 def load_stablehlo(path: str | os.PathLike) -> Callable[..., Any]:
@@ -195,11 +218,10 @@ def _bytes_writer(data: bytes) -> Callable[[str], None]:
 
 # StableHLO ----------------------------------------------------------------------------------------------------------
 
-def _write_stablehlo(forward, inputs, batch, write_into_place, *, name):
-  del batch, name  # in `inputs`; jax.export names nothing
+def _write_stablehlo(forward, inputs, write_into_place, *, platforms):
   extras.require("flatbuffers", "export", "serialising a StableHLO export")
   with platform.portable():
-    exported = jax.export.export(jax.jit(forward))(*inputs)
+    exported = jax.export.export(jax.jit(forward), platforms=platforms)(*inputs)
   write_into_place(_bytes_writer(exported.serialize()))
 
 

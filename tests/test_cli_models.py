@@ -92,6 +92,23 @@ def test_export_runs_in_its_runtime(keras_file, tmp_path, format_, loader):
   np.testing.assert_allclose(np.asarray(y), model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_export_for_several_platforms(keras_file, tmp_path, capsys):
+  """`--platforms` writes one StableHLO file for each platform named; it runs here on the CPU."""
+  import jax
+
+  model, path = keras_file
+  out = str(tmp_path / "model.stablehlo")
+  assert cli.main(["export", path, "--format", "stablehlo", "--output", out, "--platforms", "cpu,cuda,tpu"]) == 0
+  assert "(stablehlo, cpu, cuda, tpu)" in capsys.readouterr().out
+  assert jax.export.deserialize(bytearray(open(out, "rb").read())).platforms == ("cpu", "cuda", "tpu")
+  x = np.random.default_rng(0).normal(size=(3, *model.inputs[0].shape[1:])).astype("float32")
+  np.testing.assert_allclose(np.asarray(load_stablehlo(out)(x)), model(x), rtol=1e-4, atol=1e-4)
+  assert cli.main(["export", path, "--format", "onnx", "--output", str(tmp_path / "m.onnx"), "--platforms", "cpu"]) == 2
+  assert "--platforms cpu: platforms=['cpu'] is not allowed with format='onnx'" in capsys.readouterr().err
+  assert cli.main(["export", path, "--format", "stablehlo", "--output", out + "2", "--platforms", "cpu,gpu"]) == 2
+  assert "expected a non-empty list of distinct platforms from cpu, cuda, rocm, tpu" in capsys.readouterr().err
+
+
 def test_errors_name_the_problem(keras_file, tmp_path, capsys):
   _, path = keras_file
   assert cli.main(["summary", str(tmp_path / "missing.keras")]) == 2

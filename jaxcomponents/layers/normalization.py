@@ -70,16 +70,15 @@ class Keras2BatchNorm(nn.BatchNorm):
 
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
-    y = super().__call__(x, use_running_average, mask=mask)
     training = not nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    if training and not self.is_initializing():
-      axes = tuple(i for i in range(x.ndim) if i not in _axes(self.axis, x.ndim))
-      xf = x.astype(_compute_dtype(x))
-      variance = jnp.mean(jnp.square(xf - jnp.mean(xf, axes, keepdims=True)), axes)
-      count = int(np.prod([x.shape[i] for i in axes]))
-      if count > 1:
-        moving = self.get_variable("batch_stats", "var")
-        self.put_variable("batch_stats", "var", moving + (1 - self.momentum) * variance / (count - 1))
+    updating = training and not self.is_initializing()
+    before = self.get_variable("batch_stats", "var") if updating else None
+    y = super().__call__(x, use_running_average, mask=mask)
+    count = int(np.prod([x.shape[i] for i in range(x.ndim) if i not in _axes(self.axis, x.ndim)]))
+    if updating and count > 1:
+      # Flax moved `var` to m * before + (1 - m) * biased; Keras 2 adds (1 - m) * biased / (count - 1).
+      moving = self.get_variable("batch_stats", "var")
+      self.put_variable("batch_stats", "var", moving + (moving - self.momentum * before) / (count - 1))
     return y
 
 

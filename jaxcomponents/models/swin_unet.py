@@ -83,6 +83,7 @@ from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models.transunet import PatchEmbedding
 from jaxcomponents.models.unet_backbone import check_bool
 from jaxcomponents.models.unet_blocks import OUTPUT_ACTIVATIONS, ConvOutput, check_activation, conv
+from jaxcomponents.models.unet_fields import check_built_for
 from jaxcomponents.tree_paths import path_string
 
 __all__ = ["Mlp", "PatchExpanding", "PatchMerging", "SwinTransformerBlock", "SwinUNet", "WindowAttention",
@@ -494,8 +495,7 @@ class SwinUNet(PrecisionFields):
     check_config(self)
     if x.ndim != 4:
       raise ValueError(f"x has shape {x.shape}; SwinUNet takes images (batch, height, width, channels).")
-    if self.input_size is not None and tuple(self.input_size) != tuple(x.shape[1:]):
-      raise ValueError(f"x has shape {x.shape}; the model was built for input_size={tuple(self.input_size)}.")
+    check_built_for(self.input_size, x)
     grid = check_input_size(self, x.shape[1:])
     p, size, stacks = self.prefix, self.patch_size[0], iter(_stacks(self, grid))
     numbers = itertools.count()  # Keras's session numbering of the blocks

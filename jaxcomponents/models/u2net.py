@@ -54,6 +54,7 @@ from jaxcomponents.models.unet_backbone import check_bool
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack, DecodeLayer,
                                               EncodeLayer, activation_layer, check_activation, check_pool,
                                               check_unpool, conv)
+from jaxcomponents.models.unet_fields import check_built_for
 
 __all__ = ["RSU", "RSU4F", "U2Net", "U2NetFilters", "check_config", "check_input_size", "resolve_filters",
            "u2net_2d"]
@@ -369,10 +370,7 @@ class U2Net(PrecisionFields):
     filters = check_config(self)
     if x.ndim != 4:
       raise ValueError(f"x has shape {x.shape}; expected (batch, height, width, channels).")
-    if self.input_size is not None:
-      expected = tuple(self.input_size)
-      if len(expected) != 3 or any(e is not None and e != n for e, n in zip(expected, x.shape[1:])):
-        raise ValueError(f"x has shape {x.shape}; the model was built for input_size={expected}.")
+    check_built_for(self.input_size, x)
     check_input_size(self, (*x.shape[1:-1], None))
     p, levels = self.prefix, len(filters.num_down)
     x = self._rsu(x, filters.mid_num_down[0], filters.num_down[0], levels + 1, f"{p}_in", train)

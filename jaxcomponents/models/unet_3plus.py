@@ -52,9 +52,8 @@ import numpy as np
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_positive_int, check_rate
 from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.models import backbones
-from jaxcomponents.models.unet_backbone import (BackboneFields, backbone_encoder, check_backbone, check_backbone_input,
-                                                check_bool)
+from jaxcomponents.models import backbones, unet_fields
+from jaxcomponents.models.unet_backbone import BackboneFields, backbone_encoder, check_backbone, check_bool
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack, DecodeLayer,
                                               EncodeLayer, activation_layer, check_activation, check_pool,
                                               check_unpool, conv, unet_left, unet_right)
@@ -118,15 +117,7 @@ def check_input_size(model: "UNet3Plus", input_size: Sequence[int | None]) -> No
   if len(input_size) != 3:
     raise ValueError(f"input_size={input_size!r} is not allowed; expected (height, width, channels), None entries "
                      "meaning any size.")
-  for n in input_size:
-    if n is not None:
-      check_positive_int("input_size", n)
-  factor = 2 ** (model.depth - 1)
-  for axis, n in zip(("height", "width"), input_size[:2]):
-    if n is not None and n % factor:
-      raise ValueError(f"input_size={input_size} is not allowed: {axis} {n} is not divisible by 2**(depth - 1) = "
-                       f"{factor} (depth = len(filter_num_down) = {model.depth}).")
-  check_backbone_input(model, input_size)
+  unet_fields.check_input_size(model, input_size)
 
 
 class UNet3Plus(PrecisionFields, BackboneFields):
@@ -228,10 +219,9 @@ class UNet3Plus(PrecisionFields, BackboneFields):
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array | list[jax.Array]:
     check_config(self)
-    built = (None,) * 3 if self.input_size is None else tuple(self.input_size)
-    if x.ndim != 4 or any(size not in (None, n) for size, n in zip(built, x.shape[1:])):
-      raise ValueError(f"x has shape {x.shape}; expected (batch, height, width, channels) with (height, width, "
-                       f"channels) matching input_size={built}.")
+    if x.ndim != 4:
+      raise ValueError(f"x has shape {x.shape}; expected (batch, height, width, channels).")
+    unet_fields.check_built_for(self.input_size, x)
     check_input_size(self, (*x.shape[1:-1], None))
     encoded = self._encoder(x, train)
     decoded = self._decoder(encoded[::-1], train)

@@ -63,11 +63,18 @@ def check_input_size(model: Any, input_size: Sequence[int | None]) -> None:
     check_positive_int("input_size", n)
     if (record is None or record.halving_taps) and n % factor:
       raise ValueError(f"input_size={input_size} is not allowed: {axis} {n} is not divisible by 2**(depth - 1) = "
-                       f"{factor} (depth = len(filter_num) = {model.depth}).")
+                       f"{factor} (the model has {model.depth} levels).")
   if input_size[-1] is not None:
     check_positive_int("input_size", input_size[-1])
   if backbone is not None:
     check_backbone_input(model, input_size)
+
+
+def check_built_for(input_size: Sequence[int | None] | None, x: jax.Array) -> None:
+  """A batch `x` against the `input_size` a model was built for (None: any input, None entries: any size)."""
+  if input_size is not None and (len(input_size) != x.ndim - 1 or any(
+      e is not None and e != n for e, n in zip(input_size, x.shape[1:]))):
+    raise ValueError(f"x has shape {x.shape}; the model was built for input_size={tuple(input_size)}.")
 
 
 class SegmentationFields(PrecisionFields):
@@ -144,7 +151,5 @@ class SegmentationFields(PrecisionFields):
     """Checks the fields (`check_config`), then a batch `x`: its rank, `unpool` there, `input_size`, sizes."""
     self.check_config()
     check_unpool(self.unpool, spatial_rank(x))
-    if self.input_size is not None and (len(self.input_size) != x.ndim - 1 or any(
-        e is not None and e != n for e, n in zip(self.input_size, x.shape[1:]))):
-      raise ValueError(f"x has shape {x.shape}; the model was built for input_size={tuple(self.input_size)}.")
+    check_built_for(self.input_size, x)
     self.check_input_size((*x.shape[1:-1], None))

@@ -308,6 +308,13 @@ _ZOO = {
 _NO_BATCH_NORM = ("swin_unet_2d",)  # kuc's Swin-UNet takes no batch_norm
 
 
+def zoo_model(library: Any, size: Size) -> Any:
+  """`library`'s model (jaxcomponents.models or keras_unet_collection.models) for a unet_zoo size: one call, kuc's
+  function name and arguments, on both sides."""
+  options = dict(size.options)
+  return getattr(library, options.pop("function"))(input_size=size.input_shape, n_labels=size.classes, **options)
+
+
 def _zoo_sizes(function: str, tiny: dict[str, Any], quick: dict[str, Any]) -> dict[str, Size]:
   common = {"output_activation": "Softmax", **({} if function in _NO_BATCH_NORM else {"batch_norm": True})}
   return {"tiny": Size(2, (32, 32, 3), 2, {"function": function, **common, **tiny}),

@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from benchmarks import families
+
 
 class DenseStack(nn.Module):
   """Two `Dense(units, relu, dropout=rate)` components, then `Dense(classes, softmax)`."""
@@ -173,8 +175,7 @@ def unet(size):
 def unet_collection(size):
   """A keras-unet-collection twin by its function name and kuc's arguments (`size.options`)."""
   from jaxcomponents import models
-  options = dict(size.options)
-  return getattr(models, options.pop("function"))(input_size=size.input_shape, n_labels=size.classes, **options)
+  return families.zoo_model(models, size)
 
 
 def attention_unet(size):

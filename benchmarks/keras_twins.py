@@ -8,6 +8,8 @@ backend (`KERAS_BACKEND`) is whatever the worker process chose.
 
 from __future__ import annotations
 
+from benchmarks import families
+
 
 def _keras():
   import keras
@@ -192,8 +194,7 @@ def unet_collection(size):
   except ImportError as e:
     raise ImportError("the unet_zoo families' Keras contender is keras-unet-collection itself: `make kuc-venv` "
                       "(TensorFlow 2.15, Keras 2) and pass --tf-python .venv-kuc/bin/python") from e
-  options = dict(size.options)
-  return getattr(models, options.pop("function"))(input_size=size.input_shape, n_labels=size.classes, **options)
+  return families.zoo_model(models, size)
 
 
 def attention_unet(size):

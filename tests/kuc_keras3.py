@@ -83,15 +83,20 @@ def conv(rank: int, *args, **kwargs):
   return _layer("Conv{}D", rank)(*args, **kwargs)
 
 
+def _normalized(X, batch_norm, activation, name):
+  """kuc's `[BatchNormalization] -> [activation]` after a convolution named `name`."""
+  if batch_norm:
+    X = BatchNormalization(name=f"{name}_bn")(X)
+  return X if activation is None else activation_layer(activation, f"{name}_activation")(X)
+
+
 def CONV_stack(X, channel, kernel_size=3, stack_num=2, dilation_rate=1, activation="ReLU", batch_norm=False,
                name="conv_stack"):
   rank = len(X.shape) - 2
   for i in range(stack_num):
     X = conv(rank, channel, kernel_size, padding="same", use_bias=not batch_norm, dilation_rate=dilation_rate,
              name=f"{name}_{i}")(X)
-    if batch_norm:
-      X = BatchNormalization(name=f"{name}_{i}_bn")(X)
-    X = activation_layer(activation, f"{name}_{i}_activation")(X)
+    X = _normalized(X, batch_norm, activation, f"{name}_{i}")
   return X
 
 
@@ -114,11 +119,7 @@ def encode_layer(X, channel, pool_size, pool, kernel_size="auto", activation="Re
   kernel_size = pool_size if kernel_size == "auto" else kernel_size
   X = conv(rank, channel, kernel_size, strides=pool_size, padding="valid", use_bias=not batch_norm,
            name=f"{name}_stride_conv")(X)
-  if batch_norm:
-    X = BatchNormalization(name=f"{name}_bn")(X)
-  if activation is not None:
-    X = activation_layer(activation, f"{name}_activation")(X)
-  return X
+  return _normalized(X, batch_norm, activation, name)
 
 
 def decode_layer(X, channel, pool_size, unpool, kernel_size=3, activation="ReLU", batch_norm=False, name="decode"):
@@ -132,11 +133,7 @@ def decode_layer(X, channel, pool_size, unpool, kernel_size=3, activation="ReLU"
   kernel_size = pool_size if kernel_size == "auto" else kernel_size
   X = _layer("Conv{}DTranspose", rank)(channel, kernel_size, strides=pool_size, padding="same",
                                       name=f"{name}_trans_conv")(X)
-  if batch_norm:
-    X = BatchNormalization(name=f"{name}_bn")(X)
-  if activation is not None:
-    X = activation_layer(activation, f"{name}_activation")(X)
-  return X
+  return _normalized(X, batch_norm, activation, name)
 
 
 def attention_gate(X, g, channel, activation="ReLU", attention="add", name="att"):

@@ -74,8 +74,10 @@ class Keras2BatchNorm(nn.BatchNorm):
     updating = training and not self.is_initializing()
     before = self.get_variable("batch_stats", "var") if updating else None
     y = super().__call__(x, use_running_average, mask=mask)
+    if not updating:
+      return y  # inference (or init): nothing moves, and the batch may be symbolic
     count = int(np.prod([x.shape[i] for i in range(x.ndim) if i not in _axes(self.axis, x.ndim)]))
-    if updating and count > 1:
+    if count > 1:
       # Flax moved `var` to m * before + (1 - m) * biased; Keras 2 adds (1 - m) * biased / (count - 1).
       moving = self.get_variable("batch_stats", "var")
       self.put_variable("batch_stats", "var", moving + (moving - self.momentum * before) / (count - 1))

@@ -4,13 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean wheel
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py jaxcomponents/ops/native/onednn_conv.cc
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
-	$(PY) -m jaxcomponents.cli build-native || echo "native library not built: jaxcomponents computes with XLA's operations"
+	$(PY) -m jaxcomponents.cli status
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,12 +24,17 @@ test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache dist build
+
+# The wheel `pip install` builds: on Linux x86-64 it carries the native CPU library (setup.py) -> dist/.
+wheel: $(STAMP)
+	$(PY) -m pip wheel --no-deps -w dist .
 
 # Benchmarks against Keras (benchmarks/README.md). bench-quick: every family at small sizes, under
 # 20 minutes on 2 CPU cores -> benchmarks/results/quick.{json,meta.json,md,png}; bench: full sizes ->
 # benchmarks/results/<device>.*; bench-matrix: the configurations users set on the components, training,
-# jaxcomponents as imported and tuned beside both Keras backends -> benchmarks/results/matrix-quick.*. Extra options: make bench BENCH_ARGS="--tf-python /path/to/python".
+# jaxcomponents as imported and tuned (from this checkout and from a fresh `pip install .`) beside both Keras
+# backends -> benchmarks/results/matrix-quick.*. Extra options: make bench BENCH_ARGS="--tf-python /path/to/python".
 # keras-tf, the optional contender, runs in its own virtualenv: `make tf-venv` once (TensorFlow stays out of
 # the default install), then the bench commands find .venv-tf by themselves.
 BENCH_ARGS ?=
@@ -79,4 +84,5 @@ bench-unet-zoo: $(STAMP) .venv-kuc/.installed
 
 bench-matrix: $(STAMP)
 	$(PY) -m jaxcomponents.cli bench --matrix --size quick --modes train \
-	  --frameworks jaxcomponents,jaxcomponents-tuned,keras-jax,keras-tf $(BENCH_ARGS)
+	  --frameworks jaxcomponents,jaxcomponents-tuned,jaxcomponents-pip,jaxcomponents-pip-tuned,keras-jax,keras-tf \
+	  $(BENCH_ARGS)

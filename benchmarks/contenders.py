@@ -9,7 +9,9 @@ results are ready:
   optimizer by Keras name (`jaxcomponents.losses`, `jaxcomponents.optimizers`):
   the library's own jitted step; inference is `jax.jit(model.apply)` with
   `train=False`. `jaxcomponents-tuned` is the same after
-  `jaxcomponents.cpu.tune()` (the worker calls it first).
+  `jaxcomponents.cpu.tune()` (the worker calls it first);
+  `jaxcomponents-pip` and `jaxcomponents-pip-tuned` are the same two in a
+  virtualenv made by `pip install .` (the harness builds it).
 - `flax`: the plain-Flax twin with a hand-written jitted Optax step, the way
   a Flax user writes it.
 - `keras-jax`: the first call goes through `train_on_batch` /
@@ -107,6 +109,7 @@ class JaxcomponentsRunner:
   def __init__(self, family: Family, size: Size, mode: str, dtype: str, seed: int):
     import jax
     from jaxcomponents import optimizers
+    from jaxcomponents.ops import compiler
     from jaxcomponents.training import TrainState, make_train_step
 
     model = resolve(family.jaxcomponents)(size)
@@ -121,7 +124,7 @@ class JaxcomponentsRunner:
       self.batch = {"x": self.x, "y": self.y}
     else:
       self.variables = variables
-      self.fn = jax.jit(functools.partial(_infer, model, _compute_dtype(dtype)))
+      self.fn = compiler.jit(functools.partial(_infer, model, _compute_dtype(dtype)))
 
   def step(self) -> None:
     import jax
@@ -284,8 +287,9 @@ class KerasTFRunner:
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
-RUNNERS = {"jaxcomponents": JaxcomponentsRunner, "jaxcomponents-tuned": JaxcomponentsRunner, "flax": FlaxRunner,
-           "keras-jax": KerasJaxRunner, "keras-tf": KerasTFRunner}
+RUNNERS = {"jaxcomponents": JaxcomponentsRunner, "jaxcomponents-tuned": JaxcomponentsRunner,
+           "jaxcomponents-pip": JaxcomponentsRunner, "jaxcomponents-pip-tuned": JaxcomponentsRunner,
+           "flax": FlaxRunner, "keras-jax": KerasJaxRunner, "keras-tf": KerasTFRunner}
 
 
 def make_runner(family: Family, size: Size, framework: str, mode: str, dtype: str = "float32", seed: int = 0) -> Any:

@@ -25,9 +25,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-FRAMEWORKS = ("jaxcomponents", "jaxcomponents-tuned", "keras-jax", "keras-tf", "flax")
-# jaxcomponents as imported, and after `jaxcomponents.cpu.tune()` (the explicit process-wide call).
-JAXCOMPONENTS = ("jaxcomponents", "jaxcomponents-tuned")
+# Every contender, in the report's order; `--frameworks` runs `DEFAULT_FRAMEWORKS` unless it names others.
+FRAMEWORKS = ("jaxcomponents", "jaxcomponents-tuned", "jaxcomponents-pip", "jaxcomponents-pip-tuned", "keras-jax",
+              "keras-tf", "flax")
+DEFAULT_FRAMEWORKS = ("jaxcomponents", "jaxcomponents-tuned", "keras-jax", "keras-tf", "flax")
+# jaxcomponents as imported, and after `jaxcomponents.cpu.tune()` (the explicit process-wide call): from this
+# checkout, and (`-pip`) as `pip install .` installs it in a fresh virtualenv, with a fresh `JAXCOMPONENTS_HOME`.
+JAXCOMPONENTS = ("jaxcomponents", "jaxcomponents-tuned", "jaxcomponents-pip", "jaxcomponents-pip-tuned")
+TUNED = ("jaxcomponents-tuned", "jaxcomponents-pip-tuned")
+PIP = ("jaxcomponents-pip", "jaxcomponents-pip-tuned")
 MODES = ("train", "infer")
 SIZES = ("tiny", "quick", "full")
 GROUPS = ("main", "matrix", "unet_zoo")

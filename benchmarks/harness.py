@@ -8,6 +8,11 @@ alike, until every contender has enough synchronised steps for a stable
 median, or the time cap is reached. The figure quoted is the median step
 time as items/s, with the interquartile range as its spread.
 
+The `jaxcomponents-pip` contenders run in a virtualenv made by `pip install .`
+of this checkout (`build_pip_venv`, `benchmarks/.venv-pip`, rebuilt when the
+installable files change), importing the installed package, with a fresh
+`JAXCOMPONENTS_HOME`: what a user of a plain `pip install` gets.
+
 Run it as `jaxcomponents bench` (or `make bench-quick` / `make bench`);
 `python -m benchmarks.harness --help` lists the options.
 
@@ -21,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +44,7 @@ from benchmarks import families, machine
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+PIP_VENV = ROOT / "benchmarks" / ".venv-pip"
 ROW_KEYS = ("model", "framework", "mode", "batch", "items_per_s", "compile_s", "peak_rss_mb", "device")
 
 
@@ -84,7 +92,7 @@ class Settings:
     models: family names; None for every family of `group`.
     group: `main` (the model families), `matrix` (the configurations users set) or `unet_zoo`
       (keras-unet-collection's models).
-    frameworks: contenders to run where they exist.
+    frameworks: contenders to run where they exist (`families.FRAMEWORKS`).
     modes: `train` and/or `infer`.
     dtype: `float32` or `mixed_bfloat16` (bfloat16 compute, float32 variables).
     out: the JSON rows file; None for `results/quick.json` (tiny: `tiny.json`), or `results/<device>.json` (full).
@@ -102,7 +110,7 @@ class Settings:
   size: str = "quick"
   models: tuple[str, ...] | None = None
   group: str = "main"
-  frameworks: tuple[str, ...] = families.FRAMEWORKS
+  frameworks: tuple[str, ...] = families.DEFAULT_FRAMEWORKS
   modes: tuple[str, ...] = families.MODES
   dtype: str = "float32"
   out: str | None = None
@@ -127,11 +135,12 @@ class WorkerError(RuntimeError):
 class Worker:
   """One contender's process and its line-based JSON channel."""
 
-  def __init__(self, spec: dict, python: str, env: dict[str, str], log_path: pathlib.Path, timeout_s: float):
+  def __init__(self, spec: dict, python: Sequence[str], env: dict[str, str], log_path: pathlib.Path,
+               timeout_s: float, cwd: pathlib.Path = ROOT):
     self.spec, self.log_path, self.timeout_s = spec, log_path, timeout_s
     self.log = open(log_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
     self.process = subprocess.Popen(  # pylint: disable=consider-using-with
-        [python, "-m", "benchmarks.worker", json.dumps(spec)], cwd=ROOT, env=env, text=True,
+        [*python, "-m", "benchmarks.worker", json.dumps(spec)], cwd=cwd, env=env, text=True,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
 
   def read(self) -> dict:
@@ -184,6 +193,78 @@ def _worker_env(framework: str) -> dict[str, str]:
   return env
 
 
+def installable_hash(root: pathlib.Path = ROOT) -> str:
+  """SHA-256 of what `pip install` reads from the checkout: `pyproject.toml`, `setup.py` when present and every
+  file under `jaxcomponents/` (caches left out), with the Python version the virtualenv is made with."""
+  digest = hashlib.sha256(sys.version.encode())
+  package = sorted(path for path in (root / "jaxcomponents").rglob("*")
+                   if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+  for path in [root / "pyproject.toml", root / "setup.py", *package]:
+    if path.is_file():
+      content = hashlib.sha256(path.read_bytes()).hexdigest()
+      digest.update(f"{path.relative_to(root).as_posix()}\0{content}\n".encode())
+  return digest.hexdigest()
+
+
+def _pip_env() -> dict[str, str]:
+  """The user's environment without what would point an interpreter at the checkout or at the harness's virtualenv."""
+  return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+
+
+def build_pip_venv(venv: pathlib.Path = PIP_VENV, root: pathlib.Path = ROOT, log_path: pathlib.Path | None = None,
+                   timeout_s: float = 1800.0) -> dict:
+  """The virtualenv of the `-pip` contenders: `python -m venv` with this interpreter, pip upgraded, `pip install
+  <root>` (no extras, not editable); reused while `installable_hash` is unchanged, made afresh otherwise.
+
+  Returns `{"python", "action" ("built" or "reused"), "seconds", "versions"}` (`versions`: the virtualenv's own).
+
+  Raises:
+    RuntimeError: a step failed (its command and the end of its output in the message) or ran past `timeout_s`.
+  """
+  start = time.perf_counter()
+  key = installable_hash(root)
+  python = venv / "bin" / "python"
+  stamp = venv / "jaxcomponents-installable.sha256"
+  action = "reused"
+  env = _pip_env()
+  with tempfile.TemporaryDirectory(prefix="jaxcomponents-pip-") as outside:
+    if not (python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == key):
+      action = "built"
+      if venv.exists():
+        shutil.rmtree(venv)
+      steps = [("python -m venv", [sys.executable, "-m", "venv", str(venv)]),
+               ("pip install --upgrade pip", [str(python), "-P", "-m", "pip", "install", "--upgrade", "pip"]),
+               ("pip install .", [str(python), "-P", "-m", "pip", "install", str(root)])]
+      for name, command in steps:
+        _run_step(name, command, env, outside, log_path, timeout_s)
+      stamp.write_text(key + "\n", encoding="utf-8")
+    try:
+      versions = machine.versions_of(str(python), env, cwd=outside)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+      raise RuntimeError(f"the virtualenv's Python does not start: {error}") from error
+  if "jaxcomponents" not in versions:
+    raise RuntimeError("jaxcomponents is not installed in the virtualenv after `pip install .`")
+  return {"python": str(python), "action": action, "seconds": round(time.perf_counter() - start, 1),
+          "versions": versions}
+
+
+def _run_step(name: str, command: list[str], env: dict[str, str], cwd: str, log_path: pathlib.Path | None,
+              timeout_s: float) -> None:
+  """Runs one step of `build_pip_venv` outside the checkout, its output appended to `log_path`."""
+  try:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s,
+                            check=False)
+  except subprocess.TimeoutExpired as error:
+    raise RuntimeError(f"`{name}` ran past {timeout_s:.0f} s") from error
+  if log_path is not None:
+    with open(log_path, "a", encoding="utf-8") as log:
+      log.write(f"$ {name}\n{result.stdout}{result.stderr}\n")
+  if result.returncode:
+    tail = " | ".join(line.strip() for line in (result.stderr or result.stdout).strip().splitlines()[-3:])
+    tail = tail.replace(cwd, "<tmp>")
+    raise RuntimeError(f"`{name}` exited with status {result.returncode}: {tail or 'no output'}")
+
+
 def step_stats(times: Sequence[float], batch: int) -> dict[str, float]:
   """Median step time, its quartiles and extremes, and the items/s they mean."""
   t = np.asarray(times, dtype=np.float64)
@@ -225,6 +306,7 @@ class Harness:
     self.failed: list[dict] = []
     self.tf_python = settings.tf_python or default_tf_python()
     self.logs = pathlib.Path(tempfile.mkdtemp(prefix="jaxcomponents-bench-"))
+    self.pip_python: str | None = None  # the `-pip` contenders' interpreter, once `build_pip_venv` made it
 
   def say(self, message: str) -> None:
     if self.settings.log:
@@ -249,6 +331,7 @@ class Harness:
       self.say(f"keras-tf: {tf_missing}")
     self.say(f"jaxcomponents bench: size={s.size} device={self.device} models={len(self.names)} "
              f"worker logs in {self.logs}")
+    pip_venv, pip_failed = self._pip_venv() if any(fw in families.PIP for fw in s.frameworks) else (None, None)
     for name in self.names:
       family = families.get(name)
       contenders = []
@@ -256,7 +339,7 @@ class Harness:
         reason = family.skip_reason(framework)
         if reason is not None:
           self.skipped.append({"model": name, "framework": framework, "reason": reason})
-        elif not (framework == "keras-tf" and tf_missing):
+        elif not (framework == "keras-tf" and tf_missing) and not (framework in families.PIP and pip_failed):
           contenders.append(framework)
       if not contenders:
         continue
@@ -267,7 +350,8 @@ class Harness:
       versions["tensorflow"] = tf_version + ("" if tf_python == sys.executable else f" ({_shown(tf_python)})")
     meta = {
         "size": s.size, "group": s.group, "dtype": s.dtype, "device": self.device, "frameworks": list(s.frameworks),
-        "modes": list(s.modes), "tensorflow_missing": tf_missing,
+        "modes": list(s.modes), "tensorflow_missing": tf_missing, "pip_failed": pip_failed,
+        "installs": installs(s.frameworks, pip_venv),
         "command": s.command or command_line(s),
         "machine": machine.describe(str(ROOT), device), "versions": versions,
         "method": dataclasses.asdict(s.method),
@@ -280,6 +364,43 @@ class Harness:
     }
     self.say(f"done in {meta['wall_s'] / 60:.1f} min: {len(self.rows)} rows, {len(self.failed)} failed")
     return {"rows": self.rows, "meta": meta}
+
+  def _pip_venv(self) -> tuple[dict | None, str | None]:
+    """Builds or reuses the `-pip` contenders' virtualenv; (what `build_pip_venv` answered, None) or (None, why not)."""
+    self.say(f"jaxcomponents-pip: `pip install .` into {PIP_VENV.relative_to(ROOT)} (reused when the installable "
+             "files are unchanged; the first build takes minutes)")
+    try:
+      venv = build_pip_venv(log_path=self.logs / "pip-venv.log", timeout_s=self.settings.timeout_s)
+    except (RuntimeError, OSError) as error:
+      reason = f"could not make the virtualenv: {error}".replace(str(ROOT), "<checkout>")
+      self.say(f"jaxcomponents-pip: {reason} (log: {self.logs / 'pip-venv.log'})")
+      return None, reason[:800]
+    self.pip_python = venv["python"]
+    what = "reused, the installable files unchanged" if venv["action"] == "reused" else "built"
+    self.say(f"jaxcomponents-pip: {what} in {venv['seconds']:.1f} s: "
+             + ", ".join(f"{name} {version}" for name, version in venv["versions"].items()))
+    return {key: venv[key] for key in ("action", "seconds", "versions")}, None
+
+  def worker_launch(self, framework: str, label: str) -> tuple[list[str], pathlib.Path, dict[str, str]]:
+    """How a worker of `framework` starts: its interpreter and flags, its working folder and its environment.
+
+    A `-pip` worker imports jaxcomponents from its virtualenv, never from the checkout: `python -P` (no working
+    folder on the path) outside the checkout, with only a folder linking to `benchmarks/` on `PYTHONPATH`, and a
+    fresh empty `JAXCOMPONENTS_HOME` of its own (`label` names it), so no earlier native build is found.
+    """
+    env = _worker_env(framework)
+    if framework not in families.PIP:
+      return [self.tf_python if framework == "keras-tf" else sys.executable], ROOT, env
+    if self.pip_python is None:
+      raise RuntimeError("the virtualenv of the -pip contenders is not built")
+    path = self.logs / "pip-path"
+    if not path.exists():
+      path.mkdir()
+      (path / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
+    env["PYTHONPATH"] = str(path)
+    env["JAXCOMPONENTS_HOME"] = tempfile.mkdtemp(prefix=f"home-{label}-", dir=self.logs)
+    env.pop("VIRTUAL_ENV", None)
+    return [self.pip_python, "-P"], self.logs, env
 
   def _measure(self, family: families.Family, mode: str, contenders: list[str], flops: bool) -> None:
     workers: dict[str, Worker] = {}
@@ -298,9 +419,9 @@ class Harness:
       spec = {"model": family.name, "framework": framework, "mode": mode, "size": s.size,
               "dtype": family.dtype or s.dtype,
               "seed": s.seed, "warmup_steps": method.warmup_steps}
-      python = self.tf_python if framework == "keras-tf" else sys.executable
-      log_path = self.logs / f"{family.name}-{framework}-{mode}.log"
-      worker = Worker(spec, python, _worker_env(framework), log_path, s.timeout_s)
+      label = f"{family.name}-{framework}-{mode}"
+      python, cwd, env = self.worker_launch(framework, label)
+      worker = Worker(spec, python, env, self.logs / f"{label}.log", s.timeout_s, cwd=cwd)
       try:
         ready[framework] = worker.read()
         workers[framework] = worker
@@ -350,6 +471,8 @@ class Harness:
                      "flops_per_step": final["flops"], "peak_device_mb": final["peak_device_mb"]})
       if ready[framework].get("cpu"):
         detail["jaxcomponents_cpu"] = ready[framework]["cpu"]
+      if ready[framework].get("install"):
+        detail["jaxcomponents_install"] = ready[framework]["install"]
       self.details.append(detail)
       summary.append(f"{framework} {stats['items_per_s']:,.1f}/s (±{100 * stats['spread'] / 2:.0f}%, "
                      f"compile {row['compile_s']:.1f} s)")
@@ -358,6 +481,22 @@ class Harness:
   def _fail(self, model: str, framework: str, mode: str, error: Exception) -> None:
     self.failed.append({"model": model, "framework": framework, "mode": mode, "error": str(error)[:800]})
     self.say(f"  {model} {framework} {mode}: FAILED {str(error)[:300]}")
+
+
+def installs(frameworks: Sequence[str], pip_venv: dict | None) -> dict[str, str]:
+  """How each jaxcomponents contender of `frameworks` was installed, for the report (each worker adds where it
+  imported jaxcomponents from and its native library's status)."""
+  found = {}
+  for framework in frameworks:
+    if framework in families.PIP:
+      venv = "" if pip_venv is None else (
+          f" ({'reused' if pip_venv['action'] == 'reused' else 'built in ' + str(pip_venv['seconds']) + ' s'}: "
+          + ", ".join(f"{name} {pip_venv['versions'][name]}" for name in ("jaxcomponents", "jax", "jaxlib", "flax")
+                      if name in pip_venv["versions"]) + ")")
+      found[framework] = f"`pip install .` in a fresh virtualenv{venv}, fresh JAXCOMPONENTS_HOME"
+    elif framework in families.JAXCOMPONENTS:
+      found[framework] = "this checkout (first on PYTHONPATH) in the harness's own Python"
+  return found
 
 
 def default_tf_python() -> str:
@@ -379,7 +518,7 @@ def command_line(settings: Settings) -> str:
     parts.append(f"--{settings.group.replace('_', '-')}")
   if settings.models:
     parts += ["--models", ",".join(settings.models)]
-  if tuple(settings.frameworks) != families.FRAMEWORKS:
+  if tuple(settings.frameworks) != families.DEFAULT_FRAMEWORKS:
     parts += ["--frameworks", ",".join(settings.frameworks)]
   if tuple(settings.modes) != families.MODES:
     parts += ["--modes", ",".join(settings.modes)]
@@ -442,8 +581,10 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--unet-zoo", action="store_const", const="unet_zoo", dest="group",
                  help="keras-unet-collection's models against kuc's own Keras models (kuc needs tf.keras: "
                       "--tf-python .venv-kuc/bin/python)")
-  p.add_argument("--frameworks", type=_csv, default=families.FRAMEWORKS,
-                 help=f"comma-separated contenders (default: {','.join(families.FRAMEWORKS)})")
+  p.add_argument("--frameworks", type=_csv, default=families.DEFAULT_FRAMEWORKS,
+                 help=f"comma-separated contenders of {','.join(families.FRAMEWORKS)} (default: "
+                      f"{','.join(families.DEFAULT_FRAMEWORKS)}; the -pip ones run in a virtualenv made by "
+                      "`pip install .`, benchmarks/.venv-pip)")
   p.add_argument("--modes", type=_csv, default=families.MODES, help="train,infer (default: both)")
   p.add_argument("--dtype", choices=("float32", "mixed_bfloat16"), default="float32")
   p.add_argument("--out", default=None,
@@ -483,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   for path in result["written"]:
     print(path)
-  return 1 if result["meta"]["failed"] else 0
+  return 1 if result["meta"]["failed"] or result["meta"]["pip_failed"] else 0
 
 
 if __name__ == "__main__":

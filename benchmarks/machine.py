@@ -9,6 +9,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 
 PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "optax", "keras", "numpy")
@@ -19,6 +20,18 @@ _PROBE = """
 import json, jax
 d = jax.devices()
 print(json.dumps({"platform": d[0].platform, "kind": d[0].device_kind, "count": len(d)}))
+"""
+
+_VERSIONS_PROBE = """
+import json, platform, sys
+from importlib import metadata
+found = {"python": platform.python_version()}
+for name in sys.argv[1:]:
+  try:
+    found[name] = metadata.version(name)
+  except metadata.PackageNotFoundError:
+    pass
+print(json.dumps(found))
 """
 
 _TF_PROBE = """
@@ -43,8 +56,10 @@ def slug(text: str) -> str:
   return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _run_json(python: str, code: str, env: dict[str, str] | None = None) -> dict:
-  result = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+def _run_json(python: str, code: str, env: dict[str, str] | None = None, args: Sequence[str] = (),
+              flags: Sequence[str] = (), cwd: str | None = None) -> dict:
+  result = subprocess.run([python, *flags, "-c", code, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=300, check=False)
   if result.returncode:
     raise RuntimeError(f"{python} -c <probe> failed: {result.stderr.strip()[-500:]}")
   return json.loads(result.stdout.strip().splitlines()[-1])
@@ -61,6 +76,12 @@ def tensorflow_version(python: str) -> str | None:
     return _run_json(python, _TF_PROBE)["tensorflow"]
   except (RuntimeError, OSError, subprocess.TimeoutExpired):
     return None
+
+
+def versions_of(python: str, env: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, str]:
+  """`versions()` as interpreter `python` sees them, jaxcomponents' included, from its installed packages only
+  (`-P`: neither `cwd` nor a script's folder is on its path)."""
+  return _run_json(python, _VERSIONS_PROBE, env, args=("jaxcomponents", *PACKAGES), flags=("-P",), cwd=cwd)
 
 
 def _cpu_model() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Sequence
 
-from benchmarks.families import FRAMEWORKS, JAXCOMPONENTS, MODES
+from benchmarks.families import FRAMEWORKS, JAXCOMPONENTS, MODES, PIP
 
 # Dense peak TFLOP/s by accelerator and compute type, for model FLOPs utilisation (NVIDIA's data sheets,
 # without sparsity). float32 matmuls and convolutions run as TF32 under XLA's default precision on these GPUs.
@@ -31,9 +31,10 @@ PEAK_TFLOPS = (
     ("l4", {"bfloat16": 121.0, "float32": 60.0}),
 )
 RESNET50_A100_IMG_S = 2470.0  # NVIDIA's published PyTorch ResNet-50 training, A100, mixed precision, per GPU
-COLORS = {"jaxcomponents": "#1f77b4", "jaxcomponents-tuned": "#17becf", "keras-jax": "#ff7f0e", "keras-tf": "#2ca02c",
-          "flax": "#9467bd"}
-SHORT = {"jaxcomponents": "jc", "jaxcomponents-tuned": "jc tuned"}
+COLORS = {"jaxcomponents": "#1f77b4", "jaxcomponents-tuned": "#17becf", "jaxcomponents-pip": "#393b79",
+          "jaxcomponents-pip-tuned": "#6b6ecf", "keras-jax": "#ff7f0e", "keras-tf": "#2ca02c", "flax": "#9467bd"}
+SHORT = {"jaxcomponents": "jc", "jaxcomponents-tuned": "jc tuned", "jaxcomponents-pip": "jc pip",
+         "jaxcomponents-pip-tuned": "jc pip tuned"}
 KERAS = ("keras-jax", "keras-tf")
 
 
@@ -104,6 +105,21 @@ def _throughput_cell(entry: dict | None) -> str:
   return rate_text(entry["items_per_s"]) + ("" if spread is None else f" ±{50 * spread:.0f}%")
 
 
+def _install_rows(meta: dict) -> list[list[str]]:
+  """One row per jaxcomponents contender: how it was installed, where its worker imported jaxcomponents from and
+  its native library's status."""
+  seen = {}
+  for d in meta.get("details", []):
+    seen.setdefault(d["framework"], d)
+  rows = []
+  for fw, how in meta.get("installs", {}).items():
+    d = seen.get(fw, {})
+    where = f"; imported from {d['jaxcomponents_install']}" if d.get("jaxcomponents_install") else ""
+    native = d.get("jaxcomponents_cpu", {}).get("native") or "no worker answered"
+    rows.append([f"{fw} install", f"{how}{where}; native library: {native}"])
+  return rows
+
+
 def _skips(meta: dict) -> list[str]:
   by_model: dict[str, list[dict]] = {}
   for s in meta.get("skipped", []):
@@ -111,6 +127,8 @@ def _skips(meta: dict) -> list[str]:
   requested = set(meta.get("frameworks", FRAMEWORKS))
   if meta.get("tensorflow_missing"):
     requested.discard("keras-tf")
+  if meta.get("pip_failed"):
+    requested.difference_update(PIP)
   lines = []
   for model, skips in by_model.items():
     if {s["framework"] for s in skips} >= requested:
@@ -120,6 +138,9 @@ def _skips(meta: dict) -> list[str]:
     lines += [f"- **{model}** / {s['framework']}: {s['reason']}." for s in skips if s["framework"] != "flax"]
   if meta.get("tensorflow_missing"):
     lines.append(f"- **keras-tf**, every family: {meta['tensorflow_missing']}.")
+  if meta.get("pip_failed"):
+    pip = ", ".join(f"**{fw}**" for fw in PIP if fw in meta.get("frameworks", PIP))
+    lines.append(f"- FAILED {pip}, every family: {meta['pip_failed']}.")
   no_flax = [model for model, skips in by_model.items()
              if any(s["framework"] == "flax" for s in skips) and not {s["framework"] for s in skips} >= requested]
   if no_flax:
@@ -146,6 +167,7 @@ def markdown(rows: Sequence[dict], meta: dict, chart_name: str | None) -> str:
   if "tensorflow" not in meta["versions"]:
     machine_rows.append(["tensorflow", "not installed: no keras-tf rows"])
   machine_rows += [[key, f"`{value}`"] for key, value in m.get("env", {}).items()]
+  machine_rows += _install_rows(meta)
   lines += _table(["", ""], machine_rows)
 
   lines += ["", "## Throughput and ratios", "",
@@ -225,7 +247,8 @@ def _tuning_section(meta: dict) -> list[str]:
     return []
   lines = ["", "## jaxcomponents' CPU settings", "",
            "`jaxcomponents` is the library as imported; `jaxcomponents-tuned` called `jaxcomponents.cpu.tune()` "
-           "first, which changes the whole process (README, Benchmarks).", ""]
+           "first, which changes the whole process (README, Benchmarks). The `-pip` contenders are the same two as "
+           "`pip install .` installs the package in a fresh virtualenv, with a fresh `JAXCOMPONENTS_HOME`.", ""]
   body = [[fw, status["fast_paths"], status["native"],
            ", ".join(f"{k} {v}" for k, v in status["tuned"].items()) if isinstance(status["tuned"], dict)
            else status["tuned"]] for fw, status in seen.items()]

@@ -13,15 +13,18 @@ the frameworks print is sent to stderr instead):
 
 Spec keys: model, framework, mode, size, dtype, seed, warmup_steps.
 
-The `jaxcomponents-tuned` contender calls `jaxcomponents.cpu.tune()` first,
-before anything starts JAX, as a script would; both jaxcomponents contenders
-answer `ready` with `jaxcomponents.cpu.status()`.
+The tuned contenders (`jaxcomponents-tuned`, `jaxcomponents-pip-tuned`) call
+`jaxcomponents.cpu.tune()` first, before anything starts JAX, as a script
+would; every jaxcomponents contender answers `ready` with
+`jaxcomponents.cpu.status()` and where the package was imported from
+(`install_kind`): the `-pip` ones run in a virtualenv made by `pip install .`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
 import resource
 import sys
 import time
@@ -32,6 +35,18 @@ def peak_rss_mb() -> float:
   """This process's peak resident set size in MiB."""
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def install_kind(module_file: str) -> str:
+  """Where a package was imported from, without its path: `site-packages` (installed) or `source tree`.
+
+  >>> install_kind("/venv/lib/python3.11/site-packages/jaxcomponents/__init__.py")
+  'site-packages'
+  >>> install_kind("/checkout/jaxcomponents/__init__.py")
+  'source tree'
+  """
+  folder = pathlib.Path(module_file).parent.parent.name
+  return "site-packages" if folder in ("site-packages", "dist-packages") else "source tree"
 
 
 def main(argv: list[str]) -> int:
@@ -49,7 +64,7 @@ def main(argv: list[str]) -> int:
     jaxcomponents_worker = spec["framework"] in families.JAXCOMPONENTS
     if jaxcomponents_worker:
       import jaxcomponents.cpu
-      if spec["framework"] == "jaxcomponents-tuned":
+      if spec["framework"] in families.TUNED:
         jaxcomponents.cpu.tune()
     from benchmarks.contenders import make_runner
 
@@ -64,7 +79,8 @@ def main(argv: list[str]) -> int:
     for _ in range(spec.get("warmup_steps", 2)):
       runner.step()
     send({"ready": True, "setup_s": setup_s, "compile_s": compile_s, "device": runner.device,
-          "cpu": jaxcomponents.cpu.status() if jaxcomponents_worker else None})
+          "cpu": jaxcomponents.cpu.status() if jaxcomponents_worker else None,
+          "install": install_kind(jaxcomponents.__file__) if jaxcomponents_worker else None})
   except Exception as error:  # pylint: disable=broad-except
     traceback.print_exc()
     send({"error": f"{type(error).__name__}: {error}"})

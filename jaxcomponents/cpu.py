@@ -9,9 +9,11 @@ changes the whole process, every JAX program in it included:
   (added to `XLA_FLAGS`, so child processes inherit it): jaxlib 0.10 hands
   2-D float32 convolutions to YNNPACK, which is 6-10x slower than XLA's own
   (Eigen) convolution for unpadded convolutions and kernel gradients; the
-  flag keeps YNNPACK for matrix products only. Applied only on the jaxlib
-  releases where the flag exists (XLA aborts on unknown flags) and only
-  before JAX starts its backends.
+  flag keeps YNNPACK for matrix products and reductions only. The library's
+  own steps and forward passes already compile with it, per computation
+  (`jaxcomponents.ops.compiler`); the flag extends it to every other JAX
+  program in the process. Applied only on the jaxlib releases where the flag
+  exists (XLA aborts on unknown flags) and only before JAX starts its backends.
 * glibc keeps freed memory (`mallopt`: no memory maps, no trimming): XLA:CPU
   allocates each step's buffers afresh and glibc maps and unmaps the large
   ones, so every step faults its memory in again (13,500 page faults per step
@@ -38,24 +40,18 @@ from __future__ import annotations
 import ctypes
 import os
 import platform as python_platform
-import re
 import sys
 from typing import Any
 
-XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
-# jaxlib releases known to have the flag, inclusive; XLA aborts on a flag it does not know.
-FLAG_JAXLIB = ((0, 10), (0, 10))
+from jaxcomponents.ops import compiler
+
+XLA_CPU_FLAGS = (f"--{compiler.YNN_OPTION}=-individual_convolution",)
 DISPATCH_ENV = "JAX_CPU_ENABLE_ASYNC_DISPATCH"
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _MALLOC_SETTINGS = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
 
 _TUNED: dict[str, str] = {}
-
-
-def _jaxlib_version() -> tuple[int, ...]:
-  import jaxlib  # pylint: disable=import-outside-toplevel
-  return tuple(int(part) for part in re.findall(r"\d+", jaxlib.__version__)[:2])
 
 
 def _backends_started() -> bool:
@@ -80,9 +76,9 @@ def _accelerator_expected() -> bool:
 
 
 def _tune_xla_flags() -> str:
-  version = _jaxlib_version()
-  if not FLAG_JAXLIB[0] <= version <= FLAG_JAXLIB[1]:
-    return f"not applied: jaxlib {'.'.join(map(str, version))} does not have the flag or does not need it"
+  if not compiler.ynn_release():
+    version = ".".join(map(str, compiler.jaxlib_version()))
+    return f"not applied: jaxlib {version} does not have the flag or does not need it"
   flags = os.environ.get("XLA_FLAGS", "")
   missing = [flag for flag in XLA_CPU_FLAGS if flag.split("=")[0] not in flags]
   if not missing:

@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import pathlib
+import sys
 
 import pytest
 
@@ -92,3 +95,97 @@ def test_matrix_twins_build_the_same_shapes():
     assert sum(v.size for v in jax.tree.leaves(variables)) == twin.count_params(), name
     keras.backend.clear_session()
 
+
+
+def test_pip_worker_imports_the_installed_package_only(tmp_path):
+  """A -pip worker: the virtualenv's Python with -P, outside the checkout, only benchmarks/ on its path, fresh home."""
+  frameworks = ("jaxcomponents", "jaxcomponents-pip", "jaxcomponents-pip-tuned")
+  bench = harness.Harness(harness.Settings(size="tiny", models=("dense",), frameworks=frameworks, log=False))
+  with pytest.raises(RuntimeError, match="not built"):
+    bench.worker_launch("jaxcomponents-pip", "dense-jaxcomponents-pip-train")
+  bench.pip_python = str(tmp_path / "venv" / "bin" / "python")
+  python, cwd, env = bench.worker_launch("jaxcomponents-pip", "dense-jaxcomponents-pip-train")
+  assert python == [bench.pip_python, "-P"]
+  assert cwd != harness.ROOT and not cwd.resolve().is_relative_to(harness.ROOT)
+  link_dir = pathlib.Path(env["PYTHONPATH"])
+  assert [p.name for p in link_dir.iterdir()] == ["benchmarks"]
+  assert (link_dir / "benchmarks").resolve() == harness.ROOT / "benchmarks"
+  home = pathlib.Path(env["JAXCOMPONENTS_HOME"])
+  assert home.is_dir() and not any(home.iterdir()) and "VIRTUAL_ENV" not in env
+  _, _, tuned_env = bench.worker_launch("jaxcomponents-pip-tuned", "dense-jaxcomponents-pip-tuned-train")
+  assert tuned_env["PYTHONPATH"] == env["PYTHONPATH"] and tuned_env["JAXCOMPONENTS_HOME"] != env["JAXCOMPONENTS_HOME"]
+  python, cwd, env = bench.worker_launch("jaxcomponents", "dense-jaxcomponents-train")
+  assert python == [sys.executable] and cwd == harness.ROOT
+  assert env["PYTHONPATH"].split(os.pathsep)[0] == str(harness.ROOT)
+  assert env.get("JAXCOMPONENTS_HOME") == os.environ.get("JAXCOMPONENTS_HOME")
+
+
+def test_pip_venv_is_reused_until_the_installable_files_change(tmp_path, monkeypatch):
+  root, venv = tmp_path / "checkout", tmp_path / "venv"
+  (root / "jaxcomponents" / "__pycache__").mkdir(parents=True)
+  (root / "pyproject.toml").write_text("[project]\n")
+  (root / "jaxcomponents" / "__init__.py").write_text("")
+  steps = []
+
+  def run_step(name, command, env, cwd, log_path, timeout_s):
+    steps.append(name)
+    assert not pathlib.Path(cwd).is_relative_to(root) and "PYTHONPATH" not in env
+    if name == "python -m venv":
+      (venv / "bin").mkdir(parents=True)
+      (venv / "bin" / "python").write_text("")
+    if name == "pip install .":
+      assert command[-1] == str(root) and "-e" not in command and "-P" in command
+
+  monkeypatch.setattr(harness, "_run_step", run_step)
+  monkeypatch.setattr(harness.machine, "versions_of", lambda python, env, cwd: {"jaxcomponents": "0.1.0"})
+  assert harness.build_pip_venv(venv, root)["action"] == "built"
+  assert steps == ["python -m venv", "pip install --upgrade pip", "pip install ."]
+  (root / "jaxcomponents" / "__pycache__" / "x.pyc").write_bytes(b"cache")
+  assert harness.build_pip_venv(venv, root)["action"] == "reused" and len(steps) == 3
+  (root / "jaxcomponents" / "__init__.py").write_text("x = 1\n")
+  assert harness.build_pip_venv(venv, root)["action"] == "built" and len(steps) == 6
+  (root / "setup.py").write_text("")
+  assert harness.build_pip_venv(venv, root)["action"] == "built" and len(steps) == 9
+
+
+def test_pip_venv_failure_fails_those_contenders_only(tmp_path, monkeypatch):
+  def fail(**_):
+    raise RuntimeError("`pip install .` exited with status 1: no matching distribution")
+
+  monkeypatch.setattr(harness, "build_pip_venv", fail)
+  monkeypatch.setattr(harness.machine, "probe_jax_device", lambda env: {"platform": "cpu", "kind": "cpu", "count": 1})
+  out = tmp_path / "pip.json"
+  status = harness.main(["--size", "tiny", "--models", "dense", "--frameworks",
+                         "jaxcomponents-pip,jaxcomponents-pip-tuned", "--out", str(out), "--no-report"])
+  meta = json.loads(out.with_name("pip.meta.json").read_text())
+  assert status == 1 and json.loads(out.read_text()) == [] and meta["failed"] == []
+  assert "no matching distribution" in meta["pip_failed"]
+  text = report.markdown([], meta, None)
+  assert "FAILED **jaxcomponents-pip**, **jaxcomponents-pip-tuned**, every family: could not make" in text
+
+
+def test_pip_report_columns_and_installs():
+  contenders = (("jaxcomponents", 150.0, "source tree"), ("jaxcomponents-pip", 120.0, "site-packages"),
+                ("jaxcomponents-pip-tuned", 160.0, "site-packages"), ("keras-tf", 100.0, None))
+  rows = [{"model": "dense", "framework": fw, "mode": "train", "batch": 4, "items_per_s": ips, "compile_s": 1.0,
+           "peak_rss_mb": 100.0, "device": "cpu"} for fw, ips, _ in contenders]
+  details = [{"model": "dense", "framework": fw, "mode": "train", "batch": 4,
+              **({"jaxcomponents_install": where, "jaxcomponents_cpu": {"fast_paths": "on", "native": "not built",
+                                                                        "tuned": "no"}} if where else {})}
+             for fw, _, where in contenders]
+  frameworks = [fw for fw, _, _ in contenders]
+  meta = {"size": "tiny", "dtype": "float32", "device": "cpu", "command": "x", "versions": {"jax": "0"},
+          "machine": {"date": "d", "cpu": "c", "cpu_cores": 2, "memory_gb": 1, "os": "o"},
+          "method": dataclasses.asdict(harness.METHODS["tiny"]), "details": details,
+          "families": {"dense": {"summary": "s", "size": "z", "batch": 4}}, "frameworks": frameworks,
+          "installs": harness.installs(frameworks, {"action": "built", "seconds": 90.0,
+                                                    "versions": {"jaxcomponents": "0.1.0", "jax": "0.10.0"}})}
+  text = report.markdown(rows, meta, None)
+  assert ("| model | mode | batch | jaxcomponents | jaxcomponents-pip | jaxcomponents-pip-tuned | keras-tf | "
+          "jc / keras-tf | jc pip / keras-tf | jc pip tuned / keras-tf |") in text
+  assert "| dense | train | 4 | 150 | 120 | 160 | 100 | 1.50 | 1.20 | 1.60 |" in text
+  assert ("| jaxcomponents-pip install | `pip install .` in a fresh virtualenv (built in 90.0 s: jaxcomponents "
+          "0.1.0, jax 0.10.0), fresh JAXCOMPONENTS_HOME; imported from site-packages; native library: not built |"
+          ) in text
+  assert "| jaxcomponents install | this checkout (first on PYTHONPATH)" in text and "from source tree;" in text
+  assert harness.command_line(harness.Settings(size="tiny")) == "jaxcomponents bench --size tiny"

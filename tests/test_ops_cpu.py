@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import flax.linen as nn
 import jax
@@ -147,11 +148,12 @@ def test_dropout_layer_equals_flax_dropout(broadcast_dims):
 
 
 def test_native_library_is_built_here():
-  """`make install` builds the native library on Linux x86-64, so the oneDNN tests below compare something."""
+  """The package carries the native library on Linux x86-64, so the oneDNN tests below compare something."""
   if sys.platform.startswith("linux") and platform.machine() == "x86_64":
     assert native.load().available, native.load().reason
+    assert "packaged build" in native.load().reason
   else:
-    assert native.load().reason.startswith("oneDNN is not installed")
+    assert native.load().reason.startswith("not shipped for this platform")
 
 
 @pytest.mark.parametrize("name", cpu_cases.ONEDNN_CASES)
@@ -238,6 +240,7 @@ def test_portable_and_symbolic_shapes_make_no_native_calls(monkeypatch):
 _NATIVE_SCRIPT = """
 import jax.numpy as jnp
 from jaxcomponents.ops import conv, native
+native.PACKAGED = "/nonexistent/_jc_native"  # only the cache's builds
 conv.ONEDNN_MIN_POSITIONS = conv.ONEDNN_MIN_POSITIONS_POINTWISE = 0
 y = conv.conv_general_dilated(jnp.ones((2, 6, 6, 2)), jnp.ones((3, 3, 2, 4)), (1, 1), "VALID",
                               dimension_numbers=conv.channels_last(2))
@@ -260,13 +263,13 @@ def test_only_a_verified_build_is_loaded(tmp_path):
   home = tmp_path / "home"
   (home / "native").mkdir(parents=True)
   out = _run_native_script(home)
-  assert out[0] == "False 18.0 (2, 4, 4, 4)" and "not built for this source" in out[1], out
+  assert out[0] == "False 18.0 (2, 4, 4, 4)" and "no build for this source" in out[1], out
   assert "run `jaxcomponents build-native`" in out[1]
 
-  library = home / "native" / os.path.basename(built)
+  library = home / "native" / "jc_native_copy.so"
   manifest = library.with_suffix(".json")
   shutil.copy(built, library)
-  shutil.copy(os.path.splitext(built)[0] + ".json", manifest)
+  shutil.copy(native.PACKAGED + ".json", manifest)
   assert _run_native_script(home)[0] == "True 18.0 (2, 4, 4, 4)"
 
   with open(library, "r+b") as f:  # one byte changed
@@ -281,6 +284,25 @@ def test_only_a_verified_build_is_loaded(tmp_path):
   manifest.write_text(manifest.read_text().replace('"onednn_version": "', '"onednn_version": "9.'))
   out = _run_native_script(home)
   assert out[0] == "False 18.0 (2, 4, 4, 4)" and "manifest does not match (onednn_version)" in out[1], out
+
+  shutil.copy(native.PACKAGED + ".json", manifest)  # headers of a newer FFI API than the installed jaxlib serves
+  manifest.write_text(manifest.read_text().replace('"ffi_api": "0.', '"ffi_api": "0.99'))
+  out = _run_native_script(home)
+  assert out[0] == "False 18.0 (2, 4, 4, 4)" and "built for XLA FFI API 0.99" in out[1], out
+
+
+def test_a_missing_native_library_is_said_once_when_a_convolution_is_traced(monkeypatch):
+  monkeypatch.setattr(native, "load", lambda: native.Native(False, "not shipped for this platform"))
+  monkeypatch.setattr(conv, "ONEDNN_MIN_POSITIONS", 0)
+  native._announce.cache_clear()  # pylint: disable=protected-access
+  x, kernel = jnp.ones((2, 6, 6, 2)), jnp.ones((3, 3, 2, 4))
+  with warnings.catch_warnings(record=True) as said:
+    warnings.simplefilter("always")
+    for _ in range(3):
+      jax.jit(lambda x, k: conv.conv_general_dilated(x, k, (1, 1), "VALID",
+                                                     dimension_numbers=conv.channels_last(2)))(x, kernel)
+  found = [w for w in said if issubclass(w.category, native.NativeLibraryWarning)]
+  assert len(found) == 1 and "not shipped for this platform" in str(found[0].message), [str(w.message) for w in said]
 
 
 def test_build_failure_names_the_compiler_error(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ def materialized(x: jax.Array) -> jax.Array:
     >>> platform.on_cpu(lambda x: materialized(x * 2), lambda x: x * 2, jnp.ones(3)).tolist()
     [2.0, 2.0, 2.0]
   """
-  if not (platform.native_calls_allowed(x) and native.load().available):
+  if not (platform.native_calls_allowed(x) and native.available()):
     return x
   return jax.ffi.ffi_call("jc_fusion_barrier", jax.ShapeDtypeStruct(x.shape, x.dtype), input_output_aliases={0: 0},
                           vmap_method="broadcast_all")(x)

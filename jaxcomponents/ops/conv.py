@@ -274,7 +274,7 @@ def _onednn_geometry(x, kernel, strides, pads, dilation, groups=1, positions=Non
   if positions is None:
     positions = math.prod(onednn.output_shape(x.shape, kernel.shape, strides, geometry.pads, dilation)[:-1])
   minimum = ONEDNN_MIN_POSITIONS_POINTWISE if math.prod(kernel.shape[:-2]) == 1 else ONEDNN_MIN_POSITIONS
-  if positions < minimum or not native.load().available:
+  if positions < minimum or not native.available():
     return None
   return geometry
 

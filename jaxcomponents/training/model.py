@@ -27,6 +27,7 @@ from jaxcomponents.data.pipeline import array_leaves, map_arrays
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.inference import apply_inference
 from jaxcomponents.keras.graph import KerasGraph
+from jaxcomponents.ops import compiler
 from jaxcomponents.training.callbacks import CallbackList, History, pythonify
 from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, is_dataset,
                                          run_evaluate, run_fit)
@@ -468,7 +469,7 @@ class Model:
   def _forward_fn(self) -> Callable[..., Any]:
     if self._forward is None:
       apply = self.module.apply
-      self._forward = jax.jit(lambda variables, x: apply_inference(apply, variables, x))
+      self._forward = compiler.jit(lambda variables, x: apply_inference(apply, variables, x))
     return self._forward
 
   def __call__(self, x, training: bool = False):

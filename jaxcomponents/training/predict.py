@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.inference import apply_inference
+from jaxcomponents.ops import compiler
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import cast_floats
 
@@ -78,4 +79,4 @@ def _compiled_forward(apply_fn, compute_dtype):
       x = cast_floats(x, compute_dtype)
     return apply_inference(apply_fn, variables, x)
 
-  return jax.jit(forward)
+  return compiler.jit(forward)

@@ -25,6 +25,7 @@ import optax
 from jaxcomponents import losses as losses_lib
 from jaxcomponents import metrics as metrics_lib
 from jaxcomponents.layers.activity import LOSSES, total_loss
+from jaxcomponents.ops import compiler
 from jaxcomponents.training.freeze import frozen_mask
 from jaxcomponents.training.state import TrainState
 
@@ -257,7 +258,7 @@ def make_train_step(
                               opt_state=opt_state, metrics=metric_states)
     return new_state, results
 
-  step = Step(jax.jit(train_step, donate_argnums=(0,) if donate else ()) if jit else train_step, metric_fns, loss_fn,
+  step = Step(compiler.jit(train_step, donate_argnums=(0,) if donate else ()) if jit else train_step, metric_fns, loss_fn,
               weighted_fns, dict(output_losses or {}))
   return step
 
@@ -292,5 +293,5 @@ def make_eval_step(
                                              total_loss(sown.get(LOSSES, {})))
     return state.replace(metrics=metric_states), results
 
-  step = Step(jax.jit(eval_step) if jit else eval_step, metric_fns, loss_fn, weighted_fns, dict(output_losses or {}))
+  step = Step(compiler.jit(eval_step) if jit else eval_step, metric_fns, loss_fn, weighted_fns, dict(output_losses or {}))
   return step

@@ -1,24 +1,28 @@
 """jaxcomponents' native CPU library: oneDNN convolutions and a fusion barrier, called through the XLA FFI.
 
-It is built once per installation by one explicit command, never at import or
-while tracing:
+It comes with the package. On Linux x86-64, installing jaxcomponents compiles
+`onednn_conv.cc` into the wheel (the build backend, `setup.py`, with jaxlib's
+FFI headers and oneDNN's development files as build requirements) and
+installs oneDNN's runtime beside it, a dependency for that platform. Nothing
+else is needed: no command, no compiler at run time. Elsewhere the package is
+pure Python and CPU convolutions are XLA's; jaxcomponents says so once, when it
+first traces a CPU convolution (a `NativeLibraryWarning`), never at import.
 
-    jaxcomponents build-native        # `make install` runs it
-
-which compiles `onednn_conv.cc` against the installed oneDNN
-(`pip install "jaxcomponents[onednn]"`) and jaxlib's FFI headers with the C++
-compiler (`$CXX`, else `c++`) into jaxcomponents' cache
-(`$JAXCOMPONENTS_HOME/native`, default `~/.cache/jaxcomponents/native`),
-beside a manifest of what it was built from.
+`jaxcomponents build-native` compiles the same source into jaxcomponents' cache
+(`$JAXCOMPONENTS_HOME/native`, default `~/.cache/jaxcomponents/native`), with
+the C++ compiler (`$CXX`, else `c++`) and oneDNN's headers
+(`pip install "jaxcomponents[onednn]"`): for a source tree edited after it was
+installed, or a jaxlib whose XLA FFI API the packaged build does not serve.
 
 `load()`, called the first time a computation that could use the library is
-traced, loads only a build it can verify: the manifest must name this
-source's SHA-256, the release and SHA-256 of the oneDNN library installed
-now, and the jaxlib release; the library file must have the SHA-256 the
-manifest records, and the loaded library must report the same build key.
-Then its handlers are registered for the CPU under their own names
-(`jc_...`). Anything else, and jaxcomponents computes with XLA's operations;
-`load().reason` says why. `JAXCOMPONENTS_ONEDNN=0` (or
+traced, loads the first build it can verify, the packaged one, then the
+cache's: its manifest (`build.Manifest`) must name this source's SHA-256, the
+oneDNN release installed now and an FFI API version the installed jaxlib
+serves (same major, same or older minor); the library file must have the
+SHA-256 the manifest records, and the loaded library must report the
+manifest's key. Then its handlers are registered for the CPU under their own
+names (`jc_...`). Anything else, and jaxcomponents computes with XLA's
+operations; `load().reason` says why. `JAXCOMPONENTS_ONEDNN=0` (or
 `JAXCOMPONENTS_FAST_CPU=0`) leaves the library alone.
 
 Example:
@@ -32,24 +36,31 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import hashlib
+import glob
 import json
 import os
+import platform as python_platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 
 from jaxcomponents import settings
 from jaxcomponents.ops import platform
+from jaxcomponents.ops.native import build as recipe
 
 ENV = "JAXCOMPONENTS_ONEDNN"
-SOURCE = os.path.join(os.path.dirname(__file__), "onednn_conv.cc")
+SOURCE = recipe.SOURCE
 TARGETS = ("jc_onednn_conv_forward", "jc_onednn_conv_backward_data", "jc_onednn_conv_backward_weights",
            "jc_onednn_conv_transpose", "jc_fusion_barrier")
 BUILD_COMMAND = "jaxcomponents build-native"
-_HEADER = os.path.join("include", "oneapi", "dnnl", "dnnl.hpp")
-_LIBRARIES = ("libdnnl.so.3", "libdnnl.so")
+# The packaged build beside this file, `_jc_native.so.1` (not an extension module's name), and its manifest.
+PACKAGED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_jc_native")
+
+
+class NativeLibraryWarning(UserWarning):
+  """CPU convolutions use XLA's operations because the native library is not available; said once."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,77 +72,28 @@ class Native:
   library: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Fingerprint:
-  """What a build depends on: the source, the oneDNN library and the jaxlib release."""
-
-  source_sha256: str
-  onednn_version: str
-  onednn_sha256: str
-  jaxlib: str
-
-  @property
-  def key(self) -> str:
-    """A short hash of all of it: the build's file name and the key the library reports."""
-    return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-
 def enabled() -> bool:
   """`JAXCOMPONENTS_ONEDNN` unset or not 0/false/off/no, and the CPU fast paths on."""
   return platform.enabled() and not platform.switched_off(ENV)
 
 
-def onednn_root() -> str | None:
-  """The installation prefix holding oneDNN's C++ header and shared library, if any."""
-  import site  # pylint: disable=import-outside-toplevel
-  candidates = [os.environ.get("JAXCOMPONENTS_ONEDNN_ROOT"), sys.prefix, sys.base_prefix, site.USER_BASE]
-  for root in filter(None, candidates):
-    if os.path.exists(os.path.join(root, _HEADER)) and _onednn_library(root):
-      return root
-  return None
-
-
-def _onednn_library(root: str) -> str | None:
-  for name in _LIBRARIES:
-    path = os.path.join(root, "lib", name)
-    if os.path.exists(path):
-      return path
-  return None
-
-
-def _sha256(path: str) -> str:
-  with open(path, "rb") as f:
-    return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-class _DnnlVersion(ctypes.Structure):
-  _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int), ("patch", ctypes.c_int),
-              ("hash", ctypes.c_char_p), ("cpu_runtime", ctypes.c_uint), ("gpu_runtime", ctypes.c_uint)]
-
-
-def _onednn_runtime_version(library: str) -> str:
-  """The release the oneDNN library itself reports, e.g. '3.2.0'."""
-  version = ctypes.CDLL(library).dnnl_version
-  version.restype = ctypes.POINTER(_DnnlVersion)
-  found = version().contents
-  return f"{found.major}.{found.minor}.{found.patch}"
-
-
-def fingerprint(root: str) -> Fingerprint:
-  """The fingerprint of a build against the oneDNN under `root` and the jaxlib installed now."""
-  import jaxlib  # pylint: disable=import-outside-toplevel
-  library = _onednn_library(root)
-  return Fingerprint(_sha256(SOURCE), _onednn_runtime_version(library), _sha256(library), jaxlib.__version__)
+def shipped_here() -> bool:
+  """Whether the package ships the native library on this platform (Linux x86-64)."""
+  return sys.platform.startswith("linux") and python_platform.machine() in ("x86_64", "AMD64")
 
 
 def build_dir() -> str:
-  """Where builds and their manifests live: `$JAXCOMPONENTS_HOME/native`."""
+  """Where `build-native` puts builds and their manifests: `$JAXCOMPONENTS_HOME/native`."""
   return settings.cache_dir("native")
 
 
-def _paths(key: str) -> tuple[str, str]:
-  base = os.path.join(build_dir(), f"jc_native_{key}")
-  return base + ".so", base + ".json"
+def installed() -> recipe.Manifest:
+  """The manifest a build for what is installed now would have (raises OSError when oneDNN is missing)."""
+  library = recipe.onednn_library()
+  if library is None:
+    raise OSError("oneDNN's library is not installed")
+  jaxlib, include = recipe.jaxlib_include_dir()
+  return recipe.manifest_for(library, jaxlib, include)
 
 
 def _write_atomically(path: str, write) -> None:
@@ -145,81 +107,124 @@ def _write_atomically(path: str, write) -> None:
       os.remove(partial)
 
 
-def build(compiler: str | None = None) -> str:
-  """Compiles the library for the oneDNN and jaxlib installed now; returns its path. The explicit build step.
+def write_manifest(path: str, manifest: recipe.Manifest, library: str, **extra) -> None:
+  """Writes `manifest`, its key and the SHA-256 of the built `library` to the JSON file `path`."""
+  record = recipe.manifest_record(manifest, library, **extra)
 
-  Raises:
-    RuntimeError: oneDNN or a C++ compiler is missing, or the compiler failed (its message included).
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  root = onednn_root()
-  if root is None:
-    raise RuntimeError('oneDNN is not installed: pip install "jaxcomponents[onednn]" (Linux x86-64).')
-  compiler = compiler or os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-  if compiler is None:
-    raise RuntimeError("no C++ compiler found: install g++ or set CXX.")
-  found = fingerprint(root)
-  library, manifest = _paths(found.key)
-  os.makedirs(build_dir(), exist_ok=True)
-  lib_dir = os.path.join(root, "lib")
-  command = [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-DJC_BUILD_KEY=\"{found.key}\"",
-             f"-I{jax.ffi.include_dir()}", f"-I{os.path.join(root, 'include')}", SOURCE, f"-L{lib_dir}",
-             f"-l:{os.path.basename(_onednn_library(root))}", f"-Wl,-rpath,{lib_dir}"]
-
-  def compile_into(partial: str) -> None:
-    result = subprocess.run([*command, "-o", partial], capture_output=True, text=True, check=False)
-    if result.returncode:
-      raise RuntimeError(f"`{' '.join(command)}` failed:\n{result.stderr[-2000:]}")
-    os.chmod(partial, 0o755)
-
-  _write_atomically(library, compile_into)
-  record = dict(dataclasses.asdict(found), key=found.key, library_sha256=_sha256(library), command=command)
-
-  def write_manifest(partial: str) -> None:
+  def write(partial: str) -> None:
     with open(partial, "w", encoding="utf-8") as f:
       json.dump(record, f, indent=1)
 
-  _write_atomically(manifest, write_manifest)
+  _write_atomically(path, write)
+
+
+def build(compiler: str | None = None) -> str:
+  """Compiles the library into the cache for the oneDNN and jaxlib installed now; returns its path.
+
+  Raises:
+    RuntimeError: oneDNN's library or headers or a C++ compiler is missing, or the compiler failed (its message
+      included).
+  """
+  library, include = recipe.onednn_library(), recipe.onednn_include_dir()
+  if library is None or include is None:
+    raise RuntimeError('oneDNN\'s headers are not installed: pip install "jaxcomponents[onednn]" (Linux x86-64).')
+  compiler = compiler or os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+  if compiler is None:
+    raise RuntimeError("no C++ compiler found: install g++ or set CXX.")
+  jaxlib, jaxlib_include = recipe.jaxlib_include_dir()
+  manifest = recipe.manifest_for(library, jaxlib, jaxlib_include)
+  os.makedirs(build_dir(), exist_ok=True)
+  output = os.path.join(build_dir(), f"jc_native_{manifest.key}.so")
+
+  def command(path: str) -> list[str]:
+    return recipe.compile_command(compiler, manifest, jaxlib_include, include, library, path,
+                                  rpath=os.path.dirname(library))
+
+  def compile_into(partial: str) -> None:
+    result = subprocess.run(command(partial), capture_output=True, text=True, check=False)
+    if result.returncode:
+      raise RuntimeError(f"`{' '.join(command(output))}` failed:\n{result.stderr[-2000:]}")
+    os.chmod(partial, 0o755)
+
+  _write_atomically(output, compile_into)
+  write_manifest(os.path.splitext(output)[0] + ".json", manifest, output, command=command(output))
   load.cache_clear()
-  return library
+  return output
 
 
-def _verified(found: Fingerprint) -> tuple[str | None, str]:
-  """The path of a build whose manifest and file match `found`, or None and why not."""
-  library, manifest = _paths(found.key)
+def _candidates() -> list[tuple[str, str]]:
+  """(library, manifest) pairs to try: the packaged build, then the cache's, newest first."""
+  found = [(PACKAGED + ".so.1", PACKAGED + ".json")] if os.path.exists(PACKAGED + ".so.1") else []
+  manifests = sorted(glob.glob(os.path.join(build_dir(), "jc_native_*.json")), key=os.path.getmtime, reverse=True)
+  return found + [(os.path.splitext(m)[0] + ".so", m) for m in manifests]
+
+
+def _verified(library: str, manifest: str, now: recipe.Manifest) -> tuple[str, str]:
+  """(why the build `library`, `manifest` does not serve what is installed `now`, or "", its key)."""
   if not os.path.exists(manifest) or not os.path.exists(library):
-    return None, (f"not built for this source, oneDNN {found.onednn_version} and jaxlib {found.jaxlib}: "
-                  f"run `{BUILD_COMMAND}`")
+    return "its manifest or library file is missing", ""
   with open(manifest, encoding="utf-8") as f:
     record = json.load(f)
-  for field, value in dataclasses.asdict(found).items():
-    if record.get(field) != value:
-      return None, f"the build's manifest does not match ({field}): run `{BUILD_COMMAND}` again"
-  if _sha256(library) != record.get("library_sha256"):
-    return None, f"the built library's SHA-256 does not match its manifest: run `{BUILD_COMMAND}` again"
-  return library, ""
+  for field in ("source_sha256", "onednn_version", "ffi_api"):
+    if not record.get(field) or field != "ffi_api" and record[field] != getattr(now, field):
+      return f"the build's manifest does not match ({field})", ""
+  built = recipe.Manifest(**{field: str(record.get(field, "")) for field in recipe.Manifest.__dataclass_fields__})
+  if not built.serves_ffi_api(now.ffi_api):
+    return f"it was built for XLA FFI API {built.ffi_api}, jaxlib {now.jaxlib} has {now.ffi_api}", ""
+  if record.get("key") != built.key or recipe.sha256(library) != record.get("library_sha256"):
+    return "the built library's SHA-256 does not match its manifest", ""
+  return "", built.key
+
+
+def _register(library: str, key: str) -> str:
+  """Loads `library` and registers its handlers; "" when done, else why not."""
+  import jax  # pylint: disable=import-outside-toplevel
+  ctypes.CDLL(recipe.onednn_library(), mode=ctypes.RTLD_GLOBAL)  # the soname the library needs, wherever it lies
+  handlers = ctypes.cdll.LoadLibrary(library)
+  handlers.jc_build_key.restype = ctypes.c_char_p
+  if handlers.jc_build_key().decode() != key:
+    return "the loaded library reports another build key"
+  for name in TARGETS:
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(handlers, name)), platform="cpu")
+  return ""
 
 
 @functools.cache
 def load() -> Native:
-  """Loads and registers a verified build of the native library; what happened, as a `Native`."""
+  """Loads and registers the first verified build of the native library; what happened, as a `Native`."""
   if not enabled():
     return Native(False, f"off ({ENV} or {platform.ENV})")
-  root = onednn_root()
-  if root is None:
-    return Native(False, 'oneDNN is not installed (pip install "jaxcomponents[onednn]")')
+  if not shipped_here():
+    return Native(False, "not shipped for this platform (Linux x86-64 only)")
   try:
-    found = fingerprint(root)
-    library, reason = _verified(found)
-    if library is None:
-      return Native(False, reason)
-    import jax  # pylint: disable=import-outside-toplevel
-    handlers = ctypes.cdll.LoadLibrary(library)
-    handlers.jc_build_key.restype = ctypes.c_char_p
-    if handlers.jc_build_key().decode() != found.key:
-      return Native(False, f"the loaded library reports another build key: run `{BUILD_COMMAND}` again")
-    for name in TARGETS:
-      jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(handlers, name)), platform="cpu")
-  except (OSError, AttributeError, ValueError) as error:
-    return Native(False, f"load failed: {error}")
-  return Native(True, f"oneDNN {found.onednn_version} convolutions", library)
+    now = installed()
+  except (OSError, AttributeError, ValueError, ImportError) as error:
+    return Native(False, f"oneDNN is not installed ({error}; it comes with jaxcomponents on Linux x86-64)")
+  reasons = []
+  for library, manifest in _candidates():
+    try:
+      reason, key = _verified(library, manifest, now)
+      reason = reason or _register(library, key)
+    except (OSError, AttributeError, ValueError, TypeError) as error:
+      reason = f"load failed: {error}"
+    if not reason:
+      kind = "the packaged build" if library.startswith(PACKAGED) else f"built by `{BUILD_COMMAND}`"
+      return Native(True, f"oneDNN {now.onednn_version} convolutions ({kind})", library)
+    reasons.append(f"{'packaged' if library.startswith(PACKAGED) else 'cached'} build: {reason}")
+  if not reasons:
+    reasons.append(f"no build for this source, oneDNN {now.onednn_version} and XLA FFI API {now.ffi_api}")
+  return Native(False, "; ".join(reasons) + f"; run `{BUILD_COMMAND}`")
+
+
+@functools.cache
+def _announce(reason: str) -> None:
+  warnings.warn(f"jaxcomponents computes CPU convolutions with XLA's operations, without its native library: "
+                f"{reason}", NativeLibraryWarning, stacklevel=4)
+
+
+def available() -> bool:
+  """Whether the native handlers are registered; the first time they are not, says why once (a warning)."""
+  status = load()
+  if not status.available and enabled():
+    _announce(status.reason)
+  return status.available

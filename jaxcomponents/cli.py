@@ -5,8 +5,9 @@ Subcommands:
     (`jaxcomponents bench --help`); it runs the harness in the source
     checkout's `benchmarks/`, which is not part of the installed package.
   build-native: compile jaxcomponents' native CPU library (oneDNN
-    convolutions) for the oneDNN and jaxlib installed now; `make install`
-    runs it. Without it everything works with XLA's operations.
+    convolutions) into the cache for the oneDNN and jaxlib installed now:
+    only where the package's own build does not serve (a source tree
+    edited after install). Without it everything works with XLA's operations.
   status: what is in effect: the CPU formulations, the native library, tuning.
   convert: a Keras model file to variables (.npz or an orbax checkpoint
     folder), or trained variables back into a Keras file.
@@ -279,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="jaxcomponents", description="The jaxcomponents command line.")
   parser.add_argument("--version", action="version", version=f"jaxcomponents {_version()}")
   parser.add_argument("command", choices=tuple(COMMANDS),
-                      help="bench: benchmarks against Keras and plain Flax; build-native: compile the oneDNN "
+                      help="bench: benchmarks against Keras and plain Flax; build-native: rebuild the oneDNN "
                            "library; status: what is in effect; convert: Keras files <-> variables; export: "
                            "StableHLO, ONNX or SavedModel; summary: a Keras file's layers "
                            "(each: `jaxcomponents <command> --help`)")

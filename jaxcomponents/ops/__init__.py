@@ -7,7 +7,8 @@
 * `random`: dropout masks with JAX's bits, without the CPU's looped Threefry.
 * `window_taps`: sliding windows as strided slices.
 * `onednn`, `barrier`, `native`: the native library's calls (oneDNN
-  convolutions, a fusion barrier), built by `jaxcomponents build-native`.
+  convolutions, a fusion barrier); the Linux x86-64 package carries the library.
+* `compiler`: the XLA options the library's own jitted functions compile with.
 
 No module here imports flax or does I/O at import or while tracing.
 """

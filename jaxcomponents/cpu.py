@@ -76,7 +76,7 @@ def _accelerator_expected() -> bool:
 
 
 def _tune_xla_flags() -> str:
-  if not compiler.ynn_release():
+  if not compiler.verified_release():
     version = ".".join(map(str, compiler.jaxlib_version()))
     return f"not applied: jaxlib {version} does not have the flag or does not need it"
   flags = os.environ.get("XLA_FLAGS", "")

@@ -79,7 +79,7 @@ def enabled() -> bool:
 
 def shipped_here() -> bool:
   """Whether the package ships the native library on this platform (Linux x86-64)."""
-  return sys.platform.startswith("linux") and python_platform.machine() in ("x86_64", "AMD64")
+  return sys.platform.startswith("linux") and python_platform.machine() == "x86_64"
 
 
 def build_dir() -> str:

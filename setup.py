@@ -9,7 +9,6 @@ Without a C++ compiler the build says why and leaves the library out.
 """
 
 import importlib.util
-import json
 import os
 import platform
 import sys
@@ -39,23 +38,18 @@ class BuildNative(build_ext):
   """Compiles the native library by the shared recipe and writes its manifest beside it."""
 
   def build_extension(self, ext):
-    recipe = _recipe()
-    library, include = recipe.onednn_library(), recipe.onednn_include_dir()
-    if library is None or include is None:
+    build = _recipe().compilation()
+    if build is None:
       self.warn("jaxcomponents' native library not built: oneDNN's development files are missing")
       return
-    jaxlib, jaxlib_include = recipe.jaxlib_include_dir()
-    manifest = recipe.manifest_for(library, jaxlib, jaxlib_include)
     output = self.get_ext_fullpath(ext.name)
     os.makedirs(os.path.dirname(output), exist_ok=True)
-    compiler = os.environ.get("CXX", "c++")
     try:
-      self.spawn(recipe.compile_command(compiler, manifest, jaxlib_include, include, library, output, RPATH))
+      self.spawn(build.command(os.environ.get("CXX", "c++"), output, RPATH))
     except Exception as error:  # pylint: disable=broad-except
       self.warn(f"jaxcomponents' native library not built ({error}); CPU convolutions will use XLA's operations")
       return
-    with open(os.path.join(os.path.dirname(output), MANIFEST), "w", encoding="utf-8") as f:
-      json.dump(recipe.manifest_record(manifest, output), f, indent=1)
+    build.write_manifest(os.path.join(os.path.dirname(output), MANIFEST), output)
 
   def get_ext_filename(self, fullname):
     filename = super().get_ext_filename(fullname)

@@ -107,17 +107,6 @@ def _write_atomically(path: str, write) -> None:
       os.remove(partial)
 
 
-def write_manifest(path: str, manifest: recipe.Manifest, library: str, **extra) -> None:
-  """Writes `manifest`, its key and the SHA-256 of the built `library` to the JSON file `path`."""
-  record = recipe.manifest_record(manifest, library, **extra)
-
-  def write(partial: str) -> None:
-    with open(partial, "w", encoding="utf-8") as f:
-      json.dump(record, f, indent=1)
-
-  _write_atomically(path, write)
-
-
 def build(compiler: str | None = None) -> str:
   """Compiles the library into the cache for the oneDNN and jaxlib installed now; returns its path.
 
@@ -125,20 +114,17 @@ def build(compiler: str | None = None) -> str:
     RuntimeError: oneDNN's library or headers or a C++ compiler is missing, or the compiler failed (its message
       included).
   """
-  library, include = recipe.onednn_library(), recipe.onednn_include_dir()
-  if library is None or include is None:
+  found = recipe.compilation()
+  if found is None:
     raise RuntimeError('oneDNN\'s headers are not installed: pip install "jaxcomponents[onednn]" (Linux x86-64).')
   compiler = compiler or os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
   if compiler is None:
     raise RuntimeError("no C++ compiler found: install g++ or set CXX.")
-  jaxlib, jaxlib_include = recipe.jaxlib_include_dir()
-  manifest = recipe.manifest_for(library, jaxlib, jaxlib_include)
   os.makedirs(build_dir(), exist_ok=True)
-  output = os.path.join(build_dir(), f"jc_native_{manifest.key}.so")
+  output = os.path.join(build_dir(), f"jc_native_{found.manifest.key}.so")
 
   def command(path: str) -> list[str]:
-    return recipe.compile_command(compiler, manifest, jaxlib_include, include, library, path,
-                                  rpath=os.path.dirname(library))
+    return found.command(compiler, path, rpath=os.path.dirname(found.library))
 
   def compile_into(partial: str) -> None:
     result = subprocess.run(command(partial), capture_output=True, text=True, check=False)
@@ -147,7 +133,8 @@ def build(compiler: str | None = None) -> str:
     os.chmod(partial, 0o755)
 
   _write_atomically(output, compile_into)
-  write_manifest(os.path.splitext(output)[0] + ".json", manifest, output, command=command(output))
+  _write_atomically(os.path.splitext(output)[0] + ".json",
+                    lambda partial: found.write_manifest(partial, output, command=command(output)))
   load.cache_clear()
   return output
 

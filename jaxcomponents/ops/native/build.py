@@ -118,12 +118,36 @@ def _prefixes() -> list[str]:
   return [p for p in (os.environ.get("JAXCOMPONENTS_ONEDNN_ROOT"), sys.prefix, sys.base_prefix, site.USER_BASE) if p]
 
 
-def compile_command(compiler: str, manifest: Manifest, jaxlib_include: str, onednn_include: str, library: str,
-                    output: str, rpath: str) -> list[str]:
-  """The compiler's command line: the source, optimised, into a shared library linked to oneDNN's `library`."""
-  return [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-DJC_BUILD_KEY=\"{manifest.key}\"",
-          f"-I{jaxlib_include}", f"-I{onednn_include}", SOURCE, f"-L{os.path.dirname(library)}",
-          f"-l:{os.path.basename(library)}", f"-Wl,-rpath,{rpath}", "-o", output]
+@dataclasses.dataclass(frozen=True)
+class Compilation:
+  """A build of this source for what is installed: oneDNN's library and headers, jaxlib's FFI headers."""
+
+  library: str
+  onednn_include: str
+  jaxlib_include: str
+  manifest: Manifest
+
+  def command(self, compiler: str, output: str, rpath: str) -> list[str]:
+    """The compiler's command line: the source, optimised, into a shared library linked to oneDNN's library."""
+    return [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-DJC_BUILD_KEY=\"{self.manifest.key}\"",
+            f"-I{self.jaxlib_include}", f"-I{self.onednn_include}", SOURCE, f"-L{os.path.dirname(self.library)}",
+            f"-l:{os.path.basename(self.library)}", f"-Wl,-rpath,{rpath}", "-o", output]
+
+  def write_manifest(self, path: str, output: str, **extra) -> None:
+    """Writes the manifest, its key and the SHA-256 of the built `output` (plus `extra`) to the JSON file `path`."""
+    record = dict(dataclasses.asdict(self.manifest), key=self.manifest.key, library=os.path.basename(output),
+                  library_sha256=sha256(output), **extra)
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(record, f, indent=1)
+
+
+def compilation() -> Compilation | None:
+  """The build of this source for the oneDNN and jaxlib installed now; None without oneDNN's library or headers."""
+  library, include = onednn_library(), onednn_include_dir()
+  if library is None or include is None:
+    return None
+  jaxlib, jaxlib_include = jaxlib_include_dir()
+  return Compilation(library, include, jaxlib_include, manifest_for(library, jaxlib, jaxlib_include))
 
 
 def runtime_version(library: str) -> str:
@@ -138,12 +162,6 @@ def runtime_version(library: str) -> str:
   version.restype = ctypes.POINTER(Version)
   found = version().contents
   return f"{found.major}.{found.minor}.{found.patch}"
-
-
-def manifest_record(manifest: Manifest, library: str, **extra) -> dict:
-  """The manifest file's record: `manifest`, its key and the built `library`'s name and SHA-256."""
-  return dict(dataclasses.asdict(manifest), key=manifest.key, library=os.path.basename(library),
-              library_sha256=sha256(library), **extra)
 
 
 def manifest_for(library: str, jaxlib: str, jaxlib_include: str) -> Manifest:

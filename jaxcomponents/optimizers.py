@@ -11,18 +11,20 @@ shrinks every parameter by `learning_rate * weight_decay * param` (decoupled, as
 Keras 3 does for every optimizer), then the optimizer's own step.
 
 `learning_rate` is a float or a schedule (a callable of the step count, e.g.
-an optax schedule), evaluated at the number of updates done so far, as Keras
-evaluates a schedule at `optimizer.iterations`. `decay` is Keras 2's legacy
+an optax schedule or a Keras `LearningRateSchedule`), evaluated at the number of
+updates done so far, as Keras evaluates a schedule at `optimizer.iterations`; a
+callable that takes no argument is called as Keras calls one, with none. `decay` is Keras 2's legacy
 inverse-time decay, `learning_rate / (1 + decay * step)` (Keras 3 warns and
 ignores the argument; here it is honoured).
 
 Where optax computes the same thing, the chain uses optax's transforms
 (`scale_by_rss`, `scale_by_rms`, `scale_by_stddev`, `scale_by_adadelta`,
-`trace`, `clip`, `clip_by_global_norm`); Adam/AdamW (epsilon added to
+`trace`, `clip`); Adam/AdamW (epsilon added to
 `sqrt(v)` before the bias correction), Adamax (epsilon outside the infinity
 norm), Nadam (Keras's momentum cache `beta_1 * (1 - 0.5 * 0.96**t)`),
-per-variable `clipnorm` and the learning-rate-scaled weight decay are written
-here.
+per-variable `clipnorm`, `global_clipnorm` (a non-finite norm makes every
+gradient NaN, as in Keras) and the learning-rate-scaled weight decay are
+written here.
 
 Example:
   >>> import jax.numpy as jnp, optax
@@ -35,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
@@ -88,10 +91,44 @@ def _check_bool(param: str, value: Any) -> bool:
   return value
 
 
+_LEARNING_RATES = "a finite float >= 0, a schedule (a callable of the step count) or a callable of no argument"
+
+
+def _takes_no_argument(fn: Callable[..., Any]) -> bool:
+  try:
+    return not inspect.signature(fn).parameters
+  except (TypeError, ValueError):  # no signature to read (some builtins): a schedule of the step count
+    return False
+
+
 def _check_learning_rate(value: Any) -> LearningRate:
+  """A float, a schedule of the step count, or Keras's callable of no argument (made a schedule here)."""
   if callable(value):
+    if _takes_no_argument(value):
+      return lambda count: value()
     return value
+  if not _is_python_real(value) and not (isinstance(value, jax.Array) and value.ndim == 0):
+    raise ValueError(f"learning_rate={value!r} is not allowed; expected {_LEARNING_RATES}.")
   return _check_real("learning_rate", value, 0.0)
+
+
+# Keras's learning-rate schedules (`keras.optimizers.schedules`), as a Keras optimizer config names them.
+KERAS_SCHEDULES = ("ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay",
+                   "CosineDecay", "CosineDecayRestarts")
+
+
+def _keras_schedule(config: Mapping[str, Any]) -> Callable[[jax.Array], jax.Array]:
+  """The Keras schedule a serialised optimizer config holds as its `learning_rate`, rebuilt by Keras."""
+  name = config.get("class_name")
+  if name not in KERAS_SCHEDULES:
+    raise ValueError(f"learning_rate={dict(config)!r} is not allowed; a schedule in a config must be one of Keras's "
+                     f"{', '.join(KERAS_SCHEDULES)} (else pass the schedule itself: {_LEARNING_RATES}).")
+  try:
+    import keras  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise ImportError(f"learning_rate is a Keras {name} config: rebuilding it needs Keras (pip install keras), "
+                      "or pass the schedule itself, e.g. an optax schedule.") from error
+  return keras.optimizers.schedules.deserialize(dict(config))
 
 
 # ---------------------------------------------------------------------------- transforms written by hand
@@ -134,6 +171,32 @@ def clip_by_norm_per_variable(clipnorm: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+def clip_by_global_norm(global_clipnorm: float) -> optax.GradientTransformation:
+  """Keras's `global_clipnorm`: all gradients rescaled to a joint L2 norm of at most `global_clipnorm`.
+
+  As in Keras, a non-finite norm (an infinite or NaN gradient anywhere) makes every gradient NaN.
+
+  Example:
+    >>> g, _ = clip_by_global_norm(1.0).update({"a": jnp.array([3.0]), "b": jnp.array([4.0])}, optax.EmptyState())
+    >>> [round(float(v[0]), 4) for v in (g["a"], g["b"])]
+    [0.6, 0.8]
+  """
+
+  def update(updates, state, params=None):
+    del params
+    leaves = jax.tree.leaves(updates)
+    norm = jnp.sqrt(jnp.sum(jnp.stack([jnp.sum(jnp.square(g)) for g in leaves]))) if leaves else 0.0
+    scale = global_clipnorm * jnp.minimum(1.0 / norm, 1.0 / global_clipnorm) + (norm - norm)
+    return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _leaf_name(key_path) -> str:
+  """A parameter's own name, the last part of its path (Keras's `variable.name`)."""
+  return path_string(key_path[-1:])
+
+
 class CountState(NamedTuple):
   count: jax.Array
 
@@ -145,9 +208,12 @@ def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
   Args:
     learning_rate: a float or a schedule of the step count.
     weight_decay: the decay factor.
-    exclude: regular expressions; a parameter whose path (`"dense/bias"`) any of
-      them matches (`re.search`) is not decayed, like Keras's
-      `optimizer.exclude_from_weight_decay(var_names=...)`.
+    exclude: regular expressions; a parameter whose name (the last part of its
+      path: `"bias"` in `"dense/bias"`) any of them matches (`re.search`) is
+      not decayed, as Keras's `optimizer.exclude_from_weight_decay(var_names=...)`
+      matches a variable's name. The names are the module's own (a Flax
+      `BatchNorm`'s `scale` and `bias` where Keras says `gamma` and `beta`); a
+      pattern that matches no parameter raises at `init`.
 
   Example:
     >>> tx = keras_weight_decay(0.1, 0.5)
@@ -157,8 +223,15 @@ def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
   """
   patterns = [re.compile(p) for p in exclude]
 
+  def excluded(key_path) -> bool:
+    return any(pattern.search(_leaf_name(key_path)) for pattern in patterns)
+
   def init(params):
-    del params
+    names = {_leaf_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)}
+    unmatched = [pattern.pattern for pattern in patterns if not any(pattern.search(name) for name in names)]
+    if unmatched:
+      raise ValueError(f"exclude_from_weight_decay={list(exclude)!r} is not allowed: {unmatched!r} match no "
+                       f"parameter's name; the names are {', '.join(sorted(names))}.")
     return CountState(jnp.zeros((), jnp.int32))
 
   def update(updates, state, params=None):
@@ -168,7 +241,7 @@ def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
     rate = _lr_at(learning_rate, state.count) * weight_decay
 
     def decay(key_path, u, p):
-      if any(pattern.search(path_string(key_path)) for pattern in patterns):
+      if excluded(key_path):
         return u
       return u - (p * rate).astype(u.dtype)
 
@@ -318,7 +391,7 @@ def _keras_chain(core: Callable[[LearningRate], list[optax.GradientTransformatio
   if clipnorm is not None:
     parts.append(clip_by_norm_per_variable(clipnorm))
   elif global_clipnorm is not None:
-    parts.append(optax.clip_by_global_norm(global_clipnorm))
+    parts.append(clip_by_global_norm(global_clipnorm))
   elif clipvalue is not None:
     parts.append(optax.clip(clipvalue))
   parts.extend(core(lr))
@@ -497,8 +570,10 @@ _EMA = ("Keras's exponential moving average of the weights has no counterpart he
         "optax.ema or keep an EMA in the train state.")
 _UNSUPPORTED = {
     "use_ema": _EMA, "ema_momentum": _EMA, "ema_overwrite_frequency": _EMA,
-    "gradient_accumulation_steps": "Keras's gradient accumulation: use optax.MultiSteps or the train step's "
-                                   "accumulate_steps.",
+    "gradient_accumulation_steps": "Keras's gradient accumulation over consecutive batches: wrap the optimizer "
+                                   "in optax.MultiSteps (with a schedule, Keras evaluates it at the micro-step "
+                                   "count: pass lambda n: schedule(k * n + k - 1) for k steps); the train step's "
+                                   "accumulate_steps splits one batch instead.",
     "loss_scale_factor": "Keras's loss scaling: scale the loss and the gradients yourself.",
     "name": "optax transformations carry no name.",
 }
@@ -523,14 +598,15 @@ for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("a
 del _name, _factory, _class
 
 
-def get(name: str | Mapping[str, Any] | optax.GradientTransformation,
+def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
         **hyperparameters: Any) -> optax.GradientTransformation:
   """Returns the Keras optimizer `name` (case-insensitive, e.g. `"adam"`, `"RMSprop"`) as optax.
 
   Args:
     name: one of `OPTIMIZERS` (Keras's class name in any case); or a Keras config dict
       (`keras.optimizers.serialize(...)`; its `name` label, and `use_ema` and the other arguments without a
-      counterpart here at Keras's defaults, are accepted and change nothing); or an optax
+      counterpart here at Keras's defaults, are accepted and change nothing; a Keras schedule as its
+      learning rate is rebuilt by Keras); or an optax
       `GradientTransformation`, returned as is.
     **hyperparameters: the Keras class's arguments with Keras's defaults:
       `learning_rate` (float or schedule), the optimizer's own (`momentum`,
@@ -554,6 +630,11 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation,
   if _is_optimizer(name):
     return OPTIMIZERS.get(name, **hyperparameters)
   key, hyperparameters = OPTIMIZERS.resolve(name, hyperparameters)
+  if "learning_rate" in hyperparameters:  # a Keras schedule's config, or a callable of no argument: a schedule
+    learning_rate = hyperparameters["learning_rate"]
+    if isinstance(learning_rate, Mapping):
+      learning_rate = _keras_schedule(learning_rate)
+    hyperparameters["learning_rate"] = _check_learning_rate(learning_rate)
   factory = OPTIMIZERS[key]
   factory(**hyperparameters)  # checks every value now; the injected factory is called only at init
   static = [param for param in OPTIMIZERS.arguments(key) if param != "learning_rate"]

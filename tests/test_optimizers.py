@@ -197,3 +197,57 @@ def test_errors_name_the_parameter_value_and_allowed_values():
     optimizers.get("adam", learning_rate="fast")
   with pytest.raises(ValueError, match=r"nesterov=1 is not allowed; expected True or False"):
     optimizers.get("sgd", momentum=0.9, nesterov=1)
+
+
+def _nested(history, layer="Dense_0"):
+  """A trajectory of `{layer: params}` trees as flat `{name: value}` dicts, Keras's variable names."""
+  return [dict(step[layer]) for step in history]
+
+
+def test_exclude_from_weight_decay_matches_parameter_names_as_keras_matches_variable_names():
+  params, grads = _problem(seed=21, grad_scale=2.0)
+  keras_opt = keras.optimizers.AdamW(learning_rate=0.05, weight_decay=0.5)
+  keras_opt.exclude_from_weight_decay(var_names=["^kernel$"])  # Keras searches `variable.name`, not its path
+  theirs = _keras_run(keras_opt, params, grads)
+  tx = optimizers.get("adamw", learning_rate=0.05, weight_decay=0.5, exclude_from_weight_decay=["^kernel$"])
+  ours = _optax_run(tx, {"Dense_0": params}, [{"Dense_0": g} for g in grads])
+  _assert_same_trajectory(_nested(ours), theirs, params)
+  with pytest.raises(ValueError, match=r"exclude_from_weight_decay=\['gamma'\].*match no parameter's name.*bias"):
+    optimizers.get("adamw", weight_decay=0.5, exclude_from_weight_decay=["gamma"]).init({"Dense_0": params})
+
+
+def test_a_callable_of_no_argument_is_a_learning_rate_as_keras_calls_it():
+  params, grads = _problem(seed=22)
+  theirs = _keras_run(keras.optimizers.SGD(learning_rate=lambda: 0.05, momentum=0.5), params, grads)
+  for tx in (optimizers.get("sgd", learning_rate=lambda: 0.05, momentum=0.5),
+             optimizers.sgd(learning_rate=lambda: 0.05, momentum=0.5)):
+    _assert_same_trajectory(_optax_run(tx, params, grads), theirs, params)
+
+
+def test_a_serialised_keras_optimizer_with_a_schedule_loads_and_moves_as_keras():
+  params, grads = _problem(seed=23)
+  schedule = keras.optimizers.schedules.CosineDecay(0.05, decay_steps=4, alpha=0.1, warmup_target=0.1,
+                                                    warmup_steps=2)
+  config = keras.optimizers.serialize(keras.optimizers.Adam(learning_rate=schedule, weight_decay=0.1))
+  theirs = _keras_run(keras.optimizers.deserialize(dict(config, config=dict(config["config"]))), params, grads)
+  assert isinstance(config["config"]["learning_rate"], dict)
+  _assert_same_trajectory(_optax_run(optimizers.get(config), params, grads), theirs, params)
+
+
+def test_global_clipnorm_makes_every_gradient_nan_when_one_is_not_finite_as_keras():
+  params, grads = _problem(seed=24)
+  grads[0]["bias"][1] = np.inf
+  theirs = _keras_run(keras.optimizers.SGD(learning_rate=0.1, global_clipnorm=1.0), params, grads[:1])
+  ours = _optax_run(optimizers.get("sgd", learning_rate=0.1, global_clipnorm=1.0), params, grads[:1])
+  for k in SHAPES:
+    assert np.isnan(theirs[0][k]).all() and np.isnan(np.asarray(ours[0][k])).all()
+
+
+def test_bad_learning_rates_and_keras_only_arguments_are_named():
+  for bad in ("fast", None):
+    with pytest.raises(ValueError, match=r"learning_rate=.* is not allowed; expected a finite float >= 0, a schedule"):
+      optimizers.get("adam", learning_rate=bad)
+  with pytest.raises(ValueError, match=r"a schedule in a config must be one of Keras's ExponentialDecay"):
+    optimizers.get("adam", learning_rate={"class_name": "MySchedule", "config": {}})
+  with pytest.raises(ValueError, match=r"name='my_adam' is not an argument of optimizer 'adam'.*carry no name"):
+    optimizers.get("adam", name="my_adam")

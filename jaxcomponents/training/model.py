@@ -46,7 +46,12 @@ class _Optimizer:
 
   @property
   def learning_rate(self) -> float:
-    """The learning rate the next update uses (the first one, when `freeze` partitions hold several)."""
+    """The learning rate (the first one, when `freeze` partitions hold several).
+
+    A constant rate is the one the next update uses, as in Keras. With a
+    schedule it is the rate of the last update taken (the schedule at the step
+    before), where Keras evaluates the schedule at the next step.
+    """
     logs = optimizers.learning_rate_logs(self._model.state.opt_state)
     if not logs:
       raise ValueError("the optimizer's learning rate cannot be read: its state holds none; build the optimizer "

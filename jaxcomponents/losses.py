@@ -288,8 +288,12 @@ def reduce_weighted(values: Array, sample_weight: Array | None = None, mask: Arr
     else:
       float_mask, sample_weight = _broadcast_weight(jnp.asarray(sample_weight, jnp.float32), float_mask)
       sample_weight = sample_weight * float_mask
+  spread = False
   if sample_weight is not None:
-    values, sample_weight = _broadcast_weight(jnp.asarray(sample_weight, jnp.float32), values)
+    sample_weight = jnp.asarray(sample_weight, jnp.float32)
+    matched = match_rank(values, sample_weight)[1]
+    spread = 0 < matched.ndim < values.ndim  # a per-example weight over an example's entries
+    values, sample_weight = _broadcast_weight(sample_weight, values)
     values = values * sample_weight
   if reduction in (None, "none") or values.shape in ((), (0,)):
     return values
@@ -297,8 +301,9 @@ def reduce_weighted(values: Array, sample_weight: Array | None = None, mask: Arr
   if reduction == "sum":
     return total
   if reduction == "mean_with_sample_weight" and sample_weight is not None:
-    # Keras divides by the sum of the weights as given: a scalar weight counts once.
-    divisor = jnp.sum(sample_weight if sample_weight.size == 1 else jnp.broadcast_to(sample_weight, values.shape))
+    # Keras divides by the sum of the weights as given (after its rank fix-up), not as broadcast over the
+    # entries; a per-example weight spread over an example's entries (an extension here) counts once per entry.
+    divisor = jnp.sum(jnp.broadcast_to(sample_weight, values.shape) if spread else sample_weight)
   else:
     divisor = jnp.asarray(values.size, jnp.float32)
   return jnp.where(divisor != 0, total / jnp.where(divisor != 0, divisor, 1.0), 0.0)
@@ -346,7 +351,7 @@ class Loss:
     return reduce_weighted(values, sample_weight, mask, self.reduction)
 
 
-def get(name: str | Mapping[str, Any] | Callable[..., Any], **options: Any) -> Loss | Callable[..., Any]:
+def get(name: str | Mapping[str, Any] | Callable[..., Any], /, **options: Any) -> Loss | Callable[..., Any]:
   """Returns the Keras loss `name` (function name, class name or alias such as `"mse"`).
 
   Args:

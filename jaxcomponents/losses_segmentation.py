@@ -592,7 +592,7 @@ for _name, _fn, _aliases in (
 del _name, _fn, _aliases
 
 
-def get(name: str | Mapping[str, Any] | Callable[..., Array], **options: Any) -> Callable[[Array, Array], Array]:
+def get(name: str | Mapping[str, Any] | Callable[..., Array], /, **options: Any) -> Callable[[Array, Array], Array]:
   """The loss `name` with `options` bound: `loss(y_true, y_pred) -> (batch,)` losses.
 
   Args:

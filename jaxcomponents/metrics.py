@@ -627,7 +627,7 @@ def compile_metric(name: str | Mapping[str, Any] | Any):
   return get(name)
 
 
-def get(name: str | Mapping[str, Any] | Any, **kwargs: Any):
+def get(name: str | Mapping[str, Any] | Any, /, **kwargs: Any):
   """Returns the streaming metric `name` (Keras function/class name or alias) with Keras's arguments.
 
   `"accuracy"` / `"acc"` resolve as in `model.compile(metrics=["accuracy"])`:

@@ -85,7 +85,7 @@ METRICS.register("mean_iou", mean_iou, keras_class="MeanIoU")
 METRICS.register("binary_iou", BinaryIoU, keras_class="BinaryIoU")
 
 
-def get(name: str | Mapping[str, Any] | Any, **kwargs: Any):
+def get(name: str | Mapping[str, Any] | Any, /, **kwargs: Any):
   """The segmentation metric `name` with its arguments: `"mean_iou"` (`num_classes`, ...) or `"binary_iou"`.
 
   Raises:

@@ -35,6 +35,8 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 REQUIRED = inspect.Parameter.empty  # the default of an argument that has none
 
 
@@ -94,6 +96,11 @@ def _suggestion(value: str, candidates: Iterable[str]) -> str | None:
   close = difflib.get_close_matches(value, candidates, n=1, cutoff=0.75)
   return close[0] if close else None
 
+
+
+def _python_scalar(value: Any) -> Any:
+  """A NumPy scalar (`np.int64(3)`, `np.float32(0.1)`, `np.bool_(True)`) as the Python number Keras reads it as."""
+  return value.item() if isinstance(value, np.generic) and not isinstance(value, (np.str_, np.bytes_)) else value
 
 class Registry(Mapping[str, Any]):
   """Keras names -> factories (or values), with aliases, signature-checked arguments and one error form.
@@ -287,6 +294,7 @@ class Registry(Mapping[str, Any]):
       canonical = self.canonical(identifier, param)
     else:
       raise ValueError(self._bad_identifier(param, identifier))
+    given = {key: _python_scalar(value) for key, value in given.items()}
     self.check_arguments(canonical, given)
     return canonical, given
 

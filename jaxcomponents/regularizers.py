@@ -155,7 +155,7 @@ REGULARIZERS.register("l1l2", L1L2, keras_class="L1L2")
 ALIASES = REGULARIZERS.aliases  # every accepted spelling -> its canonical name
 
 
-def get(name: str | Mapping[str, Any] | Regularizer, **factors: float) -> Regularizer:
+def get(name: str | Mapping[str, Any] | Regularizer, /, **factors: float) -> Regularizer:
   """Returns the regularizer `name` with its factors, as `keras.regularizers.get`.
 
   Args:

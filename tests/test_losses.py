@@ -301,3 +301,26 @@ def test_regularizer_selection_by_predicate_and_errors():
     regularizers.get("l2", l1=0.1)
   with pytest.raises(ValueError, match=r"l2=-1.0 is not allowed; expected a finite float >= 0"):
     regularizers.l2(-1.0)
+
+
+@pytest.mark.parametrize("weight_shape", [(2, 1), (1, 4), (2, 4)])
+def test_mean_with_sample_weight_divides_by_the_weights_as_given_as_keras(weight_shape):
+  rng = np.random.default_rng(31)
+  y_true, y_pred = rng.normal(size=(2, 4, 3)).astype(np.float32), rng.normal(size=(2, 4, 3)).astype(np.float32)
+  weight = rng.uniform(0.5, 2, weight_shape).astype(np.float32)
+  expected = keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")(y_true, y_pred, sample_weight=weight)
+  assert_close(losses.get("mse", reduction="mean_with_sample_weight")(y_true, y_pred, sample_weight=weight),
+               np.asarray(expected), tol=1e-5)
+
+
+def test_numpy_scalar_arguments_are_the_python_numbers_keras_reads():
+  from jaxcomponents import metrics
+  assert losses.get("categorical_crossentropy", label_smoothing=np.float64(0.25), from_logits=np.bool_(True)) == \
+      losses.get("categorical_crossentropy", label_smoothing=0.25, from_logits=True)
+  assert losses.get("sparse_categorical_crossentropy", ignore_class=np.int64(0)) == \
+      losses.get("sparse_categorical_crossentropy", ignore_class=0)
+  y_true, y_pred = np.array([[0, 0, 1.0]]), np.array([[0.5, 0.3, 0.2]])
+  metric = metrics.get("top_k_categorical_accuracy", k=np.int64(2))
+  assert float(metric.result(metric.update(metric.init(), y_true, y_pred))) == 0.0
+  with pytest.raises(ValueError, match=r"name='my_loss' is not an argument of loss 'mean_squared_error'"):
+    losses.get("mse", name="my_loss")

@@ -115,6 +115,24 @@ def test_a_ported_keras_script_gives_kerass_history_callbacks_and_results():
   assert_weights_equal(model, keras_model)
 
 
+def test_each_fit_call_reads_its_data_from_the_first_batch_as_keras():
+  keras_model = small_cnn(seed=6)
+  model = pair(keras_model)
+  (x, y), (x2, y2) = data(32, 7), data(24, 8)
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    m.train_on_batch(x[:8], y[:8])
+    first = m.fit(x, y, batch_size=8, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0)
+    return first, m.fit(x2, y2, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+  ours = script(model, optimizers.get("sgd", learning_rate=0.1))
+  theirs = script(keras_model, keras.optimizers.SGD(0.1))
+  for got, want in zip(ours, theirs):
+    assert_history_equal(got, want)
+  assert_weights_equal(model, keras_model)
+
+
 @pytest.mark.parametrize("case", ["class_weight", "sample_weight", "validation_split"])
 def test_weights_and_validation_split_as_keras(case):
   keras_model = small_cnn(seed=3)

@@ -467,8 +467,14 @@ def run_fit(
     mesh=None,
     verbose: str | int = "auto",
     log_every: int = 10,
+    data_from_run_start: bool = False,
 ) -> History:
-  """The training loop behind `fit` and `Model.fit`: trains `model.state` with `model.train_step`."""
+  """The training loop behind `fit` and `Model.fit`: trains `model.state` with `model.train_step`.
+
+  The data is read from the state's step on (`fit`: a returned state trained further sees the batches one longer
+  run would), or with `data_from_run_start` from its first batch at the start of each run, as Keras's `fit`
+  reads it (`Model.fit`); a resumed run continues where it stopped either way.
+  """
   check_choice("verbose", verbose, ("auto", 0, 1, 2))
   check_validation_freq(validation_freq)
   state, train_step, eval_step = model.state, model.train_step, model.eval_step
@@ -533,8 +539,7 @@ def run_fit(
       _check_same_dataset(record, train_data, checkpoint_dir, steps_per_epoch)
       run_start = record.get("run_start_step", 0)
       initial_epoch = record.get("initial_epoch", initial_epoch)
-    # Epochs count from `initial_epoch`, as in Keras (`offset` turns a state step into its epoch); the data is read
-    # from the state's step on, so training a returned state further sees the batches one longer run would.
+    # Epochs count from `initial_epoch`, as in Keras (`offset` turns a state step into its epoch).
     offset = initial_epoch * steps_per_epoch - run_start
     total = run_start + run_steps
     step = int(jax.device_get(state.step))
@@ -581,7 +586,8 @@ def run_fit(
     ahead = 0 if _in_memory(train_data) else 2  # slicing arrays costs less than handing batches between threads
     hooks.on_train_begin()
     state, epoch_logs = model.state, {}
-    source = _Batches(train_data, step, total)
+    position = run_start if data_from_run_start else 0  # the state step at which the data's first batch is read
+    source = _Batches(train_data, step - position, total - position)
     with _stop_on_signals() as signals:
       for epoch in range((step + offset) // steps_per_epoch, last_epoch):
         if signals:  # arrived during the last epoch's end (validation steps, callbacks, the save)

@@ -393,7 +393,7 @@ class Model:
     history = run_fit(self, data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                       validation_data=validation_data, validation_steps=validation_steps,
                       validation_freq=validation_freq, class_weight=class_weight, callbacks=list(callbacks or ()),
-                      mesh=self.mesh, verbose=verbose)
+                      mesh=self.mesh, verbose=verbose, data_from_run_start=True)
     return history
 
   def _validation(self, validation_data, batch_size, steps):

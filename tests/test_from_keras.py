@@ -75,6 +75,20 @@ def test_masks_reach_the_recurrent_layers_and_pooling():
   assert not np.allclose(module.apply(variables, data), module.apply(variables, unmasked))
 
 
+@pytest.mark.parametrize("merge", [L.Multiply, L.Maximum, L.Minimum])
+def test_multiply_maximum_and_minimum_merge_masked_inputs_as_keras(merge):
+  a, b = keras.Input((6,)), keras.Input((6,))
+  masked = [L.Embedding(9, 3, mask_zero=True, name=f"masked_{i}")(ids) for i, ids in enumerate((a, b))]
+  plain = L.Embedding(9, 3, name="plain")(a)
+  both = merge(name="both")(masked)  # every input masked: Keras also gives the output a mask
+  one = merge(name="one")([masked[0], plain])  # one input masked
+  model = keras.Model([a, b], L.Concatenate()([L.LSTM(2)(both), L.GlobalAveragePooling1D()(one)]))
+  randomize(model, 4)
+  ids = [np.array([[3, 1, 0, 0, 5, 0], [0, 2, 2, 0, 0, 7]]), np.array([[1, 0, 2, 0, 0, 4], [0, 0, 3, 3, 0, 1]])]
+  module, variables = from_keras(model, check=ids)
+  outputs_close(module, variables, model, ids)
+
+
 def test_nested_models_shared_layers_and_named_recurrent_layers():
   inner_in = keras.Input((5,))
   inner = keras.Model(inner_in, L.Dense(4, name="inner_dense")(L.Dense(6, activation="tanh")(inner_in)),

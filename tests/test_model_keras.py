@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from jaxcomponents import Model, callbacks, load_model, optimizers
+from jaxcomponents import Model, callbacks, load_model, losses, optimizers
 from jaxcomponents.weights import from_keras
 from tests.helpers import random_input, randomize_keras
 
@@ -131,6 +131,44 @@ def test_each_fit_call_reads_its_data_from_the_first_batch_as_keras():
   for got, want in zip(ours, theirs):
     assert_history_equal(got, want)
   assert_weights_equal(model, keras_model)
+
+
+_SCCE = {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}}
+
+
+@pytest.mark.parametrize("task", ["segment", "classify"])
+@pytest.mark.parametrize("options", [{"ignore_class": 0}, {"reduction": "sum"}, {"reduction": "mean_with_sample_weight"}],
+                         ids=["ignore_class", "sum", "mean_with_sample_weight"])
+def test_a_compiled_losss_reduction_and_ignore_class_train_as_keras(task, options):
+  loss = dict(_SCCE, config={**_SCCE["config"], **options})
+  if task == "segment":  # per-pixel losses; Keras takes no per-example weights for them
+    keras_model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, padding="same")])
+    randomize_keras(keras_model, seed=9, scale=0.3)
+    x, y = random_input((20, 6, 6, 2), seed=10), np.random.default_rng(10).integers(0, 3, (20, 6, 6))
+    weights = {}
+  else:
+    keras_model = small_cnn(seed=9, activation=None)
+    (x, y), weights = data(20, 10), {"sample_weight": np.linspace(0.5, 2.0, 20)}
+  model = pair(keras_model)  # batches of 8: the last one is padded here, short in Keras
+
+  def script(m, loss_object, optimizer):
+    m.compile(optimizer=optimizer, loss=loss_object)
+    history = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, **weights)
+    return history, m.evaluate(x, y, batch_size=8, verbose=0)
+
+  ours = script(model, losses.get(loss), optimizers.get("sgd", learning_rate=0.05))
+  theirs = script(keras_model, keras.losses.deserialize(loss), keras.optimizers.SGD(0.05))
+  assert_history_equal(ours[0], theirs[0])
+  np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4)
+  assert_weights_equal(model, keras_model)
+
+
+def test_a_compiled_loss_with_no_reduction_or_with_unsupported_arguments_is_refused():
+  model = pair(small_cnn())
+  with pytest.raises(ValueError, match=r"reduction=None leaves a loss per entry"):
+    model.compile(optimizer="sgd", loss=losses.get("mse", reduction=None))
+  with pytest.raises(ValueError, match=r"not allowed with loss_weights"):
+    model.compile(optimizer="sgd", loss=losses.get("mse", reduction="sum"), loss_weights=2.0)
 
 
 @pytest.mark.parametrize("case", ["class_weight", "sample_weight", "validation_split"])

@@ -97,8 +97,11 @@ def _fold_constants(model, config: dict[str, Any]) -> dict[str, Any]:
 
 def _implicit_masks(layer, node) -> dict[str, Any]:
   """The masks Keras gives a call without recording them (`Layer.__call__`, "populate mask arguments"): a lone
-  tensor argument's mask as `mask`, else each tensor argument `k`'s as `k_mask`, where the call takes them."""
+  tensor argument's mask as `mask`, else each tensor argument `k`'s as `k_mask`, where the call takes them;
+  also the inputs' masks of the merges that read them from their inputs (`Multiply`, `Maximum`, `Minimum`)."""
   import keras  # pylint: disable=import-outside-toplevel
+
+  reads_masks = isinstance(layer, (keras.layers.Multiply, keras.layers.Maximum, keras.layers.Minimum))
 
   try:
     signature = inspect.signature(layer.call)
@@ -115,7 +118,7 @@ def _implicit_masks(layer, node) -> dict[str, Any]:
   wanted = {"mask": next(iter(tensors.values()))} if len(tensors) == 1 else {f"{k}_mask": v for k, v in tensors.items()}
   found = {}
   for name, value in wanted.items():
-    if name in signature.parameters and bound.get(name) is None:
+    if (name in signature.parameters or (reads_masks and name == "mask")) and bound.get(name) is None:
       masks = masks_of(value)
       if masks is not None:
         found[name] = masks

@@ -270,7 +270,7 @@ class Model:
       loss_fn, output_losses, metrics, weighted_metrics = _outputs(
           loss, loss_weights, metrics, weighted_metrics, getattr(self.module, "output_names", None))
     else:
-      loss_fn, output_losses = _per_example_loss(loss), {}
+      loss_fn, output_losses = _per_example_loss(loss, None if loss_weights is None else "loss_weights"), {}
       if loss_weights is not None:
         if isinstance(loss_weights, bool) or not isinstance(loss_weights, (int, float)):
           raise ValueError(f"loss_weights={loss_weights!r} is not allowed with one loss; expected a float (give "
@@ -636,12 +636,28 @@ class Model:
     return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"
 
 
-def _per_example_loss(loss: Any) -> Callable[[Any, Any], Any]:
-  """A Keras loss (name, `losses.get` loss or function) as `(y_true, y_pred) -> per-example losses`."""
+def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any], Any]:
+  """A Keras loss (name, `losses.get` loss or function) as the train step takes it.
+
+  A `Loss` with Keras's default reduction becomes `(y_true, y_pred) -> per-example losses`, which the step
+  averages over the batch as that reduction does; one with another reduction or `ignore_class` is kept whole,
+  and the step reduces each batch with it as Keras's compiled loss does (`step.loss_total`). `where` names
+  the compile arguments that cannot take such a loss yet (several outputs, `loss_weights`).
+  """
   if isinstance(loss, str):
     return losses_lib.get(loss, reduction="none")
   if isinstance(loss, losses_lib.Loss):
-    return dataclasses.replace(loss, reduction="none")
+    if loss.reduction in (None, "none"):
+      raise ValueError(f"loss={loss!r} is not allowed: its reduction={loss.reduction!r} leaves a loss per entry, "
+                       "and a training step needs one number per batch (as Keras's compile does); give it "
+                       "Keras's default reduction 'sum_over_batch_size', or 'sum' or 'mean_with_sample_weight'.")
+    if loss.reduction in ("sum_over_batch_size", "mean") and dict(loss.options).get("ignore_class") is None:
+      return dataclasses.replace(loss, reduction="none")  # the step's per-example mean is this reduction
+    if where is not None:
+      raise ValueError(f"loss={loss!r} is not allowed with {where}: a loss with reduction={loss.reduction!r} or "
+                       "ignore_class is reduced over the whole batch, which compile does for one unweighted "
+                       "loss only so far.")
+    return loss
   if callable(loss):
     return loss
   raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name, a jaxcomponents loss or a function "
@@ -715,7 +731,7 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
   for index, (name, spec, weight) in enumerate(zip(names, losses, weights)):
     if spec is None:
       continue
-    fn = _per_example_loss(spec)
+    fn = _per_example_loss(spec, "several outputs")
     weight = 1.0 if weight is None else weight
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
       raise ValueError(f"loss_weights for output {name!r} is {weight!r}; expected a float.")

@@ -4,7 +4,9 @@ A batch is a dict with `x` (inputs), `y` (targets) and optionally `mask`
 (1 for real examples, 0 for padding of a short last batch, so the shapes stay
 static and nothing recompiles) and `sample_weight` (Keras's per-example
 weights). The loss is Keras's per-example loss averaged over the real
-examples; metrics stream over the batches since the step's last `reset`.
+examples, or, for a jaxcomponents `Loss` with its own reduction or
+`ignore_class`, that loss reduced over the real examples as Keras's compiled
+loss reduces it; metrics stream over the batches since the step's last `reset`.
 
 Losses a model sows into the `"losses"` collection (Keras's `model.losses`: activity
 regularization, `jaxcomponents.layers.activity`) are added to the loss, as Keras's
@@ -34,7 +36,8 @@ LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def resolve_loss(loss: str | LossFn) -> LossFn:
-  """A Keras loss name -> per-example loss fn; a callable must return per-example losses."""
+  """A Keras loss name -> per-example loss fn; a `Loss` that `reduces_as_keras` is kept whole; any other callable
+  must return per-example losses."""
   if isinstance(loss, str):
     return losses_lib.get(loss, reduction="none")
   if callable(loss):
@@ -78,6 +81,26 @@ def per_example_losses(losses: jax.Array, n: int) -> jax.Array:
   return losses.reshape((n, -1)).mean(axis=1) if losses.ndim > 1 else losses
 
 
+def reduces_as_keras(loss_fn: Any) -> bool:
+  """Whether `loss_fn` is a jaxcomponents `Loss` the step reduces with its own reduction (not per example)."""
+  return isinstance(loss_fn, losses_lib.Loss) and loss_fn.reduction not in (None, "none")
+
+
+def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: jax.Array) -> jax.Array:
+  """The batch's loss times its number of real examples (what Keras's loss tracker adds for the batch).
+
+  A `Loss` that `reduces_as_keras` is reduced over the real examples' entries as Keras's compiled loss reduces
+  it (its reduction, its `ignore_class` entries left out); any other function gives per-example losses,
+  averaged within each example and weighed by `weight`.
+  """
+  if not reduces_as_keras(loss_fn):
+    return jnp.sum(per_example_losses(loss_fn(y_true, y_pred), mask.shape[0]) * weight)
+  values, valid = loss_fn.per_sample(y_true, y_pred)
+  keep = (mask > 0).reshape(mask.shape + (1,) * (values.ndim - 1))
+  keep = jnp.broadcast_to(keep if valid is None else keep & valid, values.shape)
+  return losses_lib.reduce_weighted(values, weight, keep, loss_fn.reduction) * jnp.sum(mask)
+
+
 def batch_size_of(y_pred: Any) -> int:
   """The number of examples in a model's output (the first axis of its first array)."""
   return jax.tree.leaves(y_pred)[0].shape[0]
@@ -102,22 +125,20 @@ class OutputLoss:
     return _Mean().init()
 
   def update(self, state, y_true, y_pred, weight, mask):
-    per_example = per_example_losses(self.fn(y_true, y_pred), mask.shape[0])
-    return _Mean().update(state, jnp.sum(per_example * weight), jnp.sum(mask))
+    return _Mean().update(state, loss_total(self.fn, y_true, y_pred, weight, mask), jnp.sum(mask))
 
   def result(self, state):
     return _Mean().result(state)
 
 
-def _update_metrics(step: "Step", states, batch, y_pred, per_example_loss, sown_loss=0.0):
+def _update_metrics(step: "Step", states, batch, y_pred, loss_sum, sown_loss=0.0):
   """As Keras: `metrics` ignore sample and class weights (padding aside), `weighted` metrics and the loss use them.
 
-  `sown_loss` (the batch's sown losses) counts once per real example in the logged loss, as Keras's loss tracker
-  weighs each batch's total loss by its size.
+  `loss_sum` is the batch's `loss_total`; `sown_loss` (the batch's sown losses) counts once per real example in
+  the logged loss, as Keras's loss tracker weighs each batch's total loss by its size.
   """
   mask, weight = _masks(batch, batch_size_of(y_pred))
-  new = {"loss": _Mean().update(states["loss"], jnp.sum(per_example_loss * weight) + sown_loss * jnp.sum(mask),
-                                jnp.sum(mask)),
+  new = {"loss": _Mean().update(states["loss"], loss_sum + sown_loss * jnp.sum(mask), jnp.sum(mask)),
          "nonfinite_step": states["nonfinite_step"]}
   for name, output_loss in step.output_losses.items():
     new[name] = output_loss.update(states[name], batch["y"], y_pred, weight, mask)
@@ -210,12 +231,11 @@ def make_train_step(
       x = cast_floats(x, compute_dtype)
     y_pred, updates = apply_fn(variables, x, train=True, mutable=["batch_stats", LOSSES], rngs={"dropout": rng})
     y_pred = cast_floats(y_pred, jnp.float32)
-    per_example = per_example_losses(loss_fn(batch["y"], y_pred), batch_size_of(y_pred))
     mask, weight = _masks(batch, batch_size_of(y_pred))
-    mean_loss = jnp.sum(per_example * weight) / jnp.maximum(jnp.sum(mask), 1.0)
+    loss_sum = loss_total(loss_fn, batch["y"], y_pred, weight, mask)
     sown = total_loss(updates.get(LOSSES, {}))
-    total = mean_loss + sown + (regularizer(params) if regularizer is not None else 0.0)
-    return total, (y_pred, per_example, updates.get("batch_stats", batch_stats), sown)
+    total = loss_sum / jnp.maximum(jnp.sum(mask), 1.0) + sown + (regularizer(params) if regularizer is not None else 0.0)
+    return total, (y_pred, loss_sum, updates.get("batch_stats", batch_stats), sown)
 
   grad_fn = jax.value_and_grad(forward, has_aux=True)
 
@@ -229,7 +249,7 @@ def make_train_step(
   def train_step(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if accumulate_steps == 1:
-      (_, (y_pred, per_example, batch_stats, sown)), grads = grad_fn(
+      (_, (y_pred, loss_sum, batch_stats, sown)), grads = grad_fn(
           state.params, state.batch_stats, state.apply_fn, batch, rng)
     else:
       def body(carry, micro):
@@ -239,18 +259,18 @@ def make_train_step(
         return (jax.tree.map(jnp.add, grads_sum, grads), stats, index + 1), (pred, per, sown)
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
-      (grads, batch_stats, _), (y_pred, per_example, sown) = jax.lax.scan(
+      (grads, batch_stats, _), (y_pred, loss_sum, sown) = jax.lax.scan(
           body, (zeros, state.batch_stats, 0), micro_batches(batch))
       sown = jnp.mean(sown)
       grads = jax.tree.map(lambda g: g / accumulate_steps, grads)
       y_pred = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), y_pred)
-      per_example = per_example.reshape((-1,) + per_example.shape[2:])
+      loss_sum = jnp.sum(loss_sum)
     if frozen_batch_stats:
       keep = frozen_mask(state.batch_stats, frozen_batch_stats)
       batch_stats = jax.tree.map(lambda k, old, new: old if k else new, keep, state.batch_stats, batch_stats)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example, sown)
+    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, loss_sum, sown)
     first_bad = metric_states["nonfinite_step"]
     metric_states["nonfinite_step"] = jnp.where(
         (first_bad < 0) & ~jnp.isfinite(results["loss"]), state.step, first_bad)
@@ -288,8 +308,9 @@ def make_eval_step(
       x = cast_floats(x, compute_dtype)
     y_pred, sown = state.apply_fn(variables, x, train=False, mutable=[LOSSES])
     y_pred = cast_floats(y_pred, jnp.float32)
-    per_example = per_example_losses(loss_fn(batch["y"], y_pred), batch_size_of(y_pred))
-    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred, per_example,
+    mask, weight = _masks(batch, batch_size_of(y_pred))
+    metric_states, results = _update_metrics(step, state.metrics, batch, y_pred,
+                                             loss_total(loss_fn, batch["y"], y_pred, weight, mask),
                                              total_loss(sown.get(LOSSES, {})))
     return state.replace(metrics=metric_states), results
 

@@ -173,6 +173,51 @@ def _fold(fn):
   return merged
 
 
+def _entry_masks(xs, mask):
+  """Each input's Keras mask (or None) spread over its feature axis."""
+  masks = list(mask) if mask is not None else [None] * len(xs)
+  return [None if m is None else jnp.broadcast_to(jnp.asarray(m).astype(bool)[..., None], x.shape)
+          for m, x in zip(masks, xs)]
+
+
+def _multiply_masked(xs, mask):
+  """Keras's `Multiply` (merging/multiply.py): a masked entry counts as 1; where every input is masked, 0."""
+  masks = _entry_masks(xs, mask)
+  out, out_mask = None, None
+  for x, m in zip(xs, masks):
+    if m is not None:
+      x = jnp.where(m, x, jnp.ones((), x.dtype))
+      out_mask = m if out_mask is None else out_mask | m
+    out = x if out is None else out * x
+  return out if None in masks else jnp.where(out_mask, out, jnp.zeros((), out.dtype))
+
+
+def _or_masked(fn):
+  """Keras's `Maximum`/`Minimum` (base_merge.py, `_apply_merge_op_and_or_mask`): a masked entry takes the other
+  input's value, so only entries masked in every input see masked values."""
+  def merged(xs, mask):
+    out, out_mask = None, None
+    for x, m in zip(xs, _entry_masks(xs, mask)):
+      if out is None:
+        out, out_mask = x, m
+        continue
+      if m is not None:
+        x = jnp.where(m, x, out)
+      if out_mask is not None:
+        out = jnp.where(out_mask, out, x)
+      out_mask = out_mask | m if m is not None and out_mask is not None else None
+      out = fn(out, x)
+    return out
+  return merged
+
+
+def _masked_merge(fn):
+  """A merge whose inputs' Keras masks change what it computes (the masks come as the `mask` keyword)."""
+  def build(config, name, options):
+    return lambda xs, train, mask=None: fn(list(xs), mask)
+  return KerasClass(build, kwargs=("mask",))
+
+
 
 
 RECORDS: dict[str, KerasClass] = {
@@ -194,10 +239,10 @@ RECORDS: dict[str, KerasClass] = {
     "RepeatVector": KerasClass(_repeat_vector),
     "Add": _merge(lambda xs: sum(xs[1:], xs[0])),
     "Subtract": _merge(lambda xs: xs[0] - xs[1]),
-    "Multiply": _merge(_fold(jnp.multiply)),
+    "Multiply": _masked_merge(_multiply_masked),
     "Average": _merge(_mean),
-    "Maximum": _merge(_fold(jnp.maximum)),
-    "Minimum": _merge(_fold(jnp.minimum)),
+    "Maximum": _masked_merge(_or_masked(jnp.maximum)),
+    "Minimum": _masked_merge(_or_masked(jnp.minimum)),
     "Concatenate": KerasClass(_concatenate),
     "Dot": KerasClass(_dot),
     "Embedding": KerasClass(_embedding, creates_module=True, weights=({"embeddings": ("params", "embeddings")},)),

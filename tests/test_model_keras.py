@@ -308,6 +308,13 @@ def test_errors_name_what_is_allowed():
   model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
   with pytest.raises(ValueError, match=r"class_weight and sample_weight are both given"):
     model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(8), verbose=0)
+  with pytest.raises(ValueError, match=r"shuffle='batch' is not allowed; expected True or False"):
+    model.fit(x, y, shuffle="batch", verbose=0)
+  with pytest.raises(ValueError, match=r"validation_steps=-3 is not allowed; expected a positive integer"):
+    model.fit(x, y, validation_data=(x, y), validation_steps=-3, verbose=0)
+  # as Keras reads a step count of 0: every batch
+  assert model.evaluate(x, y, batch_size=4, steps=0, verbose=0) == model.evaluate(x, y, batch_size=4, verbose=0)
+  assert model.predict(x, batch_size=4, steps=0, verbose=0).shape == (8, 5)
   with pytest.raises(TypeError, match=r"x=str is not something the model can read; expected arrays"):
     model.fit("images/", y, verbose=0)
   with pytest.raises(ValueError, match=r"optimizer=3 is not allowed; expected a Keras optimizer name"):

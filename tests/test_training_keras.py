@@ -100,16 +100,23 @@ def test_fit_with_class_weight_and_validation_split_equals_keras_fit():
     assert_close(got, want, tol=1e-5)
 
 
+def test_class_weight_rounds_soft_labels_and_weighs_the_classes_it_leaves_out_1_as_keras():
+  from jaxcomponents.training.loop import _class_weigher  # pylint: disable=import-outside-toplevel
+  from keras.src.trainers.data_adapters.data_adapter_utils import class_weight_to_sample_weights
+  for y in (np.array([0.2, 0.5, 0.7, 1.0, 0.0]), np.array([3, 1, 0, 1, 2]), np.eye(4)[[3, 1, 0, 2, 1]]):
+    got = _class_weigher({1: 5.0, 3: 0.5})({"y": y})["sample_weight"]
+    np.testing.assert_array_equal(got, class_weight_to_sample_weights(y, {1: 5.0, 3: 0.5}))
+
+
 def test_class_weight_and_validation_split_errors():
   x, y = random_input((20, 8, 8, 2)), np.arange(20) % 5
   module = SmallCNN()
   state = TrainState.create(module, optimizers.get("sgd"), x[:1])
   step, data = make_train_step("sparse_categorical_crossentropy"), ArrayDataset(x, y, batch_size=4)
-  with pytest.raises(ValueError, match=r"class_weight=\{1: 2.0\} is not allowed; expected a dict from each class 0"):
-    fit(state, step, data, epochs=1, class_weight={1: 2.0}, verbose=0)
-  with pytest.raises(ValueError, match=r"labels \[[34](, 4)?\] have no class_weight; it gives weights for "
-                                       r"classes 0 \.\.\. 2"):
-    fit(state, step, data, epochs=1, class_weight={0: 1.0, 1: 1.0, 2: 1.0}, verbose=0)
+  for bad in ({1: -2.0}, {"a": 1.0}, {0: float("nan")}, [1.0, 2.0]):
+    with pytest.raises(ValueError, match=r"class_weight=.* is not allowed; expected a dict from class indices to "
+                                         r"finite weights >= 0 \(a class it leaves out weighs 1.0, as in Keras\)"):
+      fit(state, step, data, epochs=1, class_weight=bad, verbose=0)
   with pytest.raises(ValueError, match=r"validation_split=1.5 is not allowed; expected a float in \(0, 1\)"):
     fit(state, step, data, epochs=1, validation_split=1.5, verbose=0)
   with pytest.raises(ValueError, match=r"validation_split and validation_data are both given"):

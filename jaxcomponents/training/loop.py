@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import numbers
 import os
 import signal
 import sys
@@ -131,13 +132,13 @@ def _class_weigher(class_weight: Mapping[int, float] | None):
   """batch -> batch with `sample_weight` multiplied by each example's class weight (identity without weights)."""
   if class_weight is None:
     return lambda batch: batch
-  keys = sorted(class_weight) if isinstance(class_weight, Mapping) else None
-  if keys is None or keys != list(range(len(keys))) or not all(
-      isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+  if not isinstance(class_weight, Mapping) or not all(
+      isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in class_weight) or not all(
+      isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
       for w in class_weight.values()):
-    raise ValueError(f"class_weight={class_weight!r} is not allowed; expected a dict from each class 0 ... K-1 to a "
-                     "finite weight >= 0, as Keras takes it.")
-  table = np.asarray([class_weight[k] for k in keys], np.float32)
+    raise ValueError(f"class_weight={class_weight!r} is not allowed; expected a dict from class indices to finite "
+                     "weights >= 0 (a class it leaves out weighs 1.0, as in Keras).")
+  table = {int(k): float(w) for k, w in class_weight.items()}
 
   def weigh(batch):
     y = np.asarray(batch["y"])
@@ -147,11 +148,9 @@ def _class_weigher(class_weight: Mapping[int, float] | None):
     if y.shape[1] != 1:
       raise ValueError(f"class_weight weighs one label per example; these labels have shape {np.shape(batch['y'])}. "
                        "Use sample weights for per-pixel or per-step labels.")
-    classes = y[:, 0].astype(np.int64)
-    if ((classes < 0) | (classes >= len(table))).any():
-      raise ValueError(f"labels {sorted(set(classes.tolist()) - set(range(len(table))))} have no class_weight; it "
-                       f"gives weights for classes 0 ... {len(table) - 1}.")
-    weight = table[classes] * np.asarray(batch.get("sample_weight", 1.0), np.float32)
+    classes = np.round(y[:, 0]).astype(np.int64)  # as Keras: a soft binary label of 0.5 or more is class 1
+    class_weights = np.asarray([table.get(c, 1.0) for c in classes.tolist()], np.float32)
+    weight = class_weights * np.asarray(batch.get("sample_weight", 1.0), np.float32)
     return {**batch, "sample_weight": weight}
 
   return weigh

@@ -375,6 +375,11 @@ class Model:
     self._require_compiled("fit")
     _check_weights(class_weight, sample_weight)
     check_validation_freq(validation_freq)
+    steps_per_epoch, validation_steps = _steps("steps_per_epoch", steps_per_epoch), _steps("validation_steps",
+                                                                                             validation_steps)
+    if not isinstance(shuffle, (bool, np.bool_)):
+      raise ValueError(f"shuffle={shuffle!r} is not allowed; expected True or False (Keras's 'batch', shuffling "
+                       "within each batch, is not supported; shuffle=False keeps the same batches).")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
       raise ValueError(f"epochs={epochs!r} is not allowed; expected an integer >= 0.")
     data, steps = self._dataset("fit", x, y, sample_weight, batch_size, shuffle, steps_per_epoch, pad=False)
@@ -410,6 +415,7 @@ class Model:
     """The loss and metrics over `x`, as Keras's `evaluate`: a scalar, a list in `metrics_names` order, or a dict."""
     self._require_compiled("evaluate")
     check_choice("verbose", verbose, ("auto", 0, 1, 2))
+    steps = _steps("steps", steps)
     data, count = self._dataset("evaluate", x, y, sample_weight, batch_size, False, steps)
     self._ensure_built(data)
     hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
@@ -429,6 +435,7 @@ class Model:
     model compiles once.
     """
     check_choice("verbose", verbose, ("auto", 0, 1, 2))
+    steps = _steps("steps", steps)
     if is_dataset(x) or _grain_dataset(x):
       data, count = self._dataset("predict", x, None, None, batch_size, False, steps)
       batches = ((batch["x"], batch.get("mask")) for batch in batch_stream(data, 0, count))
@@ -634,6 +641,13 @@ class Model:
 
   def __repr__(self):
     return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"
+
+
+def _steps(param: str, value: Any) -> int | None:
+  """A step count as Keras reads it: None or 0 for every batch of the data, else a positive integer."""
+  if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == 0):
+    return None
+  return check_positive_int(param, int(value) if isinstance(value, np.integer) else value)
 
 
 def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any], Any]:

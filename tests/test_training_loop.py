@@ -253,13 +253,13 @@ def test_early_stopping_restores_the_best_weights_when_it_stops():
 
   x, y = blobs()
   scripted = Scripted()
-  stop = EarlyStopping("score", patience=2, restore_best_weights=True)
+  stop = EarlyStopping("score", mode="min", patience=2, restore_best_weights=True)
   state, history = fit(new_state(), make_train_step(xent), ArrayDataset(x, y, batch_size=32), epochs=10,
                        callbacks=[scripted, stop], verbose=0)
   assert history.stopped_by == "callback" and len(history.epochs) == 4 and stop.best_epoch == 1
   assert leaves_equal(state.params, scripted.seen[1])
   assert int(state.step) == 12  # the optimizer's progress is kept, as in Keras
-  kept, scripted = EarlyStopping("score", patience=20, restore_best_weights=True), Scripted()
+  kept, scripted = EarlyStopping("score", mode="min", patience=20, restore_best_weights=True), Scripted()
   state, _ = fit(new_state(), make_train_step(xent), ArrayDataset(x, y, batch_size=32), epochs=3,
                  callbacks=[scripted, kept], verbose=0)
   # As Keras 3: the best weights are restored at the end of training, stopped or not.
@@ -279,7 +279,7 @@ def _scripted_score(scores):
 
 def test_reduce_lr_on_plateau_lowers_the_logged_rate_with_patience_cooldown_and_floor(tmp_path, capsys):
   x, y = blobs()
-  reduce = ReduceLROnPlateau("score", factor=0.5, patience=2, cooldown=1, min_lr=0.02, min_delta=0.0, verbose=1)
+  reduce = ReduceLROnPlateau("score", mode="min", factor=0.5, patience=2, cooldown=1, min_lr=0.02, min_delta=0.0, verbose=1)
   state, history = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), make_train_step(xent),
                        ArrayDataset(x, y, batch_size=32), epochs=9, checkpoint_dir=tmp_path,
                        callbacks=[_scripted_score([5, 4, 4, 4, 4, 4, 4, 4, 4]), reduce], verbose=2)
@@ -297,7 +297,7 @@ def test_reduce_lr_on_plateau_reduces_what_the_optimizer_uses():
   x, y = blobs()
   data, step = ArrayDataset(x, y, batch_size=32, shuffle=False), make_train_step(xent)
   reduced, _ = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), step, data, epochs=3, verbose=0,
-                   callbacks=[_scripted_score([1, 1, 1]), ReduceLROnPlateau("score", factor=0.5, patience=0)])
+                   callbacks=[_scripted_score([1, 1, 1]), ReduceLROnPlateau("score", mode="min", factor=0.5, patience=0)])
   by_hand, _ = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), step, data, epochs=2, verbose=0)
   by_hand = by_hand.replace(opt_state=optimizers.set_learning_rate(by_hand.opt_state, lambda old: old * 0.5))
   by_hand, _ = fit(by_hand, step, data, epochs=3, initial_epoch=2, verbose=0)
@@ -337,3 +337,12 @@ def test_each_partition_logs_its_learning_rate():
   logs = optimizers.learning_rate_logs(state.opt_state)
   assert sorted(logs) == ["learning_rate_inner_states_a_inner_state", "learning_rate_inner_states_b_inner_state"]
   assert sorted(logs.values()) == pytest.approx([0.1, 0.2])
+
+
+def test_auto_mode_reads_the_direction_from_the_name_and_refuses_a_name_it_cannot_tell_as_keras():
+  assert EarlyStopping("val_mean_io_u").mode == "max"  # Keras's MeanIoU is named mean_io_u
+  assert EarlyStopping("val_dice_coef").mode == "max" and EarlyStopping("val_auc_1").mode == "max"
+  assert EarlyStopping("val_mean_squared_error").mode == "min" and EarlyStopping("out_loss").mode == "min"
+  with pytest.raises(ValueError, match=r"EarlyStopping\(monitor='score', mode='auto'\) cannot tell whether 'score' "
+                                       r"should be minimised or maximised; pass mode='min' or mode='max'"):
+    EarlyStopping("score")

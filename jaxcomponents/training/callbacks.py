@@ -409,21 +409,40 @@ class ProgbarLogger(Callback):
     self._finish(None)
 
 
+# Words in a log's name that tell which way it improves (Keras's metrics carry `_direction` "up" or "down").
+_DOWN = ("loss", "error", "crossentropy", "hinge", "divergence", "kld", "poisson", "log_cosh", "logcosh", "mse",
+         "mae", "mape", "msle", "false_positives", "false_negatives")
+_UP = ("acc", "auc", "precision", "recall", "iou", "io_u", "dice", "f1", "fbeta", "f_beta", "r2", "sensitivity",
+       "specificity", "true_positives", "true_negatives", "cosine_similarity", "correlation", "ssim")
+
+
+def _direction(callback: str, monitor: str) -> str:
+  """"min" or "max" for `monitor` in "auto" mode; a name that tells neither is an error, as in Keras."""
+  name = monitor.removeprefix("val_")
+  if any(word in name for word in _DOWN):
+    return "min"
+  if any(word in name for word in _UP):
+    return "max"
+  raise ValueError(f"{callback}(monitor={monitor!r}, mode='auto') cannot tell whether {monitor!r} should be "
+                   "minimised or maximised; pass mode='min' or mode='max'.")
+
+
 class _Monitor(Callback):
   """A callback watching one log for improvement, as Keras's `MonitorCallback`.
 
-  In "auto" mode a loss is minimised, an accuracy-like name (acc, auc,
-  precision, recall, iou) maximised, anything else minimised; an improvement
-  must beat the best value by more than `min_delta`.
+  In "auto" mode the direction comes from the name, as Keras reads it from the
+  metric's own direction: a loss or an error is minimised, an accuracy-like
+  score (accuracy, AUC, precision, recall, IoU, Dice, F1, R2, ...)
+  maximised, and a name it cannot tell is an error (pass mode="min" or
+  "max"), as in Keras. An improvement must beat the best value by more than
+  `min_delta`.
   """
 
   def __init__(self, monitor: str, mode: str, min_delta: float, baseline: float | None = None):
     super().__init__()
     check_choice("mode", mode, ("auto", "min", "max"))
     if mode == "auto":
-      name = monitor.removeprefix("val_")
-      maximise = "loss" not in name and any(w in name for w in ("acc", "auc", "precision", "recall", "iou"))
-      mode = "max" if maximise else "min"
+      mode = _direction(type(self).__name__, monitor)
     self.monitor, self.mode, self.min_delta, self.baseline = monitor, mode, abs(min_delta), baseline
     self.best: float | None = None
 

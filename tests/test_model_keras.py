@@ -300,6 +300,28 @@ def test_fit_reads_datasets_grain_and_a_subclass_that_overrides_epoch():
                              rtol=1e-6)
 
 
+def _top_probability(y_true, y_pred):
+  return y_pred.max(axis=-1)
+
+
+def test_metric_objects_and_functions_in_compile_log_under_their_names_as_keras():
+  keras_model = small_cnn(seed=12)
+  model = pair(keras_model)
+  x, y = data(24, 13)
+  from jaxcomponents import metrics  # pylint: disable=import-outside-toplevel
+
+  def script(m, accuracy):
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=[accuracy, _top_probability])
+    return m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=callbacks.History()
+                 if m is model else keras.callbacks.History())
+
+  ours = script(model, metrics.get("sparse_categorical_accuracy"))
+  theirs = script(keras_model, keras.metrics.SparseCategoricalAccuracy())
+  assert_history_equal(ours, theirs)
+  with pytest.raises(ValueError, match=r"metrics='accuracy' is not allowed; expected a list, tuple or dict"):
+    model.compile(optimizer="sgd", loss="mse", metrics="accuracy")
+
+
 def test_errors_name_what_is_allowed():
   model = Model(pair(small_cnn()).module)
   x, y = data(8, 1)

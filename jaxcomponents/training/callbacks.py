@@ -186,7 +186,7 @@ class CallbackList(Callback):
   def __init__(self, callbacks: Iterable[Callback] | None = None, *, add_history: bool = False,
                add_progbar: bool | "ProgbarLogger" = False, model: Any = None, **params: Any):
     super().__init__()
-    self.callbacks = list(callbacks or [])
+    self.callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])  # one, as Keras
     for callback in self.callbacks:
       _check_protocol(callback)
     self.history = next((c for c in self.callbacks if isinstance(c, History)), None)

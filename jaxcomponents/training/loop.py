@@ -496,7 +496,7 @@ def run_fit(
     raise ValueError("resume=True needs a checkpoint_dir to resume from.")
   if resume and overwrite:
     raise ValueError("resume=True and overwrite=True contradict each other: give one of them.")
-  callbacks = list(callbacks)
+  callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or ())  # one, as Keras takes it
   for callback in callbacks:
     _check_protocol(callback)
   backup = next((c for c in callbacks if isinstance(c, BackupAndRestore)), None)

@@ -397,7 +397,7 @@ class Model:
       return self.history
     history = run_fit(self, data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                       validation_data=validation_data, validation_steps=validation_steps,
-                      validation_freq=validation_freq, class_weight=class_weight, callbacks=list(callbacks or ()),
+                      validation_freq=validation_freq, class_weight=class_weight, callbacks=callbacks,
                       mesh=self.mesh, verbose=verbose, data_from_run_start=True)
     return history
 

@@ -52,9 +52,27 @@ def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any] | None, taken: Se
   """
   if not metrics:
     return {}
+  if isinstance(metrics, str):
+    raise ValueError(f"metrics={metrics!r} is not allowed; expected a list, tuple or dict of metrics, e.g. "
+                     f"[{metrics!r}] (as Keras's compile).")
   if not isinstance(metrics, Mapping):
-    metrics = {name: metrics_lib.compile_metric(name) for name in metrics}
+    metrics = dict(_named_metric(metric) for metric in metrics)
   return {(f"weighted_{name}" if name in taken else name): metric for name, metric in metrics.items()}
+
+
+def _named_metric(metric: Any) -> tuple[str, Any]:
+  """A `compile(metrics=[...])` entry and its log's name, as Keras names it: a name as given, a metric by its
+  `name`, a function `(y_true, y_pred) -> per-example values` by its `__name__` (averaged, Keras's
+  `MeanMetricWrapper`)."""
+  if isinstance(metric, str):
+    return metric, metrics_lib.compile_metric(metric)
+  if all(hasattr(metric, attr) for attr in ("init", "update", "result", "name")):
+    return metric.name, metric
+  if callable(metric) and getattr(metric, "__name__", "<lambda>") != "<lambda>":
+    return metric.__name__, metrics_lib.Mean(metric.__name__, metric)
+  raise ValueError(f"metrics entry {metric!r} is not allowed; expected a metric name, a jaxcomponents metric "
+                   "(jaxcomponents.metrics.get(...)), a named function (y_true, y_pred) -> per-example values, "
+                   "or a dict from log names to metrics.")
 
 
 class _Mean:

@@ -475,8 +475,23 @@ def _mean(name, fn, **options):
   return Mean(name, fn, tuple(options.items()))
 
 
+@dataclasses.dataclass(frozen=True)
+class _PerSampleLoss:
+  """A loss's per-sample values as Keras's metric computes them: in the predictions' float dtype (the loss
+  itself computes in float32)."""
+
+  name: str
+
+  def __call__(self, y_true, y_pred):
+    y_pred = jnp.asarray(y_pred)
+    if not jnp.issubdtype(y_pred.dtype, jnp.floating):
+      y_pred = y_pred.astype(jnp.float32)
+    y_true, y_pred = losses.match_rank(jnp.asarray(y_true, y_pred.dtype), y_pred)
+    return losses.LOSSES[self.name](y_true, y_pred)[0]
+
+
 def _per_sample_loss(name):
-  return losses.get(name, reduction="none")
+  return _PerSampleLoss(name)
 
 
 def _check_k(k):

@@ -3,6 +3,7 @@
 import warnings
 
 import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
 import pytest
@@ -189,3 +190,16 @@ def test_compile_reads_every_spelling_of_accuracy_as_keras_compile_does(spelling
     return float(metric.result(metric.update(metric.init(), y_true, y_pred, None)))
   assert once(metrics.compile_metric(spelling)) == pytest.approx(2 / 3)
   assert once(metrics.get("Accuracy")) == 0.0  # Keras's class: exact equality of labels and scores
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["mae", "mse"])
+def test_error_metrics_compute_in_the_inputs_dtype_as_keras(name, dtype):
+  rng = np.random.default_rng(41)
+  y_true, y_pred = (jnp.asarray(rng.normal(size=(6, 5)), dtype) for _ in range(2))
+  metric = metrics.get(name)
+  keras_metric = keras.metrics.get(name)
+  keras_metric = keras_metric if hasattr(keras_metric, "update_state") else keras.metrics.MeanMetricWrapper(keras_metric)
+  keras_metric.update_state(np.asarray(y_true), np.asarray(y_pred))
+  got = metric.result(metric.update(metric.init(), y_true, y_pred))
+  np.testing.assert_allclose(float(got), float(keras_metric.result()), rtol=1e-6)

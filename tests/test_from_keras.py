@@ -89,6 +89,28 @@ def test_multiply_maximum_and_minimum_merge_masked_inputs_as_keras(merge):
   outputs_close(module, variables, model, ids)
 
 
+def test_integer_images_resize_into_their_own_dtype_as_keras():
+  image = keras.Input((7, 6, 1), dtype="uint8")
+  outputs = [L.Resizing(14, 12)(image), L.Resizing(3, 4, interpolation="bicubic", antialias=True)(image),
+             L.UpSampling2D(2, interpolation="bilinear")(image)]
+  model = keras.Model(image, outputs)
+  x = np.random.default_rng(0).integers(0, 256, size=(2, 7, 6, 1)).astype(np.uint8)
+  module, variables = from_keras(model)
+  for ours, theirs in zip(module.apply(variables, x), model(x)):
+    assert ours.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_the_mask_attention_passes_on_is_computed_as_keras():
+  ids = keras.Input((5,))
+  x = L.Embedding(9, 4, mask_zero=True)(ids)
+  model = keras.Model(ids, L.GlobalAveragePooling1D()(L.Attention()([x, x])))
+  randomize(model, 5)
+  data = np.array([[3, 1, 0, 0, 5], [0, 2, 2, 7, 0]])
+  module, variables = from_keras(model, check=data)
+  outputs_close(module, variables, model, data)
+
+
 def test_nested_models_shared_layers_and_named_recurrent_layers():
   inner_in = keras.Input((5,))
   inner = keras.Model(inner_in, L.Dense(4, name="inner_dense")(L.Dense(6, activation="tanh")(inner_in)),

@@ -26,6 +26,7 @@ OPS: dict[str, KerasClass] = {
     "LogicalNot": _op(jnp.logical_not), "Any": _op(jnp.any, "axis", "keepdims"),
     "All": _op(jnp.all, "axis", "keepdims"), "ExpandDims": _op(jnp.expand_dims, "axis"),
     "Squeeze": _op(jnp.squeeze, "axis"), "Cast": _op(lambda x, dtype: x.astype(dtype), "dtype"),
+    "ConvertToTensor": _op(lambda x, dtype=None: jnp.asarray(x, dtype), "dtype"),
     "Add": _op(jnp.add), "Subtract": _op(jnp.subtract), "Multiply": _op(jnp.multiply),
     "Divide": _op(jnp.divide), "Matmul": _op(jnp.matmul), "Transpose": _op(jnp.transpose, "axes"),
     "Reshape": _op(jnp.reshape, "newshape"), "Tanh": _op(jnp.tanh), "Exp": _op(jnp.exp),

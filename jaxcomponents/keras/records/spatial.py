@@ -105,7 +105,7 @@ def _up_sampling(dims: int):
           x = jnp.repeat(x, factor, axis=axis)
         return x
       shape = (x.shape[0], *(d * f for d, f in zip(x.shape[1:-1], size)), x.shape[-1])
-      return jax.image.resize(x, shape, method=_RESIZE_METHODS[method], antialias=False)
+      return _in_input_dtype(jax.image.resize(x, shape, method=_RESIZE_METHODS[method], antialias=False), x.dtype)
     return call
 
   def check(config):
@@ -120,8 +120,17 @@ def _resizing(config, name, options):
 
   def call(x, train):
     shape = (x.shape[0], height, width, x.shape[-1])
-    return jax.image.resize(x.astype(jnp.float32), shape, method=_RESIZE_METHODS[method], antialias=antialias)
+    resized = jax.image.resize(x.astype(jnp.float32), shape, method=_RESIZE_METHODS[method], antialias=antialias)
+    return _in_input_dtype(resized, x.dtype)
   return call
+
+
+def _in_input_dtype(resized, dtype):
+  """Integer images come back rounded and saturated into their own dtype, as Keras's resizing gives them."""
+  if not jnp.issubdtype(dtype, jnp.integer):
+    return resized
+  info = jnp.iinfo(dtype)
+  return jnp.clip(jnp.round(resized), info.min, info.max).astype(dtype)
 
 
 def _resizing_check(config):

@@ -66,6 +66,33 @@ def tanh_shrink(x: jax.Array) -> jax.Array:
   return x - jnp.tanh(x)
 
 
+def squareplus(x: jax.Array) -> jax.Array:
+  return jax.nn.squareplus(x, b=4)
+
+
+def soft_shrink(x: jax.Array) -> jax.Array:
+  return jnp.where(x > 0.5, x - 0.5, jnp.where(x < -0.5, x + 0.5, 0.0))
+
+
+def hard_shrink(x: jax.Array) -> jax.Array:
+  return jnp.where(jnp.abs(x) > 0.5, x, 0.0)
+
+
+def sparsemax(x: jax.Array) -> jax.Array:
+  """Keras's `sparsemax` over the last axis, as every Keras backend computes it.
+
+  Keras's threshold sums the cumulative sums over the support (Martins & Astudillo's takes the last one), so the
+  two differ where more than one entry is kept; this is Keras's.
+  """
+  ranked = -jnp.sort(-x, axis=-1)
+  cumulative = jnp.cumsum(ranked, axis=-1)
+  k = jnp.arange(1, x.shape[-1] + 1)
+  support = ranked - (cumulative - 1) / k > 0
+  count = jnp.sum(support, axis=-1, keepdims=True)
+  tau = (jnp.sum(jnp.where(support, cumulative, 0.0), axis=-1, keepdims=True) - 1) / count
+  return jnp.maximum(x - tau, 0.0)
+
+
 def gelu_tanh(x: jax.Array) -> jax.Array:
   """keras-unet-collection's `GELU`: the tanh approximation."""
   return 0.5 * x * (1.0 + jnp.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
@@ -89,7 +116,9 @@ for _name, _fn, _aliases in (
     ("leaky_relu", leaky_relu, ()), ("softplus", jax.nn.softplus, ()), ("softsign", jax.nn.soft_sign, ()),
     ("hard_sigmoid", hard_sigmoid, ()), ("hard_silu", hard_silu, ("hard_swish",)), ("hard_tanh", jax.nn.hard_tanh, ()),
     ("exponential", jnp.exp, ()), ("mish", mish, ()), ("log_sigmoid", jax.nn.log_sigmoid, ()),
-    ("tanh_shrink", tanh_shrink, ()),
+    ("tanh_shrink", tanh_shrink, ()), ("squareplus", squareplus, ()), ("soft_shrink", soft_shrink, ()),
+    ("hard_shrink", hard_shrink, ()), ("sparse_plus", jax.nn.sparse_plus, ()),
+    ("sparse_sigmoid", jax.nn.sparse_sigmoid, ()), ("sparsemax", sparsemax, ()),
 ):
   ACTIVATIONS.register(_name, _fn, aliases=_aliases)
 del _name, _fn, _aliases

@@ -243,6 +243,17 @@ def test_bidirectional_layer_checks():
         jax.random.key(0), x)
   with pytest.raises(ValueError, match="merge_mode"):
     Bidirectional(Recurrent(2), merge_mode="max").init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r"backward_layer with go_backwards=True is not allowed"):  # as Keras
+    Bidirectional(Recurrent(2, go_backwards=True)).init(jax.random.key(0), x)
+
+
+def test_conv_lstm_padding_in_any_case_as_keras():
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 3, 6, 2)), jnp.float32)
+  for padding in ("SAME", "Valid"):
+    layer = ConvLSTM1D(2, 3, padding=padding)
+    variables = layer.init(jax.random.key(0), x)
+    expected = ConvLSTM1D(2, 3, padding=padding.lower()).apply(variables, x)
+    np.testing.assert_array_equal(layer.apply(variables, x), expected)
 
 
 # Stateful layers.

@@ -100,7 +100,7 @@ class ConvLSTMCell(PrecisionFields):
     if max(strides) > 1 and max(dilation) > 1:
       raise ValueError(f"strides={self.strides!r} with dilation_rate={self.dilation_rate!r} is not allowed; expected "
                        f"strides 1 or dilation_rate 1 (as Keras requires).")
-    check_choice("padding", self.padding, PADDINGS)
+    check_choice("padding", self.padding.lower() if isinstance(self.padding, str) else self.padding, PADDINGS)
     check_positive_int("features", self.features)
     check_rate("dropout", self.dropout)
     check_rate("recurrent_dropout", self.recurrent_dropout)
@@ -114,7 +114,7 @@ class ConvLSTMCell(PrecisionFields):
                        f"(batch, {rank} spatial sizes, channels).")
     spatial = []
     for n, k, s, d in zip(x_shape[1:-1], kernel_size, strides, dilation):
-      span = n - (k - 1) * d if self.padding == "valid" else n
+      span = n - (k - 1) * d if self.padding.lower() == "valid" else n  # in any case, as Keras
       if span < 1:
         raise ValueError(f"the input's spatial sizes {tuple(x_shape[1:-1])} are smaller than the dilated window of "
                          f"kernel_size {kernel_size} (dilation_rate {dilation}) with padding='valid'.")

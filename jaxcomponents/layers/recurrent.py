@@ -650,7 +650,7 @@ class Bidirectional(nn.Module):
     forward_layer = self.layer
     backward_layer = self.backward_layer
     if backward_layer is None:
-      backward_layer = forward_layer.clone(parent=None, go_backwards=not forward_layer.go_backwards)
+      backward_layer = forward_layer.clone(parent=None, go_backwards=True)  # as Keras mirrors it
     for which, layer in (("layer", forward_layer), ("backward_layer", backward_layer)):
       if getattr(layer, "bidirectional", None):
         raise ValueError(f"{which} with bidirectional={layer.bidirectional!r} is not allowed; expected a layer "

@@ -111,6 +111,23 @@ def test_the_mask_attention_passes_on_is_computed_as_keras():
   outputs_close(module, variables, model, data)
 
 
+def test_each_layer_computes_in_its_dtype_policy_and_casts_its_inputs_as_keras():
+  image = keras.Input((6, 6, 3))
+  x = L.Conv2D(4, 3, dtype="mixed_bfloat16")(image)
+  x = L.LayerNormalization(dtype="bfloat16")(L.Dense(5, dtype="mixed_float16")(x))
+  x = L.AveragePooling2D(2)(L.LayerNormalization()(x))  # float32 layers: Keras casts their half inputs up
+  model = keras.Model(image, L.Dense(3, activation="softmax")(L.Flatten()(x)))
+  randomize(model, 6)
+  data = np.random.default_rng(6).normal(size=(2, 6, 6, 3)).astype("float32")
+  module, variables = from_keras(model)
+  ours = module.apply(variables, data, method=module.layer_outputs)
+  probe = keras.Model(image, [layer.output for layer in model.layers[1:]])
+  for layer, expected in zip(model.layers[1:], probe(data)):
+    got = ours[layer.name]
+    assert got.dtype == expected.dtype, (layer.name, got.dtype, expected.dtype)
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(expected, np.float32), rtol=1e-6, atol=1e-6)
+
+
 def test_nested_models_shared_layers_and_named_recurrent_layers():
   inner_in = keras.Input((5,))
   inner = keras.Model(inner_in, L.Dense(4, name="inner_dense")(L.Dense(6, activation="tanh")(inner_in)),

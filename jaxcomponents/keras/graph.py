@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxcomponents.keras import records, regularization
@@ -315,7 +316,7 @@ class KerasGraph(PrecisionFields):
         rule = rules[entry.name] = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
         if rule is None:
           raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
-        call = with_activity_regularizer(rule.build(entry.config, entry.name, self.precision_options),
+        call = with_activity_regularizer(rule.build(entry.config, entry.name, self._layer_options(entry.config)),
                                          entry.config.get("activity_regularizer"), entry.name)
         calls[entry.name] = call if rule.creates_module else StatelessLayer(entry.class_name, call, name=entry.name)
     values: dict[Ref, Any] = {}
@@ -336,11 +337,30 @@ class KerasGraph(PrecisionFields):
         args = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
         out = calls[layer](*args, train=train)
       else:
+        compute = self._autocast_dtype(entry)
+        if compute is not None:  # Keras casts a layer's floating inputs to its compute dtype
+          args, kwargs = _cast_floats((args, kwargs), compute)
         out = calls[layer](*args, train=train, **kwargs)
       for i, value in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
         values[Ref(layer, node, i)] = value
     self._sow_weight_regularization(graph, rules)
     return values
+
+  def _layer_options(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The dtypes a layer computes and keeps its weights in: its Keras dtype policy's (`mixed_bfloat16`:
+    bfloat16 and float32), unless this graph was given a `dtype`, which every layer then takes."""
+    policy = keras_dtype_policy(config)
+    if self.dtype is not None or policy is None or policy == ("float32", "float32"):
+      return self.precision_options
+    return {**self.precision_options, "dtype": jnp.dtype(policy[0]), "param_dtype": jnp.dtype(policy[1])}
+
+  def _autocast_dtype(self, entry) -> Any:
+    """The dtype Keras casts a layer's floating inputs to (its policy's compute dtype), or None: no policy, a
+    preprocessing layer (Keras passes their inputs as given), or a `dtype` given to this graph."""
+    policy = keras_dtype_policy(entry.config)
+    if self.dtype is not None or policy is None or entry.class_name in _INPUTS_AS_GIVEN:
+      return None
+    return jnp.dtype(policy[0])
 
   def _sow_weight_regularization(self, graph: Graph, rules: Mapping[str, records.KerasClass]) -> None:
     """Keras's penalty of every regularized weight (`kernel_regularizer=`, ...), once, into `"losses"`."""
@@ -355,3 +375,34 @@ class KerasGraph(PrecisionFields):
         weights = _leaves_named(params[entry.name], variable) if collection == "params" else []
         if weights:  # one penalty per weight, summed, as Keras sums its variables' losses
           self.sow(LOSSES, f"{entry.name}/{variable}_regularizer", sum(regularizer(w) for w in weights))
+
+
+# Keras layers that take their inputs as given: the preprocessing layers (`_convert_input_args = False`) and those
+# that do not autocast (`self.autocast = False`).
+_INPUTS_AS_GIVEN = frozenset({"Resizing", "Rescaling", "CenterCrop", "RandomCrop", "RandomFlip", "Normalization",
+                              "CategoryEncoding", "Hashing", "HashedCrossing", "IntegerLookup", "StringLookup",
+                              "TextVectorization", "Discretization", "LayerNormalization", "GroupNormalization",
+                              "Embedding"})
+
+
+def keras_dtype_policy(config: Mapping[str, Any]) -> tuple[str, str] | None:
+  """(compute dtype, variable dtype) of a Keras layer config's dtype policy; None where it names none.
+
+  Example:
+    >>> keras_dtype_policy({"dtype": {"class_name": "DTypePolicy", "config": {"name": "mixed_bfloat16"}}})
+    ('bfloat16', 'float32')
+  """
+  policy = config.get("dtype")
+  if not isinstance(policy, Mapping) or policy.get("class_name") not in ("DTypePolicy", "FloatDTypePolicy"):
+    return None
+  name = policy.get("config", {}).get("name")
+  if not isinstance(name, str):
+    return None
+  return (name.removeprefix("mixed_"), "float32") if name.startswith("mixed_") else (name, name)
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+  def cast(leaf):
+    floating = hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+    return leaf.astype(dtype) if floating and leaf.dtype != dtype else leaf
+  return jax.tree.map(cast, tree)

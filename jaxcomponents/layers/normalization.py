@@ -210,6 +210,7 @@ class LayerNormalization(nn.Module):
     beta = (self.param("beta", nn.initializers.zeros, shape, self.param_dtype)
             if self.use_bias and not self.rms_scaling else None)
     out_dtype = nn.dtypes.canonicalize_dtype(x, *(p for p in (gamma, beta) if p is not None), dtype=self.dtype)
+    given = x.dtype  # Keras rounds the result to the input's dtype, then casts it to the layer's
     compute = _compute_dtype(x)
     x = x.astype(compute)
     broadcast = [1] * x.ndim
@@ -224,7 +225,7 @@ class LayerNormalization(nn.Module):
     else:
       y = _normalized(x, jnp.mean(x, axes, keepdims=True), variance, self.epsilon, as_broadcast(gamma),
                       as_broadcast(beta))
-    return y.astype(out_dtype)
+    return y.astype(given).astype(out_dtype)
 
 
 def unit_normalize(x: jax.Array, axis: int | Sequence[int] = -1) -> jax.Array:

@@ -468,7 +468,7 @@ class Model:
     hooks.on_predict_end()
     if not outputs:
       raise ValueError("predict: x gave no batch.")
-    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+    return _as_keras_outputs(jax.tree.map(lambda *parts: np.concatenate(parts), *outputs))
 
   def output_spec(self, x) -> Any:
     """The outputs' shapes and dtypes (`jax.ShapeDtypeStruct`s) for inputs like `x`, traced once per input shape."""
@@ -522,7 +522,7 @@ class Model:
     """The outputs for one batch, as NumPy arrays."""
     if self._state is None and self._variables is None:
       self.build(x)
-    return jax.device_get(self._forward_fn()(self.variables, map_arrays(np.asarray, x)))
+    return _as_keras_outputs(jax.device_get(self._forward_fn()(self.variables, map_arrays(np.asarray, x))))
 
   # --------------------------------------------------------------------------------------------- weights
 
@@ -641,6 +641,11 @@ class Model:
 
   def __repr__(self):
     return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"
+
+
+def _as_keras_outputs(outputs: Any) -> Any:
+  """Several outputs as Keras's `predict` returns them: a list (a dict stays a dict)."""
+  return list(outputs) if isinstance(outputs, tuple) else outputs
 
 
 def _steps(param: str, value: Any) -> int | None:

@@ -300,6 +300,24 @@ def test_fit_reads_datasets_grain_and_a_subclass_that_overrides_epoch():
                              rtol=1e-6)
 
 
+def test_steps_per_epoch_past_the_data_reads_it_once_an_epoch_as_keras():
+  keras_model = small_cnn(seed=14)
+  model = pair(keras_model)
+  x, y = data(30, 15)  # 4 batches of 8
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    return m.fit(x, y, batch_size=8, epochs=3, steps_per_epoch=6, shuffle=False, verbose=0)
+
+  with pytest.warns(UserWarning, match=r"steps_per_epoch=6 is more than the 4 batches"):
+    ours = script(model, optimizers.get("sgd", learning_rate=0.1))
+  theirs = script(keras_model, keras.optimizers.SGD(0.1))
+  assert_history_equal(ours, theirs)
+  assert_weights_equal(model, keras_model)
+  with pytest.warns(UserWarning, match=r"steps_per_epoch=3 does not divide the 4 batches"):
+    model.fit(x, y, batch_size=8, epochs=1, steps_per_epoch=3, verbose=0)
+
+
 def _top_probability(y_true, y_pred):
   return y_pred.max(axis=-1)
 

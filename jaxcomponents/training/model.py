@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -391,6 +392,8 @@ class Model:
       steps = len(data) if steps_per_epoch is None else steps_per_epoch
     elif validation_data is not None:
       validation_data = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
+    if isinstance(data, ArrayDataset) and steps_per_epoch is not None:
+      steps = _keras_epoch_steps(steps_per_epoch, len(data))
     self._ensure_built(data)
     if epochs <= initial_epoch:
       self.history = History()
@@ -399,6 +402,8 @@ class Model:
                       validation_data=validation_data, validation_steps=validation_steps,
                       validation_freq=validation_freq, class_weight=class_weight, callbacks=callbacks,
                       mesh=self.mesh, verbose=verbose, data_from_run_start=True)
+    if steps_per_epoch is not None and history.params:
+      history.params["steps"] = steps_per_epoch  # as Keras's History reports it, even where an epoch ran fewer
     return history
 
   def _validation(self, validation_data, batch_size, steps):
@@ -641,6 +646,25 @@ class Model:
 
   def __repr__(self):
     return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"
+
+
+def _keras_epoch_steps(steps_per_epoch: int, batches: int) -> int:
+  """The steps of each epoch of arrays read `steps_per_epoch` at a time, where Keras's match ours.
+
+  Keras never runs an epoch past the end of the data: with more steps than batches each epoch is one pass (it
+  warns); with a number that does not divide the batches, the epoch reaching the end is shorter, which these
+  fixed-length epochs do not reproduce (said with a warning).
+  """
+  if steps_per_epoch >= batches:
+    if steps_per_epoch > batches:
+      warnings.warn(f"steps_per_epoch={steps_per_epoch} is more than the {batches} batches of the data: as in Keras, "
+                    f"each epoch reads the data once ({batches} steps).", stacklevel=3)
+    return batches
+  if batches % steps_per_epoch:
+    warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {batches} batches of the data: Keras ends "
+                  "the epoch that reaches the end of the data early and starts the next at the first batch; here "
+                  "every epoch has steps_per_epoch steps and reads on into the next pass.", stacklevel=3)
+  return steps_per_epoch
 
 
 def _as_keras_outputs(outputs: Any) -> Any:

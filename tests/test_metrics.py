@@ -199,7 +199,8 @@ def test_error_metrics_compute_in_the_inputs_dtype_as_keras(name, dtype):
   y_true, y_pred = (jnp.asarray(rng.normal(size=(6, 5)), dtype) for _ in range(2))
   metric = metrics.get(name)
   keras_metric = keras.metrics.get(name)
-  keras_metric = keras_metric if hasattr(keras_metric, "update_state") else keras.metrics.MeanMetricWrapper(keras_metric)
+  if not hasattr(keras_metric, "update_state"):
+    keras_metric = keras.metrics.MeanMetricWrapper(keras_metric)
   keras_metric.update_state(np.asarray(y_true), np.asarray(y_pred))
   got = metric.result(metric.update(metric.init(), y_true, y_pred))
   np.testing.assert_allclose(float(got), float(keras_metric.result()), rtol=1e-6)

@@ -137,7 +137,8 @@ _SCCE = {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits"
 
 
 @pytest.mark.parametrize("task", ["segment", "classify"])
-@pytest.mark.parametrize("options", [{"ignore_class": 0}, {"reduction": "sum"}, {"reduction": "mean_with_sample_weight"}],
+@pytest.mark.parametrize("options", [{"ignore_class": 0}, {"reduction": "sum"},
+                                     {"reduction": "mean_with_sample_weight"}],
                          ids=["ignore_class", "sum", "mean_with_sample_weight"])
 def test_a_compiled_losss_reduction_and_ignore_class_train_as_keras(task, options):
   loss = dict(_SCCE, config={**_SCCE["config"], **options})

@@ -279,7 +279,8 @@ def _scripted_score(scores):
 
 def test_reduce_lr_on_plateau_lowers_the_logged_rate_with_patience_cooldown_and_floor(tmp_path, capsys):
   x, y = blobs()
-  reduce = ReduceLROnPlateau("score", mode="min", factor=0.5, patience=2, cooldown=1, min_lr=0.02, min_delta=0.0, verbose=1)
+  reduce = ReduceLROnPlateau("score", mode="min", factor=0.5, patience=2, cooldown=1, min_lr=0.02, min_delta=0.0,
+                             verbose=1)
   state, history = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), make_train_step(xent),
                        ArrayDataset(x, y, batch_size=32), epochs=9, checkpoint_dir=tmp_path,
                        callbacks=[_scripted_score([5, 4, 4, 4, 4, 4, 4, 4, 4]), reduce], verbose=2)
@@ -297,7 +298,8 @@ def test_reduce_lr_on_plateau_reduces_what_the_optimizer_uses():
   x, y = blobs()
   data, step = ArrayDataset(x, y, batch_size=32, shuffle=False), make_train_step(xent)
   reduced, _ = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), step, data, epochs=3, verbose=0,
-                   callbacks=[_scripted_score([1, 1, 1]), ReduceLROnPlateau("score", mode="min", factor=0.5, patience=0)])
+                   callbacks=[_scripted_score([1, 1, 1]),
+                              ReduceLROnPlateau("score", mode="min", factor=0.5, patience=0)])
   by_hand, _ = fit(new_state(tx=optimizers.get("sgd", learning_rate=0.1)), step, data, epochs=2, verbose=0)
   by_hand = by_hand.replace(opt_state=optimizers.set_learning_rate(by_hand.opt_state, lambda old: old * 0.5))
   by_hand, _ = fit(by_hand, step, data, epochs=3, initial_epoch=2, verbose=0)

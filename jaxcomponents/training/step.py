@@ -252,7 +252,8 @@ def make_train_step(
     mask, weight = _masks(batch, batch_size_of(y_pred))
     loss_sum = loss_total(loss_fn, batch["y"], y_pred, weight, mask)
     sown = total_loss(updates.get(LOSSES, {}))
-    total = loss_sum / jnp.maximum(jnp.sum(mask), 1.0) + sown + (regularizer(params) if regularizer is not None else 0.0)
+    penalty = regularizer(params) if regularizer is not None else 0.0
+    total = loss_sum / jnp.maximum(jnp.sum(mask), 1.0) + sown + penalty
     return total, (y_pred, loss_sum, updates.get("batch_stats", batch_stats), sown)
 
   grad_fn = jax.value_and_grad(forward, has_aux=True)

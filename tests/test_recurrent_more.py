@@ -378,3 +378,15 @@ def test_a_stateful_layer_is_not_trained_with_its_states_silently_dropped():
       layer.apply(variables, x, train=True)
     _, kept = layer.apply(variables, x, train=True, mutable=["states"])
     assert jax.tree.leaves(kept["states"])
+
+
+def test_a_cell_module_brings_its_own_dtype_and_precision():
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 4, 3)), jnp.bfloat16)
+  layer, by_name = Recurrent(cell=LSTMCell(3, dtype=jnp.bfloat16)), Recurrent(3, dtype=jnp.bfloat16)
+  variables = layer.init(jax.random.key(0), x)
+  out = layer.apply(variables, x)
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(out, np.float32), np.asarray(by_name.apply(variables, x), np.float32))
+  for options in ({"precision": "highest"}, {"dtype": jnp.bfloat16}, {"param_dtype": jnp.bfloat16}):
+    with pytest.raises(ValueError, match=r"is not allowed with a cell module; configure the cell itself"):
+      Recurrent(cell=LSTMCell(3), **options).init(jax.random.key(0), x)

@@ -246,8 +246,7 @@ class Recurrent(PrecisionFields):
     if time < 1:
       raise ValueError(f"x has shape {x.shape}; expected at least one time step.")
     mask = self._sequence_mask(batch, time, mask, lengths)
-    # the cells' computation dtype, which the states keep
-    dtype = jnp.promote_types(x.dtype, self.param_dtype) if self.dtype is None else jnp.dtype(self.dtype)
+    dtype = _state_dtype(self if isinstance(self.cell, str) else self.cell, x.dtype)
     directions = 2 if self.bidirectional else 1
     states = self._initial_states(batch, dtype, initial_state, directions)
     if self.stateful:
@@ -435,7 +434,7 @@ class Recurrent(PrecisionFields):
       raise ValueError(f"features={self.features!r} is not allowed with cell={type(self.cell).__name__}(features="
                        f"{features}); expected None or {features}.")
     changed = changed_fields(self, ("activation", "recurrent_activation", "use_bias", "reset_after",
-                                    "unit_forget_bias"))
+                                    "unit_forget_bias", "dtype", "param_dtype", "precision"))
     rates = [f"{k}={getattr(self.cell, k)!r}" for k in ("dropout", "recurrent_dropout") if getattr(self.cell, k, 0.0)]
     if rates:
       raise ValueError(f"a cell with {', '.join(rates)} is not allowed in Recurrent, which draws the masks from its own "
@@ -443,6 +442,12 @@ class Recurrent(PrecisionFields):
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with a cell module; configure the cell itself "
                        f"({type(self.cell).__name__}(...)).")
+
+
+def _state_dtype(cell: Any, x_dtype: Any) -> Any:
+  """The dtype a cell computes in, which the states keep: its `dtype`, else its inputs' and parameters'."""
+  dtype = getattr(cell, "dtype", None)
+  return jnp.promote_types(x_dtype, getattr(cell, "param_dtype", jnp.float32)) if dtype is None else jnp.dtype(dtype)
 
 
 def keras_cudnn_rule(activation: Any, recurrent_activation: Any, use_bias: bool, recurrent_dropout: float,
@@ -521,9 +526,7 @@ def run_rnn(module: nn.Module, cell: nn.Module, x: jax.Array, *, train: bool, ma
     if mask.shape != (batch, time):
       raise ValueError(f"mask has shape {mask.shape}; expected (batch, time) = {(batch, time)}.")
     mask = mask.astype(bool)
-  first = cell.cells[0] if hasattr(cell, "cells") else cell
-  dtype = getattr(first, "dtype", None)
-  dtype = jnp.promote_types(x.dtype, getattr(first, "param_dtype", jnp.float32)) if dtype is None else jnp.dtype(dtype)
+  dtype = _state_dtype(cell.cells[0] if hasattr(cell, "cells") else cell, x.dtype)
   step_shape = (batch, *x.shape[2:])
   shapes = state_shapes(cell, step_shape)
   given = _flat_states(initial_state)

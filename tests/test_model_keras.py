@@ -32,7 +32,7 @@ def recorder(base):
     def record(self, *args, **kwargs):
       indexed = name.startswith(INDEXED)
       logs = kwargs.get("logs", args[1] if indexed and len(args) > 1 else args[0] if not indexed and args else None)
-      self.calls.append((name, args[0] if indexed else None, dict(logs or {})))
+      self.calls.append((name, args[0] if indexed else None, None if logs is None else dict(logs)))
     return record
 
   def __init__(self):
@@ -45,6 +45,8 @@ def recorder(base):
 def assert_calls_equal(ours, theirs, rtol=1e-4):
   assert [(name, index) for name, index, _ in ours] == [(name, index) for name, index, _ in theirs]
   for (name, index, got), (_, _, want) in zip(ours, theirs):
+    assert (got is None) == (want is None), (name, index, got, want)  # Keras hands {} where it has no logs
+    got, want = got or {}, want or {}
     assert list(got) == list(want), (name, index)
     for key in want:
       np.testing.assert_allclose(got[key], want[key], rtol=rtol, atol=1e-6, err_msg=f"{name}({index}) {key}")
@@ -317,6 +319,22 @@ def test_steps_per_epoch_past_the_data_reads_it_once_an_epoch_as_keras():
   assert_weights_equal(model, keras_model)
   with pytest.warns(UserWarning, match=r"steps_per_epoch=3 does not divide the 4 batches"):
     model.fit(x, y, batch_size=8, epochs=1, steps_per_epoch=3, verbose=0)
+
+
+def test_a_fit_with_no_epoch_left_still_calls_on_train_begin_and_end_as_keras():
+  keras_model = small_cnn(seed=16)
+  model = pair(keras_model)
+  x, y = data(8, 17)
+
+  def script(m, cb):
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    record = recorder(cb.Callback)()
+    history = m.fit(x, y, batch_size=8, epochs=2, initial_epoch=2, verbose=0, callbacks=[record])
+    return history, record.calls
+
+  ours, theirs = script(model, callbacks), script(keras_model, keras.callbacks)
+  assert_calls_equal(ours[1], theirs[1])
+  assert ours[0].history == theirs[0].history == {} and ours[0].params == theirs[0].params
 
 
 def _top_probability(y_true, y_pred):

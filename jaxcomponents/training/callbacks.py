@@ -229,19 +229,19 @@ class CallbackList(Callback):
     self._call("on_epoch_end", epoch, logs=pythonify(logs))  # a copy: what callbacks add stays in this epoch's
 
   def on_train_batch_begin(self, batch, logs=None):
-    self._call("on_train_batch_begin", batch, logs=logs)
+    self._call("on_train_batch_begin", batch, logs={} if logs is None else logs)
 
   def on_train_batch_end(self, batch, logs=None):
     self._call("on_train_batch_end", batch, logs=logs)
 
   def on_test_batch_begin(self, batch, logs=None):
-    self._call("on_test_batch_begin", batch, logs=logs)
+    self._call("on_test_batch_begin", batch, logs={} if logs is None else logs)
 
   def on_test_batch_end(self, batch, logs=None):
     self._call("on_test_batch_end", batch, logs=logs)
 
   def on_predict_batch_begin(self, batch, logs=None):
-    self._call("on_predict_batch_begin", batch, logs=logs)
+    self._call("on_predict_batch_begin", batch, logs={} if logs is None else logs)
 
   def on_predict_batch_end(self, batch, logs=None):
     self._call("on_predict_batch_end", batch, logs=logs)
@@ -262,7 +262,7 @@ class CallbackList(Callback):
     self._call("on_predict_begin", logs=pythonify(logs))
 
   def on_predict_end(self, logs=None):
-    self._call("on_predict_end", logs=logs)
+    self._call("on_predict_end", logs=pythonify(logs))
 
 
 class History(Callback):

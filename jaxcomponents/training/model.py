@@ -395,8 +395,11 @@ class Model:
     if isinstance(data, ArrayDataset) and steps_per_epoch is not None:
       steps = _keras_epoch_steps(steps_per_epoch, len(data))
     self._ensure_built(data)
-    if epochs <= initial_epoch:
-      self.history = History()
+    if epochs <= initial_epoch:  # no epoch to run: Keras still brackets the run with on_train_begin/end
+      hooks = CallbackList(callbacks, add_history=True, model=self, verbose=verbose, epochs=epochs, steps=steps)
+      hooks.on_train_begin()
+      hooks.on_train_end()
+      self.history = hooks.history
       return self.history
     history = run_fit(self, data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                       validation_data=validation_data, validation_steps=validation_steps,

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only
@@ -150,11 +151,19 @@ def activation_layer(name: str | None, layer_name: str, **dtypes) -> Callable[[j
   return KERAS_UNET_COLLECTION_ACTIVATIONS.get(name)
 
 
+def _flag_or_name(param: str, value, allowed) -> bool | str:
+  """A kuc switch: True, False (NumPy's too) or one of its names; kuc tests `is True`, so 0 and 1 are refused."""
+  value = bool(value) if isinstance(value, np.bool_) else value
+  if isinstance(value, bool) or (isinstance(value, str) and value in allowed):
+    return value
+  names = ", ".join(repr(a) for a in allowed if isinstance(a, str))
+  raise ValueError(f"{param}={value!r} is not allowed; expected True, False or one of {names}.")
+
+
 def check_pool(pool) -> str:
   """keras-unet-collection's `pool` values -> "max", "ave" or "stride_conv"."""
-  if not (isinstance(pool, bool) or pool in ("max", "ave")):
-    check_choice("pool", pool, POOLS)
-  return {True: "max", False: "stride_conv"}.get(pool, pool) if isinstance(pool, bool) else pool
+  pool = _flag_or_name("pool", pool, POOLS)
+  return {True: "max", False: "stride_conv"}[pool] if isinstance(pool, bool) else pool
 
 
 def check_unpool(unpool, rank: int = 2) -> str:
@@ -162,9 +171,7 @@ def check_unpool(unpool, rank: int = 2) -> str:
 
   In 3-D (`rank=3`) True is "nearest", Keras's `UpSampling3D`, and "bilinear" is refused.
   """
-  allowed = UNPOOLS if rank == 2 else (True, False, "nearest")
-  if not (isinstance(unpool, bool) or unpool in allowed):
-    check_choice("unpool", unpool, allowed)
+  unpool = _flag_or_name("unpool", unpool, UNPOOLS if rank == 2 else ("nearest",))
   if isinstance(unpool, bool):
     return "trans_conv" if not unpool else ("bilinear" if rank == 2 else "nearest")
   return unpool

@@ -66,6 +66,11 @@ def check_input_size(model: Any, input_size: Sequence[int | None]) -> None:
                        f"{factor} (the model has {model.depth} levels).")
   if input_size[-1] is not None:
     check_positive_int("input_size", input_size[-1])
+  prelu = [param for param in ("activation", "output_activation", "atten_activation", "mlp_activation")
+           if getattr(model, param, None) == "PReLU"]
+  if prelu and None in input_size[:-1]:
+    raise ValueError(f"input_size={input_size} is not allowed with {prelu[0]}='PReLU': PReLU keeps one slope per "
+                     "position (Keras's PReLU), so every size must be given, as keras-unet-collection requires.")
   if backbone is not None:
     check_backbone_input(model, input_size)
 

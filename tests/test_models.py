@@ -13,7 +13,7 @@ import pytest
 
 from jaxcomponents import preprocessing
 from jaxcomponents.models import (INCEPTION_V3_FEATURES, MOBILENET_V2_FEATURES, RESNET50_FEATURES, VGG16_FEATURES,
-                                  InceptionV3, MobileNetV2, ResNet50, VGG16, backbones)
+                                  InceptionV3, MobileNet, MobileNetV2, ResNet50, VGG16, backbones)
 from jaxcomponents.training import TrainState, make_train_step
 from jaxcomponents.weights import hub, imagenet, load_keras, save_keras_h5
 from jaxcomponents.weights.imagenet import load_imagenet
@@ -169,9 +169,19 @@ def test_imagenet_loading_checks_and_errors(tmp_path, monkeypatch):
   assert not list((tmp_path / "own" / "models").glob("*"))  # nothing half-written is left
   with pytest.raises(FileNotFoundError, match=r"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_160_no_top.h5"):
     load_imagenet(MobileNetV2(alpha=0.5, include_top=False), (160, 160, 3))
-  with pytest.warns(UserWarning, match=r"loading the weights for 224 x 224, as Keras does"):
-    with pytest.raises(FileNotFoundError, match=r"kernels_1.0_224.h5"):
-      load_imagenet(MobileNetV2(), (150, 150, 3))
+  with pytest.warns(UserWarning, match=r"loading the weights for 224 x 224, as Keras does"):  # no top: as Keras
+    with pytest.raises(FileNotFoundError, match=r"kernels_1.0_224_no_top.h5"):
+      load_imagenet(MobileNetV2(include_top=False), (150, 150, 3))
+  with pytest.raises(FileNotFoundError, match=r"kernels_1.0_160.h5"):
+    load_imagenet(MobileNetV2(), (160, 160, 3))
+  for module, shape in ((MobileNetV2(), (150, 150, 3)), (MobileNet(), (160, 192, 3))):  # the top: Keras refuses
+    with pytest.raises(ValueError, match=r"is not allowed with ImageNet weights and include_top=True; MobileNet"
+                                         r"(V2)? needs a square size of \((96, )?128, 160, 192, 224\)"):
+      load_imagenet(module, shape)
+  for activation in ("relu", "sigmoid"):
+    with pytest.raises(ValueError, match=rf"classifier_activation='{activation}' is not allowed with ImageNet "
+                                         r"weights and include_top=True; expected None or 'softmax'"):
+      load_imagenet(ResNet50(classifier_activation=activation))
 
 
 def _serve_file(monkeypatch, backbone, file):

@@ -164,7 +164,8 @@ class BackboneRecord:
     unet_taps: the U-Net skip taps, shallow to deep (keras-unet-collection's where it has the backbone).
     unet_taps_source: "keras-unet-collection" or "jaxcomponents" (taps this library chose).
     top1: Keras's published ImageNet top-1 accuracy (None: not published).
-    fixed_top_size: with the top, the ImageNet weights need `default_size`.
+    fixed_top_size: with the top, the ImageNet weights need `default_size`; else one of `top_sizes` (square).
+    top_sizes: the square input sizes a top's ImageNet weights exist for, where `fixed_top_size` is False.
     halving_taps: the taps are at exactly 1/2, 1/4, ... of the input size (the U-Net then needs an input
       divisible by 2**(depth - 1)); False: the U-Net resizes decoded maps to each tap's size (InceptionV3).
     full_resolution_first_tap: the first tap is at the input's resolution (VGG), so a U-Net of depth `d`
@@ -181,6 +182,7 @@ class BackboneRecord:
   unet_taps_source: str = "keras-unet-collection"
   top1: float | None = None
   fixed_top_size: bool = True
+  top_sizes: tuple[int, ...] = ()
   halving_taps: bool = True
   full_resolution_first_tap: bool = False
   weights_arguments: Callable[[Any], dict[str, Any]] = lambda weights: {}

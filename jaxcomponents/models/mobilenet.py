@@ -110,4 +110,5 @@ def imagenet_file(module: MobileNet, input_shape: tuple[int, int, int]) -> Weigh
 
 
 RECORDS = (BackboneRecord(MobileNet, 224, "tf", imagenet_file, unet_taps=MOBILENET_FEATURES,
-                          unet_taps_source="jaxcomponents", top1=0.704, fixed_top_size=False),)
+                          unet_taps_source="jaxcomponents", top1=0.704, fixed_top_size=False,
+                          top_sizes=MOBILENET_SIZES),)

@@ -126,4 +126,5 @@ def imagenet_file(module: MobileNetV2, input_shape: tuple[int, int, int]) -> Wei
 
 
 RECORDS = (BackboneRecord(MobileNetV2, 224, "tf", imagenet_file, unet_taps=MOBILENET_V2_FEATURES,
-                          unet_taps_source="jaxcomponents", top1=0.713, fixed_top_size=False),)
+                          unet_taps_source="jaxcomponents", top1=0.713, fixed_top_size=False,
+                          top_sizes=MOBILENET_V2_SIZES),)

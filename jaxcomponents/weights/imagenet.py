@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcomponents import activations
 from jaxcomponents.models import backbones
 from jaxcomponents.models.unet_backbone import backbone_arguments, backbone_path, check_backbone_input
 from jaxcomponents.weights import hub
@@ -34,9 +35,11 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
     module: a backbone of `jaxcomponents.models` (see `models.backbones.NAMES`), with its top, without, or
       cut at its `taps` (as the U-Net's encoder is: the layers it has are paired with the file's by name).
     input_shape: (height, width, channels); default: the model's ImageNet
-      size. With the top, Keras requires the default size; MobileNetV2's file
-      is chosen by `alpha` and the input size (96, 128, 160, 192 or 224;
-      other sizes get the 224 file with a warning, as in Keras).
+      size. With the top, Keras requires the default size (MobileNet's and
+      MobileNetV2's: a square size they have a file for) and a softmax or no
+      classifier activation; MobileNetV2's file is chosen by `alpha` and the
+      input size (96, 128, 160, 192 or 224; without the top, other sizes get
+      the 224 file with a warning, as in Keras).
     download: fetch the file when no cache has it.
     progress: show a download progress bar.
 
@@ -64,9 +67,16 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
     if module.classes != 1000:
       raise ValueError(f"classes={module.classes} is not allowed with ImageNet weights and include_top=True; "
                        "they need classes=1000.")
-    if record.fixed_top_size and input_shape[:2] != (size, size):
+    sizes = (size,) if record.fixed_top_size else record.top_sizes
+    if input_shape[0] != input_shape[1] or input_shape[0] not in sizes:
+      needs = f"{(size, size, 3)}" if len(sizes) == 1 else f"a square size of {sizes}"
       raise ValueError(f"input_shape={input_shape} is not allowed with ImageNet weights and include_top=True; "
-                       f"{record.name} needs {(size, size, 3)}.")
+                       f"{record.name} needs {needs}.")
+    classifier = getattr(module, "classifier_activation", None)
+    if classifier is not None and activations.get(classifier, "classifier_activation") not in (
+        activations.get("softmax"), activations.get("linear")):
+      raise ValueError(f"classifier_activation={classifier!r} is not allowed with ImageNet weights and "
+                       "include_top=True; expected None or 'softmax' (as Keras).")
   path = hub.fetch(record.weights_file(module, input_shape), download=download, progress=progress)
   return load_keras(module, path, np.zeros((1, *input_shape), np.float32))
 

@@ -232,3 +232,12 @@ def test_decode_predictions_uses_the_cached_class_index(tmp_path, monkeypatch):
   assert decoded[1][0][:2] == ("n00000999", "class_999")
   with pytest.raises(ValueError, match=r"preds has shape \(2, 10\); decode_predictions expects \(batch, 1000\)"):
     preprocessing.decode_predictions(np.zeros((2, 10)))
+
+
+def test_efficientnet_input_normalization_starts_as_keras_builds_it():
+  from jaxcomponents.models import EfficientNetB0  # pylint: disable=import-outside-toplevel
+  for channels in (1, 3):  # Keras's Normalization, never adapted: mean 0 and variance 1 per input channel
+    variables = jax.jit(EfficientNetB0(include_top=False, imagenet_rescaling=False).init)(
+        jax.random.key(0), jnp.zeros((1, 32, 32, channels)))
+    stats = variables["batch_stats"]["normalization"]
+    assert stats["mean"].tolist() == [0.0] * channels and stats["variance"].tolist() == [1.0] * channels

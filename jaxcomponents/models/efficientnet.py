@@ -25,7 +25,6 @@ EFFICIENTNET_STAGES = ((3, 1, 32, 16, 1, 1), (3, 2, 16, 24, 6, 2), (5, 2, 24, 40
                        (5, 3, 80, 112, 6, 1), (5, 4, 112, 192, 6, 2), (3, 1, 192, 320, 6, 1))
 EFFICIENTNET_FEATURES = ("block2a_expand_activation", "block3a_expand_activation", "block4a_expand_activation",
                          "block6a_expand_activation", "top_activation")
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 EFFICIENTNET_STORAGE = "https://storage.googleapis.com/keras-applications/"
 SE_RATIO = 0.25
@@ -35,16 +34,18 @@ DROP_CONNECT_RATE = 0.2
 class InputNormalization(nn.Module):
   """Keras's `Normalization` layer as EfficientNet has it: `(x - mean) / max(sqrt(variance), 1e-7)`.
 
-  Its `mean`, `variance` and `count` are Keras's non-trainable weights; they
-  live in `batch_stats` (never updated), so `load_keras` fills them and
-  training leaves them alone. Initialised to the ImageNet statistics.
+  Its `mean`, `variance` and `count` are Keras's non-trainable weights, one
+  mean and variance per input channel; they live in `batch_stats` (never
+  updated), so `load_keras` fills them and training leaves them alone.
+  Initialised as Keras initialises the layer it never adapts (mean 0,
+  variance 1): Keras's ImageNet files bring the ImageNet statistics.
   """
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    mean = self.variable("batch_stats", "mean", lambda: jnp.asarray(IMAGENET_MEAN_RGB, jnp.float32)).value
-    variance = self.variable("batch_stats", "variance",
-                             lambda: jnp.square(jnp.asarray(IMAGENET_STDDEV_RGB, jnp.float32))).value
+    channels = (x.shape[-1],)
+    mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(channels, jnp.float32)).value
+    variance = self.variable("batch_stats", "variance", lambda: jnp.ones(channels, jnp.float32)).value
     self.variable("batch_stats", "count", lambda: jnp.zeros((), jnp.float32))
     return (x - mean) / jnp.maximum(jnp.sqrt(variance), 1e-7)
 
@@ -55,7 +56,8 @@ class EfficientNet(Backbone):
 
   Use `EfficientNetB0` ... `EfficientNetB7`; a subclass sets `width`, `depth`
   and `dropout`. The model scales its own input (images in [0, 255]):
-  Rescaling(1/255), `normalization` with ImageNet's mean and variance, and,
+  Rescaling(1/255), `normalization` (ImageNet's mean and variance once the
+  ImageNet weights are loaded), and,
   as Keras builds it with `weights="imagenet"`, a Rescaling by 1/sqrt(std)
   (Keras's ImageNet files hold the standard deviations as variances).
   Layer names are Keras's (`stem_conv`, `block2a_expand_conv`,

@@ -7,7 +7,7 @@ Keras's class index file, kept with the weight files
 
 Example:
   >>> import jax.numpy as jnp
-  >>> preprocess_input(jnp.full((1, 1, 1, 3), 255.0), "tf").ravel().tolist()
+  >>> preprocess_input(jnp.full((1, 1, 1, 3), 255.0), mode="tf").ravel().tolist()
   [1.0, 1.0, 1.0]
 """
 

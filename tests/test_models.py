@@ -133,9 +133,15 @@ def test_frozen_backbone_under_jit_training():
 def test_preprocess_input_matches_keras(mode):
   from keras.src.applications import imagenet_utils
 
-  x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
-  expected = imagenet_utils.preprocess_input(x.copy(), mode=mode)
-  assert_close(preprocessing.preprocess_input(x, mode), expected, tol=1e-6)
+  rng = np.random.default_rng(0)
+  for shape, data_format in (((2, 5, 5, 3), None), ((5, 4, 3), "channels_last"), ((2, 3, 5, 4), "channels_first"),
+                             ((3, 5, 4), "channels_first"), ((2, 5, 5, 4), None)):
+    x = rng.uniform(0, 255, shape).astype(np.float32)
+    expected = imagenet_utils.preprocess_input(x.copy(), data_format, mode)
+    assert_close(preprocessing.preprocess_input(x, data_format, mode), expected, tol=1e-6)
+  if mode != "tf":
+    with pytest.raises(ValueError, match=rf"x has 1 channel\(s\) on axis 3; preprocess_input\(mode='{mode}'\)"):
+      preprocessing.preprocess_input(np.zeros((1, 2, 2, 1)), mode=mode)
 
 
 def test_input_checks():
@@ -232,6 +238,9 @@ def test_decode_predictions_uses_the_cached_class_index(tmp_path, monkeypatch):
   assert decoded[1][0][:2] == ("n00000999", "class_999")
   with pytest.raises(ValueError, match=r"preds has shape \(2, 10\); decode_predictions expects \(batch, 1000\)"):
     preprocessing.decode_predictions(np.zeros((2, 10)))
+  for top in (0, -1):
+    with pytest.raises(ValueError, match=rf"top={top} is not allowed; expected a positive integer"):
+      preprocessing.decode_predictions(scores, top=top)
 
 
 def test_efficientnet_input_normalization_starts_as_keras_builds_it():

@@ -49,7 +49,7 @@ class BackboneClassifier(PrecisionFields):
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     if self.preprocess is not None:
-      x = preprocess_input(x, check_choice("preprocess", self.preprocess, MODES))
+      x = preprocess_input(x, mode=check_choice("preprocess", self.preprocess, MODES))
     x = self.backbone(x, train=train)
     x = x.reshape((x.shape[0], -1))
     for features in self.hidden:

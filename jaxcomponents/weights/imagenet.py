@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents import activations
+from jaxcomponents.errors import check_positive_int
 from jaxcomponents.models import backbones
 from jaxcomponents.models.unet_backbone import backbone_arguments, backbone_path, check_backbone_input
 from jaxcomponents.weights import hub
@@ -125,11 +126,12 @@ def decode_predictions(preds, top: int = 5, *, download: bool = True):
   cache or jaxcomponents' cache, or downloaded once and verified.
 
   Raises:
-    ValueError: if `preds` is not of shape (batch, 1000).
+    ValueError: if `preds` is not of shape (batch, 1000), or `top` is not a positive integer.
   """
   preds = np.asarray(preds)
   if preds.ndim != 2 or preds.shape[1] != 1000:
     raise ValueError(f"preds has shape {preds.shape}; decode_predictions expects (batch, 1000) ImageNet scores.")
+  check_positive_int("top", top)
   index = _class_index(hub.fetch(hub.IMAGENET_CLASS_INDEX, download=download))
   results = []
   for row in preds:

@@ -250,3 +250,11 @@ def test_efficientnet_input_normalization_starts_as_keras_builds_it():
         jax.random.key(0), jnp.zeros((1, 32, 32, channels)))
     stats = variables["batch_stats"]["normalization"]
     assert stats["mean"].tolist() == [0.0] * channels and stats["variance"].tolist() == [1.0] * channels
+
+
+def test_mobilenet_alphas_that_leave_no_filter_or_are_not_numbers_are_refused():
+  x = jnp.zeros((1, 32, 32, 3))
+  for module, match in ((MobileNet(alpha=0.01), r"alpha=0.01 is not allowed; expected a number of at least 1/32"),
+                        (MobileNetV2(alpha=True), r"alpha=True is not allowed; expected a positive number")):
+    with pytest.raises(ValueError, match=match):
+      jax.eval_shape(module.init, jax.random.key(0), x)

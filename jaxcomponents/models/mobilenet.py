@@ -61,9 +61,9 @@ class MobileNet(Backbone):
   @nn.compact
   @keyword_only("train", "return_features")
   def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
-    if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-      raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
-                       f"(ImageNet weights exist for {MOBILENET_ALPHAS}).")
+    if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or int(32 * self.alpha) < 1:
+      raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a number of at least 1/32, which leaves the "
+                       f"first layer a filter (ImageNet weights exist for {MOBILENET_ALPHAS}).")
     check_positive_int("depth_multiplier", self.depth_multiplier)
     check_rate("dropout", self.dropout)
     self.check_input(x)

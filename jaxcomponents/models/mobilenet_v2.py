@@ -62,7 +62,7 @@ class MobileNetV2(Backbone):
   @nn.compact
   @keyword_only("train", "return_features")
   def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
-    if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+    if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
       raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
                        f"(ImageNet weights exist for {MOBILENET_V2_ALPHAS}).")
     self.check_input(x)

@@ -180,6 +180,11 @@ def test_imagenet_loading_checks_and_errors(tmp_path, monkeypatch):
       load_imagenet(MobileNetV2(include_top=False), (150, 150, 3))
   with pytest.raises(FileNotFoundError, match=r"kernels_1.0_160.h5"):
     load_imagenet(MobileNetV2(), (160, 160, 3))
+  with pytest.raises(FileNotFoundError, match=r"resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+    load_imagenet(ResNet50(include_top=False), (None, None, 3))  # any size, as Keras's no-top model
+  with pytest.raises(ValueError, match=r"input_shape=\(16, 16, 3\) is not allowed: ResNet50 takes images of at "
+                                       r"least 32 x 32"):
+    load_imagenet(ResNet50(include_top=False), (16, 16, 3))  # refused before any file is fetched
   for module, shape in ((MobileNetV2(), (150, 150, 3)), (MobileNet(), (160, 192, 3))):  # the top: Keras refuses
     with pytest.raises(ValueError, match=r"is not allowed with ImageNet weights and include_top=True; MobileNet"
                                          r"(V2)? needs a square size of \((96, )?128, 160, 192, 224\)"):

@@ -64,6 +64,9 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
     raise ValueError(f"input_shape={input_shape} is not allowed; expected (height, width, channels).")
   if input_shape[-1] != 3:
     raise ValueError(f"input_shape={input_shape} is not allowed with ImageNet weights: they need 3 channels.")
+  if any(n is not None and n < record.min_size for n in input_shape[:2]):
+    raise ValueError(f"input_shape={input_shape} is not allowed: {record.name} takes images of at least "
+                     f"{record.min_size} x {record.min_size}.")
   if module.include_top:
     if module.classes != 1000:
       raise ValueError(f"classes={module.classes} is not allowed with ImageNet weights and include_top=True; "
@@ -78,6 +81,10 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
         activations.get("softmax"), activations.get("linear")):
       raise ValueError(f"classifier_activation={classifier!r} is not allowed with ImageNet weights and "
                        "include_top=True; expected None or 'softmax' (as Keras).")
+  if None in input_shape[:2]:  # any size, as Keras's no-top model built without an input shape
+    if module.include_top:
+      raise ValueError(f"input_shape={input_shape} is not allowed with include_top=True; the top needs a size.")
+    input_shape = (size, size, 3)  # the weights are the same for every size; the file is the default size's
   path = hub.fetch(record.weights_file(module, input_shape), download=download, progress=progress)
   return load_keras(module, path, np.zeros((1, *input_shape), np.float32))
 

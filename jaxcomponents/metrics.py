@@ -286,9 +286,11 @@ def _confusion_counts(y_true, y_pred, sample_weight, thresholds: np.ndarray, eve
 def _parse_thresholds(thresholds, default):
   values = [default] if thresholds is None else (
       np.asarray(thresholds).tolist() if np.ndim(thresholds) else [thresholds])
-  for t in values:
-    if t != NEG_INF and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0):
-      raise ValueError(f"thresholds={thresholds!r} is not allowed; expected floats in [0, 1].")
+  bad = not values or any(t != NEG_INF and (isinstance(t, bool) or not isinstance(t, (int, float))
+                                            or not 0.0 <= t <= 1.0) for t in values)
+  if bad:
+    raise ValueError(f"thresholds={thresholds!r} is not allowed; expected a float in [0, 1] or a non-empty list "
+                     "of them.")
   return tuple(float(t) for t in values)
 
 

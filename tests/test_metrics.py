@@ -175,7 +175,8 @@ def test_errors_name_the_parameter_value_and_allowed_values():
     metrics.get("mean_iou")
   with pytest.raises(ValueError, match=r"num_labels=None is not allowed; expected a positive integer"):
     metrics.get("auc", multi_label=True)
-  with pytest.raises(ValueError, match=r"thresholds=\[1.5\] is not allowed; expected floats in \[0, 1\]"):
+  with pytest.raises(ValueError, match=r"thresholds=\[1.5\] is not allowed; expected a float in \[0, 1\] or a "
+                                       r"non-empty list"):
     metrics.get("precision", thresholds=[1.5])
   with pytest.raises(ValueError, match=r"k=0 is not allowed"):
     metrics.get("sparse_top_k_categorical_accuracy", k=0)
@@ -204,3 +205,10 @@ def test_error_metrics_compute_in_the_inputs_dtype_as_keras(name, dtype):
   keras_metric.update_state(np.asarray(y_true), np.asarray(y_pred))
   got = metric.result(metric.update(metric.init(), y_true, y_pred))
   np.testing.assert_allclose(float(got), float(keras_metric.result()), rtol=1e-6)
+
+
+def test_an_empty_threshold_list_is_refused():
+  for name in ("precision", "recall"):
+    with pytest.raises(ValueError, match=r"thresholds=\[\] is not allowed; expected a float in \[0, 1\] or a "
+                                         r"non-empty list of them"):
+      metrics.get(name, thresholds=[])

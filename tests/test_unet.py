@@ -238,10 +238,10 @@ def test_segmentation_training_raises_iou_above_chance():
     (dict(output_activation="softmax"), r"output_activation='softmax'.*'Sigmoid'"),
     (dict(pool="min"), r"pool='min'.*'ave'"),
     (dict(unpool="bicubic"), r"unpool='bicubic'.*'nearest'"),
-    (dict(pool=1), r"pool=1 is not allowed; expected True, False or one of 'max', 'ave'"),  # kuc tests `is True`
+    (dict(pool=1), r"pool=1 is not allowed; expected one of True, False, 'max', 'ave'"),  # kuc tests `is True`
     (dict(input_size=(None, None, 3), activation="PReLU"), r"input_size=\(None, None, 3\) is not allowed with "
                                                             r"activation='PReLU'"),
-    (dict(unpool=0), r"unpool=0 is not allowed; expected True, False or one of 'bilinear', 'nearest'"),
+    (dict(unpool=0), r"unpool=0 is not allowed; expected one of True, False, 'bilinear', 'nearest'"),
     (dict(backbone="ResNet18"), r"backbone='ResNet18'.*'VGG19'.*'MobileNetV2'"),
     (dict(input_size=(30, 32, 3)), r"height 30 is not divisible by 2\*\*\(depth - 1\) = 4"),
     (dict(input_size=(16, 16, 3), backbone="VGG16", weights=None), r"smaller than its minimum 32"),

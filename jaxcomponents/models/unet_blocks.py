@@ -156,8 +156,8 @@ def _flag_or_name(param: str, value, allowed) -> bool | str:
   value = bool(value) if isinstance(value, np.bool_) else value
   if isinstance(value, bool) or (isinstance(value, str) and value in allowed):
     return value
-  names = ", ".join(repr(a) for a in allowed if isinstance(a, str))
-  raise ValueError(f"{param}={value!r} is not allowed; expected True, False or one of {names}.")
+  names = ", ".join(repr(a) for a in (True, False, *(a for a in allowed if isinstance(a, str))))
+  raise ValueError(f"{param}={value!r} is not allowed; expected one of {names}.")
 
 
 def check_pool(pool) -> str:

@@ -32,12 +32,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jaxcomponents.keras import records, regularization
 from jaxcomponents.layers.activity import LOSSES, with_activity_regularizer
-from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.layers.precision import PrecisionFields, cast_floats
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
 
@@ -307,7 +306,7 @@ class KerasGraph(PrecisionFields):
     if len(inputs) != len(graph.inputs):
       raise ValueError(f"the model takes {len(graph.inputs)} inputs "
                        f"({', '.join(r.layer for r in graph.inputs)}); {len(inputs)} were given.")
-    calls, rules = {}, {}
+    calls, rules, autocast = {}, {}, {}
     for entry in graph.entries.values():
       if entry.is_model:
         calls[entry.name] = KerasGraph(json.dumps(entry.config), self.custom_layers, name=entry.name,
@@ -316,7 +315,8 @@ class KerasGraph(PrecisionFields):
         rule = rules[entry.name] = records.rule_for(entry.class_name, entry.module, entry.name, self.custom_layers)
         if rule is None:
           raise ValueError(f"layer {entry.name!r} ({entry.class_name}) is not supported.")
-        call = with_activity_regularizer(rule.build(entry.config, entry.name, self._layer_options(entry.config)),
+        options, autocast[entry.name] = self._policy_dtypes(entry)
+        call = with_activity_regularizer(rule.build(entry.config, entry.name, options),
                                          entry.config.get("activity_regularizer"), entry.name)
         calls[entry.name] = call if rule.creates_module else StatelessLayer(entry.class_name, call, name=entry.name)
     values: dict[Ref, Any] = {}
@@ -337,30 +337,27 @@ class KerasGraph(PrecisionFields):
         args = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
         out = calls[layer](*args, train=train)
       else:
-        compute = self._autocast_dtype(entry)
-        if compute is not None:  # Keras casts a layer's floating inputs to its compute dtype
-          args, kwargs = _cast_floats((args, kwargs), compute)
+        if autocast[layer] is not None:  # Keras casts a layer's floating inputs to its compute dtype
+          args, kwargs = cast_floats((args, kwargs), autocast[layer])
         out = calls[layer](*args, train=train, **kwargs)
       for i, value in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
         values[Ref(layer, node, i)] = value
     self._sow_weight_regularization(graph, rules)
     return values
 
-  def _layer_options(self, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The dtypes a layer computes and keeps its weights in: its Keras dtype policy's (`mixed_bfloat16`:
-    bfloat16 and float32), unless this graph was given a `dtype`, which every layer then takes."""
-    policy = keras_dtype_policy(config)
-    if self.dtype is not None or policy is None or policy == ("float32", "float32"):
-      return self.precision_options
-    return {**self.precision_options, "dtype": jnp.dtype(policy[0]), "param_dtype": jnp.dtype(policy[1])}
+  def _policy_dtypes(self, entry) -> tuple[dict[str, Any], Any]:
+    """A layer's record options and the dtype Keras casts its floating inputs to, from its Keras dtype policy.
 
-  def _autocast_dtype(self, entry) -> Any:
-    """The dtype Keras casts a layer's floating inputs to (its policy's compute dtype), or None: no policy, a
-    preprocessing layer (Keras passes their inputs as given), or a `dtype` given to this graph."""
-    policy = keras_dtype_policy(entry.config)
-    if self.dtype is not None or policy is None or entry.class_name in _INPUTS_AS_GIVEN:
-      return None
-    return jnp.dtype(policy[0])
+    The options compute and keep the weights in the policy's dtypes (`mixed_bfloat16`: bfloat16 and float32);
+    the inputs are cast to its compute dtype, except a preprocessing or normalization layer's (Keras passes
+    theirs as given): None. A `dtype` given to this graph overrides every policy (its options, no cast).
+    """
+    policy = None if self.dtype is not None else keras_dtype_policy(entry.config)
+    if policy is None:
+      return self.precision_options, None
+    options = self.precision_options if policy == ("float32", "float32") else {
+        **self.precision_options, "dtype": jnp.dtype(policy[0]), "param_dtype": jnp.dtype(policy[1])}
+    return options, None if entry.class_name in _INPUTS_AS_GIVEN else jnp.dtype(policy[0])
 
   def _sow_weight_regularization(self, graph: Graph, rules: Mapping[str, records.KerasClass]) -> None:
     """Keras's penalty of every regularized weight (`kernel_regularizer=`, ...), once, into `"losses"`."""
@@ -400,9 +397,3 @@ def keras_dtype_policy(config: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
   return (name.removeprefix("mixed_"), "float32") if name.startswith("mixed_") else (name, name)
 
-
-def _cast_floats(tree: Any, dtype: Any) -> Any:
-  def cast(leaf):
-    floating = hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
-    return leaf.astype(dtype) if floating and leaf.dtype != dtype else leaf
-  return jax.tree.map(cast, tree)

@@ -33,6 +33,7 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxcomponents.deprecation import move_renamed_fields
@@ -87,3 +88,15 @@ class PrecisionFields(DtypeFields):
   def precision_options(self) -> dict[str, Any]:
     """`dtype`, `param_dtype` and `precision`, for a weighted sub-layer that multiplies."""
     return {**self.dtype_options, "precision": self.precision}
+
+
+def cast_floats(tree: Any, dtype: Any) -> Any:
+  """The tree with its floating-point arrays cast to `dtype` (integer arrays and non-arrays unchanged).
+
+  Example:
+    >>> cast_floats({"w": jnp.ones(2), "ids": jnp.arange(2), "flag": True}, jnp.bfloat16)["w"].dtype
+    dtype(bfloat16)
+  """
+  def cast(leaf):
+    return leaf.astype(dtype) if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+  return jax.tree.map(cast, tree)

@@ -11,9 +11,9 @@ import numpy as np
 
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.inference import apply_inference
+from jaxcomponents.layers.precision import cast_floats
 from jaxcomponents.ops import compiler
 from jaxcomponents.training.state import TrainState
-from jaxcomponents.training.step import cast_floats
 
 
 def predict(model: TrainState | nn.Module, x, *, variables: Mapping[str, Any] | None = None,

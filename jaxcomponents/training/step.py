@@ -27,6 +27,7 @@ import optax
 from jaxcomponents import losses as losses_lib
 from jaxcomponents import metrics as metrics_lib
 from jaxcomponents.layers.activity import LOSSES, total_loss
+from jaxcomponents.layers.precision import cast_floats
 from jaxcomponents.ops import compiler
 from jaxcomponents.training.freeze import frozen_mask
 from jaxcomponents.training.state import TrainState
@@ -192,11 +193,6 @@ class Step:
   def reset(self, state: TrainState) -> TrainState:
     """The state with fresh streaming metrics (the loss and this step's metrics)."""
     return state.replace(metrics=init_metrics({**self.output_losses, **self.metrics, **self.weighted}))
-
-
-def cast_floats(tree, dtype):
-  """The tree with its floating-point arrays cast to `dtype` (integer arrays unchanged)."""
-  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
 def make_train_step(

@@ -164,15 +164,6 @@ def _mean(xs):
   return sum(xs[1:], xs[0]) / len(xs)
 
 
-def _fold(fn):
-  def merged(xs):
-    out = xs[0]
-    for x in xs[1:]:
-      out = fn(out, x)
-    return out
-  return merged
-
-
 def _entry_masks(xs, mask):
   """Each input's Keras mask (or None) spread over its feature axis."""
   masks = list(mask) if mask is not None else [None] * len(xs)

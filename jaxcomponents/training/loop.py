@@ -467,12 +467,15 @@ def run_fit(
     verbose: str | int = "auto",
     log_every: int = 10,
     data_from_run_start: bool = False,
+    told_steps: int | None = None,
 ) -> History:
   """The training loop behind `fit` and `Model.fit`: trains `model.state` with `model.train_step`.
 
   The data is read from the state's step on (`fit`: a returned state trained further sees the batches one longer
   run would), or with `data_from_run_start` from its first batch at the start of each run, as Keras's `fit`
-  reads it (`Model.fit`); a resumed run continues where it stopped either way.
+  reads it (`Model.fit`); a resumed run continues where it stopped either way. `told_steps` is the epoch length
+  callbacks are told (`params["steps"]`) where it differs from the steps each epoch runs: Keras tells the
+  `steps_per_epoch` given even where the data ends first.
   """
   check_choice("verbose", verbose, ("auto", 0, 1, 2))
   check_validation_freq(validation_freq)
@@ -544,7 +547,7 @@ def run_fit(
     step = int(jax.device_get(state.step))
     last_epoch = math.ceil((total + offset) / steps_per_epoch)
     hooks = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0 and ProgbarLogger(log_every),
-                         model=model, verbose=verbose, epochs=last_epoch, steps=steps_per_epoch)
+                         model=model, verbose=verbose, epochs=last_epoch, steps=told_steps or steps_per_epoch)
     history = hooks.history
     batch_begin, batch_end = hooks.listens("on_train_batch_begin"), hooks.listens("on_train_batch_end")
     model.state, model.stop_training = state, False

@@ -404,9 +404,7 @@ class Model:
     history = run_fit(self, data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                       validation_data=validation_data, validation_steps=validation_steps,
                       validation_freq=validation_freq, class_weight=class_weight, callbacks=callbacks,
-                      mesh=self.mesh, verbose=verbose, data_from_run_start=True)
-    if steps_per_epoch is not None and history.params:
-      history.params["steps"] = steps_per_epoch  # as Keras's History reports it, even where an epoch ran fewer
+                      mesh=self.mesh, verbose=verbose, data_from_run_start=True, told_steps=steps_per_epoch)
     return history
 
   def _validation(self, validation_data, batch_size, steps):

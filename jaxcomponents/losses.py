@@ -332,10 +332,10 @@ class Loss:
   options: tuple[tuple[str, Any], ...] = ()
   reduction: str | None = "sum_over_batch_size"
 
-  def per_sample(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
-    """The unreduced losses and the mask Keras attaches to them (`ignore_class`), or None."""
-    y_pred = jnp.asarray(y_pred, jnp.float32)
-    y_true = jnp.asarray(y_true, jnp.float32)
+  def per_sample(self, y_true: Array, y_pred: Array, dtype: Any = jnp.float32) -> tuple[Array, Array | None]:
+    """The unreduced losses, computed in `dtype`, and the mask Keras attaches to them (`ignore_class`), or None."""
+    y_pred = jnp.asarray(y_pred, dtype)
+    y_true = jnp.asarray(y_true, dtype)
     y_true, y_pred = match_rank(y_true, y_pred)
     return LOSSES[self.name](y_true, y_pred, **dict(self.options))
 

@@ -485,11 +485,9 @@ class _PerSampleLoss:
   name: str
 
   def __call__(self, y_true, y_pred):
-    y_pred = jnp.asarray(y_pred)
-    if not jnp.issubdtype(y_pred.dtype, jnp.floating):
-      y_pred = y_pred.astype(jnp.float32)
-    y_true, y_pred = losses.match_rank(jnp.asarray(y_true, y_pred.dtype), y_pred)
-    return losses.LOSSES[self.name](y_true, y_pred)[0]
+    dtype = jnp.asarray(y_pred).dtype
+    return losses.Loss(self.name).per_sample(y_true, y_pred, dtype if jnp.issubdtype(dtype, jnp.floating)
+                                             else jnp.float32)[0]
 
 
 def _per_sample_loss(name):

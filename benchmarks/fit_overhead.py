@@ -4,7 +4,9 @@ Three ways to train the same model on the same arrays, batch after batch, one ep
 
 - `loop`: the loop a Flax user writes: NumPy batches sliced from the arrays, `state, logs = step(state, batch)`;
 - `Model.fit`: `jaxcomponents.Model.fit(x, y, batch_size=..., verbose=0)`, no callbacks;
-- `Model.fit + batch logs`: the same with a callback that reads every batch's loss (a device sync per step).
+- `Model.fit + batch logs`: the same with a callback that reads every batch's loss (a device sync per step);
+- `Model.fit, steps_per_execution=N`: `compile(steps_per_execution=N)`, Keras's argument: N batches train as
+  one compiled call (a scan), so XLA:CPU allocates one call's temporary buffers for N steps.
 
 Rounds alternate between the three (the machine's drift hits all alike); each figure is the median of the
 rounds. Writes `benchmarks/results/fit_overhead.{json,md}`.
@@ -52,9 +54,9 @@ def hand_loop(module, x, y, batch, optimizer):
   return epoch
 
 
-def model_fit(module, x, y, batch, optimizer, batch_logs=False):
+def model_fit(module, x, y, batch, optimizer, batch_logs=False, steps_per_execution=1):
   model = Model(module)
-  model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+  model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", steps_per_execution=steps_per_execution)
   read = [callbacks.LambdaCallback(on_train_batch_end=lambda index, logs: logs["loss"])] if batch_logs else []
 
   def epoch():
@@ -70,7 +72,9 @@ def measure(rounds: int, steps: int) -> list[dict]:
     x, y = _data(shape, classes, steps * batch)
     runs = {"loop": hand_loop(make(), x, y, batch, optimizer),
             "Model.fit": model_fit(make(), x, y, batch, optimizer),
-            "Model.fit + batch logs": model_fit(make(), x, y, batch, optimizer, batch_logs=True)}
+            "Model.fit + batch logs": model_fit(make(), x, y, batch, optimizer, batch_logs=True),
+            **{f"Model.fit, steps_per_execution={n}": model_fit(make(), x, y, batch, optimizer, steps_per_execution=n)
+               for n in (4, 8)}}
     for run in runs.values():  # compile, and a warm epoch
       run()
       run()

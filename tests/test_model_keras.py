@@ -321,6 +321,50 @@ def test_steps_per_epoch_past_the_data_reads_it_once_an_epoch_as_keras():
     model.fit(x, y, batch_size=8, epochs=1, steps_per_epoch=3, verbose=0)
 
 
+def test_steps_per_execution_groups_steps_and_batch_hooks_as_keras():
+  keras_model = small_cnn(seed=18)
+  model = pair(keras_model)
+  (x, y), (xv, yv) = data(60, 19), data(20, 20)  # 8 training batches of 8 (the last of 4): groups of 3, 3 and 2
+
+  def script(m, cb, optimizer):
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+              steps_per_execution=3)
+    record = recorder(cb.Callback)()
+    history = m.fit(x, y, batch_size=8, epochs=2, validation_data=(xv, yv), shuffle=False, verbose=0,
+                    callbacks=[record])
+    evaluated = m.evaluate(xv, yv, batch_size=8, verbose=0, callbacks=[record])
+    return history, record.calls, evaluated, m.predict(xv, batch_size=8, verbose=0, callbacks=[record])
+
+  ours = script(model, callbacks, optimizers.get("sgd", learning_rate=0.1))
+  theirs = script(keras_model, keras.callbacks, keras.optimizers.SGD(0.1))
+  assert model.steps_per_execution == keras_model.steps_per_execution == 3
+  assert_history_equal(ours[0], theirs[0])
+  assert_calls_equal(ours[1], theirs[1])
+  assert [index for name, index, _ in ours[1] if name == "on_train_batch_end"] == [2, 5, 8] * 2
+  np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-4)
+  np.testing.assert_allclose(ours[3], theirs[3], rtol=1e-4, atol=1e-6)
+  assert_weights_equal(model, keras_model)
+
+
+def test_steps_per_execution_runs_whole_groups_as_one_call_with_the_updates_of_one_call_each():
+  x, y = data(64, 21)
+  trained = []
+  for steps_per_execution in (1, 4):
+    model = pair(small_cnn(seed=22))
+    model.compile(optimizer=optimizers.get("adam"), loss="sparse_categorical_crossentropy",
+                  steps_per_execution=steps_per_execution)
+    calls = []
+    scan = model.train_step.scan
+    object.__setattr__(model.train_step, "scan", lambda state, batches: calls.append(len(batches)) or scan(
+        state, batches))
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert calls == ([] if steps_per_execution == 1 else [4, 4, 4, 4])
+    trained.append((history.history["loss"], model.variables))
+  np.testing.assert_allclose(trained[0][0], trained[1][0], rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(trained[1][1]), jax.tree.leaves(trained[0][1])):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_a_fit_with_no_epoch_left_still_calls_on_train_begin_and_end_as_keras():
   keras_model = small_cnn(seed=16)
   model = pair(keras_model)

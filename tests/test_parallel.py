@@ -1,4 +1,4 @@
-"""Data parallelism: steps on 8 (emulated CPU) devices equal steps on 1 device.
+"""Data parallelism: steps on 8 (emulated CPU) devices equal steps on 1 device, one call a step or several.
 
 SGD, not Adam: Adam turns the float noise of a zero gradient (the bias before batch
 norm) into full-size updates, which would hide real differences behind noise.
@@ -23,8 +23,9 @@ SCRIPT = textwrap.dedent("""
     state = TrainState.create(MLP(), optax.sgd(0.1, momentum=0.9), x[:2])
     state = replicate(state, mesh)
     step = make_train_step(xent)
-    for _ in range(2):
-      state, metrics = step(state, shard_batch(batch, mesh))
+    state, metrics = step(state, shard_batch(batch, mesh))
+    state, metrics = step.run(state, [shard_batch(batch, mesh)] * 2)  # two more steps as one call (a scan)
+    assert int(state.step) == 3
     assert state.params["Dense_0"]["dense"]["kernel"].sharding.is_fully_replicated
     leaves = jax.tree.leaves((state.params, state.batch_stats, metrics))
     np.savez(sys.argv[1], n=len(jax.devices()), *[np.asarray(a) for a in leaves])

@@ -357,7 +357,8 @@ class ProgbarLogger(Callback):
     self._seen = batch + 1
     if self._bar is not None:
       self._bar.update(steps)
-      if logs and (self._seen % self.log_every == 0 or self._seen == self.target):
+      crossed = self._seen // self.log_every != (self._seen - steps) // self.log_every  # steps may come N at a time
+      if logs and (crossed or (self.target is not None and self._seen >= self.target)):
         self._bar.set_postfix_str(format_logs(logs).lstrip(" -"), refresh=False)
 
   def _finish(self, logs) -> None:

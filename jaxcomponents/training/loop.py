@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -281,11 +281,34 @@ def check_validation_freq(validation_freq: Any) -> Any:
   return validation_freq
 
 
+def execution_groups(batches: Iterable[Any], size: int) -> Iterator[list[Any]]:
+  """Consecutive lists of `size` batches, the last one shorter where the batches run out (Keras's
+  `steps_per_execution`: one group per compiled call and per call of the batch hooks)."""
+  group = []
+  for batch in batches:
+    group.append(batch)
+    if len(group) == size:
+      yield group
+      group = []
+  if group:
+    yield group
+
+
+def _run_group(step: Step, state: TrainState, group: list[Any], size: int):
+  """A whole group as one compiled call; a short last group one call per batch (no second compilation)."""
+  if len(group) == size:
+    return step.run(state, group)
+  for batch in group:
+    state, results = step.run(state, [batch])
+  return state, results
+
+
 def run_evaluate(model, data: Dataset, callbacks: CallbackList, *, steps: int | None = None, mesh=None,
-                 signals: _Signals | None = None) -> dict[str, float]:
+                 signals: _Signals | None = None, steps_per_execution: int = 1) -> dict[str, float]:
   """One pass of `model.eval_step` over `data` with Keras's test hooks; returns the logs (sorted floats).
 
-  Inside `fit`, a signal (in `signals`) ends the pass with `_Interrupted`, also while it waits for data.
+  Inside `fit`, a signal (in `signals`) ends the pass with `_Interrupted`, also while it waits for data. The test
+  batch hooks are called once per `steps_per_execution` batches, as Keras calls them.
   """
   eval_step = model.eval_step
   eval_state, results = eval_step.reset(model.state), {}
@@ -295,12 +318,15 @@ def run_evaluate(model, data: Dataset, callbacks: CallbackList, *, steps: int | 
   source = _Batches(data, 0, count)
   batches = prefetch(source.stream, mesh=mesh)
   try:
-    for index, batch in enumerate(batches if signals is None else _interruptible(batches, signals)):
+    index = 0
+    for group in execution_groups(batches if signals is None else _interruptible(batches, signals),
+                                  steps_per_execution):
       if begin:
         callbacks.on_test_batch_begin(index)
-      eval_state, results = eval_step(eval_state, batch)
+      eval_state, results = eval_step.run(eval_state, group)
       if end:
-        callbacks.on_test_batch_end(index, BatchLogs(results))
+        callbacks.on_test_batch_end(index + steps_per_execution - 1, BatchLogs(results))
+      index += len(group)
       if signals:
         raise _Interrupted(signals[0])
   finally:
@@ -342,6 +368,7 @@ def fit(
     verbose: str | int = "auto",
     log_every: int = 10,
     progress: bool | None = None,
+    steps_per_execution: int = 1,
 ) -> tuple[TrainState, History]:
   """Trains `state` for `epochs - initial_epoch` epochs (or `steps` steps); returns the new state and the history.
 
@@ -396,6 +423,11 @@ def fit(
       files); 0 prints nothing; "auto" (default) is 1 on a terminal and 2 otherwise.
     log_every: steps between the progress bar's metric updates (each one waits for the device).
     progress: deprecated; `progress=False` is `verbose=0`, `progress=True` is `verbose="auto"`.
+    steps_per_execution: as Keras's `compile` argument: this many batches of one shape train as one compiled
+      call (a scan over them, the same updates as one call each), and the batch hooks are called once for them
+      (`on_train_batch_begin` with the first batch's index, `on_train_batch_end` with the last one's). On the
+      CPU, where XLA allocates each call's temporary buffers afresh, this saves the allocations of all but one
+      of the steps (`benchmarks/fast_cpu.md`).
 
   Example (needs a model and data)::
 
@@ -426,7 +458,7 @@ def fit(
                     validation_data=validation_data, class_weight=class_weight, callbacks=callbacks,
                     checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints, best_metric=best_metric,
                     best_mode=best_mode, resume=resume, overwrite=overwrite, log_dir=log_dir, mesh=mesh,
-                    verbose=verbose, log_every=log_every)
+                    verbose=verbose, log_every=log_every, steps_per_execution=steps_per_execution)
   return model.state, history
 
 
@@ -468,6 +500,7 @@ def run_fit(
     log_every: int = 10,
     data_from_run_start: bool = False,
     told_steps: int | None = None,
+    steps_per_execution: int = 1,
 ) -> History:
   """The training loop behind `fit` and `Model.fit`: trains `model.state` with `model.train_step`.
 
@@ -475,7 +508,8 @@ def run_fit(
   run would), or with `data_from_run_start` from its first batch at the start of each run, as Keras's `fit`
   reads it (`Model.fit`); a resumed run continues where it stopped either way. `told_steps` is the epoch length
   callbacks are told (`params["steps"]`) where it differs from the steps each epoch runs: Keras tells the
-  `steps_per_epoch` given even where the data ends first.
+  `steps_per_epoch` given even where the data ends first. `steps_per_execution` batches run as one compiled call
+  (`Step.run`), and the batch hooks are called once for them, as Keras calls them.
   """
   check_choice("verbose", verbose, ("auto", 0, 1, 2))
   check_validation_freq(validation_freq)
@@ -483,6 +517,7 @@ def run_fit(
   if steps_per_epoch is None:
     steps_per_epoch = len(train_data)
   check_positive_int("steps_per_epoch", steps_per_epoch)
+  check_positive_int("steps_per_execution", steps_per_execution)
   if (epochs is None) == (steps is None):
     raise ValueError(f"epochs={epochs!r}, steps={steps!r}: give exactly one of them.")
   if not isinstance(initial_epoch, int) or initial_epoch < 0 or (epochs is not None and initial_epoch >= epochs):
@@ -601,22 +636,22 @@ def run_fit(
         first = epoch * steps_per_epoch - offset  # the state's step when this epoch began
         batches = source.take(min(steps_per_epoch, total - first) - (step - first))
         try:
-          for batch in _interruptible(prefetch((weigh(check_labels_of(b)) for b in batches), ahead, mesh=mesh),
-                                      signals):
+          for group in execution_groups(_interruptible(prefetch((weigh(check_labels_of(b)) for b in batches), ahead,
+                                                                mesh=mesh), signals), steps_per_execution):
             index = step - first
             if batch_begin:
               model.state = state
               hooks.on_train_batch_begin(index)
               state = model.state
-            state, results = train_step(state, batch)
-            step, trained = step + 1, True
+            state, results = _run_group(train_step, state, group, steps_per_execution)
+            step, trained = step + len(group), True
             if batch_end:
               model.state = state
-              hooks.on_train_batch_end(index, BatchLogs(results))
+              hooks.on_train_batch_end(index + steps_per_execution - 1, BatchLogs(results))
               state = model.state
             if signals or model.stop_training:
               break
-            if step % log_every == 0:
+            if step // log_every != (step - len(group)) // log_every:
               # The running loss of `log_every` steps ago, copied to the host meanwhile: read without waiting for
               # the device; only a non-finite one waits, to name the first bad step.
               if pending is not None and not np.isfinite(np.asarray(pending)).all():
@@ -635,7 +670,8 @@ def run_fit(
         epoch_logs = dict(results)
         if validation_data is not None and _should_validate(epoch, validation_freq):
           try:
-            val_logs = run_evaluate(model, validation_data, hooks, steps=validation_steps, mesh=mesh, signals=signals)
+            val_logs = run_evaluate(model, validation_data, hooks, steps=validation_steps, mesh=mesh, signals=signals,
+                                    steps_per_execution=steps_per_execution)
           except _Interrupted:  # the epoch's training is done, its validation is not: saved, it is not ended
             model.state = state
             stop_for_signal()

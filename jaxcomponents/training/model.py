@@ -30,8 +30,8 @@ from jaxcomponents.inference import apply_inference
 from jaxcomponents.keras.graph import KerasGraph
 from jaxcomponents.ops import compiler
 from jaxcomponents.training.callbacks import CallbackList, History, pythonify
-from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, is_dataset,
-                                         run_evaluate, run_fit)
+from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, execution_groups,
+                                         is_dataset, run_evaluate, run_fit)
 from jaxcomponents.training.freeze import freeze
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
@@ -113,6 +113,7 @@ class _Compiled:
   eval_step: Step
   metric_names: list[str]
   optimizer: _Optimizer | None
+  steps_per_execution: int = 1
 
 
 class Model:
@@ -245,7 +246,10 @@ class Model:
         several outputs, a list of lists or a dict of lists, logged as `<output>_<metric>`.
       weighted_metrics: metrics weighed by sample and class weights (the same forms).
       run_eagerly: run the steps without `jax.jit` (for debugging).
-      steps_per_execution: 1 (each step is one compiled call).
+      steps_per_execution: as Keras's: this many batches run as one compiled call in `fit` (a scan over
+        them: the same updates as one call each, with one call's overhead and, on the CPU, one set of
+        temporary buffers), and `fit`, `evaluate` and `predict` call the batch hooks once for them, with the
+        first batch's index at the beginning and the last one's at the end.
       jit_compile: "auto" or True compile the steps; False is `run_eagerly`.
       auto_scale_loss: accepted for Keras's signature; float32 training scales nothing.
     """
@@ -253,9 +257,6 @@ class Model:
       raise ValueError("loss=None is not allowed; expected a Keras loss name, a jaxcomponents loss or a function "
                        "(y_true, y_pred) -> per-example losses.")
     check_positive_int("steps_per_execution", steps_per_execution)
-    if steps_per_execution != 1:
-      raise ValueError(f"steps_per_execution={steps_per_execution} is not supported; expected 1 (XLA fuses each "
-                       "step; run a bigger batch instead).")
     check_choice("jit_compile", jit_compile, ("auto", True, False))
     jit = not run_eagerly and jit_compile is not False
     if isinstance(optimizer, str):
@@ -282,7 +283,7 @@ class Model:
     train_step = make_train_step(loss_fn, metrics or (), **options)
     eval_step = make_eval_step(loss_fn, metrics or (), **options)
     names = [*train_step.output_losses, *train_step.metrics, *train_step.weighted]
-    self._compiled = _Compiled(train_step, eval_step, names, _Optimizer(self, tx, name))
+    self._compiled = _Compiled(train_step, eval_step, names, _Optimizer(self, tx, name), steps_per_execution)
     if self._state is not None:  # recompiling keeps the weights, with a fresh optimizer state
       variables = self._state.variables
       self._state = None
@@ -302,6 +303,11 @@ class Model:
   @property
   def compiled(self) -> bool:
     return self._compiled is not None
+
+  @property
+  def steps_per_execution(self) -> int:
+    """Batches per compiled call and per call of the batch hooks (`compile`'s argument; 1 before it)."""
+    return self._compiled.steps_per_execution if self._compiled is not None else 1
 
   @property
   def train_step(self) -> Step:
@@ -404,7 +410,8 @@ class Model:
     history = run_fit(self, data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                       validation_data=validation_data, validation_steps=validation_steps,
                       validation_freq=validation_freq, class_weight=class_weight, callbacks=callbacks,
-                      mesh=self.mesh, verbose=verbose, data_from_run_start=True, told_steps=steps_per_epoch)
+                      mesh=self.mesh, verbose=verbose, data_from_run_start=True, told_steps=steps_per_epoch,
+                      steps_per_execution=self.steps_per_execution)
     return history
 
   def _validation(self, validation_data, batch_size, steps):
@@ -425,7 +432,7 @@ class Model:
     data, count = self._dataset("evaluate", x, y, sample_weight, batch_size, False, steps)
     self._ensure_built(data)
     hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
-    logs = run_evaluate(self, data, hooks, steps=count, mesh=self.mesh)
+    logs = run_evaluate(self, data, hooks, steps=count, mesh=self.mesh, steps_per_execution=self.steps_per_execution)
     return logs if return_dict else self._in_order(logs)
 
   def _in_order(self, logs: Mapping[str, float]):
@@ -461,16 +468,21 @@ class Model:
                   (np.arange(s, s + batch_size) < total).astype(np.float32))
                  for s in range(0, count * batch_size, batch_size))
     hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
-    forward, variables, outputs = self._forward_fn(), self.variables, []
+    forward, variables, outputs, index = self._forward_fn(), self.variables, [], 0
     hooks.on_predict_begin()
-    for index, (inputs, mask) in enumerate(batches):
+    for group in execution_groups(batches, self.steps_per_execution):
       hooks.on_predict_batch_begin(index)
-      out = jax.device_get(forward(variables, inputs))
-      if mask is not None:
-        keep = np.asarray(mask) > 0
-        out = jax.tree.map(lambda a, keep=keep: a[keep], out)
-      outputs.append(out)
-      hooks.on_predict_batch_end(index, {"outputs": out})
+      done = []
+      for inputs, mask in group:
+        out = jax.device_get(forward(variables, inputs))
+        if mask is not None:
+          keep = np.asarray(mask) > 0
+          out = jax.tree.map(lambda a, keep=keep: a[keep], out)
+        done.append(out)
+      outputs += done
+      out = done[0] if len(done) == 1 else jax.tree.map(lambda *parts: np.concatenate(parts), *done)
+      hooks.on_predict_batch_end(index + self.steps_per_execution - 1, {"outputs": out})
+      index += len(group)
     hooks.on_predict_end()
     if not outputs:
       raise ValueError("predict: x gave no batch.")

@@ -76,6 +76,23 @@ def _named_metric(metric: Any) -> tuple[str, Any]:
                    "or a dict from log names to metrics.")
 
 
+def _alike(batches: Sequence[Batch]) -> bool:
+  """Whether the batches have one structure and one shape and dtype per array (so they stack)."""
+  specs = [jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), dict(b)) for b in batches]
+  return all(spec == specs[0] for spec in specs[1:])
+
+
+def scanned(step_fn: Callable[[TrainState, Batch], tuple[TrainState, Any]]):
+  """`(state, [batch, ...]) -> (state, last metrics)`: `step_fn` over the batches in order, as one `lax.scan`."""
+
+  def steps(state: TrainState, batches: list[Batch]):
+    stacked = jax.tree.map(lambda *arrays: jnp.stack(arrays), *[dict(b) for b in batches])
+    state, results = jax.lax.scan(step_fn, state, stacked)
+    return state, jax.tree.map(lambda r: r[-1], results)
+
+  return steps
+
+
 class _Mean:
   """A weighted running mean; the stream behind the `loss` entry."""
 
@@ -180,11 +197,31 @@ class Step:
   loss: LossFn | None = None
   weighted: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   output_losses: Mapping[str, OutputLoss] = dataclasses.field(default_factory=dict)
+  scan: Callable[[TrainState, list[Batch]], tuple[TrainState, dict[str, jax.Array]]] | None = None
 
   def __call__(self, state: TrainState, batch: Batch):
     if not state.metrics:
       state = self.reset(state)
     return self.fn(state, batch)
+
+  def run(self, state: TrainState, batches: Sequence[Batch]):
+    """The steps of `batches` in order; returns the last state and the last step's metrics.
+
+    A train step runs several batches of one shape as one compiled call (a scan over them: Keras's
+    `steps_per_execution`): the same updates as one call each, with one call's overhead and one set of
+    temporary buffers for them all. Other batches run one call each.
+
+    Example:
+      >>> state, logs = step.run(state, [batch_1, batch_2])  # doctest: +SKIP
+    """
+    if not state.metrics:
+      state = self.reset(state)
+    if self.scan is not None and len(batches) > 1 and _alike(batches):
+      return self.scan(state, list(batches))
+    results = {}
+    for batch in batches:
+      state, results = self.fn(state, batch)
+    return state, results
 
   def streams(self) -> dict[str, Any]:
     """Every log this step reports, in order: the loss, each output's loss, the metrics, the weighted metrics."""
@@ -293,8 +330,10 @@ def make_train_step(
                               opt_state=opt_state, metrics=metric_states)
     return new_state, results
 
-  step = Step(compiler.jit(train_step, donate_argnums=(0,) if donate else ()) if jit else train_step, metric_fns, loss_fn,
-              weighted_fns, dict(output_losses or {}))
+  donated = (0,) if donate else ()
+  step = Step(compiler.jit(train_step, donate_argnums=donated) if jit else train_step, metric_fns, loss_fn,
+              weighted_fns, dict(output_losses or {}),
+              compiler.jit(scanned(train_step), donate_argnums=donated) if jit else scanned(train_step))
   return step
 
 

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -199,6 +200,51 @@ def _binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
   return jnp.mean(values, axis=axis), None
 
 
+def _clipped_binary_crossentropy(y_true, p):
+  p = jnp.clip(p, EPSILON, 1.0 - EPSILON)
+  return -(y_true * jnp.log(p) + (1.0 - y_true) * jnp.log(1.0 - p))
+
+
+def _binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25, gamma=2.0,
+                               from_logits=False, label_smoothing=0.0, axis=-1):
+  if label_smoothing:
+    y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+  if from_logits:
+    y_pred = jax.nn.sigmoid(y_pred)  # Keras then clips, as for probabilities (not the log-sigmoid form)
+  p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+  values = (1.0 - p_t) ** gamma * _clipped_binary_crossentropy(y_true, y_pred)
+  if apply_class_balancing:
+    values = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * values
+  return jnp.mean(values, axis=axis), None
+
+
+def _categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
+                                    label_smoothing=0.0, axis=-1):
+  if label_smoothing:
+    y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_true.shape[-1]
+  if from_logits:
+    y_pred = jax.nn.softmax(y_pred, axis=axis)
+  probs = jnp.clip(y_pred / jnp.sum(y_pred, axis=axis, keepdims=True), EPSILON, 1.0 - EPSILON)
+  return jnp.sum(alpha * (1.0 - probs) ** gamma * -y_true * jnp.log(probs), axis=axis), None
+
+
+def _categorical_generalized_cross_entropy(y_true, y_pred, q=0.5):
+  one_hot = jax.nn.one_hot(y_true.astype(jnp.int32), y_pred.shape[-1], dtype=y_pred.dtype)
+  return (1.0 - jnp.sum(y_pred * one_hot, axis=-1) ** q) / q, None
+
+
+def _dice(y_true, y_pred, axis=None):
+  intersection = jnp.sum(y_true * y_pred, axis=axis)
+  return 1.0 - 2.0 * intersection / (jnp.sum(y_true, axis=axis) + jnp.sum(y_pred, axis=axis) + EPSILON), None
+
+
+def _tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
+  intersection = jnp.sum(y_true * y_pred, axis=axis)
+  false_positives = jnp.sum((1.0 - y_pred) * y_true, axis=axis)  # as Keras names them (y_true is its "inputs")
+  false_negatives = jnp.sum(y_pred * (1.0 - y_true), axis=axis)
+  return 1.0 - intersection / (intersection + false_positives * alpha + false_negatives * beta + EPSILON), None
+
+
 def _build(name: str, fn: Callable[..., Any], options: dict[str, Any]) -> Loss:
   """The `Loss` of checked `options`, with the loss's defaults for the others."""
   options = {**LOSSES.arguments(name), **options}
@@ -229,6 +275,12 @@ for _name, _fn, _class, _aliases in (
     ("binary_crossentropy", _binary_crossentropy, "BinaryCrossentropy", ("bce", "BCE")),
     ("categorical_crossentropy", _categorical_crossentropy, "CategoricalCrossentropy", ()),
     ("sparse_categorical_crossentropy", _sparse_categorical_crossentropy, "SparseCategoricalCrossentropy", ()),
+    ("binary_focal_crossentropy", _binary_focal_crossentropy, "BinaryFocalCrossentropy", ()),
+    ("categorical_focal_crossentropy", _categorical_focal_crossentropy, "CategoricalFocalCrossentropy", ()),
+    ("categorical_generalized_cross_entropy", _categorical_generalized_cross_entropy,
+     "CategoricalGeneralizedCrossEntropy", ()),
+    ("dice", _dice, "Dice", ()),
+    ("tversky", _tversky, "Tversky", ()),
 ):
   LOSSES.register(_name, _fn, keras_class=_class, aliases=_aliases)
 del _name, _fn, _class, _aliases
@@ -240,9 +292,27 @@ def _check_option(name: str, key: str, value: Any) -> Any:
   if key == "from_logits":
     if not isinstance(value, bool):
       raise ValueError(f"from_logits={value!r} is not allowed for loss {name!r}; expected True or False.")
+  elif key == "axis" and name in ("dice", "tversky"):
+    axes = value if isinstance(value, (tuple, list)) else (value,)
+    if value is not None and (not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes)):
+      raise ValueError(f"axis={value!r} is not allowed for loss {name!r}; expected None (every axis), an integer "
+                       "axis or a tuple of them.")
+    value = tuple(value) if isinstance(value, list) else value
   elif key == "axis":
     if isinstance(value, bool) or not isinstance(value, int):
       raise ValueError(f"axis={value!r} is not allowed for loss {name!r}; expected an integer axis.")
+  elif key in ("alpha", "beta", "gamma"):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+      raise ValueError(f"{key}={value!r} is not allowed for loss {name!r}; expected a finite float.")
+    value = float(value)
+  elif key == "q":
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+      raise ValueError(f"q={value!r} is not allowed for loss {name!r}; expected a float in (0, 1).")
+    value = float(value)
+  elif key == "apply_class_balancing":
+    if not isinstance(value, bool):
+      raise ValueError(f"apply_class_balancing={value!r} is not allowed for loss {name!r}; expected True or "
+                       "False.")
   elif key == "label_smoothing":
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
       raise ValueError(f"label_smoothing={value!r} is not allowed for loss {name!r}; expected a float in [0, 1].")
@@ -359,7 +429,9 @@ def get(name: str | Mapping[str, Any] | Callable[..., Any], /, **options: Any) -
       dict (`keras.losses.serialize(...)`: its `name` label is not used); or a callable, returned as is.
     **options: the Keras class's arguments: `from_logits`, `label_smoothing`,
       `axis` (cross-entropies), `ignore_class` (sparse), `delta` (huber),
-      `axis` (cosine_similarity), and `reduction` (every loss).
+      `axis` (cosine_similarity), `alpha`, `gamma` and `apply_class_balancing` (focal cross-entropies),
+      `q` (categorical_generalized_cross_entropy), `axis` (None, an axis or a tuple: dice, tversky),
+      `alpha`, `beta` (tversky), and `reduction` (every loss).
 
   Raises:
     ValueError: for an unknown name, an option the loss does not have, or a bad value.

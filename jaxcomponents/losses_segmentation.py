@@ -76,20 +76,22 @@ def _div_no_nan(a: Array, b: Array) -> Array:
   return jnp.where(b == 0, 0.0, a / jnp.where(b == 0, 1.0, b))
 
 
+def _example_axes(x: Array, per_example: bool) -> tuple[int, ...] | None:
+  """Every axis but the batch's (one value per example), or None (the whole batch)."""
+  return tuple(range(1, x.ndim)) if per_example else None
+
+
 def dice(y_true, y_pred, per_example: bool = True) -> Array:
   """Keras's `dice`: `1 - 2 I / (sum(y_true) + sum(y_pred) + eps)`."""
   y_true, y_pred = _cast(y_true, y_pred)
-  intersection = _sum(y_true * y_pred, per_example)
-  return 1.0 - 2.0 * intersection / (_sum(y_true, per_example) + _sum(y_pred, per_example) + EPSILON)
+  return keras_losses.get("dice", axis=_example_axes(y_pred, per_example), reduction="none")(y_true, y_pred)
 
 
 def tversky(y_true, y_pred, alpha: float = 0.5, beta: float = 0.5, per_example: bool = True) -> Array:
   """Keras's `tversky`: `1 - I / (I + alpha FP + beta FN + eps)` (Keras's FP/FN naming)."""
   y_true, y_pred = _cast(y_true, y_pred)
-  intersection = _sum(y_true * y_pred, per_example)
-  fp = _sum((1.0 - y_pred) * y_true, per_example)
-  fn = _sum(y_pred * (1.0 - y_true), per_example)
-  return 1.0 - intersection / (intersection + alpha * fp + beta * fn + EPSILON)
+  return keras_losses.get("tversky", alpha=alpha, beta=beta, axis=_example_axes(y_pred, per_example),
+                          reduction="none")(y_true, y_pred)
 
 
 def jaccard(y_true, y_pred, per_example: bool = True) -> Array:
@@ -107,32 +109,17 @@ def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing: bool = Fals
                               gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
                               per_example: bool = True) -> Array:
   """Keras's `binary_focal_crossentropy`, averaged over pixels and channels."""
-  y_true, y_pred = _cast(y_true, y_pred)
-  if label_smoothing:
-    y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
-  if from_logits:
-    y_pred = jax.nn.sigmoid(y_pred)
-  p = jnp.clip(y_pred, EPSILON, 1.0 - EPSILON)
-  bce = -(y_true * jnp.log(p) + (1.0 - y_true) * jnp.log(1.0 - p))
-  p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
-  focal = jnp.power(1.0 - p_t, gamma) * bce
-  if apply_class_balancing:
-    focal = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * focal
-  return _mean(focal, per_example)
+  return _keras_map_loss("binary_focal_crossentropy", *_cast(y_true, y_pred), per_example,
+                         apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                         from_logits=from_logits, label_smoothing=label_smoothing)
 
 
 def categorical_focal_crossentropy(y_true, y_pred, alpha: float = 0.25, gamma: float = 2.0,
                                    from_logits: bool = False, label_smoothing: float = 0.0,
                                    per_example: bool = True) -> Array:
   """Keras's `categorical_focal_crossentropy` over the channel axis (one-hot `y_true`), averaged over pixels."""
-  y_true, y_pred = _cast(y_true, y_pred)
-  if label_smoothing:
-    y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_true.shape[-1]
-  if from_logits:
-    y_pred = jax.nn.softmax(y_pred, axis=-1)
-  output = jnp.clip(y_pred / jnp.sum(y_pred, axis=-1, keepdims=True), EPSILON, 1.0 - EPSILON)
-  focal = alpha * jnp.power(1.0 - output, gamma) * -y_true * jnp.log(output)
-  return _mean(jnp.sum(focal, axis=-1), per_example)
+  return _keras_map_loss("categorical_focal_crossentropy", *_cast(y_true, y_pred), per_example, alpha=alpha,
+                         gamma=gamma, from_logits=from_logits, label_smoothing=label_smoothing)
 
 
 def _keras_map_loss(name: str, y_true, y_pred, per_example: bool, **options) -> Array:

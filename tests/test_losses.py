@@ -82,6 +82,11 @@ KERAS_CLASSES = {
     "binary_crossentropy": keras.losses.BinaryCrossentropy,
     "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
     "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "binary_focal_crossentropy": keras.losses.BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": keras.losses.CategoricalFocalCrossentropy,
+    "categorical_generalized_cross_entropy": keras.losses.CategoricalGeneralizedCrossEntropy,
+    "dice": keras.losses.Dice,
+    "tversky": keras.losses.Tversky,
 }
 
 CASES = [
@@ -112,6 +117,20 @@ CASES = [
     ("sparse_categorical_crossentropy", {}, "sparse_probs"),
     ("sparse_categorical_crossentropy", {"from_logits": True}, "sparse_logits"),
     ("sparse_categorical_crossentropy", {"from_logits": True, "axis": 1}, "sparse_logits"),
+    ("binary_focal_crossentropy", {}, "binary_probs"),
+    ("binary_focal_crossentropy", {"apply_class_balancing": True, "alpha": 0.3, "gamma": 1.5,
+                                   "label_smoothing": 0.1}, "binary_probs"),
+    ("binary_focal_crossentropy", {"from_logits": True, "axis": 0}, "binary_logits"),
+    ("categorical_focal_crossentropy", {}, "one_hot_probs"),
+    ("categorical_focal_crossentropy", {"alpha": 0.5, "gamma": 3.0, "label_smoothing": 0.2}, "one_hot_probs"),
+    ("categorical_focal_crossentropy", {"from_logits": True}, "one_hot_logits"),
+    ("categorical_generalized_cross_entropy", {"q": 0.5}, "sparse_probs"),
+    ("categorical_generalized_cross_entropy", {"q": 0.8}, "sparse_probs"),
+    ("dice", {}, "binary_probs"),
+    ("dice", {"axis": 1}, "binary_probs"),
+    ("dice", {"axis": (0, 1)}, "binary_probs"),
+    ("tversky", {}, "binary_probs"),
+    ("tversky", {"alpha": 0.3, "beta": 0.7, "axis": -1}, "binary_probs"),
 ]
 
 
@@ -324,3 +343,17 @@ def test_numpy_scalar_arguments_are_the_python_numbers_keras_reads():
   assert float(metric.result(metric.update(metric.init(), y_true, y_pred))) == 0.0
   with pytest.raises(ValueError, match=r"name='my_loss' is not an argument of loss 'mean_squared_error'"):
     losses.get("mse", name="my_loss")
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("categorical_generalized_cross_entropy", {"q": 1.0}, r"q=1.0 is not allowed .* expected a float in \(0, 1\)"),
+    ("categorical_generalized_cross_entropy", {"q": 0}, r"q=0 is not allowed"),
+    ("dice", {"axis": 1.5}, r"axis=1.5 is not allowed .* expected None \(every axis\), an integer axis or a tuple"),
+    ("tversky", {"axis": ()}, r"axis=\(\) is not allowed"),
+    ("binary_focal_crossentropy", {"gamma": float("nan")}, r"gamma=nan is not allowed .* expected a finite float"),
+    ("binary_focal_crossentropy", {"apply_class_balancing": 1}, r"apply_class_balancing=1 is not allowed"),
+    ("categorical_focal_crossentropy", {"beta": 0.5}, r"beta"),
+])
+def test_the_focal_dice_and_tversky_options_are_checked(name, options, message):
+  with pytest.raises(ValueError, match=message):
+    losses.get(name, **options)

@@ -166,6 +166,25 @@ def test_a_compiled_losss_reduction_and_ignore_class_train_as_keras(task, option
   assert_weights_equal(model, keras_model)
 
 
+@pytest.mark.parametrize("loss", ["dice", "tversky", "binary_focal_crossentropy", "categorical_focal_crossentropy"])
+def test_kerass_batch_and_focal_losses_train_and_evaluate_as_keras(loss):
+  keras_model = small_cnn(seed=23, activation="sigmoid")
+  model = pair(keras_model)
+  x, labels = data(40, 24)
+  y = np.eye(5, dtype=np.float32)[labels]  # batches of 16: the last of 8, padded to 16 by evaluate
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss=loss)
+    history = m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    return history, m.evaluate(x, y, batch_size=16, verbose=0)
+
+  ours = script(model, optimizers.get("sgd", learning_rate=0.5))
+  theirs = script(keras_model, keras.optimizers.SGD(0.5))
+  assert_history_equal(ours[0], theirs[0])
+  np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4)
+  assert_weights_equal(model, keras_model)
+
+
 def test_a_compiled_loss_with_no_reduction_or_with_unsupported_arguments_is_refused():
   model = pair(small_cnn())
   with pytest.raises(ValueError, match=r"reduction=None leaves a loss per entry"):
@@ -467,13 +486,15 @@ def test_model_checkpoint_as_keras_and_the_files_round_trip(tmp_path):
     callbacks.ModelCheckpoint("m.weights.h5")
 
 
-def test_backup_and_restore_resumes_an_interrupted_run_where_it_stopped(tmp_path):
-  x, y = data(48, 18)
+@pytest.mark.parametrize("save_freq, resumed_epochs", [("epoch", [2, 3]), (5, [1, 2, 3])])
+def test_backup_and_restore_resumes_an_interrupted_run_where_it_stopped(tmp_path, save_freq, resumed_epochs):
+  x, y = data(48, 18)  # 3 batches an epoch
   module, variables = from_keras(small_cnn(seed=19))
 
-  def run(callbacks_=()):
+  def run(callbacks_=(), steps_per_execution=1):
     model = Model(module, variables)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=steps_per_execution)
     return model, model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=list(callbacks_))
 
   class Interrupt(callbacks.Callback):
@@ -483,12 +504,23 @@ def test_backup_and_restore_resumes_an_interrupted_run_where_it_stopped(tmp_path
 
   straight, _ = run()
   with pytest.raises(KeyboardInterrupt):
-    run([callbacks.BackupAndRestore(tmp_path), Interrupt()])
-  resumed, history = run([callbacks.BackupAndRestore(tmp_path)])
-  assert history.epoch == [2, 3]  # epochs 0 and 1 were backed up
+    run([callbacks.BackupAndRestore(tmp_path, save_freq), Interrupt()])
+  resumed, history = run([callbacks.BackupAndRestore(tmp_path, save_freq)])
+  # "epoch": epochs 0 and 1 were backed up; 5: the fifth step's state, in epoch 1, resumed at its third batch
+  assert history.epoch == resumed_epochs
   for got, want in zip(jax.tree.leaves(resumed.variables), jax.tree.leaves(straight.variables)):
     np.testing.assert_array_equal(got, want)
   assert not [name for name in os.listdir(tmp_path) if name.isdigit()]  # a finished run deletes its backup
+  if save_freq == 5:  # groups of 2 and 1 batches an epoch: saved after steps 5 and 11, and at the end (12)
+    backup = callbacks.BackupAndRestore(tmp_path, save_freq, double_checkpoint=True, delete_checkpoint=False)
+    run([backup], steps_per_execution=2)
+    assert sorted(int(name) for name in os.listdir(tmp_path) if name.isdigit()) == [11, 12]  # the last two kept
+
+
+def test_backup_and_restore_refuses_a_save_freq_keras_does_not_take(tmp_path):
+  for save_freq in ("batch", 0, -2, True, 1.5):
+    with pytest.raises(ValueError, match=r"save_freq=.* is not allowed; expected 'epoch', a positive number"):
+      callbacks.BackupAndRestore(tmp_path, save_freq)
 
 
 def test_a_two_input_model_takes_a_list_or_a_dict_as_keras():

@@ -818,18 +818,27 @@ class BackupAndRestore(Callback):
   """Backs training up in `backup_dir` so an interrupted run resumes where it stopped, as Keras's.
 
   `fit` writes an orbax checkpoint of the whole training state (optimizer and
-  input position included) there after each epoch and when SIGINT/SIGTERM
-  arrive; run the same script again and it resumes from the newest intact one,
-  at the same batch, with the same result as an uninterrupted run. With
-  `delete_checkpoint=True` the backup is removed when training finishes.
+  input position included) there after each epoch (`save_freq="epoch"`) or
+  every `save_freq` steps (an integer; with `steps_per_execution`, after the
+  group that reaches it), and when SIGINT/SIGTERM arrive (`save_freq=False`:
+  only then); run the same script again and it resumes from the newest intact
+  one, at the same batch, with the same result as an uninterrupted run. With
+  `double_checkpoint=True` the backup before the newest is kept too, for when
+  the newest cannot be read. With `delete_checkpoint=True` the backup is
+  removed when training finishes.
 
   Example:
-    >>> backup = BackupAndRestore("/tmp/backup")
+    >>> backup = BackupAndRestore("/tmp/backup", save_freq=100)
   """
 
-  def __init__(self, backup_dir: str | os.PathLike, save_freq: str = "epoch", delete_checkpoint: bool = True):
+  def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int | bool = "epoch",
+               double_checkpoint: bool = False, delete_checkpoint: bool = True):
     super().__init__()
-    if save_freq != "epoch":
-      raise ValueError(f"save_freq={save_freq!r} is not supported; expected 'epoch' (SIGINT and SIGTERM also save "
-                       "the step under way).")
+    if not (save_freq == "epoch" and isinstance(save_freq, str) or save_freq is False
+            or isinstance(save_freq, int) and not isinstance(save_freq, bool) and save_freq >= 1):
+      raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch', a positive number of batches, "
+                       "or False (only when SIGINT or SIGTERM arrive).")
+    if not backup_dir:
+      raise ValueError(f"backup_dir={backup_dir!r} is not allowed; expected a folder path.")
+    self.double_checkpoint = bool(double_checkpoint)
     self.backup_dir, self.save_freq, self.delete_checkpoint = os.fspath(backup_dir), save_freq, delete_checkpoint

@@ -538,10 +538,11 @@ def run_fit(
   for callback in callbacks:
     _check_protocol(callback)
   backup = next((c for c in callbacks if isinstance(c, BackupAndRestore)), None)
+  backup_every = backup.save_freq if backup is not None and not isinstance(backup.save_freq, (str, bool)) else None
   if backup is not None:
     if checkpoint_dir is not None:
       raise ValueError("BackupAndRestore and checkpoint_dir are both given; expected one place for checkpoints.")
-    checkpoint_dir, keep_checkpoints, overwrite = backup.backup_dir, 1, False
+    checkpoint_dir, keep_checkpoints, overwrite = backup.backup_dir, 2 if backup.double_checkpoint else 1, False
     resume = True  # from the newest intact backup, if an interrupted run left one
   _check_monitors(callbacks, best_metric, _log_names(train_step, eval_step if validation_data is not None else None,
                                                      callbacks))
@@ -624,6 +625,7 @@ def run_fit(
     hooks.on_train_begin()
     state, epoch_logs = model.state, {}
     position = run_start if data_from_run_start else 0  # the state step at which the data's first batch is read
+    since_backup = 0
     source = _Batches(train_data, step - position, total - position)
     with _stop_on_signals() as signals:
       for epoch in range((step + offset) // steps_per_epoch, last_epoch):
@@ -649,6 +651,11 @@ def run_fit(
               model.state = state
               hooks.on_train_batch_end(index + steps_per_execution - 1, BatchLogs(results))
               state = model.state
+            if backup_every is not None:
+              since_backup += len(group)
+              if since_backup >= backup_every:
+                since_backup = 0
+                save()
             if signals or model.stop_training:
               break
             if step // log_every != (step - len(group)) // log_every:
@@ -680,7 +687,8 @@ def run_fit(
         epoch_logs = pythonify(epoch_logs)
         hooks.on_epoch_end(epoch, epoch_logs)
         state = model.state
-        save(history.last if best_metric is not None else None)
+        if backup is None or backup.save_freq == "epoch":
+          save(history.last if best_metric is not None else None)
         if model.stop_training:
           history.stopped_by = "callback"
           break

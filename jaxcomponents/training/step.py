@@ -122,6 +122,11 @@ def reduces_as_keras(loss_fn: Any) -> bool:
   return isinstance(loss_fn, losses_lib.Loss) and loss_fn.reduction not in (None, "none")
 
 
+def _zero_padding(tree: Any, mask: jax.Array) -> Any:
+  """Every array of `tree` with its padding examples (`mask` 0) set to zero."""
+  return jax.tree.map(lambda a: a * mask.reshape(mask.shape + (1,) * (a.ndim - 1)).astype(a.dtype), tree)
+
+
 def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: jax.Array) -> jax.Array:
   """The batch's loss times its number of real examples (what Keras's loss tracker adds for the batch).
 
@@ -129,9 +134,19 @@ def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: 
   it (its reduction, its `ignore_class` entries left out); any other function gives per-example losses,
   averaged within each example and weighed by `weight`.
   """
-  if not reduces_as_keras(loss_fn):
-    return jnp.sum(per_example_losses(loss_fn(y_true, y_pred), mask.shape[0]) * weight)
-  values, valid = loss_fn.per_sample(y_true, y_pred)
+  keras_loss = reduces_as_keras(loss_fn)
+  compute = loss_fn.per_sample if keras_loss else lambda y_true, y_pred: (loss_fn(y_true, y_pred), None)
+  values, valid = compute(y_true, y_pred)
+  if jnp.ndim(values) == 0:
+    # A loss over the whole batch (Dice or Tversky with axis=None): computed with padding rows zeroed (which
+    # leaves those sums as they are without them), weighed as Keras weighs a scalar loss, by the mean sample
+    # weight of the real examples.
+    values, _ = compute(_zero_padding(y_true, mask), _zero_padding(y_pred, mask))
+    if keras_loss and loss_fn.reduction == "mean_with_sample_weight":
+      return values * jnp.sum(mask)
+    return values * jnp.sum(weight)
+  if not keras_loss:
+    return jnp.sum(per_example_losses(values, mask.shape[0]) * weight)
   keep = (mask > 0).reshape(mask.shape + (1,) * (values.ndim - 1))
   keep = jnp.broadcast_to(keep if valid is None else keep & valid, values.shape)
   return losses_lib.reduce_weighted(values, weight, keep, loss_fn.reduction) * jnp.sum(mask)

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -283,6 +284,12 @@ def _confusion_counts(y_true, y_pred, sample_weight, thresholds: np.ndarray, eve
   return count(lab & pos), count(~lab & pos), count(~lab & ~pos), count(lab & ~pos)
 
 
+def _counts_at(thresholds: tuple[float, ...], y_true, y_pred, sample_weight, **options):
+  """`_confusion_counts` at `thresholds`, on Keras's bucketed path where they are evenly spaced."""
+  thresholds = np.asarray(thresholds)
+  return _confusion_counts(y_true, y_pred, sample_weight, thresholds, _is_evenly_distributed(thresholds), **options)
+
+
 def _parse_thresholds(thresholds, default):
   values = [default] if thresholds is None else (
       np.asarray(thresholds).tolist() if np.ndim(thresholds) else [thresholds])
@@ -319,9 +326,8 @@ class PrecisionRecall:
     return {"true_positives": jnp.zeros((n,), jnp.float32), "other": jnp.zeros((n,), jnp.float32)}
 
   def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
-    thresholds = np.asarray(self.thresholds)
-    tp, fp, _, fn = _confusion_counts(y_true, y_pred, sample_weight, thresholds, _is_evenly_distributed(thresholds),
-                                      top_k=self.top_k, class_id=self.class_id)
+    tp, fp, _, fn = _counts_at(self.thresholds, y_true, y_pred, sample_weight, top_k=self.top_k,
+                               class_id=self.class_id)
     other = fp if self.name == "precision" else fn
     return {"true_positives": state["true_positives"] + tp, "other": state["other"] + other}
 
@@ -480,18 +486,104 @@ def _mean(name, fn, **options):
 @dataclasses.dataclass(frozen=True)
 class _PerSampleLoss:
   """A loss's per-sample values as Keras's metric computes them: in the predictions' float dtype (the loss
-  itself computes in float32)."""
+  itself computes in float32), times `sign` (-1: the cosine similarity, which the loss negates)."""
 
   name: str
+  options: tuple[tuple[str, Any], ...] = ()
+  sign: float = 1.0
 
   def __call__(self, y_true, y_pred):
     dtype = jnp.asarray(y_pred).dtype
-    return losses.Loss(self.name).per_sample(y_true, y_pred, dtype if jnp.issubdtype(dtype, jnp.floating)
-                                             else jnp.float32)[0]
+    values = losses.Loss(self.name, self.options).per_sample(
+        y_true, y_pred, dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32)[0]
+    return self.sign * values
 
 
-def _per_sample_loss(name):
-  return _PerSampleLoss(name)
+def _per_sample_loss(name, sign=1.0, **options):
+  """The loss `name`'s per-sample values, its `options` checked as the loss checks them."""
+  return _PerSampleLoss(name, losses.get(name, **options).options if options else (), sign)
+
+
+@dataclasses.dataclass(frozen=True)
+class RootMean(Mean):
+  """The square root of a `Mean` (Keras's `RootMeanSquaredError`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> rmse = get("root_mean_squared_error")
+    >>> float(rmse.result(rmse.update(rmse.init(), jnp.array([[0.0], [0.0]]), jnp.array([[3.0], [1.0]]))))
+    2.2360680103302
+  """
+
+  def result(self, state: State) -> Array:
+    return jnp.sqrt(super().result(state))
+
+
+def squared_error(y_true, y_pred) -> Array:
+  """`(y_pred - y_true)**2` per entry, after Keras's rank fix-up (what `RootMeanSquaredError` averages)."""
+  y_pred = jnp.asarray(y_pred, jnp.float32)
+  y_true, y_pred = match_rank(jnp.asarray(y_true, jnp.float32), y_pred)
+  return jnp.square(y_pred - y_true)
+
+
+def _correlation_inputs(y_true, y_pred):
+  y_pred = jnp.asarray(y_pred, jnp.float32)
+  return match_rank(jnp.asarray(y_true, jnp.float32), y_pred)
+
+
+def pearson_correlation(y_true, y_pred, axis: int = -1) -> Array:
+  """Keras's `pearson_correlation` along `axis`: one coefficient per sample (averaged by the metric)."""
+  y_true, y_pred = _correlation_inputs(y_true, y_pred)
+  true = y_true - jnp.mean(y_true, axis=axis, keepdims=True)
+  pred = y_pred - jnp.mean(y_pred, axis=axis, keepdims=True)
+  true = true / jnp.std(true, axis=axis, keepdims=True)
+  pred = pred / jnp.std(pred, axis=axis, keepdims=True)
+  return jnp.mean(true * pred, axis=axis)
+
+
+def concordance_correlation(y_true, y_pred, axis: int = -1) -> Array:
+  """Keras's `concordance_correlation` along `axis` (its covariance centres both on `y_pred`'s mean, as Keras's)."""
+  y_true, y_pred = _correlation_inputs(y_true, y_pred)
+  true_mean = jnp.mean(y_true, axis=axis, keepdims=True)
+  pred_mean = jnp.mean(y_pred, axis=axis, keepdims=True)
+  true_var = jnp.var(y_true - true_mean, axis=axis, keepdims=True)
+  pred_var = jnp.var(y_pred - pred_mean, axis=axis, keepdims=True)
+  covariance = (y_true - pred_mean) * (y_pred - pred_mean)
+  norm = true_var + pred_var + jnp.square(true_mean - pred_mean)
+  return jnp.mean(2.0 * covariance / (norm + losses.EPSILON), axis=axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfusionCount:
+  """Keras's `TruePositives`, `FalsePositives`, `TrueNegatives` or `FalseNegatives` (by `name`): the weighted
+  count of predictions above each threshold (default 0.5) by their label; a scalar, or one per threshold.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> tp = get("true_positives")
+    >>> float(tp.result(tp.update(tp.init(), jnp.array([1, 0, 1]), jnp.array([0.9, 0.6, 0.2]))))
+    1.0
+  """
+
+  name: str
+  thresholds: tuple[float, ...] = (0.5,)
+
+  def init(self) -> State:
+    return {"count": jnp.zeros((len(self.thresholds),), jnp.float32)}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    tp, fp, tn, fn = _counts_at(self.thresholds, y_true, y_pred, sample_weight)
+    counts = {"true_positives": tp, "false_positives": fp, "true_negatives": tn, "false_negatives": fn}
+    return {"count": state["count"] + counts[self.name]}
+
+  def result(self, state: State) -> Array:
+    return state["count"][0] if len(self.thresholds) == 1 else state["count"]
+
+
+def _check_axis(axis):
+  if isinstance(axis, bool) or not isinstance(axis, int):
+    raise ValueError(f"axis={axis!r} is not allowed; expected an integer axis.")
+  return axis
 
 
 def _check_k(k):
@@ -626,6 +718,69 @@ def _mean_squared_error():
   return _mean("mean_squared_error", _per_sample_loss("mean_squared_error"))
 
 
+def _loss_metric(name: str, loss: str, defaults: Mapping[str, Any]):
+  """The factory of the metric `name`: the mean of the loss `loss`'s per-sample values, taking `defaults`'s
+  arguments (the loss's options the Keras metric class takes)."""
+
+  def factory(**options):
+    return _mean(name, _per_sample_loss(loss, **options))
+
+  factory.__signature__ = inspect.Signature(
+      [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=value) for key, value in defaults.items()])
+  return factory
+
+
+@METRICS.register("cosine_similarity", keras_class="CosineSimilarity")
+def _cosine_similarity(axis=-1):
+  return _mean("cosine_similarity", _per_sample_loss("cosine_similarity", sign=-1.0, axis=axis))
+
+
+@METRICS.register("root_mean_squared_error", keras_class="RootMeanSquaredError")
+def _root_mean_squared_error():
+  return RootMean("root_mean_squared_error", squared_error)
+
+
+@METRICS.register("pearson_correlation", keras_class="PearsonCorrelation")
+def _pearson_correlation(axis=-1):
+  return _mean("pearson_correlation", pearson_correlation, axis=_check_axis(axis))
+
+
+@METRICS.register("concordance_correlation", keras_class="ConcordanceCorrelation")
+def _concordance_correlation(axis=-1):
+  return _mean("concordance_correlation", concordance_correlation, axis=_check_axis(axis))
+
+
+def _confusion_count(name: str):
+  def factory(thresholds=None):
+    return ConfusionCount(name, _parse_thresholds(thresholds, 0.5))
+  return factory
+
+
+for _name, _class in (("true_positives", "TruePositives"), ("false_positives", "FalsePositives"),
+                      ("true_negatives", "TrueNegatives"), ("false_negatives", "FalseNegatives")):
+  METRICS.register(_name, _confusion_count(_name), keras_class=_class)
+
+
+# Keras's loss-based metrics (`MeanMetricWrapper`s of the loss functions, with the loss classes' options but
+# `reduction`), the cosine similarity as a similarity (the loss is its negative), and Keras's names for them.
+for _name, _class, _loss, _options, _aliases in (
+    ("mean_absolute_percentage_error", "MeanAbsolutePercentageError", None, (), ("mape",)),
+    ("mean_squared_logarithmic_error", "MeanSquaredLogarithmicError", None, (), ("msle",)),
+    ("hinge", "Hinge", None, (), ()),
+    ("squared_hinge", "SquaredHinge", None, (), ()),
+    ("categorical_hinge", "CategoricalHinge", None, (), ()),
+    ("kl_divergence", "KLDivergence", None, (), ()),
+    ("poisson", "Poisson", None, (), ()),
+    ("logcosh", "LogCoshError", "log_cosh", (), ()),
+    ("binary_crossentropy", "BinaryCrossentropy", None, ("from_logits", "label_smoothing"), ("bce",)),
+    ("categorical_crossentropy", "CategoricalCrossentropy", None, ("from_logits", "label_smoothing", "axis"), ()),
+    ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", None, ("from_logits", "axis"), ()),
+):
+  _defaults = {key: value for key, value in losses.LOSSES.arguments(_loss or _name).items() if key in _options}
+  METRICS.register(_name, _loss_metric(_name, _loss or _name, _defaults), keras_class=_class, aliases=_aliases)
+del _name, _class, _loss, _options, _aliases, _defaults
+
+
 ALIASES = METRICS.aliases  # every accepted spelling -> its canonical name
 
 
@@ -656,7 +811,9 @@ def get(name: str | Mapping[str, Any] | Any, /, **kwargs: Any):
     **kwargs: the Keras class's arguments: `threshold` (binary_accuracy), `k`
       (top-k), `thresholds`/`top_k`/`class_id` (precision, recall),
       `num_thresholds`/`curve`/`summation_method`/... (auc), `num_classes`/
-      `ignore_class`/`sparse_y_true`/`sparse_y_pred`/`axis`/`dtype` (mean_iou).
+      `ignore_class`/`sparse_y_true`/`sparse_y_pred`/`axis`/`dtype` (mean_iou), `thresholds` (the confusion
+      counts), `from_logits`/`label_smoothing`/`axis` (the cross-entropies), `axis` (cosine_similarity and
+      the correlations).
 
   Raises:
     ValueError: for an unknown name, an argument the metric does not have, a

@@ -39,6 +39,12 @@ def _data(kind, rng):
     return y_true, np.where(rng.uniform(size=N) < 0.6, y_true, rng.integers(0, C, N))
   if kind == "segmentation":
     return rng.integers(0, C, (N, 3, 3)), rng.normal(size=(N, 3, 3, C)).astype(np.float32)
+  if kind == "positive":
+    return rng.uniform(0, 3, (N, 3)).astype(np.float32), rng.uniform(0, 3, (N, 3)).astype(np.float32)
+  if kind == "logits_col":
+    return rng.integers(0, 2, (N, 1)), rng.normal(0, 2, (N, 1)).astype(np.float32)
+  if kind == "sparse_logits":
+    return rng.integers(0, C, (N,)), rng.normal(0, 2, (N, C)).astype(np.float32)
   if kind == "regression":
     return rng.normal(size=(N, 3)).astype(np.float32), rng.normal(size=(N, 3)).astype(np.float32)
   raise AssertionError(kind)
@@ -78,6 +84,28 @@ CASES = [
     ("mean_io_u", {"num_classes": C, "sparse_y_pred": False}, "segmentation"),
     ("mean_absolute_error", {}, "regression"),
     ("mse", {}, "regression"),
+    ("mape", {}, "regression"),
+    ("msle", {}, "positive"),
+    ("hinge", {}, "binary"),
+    ("squared_hinge", {}, "multilabel"),
+    ("categorical_hinge", {}, "one_hot"),
+    ("kl_divergence", {}, "one_hot"),
+    ("poisson", {}, "positive"),
+    ("LogCoshError", {}, "regression"),
+    ("bce", {}, "binary"),
+    ("binary_crossentropy", {"from_logits": True, "label_smoothing": 0.1}, "logits_col"),
+    ("categorical_crossentropy", {}, "one_hot"),
+    ("categorical_crossentropy", {"label_smoothing": 0.2, "axis": -1}, "one_hot"),
+    ("sparse_categorical_crossentropy", {}, "sparse"),
+    ("SparseCategoricalCrossentropy", {"from_logits": True}, "sparse_logits"),
+    ("cosine_similarity", {}, "regression"),
+    ("root_mean_squared_error", {}, "regression"),
+    ("pearson_correlation", {}, "regression"),
+    ("concordance_correlation", {}, "regression"),
+    ("true_positives", {}, "binary"),
+    ("false_positives", {"thresholds": [0.2, 0.5, 0.7]}, "multilabel"),
+    ("true_negatives", {}, "binary_flat"),
+    ("false_negatives", {"thresholds": 0.3}, "binary"),
 ]
 
 KERAS = {
@@ -89,6 +117,19 @@ KERAS = {
     "precision": keras.metrics.Precision, "recall": keras.metrics.Recall, "auc": keras.metrics.AUC,
     "mean_iou": keras.metrics.MeanIoU, "mean_absolute_error": keras.metrics.MeanAbsoluteError,
     "mean_squared_error": keras.metrics.MeanSquaredError,
+    "mean_absolute_percentage_error": keras.metrics.MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": keras.metrics.MeanSquaredLogarithmicError,
+    "hinge": keras.metrics.Hinge, "squared_hinge": keras.metrics.SquaredHinge,
+    "categorical_hinge": keras.metrics.CategoricalHinge, "kl_divergence": keras.metrics.KLDivergence,
+    "poisson": keras.metrics.Poisson, "logcosh": keras.metrics.LogCoshError,
+    "binary_crossentropy": keras.metrics.BinaryCrossentropy,
+    "categorical_crossentropy": keras.metrics.CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": keras.metrics.SparseCategoricalCrossentropy,
+    "cosine_similarity": keras.metrics.CosineSimilarity, "root_mean_squared_error": keras.metrics.RootMeanSquaredError,
+    "pearson_correlation": keras.metrics.PearsonCorrelation,
+    "concordance_correlation": keras.metrics.ConcordanceCorrelation,
+    "true_positives": keras.metrics.TruePositives, "false_positives": keras.metrics.FalsePositives,
+    "true_negatives": keras.metrics.TrueNegatives, "false_negatives": keras.metrics.FalseNegatives,
 }
 
 

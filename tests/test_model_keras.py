@@ -185,6 +185,25 @@ def test_kerass_batch_and_focal_losses_train_and_evaluate_as_keras(loss):
   assert_weights_equal(model, keras_model)
 
 
+def test_kerass_confusion_count_and_loss_based_metrics_log_as_keras():
+  keras_model = small_cnn(seed=25, outputs=1, activation="sigmoid")
+  model = pair(keras_model)
+  x, labels = data(40, 26, classes=2)
+  y = labels[:, None].astype(np.float32)
+  names = ["TruePositives", "false_negatives", "bce", "RootMeanSquaredError", "LogCoshError"]
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=names)
+    history = m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, validation_data=(x[:24], y[:24]))
+    return history, m.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+
+  ours = script(model, optimizers.get("sgd", learning_rate=0.2))
+  theirs = script(keras_model, keras.optimizers.SGD(0.2))
+  assert_history_equal(ours[0], theirs[0])
+  assert list(ours[1]) == list(theirs[1])
+  np.testing.assert_allclose(list(ours[1].values()), list(theirs[1].values()), rtol=1e-4)
+
+
 def test_a_compiled_loss_with_no_reduction_or_with_unsupported_arguments_is_refused():
   model = pair(small_cnn())
   with pytest.raises(ValueError, match=r"reduction=None leaves a loss per entry"):

@@ -365,10 +365,66 @@ def scale_by_keras_nadam(beta_1: float = 0.9, beta_2: float = 0.999,
 # ---------------------------------------------------------------------------- the optimizers
 
 
+class KerasLambState(NamedTuple):
+  count: jax.Array
+  mu: Any
+  nu: Any
+
+
+def scale_by_keras_lamb(beta_1: float = 0.9, beta_2: float = 0.999,
+                        epsilon: float = 1e-7) -> optax.GradientTransformation:
+  """Keras's Lamb direction: Adam's `m_hat / (sqrt(v_hat) + epsilon)` per variable, scaled by the trust ratio
+  `||variable|| / ||direction||` (1 where either norm is 0). Multiply by the negative learning rate afterwards.
+
+  Example:
+    >>> tx = optax.chain(scale_by_keras_lamb(), optax.scale_by_learning_rate(1e-3))
+  """
+
+  def init(params):
+    zeros = optax.tree.zeros_like
+    return KerasLambState(jnp.zeros((), jnp.int32), zeros(params), zeros(params))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("Keras's Lamb needs the parameters: call update(grads, state, params).")
+    t = jnp.asarray(state.count + 1, jnp.float32)
+    mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - beta_1), updates, state.mu)
+    nu = jax.tree.map(lambda g, v: v + (jnp.square(g) - v) * (1 - beta_2), updates, state.nu)
+    beta_1_power, beta_2_power = jnp.power(jnp.float32(beta_1), t), jnp.power(jnp.float32(beta_2), t)
+
+    def direction(m, v, w):
+      step = (m / (1.0 - beta_1_power)) / (jnp.sqrt(v / (1.0 - beta_2_power)) + epsilon)
+      w_norm, step_norm = jnp.sqrt(jnp.sum(jnp.square(w))), jnp.sqrt(jnp.sum(jnp.square(step)))
+      ratio = jnp.where(w_norm > 0, jnp.where(step_norm > 0, w_norm / step_norm, 1.0), 1.0)
+      return ratio * step
+
+    return jax.tree.map(direction, mu, nu, params), KerasLambState(optax.safe_increment(state.count), mu, nu)
+
+  return optax.GradientTransformation(init, update)
+
+
+def _decay_first(decay: optax.GradientTransformation,
+                 step: optax.GradientTransformation) -> optax.GradientTransformation:
+  """Weight decay, then `step` given the decayed parameters (as Keras decays a variable before its update)."""
+
+  def init(params):
+    return decay.init(params), step.init(params)
+
+  def update(updates, state, params=None):
+    decayed, decay_state = decay.update(jax.tree.map(jnp.zeros_like, updates), state[0], params)
+    stepped, step_state = step.update(updates, state[1], optax.apply_updates(params, decayed))
+    return jax.tree.map(jnp.add, decayed, stepped), (decay_state, step_state)
+
+  return optax.GradientTransformation(init, update)
+
+
 def _keras_chain(core: Callable[[LearningRate], list[optax.GradientTransformation]], learning_rate, *,
                  weight_decay, clipnorm, clipvalue, global_clipnorm, decay, exclude_from_weight_decay,
-                 name: str) -> optax.GradientTransformation:
-  """Clipping -> the optimizer's step (given the learning rate) -> decoupled weight decay."""
+                 name: str, reads_params: bool = False) -> optax.GradientTransformation:
+  """Clipping -> the optimizer's step (given the learning rate) -> decoupled weight decay.
+
+  A step that `reads_params` (Lamb's trust ratio) sees them decayed, as Keras decays first.
+  """
   learning_rate = _check_learning_rate(learning_rate)
   clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
   given = {k: v for k, v in clips.items() if v is not None}
@@ -394,9 +450,14 @@ def _keras_chain(core: Callable[[LearningRate], list[optax.GradientTransformatio
     parts.append(clip_by_global_norm(global_clipnorm))
   elif clipvalue is not None:
     parts.append(optax.clip(clipvalue))
-  parts.extend(core(lr))
-  if weight_decay is not None:
-    parts.append(keras_weight_decay(lr, weight_decay, tuple(exclude_from_weight_decay or ())))
+  decaying = None if weight_decay is None else keras_weight_decay(lr, weight_decay,
+                                                                   tuple(exclude_from_weight_decay or ()))
+  if decaying is not None and reads_params:
+    parts.append(_decay_first(decaying, optax.chain(*core(lr))))
+  else:
+    parts.extend(core(lr))
+    if decaying is not None:
+      parts.append(decaying)
   return optax.chain(*parts)
 
 
@@ -565,6 +626,42 @@ def nadam(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: floa
       name="nadam")
 
 
+def lion(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.99, *,
+         weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+         global_clipnorm: float | None = None, decay: float | None = None,
+         exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Lion`: `variable -= lr * sign(beta_1 * m + (1 - beta_1) * g)`, then `m = beta_2 * m + (1 - beta_2) * g`
+  (optax's `scale_by_lion`, without optax's default weight decay).
+
+  Example:
+    >>> tx = lion(1e-4, weight_decay=0.01)
+  """
+  _check_real("beta_1", beta_1, 0.0, 1.0, low_open=True)
+  _check_real("beta_2", beta_2, 0.0, 1.0)
+  return _keras_chain(
+      lambda lr: [optax.scale_by_lion(b1=beta_1, b2=beta_2), optax.scale_by_learning_rate(lr)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="lion")
+
+
+def lamb(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, *,
+         weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+         global_clipnorm: float | None = None, decay: float | None = None,
+         exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Lamb`: Adam's direction per variable times its trust ratio `||variable|| / ||direction||`.
+
+  Example:
+    >>> tx = lamb(1e-3)
+  """
+  _check_betas(beta_1, beta_2, epsilon)
+  return _keras_chain(
+      lambda lr: [scale_by_keras_lamb(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="lamb", reads_params=True)
+
+
 # Keras optimizer arguments with no counterpart here, and what to use instead.
 _EMA = ("Keras's exponential moving average of the weights has no counterpart here: wrap the parameters with "
         "optax.ema or keep an EMA in the train state.")
@@ -593,7 +690,7 @@ OPTIMIZERS = Registry("optimizer", any_case=True, passes=_is_optimizer, passes_w
 for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("adamw", adamw, "AdamW"),
                                 ("rmsprop", rmsprop, "RMSprop"), ("adagrad", adagrad, "Adagrad"),
                                 ("adadelta", adadelta, "Adadelta"), ("adamax", adamax, "Adamax"),
-                                ("nadam", nadam, "Nadam")):
+                                ("nadam", nadam, "Nadam"), ("lion", lion, "Lion"), ("lamb", lamb, "Lamb")):
   OPTIMIZERS.register(_name, _factory, keras_class=_class)
 del _name, _factory, _class
 

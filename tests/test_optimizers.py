@@ -93,7 +93,8 @@ def _keras_kwargs(name, kwargs):
 
 KERAS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
          "rmsprop": keras.optimizers.RMSprop, "adagrad": keras.optimizers.Adagrad,
-         "adadelta": keras.optimizers.Adadelta, "adamax": keras.optimizers.Adamax, "nadam": keras.optimizers.Nadam}
+         "adadelta": keras.optimizers.Adadelta, "adamax": keras.optimizers.Adamax, "nadam": keras.optimizers.Nadam,
+         "lion": keras.optimizers.Lion, "lamb": keras.optimizers.Lamb}
 
 CASES = [
     ("sgd", {}),
@@ -115,6 +116,11 @@ CASES = [
     ("nadam", {}),
     ("nadam", {"beta_1": 0.8, "learning_rate": 0.01, "decay": 0.2, "clipnorm": 1.0, "weight_decay": 0.05}),
     ("SGD", {"momentum": 0.5, "decay": 0.3, "clipvalue": 0.5}),
+    ("lion", {}),
+    ("Lion", {"beta_1": 0.8, "beta_2": 0.9, "learning_rate": _cosine, "weight_decay": 0.1, "clipnorm": 1.0}),
+    ("lamb", {}),
+    ("lamb", {"beta_1": 0.8, "epsilon": 1e-3, "learning_rate": _warmup, "global_clipnorm": 1.0}),
+    ("lamb", {"weight_decay": 0.2, "learning_rate": 0.05}),
 ]
 
 

@@ -16,6 +16,7 @@ from jaxcomponents.data import ArrayDataset
 from jaxcomponents.layers import Dense
 from jaxcomponents import metrics, optimizers
 from jaxcomponents.training import (Callback, Checkpointer, EarlyStopping, NonFiniteLossError, ReduceLROnPlateau,
+                                    TensorBoard,
                                     TrainState, fit, freeze, label_params, make_eval_step, make_train_step, predict)
 from tests.training_problem import MLP, blobs, leaves_equal, new_state, xent
 
@@ -37,8 +38,52 @@ def test_fit_learns_and_reports_history(tmp_path):
   fit(new_state(), make_train_step(xent, ACC), data, epochs=2, log_dir=tmp_path, verbose=0)
   assert (tmp_path / "history.csv").read_text().count("\n") == 3  # a new run replaces the log, as in Keras
   assert (tmp_path / "learning_curves.png").stat().st_size > 1000
-  events = [f for f in os.listdir(tmp_path / "tensorboard") if f.startswith("events.out.tfevents")]
+  events = [f for f in os.listdir(tmp_path / "tensorboard" / "train") if f.startswith("events.out.tfevents")]
   assert len(events) == 1  # the first run's events went with it
+
+
+def _tensorboard_events(folder):
+  """(tag, step, value or histogram count) of every summary in `folder`'s event files (TFRecord framing)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  found = []
+  for name in sorted(os.listdir(folder)):
+    data = (folder / name).read_bytes()
+    at = 0
+    while at < len(data):
+      length = int.from_bytes(data[at:at + 8], "little")
+      event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+      at += 12 + length + 4
+      for value in event.summary.value:
+        found.append((value.tag, event.step, value.histo.num if value.HasField("histo") else value.simple_value))
+  return found
+
+
+def test_tensorboard_writes_kerass_layout(tmp_path):
+  x, y = blobs()
+  data = ArrayDataset(x, y, batch_size=32, shuffle=False)  # 3 batches an epoch
+  val = ArrayDataset(*blobs(40, seed=5), batch_size=16, shuffle=False)
+  board = TensorBoard(tmp_path, histogram_freq=2, update_freq=2, write_steps_per_second=True)
+  fit(new_state(tx=optimizers.get("adam")), make_train_step(xent, ACC), data, epochs=3,
+      eval_step=make_eval_step(xent, ACC), validation_data=val, callbacks=[board], verbose=0)
+  train, validation = _tensorboard_events(tmp_path / "train"), _tensorboard_events(tmp_path / "validation")
+  tags = {tag for tag, _, _ in train}
+  assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_steps_per_second",
+          "batch_loss", "batch_steps_per_second"} <= tags
+  assert sorted(step for tag, step, _ in train if tag == "epoch_loss") == [0, 1, 2]
+  assert sorted(step for tag, step, _ in train if tag == "batch_loss") == [2, 4, 6, 8]  # every 2 of 9 batches
+  histograms = {(tag, step) for tag, step, _ in train if tag.endswith("/histogram")}
+  assert {step for _, step in histograms} == {0, 2} and any(tag.endswith("kernel/histogram") for tag, _ in histograms)
+  assert {tag for tag, _, _ in validation} == {"epoch_loss", "epoch_accuracy", "evaluation_loss_vs_iterations",
+                                               "evaluation_accuracy_vs_iterations"}
+  assert sorted(step for tag, step, _ in validation if tag == "evaluation_loss_vs_iterations") == [3, 6, 9]
+  fit(new_state(), make_train_step(xent), data, epochs=1, callbacks=[TensorBoard(tmp_path / "p", profile_batch=(2, 3))],
+      verbose=0)  # jax.profiler records batches 2 and 3 where TensorBoard's profile plugin looks
+  profiles = [name for _, _, names in os.walk(tmp_path / "p" / "train" / "plugins" / "profile") for name in names]
+  assert any(name.endswith(".xplane.pb") for name in profiles)
+  with pytest.raises(ValueError, match=r"update_freq=0 is not allowed; expected 'epoch', 'batch' or a positive"):
+    TensorBoard(tmp_path, update_freq=0)
+  with pytest.raises(ValueError, match=r"write_images=True is not supported"):
+    TensorBoard(tmp_path, write_images=True)
 
 
 def test_padded_examples_do_not_count():

@@ -685,32 +685,141 @@ class CSVLogger(Callback):
 
 
 class TensorBoard(Callback):
-  """Writes every epoch's logs as TensorBoard scalars under `log_dir` (needs `tensorboardX`).
+  """Writes TensorBoard summaries in Keras's layout (needs `tensorboardX`): `log_dir/train` and
+  `log_dir/validation` runs, each epoch's logs as `epoch_<name>` (the validation logs without their `val_`,
+  so TensorBoard overlays them with the training ones), and the learning rate as `epoch_learning_rate`.
+
+  As Keras's: `update_freq` (an integer, or `"batch"` for 1) also writes `batch_<name>` every that many
+  training batches; after each evaluation in `fit`, `evaluation_<name>_vs_iterations` at the optimizer
+  step; `write_steps_per_second` adds `epoch_steps_per_second` and `batch_steps_per_second`;
+  `histogram_freq` writes a histogram of every parameter (`<path>/histogram`) every that many epochs;
+  `profile_batch` (a batch number, or a `(start, stop)` pair counted from 1 over the whole run) records
+  those batches with `jax.profiler` into `log_dir/train`. JAX programs have no Keras graph: `write_graph`
+  writes none, as Keras on JAX writes none. Weight images and embeddings are not written
+  (`write_images=True` and `embeddings_freq` above 0 are refused).
 
   As `CSVLogger`, a new run replaces the event files an earlier run left in
   `log_dir` unless `append=True` (what `fit` passes when it resumes).
+
+  Example:
+    >>> board = TensorBoard("logs/run1", histogram_freq=1, update_freq=100)  # doctest: +SKIP
   """
 
-  def __init__(self, log_dir: str | os.PathLike = "logs", append: bool = False):
+  def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0, write_graph: bool = True,
+               write_images: bool = False, write_steps_per_second: bool = False, update_freq: str | int = "epoch",
+               profile_batch: int | tuple[int, int] = 0, embeddings_freq: int = 0, embeddings_metadata: Any = None,
+               append: bool = False):
     super().__init__()
+    if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
+      raise ValueError(f"histogram_freq={histogram_freq!r} is not allowed; expected an integer >= 0.")
+    for param, value in (("write_graph", write_graph), ("write_steps_per_second", write_steps_per_second),
+                         ("append", append)):
+      if not isinstance(value, bool):
+        raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
+    if write_images is not False:
+      raise ValueError(f"write_images={write_images!r} is not supported; expected False (weight images are not "
+                       "written).")
+    if embeddings_freq != 0 or embeddings_metadata is not None:
+      raise ValueError(f"embeddings_freq={embeddings_freq!r}, embeddings_metadata={embeddings_metadata!r} is not "
+                       "supported; expected 0 and None (the embedding projector is not written).")
+    if update_freq == "batch":
+      update_freq = 1
+    if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int)
+                                   or update_freq < 1):
+      raise ValueError(f"update_freq={update_freq!r} is not allowed; expected 'epoch', 'batch' or a positive "
+                       "number of batches.")
+    profile = (profile_batch, profile_batch) if isinstance(profile_batch, int) else tuple(profile_batch)
+    if (len(profile) != 2 or any(isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in profile)
+        or profile[0] > profile[1] or (profile[0] == 0) != (profile[1] == 0)):
+      raise ValueError(f"profile_batch={profile_batch!r} is not allowed; expected 0 (none), a batch number or a "
+                       "(start, stop) pair of them, start <= stop.")
     self.tensorboardx = extras.require("tensorboardX", "tensorboard", "the TensorBoard callback")
-    self.log_dir, self.append, self.writer = os.fspath(log_dir), append, None
+    self.log_dir, self.append = os.fspath(log_dir), append
+    self.histogram_freq, self.write_graph, self.write_steps_per_second = histogram_freq, write_graph, \
+        write_steps_per_second
+    self.update_freq, self.profile_batch = update_freq, profile
+    self.writers: dict[str, Any] = {}
+    self._batch, self._profiling, self._batch_start, self._epoch_start, self._epoch_step = 0, False, 0.0, 0.0, 0
+    if update_freq != "epoch" or write_steps_per_second or profile[0]:  # else nothing listens per batch
+      self.on_train_batch_begin, self.on_train_batch_end = self._train_batch_begin, self._train_batch_end
+
+  def _writer(self, run: str):
+    if run not in self.writers:
+      self.writers[run] = self.tensorboardx.SummaryWriter(os.path.join(self.log_dir, run))
+    return self.writers[run]
+
+  def _step(self) -> int:
+    state = getattr(self.model, "state", None)
+    return int(jax.device_get(state.step)) if state is not None else self._batch
 
   def on_train_begin(self, logs=None):
-    if not self.append and os.path.isdir(self.log_dir):
-      for name in os.listdir(self.log_dir):
-        if name.startswith("events.out.tfevents."):
-          os.remove(os.path.join(self.log_dir, name))
-    self.writer = self.tensorboardx.SummaryWriter(self.log_dir)
+    if not self.append:
+      for run in ("train", "validation"):
+        folder = os.path.join(self.log_dir, run)
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+          if name.startswith("events.out.tfevents."):
+            os.remove(os.path.join(folder, name))
+    self._batch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch_start, self._epoch_step = time.perf_counter(), self._step()
+
+  def _train_batch_begin(self, batch, logs=None):
+    self._batch += 1
+    self._batch_start = time.perf_counter()
+    if self.profile_batch[0] and self._batch == self.profile_batch[0]:
+      jax.profiler.start_trace(os.path.join(self.log_dir, "train"))
+      self._profiling = True
+
+  def _train_batch_end(self, batch, logs=None):
+    writer = self._writer("train")
+    if self.write_steps_per_second:
+      writer.add_scalar("batch_steps_per_second", 1.0 / max(time.perf_counter() - self._batch_start, 1e-9),
+                        self._batch)
+    if self.update_freq != "epoch" and self._batch % self.update_freq == 0:
+      for name, value in (logs or {}).items():
+        writer.add_scalar(f"batch_{name}", value, self._batch)
+    if self._profiling and self._batch >= self.profile_batch[1]:
+      self._stop_profiling()
+
+  def _stop_profiling(self):
+    if self._profiling:
+      jax.profiler.stop_trace()
+      self._profiling = False
+
+  def on_test_end(self, logs=None):
+    if getattr(self.model, "state", None) is not None and logs:
+      step = self._step()
+      for name, value in logs.items():
+        self._writer("validation").add_scalar(f"evaluation_{name}_vs_iterations", value, step)
 
   def on_epoch_end(self, epoch, logs=None):
-    for key, value in (logs or {}).items():
-      self.writer.add_scalar(key, value, epoch)
-    self.writer.flush()
+    logs = dict(logs or {})
+    train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+    if "learning_rate" not in train:
+      try:
+        train["learning_rate"] = float(self.model.optimizer.learning_rate)
+      except (AttributeError, ValueError, RuntimeError):  # no optimizer, or one whose state holds no rate
+        pass
+    if self.write_steps_per_second:
+      train["steps_per_second"] = (self._step() - self._epoch_step) / max(time.perf_counter() - self._epoch_start,
+                                                                          1e-9)
+    for run, values in (("train", train), ("validation", {k[4:]: v for k, v in logs.items() if k.startswith("val_")})):
+      for name, value in values.items():
+        self._writer(run).add_scalar(f"epoch_{name}", value, epoch)
+    if self.histogram_freq and epoch % self.histogram_freq == 0:
+      params = getattr(getattr(self.model, "state", None), "params", None)
+      for path, value in jax.tree_util.tree_leaves_with_path(params or {}):
+        tag = "/".join(str(getattr(key, "key", getattr(key, "idx", key))) for key in path)
+        self._writer("train").add_histogram(f"{tag}/histogram", np.asarray(jax.device_get(value)), epoch)
+    for writer in self.writers.values():
+      writer.flush()
 
   def on_train_end(self, logs=None):
-    if self.writer is not None:
-      self.writer.close()
+    self._stop_profiling()
+    for writer in self.writers.values():
+      writer.close()
+    self.writers = {}
 
 
 class LearningCurves(Callback):

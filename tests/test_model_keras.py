@@ -542,6 +542,28 @@ def test_backup_and_restore_refuses_a_save_freq_keras_does_not_take(tmp_path):
       callbacks.BackupAndRestore(tmp_path, save_freq)
 
 
+def test_get_weights_lists_kerass_order_and_summary_needs_no_build():
+  base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.35)
+  image, sequence = keras.Input((32, 32, 3)), keras.Input((6, 4))
+  shared = keras.layers.Dense(5, name="shared")  # called twice: its weights are listed once
+  pooled = keras.layers.GlobalAveragePooling2D()(base(image))
+  recurrent = keras.layers.Bidirectional(keras.layers.GRU(3))(sequence)
+  attended = keras.layers.MultiHeadAttention(2, 4)(sequence, sequence)  # listed before the GRU, as Keras lists it
+  keras_model = keras.Model([image, sequence], keras.layers.Concatenate()(
+      [shared(pooled), shared(keras.layers.Dense(1280)(recurrent)), keras.layers.Flatten()(attended)]))
+  randomize_keras(keras_model, seed=27)
+  model = pair(keras_model)
+  ours, theirs = model.get_weights(), keras_model.get_weights()
+  assert [w.shape for w in ours] == [w.shape for w in theirs]
+  for got, want in zip(ours, theirs):
+    np.testing.assert_array_equal(got, want)
+  model.set_weights([2 * w for w in theirs])
+  for got, want in zip(model.get_weights(), theirs):
+    np.testing.assert_array_equal(got, 2 * want)
+  lines = model.summary(print_fn=None).splitlines()  # the input shapes come from the Keras model, as in Keras
+  assert lines[0] == 'Model: "functional"' and any("multi_head_attention" in line for line in lines)
+
+
 def test_a_two_input_model_takes_a_list_or_a_dict_as_keras():
   a, b = keras.Input((6,), name="a"), keras.Input((4,), name="b")
   merged = keras.layers.Concatenate()([keras.layers.Dense(5, activation="tanh")(a), b])

@@ -33,14 +33,13 @@ import numpy as np
 
 from jaxcomponents.keras import graph as keras_graph
 from jaxcomponents.keras.convert import convert_layers
-from jaxcomponents.keras.graph import KerasGraph
+from jaxcomponents.keras.graph import OPEN_SIZE, KerasGraph
 from jaxcomponents.keras.parity import compare_with_keras, functional
 from jaxcomponents.keras.records import RECORDS, CustomRecords
 from jaxcomponents.keras.records.custom import custom_records, custom_tables
 from jaxcomponents.keras.weight_files import check_keras_file, layers_from_model
 from jaxcomponents.keras.write import checked_leaves, write_to_model
 
-_UNKNOWN_SIZE = 256  # stands for a dimension Keras leaves open (None) when only shapes are traced
 
 
 def load_keras_model(model_or_path):
@@ -189,7 +188,7 @@ def sample_inputs(model, batch: int = 1) -> list[np.ndarray]:
   """Zeros shaped like the model's inputs (open dimensions set to a placeholder size)."""
   samples = []
   for tensor in functional(model).inputs:
-    shape = (batch, *(_UNKNOWN_SIZE if d is None else d for d in tensor.shape[1:]))
+    shape = (batch, *(OPEN_SIZE if d is None else d for d in tensor.shape[1:]))
     samples.append(np.zeros(shape, str(tensor.dtype)))
   return samples
 

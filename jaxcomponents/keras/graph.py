@@ -33,6 +33,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcomponents.keras import records, regularization
 from jaxcomponents.layers.activity import LOSSES, with_activity_regularizer
@@ -63,6 +64,9 @@ class Entry:
   @property
   def is_model(self) -> bool:
     return self.class_name in MODEL_CLASSES
+
+
+OPEN_SIZE = 256  # stands for a dimension Keras leaves open (None) where only shapes are traced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +276,32 @@ class KerasGraph(PrecisionFields):
     if graph.output_keys is not None:
       return dict(zip(graph.output_keys, outputs))
     return outputs[0] if len(outputs) == 1 else outputs
+
+  def sample_inputs(self, open_size: int | None = None) -> list[Any] | None:
+    """Zeros of batch 1 shaped like the Keras model's inputs (its `InputLayer`s), in the model's input order;
+    an open (None) dimension takes `open_size`, and without one there is no sample (None).
+
+    Example:
+      >>> graph = KerasGraph(json.dumps({"layers": [{"class_name": "InputLayer", "name": "x", "config": {
+      ...     "batch_shape": [None, 3]}, "inbound_nodes": []}], "input_layers": [["x", 0, 0]],
+      ...     "output_layers": [["x", 0, 0]]}))
+      >>> [a.shape for a in graph.sample_inputs()]
+      [(1, 3)]
+    """
+    graph, samples = parse_json(self.config), []
+    for ref in graph.inputs:
+      config = graph.entries[ref.layer].config
+      dims = list(config.get("batch_shape") or [None, *config.get("shape", [])])[1:]
+      if None in dims and open_size is None:
+        return None
+      dtype = config.get("dtype")
+      samples.append(np.zeros((1, *(open_size if d is None else d for d in dims)),
+                               dtype if isinstance(dtype, str) else "float32"))
+    return samples
+
+  def layer_names(self) -> list[str]:
+    """The Keras model's layer names in `model.layers`'s order (its config's)."""
+    return list(parse_json(self.config).entries)
 
   @property
   def output_names(self) -> list[str]:

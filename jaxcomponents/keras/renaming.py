@@ -100,6 +100,21 @@ def _table_of_module(path: Path, leaf: Mapping[Target, Any]) -> WeightTable:
                    f"layer type.")
 
 
+def keras_targets(path: Path, leaf: Mapping[Target, Any]) -> list[Target]:
+  """A module's variables, `(collection, name)`, in its Keras layer's weight order; those no table names
+  (a module of the user's own) follow, sorted.
+
+  Example:
+    >>> keras_targets(("dense",), {("params", "bias"): 0, ("params", "kernel"): 0})
+    [('params', 'kernel'), ('params', 'bias')]
+  """
+  try:
+    named = [target for target in _table_of_module(path, leaf).values() if target in leaf]
+  except ValueError:
+    named = []
+  return named + sorted(target for target in leaf if target not in named)
+
+
 def keras_weights(path: Path, leaf: Mapping[Target, Any], keras_layer: KerasLayer | None = None,
                   extra: tuple[WeightTable, ...] = ()) -> list[tuple[str, np.ndarray]]:
   """A Flax module's variables as Keras (weight name, value) pairs, in Keras's order.
@@ -114,4 +129,4 @@ def keras_weights(path: Path, leaf: Mapping[Target, Any], keras_layer: KerasLaye
   return [(name, np.asarray(jax.device_get(leaf[target]))) for name, target in table.items() if target in leaf]
 
 
-__all__ = ["keras_weights", "named_for", "table_for", "weight_tables"]
+__all__ = ["keras_targets", "keras_weights", "named_for", "table_for", "weight_tables"]

@@ -21,7 +21,7 @@ import numpy as np
 from jaxcomponents import files
 from jaxcomponents.keras.convert import init_shapes
 from jaxcomponents.keras.pairing import pair_layers
-from jaxcomponents.keras.renaming import keras_weights
+from jaxcomponents.keras.renaming import keras_targets, keras_weights
 from jaxcomponents.keras.weight_files import layers_from_model, weight_keys
 from jaxcomponents.variable_trees import Path, Target, fit_to, flatten_variables, leaf_layers
 
@@ -56,6 +56,15 @@ def write_to_model(keras_model, leaves: Mapping[Path, Mapping[Target, Any]], ski
   for path, keras_layer in pair_layers(leaves, keras_layers, "path"):
     for name, value in keras_weights(path, leaves[path], keras_layer, extra_tables):
       live[(*keras_layer.path, name)].assign(value)
+
+
+def keras_order(module: nn.Module, variables: Mapping[str, Any], sample_input) -> list[tuple[str, ...]]:
+  """The variables' keys, `(collection, *path, name)`, in Keras's weight order (`keras_model.weights`, what
+  `get_weights` lists): module by module in creation order, each one's as its Keras layer orders them."""
+  _, order = init_shapes(module, sample_input)
+  leaves = leaf_layers(variables)
+  return [(collection, *path, name) for path in [*order, *(p for p in leaves if p not in order)] if path in leaves
+          for collection, name in keras_targets(path, leaves[path])]
 
 
 def _keras_layers(module: nn.Module, variables: Mapping[str, Any], sample_input):

@@ -27,7 +27,8 @@ from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import array_leaves, map_arrays
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.inference import apply_inference
-from jaxcomponents.keras.graph import KerasGraph
+from jaxcomponents.keras.graph import OPEN_SIZE, KerasGraph
+from jaxcomponents.keras.write import keras_order
 from jaxcomponents.ops import compiler
 from jaxcomponents.training.callbacks import CallbackList, History, pythonify
 from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, execution_groups,
@@ -35,6 +36,7 @@ from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_val
 from jaxcomponents.training.freeze import freeze
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
+from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
 from jaxcomponents.training.step import (OutputLoss, Step, batch_size_of, make_eval_step, make_train_step,
                                          per_example_losses)
 
@@ -152,6 +154,7 @@ class Model:
     self._state: TrainState | None = None
     self._compiled: _Compiled | None = None
     self._sample = None
+    self._weight_order: list[tuple[str, ...]] | None = None
     self._forward = None
     self._output_specs: dict[Any, Any] = {}
     self.stop_training = False
@@ -166,7 +169,7 @@ class Model:
     model.module, model.seed, model.mesh = module, 0, None
     model._name = None
     model._variables, model._state, model._sample, model._forward = None, state, None, None
-    model._output_specs = {}
+    model._weight_order, model._output_specs = None, {}
     model._compiled = _Compiled(train_step, eval_step, [], _Optimizer(model, state.tx, type(state.tx).__name__))
     model.stop_training, model.history = False, None
     return model
@@ -548,22 +551,36 @@ class Model:
     """Every variable's size, batch statistics included, as Keras counts them."""
     return int(sum(np.size(leaf) for leaf in jax.tree.leaves(self.variables)))
 
+  def _weight_keys(self) -> list[tuple[str, ...]]:
+    """The variables' keys in `get_weights`'s order: Keras's weight order for a `from_keras` model (its layers in
+    order, each layer's weights as Keras lists them), else `jax.tree.leaves`'s."""
+    if self._weight_order is None:
+      variables = self.variables
+      if isinstance(self.module, KerasGraph):  # Keras lists its layers in its config's order, not in call order
+        rank = {name: i for i, name in enumerate(self.module.layer_names())}
+        self._weight_order = sorted(keras_order(self.module, variables, self.module.sample_inputs(OPEN_SIZE)),
+                                    key=lambda key: rank.get(key[1], len(rank)))
+      else:
+        self._weight_order = list(flatten_variables(variables))
+    return self._weight_order
+
   def get_weights(self) -> list[np.ndarray]:
-    """Every variable as a NumPy array, in the order of `jax.tree.leaves(model.variables)`."""
-    return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(self.variables))]
+    """Every variable as a NumPy array: for a `from_keras` model in Keras's order (`keras_model.get_weights()`'s),
+    else in the order of `jax.tree.leaves(model.variables)`."""
+    flat = flatten_variables(jax.device_get(self.variables))
+    return [np.asarray(flat[key]) for key in self._weight_keys()]
 
   def set_weights(self, weights: Sequence[Any]) -> None:
     """Sets every variable from a list like `get_weights()`'s (same order and shapes)."""
-    variables = self.variables
-    leaves, treedef = jax.tree.flatten(variables)
-    if len(weights) != len(leaves):
-      raise ValueError(f"set_weights got {len(weights)} arrays; the model has {len(leaves)} variables.")
-    for i, (new, old) in enumerate(zip(weights, leaves)):
-      if np.shape(new) != np.shape(old):
-        raise ValueError(f"set_weights: array {i} has shape {np.shape(new)}; the variable has shape "
-                         f"{np.shape(old)}.")
-    self._set_variables(jax.tree.unflatten(treedef, [np.asarray(w, np.asarray(o).dtype)
-                                                     for w, o in zip(weights, leaves)]))
+    flat, keys = flatten_variables(self.variables), self._weight_keys()
+    if len(weights) != len(keys):
+      raise ValueError(f"set_weights got {len(weights)} arrays; the model has {len(keys)} variables.")
+    for i, (new, key) in enumerate(zip(weights, keys)):
+      if np.shape(new) != np.shape(flat[key]):
+        raise ValueError(f"set_weights: array {i} has shape {np.shape(new)}; the variable {'/'.join(key)} has "
+                         f"shape {np.shape(flat[key])}.")
+    self._set_variables(unflatten_variables({key: np.asarray(w, np.asarray(flat[key]).dtype)
+                                             for w, key in zip(weights, keys)}))
 
   def _set_variables(self, variables: Mapping[str, Any]) -> None:
     if self._state is None:
@@ -647,6 +664,10 @@ class Model:
     save_model(path, self.module, self.variables, overwrite=overwrite)
 
   def _require_sample(self, what: str):
+    if self._sample is None and isinstance(self.module, KerasGraph):  # a Keras model knows its input shapes
+      sample = self.module.sample_inputs()
+      if sample is not None:
+        self._sample = sample[0] if len(sample) == 1 else sample
     if self._sample is None:
       raise ValueError(f"{what} needs the model built: call fit(...) or build(sample) first.")
     return self._sample

@@ -560,6 +560,13 @@ def test_get_weights_lists_kerass_order_and_summary_needs_no_build():
   model.set_weights([2 * w for w in theirs])
   for got, want in zip(model.get_weights(), theirs):
     np.testing.assert_array_equal(got, 2 * want)
+  base.get_layer("Conv1").trainable = False  # a frozen layer inside a nested model
+  model = pair(keras_model)
+  for ours, theirs in ((model.trainable_weights, keras_model.trainable_weights),
+                       (model.non_trainable_weights, keras_model.non_trainable_weights)):
+    assert [w.shape for w in ours] == [tuple(w.shape) for w in theirs]
+    for got, want in zip(ours, theirs):
+      np.testing.assert_array_equal(got, np.asarray(want))
   lines = model.summary(print_fn=None).splitlines()  # the input shapes come from the Keras model, as in Keras
   assert lines[0] == 'Model: "functional"' and any("multi_head_attention" in line for line in lines)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -563,6 +564,32 @@ class Model:
       else:
         self._weight_order = list(flatten_variables(variables))
     return self._weight_order
+
+  def _weights_where(self, trainable: bool) -> list[np.ndarray]:
+    """The trainable (or the other) variables in `get_weights()`'s order: Keras trains the parameters outside the
+    layers a Keras model marks `trainable=False`, and never batch statistics."""
+    flat = flatten_variables(jax.device_get(self.variables))
+    frozen = self.module.frozen(self.variables["params"]) if isinstance(self.module, KerasGraph) else []
+
+    def trains(key):
+      return key[0] == "params" and not any(re.fullmatch(pattern, "/".join(key[1:])) for pattern in frozen)
+
+    return [np.asarray(flat[key]) for key in self._weight_keys() if trains(key) == trainable]
+
+  @property
+  def weights(self) -> list[np.ndarray]:
+    """`get_weights()`: every variable, as NumPy arrays (Keras's `model.weights` holds its variables)."""
+    return self.get_weights()
+
+  @property
+  def trainable_weights(self) -> list[np.ndarray]:
+    """The weights `fit` trains, in `get_weights()`'s order (Keras's `model.trainable_weights`)."""
+    return self._weights_where(True)
+
+  @property
+  def non_trainable_weights(self) -> list[np.ndarray]:
+    """The others (batch statistics, frozen layers' parameters), in `get_weights()`'s order."""
+    return self._weights_where(False)
 
   def get_weights(self) -> list[np.ndarray]:
     """Every variable as a NumPy array: for a `from_keras` model in Keras's order (`keras_model.get_weights()`'s),

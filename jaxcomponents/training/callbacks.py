@@ -694,8 +694,8 @@ class TensorBoard(Callback):
   step; `write_steps_per_second` adds `epoch_steps_per_second` and `batch_steps_per_second`;
   `histogram_freq` writes a histogram of every parameter (`<path>/histogram`) every that many epochs;
   `profile_batch` (a batch number, or a `(start, stop)` pair counted from 1 over the whole run) records
-  those batches with `jax.profiler` into `log_dir/train`. JAX programs have no Keras graph: `write_graph`
-  writes none, as Keras on JAX writes none. Weight images and embeddings are not written
+  those batches with `jax.profiler` into `log_dir/train`. A JAX program has no Keras graph to write:
+  `write_graph` writes none. Weight images and embeddings are not written
   (`write_images=True` and `embeddings_freq` above 0 are refused).
 
   As `CSVLogger`, a new run replaces the event files an earlier run left in

@@ -764,15 +764,15 @@ for _name, _class in (("true_positives", "TruePositives"), ("false_positives", "
 # Keras's loss-based metrics (`MeanMetricWrapper`s of the loss functions, with the loss classes' options but
 # `reduction`), the cosine similarity as a similarity (the loss is its negative), and Keras's names for them.
 for _name, _class, _loss, _options, _aliases in (
-    ("mean_absolute_percentage_error", "MeanAbsolutePercentageError", None, (), ("mape",)),
-    ("mean_squared_logarithmic_error", "MeanSquaredLogarithmicError", None, (), ("msle",)),
+    ("mean_absolute_percentage_error", "MeanAbsolutePercentageError", None, (), ("mape", "MAPE")),
+    ("mean_squared_logarithmic_error", "MeanSquaredLogarithmicError", None, (), ("msle", "MSLE")),
     ("hinge", "Hinge", None, (), ()),
     ("squared_hinge", "SquaredHinge", None, (), ()),
     ("categorical_hinge", "CategoricalHinge", None, (), ()),
     ("kl_divergence", "KLDivergence", None, (), ()),
     ("poisson", "Poisson", None, (), ()),
     ("logcosh", "LogCoshError", "log_cosh", (), ()),
-    ("binary_crossentropy", "BinaryCrossentropy", None, ("from_logits", "label_smoothing"), ("bce",)),
+    ("binary_crossentropy", "BinaryCrossentropy", None, ("from_logits", "label_smoothing"), ("bce", "BCE")),
     ("categorical_crossentropy", "CategoricalCrossentropy", None, ("from_logits", "label_smoothing", "axis"), ()),
     ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", None, ("from_logits", "axis"), ()),
 ):

@@ -568,7 +568,7 @@ def test_get_weights_lists_kerass_order_and_summary_needs_no_build():
     for got, want in zip(ours, theirs):
       np.testing.assert_array_equal(got, np.asarray(want))
   lines = model.summary(print_fn=None).splitlines()  # the input shapes come from the Keras model, as in Keras
-  assert lines[0] == 'Model: "functional"' and any("multi_head_attention" in line for line in lines)
+  assert lines[0] == f'Model: "{keras_model.name}"' and any("multi_head_attention" in line for line in lines)
 
 
 def test_a_two_input_model_takes_a_list_or_a_dict_as_keras():

@@ -702,7 +702,9 @@ class TensorBoard(Callback):
   `log_dir` unless `append=True` (what `fit` passes when it resumes).
 
   Example:
-    >>> board = TensorBoard("logs/run1", histogram_freq=1, update_freq=100)  # doctest: +SKIP
+    >>> board = TensorBoard("logs/run1", histogram_freq=1, update_freq="batch")  # writes from the first epoch on
+    >>> board.update_freq
+    1
   """
 
   def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0, write_graph: bool = True,

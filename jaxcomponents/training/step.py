@@ -226,8 +226,9 @@ class Step:
     `steps_per_execution`): the same updates as one call each, with one call's overhead and one set of
     temporary buffers for them all. Other batches run one call each.
 
-    Example:
-      >>> state, logs = step.run(state, [batch_1, batch_2])  # doctest: +SKIP
+    Example (needs a state and batches)::
+
+      state, logs = train_step.run(state, [batch_1, batch_2])  # two steps, one compiled call
     """
     if not state.metrics:
       state = self.reset(state)

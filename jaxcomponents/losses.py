@@ -195,12 +195,12 @@ def _binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
   if from_logits:
     values = -y_true * jax.nn.log_sigmoid(y_pred) - (1.0 - y_true) * jax.nn.log_sigmoid(-y_pred)
   else:
-    p = jnp.clip(y_pred, EPSILON, 1.0 - EPSILON)
-    values = -(y_true * jnp.log(p) + (1.0 - y_true) * jnp.log(1.0 - p))
+    values = _clipped_binary_crossentropy(y_true, y_pred)
   return jnp.mean(values, axis=axis), None
 
 
 def _clipped_binary_crossentropy(y_true, p):
+  """Keras's backend binary cross-entropy of probabilities, per entry: `p` clipped to [eps, 1 - eps]."""
   p = jnp.clip(p, EPSILON, 1.0 - EPSILON)
   return -(y_true * jnp.log(p) + (1.0 - y_true) * jnp.log(1.0 - p))
 

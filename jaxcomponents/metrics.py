@@ -58,6 +58,11 @@ def _weights_like(sample_weight: Any, shape: tuple[int, ...]) -> Array:
 # Per-sample metric functions (Keras's `keras.metrics.<name>` functions).
 
 
+def _float_pair(y_true, y_pred) -> tuple[Array, Array]:
+  """Both as float32, after Keras's rank fix-up (`squeeze_or_expand_to_same_rank`)."""
+  return match_rank(jnp.asarray(y_true, jnp.float32), jnp.asarray(y_pred, jnp.float32))
+
+
 def accuracy(y_true, y_pred) -> Array:
   """1.0 where `y_true == y_pred` (Keras's `Accuracy`: exact equality).
 
@@ -65,8 +70,7 @@ def accuracy(y_true, y_pred) -> Array:
     >>> accuracy(jnp.array([1, 2]), jnp.array([1, 3])).tolist()
     [1.0, 0.0]
   """
-  y_pred = jnp.asarray(y_pred, jnp.float32)
-  y_true, y_pred = match_rank(jnp.asarray(y_true, jnp.float32), y_pred)
+  y_true, y_pred = _float_pair(y_true, y_pred)
   return (y_true == y_pred).astype(jnp.float32)
 
 
@@ -521,19 +525,13 @@ class RootMean(Mean):
 
 def squared_error(y_true, y_pred) -> Array:
   """`(y_pred - y_true)**2` per entry, after Keras's rank fix-up (what `RootMeanSquaredError` averages)."""
-  y_pred = jnp.asarray(y_pred, jnp.float32)
-  y_true, y_pred = match_rank(jnp.asarray(y_true, jnp.float32), y_pred)
+  y_true, y_pred = _float_pair(y_true, y_pred)
   return jnp.square(y_pred - y_true)
-
-
-def _correlation_inputs(y_true, y_pred):
-  y_pred = jnp.asarray(y_pred, jnp.float32)
-  return match_rank(jnp.asarray(y_true, jnp.float32), y_pred)
 
 
 def pearson_correlation(y_true, y_pred, axis: int = -1) -> Array:
   """Keras's `pearson_correlation` along `axis`: one coefficient per sample (averaged by the metric)."""
-  y_true, y_pred = _correlation_inputs(y_true, y_pred)
+  y_true, y_pred = _float_pair(y_true, y_pred)
   true = y_true - jnp.mean(y_true, axis=axis, keepdims=True)
   pred = y_pred - jnp.mean(y_pred, axis=axis, keepdims=True)
   true = true / jnp.std(true, axis=axis, keepdims=True)
@@ -543,7 +541,7 @@ def pearson_correlation(y_true, y_pred, axis: int = -1) -> Array:
 
 def concordance_correlation(y_true, y_pred, axis: int = -1) -> Array:
   """Keras's `concordance_correlation` along `axis` (its covariance centres both on `y_pred`'s mean, as Keras's)."""
-  y_true, y_pred = _correlation_inputs(y_true, y_pred)
+  y_true, y_pred = _float_pair(y_true, y_pred)
   true_mean = jnp.mean(y_true, axis=axis, keepdims=True)
   pred_mean = jnp.mean(y_pred, axis=axis, keepdims=True)
   true_var = jnp.var(y_true - true_mean, axis=axis, keepdims=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,7 +33,7 @@ from jaxcomponents.ops import compiler
 from jaxcomponents.training.callbacks import CallbackList, History, pythonify
 from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, execution_groups,
                                          is_dataset, run_evaluate, run_fit)
-from jaxcomponents.training.freeze import freeze
+from jaxcomponents.training.freeze import freeze, frozen_mask
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
@@ -567,14 +566,12 @@ class Model:
 
   def _weights_where(self, trainable: bool) -> list[np.ndarray]:
     """The trainable (or the other) variables in `get_weights()`'s order: Keras trains the parameters outside the
-    layers a Keras model marks `trainable=False`, and never batch statistics."""
-    flat = flatten_variables(jax.device_get(self.variables))
-    frozen = self.module.frozen(self.variables["params"]) if isinstance(self.module, KerasGraph) else []
-
-    def trains(key):
-      return key[0] == "params" and not any(re.fullmatch(pattern, "/".join(key[1:])) for pattern in frozen)
-
-    return [np.asarray(flat[key]) for key in self._weight_keys() if trains(key) == trainable]
+    layers a Keras model marks `trainable=False` (what `compile` freezes), and never batch statistics."""
+    params = self.variables.get("params", {})
+    frozen = flatten_variables({"params": frozen_mask(
+        params, self.module.frozen(params) if isinstance(self.module, KerasGraph) else [])})
+    return [weight for key, weight in zip(self._weight_keys(), self.get_weights())
+            if (key[0] == "params" and not frozen[key]) == trainable]
 
   @property
   def weights(self) -> list[np.ndarray]:

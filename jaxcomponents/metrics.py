@@ -421,14 +421,16 @@ class AUC:
 
 
 @dataclasses.dataclass(frozen=True)
-class MeanIoU:
-  """Keras's `MeanIoU`: the mean over classes of TP / (TP + FP + FN), from a streamed confusion matrix.
+class IoU:
+  """Keras's `IoU`, `MeanIoU`, `BinaryIoU`, `OneHotIoU` and `OneHotMeanIoU`: TP / (TP + FP + FN) per class from
+  a streamed confusion matrix, averaged over `target_class_ids` (every class when None: `MeanIoU`).
 
   As in Keras, labels and predictions are integer class ids unless
   `sparse_y_true` / `sparse_y_pred` is False (then the argmax over `axis`), the
   matrix has dtype `int32` by default (weights are truncated to integers;
   pass `dtype="float32"` for fractional weights), and ids outside
-  `[0, num_classes)` or equal to `ignore_class` are left out.
+  `[0, num_classes)` or equal to `ignore_class` are left out. With a
+  `threshold` (`BinaryIoU`), a prediction is class 1 where `y_pred >= threshold`.
 
   Example:
     >>> import jax.numpy as jnp
@@ -436,6 +438,8 @@ class MeanIoU:
     >>> s = iou.update(iou.init(), jnp.array([0, 0, 1, 1]), jnp.array([0, 1, 0, 1]))
     >>> round(float(iou.result(s)), 4)
     0.3333
+    >>> float(get("iou", num_classes=2, target_class_ids=[1]).result(s))
+    0.3333333134651184
   """
 
   num_classes: int
@@ -444,12 +448,16 @@ class MeanIoU:
   sparse_y_pred: bool = True
   axis: int = -1
   dtype: str = "int32"
+  target_class_ids: tuple[int, ...] | None = None
+  threshold: float | None = None
 
   def init(self) -> State:
     return {"confusion_matrix": jnp.zeros((self.num_classes, self.num_classes), self.dtype)}
 
   def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
     y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
+    if self.threshold is not None:
+      y_pred = (y_pred.astype(jnp.float32) >= self.threshold).astype(self.dtype)
     if not self.sparse_y_true:
       y_true = jnp.argmax(y_true, axis=self.axis)
     if not self.sparse_y_pred:
@@ -478,6 +486,9 @@ class MeanIoU:
     cm = state["confusion_matrix"]
     tp = jnp.diag(cm).astype(jnp.float32)
     denominator = (jnp.sum(cm, axis=0) + jnp.sum(cm, axis=1) - jnp.diag(cm)).astype(jnp.float32)
+    if self.target_class_ids is not None:
+      ids = jnp.asarray(self.target_class_ids, jnp.int32)
+      tp, denominator = tp[ids], denominator[ids]
     valid = denominator > 1e-9
     iou = jnp.where(valid, tp / (denominator + EPSILON), 0.0)
     return jnp.sum(iou) / (jnp.sum(valid.astype(jnp.float32)) + EPSILON)
@@ -578,6 +589,177 @@ class ConfusionCount:
     return state["count"][0] if len(self.thresholds) == 1 else state["count"]
 
 
+def _built(state: State, shape: tuple[int, ...], keys: tuple[str, ...]) -> State:
+  """`state`, or zeros of `shape` under `keys` while it is still `{}`: the state of a metric whose shape comes from
+  the first batch, as Keras builds these metrics' variables at their first `update_state`."""
+  return state if state else {key: jnp.zeros(shape, jnp.float32) for key in keys}
+
+
+def _unbuilt(metric: Any, state: State) -> None:
+  if not state:
+    raise ValueError(f"{type(metric).__name__} has no result before its first update: its state takes its shape "
+                     "from the first batch.")
+
+
+def _check_2d(what: str, y_true, y_pred) -> None:
+  if y_true.ndim != 2 or y_pred.ndim != 2:
+    raise ValueError(f"{what} expects 2D inputs of shape (batch_size, output_dim); got y_true of shape "
+                     f"{y_true.shape} and y_pred of shape {y_pred.shape}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class FBetaScore:
+  """Keras's `FBetaScore` and `F1Score` (`beta=1`): the weighted harmonic mean of precision and recall.
+
+  A prediction is positive above `threshold`, or, when it is None, where it is
+  the row's largest (and not 0). `average` None gives one score per class,
+  "micro" one from the counts over every class, "macro" the mean of the
+  classes' scores and "weighted" their mean weighted by each class's count of
+  true labels. The per-class state takes its shape from the first batch.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> f1 = get("f1_score", threshold=0.5)
+    >>> s = f1.update(f1.init(), jnp.array([[1, 1, 1], [1, 0, 0]]), jnp.array([[0.2, 0.6, 0.7], [0.2, 0.6, 0.6]]))
+    >>> [round(float(v), 4) for v in f1.result(s)]
+    [0.0, 0.6667, 0.6667]
+  """
+
+  name: str = "fbeta_score"
+  average: str | None = None
+  beta: float = 1.0
+  threshold: float | None = None
+
+  _KEYS = ("true_positives", "false_positives", "false_negatives", "intermediate_weights")
+
+  def init(self) -> State:
+    return _built({}, (), self._KEYS) if self.average == "micro" else {}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    y_true, y_pred = jnp.asarray(y_true, jnp.float32), jnp.asarray(y_pred, jnp.float32)
+    _check_2d(type(self).__name__, y_true, y_pred)
+    state = _built(state, (y_pred.shape[-1],), self._KEYS)
+    if self.threshold is None:
+      positive = (y_pred >= jnp.max(y_pred, axis=-1, keepdims=True)) & (jnp.abs(y_pred) > 1e-9)
+    else:
+      positive = y_pred > self.threshold
+    y_pred = positive.astype(jnp.float32)
+    weight = 1.0 if sample_weight is None else _weights_like(sample_weight, y_pred.shape)
+    axis = None if self.average == "micro" else 0
+    added = (y_pred * y_true, y_pred * (1 - y_true), (1 - y_pred) * y_true, y_true)
+    return {key: state[key] + jnp.sum(value * weight, axis=axis) for key, value in zip(self._KEYS, added)}
+
+  def result(self, state: State) -> Array:
+    _unbuilt(self, state)
+    tp, fp, fn = state["true_positives"], state["false_positives"], state["false_negatives"]
+    precision = tp / (tp + fp + EPSILON)
+    recall = tp / (tp + fn + EPSILON)
+    b2 = self.beta ** 2
+    score = precision * recall / (b2 * precision + recall + EPSILON) * (1 + b2)
+    if self.average == "weighted":
+      support = state["intermediate_weights"]
+      return jnp.sum(score * support / (jnp.sum(support) + EPSILON))
+    return score if self.average is None else jnp.mean(score)
+
+
+@dataclasses.dataclass(frozen=True)
+class R2Score:
+  """Keras's `R2Score`: the coefficient of determination per output, aggregated by `class_aggregation`
+  ("uniform_average", "variance_weighted_average" or None: one per output); adjusted for `num_regressors`
+  where there are more samples than regressors plus one (else the plain score, where Keras warns).
+
+  Examples of weight 0 are left out entirely (the sample count of the adjusted score too), so padding is.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> r2 = get("r2_score")
+    >>> s = r2.update(r2.init(), jnp.array([[1.0], [4.0], [3.0]]), jnp.array([[2.0], [4.0], [4.0]]))
+    >>> round(float(r2.result(s)), 4)
+    0.5714
+  """
+
+  class_aggregation: str | None = "uniform_average"
+  num_regressors: int = 0
+
+  _KEYS = ("sum", "squared_sum", "residual", "count")
+
+  def init(self) -> State:
+    return {}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    _check_2d("R2Score", y_true, y_pred)
+    state = {"num_samples": jnp.zeros((), jnp.float32), **_built(state, (y_pred.shape[-1],), self._KEYS)}
+    if sample_weight is None:
+      weight = jnp.ones(y_true.shape, jnp.float32)
+    else:
+      weight = jnp.asarray(sample_weight, jnp.float32)
+      weight = jnp.broadcast_to(weight[:, None] if weight.ndim == 1 else weight, y_true.shape)
+    rows = jnp.sum(jnp.any(weight != 0, axis=-1).astype(jnp.float32))
+    added = (y_true * weight, y_true * y_true * weight, jnp.square(y_true - y_pred) * weight, weight)
+    new = {key: state[key] + jnp.sum(value, axis=0) for key, value in zip(self._KEYS, added)}
+    return {**new, "num_samples": state["num_samples"] + rows * y_true.shape[-1]}
+
+  def result(self, state: State) -> Array:
+    _unbuilt(self, state)
+    mean = state["sum"] / state["count"]
+    total = state["squared_sum"] - state["sum"] * mean
+    raw = 1 - state["residual"] / total
+    raw = jnp.where(jnp.isinf(raw), 0.0, raw)
+    if self.class_aggregation == "uniform_average":
+      score = jnp.mean(raw)
+    elif self.class_aggregation == "variance_weighted_average":
+      score = jnp.sum(total * raw) / jnp.sum(total)
+    else:
+      score = raw
+    if self.num_regressors:
+      n, p = state["num_samples"], float(self.num_regressors)
+      score = jnp.where(p < n - 1, 1 - (1 - score) * (n - 1) / (n - p - 1), score)
+    return score
+
+
+# Each `AtConstraint` metric: (the rate constrained to at least `value`, the rate maximised under it).
+_CONSTRAINED = {"sensitivity_at_specificity": ("specificity", "recall"),
+                "specificity_at_sensitivity": ("recall", "specificity"),
+                "precision_at_recall": ("recall", "precision"),
+                "recall_at_precision": ("precision", "recall")}
+
+
+@dataclasses.dataclass(frozen=True)
+class AtConstraint:
+  """Keras's `SensitivityAtSpecificity`, `SpecificityAtSensitivity`, `PrecisionAtRecall` and `RecallAtPrecision`
+  (by `name`): the best of one rate over the thresholds where the other is at least `value`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> m = get("precision_at_recall", recall=0.5)
+    >>> s = m.update(m.init(), jnp.array([0, 0, 0, 1, 1]), jnp.array([0.0, 0.3, 0.8, 0.3, 0.8]))
+    >>> float(m.result(s))
+    0.5
+  """
+
+  name: str
+  value: float
+  num_thresholds: int = 200
+  class_id: int | None = None
+
+  def init(self) -> State:
+    return {key: jnp.zeros((self.num_thresholds,), jnp.float32) for key in ("tp", "fp", "tn", "fn")}
+
+  def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
+    n = self.num_thresholds  # Keras's thresholds: 0, 1 and n - 2 evenly between them; 0.5 alone for n = 1
+    thresholds = np.array([0.5]) if n == 1 else np.concatenate([[0.0], np.arange(1, n - 1) / (n - 1), [1.0]])
+    counts = _confusion_counts(y_true, y_pred, sample_weight, thresholds, n > 1, class_id=self.class_id)
+    return {key: state[key] + count for key, count in zip(("tp", "fp", "tn", "fn"), counts)}
+
+  def result(self, state: State) -> Array:
+    tp, fp, tn, fn = state["tp"], state["fp"], state["tn"], state["fn"]
+    rates = {"recall": _div_no_nan(tp, tp + fn), "specificity": _div_no_nan(tn, tn + fp),
+             "precision": _div_no_nan(tp, tp + fp)}
+    constrained, maximised = _CONSTRAINED[self.name]
+    return jnp.max(jnp.where(rates[constrained] >= self.value, rates[maximised], 0.0), initial=0.0)
+
+
 def _check_axis(axis):
   if isinstance(axis, bool) or not isinstance(axis, int):
     raise ValueError(f"axis={axis!r} is not allowed; expected an integer axis.")
@@ -641,8 +823,8 @@ def _make_auc(num_thresholds=200, curve="ROC", summation_method="interpolation",
              label_weights, from_logits)
 
 
-def _make_mean_iou(num_classes, ignore_class=None, sparse_y_true=True, sparse_y_pred=True, axis=-1,
-                   dtype="int32"):
+def _make_iou(num_classes, target_class_ids=None, ignore_class=None, sparse_y_true=True, sparse_y_pred=True,
+              axis=-1, dtype="int32", threshold=None):
   check_positive_int("num_classes", num_classes)
   _optional_int("ignore_class", ignore_class)
   _bool("sparse_y_true", sparse_y_true)
@@ -650,7 +832,80 @@ def _make_mean_iou(num_classes, ignore_class=None, sparse_y_true=True, sparse_y_
   if isinstance(axis, bool) or not isinstance(axis, int):
     raise ValueError(f"axis={axis!r} is not allowed; expected an integer.")
   check_choice("dtype", dtype, ("int32", "float32"))
-  return MeanIoU(num_classes, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype)
+  if target_class_ids is not None:
+    ids = tuple(target_class_ids) if isinstance(target_class_ids, (list, tuple)) else None
+    if not ids or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < num_classes
+                      for i in ids):
+      raise ValueError(f"target_class_ids={target_class_ids!r} is not allowed; expected a non-empty list of class "
+                       f"ids in [0, {num_classes}).")
+    target_class_ids = tuple(int(i) for i in ids)
+  if threshold is not None:
+    threshold = _check_threshold(threshold)
+  return IoU(num_classes, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype, target_class_ids, threshold)
+
+
+def _make_mean_iou(num_classes, ignore_class=None, sparse_y_true=True, sparse_y_pred=True, axis=-1,
+                   dtype="int32"):
+  return _make_iou(num_classes, None, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype)
+
+
+def _make_target_iou(num_classes, target_class_ids, ignore_class=None, sparse_y_true=True, sparse_y_pred=True,
+                     axis=-1, dtype="int32"):
+  return _make_iou(num_classes, target_class_ids, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype)
+
+
+def _make_binary_iou(target_class_ids=(0, 1), threshold=0.5, dtype="int32"):
+  return _make_iou(2, target_class_ids, dtype=dtype, threshold=threshold)
+
+
+def _make_one_hot_iou(num_classes, target_class_ids, ignore_class=None, sparse_y_pred=False, axis=-1,
+                      dtype="int32"):
+  return _make_iou(num_classes, target_class_ids, ignore_class, False, sparse_y_pred, axis, dtype)
+
+
+def _make_one_hot_mean_iou(num_classes, ignore_class=None, sparse_y_pred=False, axis=-1, dtype="int32"):
+  return _make_iou(num_classes, None, ignore_class, False, sparse_y_pred, axis, dtype)
+
+
+def _make_fbeta(name, average=None, beta=1.0, threshold=None):
+  check_choice("average", average, (None, "micro", "macro", "weighted"))
+  if not isinstance(beta, float) or not beta > 0:
+    raise ValueError(f"beta={beta!r} is not allowed; expected a Python float > 0 (as Keras: 1.0, not 1).")
+  if threshold is not None and (not isinstance(threshold, float) or not 0.0 < threshold <= 1.0):
+    raise ValueError(f"threshold={threshold!r} is not allowed; expected None or a Python float in (0, 1].")
+  return FBetaScore(name, average, beta, threshold)
+
+
+def _make_fbeta_score(average=None, beta=1.0, threshold=None):
+  return _make_fbeta("fbeta_score", average, beta, threshold)
+
+
+def _make_f1_score(average=None, threshold=None):
+  return _make_fbeta("f1_score", average, 1.0, threshold)
+
+
+def _make_r2_score(class_aggregation="uniform_average", num_regressors=0):
+  check_choice("class_aggregation", class_aggregation, (None, "uniform_average", "variance_weighted_average"))
+  if isinstance(num_regressors, bool) or not isinstance(num_regressors, int) or num_regressors < 0:
+    raise ValueError(f"num_regressors={num_regressors!r} is not allowed; expected an integer >= 0.")
+  return R2Score(class_aggregation, num_regressors)
+
+
+def _at_constraint(name: str, param: str):
+  """The factory of the `AtConstraint` metric `name`, whose constrained rate is Keras's argument `param`."""
+
+  def factory(**arguments):
+    value, num_thresholds = arguments[param], arguments.get("num_thresholds", 200)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+      raise ValueError(f"{param}={value!r} is not allowed; expected a float in [0, 1].")
+    check_positive_int("num_thresholds", num_thresholds)
+    return AtConstraint(name, float(value), num_thresholds, _optional_int("class_id", arguments.get("class_id")))
+
+  factory.__signature__ = inspect.Signature(
+      [inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY)]
+      + [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default)
+         for key, default in (("num_thresholds", 200), ("class_id", None))])
+  return factory
 
 
 def _is_metric(value: Any) -> bool:
@@ -704,6 +959,10 @@ METRICS.register("precision", _make_precision_recall("precision"), keras_class="
 METRICS.register("recall", _make_precision_recall("recall"), keras_class="Recall")
 METRICS.register("auc", _make_auc, keras_class="AUC")
 METRICS.register("mean_iou", _make_mean_iou, keras_class="MeanIoU")
+METRICS.register("iou", _make_target_iou, keras_class="IoU")
+METRICS.register("binary_iou", _make_binary_iou, keras_class="BinaryIoU")
+METRICS.register("one_hot_iou", _make_one_hot_iou, keras_class="OneHotIoU")
+METRICS.register("one_hot_mean_iou", _make_one_hot_mean_iou, keras_class="OneHotMeanIoU")
 
 
 @METRICS.register("mean_absolute_error", keras_class="MeanAbsoluteError", aliases=("mae", "MAE"))
@@ -757,6 +1016,16 @@ def _confusion_count(name: str):
 for _name, _class in (("true_positives", "TruePositives"), ("false_positives", "FalsePositives"),
                       ("true_negatives", "TrueNegatives"), ("false_negatives", "FalseNegatives")):
   METRICS.register(_name, _confusion_count(_name), keras_class=_class)
+
+
+METRICS.register("fbeta_score", _make_fbeta_score, keras_class="FBetaScore")
+METRICS.register("f1_score", _make_f1_score, keras_class="F1Score")
+METRICS.register("r2_score", _make_r2_score, keras_class="R2Score")
+for _name, _class, _param in (("sensitivity_at_specificity", "SensitivityAtSpecificity", "specificity"),
+                              ("specificity_at_sensitivity", "SpecificityAtSensitivity", "sensitivity"),
+                              ("precision_at_recall", "PrecisionAtRecall", "recall"),
+                              ("recall_at_precision", "RecallAtPrecision", "precision")):
+  METRICS.register(_name, _at_constraint(_name, _param), keras_class=_class)
 
 
 # Keras's loss-based metrics (`MeanMetricWrapper`s of the loss functions, with the loss classes' options but

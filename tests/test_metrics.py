@@ -106,6 +106,23 @@ CASES = [
     ("false_positives", {"thresholds": [0.2, 0.5, 0.7]}, "multilabel"),
     ("true_negatives", {}, "binary_flat"),
     ("false_negatives", {"thresholds": 0.3}, "binary"),
+    ("iou", {"num_classes": C, "target_class_ids": [0, 2]}, "labels"),
+    ("binary_iou", {}, "binary"),
+    ("BinaryIoU", {"target_class_ids": [1], "threshold": 0.3}, "binary_flat"),
+    ("one_hot_iou", {"num_classes": C, "target_class_ids": [1, 3]}, "one_hot"),
+    ("one_hot_mean_iou", {"num_classes": C, "ignore_class": 1}, "one_hot"),
+    ("f1_score", {}, "one_hot"),
+    ("f1_score", {"average": "macro", "threshold": 0.3}, "multilabel"),
+    ("FBetaScore", {"beta": 2.0, "average": "weighted", "threshold": 0.5}, "multilabel"),
+    ("fbeta_score", {"average": "micro", "beta": 0.5}, "one_hot"),
+    ("r2_score", {}, "regression"),
+    ("r2_score", {"class_aggregation": "variance_weighted_average"}, "regression"),
+    ("R2Score", {"class_aggregation": None}, "regression"),
+    ("precision_at_recall", {"recall": 0.6}, "binary"),
+    ("precision_at_recall", {"recall": 0.5, "num_thresholds": 1}, "binary"),
+    ("recall_at_precision", {"precision": 0.5, "num_thresholds": 50}, "binary_flat"),
+    ("sensitivity_at_specificity", {"specificity": 0.7}, "binary"),
+    ("specificity_at_sensitivity", {"sensitivity": 0.4, "class_id": 2}, "one_hot"),
 ]
 
 KERAS = {
@@ -130,6 +147,12 @@ KERAS = {
     "concordance_correlation": keras.metrics.ConcordanceCorrelation,
     "true_positives": keras.metrics.TruePositives, "false_positives": keras.metrics.FalsePositives,
     "true_negatives": keras.metrics.TrueNegatives, "false_negatives": keras.metrics.FalseNegatives,
+    "iou": keras.metrics.IoU, "binary_iou": keras.metrics.BinaryIoU, "one_hot_iou": keras.metrics.OneHotIoU,
+    "one_hot_mean_iou": keras.metrics.OneHotMeanIoU, "f1_score": keras.metrics.F1Score,
+    "fbeta_score": keras.metrics.FBetaScore, "r2_score": keras.metrics.R2Score,
+    "precision_at_recall": keras.metrics.PrecisionAtRecall, "recall_at_precision": keras.metrics.RecallAtPrecision,
+    "sensitivity_at_specificity": keras.metrics.SensitivityAtSpecificity,
+    "specificity_at_sensitivity": keras.metrics.SpecificityAtSensitivity,
 }
 
 
@@ -160,10 +183,10 @@ def _stream(metric, y_true, y_pred, weight=None, update=None):
 def test_streams_like_keras_over_unequal_batches(name, kwargs, kind):
   rng = np.random.default_rng(len(name) * 31 + len(kind))
   y_true, y_pred = _data(kind, rng)
-  is_iou = metrics.ALIASES[name] == "mean_iou"
+  ours = metrics.get(name, **kwargs)
+  is_iou = isinstance(ours, metrics.IoU)  # an integer confusion matrix: Keras truncates the weights
   weight = (rng.integers(0, 3, N) if is_iou else rng.uniform(0, 2, N)).astype(np.float32)
   weight[[2, 5, 11]] = 0.0
-  ours = metrics.get(name, **kwargs)
   keras_metric = _keras_metric(name, kwargs, y_true, y_pred)
   # Keras cannot broadcast a per-example weight over pixels: give it per-pixel weights.
   keras_w = weight if y_true.ndim < 3 else np.broadcast_to(weight[:, None, None], y_true.shape)
@@ -253,3 +276,55 @@ def test_an_empty_threshold_list_is_refused():
     with pytest.raises(ValueError, match=r"thresholds=\[\] is not allowed; expected a float in \[0, 1\] or a "
                                          r"non-empty list of them"):
       metrics.get(name, thresholds=[])
+
+
+@pytest.mark.parametrize("num_regressors,rows", [(2, N), (5, 2), (1, 2)])  # adjusted; too many; n - 1 regressors
+def test_adjusted_r2_score_as_keras_and_padding_left_out(num_regressors, rows):
+  rng = np.random.default_rng(43)
+  y_true, y_pred = (rng.normal(size=(rows, 3)).astype(np.float32) for _ in range(2))
+  ours, theirs = metrics.get("r2_score", num_regressors=num_regressors), keras.metrics.R2Score(
+      num_regressors=num_regressors)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Keras warns where it falls back to the plain score
+    theirs.update_state(y_true, y_pred)
+    want = np.asarray(theirs.result())
+  assert_close(ours.result(ours.update(ours.init(), y_true, y_pred)), want, tol=1e-5)
+  # A padded batch: rows of weight 0 count neither in the sums nor in the adjusted score's sample count.
+  padded = [np.concatenate([a, np.repeat(a[:1], 3, 0) + 5.0]) for a in (y_true, y_pred)]
+  weight = np.r_[np.ones(rows), np.zeros(3)].astype(np.float32)
+  assert_close(jax.jit(lambda *a: ours.result(ours.update(ours.init(), *a)))(*padded, weight), want, tol=1e-5)
+
+
+def test_f1_and_r2_states_take_their_shape_from_the_first_batch():
+  f1, r2 = metrics.get("f1_score"), metrics.get("r2_score")
+  assert f1.init() == {} and r2.init() == {}
+  assert metrics.get("f1_score", average="micro").init()["true_positives"].shape == ()
+  state = f1.update(f1.init(), np.eye(4)[[0, 1]], np.eye(4)[[0, 2]])
+  assert state["true_positives"].shape == (4,)
+  with pytest.raises(ValueError, match=r"FBetaScore has no result before its first update"):
+    f1.result(f1.init())
+  with pytest.raises(ValueError, match=r"R2Score expects 2D inputs of shape \(batch_size, output_dim\); got y_true of "
+                                       r"shape \(2, 2, 1\)"):
+    r2.update(r2.init(), np.zeros((2, 2, 1)), np.zeros((2, 2, 1)))
+
+
+def test_new_metric_options_are_checked_as_keras():
+  for call, message in [
+      (lambda: metrics.get("f1_score", average="mean"), r"average='mean' is not allowed; expected one of None, "
+                                                        r"'micro', 'macro', 'weighted'"),
+      (lambda: metrics.get("fbeta_score", beta=2), r"beta=2 is not allowed; expected a Python float > 0"),
+      (lambda: metrics.get("f1_score", threshold=0.0), r"threshold=0.0 is not allowed; expected None or a Python "
+                                                       r"float in \(0, 1\]"),
+      (lambda: metrics.get("r2_score", class_aggregation="median"), r"class_aggregation='median' is not allowed"),
+      (lambda: metrics.get("r2_score", num_regressors=-1), r"num_regressors=-1 is not allowed; expected an integer"),
+      (lambda: metrics.get("precision_at_recall", recall=1.5), r"recall=1.5 is not allowed; expected a float in "
+                                                               r"\[0, 1\]"),
+      (lambda: metrics.get("precision_at_recall"), r"metric 'precision_at_recall' needs the argument recall"),
+      (lambda: metrics.get("recall_at_precision", precision=0.5, num_thresholds=0), r"num_thresholds=0 is not allowed"),
+      (lambda: metrics.get("iou", num_classes=3, target_class_ids=[3]), r"target_class_ids=\[3\] is not allowed; "
+                                                                        r"expected a non-empty list of class ids in "
+                                                                        r"\[0, 3\)"),
+      (lambda: metrics.get("iou", num_classes=3), r"metric 'iou' needs the argument target_class_ids"),
+  ]:
+    with pytest.raises(ValueError, match=message):
+      call()

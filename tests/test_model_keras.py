@@ -117,6 +117,42 @@ def test_a_ported_keras_script_gives_kerass_history_callbacks_and_results():
   assert_weights_equal(model, keras_model)
 
 
+def test_kerass_metric_objects_and_metrics_built_from_the_first_batch_train_and_evaluate_as_keras():
+  """F1/FBeta and R2 take their state's shape from the first batch, as Keras builds them: the same logs in a
+  grouped fit (steps_per_execution) and in an evaluate whose last batch is padded."""
+  keras_model = small_cnn(seed=23, outputs=3, activation="sigmoid")
+  model = pair(keras_model)
+  rng = np.random.default_rng(24)
+  x, xv = random_input((20, 8, 8, 2), seed=25), random_input((10, 8, 8, 2), seed=26)
+  y, yv = rng.integers(0, 2, (20, 3)).astype(np.float32), rng.integers(0, 2, (10, 3)).astype(np.float32)
+
+  def script(m, optimizer, watch=lambda m: None):
+    m.compile(optimizer=optimizer, loss="binary_crossentropy", steps_per_execution=2, metrics=[
+        keras.metrics.F1Score(average="macro", threshold=0.5, name="f1"), keras.metrics.FBetaScore(beta=2.0, name="f2"),
+        keras.metrics.R2Score(name="r2"), keras.metrics.BinaryIoU(target_class_ids=[1], name="iou"),
+        keras.metrics.PrecisionAtRecall(0.5, num_thresholds=20, name="p_at_r")])
+    watch(m)
+    history = m.fit(x, y, batch_size=8, epochs=2, validation_data=(xv, yv), shuffle=False, verbose=0)
+    return history, m.evaluate(xv, yv, batch_size=4, verbose=0, return_dict=True)
+
+  seen = []  # the metric states' shapes at each grouped call: built before it, so one shape and one compilation
+
+  def watch(m):
+    scan = m.train_step.scan
+    object.__setattr__(m.train_step, "scan", lambda state, batches: seen.append(
+        jax.tree.map(np.shape, state.metrics)) or scan(state, batches))
+
+  ours = script(model, optimizers.get("sgd", learning_rate=0.1), watch)
+  theirs = script(keras_model, keras.optimizers.SGD(0.1))
+  assert len(seen) == 2 and seen[0] == seen[1] == jax.tree.map(np.shape, model.state.metrics)
+  assert seen[0]["f1"]["true_positives"] == (3,) and seen[0]["r2"]["sum"] == (3,)
+  assert_history_equal(ours[0], theirs[0])
+  assert list(ours[1]) == list(theirs[1])
+  for key, want in theirs[1].items():
+    np.testing.assert_allclose(ours[1][key], want, rtol=1e-4, atol=1e-6, err_msg=key)
+  assert_weights_equal(model, keras_model)
+
+
 def test_each_fit_call_reads_its_data_from_the_first_batch_as_keras():
   keras_model = small_cnn(seed=6)
   model = pair(keras_model)

@@ -140,11 +140,16 @@ def test_every_loss_name_resolves(name):
 
 @pytest.mark.parametrize("name", list(metrics.METRICS))
 def test_every_metric_name_resolves(name):
-  metric = metrics.get(name, **({"num_classes": 3} if metrics.ALIASES[name] == "mean_iou" else {}))
-  y_true, y_pred = {"mean_iou": (LABELS, LABELS), "sparse_categorical_accuracy": (LABELS, PROBS),
-                    "sparse_top_k_categorical_accuracy": (LABELS, PROBS),
-                    "sparse_categorical_crossentropy": (LABELS, PROBS)}.get(metrics.ALIASES[name], (ONE_HOT, PROBS))
-  assert np.isfinite(float(metric.result(metric.update(metric.init(), y_true, y_pred))))
+  canonical = metrics.ALIASES[name]
+  required = {"mean_iou": {"num_classes": 3}, "iou": {"num_classes": 3, "target_class_ids": [1]},
+              "one_hot_iou": {"num_classes": 3, "target_class_ids": [1]}, "one_hot_mean_iou": {"num_classes": 3},
+              "sensitivity_at_specificity": {"specificity": 0.5}, "specificity_at_sensitivity": {"sensitivity": 0.5},
+              "precision_at_recall": {"recall": 0.5}, "recall_at_precision": {"precision": 0.5}}
+  metric = metrics.get(name, **required.get(canonical, {}))
+  sparse = ("sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "sparse_categorical_crossentropy")
+  y_true, y_pred = {"mean_iou": (LABELS, LABELS), "iou": (LABELS, LABELS),
+                    **{key: (LABELS, PROBS) for key in sparse}}.get(canonical, (ONE_HOT, PROBS))
+  assert np.all(np.isfinite(np.asarray(metric.result(metric.update(metric.init(), y_true, y_pred)))))
 
 
 @pytest.mark.parametrize("name", list(optimizers.OPTIMIZERS) + ["SGD", "RMSprop", "AdamW", "ADAM"])

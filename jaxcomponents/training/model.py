@@ -245,8 +245,9 @@ class Model:
         several outputs, a list (by position) or a dict (by output name) of them.
         Each output's loss is logged as `<output>_loss`, their weighted sum as `loss`.
       loss_weights: a float scaling the loss; with several outputs, a list or dict of them.
-      metrics: Keras metric names (or a name -> metric mapping); they ignore sample and class weights. With
-        several outputs, a list of lists or a dict of lists, logged as `<output>_<metric>`.
+      metrics: Keras metric names, Keras metric objects (`keras.metrics.F1Score(average="macro")`, read from
+        their config), jaxcomponents metrics, or a name -> metric mapping; they ignore sample and class
+        weights. With several outputs, a list of lists or a dict of lists, logged as `<output>_<metric>`.
       weighted_metrics: metrics weighed by sample and class weights (the same forms).
       run_eagerly: run the steps without `jax.jit` (for debugging).
       steps_per_execution: as Keras's: this many batches run as one compiled call in `fit` (a scan over

@@ -62,18 +62,21 @@ def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any] | None, taken: Se
 
 
 def _named_metric(metric: Any) -> tuple[str, Any]:
-  """A `compile(metrics=[...])` entry and its log's name, as Keras names it: a name as given, a metric by its
-  `name`, a function `(y_true, y_pred) -> per-example values` by its `__name__` (averaged, Keras's
-  `MeanMetricWrapper`)."""
+  """A `compile(metrics=[...])` entry and its log's name, as Keras names it: a name as given, a metric (ours, or
+  a Keras metric object, converted by its class and config) by its `name`, a function
+  `(y_true, y_pred) -> per-example values` by its `__name__` (averaged, Keras's `MeanMetricWrapper`)."""
   if isinstance(metric, str):
     return metric, metrics_lib.compile_metric(metric)
+  if all(hasattr(metric, attr) for attr in ("update_state", "get_config", "name")):
+    # A Keras metric object, read from its config: ours of the same class and arguments, logged by its name.
+    return metric.name, metrics_lib.get({"class_name": type(metric).__name__, "config": metric.get_config()})
   if all(hasattr(metric, attr) for attr in ("init", "update", "result", "name")):
     return metric.name, metric
   if callable(metric) and getattr(metric, "__name__", "<lambda>") != "<lambda>":
     return metric.__name__, metrics_lib.Mean(metric.__name__, metric)
   raise ValueError(f"metrics entry {metric!r} is not allowed; expected a metric name, a jaxcomponents metric "
-                   "(jaxcomponents.metrics.get(...)), a named function (y_true, y_pred) -> per-example values, "
-                   "or a dict from log names to metrics.")
+                   "(jaxcomponents.metrics.get(...)), a Keras metric object, a named function (y_true, y_pred) -> "
+                   "per-example values, or a dict from log names to metrics.")
 
 
 def _alike(batches: Sequence[Batch]) -> bool:
@@ -215,9 +218,7 @@ class Step:
   scan: Callable[[TrainState, list[Batch]], tuple[TrainState, dict[str, jax.Array]]] | None = None
 
   def __call__(self, state: TrainState, batch: Batch):
-    if not state.metrics:
-      state = self.reset(state)
-    return self.fn(state, batch)
+    return self.fn(self._ready(state, batch), batch)
 
   def run(self, state: TrainState, batches: Sequence[Batch]):
     """The steps of `batches` in order; returns the last state and the last step's metrics.
@@ -230,8 +231,7 @@ class Step:
 
       state, logs = train_step.run(state, [batch_1, batch_2])  # two steps, one compiled call
     """
-    if not state.metrics:
-      state = self.reset(state)
+    state = self._ready(state, batches[0]) if batches else state
     if self.scan is not None and len(batches) > 1 and _alike(batches):
       return self.scan(state, list(batches))
     results = {}
@@ -242,6 +242,19 @@ class Step:
   def streams(self) -> dict[str, Any]:
     """Every log this step reports, in order: the loss, each output's loss, the metrics, the weighted metrics."""
     return {"loss": _Mean(), **self.output_losses, **self.metrics, **self.weighted}
+
+  def _ready(self, state: TrainState, batch: Batch) -> TrainState:
+    """`state` with its metric streams started, and built where a metric's state takes its shape from the first
+    batch (its `init()` is `{}`, as Keras builds such metrics at their first update): zeros of the shapes one step
+    of `batch` gives them, so every compiled call sees one state shape."""
+    if not state.metrics:
+      state = self.reset(state)
+    unbuilt = [name for name, value in state.metrics.items() if isinstance(value, dict) and not value]
+    if not unbuilt:
+      return state
+    shapes = jax.eval_shape(self.fn, state, batch)[0].metrics
+    built = {name: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[name]) for name in unbuilt}
+    return state.replace(metrics={**state.metrics, **built})
 
   def reset(self, state: TrainState) -> TrainState:
     """The state with fresh streaming metrics (the loss and this step's metrics)."""

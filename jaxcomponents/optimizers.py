@@ -403,6 +403,106 @@ def scale_by_keras_lamb(beta_1: float = 0.9, beta_2: float = 0.999,
   return optax.GradientTransformation(init, update)
 
 
+class KerasAdafactorState(NamedTuple):
+  count: jax.Array
+  r: Any  # per variable of 2 or more axes: the row means of the squared gradients (else a 0-d placeholder)
+  c: Any  # ... and the column means
+  v: Any  # per variable of fewer axes: the squared gradients' moving average (else a 0-d placeholder)
+
+
+def keras_adafactor(learning_rate: LearningRate, beta_2_decay: float = -0.8, epsilon_1: float = 1e-30,
+                    epsilon_2: float = 1e-3, clip_threshold: float = 1.0) -> optax.GradientTransformation:
+  """Keras's Adafactor update, the learning rate included: second moments factored over a variable's last two
+  axes, the step `max(epsilon_2, rms(variable)) * min(lr, 1 / sqrt(t))` times the clipped `g / sqrt(v)`.
+
+  Example:
+    >>> tx = keras_adafactor(1e-3)
+  """
+
+  def factored(p):
+    return p.ndim >= 2
+
+  def init(params):
+    def zeros(shape_of):  # a 0-d placeholder where the variable does not keep this moment
+      return jax.tree.map(lambda p: jnp.zeros(shape_of(p) if shape_of(p) is not None else (), p.dtype), params)
+
+    r = zeros(lambda p: p.shape[:-1] if factored(p) else None)
+    c = zeros(lambda p: p.shape[:-2] + p.shape[-1:] if factored(p) else None)
+    v = zeros(lambda p: None if factored(p) else p.shape)
+    return KerasAdafactorState(jnp.zeros((), jnp.int32), r, c, v)
+
+  def rms(x):
+    return jnp.sqrt(jnp.mean(jnp.square(x)))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("Keras's Adafactor needs the parameters: call update(grads, state, params).")
+    t = jnp.asarray(state.count + 1, jnp.float32)
+    rho = jnp.minimum(_lr_at(learning_rate, state.count), 1 / jnp.sqrt(t))
+    beta_2 = 1 - jnp.power(t, beta_2_decay)
+
+    def one(g, w, r, c, v):
+      square = jnp.square(g) + epsilon_1
+      if factored(w):
+        r = beta_2 * r + (1 - beta_2) * jnp.mean(square, axis=-1)
+        c = beta_2 * c + (1 - beta_2) * jnp.mean(square, axis=-2)
+        second = (r / jnp.mean(r, axis=-1, keepdims=True))[..., None] * c[..., None, :]
+      else:
+        v = beta_2 * v + (1 - beta_2) * square
+        second = v
+      u = g / jnp.sqrt(second)
+      u = u / jnp.maximum(1.0, rms(u) / clip_threshold)
+      return -(jnp.maximum(epsilon_2, rms(w)) * rho) * u, r, c, v
+
+    out = jax.tree.map(one, updates, params, state.r, state.c, state.v)
+    pick = lambda i: jax.tree.map(lambda _, o: o[i], updates, out)
+    return pick(0), KerasAdafactorState(optax.safe_increment(state.count), pick(1), pick(2), pick(3))
+
+  return optax.GradientTransformation(init, update)
+
+
+class KerasFtrlState(NamedTuple):
+  count: jax.Array
+  accumulator: Any
+  linear: Any
+
+
+def keras_ftrl(learning_rate: LearningRate, learning_rate_power: float = -0.5, initial_accumulator_value: float = 0.1,
+               l1_regularization_strength: float = 0.0, l2_regularization_strength: float = 0.0,
+               l2_shrinkage_regularization_strength: float = 0.0, beta: float = 0.0) -> optax.GradientTransformation:
+  """Keras's FTRL-Proximal update, the learning rate included: the new variable is
+  `(clip(linear, -l1, l1) - linear) / (accumulator**-lr_power / lr + 2 * l2)`; the update is its difference.
+
+  Example:
+    >>> tx = keras_ftrl(1e-3, l1_regularization_strength=0.01)
+  """
+
+  def init(params):
+    accumulator = jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params)
+    return KerasFtrlState(jnp.zeros((), jnp.int32), accumulator, optax.tree.zeros_like(params))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("Keras's Ftrl needs the parameters: call update(grads, state, params).")
+    lr = _lr_at(learning_rate, state.count)
+    l2 = l2_regularization_strength + beta / (2.0 * lr)
+    power = -learning_rate_power
+
+    def one(g, w, accumulator, linear):
+      new_accumulator = accumulator + jnp.square(g)
+      shrunk = g + 2 * l2_shrinkage_regularization_strength * w
+      linear = linear + shrunk - (jnp.power(new_accumulator, power) - jnp.power(accumulator, power)) / lr * w
+      quadratic = jnp.power(new_accumulator, power) / lr + 2 * l2
+      clipped = jnp.clip(linear, -l1_regularization_strength, l1_regularization_strength)
+      return (clipped - linear) / quadratic - w, new_accumulator, linear
+
+    out = jax.tree.map(one, updates, params, state.accumulator, state.linear)
+    pick = lambda i: jax.tree.map(lambda _, o: o[i], updates, out)
+    return pick(0), KerasFtrlState(optax.safe_increment(state.count), pick(1), pick(2))
+
+  return optax.GradientTransformation(init, update)
+
+
 def _decay_first(decay: optax.GradientTransformation,
                  step: optax.GradientTransformation) -> optax.GradientTransformation:
   """Weight decay, then `step` given the decayed parameters (as Keras decays a variable before its update)."""
@@ -662,6 +762,56 @@ def lamb(learning_rate: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float
       name="lamb", reads_params=True)
 
 
+def adafactor(learning_rate: LearningRate = 0.001, beta_2_decay: float = -0.8, epsilon_1: float = 1e-30,
+              epsilon_2: float = 1e-3, clip_threshold: float = 1.0, relative_step: bool = True, *,
+              weight_decay: float | None = None, clipnorm: float | None = None, clipvalue: float | None = None,
+              global_clipnorm: float | None = None, decay: float | None = None,
+              exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Adafactor`: factored second moments, a step scaled by the variable's RMS and `min(lr, 1/sqrt(t))`.
+
+  `relative_step` is taken for Keras's signature: Keras's step is `min(lr, 1/sqrt(t))` whatever its value.
+
+  Example:
+    >>> tx = adafactor(1e-2)
+  """
+  _check_real("beta_2_decay", beta_2_decay, -np.inf)
+  _check_real("epsilon_1", epsilon_1, 0.0)
+  _check_real("epsilon_2", epsilon_2, 0.0)
+  _check_real("clip_threshold", clip_threshold, 0.0, low_open=True)
+  _check_bool("relative_step", relative_step)
+  return _keras_chain(
+      lambda lr: [keras_adafactor(lr, beta_2_decay, epsilon_1, epsilon_2, clip_threshold)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="adafactor", reads_params=True)
+
+
+def ftrl(learning_rate: LearningRate = 0.001, learning_rate_power: float = -0.5,
+         initial_accumulator_value: float = 0.1, l1_regularization_strength: float = 0.0,
+         l2_regularization_strength: float = 0.0, l2_shrinkage_regularization_strength: float = 0.0,
+         beta: float = 0.0, *, weight_decay: float | None = None, clipnorm: float | None = None,
+         clipvalue: float | None = None, global_clipnorm: float | None = None, decay: float | None = None,
+         exclude_from_weight_decay: Sequence[str] = ()) -> optax.GradientTransformation:
+  """Keras's `Ftrl` (FTRL-Proximal, with L1, L2 and L2-shrinkage regularisation).
+
+  Example:
+    >>> tx = ftrl(0.05, l1_regularization_strength=0.001)
+  """
+  _check_real("learning_rate_power", learning_rate_power, -np.inf, 0.0)
+  _check_real("initial_accumulator_value", initial_accumulator_value, 0.0)
+  for param, value in (("l1_regularization_strength", l1_regularization_strength),
+                       ("l2_regularization_strength", l2_regularization_strength),
+                       ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength),
+                       ("beta", beta)):
+    _check_real(param, value, 0.0)
+  return _keras_chain(
+      lambda lr: [keras_ftrl(lr, learning_rate_power, initial_accumulator_value, l1_regularization_strength,
+                             l2_regularization_strength, l2_shrinkage_regularization_strength, beta)],
+      learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+      name="ftrl", reads_params=True)
+
+
 # Keras optimizer arguments with no counterpart here, and what to use instead.
 _EMA = ("Keras's exponential moving average of the weights has no counterpart here: wrap the parameters with "
         "optax.ema or keep an EMA in the train state.")
@@ -690,7 +840,8 @@ OPTIMIZERS = Registry("optimizer", any_case=True, passes=_is_optimizer, passes_w
 for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("adamw", adamw, "AdamW"),
                                 ("rmsprop", rmsprop, "RMSprop"), ("adagrad", adagrad, "Adagrad"),
                                 ("adadelta", adadelta, "Adadelta"), ("adamax", adamax, "Adamax"),
-                                ("nadam", nadam, "Nadam"), ("lion", lion, "Lion"), ("lamb", lamb, "Lamb")):
+                                ("nadam", nadam, "Nadam"), ("lion", lion, "Lion"), ("lamb", lamb, "Lamb"),
+                                ("adafactor", adafactor, "Adafactor"), ("ftrl", ftrl, "Ftrl")):
   OPTIMIZERS.register(_name, _factory, keras_class=_class)
 del _name, _factory, _class
 

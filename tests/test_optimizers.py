@@ -94,7 +94,8 @@ def _keras_kwargs(name, kwargs):
 KERAS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
          "rmsprop": keras.optimizers.RMSprop, "adagrad": keras.optimizers.Adagrad,
          "adadelta": keras.optimizers.Adadelta, "adamax": keras.optimizers.Adamax, "nadam": keras.optimizers.Nadam,
-         "lion": keras.optimizers.Lion, "lamb": keras.optimizers.Lamb}
+         "lion": keras.optimizers.Lion, "lamb": keras.optimizers.Lamb, "adafactor": keras.optimizers.Adafactor,
+         "ftrl": keras.optimizers.Ftrl}
 
 CASES = [
     ("sgd", {}),
@@ -121,6 +122,15 @@ CASES = [
     ("lamb", {}),
     ("lamb", {"beta_1": 0.8, "epsilon": 1e-3, "learning_rate": _warmup, "global_clipnorm": 1.0}),
     ("lamb", {"weight_decay": 0.2, "learning_rate": 0.05}),
+    ("adafactor", {}),
+    ("Adafactor", {"learning_rate": 0.5, "beta_2_decay": -0.5, "epsilon_2": 0.01, "clip_threshold": 0.5,
+                   "weight_decay": 0.1}),
+    ("adafactor", {"learning_rate": _cosine, "relative_step": False, "clipnorm": 1.0}),
+    ("ftrl", {"learning_rate": 0.05}),
+    ("Ftrl", {"learning_rate": _warmup, "learning_rate_power": -0.7, "initial_accumulator_value": 0.5,
+              "l1_regularization_strength": 0.001, "l2_regularization_strength": 0.01,
+              "l2_shrinkage_regularization_strength": 0.02, "beta": 0.1}),
+    ("ftrl", {"learning_rate": 0.1, "weight_decay": 0.3, "global_clipnorm": 1.0}),
 ]
 
 
@@ -257,3 +267,17 @@ def test_bad_learning_rates_and_keras_only_arguments_are_named():
     optimizers.get("adam", learning_rate={"class_name": "MySchedule", "config": {}})
   with pytest.raises(ValueError, match=r"name='my_adam' is not an argument of optimizer 'adam'.*carry no name"):
     optimizers.get("adam", name="my_adam")
+
+
+def test_adafactor_and_ftrl_options_are_checked_as_keras():
+  with pytest.raises(ValueError, match=r"learning_rate_power=0.5 is not allowed; expected a finite float in "
+                                       r"\[-inf, 0.0\]"):
+    optimizers.get("ftrl", learning_rate_power=0.5)
+  with pytest.raises(ValueError, match=r"initial_accumulator_value=-0.1 is not allowed"):
+    optimizers.get("ftrl", initial_accumulator_value=-0.1)
+  with pytest.raises(ValueError, match=r"l1_regularization_strength=-1 is not allowed"):
+    optimizers.get("ftrl", l1_regularization_strength=-1)
+  with pytest.raises(ValueError, match=r"clip_threshold=0 is not allowed"):
+    optimizers.get("adafactor", clip_threshold=0)
+  with pytest.raises(ValueError, match=r"relative_step='yes' is not allowed; expected True or False"):
+    optimizers.get("adafactor", relative_step="yes")

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -812,15 +813,31 @@ def ftrl(learning_rate: LearningRate = 0.001, learning_rate_power: float = -0.5,
       name="ftrl", reads_params=True)
 
 
+def keras_gradient_accumulation(tx: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
+  """Keras's `gradient_accumulation_steps`: the gradients of `steps` consecutive updates are summed, and the last
+  of them applies `tx` once to their mean; the others leave the parameters and `tx`'s state as they are (optax's
+  `MultiSteps`, summing as Keras sums). `tx` counts the applied updates, as Keras's `iterations` does then.
+
+  Example:
+    >>> tx = keras_gradient_accumulation(sgd(0.1), 4)
+  """
+  mean = optax.stateless(lambda updates, params=None: jax.tree.map(lambda g: g / steps, updates))
+  return optax.MultiSteps(optax.chain(mean, tx), every_k_schedule=steps,
+                          use_grad_mean=False).gradient_transformation()
+
+
+def _check_accumulation(value: Any) -> int | None:
+  """Keras's `gradient_accumulation_steps`: None or 0 (off), or an integer >= 2."""
+  if value is None or (isinstance(value, int) and not isinstance(value, bool) and (value == 0 or value >= 2)):
+    return value or None
+  raise ValueError(f"gradient_accumulation_steps={value!r} is not allowed; expected None or an integer >= 2.")
+
+
 # Keras optimizer arguments with no counterpart here, and what to use instead.
 _EMA = ("Keras's exponential moving average of the weights has no counterpart here: wrap the parameters with "
         "optax.ema or keep an EMA in the train state.")
 _UNSUPPORTED = {
     "use_ema": _EMA, "ema_momentum": _EMA, "ema_overwrite_frequency": _EMA,
-    "gradient_accumulation_steps": "Keras's gradient accumulation over consecutive batches: wrap the optimizer "
-                                   "in optax.MultiSteps (with a schedule, Keras evaluates it at the micro-step "
-                                   "count: pass lambda n: schedule(k * n + k - 1) for k steps); the train step's "
-                                   "accumulate_steps splits one batch instead.",
     "loss_scale_factor": "Keras's loss scaling: scale the loss and the gradients yourself.",
     "name": "optax transformations carry no name.",
 }
@@ -835,8 +852,7 @@ def _is_optimizer(value: Any) -> bool:
 OPTIMIZERS = Registry("optimizer", any_case=True, passes=_is_optimizer, passes_what="an optax.GradientTransformation",
                       argument_notes=_UNSUPPORTED,
                       config_keys={"name": ANY, "use_ema": (False,), "ema_momentum": (0.99,),
-                                   "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,),
-                                   "gradient_accumulation_steps": (None,)})
+                                   "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,)})
 for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("adamw", adamw, "AdamW"),
                                 ("rmsprop", rmsprop, "RMSprop"), ("adagrad", adagrad, "Adagrad"),
                                 ("adadelta", adadelta, "Adadelta"), ("adamax", adamax, "Adamax"),
@@ -860,7 +876,9 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
       `learning_rate` (float or schedule), the optimizer's own (`momentum`,
       `nesterov`, `beta_1`, `beta_2`, `epsilon`, `amsgrad`, `rho`, `centered`,
       `initial_accumulator_value`), and `weight_decay`, `clipnorm`,
-      `clipvalue`, `global_clipnorm`, `decay` (legacy), `exclude_from_weight_decay`.
+      `clipvalue`, `global_clipnorm`, `decay` (legacy), `exclude_from_weight_decay`, and
+      `gradient_accumulation_steps` (`keras_gradient_accumulation`; a schedule is read at the count of
+      the batches, as Keras reads it).
 
   The learning rate is kept in the optimizer's state
   (`optax.inject_hyperparams`, as float32), so `fit` logs it and
@@ -877,16 +895,31 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
   """
   if _is_optimizer(name):
     return OPTIMIZERS.get(name, **hyperparameters)
+  accumulation = hyperparameters.pop("gradient_accumulation_steps", None)
+  if isinstance(name, Mapping) and isinstance(name.get("config"), Mapping):
+    config = dict(name["config"])
+    configured = config.pop("gradient_accumulation_steps", None)
+    name, accumulation = {**name, "config": config}, accumulation if accumulation is not None else configured
+  accumulation = _check_accumulation(accumulation)
   key, hyperparameters = OPTIMIZERS.resolve(name, hyperparameters)
   if "learning_rate" in hyperparameters:  # a Keras schedule's config, or a callable of no argument: a schedule
     learning_rate = hyperparameters["learning_rate"]
     if isinstance(learning_rate, Mapping):
       learning_rate = _keras_schedule(learning_rate)
-    hyperparameters["learning_rate"] = _check_learning_rate(learning_rate)
+    learning_rate = _check_learning_rate(learning_rate)
+    if accumulation and callable(learning_rate):  # Keras reads a schedule at its step count, that of the batches
+      learning_rate = functools.partial(_at_last_batch, learning_rate, accumulation)
+    hyperparameters["learning_rate"] = learning_rate
   factory = OPTIMIZERS[key]
   factory(**hyperparameters)  # checks every value now; the injected factory is called only at init
   static = [param for param in OPTIMIZERS.arguments(key) if param != "learning_rate"]
-  return optax.inject_hyperparams(factory, static_args=static, hyperparam_dtype=jnp.float32)(**hyperparameters)
+  tx = optax.inject_hyperparams(factory, static_args=static, hyperparam_dtype=jnp.float32)(**hyperparameters)
+  return keras_gradient_accumulation(tx, accumulation) if accumulation else tx
+
+
+def _at_last_batch(schedule: Callable[[jax.Array], jax.Array], steps: int, count: jax.Array) -> jax.Array:
+  """`schedule` read for the `count`-th applied update at the count of its last batch, as Keras reads it."""
+  return schedule(steps * count + steps - 1)
 
 
 # ---------------------------------------------------------------------------- the learning rate in a state

@@ -153,6 +153,100 @@ def test_kerass_metric_objects_and_metrics_built_from_the_first_batch_train_and_
   assert_weights_equal(model, keras_model)
 
 
+def test_layers_get_layer_and_trainable_as_kerass_transfer_learning_script():
+  """Freezing a layer (a batch norm too: it then runs on its moving statistics) and the whole model, each
+  followed by compile as Keras requires: the same layers, weights, trainable weights and training."""
+  keras_model = small_cnn(seed=27)
+  model = pair(keras_model)
+  x, y = data(24, 28)
+
+  conv, batch_norm, *_, dense = [layer.name for layer in keras_model.layers]
+
+  def script(m, optimizer):
+    names = [layer.name for layer in m.layers]
+    m.get_layer(conv).trainable = False
+    m.get_layer(index=1).trainable = False  # the batch norm
+    m.compile(optimizer=optimizer(), loss="sparse_categorical_crossentropy")
+    counts = (len(m.trainable_weights), len(m.non_trainable_weights), len(m.layers[1].trainable_weights),
+              len(m.layers[1].non_trainable_weights), m.get_layer(dense).count_params())
+    history = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    m.trainable = False
+    flags = [layer.trainable for layer in m.layers]
+    m.trainable = True
+    m.get_layer(dense).set_weights([w * 0.5 for w in m.get_layer(dense).get_weights()])
+    m.compile(optimizer=optimizer(), loss="sparse_categorical_crossentropy")
+    return names, counts, history, flags, m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+  ours = script(model, lambda: optimizers.get("sgd", learning_rate=0.1))
+  theirs = script(keras_model, lambda: keras.optimizers.SGD(0.1))
+  assert ours[0] == theirs[0] and len(ours[0]) == 6  # a Sequential lists no InputLayer
+  assert ours[1] == theirs[1] and ours[3] == theirs[3] == [False] * 6
+  assert_history_equal(ours[2], theirs[2])
+  assert_history_equal(ours[4], theirs[4])
+  assert_weights_equal(model, keras_model)
+  for got, want in zip(model.get_layer(batch_norm).get_weights(), keras_model.get_layer(batch_norm).get_weights()):
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_freezing_a_nested_model_freezes_its_layers_as_keras():
+  base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.BatchNormalization()])
+  inputs = keras.Input((6,))
+  keras_model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(base(inputs)))
+  randomize_keras(keras_model, seed=31, scale=0.3)
+  model = pair(keras_model)
+  x, y = random_input((16, 6), seed=32), np.random.default_rng(33).integers(0, 3, 16)
+
+  def script(m, optimizer):
+    m.get_layer(base.name).trainable = False
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    return [layer.name for layer in m.layers], len(m.trainable_weights), m.fit(
+        x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+  ours = script(model, optimizers.get("sgd", learning_rate=0.1))
+  theirs = script(keras_model, keras.optimizers.SGD(0.1))
+  assert ours[0] == theirs[0] and len(ours[0]) == 3  # a Functional lists its InputLayer
+  assert ours[1] == theirs[1] == 2
+  assert model.layers[0].get_weights() == [] and not model.get_layer(base.name).trainable
+  assert_history_equal(ours[2], theirs[2])
+  assert_weights_equal(model, keras_model)
+
+
+def test_a_fit_with_gradient_accumulation_steps_as_keras():
+  keras_model = small_cnn(seed=34)
+  model = pair(keras_model)
+  x, y = data(40, 35)  # 5 batches of 8 an epoch: updates after batches 2 and 4, then across the epochs
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+  ours = script(model, optimizers.get("adam", learning_rate=0.01, gradient_accumulation_steps=2))
+  theirs = script(keras_model, keras.optimizers.Adam(0.01, gradient_accumulation_steps=2))
+  assert_history_equal(ours, theirs)
+  assert_weights_equal(model, keras_model)
+  assert model.optimizer.learning_rate == pytest.approx(0.01)
+
+
+def test_layer_errors_and_a_stale_compile_are_named_as_keras_names_them():
+  model = pair(small_cnn(seed=29))
+  with pytest.raises(ValueError, match=rf"No such layer: conv\. Existing layers are: \['{model.layers[0].name}', "):
+    model.get_layer("conv")
+  with pytest.raises(ValueError, match=r"Was asked to retrieve layer at index 6 but model only has 6 layers"):
+    model.get_layer(index=6)
+  with pytest.raises(ValueError, match=r"Provide either a layer name or layer index"):
+    model.get_layer()
+  dense = model.layers[-1]
+  with pytest.raises(ValueError, match=rf"set_weights got 1 arrays; layer '{dense.name}' has 2 weights"):
+    dense.set_weights([np.zeros((54, 5))])
+  model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  dense.trainable = False
+  with pytest.raises(RuntimeError, match=r"a layer's trainable flag changed since compile\(\): call compile\(\) "
+                                         r"again before fit"):
+    model.fit(*data(8, 30), verbose=0)
+  with pytest.raises(ValueError, match=r"trainable=0 is not allowed; expected True or False"):
+    model.trainable = 0
+
+
 def test_each_fit_call_reads_its_data_from_the_first_batch_as_keras():
   keras_model = small_cnn(seed=6)
   model = pair(keras_model)

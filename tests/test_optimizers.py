@@ -281,3 +281,36 @@ def test_adafactor_and_ftrl_options_are_checked_as_keras():
     optimizers.get("adafactor", clip_threshold=0)
   with pytest.raises(ValueError, match=r"relative_step='yes' is not allowed; expected True or False"):
     optimizers.get("adafactor", relative_step="yes")
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("adam", {"learning_rate": _warmup, "gradient_accumulation_steps": 3}),
+    ("sgd", {"momentum": 0.9, "weight_decay": 0.1, "clipnorm": 0.5, "gradient_accumulation_steps": 2}),
+    ("lamb", {"gradient_accumulation_steps": 4}),
+])
+def test_gradient_accumulation_steps_as_keras(name, kwargs):
+  """Keras applies the mean of `steps` batches' gradients at the last of them (a schedule read at that batch's
+  count, Adam's bias correction at the count of applied updates) and leaves the weights alone in between."""
+  params, grads = _problem(seed=51, grad_scale=2.0)
+  grads = grads + _problem(seed=52, grad_scale=2.0)[1]  # 12 batches
+  keras_kwargs, _ = _keras_kwargs(name, kwargs)
+  theirs = _keras_run(KERAS[name](**keras_kwargs), params, grads)
+  ours = _optax_run(optimizers.get(name, **kwargs), params, grads)
+  steps = kwargs["gradient_accumulation_steps"]
+  applied = [i for i in range(len(grads)) if (i + 1) % steps == 0]
+  _assert_same_trajectory([ours[i] for i in applied], [theirs[i] for i in applied], params)
+  for i in range(len(grads)):  # between applied updates nothing moves, in Keras as here
+    for k in SHAPES:
+      np.testing.assert_allclose(ours[i][k], theirs[i][k], rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_accumulation_steps_from_a_keras_config_and_its_errors():
+  config = keras.optimizers.serialize(keras.optimizers.Adam(0.01, gradient_accumulation_steps=2))
+  params, grads = _problem(seed=53)
+  theirs = _keras_run(keras.optimizers.deserialize(config), params, grads)
+  _assert_same_trajectory(_optax_run(optimizers.get(config), params, grads)[1::2], theirs[1::2], params)
+  assert optimizers.learning_rate_logs(optimizers.get(config).init(params)) == {"learning_rate": pytest.approx(0.01)}
+  for bad in (1, -2, 2.0, True):
+    with pytest.raises(ValueError, match=rf"gradient_accumulation_steps={bad!r} is not allowed; expected None or an "
+                                         r"integer >= 2"):
+      optimizers.get("adam", gradient_accumulation_steps=bad)

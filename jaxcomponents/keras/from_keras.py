@@ -238,7 +238,8 @@ def from_keras(model_or_path, *, check=None, precision: Any = "highest", atol: f
   """
   model = load_keras_model(model_or_path)
   custom = custom_records(custom_layers)
-  module = KerasGraph(graph_config(model, custom), custom, precision=precision)
+  module = KerasGraph(graph_config(model, custom), custom, sequential=type(model).__name__ == "Sequential",
+                      precision=precision)
   shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *sample_inputs(model)))
   variables = keras_variables(model, shapes, custom)
   if check is not None:

@@ -162,6 +162,13 @@ def _frozen_patterns(graph: Graph, prefix: tuple[str, ...]) -> list[str]:
   return found
 
 
+def _set_trainable(config: dict[str, Any], trainable: bool) -> None:
+  """Sets `trainable` in a layer's config and, for a model, in each of its layers' configs."""
+  config["trainable"] = trainable
+  for layer in config.get("layers", ()):
+    _set_trainable(layer["config"], trainable)
+
+
 def _param_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
   return [p for key, value in tree.items()
           for p in (_param_paths(value, (*prefix, key)) if isinstance(value, Mapping) else [(*prefix, key)])]
@@ -255,6 +262,8 @@ class KerasGraph(PrecisionFields):
     config: the model's Keras 3 config (`model.get_config()`) as JSON.
     custom_layers: (Keras class or layer name, record) pairs for the user's own layers
       (`records.custom.custom_records`; `from_keras(..., custom_layers=...)` makes them).
+    sequential: the Keras model was a `Sequential` (its config is made functional; its `model.layers` lists
+      no `InputLayer`).
     dtype, param_dtype, precision: keyword-only, given to every weighted layer.
 
   Call arguments:
@@ -268,6 +277,7 @@ class KerasGraph(PrecisionFields):
 
   config: str
   custom_layers: records.CustomRecords = ()
+  sequential: bool = False
 
   def __call__(self, *inputs, train: bool = False):
     graph = parse_json(self.config)
@@ -300,8 +310,34 @@ class KerasGraph(PrecisionFields):
     return samples
 
   def layer_names(self) -> list[str]:
-    """The Keras model's layer names in `model.layers`'s order (its config's)."""
-    return list(parse_json(self.config).entries)
+    """The Keras model's `model.layers` names, in its config's order (a Sequential's lists no `InputLayer`)."""
+    entries = parse_json(self.config).entries
+    sequential = self.sequential or "input_layers" not in json.loads(self.config)
+    return [name for name, entry in entries.items() if not (sequential and entry.class_name == "InputLayer")]
+
+  def is_trainable(self, layer: str | None = None) -> bool:
+    """Keras's `trainable` of the layer `layer`, or of the whole model when None."""
+    config = json.loads(self.config)
+    if layer is None:
+      return config.get("trainable", True) is not False
+    return parse_json(self.config).entries[layer].config.get("trainable", True) is not False
+
+  def with_trainable(self, trainable: bool, layer: str | None = None) -> "KerasGraph":
+    """This model with Keras's `trainable` set on the layer `layer` (on the model and every layer when None) and
+    on every layer inside a nested model, as Keras's setter sets it: `frozen` then lists what is not trainable,
+    and a `BatchNormalization` that is not runs on its moving statistics.
+
+    Example:
+      module = module.with_trainable(False, "conv1")  # then compile again, as in Keras
+    """
+    config = json.loads(self.config)
+    if layer is None:
+      _set_trainable(config, trainable)
+    else:
+      for entry in config["layers"]:
+        if entry["config"]["name"] == layer:
+          _set_trainable(entry["config"], trainable)
+    return self.clone(config=json.dumps(config))
 
   @property
   def output_names(self) -> list[str]:

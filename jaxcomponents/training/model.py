@@ -34,6 +34,7 @@ from jaxcomponents.training.callbacks import CallbackList, History, pythonify
 from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, execution_groups,
                                          is_dataset, run_evaluate, run_fit)
 from jaxcomponents.training.freeze import freeze, frozen_mask
+from jaxcomponents.training.model_layer import ModelLayer
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
@@ -116,6 +117,7 @@ class _Compiled:
   metric_names: list[str]
   optimizer: _Optimizer | None
   steps_per_execution: int = 1
+  module: Any = None  # the module compiled (its layers' trainable flags as they were then)
 
 
 class Model:
@@ -170,7 +172,8 @@ class Model:
     model._name = None
     model._variables, model._state, model._sample, model._forward = None, state, None, None
     model._weight_order, model._output_specs = None, {}
-    model._compiled = _Compiled(train_step, eval_step, [], _Optimizer(model, state.tx, type(state.tx).__name__))
+    model._compiled = _Compiled(train_step, eval_step, [], _Optimizer(model, state.tx, type(state.tx).__name__),
+                                module=module)
     model.stop_training, model.history = False, None
     return model
 
@@ -287,7 +290,8 @@ class Model:
     train_step = make_train_step(loss_fn, metrics or (), **options)
     eval_step = make_eval_step(loss_fn, metrics or (), **options)
     names = [*train_step.output_losses, *train_step.metrics, *train_step.weighted]
-    self._compiled = _Compiled(train_step, eval_step, names, _Optimizer(self, tx, name), steps_per_execution)
+    self._compiled = _Compiled(train_step, eval_step, names, _Optimizer(self, tx, name), steps_per_execution,
+                               self.module)
     if self._state is not None:  # recompiling keeps the weights, with a fresh optimizer state
       variables = self._state.variables
       self._state = None
@@ -325,6 +329,15 @@ class Model:
     if self._compiled is None:
       raise RuntimeError(f"You must call `compile()` before using the model ({what}).")
     return self._compiled
+
+  def _require_trainable_compiled(self, what: str) -> _Compiled:
+    """The compiled steps, for training: refused where a layer's `trainable` changed since `compile` (Keras's
+    `fit` fails then too: its optimizer was built for the old trainable weights)."""
+    compiled = self._require_compiled(what)
+    if compiled.module is not self.module:
+      raise RuntimeError(f"a layer's trainable flag changed since compile(): call compile() again before {what}, "
+                         "as in Keras.")
+    return compiled
 
   # -------------------------------------------------------------------------------------------------- data
 
@@ -383,7 +396,7 @@ class Model:
     tuple `(x, y)` / `(x, y, sample_weight)` or a dataset, evaluated every
     `validation_freq` epochs. Callbacks get Keras's hooks and logs.
     """
-    self._require_compiled("fit")
+    self._require_trainable_compiled("fit")
     _check_weights(class_weight, sample_weight)
     check_validation_freq(validation_freq)
     steps_per_epoch, validation_steps = _steps("steps_per_epoch", steps_per_epoch), _steps("validation_steps",
@@ -526,7 +539,7 @@ class Model:
 
   def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict: bool = False):
     """One training step on one batch; returns its loss and metrics (as `evaluate` returns them)."""
-    compiled = self._require_compiled("train_on_batch")
+    compiled = self._require_trainable_compiled("train_on_batch")
     batch = self._batch(x, y, sample_weight, class_weight)
     self._state, results = compiled.train_step(compiled.train_step.reset(self._state), batch)
     logs = pythonify(results)
@@ -552,8 +565,8 @@ class Model:
     """Every variable's size, batch statistics included, as Keras counts them."""
     return int(sum(np.size(leaf) for leaf in jax.tree.leaves(self.variables)))
 
-  def _weight_keys(self) -> list[tuple[str, ...]]:
-    """The variables' keys in `get_weights`'s order: Keras's weight order for a `from_keras` model (its layers in
+  def weight_keys(self) -> list[tuple[str, ...]]:
+    """The variables' keys, `(collection, layer, ..., name)`, in `get_weights`'s order: Keras's weight order for a `from_keras` model (its layers in
     order, each layer's weights as Keras lists them), else `jax.tree.leaves`'s."""
     if self._weight_order is None:
       variables = self.variables
@@ -565,14 +578,77 @@ class Model:
         self._weight_order = list(flatten_variables(variables))
     return self._weight_order
 
-  def _weights_where(self, trainable: bool) -> list[np.ndarray]:
-    """The trainable (or the other) variables in `get_weights()`'s order: Keras trains the parameters outside the
+  def trainable_flags(self) -> list[bool]:
+    """Per variable, in `get_weights()`'s order, whether `fit` trains it: Keras trains the parameters outside the
     layers a Keras model marks `trainable=False` (what `compile` freezes), and never batch statistics."""
     params = self.variables.get("params", {})
     frozen = flatten_variables({"params": frozen_mask(
         params, self.module.frozen(params) if isinstance(self.module, KerasGraph) else [])})
-    return [weight for key, weight in zip(self._weight_keys(), self.get_weights())
-            if (key[0] == "params" and not frozen[key]) == trainable]
+    return [key[0] == "params" and not frozen[key] for key in self.weight_keys()]
+
+  def _weights_where(self, trainable: bool) -> list[np.ndarray]:
+    return [weight for flag, weight in zip(self.trainable_flags(), self.get_weights()) if flag == trainable]
+
+  # ------------------------------------------------------------------------------------------------ layers
+
+  @property
+  def layers(self) -> list[ModelLayer]:
+    """The model's layers, as Keras's `model.layers`: a `from_keras` model's Keras layers (a Functional's input
+    layers too, as Keras lists them), else the module's top-level submodules that hold variables."""
+    if isinstance(self.module, KerasGraph):
+      names = self.module.layer_names()
+    else:
+      names = list(dict.fromkeys(key[1] for key in self.weight_keys() if len(key) > 2))
+    return [ModelLayer(self, name) for name in names]
+
+  def get_layer(self, name: str | None = None, index: int | None = None) -> ModelLayer:
+    """The layer named `name`, or at `index` in `layers`, as Keras's `get_layer`.
+
+    Example (needs a model)::
+
+      model.get_layer("conv1").trainable = False  # then compile again, as in Keras
+    """
+    if index is not None and name is not None:
+      raise ValueError(f"Provide only a layer name or a layer index. Received: index={index}, name={name}.")
+    layers = self.layers
+    if index is not None:
+      if len(layers) <= index:
+        raise ValueError(f"Was asked to retrieve layer at index {index} but model only has {len(layers)} layers.")
+      return layers[index]
+    if name is not None:
+      for layer in layers:
+        if layer.name == name:
+          return layer
+      raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in layers]}.")
+    raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+  @property
+  def trainable(self) -> bool:
+    """Keras's `model.trainable`: setting it sets every layer's; compile again for `fit` to follow it."""
+    return self.layer_trainable(None)
+
+  @trainable.setter
+  def trainable(self, value: bool) -> None:
+    self.set_layer_trainable(None, value)
+
+  def layer_trainable(self, name: str | None) -> bool:
+    """Keras's `trainable` flag of the layer `name` (of the model when None); True for a module not from Keras."""
+    return self.module.is_trainable(name) if isinstance(self.module, KerasGraph) else True
+
+  def set_layer_trainable(self, name: str | None, value: bool) -> None:
+    """Sets Keras's `trainable` flag of the layer `name` (of the model and every layer when None).
+
+    As in Keras, `fit` follows it once the model is compiled again; until then `fit` refuses to run.
+    """
+    if not isinstance(value, bool):
+      raise ValueError(f"trainable={value!r} is not allowed; expected True or False.")
+    if not isinstance(self.module, KerasGraph):
+      raise ValueError(f"setting trainable needs a model converted from Keras (from_keras, load_model); "
+                       f"{type(self.module).__name__} has no Keras flags: freeze its parameters with "
+                       "compile(optimizer=jaxcomponents.training.freeze(tx, patterns)).")
+    module = self.module.with_trainable(value, name)
+    if module.config != self.module.config:
+      self.module = module
 
   @property
   def weights(self) -> list[np.ndarray]:
@@ -593,11 +669,11 @@ class Model:
     """Every variable as a NumPy array: for a `from_keras` model in Keras's order (`keras_model.get_weights()`'s),
     else in the order of `jax.tree.leaves(model.variables)`."""
     flat = flatten_variables(jax.device_get(self.variables))
-    return [np.asarray(flat[key]) for key in self._weight_keys()]
+    return [np.asarray(flat[key]) for key in self.weight_keys()]
 
   def set_weights(self, weights: Sequence[Any]) -> None:
     """Sets every variable from a list like `get_weights()`'s (same order and shapes)."""
-    flat, keys = flatten_variables(self.variables), self._weight_keys()
+    flat, keys = flatten_variables(self.variables), self.weight_keys()
     if len(weights) != len(keys):
       raise ValueError(f"set_weights got {len(weights)} arrays; the model has {len(keys)} variables.")
     for i, (new, key) in enumerate(zip(weights, keys)):

@@ -364,6 +364,7 @@ class AUC:
   num_labels: int | None = None
   label_weights: tuple[float, ...] | None = None
   from_logits: bool = False
+  name = "auc"  # Keras's default name (a class attribute: not part of the metric's value)
 
   def init(self) -> State:
     shape = (len(self.thresholds),) + ((self.num_labels,) if self.multi_label else ())
@@ -450,6 +451,7 @@ class IoU:
   dtype: str = "int32"
   target_class_ids: tuple[int, ...] | None = None
   threshold: float | None = None
+  name: str = "mean_io_u"  # Keras's default name for the class the factory stands for
 
   def init(self) -> State:
     return {"confusion_matrix": jnp.zeros((self.num_classes, self.num_classes), self.dtype)}
@@ -681,6 +683,7 @@ class R2Score:
   class_aggregation: str | None = "uniform_average"
   num_regressors: int = 0
 
+  name = "r2_score"
   _KEYS = ("sum", "squared_sum", "residual", "count")
 
   def init(self) -> State:
@@ -824,7 +827,7 @@ def _make_auc(num_thresholds=200, curve="ROC", summation_method="interpolation",
 
 
 def _make_iou(num_classes, target_class_ids=None, ignore_class=None, sparse_y_true=True, sparse_y_pred=True,
-              axis=-1, dtype="int32", threshold=None):
+              axis=-1, dtype="int32", threshold=None, *, name="mean_io_u"):
   check_positive_int("num_classes", num_classes)
   _optional_int("ignore_class", ignore_class)
   _bool("sparse_y_true", sparse_y_true)
@@ -841,7 +844,7 @@ def _make_iou(num_classes, target_class_ids=None, ignore_class=None, sparse_y_tr
     target_class_ids = tuple(int(i) for i in ids)
   if threshold is not None:
     threshold = _check_threshold(threshold)
-  return IoU(num_classes, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype, target_class_ids, threshold)
+  return IoU(num_classes, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype, target_class_ids, threshold, name)
 
 
 def _make_mean_iou(num_classes, ignore_class=None, sparse_y_true=True, sparse_y_pred=True, axis=-1,
@@ -851,20 +854,22 @@ def _make_mean_iou(num_classes, ignore_class=None, sparse_y_true=True, sparse_y_
 
 def _make_target_iou(num_classes, target_class_ids, ignore_class=None, sparse_y_true=True, sparse_y_pred=True,
                      axis=-1, dtype="int32"):
-  return _make_iou(num_classes, target_class_ids, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype)
+  return _make_iou(num_classes, target_class_ids, ignore_class, sparse_y_true, sparse_y_pred, axis, dtype,
+                   name="io_u")
 
 
 def _make_binary_iou(target_class_ids=(0, 1), threshold=0.5, dtype="int32"):
-  return _make_iou(2, target_class_ids, dtype=dtype, threshold=threshold)
+  return _make_iou(2, target_class_ids, dtype=dtype, threshold=threshold, name="binary_io_u")
 
 
 def _make_one_hot_iou(num_classes, target_class_ids, ignore_class=None, sparse_y_pred=False, axis=-1,
                       dtype="int32"):
-  return _make_iou(num_classes, target_class_ids, ignore_class, False, sparse_y_pred, axis, dtype)
+  return _make_iou(num_classes, target_class_ids, ignore_class, False, sparse_y_pred, axis, dtype,
+                   name="one_hot_io_u")
 
 
 def _make_one_hot_mean_iou(num_classes, ignore_class=None, sparse_y_pred=False, axis=-1, dtype="int32"):
-  return _make_iou(num_classes, None, ignore_class, False, sparse_y_pred, axis, dtype)
+  return _make_iou(num_classes, None, ignore_class, False, sparse_y_pred, axis, dtype, name="one_hot_mean_io_u")
 
 
 def _make_fbeta(name, average=None, beta=1.0, threshold=None):
@@ -927,7 +932,7 @@ def _accuracy():
 
 @METRICS.register("exact_accuracy", keras_class="Accuracy")
 def _exact_accuracy():
-  return _mean("exact_accuracy", accuracy)
+  return _mean("accuracy", accuracy)  # Keras names the class's objects "accuracy"
 
 
 @METRICS.register("binary_accuracy", keras_class="BinaryAccuracy")

@@ -1,5 +1,6 @@
 """Streaming metrics give Keras's results over the same data fed in batches of unequal sizes."""
 
+import re
 import warnings
 
 import jax
@@ -328,3 +329,13 @@ def test_new_metric_options_are_checked_as_keras():
   ]:
     with pytest.raises(ValueError, match=message):
       call()
+
+
+CLASSES = [(name, kwargs) for name, kwargs, _ in CASES if metrics.ALIASES[name] != "accuracy"]  # not a class
+
+
+@pytest.mark.parametrize("name,kwargs", CLASSES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CLASSES)])
+def test_a_metric_object_has_kerass_default_name(name, kwargs):
+  """What `compile(metrics=[metric])` logs it as, Keras's name for an unnamed object of the class."""
+  keras_name = KERAS[metrics.ALIASES[name]](**kwargs).name
+  assert metrics.get(name, **kwargs).name == re.sub(r"_\d+$", "", keras_name)  # Keras numbers repeated names

@@ -7,13 +7,14 @@ evaluate/predict results and the same trained weights.
 
 import csv
 import os
+import re
 
 import jax
 import keras
 import numpy as np
 import pytest
 
-from jaxcomponents import Model, callbacks, load_model, losses, optimizers
+from jaxcomponents import Model, callbacks, load_model, losses, metrics, optimizers
 from jaxcomponents.weights import from_keras
 from tests.helpers import random_input, randomize_keras
 
@@ -151,6 +152,21 @@ def test_kerass_metric_objects_and_metrics_built_from_the_first_batch_train_and_
   for key, want in theirs[1].items():
     np.testing.assert_allclose(ours[1][key], want, rtol=1e-4, atol=1e-6, err_msg=key)
   assert_weights_equal(model, keras_model)
+
+
+def test_our_metric_objects_are_logged_by_kerass_default_names():
+  keras_model = small_cnn(seed=36, outputs=3, activation="sigmoid")
+  model = pair(keras_model)
+  x, y = random_input((16, 8, 8, 2), seed=37), np.random.default_rng(38).integers(0, 2, (16, 3)).astype(np.float32)
+  ours, theirs = ([get("auc"), get("r2_score"), get("binary_iou")] for get in (metrics.get, lambda name: {
+      "auc": keras.metrics.AUC, "r2_score": keras.metrics.R2Score, "binary_iou": keras.metrics.BinaryIoU}[name]()))
+  for m, listed in ((model, ours), (keras_model, theirs)):
+    m.compile(optimizer="sgd", loss="binary_crossentropy", metrics=listed)
+  got = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+  want = keras_model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+  assert list(got) == ["auc", "binary_io_u", "loss", "r2_score"]  # sorted, as Keras's evaluate returns them
+  assert [re.sub(r"_\d+$", "", key) for key in want] == list(got)  # Keras numbers repeated names
+  np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-4, atol=1e-6)
 
 
 def test_layers_get_layer_and_trainable_as_kerass_transfer_learning_script():

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcomponents.errors import check_positive_int
 from jaxcomponents.registry import ANY, Registry
 from jaxcomponents.tree_paths import path_string
 
@@ -833,11 +834,74 @@ def _check_accumulation(value: Any) -> int | None:
   raise ValueError(f"gradient_accumulation_steps={value!r} is not allowed; expected None or an integer >= 2.")
 
 
+class KerasEmaState(NamedTuple):
+  count: jax.Array  # batches seen
+  inner: Any
+  average: Any  # the moving average of the parameters
+
+
+def keras_ema(tx: optax.GradientTransformation, ema_momentum: float = 0.99,
+              ema_overwrite_frequency: int | None = None, *, steps_per_update: int = 1) -> optax.GradientTransformation:
+  """Keras's `use_ema`: `tx`, keeping a moving average of the updated parameters (`ema_momentum`; the first
+  update's parameters as they are), written over them every `ema_overwrite_frequency` updates when set, and by
+  `fit` at its end (`ema_params`, Keras's `finalize_variable_values`). Keras counts its updates in groups of
+  `steps_per_update` batches under gradient accumulation.
+
+  Example:
+    >>> tx = keras_ema(sgd(0.1), 0.9)
+  """
+
+  def init(params):
+    return KerasEmaState(jnp.zeros((), jnp.int32), tx.init(params), optax.tree.zeros_like(params))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("Keras's use_ema needs the parameters: call update(grads, state, params).")
+    updates, inner = tx.update(updates, state.inner, params)
+    new = optax.apply_updates(params, updates)
+    iterations = state.count // steps_per_update
+    momentum = jnp.where(iterations != 0, jnp.float32(ema_momentum), 0.0)
+    average = jax.tree.map(lambda a, v: (momentum * a + (1 - momentum) * v).astype(a.dtype), state.average, new)
+    if ema_overwrite_frequency:
+      overwrite = (iterations + 1) % ema_overwrite_frequency == 0
+      updates = jax.tree.map(lambda u, a, p: jnp.where(overwrite, a - p, u), updates, average, params)
+    return updates, KerasEmaState(optax.safe_increment(state.count), inner, average)
+
+  return optax.GradientTransformation(init, update)
+
+
+def ema_params(opt_state: Any, params: Any) -> Any:
+  """`params` with those a `keras_ema` optimizer averages set to their moving average, as Keras's
+  `finalize_variable_values` sets them at the end of `fit`; as they are where the optimizer keeps none.
+
+  Example:
+    >>> tx = keras_ema(sgd(0.1))
+    >>> ema_params(tx.init({"w": jnp.ones(2)}), {"w": jnp.ones(2)})["w"].tolist()
+    [0.0, 0.0]
+  """
+  states = [node for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, KerasEmaState))
+            if isinstance(node, KerasEmaState)]
+  for state in states:  # one per trainable partition (`freeze` masks the others out of its average)
+    params = jax.tree.map(lambda p, a: p if isinstance(a, optax.MaskedNode) else a, params, state.average)
+  return params
+
+
+def _check_ema(use_ema: Any, ema_momentum: Any, ema_overwrite_frequency: Any) -> tuple[float, int | None] | None:
+  """Keras's `use_ema` options: None when off, else (momentum, overwrite frequency)."""
+  _check_bool("use_ema", use_ema)
+  if not use_ema:
+    return None
+  _check_real("ema_momentum", ema_momentum, 0.0, 1.0)
+  if ema_overwrite_frequency is not None:
+    check_positive_int("ema_overwrite_frequency", ema_overwrite_frequency)
+  return float(ema_momentum), ema_overwrite_frequency
+
+
+# Keras's optimizer arguments that wrap the optimizer (`get` reads them), at Keras's defaults.
+_WRAPPERS = {"gradient_accumulation_steps": None, "use_ema": False, "ema_momentum": 0.99,
+             "ema_overwrite_frequency": None}
 # Keras optimizer arguments with no counterpart here, and what to use instead.
-_EMA = ("Keras's exponential moving average of the weights has no counterpart here: wrap the parameters with "
-        "optax.ema or keep an EMA in the train state.")
 _UNSUPPORTED = {
-    "use_ema": _EMA, "ema_momentum": _EMA, "ema_overwrite_frequency": _EMA,
     "loss_scale_factor": "Keras's loss scaling: scale the loss and the gradients yourself.",
     "name": "optax transformations carry no name.",
 }
@@ -848,11 +912,10 @@ def _is_optimizer(value: Any) -> bool:
 
 
 # Keras's class names in any case (`keras.optimizers.deserialize` lower-cases them). In a Keras config dict the
-# arguments Keras writes at their defaults (`use_ema: False`, ...) change nothing and are accepted.
+# arguments without a counterpart here (`loss_scale_factor`) are accepted at Keras's defaults.
 OPTIMIZERS = Registry("optimizer", any_case=True, passes=_is_optimizer, passes_what="an optax.GradientTransformation",
                       argument_notes=_UNSUPPORTED,
-                      config_keys={"name": ANY, "use_ema": (False,), "ema_momentum": (0.99,),
-                                   "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,)})
+                      config_keys={"name": ANY, "loss_scale_factor": (None,)})
 for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("adamw", adamw, "AdamW"),
                                 ("rmsprop", rmsprop, "RMSprop"), ("adagrad", adagrad, "Adagrad"),
                                 ("adadelta", adadelta, "Adadelta"), ("adamax", adamax, "Adamax"),
@@ -868,8 +931,8 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
 
   Args:
     name: one of `OPTIMIZERS` (Keras's class name in any case); or a Keras config dict
-      (`keras.optimizers.serialize(...)`; its `name` label, and `use_ema` and the other arguments without a
-      counterpart here at Keras's defaults, are accepted and change nothing; a Keras schedule as its
+      (`keras.optimizers.serialize(...)`; its `name` label, and `loss_scale_factor` at Keras's default, are
+      accepted and change nothing; a Keras schedule as its
       learning rate is rebuilt by Keras); or an optax
       `GradientTransformation`, returned as is.
     **hyperparameters: the Keras class's arguments with Keras's defaults:
@@ -878,7 +941,8 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
       `initial_accumulator_value`), and `weight_decay`, `clipnorm`,
       `clipvalue`, `global_clipnorm`, `decay` (legacy), `exclude_from_weight_decay`, and
       `gradient_accumulation_steps` (`keras_gradient_accumulation`; a schedule is read at the count of
-      the batches, as Keras reads it).
+      the batches, as Keras reads it), `use_ema`, `ema_momentum` and `ema_overwrite_frequency`
+      (`keras_ema`: `fit` ends by setting the weights to their average, as Keras's does).
 
   The learning rate is kept in the optimizer's state
   (`optax.inject_hyperparams`, as float32), so `fit` logs it and
@@ -895,12 +959,14 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
   """
   if _is_optimizer(name):
     return OPTIMIZERS.get(name, **hyperparameters)
-  accumulation = hyperparameters.pop("gradient_accumulation_steps", None)
-  if isinstance(name, Mapping) and isinstance(name.get("config"), Mapping):
+  wrappers = {key: hyperparameters.pop(key) for key in _WRAPPERS if key in hyperparameters}
+  if isinstance(name, Mapping) and isinstance(name.get("config"), Mapping):  # the kwargs over the config's
     config = dict(name["config"])
-    configured = config.pop("gradient_accumulation_steps", None)
-    name, accumulation = {**name, "config": config}, accumulation if accumulation is not None else configured
-  accumulation = _check_accumulation(accumulation)
+    wrappers = {**{key: config.pop(key) for key in _WRAPPERS if key in config}, **wrappers}
+    name = {**name, "config": config}
+  wrappers = {**_WRAPPERS, **wrappers}
+  accumulation = _check_accumulation(wrappers["gradient_accumulation_steps"])
+  ema = _check_ema(wrappers["use_ema"], wrappers["ema_momentum"], wrappers["ema_overwrite_frequency"])
   key, hyperparameters = OPTIMIZERS.resolve(name, hyperparameters)
   if "learning_rate" in hyperparameters:  # a Keras schedule's config, or a callable of no argument: a schedule
     learning_rate = hyperparameters["learning_rate"]
@@ -914,7 +980,9 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
   factory(**hyperparameters)  # checks every value now; the injected factory is called only at init
   static = [param for param in OPTIMIZERS.arguments(key) if param != "learning_rate"]
   tx = optax.inject_hyperparams(factory, static_args=static, hyperparam_dtype=jnp.float32)(**hyperparameters)
-  return keras_gradient_accumulation(tx, accumulation) if accumulation else tx
+  if accumulation:
+    tx = keras_gradient_accumulation(tx, accumulation)
+  return keras_ema(tx, *ema, steps_per_update=accumulation or 1) if ema else tx
 
 
 def _at_last_batch(schedule: Callable[[jax.Array], jax.Array], steps: int, count: jax.Array) -> jax.Array:

@@ -243,6 +243,25 @@ def test_a_fit_with_gradient_accumulation_steps_as_keras():
   assert model.optimizer.learning_rate == pytest.approx(0.01)
 
 
+def test_a_fit_with_use_ema_ends_on_the_average_as_keras():
+  """The weights train as usual and are set to their moving average when `fit` ends (a frozen layer's too
+  stay as they are), as Keras's `finalize_variable_values` sets them."""
+  keras_model = small_cnn(seed=39)
+  model = pair(keras_model)
+  x, y = data(32, 40)
+
+  def script(m, optimizer):
+    m.layers[0].trainable = False
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    return m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0), m.evaluate(x, y, verbose=0)
+
+  ours = script(model, optimizers.get("sgd", learning_rate=0.1, momentum=0.9, use_ema=True, ema_momentum=0.8))
+  theirs = script(keras_model, keras.optimizers.SGD(0.1, momentum=0.9, use_ema=True, ema_momentum=0.8))
+  assert_history_equal(ours[0], theirs[0])
+  np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4)
+  assert_weights_equal(model, keras_model)
+
+
 def test_layer_errors_and_a_stale_compile_are_named_as_keras_names_them():
   model = pair(small_cnn(seed=29))
   with pytest.raises(ValueError, match=rf"No such layer: conv\. Existing layers are: \['{model.layers[0].name}', "):

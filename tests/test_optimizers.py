@@ -195,8 +195,9 @@ def test_errors_name_the_parameter_value_and_allowed_values():
   with pytest.raises(ValueError, match=r"beta1=0.9 is not an argument of optimizer 'adam'; "
                                        r"expected one of: learning_rate, beta_1, beta_2, epsilon, amsgrad"):
     optimizers.get("adam", beta1=0.9)
-  with pytest.raises(ValueError, match=r"use_ema=True is not an argument of optimizer 'sgd'; .* wrap .*optax.ema"):
-    optimizers.get("sgd", use_ema=True)
+  with pytest.raises(ValueError, match=r"loss_scale_factor=128.0 is not an argument of optimizer 'sgd'; .* scale "
+                                       r"the loss"):
+    optimizers.get("sgd", loss_scale_factor=128.0)
   with pytest.raises(ValueError, match=r"clipnorm=1.0, clipvalue=0.5 are not allowed together"):
     optimizers.get("sgd", clipnorm=1.0, clipvalue=0.5)
   with pytest.raises(ValueError, match=r"momentum=1.5 is not allowed; expected a finite float in \[0.0, 1.0\]"):
@@ -314,3 +315,34 @@ def test_gradient_accumulation_steps_from_a_keras_config_and_its_errors():
     with pytest.raises(ValueError, match=rf"gradient_accumulation_steps={bad!r} is not allowed; expected None or an "
                                          r"integer >= 2"):
       optimizers.get("adam", gradient_accumulation_steps=bad)
+
+
+@pytest.mark.parametrize("kwargs", [{"use_ema": True}, {"use_ema": True, "ema_momentum": 0.5,
+                                                         "ema_overwrite_frequency": 3}])
+def test_use_ema_moves_and_overwrites_as_keras(kwargs):
+  params, grads = _problem(seed=54, grad_scale=2.0)
+  keras_opt = keras.optimizers.Adam(0.05, **kwargs)
+  theirs = _keras_run(keras_opt, params, grads)
+  tx = optimizers.get("adam", learning_rate=0.05, **kwargs)
+  state, current, ours = tx.init(params), jax.tree.map(jnp.asarray, params), []
+  for g in grads:
+    updates, state = tx.update(g, state, current)
+    current = optax.apply_updates(current, updates)
+    ours.append(current)
+  _assert_same_trajectory(ours, theirs, params)
+  averages = {v.name.removesuffix("_average"): np.asarray(v) for v in keras_opt._model_variables_moving_average}
+  final = optimizers.ema_params(state, current)
+  for k in SHAPES:
+    np.testing.assert_allclose(final[k], averages[k], rtol=1e-5, atol=1e-7)
+
+
+def test_use_ema_options_are_checked_and_read_from_a_keras_config():
+  config = keras.optimizers.serialize(keras.optimizers.SGD(0.1, use_ema=True, ema_overwrite_frequency=2))
+  state = optimizers.get(config).init({"w": jnp.ones(2)})
+  assert isinstance(state, optimizers.KerasEmaState)
+  with pytest.raises(ValueError, match=r"ema_momentum=1.5 is not allowed; expected a finite float in \[0.0, 1.0\]"):
+    optimizers.get("adam", use_ema=True, ema_momentum=1.5)
+  with pytest.raises(ValueError, match=r"ema_overwrite_frequency=0 is not allowed"):
+    optimizers.get("adam", use_ema=True, ema_overwrite_frequency=0)
+  with pytest.raises(ValueError, match=r"use_ema='yes' is not allowed; expected True or False"):
+    optimizers.get("adam", use_ema="yes")

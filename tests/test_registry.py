@@ -267,8 +267,9 @@ def test_keras_serialized_optimizers_regularizers_and_activations():
     from_config, by_name = optimizers.get(keras.optimizers.serialize(keras_optimizer)), optimizers.get(name, **options)
     updates = [tx.update(grads, tx.init(params), params)[0]["w"] for tx in (from_config, by_name)]
     np.testing.assert_allclose(*updates, rtol=1e-6)
-  with pytest.raises(ValueError, match=r"use_ema=True is not an argument of optimizer 'adam'; .* optax\.ema"):
-    optimizers.get(keras.optimizers.serialize(keras.optimizers.Adam(use_ema=True)))
+  with pytest.raises(ValueError, match=r"loss_scale_factor=128.0 is not an argument of optimizer 'adam'; .* scale "
+                                       r"the loss"):
+    optimizers.get(keras.optimizers.serialize(keras.optimizers.Adam(loss_scale_factor=128.0)))
   l1l2 = keras.regularizers.serialize(keras.regularizers.L1L2(0.1, 0.2))
   assert regularizers.get(l1l2) == regularizers.L1L2(0.1, 0.2)
   assert regularizers.get(keras.regularizers.serialize(keras.regularizers.L2(0.3))) == regularizers.l2(0.3)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from jaxcomponents import deprecation
+from jaxcomponents import deprecation, optimizers
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
@@ -693,7 +693,8 @@ def run_fit(
           history.stopped_by = "callback"
           break
     save(history.last if best_metric is not None and history.epoch else None)
-    model.state = state
+    # Keras's `finalize_variable_values`: an optimizer with `use_ema` leaves the weights at their moving average.
+    model.state = state.replace(params=optimizers.ema_params(state.opt_state, state.params))
     hooks.on_train_end(epoch_logs)
     state = model.state
     if checkpointer is not None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxcomponents.errors import check_choice
 from jaxcomponents.registry import ANY, Registry
@@ -245,6 +246,19 @@ def _tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
   return 1.0 - intersection / (intersection + false_positives * alpha + false_negatives * beta + EPSILON), None
 
 
+def _ctc(y_true, y_pred):
+  """Keras's `ctc`: integer labels `(batch, max_length)`, 0 the blank that also pads them, against logits
+  `(batch, time, classes)` (optax's `ctc_loss`, which Keras's JAX backend computes too)."""
+  if y_true.ndim != 2 or y_pred.ndim != 3:
+    raise ValueError(f"the CTC loss takes labels of shape (batch_size, max_length) and logits of shape "
+                     f"(batch_size, max_length, num_classes); got y_true of shape {y_true.shape} and y_pred of "
+                     f"shape {y_pred.shape}.")
+  labels = y_true.astype(jnp.int32)
+  lengths = jnp.sum(labels != 0, axis=-1, keepdims=True)
+  label_paddings = (jnp.arange(labels.shape[1]) >= lengths).astype(y_pred.dtype)
+  return optax.ctc_loss(y_pred, jnp.zeros(y_pred.shape[:2], y_pred.dtype), labels, label_paddings, blank_id=0), None
+
+
 def _build(name: str, fn: Callable[..., Any], options: dict[str, Any]) -> Loss:
   """The `Loss` of checked `options`, with the loss's defaults for the others."""
   options = {**LOSSES.arguments(name), **options}
@@ -281,6 +295,7 @@ for _name, _fn, _class, _aliases in (
      "CategoricalGeneralizedCrossEntropy", ()),
     ("dice", _dice, "Dice", ()),
     ("tversky", _tversky, "Tversky", ()),
+    ("ctc", _ctc, "CTC", ()),
 ):
   LOSSES.register(_name, _fn, keras_class=_class, aliases=_aliases)
 del _name, _fn, _class, _aliases

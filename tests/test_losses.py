@@ -63,6 +63,11 @@ def _inputs(kind, rng, shape=(B, C)):
     return rng.integers(0, 2, shape).astype(np.float32), _binary_probs(shape, rng)
   if kind == "binary_logits":
     return rng.integers(0, 2, shape).astype(np.float32), rng.normal(0, 5, shape).astype(np.float32)
+  if kind == "ctc":  # labels 1..C-1 padded with the blank 0 (one label sequence empty), logits over 7 steps
+    labels = rng.integers(1, shape[-1], (shape[0], 4))
+    labels[np.arange(4)[None] >= rng.integers(0, 5, (shape[0], 1))] = 0
+    labels[1, 1] = labels[1, 0]  # a repeated label needs a blank between them
+    return labels, rng.normal(0, 2, (shape[0], 7, shape[-1])).astype(np.float32)
   raise AssertionError(kind)
 
 
@@ -87,6 +92,7 @@ KERAS_CLASSES = {
     "categorical_generalized_cross_entropy": keras.losses.CategoricalGeneralizedCrossEntropy,
     "dice": keras.losses.Dice,
     "tversky": keras.losses.Tversky,
+    "ctc": keras.losses.CTC,
 }
 
 CASES = [
@@ -131,6 +137,7 @@ CASES = [
     ("dice", {"axis": (0, 1)}, "binary_probs"),
     ("tversky", {}, "binary_probs"),
     ("tversky", {"alpha": 0.3, "beta": 0.7, "axis": -1}, "binary_probs"),
+    ("ctc", {}, "ctc"),
 ]
 
 

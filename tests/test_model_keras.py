@@ -262,6 +262,26 @@ def test_a_fit_with_use_ema_ends_on_the_average_as_keras():
   assert_weights_equal(model, keras_model)
 
 
+def test_a_fit_and_evaluate_with_the_ctc_loss_as_keras():
+  inputs = keras.Input((7, 3))
+  keras_model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GRU(6, return_sequences=True)(inputs)))
+  randomize_keras(keras_model, seed=41, scale=0.5)
+  model = pair(keras_model)
+  rng = np.random.default_rng(42)
+  x, y = random_input((12, 7, 3), seed=43), rng.integers(1, 5, (12, 3))
+  y[np.arange(3)[None] >= rng.integers(1, 4, (12, 1))] = 0  # label sequences of 1 to 3, padded with the blank
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss="ctc")
+    return m.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0), m.evaluate(x, y, batch_size=5, verbose=0)
+
+  ours = script(model, optimizers.get("adam", learning_rate=0.01))
+  theirs = script(keras_model, keras.optimizers.Adam(0.01))
+  assert_history_equal(ours[0], theirs[0])
+  np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4)
+  assert_weights_equal(model, keras_model)
+
+
 def test_layer_errors_and_a_stale_compile_are_named_as_keras_names_them():
   model = pair(small_cnn(seed=29))
   with pytest.raises(ValueError, match=rf"No such layer: conv\. Existing layers are: \['{model.layers[0].name}', "):

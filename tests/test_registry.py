@@ -133,9 +133,11 @@ MAPS = (np.linspace(0.05, 0.95, 2 * 4 * 4 * 2, dtype=np.float32).reshape(2, 4, 4
 def test_every_loss_name_resolves(name):
   loss = losses.get(name)
   assert isinstance(loss, losses.Loss) and loss.name == losses.ALIASES[name]
-  y_true = LABELS if loss.name in ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy") \
-      else ONE_HOT
-  assert np.isfinite(float(loss(y_true, PROBS)))
+  y_true, y_pred = (LABELS, PROBS) if loss.name in ("sparse_categorical_crossentropy",
+                                                     "categorical_generalized_cross_entropy") else (ONE_HOT, PROBS)
+  if loss.name == "ctc":  # label sequences, and logits over time steps
+    y_true, y_pred = ONE_HOT[:, :2].astype(np.int32) + 1, np.stack([PROBS] * 5, axis=1)
+  assert np.isfinite(float(loss(y_true, y_pred)))
 
 
 @pytest.mark.parametrize("name", list(metrics.METRICS))

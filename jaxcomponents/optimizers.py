@@ -203,13 +203,14 @@ class CountState(NamedTuple):
   count: jax.Array
 
 
-def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
+def keras_weight_decay(learning_rate: LearningRate, weight_decay: float | Callable[[str, jax.Array], float | None],
                        exclude: Sequence[str] = ()) -> optax.GradientTransformation:
   """Keras 3's weight decay: adds `-learning_rate(step) * weight_decay * param` to the updates.
 
   Args:
     learning_rate: a float or a schedule of the step count.
-    weight_decay: the decay factor.
+    weight_decay: the decay factor, or a function of a parameter's path and value giving its own (None: not
+      decayed), as Muon decays its two kinds of variable by two factors.
     exclude: regular expressions; a parameter whose name (the last part of its
       path: `"bias"` in `"dense/bias"`) any of them matches (`re.search`) is
       not decayed, as Keras's `optimizer.exclude_from_weight_decay(var_names=...)`
@@ -240,12 +241,13 @@ def keras_weight_decay(learning_rate: LearningRate, weight_decay: float,
     if params is None:
       raise ValueError("params=None is not allowed: weight decay needs the parameters; "
                        "call tx.update(grads, state, params).")
-    rate = _lr_at(learning_rate, state.count) * weight_decay
+    lr = _lr_at(learning_rate, state.count)
 
     def decay(key_path, u, p):
-      if excluded(key_path):
+      factor = weight_decay(path_string(key_path), p) if callable(weight_decay) else weight_decay
+      if factor is None or excluded(key_path):
         return u
-      return u - (p * rate).astype(u.dtype)
+      return u - (p * (lr * factor)).astype(u.dtype)
 
     updates = jax.tree_util.tree_map_with_path(decay, updates, params)
     return updates, CountState(optax.safe_increment(state.count))
@@ -503,6 +505,52 @@ def keras_ftrl(learning_rate: LearningRate, learning_rate_power: float = -0.5, i
     return pick(0), KerasFtrlState(optax.safe_increment(state.count), pick(1), pick(2))
 
   return optax.GradientTransformation(init, update)
+
+
+def keras_muon(learning_rate: LearningRate, momentum: float = 0.95, nesterov: bool = True,
+               coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315), ns_steps: int = 5,
+               rms_rate: float | None = 0.2) -> optax.GradientTransformation:
+  """Keras's Muon update of 2-D parameters, the learning rate included: the momentum (Nesterov's by default)
+  orthogonalised by `ns_steps` Newton-Schulz iterations, then scaled by `sqrt(max(rows, cols)) * rms_rate`.
+
+  Example:
+    >>> tx = keras_muon(1e-3)
+  """
+  a, b, c = coefficients
+
+  def init(params):
+    return KerasMomentumState(jnp.zeros((), jnp.int32), optax.tree.zeros_like(params))
+
+  def transpose(x):
+    return jnp.swapaxes(x, -2, -1)
+
+  def orthogonalised(x):
+    tall = x.shape[-2] > x.shape[-1]
+    x = transpose(x) if tall else x
+    x = x / (jnp.linalg.norm(x, axis=(-2, -1), keepdims=True) + 1e-7)
+    for _ in range(ns_steps):
+      gram = x @ transpose(x)
+      x = a * x + (b * gram + c * gram @ gram) @ x
+    return transpose(x) if tall else x
+
+  def update(updates, state, params=None):
+    lr = _lr_at(learning_rate, state.count)
+    momenta = jax.tree.map(lambda g, m: m + (g + m * (momentum - 1)), updates, state.momentum)
+
+    def step(g, m):
+      update = lr * orthogonalised(g + momentum * m if nesterov else m)
+      if rms_rate is not None:
+        update = update * jnp.sqrt(jnp.float32(max(g.shape[0], g.shape[1]))) * rms_rate
+      return -update
+
+    return jax.tree.map(step, updates, momenta), KerasMomentumState(optax.safe_increment(state.count), momenta)
+
+  return optax.GradientTransformation(init, update)
+
+
+class KerasMomentumState(NamedTuple):
+  count: jax.Array
+  momentum: Any
 
 
 def _decay_first(decay: optax.GradientTransformation,
@@ -814,6 +862,56 @@ def ftrl(learning_rate: LearningRate = 0.001, learning_rate_power: float = -0.5,
       name="ftrl", reads_params=True)
 
 
+def muon(learning_rate: LearningRate = 0.001, adam_beta_1: float = 0.9, adam_beta_2: float = 0.999,
+         adam_weight_decay: float | None = 0.004, epsilon: float = 1e-7, weight_decay: float | None = 0.004, *,
+         clipnorm: float | None = None, clipvalue: float | None = None, global_clipnorm: float | None = None,
+         decay: float | None = None, exclude_from_weight_decay: Sequence[str] = (),
+         exclude_layers: Sequence[str] | None = None, exclude_embeddings: bool = True, muon_a: float = 3.4445,
+         muon_b: float = -4.7750, muon_c: float = 2.0315, adam_lr_ratio: float = 1.0, momentum: float = 0.95,
+         ns_steps: int = 5, nesterov: bool = True, rms_rate: float | None = 0.2) -> optax.GradientTransformation:
+  """Keras's `Muon`: 2-D parameters by Muon (`keras_muon`), the others (and embeddings, and paths an
+  `exclude_layers` pattern finds) by Keras's Adam at `learning_rate * adam_lr_ratio`; each kind decayed by its
+  own factor (`weight_decay`, `adam_weight_decay`) at the full learning rate, as Keras decays them.
+
+  Example:
+    >>> tx = muon(0.02, exclude_layers=["head"])
+  """
+  _check_betas(adam_beta_1, adam_beta_2, epsilon)
+  for param, value in (("weight_decay", weight_decay), ("adam_weight_decay", adam_weight_decay),
+                       ("rms_rate", rms_rate)):
+    if value is not None:
+      _check_real(param, value, 0.0)
+  _check_real("momentum", momentum, 0.0, 1.0)
+  _check_real("adam_lr_ratio", adam_lr_ratio, 0.0)
+  check_positive_int("ns_steps", ns_steps)
+  _check_bool("nesterov", nesterov)
+  _check_bool("exclude_embeddings", exclude_embeddings)
+  excluded_layers = [re.compile(pattern) for pattern in (exclude_layers or ())]
+
+  def uses_adam(path: str, param: jax.Array) -> bool:
+    return (param.ndim != 2 or (exclude_embeddings and "embedding" in path.lower())
+            or any(pattern.search(path) for pattern in excluded_layers))
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(lambda p, x: "adam" if uses_adam(path_string(p), x) else "muon", params)
+
+  def core(lr):
+    adam_lr = lr if adam_lr_ratio == 1 else (lambda count: _lr_at(lr, count) * adam_lr_ratio)
+    parts = [optax.multi_transform({
+        "muon": keras_muon(lr, momentum, nesterov, (muon_a, muon_b, muon_c), ns_steps, rms_rate),
+        "adam": optax.chain(scale_by_keras_adam(adam_beta_1, adam_beta_2, epsilon),
+                            optax.scale_by_learning_rate(adam_lr))}, labels)]
+    if weight_decay is not None or adam_weight_decay is not None:
+      parts.append(keras_weight_decay(
+          lr, lambda path, x: adam_weight_decay if uses_adam(path, x) else weight_decay,
+          tuple([exclude_from_weight_decay] if isinstance(exclude_from_weight_decay, str)
+                else exclude_from_weight_decay or ())))
+    return parts
+
+  return _keras_chain(core, learning_rate, weight_decay=None, clipnorm=clipnorm, clipvalue=clipvalue,
+                      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=(), name="muon")
+
+
 def keras_gradient_accumulation(tx: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
   """Keras's `gradient_accumulation_steps`: the gradients of `steps` consecutive updates are summed, and the last
   of them applies `tx` once to their mean; the others leave the parameters and `tx`'s state as they are (optax's
@@ -920,7 +1018,8 @@ for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("a
                                 ("rmsprop", rmsprop, "RMSprop"), ("adagrad", adagrad, "Adagrad"),
                                 ("adadelta", adadelta, "Adadelta"), ("adamax", adamax, "Adamax"),
                                 ("nadam", nadam, "Nadam"), ("lion", lion, "Lion"), ("lamb", lamb, "Lamb"),
-                                ("adafactor", adafactor, "Adafactor"), ("ftrl", ftrl, "Ftrl")):
+                                ("adafactor", adafactor, "Adafactor"), ("ftrl", ftrl, "Ftrl"),
+                                ("muon", muon, "Muon")):
   OPTIMIZERS.register(_name, _factory, keras_class=_class)
 del _name, _factory, _class
 

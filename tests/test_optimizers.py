@@ -95,7 +95,7 @@ KERAS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": ke
          "rmsprop": keras.optimizers.RMSprop, "adagrad": keras.optimizers.Adagrad,
          "adadelta": keras.optimizers.Adadelta, "adamax": keras.optimizers.Adamax, "nadam": keras.optimizers.Nadam,
          "lion": keras.optimizers.Lion, "lamb": keras.optimizers.Lamb, "adafactor": keras.optimizers.Adafactor,
-         "ftrl": keras.optimizers.Ftrl}
+         "ftrl": keras.optimizers.Ftrl, "muon": keras.optimizers.Muon}
 
 CASES = [
     ("sgd", {}),
@@ -131,6 +131,10 @@ CASES = [
               "l1_regularization_strength": 0.001, "l2_regularization_strength": 0.01,
               "l2_shrinkage_regularization_strength": 0.02, "beta": 0.1}),
     ("ftrl", {"learning_rate": 0.1, "weight_decay": 0.3, "global_clipnorm": 1.0}),
+    ("muon", {"learning_rate": 0.02}),
+    ("Muon", {"learning_rate": _cosine, "nesterov": False, "rms_rate": None, "weight_decay": 0.1,
+              "adam_weight_decay": None, "adam_lr_ratio": 0.5, "momentum": 0.8, "ns_steps": 3, "clipnorm": 1.0}),
+    ("muon", {"learning_rate": 0.05, "exclude_layers": ["kern"], "adam_beta_1": 0.8}),
 ]
 
 

@@ -441,7 +441,8 @@ def get(name: str | Mapping[str, Any] | Callable[..., Any], /, **options: Any) -
 
   Args:
     name: e.g. `"categorical_crossentropy"`, `"CategoricalCrossentropy"`, `"mse"`, `"kld"`; or a Keras config
-      dict (`keras.losses.serialize(...)`: its `name` label is not used); or a callable, returned as is.
+      dict (`keras.losses.serialize(...)`: its `name` label is not used); or a Keras loss object
+      (`keras.losses.Huber(delta=2.0)`), read from its class and config; or another callable, returned as is.
     **options: the Keras class's arguments: `from_logits`, `label_smoothing`,
       `axis` (cross-entropies), `ignore_class` (sparse), `delta` (huber),
       `axis` (cosine_similarity), `alpha`, `gamma` and `apply_class_balancing` (focal cross-entropies),
@@ -459,4 +460,16 @@ def get(name: str | Mapping[str, Any] | Callable[..., Any], /, **options: Any) -
     >>> get({"class_name": "BinaryCrossentropy", "config": {"from_logits": True}}) == bce
     True
   """
+  if is_keras_object(name):
+    if type(name).__name__ not in LOSSES.aliases:
+      raise ValueError(f"loss={name!r} is not allowed: the Keras class {type(name).__name__} has no jaxcomponents "
+                       "counterpart to read its config into; pass a function (y_true, y_pred) -> per-example losses "
+                       "instead.")
+    name = {"class_name": type(name).__name__, "config": name.get_config()}
   return LOSSES.get(name, **options)
+
+
+def is_keras_object(value: Any) -> bool:
+  """Whether `value` is a Keras loss object (an instance with a class config and a reduction)."""
+  return callable(value) and hasattr(value, "get_config") and hasattr(value, "reduction") and \
+      not isinstance(value, Loss)

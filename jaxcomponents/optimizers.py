@@ -1032,8 +1032,8 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
     name: one of `OPTIMIZERS` (Keras's class name in any case); or a Keras config dict
       (`keras.optimizers.serialize(...)`; its `name` label, and `loss_scale_factor` at Keras's default, are
       accepted and change nothing; a Keras schedule as its
-      learning rate is rebuilt by Keras); or an optax
-      `GradientTransformation`, returned as is.
+      learning rate is rebuilt by Keras); or a Keras optimizer object (`keras.optimizers.Adam(1e-3)`), read
+      from its class and config; or an optax `GradientTransformation`, returned as is.
     **hyperparameters: the Keras class's arguments with Keras's defaults:
       `learning_rate` (float or schedule), the optimizer's own (`momentum`,
       `nesterov`, `beta_1`, `beta_2`, `epsilon`, `amsgrad`, `rho`, `centered`,
@@ -1058,6 +1058,8 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
   """
   if _is_optimizer(name):
     return OPTIMIZERS.get(name, **hyperparameters)
+  if is_keras_object(name):
+    name = {"class_name": type(name).__name__, "config": name.get_config()}
   wrappers = {key: hyperparameters.pop(key) for key in _WRAPPERS if key in hyperparameters}
   if isinstance(name, Mapping) and isinstance(name.get("config"), Mapping):  # the kwargs over the config's
     config = dict(name["config"])
@@ -1082,6 +1084,11 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
   if accumulation:
     tx = keras_gradient_accumulation(tx, accumulation)
   return keras_ema(tx, *ema, steps_per_update=accumulation or 1) if ema else tx
+
+
+def is_keras_object(value: Any) -> bool:
+  """Whether `value` is a Keras optimizer object (an instance with a class config that applies gradients)."""
+  return hasattr(value, "get_config") and hasattr(value, "apply_gradients")
 
 
 def _at_last_batch(schedule: Callable[[jax.Array], jax.Array], steps: int, count: jax.Array) -> jax.Array:

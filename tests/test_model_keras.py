@@ -282,6 +282,30 @@ def test_a_fit_and_evaluate_with_the_ctc_loss_as_keras():
   assert_weights_equal(model, keras_model)
 
 
+def test_kerass_loss_and_optimizer_objects_compile_as_the_keras_model_does():
+  keras_model = small_cnn(seed=44, activation="linear")
+  model = pair(keras_model)
+  x, y = data(24, 45)
+
+  def script(m):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
+    m.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.5, clipnorm=1.0),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0), m.evaluate(x, y, batch_size=5, verbose=0)
+
+  ours, theirs = script(model), script(keras_model)
+  assert_history_equal(ours[0], theirs[0])
+  np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4)
+  assert_weights_equal(model, keras_model)
+  class Own(keras.losses.Loss):  # a Keras class of the user's own: no counterpart to read its config into
+    def call(self, y_true, y_pred):
+      return keras.ops.mean(y_pred, axis=-1)
+
+  with pytest.raises(ValueError, match=r"the Keras class Own has no jaxcomponents counterpart to read its config "
+                                       r"into; pass a function \(y_true, y_pred\) -> per-example losses"):
+    model.compile(optimizer="sgd", loss=Own())
+
+
 def test_layer_errors_and_a_stale_compile_are_named_as_keras_names_them():
   model = pair(small_cnn(seed=29))
   with pytest.raises(ValueError, match=rf"No such layer: conv\. Existing layers are: \['{model.layers[0].name}', "):

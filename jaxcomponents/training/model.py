@@ -270,10 +270,12 @@ class Model:
       name, tx = optimizer, optimizers.get(optimizer)
     elif isinstance(optimizer, optax.GradientTransformation):
       name, tx = type(optimizer).__name__, optimizer
+    elif optimizers.is_keras_object(optimizer):
+      name, tx = type(optimizer).__name__, optimizers.get(optimizer)
     else:
       raise ValueError(f"optimizer={optimizer!r} is not allowed; expected a Keras optimizer name (e.g. 'adam') or "
-                       "an optax.GradientTransformation (e.g. jaxcomponents.optimizers.get('adam', "
-                       "learning_rate=1e-3)).")
+                       "object (keras.optimizers.Adam(1e-3)), or an optax.GradientTransformation (e.g. "
+                       "jaxcomponents.optimizers.get('adam', learning_rate=1e-3)).")
     tx = self._keras_frozen(tx)
     if isinstance(loss, (Mapping, list, tuple)):
       loss_fn, output_losses, metrics, weighted_metrics = _outputs(
@@ -824,6 +826,8 @@ def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any
   """
   if isinstance(loss, str):
     return losses_lib.get(loss, reduction="none")
+  if losses_lib.is_keras_object(loss):  # read from its class and config, then reduced as Keras reduces it
+    loss = losses_lib.get(loss)
   if isinstance(loss, losses_lib.Loss):
     if loss.reduction in (None, "none"):
       raise ValueError(f"loss={loss!r} is not allowed: its reduction={loss.reduction!r} leaves a loss per entry, "
@@ -838,8 +842,8 @@ def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any
     return loss
   if callable(loss):
     return loss
-  raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name, a jaxcomponents loss or a function "
-                   "(y_true, y_pred) -> per-example losses.")
+  raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or object, a jaxcomponents loss or a "
+                   "function (y_true, y_pred) -> per-example losses.")
 
 
 def load_model(filepath: str | os.PathLike) -> Model:

@@ -41,9 +41,11 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
   must return per-example losses."""
   if isinstance(loss, str):
     return losses_lib.get(loss, reduction="none")
+  if losses_lib.is_keras_object(loss):
+    return losses_lib.get(loss)
   if callable(loss):
     return loss
-  raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or a callable.")
+  raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or object, or a callable.")
 
 
 def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any] | None, taken: Sequence[str] = ()) -> dict[str, Any]:

@@ -980,8 +980,40 @@ def ema_params(opt_state: Any, params: Any) -> Any:
   states = [node for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, KerasEmaState))
             if isinstance(node, KerasEmaState)]
   for state in states:  # one per trainable partition (`freeze` masks the others out of its average)
-    params = jax.tree.map(lambda p, a: p if isinstance(a, optax.MaskedNode) else a, params, state.average)
-  return params
+    params = jax.tree.map(lambda p, a: p if isinstance(a, optax.MaskedNode) else jnp.copy(a), params, state.average)
+  return params  # copies: a train step donates the state, so no buffer may sit in it twice
+
+
+def _with_ema_states(opt_state: Any, change: Callable[[KerasEmaState], KerasEmaState]) -> Any:
+  is_ema = lambda node: isinstance(node, KerasEmaState)
+  if not any(is_ema(node) for node in jax.tree.leaves(opt_state, is_leaf=is_ema)):
+    raise ValueError("SwapEMAWeights must be used when `use_ema=True` is set on the optimizer (as Keras); this "
+                     "optimizer keeps no moving average of the weights.")
+  return jax.tree.map(lambda node: change(node) if is_ema(node) else node, opt_state, is_leaf=is_ema)
+
+
+def swap_ema(opt_state: Any, params: Any) -> tuple[Any, Any]:
+  """`(opt_state, params)` with the parameters a `keras_ema` optimizer averages exchanged with their average
+  (Keras's `SwapEMAWeights`); swapping twice gives both back.
+
+  Raises:
+    ValueError: where the optimizer keeps no average (`use_ema` is off).
+
+  Example:
+    >>> tx = keras_ema(sgd(0.1))
+    >>> state, params = swap_ema(tx.init({"w": jnp.ones(2)}), {"w": jnp.ones(2)})
+    >>> params["w"].tolist(), ema_params(state, params)["w"].tolist()
+    ([0.0, 0.0], [1.0, 1.0])
+  """
+  return set_ema(opt_state, params), ema_params(opt_state, params)
+
+
+def set_ema(opt_state: Any, params: Any) -> Any:
+  """`opt_state` with a `keras_ema` optimizer's average set to `params` (Keras's `SwapEMAWeights` does so at the
+  last epoch, so that `fit` ends on the weights it swapped in)."""
+  return _with_ema_states(opt_state, lambda s: s._replace(average=jax.tree.map(
+      lambda a, p: a if isinstance(a, optax.MaskedNode) else jnp.copy(p), s.average, params,
+      is_leaf=lambda a: isinstance(a, optax.MaskedNode))))
 
 
 def _check_ema(use_ema: Any, ema_momentum: Any, ema_overwrite_frequency: Any) -> tuple[float, int | None] | None:

@@ -628,6 +628,57 @@ class TerminateOnNaN(Callback):
       self.model.stop_training = True
 
 
+class SwapEMAWeights(Callback):
+  """Keras's `SwapEMAWeights`: with an optimizer of `use_ema=True`, evaluation and prediction (in `fit` too) run
+  on the weights' moving average, swapped back after; with `swap_on_epoch=True`, each epoch's end (and the
+  callbacks after this one, such as `ModelCheckpoint`) sees the averaged weights too, and `fit` ends on them.
+
+  Unlike Keras's, whose `on_predict_end` leaves the average in the model, prediction swaps back as evaluation
+  does.
+
+  Example:
+    >>> from jaxcomponents import optimizers
+    >>> swap = SwapEMAWeights(swap_on_epoch=True)  # with compile(optimizer=optimizers.get("adam", use_ema=True))
+  """
+
+  def __init__(self, swap_on_epoch: bool = False):
+    super().__init__()
+    if not isinstance(swap_on_epoch, bool):
+      raise ValueError(f"swap_on_epoch={swap_on_epoch!r} is not allowed; expected True or False.")
+    self.swap_on_epoch = swap_on_epoch
+    self._ema_weights_in_model = False
+
+  def _swap(self, into_model: bool) -> None:
+    if self._ema_weights_in_model != into_model:
+      state = self.model.state
+      opt_state, params = optimizers.swap_ema(state.opt_state, state.params)
+      self.model.state = state.replace(params=params, opt_state=opt_state)
+      self._ema_weights_in_model = into_model
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if self.swap_on_epoch:
+      self._swap(False)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.swap_on_epoch:
+      self._swap(True)
+      if epoch == self.params["epochs"] - 1:  # fit ends by setting the weights to the average: keep these
+        state = self.model.state
+        self.model.state = state.replace(opt_state=optimizers.set_ema(state.opt_state, state.params))
+
+  def on_test_begin(self, logs=None):
+    self._swap(True)
+
+  def on_test_end(self, logs=None):
+    self._swap(False)
+
+  def on_predict_begin(self, logs=None):
+    self._swap(True)
+
+  def on_predict_end(self, logs=None):
+    self._swap(False)
+
+
 class LambdaCallback(Callback):
   """A callback from functions, as Keras's `LambdaCallback`.
 

@@ -311,9 +311,9 @@ def run_evaluate(model, data: Dataset, callbacks: CallbackList, *, steps: int | 
   batch hooks are called once per `steps_per_execution` batches, as Keras calls them.
   """
   eval_step = model.eval_step
-  eval_state, results = eval_step.reset(model.state), {}
   count = len(data) if steps is None else min(steps, len(data))
-  callbacks.on_test_begin()
+  callbacks.on_test_begin()  # before the state is read: a callback may set the weights to test (SwapEMAWeights)
+  eval_state, results = eval_step.reset(model.state), {}
   begin, end = callbacks.listens("on_test_batch_begin"), callbacks.listens("on_test_batch_end")
   source = _Batches(data, 0, count)
   batches = prefetch(source.stream, mesh=mesh)

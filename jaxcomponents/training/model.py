@@ -487,8 +487,8 @@ class Model:
                   (np.arange(s, s + batch_size) < total).astype(np.float32))
                  for s in range(0, count * batch_size, batch_size))
     hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
+    hooks.on_predict_begin()  # before the weights are read: a callback may set them (SwapEMAWeights)
     forward, variables, outputs, index = self._forward_fn(), self.variables, [], 0
-    hooks.on_predict_begin()
     for group in execution_groups(batches, self.steps_per_execution):
       hooks.on_predict_batch_begin(index)
       done = []

@@ -7,11 +7,11 @@ Example:
 
 from jaxcomponents.training.callbacks import (BackupAndRestore, Callback, CallbackList, CSVLogger, EarlyStopping,
                                              History, LambdaCallback, LearningCurves, LearningRateScheduler,
-                                             ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, SwapEMAWeights,
-                                             TensorBoard, TerminateOnNaN)
+                                             ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, RemoteMonitor,
+                                             SwapEMAWeights, TensorBoard, TerminateOnNaN)
 
 __all__ = [
     "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
     "LearningCurves", "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau",
-    "SwapEMAWeights", "TensorBoard", "TerminateOnNaN",
+    "RemoteMonitor", "SwapEMAWeights", "TensorBoard", "TerminateOnNaN",
 ]

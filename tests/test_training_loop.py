@@ -1,9 +1,13 @@
 """The step and the loop: freezing, resume, signals, non-finite loss, logs, accumulation, precision."""
 
+import http.server
+import json
 import os
 import shutil
 import re
 import signal
+import threading
+import urllib.parse
 
 import flax.linen as nn
 import jax
@@ -12,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxcomponents.callbacks import RemoteMonitor
 from jaxcomponents.data import ArrayDataset
 from jaxcomponents.layers import Dense
 from jaxcomponents import metrics, optimizers
@@ -393,3 +398,37 @@ def test_auto_mode_reads_the_direction_from_the_name_and_refuses_a_name_it_canno
   with pytest.raises(ValueError, match=r"EarlyStopping\(monitor='score', mode='auto'\) cannot tell whether 'score' "
                                        r"should be minimised or maximised; pass mode='min' or mode='max'"):
     EarlyStopping("score")
+
+
+@pytest.mark.parametrize("send_as_json", [False, True])
+def test_remote_monitor_posts_each_epochs_logs_as_keras_does(send_as_json):
+  received = []
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # pylint: disable=invalid-name
+      body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+      received.append((self.path, self.headers["Content-Type"], self.headers.get("X-Run"), body))
+      self.send_response(200)
+      self.end_headers()
+
+    def log_message(self, *args):  # quiet
+      pass
+
+  server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    root = f"http://127.0.0.1:{server.server_port}"
+    monitor = RemoteMonitor(root=root, path="/epochs", headers={"X-Run": "7"}, send_as_json=send_as_json, timeout=5)
+    _, history = fit(new_state(), make_train_step(xent, ACC), ArrayDataset(*blobs(), batch_size=32, seed=1),
+                     epochs=2, callbacks=[monitor], verbose=0)
+  finally:
+    server.shutdown()
+    thread.join(5)
+  assert [(path, kind, run) for path, kind, run, _ in received] == [
+      ("/epochs", "application/json" if send_as_json else "application/x-www-form-urlencoded", "7")] * 2
+  for epoch, (*_, body) in enumerate(received):
+    sent = json.loads(body if send_as_json else urllib.parse.parse_qs(body)["data"][0])
+    assert sent == {"epoch": epoch, **{k: v[epoch] for k, v in history.history.items()}}
+  with pytest.warns(UserWarning, match=r"Could not reach RemoteMonitor root server at http://127.0.0.1:9"):
+    RemoteMonitor(root="http://127.0.0.1:9", timeout=5).on_epoch_end(0, {"loss": 1.0})  # port 9: nobody listens

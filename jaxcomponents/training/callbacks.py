@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import collections.abc
 import csv
+import json
 import math
 import os
 import sys
 import time
+import urllib.parse
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -677,6 +680,41 @@ class SwapEMAWeights(Callback):
 
   def on_predict_end(self, logs=None):
     self._swap(False)
+
+
+class RemoteMonitor(Callback):
+  """Keras's `RemoteMonitor`: POSTs each epoch's logs (and `"epoch"`) to `root + path`, as the form field
+  `field` holding JSON, or as a JSON body with `send_as_json=True`; a server that cannot be reached is warned
+  about, as Keras does, and training goes on. Each post waits at most `timeout` seconds.
+
+  Example:
+    >>> monitor = RemoteMonitor(root="http://127.0.0.1:9000", send_as_json=True)
+  """
+
+  def __init__(self, root: str = "http://localhost:9000", path: str = "/publish/epoch/end/", field: str = "data",
+               headers: Mapping[str, str] | None = None, send_as_json: bool = False, timeout: float = 10.0):
+    super().__init__()
+    if not isinstance(send_as_json, bool):
+      raise ValueError(f"send_as_json={send_as_json!r} is not allowed; expected True or False.")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+      raise ValueError(f"timeout={timeout!r} is not allowed; expected a positive number of seconds.")
+    self.root, self.path, self.field, self.headers = root, path, field, dict(headers or {})
+    self.send_as_json, self.timeout = send_as_json, timeout
+
+  def on_epoch_end(self, epoch, logs=None):
+    send = {"epoch": epoch, **{k: v.item() if isinstance(v, (np.ndarray, np.generic)) else v
+                               for k, v in (logs or {}).items()}}
+    if self.send_as_json:
+      body, kind = json.dumps(send).encode(), "application/json"
+    else:
+      body, kind = urllib.parse.urlencode({self.field: json.dumps(send)}).encode(), "application/x-www-form-urlencoded"
+    request = urllib.request.Request(self.root + self.path, data=body, method="POST",
+                                     headers={"Content-Type": kind, **self.headers})
+    try:
+      with urllib.request.urlopen(request, timeout=self.timeout):
+        pass
+    except (OSError, ValueError):  # URLError and timeouts are OSErrors; a malformed URL is a ValueError
+      warnings.warn(f"Could not reach RemoteMonitor root server at {self.root}", stacklevel=2)
 
 
 class LambdaCallback(Callback):

@@ -259,6 +259,36 @@ def _ctc(y_true, y_pred):
   return optax.ctc_loss(y_pred, jnp.zeros(y_pred.shape[:2], y_pred.dtype), labels, label_paddings, blank_id=0), None
 
 
+def _circle_over(y_true, y_pred, gamma=80.0, margin=0.4, remove_diagonal=True, rows=None):
+  """Keras's `circle` of L2-normalised embeddings against every other example of the batch, or against the
+  real ones where `rows` marks them (a padded batch's padding is no example to compare with)."""
+  labels = y_true.astype(jnp.int32).reshape(-1)
+  distances = jnp.maximum(1.0 - y_pred @ y_pred.T, 0.0)
+  positive = labels[:, None] == labels[None, :]
+  negative = ~positive
+  if remove_diagonal:
+    positive = positive & ~jnp.eye(labels.shape[0], dtype=bool)
+  if rows is not None:
+    positive, negative = positive & rows[None, :], negative & rows[None, :]
+  positive_weights = jnp.maximum((margin + distances) * positive, 0.0)
+  negative_weights = jnp.maximum((1.0 + margin - distances) * negative, 0.0)
+  positive_terms = -1.0 * gamma * positive_weights * (margin - distances)
+  negative_terms = gamma * negative_weights * (1.0 - margin - distances)
+  p_loss = jax.scipy.special.logsumexp(jnp.where(positive, positive_terms, -jnp.inf), axis=1)
+  n_loss = jax.scipy.special.logsumexp(jnp.where(negative, negative_terms, -jnp.inf), axis=1)
+  values = jax.nn.softplus(p_loss + n_loss)
+  return values, values > 0  # Keras masks the zero losses out of the mean
+
+
+def _circle(y_true, y_pred, gamma=80.0, margin=0.4, remove_diagonal=True):
+  return _circle_over(y_true, y_pred, gamma, margin, remove_diagonal)
+
+
+# The losses whose examples are compared with the batch's other examples: `Loss.per_sample` tells them the
+# real ones (`rows`) where a step pads the batch.
+_PAIRWISE = {"circle": _circle_over}
+
+
 def _build(name: str, fn: Callable[..., Any], options: dict[str, Any]) -> Loss:
   """The `Loss` of checked `options`, with the loss's defaults for the others."""
   options = {**LOSSES.arguments(name), **options}
@@ -296,6 +326,7 @@ for _name, _fn, _class, _aliases in (
     ("dice", _dice, "Dice", ()),
     ("tversky", _tversky, "Tversky", ()),
     ("ctc", _ctc, "CTC", ()),
+    ("circle", _circle, "Circle", ()),
 ):
   LOSSES.register(_name, _fn, keras_class=_class, aliases=_aliases)
 del _name, _fn, _class, _aliases
@@ -316,7 +347,10 @@ def _check_option(name: str, key: str, value: Any) -> Any:
   elif key == "axis":
     if isinstance(value, bool) or not isinstance(value, int):
       raise ValueError(f"axis={value!r} is not allowed for loss {name!r}; expected an integer axis.")
-  elif key in ("alpha", "beta", "gamma"):
+  elif key == "remove_diagonal":
+    if not isinstance(value, bool):
+      raise ValueError(f"remove_diagonal={value!r} is not allowed for loss {name!r}; expected True or False.")
+  elif key in ("alpha", "beta", "gamma", "margin"):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
       raise ValueError(f"{key}={value!r} is not allowed for loss {name!r}; expected a finite float.")
     value = float(value)
@@ -417,11 +451,23 @@ class Loss:
   options: tuple[tuple[str, Any], ...] = ()
   reduction: str | None = "sum_over_batch_size"
 
-  def per_sample(self, y_true: Array, y_pred: Array, dtype: Any = jnp.float32) -> tuple[Array, Array | None]:
-    """The unreduced losses, computed in `dtype`, and the mask Keras attaches to them (`ignore_class`), or None."""
+  @property
+  def masks_entries(self) -> bool:
+    """Whether Keras leaves some of its entries out of the mean (`ignore_class`'s, or Circle's zero losses), so
+    a batch is reduced by this loss itself, never as a plain mean of per-example values."""
+    return self.name in _PAIRWISE or dict(self.options).get("ignore_class") is not None
+
+  def per_sample(self, y_true: Array, y_pred: Array, dtype: Any = jnp.float32,
+                 rows: Array | None = None) -> tuple[Array, Array | None]:
+    """The unreduced losses, computed in `dtype`, and the mask Keras attaches to them (`ignore_class`), or None.
+
+    `rows` marks a padded batch's real examples, for the losses that compare each example with the others.
+    """
     y_pred = jnp.asarray(y_pred, dtype)
     y_true = jnp.asarray(y_true, dtype)
     y_true, y_pred = match_rank(y_true, y_pred)
+    if rows is not None and self.name in _PAIRWISE:
+      return _PAIRWISE[self.name](y_true, y_pred, **dict(self.options), rows=rows)
     return LOSSES[self.name](y_true, y_pred, **dict(self.options))
 
   def __call__(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None,

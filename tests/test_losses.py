@@ -68,6 +68,9 @@ def _inputs(kind, rng, shape=(B, C)):
     labels[np.arange(4)[None] >= rng.integers(0, 5, (shape[0], 1))] = 0
     labels[1, 1] = labels[1, 0]  # a repeated label needs a blank between them
     return labels, rng.normal(0, 2, (shape[0], 7, shape[-1])).astype(np.float32)
+  if kind == "circle":  # integer labels and L2-normalised embeddings
+    embeddings = rng.normal(size=(shape[0], 4)).astype(np.float32)
+    return rng.integers(0, 3, shape[0]), embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
   raise AssertionError(kind)
 
 
@@ -93,6 +96,7 @@ KERAS_CLASSES = {
     "dice": keras.losses.Dice,
     "tversky": keras.losses.Tversky,
     "ctc": keras.losses.CTC,
+    "circle": keras.losses.Circle,
 }
 
 CASES = [
@@ -138,6 +142,8 @@ CASES = [
     ("tversky", {}, "binary_probs"),
     ("tversky", {"alpha": 0.3, "beta": 0.7, "axis": -1}, "binary_probs"),
     ("ctc", {}, "ctc"),
+    ("circle", {}, "circle"),
+    ("circle", {"gamma": 10.0, "margin": 0.25, "remove_diagonal": False}, "circle"),
 ]
 
 

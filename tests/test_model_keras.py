@@ -290,6 +290,24 @@ def test_a_fit_and_evaluate_with_the_ctc_loss_as_keras():
   assert_runs_equal(ours, theirs, model, keras_model)
 
 
+def test_a_fit_and_padded_evaluate_with_the_circle_loss_as_keras():
+  """Circle compares each example with the batch's others and leaves zero losses out of the mean: an evaluate
+  whose last batch is padded compares only the real examples."""
+  inputs = keras.Input((6,))
+  keras_model = keras.Model(inputs, keras.layers.UnitNormalization()(keras.layers.Dense(4)(inputs)))
+  randomize_keras(keras_model, seed=51, scale=0.5)
+  model = pair(keras_model)
+  x, y = random_input((14, 6), seed=52), np.random.default_rng(53).integers(0, 3, 14)
+
+  def script(m, optimizer):
+    m.compile(optimizer=optimizer, loss=keras.losses.Circle(gamma=20.0))
+    return m.fit(x, y, batch_size=7, epochs=2, shuffle=False, verbose=0), m.evaluate(x, y, batch_size=5, verbose=0)
+
+  ours = script(model, optimizers.get("sgd", learning_rate=0.05))
+  theirs = script(keras_model, keras.optimizers.SGD(0.05))
+  assert_runs_equal(ours, theirs, model, keras_model)
+
+
 def test_kerass_loss_and_optimizer_objects_compile_as_the_keras_model_does():
   keras_model = small_cnn(seed=44, activation="linear")
   model = pair(keras_model)

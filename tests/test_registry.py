@@ -137,6 +137,8 @@ def test_every_loss_name_resolves(name):
                                                      "categorical_generalized_cross_entropy") else (ONE_HOT, PROBS)
   if loss.name == "ctc":  # label sequences, and logits over time steps
     y_true, y_pred = ONE_HOT[:, :2].astype(np.int32) + 1, np.stack([PROBS] * 5, axis=1)
+  if loss.name == "circle":  # class labels, and unit-norm embeddings
+    y_true, y_pred = np.array([0, 1, 0, 1]), PROBS / np.linalg.norm(PROBS, axis=1, keepdims=True)
   assert np.isfinite(float(loss(y_true, y_pred)))
 
 

@@ -820,20 +820,19 @@ def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any
   """A Keras loss (name, `losses.get` loss or function) as the train step takes it.
 
   A `Loss` with Keras's default reduction becomes `(y_true, y_pred) -> per-example losses`, which the step
-  averages over the batch as that reduction does; one with another reduction or `ignore_class` is kept whole,
-  and the step reduces each batch with it as Keras's compiled loss does (`step.loss_total`). `where` names
+  averages over the batch as that reduction does; one with another reduction, or that masks entries out of the
+  mean (`ignore_class`, Circle), is kept whole, and the step reduces each batch with it as Keras's compiled loss
+  does (`step.loss_total`). `where` names
   the compile arguments that cannot take such a loss yet (several outputs, `loss_weights`).
   """
-  if isinstance(loss, str):
-    return losses_lib.get(loss, reduction="none")
-  if losses_lib.is_keras_object(loss):  # read from its class and config, then reduced as Keras reduces it
+  if isinstance(loss, str) or losses_lib.is_keras_object(loss):  # then reduced as Keras reduces it
     loss = losses_lib.get(loss)
   if isinstance(loss, losses_lib.Loss):
     if loss.reduction in (None, "none"):
       raise ValueError(f"loss={loss!r} is not allowed: its reduction={loss.reduction!r} leaves a loss per entry, "
                        "and a training step needs one number per batch (as Keras's compile does); give it "
                        "Keras's default reduction 'sum_over_batch_size', or 'sum' or 'mean_with_sample_weight'.")
-    if loss.reduction in ("sum_over_batch_size", "mean") and dict(loss.options).get("ignore_class") is None:
+    if loss.reduction in ("sum_over_batch_size", "mean") and not loss.masks_entries:
       return dataclasses.replace(loss, reduction="none")  # the step's per-example mean is this reduction
     if where is not None:
       raise ValueError(f"loss={loss!r} is not allowed with {where}: a loss with reduction={loss.reduction!r} or "

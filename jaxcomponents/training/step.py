@@ -17,6 +17,7 @@ eval step; the logged `loss` includes them. The sown values are never kept in th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -39,10 +40,9 @@ LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 def resolve_loss(loss: str | LossFn) -> LossFn:
   """A Keras loss name -> per-example loss fn; a `Loss` that `reduces_as_keras` is kept whole; any other callable
   must return per-example losses."""
-  if isinstance(loss, str):
-    return losses_lib.get(loss, reduction="none")
-  if losses_lib.is_keras_object(loss):
-    return losses_lib.get(loss)
+  if isinstance(loss, str) or losses_lib.is_keras_object(loss):
+    loss = losses_lib.get(loss)
+    return loss if loss.masks_entries else dataclasses.replace(loss, reduction="none")
   if callable(loss):
     return loss
   raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or object, or a callable.")
@@ -140,7 +140,8 @@ def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: 
   averaged within each example and weighed by `weight`.
   """
   keras_loss = reduces_as_keras(loss_fn)
-  compute = loss_fn.per_sample if keras_loss else lambda y_true, y_pred: (loss_fn(y_true, y_pred), None)
+  compute = (functools.partial(loss_fn.per_sample, rows=mask > 0) if keras_loss
+             else lambda y_true, y_pred: (loss_fn(y_true, y_pred), None))
   values, valid = compute(y_true, y_pred)
   if jnp.ndim(values) == 0:
     # A loss over the whole batch (Dice or Tversky with axis=None): computed with padding rows zeroed (which

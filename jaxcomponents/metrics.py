@@ -670,7 +670,8 @@ class R2Score:
   ("uniform_average", "variance_weighted_average" or None: one per output); adjusted for `num_regressors`
   where there are more samples than regressors plus one (else the plain score, where Keras warns).
 
-  Examples of weight 0 are left out entirely (the sample count of the adjusted score too), so padding is.
+  Examples of weight 0 are left out entirely, so padding is; that includes the adjusted score's sample count,
+  where Keras counts every row, so there a weight of 0 you give differs from Keras.
 
   Example:
     >>> import jax.numpy as jnp
@@ -836,7 +837,10 @@ def _make_iou(num_classes, target_class_ids=None, ignore_class=None, sparse_y_tr
     raise ValueError(f"axis={axis!r} is not allowed; expected an integer.")
   check_choice("dtype", dtype, ("int32", "float32"))
   if target_class_ids is not None:
-    ids = tuple(target_class_ids) if isinstance(target_class_ids, (list, tuple)) else None
+    try:  # any sequence of ids, as Keras's list(target_class_ids) reads it
+      ids = () if isinstance(target_class_ids, str) else tuple(target_class_ids)
+    except TypeError:
+      ids = ()
     if not ids or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < num_classes
                       for i in ids):
       raise ValueError(f"target_class_ids={target_class_ids!r} is not allowed; expected a non-empty list of class "

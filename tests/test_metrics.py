@@ -309,6 +309,12 @@ def test_f1_and_r2_states_take_their_shape_from_the_first_batch():
     r2.update(r2.init(), np.zeros((2, 2, 1)), np.zeros((2, 2, 1)))
 
 
+def test_iou_target_class_ids_are_any_sequence_of_ids_as_keras_reads_them():
+  want = metrics.get("iou", num_classes=3, target_class_ids=[1, 2])
+  assert metrics.get("iou", num_classes=3, target_class_ids=np.array([1, 2])) == want
+  assert metrics.get("iou", num_classes=3, target_class_ids=range(1, 3)) == want
+
+
 def test_new_metric_options_are_checked_as_keras():
   for call, message in [
       (lambda: metrics.get("f1_score", average="mean"), r"average='mean' is not allowed; expected one of None, "

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from jaxcomponents import Model, callbacks, load_model, losses, metrics, optimizers
+from jaxcomponents.training.step import resolve_loss
 from jaxcomponents.weights import from_keras
 from tests.helpers import random_input, randomize_keras
 
@@ -321,6 +322,9 @@ def test_kerass_loss_and_optimizer_objects_compile_as_the_keras_model_does():
 
   ours, theirs = script(model), script(keras_model)
   assert_runs_equal(ours, theirs, model, keras_model)
+  assert resolve_loss(keras.losses.MeanSquaredError(reduction="sum")).reduction == "sum"  # kept whole
+  assert resolve_loss(keras.losses.MeanSquaredError()).reduction == "none"  # the step's per-example mean
+
   class Own(keras.losses.Loss):  # a Keras class of the user's own: no counterpart to read its config into
     def call(self, y_true, y_pred):
       return keras.ops.mean(y_pred, axis=-1)
@@ -387,6 +391,11 @@ def test_layer_errors_and_a_stale_compile_are_named_as_keras_names_them():
     model.fit(*data(8, 30), verbose=0)
   with pytest.raises(ValueError, match=r"trainable=0 is not allowed; expected True or False"):
     model.trainable = 0
+  keras_model = small_cnn(seed=55)
+  for m in (pair(keras_model), keras_model):  # a model not trainable trains no layer, whatever the layer's flag
+    m.trainable = False
+    m.layers[-1].trainable = True
+    assert m.layers[-1].trainable and len(m.trainable_weights) == 0 and len(m.non_trainable_weights) == 7
 
 
 def test_each_fit_call_reads_its_data_from_the_first_batch_as_keras():

@@ -8,6 +8,7 @@ import re
 import signal
 import threading
 import urllib.parse
+import warnings
 
 import flax.linen as nn
 import jax
@@ -407,8 +408,11 @@ def test_remote_monitor_posts_each_epochs_logs_as_keras_does(send_as_json):
   class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # pylint: disable=invalid-name
       body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+      if self.path == "/garbled":
+        self.wfile.write(b"not HTTP at all\r\n\r\n")
+        return
       received.append((self.path, self.headers["Content-Type"], self.headers.get("X-Run"), body))
-      self.send_response(200)
+      self.send_response(500 if self.path == "/failing" else 200)
       self.end_headers()
 
     def log_message(self, *args):  # quiet
@@ -422,6 +426,12 @@ def test_remote_monitor_posts_each_epochs_logs_as_keras_does(send_as_json):
     monitor = RemoteMonitor(root=root, path="/epochs", headers={"X-Run": "7"}, send_as_json=send_as_json, timeout=5)
     _, history = fit(new_state(), make_train_step(xent, ACC), ArrayDataset(*blobs(), batch_size=32, seed=1),
                      epochs=2, callbacks=[monitor], verbose=0)
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")  # a server that answers with an error status was reached: nothing to say
+      RemoteMonitor(root=root, path="/failing", timeout=5).on_epoch_end(0, {"loss": 1.0})
+    received.pop()
+    with pytest.warns(UserWarning, match=r"Could not reach RemoteMonitor root server"):  # a reply that is not HTTP
+      RemoteMonitor(root=root, path="/garbled", timeout=5).on_epoch_end(0, {"loss": 1.0})
   finally:
     server.shutdown()
     thread.join(5)
@@ -430,5 +440,6 @@ def test_remote_monitor_posts_each_epochs_logs_as_keras_does(send_as_json):
   for epoch, (*_, body) in enumerate(received):
     sent = json.loads(body if send_as_json else urllib.parse.parse_qs(body)["data"][0])
     assert sent == {"epoch": epoch, **{k: v[epoch] for k, v in history.history.items()}}
-  with pytest.warns(UserWarning, match=r"Could not reach RemoteMonitor root server at http://127.0.0.1:9"):
-    RemoteMonitor(root="http://127.0.0.1:9", timeout=5).on_epoch_end(0, {"loss": 1.0})  # port 9: nobody listens
+  for root in ("http://127.0.0.1:9", "http://127.0.0.1:notaport"):  # port 9: nobody listens; a port that is none
+    with pytest.warns(UserWarning, match=rf"Could not reach RemoteMonitor root server at {root}"):
+      RemoteMonitor(root=root, timeout=5).on_epoch_end(0, {"loss": 1.0})

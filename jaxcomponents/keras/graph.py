@@ -346,12 +346,15 @@ class KerasGraph(PrecisionFields):
 
   def frozen(self, params: Mapping[str, Any]) -> list[str]:
     """Path patterns (for `jaxcomponents.training.freeze`) of the parameters of layers Keras does not train
-    (`trainable=False` in their config, or in a nested model's); `Model.compile` freezes them as Keras does.
+    (`trainable=False` in their config, or in a nested model's, or in the model's own, which freezes every
+    layer whatever its flag, as Keras's `trainable_weights` is then empty); `Model.compile` freezes them as
+    Keras does.
 
     Example:
       tx = freeze(optax.adam(1e-3), module.frozen(variables["params"]))
     """
-    return [pattern for pattern in _frozen_patterns(parse_json(self.config), ())
+    patterns = [".*"] if not self.is_trainable() else _frozen_patterns(parse_json(self.config), ())
+    return [pattern for pattern in patterns
             if any(re.fullmatch(pattern, "/".join(path)) for path in _param_paths(params))]
 
   def layer_outputs(self, *inputs, train: bool = False) -> dict[str, Any]:

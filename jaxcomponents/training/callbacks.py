@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import collections.abc
 import csv
+import http.client
 import json
 import math
 import os
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
@@ -713,7 +715,9 @@ class RemoteMonitor(Callback):
     try:
       with urllib.request.urlopen(request, timeout=self.timeout):
         pass
-    except (OSError, ValueError):  # URLError and timeouts are OSErrors; a malformed URL is a ValueError
+    except urllib.error.HTTPError:  # reached, and it answered with an error status: Keras's post says nothing
+      pass
+    except (OSError, ValueError, http.client.HTTPException):  # unreachable, timed out, a bad URL or reply
       warnings.warn(f"Could not reach RemoteMonitor root server at {self.root}", stacklevel=2)
 
 

@@ -39,7 +39,7 @@ from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
 from jaxcomponents.training.step import (OutputLoss, Step, batch_size_of, make_eval_step, make_train_step,
-                                         per_example_losses)
+                                         per_example_losses, resolve_loss)
 
 
 class _Optimizer:
@@ -568,8 +568,9 @@ class Model:
     return int(sum(np.size(leaf) for leaf in jax.tree.leaves(self.variables)))
 
   def weight_keys(self) -> list[tuple[str, ...]]:
-    """The variables' keys, `(collection, layer, ..., name)`, in `get_weights`'s order: Keras's weight order for a `from_keras` model (its layers in
-    order, each layer's weights as Keras lists them), else `jax.tree.leaves`'s."""
+    """The variables' keys, `(collection, layer, ..., name)`, in `get_weights`'s order: Keras's weight order for
+    a `from_keras` model (its layers in order, each layer's weights as Keras lists them), else
+    `jax.tree.leaves`'s."""
     if self._weight_order is None:
       variables = self.variables
       if isinstance(self.module, KerasGraph):  # Keras lists its layers in its config's order, not in call order
@@ -832,13 +833,12 @@ def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any
       raise ValueError(f"loss={loss!r} is not allowed: its reduction={loss.reduction!r} leaves a loss per entry, "
                        "and a training step needs one number per batch (as Keras's compile does); give it "
                        "Keras's default reduction 'sum_over_batch_size', or 'sum' or 'mean_with_sample_weight'.")
-    if loss.reduction in ("sum_over_batch_size", "mean") and not loss.masks_entries:
-      return dataclasses.replace(loss, reduction="none")  # the step's per-example mean is this reduction
-    if where is not None:
-      raise ValueError(f"loss={loss!r} is not allowed with {where}: a loss with reduction={loss.reduction!r} or "
-                       "ignore_class is reduced over the whole batch, which compile does for one unweighted "
-                       "loss only so far.")
-    return loss
+    resolved = resolve_loss(loss)
+    if resolved is loss and where is not None:
+      raise ValueError(f"loss={loss!r} is not allowed with {where}: a loss with reduction={loss.reduction!r}, or "
+                       "that masks entries out of the mean (ignore_class, Circle), is reduced over the whole batch, "
+                       "which compile does for one unweighted loss only so far.")
+    return resolved
   if callable(loss):
     return loss
   raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or object, a jaxcomponents loss or a "

@@ -38,11 +38,14 @@ LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def resolve_loss(loss: str | LossFn) -> LossFn:
-  """A Keras loss name -> per-example loss fn; a `Loss` that `reduces_as_keras` is kept whole; any other callable
-  must return per-example losses."""
+  """A Keras loss (name, Keras loss object or `Loss`) as the step takes it: with Keras's default reduction, as a
+  per-example loss fn the step averages; with another reduction, or one that masks entries out of the mean
+  (`ignore_class`, Circle), kept whole (`reduces_as_keras`). Any other callable must return per-example losses."""
   if isinstance(loss, str) or losses_lib.is_keras_object(loss):
     loss = losses_lib.get(loss)
-    return loss if loss.masks_entries else dataclasses.replace(loss, reduction="none")
+  if isinstance(loss, losses_lib.Loss) and loss.reduction in ("sum_over_batch_size", "mean") and \
+      not loss.masks_entries:
+    return dataclasses.replace(loss, reduction="none")
   if callable(loss):
     return loss
   raise ValueError(f"loss={loss!r} is not allowed; expected a Keras loss name or object, or a callable.")

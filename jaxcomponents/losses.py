@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxcomponents.errors import check_choice
-from jaxcomponents.registry import ANY, Registry
+from jaxcomponents.registry import ANY, Registry, keras_config
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -511,7 +511,7 @@ def get(name: str | Mapping[str, Any] | Callable[..., Any], /, **options: Any) -
       raise ValueError(f"loss={name!r} is not allowed: the Keras class {type(name).__name__} has no jaxcomponents "
                        "counterpart to read its config into; pass a function (y_true, y_pred) -> per-example losses "
                        "instead.")
-    name = {"class_name": type(name).__name__, "config": name.get_config()}
+    name = keras_config(name)
   return LOSSES.get(name, **options)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxcomponents import losses
 from jaxcomponents.errors import check_choice, check_positive_int
-from jaxcomponents.registry import ANY, Registry
+from jaxcomponents.registry import ANY, Registry, keras_config
 from jaxcomponents.losses import EPSILON, match_rank
 
 Array = jax.Array
@@ -694,11 +694,7 @@ class R2Score:
     y_true, y_pred = _float_pair(y_true, y_pred)
     _check_2d("R2Score", y_true, y_pred)
     state = {"num_samples": jnp.zeros((), jnp.float32), **_built(state, (y_pred.shape[-1],), self._KEYS)}
-    if sample_weight is None:
-      weight = jnp.ones(y_true.shape, jnp.float32)
-    else:
-      weight = jnp.asarray(sample_weight, jnp.float32)
-      weight = jnp.broadcast_to(weight[:, None] if weight.ndim == 1 else weight, y_true.shape)
+    weight = _weights_like(1.0 if sample_weight is None else sample_weight, y_true.shape)
     rows = jnp.sum(jnp.any(weight != 0, axis=-1).astype(jnp.float32))
     added = (y_true * weight, y_true * y_true * weight, jnp.square(y_true - y_pred) * weight, weight)
     new = {key: state[key] + jnp.sum(value, axis=0) for key, value in zip(self._KEYS, added)}
@@ -1082,8 +1078,8 @@ def get(name: str | Mapping[str, Any] | Any, /, **kwargs: Any):
 
   Args:
     name: e.g. `"sparse_categorical_accuracy"`, `"auc"`, `"MeanIoU"`, `"mae"`; or a Keras config dict
-      (`keras.metrics.serialize(...)`: its `name` label is not used, the caller names the metric); or a
-      metric object (or callable), returned as is.
+      (`keras.metrics.serialize(...)`: its `name` label is not used, the caller names the metric); or a Keras
+      metric object, read from its class and config; or a metric object (or callable), returned as is.
     **kwargs: the Keras class's arguments: `threshold` (binary_accuracy), `k`
       (top-k), `thresholds`/`top_k`/`class_id` (precision, recall),
       `num_thresholds`/`curve`/`summation_method`/... (auc), `num_classes`/
@@ -1103,4 +1099,11 @@ def get(name: str | Mapping[str, Any] | Any, /, **kwargs: Any):
     >>> get(config) == get("mean_iou", num_classes=3)
     True
   """
+  if is_keras_object(name):
+    name = keras_config(name)
   return METRICS.get(name, **kwargs)
+
+
+def is_keras_object(value: Any) -> bool:
+  """Whether `value` is a Keras metric object (an instance with a class config that updates a state)."""
+  return all(hasattr(value, attr) for attr in ("update_state", "get_config", "name"))

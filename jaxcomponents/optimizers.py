@@ -51,7 +51,7 @@ import numpy as np
 import optax
 
 from jaxcomponents.errors import check_positive_int
-from jaxcomponents.registry import ANY, Registry
+from jaxcomponents.registry import ANY, Registry, keras_config
 from jaxcomponents.tree_paths import path_string
 
 LearningRate = float | Callable[[jax.Array], jax.Array]
@@ -407,6 +407,11 @@ def scale_by_keras_lamb(beta_1: float = 0.9, beta_2: float = 0.999,
   return optax.GradientTransformation(init, update)
 
 
+def _unzip(like: Any, tree: Any, n: int) -> tuple[Any, ...]:
+  """The `n` trees of `tree`, shaped like `like` with an n-tuple at each leaf (one per-leaf update's results)."""
+  return tuple(jax.tree.map(lambda _, leaf: leaf[i], like, tree) for i in range(n))
+
+
 class KerasAdafactorState(NamedTuple):
   count: jax.Array
   r: Any  # per variable of 2 or more axes: the row means of the squared gradients (else a 0-d placeholder)
@@ -458,9 +463,8 @@ def keras_adafactor(learning_rate: LearningRate, beta_2_decay: float = -0.8, eps
       u = u / jnp.maximum(1.0, rms(u) / clip_threshold)
       return -(jnp.maximum(epsilon_2, rms(w)) * rho) * u, r, c, v
 
-    out = jax.tree.map(one, updates, params, state.r, state.c, state.v)
-    pick = lambda i: jax.tree.map(lambda _, o: o[i], updates, out)
-    return pick(0), KerasAdafactorState(optax.safe_increment(state.count), pick(1), pick(2), pick(3))
+    step, r, c, v = _unzip(updates, jax.tree.map(one, updates, params, state.r, state.c, state.v), 4)
+    return step, KerasAdafactorState(optax.safe_increment(state.count), r, c, v)
 
   return optax.GradientTransformation(init, update)
 
@@ -501,10 +505,15 @@ def keras_ftrl(learning_rate: LearningRate, learning_rate_power: float = -0.5, i
       return (clipped - linear) / quadratic - w, new_accumulator, linear
 
     out = jax.tree.map(one, updates, params, state.accumulator, state.linear)
-    pick = lambda i: jax.tree.map(lambda _, o: o[i], updates, out)
-    return pick(0), KerasFtrlState(optax.safe_increment(state.count), pick(1), pick(2))
+    step, accumulator, linear = _unzip(updates, out, 3)
+    return step, KerasFtrlState(optax.safe_increment(state.count), accumulator, linear)
 
   return optax.GradientTransformation(init, update)
+
+
+class KerasMomentumState(NamedTuple):
+  count: jax.Array
+  momentum: Any
 
 
 def keras_muon(learning_rate: LearningRate, momentum: float = 0.95, nesterov: bool = True,
@@ -548,11 +557,6 @@ def keras_muon(learning_rate: LearningRate, momentum: float = 0.95, nesterov: bo
   return optax.GradientTransformation(init, update)
 
 
-class KerasMomentumState(NamedTuple):
-  count: jax.Array
-  momentum: Any
-
-
 def _decay_first(decay: optax.GradientTransformation,
                  step: optax.GradientTransformation) -> optax.GradientTransformation:
   """Weight decay, then `step` given the decayed parameters (as Keras decays a variable before its update)."""
@@ -585,7 +589,7 @@ def _keras_chain(core: Callable[[LearningRate], list[optax.GradientTransformatio
     _check_real(key, value, 0.0, low_open=True)
   if decay is not None:
     _check_real("decay", decay, 0.0)
-  if weight_decay is not None:
+  if weight_decay is not None and not callable(weight_decay):  # a callable: a factor per parameter (Muon's)
     _check_real("weight_decay", weight_decay, 0.0)
   if isinstance(exclude_from_weight_decay, str):
     exclude_from_weight_decay = (exclude_from_weight_decay,)
@@ -897,19 +901,16 @@ def muon(learning_rate: LearningRate = 0.001, adam_beta_1: float = 0.9, adam_bet
 
   def core(lr):
     adam_lr = lr if adam_lr_ratio == 1 else (lambda count: _lr_at(lr, count) * adam_lr_ratio)
-    parts = [optax.multi_transform({
+    return [optax.multi_transform({
         "muon": keras_muon(lr, momentum, nesterov, (muon_a, muon_b, muon_c), ns_steps, rms_rate),
         "adam": optax.chain(scale_by_keras_adam(adam_beta_1, adam_beta_2, epsilon),
                             optax.scale_by_learning_rate(adam_lr))}, labels)]
-    if weight_decay is not None or adam_weight_decay is not None:
-      parts.append(keras_weight_decay(
-          lr, lambda path, x: adam_weight_decay if uses_adam(path, x) else weight_decay,
-          tuple([exclude_from_weight_decay] if isinstance(exclude_from_weight_decay, str)
-                else exclude_from_weight_decay or ())))
-    return parts
 
-  return _keras_chain(core, learning_rate, weight_decay=None, clipnorm=clipnorm, clipvalue=clipvalue,
-                      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=(), name="muon")
+  decays = None if weight_decay is None and adam_weight_decay is None else (
+      lambda path, x: adam_weight_decay if uses_adam(path, x) else weight_decay)
+  return _keras_chain(core, learning_rate, weight_decay=decays, clipnorm=clipnorm, clipvalue=clipvalue,
+                      global_clipnorm=global_clipnorm, decay=decay, exclude_from_weight_decay=exclude_from_weight_decay,
+                      name="muon")
 
 
 def keras_gradient_accumulation(tx: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
@@ -1091,7 +1092,7 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
   if _is_optimizer(name):
     return OPTIMIZERS.get(name, **hyperparameters)
   if is_keras_object(name):
-    name = {"class_name": type(name).__name__, "config": name.get_config()}
+    name = keras_config(name)
   wrappers = {key: hyperparameters.pop(key) for key in _WRAPPERS if key in hyperparameters}
   if isinstance(name, Mapping) and isinstance(name.get("config"), Mapping):  # the kwargs over the config's
     config = dict(name["config"])

@@ -88,6 +88,19 @@ class Entry:
   arguments: Mapping[str, Any]
 
 
+def keras_config(obj: Any) -> dict[str, Any]:
+  """A Keras object (a loss, metric or optimizer) as the config dict `Registry.get` reads: its class and config.
+
+  Example:
+    >>> class Huber:
+    ...   def get_config(self):
+    ...     return {"delta": 2.0}
+    >>> keras_config(Huber())
+    {'class_name': 'Huber', 'config': {'delta': 2.0}}
+  """
+  return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
 def _suggestion(value: str, candidates: Iterable[str]) -> str | None:
   candidates = list(candidates)
   folded = [c for c in candidates if c.lower() == value.lower()]

@@ -676,15 +676,21 @@ class Model:
 
   def set_weights(self, weights: Sequence[Any]) -> None:
     """Sets every variable from a list like `get_weights()`'s (same order and shapes)."""
-    flat, keys = flatten_variables(self.variables), self.weight_keys()
+    self.set_weights_at(self.weight_keys(), weights, "the model has", "variables")
+
+  def set_weights_at(self, keys: Sequence[tuple[str, ...]], weights: Sequence[Any], owner: str = "the model has",
+                     noun: str = "variables") -> None:
+    """Sets the variables at `keys` (`weight_keys()`'s) from `weights`, one array of the same shape each; errors
+    name `owner` and its `noun` (a layer's weights)."""
+    flat = flatten_variables(self.variables)
     if len(weights) != len(keys):
-      raise ValueError(f"set_weights got {len(weights)} arrays; the model has {len(keys)} variables.")
+      raise ValueError(f"set_weights got {len(weights)} arrays; {owner} {len(keys)} {noun}.")
     for i, (new, key) in enumerate(zip(weights, keys)):
       if np.shape(new) != np.shape(flat[key]):
         raise ValueError(f"set_weights: array {i} has shape {np.shape(new)}; the variable {'/'.join(key)} has "
                          f"shape {np.shape(flat[key])}.")
-    self._set_variables(unflatten_variables({key: np.asarray(w, np.asarray(flat[key]).dtype)
-                                             for w, key in zip(weights, keys)}))
+    self._set_variables(unflatten_variables({**flat, **{key: np.asarray(w, np.asarray(flat[key]).dtype)
+                                                         for w, key in zip(weights, keys)}}))
 
   def _set_variables(self, variables: Mapping[str, Any]) -> None:
     if self._state is None:

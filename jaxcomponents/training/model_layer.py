@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
+
+from jaxcomponents.variable_trees import flatten_variables
 
 if TYPE_CHECKING:
   from jaxcomponents.training.model import Model
@@ -41,8 +44,8 @@ class ModelLayer:
   def __repr__(self) -> str:
     return f"<ModelLayer {self.name!r} of {self._model.name!r}>"
 
-  def _indices(self) -> list[int]:
-    return [i for i, key in enumerate(self._model.weight_keys()) if key[1] == self.name]
+  def _keys(self) -> list[tuple[str, ...]]:
+    return [key for key in self._model.weight_keys() if key[1] == self.name]
 
   @property
   def trainable(self) -> bool:
@@ -54,38 +57,31 @@ class ModelLayer:
     self._model.set_layer_trainable(self.name, value)
 
   def get_weights(self) -> list[np.ndarray]:
-    """This layer's weights, as NumPy arrays, in Keras's order."""
-    weights = self._model.get_weights()
-    return [weights[i] for i in self._indices()]
+    """This layer's weights, as NumPy arrays, in Keras's order (only these are read from the device)."""
+    flat = flatten_variables(self._model.variables)
+    return [np.asarray(jax.device_get(flat[key])) for key in self._keys()]
 
   def set_weights(self, weights: Sequence[Any]) -> None:
     """Sets this layer's weights from a list like `get_weights()`'s (same order and shapes)."""
-    indices = self._indices()
-    if len(weights) != len(indices):
-      raise ValueError(f"set_weights got {len(weights)} arrays; layer {self.name!r} has {len(indices)} weights.")
-    every = self._model.get_weights()
-    for i, new in zip(indices, weights):
-      if np.shape(new) != every[i].shape:
-        raise ValueError(f"set_weights: layer {self.name!r}'s weight {indices.index(i)} has shape "
-                         f"{every[i].shape}; got {np.shape(new)}.")
-      every[i] = np.asarray(new, every[i].dtype)
-    self._model.set_weights(every)
+    self._model.set_weights_at(self._keys(), weights, f"layer {self.name!r} has", "weights")
 
   @property
   def weights(self) -> list[np.ndarray]:
     return self.get_weights()
 
+  def _trained(self) -> list[bool]:
+    """Per weight, whether `fit` trains it: a parameter, while the layer is trainable (never batch statistics)."""
+    trainable = self.trainable
+    return [trainable and key[0] == "params" for key in self._keys()]
+
   @property
   def trainable_weights(self) -> list[np.ndarray]:
     """The weights `fit` trains: the parameters, while the layer is trainable (never batch statistics)."""
-    keys = self._model.weight_keys()
-    return [w for i, w in zip(self._indices(), self.get_weights()) if self.trainable and keys[i][0] == "params"]
+    return [w for trained, w in zip(self._trained(), self.get_weights()) if trained]
 
   @property
   def non_trainable_weights(self) -> list[np.ndarray]:
-    keys = self._model.weight_keys()
-    return [w for i, w in zip(self._indices(), self.get_weights())
-            if not (self.trainable and keys[i][0] == "params")]
+    return [w for trained, w in zip(self._trained(), self.get_weights()) if not trained]
 
   def count_params(self) -> int:
     return int(sum(w.size for w in self.get_weights()))

@@ -72,9 +72,8 @@ def _named_metric(metric: Any) -> tuple[str, Any]:
   `(y_true, y_pred) -> per-example values` by its `__name__` (averaged, Keras's `MeanMetricWrapper`)."""
   if isinstance(metric, str):
     return metric, metrics_lib.compile_metric(metric)
-  if all(hasattr(metric, attr) for attr in ("update_state", "get_config", "name")):
-    # A Keras metric object, read from its config: ours of the same class and arguments, logged by its name.
-    return metric.name, metrics_lib.get({"class_name": type(metric).__name__, "config": metric.get_config()})
+  if metrics_lib.is_keras_object(metric):  # ours of the same class and arguments, logged by its name
+    return metric.name, metrics_lib.get(metric)
   if all(hasattr(metric, attr) for attr in ("init", "update", "result", "name")):
     return metric.name, metric
   if callable(metric) and getattr(metric, "__name__", "<lambda>") != "<lambda>":

@@ -9,9 +9,10 @@ from jaxcomponents.training.callbacks import (BackupAndRestore, Callback, Callba
                                              History, LambdaCallback, LearningCurves, LearningRateScheduler,
                                              ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, RemoteMonitor,
                                              SwapEMAWeights, TensorBoard, TerminateOnNaN)
+from jaxcomponents.training.orbax_checkpoint import OrbaxCheckpoint
 
 __all__ = [
     "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
-    "LearningCurves", "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau",
-    "RemoteMonitor", "SwapEMAWeights", "TensorBoard", "TerminateOnNaN",
+    "LearningCurves", "LearningRateScheduler", "ModelCheckpoint", "OrbaxCheckpoint", "ProgbarLogger",
+    "ReduceLROnPlateau", "RemoteMonitor", "SwapEMAWeights", "TensorBoard", "TerminateOnNaN",
 ]

@@ -13,8 +13,10 @@ import jax
 import keras
 import numpy as np
 import pytest
+from orbax.checkpoint import v1 as ocp_v1
 
 from jaxcomponents import Model, callbacks, load_model, losses, metrics, optimizers
+from jaxcomponents.training.checkpoint import CheckpointError
 from jaxcomponents.training.step import resolve_loss
 from jaxcomponents.weights import from_keras
 from tests.helpers import random_input, randomize_keras
@@ -780,6 +782,62 @@ def test_model_checkpoint_as_keras_and_the_files_round_trip(tmp_path):
   with pytest.raises(ValueError, match=r"filepath='m.weights.h5' is not allowed with save_weights_only=False; "
                                        r"expected a name ending in .keras"):
     callbacks.ModelCheckpoint("m.weights.h5")
+
+
+def test_orbax_checkpoint_saves_the_steps_kerass_saves_holding_the_same_weights(tmp_path):
+  keras_model = small_cnn(seed=21)
+  model = pair(keras_model)
+  (x, y), (xv, yv) = data(32, 22), data(16, 23)
+
+  def script(m, cb, folder, epochs, **options):
+    saver = cb.OrbaxCheckpoint(str(tmp_path / folder), **options)
+    return m.fit(x, y, batch_size=8, epochs=epochs, validation_data=(xv, yv), shuffle=False, verbose=0,
+                 callbacks=[saver])
+
+  cases = {"epochs": dict(max_to_keep=None, save_on_background=False),
+           "every3": dict(save_freq=3, max_to_keep=2),  # every 3 batches (4 an epoch), counted on from 12 batches
+           # saves when val_loss rises: a decision by the monitor, taken as Keras takes it
+           "best": dict(monitor="val_loss", mode="max", save_best_only=True, max_to_keep=None,
+                        save_weights_only=True)}
+  for m in (model, keras_model):
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+  for folder, options in cases.items():
+    histories = [script(m, cb, f"{folder}-{who}", 4 if folder == "every3" else 3, **options)
+                 for m, cb, who in ((model, callbacks, "ours"), (keras_model, keras.callbacks, "keras"))]
+    assert_history_equal(*histories)
+  for folder in cases:
+    steps = sorted(os.listdir(tmp_path / f"{folder}-ours"), key=int)
+    assert steps == sorted((n for n in os.listdir(tmp_path / f"{folder}-keras") if n.isdigit()), key=int), folder
+    for step in steps:  # each checkpoint holds the weights Keras's holds (Keras's load_weights reads only the newest)
+      model.load_weights(tmp_path / f"{folder}-ours" / step)
+      saved = ocp_v1.load_checkpointables(tmp_path / f"{folder}-keras" / step, {"pytree": None})["pytree"]
+      keras_model.set_state_tree(saved)
+      assert_weights_equal(model, keras_model)
+  assert sorted(os.listdir(tmp_path / "every3-ours"), key=int) == ["24", "27"]  # the optimizer's count goes on
+  newest = load_model(tmp_path / "epochs-ours")  # architecture and weights of the newest: epoch 2
+  model.load_weights(tmp_path / "epochs-ours" / "2")
+  np.testing.assert_allclose(newest.predict(xv, verbose=0), model.predict(xv, verbose=0), rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match=r"holds weights only \(saved with save_weights_only=True\), no architecture"):
+    load_model(tmp_path / "best-ours")
+  with pytest.raises(CheckpointError, match=r"cannot save checkpoint 0 in .*epochs-ours, which holds checkpoints "
+                                            r"\[0, 1, 2\]: a number is saved once"):
+    script(model, callbacks, "epochs-ours", 1, max_to_keep=None)
+
+  class Fail(callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      raise RuntimeError("stop")
+
+  saver = callbacks.OrbaxCheckpoint(str(tmp_path / "failed"))
+  with pytest.raises(RuntimeError, match="stop"):
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[saver, Fail()])
+  assert os.listdir(tmp_path / "failed") == ["0"]  # written, and the folder given back for the next run:
+  model.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, verbose=0,
+            callbacks=[callbacks.OrbaxCheckpoint(str(tmp_path / "failed"))])
+  assert os.listdir(tmp_path / "failed") == ["1"]
+  with pytest.raises(ValueError, match=r"max_to_keep=0 is not allowed"):
+    callbacks.OrbaxCheckpoint("runs", max_to_keep=0)
+  with pytest.raises(ValueError, match=r"save_freq='batch' is not allowed; expected 'epoch' or a positive number"):
+    callbacks.OrbaxCheckpoint("runs", save_freq="batch")
 
 
 @pytest.mark.parametrize("save_freq, resumed_epochs", [("epoch", [2, 3]), (5, [1, 2, 3])])

@@ -930,7 +930,66 @@ class LearningCurves(Callback):
     plot_history(self.model.history, self.path)
 
 
-class ModelCheckpoint(_Monitor):
+class _Checkpointing(_Monitor):
+  """What Keras's two checkpoint callbacks share: `save_best_only` by `monitor`, `save_freq`, `verbose` lines."""
+
+  def __init__(self, monitor: str, verbose: int, save_best_only: bool, mode: str, save_freq: str | int,
+               initial_value_threshold: float | None):
+    super().__init__(monitor, mode, 0.0)
+    if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+      raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch' or a positive number of batches.")
+    self.best, self.verbose, self.save_best_only, self.save_freq = (initial_value_threshold, verbose,
+                                                                    save_best_only, save_freq)
+    self._epoch, self._batches_seen, self._since_saving, self._last_batch = 0, 0, 0, None
+
+  @property
+  def monitoring(self) -> bool:
+    """Whether `monitor` decides anything (only with `save_best_only`)."""
+    return self.save_best_only
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def _batch_due(self, batch: int) -> bool:
+    """Whether a save is due after batch `batch` of the epoch; counts the batches seen, across epochs."""
+    if self.save_freq == "epoch":
+      return False
+    restarted = self._last_batch is None or batch <= self._last_batch  # a new epoch counts its batches from 0
+    added = batch + 1 if restarted else batch - self._last_batch
+    self._since_saving, self._last_batch = self._since_saving + added, batch
+    self._batches_seen += added
+    if self._since_saving < self.save_freq:
+      return False
+    self._since_saving = 0
+    return True
+
+  def _decides_to_save(self, epoch: int, logs: Mapping[str, Any], saving: str, skipping: str | None) -> bool:
+    """Whether to save now, printing what is done with `verbose`, as Keras's checkpoint callbacks print it.
+
+    Without `save_best_only`, always; with it, when `monitor` improves on the best so far (then the new best).
+    A missing `monitor` warns, then saves (`skipping` None, as `ModelCheckpoint`) or not (as `OrbaxCheckpoint`).
+    """
+    if not self.save_best_only:
+      if self.verbose:
+        print(f"\nEpoch {epoch + 1}: {saving}", flush=True)
+      return True
+    value = logs.get(self.monitor)
+    if value is None:
+      warnings.warn(f"Can save best model only with {self.monitor} available"
+                    f"{'' if skipping is None else f', skipping save {skipping}'}.", stacklevel=3)
+      return skipping is None
+    best = "None" if self.best is None else f"{self.best:.5f}"
+    if not self._improves(value, self.best):
+      if self.verbose:
+        print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}", flush=True)
+      return False
+    if self.verbose:
+      print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {value:.5f}, {saving}", flush=True)
+    self.best = value
+    return True
+
+
+class ModelCheckpoint(_Checkpointing):
   """Saves the model as training goes, as Keras's `ModelCheckpoint`.
 
   `filepath` may hold `{epoch}` (from 1) and any log name (`"ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5"`).
@@ -946,41 +1005,22 @@ class ModelCheckpoint(_Monitor):
   def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
                save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
                save_freq: str | int = "epoch", initial_value_threshold: float | None = None):
-    super().__init__(monitor, mode, 0.0)
-    self.best = initial_value_threshold
-    self.filepath, self.verbose = os.fspath(filepath), verbose
-    self.save_best_only, self.save_weights_only, self.save_freq = save_best_only, save_weights_only, save_freq
-    if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
-      raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch' or a positive number of batches.")
+    super().__init__(monitor, verbose, save_best_only, mode, save_freq, initial_value_threshold)
+    self.filepath, self.save_weights_only = os.fspath(filepath), save_weights_only
     endings = (".weights.h5", ".npz") if save_weights_only else (".keras",)
     folder = not save_weights_only and not os.path.splitext(self.filepath)[1]  # Model.save's own format
     if not (self.filepath.endswith(endings) or folder):
       raise ValueError(f"filepath={self.filepath!r} is not allowed with save_weights_only={save_weights_only}; "
                        f"expected a name ending in {' or '.join(endings)}"
                        f"{'' if save_weights_only else ', or a folder name without a suffix'}.")
-    self._epoch, self._since_saving, self._last_batch = 0, 0, None
-
-  @property
-  def monitoring(self) -> bool:
-    """Whether `monitor` decides anything (only with `save_best_only`)."""
-    return self.save_best_only
 
   def on_train_begin(self, logs=None):
     check = getattr(self.model, "check_writable", None)
     if check is not None:  # before the first step, not after an epoch of work
       check(self.filepath)
 
-  def on_epoch_begin(self, epoch, logs=None):
-    self._epoch = epoch
-
   def on_train_batch_end(self, batch, logs=None):
-    if self.save_freq == "epoch":
-      return
-    restarted = self._last_batch is None or batch <= self._last_batch  # a new epoch counts its batches from 0
-    self._since_saving += batch + 1 if restarted else batch - self._last_batch
-    self._last_batch = batch
-    if self._since_saving >= self.save_freq:
-      self._since_saving = 0
+    if self._batch_due(batch):
       self._save(self._epoch, batch, dict(logs or {}))
 
   def on_epoch_end(self, epoch, logs=None):
@@ -994,28 +1034,16 @@ class ModelCheckpoint(_Monitor):
     except KeyError as e:
       raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} names {e}, which is not among the logs "
                      f"{sorted(logs)} (or epoch, batch).") from None
-    if self.save_best_only:
-      value = logs.get(self.monitor)
-      if value is None:
-        warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
-      elif not self._improves(value, self.best):
-        if self.verbose:
-          print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}", flush=True)
-        return
-      else:
-        if self.verbose:
-          best = "None" if self.best is None else f"{self.best:.5f}"
-          print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {value:.5f}, saving model to {path}",
-                flush=True)
-        self.best = value
-    elif self.verbose:
-      print(f"\nEpoch {epoch + 1}: saving model to {path}", flush=True)
+    if not self._decides_to_save(epoch, logs, f"saving model to {path}", None):
+      return
     if os.path.dirname(path):
       os.makedirs(os.path.dirname(path), exist_ok=True)
     if self.save_weights_only:
       self.model.save_weights(path, overwrite=True)
     else:
       self.model.save(path, overwrite=True)
+    if self.verbose:
+      print(f"\nEpoch {epoch + 1}: finished saving model to {path}", flush=True)
 
 
 class BackupAndRestore(Callback):

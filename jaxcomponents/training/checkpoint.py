@@ -3,8 +3,8 @@
 Each checkpoint stores, beside the arrays, a SHA-256 digest of each field of
 the state (params, batch_stats, opt_state, ...) and of its dataset record; a
 restore checks the shapes the checkpoint declares against the state it
-restores into before reading anything, then recomputes the digests, so a damaged, truncated or foreign checkpoint is found instead of
-loaded. Resuming restores the newest intact checkpoint and warns about each
+restores into before reading anything, then recomputes the digests, so a
+damaged, truncated or foreign checkpoint is found instead of loaded. Resuming restores the newest intact checkpoint and warns about each
 damaged one it passes over. A `Checkpointer` that writes holds the folder's
 lock (`folder_lock.FolderLock`): one writer per folder.
 """
@@ -33,6 +33,8 @@ from jaxcomponents.training.folder_lock import FolderInUseError, FolderLock
 from jaxcomponents.training.state import TrainState
 
 _SAVED_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
+_WEIGHT_FIELDS = ("params", "batch_stats")
+_ARCHITECTURE = "architecture"
 
 
 class CheckpointError(OSError):
@@ -206,12 +208,27 @@ def _verify(restored: dict[str, Any], checksum: Any, where: str) -> None:
     raise CheckpointError(f"{where} is damaged: its {', '.join(bad)} do not match the checksum saved with them")
 
 
+def checkpoint_location(path: str | os.PathLike) -> tuple[str, int | None] | None:
+  """`(directory, step)` when `path` is a folder of numbered checkpoints (`step` None: the newest) or one of
+  them (`run/3`), else None.
+  """
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.isdir(path):
+    return None
+  if any(name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path)):
+    return path, None
+  name = os.path.basename(path)
+  if name.isdigit() and os.path.isdir(os.path.join(path, "state")):
+    return os.path.dirname(path), int(name)
+  return None
+
+
 class Checkpointer:
   """Saves and restores a `TrainState` (metrics streams are not saved).
 
   Args:
     directory: where the step folders go (created if missing; writing needs it writable, reading does not).
-    keep: how many of the latest checkpoints to keep.
+    keep: how many of the latest checkpoints to keep (None: all).
     best_metric: also keep the checkpoint with the best value of this metric
       (e.g. `"val_loss"`); pass `metrics` to `save`.
     best_mode: `"min"` or `"max"`.
@@ -230,9 +247,10 @@ class Checkpointer:
       state = ckpt.restore(state)   # the newest intact checkpoint, verified
   """
 
-  def __init__(self, directory: str | os.PathLike, *, keep: int = 3, best_metric: str | None = None,
+  def __init__(self, directory: str | os.PathLike, *, keep: int | None = 3, best_metric: str | None = None,
                best_mode: str = "min", async_save: bool = True, save_timeout: float = 600.0):
-    check_positive_int("keep", keep)
+    if keep is not None:
+      check_positive_int("keep", keep)
     check_choice("best_mode", best_mode, ("min", "max"))
     if isinstance(save_timeout, bool) or not isinstance(save_timeout, (int, float)) or not save_timeout > 0:
       raise ValueError(f"save_timeout={save_timeout!r} is not allowed; expected a positive number of seconds.")
@@ -280,28 +298,41 @@ class Checkpointer:
     self._locked = True
 
   def save(self, state: TrainState, metrics: dict[str, float] | None = None, *, force: bool = False,
-           dataset: dict[str, Any] | None = None) -> bool:
-    """Saves `state` under its step; returns whether a checkpoint was written.
+           dataset: dict[str, Any] | None = None, step: int | None = None, weights_only: bool = False,
+           architecture: dict[str, Any] | None = None) -> bool:
+    """Saves `state` under its step (or `step`); returns whether a checkpoint was written.
 
-    `dataset` (JSON) describes the input pipeline's position and settings, saved beside the state.
+    A step that is already saved, or older than the newest, is not written (False).
+
+    Args:
+      state: the training state.
+      metrics: the logs `best_metric` is read from.
+      force: save even where orbax's save policy would not.
+      dataset: JSON describing the input pipeline's position and settings, saved beside the state.
+      step: the checkpoint's number, instead of the state's step.
+      weights_only: save only `params` and `batch_stats` (read back by `restore_weights`, not `restore`).
+      architecture: JSON describing the model (`saving.encode_module`), saved beside, for `load_checkpoint`.
 
     Raises:
       CheckpointError: the checkpoint cannot be written (a full disk, a vanished folder), naming why.
       FolderInUseError: another run writes into this folder.
     """
-    pytree = {name: getattr(state, name) for name in _SAVED_FIELDS}
+    pytree = {name: getattr(state, name) for name in (_WEIGHT_FIELDS if weights_only else _SAVED_FIELDS)}
     if self.best_metric is not None and metrics is not None and self.best_metric not in metrics:
       raise ValueError(
           f"best_metric={self.best_metric!r} is not among the saved metrics {sorted(metrics)}."
       )
     self.lock()
-    step = int(jax.device_get(state.step))
+    step = int(jax.device_get(state.step)) if step is None else step
     if step in self._manager.all_steps():
       return False
     dataset = dataset or {}
-    items = {"state": ocp.args.StandardSave(pytree), "dataset": ocp.args.JsonSave(dataset),
+    records = {"dataset": dataset, **({} if architecture is None else {_ARCHITECTURE: architecture})}
+    items = {"state": ocp.args.StandardSave(pytree),
+             **{name: ocp.args.JsonSave(record) for name, record in records.items()},
              "checksum": ocp.args.JsonSave({"fields": {name: digest({name: value}) for name, value in pytree.items()},
-                                            "dataset_sha256": record_digest(dataset)})}
+                                            **{f"{name}_sha256": record_digest(record)
+                                               for name, record in records.items()}})}
     self.wait()  # orbax waits for the write before this one too, without a bound
     try:
       return self._manager.save(step, args=ocp.args.Composite(**items),
@@ -412,6 +443,46 @@ class Checkpointer:
     if isinstance(checksum, dict) and "fields" in checksum:  # earlier versions digested only the whole state
       _verify(checked, checksum, where)
     return restored, {}
+
+  def restore_model(self, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """`(module, {"params": ..., "batch_stats": ...})` of a checkpoint saved with its `architecture`.
+
+    The module is built from jaxcomponents' own classes only, and the arrays
+    are read within the read limits, then verified against their checksums;
+    without `step`, a damaged newest checkpoint is passed over with a warning,
+    as by `restore`.
+    """
+    newest = self._existing_step(step)
+    if not os.path.isdir(os.path.join(self.directory, str(newest), _ARCHITECTURE)):
+      raise ValueError(f"checkpoint step {newest} in {self.directory} holds weights only (saved with "
+                       "save_weights_only=True), no architecture: build the model in code and read them with "
+                       "Model.load_weights.")
+    restored, _, self.restored_step = self._restore_intact({}, step, self._restore_model_step)
+    return restored["module"], {name: restored[name] for name in _WEIGHT_FIELDS}
+
+  def _restore_model_step(self, _, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    from jaxcomponents.training.saving import from_architecture  # pylint: disable=import-outside-toplevel
+
+    where, folder = f"checkpoint step {step} in {self.directory}", os.path.join(self.directory, str(step))
+    if not os.path.isdir(os.path.join(folder, _ARCHITECTURE)):
+      raise CheckpointError(f"{where} holds no architecture (saved with save_weights_only=True)")
+    check_metadata_sizes(folder, where)
+    try:
+      records = self._manager.restore(step, args=ocp.args.Composite(
+          **{_ARCHITECTURE: ocp.args.JsonRestore(), "checksum": ocp.args.JsonRestore()}))
+    except Exception as e:
+      raise CheckpointError(f"{where} cannot be read ({_first_line(e)})") from e
+    record, checksum = records[_ARCHITECTURE], records.checksum if isinstance(records.checksum, dict) else {}
+    if record_digest(record) != checksum.get(f"{_ARCHITECTURE}_sha256"):
+      raise CheckpointError(f"{where} is damaged: its architecture record does not match the checksum saved with it")
+    try:
+      module = from_architecture(record, f"the architecture of {where}")
+    except ValueError as e:
+      raise CheckpointError(str(e)) from e
+    arrays = read_arrays(os.path.join(folder, "state"))
+    weights = {name: arrays.get(name, {}) for name in _WEIGHT_FIELDS}
+    _verify(weights, checksum, where)
+    return {"module": module, **weights}, {}
 
   def _existing_step(self, step: int | None) -> int:
     steps = self.all_steps()

@@ -25,6 +25,7 @@ from jaxcomponents.training.callbacks import (BackupAndRestore, BatchLogs, Callb
                                              LearningCurves, LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau,
                                              TensorBoard, _check_protocol, pythonify)
 from jaxcomponents.training.checkpoint import Checkpointer
+from jaxcomponents.training.orbax_checkpoint import OrbaxCheckpoint
 from jaxcomponents.training.parallel import data_mesh, replicate
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.training.step import Step, make_eval_step
@@ -710,6 +711,12 @@ def run_fit(
   finally:
     if source is not None:
       source.close()
+    for callback in callbacks:  # when fit ends in an error, on_train_end has not given their folders back
+      if isinstance(callback, OrbaxCheckpoint):
+        with contextlib.suppress(Exception):
+          callback.wait_until_finished()
+        with contextlib.suppress(Exception):
+          callback._release()  # pylint: disable=protected-access
     if checkpointer is not None:
       with contextlib.suppress(Exception):  # a failed write was raised above; never mask the error being raised
         checkpointer.wait()

@@ -743,17 +743,27 @@ class Model:
     return to_keras(self.module, self.variables, keras.Model.from_config(json.loads(config)))
 
   def load_weights(self, filepath: str | os.PathLike) -> None:
-    """Reads variables written by `save_weights` (or Keras's `.h5` weights for the same architecture)."""
+    """Reads variables written by `save_weights` (or Keras's `.h5` weights for the same architecture), or the
+    newest intact checkpoint of a folder `callbacks.OrbaxCheckpoint` wrote (or the one of a step folder in it)."""
+    from jaxcomponents.training.checkpoint import (  # pylint: disable=import-outside-toplevel
+        Checkpointer, checkpoint_location)
     from jaxcomponents.weights import load_keras, load_npz  # pylint: disable=import-outside-toplevel
 
     path = os.fspath(filepath)
     sample = self._require_sample("load_weights")
-    if path.endswith(".npz"):
+    location = checkpoint_location(path)
+    if location is not None:
+      template = jax.device_get(self.variables)
+      params, batch_stats = Checkpointer(location[0]).restore_weights(
+          template["params"], template.get("batch_stats", {}), step=location[1])
+      variables = {**template, "params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+    elif path.endswith(".npz"):
       variables = load_npz(path, self.module, sample)
     elif path.endswith(".h5"):
       variables = load_keras(self.module, path, sample)
     else:
-      raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5.")
+      raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5, or a "
+                       "folder of checkpoints (OrbaxCheckpoint's).")
     self._set_variables(variables)
 
   def save(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
@@ -852,7 +862,8 @@ def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any
 
 
 def load_model(filepath: str | os.PathLike) -> Model:
-  """A whole model saved by `Model.save` (a folder), or a Keras `.keras` / full-model `.h5` file (needs Keras).
+  """A whole model saved by `Model.save` (a folder) or by `callbacks.OrbaxCheckpoint` (its folder: the newest
+  intact checkpoint; or one step's folder in it), or a Keras `.keras` / full-model `.h5` file (needs Keras).
 
   Example (needs a file)::
 
@@ -861,9 +872,15 @@ def load_model(filepath: str | os.PathLike) -> Model:
   """
   path = os.fspath(filepath)
   if os.path.isdir(path):
+    from jaxcomponents.training.checkpoint import (  # pylint: disable=import-outside-toplevel
+        Checkpointer, checkpoint_location)
     from jaxcomponents.training.saving import load_saved  # pylint: disable=import-outside-toplevel
 
-    module, variables = load_saved(path)
+    location = checkpoint_location(path)
+    if location is None:
+      module, variables = load_saved(path)
+    else:
+      module, variables = Checkpointer(location[0]).restore_model(location[1])
   else:
     from jaxcomponents.weights import from_keras  # pylint: disable=import-outside-toplevel
 

@@ -99,6 +99,18 @@ def decode_module(data: Mapping[str, Any], where: str = "module") -> nn.Module:
   return cls(**{k: _decode(v, f"{where}.{k}") for k, v in fields.items()})
 
 
+def architecture(module: nn.Module) -> dict[str, Any]:
+  """`module`'s architecture as saved (JSON-ready), read back by `from_architecture`."""
+  return {"format": _FORMAT, "module": encode_module(module)}
+
+
+def from_architecture(data: Any, where: str) -> nn.Module:
+  """The module an `architecture` record describes (`where` names the record in errors)."""
+  if not isinstance(data, dict) or data.get("format") != _FORMAT:
+    raise ValueError(f"{where} is not a jaxcomponents architecture (format {_FORMAT}).")
+  return decode_module(data.get("module") or {})
+
+
 SAVED_MODEL = files.folder_with(ARCHITECTURE, "a saved model", (VARIABLES,))
 
 
@@ -127,13 +139,13 @@ def save_model(path: str | os.PathLike, module: nn.Module, variables: Mapping[st
   """
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
-  architecture = json.dumps({"format": _FORMAT, "module": encode_module(module)})
+  description = json.dumps(architecture(module))
   variables = jax.device_get(dict(variables))
 
   def write(folder: str) -> None:
     os.makedirs(folder)
     with open(os.path.join(folder, ARCHITECTURE), "w") as f:
-      f.write(architecture)
+      f.write(description)
     try:
       with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(os.path.join(folder, VARIABLES), variables)
@@ -160,7 +172,4 @@ def load_saved(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
       data = json.load(f)
   except (OSError, ValueError) as e:
     raise ValueError(f"{file} is not readable JSON ({e}); save the model again.") from e
-  if not isinstance(data, dict) or data.get("format") != _FORMAT:
-    raise ValueError(f"{file} is not a jaxcomponents architecture (format {_FORMAT}).")
-  module = decode_module(data.get("module") or {})
-  return module, dict(read_arrays(os.path.join(path, VARIABLES)))
+  return from_architecture(data, file), dict(read_arrays(os.path.join(path, VARIABLES)))

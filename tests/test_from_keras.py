@@ -89,6 +89,16 @@ def test_multiply_maximum_and_minimum_merge_masked_inputs_as_keras(merge):
   outputs_close(module, variables, model, ids)
 
 
+@pytest.mark.parametrize("merge", [L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum])
+def test_merges_of_inputs_of_different_ranks_add_axes_after_the_batch_as_keras(merge):
+  a, b = keras.Input((3,)), keras.Input((2, 3))
+  model = keras.Model([a, b], merge()([a, b]))
+  rng = np.random.default_rng(5)
+  x = [rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(2, 2, 3)).astype(np.float32)]  # batch 2 = 2:
+  module, variables = from_keras(model)  # plain broadcasting would line the batch up with b's second axis
+  outputs_close(module, variables, model, x)
+
+
 def test_integer_images_resize_into_their_own_dtype_as_keras():
   image = keras.Input((7, 6, 1), dtype="uint8")
   outputs = [L.Resizing(14, 12)(image), L.Resizing(3, 4, interpolation="bicubic", antialias=True)(image),

@@ -158,3 +158,18 @@ def test_einsum_dense_in_a_model():
   model = keras.Model(x_in, x)
   _round_trip(model, np.random.default_rng(0).normal(size=(2, 4, 5)).astype(np.float32))
 
+
+
+@pytest.mark.parametrize("query_has_mask", [False, True])
+def test_a_query_mask_given_to_multi_head_attention_is_replaced_by_the_querys_own_as_keras(query_has_mask):
+  """Keras's MultiHeadAttention.call takes the query's attached mask and ignores a `query_mask` argument."""
+  ids, values = keras.Input((3,), dtype="int32"), keras.Input((5, 4))
+  query_keep, value_keep = keras.Input((3,)), keras.Input((5,))
+  query = L.Embedding(7, 4, mask_zero=query_has_mask)(ids)
+  y = L.MultiHeadAttention(2, 2)(query, values, query_mask=ops.cast(query_keep, "bool"),
+                                 value_mask=ops.cast(value_keep, "bool"))
+  model = keras.Model([ids, values, query_keep, value_keep], y)
+  rng = np.random.default_rng(3)
+  x = [np.array([[1, 2, 0], [3, 0, 4]], np.int32), rng.normal(size=(2, 5, 4)).astype(np.float32),
+       np.array([[1, 1, 0], [0, 1, 1]], np.float32), np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]], np.float32)]
+  _round_trip(model, x)

@@ -97,10 +97,13 @@ def _fold_constants(model, config: dict[str, Any]) -> dict[str, Any]:
 def _implicit_masks(layer, node) -> dict[str, Any]:
   """The masks Keras gives a call without recording them (`Layer.__call__`, "populate mask arguments"): a lone
   tensor argument's mask as `mask`, else each tensor argument `k`'s as `k_mask`, where the call takes them;
-  also the inputs' masks of the merges that read them from their inputs (`Multiply`, `Maximum`, `Minimum`)."""
+  also the inputs' masks of the merges that read them from their inputs (`Multiply`, `Maximum`, `Minimum`), and
+  MultiHeadAttention's query mask in place of any given (None where the query has none)."""
   import keras  # pylint: disable=import-outside-toplevel
 
   reads_masks = isinstance(layer, (keras.layers.Multiply, keras.layers.Maximum, keras.layers.Minimum))
+  # MultiHeadAttention takes its query's mask, and ignores a `query_mask` given to the call.
+  replaced = {"query_mask"} if isinstance(layer, keras.layers.MultiHeadAttention) else set()
 
   try:
     signature = inspect.signature(layer.call)
@@ -117,9 +120,10 @@ def _implicit_masks(layer, node) -> dict[str, Any]:
   wanted = {"mask": next(iter(tensors.values()))} if len(tensors) == 1 else {f"{k}_mask": v for k, v in tensors.items()}
   found = {}
   for name, value in wanted.items():
-    if (name in signature.parameters or (reads_masks and name == "mask")) and bound.get(name) is None:
+    if (name in signature.parameters or (reads_masks and name == "mask")) and (
+        bound.get(name) is None or name in replaced):
       masks = masks_of(value)
-      if masks is not None:
+      if masks is not None or bound.get(name) is not None:
         found[name] = masks
   return found
 

@@ -110,9 +110,15 @@ def _repeat_vector(config, name, options):
 
 # Merging.
 
+def _same_rank(xs) -> list[jax.Array]:
+  """Keras's merge layers (base_merge.py) give each lower-rank input new axes after its batch axis first."""
+  rank = max(x.ndim for x in xs)
+  return [x.reshape(x.shape[:1] + (1,) * (rank - x.ndim) + x.shape[1:]) for x in xs]
+
+
 def _merge(fn: Callable[[list[jax.Array]], jax.Array]):
   def build(config, name, options):
-    return lambda xs, train: fn(list(xs))
+    return lambda xs, train: fn(_same_rank(xs))
   return KerasClass(build)
 
 
@@ -203,10 +209,16 @@ def _or_masked(fn):
 
 
 def _masked_merge(fn):
-  """A merge whose inputs' Keras masks change what it computes (the masks come as the `mask` keyword)."""
-  def build(config, name, options):
-    return lambda xs, train, mask=None: fn(list(xs), mask)
-  return KerasClass(build, kwargs=("mask",))
+  """A merge whose inputs' Keras masks change what it computes (the masks come as the `mask` keyword).
+
+  An input given new axes to match the others' rank leaves its mask behind, as in Keras.
+  """
+  def merged(xs, train, mask=None):
+    ranked = _same_rank(xs)
+    masks = None if mask is None else [m if x.ndim == y.ndim else None for m, x, y in zip(mask, xs, ranked)]
+    return fn(ranked, masks)
+
+  return KerasClass(lambda config, name, options: merged, kwargs=("mask",))
 
 
 

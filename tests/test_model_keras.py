@@ -556,6 +556,39 @@ def test_early_stopping_restores_the_best_weights_as_keras():
   assert_weights_equal(model, keras_model)  # both hold the weights of epoch 0
 
 
+def test_monitors_without_their_log_warn_and_train_on_and_a_named_metric_object_tells_its_direction_as_keras(
+    tmp_path):
+  keras_model = small_cnn(seed=12)
+  model = pair(keras_model)
+  (x, y), (xv, yv) = data(32, 13), data(16, 14)
+
+  def script(m, cb, folder):
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+              metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    no_log = [cb.EarlyStopping(), cb.ReduceLROnPlateau(patience=1, verbose=2),  # val_loss: no validation data
+              cb.ModelCheckpoint(str(tmp_path / folder / "m-{epoch}.weights.h5"), save_best_only=True,
+                                 save_weights_only=True)]
+    history = m.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=no_log)
+    # "top2" tells no direction by its name: the metric's own (an accuracy) does
+    stop = cb.EarlyStopping(monitor="val_top2", patience=0, min_delta=1.0)
+    stopped = m.fit(x, y, batch_size=8, epochs=4, validation_data=(xv, yv), shuffle=False, verbose=0,
+                    callbacks=[stop])
+    return history, stopped, stop
+
+  with pytest.warns(UserWarning, match=r"EarlyStopping monitor='val_loss' names no log of this run; the logs will be "
+                                       r"\['learning_rate', 'loss', 'top2'\]"):
+    ours = script(model, callbacks, "ours")
+  theirs = script(keras_model, keras.callbacks, "keras")
+  for a, b in zip(ours[:2], theirs[:2]):
+    assert_history_equal(a, b)
+  assert ours[2].mode == "max" and ours[2].stopped_epoch == theirs[2].stopped_epoch == 1
+  assert sorted(os.listdir(tmp_path / "ours")) == sorted(os.listdir(tmp_path / "keras")) == [
+      "m-1.weights.h5", "m-2.weights.h5", "m-3.weights.h5"]  # saved at every epoch, as Keras saves them
+  with pytest.raises(ValueError, match=r"EarlyStopping\(monitor='val_score', mode='auto'\) cannot tell whether "
+                                       r"'val_score' should be minimised or maximised"):
+    model.fit(x, y, epochs=1, verbose=0, validation_data=(xv, yv), callbacks=[callbacks.EarlyStopping("val_score")])
+
+
 def test_reduce_lr_terminate_on_nan_and_csv_logger_as_keras(tmp_path):
   keras_model = small_cnn(seed=11)
   model = pair(keras_model)

@@ -396,9 +396,13 @@ def test_auto_mode_reads_the_direction_from_the_name_and_refuses_a_name_it_canno
   assert EarlyStopping("val_mean_io_u").mode == "max"  # Keras's MeanIoU is named mean_io_u
   assert EarlyStopping("val_dice_coef").mode == "max" and EarlyStopping("val_auc_1").mode == "max"
   assert EarlyStopping("val_mean_squared_error").mode == "min" and EarlyStopping("out_loss").mode == "min"
+  unknown = EarlyStopping("score")  # settled when fit begins, from the metric logged as "score", as Keras does
+  assert unknown.mode == "auto"
   with pytest.raises(ValueError, match=r"EarlyStopping\(monitor='score', mode='auto'\) cannot tell whether 'score' "
                                        r"should be minimised or maximised; pass mode='min' or mode='max'"):
-    EarlyStopping("score")
+    unknown.resolve_mode({})
+  unknown.resolve_mode({"score": metrics.get("auc")})
+  assert unknown.mode == "max"
 
 
 @pytest.mark.parametrize("send_as_json", [False, True])

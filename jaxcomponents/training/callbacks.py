@@ -422,15 +422,14 @@ _UP = ("acc", "auc", "precision", "recall", "iou", "io_u", "dice", "f1", "fbeta"
        "specificity", "true_positives", "true_negatives", "cosine_similarity", "correlation", "ssim")
 
 
-def _direction(callback: str, monitor: str) -> str:
-  """"min" or "max" for `monitor` in "auto" mode; a name that tells neither is an error, as in Keras."""
-  name = monitor.removeprefix("val_")
+def _direction(name: str) -> str | None:
+  """"min" or "max" for a log named `name` in "auto" mode, or None where the name tells neither."""
+  name = name.removeprefix("val_")
   if any(word in name for word in _DOWN):
     return "min"
   if any(word in name for word in _UP):
     return "max"
-  raise ValueError(f"{callback}(monitor={monitor!r}, mode='auto') cannot tell whether {monitor!r} should be "
-                   "minimised or maximised; pass mode='min' or mode='max'.")
+  return None
 
 
 class _Monitor(Callback):
@@ -439,18 +438,32 @@ class _Monitor(Callback):
   In "auto" mode the direction comes from the name, as Keras reads it from the
   metric's own direction: a loss or an error is minimised, an accuracy-like
   score (accuracy, AUC, precision, recall, IoU, Dice, F1, R2, ...)
-  maximised, and a name it cannot tell is an error (pass mode="min" or
-  "max"), as in Keras. An improvement must beat the best value by more than
-  `min_delta`.
+  maximised. A name that tells neither takes the direction of the metric
+  logged under it (a metric object given its own name, `AUC(name="roc")`),
+  read when `fit` begins; where that tells neither, `fit` refuses to start
+  (pass mode="min" or "max"), as Keras refuses. An improvement must beat the
+  best value by more than `min_delta`.
   """
 
   def __init__(self, monitor: str, mode: str, min_delta: float, baseline: float | None = None):
     super().__init__()
     check_choice("mode", mode, ("auto", "min", "max"))
     if mode == "auto":
-      mode = _direction(type(self).__name__, monitor)
+      mode = _direction(monitor) or "auto"
     self.monitor, self.mode, self.min_delta, self.baseline = monitor, mode, abs(min_delta), baseline
     self.best: float | None = None
+
+  def resolve_mode(self, metrics: Mapping[str, Any]) -> None:
+    """Settles "auto" mode from the metric logged under `monitor` (`metrics`: log name -> metric object).
+
+    Raises:
+      ValueError: neither the monitor's name nor its metric's tells which way it improves.
+    """
+    if self.mode == "auto":
+      self.mode = _direction(getattr(metrics.get(self.monitor.removeprefix("val_")), "name", "")) or "auto"
+    if self.mode == "auto":
+      raise ValueError(f"{type(self).__name__}(monitor={self.monitor!r}, mode='auto') cannot tell whether "
+                       f"{self.monitor!r} should be minimised or maximised; pass mode='min' or mode='max'.")
 
   def _value(self, logs: Mapping[str, float] | None) -> float | None:
     value = (logs or {}).get(self.monitor)
@@ -460,6 +473,7 @@ class _Monitor(Callback):
     return value
 
   def _improves(self, value: float, reference: float | None) -> bool:
+    self.resolve_mode({})  # fit settles it before its first step; this for a callback driven otherwise
     if reference is None:
       return True
     if self.mode == "min":
@@ -547,7 +561,7 @@ class ReduceLROnPlateau(_Monitor):
     check_rate("factor", factor)
     check_positive_int("patience", patience, allow_zero=True)
     check_positive_int("cooldown", cooldown, allow_zero=True)
-    check_choice("verbose", verbose, (0, 1))
+    check_positive_int("verbose", verbose, allow_zero=True)  # Keras prints at any verbose above 0
     if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or not 0.0 <= min_lr < math.inf:
       raise ValueError(f"min_lr={min_lr!r} is not allowed; expected a finite float >= 0.")
     super().__init__(monitor, mode, min_delta)

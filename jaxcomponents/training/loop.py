@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ from jaxcomponents.data.prefetch import prefetch
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.training.callbacks import (BackupAndRestore, BatchLogs, Callback, CallbackList, CSVLogger, History,
                                              LearningCurves, LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau,
-                                             TensorBoard, _check_protocol, pythonify)
+                                             TensorBoard, _check_protocol, _Monitor, pythonify)
 from jaxcomponents.training.checkpoint import Checkpointer
 from jaxcomponents.training.orbax_checkpoint import OrbaxCheckpoint
 from jaxcomponents.training.parallel import data_mesh, replicate
@@ -119,14 +120,20 @@ def _log_names(train_step: Step, eval_step: Step | None, callbacks: Sequence[Cal
   return sorted(names + [name for callback in callbacks for name in getattr(callback, "adds_logs", ())])
 
 
-def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, names: list[str]) -> None:
-  watched = [(f"{type(c).__name__} monitor", c.monitor) for c in callbacks
-             if isinstance(getattr(c, "monitor", None), str) and getattr(c, "monitoring", True)]
-  if best_metric is not None:
-    watched.append(("best_metric", best_metric))
-  for what, name in watched:
-    if name not in names:
-      raise ValueError(f"{what}={name!r} names no log of this run; the logs will be {names}.")
+def _check_monitors(callbacks: Sequence[Callback], best_metric: str | None, names: list[str],
+                    metrics: Mapping[str, Any]) -> None:
+  """Before the first step: `best_metric` must name a log; each monitoring callback's "auto" mode is settled from
+  `metrics` (log name -> metric object); a monitor naming no log is warned about, and the callback goes on as
+  Keras's does without its log (each epoch warns again; a checkpoint saves anyway)."""
+  if best_metric is not None and best_metric not in names:
+    raise ValueError(f"best_metric={best_metric!r} names no log of this run; the logs will be {names}.")
+  for c in callbacks:
+    if isinstance(c, _Monitor) and getattr(c, "monitoring", True):
+      c.resolve_mode(metrics)
+  for c in callbacks:
+    if isinstance(getattr(c, "monitor", None), str) and getattr(c, "monitoring", True) and c.monitor not in names:
+      warnings.warn(f"{type(c).__name__} monitor={c.monitor!r} names no log of this run; the logs will be {names}.",
+                    stacklevel=4)
 
 
 def _class_weigher(class_weight: Mapping[int, float] | None):
@@ -546,7 +553,7 @@ def run_fit(
     checkpoint_dir, keep_checkpoints, overwrite = backup.backup_dir, 2 if backup.double_checkpoint else 1, False
     resume = True  # from the newest intact backup, if an interrupted run left one
   _check_monitors(callbacks, best_metric, _log_names(train_step, eval_step if validation_data is not None else None,
-                                                     callbacks))
+                                                     callbacks), train_step.streams())
   _check_class_labels(model, train_step, train_data, "train_data")
   if validation_data is not None:
     _check_class_labels(model, eval_step, validation_data, "validation_data")

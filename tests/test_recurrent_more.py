@@ -211,6 +211,12 @@ BIDIRECTIONAL_CASES = [
                                                                        use_bias=False), None, True),
     (lambda: L.ConvLSTM1D(2, 3, padding="same", return_sequences=True),
      lambda: L.ConvLSTM1D(2, 1, padding="same", return_sequences=True, go_backwards=True), "ave", False),
+    # the forward layer's mirror, but named apart: each direction keeps its own weights
+    (lambda: L.LSTM(3, return_sequences=True, name="enc"),
+     lambda: L.LSTM(3, return_sequences=True, go_backwards=True, name="zz"), "concat", True),
+    # the roles swapped: Keras runs its forward layer backwards
+    (lambda: L.GRU(3, return_sequences=True, go_backwards=True), lambda: L.GRU(3, return_sequences=True), None,
+     False),
 ]
 
 

@@ -192,8 +192,11 @@ def _bidirectional(config, name, options):
   class_name, inner = _inner(config)
   merge = config.get("merge_mode", "concat")
   backward = config.get("backward_layer")
-  mirrored = backward is None or (backward["class_name"] == class_name
-                                  and _mirrored(backward["config"]) == _mirrored(inner))
+  # One layer computing both directions names them forward_<name> and backward_<name>: a backward layer of
+  # another name, or a forward layer going backwards, takes the general path, where each keeps its own.
+  mirrored = not inner.get("go_backwards", False) and (backward is None or (
+      backward["class_name"] == class_name and _mirrored(backward["config"]) == _mirrored(inner)
+      and backward["config"].get("name") == f"backward_{_strip(inner['name'], 'forward_')}"))
   if mirrored and class_name in _LAYER_CELLS and not inner.get("unroll", False):
     # Keras's Bidirectional forces zero_output_for_mask = return_sequences on both directions (None: that rule).
     layer = _layer(class_name, {**inner, "go_backwards": False, "zero_output_for_mask": None}, options, name=name,

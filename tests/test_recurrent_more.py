@@ -10,6 +10,7 @@ import pytest
 from jaxcomponents.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells, dropout_masks, state_shapes
 from jaxcomponents.layers.conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D, ConvLSTMCell
 from jaxcomponents.layers.recurrent import RNN, Bidirectional, Recurrent, reset_states, scan_cell
+from jaxcomponents import Model
 from jaxcomponents.weights import from_keras, to_keras
 from tests.helpers import assert_close, random_input
 from tests.keras_model_zoo import randomize
@@ -191,6 +192,22 @@ def test_rnn_of_cells_matches_keras(cells, options, masked, initial):
   all_close(ours, k_layer(x, **kwargs))
   if initial:  # the states may also come flat, in return_state's order
     all_close(layer.apply({"params": keras_params(k_layer)}, x, **{**kwargs, "initial_state": flat_states}), ours)
+
+
+def test_a_stack_of_cells_returning_its_nested_states_converts_whole_in_kerass_weight_order():
+  inputs = keras.Input((5, 4))
+  outputs = L.RNN([L.LSTMCell(3), L.GRUCell(2, reset_after=False)], return_sequences=True, return_state=True)(inputs)
+  model = keras.Model(inputs, outputs)  # the output (sequence, [h, c], h): the LSTM cell's states as one list
+  randomize(model, 2)
+  x = random_input((3, 5, 4))
+  module, variables = from_keras(model, check=x)
+  ours = module.apply(variables, x)
+  assert jax.tree.structure(ours) == jax.tree.structure((0, (0, 0), 0))
+  all_close(jax.tree.leaves(ours), keras.tree.flatten(model(x)))
+  twin = Model(module, variables)  # the cells' weights in the stack's order, as Keras lists them
+  assert [w.shape for w in twin.get_weights()] == [w.shape for w in model.get_weights()]
+  twin.set_weights(model.get_weights())
+  all_close(jax.tree.leaves(twin.predict(x, verbose=0)), keras.tree.flatten(model(x)))
 
 
 def test_stacked_cells_default_names_are_keras_automatic_names():

@@ -72,6 +72,23 @@ def convert_layers(expected: Mapping[str, Any], keras_layers: list[KerasLayer], 
   return fit_to(expected, produced, what)
 
 
+def _siblings_in_call_order(paths: list[Path], first_call: dict[Path, int]) -> list[Path]:
+  """`paths` with each run of siblings (one parent) in the order they were first called.
+
+  Variables come in creation order, which is the call order, except under a lifted transform (the scan over
+  `StackedRNNCells`), whose variables come back sorted by name.
+  """
+  ordered, start = list(paths), 0
+  while start < len(ordered):
+    end = start + 1
+    while end < len(ordered) and ordered[end][:-1] == ordered[start][:-1]:
+      end += 1
+    if all(path in first_call for path in ordered[start:end]):
+      ordered[start:end] = sorted(ordered[start:end], key=first_call.__getitem__)
+    start = end
+  return ordered
+
+
 def init_shapes(module: nn.Module, sample_input,
                 outputs: dict[Path, Any] | None = None) -> tuple[dict[str, Any], list[Path]]:
   """Returns the module's variable shapes and its weighted layers in creation order.
@@ -81,19 +98,21 @@ def init_shapes(module: nn.Module, sample_input,
   """
   inputs = sample_input if isinstance(sample_input, (tuple, list)) else (sample_input,)
   order: list[Path] = []
+  first_call: dict[Path, int] = {}
 
   def record(next_fun, args, kwargs, context):
+    first_call.setdefault(tuple(context.module.path), len(first_call))
     out = next_fun(*args, **kwargs)
-    if context.method_name == "__call__" and hasattr(out, "shape"):
+    if outputs is not None and context.method_name == "__call__" and hasattr(out, "shape"):
       outputs.setdefault(tuple(context.module.path), tuple(out.shape))
-    if context.method_name == "__call__" and hasattr(context.module, "keras3_constants"):
+    if outputs is not None and context.method_name == "__call__" and hasattr(context.module, "keras3_constants"):
       outputs.setdefault(("keras3_constants", *context.module.path), context.module.keras3_constants())
     return out
 
   def init():
-    with nn.intercept_methods(record) if outputs is not None else contextlib.nullcontext():
+    with nn.intercept_methods(record):
       variables = module.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *inputs)
-    order.extend(leaf_layers(variables))
+    order.extend(_siblings_in_call_order(list(leaf_layers(variables)), first_call))
     return variables
 
   shapes = jax.eval_shape(init)

@@ -76,6 +76,7 @@ class Graph:
   outputs: tuple[Ref, ...]
   input_keys: tuple[str, ...] | None = None  # a model taking a dict: its keys, in the order of `inputs`
   output_keys: tuple[str, ...] | None = None  # a model giving a dict: its keys, in the order of `outputs`
+  output_nesting: tuple | None = None  # a model giving lists in its list: `outputs`' indices so nested
 
 
 def _refs(value):
@@ -89,8 +90,10 @@ def _refs(value):
   return value
 
 
-def _ref_list(value, entries: Mapping[str, Entry]) -> tuple[tuple[Ref, ...], tuple[str, ...] | None]:
-  """The model's inputs or outputs as `Ref`s, and their keys where the model takes or gives a dict.
+def _ref_list(value, entries: Mapping[str, Entry]
+              ) -> tuple[tuple[Ref, ...], tuple[str, ...] | None, tuple | None]:
+  """The model's inputs or outputs as `Ref`s, their keys where the model takes or gives a dict, and their
+  nesting where a list holds lists (`(0, (1, 2), 3)`: `Ref` indices), else None.
 
   A nested Functional model's output is counted from 1, as Keras counts its built-in node first.
   """
@@ -100,10 +103,17 @@ def _ref_list(value, entries: Mapping[str, Entry]) -> tuple[tuple[Ref, ...], tup
   elif value and isinstance(value[0], str):  # a single [name, node, tensor]
     value = [value]
   refs = []
-  for name, node, tensor in value:
+
+  def walk(item):
+    if not (len(item) == 3 and isinstance(item[0], str)):  # a list of outputs (RNN(..., return_state=True)'s)
+      return tuple(walk(v) for v in item)
+    name, node, tensor = item
     functional = name in entries and entries[name].class_name == "Functional"
     refs.append(Ref(name, node - 1 if functional and node > 0 else node, tensor))
-  return tuple(refs), keys
+    return len(refs) - 1
+
+  structure = tuple(walk(v) for v in value)
+  return tuple(refs), keys, structure if any(isinstance(s, tuple) for s in structure) else None
 
 
 def _sequential(config: Mapping[str, Any]) -> Graph:
@@ -131,9 +141,9 @@ def parse(config: Mapping[str, Any]) -> Graph:
                   for n in layer.get("inbound_nodes", ()))
     entries[layer["name"]] = Entry(layer["name"], layer["class_name"], layer.get("module"),
                                    dict(layer["config"]), nodes)
-  inputs, input_keys = _ref_list(config["input_layers"], entries)
-  outputs, output_keys = _ref_list(config["output_layers"], entries)
-  return Graph(entries, inputs, outputs, input_keys, output_keys)
+  inputs, input_keys, _ = _ref_list(config["input_layers"], entries)
+  outputs, output_keys, output_nesting = _ref_list(config["output_layers"], entries)
+  return Graph(entries, inputs, outputs, input_keys, output_keys, output_nesting)
 
 
 @functools.lru_cache(maxsize=64)
@@ -272,7 +282,7 @@ class KerasGraph(PrecisionFields):
     train: dropout on and batch statistics updated, as Keras's `training=True`.
 
   Returns:
-    The output array, or a tuple with one array per Keras output.
+    The output array, or a tuple with one array per Keras output (nested as the Keras model nests them).
   """
 
   config: str
@@ -285,6 +295,9 @@ class KerasGraph(PrecisionFields):
     outputs = tuple(values[r] for r in graph.outputs)
     if graph.output_keys is not None:
       return dict(zip(graph.output_keys, outputs))
+    if graph.output_nesting is not None:
+      nest = lambda s: outputs[s] if isinstance(s, int) else tuple(nest(v) for v in s)
+      return nest(graph.output_nesting)
     return outputs[0] if len(outputs) == 1 else outputs
 
   def sample_inputs(self, open_size: int | None = None) -> list[Any] | None:

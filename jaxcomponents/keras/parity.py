@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 
 from collections.abc import Mapping
@@ -100,7 +101,7 @@ def compare_with_keras(module, variables: Mapping[str, Any], keras_model, x, *, 
   theirs = _as_list(probe.predict(given, verbose=0)) if len(compared) + len(outputs) > 1 \
       else [probe.predict(given, verbose=0)]
   finals = module.apply(variables, *inputs)
-  finals = [finals[k] for k in sorted(finals)] if isinstance(finals, dict) else _as_list(finals)
+  finals = [finals[k] for k in sorted(finals)] if isinstance(finals, dict) else jax.tree.leaves(finals)
   rows, first = [], None
   named = [(layer.name, type(layer).__name__, ours[layer.name]) for layer, _ in compared]
   named += [(f"output {i}", "model output", value) for i, value in enumerate(finals)]

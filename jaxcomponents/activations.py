@@ -118,7 +118,7 @@ for _name, _fn, _aliases in (
     ("exponential", jnp.exp, ()), ("mish", mish, ()), ("log_sigmoid", jax.nn.log_sigmoid, ()),
     ("tanh_shrink", tanh_shrink, ()), ("squareplus", squareplus, ()), ("soft_shrink", soft_shrink, ()),
     ("hard_shrink", hard_shrink, ()), ("sparse_plus", jax.nn.sparse_plus, ()),
-    ("sparse_sigmoid", jax.nn.sparse_sigmoid, ()), ("sparsemax", sparsemax, ()),
+    ("sparse_sigmoid", jax.nn.sparse_sigmoid, ()), ("sparsemax", sparsemax, ()), ("glu", jax.nn.glu, ()),
 ):
   ACTIVATIONS.register(_name, _fn, aliases=_aliases)
 del _name, _fn, _aliases

@@ -99,6 +99,21 @@ def test_merges_of_inputs_of_different_ranks_add_axes_after_the_batch_as_keras(m
   outputs_close(module, variables, model, x)
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_center_crop_and_resizing_to_the_targets_aspect_ratio_as_keras(data_format):
+  image = keras.Input((7, 10, 2) if data_format == "channels_last" else (2, 7, 10))
+  options = dict(data_format=data_format)
+  outputs = [L.CenterCrop(4, 6, **options)(image),  # a crop
+             L.CenterCrop(8, 8, **options)(image),  # taller than the image: cropped to 1:1, then resized
+             L.Resizing(4, 6, crop_to_aspect_ratio=True, **options)(image),
+             L.Resizing(6, 3, pad_to_aspect_ratio=True, fill_value=0.5, interpolation="bicubic", **options)(image),
+             L.Resizing(3, 9, pad_to_aspect_ratio=True, **options)(image)]
+  model = keras.Model(image, [L.Activation("glu")(L.Flatten()(y)) for y in outputs])  # glu halves the features
+  x = np.random.default_rng(1).normal(size=(2, *image.shape[1:])).astype(np.float32)
+  module, variables = from_keras(model, check=x)
+  outputs_close(module, variables, model, x)
+
+
 def test_integer_images_resize_into_their_own_dtype_as_keras():
   image = keras.Input((7, 6, 1), dtype="uint8")
   outputs = [L.Resizing(14, 12)(image), L.Resizing(3, 4, interpolation="bicubic", antialias=True)(image),
@@ -201,7 +216,7 @@ def test_unsupported_layers_are_all_listed_before_building():
 
   inputs = keras.Input((6, 6, 3))
   x = L.Lambda(lambda t: t + 1.0, name="plus_one")(inputs)
-  x = L.Resizing(4, 4, crop_to_aspect_ratio=True)(Twice(name="twice")(x))
+  x = L.BatchNormalization(renorm=True)(Twice(name="twice")(x))
   model = keras.Model(inputs, L.Flatten()(x))
   with pytest.raises(ValueError) as error:
     from_keras(model)
@@ -209,7 +224,7 @@ def test_unsupported_layers_are_all_listed_before_building():
   assert "3 layer(s)" in message
   for text in ("plus_one (Lambda)", "a Lambda layer runs Python code", "custom_layers={'plus_one'",
                "twice (Twice)", "its class is not supported", "custom_layers={'Twice'",
-               "crop_to_aspect_ratio=True (only False)"):
+               "renorm=True (only False)"):
     assert text in message
 
 

@@ -114,14 +114,52 @@ def _up_sampling(dims: int):
   return any_data_format(KerasClass(build, check=check))
 
 
+def _to_aspect_ratio(x, height: int, width: int, crop: bool, pad: bool, fill_value: float):
+  """Keras's `crop_to_aspect_ratio` (the largest centred crop of the target's aspect ratio) or
+  `pad_to_aspect_ratio` (`fill_value` added on both sides of the height, else of the width) of `(batch, h, w, c)`."""
+  h, w = x.shape[1], x.shape[2]
+  fit_h, fit_w = int(float(w * height) / width), int(float(h * width) / height)  # Keras's rounding
+  if crop:
+    crop_h, crop_w = max(min(h, fit_h), 1), max(min(w, fit_w), 1)
+    top, left = int(float(h - crop_h) / 2), int(float(w - crop_w) / 2)
+    return x[:, top:top + crop_h, left:left + crop_w]
+  if pad:
+    top, left = int(float(max(h, fit_h) - h) / 2), int(float(max(w, fit_w) - w) / 2)
+    if top > 0 or left > 0:
+      edges = ((0, 0), (top, top), (0, 0), (0, 0)) if top > 0 else ((0, 0), (0, 0), (left, left), (0, 0))
+      return jnp.pad(x, edges, constant_values=jnp.asarray(fill_value).astype(x.dtype))
+  return x
+
+
+def _resized(x, height: int, width: int, method: str, antialias: bool):
+  shape = (x.shape[0], height, width, x.shape[-1])
+  resized = jax.image.resize(x.astype(jnp.float32), shape, method=_RESIZE_METHODS[method], antialias=antialias)
+  return _in_input_dtype(resized, x.dtype)
+
+
 def _resizing(config, name, options):
   height, width, method = config["height"], config["width"], config.get("interpolation", "bilinear")
   antialias = config.get("antialias", False)
+  crop, pad = config.get("crop_to_aspect_ratio", False), config.get("pad_to_aspect_ratio", False)
+  fill_value = config.get("fill_value", 0.0)
 
   def call(x, train):
-    shape = (x.shape[0], height, width, x.shape[-1])
-    resized = jax.image.resize(x.astype(jnp.float32), shape, method=_RESIZE_METHODS[method], antialias=antialias)
-    return _in_input_dtype(resized, x.dtype)
+    return _resized(_to_aspect_ratio(x, height, width, crop, pad, fill_value), height, width, method, antialias)
+  return call
+
+
+def _center_crop(config, name, options):
+  """Keras's `CenterCrop`: the centred `height x width`; an image smaller than that on a side is cropped to the
+  target's aspect ratio and resized bilinearly instead (Keras's `smart_resize`)."""
+  height, width = config["height"], config["width"]
+
+  def call(x, train):
+    x = x.astype(jnp.float32)
+    h, w = x.shape[1], x.shape[2]
+    if h >= height and w >= width:
+      top, left = (h - height) // 2, (w - width) // 2
+      return x[:, top:top + height, left:left + width]
+    return _resized(_to_aspect_ratio(x, height, width, True, False, 0.0), height, width, "bilinear", False)
   return call
 
 
@@ -135,9 +173,8 @@ def _in_input_dtype(resized, dtype):
 
 def _resizing_check(config):
   problems = []
-  for key in ("crop_to_aspect_ratio", "pad_to_aspect_ratio"):
-    if config.get(key):
-      problems.append(f"{key}=True (only False)")
+  if config.get("fill_mode", "constant") != "constant":
+    problems.append(f"fill_mode={config['fill_mode']!r} (only 'constant', as Keras)")
   if config.get("interpolation", "bilinear") not in _RESIZE_METHODS:
     problems.append(f"interpolation={config.get('interpolation')!r} (known: {sorted(_RESIZE_METHODS)})")
   return problems
@@ -165,4 +202,5 @@ RECORDS: dict[str, KerasClass] = {
     **{f"UpSampling{d}D": _up_sampling(d) for d in (1, 2, 3)},
     "Rescaling": KerasClass(_rescaling),
     "Resizing": any_data_format(KerasClass(_resizing, check=_resizing_check)),
+    "CenterCrop": any_data_format(KerasClass(_center_crop)),
 }

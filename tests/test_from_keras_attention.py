@@ -173,3 +173,19 @@ def test_a_query_mask_given_to_multi_head_attention_is_replaced_by_the_querys_ow
   x = [np.array([[1, 2, 0], [3, 0, 4]], np.int32), rng.normal(size=(2, 5, 4)).astype(np.float32),
        np.array([[1, 1, 0], [0, 1, 1]], np.float32), np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]], np.float32)]
   _round_trip(model, x)
+
+
+@pytest.mark.parametrize("options, call", [
+    (dict(head_dim=3, num_query_heads=4, num_key_value_heads=2), dict(use_causal_mask=True)),  # the fused path
+    (dict(head_dim=2, num_query_heads=6, num_key_value_heads=3, use_gate=True, sliding_window=2, dropout=0.2),
+     dict(return_attention_scores=True)),  # scores through the masked softmax, dropout off at inference
+    (dict(head_dim=2, num_query_heads=2, num_key_value_heads=1, use_bias=False), dict(masked=True)),
+])
+def test_grouped_query_attention_as_keras(options, call):
+  ids, values = keras.Input((4,), dtype="int32"), keras.Input((5, 6))
+  query = L.Embedding(9, 6, mask_zero=call.pop("masked", False))(ids)  # its mask reaches the layer unrecorded
+  y = L.GroupQueryAttention(**options)(query, values, **call)
+  model = keras.Model([ids, values], L.Concatenate()([L.Flatten()(t) for t in y]) if isinstance(y, tuple) else y)
+  x = [np.array([[1, 2, 0, 3], [4, 0, 0, 5]], np.int32),
+       np.random.default_rng(4).normal(size=(2, 5, 6)).astype(np.float32)]
+  _round_trip(model, x)

@@ -103,6 +103,9 @@ class MultiHeadAttention(PrecisionFields):
       from the query's last axis as Keras counts them).
     sliding_window: each query attends only to keys fewer than this many positions away (None: all).
     use_gate: gate the heads' outputs by a sigmoid projection of the query (sub-layer `gate`).
+    num_key_value_heads: key and value projected to this many heads, each shared by `num_heads //
+      num_key_value_heads` query heads in turn (None: `num_heads`): Keras's `GroupQueryAttention(head_dim,
+      num_query_heads, num_key_value_heads)` is this layer with `key_dim=head_dim`, `num_heads=num_query_heads`.
     flash_attention: None or False: the XLA computation above. True is refused: Keras then runs cuDNN's or
       the TPU's fused kernel, whose rounding this layer does not reproduce (Keras refuses it on the CPU).
     kernel_init, bias_init: initializers of the projections (None: Keras's defaults).
@@ -139,6 +142,7 @@ class MultiHeadAttention(PrecisionFields):
   attention_axes: int | Sequence[int] | None = None
   sliding_window: int | None = None
   use_gate: bool = False
+  num_key_value_heads: int | None = None
   flash_attention: bool | None = None
   kernel_init: nn.initializers.Initializer | None = None
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
@@ -152,14 +156,22 @@ class MultiHeadAttention(PrecisionFields):
     if self.sliding_window is not None:
       check_positive_int("sliding_window", self.sliding_window)
     check_choice("flash_attention", self.flash_attention, (None, False))
+    if self.num_key_value_heads is not None:
+      check_positive_int("num_key_value_heads", self.num_key_value_heads)
+      if self.num_heads % self.num_key_value_heads:
+        raise ValueError(f"num_key_value_heads={self.num_key_value_heads} is not allowed with num_heads="
+                         f"{self.num_heads}; expected a divisor of num_heads.")
 
   def _dense(self, equation: str, bias_axes: str, output_shape, name: str, activation=None) -> EinsumDense:
     return EinsumDense(equation, tuple(output_shape), activation, bias_axes if self.use_bias else None,
                        kernel_init=self.kernel_init, bias_init=self.bias_init, name=name, **self.precision_options)
 
-  def _heads(self, x: jax.Array, size: int, name: str, activation=None) -> jax.Array:
+  def _heads(self, x: jax.Array, size: int, name: str, activation=None, shared: bool = False) -> jax.Array:
+    """`x` projected to `(..., heads, size)`; `shared`: key or value, each head repeated for its query heads."""
+    heads = self.num_key_value_heads if shared and self.num_key_value_heads else self.num_heads
     equation, bias_axes = _projection(x.ndim - 1, 1, 2)
-    return self._dense(equation, bias_axes, [None] * (x.ndim - 2) + [self.num_heads, size], name, activation)(x)
+    y = self._dense(equation, bias_axes, [None] * (x.ndim - 2) + [heads, size], name, activation)(x)
+    return y if heads == self.num_heads else jnp.repeat(y, self.num_heads // heads, axis=-2)
 
   def _masks(self, query, value, query_mask, value_mask, key_mask, attention_mask, use_causal_mask):
     """Keras's attention mask: the query, value and key masks, the causal and window masks and attention_mask."""
@@ -201,8 +213,8 @@ class MultiHeadAttention(PrecisionFields):
     value_dim = self.value_dim or self.key_dim
     gate = self._heads(query, value_dim, "gate", "sigmoid") if self.use_gate else None
     q = self._heads(query, self.key_dim, "query")
-    k = self._heads(key, self.key_dim, "key")
-    v = self._heads(value, value_dim, "value")
+    k = self._heads(key, self.key_dim, "key", shared=True)
+    v = self._heads(value, value_dim, "value", shared=True)
     rank = v.ndim
     if self.attention_axes is None:
       axes = tuple(range(1, rank - 2))

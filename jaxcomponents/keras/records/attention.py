@@ -1,6 +1,6 @@
 """Records of Keras's attention layers: see `jaxcomponents.keras.record`.
 
-`EinsumDense`, `MultiHeadAttention`, `Attention` and `AdditiveAttention`,
+`EinsumDense`, `MultiHeadAttention`, `GroupQueryAttention`, `Attention` and `AdditiveAttention`,
 computed by `jaxcomponents.layers.einsum_dense` and `jaxcomponents.layers.attention`
 with Keras's weights (`MultiHeadAttention`'s sub-layers `query`, `key`, `value`,
 `attention_output`, `gate` are modules of those names below the layer's).
@@ -36,24 +36,34 @@ def _quantization(config) -> list[str]:
   return ["gptq_unpacked_column_size (only a float layer)"] if config.get("gptq_unpacked_column_size") else []
 
 
-def _multi_head_attention_check(config) -> list[str]:
-  found = []
-  for key in ("num_heads", "key_dim"):
-    value = config.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-      found.append(f"{key}={value!r} (only a positive int)")
-  return found
+def _positive_ints(*keys: str):
+  def check(config) -> list[str]:
+    return [f"{key}={config.get(key)!r} (only a positive int)" for key in keys
+            if not isinstance(config.get(key), int) or isinstance(config.get(key), bool) or config.get(key) <= 0]
+  return check
 
 
 def _multi_head_attention(config, name, options):
   output_shape = config.get("output_shape")
   axes = config.get("attention_axes")
-  layer = MultiHeadAttention(
+  return _attention_call(MultiHeadAttention(
       config["num_heads"], config["key_dim"], config.get("value_dim"), config.get("dropout", 0.0),
       config.get("use_bias", True), None if not output_shape else _shape(output_shape),
       None if axes is None else _shape(axes), config.get("sliding_window"), config.get("use_gate", False),
-      name=name, **options)
+      name=name, **options))
 
+
+def _grouped_query_attention(config, name, options):
+  """Keras's `GroupQueryAttention` (class `GroupedQueryAttention`): `MultiHeadAttention` with shared key and
+  value heads."""
+  return _attention_call(MultiHeadAttention(
+      config["num_query_heads"], config["head_dim"], dropout=config.get("dropout", 0.0),
+      use_bias=config.get("use_bias", True), sliding_window=config.get("sliding_window"),
+      use_gate=config.get("use_gate", False), num_key_value_heads=config["num_key_value_heads"], name=name,
+      **options))
+
+
+def _attention_call(layer: MultiHeadAttention):
   def call(query=None, value=None, key=None, *, train, query_mask=None, value_mask=None, key_mask=None,
            attention_mask=None, use_causal_mask=False, return_attention_scores=False):
     return layer(query, value, key, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
@@ -92,8 +102,11 @@ _ATTENTION_WEIGHTS = ({"scale": ("params", "scale"), "concat_score_weight": ("pa
 RECORDS: dict[str, KerasClass] = {
     "EinsumDense": KerasClass(_einsum_dense, check=all_checks(known_activation(), _quantization),
                               creates_module=True, shape_checked=True),
-    "MultiHeadAttention": KerasClass(_multi_head_attention, kwargs=_MHA_KWARGS, check=_multi_head_attention_check,
-                                     creates_module=True),
+    "MultiHeadAttention": KerasClass(_multi_head_attention, kwargs=_MHA_KWARGS,
+                                     check=_positive_ints("num_heads", "key_dim"), creates_module=True),
+    "GroupQueryAttention": KerasClass(
+        _grouped_query_attention, kwargs=_MHA_KWARGS,
+        check=_positive_ints("head_dim", "num_query_heads", "num_key_value_heads"), creates_module=True),
     "Attention": KerasClass(_attention(Attention), kwargs=_ATTENTION_KWARGS, check=_score_mode, creates_module=True,
                             weights=_ATTENTION_WEIGHTS),
     "AdditiveAttention": KerasClass(_attention(AdditiveAttention), kwargs=_ATTENTION_KWARGS, creates_module=True),

@@ -791,30 +791,32 @@ def test_model_checkpoint_as_keras_and_the_files_round_trip(tmp_path):
     best = cb.ModelCheckpoint(str(tmp_path / folder / "best-{epoch:02d}-{val_loss:.3f}.weights.h5"),
                               save_best_only=True, save_weights_only=True)
     every = cb.ModelCheckpoint(str(tmp_path / folder / "model-{epoch}.keras"), save_freq=3)
+    legacy = cb.ModelCheckpoint(str(tmp_path / folder / "legacy-{epoch}.h5"))  # Keras's legacy whole-model file
     return m.fit(x, y, batch_size=8, epochs=3, validation_data=(xv, yv), shuffle=False, verbose=0,
-                 callbacks=[best, every])
+                 callbacks=[best, every, legacy])
 
   assert_history_equal(script(model, callbacks, "ours"), script(keras_model, keras.callbacks, "keras"))
   assert sorted(os.listdir(tmp_path / "ours")) == sorted(os.listdir(tmp_path / "keras"))
   for name in os.listdir(tmp_path / "ours"):  # Keras reads our files into its model as its own
-    if name.endswith(".keras"):
+    if name.endswith(".keras") or name.startswith("legacy"):
       np.testing.assert_allclose(keras.models.load_model(tmp_path / "ours" / name).predict(xv, verbose=0),
                                  keras.models.load_model(tmp_path / "keras" / name).predict(xv, verbose=0),
                                  rtol=1e-4, atol=1e-6)
   last = sorted(n for n in os.listdir(tmp_path / "ours") if n.startswith("best"))[-1]
   twin = small_cnn(seed=99)
   twin.load_weights(tmp_path / "ours" / last)
-  reloaded = load_model(tmp_path / "ours" / "model-3.keras")
-  np.testing.assert_allclose(reloaded.predict(xv, verbose=0), model.predict(xv, verbose=0), rtol=1e-6, atol=1e-7)
+  for name in ("model-3.keras", "legacy-3.h5"):
+    reloaded = load_model(tmp_path / "ours" / name)
+    np.testing.assert_allclose(reloaded.predict(xv, verbose=0), model.predict(xv, verbose=0), rtol=1e-6, atol=1e-7)
   for suffix in ("npz", "h5", "weights.h5"):
     fresh = Model(model.module, seed=5)  # the same architecture, its own initial weights
     fresh.build(x)
     model.save_weights(tmp_path / f"w.{suffix}")
     fresh.load_weights(tmp_path / f"w.{suffix}")
     np.testing.assert_allclose(fresh.predict(xv, verbose=0), model.predict(xv, verbose=0), rtol=1e-6, atol=1e-7)
-  with pytest.raises(ValueError, match=r"filepath='m.weights.h5' is not allowed with save_weights_only=False; "
-                                       r"expected a name ending in .keras"):
-    callbacks.ModelCheckpoint("m.weights.h5")
+  with pytest.raises(ValueError, match=r"filepath='m.npz' is not allowed with save_weights_only=False; "
+                                       r"expected a name ending in .keras or .h5, or a folder name"):
+    callbacks.ModelCheckpoint("m.npz")
 
 
 def test_orbax_checkpoint_saves_the_steps_kerass_saves_holding_the_same_weights(tmp_path):

@@ -1008,8 +1008,9 @@ class ModelCheckpoint(_Checkpointing):
 
   `filepath` may hold `{epoch}` (from 1) and any log name (`"ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5"`).
   With `save_weights_only=True` it ends in `.weights.h5` (Keras's layout, through `Model.save_weights`) or
-  `.npz`; otherwise it is a whole model through `Model.save`: `.keras` (models converted by `from_keras`) or a
-  folder name without a suffix (jaxcomponents' own format, any jaxcomponents module).
+  `.npz`; otherwise it is a whole model through `Model.save`: `.keras` or `.h5` (Keras's legacy file; both for
+  models converted by `from_keras`) or a folder name without a suffix (jaxcomponents' own format, any
+  jaxcomponents module).
   `save_best_only` saves only when `monitor` improves; `save_freq` is `"epoch"` or a number of batches.
 
   Example:
@@ -1021,7 +1022,7 @@ class ModelCheckpoint(_Checkpointing):
                save_freq: str | int = "epoch", initial_value_threshold: float | None = None):
     super().__init__(monitor, verbose, save_best_only, mode, save_freq, initial_value_threshold)
     self.filepath, self.save_weights_only = os.fspath(filepath), save_weights_only
-    endings = (".weights.h5", ".npz") if save_weights_only else (".keras",)
+    endings = (".weights.h5", ".npz") if save_weights_only else (".keras", ".h5")
     folder = not save_weights_only and not os.path.splitext(self.filepath)[1]  # Model.save's own format
     if not (self.filepath.endswith(endings) or folder):
       raise ValueError(f"filepath={self.filepath!r} is not allowed with save_weights_only={save_weights_only}; "
@@ -1031,7 +1032,7 @@ class ModelCheckpoint(_Checkpointing):
   def on_train_begin(self, logs=None):
     check = getattr(self.model, "check_writable", None)
     if check is not None:  # before the first step, not after an epoch of work
-      check(self.filepath)
+      check(self.filepath, whole=not self.save_weights_only)
 
   def on_train_batch_end(self, batch, logs=None):
     if self._batch_due(batch):

@@ -717,12 +717,14 @@ class Model:
     else:
       raise ValueError(f"filepath={path!r} is not allowed; expected a name ending in .npz, .weights.h5 or .h5.")
 
-  def check_writable(self, filepath: str | os.PathLike) -> None:
-    """Raises unless `save`/`save_weights` can write this model to `filepath` (its format, by suffix)."""
+  def check_writable(self, filepath: str | os.PathLike, whole: bool = False) -> None:
+    """Raises unless `save_weights` (or with `whole`, `save`) can write this model to `filepath` (its format, by
+    suffix)."""
     path = os.fspath(filepath)
-    if path.endswith((".keras", ".weights.h5")) and not (
+    keras_only = (".keras", ".weights.h5", *((".h5",) if whole else ()))
+    if path.endswith(keras_only) and not (
         type(self.module).__name__ == "KerasGraph" and isinstance(getattr(self.module, "config", None), str)):
-      what = ".keras" if path.endswith(".keras") else ".weights.h5"
+      what = next(ending for ending in keras_only if path.endswith(ending))
       raise ValueError(f"{type(self.module).__name__} has no Keras architecture to write as {what} ({path}): that "
                        "format is for models converted by from_keras; save its weights as .npz (or .h5, Keras's "
                        "legacy weights layout), or the whole model in a folder (Model.save('name')).")
@@ -732,9 +734,9 @@ class Model:
       encode_module(self.module)
       files.check_target(path, SAVED_MODEL, overwrite=True)  # a user's folder is never replaced
 
-  def _keras_twin(self, what: str):
+  def _keras_twin(self, what: str, whole: bool = False):
     """The Keras model a `from_keras` module came from, holding this model's weights (needs Keras)."""
-    self.check_writable(what)
+    self.check_writable(what, whole)
     config = self.module.config
     import keras  # pylint: disable=import-outside-toplevel
 
@@ -769,15 +771,15 @@ class Model:
   def save(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
     """Writes the whole model (architecture and weights), read back by `jaxcomponents.load_model`.
 
-    A name ending in `.keras` writes Keras's format, for models converted by
-    `from_keras` (Keras reads the file too; needs Keras). Any other name is a
-    folder: the module's architecture as JSON (jaxcomponents' own modules,
+    A name ending in `.keras` writes Keras's format (`.h5`: Keras's legacy
+    whole-model file), for models converted by `from_keras` (Keras reads the
+    file too; needs Keras). Any other name is a folder: the module's architecture as JSON (jaxcomponents' own modules,
     whose fields are numbers, strings, lists and modules) and its variables as
     an orbax checkpoint, written beside and renamed into place when complete.
     """
     path = os.fspath(filepath)
-    if path.endswith(".keras"):
-      files.write_beside(path, self._keras_twin(".keras").save, overwrite=overwrite)
+    if path.endswith((".keras", ".h5")):
+      files.write_beside(path, self._keras_twin(os.path.splitext(path)[1], whole=True).save, overwrite=overwrite)
       return
     from jaxcomponents.training.saving import save_model  # pylint: disable=import-outside-toplevel
 

@@ -4,8 +4,9 @@ Each checkpoint stores, beside the arrays, a SHA-256 digest of each field of
 the state (params, batch_stats, opt_state, ...) and of its dataset record; a
 restore checks the shapes the checkpoint declares against the state it
 restores into before reading anything, then recomputes the digests, so a
-damaged, truncated or foreign checkpoint is found instead of loaded. Resuming restores the newest intact checkpoint and warns about each
-damaged one it passes over. A `Checkpointer` that writes holds the folder's
+damaged, truncated or foreign checkpoint is found instead of loaded.
+Resuming restores the newest intact checkpoint and warns about each damaged
+one it passes over. A `Checkpointer` that writes holds the folder's
 lock (`folder_lock.FolderLock`): one writer per folder.
 """
 
@@ -311,7 +312,7 @@ class Checkpointer:
       dataset: JSON describing the input pipeline's position and settings, saved beside the state.
       step: the checkpoint's number, instead of the state's step.
       weights_only: save only `params` and `batch_stats` (read back by `restore_weights`, not `restore`).
-      architecture: JSON describing the model (`saving.encode_module`), saved beside, for `load_checkpoint`.
+      architecture: JSON describing the model (`saving.architecture`), saved beside, for `restore_model`.
 
     Raises:
       CheckpointError: the checkpoint cannot be written (a full disk, a vanished folder), naming why.

@@ -197,11 +197,17 @@ class Mean:
     return {"total": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.float32)}
 
   def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
-    values = jnp.asarray(self.fn(y_true, y_pred, **dict(self.options)), jnp.float32)
-    if sample_weight is None:
+    values, mask = self.fn(y_true, y_pred, **dict(self.options)), None
+    if isinstance(values, tuple):  # a loss's values and the mask Keras attaches to them (`ignore_class`)
+      values, mask = values
+    values = jnp.asarray(values, jnp.float32)
+    if sample_weight is None:  # Keras's Mean reads the mask only to weigh given weights
       count = values.shape[0] if values.ndim else 1
     else:
       weight = jnp.asarray(sample_weight, jnp.float32)
+      if mask is not None:
+        mask, weight = match_rank(jnp.asarray(mask, jnp.float32), weight)
+        weight = weight * mask
       values, weight = match_rank(values, weight)
       if values.ndim > weight.ndim:
         values = jnp.mean(values, axis=tuple(range(weight.ndim, values.ndim)))
@@ -511,9 +517,9 @@ class _PerSampleLoss:
 
   def __call__(self, y_true, y_pred):
     dtype = jnp.asarray(y_pred).dtype
-    values = losses.Loss(self.name, self.options).per_sample(
-        y_true, y_pred, dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32)[0]
-    return self.sign * values
+    values, mask = losses.Loss(self.name, self.options).per_sample(
+        y_true, y_pred, dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32)
+    return self.sign * values if mask is None else (self.sign * values, mask)
 
 
 def _per_sample_loss(name, sign=1.0, **options):
@@ -1046,7 +1052,8 @@ for _name, _class, _loss, _options, _aliases in (
     ("logcosh", "LogCoshError", "log_cosh", (), ()),
     ("binary_crossentropy", "BinaryCrossentropy", None, ("from_logits", "label_smoothing"), ("bce", "BCE")),
     ("categorical_crossentropy", "CategoricalCrossentropy", None, ("from_logits", "label_smoothing", "axis"), ()),
-    ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", None, ("from_logits", "axis"), ()),
+    ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", None, ("from_logits", "ignore_class", "axis"),
+     ()),
 ):
   _defaults = {key: value for key, value in losses.LOSSES.arguments(_loss or _name).items() if key in _options}
   METRICS.register(_name, _loss_metric(_name, _loss or _name, _defaults), keras_class=_class, aliases=_aliases)

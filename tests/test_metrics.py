@@ -200,6 +200,23 @@ def test_streams_like_keras_over_unequal_batches(name, kwargs, kind):
   assert_close(_stream(ours, y_true, y_pred), _stream(ours, y_true, y_pred, np.ones(N, np.float32)), tol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(6,), (4, 5)])  # labels per example, and per time step
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_crossentropy_metric_with_ignore_class_as_keras(shape, weighted):
+  """Keras's metric leaves the ignored labels out only of weighted means (without weights it averages their
+  zero losses in)."""
+  rng = np.random.default_rng(len(shape) + 2 * weighted)
+  keras_metric = keras.metrics.SparseCategoricalCrossentropy(ignore_class=2, from_logits=True)
+  ours = metrics.get(keras_metric)
+  state = ours.init()
+  for _ in range(3):
+    y_true, y_pred = rng.integers(0, 4, size=shape), rng.normal(size=(*shape, 4)).astype(np.float32)
+    weight = rng.uniform(size=shape).astype(np.float32) if weighted else None
+    keras_metric.update_state(y_true, y_pred, sample_weight=weight)
+    state = ours.update(state, y_true, y_pred, weight)
+  assert_close(ours.result(state), np.asarray(keras_metric.result()), tol=1e-6)
+
+
 @pytest.mark.parametrize("name,kwargs,kind", [("accuracy", {}, "sparse"), ("auc", {}, "binary"),
                                               ("precision", {}, "binary"), ("mean_iou", {"num_classes": C}, "labels"),
                                               ("mae", {}, "regression")])

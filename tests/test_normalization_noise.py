@@ -21,7 +21,7 @@ from jaxcomponents.layers.adaptive_pooling import (AdaptiveAveragePooling2D, ada
 from jaxcomponents.layers.noise import (AlphaDropout, GaussianDropout, GaussianNoise, alpha_dropout,  # noqa: E402
                                         gaussian_dropout, gaussian_noise)
 from jaxcomponents.layers.normalization import (BatchNorm, GroupNormalization, LayerNormalization,  # noqa: E402
-                                                UnitNormalization)
+                                                RMSNormalization, UnitNormalization)
 from jaxcomponents.training import TrainState, make_eval_step, make_train_step  # noqa: E402
 from jaxcomponents.weights import from_keras, to_keras  # noqa: E402
 
@@ -96,6 +96,16 @@ def test_layer_normalization_equals_keras(axis, center, scale, rms):
   x = normal(shape, loc=1.0, scale=0.3)  # an offset, so the variance (Keras's rms_scaling) is not the mean square
   variables = keras_params(theirs, GAMMA_BETA)
   assert set(variables.get("params", {})) == {w.path.split("/")[-1] for w in theirs.weights}
+  close(ours.apply(variables, x), theirs(x))
+
+
+@pytest.mark.parametrize("axis, epsilon", [(-1, 1e-6), ([2, 1], 0.05)])  # Keras fails on one inner axis
+def test_rms_normalization_equals_keras(axis, epsilon):
+  shape = (3, 4, 5)
+  theirs = keras_layer(L.RMSNormalization(axis=axis, epsilon=epsilon), shape)
+  ours = RMSNormalization(axis=axis, epsilon=epsilon)
+  variables = keras_params(theirs, {"scale": ("params", "scale")})
+  x = normal(shape, loc=1.0, scale=0.3)  # an offset: the mean square, not the variance
   close(ours.apply(variables, x), theirs(x))
 
 

@@ -21,8 +21,8 @@ from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.einsum_dense import EinsumDense, einsum_dense_shapes
 from jaxcomponents.layers.embedding import Embedding
 from jaxcomponents.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
-from jaxcomponents.layers.normalization import (BatchNorm, GroupNormalization, LayerNormalization, UnitNormalization,
-                                                unit_normalize)
+from jaxcomponents.layers.normalization import (BatchNorm, GroupNormalization, LayerNormalization, RMSNormalization,
+                                                UnitNormalization, unit_normalize)
 from jaxcomponents.layers.pooling import avg_pool, max_pool, pool
 from jaxcomponents.layers.recurrent import RNN, Bidirectional, Recurrent, reset_states
 
@@ -32,7 +32,7 @@ __all__ = [
     "AdditiveAttention", "AlphaDropout", "Attention", "BatchNorm", "Bidirectional", "Conv", "ConvLSTM", "ConvLSTM1D",
     "ConvLSTM2D", "ConvLSTM3D", "ConvLSTMCell", "ConvTranspose", "Convolution", "Dense", "DepthwiseConv", "Dropout",
     "EinsumDense", "Embedding", "GRUCell", "GaussianDropout", "GaussianNoise", "GroupNormalization", "LSTMCell",
-    "LayerNormalization", "MultiHeadAttention", "RNN", "Recurrent", "SeparableConv", "SimpleRNNCell",
-    "StackedRNNCells", "UnitNormalization", "activity_loss", "adaptive_pool", "avg_pool", "einsum_dense_shapes",
-    "max_pool", "pool", "reset_states", "unit_normalize", "with_activity_regularizer",
+    "LayerNormalization", "MultiHeadAttention", "RMSNormalization", "RNN", "Recurrent", "SeparableConv",
+    "SimpleRNNCell", "StackedRNNCells", "UnitNormalization", "activity_loss", "adaptive_pool", "avg_pool",
+    "einsum_dense_shapes", "max_pool", "pool", "reset_states", "unit_normalize", "with_activity_regularizer",
 ]

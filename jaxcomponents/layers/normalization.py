@@ -228,6 +228,39 @@ class LayerNormalization(nn.Module):
     return y.astype(given).astype(out_dtype)
 
 
+class RMSNormalization(nn.Module):
+  """Keras's `RMSNormalization`: `x * rsqrt(mean(x**2) + epsilon) * scale` over `axis`, computed in float32 at
+  least and returned in the input's dtype (unlike `LayerNormalization(rms_scaling=True)`, the mean square, not
+  the variance).
+
+  Attributes:
+    axis: the axis or axes normalized over (and holding one `scale` entry per position).
+    epsilon: added to the mean square (Keras: 1e-6).
+    param_dtype: the dtype of `scale`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = RMSNormalization()
+    >>> x = jnp.array([[3.0, 4.0]])
+    >>> [round(float(v), 4) for v in layer.apply(layer.init(jax.random.key(0), x), x)[0]]
+    [0.8485, 1.1314]
+  """
+
+  axis: int | Sequence[int] = -1
+  epsilon: float = 1e-6
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    axes = tuple(sorted(_axes(self.axis, x.ndim)))
+    scale = self.param("scale", nn.initializers.ones, tuple(x.shape[a] for a in axes), self.param_dtype)
+    given, compute = x.dtype, _compute_dtype(x)
+    x = x.astype(compute)
+    y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + self.epsilon)
+    broadcast = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
+    return (y * scale.astype(compute).reshape(broadcast)).astype(given)
+
+
 def unit_normalize(x: jax.Array, axis: int | Sequence[int] = -1) -> jax.Array:
   """Keras's `ops.normalize(x, axis, order=2, epsilon=1e-12)`: `x * min(rsqrt(sum(x**2)), 1e12)`.
 

@@ -1,7 +1,7 @@
 """Records of Keras's normalization layers: see `jaxcomponents.keras.record`.
 
 `BatchNormalization` (any `axis`), `LayerNormalization` (`rms_scaling` too),
-`GroupNormalization`, `UnitNormalization`, and `Normalization`, whose adapted
+`GroupNormalization`, `UnitNormalization`, `RMSNormalization`, and `Normalization`, whose adapted
 statistics are folded into its config (`fold`) and computed as constants.
 """
 
@@ -15,7 +15,8 @@ import numpy as np
 
 from jaxcomponents.keras.config import all_checks, as_tuple
 from jaxcomponents.keras.record import KerasClass
-from jaxcomponents.layers.normalization import BatchNorm, GroupNormalization, LayerNormalization, UnitNormalization
+from jaxcomponents.layers.normalization import (BatchNorm, GroupNormalization, LayerNormalization, RMSNormalization,
+                                                UnitNormalization)
 
 _GAMMA_BETA = {"gamma": ("params", "gamma"), "beta": ("params", "beta")}
 _BETA = {"beta": ("params", "beta")}
@@ -83,6 +84,12 @@ def _group_norm_check(config) -> list[str]:
   return []
 
 
+def _rms_norm(config, name, options):
+  layer = RMSNormalization(as_tuple(config.get("axis", -1)), config.get("epsilon", 1e-6),
+                           options.get("param_dtype", jnp.float32), name=name)
+  return lambda x, train: layer(x)
+
+
 def _unit_norm(config, name, options):
   axis = config.get("axis", -1)
   layer = UnitNormalization(tuple(axis) if isinstance(axis, (list, tuple)) else axis)
@@ -124,6 +131,8 @@ RECORDS: dict[str, KerasClass] = {
         _group_norm, check=all_checks(_one_axis, _group_norm_check, _GAMMA_BETA_OPTIONS), creates_module=True,
         weights=(_GAMMA_BETA, _BETA), shape_checked=True),
     "UnitNormalization": KerasClass(_unit_norm, check=_int_axes),
+    "RMSNormalization": KerasClass(_rms_norm, check=_int_axes, creates_module=True,
+                                   weights=({"scale": ("params", "scale")},), shape_checked=True),
     "Normalization": KerasClass(
         _normalization, check=_normalization_check, fold=_normalization_fold,
         weights=({"mean": ("batch_stats", "mean"), "variance": ("batch_stats", "variance"),

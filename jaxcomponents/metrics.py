@@ -1073,7 +1073,7 @@ def compile_metric(name: str | Mapping[str, Any] | Any):
   """
   if isinstance(name, str) and name.lower() in ("accuracy", "acc"):
     return get("accuracy")
-  return get(name)
+  return get(name, param="metrics") if isinstance(name, (str, Mapping)) else get(name)
 
 
 def get(name: str | Mapping[str, Any] | Any, /, **kwargs: Any):

@@ -756,9 +756,21 @@ def test_metric_objects_and_functions_in_compile_log_under_their_names_as_keras(
 def test_errors_name_what_is_allowed():
   model = Model(pair(small_cnn()).module)
   x, y = data(8, 1)
-  with pytest.raises(RuntimeError, match=r"must call `compile\(\)`"):
+  with pytest.raises(ValueError, match=r"must call `compile\(\)`"):  # Keras's type (and RuntimeError, as before)
     model.fit(x, y)
+  with pytest.raises(RuntimeError, match=r"must call `compile\(\)`"):
+    model.evaluate(x, y)
+  for options, message in ((dict(loss="nope"), "loss='nope' is not allowed"),
+                           (dict(loss="mse", metrics=["nope"]), "metrics='nope' is not allowed"),
+                           (dict(loss="mse", optimizer="nope"), "optimizer='nope' is not allowed")):
+    with pytest.raises(ValueError, match=message):  # the compile argument named, as Keras names it
+      model.compile(**options)
   model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+  with pytest.raises(ValueError, match=r"fit: y=None is not allowed with x as arrays; expected the targets"):
+    model.fit(x, verbose=0)
+  with pytest.raises(ValueError, match=r"y=None is not allowed; expected the targets of x"):
+    model.train_on_batch(x)
+  model.fit(x, y, validation_data=[x, y], epochs=1, verbose=0)  # a list, as Keras takes it
   with pytest.raises(ValueError, match=r"class_weight and sample_weight are both given"):
     model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(8), verbose=0)
   with pytest.raises(ValueError, match=r"shuffle='batch' is not allowed; expected True or False"):

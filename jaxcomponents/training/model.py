@@ -110,6 +110,11 @@ def _check_weights(class_weight, sample_weight) -> None:
     raise ValueError("class_weight and sample_weight are both given; as in Keras, give at most one of them.")
 
 
+class NotCompiledError(ValueError, RuntimeError):
+  """Training or evaluating a model before `compile()`: a `ValueError`, as Keras raises it (and a `RuntimeError`,
+  as jaxcomponents raised it before)."""
+
+
 @dataclasses.dataclass
 class _Compiled:
   train_step: Step
@@ -267,7 +272,7 @@ class Model:
     check_choice("jit_compile", jit_compile, ("auto", True, False))
     jit = not run_eagerly and jit_compile is not False
     if isinstance(optimizer, str):
-      name, tx = optimizer, optimizers.get(optimizer)
+      name, tx = optimizer, optimizers.get(optimizers.OPTIMIZERS.canonical(optimizer, "optimizer"))
     elif isinstance(optimizer, optax.GradientTransformation):
       name, tx = type(optimizer).__name__, optimizer
     elif optimizers.is_keras_object(optimizer):
@@ -329,7 +334,7 @@ class Model:
 
   def _require_compiled(self, what: str) -> _Compiled:
     if self._compiled is None:
-      raise RuntimeError(f"You must call `compile()` before using the model ({what}).")
+      raise NotCompiledError(f"You must call `compile()` before using the model ({what}).")
     return self._compiled
 
   def _require_trainable_compiled(self, what: str) -> _Compiled:
@@ -356,6 +361,9 @@ class Model:
                            "supplies its own batches.")
       data = x if is_dataset(x) else _GrainBatches(x, steps)
       return data, len(data) if steps is None else steps
+    if y is None and what != "predict":
+      raise ValueError(f"{what}: y=None is not allowed with x as arrays; expected the targets of x (or a dataset "
+                       "of (x, y) batches as x).")
     if batch_size is None:
       batch_size = 32
     check_positive_int("batch_size", batch_size)
@@ -436,11 +444,11 @@ class Model:
   def _validation(self, validation_data, batch_size, steps):
     if is_dataset(validation_data) or _grain_dataset(validation_data):
       return self._dataset("validation_data", validation_data, None, None, None, False, steps)[0]
-    if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):  # a list too, as Keras
       vx, vy, *vw = validation_data
       return self._dataset("validation_data", vx, vy, vw[0] if vw else None, batch_size, False, None)[0]
     raise ValueError(f"validation_data={type(validation_data).__name__} is not allowed; expected a tuple (x, y) or "
-                     "(x, y, sample_weight), or a dataset.")
+                     "(x, y, sample_weight) (or such a list), or a dataset.")
 
   def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose: Any = "auto", sample_weight=None,
                steps: int | None = None, callbacks: Sequence[Any] | None = None, return_dict: bool = False):
@@ -529,6 +537,8 @@ class Model:
     return apply_inference(self.module.apply, self.variables, x)
 
   def _batch(self, x, y, sample_weight, class_weight) -> dict[str, Any]:
+    if y is None:
+      raise ValueError("y=None is not allowed; expected the targets of x.")
     _check_weights(class_weight, sample_weight)
     batch = {"x": map_arrays(np.asarray, x), "y": map_arrays(np.asarray, y)}
     if sample_weight is not None:
@@ -845,7 +855,7 @@ def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any
   the compile arguments that cannot take such a loss yet (several outputs, `loss_weights`).
   """
   if isinstance(loss, str) or losses_lib.is_keras_object(loss):  # then reduced as Keras reduces it
-    loss = losses_lib.get(loss)
+    loss = losses_lib.get(loss, param="loss")
   if isinstance(loss, losses_lib.Loss):
     if loss.reduction in (None, "none"):
       raise ValueError(f"loss={loss!r} is not allowed: its reduction={loss.reduction!r} leaves a loss per entry, "

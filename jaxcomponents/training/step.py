@@ -42,7 +42,7 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
   per-example loss fn the step averages; with another reduction, or one that masks entries out of the mean
   (`ignore_class`, Circle), kept whole (`reduces_as_keras`). Any other callable must return per-example losses."""
   if isinstance(loss, str) or losses_lib.is_keras_object(loss):
-    loss = losses_lib.get(loss)
+    loss = losses_lib.get(loss, param="loss")
   if isinstance(loss, losses_lib.Loss) and loss.reduction in ("sum_over_batch_size", "mean") and \
       not loss.masks_entries:
     return dataclasses.replace(loss, reduction="none")

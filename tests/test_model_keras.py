@@ -987,7 +987,8 @@ def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
         metrics={"box": ["mae"], "kind": ["accuracy"]})
   else:
     y, options = [box, kind], dict(loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[0.5, 2.0],
-                                   metrics=[["mae"], ["accuracy"]])
+                                   metrics=[["mae"], ["accuracy"]],
+                                   weighted_metrics=[["mae", "mse"], ["accuracy"]])  # box_weighted_mae, box_mse
   results = []
   for m in (model, keras_model):
     m.compile(optimizer="adam", **options)
@@ -997,7 +998,10 @@ def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
     results.append((history, m.evaluate(x, y, verbose=0), m.predict(x, verbose=0)))
   assert_history_equal(results[0][0], results[1][0])
   assert "box_loss" in results[0][0].history and "val_kind_accuracy" in results[0][0].history
-  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4)
+  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4)  # in Keras's order: the metrics by name
+  if form == "list":
+    assert model.metrics_names == ["loss", "box_loss", "kind_loss", "box_mae", "box_mse", "box_weighted_mae",
+                                   "kind_accuracy", "kind_weighted_accuracy"]
   for got, want in zip(results[0][2], results[1][2]):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
   assert_weights_equal(model, keras_model)

@@ -296,7 +296,9 @@ class Model:
     options = dict(weighted_metrics=weighted_metrics or (), output_losses=output_losses, jit=jit)
     train_step = make_train_step(loss_fn, metrics or (), **options)
     eval_step = make_eval_step(loss_fn, metrics or (), **options)
-    names = [*train_step.output_losses, *train_step.metrics, *train_step.weighted]
+    metric_names = [*train_step.metrics, *train_step.weighted]
+    # Keras lists a multi-output model's metrics by name (evaluate's results: its logs it cannot place, sorted).
+    names = [*train_step.output_losses, *(sorted(metric_names) if train_step.output_losses else metric_names)]
     self._compiled = _Compiled(train_step, eval_step, names, _Optimizer(self, tx, name), steps_per_execution,
                                self.module)
     if self._state is not None:  # recompiling keeps the weights, with a fresh optimizer state
@@ -961,7 +963,9 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
     n = batch_size_of(y_pred)
     return sum(weight * per_example_losses(fn(y_true, y_pred), n) for weight, fn in terms)
 
-  def by_output(value, what):
+  def by_output(value, what, taken=()):
+    """`{log name: metric}`; a weighted metric named as an unweighted one of its output is `<output>_weighted_<name>`,
+    as Keras names it."""
     if not value:
       return {}
     if not isinstance(value, Mapping) and all(isinstance(v, str) for v in value):
@@ -970,8 +974,10 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
     for index, (name, entries) in enumerate(zip(names, _per_output(value, what, names))):
       for entry in [entries] if isinstance(entries, str) else entries or ():
         metric = metrics_lib.compile_metric(entry) if isinstance(entry, str) else entry
-        result[f"{name}_{entry if isinstance(entry, str) else getattr(entry, 'name', type(entry).__name__)}"] = (
-            _OnOutput(metric, index, name))
+        label = entry if isinstance(entry, str) else getattr(entry, "name", type(entry).__name__)
+        key = f"{name}_{label}"
+        result[f"{name}_weighted_{label}" if key in taken else key] = _OnOutput(metric, index, name)
     return result
 
-  return total, output_losses, by_output(metrics, "metrics"), by_output(weighted_metrics, "weighted_metrics")
+  unweighted = by_output(metrics, "metrics")
+  return total, output_losses, unweighted, by_output(weighted_metrics, "weighted_metrics", unweighted)

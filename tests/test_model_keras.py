@@ -753,6 +753,21 @@ def test_metric_objects_and_functions_in_compile_log_under_their_names_as_keras(
     model.compile(optimizer="sgd", loss="mse", metrics="accuracy")
 
 
+def test_the_optimizer_is_named_and_counts_its_updates_as_kerass():
+  keras_model = small_cnn(seed=30)
+  model = pair(keras_model)
+  x, y = data(24, 31)
+  for optimizer in ("adamw", "RMSprop", "sgd"):
+    for m in (model, keras_model):
+      m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+      m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert (model.optimizer.name, model.optimizer.iterations) == (keras_model.optimizer.name,
+                                                                  int(keras_model.optimizer.iterations))
+  assert [w.shape for w in model.trainable_variables] == [tuple(w.shape) for w in keras_model.trainable_variables]
+  assert [w.shape for w in model.non_trainable_variables] == [
+      tuple(w.shape) for w in keras_model.non_trainable_variables]
+
+
 def test_errors_name_what_is_allowed():
   model = Model(pair(small_cnn()).module)
   x, y = data(8, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -62,6 +63,12 @@ class _Optimizer:
                        "with jaxcomponents.optimizers.get(...) or optax.inject_hyperparams(...).")
     return next(iter(logs.values()))
 
+  @property
+  def iterations(self) -> int:
+    """The number of updates taken so far (Keras's `optimizer.iterations`)."""
+    state = self._model.state
+    return 0 if state is None else int(jax.device_get(state.step))
+
   @learning_rate.setter
   def learning_rate(self, value: float) -> None:
     state = self._model.state
@@ -70,6 +77,12 @@ class _Optimizer:
 
   def __repr__(self):
     return f"<optimizer {self.name}>"
+
+
+def _snake_case(name: str) -> str:
+  """Keras's `to_snake_case`: "RMSprop" -> "rm_sprop", "AdamW" -> "adam_w"."""
+  name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+  return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class _GrainBatches:
@@ -271,12 +284,13 @@ class Model:
     check_positive_int("steps_per_execution", steps_per_execution)
     check_choice("jit_compile", jit_compile, ("auto", True, False))
     jit = not run_eagerly and jit_compile is not False
-    if isinstance(optimizer, str):
-      name, tx = optimizer, optimizers.get(optimizers.OPTIMIZERS.canonical(optimizer, "optimizer"))
+    if isinstance(optimizer, str):  # named as Keras names the optimizer it builds: its class name, snake-cased
+      entry = optimizers.OPTIMIZERS.entry(optimizer, "optimizer")
+      name, tx = _snake_case(entry.keras_class or entry.name), optimizers.get(entry.name)
     elif isinstance(optimizer, optax.GradientTransformation):
       name, tx = type(optimizer).__name__, optimizer
     elif optimizers.is_keras_object(optimizer):
-      name, tx = type(optimizer).__name__, optimizers.get(optimizer)
+      name, tx = optimizer.name, optimizers.get(optimizer)
     else:
       raise ValueError(f"optimizer={optimizer!r} is not allowed; expected a Keras optimizer name (e.g. 'adam') or "
                        "object (keras.optimizers.Adam(1e-3)), or an optax.GradientTransformation (e.g. "
@@ -679,6 +693,9 @@ class Model:
   def non_trainable_weights(self) -> list[np.ndarray]:
     """The others (batch statistics, frozen layers' parameters), in `get_weights()`'s order."""
     return self._weights_where(False)
+
+  trainable_variables = trainable_weights  # Keras's other names for them (`variables` is the Flax tree here)
+  non_trainable_variables = non_trainable_weights
 
   def get_weights(self) -> list[np.ndarray]:
     """Every variable as a NumPy array: for a `from_keras` model in Keras's order (`keras_model.get_weights()`'s),

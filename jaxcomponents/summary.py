@@ -89,7 +89,7 @@ def summary(module: nn.Module, sample, *, name: str | None = None,
       counts.setdefault(path[:depth], [0, 0])[not trainable] += n
     sizes[not trainable] += n * _itemsize(leaf.dtype)
   if graph is not None:
-    header, rows = _graph_rows(graph, calls, counts, args, open_dims)
+    header, rows = _graph_rows(graph, calls, counts, args, open_dims, getattr(module, "sequential", False) is True)
     title = name or graph.get("name") or type(module).__name__
   else:
     header, rows = ["Layer (type)", "Output Shape", "Param #"], _module_rows(calls, counts)
@@ -246,7 +246,8 @@ def _frozen_paths(graph: Mapping[str, Any], prefix: Path = ()) -> set[Path]:
   return frozen
 
 
-def _graph_rows(graph, calls, counts, args, open_dims) -> tuple[list[str], list[list[str]]]:
+def _graph_rows(graph, calls, counts, args, open_dims, sequential: bool) -> tuple[list[str], list[list[str]]]:
+  """The table of a Keras graph; a Keras `Sequential`'s (`sequential`) without its input layer, as Keras's."""
   from jaxcomponents.keras import graph as keras_graph  # pylint: disable=import-outside-toplevel
   parsed = keras_graph.parse(graph)
   inputs = {ref.layer: i for i, ref in enumerate(parsed.inputs)}
@@ -254,6 +255,8 @@ def _graph_rows(graph, calls, counts, args, open_dims) -> tuple[list[str], list[
   header = ["Layer (type)", "Output Shape", "Param #"] + ([] if chain else ["Connected to"])
   rows = []
   for entry in parsed.entries.values():
+    if entry.name in inputs and sequential:
+      continue
     if entry.name in inputs:
       i = inputs[entry.name]
       shape = np.shape(jax.tree.leaves(args)[i])

@@ -347,14 +347,15 @@ def scale_by_keras_nadam(beta_1: float = 0.9, beta_2: float = 0.999,
 
   def update(updates, state, params=None):
     del params
-    t = jnp.asarray(state.count + 1, jnp.float32)
-    u_t = beta_1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t))
-    u_next = beta_1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t + 1))
+    b1, b2 = jnp.asarray(beta_1, jnp.float32), jnp.asarray(beta_2, jnp.float32)  # Keras's float32 betas: 1 - b2
+    t = jnp.asarray(state.count + 1, jnp.float32)                                 # rounds as Keras's does
+    u_t = b1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t))
+    u_next = b1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t + 1))
     u_product = state.u_product * u_t
     u_product_next = u_product * u_next
-    v_correction = 1 - jnp.power(jnp.float32(beta_2), t)
-    mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - beta_1), updates, state.mu)
-    nu = jax.tree.map(lambda g, v: v + (jnp.square(g) - v) * (1 - beta_2), updates, state.nu)
+    v_correction = 1 - jnp.power(b2, t)
+    mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - b1), updates, state.mu)
+    nu = jax.tree.map(lambda g, v: v + (jnp.square(g) - v) * (1 - b2), updates, state.nu)
 
     def direction(g, m, v):
       m_hat = u_next * m / (1 - u_product_next) + (1 - u_t) * g / (1 - u_product)

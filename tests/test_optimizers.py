@@ -156,6 +156,16 @@ def test_matches_keras_apply_gradients_step_by_step(index):
   _assert_same_trajectory(ours, theirs, params)
 
 
+def test_nadam_rounds_its_betas_to_float32_as_keras():
+  """Keras computes `1 - beta_2` from the float32 beta; in double, each step's second moment is off by 6e-6."""
+  params, grads = _problem(seed=3, grad_scale=2.0)
+  theirs = _keras_run(keras.optimizers.Nadam(learning_rate=0.1), params, grads)
+  ours = _optax_run(optimizers.get("nadam", learning_rate=0.1), params, grads)
+  for a, b in zip(ours, theirs):
+    for k in b:
+      np.testing.assert_allclose(np.asarray(a[k]), b[k], rtol=1e-6, atol=5e-7)
+
+
 def test_jitted_and_injected_learning_rate_changes_like_keras():
   params, grads = _problem(seed=11)
   theirs = _keras_run(keras.optimizers.Adam(learning_rate=0.01, weight_decay=0.1), params, grads,

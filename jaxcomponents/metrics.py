@@ -127,19 +127,26 @@ def _in_top_k(labels, y_pred, k):
   return (1 + jnp.sum(y_pred > at_label, axis=-1)) <= k
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> Array:
-  """1.0 where the integer label is among the `k` highest scores (ties count for the label).
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k: int = 5, from_sorted_ids: bool = False) -> Array:
+  """1.0 where the integer label is among the `k` highest scores (ties count for the label); with
+  `from_sorted_ids`, `y_pred` holds class ids from the highest score down, and the label is among its first `k`.
 
   Example:
     >>> scores = jnp.array([[0.1, 0.5, 0.4], [0.1, 0.5, 0.4]])
     >>> sparse_top_k_categorical_accuracy(jnp.array([2, 0]), scores, k=2).tolist()
     [1.0, 0.0]
+    >>> sparse_top_k_categorical_accuracy(jnp.array([2, 0]), jnp.array([[1, 2], [1, 2]]), 2, True).tolist()
+    [1.0, 0.0]
   """
-  y_pred = jnp.asarray(y_pred, jnp.float32)
-  labels = jnp.asarray(y_true).astype(jnp.int32)
+  y_pred = jnp.asarray(y_pred) if from_sorted_ids else jnp.asarray(y_pred, jnp.float32)
+  labels = jnp.asarray(y_true).astype(y_pred.dtype if from_sorted_ids else jnp.int32)
   shape = labels.shape
   y_pred = y_pred.reshape(-1, y_pred.shape[-1])
-  return _in_top_k(labels.reshape(-1), y_pred, k).astype(jnp.float32).reshape(shape)
+  if from_sorted_ids:
+    matches = jnp.any(labels.reshape(-1)[:, None] == y_pred[:, :k], axis=1)
+  else:
+    matches = _in_top_k(labels.reshape(-1), y_pred, k)
+  return matches.astype(jnp.float32).reshape(shape)
 
 
 def top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> Array:
@@ -962,8 +969,11 @@ def _top_k_categorical_accuracy(k=5):
 
 
 @METRICS.register("sparse_top_k_categorical_accuracy", keras_class="SparseTopKCategoricalAccuracy")
-def _sparse_top_k_categorical_accuracy(k=5):
-  return _mean("sparse_top_k_categorical_accuracy", sparse_top_k_categorical_accuracy, k=_check_k(k))
+def _sparse_top_k_categorical_accuracy(k=5, from_sorted_ids=False):
+  if not isinstance(from_sorted_ids, bool):
+    raise ValueError(f"from_sorted_ids={from_sorted_ids!r} is not allowed; expected True or False.")
+  return _mean("sparse_top_k_categorical_accuracy", sparse_top_k_categorical_accuracy, k=_check_k(k),
+               from_sorted_ids=from_sorted_ids)
 
 
 METRICS.register("precision", _make_precision_recall("precision"), keras_class="Precision")

@@ -89,16 +89,19 @@ class Entry:
 
 
 def keras_config(obj: Any) -> dict[str, Any]:
-  """A Keras object (a loss, metric or optimizer) as the config dict `Registry.get` reads: its class and config.
+  """A Keras object (a loss, metric or optimizer) as the config dict `Registry.get` reads: its class and config,
+  with the arguments a Keras function wrapper holds (`_fn_kwargs`), which some classes leave out of their config
+  (`Huber`'s `delta`, `CosineSimilarity`'s `axis`).
 
   Example:
     >>> class Huber:
+    ...   _fn_kwargs = {"delta": 2.0}
     ...   def get_config(self):
-    ...     return {"delta": 2.0}
+    ...     return {"name": "huber_loss"}
     >>> keras_config(Huber())
-    {'class_name': 'Huber', 'config': {'delta': 2.0}}
+    {'class_name': 'Huber', 'config': {'name': 'huber_loss', 'delta': 2.0}}
   """
-  return {"class_name": type(obj).__name__, "config": obj.get_config()}
+  return {"class_name": type(obj).__name__, "config": {**obj.get_config(), **dict(getattr(obj, "_fn_kwargs", {}))}}
 
 
 def _suggestion(value: str, candidates: Iterable[str]) -> str | None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from keras.src.trainers.compile_utils import get_metric
 
-from jaxcomponents import metrics
+from jaxcomponents import losses, metrics
 from tests.helpers import assert_close
 
 SIZES = (6, 1, 9)
@@ -198,6 +198,29 @@ def test_streams_like_keras_over_unequal_batches(name, kwargs, kind):
   assert_close(_stream(ours, y_true, y_pred, weight), np.asarray(keras_metric.result()), tol=1e-5)
   # No weights is weights of one, in Keras as here.
   assert_close(_stream(ours, y_true, y_pred), _stream(ours, y_true, y_pred, np.ones(N, np.float32)), tol=1e-6)
+
+
+def test_sparse_top_k_accuracy_from_sorted_ids_and_keras_objects_keep_their_arguments():
+  rng = np.random.default_rng(7)
+  scores = rng.normal(size=(3, 10, 6)).astype(np.float32)
+  ids = np.argsort(-scores, axis=-1)[..., :4].astype(np.int32)  # the top 4 class ids, highest first
+  labels = rng.integers(0, 6, size=(3, 10))
+  weights = rng.uniform(size=(3, 10)).astype(np.float32)
+  cases = [(keras.metrics.SparseTopKCategoricalAccuracy(k=2, from_sorted_ids=True), ids),
+           (keras.metrics.CosineSimilarity(axis=0), scores),  # axis lives outside the Keras config
+           (keras.metrics.SparseTopKCategoricalAccuracy(k=3), scores)]
+  for keras_metric, y_pred in cases:
+    ours = metrics.get(keras_metric)
+    cosine = isinstance(keras_metric, keras.metrics.CosineSimilarity)
+    y_true, w = (scores[..., ::-1], [None] * 3) if cosine else (labels, weights)  # axis 0: a value per feature
+    state = ours.init()
+    for b in range(3):
+      keras_metric.update_state(y_true[b], y_pred[b], sample_weight=w[b])
+      state = ours.update(state, y_true[b], y_pred[b], w[b])
+    assert_close(ours.result(state), np.asarray(keras_metric.result()), tol=1e-6)
+  huber = keras.losses.Huber(delta=2.0)  # delta too
+  y_true, y_pred = scores[0], scores[1] * 3
+  assert_close(losses.get(huber)(y_true, y_pred), np.asarray(huber(y_true, y_pred)), tol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(6,), (4, 5)])  # labels per example, and per time step

@@ -121,7 +121,7 @@ def test_keras_identifier_forms_config_dicts_functions_and_pass_through():
 
 # ---------------------------------------------------------------------------- every registry, every name it lists
 
-X = np.linspace(-2.0, 2.0, 12, dtype=np.float32).reshape(4, 3)
+X = np.linspace(-2.0, 2.0, 12, dtype=np.float32).reshape(3, 4)  # an even last axis: glu halves it
 PROBS = np.asarray(jax.nn.softmax(X), np.float32)
 ONE_HOT = np.eye(3, dtype=np.float32)[[0, 2, 1, 2]]
 LABELS = np.array([0, 2, 1, 2])

@@ -358,8 +358,8 @@ class AUC:
   """Keras's `AUC`: area under the ROC (or PR) curve from confusion counts at fixed thresholds.
 
   Defaults as Keras: 200 thresholds evenly spread over [0, 1], ROC, trapezoidal
-  ("interpolation") summation. With `multi_label=True`, `num_labels` is required
-  (the state is created before the first batch).
+  ("interpolation") summation. With `multi_label=True` and no `num_labels`, the
+  state takes its size from the first batch, as Keras builds it.
 
   Example:
     >>> import jax.numpy as jnp
@@ -379,20 +379,26 @@ class AUC:
   from_logits: bool = False
   name = "auc"  # Keras's default name (a class attribute: not part of the metric's value)
 
+  _KEYS = ("tp", "fp", "tn", "fn")
+
   def init(self) -> State:
-    shape = (len(self.thresholds),) + ((self.num_labels,) if self.multi_label else ())
-    return {k: jnp.zeros(shape, jnp.float32) for k in ("tp", "fp", "tn", "fn")}
+    if self.multi_label and self.num_labels is None:
+      return {}
+    return _built({}, (len(self.thresholds),) + ((self.num_labels,) if self.multi_label else ()), self._KEYS)
 
   def update(self, state: State, y_true, y_pred, sample_weight=None) -> State:
     y_pred = jnp.asarray(y_pred, jnp.float32)
     if self.from_logits:
       y_pred = jax.nn.sigmoid(y_pred)
-    if self.multi_label and (y_pred.ndim != 2 or y_pred.shape[1] != self.num_labels):
-      raise ValueError(f"y_pred has shape {y_pred.shape}; multi_label AUC expects (batch, {self.num_labels}).")
+    if self.multi_label:
+      if y_pred.ndim != 2 or self.num_labels not in (None, y_pred.shape[1]):
+        raise ValueError(f"y_pred has shape {y_pred.shape}; multi_label AUC expects (batch, "
+                         f"{self.num_labels or 'labels'}).")
+      state = _built(state, (len(self.thresholds), y_pred.shape[1]), self._KEYS)
     counts = _confusion_counts(y_true, y_pred, sample_weight, np.asarray(self.thresholds), self.evenly,
                                multi_label=self.multi_label,
                                label_weights=None if self.multi_label else self.label_weights)
-    return {k: state[k] + c for k, c in zip(("tp", "fp", "tn", "fn"), counts)}
+    return {k: state[k] + c for k, c in zip(self._KEYS, counts)}
 
   def _average(self, by_label):
     if not self.multi_label:
@@ -404,6 +410,7 @@ class AUC:
     return _div_no_nan(jnp.sum(by_label * lw), jnp.sum(lw))
 
   def result(self, state: State) -> Array:
+    _unbuilt(self, state)
     tp, fp, tn, fn = state["tp"], state["fp"], state["tn"], state["fn"]
     if self.curve == "PR" and self.summation_method == "interpolation":
       # Davis & Goadrich interpolation of precision between thresholds, as Keras.
@@ -827,7 +834,8 @@ def _make_auc(num_thresholds=200, curve="ROC", summation_method="interpolation",
     inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
     evenly = True
   if multi_label:
-    check_positive_int("num_labels", num_labels)
+    if num_labels is not None:
+      check_positive_int("num_labels", num_labels)
   elif num_labels is not None:
     raise ValueError(f"num_labels={num_labels!r} is not allowed without multi_label=True.")
   if label_weights is not None:

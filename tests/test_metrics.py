@@ -80,6 +80,7 @@ CASES = [
     ("auc", {"from_logits": True}, "logits"),
     ("auc", {"multi_label": True, "num_labels": 3}, "multilabel"),
     ("auc", {"multi_label": True, "num_labels": 3, "label_weights": [1.0, 0.5, 2.0], "curve": "PR"}, "multilabel"),
+    ("auc", {"multi_label": True}, "multilabel"),  # labels counted from the first batch, as Keras
     ("mean_iou", {"num_classes": C}, "labels"),
     ("mean_iou", {"num_classes": C, "ignore_class": 0}, "labels"),
     ("mean_io_u", {"num_classes": C, "sparse_y_pred": False}, "segmentation"),
@@ -278,8 +279,8 @@ def test_errors_name_the_parameter_value_and_allowed_values():
     metrics.get("auc", curve="ROCK")
   with pytest.raises(ValueError, match=r"metric 'mean_iou' needs the argument num_classes"):
     metrics.get("mean_iou")
-  with pytest.raises(ValueError, match=r"num_labels=None is not allowed; expected a positive integer"):
-    metrics.get("auc", multi_label=True)
+  with pytest.raises(ValueError, match=r"num_labels=0 is not allowed; expected a positive integer"):
+    metrics.get("auc", multi_label=True, num_labels=0)
   with pytest.raises(ValueError, match=r"thresholds=\[1.5\] is not allowed; expected a float in \[0, 1\] or a "
                                        r"non-empty list"):
     metrics.get("precision", thresholds=[1.5])

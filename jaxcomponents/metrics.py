@@ -391,9 +391,9 @@ class AUC:
     if self.from_logits:
       y_pred = jax.nn.sigmoid(y_pred)
     if self.multi_label:
-      if y_pred.ndim != 2 or self.num_labels not in (None, y_pred.shape[1]):
-        raise ValueError(f"y_pred has shape {y_pred.shape}; multi_label AUC expects (batch, "
-                         f"{self.num_labels or 'labels'}).")
+      labels = self.num_labels or (state["tp"].shape[1] if state else None)
+      if y_pred.ndim != 2 or labels not in (None, y_pred.shape[1]):
+        raise ValueError(f"y_pred has shape {y_pred.shape}; multi_label AUC expects (batch, {labels or 'labels'}).")
       state = _built(state, (len(self.thresholds), y_pred.shape[1]), self._KEYS)
     counts = _confusion_counts(y_true, y_pred, sample_weight, np.asarray(self.thresholds), self.evenly,
                                multi_label=self.multi_label,

@@ -89,7 +89,7 @@ def summary(module: nn.Module, sample, *, name: str | None = None,
       counts.setdefault(path[:depth], [0, 0])[not trainable] += n
     sizes[not trainable] += n * _itemsize(leaf.dtype)
   if graph is not None:
-    header, rows = _graph_rows(graph, calls, counts, args, open_dims, getattr(module, "sequential", False) is True)
+    header, rows = _graph_rows(graph, calls, counts, args, open_dims, module.is_sequential())
     title = name or graph.get("name") or type(module).__name__
   else:
     header, rows = ["Layer (type)", "Output Shape", "Param #"], _module_rows(calls, counts)

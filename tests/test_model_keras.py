@@ -879,7 +879,8 @@ def test_orbax_checkpoint_saves_the_steps_kerass_saves_holding_the_same_weights(
   newest = load_model(tmp_path / "epochs-ours")  # architecture and weights of the newest: epoch 2
   model.load_weights(tmp_path / "epochs-ours" / "2")
   np.testing.assert_allclose(newest.predict(xv, verbose=0), model.predict(xv, verbose=0), rtol=1e-6, atol=1e-7)
-  with pytest.raises(ValueError, match=r"holds weights only \(saved with save_weights_only=True\), no architecture"):
+  with pytest.raises(ValueError, match=r"holds no architecture \(only OrbaxCheckpoint saves one, unless "
+                                       r"save_weights_only=True\)"):
     load_model(tmp_path / "best-ours")
   with pytest.raises(CheckpointError, match=r"cannot save checkpoint 0 in .*epochs-ours, which holds checkpoints "
                                             r"\[0, 1, 2\]: a number is saved once"):
@@ -896,6 +897,19 @@ def test_orbax_checkpoint_saves_the_steps_kerass_saves_holding_the_same_weights(
   model.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, verbose=0,
             callbacks=[callbacks.OrbaxCheckpoint(str(tmp_path / "failed"))])
   assert os.listdir(tmp_path / "failed") == ["1"]
+  class Interrupt(callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      if self.model.state.step == 7:  # the backup of step 6 made: the rerun resumes in the second epoch's third batch
+        raise KeyboardInterrupt
+
+  resumed = Model(model.module, model.variables)
+  resumed.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+  backup = callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=2)
+  with pytest.raises(KeyboardInterrupt):
+    resumed.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[backup, Interrupt()])
+  every = callbacks.OrbaxCheckpoint(str(tmp_path / "resumed"), save_freq=1, save_weights_only=True, max_to_keep=None)
+  resumed.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[backup, every])
+  assert sorted(os.listdir(tmp_path / "resumed"), key=int) == ["7", "8"]  # numbered by the updates done
   with pytest.raises(ValueError, match=r"max_to_keep=0 is not allowed"):
     callbacks.OrbaxCheckpoint("runs", max_to_keep=0)
   with pytest.raises(ValueError, match=r"save_freq='batch' is not allowed; expected 'epoch' or a positive number"):

@@ -322,10 +322,14 @@ class KerasGraph(PrecisionFields):
                                dtype if isinstance(dtype, str) else "float32"))
     return samples
 
+  def is_sequential(self) -> bool:
+    """Whether the Keras model is a `Sequential` (its `layers` and summary list no `InputLayer`)."""
+    return self.sequential or "input_layers" not in json.loads(self.config)
+
   def layer_names(self) -> list[str]:
     """The Keras model's `model.layers` names, in its config's order (a Sequential's lists no `InputLayer`)."""
     entries = parse_json(self.config).entries
-    sequential = self.sequential or "input_layers" not in json.loads(self.config)
+    sequential = self.is_sequential()
     return [name for name, entry in entries.items() if not (sequential and entry.class_name == "InputLayer")]
 
   def is_trainable(self, layer: str | None = None) -> bool:

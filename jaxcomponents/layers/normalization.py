@@ -231,7 +231,8 @@ class LayerNormalization(nn.Module):
 class RMSNormalization(nn.Module):
   """Keras's `RMSNormalization`: `x * rsqrt(mean(x**2) + epsilon) * scale` over `axis`, computed in float32 at
   least and returned in the input's dtype (unlike `LayerNormalization(rms_scaling=True)`, the mean square, not
-  the variance).
+  the variance). `scale` holds one entry per position of `axis` and multiplies as Keras's does, lined up with
+  the trailing axes (so a single inner axis must match the last one in size, as in Keras).
 
   Attributes:
     axis: the axis or axes normalized over (and holding one `scale` entry per position).
@@ -257,8 +258,7 @@ class RMSNormalization(nn.Module):
     given, compute = x.dtype, _compute_dtype(x)
     x = x.astype(compute)
     y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + self.epsilon)
-    broadcast = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
-    return (y * scale.astype(compute).reshape(broadcast)).astype(given)
+    return (y * scale.astype(compute)).astype(given)
 
 
 def unit_normalize(x: jax.Array, axis: int | Sequence[int] = -1) -> jax.Array:

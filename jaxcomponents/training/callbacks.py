@@ -954,22 +954,35 @@ class _Checkpointing(_Monitor):
       raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch' or a positive number of batches.")
     self.best, self.verbose, self.save_best_only, self.save_freq = (initial_value_threshold, verbose,
                                                                     save_best_only, save_freq)
-    self._epoch, self._batches_seen, self._since_saving, self._last_batch = 0, 0, 0, None
+    self._epoch, self._batches_seen, self._since_saving, self._last_batch, self._run_start = 0, 0, 0, None, None
 
   @property
   def monitoring(self) -> bool:
     """Whether `monitor` decides anything (only with `save_best_only`)."""
     return self.save_best_only
 
+  def on_train_begin(self, logs=None):
+    state = getattr(self.model, "state", None)
+    self._run_start = None if state is None else int(jax.device_get(state.step))
+    self._last_batch = None
+
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch
 
   def _batch_due(self, batch: int) -> bool:
-    """Whether a save is due after batch `batch` of the epoch; counts the batches seen, across epochs."""
+    """Whether a save is due after batch `batch` of the epoch; counts the batches seen, across epochs.
+
+    As Keras counts them, from the batch indices; a run's first count is read from the state's step, as a
+    resumed run begins inside an epoch.
+    """
     if self.save_freq == "epoch":
       return False
-    restarted = self._last_batch is None or batch <= self._last_batch  # a new epoch counts its batches from 0
-    added = batch + 1 if restarted else batch - self._last_batch
+    if self._last_batch is None and self._run_start is not None:
+      added = int(jax.device_get(self.model.state.step)) - self._run_start
+    elif self._last_batch is None or batch <= self._last_batch:  # a new epoch counts its batches from 0
+      added = batch + 1
+    else:
+      added = batch - self._last_batch
     self._since_saving, self._last_batch = self._since_saving + added, batch
     self._batches_seen += added
     if self._since_saving < self.save_freq:
@@ -1030,6 +1043,7 @@ class ModelCheckpoint(_Checkpointing):
                        f"{'' if save_weights_only else ', or a folder name without a suffix'}.")
 
   def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
     check = getattr(self.model, "check_writable", None)
     if check is not None:  # before the first step, not after an epoch of work
       check(self.filepath, whole=not self.save_weights_only)

@@ -455,9 +455,9 @@ class Checkpointer:
     """
     newest = self._existing_step(step)
     if not os.path.isdir(os.path.join(self.directory, str(newest), _ARCHITECTURE)):
-      raise ValueError(f"checkpoint step {newest} in {self.directory} holds weights only (saved with "
-                       "save_weights_only=True), no architecture: build the model in code and read them with "
-                       "Model.load_weights.")
+      raise ValueError(f"checkpoint step {newest} in {self.directory} holds no architecture (only OrbaxCheckpoint "
+                       "saves one, unless save_weights_only=True): build the model in code and read its weights "
+                       "with Model.load_weights.")
     restored, _, self.restored_step = self._restore_intact({}, step, self._restore_model_step)
     return restored["module"], {name: restored[name] for name in _WEIGHT_FIELDS}
 

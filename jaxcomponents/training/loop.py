@@ -621,6 +621,9 @@ def run_fit(
       for callback in hooks.callbacks:
         if isinstance(callback, ProgbarLogger):
           callback.on_train_end()
+        if isinstance(callback, OrbaxCheckpoint):  # its writes finished (a failed one raised) before fit returns
+          callback.wait_until_finished()
+          callback._release()  # pylint: disable=protected-access
       save()
       if checkpointer is not None:
         checkpointer.wait()  # committed before fit returns (bounded by the checkpointer's save_timeout)

@@ -739,7 +739,7 @@ class Model:
     if path.endswith(".npz"):
       save_npz(path, self.variables, overwrite=overwrite)
     elif path.endswith(".weights.h5"):
-      twin = self._keras_twin(".weights.h5")
+      twin = self._keras_twin(path)
       files.write_beside(path, twin.save_weights, overwrite=overwrite)
     elif path.endswith(".h5"):
       save_keras_h5(path, self.module, self.variables, self._require_sample("save_weights"), overwrite=overwrite)
@@ -763,9 +763,10 @@ class Model:
       encode_module(self.module)
       files.check_target(path, SAVED_MODEL, overwrite=True)  # a user's folder is never replaced
 
-  def _keras_twin(self, what: str, whole: bool = False):
-    """The Keras model a `from_keras` module came from, holding this model's weights (needs Keras)."""
-    self.check_writable(what, whole)
+  def _keras_twin(self, path: str, whole: bool = False):
+    """The Keras model a `from_keras` module came from, holding this model's weights, to write to `path` (needs
+    Keras)."""
+    self.check_writable(path, whole)
     config = self.module.config
     import keras  # pylint: disable=import-outside-toplevel
 
@@ -785,8 +786,9 @@ class Model:
     location = checkpoint_location(path)
     if location is not None:
       template = jax.device_get(self.variables)
-      params, batch_stats = Checkpointer(location[0]).restore_weights(
-          template["params"], template.get("batch_stats", {}), step=location[1])
+      with Checkpointer(location[0]) as reader:
+        params, batch_stats = reader.restore_weights(template["params"], template.get("batch_stats", {}),
+                                                     step=location[1])
       variables = {**template, "params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
     elif path.endswith(".npz"):
       variables = load_npz(path, self.module, sample)
@@ -808,7 +810,7 @@ class Model:
     """
     path = os.fspath(filepath)
     if path.endswith((".keras", ".h5")):
-      files.write_beside(path, self._keras_twin(os.path.splitext(path)[1], whole=True).save, overwrite=overwrite)
+      files.write_beside(path, self._keras_twin(path, whole=True).save, overwrite=overwrite)
       return
     from jaxcomponents.training.saving import save_model  # pylint: disable=import-outside-toplevel
 
@@ -911,7 +913,8 @@ def load_model(filepath: str | os.PathLike) -> Model:
     if location is None:
       module, variables = load_saved(path)
     else:
-      module, variables = Checkpointer(location[0]).restore_model(location[1])
+      with Checkpointer(location[0]) as reader:
+        module, variables = reader.restore_model(location[1])
   else:
     from jaxcomponents.weights import from_keras  # pylint: disable=import-outside-toplevel
 

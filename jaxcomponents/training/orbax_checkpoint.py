@@ -64,6 +64,7 @@ class OrbaxCheckpoint(_Checkpointing):
     return jax.process_index() == 0
 
   def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
     # Refused before the first step: an architecture that cannot be saved, a folder that cannot be written.
     if not self.save_weights_only:
       try:
@@ -74,7 +75,7 @@ class OrbaxCheckpoint(_Checkpointing):
     if self._checkpointer is None:
       self._checkpointer = Checkpointer(self.directory, keep=self.max_to_keep, async_save=self.save_on_background)
     self._checkpointer.lock()
-    self._batches_seen = int(jax.device_get(self.model.state.step))  # Keras's optimizer.iterations
+    self._batches_seen = self._run_start  # Keras's optimizer.iterations
 
   def on_train_batch_end(self, batch, logs=None):
     if self._batch_due(batch):

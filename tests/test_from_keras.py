@@ -114,6 +114,21 @@ def test_center_crop_and_resizing_to_the_targets_aspect_ratio_as_keras(data_form
   outputs_close(module, variables, model, x)
 
 
+def test_random_augmentation_inside_a_model_is_the_identity_at_inference_and_refused_in_training():
+  augment = keras.Sequential([L.RandomFlip("horizontal"), L.RandomRotation(0.1), L.RandomZoom(0.1),
+                              L.RandomContrast(0.2)], name="augment")
+  image = keras.Input((8, 8, 3), dtype="uint8")
+  model = keras.Model(image, L.Dense(2)(L.Flatten()(L.Rescaling(1 / 255.0)(augment(image)))))
+  randomize(model, 3)
+  x = np.random.default_rng(2).integers(0, 256, size=(4, 8, 8, 3)).astype(np.uint8)
+  module, variables = from_keras(model, check=x)
+  np.testing.assert_allclose(module.apply(variables, x), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+  state = TrainState.create(module, optimizers.get("sgd"), variables=variables)
+  with pytest.raises(ValueError, match=r"random_flip \(RandomFlip\) draws a random augmentation in training, which "
+                                       r"jaxcomponents does not compute"):
+    make_train_step(lambda y, p: jnp.mean((y - p) ** 2, axis=-1))(state, {"x": x, "y": np.zeros((4, 2))})
+
+
 def test_integer_images_resize_into_their_own_dtype_as_keras():
   image = keras.Input((7, 6, 1), dtype="uint8")
   outputs = [L.Resizing(14, 12)(image), L.Resizing(3, 4, interpolation="bicubic", antialias=True)(image),

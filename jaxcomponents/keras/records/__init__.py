@@ -16,12 +16,13 @@ from typing import Any
 
 from jaxcomponents.keras import regularization
 from jaxcomponents.keras.record import KerasClass
-from jaxcomponents.keras.records import (adaptive_pooling, applications, attention, core, noise, normalization,
-                                         recurrent, spatial, unet_collection)
+from jaxcomponents.keras.records import (adaptive_pooling, applications, attention, augmentation, core, noise,
+                                         normalization, recurrent, spatial, unet_collection)
 from jaxcomponents.keras.records.ops import OPS
 from jaxcomponents.layers.activity import activity_regularizer_problems
 
-_FAMILIES = (core, spatial, normalization, recurrent, attention, noise, adaptive_pooling, applications, unet_collection)
+_FAMILIES = (core, spatial, normalization, recurrent, attention, noise, augmentation, adaptive_pooling, applications,
+             unet_collection)
 CustomRecords = tuple[tuple[str, KerasClass], ...]
 
 

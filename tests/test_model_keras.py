@@ -761,8 +761,8 @@ def test_the_optimizer_is_named_and_counts_its_updates_as_kerass():
     for m in (model, keras_model):
       m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
       m.fit(x, y, batch_size=8, epochs=2, verbose=0)
-    assert (model.optimizer.name, model.optimizer.iterations) == (keras_model.optimizer.name,
-                                                                  int(keras_model.optimizer.iterations))
+    keras_name = re.sub(r"_\d+$", "", keras_model.optimizer.name)  # Keras numbers a name's repeats in a process
+    assert (model.optimizer.name, model.optimizer.iterations) == (keras_name, int(keras_model.optimizer.iterations))
   assert [w.shape for w in model.trainable_variables] == [tuple(w.shape) for w in keras_model.trainable_variables]
   assert [w.shape for w in model.non_trainable_variables] == [
       tuple(w.shape) for w in keras_model.non_trainable_variables]

@@ -43,7 +43,9 @@ def test_matches_keras_unet_collection(name):
   """Outputs (in kuc's order and names), parameter count and, where recorded, one SGD step on every output."""
   reference = kuc_references.load(name)
   model = _model(reference)
-  kuc_references.check_reference(model, reference)
+  # UNet++'s deepest output sums float32 rounding from both sides: on the d3 reference, computed in float64 ours
+  # is 7e-6 from our float32 output and 6e-6 from kuc's (a CPU with other vector kernels lands at 1.1e-5).
+  kuc_references.check_reference(model, reference, tol=2e-5)
 
 
 def test_compile_by_output_name():

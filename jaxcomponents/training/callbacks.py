@@ -954,7 +954,7 @@ class _Checkpointing(_Monitor):
       raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch' or a positive number of batches.")
     self.best, self.verbose, self.save_best_only, self.save_freq = (initial_value_threshold, verbose,
                                                                     save_best_only, save_freq)
-    self._epoch, self._batches_seen, self._since_saving, self._last_batch, self._run_start = 0, 0, 0, None, None
+    self._epoch, self._since_saving, self._last_batch, self._run_start = 0, 0, None, None
 
   @property
   def monitoring(self) -> bool:
@@ -970,7 +970,7 @@ class _Checkpointing(_Monitor):
     self._epoch = epoch
 
   def _batch_due(self, batch: int) -> bool:
-    """Whether a save is due after batch `batch` of the epoch; counts the batches seen, across epochs.
+    """Whether a save is due after batch `batch` of the epoch; counts the batches since the last save, across epochs.
 
     As Keras counts them, from the batch indices; a run's first count is read from the state's step, as a
     resumed run begins inside an epoch.
@@ -984,7 +984,6 @@ class _Checkpointing(_Monitor):
     else:
       added = batch - self._last_batch
     self._since_saving, self._last_batch = self._since_saving + added, batch
-    self._batches_seen += added
     if self._since_saving < self.save_freq:
       return False
     self._since_saving = 0

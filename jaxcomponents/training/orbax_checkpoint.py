@@ -75,11 +75,11 @@ class OrbaxCheckpoint(_Checkpointing):
     if self._checkpointer is None:
       self._checkpointer = Checkpointer(self.directory, keep=self.max_to_keep, async_save=self.save_on_background)
     self._checkpointer.lock()
-    self._batches_seen = self._run_start  # Keras's optimizer.iterations
 
   def on_train_batch_end(self, batch, logs=None):
     if self._batch_due(batch):
-      self._save(self._batches_seen, self._epoch, dict(logs or {}), f"at batch {batch}")
+      step = int(jax.device_get(self.model.state.step))  # the updates done: Keras's optimizer.iterations
+      self._save(step, self._epoch, dict(logs or {}), f"at batch {batch}")
 
   def on_epoch_end(self, epoch, logs=None):
     if self.save_freq == "epoch":

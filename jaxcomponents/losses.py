@@ -376,11 +376,16 @@ def _check_option(name: str, key: str, value: Any) -> Any:
   return value
 
 
-def _broadcast_weight(weight: Array, values: Array) -> tuple[Array, Array]:
+def broadcast_weight(weight: Array, values: Array) -> tuple[Array, Array]:
   """Keras's rank fix-up, then a per-example weight spreads over that example's entries."""
   values, weight = match_rank(values, weight)
   if weight.ndim < values.ndim and weight.shape == values.shape[:weight.ndim]:
     weight = weight.reshape(weight.shape + (1,) * (values.ndim - weight.ndim))
+  try:
+    jnp.broadcast_shapes(values.shape, weight.shape)
+  except ValueError:
+    raise ValueError(f"sample_weight of shape {weight.shape} does not fit the loss's values of shape {values.shape}; "
+                     "expected one weight per example or one per entry of the values.") from None
   return values, weight
 
 
@@ -405,14 +410,14 @@ def reduce_weighted(values: Array, sample_weight: Array | None = None, mask: Arr
     if sample_weight is None:
       sample_weight = float_mask
     else:
-      float_mask, sample_weight = _broadcast_weight(jnp.asarray(sample_weight, jnp.float32), float_mask)
+      float_mask, sample_weight = broadcast_weight(jnp.asarray(sample_weight, jnp.float32), float_mask)
       sample_weight = sample_weight * float_mask
   spread = False
   if sample_weight is not None:
     sample_weight = jnp.asarray(sample_weight, jnp.float32)
     matched = match_rank(values, sample_weight)[1]
     spread = 0 < matched.ndim < values.ndim  # a per-example weight over an example's entries
-    values, sample_weight = _broadcast_weight(sample_weight, values)
+    values, sample_weight = broadcast_weight(sample_weight, values)
     values = values * sample_weight
   if reduction in (None, "none") or values.shape in ((), (0,)):
     return values

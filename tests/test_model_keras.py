@@ -511,6 +511,26 @@ def test_weights_and_validation_split_as_keras(case):
   assert_weights_equal(model, keras_model)
 
 
+@pytest.mark.parametrize("shape", ["column", "per_timestep"])
+def test_sample_weights_of_a_column_or_one_per_timestep_as_keras(shape):
+  """Keras takes `sample_weight` as `(n,)`, `(n, 1)` or, for a sequence's losses `(n, T)`, one per time step."""
+  keras_model = keras.Sequential([keras.Input((5, 4)), keras.layers.Dense(3, activation="softmax")])
+  randomize_keras(keras_model, seed=31, scale=0.5)
+  model = pair(keras_model)
+  rng = np.random.default_rng(32)
+  x, y = rng.normal(size=(20, 5, 4)).astype(np.float32), rng.integers(0, 3, (20, 5))
+  weight = rng.uniform(0.0, 2.0, (20, 1) if shape == "column" else (20, 5)).astype(np.float32)
+  results = []
+  for m in (model, keras_model):
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    history = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, sample_weight=weight)
+    results.append((history, m.evaluate(x, y, batch_size=8, sample_weight=weight, verbose=0),
+                    m.train_on_batch(x[:4], y[:4], sample_weight=weight[:4])))
+  assert_history_equal(results[0][0], results[1][0], rtol=1e-5)
+  np.testing.assert_allclose(results[0][1:], results[1][1:], rtol=1e-5)
+  assert_weights_equal(model, keras_model, tol=1e-5)
+
+
 def test_evaluate_predict_and_batch_methods_as_keras():
   keras_model = small_cnn(seed=6)
   model = pair(keras_model)

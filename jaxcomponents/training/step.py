@@ -152,9 +152,10 @@ def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: 
     values, _ = compute(_zero_padding(y_true, mask), _zero_padding(y_pred, mask))
     if keras_loss and loss_fn.reduction == "mean_with_sample_weight":
       return values * jnp.sum(mask)
-    return values * jnp.sum(weight)
+    return values * jnp.sum(per_example_losses(weight, mask.shape[0]))
   if not keras_loss:
-    return jnp.sum(per_example_losses(values, mask.shape[0]) * weight)
+    values, weight = losses_lib.broadcast_weight(weight, values)
+    return jnp.sum(per_example_losses(values * weight, mask.shape[0]))
   keep = (mask > 0).reshape(mask.shape + (1,) * (values.ndim - 1))
   keep = jnp.broadcast_to(keep if valid is None else keep & valid, values.shape)
   return losses_lib.reduce_weighted(values, weight, keep, loss_fn.reduction) * jnp.sum(mask)
@@ -166,9 +167,13 @@ def batch_size_of(y_pred: Any) -> int:
 
 
 def _masks(batch: Batch, n: int) -> tuple[jax.Array, jax.Array]:
+  """The batch's real-example mask `(n,)` and its weights: the mask times `sample_weight` as given (`(n,)`,
+  `(n, 1)` or one per entry of an example's loss, Keras's per-timestep weights `(n, T)`)."""
   mask = jnp.asarray(batch["mask"], jnp.float32) if "mask" in batch else jnp.ones((n,), jnp.float32)
-  weight = mask if "sample_weight" not in batch else mask * jnp.asarray(batch["sample_weight"], jnp.float32)
-  return mask, weight
+  if "sample_weight" not in batch:
+    return mask, mask
+  weight = jnp.asarray(batch["sample_weight"], jnp.float32)
+  return mask, mask.reshape(mask.shape + (1,) * (weight.ndim - 1)) * weight
 
 
 class OutputLoss:

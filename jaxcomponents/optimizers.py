@@ -1034,8 +1034,8 @@ _WRAPPERS = {"gradient_accumulation_steps": None, "use_ema": False, "ema_momentu
              "ema_overwrite_frequency": None}
 # Keras optimizer arguments with no counterpart here, and what to use instead.
 _UNSUPPORTED = {
-    "loss_scale_factor": "Keras's loss scaling: scale the loss and the gradients yourself.",
-    "name": "optax transformations carry no name.",
+    "loss_scale_factor": "It is Keras's, not taken here: scale the loss and the gradients yourself.",
+    "name": "It is Keras's, not taken here: optax transformations carry no name.",
 }
 
 
@@ -1046,7 +1046,7 @@ def _is_optimizer(value: Any) -> bool:
 # Keras's class names in any case (`keras.optimizers.deserialize` lower-cases them). In a Keras config dict the
 # arguments without a counterpart here (`loss_scale_factor`) are accepted at Keras's defaults.
 OPTIMIZERS = Registry("optimizer", any_case=True, passes=_is_optimizer, passes_what="an optax.GradientTransformation",
-                      argument_notes=_UNSUPPORTED,
+                      argument_notes=_UNSUPPORTED, taken_before=_WRAPPERS,
                       config_keys={"name": ANY, "loss_scale_factor": (None,)})
 for _name, _factory, _class in (("sgd", sgd, "SGD"), ("adam", adam, "Adam"), ("adamw", adamw, "AdamW"),
                                 ("rmsprop", rmsprop, "RMSprop"), ("adagrad", adagrad, "Adagrad"),
@@ -1093,6 +1093,7 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
   if _is_optimizer(name):
     return OPTIMIZERS.get(name, **hyperparameters)
   if is_keras_object(name):
+    hyperparameters = {**_keras_object_arguments(name), **hyperparameters}
     name = keras_config(name)
   wrappers = {key: hyperparameters.pop(key) for key in _WRAPPERS if key in hyperparameters}
   if isinstance(name, Mapping) and isinstance(name.get("config"), Mapping):  # the kwargs over the config's
@@ -1123,6 +1124,24 @@ def get(name: str | Mapping[str, Any] | optax.GradientTransformation, /,
 def is_keras_object(value: Any) -> bool:
   """Whether `value` is a Keras optimizer object (an instance with a class config that applies gradients)."""
   return hasattr(value, "get_config") and hasattr(value, "apply_gradients")
+
+
+def _keras_object_arguments(optimizer: Any) -> dict[str, Any]:
+  """What a Keras optimizer object holds outside its config: a learning rate that is a schedule object or a
+  callable (taken as it is, so a schedule of the user's own works), and its `exclude_from_weight_decay(var_names=...)`
+  patterns (Keras matches them as one `re.search` alternation against each variable's name)."""
+  arguments = {}
+  learning_rate = getattr(optimizer, "_learning_rate", None)
+  if callable(learning_rate):
+    arguments["learning_rate"] = learning_rate
+  if getattr(optimizer, "_exclude_from_weight_decay", None):
+    raise ValueError("optimizer=<Keras optimizer> with exclude_from_weight_decay(var_list=...) is not allowed: "
+                     "Keras variables name nothing here; exclude them by name with var_names=[...] (or "
+                     "exclude_from_weight_decay=[...]).")
+  pattern = getattr(optimizer, "_exclude_from_weight_decay_pattern", None)
+  if pattern is not None:
+    arguments["exclude_from_weight_decay"] = (pattern.pattern,)
+  return arguments
 
 
 def _at_last_batch(schedule: Callable[[jax.Array], jax.Array], steps: int, count: jax.Array) -> jax.Array:
@@ -1161,6 +1180,20 @@ def learning_rate_logs(opt_state: Any) -> dict[str, float]:
     return {"learning_rate": float(jax.device_get(found[0][1].hyperparams["learning_rate"]))}
   return {f"learning_rate_{re.sub(r'[^0-9A-Za-z]+', '_', path).strip('_')}":
           float(jax.device_get(node.hyperparams["learning_rate"])) for path, node in found}
+
+
+def update_count(opt_state: Any, batches: int) -> int:
+  """Keras's `optimizer.iterations`: the updates applied after `batches` batches, fewer where
+  `gradient_accumulation_steps` applies one per group of batches.
+
+  Example:
+    >>> tx = get("sgd", gradient_accumulation_steps=2)
+    >>> update_count(tx.init({"w": jnp.ones(2)}), 0)
+    0
+  """
+  found = [node for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, optax.MultiStepsState))
+           if isinstance(node, optax.MultiStepsState)]
+  return int(jax.device_get(found[0].gradient_step)) if found else batches
 
 
 def set_learning_rate(opt_state: Any, new: Callable[[float], float]) -> Any:

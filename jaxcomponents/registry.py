@@ -144,6 +144,8 @@ class Registry(Mapping[str, Any]):
       nothing here (`ANY`: any value): e.g. an optimizer's `use_ema: False`.
     argument_notes: argument -> a note added when it is given but not taken (what to use instead).
     name_notes: unknown name -> a note added to its error (where that spelling is taken instead).
+    taken_before: arguments the caller takes off before a lookup (an optimizer's `use_ema`), listed with
+      each entry's own in errors and suggestions.
   """
 
   def __init__(self, kind: str, *, param: str = "name", values: bool = False, inputs: Iterable[str] = (),
@@ -151,7 +153,8 @@ class Registry(Mapping[str, Any]):
                any_case: bool = False, snake_case_classes: bool = False,
                passes: Callable[[Any], bool] = callable, passes_what: str = "a callable", none: Any = _UNSET,
                config_keys: Mapping[str, Iterable[Any] | _AnyValue] | None = None,
-               argument_notes: Mapping[str, str] | None = None, name_notes: Mapping[str, str] | None = None):
+               argument_notes: Mapping[str, str] | None = None, name_notes: Mapping[str, str] | None = None,
+               taken_before: Iterable[str] = ()):
     self.kind, self.param, self.values = kind, param, values
     self.inputs = tuple(inputs)
     self.common = dict(common or {})
@@ -160,6 +163,7 @@ class Registry(Mapping[str, Any]):
     self.config_keys = {k: v if v is ANY else tuple(v) for k, v in (config_keys or {}).items()}
     self.argument_notes = dict(argument_notes or {})
     self.name_notes = dict(name_notes or {})
+    self.taken_before = tuple(taken_before)
     self._make = make
     self._entries: dict[str, Entry] = {}
     self._spellings: dict[str, str] = {}  # every listed spelling -> canonical name
@@ -336,7 +340,7 @@ class Registry(Mapping[str, Any]):
       >>> r.check_arguments("huber", {"delta": 2.0})
     """
     entry = self.entry(name)
-    allowed = list(entry.arguments)
+    allowed = list(entry.arguments) + [key for key in self.taken_before if key not in entry.arguments]
     for key, value in kwargs.items():
       if key in entry.arguments:
         continue

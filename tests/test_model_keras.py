@@ -251,6 +251,7 @@ def test_a_fit_with_gradient_accumulation_steps_as_keras():
   assert_history_equal(ours, theirs)
   assert_weights_equal(model, keras_model)
   assert model.optimizer.learning_rate == pytest.approx(0.01)
+  assert model.optimizer.iterations == int(keras_model.optimizer.iterations) == 5  # updates, not batches
 
 
 def test_a_fit_with_use_ema_ends_on_the_average_as_keras():

@@ -247,6 +247,42 @@ def test_exclude_from_weight_decay_matches_parameter_names_as_keras_matches_vari
     optimizers.get("adamw", weight_decay=0.5, exclude_from_weight_decay=["gamma"]).init({"Dense_0": params})
 
 
+class _HalvingSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """A schedule of the user's own: Keras calls it with the step count."""
+
+  def __call__(self, step):
+    return 0.1 / (1.0 + keras.ops.cast(step, "float32"))
+
+  def get_config(self):
+    return {}
+
+
+def test_a_keras_optimizer_object_keeps_what_lies_outside_its_config_as_keras():
+  """Its `exclude_from_weight_decay(var_names=...)` and a schedule of the user's own (neither is in its config)."""
+  params, grads = _problem(seed=25, grad_scale=2.0)
+
+  def keras_optimizer():
+    optimizer = keras.optimizers.AdamW(learning_rate=_HalvingSchedule(), weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "^ker$"])
+    return optimizer
+
+  theirs = _keras_run(keras_optimizer(), params, grads)
+  ours = _optax_run(optimizers.get(keras_optimizer()), {"Dense_0": params}, [{"Dense_0": g} for g in grads])
+  _assert_same_trajectory(_nested(ours), theirs, params)
+  by_list = keras.optimizers.AdamW(weight_decay=0.5)
+  by_list.exclude_from_weight_decay(var_list=[keras.Variable(np.zeros(2))])
+  with pytest.raises(ValueError, match=r"exclude_from_weight_decay\(var_list=...\) is not allowed.*var_names"):
+    optimizers.get(by_list)
+
+
+def test_a_misspelled_keras_optimizer_argument_is_named_with_the_arguments_taken():
+  for given, meant in (("use_emma", "use_ema"), ("gradient_accumulation_step", "gradient_accumulation_steps"),
+                       ("ema_momentun", "ema_momentum")):
+    with pytest.raises(ValueError, match=rf"{given}=1 is not an argument of optimizer 'adam'; expected one of: "
+                                         rf"learning_rate, .*, use_ema, .* Did you mean {meant}\?"):
+      optimizers.get("adam", **{given: 1})
+
+
 def test_a_callable_of_no_argument_is_a_learning_rate_as_keras_calls_it():
   params, grads = _problem(seed=22)
   theirs = _keras_run(keras.optimizers.SGD(learning_rate=lambda: 0.05, momentum=0.5), params, grads)

@@ -67,7 +67,7 @@ class _Optimizer:
   def iterations(self) -> int:
     """The number of updates taken so far (Keras's `optimizer.iterations`)."""
     state = self._model.state
-    return 0 if state is None else int(jax.device_get(state.step))
+    return 0 if state is None else optimizers.update_count(state.opt_state, int(jax.device_get(state.step)))
 
   @learning_rate.setter
   def learning_rate(self, value: float) -> None:

@@ -137,7 +137,7 @@ def test_bernoulli_defers_to_jax_for_other_generators():
   np.testing.assert_array_equal(random.bernoulli(key, 0.5, (6,)), jax.random.bernoulli(key, 0.5, (6,)))
 
 
-@pytest.mark.parametrize("broadcast_dims", [(), (1,)])
+@pytest.mark.parametrize("broadcast_dims", [(), (1,), (-1,), (-3, 1)])
 def test_dropout_layer_equals_flax_dropout(broadcast_dims):
   x = jax.random.normal(jax.random.key(0), (4, 6, 5))
   rngs = {"dropout": jax.random.key(1)}
@@ -145,6 +145,9 @@ def test_dropout_layer_equals_flax_dropout(broadcast_dims):
   flax_dropout = nn.Dropout(0.3, broadcast_dims=broadcast_dims, deterministic=False).apply({}, x, rngs=rngs)
   np.testing.assert_array_equal(ours, flax_dropout)
   np.testing.assert_array_equal(Dropout(0.3).apply({}, x, train=False), x)
+  with pytest.raises(ValueError, match=r"broadcast_dims=\(3,\) is not allowed for an input of rank 3; "
+                                       r"expected axes in \[-3, 2\]"):
+    Dropout(0.3, broadcast_dims=(3,)).apply({}, x, train=True, rngs=rngs)
 
 
 def test_native_library_is_built_here():

@@ -113,6 +113,10 @@ def dropout(x: jax.Array, rate: float, key: jax.Array, broadcast_dims: Sequence[
   if rate == 1.0:
     return jnp.zeros_like(x)
   keep_prob = 1.0 - rate
-  shape = [1 if axis in broadcast_dims else n for axis, n in enumerate(x.shape)]
+  if any(not -x.ndim <= axis < x.ndim for axis in broadcast_dims):
+    raise ValueError(f"broadcast_dims={tuple(broadcast_dims)!r} is not allowed for an input of rank {x.ndim}; "
+                     f"expected axes in [{-x.ndim}, {x.ndim - 1}].")
+  shared = {axis % x.ndim for axis in broadcast_dims}
+  shape = [1 if axis in shared else n for axis, n in enumerate(x.shape)]
   mask = jnp.broadcast_to(bernoulli(key, keep_prob, shape), x.shape)
   return lax.select(mask, x / keep_prob, jnp.zeros_like(x))

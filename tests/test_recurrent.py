@@ -95,6 +95,10 @@ PARITY_CASES = [
     ("lstm", "sum", "lengths", dict(return_state=True)),
     ("gru", "ave", "layer", dict(return_sequences=True)),
     ("rnn", "mul", "mask", dict(return_state=True)),
+    # Keras's unroll=True: a masked step outputs the previous step's output (zeros before the first)
+    ("lstm", "concat", "mask", dict(return_sequences=True, unroll=True)),
+    ("gru", None, "layer", dict(return_sequences=True, go_backwards=True, return_state=True, unroll=True)),
+    ("rnn", None, "mask", dict(return_sequences=True, unroll=True)),
 ]
 
 

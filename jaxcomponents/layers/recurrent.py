@@ -177,8 +177,11 @@ class Recurrent(PrecisionFields):
     zero_output_for_mask: outputs of masked steps are zeros rather than the
       previous output; None: Keras's choice (False, but `return_sequences`
       when bidirectional).
-    unroll: time steps per scan iteration (passed to `nn.scan`); it changes
-      speed and compile size only.
+    unroll: Keras's `unroll`: True computes Keras's unrolled loop (every step
+      unrolled; a masked step outputs the previous step's output, zeros before
+      the first, never zeros as the scan's `zero_output_for_mask` gives them),
+      False (or 1) Keras's scan; an integer, time steps per scan iteration
+      (passed to `nn.scan`), changes speed and compile size only.
     use_cudnn: LSTM only: run through cuDNN on NVIDIA GPUs where Keras would
       (`cudnn_eligible`: tanh and sigmoid, a bias, no recurrent dropout,
       `unroll=1`, `lengths` rather than a `mask`, float32), like Keras's
@@ -229,7 +232,7 @@ class Recurrent(PrecisionFields):
   reset_after: bool = True
   unit_forget_bias: bool = True
   zero_output_for_mask: bool | None = None
-  unroll: int = 1
+  unroll: int | bool = 1
   use_cudnn: bool = True
   units: int | None = renamed_to("features")
   stateful: bool = False
@@ -336,8 +339,10 @@ class Recurrent(PrecisionFields):
     """One direction: (outputs in processing order or the last one, final states)."""
     cell = self._make_cell(name)
     masks = self._dropout_masks(x.shape[0], x.shape[-1], carry[0].dtype, train)
+    keras_unrolled = self.unroll is True
     return scan_cell(cell, carry, x, mask, masks, go_backwards=backwards, zero_output=zero_output,
-                     return_sequences=self.return_sequences, unroll=self.unroll)
+                     return_sequences=self.return_sequences, unroll=keras_unrolled or int(self.unroll) or 1,
+                     unrolled_masking=keras_unrolled)
 
   def _dropout_masks(self, batch: int, features: int, dtype, train: bool):
     """Keras's masks, fixed over time: shared by the gates, or one per gate with recurrent dropout."""
@@ -403,7 +408,9 @@ class Recurrent(PrecisionFields):
     activations.get(self.recurrent_activation, "recurrent_activation")
     check_rate("dropout", self.dropout)
     check_rate("recurrent_dropout", self.recurrent_dropout)
-    check_positive_int("unroll", self.unroll)
+    if not isinstance(self.unroll, bool) and not (isinstance(self.unroll, int) and self.unroll > 0):
+      raise ValueError(f"unroll={self.unroll!r} is not allowed; expected True or False (Keras's) or a positive "
+                       "integer (time steps per scan iteration).")
     if self.bidirectional and self.go_backwards:
       raise ValueError(
           f"go_backwards=True is not allowed with bidirectional={self.bidirectional!r} (Keras's "
@@ -454,11 +461,11 @@ def keras_cudnn_rule(activation: Any, recurrent_activation: Any, use_bias: bool,
                      unroll: int) -> bool:
   """Keras 3's condition for its cuDNN LSTM (`cudnn_ok`, no recurrent dropout), a GPU aside.
 
-  `unroll` is `Recurrent`'s: 1 is Keras's `unroll=False`.
+  `unroll` is `Recurrent`'s: False or 1 is Keras's `unroll=False`.
   """
   return (activations.get(activation) is activations.ACTIVATIONS["tanh"]
           and activations.get(recurrent_activation) is activations.ACTIVATIONS["sigmoid"]
-          and bool(use_bias) and not recurrent_dropout and unroll == 1)
+          and bool(use_bias) and not recurrent_dropout and unroll is not True and unroll in (0, 1))
 
 
 def cudnn_eligible(layer: Any, *, dtype: Any, mask: bool, lengths: bool, train: bool) -> bool:

@@ -87,7 +87,7 @@ def test_group_normalization_refuses_groups_that_do_not_divide():
 
 @pytest.mark.parametrize("axis, center, scale, rms", [
     (-1, True, True, True), (-1, False, False, True), ((1, 2), True, True, True), (-1, True, True, False),
-    ((1, 3), False, True, False), (1, True, False, False)])
+    ((1, 3), False, True, False), (1, True, False, False), ((-1, 1), True, True, False)])
 def test_layer_normalization_equals_keras(axis, center, scale, rms):
   shape = (3, 4, 5, 6)
   theirs = keras_layer(L.LayerNormalization(axis=axis, epsilon=0.05, center=center, scale=scale, rms_scaling=rms),

@@ -84,15 +84,17 @@ class Keras2BatchNorm(nn.BatchNorm):
     return y
 
 
-def _axes(axis: int | Sequence[int], ndim: int, param: str = "axis") -> tuple[int, ...]:
-  """`axis` (an int or ints) as sorted non-negative axes of an `ndim`-dimensional input, batch axis excluded."""
+def _axes(axis: int | Sequence[int], ndim: int, param: str = "axis", ordered: bool = True) -> tuple[int, ...]:
+  """`axis` (an int or ints) as sorted non-negative axes of an `ndim`-dimensional input, batch axis excluded
+  (in the order given, without `ordered`)."""
   given = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
   if not given or any(isinstance(a, bool) or not isinstance(a, int) for a in given):
     raise ValueError(f"{param}={axis!r} is not allowed; expected an int or a sequence of ints.")
   if any(not -ndim < a < ndim or a % ndim == 0 for a in given):
     raise ValueError(f"{param}={axis!r} is not allowed for inputs of rank {ndim}; expected axes in 1..{ndim - 1} "
                      f"(or -{ndim - 1}..-1), not the batch axis.")
-  return tuple(sorted({a % ndim for a in given}))
+  axes = tuple(dict.fromkeys(a % ndim for a in given))
+  return tuple(sorted(axes)) if ordered else axes
 
 
 def _compute_dtype(x: jax.Array):
@@ -177,7 +179,8 @@ class LayerNormalization(nn.Module):
   never does.
 
   Attributes:
-    axis: the axis or axes normalized over (and holding one `gamma`/`beta` entry per position).
+    axis: the axis or axes normalized over (and holding one `gamma`/`beta` entry per position, their axes in
+      the order given, reshaped to the input's layout as Keras reshapes them).
     epsilon: added to the variance (Keras: 1e-3).
     use_bias: learn `beta`, Keras's `center` (not with `rms_scaling`).
     use_scale: learn `gamma`, Keras's `scale`.
@@ -203,8 +206,10 @@ class LayerNormalization(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    axes = _axes(self.axis, x.ndim)
-    shape = tuple(x.shape[a] for a in axes)
+    given_order = _axes(self.axis, x.ndim, ordered=False)
+    axes = tuple(sorted(given_order))
+    # As Keras: `gamma` and `beta` hold the axes in the order given, and reach the input's layout by a reshape.
+    shape = tuple(x.shape[a] for a in given_order)
     gamma = (self.param("gamma", nn.initializers.ones, shape, self.param_dtype)
              if self.use_scale or self.rms_scaling else None)
     beta = (self.param("beta", nn.initializers.zeros, shape, self.param_dtype)

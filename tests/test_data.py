@@ -113,6 +113,18 @@ def test_image_folders(tmp_path):
   assert [b["x"].shape for b in batches] == [(2, 16, 16, 3)] * 3
   assert np.concatenate([b["y"] for b in batches])[:5].tolist() == [0, 0, 0, 1, 1]
   assert batches[-1]["mask"].tolist() == [1.0, 0.0]
+  # float32: the resized values unrounded, as Keras's image_dataset_from_directory gives them (its bilinear resize,
+  # without antialiasing, is keras.ops.image.resize's)
+  import keras
+
+  floats, _ = image_folder_dataset(tmp_path, (16, 16), batch_size=5, shuffle=False, dtype="float32")
+  first = next(iter(floats.epoch(0)))["x"]
+  source = np.asarray(Image.open(tmp_path / "cats" / "0.png"), np.float32)
+  expected = keras.ops.image.resize(source, (16, 16), interpolation="bilinear", antialias=False)
+  assert first.dtype == np.float32 and not np.allclose(first[0], np.round(first[0]))
+  np.testing.assert_allclose(first[0], expected, atol=1e-3)
+  with pytest.raises(ValueError, match=r"dtype='float64' is not allowed"):
+    image_folder_dataset(tmp_path, (16, 16), batch_size=2, dtype="float64")
   (tmp_path / "dogs" / "broken.jpg").write_bytes(b"not an image")
   data, _ = image_folder_dataset(tmp_path, (16, 16), batch_size=6, shuffle=False)
   with pytest.raises(ValueError, match=r"broken.jpg is not a readable image"):

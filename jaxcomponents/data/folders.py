@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from jaxcomponents import limits
+from jaxcomponents.errors import check_choice
 from jaxcomponents.data.dataset import RecordDataset
 from jaxcomponents.data.image import decode_image, resize_image
 from jaxcomponents.data.pipeline import Augment
@@ -42,24 +43,33 @@ def list_image_folder(root: str | os.PathLike, *,
   return files, classes
 
 
-def read_image(path: str, size: tuple[int, int], *, max_pixels: int | None = None) -> np.ndarray:
-  """Reads an image as RGB uint8 (H, W, 3), resized to `size` (bilinear, as Keras).
+IMAGE_DTYPES = ("uint8", "float32")
 
-  `max_pixels` is as in `decode_image` (default: `jaxcomponents.limits`' `max_image_pixels`).
+
+def read_image(path: str, size: tuple[int, int], *, max_pixels: int | None = None,
+               dtype: str = "uint8") -> np.ndarray:
+  """Reads an image as RGB (H, W, 3), resized to `size` (bilinear, as Keras).
+
+  `dtype="uint8"` rounds the resized values (a quarter of the memory); `"float32"` keeps them as Keras's
+  `image_dataset_from_directory` gives them. `max_pixels` is as in `decode_image` (default:
+  `jaxcomponents.limits`' `max_image_pixels`).
 
   Raises:
     ValueError: naming the file, if it is not a readable image or has more pixels than the limit.
   """
-  return resize_image(decode_image(path, max_pixels=max_pixels), size)
+  check_choice("dtype", dtype, IMAGE_DTYPES)
+  return resize_image(decode_image(path, max_pixels=max_pixels).astype(dtype, copy=False), size)
 
 
 def image_folder_dataset(root: str | os.PathLike, image_size: tuple[int, int], batch_size: int, *,
                          shuffle: bool = True, seed: int = 0, augment: Augment | None = None, threads: int = 4,
-                         workers: int = 0, follow_links: bool = False) -> tuple[RecordDataset, list[str]]:
+                         workers: int = 0, follow_links: bool = False,
+                         dtype: str = "uint8") -> tuple[RecordDataset, list[str]]:
   """Batches of (image, class index) from `root/<class>/<image>`; returns the class names too.
 
   Images are decoded and resized to `image_size` (bilinear, as Keras's
-  `image_dataset_from_directory`); `augment`, `threads` and `workers` are as
+  `image_dataset_from_directory`), as uint8 (rounded), or with `dtype="float32"`
+  the values Keras's gives; `augment`, `threads` and `workers` are as
   in `BatchPipeline`; `follow_links` is as in `list_image_folder`. Images
   are checked against the `max_image_pixels` limit in force when the dataset
   is made (`jaxcomponents.limits`), in worker processes too.
@@ -67,8 +77,9 @@ def image_folder_dataset(root: str | os.PathLike, image_size: tuple[int, int], b
   Example:
     data, classes = image_folder_dataset("PetImages", (160, 160), 32, workers=4)
   """
+  check_choice("dtype", dtype, IMAGE_DTYPES)
   files, classes = list_image_folder(root, follow_links=follow_links)
-  example = _FolderExample(tuple(image_size), limits.get_limits().max_image_pixels)
+  example = _FolderExample(tuple(image_size), limits.get_limits().max_image_pixels, dtype)
   return RecordDataset(files, example, batch_size, shuffle=shuffle, seed=seed, num_classes=len(classes),
                        augment=augment, threads=threads, workers=workers), classes
 
@@ -76,8 +87,8 @@ def image_folder_dataset(root: str | os.PathLike, image_size: tuple[int, int], b
 class _FolderExample:
   """(path, label) -> (image, label); a class so that worker processes can unpickle it."""
 
-  def __init__(self, size: tuple[int, int], max_pixels: int):
-    self.size, self.max_pixels = size, max_pixels
+  def __init__(self, size: tuple[int, int], max_pixels: int, dtype: str):
+    self.size, self.max_pixels, self.dtype = size, max_pixels, dtype
 
   def __call__(self, record: tuple[str, int]) -> tuple[np.ndarray, np.int32]:
-    return read_image(record[0], self.size, max_pixels=self.max_pixels), np.int32(record[1])
+    return read_image(record[0], self.size, max_pixels=self.max_pixels, dtype=self.dtype), np.int32(record[1])

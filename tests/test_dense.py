@@ -86,3 +86,54 @@ def test_bad_arguments(kwargs, message):
 def test_bad_input_rank():
   with pytest.raises(ValueError, match=r"x has shape \(3,\) \(rank 1\); expected rank >= 2"):
     Dense(2).init(jax.random.key(0), np.ones((3,), np.float32))
+
+
+def _assert_drawn_as(kernel, keras_initializer):
+  """`kernel`'s values look drawn by `keras_initializer` (a Keras config): the same spread, bound and shape of
+  distribution (kurtosis: 1.8 uniform, about 2.5 truncated normal) as Keras's own draw of that shape."""
+  ours = np.asarray(kernel, np.float64).ravel()
+  config = {"class_name": keras_initializer["class_name"], "config": {**keras_initializer["config"], "seed": 0}}
+  theirs = np.asarray(keras.initializers.get(config)(kernel.shape), np.float64).ravel()
+
+  def kurtosis(a):
+    return np.mean((a - a.mean()) ** 4) / np.var(a) ** 2
+
+  np.testing.assert_allclose(ours.std(), theirs.std(), rtol=0.05)
+  np.testing.assert_allclose(np.abs(ours).max(), np.abs(theirs).max(), rtol=0.05)
+  np.testing.assert_allclose(kurtosis(ours), kurtosis(theirs), atol=0.15)
+
+
+def test_kernels_start_as_keras_initializes_them():
+  """Keras's default `glorot_uniform` for Dense and the convolutions (Flax's default is `lecun_normal`), and
+  EfficientNet's own initializers, as keras.applications gives them."""
+  from flax import linen as nn
+
+  from jaxcomponents.layers import Conv, DepthwiseConv
+  from jaxcomponents.models.common import predictions
+  from jaxcomponents.models.efficientnet import DENSE_INIT, EfficientNetB0
+
+  key, glorot = jax.random.key(0), {"class_name": "GlorotUniform", "config": {}}
+  dense = Dense(200).init(key, np.ones((1, 300), np.float32))["params"]["dense"]["kernel"]
+  _assert_drawn_as(dense, glorot)
+  _assert_drawn_as(Conv(64, (3, 3)).init(key, np.ones((1, 4, 4, 16), np.float32))["params"]["kernel"], glorot)
+  depthwise = DepthwiseConv((5, 5), (1, 1), depth_multiplier=16).init(key, np.ones((1, 6, 6, 32), np.float32))
+  _assert_drawn_as(depthwise["params"]["depthwise_kernel"], glorot)
+
+  class Head(nn.Module):  # a backbone's classifier: `classes`, `classifier_activation`, `precision_options`
+    classes: int = 300
+    classifier_activation: str = "softmax"
+    precision_options = {}
+
+    @nn.compact
+    def __call__(self, x, kernel_init=None):
+      return predictions(self, x) if kernel_init is None else predictions(self, x, kernel_init)
+
+  features = np.ones((1, 200), np.float32)
+  _assert_drawn_as(Head().init(key, features)["params"]["predictions"]["kernel"], glorot)
+  _assert_drawn_as(Head().init(key, features, DENSE_INIT)["params"]["predictions"]["kernel"],
+                   {"class_name": "VarianceScaling", "config": {"scale": 1 / 3, "mode": "fan_out",
+                                                                "distribution": "uniform"}})
+  stem = EfficientNetB0(include_top=False, taps=("stem_activation",)).init(key, np.ones((1, 32, 32, 3), np.float32))
+  _assert_drawn_as(stem["params"]["stem_conv"]["kernel"],  # 864 values: the looser moments still tell the kinds
+                   {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out",
+                                                                "distribution": "truncated_normal"}})

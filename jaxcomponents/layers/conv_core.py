@@ -65,7 +65,8 @@ class ConvTranspose(PrecisionFields):
 
 
 class Conv(nn.Conv):
-  """`flax.linen.Conv` computed by `conv_general_dilated` (same parameters, names and numbers).
+  """`flax.linen.Conv` computed by `conv_general_dilated` (same parameters, names and numbers), its kernel
+  initialised as Keras's `Conv2D` initialises it (`glorot_uniform`; Flax's default is `lecun_normal`).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -75,6 +76,7 @@ class Conv(nn.Conv):
     (1, 2, 2, 8)
   """
 
+  kernel_init: nn.initializers.Initializer = glorot_uniform
   conv_general_dilated: Any = conv.conv_general_dilated
 
 
@@ -118,13 +120,14 @@ class DepthwiseConv(PrecisionFields):
   kernel_dilation: Sequence[int] | None = None
   depth_multiplier: int = 1
   use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = glorot_uniform
   dilation: Sequence[int] | None = renamed_to("kernel_dilation")
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
     channels = x.shape[-1]
-    kernel = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier),
+    kernel = self.param("depthwise_kernel", self.kernel_init, (*self.kernel_size, channels, self.depth_multiplier),
                         self.param_dtype)
     bias = self.param("bias", zeros, (channels * self.depth_multiplier,), self.param_dtype) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)

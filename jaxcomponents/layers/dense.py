@@ -8,6 +8,7 @@ import jax
 from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import check_positive_int, check_rate
+from jaxcomponents.layers.conv_core import glorot_uniform
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.precision import PrecisionFields
@@ -23,7 +24,8 @@ class Dense(PrecisionFields):
   Attributes:
     features: output features (Keras's `units`).
     activation: a Keras activation name, a callable or None (linear).
-    use_bias: add a bias to the dense output.
+    use_bias: add a bias to the dense output. The kernel starts as Keras's does (`glorot_uniform`), the bias
+      at zeros.
     batch_norm: batch-normalize the dense output (Keras defaults: eps 1e-3, momentum 0.99).
     dropout: dropout rate in [0, 1), active only with `train=True` (rng stream `'dropout'`).
     units: deprecated alias of `features` (removed in the next release).
@@ -56,7 +58,8 @@ class Dense(PrecisionFields):
       raise ValueError(
           f"x has shape {x.shape} (rank {x.ndim}); expected rank >= 2: (batch, ..., features)."
       )
-    y = nn.Dense(self.features, use_bias=self.use_bias, name="dense", **self.precision_options)(x)
+    y = nn.Dense(self.features, use_bias=self.use_bias, kernel_init=glorot_uniform, name="dense",
+                 **self.precision_options)(x)
     if self.batch_norm:
       y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
     y = act(y)

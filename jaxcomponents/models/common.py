@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.layers.conv_core import glorot_uniform
 from jaxcomponents.layers.precision import PrecisionFields
 
 POOLINGS = (None, "avg", "max")
@@ -227,9 +228,10 @@ def classifier_top(model: nn.Module, x: jax.Array) -> jax.Array:
   return global_pool(x, model.pooling)
 
 
-def predictions(model: nn.Module, x: jax.Array) -> jax.Array:
-  """The classifier: Dense `predictions` with `classes` outputs, then `classifier_activation`."""
-  x = nn.Dense(model.classes, name="predictions", **model.precision_options)(x)
+def predictions(model: nn.Module, x: jax.Array, kernel_init: Callable[..., jax.Array] = glorot_uniform) -> jax.Array:
+  """The classifier: Dense `predictions` with `classes` outputs (its kernel initialised as Keras's), then
+  `classifier_activation`."""
+  x = nn.Dense(model.classes, kernel_init=kernel_init, name="predictions", **model.precision_options)(x)
   return activations.get(model.classifier_activation, "classifier_activation")(x)
 
 

@@ -28,6 +28,9 @@ EFFICIENTNET_FEATURES = ("block2a_expand_activation", "block3a_expand_activation
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 EFFICIENTNET_STORAGE = "https://storage.googleapis.com/keras-applications/"
 SE_RATIO = 0.25
+# Keras's EfficientNet initialises its convolutions and its classifier by these, not Keras's default glorot_uniform.
+CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
+DENSE_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 DROP_CONNECT_RATE = 0.2
 
 
@@ -94,7 +97,8 @@ class EfficientNet(Backbone):
     if self.imagenet_rescaling:
       x = x / jnp.sqrt(jnp.asarray(IMAGENET_STDDEV_RGB, jnp.float32))
     x = jnp.pad(x, ((0, 0), *correct_pad(x.shape[1:3]), (0, 0)))
-    x = Conv(filters(32), (3, 3), (2, 2), padding="VALID", use_bias=False, name="stem_conv", **options)(x)
+    x = Conv(filters(32), (3, 3), (2, 2), padding="VALID", use_bias=False, kernel_init=CONV_INIT, name="stem_conv",
+             **options)(x)
     x = taps("stem_activation", swish(norm(name="stem_bn")(x)))
     repeats = [int(math.ceil(self.depth * stage[1])) for stage in EFFICIENTNET_STAGES]
     index = 0
@@ -108,12 +112,13 @@ class EfficientNet(Backbone):
         index += 1
     if taps.done:
       return self.tapped(taps)
-    x = Conv(filters(1280), (1, 1), use_bias=False, name="top_conv", **options)(x)
+    x = Conv(filters(1280), (1, 1), use_bias=False, kernel_init=CONV_INIT, name="top_conv", **options)(x)
     x = taps("top_activation", swish(norm(name="top_bn")(x)))
     if taps.done:
       return self.tapped(taps)
     if self.include_top:
-      x = predictions(self, Dropout(self.dropout, name="top_dropout")(jnp.mean(x, axis=(1, 2)), train=train))
+      x = predictions(self, Dropout(self.dropout, name="top_dropout")(jnp.mean(x, axis=(1, 2)), train=train),
+                      DENSE_INIT)
     else:
       x = global_pool(x, self.pooling)
     return self.outputs(x, taps, return_features)
@@ -126,21 +131,23 @@ class EfficientNet(Backbone):
     filters = filters_in * expansion
     x = inputs
     if expansion != 1:
-      x = Conv(filters, (1, 1), use_bias=False, name=f"{name}expand_conv", **options)(x)
+      x = Conv(filters, (1, 1), use_bias=False, kernel_init=CONV_INIT, name=f"{name}expand_conv", **options)(x)
       x = taps(f"{name}expand_activation", swish(norm(name=f"{name}expand_bn")(x)))
       if taps.done:
         return x
     if stride == 2:
       x = jnp.pad(x, ((0, 0), *correct_pad(x.shape[1:3], kernel), (0, 0)))
     x = DepthwiseConv((kernel, kernel), (stride, stride), "SAME" if stride == 1 else "VALID", use_bias=False,
-                      name=f"{name}dwconv", **options)(x)
+                      kernel_init=CONV_INIT, name=f"{name}dwconv", **options)(x)
     x = taps(f"{name}activation", swish(norm(name=f"{name}bn")(x)))
     if taps.done:
       return x
     se = jnp.mean(x, axis=(1, 2), keepdims=True)
-    se = swish(Conv(max(1, int(filters_in * SE_RATIO)), (1, 1), name=f"{name}se_reduce", **options)(se))
-    se = jax.nn.sigmoid(Conv(filters, (1, 1), name=f"{name}se_expand", **options)(se))
-    x = Conv(filters_out, (1, 1), use_bias=False, name=f"{name}project_conv", **options)(x * se)
+    se = swish(Conv(max(1, int(filters_in * SE_RATIO)), (1, 1), kernel_init=CONV_INIT, name=f"{name}se_reduce",
+                    **options)(se))
+    se = jax.nn.sigmoid(Conv(filters, (1, 1), kernel_init=CONV_INIT, name=f"{name}se_expand", **options)(se))
+    x = Conv(filters_out, (1, 1), use_bias=False, kernel_init=CONV_INIT, name=f"{name}project_conv",
+             **options)(x * se)
     x = norm(name=f"{name}project_bn")(x)
     if stride == 1 and filters_in == filters_out:
       if drop_rate > 0:

@@ -7,11 +7,10 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 
-from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only
-from jaxcomponents.layers.conv_core import ConvReLU
+from jaxcomponents.layers.conv_core import ConvReLU, glorot_uniform
 from jaxcomponents.layers.pooling import max_pool
-from jaxcomponents.models.common import Backbone, BackboneRecord, global_pool, top_and_no_top
+from jaxcomponents.models.common import Backbone, BackboneRecord, global_pool, predictions, top_and_no_top
 
 # (block, convolutions, filters)
 VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -51,10 +50,9 @@ class VGG(Backbone):
         return self.tapped(taps)
     if self.include_top:
       x = x.reshape((x.shape[0], -1))
-      x = nn.relu(nn.Dense(4096, name="fc1", **options)(x))
-      x = nn.relu(nn.Dense(4096, name="fc2", **options)(x))
-      x = nn.Dense(self.classes, name="predictions", **options)(x)
-      x = activations.get(self.classifier_activation, "classifier_activation")(x)
+      x = nn.relu(nn.Dense(4096, kernel_init=glorot_uniform, name="fc1", **options)(x))
+      x = nn.relu(nn.Dense(4096, kernel_init=glorot_uniform, name="fc2", **options)(x))
+      x = predictions(self, x)
     else:
       x = global_pool(x, self.pooling)
     return self.outputs(x, taps, return_features)

@@ -327,7 +327,8 @@ class Registry(Mapping[str, Any]):
     return class_name, dict(config or {})
 
   def _bad_identifier(self, param: str, value: Any) -> str:
-    return (f"{param}={value!r} is not allowed; expected a {self.kind} name (one of {self._known()}), a Keras "
+    article = "an" if self.kind[:1] in "aeiou" else "a"
+    return (f"{param}={value!r} is not allowed; expected {article} {self.kind} name (one of {self._known()}), a Keras "
             f"config dict {{'class_name': ..., 'config': {{...}}}}" +
             (f" or {self.passes_what}." if self.passes_what else "."))
 

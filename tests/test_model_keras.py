@@ -512,23 +512,37 @@ def test_weights_and_validation_split_as_keras(case):
   assert_weights_equal(model, keras_model)
 
 
-@pytest.mark.parametrize("shape", ["column", "per_timestep"])
-def test_sample_weights_of_a_column_or_one_per_timestep_as_keras(shape):
+@pytest.mark.parametrize("case", ["column", "per_timestep", "column_mean_with_sample_weight",
+                                  "per_timestep_two_outputs"])
+def test_sample_weights_of_a_column_or_one_per_timestep_as_keras(case):
   """Keras takes `sample_weight` as `(n,)`, `(n, 1)` or, for a sequence's losses `(n, T)`, one per time step."""
-  keras_model = keras.Sequential([keras.Input((5, 4)), keras.layers.Dense(3, activation="softmax")])
+  inputs = keras.Input((5, 4))
+  outputs = [keras.layers.Dense(3, activation="softmax", name=name)(inputs) for name in ("a", "b")]
+  two = case.endswith("two_outputs")
+  keras_model = keras.Model(inputs, outputs if two else outputs[0])
   randomize_keras(keras_model, seed=31, scale=0.5)
   model = pair(keras_model)
   rng = np.random.default_rng(32)
   x, y = rng.normal(size=(20, 5, 4)).astype(np.float32), rng.integers(0, 3, (20, 5))
-  weight = rng.uniform(0.0, 2.0, (20, 1) if shape == "column" else (20, 5)).astype(np.float32)
+  weight = rng.uniform(0.0, 2.0, (20, 1) if case.startswith("column") else (20, 5)).astype(np.float32)
+  y = [y, y[:, ::-1]] if two else y
   results = []
   for m in (model, keras_model):
-    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    loss = (keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
+            if case.endswith("mean_with_sample_weight") else "sparse_categorical_crossentropy")
+    m.compile(optimizer="sgd", loss=[loss, loss] if two else loss, loss_weights=[0.5, 2.0] if two else None,
+              weighted_metrics=[["accuracy"], ["accuracy"]] if two else ["accuracy"])
+    if two:  # Keras's fit and evaluate take one such array per output; its batch methods take one for all
+      results.append([m.train_on_batch(x[:8], [t[:8] for t in y], sample_weight=weight[:8]),
+                      m.test_on_batch(x[8:], [t[8:] for t in y], sample_weight=weight[8:])])
+      continue
     history = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, sample_weight=weight)
     results.append((history, m.evaluate(x, y, batch_size=8, sample_weight=weight, verbose=0),
                     m.train_on_batch(x[:4], y[:4], sample_weight=weight[:4])))
-  assert_history_equal(results[0][0], results[1][0], rtol=1e-5)
-  np.testing.assert_allclose(results[0][1:], results[1][1:], rtol=1e-5)
+  if not two:
+    assert_history_equal(results[0][0], results[1][0], rtol=1e-5)
+  for ours, theirs in zip(results[0][-2:], results[1][-2:]):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
   assert_weights_equal(model, keras_model, tol=1e-5)
 
 
@@ -809,6 +823,9 @@ def test_errors_name_what_is_allowed():
   model.fit(x, y, validation_data=[x, y], epochs=1, verbose=0)  # a list, as Keras takes it
   with pytest.raises(ValueError, match=r"class_weight and sample_weight are both given"):
     model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(8), verbose=0)
+  from jaxcomponents.data import ArrayDataset  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"class_weight is given and the data's batches carry their own sample_weight"):
+    model.fit(ArrayDataset(x, y, 4, sample_weight=np.ones((8, 1))), class_weight={0: 1.0}, verbose=0)
   with pytest.raises(ValueError, match=r"shuffle='batch' is not allowed; expected True or False"):
     model.fit(x, y, shuffle="batch", verbose=0)
   with pytest.raises(ValueError, match=r"validation_steps=-3 is not allowed; expected a positive integer"):

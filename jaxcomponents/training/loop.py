@@ -157,9 +157,10 @@ def _class_weigher(class_weight: Mapping[int, float] | None):
       raise ValueError(f"class_weight weighs one label per example; these labels have shape {np.shape(batch['y'])}. "
                        "Use sample weights for per-pixel or per-step labels.")
     classes = np.round(y[:, 0]).astype(np.int64)  # as Keras: a soft binary label of 0.5 or more is class 1
-    class_weights = np.asarray([table.get(c, 1.0) for c in classes.tolist()], np.float32)
-    weight = class_weights * np.asarray(batch.get("sample_weight", 1.0), np.float32)
-    return {**batch, "sample_weight": weight}
+    if "sample_weight" in batch:
+      raise ValueError("class_weight is given and the data's batches carry their own sample_weight; as in Keras, "
+                       "give at most one of them.")
+    return {**batch, "sample_weight": np.asarray([table.get(c, 1.0) for c in classes.tolist()], np.float32)}
 
   return weigh
 

@@ -39,8 +39,7 @@ from jaxcomponents.training.model_layer import ModelLayer
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
-from jaxcomponents.training.step import (OutputLoss, Step, batch_size_of, make_eval_step, make_train_step,
-                                         per_example_losses, resolve_loss)
+from jaxcomponents.training.step import OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step, resolve_loss
 
 
 class _Optimizer:
@@ -979,9 +978,7 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
   if not terms:
     raise ValueError(f"loss={loss!r} gives no output a loss.")
 
-  def total(y_true, y_pred):
-    n = batch_size_of(y_pred)
-    return sum(weight * per_example_losses(fn(y_true, y_pred), n) for weight, fn in terms)
+  total = SumOfLosses(terms)
 
   def by_output(value, what, taken=()):
     """`{log name: metric}`; a weighted metric named as an unweighted one of its output is `<output>_weighted_<name>`,

@@ -134,6 +134,24 @@ def _zero_padding(tree: Any, mask: jax.Array) -> Any:
   return jax.tree.map(lambda a: a * mask.reshape(mask.shape + (1,) * (a.ndim - 1)).astype(a.dtype), tree)
 
 
+class SumOfLosses:
+  """Losses summed with weights (a multi-output model's compiled loss): per-example losses when called; the steps
+  weigh and reduce each term as they would that loss alone (`loss_total`), then sum them.
+
+  Example:
+    >>> total = SumOfLosses([(0.5, lambda y, p: (y - p) ** 2), (2.0, lambda y, p: abs(y - p))])
+    >>> total(jnp.zeros(2), jnp.ones(2)).tolist()
+    [2.5, 2.5]
+  """
+
+  def __init__(self, terms: Sequence[tuple[float, LossFn]]):
+    self.terms = tuple(terms)
+
+  def __call__(self, y_true, y_pred):
+    n = batch_size_of(y_pred)
+    return sum(weight * per_example_losses(fn(y_true, y_pred), n) for weight, fn in self.terms)
+
+
 def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: jax.Array) -> jax.Array:
   """The batch's loss times its number of real examples (what Keras's loss tracker adds for the batch).
 
@@ -141,6 +159,8 @@ def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: 
   it (its reduction, its `ignore_class` entries left out); any other function gives per-example losses,
   averaged within each example and weighed by `weight`.
   """
+  if isinstance(loss_fn, SumOfLosses):
+    return sum(term_weight * loss_total(fn, y_true, y_pred, weight, mask) for term_weight, fn in loss_fn.terms)
   keras_loss = reduces_as_keras(loss_fn)
   compute = (functools.partial(loss_fn.per_sample, rows=mask > 0) if keras_loss
              else lambda y_true, y_pred: (loss_fn(y_true, y_pred), None))
@@ -158,6 +178,10 @@ def loss_total(loss_fn: Any, y_true: Any, y_pred: Any, weight: jax.Array, mask: 
     return jnp.sum(per_example_losses(values * weight, mask.shape[0]))
   keep = (mask > 0).reshape(mask.shape + (1,) * (values.ndim - 1))
   keep = jnp.broadcast_to(keep if valid is None else keep & valid, values.shape)
+  if valid is None and loss_fn.reduction == "mean_with_sample_weight":
+    # The weights hold the padding (0) already; Keras, given no mask, divides by the weights as given ((n, 1)
+    # weights of a sequence's losses count once per example, not once per step).
+    keep = None
   return losses_lib.reduce_weighted(values, weight, keep, loss_fn.reduction) * jnp.sum(mask)
 
 

@@ -1129,11 +1129,13 @@ def is_keras_object(value: Any) -> bool:
 def _keras_object_arguments(optimizer: Any) -> dict[str, Any]:
   """What a Keras optimizer object holds outside its config: a learning rate that is a schedule object or a
   callable (taken as it is, so a schedule of the user's own works), and its `exclude_from_weight_decay(var_names=...)`
-  patterns (Keras matches them as one `re.search` alternation against each variable's name)."""
+  patterns (Keras matches them as one `re.search` alternation against each variable's name) where it decays."""
   arguments = {}
   learning_rate = getattr(optimizer, "_learning_rate", None)
   if callable(learning_rate):
     arguments["learning_rate"] = learning_rate
+  if not getattr(optimizer, "weight_decay", None):  # Keras's exclusions then change nothing
+    return arguments
   if getattr(optimizer, "_exclude_from_weight_decay", None):
     raise ValueError("optimizer=<Keras optimizer> with exclude_from_weight_decay(var_list=...) is not allowed: "
                      "Keras variables name nothing here; exclude them by name with var_names=[...] (or "

@@ -345,6 +345,9 @@ class Registry(Mapping[str, Any]):
     for key, value in kwargs.items():
       if key in entry.arguments:
         continue
+      if key in self.taken_before:
+        raise ValueError(f"{key}={value!r} is not an argument of {self.kind} {entry.name!r} itself; it is taken "
+                         f"before the lookup (for {self.kind}s: {self.kind}s.get({entry.name!r}, {key}=...)).")
       expected = f"expected one of: {', '.join(allowed)}." if allowed else "expected no arguments."
       message = f"{key}={value!r} is not an argument of {self.kind} {entry.name!r}; {expected}"
       suggestion = _suggestion(key, allowed) if isinstance(key, str) else None

@@ -148,6 +148,8 @@ def test_dropout_layer_equals_flax_dropout(broadcast_dims):
   with pytest.raises(ValueError, match=r"broadcast_dims=\(3,\) is not allowed for an input of rank 3; "
                                        r"expected axes in \[-3, 2\]"):
     Dropout(0.3, broadcast_dims=(3,)).apply({}, x, train=True, rngs=rngs)
+  with pytest.raises(ValueError, match=r"broadcast_dims=\(-4,\) is not allowed"):
+    Dropout(0.3, broadcast_dims=(-4,)).apply({}, x)
 
 
 def test_native_library_is_built_here():

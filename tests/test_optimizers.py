@@ -273,6 +273,10 @@ def test_a_keras_optimizer_object_keeps_what_lies_outside_its_config_as_keras():
   by_list.exclude_from_weight_decay(var_list=[keras.Variable(np.zeros(2))])
   with pytest.raises(ValueError, match=r"exclude_from_weight_decay\(var_list=...\) is not allowed.*var_names"):
     optimizers.get(by_list)
+  undecayed = keras.optimizers.Adam()
+  undecayed.exclude_from_weight_decay(var_names=["bias"])  # no weight decay: Keras's exclusion changes nothing
+  _assert_same_trajectory(_optax_run(optimizers.get(undecayed), params, grads),
+                          _keras_run(keras.optimizers.Adam(), params, grads), params)
 
 
 def test_a_misspelled_keras_optimizer_argument_is_named_with_the_arguments_taken():
@@ -281,6 +285,9 @@ def test_a_misspelled_keras_optimizer_argument_is_named_with_the_arguments_taken
     with pytest.raises(ValueError, match=rf"{given}=1 is not an argument of optimizer 'adam'; expected one of: "
                                          rf"learning_rate, .*, use_ema, .* Did you mean {meant}\?"):
       optimizers.get("adam", **{given: 1})
+  with pytest.raises(ValueError, match=r"use_ema=True is not an argument of optimizer 'adam' itself; it is taken "
+                                       r"before the lookup \(for optimizers: optimizers.get\('adam', use_ema=...\)\)"):
+    optimizers.OPTIMIZERS.get("adam", use_ema=True)
 
 
 def test_a_callable_of_no_argument_is_a_learning_rate_as_keras_calls_it():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxcomponents.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
-from jaxcomponents.layers.recurrent import Recurrent
+from jaxcomponents.layers.recurrent import RNN, Recurrent
 from jaxcomponents.weights import load_keras
 from tests.helpers import assert_close, random_input, randomize_keras
 
@@ -203,6 +203,15 @@ def test_trace_does_not_unroll_time(bidirectional):
     return count_equations(jaxpr.jaxpr)
 
   assert size(5) == size(50)
+
+
+def test_kerass_unroll_true_never_equals_the_speed_setting_1():
+  """True == 1 in Python: kept as "keras", so a jit keyed on the module compiles each of them."""
+  keras_unrolled, scanned = Recurrent(U, unroll=True), Recurrent(U, unroll=1)
+  assert keras_unrolled.unroll == "keras" and keras_unrolled.clone().unroll == "keras"
+  assert keras_unrolled != scanned and hash(keras_unrolled) != hash(scanned)
+  with pytest.raises(ValueError, match=r"unroll=2 is not allowed; expected one of False, True"):
+    RNN(LSTMCell(U), unroll=2).init(jax.random.key(0), random_input((B, T, F)))
 
 
 def test_unroll_changes_nothing_but_speed():

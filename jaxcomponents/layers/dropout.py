@@ -40,6 +40,7 @@ class Dropout(nn.Module):
   @keyword_only("train")
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     rate = check_rate("rate", self.rate)
+    random.shared_axes(self.broadcast_dims, x.ndim)  # checked in inference too
     if not train or rate == 0.0:
       return x
     return random.dropout(x, rate, self.make_rng(self.rng_collection), self.broadcast_dims)

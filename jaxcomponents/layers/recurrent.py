@@ -43,6 +43,7 @@ from jaxcomponents.ops import cudnn_rnn
 CELL_CLASSES = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
 CELLS = tuple(CELL_CLASSES)
 MERGE_MODES = (None, "concat", "sum", "mul", "ave")
+KERAS_UNROLLED = "keras"  # `Recurrent(unroll=True)` as kept: Keras's unrolled loop
 
 
 STATES = "states"  # the variable collection of stateful layers' kept states (Keras's `rnn_state` variables)
@@ -180,11 +181,13 @@ class Recurrent(PrecisionFields):
     unroll: Keras's `unroll`: True computes Keras's unrolled loop (every step
       unrolled; a masked step outputs the previous step's output, zeros before
       the first, never zeros as the scan's `zero_output_for_mask` gives them),
-      False (or 1) Keras's scan; an integer, time steps per scan iteration
-      (passed to `nn.scan`), changes speed and compile size only.
+      kept as `KERAS_UNROLLED` ("keras", which never equals an integer, so
+      jit caches keyed on the module keep the two apart); False (or 1) Keras's
+      scan; an integer, time steps per scan iteration (passed to `nn.scan`),
+      changes speed and compile size only.
     use_cudnn: LSTM only: run through cuDNN on NVIDIA GPUs where Keras would
       (`cudnn_eligible`: tanh and sigmoid, a bias, no recurrent dropout,
-      `unroll=1`, `lengths` rather than a `mask`, float32), like Keras's
+      Keras's scan (`unroll` False or 1), `lengths` rather than a `mask`, float32), like Keras's
       `use_cudnn="auto"`; False: always the scan.
     units: deprecated alias of `features` (removed in the next release).
     stateful: Keras's `stateful`: the final states are kept in the variable collection "states" (variable
@@ -232,10 +235,15 @@ class Recurrent(PrecisionFields):
   reset_after: bool = True
   unit_forget_bias: bool = True
   zero_output_for_mask: bool | None = None
-  unroll: int | bool = 1
+  unroll: int | bool | str = 1
   use_cudnn: bool = True
   units: int | None = renamed_to("features")
   stateful: bool = False
+
+  def __post_init__(self):
+    if self.unroll is True:  # True == 1: kept apart from the speed setting under another value
+      object.__setattr__(self, "unroll", KERAS_UNROLLED)
+    super().__post_init__()
 
   @nn.compact
   @keyword_only("train", "mask", "lengths", "initial_state")
@@ -339,9 +347,9 @@ class Recurrent(PrecisionFields):
     """One direction: (outputs in processing order or the last one, final states)."""
     cell = self._make_cell(name)
     masks = self._dropout_masks(x.shape[0], x.shape[-1], carry[0].dtype, train)
-    keras_unrolled = self.unroll is True
+    keras_unrolled = self.unroll == KERAS_UNROLLED
     return scan_cell(cell, carry, x, mask, masks, go_backwards=backwards, zero_output=zero_output,
-                     return_sequences=self.return_sequences, unroll=keras_unrolled or int(self.unroll) or 1,
+                     return_sequences=self.return_sequences, unroll=True if keras_unrolled else int(self.unroll) or 1,
                      unrolled_masking=keras_unrolled)
 
   def _dropout_masks(self, batch: int, features: int, dtype, train: bool):
@@ -408,7 +416,8 @@ class Recurrent(PrecisionFields):
     activations.get(self.recurrent_activation, "recurrent_activation")
     check_rate("dropout", self.dropout)
     check_rate("recurrent_dropout", self.recurrent_dropout)
-    if not isinstance(self.unroll, bool) and not (isinstance(self.unroll, int) and self.unroll > 0):
+    if not (self.unroll is False or self.unroll == KERAS_UNROLLED
+            or isinstance(self.unroll, int) and not isinstance(self.unroll, bool) and self.unroll > 0):
       raise ValueError(f"unroll={self.unroll!r} is not allowed; expected True or False (Keras's) or a positive "
                        "integer (time steps per scan iteration).")
     if self.bidirectional and self.go_backwards:
@@ -461,11 +470,11 @@ def keras_cudnn_rule(activation: Any, recurrent_activation: Any, use_bias: bool,
                      unroll: int) -> bool:
   """Keras 3's condition for its cuDNN LSTM (`cudnn_ok`, no recurrent dropout), a GPU aside.
 
-  `unroll` is `Recurrent`'s: False or 1 is Keras's `unroll=False`.
+  `unroll` is `Recurrent`'s: False or 1 is Keras's `unroll=False` (True, or `KERAS_UNROLLED`, Keras's True).
   """
   return (activations.get(activation) is activations.ACTIVATIONS["tanh"]
           and activations.get(recurrent_activation) is activations.ACTIVATIONS["sigmoid"]
-          and bool(use_bias) and not recurrent_dropout and unroll is not True and unroll in (0, 1))
+          and bool(use_bias) and not recurrent_dropout and unroll is not True and unroll in (False, 1))
 
 
 def cudnn_eligible(layer: Any, *, dtype: Any, mask: bool, lengths: bool, train: bool) -> bool:
@@ -612,7 +621,8 @@ class RNN(nn.Module):
     cell = self.cell.clone(parent=self, name=name)
     return run_rnn(self, cell, x, train=train, mask=mask, initial_state=initial_state,
                    return_sequences=self.return_sequences, return_state=self.return_state,
-                   go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
+                   go_backwards=self.go_backwards, stateful=self.stateful,
+                   unroll=check_choice("unroll", self.unroll, (False, True)),
                    zero_output_for_mask=self.zero_output_for_mask)
 
 

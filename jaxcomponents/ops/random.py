@@ -99,6 +99,18 @@ def bernoulli(key: jax.Array, p: float, shape: Sequence[int]) -> jax.Array:
   return floats < probability
 
 
+def shared_axes(broadcast_dims: Sequence[int], ndim: int) -> set[int]:
+  """`broadcast_dims` as non-negative axes of a rank-`ndim` input (negative ones count from the end, as Flax's).
+
+  Raises:
+    ValueError: an axis outside the input's rank.
+  """
+  if any(not -ndim <= axis < ndim for axis in broadcast_dims):
+    raise ValueError(f"broadcast_dims={tuple(broadcast_dims)!r} is not allowed for an input of rank {ndim}; "
+                     f"expected axes in [{-ndim}, {ndim - 1}].")
+  return {axis % ndim for axis in broadcast_dims}
+
+
 def dropout(x: jax.Array, rate: float, key: jax.Array, broadcast_dims: Sequence[int] = ()) -> jax.Array:
   """`flax.linen.Dropout`'s output for `rate`, `key` and `broadcast_dims` (same mask, same numbers).
 
@@ -108,15 +120,12 @@ def dropout(x: jax.Array, rate: float, key: jax.Array, broadcast_dims: Sequence[
     >>> sorted(set(y.ravel().tolist())) == [0.0, 2.0]
     True
   """
+  shared = shared_axes(broadcast_dims, x.ndim)
   if rate == 0.0:
     return x
   if rate == 1.0:
     return jnp.zeros_like(x)
   keep_prob = 1.0 - rate
-  if any(not -x.ndim <= axis < x.ndim for axis in broadcast_dims):
-    raise ValueError(f"broadcast_dims={tuple(broadcast_dims)!r} is not allowed for an input of rank {x.ndim}; "
-                     f"expected axes in [{-x.ndim}, {x.ndim - 1}].")
-  shared = {axis % x.ndim for axis in broadcast_dims}
   shape = [1 if axis in shared else n for axis, n in enumerate(x.shape)]
   mask = jnp.broadcast_to(bernoulli(key, keep_prob, shape), x.shape)
   return lax.select(mask, x / keep_prob, jnp.zeros_like(x))

@@ -858,8 +858,11 @@ class TensorBoard(Callback):
     return self.writers[run]
 
   def _step(self) -> int:
+    """Keras's `optimizer.iterations`: the updates taken (fewer than the batches under gradient accumulation)."""
     state = getattr(self.model, "state", None)
-    return int(jax.device_get(state.step)) if state is not None else self._batch
+    if state is None:
+      return self._batch
+    return optimizers.update_count(state.opt_state, int(jax.device_get(state.step)))
 
   def on_train_begin(self, logs=None):
     if not self.append:

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 
+from jaxcomponents import optimizers
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.training.callbacks import _Checkpointing
 from jaxcomponents.training.checkpoint import Checkpointer, CheckpointError
@@ -78,7 +79,8 @@ class OrbaxCheckpoint(_Checkpointing):
 
   def on_train_batch_end(self, batch, logs=None):
     if self._batch_due(batch):
-      step = int(jax.device_get(self.model.state.step))  # the updates done: Keras's optimizer.iterations
+      state = self.model.state  # the updates done: Keras's optimizer.iterations
+      step = optimizers.update_count(state.opt_state, int(jax.device_get(state.step)))
       self._save(step, self._epoch, dict(logs or {}), f"at batch {batch}")
 
   def on_epoch_end(self, epoch, logs=None):

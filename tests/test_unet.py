@@ -180,17 +180,20 @@ def _grads(model, variables, x):
 
 
 @pytest.mark.parametrize("freeze_backbone, freeze_batch_norm", [(True, True), (True, False), (False, True)])
-def test_freeze_backbone_and_batch_norm_are_independent(freeze_backbone, freeze_batch_norm):
+def test_batch_norm_freezes_under_a_frozen_backbone_as_kuc_freezes_it(freeze_backbone, freeze_batch_norm):
+  """kuc's `freeze_model`: a frozen backbone keeps its batch norm trainable unless `freeze_batch_norm`; a backbone
+  that is not frozen trains whole."""
   x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 32, 32, 3)), jnp.float32)
   model = unet_2d((32, 32, 3), [4, 8], 2, backbone="ResNet50", weights=None, batch_norm=True,
                   freeze_backbone=freeze_backbone, freeze_batch_norm=freeze_batch_norm)
   variables = jax.jit(model.init)(jax.random.key(0), x)
   conv, bn, head, stats_moved = jax.jit(lambda v, x: _grads(model, v, x))(variables, x)
   assert head > 0
+  bn_frozen = freeze_backbone and freeze_batch_norm
   assert (conv == 0) == freeze_backbone
-  assert (bn == 0) == freeze_batch_norm
-  assert (stats_moved == 0) == freeze_batch_norm  # frozen batch norm runs in inference mode
-  expected = {p for p, frozen in (("conv1_conv", freeze_backbone), ("conv1_bn", freeze_batch_norm)) if frozen}
+  assert (bn == 0) == bn_frozen
+  assert (stats_moved == 0) == bn_frozen  # frozen batch norm runs in inference mode
+  expected = {p for p, frozen in (("conv1_conv", freeze_backbone), ("conv1_bn", bn_frozen)) if frozen}
   assert {p.split("/")[1] for p in frozen_patterns(model, variables["params"])} == expected
 
 

@@ -144,8 +144,8 @@ class TransUNet(SegmentationFields, BackboneFields):
     backbone: None or a backbone's name whose taps halve the size (`models.backbones`: "VGG16", "ResNet50" ...).
     weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
     freeze_backbone: no gradient for the backbone's convolutions.
-    freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode (independent of
-      `freeze_backbone`, unlike keras-unet-collection, which ties them).
+    freeze_batch_norm: under `freeze_backbone`, no gradient for the backbone's batch norm either, and inference
+      mode (as keras-unet-collection's `freeze_model`).
     input_size: optional (height, width, channels); None channels (or width) meaning any (the width must then
       equal the height when called); checked when called.
     prefix: the layer-name prefix (keras-unet-collection's `name`).
@@ -255,9 +255,9 @@ def transunet_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_u
   what is allowed). `input_size` is (height, width, channels): the height is
   needed (it sets the number of patches), the width must equal it (None:
   any, then equal to the height when called), and both must be divisible by
-  2**(depth - 1). `name` prefixes the layer names. Unlike
-  keras-unet-collection, `freeze_batch_norm` is honoured independently of
-  `freeze_backbone`. The keyword-only `dtype`, `param_dtype` and `precision`
+  2**(depth - 1). `name` prefixes the layer names.
+  `freeze_batch_norm` applies under `freeze_backbone`, as in
+  keras-unet-collection. The keyword-only `dtype`, `param_dtype` and `precision`
   are `TransUNet`'s.
 
   Example:

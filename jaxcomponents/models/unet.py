@@ -27,9 +27,9 @@ others `depth - 1`; missing deeper levels get encoder blocks, missing
 shallower levels decoder blocks without concatenation. Where a backbone's
 taps are not exact halvings (InceptionV3's 'valid' convolutions) the U-Net
 resizes each decoded map to its skip's size (bilinear) and the last one to
-the input size. `freeze_backbone` and `freeze_batch_norm` are independent of
-each other (keras-unet-collection ties the second to the first, a bug not
-copied here); with weight decay also exclude frozen weights from the
+the input size. `freeze_batch_norm` applies under `freeze_backbone`, as
+keras-unet-collection's `freeze_model` applies it (its `unet_2d` passes
+`freeze_backbone` in its place, which is not copied); with weight decay also exclude frozen weights from the
 optimizer: `training.freeze(tx, frozen_patterns(model, params))`.
 
 Volumes: `unet_3d` and `att_unet_3d` take (depth, height, width, channels)
@@ -89,7 +89,8 @@ class UNet(SegmentationFields, BackboneFields):
     backbone: None or a backbone's name (`models.backbones.NAMES`: "VGG16", "ResNet50", "DenseNet121", ...).
     weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
     freeze_backbone: no gradient for the backbone's convolutions.
-    freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
+    freeze_batch_norm: under `freeze_backbone`, no gradient for the backbone's batch norm either, and inference
+      mode (as keras-unet-collection's `freeze_model`).
     input_size: optional (height, width, channels), None entries meaning any; checked when called.
     prefix: the layer-name prefix (keras-unet-collection's `name`); default "unet" or "attunet".
     dtype, param_dtype, precision: keyword-only, passed to every layer and the backbone: computation

@@ -139,7 +139,8 @@ class UNet3Plus(PrecisionFields, BackboneFields):
     backbone: None or a backbone's name (`models.backbones.NAMES` whose taps halve: "VGG16", "ResNet50", ...).
     weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
     freeze_backbone: no gradient for the backbone's convolutions.
-    freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
+    freeze_batch_norm: under `freeze_backbone`, no gradient for the backbone's batch norm either, and inference
+      mode (as keras-unet-collection's `freeze_model`).
     classification_guided: the paper's classification-guided module (not in keras-unet-collection): dropout
       -> Conv 1x1 to 2 classes (`{name}_cgm_conv`) -> global max pooling -> sigmoid on the deepest encoder map;
       its argmax (1: the image has the object) multiplies every segmentation output, and the two

@@ -12,10 +12,12 @@ The protocol: a model with a backbone derives from `BackboneFields` (the
 keyword-only `backbone`, `weights`, `freeze_backbone`, `freeze_batch_norm`)
 and has a `depth` (its number of levels).
 
-Freezing: `freeze_backbone` stops the gradient of the backbone's convolutions,
-`freeze_batch_norm` that of its batch-norm layers and keeps them in inference
-mode, independently of each other (keras-unet-collection ties the second to
-the first, a bug not copied here).
+Freezing, as keras-unet-collection's `freeze_model`: `freeze_backbone` stops
+the gradient of the backbone's convolutions and, with `freeze_batch_norm`,
+that of its batch-norm layers, which then run in inference mode; without
+`freeze_backbone` nothing freezes. (kuc's `unet_2d` and `att_unet_2d` pass
+`freeze_backbone` where `freeze_batch_norm` belongs, ignoring the argument:
+not copied here.)
 """
 
 from __future__ import annotations
@@ -41,14 +43,21 @@ class BackboneFields(nn.Module):
   Attributes:
     backbone: None or a backbone's name (`models.backbones.NAMES`: "VGG16", "ResNet50", "DenseNet121", ...).
     weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
-    freeze_backbone: no gradient for the backbone's convolutions.
-    freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
+    freeze_backbone: no gradient for the backbone's convolutions (False: the whole backbone trains).
+    freeze_batch_norm: with `freeze_backbone`, no gradient for the backbone's batch norm either, and inference
+      mode (`batch_norm_frozen`).
   """
 
   backbone: str | None = dataclasses.field(default=None, kw_only=True)
   weights: str | None = dataclasses.field(default="imagenet", kw_only=True)
   freeze_backbone: bool = dataclasses.field(default=True, kw_only=True)
   freeze_batch_norm: bool = dataclasses.field(default=True, kw_only=True)
+
+
+def batch_norm_frozen(model: Any) -> bool:
+  """Whether `model`'s backbone batch norm is frozen: `freeze_batch_norm` under `freeze_backbone`, as kuc's
+  `freeze_model` freezes it (a backbone that is not frozen trains whole)."""
+  return bool(model.freeze_backbone and model.freeze_batch_norm)
 
 
 def check_bool(param: str, value: Any) -> bool:
@@ -96,7 +105,7 @@ def backbone_arguments(model: Any) -> dict[str, Any]:
   """The arguments of the encoder: the backbone without the top, cut at the taps `model.depth` takes."""
   record = backbones.get(model.backbone)
   taps = record.unet_taps[:record.unet_tap_count(model.depth)]
-  return {"include_top": False, "freeze_batch_norm": model.freeze_batch_norm, "taps": taps,
+  return {"include_top": False, "freeze_batch_norm": batch_norm_frozen(model), "taps": taps,
           **record.weights_arguments(model.weights)}
 
 
@@ -107,7 +116,7 @@ def backbone_encoder(model: Any, x: jax.Array, train: bool) -> tuple[list[jax.Ar
   taps, plus one where the first tap is at half resolution.
   """
   record = backbones.get(model.backbone)
-  encoder_cls = frozen_backbone(record.module, model.freeze_backbone, model.freeze_batch_norm,
+  encoder_cls = frozen_backbone(record.module, model.freeze_backbone, batch_norm_frozen(model),
                                 model.is_initializing())
   skips = list(encoder_cls(**backbone_arguments(model), name=backbone_path(model), **model.precision_options)(
       x, train=train))
@@ -156,6 +165,6 @@ def frozen_patterns(model: Any, params: Any) -> list[str]:
     return []  # no backbone (some kuc models take none), or none built
   patterns = []
   for layer, leaf in params[backbone_path(model)].items():
-    if model.freeze_batch_norm if _is_batch_norm(leaf) else model.freeze_backbone:
+    if batch_norm_frozen(model) if _is_batch_norm(leaf) else model.freeze_backbone:
       patterns.append(f"{re.escape(backbone_path(model))}/{re.escape(layer)}/.*")
   return patterns

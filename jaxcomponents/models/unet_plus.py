@@ -40,8 +40,8 @@ What keras-unet-collection computes, reproduced here (so its weight files load):
 * With a backbone, the encoder levels it lacks are named from one level deeper
   than without one (`{name}_down{level + 1}`).
 
-`freeze_backbone` and `freeze_batch_norm` are independent (keras-unet-collection
-ties the second to the first, a bug not copied here); `weights` is loaded by
+`freeze_batch_norm` applies under `freeze_backbone`, as keras-unet-collection's
+`freeze_model` applies it (`models.unet_backbone`); `weights` is loaded by
 `jaxcomponents.weights.init_unet`. Backbones whose taps are not exact halvings
 (InceptionV3, not offered by keras-unet-collection) get each output resized to
 the input size (bilinear) before its head.
@@ -86,7 +86,8 @@ class UNetPlus(SegmentationFields, BackboneFields):
     backbone: None or a backbone's name (`models.backbones.NAMES`).
     weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
     freeze_backbone: no gradient for the backbone's convolutions.
-    freeze_batch_norm: no gradient for the backbone's batch norm, and inference mode.
+    freeze_batch_norm: under `freeze_backbone`, no gradient for the backbone's batch norm either, and inference
+      mode (as keras-unet-collection's `freeze_model`).
     input_size: optional (height, width, channels) or (depth, height, width, channels), None entries meaning any.
     prefix: the layer-name prefix (keras-unet-collection's `name`); default "xnet".
     dtype, param_dtype, precision: keyword-only, passed to every layer and the backbone
@@ -187,8 +188,7 @@ def unet_plus_2d(input_size, filter_num, n_labels, stack_num_down=2, stack_num_u
   Arguments are checked here (`ValueError` naming the argument, the value and
   what is allowed). `input_size` is (height, width, channels), None entries
   meaning any size; `name` prefixes the layer names. With `deep_supervision`
-  the module returns a list (see `UNetPlus.output_names`). Unlike
-  keras-unet-collection, `freeze_batch_norm` is honoured. The keyword-only
+  the module returns a list (see `UNetPlus.output_names`). The keyword-only
   `dtype`, `param_dtype` and `precision` are `UNetPlus`'s.
 
   Example:

@@ -860,9 +860,7 @@ class TensorBoard(Callback):
   def _step(self) -> int:
     """Keras's `optimizer.iterations`: the updates taken (fewer than the batches under gradient accumulation)."""
     state = getattr(self.model, "state", None)
-    if state is None:
-      return self._batch
-    return optimizers.update_count(state.opt_state, int(jax.device_get(state.step)))
+    return self._batch if state is None else state.iterations
 
   def on_train_begin(self, logs=None):
     if not self.append:

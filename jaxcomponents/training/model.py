@@ -66,7 +66,7 @@ class _Optimizer:
   def iterations(self) -> int:
     """The number of updates taken so far (Keras's `optimizer.iterations`)."""
     state = self._model.state
-    return 0 if state is None else optimizers.update_count(state.opt_state, int(jax.device_get(state.step)))
+    return 0 if state is None else state.iterations
 
   @learning_rate.setter
   def learning_rate(self, value: float) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 
-from jaxcomponents import optimizers
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.training.callbacks import _Checkpointing
 from jaxcomponents.training.checkpoint import Checkpointer, CheckpointError
@@ -79,9 +78,7 @@ class OrbaxCheckpoint(_Checkpointing):
 
   def on_train_batch_end(self, batch, logs=None):
     if self._batch_due(batch):
-      state = self.model.state  # the updates done: Keras's optimizer.iterations
-      step = optimizers.update_count(state.opt_state, int(jax.device_get(state.step)))
-      self._save(step, self._epoch, dict(logs or {}), f"at batch {batch}")
+      self._save(self.model.state.iterations, self._epoch, dict(logs or {}), f"at batch {batch}")
 
   def on_epoch_end(self, epoch, logs=None):
     if self.save_freq == "epoch":

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcomponents import optimizers
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -63,6 +65,12 @@ class TrainState:
         apply_fn=model.apply,
         tx=tx,
     )
+
+  @property
+  def iterations(self) -> int:
+    """Keras's `optimizer.iterations`: the updates applied, fewer than `step` (the batches) under gradient
+    accumulation."""
+    return optimizers.update_count(self.opt_state, int(jax.device_get(self.step)))
 
   @property
   def variables(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +165,37 @@ def test_init_unet_loads_imagenet_and_keras_files(tmp_path, monkeypatch):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
   with pytest.raises(ValueError, match="3 channels"):
     unet_2d((32, 32, 1), [4, 8], 2, backbone="VGG16")
+
+
+def test_a_backbones_weights_load_when_a_model_builds_and_a_plain_init_says_it_left_them(tmp_path):
+  """kuc's models are built with their backbone's weights; ours load them in `init_unet` and when `Model(module)`
+  builds, and a plain `module.init` (modules do no I/O) warns that its backbone stays random."""
+  import jaxcomponents
+  from jaxcomponents.models.unet_backbone import BackboneWeightsNotLoaded
+  from jaxcomponents.weights import save_keras_h5
+
+  x = np.random.default_rng(5).normal(size=(1, 32, 32, 3)).astype(np.float32)
+  encoder = MobileNetV2(include_top=False, taps=backbones.get("MobileNetV2").unet_taps[:1])
+  rng = np.random.default_rng(6)
+  file_vars = jax.tree.map(lambda s: jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype),
+                           jax.eval_shape(encoder.init, jax.random.key(0), x))
+  path = str(tmp_path / "encoder.h5")
+  save_keras_h5(path, encoder, file_vars, x)
+  model = unet_2d((32, 32, 3), [4, 8], 2, backbone="MobileNetV2", weights=path)
+  with pytest.warns(BackboneWeightsNotLoaded, match=r"UNet.init leaves its MobileNetV2 backbone random: weights="):
+    jax.eval_shape(model.init, jax.random.key(0), x)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", BackboneWeightsNotLoaded)
+    jax.eval_shape(model.clone(weights=None).init, jax.random.key(0), x)
+    loaded = {"init_unet": init_unet(model, x)}
+    built = jaxcomponents.Model(model)
+    built.build(x)
+    loaded["Model.build"] = built.variables
+  for how, variables in loaded.items():
+    for c, tree in file_vars.items():
+      for layer, leaf in tree.items():
+        for k, v in leaf.items():
+          np.testing.assert_array_equal(variables[c]["MobileNetV2_backbone"][layer][k], v, err_msg=how)
 
 
 def _grads(model, variables, x):

@@ -18,6 +18,10 @@ that of its batch-norm layers, which then run in inference mode; without
 `freeze_backbone` nothing freezes. (kuc's `unet_2d` and `att_unet_2d` pass
 `freeze_backbone` where `freeze_batch_norm` belongs, ignoring the argument:
 not copied here.)
+
+A backbone's `weights` are loaded by `jaxcomponents.weights.init_unet` (and by
+`Model(module)` when it builds); a plain `module.init` leaves the backbone
+random and says so with a `BackboneWeightsNotLoaded` warning.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +40,10 @@ import numpy as np
 from jaxcomponents.errors import check_choice
 from jaxcomponents.models import backbones
 from jaxcomponents.models.common import Backbone
+
+
+class BackboneWeightsNotLoaded(UserWarning):
+  """A model's `init` left its backbone random although `weights` names weights to load."""
 
 
 class BackboneFields(nn.Module):
@@ -116,6 +125,11 @@ def backbone_encoder(model: Any, x: jax.Array, train: bool) -> tuple[list[jax.Ar
   taps, plus one where the first tap is at half resolution.
   """
   record = backbones.get(model.backbone)
+  if model.is_initializing() and model.weights is not None:
+    warnings.warn(f"{type(model).__name__}.init leaves its {model.backbone} backbone random: weights="
+                  f"{model.weights!r} are loaded by jaxcomponents.weights.init_unet(model, x) or when "
+                  "jaxcomponents.Model(model) builds (modules do no I/O); weights=None starts from random weights.",
+                  BackboneWeightsNotLoaded, stacklevel=2)
   encoder_cls = frozen_backbone(record.module, model.freeze_backbone, batch_norm_frozen(model),
                                 model.is_initializing())
   skips = list(encoder_cls(**backbone_arguments(model), name=backbone_path(model), **model.precision_options)(

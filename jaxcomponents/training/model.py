@@ -39,6 +39,7 @@ from jaxcomponents.training.model_layer import ModelLayer
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
+from jaxcomponents.weights.imagenet import init_unet
 from jaxcomponents.training.step import OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step, resolve_loss
 
 
@@ -240,11 +241,18 @@ class Model:
     return ["loss", *self._require_compiled("metrics_names").metric_names]
 
   def build(self, sample: Any) -> None:
-    """Initialises the variables (unless given) from an input batch, and the optimizer state if compiled."""
+    """Initialises the variables (unless given) from an input batch, and the optimizer state if compiled.
+
+    A U-Net's backbone starts from its `weights` (`jaxcomponents.weights.init_unet`), as kuc's model is built
+    with them.
+    """
     self._sample = map_arrays(lambda a: np.asarray(a)[:1], sample)
     if self._variables is None and self._state is None:
-      init, _ = jax.random.split(jax.random.key(self.seed))
-      self._variables = jax.device_get(self.module.init(init, self._sample))
+      if _backbone_weights(self.module):
+        variables = init_unet(self.module, self._sample, seed=self.seed)
+      else:
+        variables = self.module.init(jax.random.split(jax.random.key(self.seed))[0], self._sample)
+      self._variables = jax.device_get(variables)
     if self._compiled is not None and self._state is None:
       self._state = TrainState.create(self.module, self._compiled.optimizer.tx, variables=self._variables,
                                       seed=self.seed)
@@ -832,6 +840,11 @@ class Model:
 
   def __repr__(self):
     return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"
+
+
+def _backbone_weights(module: nn.Module) -> bool:
+  """Whether `module` is a U-Net whose backbone has `weights` to load (`init_unet`), as kuc's load at construction."""
+  return getattr(module, "backbone", None) is not None and getattr(module, "weights", None) is not None
 
 
 def _keras_epoch_steps(steps_per_epoch: int, batches: int) -> int:

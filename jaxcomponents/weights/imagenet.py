@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from typing import Any
 
 import flax.linen as nn
@@ -22,7 +23,8 @@ import numpy as np
 from jaxcomponents import activations
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.models import backbones
-from jaxcomponents.models.unet_backbone import backbone_arguments, backbone_path, check_backbone_input
+from jaxcomponents.models.unet_backbone import (BackboneWeightsNotLoaded, backbone_arguments, backbone_path,
+                                                check_backbone_input)
 from jaxcomponents.weights import hub
 from jaxcomponents.weights.convert import load_keras
 from jaxcomponents.weights.graft import graft
@@ -108,7 +110,9 @@ def init_unet(model: nn.Module, sample_input: jax.Array, *, seed: int = 0, downl
     ['params']
   """
   sample_input = jnp.asarray(sample_input)
-  variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BackboneWeightsNotLoaded)  # loaded below
+    variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
   if getattr(model, "backbone", None) is None or model.weights is None:
     return variables  # no backbone (some kuc models take none), or no weights to load
   check_backbone_input(model, sample_input.shape[1:])

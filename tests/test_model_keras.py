@@ -1074,6 +1074,37 @@ def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
   assert_weights_equal(model, keras_model)
 
 
+@pytest.mark.parametrize("form", ["dict", "list", "list_of_lists"])
+def test_one_output_given_its_loss_by_name_or_in_a_list_as_keras(form):
+  """A single-output model compiled with a one-entry dict (by output name) or list: the loss is computed on the
+  whole output (it took the first example's), logged as Keras logs it (no `<output>_loss`, metrics by their own
+  names)."""
+  x_in = keras.Input((6,), name="x")
+  keras_model = keras.Model(x_in, keras.layers.Dense(3, activation="softmax", name="kind")(
+      keras.layers.Dense(8, activation="relu")(x_in)))
+  randomize_keras(keras_model, seed=25, scale=0.3)
+  model = pair(keras_model)
+  rng = np.random.default_rng(26)
+  x, y = rng.normal(size=(32, 6)), rng.integers(0, 3, 32)
+  options = {"dict": dict(loss={"kind": "sparse_categorical_crossentropy"}, metrics={"kind": ["accuracy"]}),
+             "list": dict(loss=["sparse_categorical_crossentropy"], metrics=["accuracy"]),
+             "list_of_lists": dict(loss=["sparse_categorical_crossentropy"], metrics=[["accuracy"]],
+                                   weighted_metrics=[["accuracy"]])}[form]
+  results = []
+  for m in (model, keras_model):
+    m.compile(optimizer="adam", **options)
+    history = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, sample_weight=np.linspace(0.5, 1.5, 32))
+    results.append((history, m.evaluate(x, y, verbose=0, return_dict=True)))
+  assert_history_equal(results[0][0], results[1][0])
+  assert sorted(results[0][1]) == sorted(results[1][1])
+  for name, value in results[1][1].items():
+    np.testing.assert_allclose(results[0][1][name], value, rtol=1e-4, err_msg=name)
+  assert_weights_equal(model, keras_model)
+  with pytest.raises(ValueError, match=r"loss names \['kinds'\], which are not outputs of the model; its outputs are "
+                                       r"\['kind'\]"):
+    model.compile(optimizer="adam", loss={"kinds": "mse"})
+
+
 def test_summary_name_and_counts_as_keras():
   keras_model = small_cnn(seed=24)
   model = pair(keras_model)

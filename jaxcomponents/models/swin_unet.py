@@ -83,7 +83,7 @@ from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models.transunet import PatchEmbedding
 from jaxcomponents.models.unet_backbone import check_bool
 from jaxcomponents.models.unet_blocks import OUTPUT_ACTIVATIONS, ConvOutput, check_activation, conv
-from jaxcomponents.models.unet_fields import check_built_for
+from jaxcomponents.models.unet_fields import check_built_for, output_names
 from jaxcomponents.tree_paths import path_string
 
 __all__ = ["Mlp", "PatchExpanding", "PatchMerging", "SwinTransformerBlock", "SwinUNet", "WindowAttention",
@@ -488,6 +488,11 @@ class SwinUNet(PrecisionFields):
   shift_window: bool = True
   input_size: Sequence[int] | None = None
   prefix: str = "swin_unet"
+
+  @property
+  def output_names(self) -> list[str]:
+    """The output layer's name, as keras-unet-collection's Keras `model.output_names`."""
+    return output_names(self.prefix, self.output_activation)
 
   @nn.compact
   @keyword_only("train")

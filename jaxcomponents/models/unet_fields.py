@@ -82,6 +82,17 @@ def check_built_for(input_size: Sequence[int | None] | None, x: jax.Array) -> No
     raise ValueError(f"x has shape {x.shape}; the model was built for input_size={tuple(input_size)}.")
 
 
+def output_names(prefix: str, output_activation: str | None) -> list[str]:
+  """A single-output kuc model's `output_names`: its output convolution `{prefix}_output`, or the activation
+  layer kuc puts after it, `{prefix}_output_activation`.
+
+  Example:
+    >>> output_names("unet", "Softmax"), output_names("vnet", None)
+    (['unet_output_activation'], ['vnet_output'])
+  """
+  return [f"{prefix}_output{'_activation' if output_activation else ''}"]
+
+
 class SegmentationFields(PrecisionFields):
   """Fields, checks and `depth` that keras-unet-collection's U-Net-like models share.
 
@@ -113,6 +124,11 @@ class SegmentationFields(PrecisionFields):
   def layer_prefix(self) -> str:
     """The prefix of the layer names."""
     return self.prefix
+
+  @property
+  def output_names(self) -> list[str]:
+    """The output layer's name, as keras-unet-collection's Keras `model.output_names` (see `output_names`)."""
+    return output_names(self.layer_prefix, self.output_activation)
 
   @property
   def depth(self) -> int:

@@ -271,7 +271,8 @@ class Model:
       loss: a Keras loss name, a `jaxcomponents.losses.get(...)` loss, or a
         function `(y_true, y_pred) -> per-example losses`; for a model with
         several outputs, a list (by position) or a dict (by output name) of them.
-        Each output's loss is logged as `<output>_loss`, their weighted sum as `loss`.
+        Each output's loss is logged as `<output>_loss`, their weighted sum as `loss`. A single output takes a
+        one-entry list or dict too (its name: the module's `output_names`), logged as one loss.
       loss_weights: a float scaling the loss; with several outputs, a list or dict of them.
       metrics: Keras metric names, Keras metric objects (`keras.metrics.F1Score(average="macro")`, read from
         their config), jaxcomponents metrics, or a name -> metric mapping; they ignore sample and class
@@ -935,8 +936,16 @@ def load_model(filepath: str | os.PathLike) -> Model:
 
 
 def _pick(tree: Any, index: int, name: str) -> Any:
-  """Output `index` (named `name`) of a model's outputs or targets: a dict by name, a list or tuple by position."""
-  return tree[name] if isinstance(tree, Mapping) else tree[index]
+  """Output `index` (named `name`) of a model's outputs or targets: a dict by name, a list or tuple by position;
+  a single array is the only output (Keras's one-entry loss list or dict of a single-output model)."""
+  if isinstance(tree, Mapping):
+    return tree[name]
+  if isinstance(tree, (list, tuple)):
+    return tree[index]
+  if index:
+    raise ValueError(f"output {name!r} (position {index}) is not allowed: the model gives one output, not a list "
+                     "or dict of them.")
+  return tree
 
 
 class _OnOutput:
@@ -972,9 +981,11 @@ def _per_output(value: Any, what: str, names: list[str]) -> list[Any]:
 
 
 def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | None):
-  """A multi-output model's compiled loss: the total, each output's loss log, and each output's metrics."""
+  """A multi-output model's compiled loss: the total, each output's loss log, and each output's metrics. A single
+  output (a one-entry list or dict) logs as Keras logs it: no `<output>_loss`, its metrics by their own names."""
   if names is None:
     names = list(loss) if isinstance(loss, Mapping) else [f"output_{i}" for i in range(len(loss))]
+  single = len(names) == 1
   losses = _per_output(loss, "loss", names)
   weights = [1.0] * len(names) if loss_weights is None else _per_output(loss_weights, "loss_weights", names)
   terms, output_losses = [], {}
@@ -987,7 +998,8 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
       raise ValueError(f"loss_weights for output {name!r} is {weight!r}; expected a float.")
     picked = lambda y, p, fn=fn, index=index, name=name: fn(_pick(y, index, name), _pick(p, index, name))
     terms.append((float(weight), picked))
-    output_losses[f"{name}_loss"] = OutputLoss(picked)
+    if not single:
+      output_losses[f"{name}_loss"] = OutputLoss(picked)
   if not terms:
     raise ValueError(f"loss={loss!r} gives no output a loss.")
 
@@ -1005,8 +1017,9 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
       for entry in [entries] if isinstance(entries, str) else entries or ():
         metric = metrics_lib.compile_metric(entry) if isinstance(entry, str) else entry
         label = entry if isinstance(entry, str) else getattr(entry, "name", type(entry).__name__)
-        key = f"{name}_{label}"
-        result[f"{name}_weighted_{label}" if key in taken else key] = _OnOutput(metric, index, name)
+        prefix = "" if single else f"{name}_"
+        key = f"{prefix}{label}"
+        result[f"{prefix}weighted_{label}" if key in taken else key] = _OnOutput(metric, index, name)
     return result
 
   unweighted = by_output(metrics, "metrics")

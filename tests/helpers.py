@@ -14,6 +14,25 @@ def assert_close(actual, expected, tol: float = 1e-4) -> None:
   assert err <= tol * scale, f"max error {err:.3g} exceeds {tol} x output scale {scale:.3g}"
 
 
+def assert_drawn_as(values, keras_initializer) -> None:
+  """`values` look drawn by `keras_initializer` (a Keras config): the same spread, bound and shape of
+  distribution (kurtosis: 1.8 uniform, about 2.5 truncated normal, 3 normal) as Keras's own draw of that shape."""
+  import keras
+
+  ours = np.asarray(values, np.float64).ravel()
+  config = {"class_name": keras_initializer["class_name"], "config": {**keras_initializer["config"], "seed": 0}}
+  theirs = np.asarray(keras.initializers.get(config)(values.shape), np.float64).ravel()
+
+  def kurtosis(a):
+    return np.mean((a - a.mean()) ** 4) / np.var(a) ** 2
+
+  np.testing.assert_allclose(ours.mean(), theirs.mean(), atol=0.05 * theirs.std())
+  np.testing.assert_allclose(ours.std(), theirs.std(), rtol=0.05)
+  if kurtosis(theirs) < 2.8:  # a bounded draw (uniform, truncated normal): the same bound
+    np.testing.assert_allclose(np.abs(ours - ours.mean()).max(), np.abs(theirs - theirs.mean()).max(), rtol=0.05)
+  np.testing.assert_allclose(kurtosis(ours), kurtosis(theirs), atol=0.15)
+
+
 def randomize_keras(model, seed: int = 0, scale: float = 0.5) -> None:
   """Gives every Keras weight a random value; variances (moving_variance, Normalization's variance) stay
   positive."""

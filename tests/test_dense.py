@@ -7,7 +7,7 @@ import pytest
 
 from jaxcomponents.layers import Dense
 from jaxcomponents.weights import load_keras
-from tests.helpers import assert_close, random_input, randomize_keras
+from tests.helpers import assert_close, assert_drawn_as, random_input, randomize_keras
 
 pytestmark = pytest.mark.usefixtures("highest_precision")  # Keras parity at full float32 (conftest.py)
 
@@ -88,21 +88,6 @@ def test_bad_input_rank():
     Dense(2).init(jax.random.key(0), np.ones((3,), np.float32))
 
 
-def _assert_drawn_as(kernel, keras_initializer):
-  """`kernel`'s values look drawn by `keras_initializer` (a Keras config): the same spread, bound and shape of
-  distribution (kurtosis: 1.8 uniform, about 2.5 truncated normal) as Keras's own draw of that shape."""
-  ours = np.asarray(kernel, np.float64).ravel()
-  config = {"class_name": keras_initializer["class_name"], "config": {**keras_initializer["config"], "seed": 0}}
-  theirs = np.asarray(keras.initializers.get(config)(kernel.shape), np.float64).ravel()
-
-  def kurtosis(a):
-    return np.mean((a - a.mean()) ** 4) / np.var(a) ** 2
-
-  np.testing.assert_allclose(ours.std(), theirs.std(), rtol=0.05)
-  np.testing.assert_allclose(np.abs(ours).max(), np.abs(theirs).max(), rtol=0.05)
-  np.testing.assert_allclose(kurtosis(ours), kurtosis(theirs), atol=0.15)
-
-
 def test_kernels_start_as_keras_initializes_them():
   """Keras's default `glorot_uniform` for Dense and the convolutions (Flax's default is `lecun_normal`), and
   EfficientNet's own initializers, as keras.applications gives them."""
@@ -114,10 +99,10 @@ def test_kernels_start_as_keras_initializes_them():
 
   key, glorot = jax.random.key(0), {"class_name": "GlorotUniform", "config": {}}
   dense = Dense(200).init(key, np.ones((1, 300), np.float32))["params"]["dense"]["kernel"]
-  _assert_drawn_as(dense, glorot)
-  _assert_drawn_as(Conv(64, (3, 3)).init(key, np.ones((1, 4, 4, 16), np.float32))["params"]["kernel"], glorot)
+  assert_drawn_as(dense, glorot)
+  assert_drawn_as(Conv(64, (3, 3)).init(key, np.ones((1, 4, 4, 16), np.float32))["params"]["kernel"], glorot)
   depthwise = DepthwiseConv((5, 5), (1, 1), depth_multiplier=16).init(key, np.ones((1, 6, 6, 32), np.float32))
-  _assert_drawn_as(depthwise["params"]["depthwise_kernel"], glorot)
+  assert_drawn_as(depthwise["params"]["depthwise_kernel"], glorot)
 
   class Head(nn.Module):  # a backbone's classifier: `classes`, `classifier_activation`, `precision_options`
     classes: int = 300
@@ -129,11 +114,33 @@ def test_kernels_start_as_keras_initializes_them():
       return predictions(self, x) if kernel_init is None else predictions(self, x, kernel_init)
 
   features = np.ones((1, 200), np.float32)
-  _assert_drawn_as(Head().init(key, features)["params"]["predictions"]["kernel"], glorot)
-  _assert_drawn_as(Head().init(key, features, DENSE_INIT)["params"]["predictions"]["kernel"],
+  assert_drawn_as(Head().init(key, features)["params"]["predictions"]["kernel"], glorot)
+  assert_drawn_as(Head().init(key, features, DENSE_INIT)["params"]["predictions"]["kernel"],
                    {"class_name": "VarianceScaling", "config": {"scale": 1 / 3, "mode": "fan_out",
                                                                 "distribution": "uniform"}})
   stem = EfficientNetB0(include_top=False, taps=("stem_activation",)).init(key, np.ones((1, 32, 32, 3), np.float32))
-  _assert_drawn_as(stem["params"]["stem_conv"]["kernel"],  # 864 values: the looser moments still tell the kinds
+  assert_drawn_as(stem["params"]["stem_conv"]["kernel"],  # 864 values: the looser moments still tell the kinds
                    {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out",
                                                                 "distribution": "truncated_normal"}})
+
+
+def test_a_weight_penalty_counts_once_however_often_the_layer_is_called():
+  """Keras adds a weight's penalty once a step (`Layer.losses`), not once per call of the layer."""
+  from flax import linen as nn
+
+  from jaxcomponents.layers.activity import LOSSES, total_loss
+
+  class Twice(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      layer = Dense(3, bias_init="ones", kernel_regularizer="l1", bias_regularizer="l2")
+      return layer(layer(x))
+
+  x = np.ones((2, 3), np.float32)
+  variables = Twice().init(jax.random.key(0), x)
+  _, sown = Twice().apply(variables, x, mutable=[LOSSES])
+  params = variables["params"]["Dense_0"]["dense"]
+  expected = 0.01 * np.abs(params["kernel"]).sum() + 0.01 * np.square(params["bias"]).sum()
+  np.testing.assert_allclose(total_loss(sown[LOSSES]), expected, rtol=1e-6)
+  with pytest.raises(ValueError, match=r"kernel_regularizer='l3' is not allowed; expected one of 'l1'"):
+    Dense(3, kernel_regularizer="l3").apply({"params": {"dense": params}}, x, mutable=[LOSSES])

@@ -21,7 +21,7 @@ FLOORS = (
     {"ops": ("jaxcomponents.ops",)},
     {"keras names": ("jaxcomponents.activations", "jaxcomponents.losses", "jaxcomponents.losses_segmentation",
                      "jaxcomponents.metrics", "jaxcomponents.metrics_segmentation", "jaxcomponents.optimizers",
-                     "jaxcomponents.regularizers")},
+                     "jaxcomponents.regularizers", "jaxcomponents.initializers")},
     {"layers": ("jaxcomponents.layers",)},
     {"models": ("jaxcomponents.models",)},
     # The Keras interop package; `summary` reads a KerasGraph; `variable_trees` are the variables it converts.

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxcomponents import optimizers, regularizers
-from jaxcomponents.layers import Convolution, Dense
+from jaxcomponents.layers import Convolution, Dense, Recurrent
 from jaxcomponents.data import ArrayDataset
 from jaxcomponents.training import ReduceLROnPlateau, TrainState, fit, make_train_step
 from jaxcomponents.weights import load_keras
@@ -142,3 +142,63 @@ def test_reduce_lr_on_plateau_equals_keras_fit():
   for got, want in zip(jax.tree.leaves({"params": state.params, "batch_stats": state.batch_stats}),
                        jax.tree.leaves(expected)):
     assert_close(got, want, tol=1e-5)
+
+
+KERAS_L1 = keras.regularizers.L1(0.2)  # made outside any trace: Keras keeps its factor as a tensor
+
+
+class RegularizedCNN(nn.Module):
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    x = Convolution(6, 3, padding="VALID", activation="relu", pool="max", kernel_regularizer={
+        "class_name": "L2", "config": {"l2": 0.05}}, bias_regularizer=KERAS_L1)(x, train=train)
+    return Dense(5, activation="softmax", kernel_regularizer="l1l2")(x.reshape((x.shape[0], -1)), train=train)
+
+
+class RegularizedRNN(nn.Module):
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    x = Recurrent(4, cell="gru", bidirectional="concat", kernel_regularizer="l2", recurrent_regularizer="l1",
+                  bias_regularizer=regularizers.l2(0.5))(x, train=train)
+    return Dense(5, activation="softmax")(x, train=train)
+
+
+def keras_regularized(kind):
+  if kind == "cnn":
+    layers = [keras.Input((8, 8, 2)),
+              keras.layers.Conv2D(6, 3, activation="relu", kernel_regularizer=keras.regularizers.L2(0.05),
+                                  bias_regularizer=keras.regularizers.L1(0.2)),
+              keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+              keras.layers.Dense(5, activation="softmax", kernel_regularizer=keras.regularizers.L1L2())]
+  else:
+    layers = [keras.Input((6, 3)),
+              keras.layers.Bidirectional(keras.layers.GRU(4, kernel_regularizer="l2", recurrent_regularizer="l1",
+                                                          bias_regularizer=keras.regularizers.L2(0.5))),
+              keras.layers.Dense(5, activation="softmax")]
+  model = keras.Sequential(layers)
+  randomize_keras(model, scale=0.3)
+  return model
+
+
+@pytest.mark.parametrize("kind", ["cnn", "rnn"])
+def test_layer_weight_regularizers_add_kerass_penalty_in_fit_and_evaluate(kind):
+  """`kernel_regularizer`, `bias_regularizer` and `recurrent_regularizer` on the components: Keras's penalty of
+  each weight (each direction's), once a step, in the trained and evaluated loss."""
+  from jaxcomponents import Model
+
+  keras_model = keras_regularized(kind)
+  x = random_input((24, 8, 8, 2) if kind == "cnn" else (24, 6, 3))
+  y = np.arange(24) % 5
+  module = RegularizedCNN() if kind == "cnn" else RegularizedRNN()
+  model = Model(module, load_keras(module, keras_model, x[:1]))
+  results = []
+  for m in (model, keras_model):
+    m.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    history = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    results.append((history.history["loss"], m.evaluate(x, y, verbose=0)))
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(model.variables), jax.tree.leaves(load_keras(module, keras_model, x[:1]))):
+    assert_close(got, want, tol=1e-5)
+  penalty = sum(float(np.asarray(v)) for v in keras_model.losses)
+  assert penalty > 0.1 * results[1][1]  # the penalty is a good part of the loss compared

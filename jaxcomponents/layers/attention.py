@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from jaxcomponents.errors import check_choice, check_positive_int, check_rate
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.einsum_dense import EinsumDense
+from jaxcomponents.layers.init_fields import InitializerLike
 from jaxcomponents.layers.precision import PrecisionFields
 
 _LETTERS = string.ascii_lowercase
@@ -108,7 +109,8 @@ class MultiHeadAttention(PrecisionFields):
       num_query_heads, num_key_value_heads)` is this layer with `key_dim=head_dim`, `num_heads=num_query_heads`.
     flash_attention: None or False: the XLA computation above. True is refused: Keras then runs cuDNN's or
       the TPU's fused kernel, whose rounding this layer does not reproduce (Keras refuses it on the CPU).
-    kernel_init, bias_init: initializers of the projections (None: Keras's defaults).
+    kernel_init, bias_init: initializers of the projections, as `EinsumDense` takes them (Keras's defaults:
+      `glorot_uniform` over each projection's input and output axes, `zeros`).
     dtype, param_dtype, precision: keyword-only; see `jaxcomponents.layers.precision`.
 
   Call arguments:
@@ -144,8 +146,8 @@ class MultiHeadAttention(PrecisionFields):
   use_gate: bool = False
   num_key_value_heads: int | None = None
   flash_attention: bool | None = None
-  kernel_init: nn.initializers.Initializer | None = None
-  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  kernel_init: InitializerLike | None = "glorot_uniform"
+  bias_init: InitializerLike | None = "zeros"
 
   def _check(self) -> None:
     check_positive_int("num_heads", self.num_heads)

@@ -51,23 +51,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcomponents import activations
+from jaxcomponents import activations, initializers
 from jaxcomponents.deprecation import renamed_to
 from jaxcomponents.errors import check_positive_int, check_rate
+from jaxcomponents.layers.init_fields import RecurrentInitFields
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import random
 
 Carry = tuple[jax.Array, ...]
-
-glorot_uniform = nn.initializers.glorot_uniform()
-zeros = nn.initializers.zeros
-_orthogonal = nn.initializers.orthogonal()
-
-
-def orthogonal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-  """Keras's orthogonal initializer, drawn in at least float32 (the QR it takes has no bfloat16 kernel)."""
-  return _orthogonal(key, shape, jnp.promote_types(dtype, jnp.float32)).astype(dtype)
-
 
 def project(v: jax.Array, kernel: jax.Array, mask: jax.Array | None, gates: int, precision=None) -> jax.Array:
   """`v @ kernel` with `v` dropped out by `mask`: one mask for all gates, or one per gate."""
@@ -89,10 +80,15 @@ def lstm_gates(z: jax.Array, c: jax.Array, act, gate_act) -> tuple[Carry, jax.Ar
   return (h, c), h
 
 
-def lstm_bias_init(key: jax.Array, shape: tuple[int, ...], dtype, features: int, unit_forget_bias: bool) -> jax.Array:
-  """Keras's LSTM bias: zeros, the forget gate's ones with `unit_forget_bias`."""
-  bias = zeros(key, shape, dtype)
-  return bias.at[features:2 * features].set(1.0) if unit_forget_bias else bias
+def lstm_bias_init(key: jax.Array, shape: tuple[int, ...], dtype, features: int, unit_forget_bias: bool,
+                   bias_init: initializers.Initializer = nn.initializers.zeros) -> jax.Array:
+  """Keras's LSTM bias: `bias_init` over the four gates, or with `unit_forget_bias` over the input gate and then
+  the cell and output gates apart, the forget gate's ones between them."""
+  if not unit_forget_bias:
+    return bias_init(key, shape, dtype)
+  first, rest = jax.random.split(key)
+  return jnp.concatenate([bias_init(first, (features,), dtype), jnp.ones((features,), dtype),
+                          bias_init(rest, (2 * features,), dtype)])
 
 
 def _gate_masks(mask: jax.Array | None, start: int, stop: int) -> jax.Array | None:
@@ -102,7 +98,7 @@ def _gate_masks(mask: jax.Array | None, start: int, stop: int) -> jax.Array | No
   return mask[start:stop] if stop - start > 1 else mask[start]
 
 
-class LSTMCell(PrecisionFields):
+class LSTMCell(PrecisionFields, RecurrentInitFields):
   """Keras's `LSTMCell`: gates i, f, c, o; carry `(h, c)`; output `h`.
 
   Attributes:
@@ -114,6 +110,8 @@ class LSTMCell(PrecisionFields):
     units: deprecated alias of `features` (removed in the next release).
     dropout, recurrent_dropout: Keras's rates in [0, 1) for `RNN`, which draws the masks (`Recurrent` has its
       own rates and refuses a cell module with these set).
+    kernel_init, recurrent_kernel_init, bias_init: keyword-only initializers (Keras's `glorot_uniform`,
+      `orthogonal`, `zeros`); see `jaxcomponents.layers.init_fields`.
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
@@ -137,8 +135,8 @@ class LSTMCell(PrecisionFields):
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
     u = self.features
     h, c = carry
-    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 4 * u), self.param_dtype)
-    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 4 * u), self.param_dtype)
+    kernel = self.init_param("kernel", "kernel_init", (x.shape[-1], 4 * u))
+    recurrent_kernel = self.init_param("recurrent_kernel", "recurrent_kernel_init", (u, 4 * u))
     bias = self.param("bias", self._bias_init, (4 * u,), self.param_dtype) if self.use_bias else None
     x, h, c, kernel, recurrent_kernel, bias = nn.dtypes.promote_dtype(x, h, c, kernel, recurrent_kernel, bias,
                                                                       dtype=self.dtype)
@@ -149,10 +147,10 @@ class LSTMCell(PrecisionFields):
     return lstm_gates(z, c, act, gate_act)
 
   def _bias_init(self, key, shape, dtype=jnp.float32):
-    return lstm_bias_init(key, shape, dtype, self.features, self.unit_forget_bias)
+    return lstm_bias_init(key, shape, dtype, self.features, self.unit_forget_bias, self.initializer("bias_init"))
 
 
-class GRUCell(PrecisionFields):
+class GRUCell(PrecisionFields, RecurrentInitFields):
   """Keras's `GRUCell`: gates z, r, h; carry `(h,)`; output `h`.
 
   Attributes:
@@ -166,6 +164,8 @@ class GRUCell(PrecisionFields):
     units: deprecated alias of `features` (removed in the next release).
     dropout, recurrent_dropout: Keras's rates in [0, 1) for `RNN`, which draws the masks (`Recurrent` has its
       own rates and refuses a cell module with these set).
+    kernel_init, recurrent_kernel_init, bias_init: keyword-only initializers (Keras's `glorot_uniform`,
+      `orthogonal`, `zeros`); see `jaxcomponents.layers.init_fields`.
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
@@ -189,11 +189,11 @@ class GRUCell(PrecisionFields):
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
     u = self.features
     (h,) = carry
-    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], 3 * u), self.param_dtype)
-    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, 3 * u), self.param_dtype)
+    kernel = self.init_param("kernel", "kernel_init", (x.shape[-1], 3 * u))
+    recurrent_kernel = self.init_param("recurrent_kernel", "recurrent_kernel_init", (u, 3 * u))
     bias = None
     if self.use_bias:
-      bias = self.param("bias", zeros, (2, 3 * u) if self.reset_after else (3 * u,), self.param_dtype)
+      bias = self.init_param("bias", "bias_init", (2, 3 * u) if self.reset_after else (3 * u,))
     x, h, kernel, recurrent_kernel, bias = nn.dtypes.promote_dtype(x, h, kernel, recurrent_kernel, bias,
                                                                    dtype=self.dtype)
     input_bias = recurrent_bias = None
@@ -224,7 +224,7 @@ class GRUCell(PrecisionFields):
     return (h,), h
 
 
-class SimpleRNNCell(PrecisionFields):
+class SimpleRNNCell(PrecisionFields, RecurrentInitFields):
   """Keras's `SimpleRNNCell`: `h = activation(x @ kernel + bias + h @ recurrent_kernel)`.
 
   Attributes:
@@ -234,6 +234,8 @@ class SimpleRNNCell(PrecisionFields):
     units: deprecated alias of `features` (removed in the next release).
     dropout, recurrent_dropout: Keras's rates in [0, 1) for `RNN`, which draws the masks (`Recurrent` has its
       own rates and refuses a cell module with these set).
+    kernel_init, recurrent_kernel_init, bias_init: keyword-only initializers (Keras's `glorot_uniform`,
+      `orthogonal`, `zeros`); see `jaxcomponents.layers.init_fields`.
     dtype, param_dtype, precision: keyword-only; see the module doc.
   """
 
@@ -254,9 +256,9 @@ class SimpleRNNCell(PrecisionFields):
     act = activations.get(self.activation, "activation")
     u = self.features
     (h,) = carry
-    kernel = self.param("kernel", glorot_uniform, (x.shape[-1], u), self.param_dtype)
-    bias = self.param("bias", zeros, (u,), self.param_dtype) if self.use_bias else None
-    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (u, u), self.param_dtype)
+    kernel = self.init_param("kernel", "kernel_init", (x.shape[-1], u))
+    bias = self.init_param("bias", "bias_init", (u,)) if self.use_bias else None
+    recurrent_kernel = self.init_param("recurrent_kernel", "recurrent_kernel_init", (u, u))
     x, h, kernel, bias, recurrent_kernel = nn.dtypes.promote_dtype(x, h, kernel, bias, recurrent_kernel,
                                                                    dtype=self.dtype)
     y = project(x, kernel, input_mask, 1, self.precision)

@@ -10,12 +10,13 @@ import jax
 from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import as_tuple, changed_fields, check_choice, check_positive_int, check_rate
-from jaxcomponents.layers.conv_core import (Conv, ConvReLU, ConvTranspose, DepthwiseConv, SeparableConv,
-                                              glorot_uniform)
+from jaxcomponents.layers.conv_core import Conv, ConvReLU, ConvTranspose, DepthwiseConv, SeparableConv
 from jaxcomponents.layers.dropout import Dropout
+from jaxcomponents.layers.init_fields import KernelInitFields
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.pooling import POOLS, pool, pool_padding
 from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.layers.weight_regularizers import KernelRegularizerFields
 
 KINDS = ("conv", "transpose", "separable", "depthwise")
 PADDINGS = ("SAME", "VALID", "CAUSAL")
@@ -26,7 +27,7 @@ _MODULE_KERAS_NAMES = {Conv: _KERAS_NAMES["conv"], ConvReLU: _KERAS_NAMES["conv"
                        DepthwiseConv: _KERAS_NAMES["depthwise"]}
 
 
-class Convolution(PrecisionFields):
+class Convolution(PrecisionFields, KernelInitFields, KernelRegularizerFields):
   """A convolution as Keras computes it, for every kind and 1-3 spatial dimensions.
 
   Keras counterparts: Conv1D/2D/3D (`kind="conv"`), Conv1D/2D/3DTranspose
@@ -61,6 +62,13 @@ class Convolution(PrecisionFields):
       around it. Those convolution fields must stay at their defaults (`features` None).
       The four built-in modules take Keras's layer names (`conv2d`, ...); another module
       keeps the name `conv`.
+    kernel_init, bias_init: keyword-only, Keras's `kernel_initializer` (`depthwise_initializer` and
+      `pointwise_initializer` for `separable`, `depthwise_initializer` for `depthwise`) and `bias_initializer`: a
+      Keras name, config or initializer object, or a Flax initializer (Keras's defaults: `glorot_uniform`,
+      `zeros`); see `jaxcomponents.layers.init_fields`.
+    kernel_regularizer, bias_regularizer: keyword-only, Keras's (`depthwise_regularizer` and
+      `pointwise_regularizer` for `separable`, ...): a penalty of the weights added to the loss; see
+      `jaxcomponents.layers.weight_regularizers`.
     dilation, groups: deprecated aliases of `kernel_dilation` and `feature_group_count` (removed in
       the next release).
     dtype, param_dtype, precision: keyword-only, as in `flax.linen.Conv`: computation dtype (None:
@@ -110,6 +118,7 @@ class Convolution(PrecisionFields):
     check_choice("pool", self.pool, (None, *POOLS))
     if self.conv is None:
       y, act = self._built_conv(x, act)
+      self.sow_weight_penalties(_KERAS_NAMES[self.kind].format(self.dims))
     else:
       self._check_conv_module()
       keras_name = _MODULE_KERAS_NAMES.get(type(self.conv))
@@ -146,7 +155,7 @@ class Convolution(PrecisionFields):
     channels = x.shape[-1]
     features = self._features(kind, channels)
     name = _KERAS_NAMES[kind].format(dims)
-    options = self.precision_options
+    options = {**self.precision_options, **self.init_options}
     if kind == "conv":
       groups = check_positive_int("feature_group_count", self.feature_group_count)
       if channels % groups or features % groups:
@@ -158,7 +167,8 @@ class Convolution(PrecisionFields):
         act = activations.linear
       else:
         y = Conv(features, kernel_size, strides, padding, kernel_dilation=dilation, feature_group_count=groups,
-                 use_bias=self.use_bias, kernel_init=glorot_uniform, name=name, **options)(x)
+                 use_bias=self.use_bias, kernel_init=self.initializer("kernel_init"),
+                 bias_init=self.initializer("bias_init"), name=name, **self.precision_options)(x)
     elif kind == "transpose":
       output_padding = None
       if self.output_padding is not None:
@@ -183,7 +193,8 @@ class Convolution(PrecisionFields):
     """With a convolution module, the fields that would build one must not be set (nothing silently ignored)."""
     changed = changed_fields(self, ("features", "kernel_size", "strides", "padding", "kind", "dims",
                                     "kernel_dilation", "feature_group_count", "depth_multiplier", "output_padding",
-                                    "use_bias"))
+                                    "use_bias", "kernel_init", "bias_init", "kernel_regularizer",
+                                    "bias_regularizer"))
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with conv={type(self.conv).__name__}(...); configure "
                        "the convolution module itself (and pass features=None, kernel_size=None).")

@@ -27,15 +27,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents import initializers
 from jaxcomponents.deprecation import renamed_to
+from jaxcomponents.layers.init_fields import KernelInitFields
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import conv
 
-glorot_uniform = nn.initializers.glorot_uniform()
-zeros = nn.initializers.zeros
+glorot_uniform = initializers.glorot_uniform()
 
 
-class ConvTranspose(PrecisionFields):
+class ConvTranspose(PrecisionFields, KernelInitFields):
   """Keras's `Conv{1,2,3}DTranspose`: `kernel` of shape `k + (filters, in)`, `bias` `(filters,)`.
 
   `relu=True` applies ReLU after the bias (inside oneDNN's call where it computes the convolution).
@@ -56,10 +57,10 @@ class ConvTranspose(PrecisionFields):
     rank = len(self.kernel_size)
     dilation = tuple(self.kernel_dilation or (1,) * rank)
     out_pad = self.output_padding or (None,) * rank
-    kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, self.features, x.shape[-1]), self.param_dtype)
+    kernel = self.init_param("kernel", "kernel_init", (*self.kernel_size, self.features, x.shape[-1]))
     pads = tuple(conv.conv_transpose_padding(k, s, d, self.padding, p)
                  for k, s, d, p in zip(self.kernel_size, self.strides, dilation, out_pad))
-    bias = self.param("bias", zeros, (self.features,), self.param_dtype) if self.use_bias else None
+    bias = self.init_param("bias", "bias_init", (self.features,)) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     return conv.conv_transpose(x, kernel, self.strides, pads, dilation, bias, self.relu, precision=self.precision)
 
@@ -80,7 +81,7 @@ class Conv(nn.Conv):
   conv_general_dilated: Any = conv.conv_general_dilated
 
 
-class ConvReLU(PrecisionFields):
+class ConvReLU(PrecisionFields, KernelInitFields):
   """`relu(Conv(x))` with `Conv`'s parameters (`kernel`, `bias`), computed by `conv_bias_relu`.
 
   Example:
@@ -102,8 +103,8 @@ class ConvReLU(PrecisionFields):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
-    kernel = self.param("kernel", glorot_uniform, (*self.kernel_size, x.shape[-1], self.features), self.param_dtype)
-    bias = (self.param("bias", zeros, (self.features,), self.param_dtype) if self.use_bias
+    kernel = self.init_param("kernel", "kernel_init", (*self.kernel_size, x.shape[-1], self.features))
+    bias = (self.init_param("bias", "bias_init", (self.features,)) if self.use_bias
             else jnp.zeros((self.features,), self.param_dtype))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     return conv.conv_bias_relu(x, kernel, bias, self.strides,
@@ -111,7 +112,7 @@ class ConvReLU(PrecisionFields):
                                precision=self.precision)
 
 
-class DepthwiseConv(PrecisionFields):
+class DepthwiseConv(PrecisionFields, KernelInitFields):
   """Keras's `DepthwiseConv{1,2}D` (and a 3-D extension): `depthwise_kernel` `k + (in, depth_multiplier)`."""
 
   kernel_size: Sequence[int]
@@ -120,22 +121,20 @@ class DepthwiseConv(PrecisionFields):
   kernel_dilation: Sequence[int] | None = None
   depth_multiplier: int = 1
   use_bias: bool = True
-  kernel_init: nn.initializers.Initializer = glorot_uniform
   dilation: Sequence[int] | None = renamed_to("kernel_dilation")
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
     channels = x.shape[-1]
-    kernel = self.param("depthwise_kernel", self.kernel_init, (*self.kernel_size, channels, self.depth_multiplier),
-                        self.param_dtype)
-    bias = self.param("bias", zeros, (channels * self.depth_multiplier,), self.param_dtype) if self.use_bias else None
+    kernel = self.init_param("depthwise_kernel", "kernel_init", (*self.kernel_size, channels, self.depth_multiplier))
+    bias = self.init_param("bias", "bias_init", (channels * self.depth_multiplier,)) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = conv.depthwise(x, kernel, self.strides, self.padding, dilation, precision=self.precision)
     return y if bias is None else y + bias
 
 
-class SeparableConv(PrecisionFields):
+class SeparableConv(PrecisionFields, KernelInitFields):
   """Keras's `SeparableConv{1,2}D` (and a 3-D extension): depthwise, then a 1x1 pointwise convolution."""
 
   features: int
@@ -152,11 +151,10 @@ class SeparableConv(PrecisionFields):
     rank = len(self.kernel_size)
     dilation = tuple(self.kernel_dilation or (1,) * rank)
     channels = x.shape[-1]
-    depthwise = self.param("depthwise_kernel", glorot_uniform, (*self.kernel_size, channels, self.depth_multiplier),
-                           self.param_dtype)
-    pointwise = self.param("pointwise_kernel", glorot_uniform,
-                           ((1,) * rank + (channels * self.depth_multiplier, self.features)), self.param_dtype)
-    bias = self.param("bias", zeros, (self.features,), self.param_dtype) if self.use_bias else None
+    depthwise = self.init_param("depthwise_kernel", "kernel_init", (*self.kernel_size, channels, self.depth_multiplier))
+    pointwise = self.init_param("pointwise_kernel", "kernel_init",
+                                (1,) * rank + (channels * self.depth_multiplier, self.features))
+    bias = self.init_param("bias", "bias_init", (self.features,)) if self.use_bias else None
     x, depthwise, pointwise, bias = nn.dtypes.promote_dtype(x, depthwise, pointwise, bias, dtype=self.dtype)
     y = conv.depthwise(x, depthwise, self.strides, self.padding, dilation, precision=self.precision)
     y = conv.conv_general_dilated(y, pointwise, (1,) * rank, "VALID", dimension_numbers=conv.channels_last(rank),

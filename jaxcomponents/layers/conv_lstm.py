@@ -43,8 +43,10 @@ import jax.numpy as jnp
 
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int, check_rate
-from jaxcomponents.layers.cells import Carry, glorot_uniform, lstm_bias_init, lstm_gates, orthogonal
+from jaxcomponents.layers.cells import Carry, lstm_bias_init, lstm_gates
+from jaxcomponents.layers.init_fields import RecurrentInitFields
 from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.layers.weight_regularizers import RecurrentRegularizerFields
 from jaxcomponents.layers.recurrent import run_rnn
 from jaxcomponents.ops import conv
 
@@ -58,7 +60,7 @@ def _tuple(value, rank: int, param: str) -> tuple[int, ...]:
   return values
 
 
-class ConvLSTMCell(PrecisionFields):
+class ConvLSTMCell(PrecisionFields, RecurrentInitFields):
   """Keras's `ConvLSTMCell`: one step of a convolutional LSTM; carry `(h, c)`, output `h`.
 
   Attributes:
@@ -70,6 +72,8 @@ class ConvLSTMCell(PrecisionFields):
     use_bias: add `bias (4 * features,)` to the input convolution.
     unit_forget_bias: initialize the forget-gate bias to 1.
     dropout, recurrent_dropout: Keras's rates, read by `RNN` (masks per gate).
+    kernel_init, recurrent_kernel_init, bias_init: keyword-only initializers (Keras's `glorot_uniform`,
+      `orthogonal`, `zeros`); see `jaxcomponents.layers.init_fields`.
     dtype, param_dtype, precision: keyword-only; see `jaxcomponents.layers.precision`.
   """
 
@@ -130,8 +134,8 @@ class ConvLSTMCell(PrecisionFields):
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
     f = self.features
     h, c = carry
-    kernel = self.param("kernel", glorot_uniform, (*kernel_size, x.shape[-1], 4 * f), self.param_dtype)
-    recurrent_kernel = self.param("recurrent_kernel", orthogonal, (*kernel_size, f, 4 * f), self.param_dtype)
+    kernel = self.init_param("kernel", "kernel_init", (*kernel_size, x.shape[-1], 4 * f))
+    recurrent_kernel = self.init_param("recurrent_kernel", "recurrent_kernel_init", (*kernel_size, f, 4 * f))
     bias = self.param("bias", self._bias_init, (4 * f,), self.param_dtype) if self.use_bias else None
     x, h, c, kernel, recurrent_kernel, bias = nn.dtypes.promote_dtype(x, h, c, kernel, recurrent_kernel, bias,
                                                                       dtype=self.dtype)
@@ -155,10 +159,10 @@ class ConvLSTMCell(PrecisionFields):
     return lstm_gates(z, c, act, gate_act)
 
   def _bias_init(self, key, shape, dtype=jnp.float32):
-    return lstm_bias_init(key, shape, dtype, self.features, self.unit_forget_bias)
+    return lstm_bias_init(key, shape, dtype, self.features, self.unit_forget_bias, self.initializer("bias_init"))
 
 
-class ConvLSTM(PrecisionFields):
+class ConvLSTM(PrecisionFields, RecurrentInitFields, RecurrentRegularizerFields):
   """Keras's `ConvLSTM1D/2D/3D`: a `ConvLSTMCell` run over `(batch, time, *spatial, channels)`.
 
   The cell is the submodule `conv_lstm_cell`, as Keras names it.
@@ -169,7 +173,9 @@ class ConvLSTM(PrecisionFields):
       `dilation_rate` may be one integer for every spatial axis.
     return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask: as `RNN`'s;
       `return_state` gives `(output, h, c)`.
-    dtype, param_dtype, precision: keyword-only, the cell's.
+    kernel_init, recurrent_kernel_init, bias_init, dtype, param_dtype, precision: keyword-only, the cell's.
+    kernel_regularizer, recurrent_regularizer, bias_regularizer: keyword-only, Keras's penalties of the cell's
+      weights; see `jaxcomponents.layers.weight_regularizers`.
 
   Call arguments (all but `x` keyword-only): `x (batch, time, *spatial, channels)`, `train` (dropout, rng
   "dropout"), `mask` (boolean `(batch, time)`), `initial_state` (`[h, c]`, each `(batch, *out_spatial, features)`).
@@ -208,7 +214,8 @@ class ConvLSTM(PrecisionFields):
     cell = ConvLSTMCell(self.features, _tuple(self.kernel_size, rank, "kernel_size"), self.strides, self.padding,
                         self.dilation_rate, self.activation, self.recurrent_activation, self.use_bias,
                         self.unit_forget_bias, self.dropout, self.recurrent_dropout, name="conv_lstm_cell",
-                        **self.precision_options)
+                        **self.precision_options, **self.init_options)
+    self.sow_weight_penalties("conv_lstm_cell")
     return run_rnn(self, cell, x, train=train, mask=mask, initial_state=initial_state,
                    return_sequences=self.return_sequences, return_state=self.return_state,
                    go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,

@@ -8,13 +8,14 @@ import jax
 from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import check_positive_int, check_rate
-from jaxcomponents.layers.conv_core import glorot_uniform
 from jaxcomponents.layers.dropout import Dropout
+from jaxcomponents.layers.init_fields import KernelInitFields
 from jaxcomponents.layers.normalization import BatchNorm
 from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.layers.weight_regularizers import KernelRegularizerFields
 
 
-class Dense(PrecisionFields):
+class Dense(PrecisionFields, KernelInitFields, KernelRegularizerFields):
   """A fully connected layer as Keras's `Dense`, with optional batch norm and dropout.
 
   Weighted submodules carry Keras's default layer names, `dense` and
@@ -24,11 +25,15 @@ class Dense(PrecisionFields):
   Attributes:
     features: output features (Keras's `units`).
     activation: a Keras activation name, a callable or None (linear).
-    use_bias: add a bias to the dense output. The kernel starts as Keras's does (`glorot_uniform`), the bias
-      at zeros.
+    use_bias: add a bias to the dense output.
     batch_norm: batch-normalize the dense output (Keras defaults: eps 1e-3, momentum 0.99).
     dropout: dropout rate in [0, 1), active only with `train=True` (rng stream `'dropout'`).
     units: deprecated alias of `features` (removed in the next release).
+    kernel_init, bias_init: keyword-only, Keras's `kernel_initializer` and `bias_initializer`: a Keras name,
+      config or initializer object, or a Flax initializer (Keras's defaults: `glorot_uniform`, `zeros`); see
+      `jaxcomponents.layers.init_fields`.
+    kernel_regularizer, bias_regularizer: keyword-only, Keras's: a penalty of the weight added to the loss (a Keras
+      name, config or regularizer object, or a callable); see `jaxcomponents.layers.weight_regularizers`.
     dtype, param_dtype, precision: keyword-only, as in `flax.linen.Dense`: computation dtype (None:
       inferred), parameter dtype (float32), precision of the product (None: JAX's default); see
       `jaxcomponents.layers.precision`.
@@ -58,8 +63,9 @@ class Dense(PrecisionFields):
       raise ValueError(
           f"x has shape {x.shape} (rank {x.ndim}); expected rank >= 2: (batch, ..., features)."
       )
-    y = nn.Dense(self.features, use_bias=self.use_bias, kernel_init=glorot_uniform, name="dense",
-                 **self.precision_options)(x)
+    y = nn.Dense(self.features, use_bias=self.use_bias, kernel_init=self.initializer("kernel_init"),
+                 bias_init=self.initializer("bias_init"), name="dense", **self.precision_options)(x)
+    self.sow_weight_penalties("dense")
     if self.batch_norm:
       y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
     y = act(y)

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
@@ -24,7 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcomponents import activations
+from jaxcomponents import activations, initializers
+from jaxcomponents.layers.init_fields import InitializerLike
 from jaxcomponents.layers.precision import PrecisionFields
 
 _FORMS = (  # (pattern, ellipsis side) of the equations Keras accepts
@@ -116,8 +116,10 @@ class EinsumDense(PrecisionFields):
     output_shape: the output's sizes but the batch axis and the axes of `...` (None where the input gives it).
     activation: a Keras activation name, a callable or None (linear).
     bias_axes: the output axes with a bias (a string of the equation's letters), or None (no bias).
-    kernel_init, bias_init: initializers (None: Keras's Glorot uniform over the kernel's input and output
-      axes; zeros).
+    kernel_init, bias_init: Keras's `kernel_initializer` and `bias_initializer`: a Keras name, config or
+      initializer object, or a Flax initializer (`jaxcomponents.initializers.get`); a variance-scaling one counts
+      its fans over the kernel's input and output axes, as Keras's (defaults: `glorot_uniform`, `zeros`; None:
+      the default).
     dtype, param_dtype, precision: keyword-only; see `jaxcomponents.layers.precision`.
 
   Example:
@@ -132,32 +134,25 @@ class EinsumDense(PrecisionFields):
   output_shape: int | Sequence[int | None]
   activation: str | activations.Activation | None = None
   bias_axes: str | None = None
-  kernel_init: nn.initializers.Initializer | None = None
-  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  kernel_init: InitializerLike | None = "glorot_uniform"
+  bias_init: InitializerLike | None = "zeros"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     act = activations.get(self.activation)
     kernel_shape, bias_shape, input_axes, output_axes = einsum_dense_shapes(
         self.equation, self.bias_axes, x.shape, self.output_shape)
-    init = self.kernel_init or _glorot_uniform(input_axes, output_axes)
-    kernel = self.param("kernel", init, kernel_shape, self.param_dtype)
-    bias = None if bias_shape is None else self.param("bias", self.bias_init, bias_shape, self.param_dtype)
+    kernel_init = initializers.get(self.kernel_init or "glorot_uniform", "kernel_init",
+                                   fan_axes=(input_axes, output_axes))
+    kernel = self.param("kernel", kernel_init, kernel_shape, self.param_dtype)
+    bias = None
+    if bias_shape is not None:
+      bias = self.param("bias", initializers.get(self.bias_init or "zeros", "bias_init"), bias_shape, self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = jnp.einsum(self.equation, x, kernel, precision=self.precision)
     if bias is not None:
       y = y + bias
     return act(y)
-
-
-def _glorot_uniform(input_axes: tuple[int, ...], output_axes: tuple[int, ...]) -> nn.initializers.Initializer:
-  """Keras's Glorot uniform with the fans of an einsum kernel: the products of its input and output axes."""
-  def init(key, shape, dtype=jnp.float32):
-    fan_in = math.prod(shape[i] for i in input_axes)
-    fan_out = math.prod(shape[i] for i in output_axes)
-    limit = math.sqrt(6.0 / max(1.0, (fan_in + fan_out)))
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
-  return init
 
 
 __all__ = ["EinsumDense", "einsum_dense_shapes"]

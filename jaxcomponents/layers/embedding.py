@@ -11,10 +11,14 @@ Example:
   (1, 2, 4)
 """
 
+import dataclasses
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents import initializers
 from jaxcomponents.deprecation import renamed_to
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.layers.precision import DtypeFields
@@ -26,6 +30,8 @@ class Embedding(DtypeFields):
   Attributes:
     num_embeddings: the number of rows, the vocabulary size (Keras's `input_dim`; Flax's name).
     features: the vector size (Keras's `output_dim`).
+    embedding_init: keyword-only, Keras's `embeddings_initializer`: a Keras name, config or initializer object, or
+      a Flax initializer (Keras's default: uniform in [-0.05, 0.05]).
     input_dim, output_dim: deprecated aliases of `num_embeddings` and `features` (removed in the next release).
   """
 
@@ -33,14 +39,14 @@ class Embedding(DtypeFields):
   features: int | None = None
   input_dim: int | None = renamed_to("num_embeddings")
   output_dim: int | None = renamed_to("features")
+  embedding_init: Any = dataclasses.field(default="random_uniform", kw_only=True)
 
   @nn.compact
   def __call__(self, ids: jax.Array) -> jax.Array:
     check_positive_int("num_embeddings", self.num_embeddings)
     check_positive_int("features", self.features)
-    # Keras's default initializer: uniform in [-0.05, 0.05]
-    init = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -0.05, 0.05)  # noqa: E731
-    table = self.param("embeddings", init, (self.num_embeddings, self.features), self.param_dtype)
+    table = self.param("embeddings", initializers.get(self.embedding_init, "embedding_init"),
+                       (self.num_embeddings, self.features), self.param_dtype)
     if self.dtype is not None:
       table = table.astype(self.dtype)
     return jnp.take(table, jnp.asarray(ids).astype(jnp.int32), axis=0)

@@ -37,7 +37,9 @@ from jaxcomponents.deprecation import keyword_only, renamed_to
 from jaxcomponents.errors import changed_fields, check_choice, check_positive_int, check_rank, check_rate
 from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell, dropout_keep_mask, dropout_masks
 from jaxcomponents.layers.cells import state_shapes
+from jaxcomponents.layers.init_fields import INIT_FIELDS, RecurrentInitFields
 from jaxcomponents.layers.precision import PrecisionFields
+from jaxcomponents.layers.weight_regularizers import RecurrentRegularizerFields
 from jaxcomponents.ops import cudnn_rnn
 
 CELL_CLASSES = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
@@ -146,7 +148,7 @@ def reset_states(variables: Mapping[str, Any], *, drop: bool = False) -> dict[st
   return out
 
 
-class Recurrent(PrecisionFields):
+class Recurrent(PrecisionFields, RecurrentInitFields, RecurrentRegularizerFields):
   """A recurrent layer as Keras's `LSTM`, `GRU` or `SimpleRNN`, or their `Bidirectional`.
 
   Weighted submodules carry Keras's default names, `lstm`, `gru` or
@@ -159,7 +161,8 @@ class Recurrent(PrecisionFields):
       `flax.linen.RNN` takes one: a `jaxcomponents.layers.cells` cell configured as you like, or your own
       following their protocol (`features`, `num_states`, `gates`, `keras_name`, `cell(carry, x, input_mask,
       recurrent_mask) -> (carry, y)`); the layer runs a copy per direction, named `keras_name`. The options
-      `activation` ... `unit_forget_bias` then belong to the cell and must stay at their defaults here.
+      `activation` ... `unit_forget_bias` and the initializers then belong to the cell and must stay at their
+      defaults here.
     activation: Keras name or callable (tanh).
     recurrent_activation: gate activation of LSTM and GRU (sigmoid).
     use_bias: give the cell a bias.
@@ -194,6 +197,12 @@ class Recurrent(PrecisionFields):
       `rnn_state`, every direction's states) when it is mutable (`apply(..., mutable=["states"])`), and the next
       call starts from them unless given `initial_state`; the first such call fixes the batch size. `init` creates
       no states (a call without them starts from zeros); `reset_states(variables)` sets them to zeros.
+    kernel_init, recurrent_kernel_init, bias_init: keyword-only, passed to the cells: Keras's
+      `kernel_initializer`, `recurrent_initializer` and `bias_initializer` (`glorot_uniform`, `orthogonal`,
+      `zeros`; an LSTM's forget-gate bias starts at ones with `unit_forget_bias`, as Keras's); see
+      `jaxcomponents.layers.init_fields`.
+    kernel_regularizer, recurrent_regularizer, bias_regularizer: keyword-only, Keras's: a penalty of the cells'
+      weights added to the loss (each direction's); see `jaxcomponents.layers.weight_regularizers`.
     dtype, param_dtype, precision: keyword-only, passed to the cells: computation dtype (None:
       inferred from the input and parameters; the states are kept in it), parameter dtype (float32),
       precision of the products (None: JAX's default); see `jaxcomponents.layers.precision`.
@@ -267,18 +276,19 @@ class Recurrent(PrecisionFields):
     if zero_output is None:
       zero_output = bool(self.bidirectional) and self.return_sequences
 
+    self.sow_weight_penalties(*self._direction_names)
     if (not self.is_initializing() and not self.stateful
         and cudnn_eligible(self, dtype=dtype, mask=lengths is None and mask is not None,
                                lengths=lengths is not None, train=train)
         and cudnn_rnn.available(x)):
       return self._lstm_cudnn(x, lengths, states, zero_output, train)
 
-    name = self._cell_type.keras_name
     if not self.bidirectional:
-      results = [self._run(name, x, mask, states, self.go_backwards, zero_output, train)]
+      results = [self._run(self._direction_names[0], x, mask, states, self.go_backwards, zero_output, train)]
     else:
-      results = [self._run(f"forward_{name}", x, mask, states[:n], False, zero_output, train),
-                 self._run(f"backward_{name}", x, mask, states[n:], True, zero_output, train)]
+      forward, backward = self._direction_names
+      results = [self._run(forward, x, mask, states[:n], False, zero_output, train),
+                 self._run(backward, x, mask, states[n:], True, zero_output, train)]
     if self.stateful:
       keep_states(self, tuple(s for _, final in results for s in final))
     return self._output(results)
@@ -287,6 +297,12 @@ class Recurrent(PrecisionFields):
   def keras_layer_name(self) -> str:
     """Keras's default name of the layer this one is (`lstm`, `gru`, `simple_rnn`)."""
     return self._cell_type.keras_name
+
+  @property
+  def _direction_names(self) -> list[str]:
+    """The cells' module names: the cell's Keras name, or `forward_<name>` and `backward_<name>`."""
+    name = self._cell_type.keras_name
+    return [f"forward_{name}", f"backward_{name}"] if self.bidirectional else [name]
 
   def _output(self, results: list[tuple[jax.Array, Carry]]):
     """The layer's output from each direction's `(outputs, final states)`: merged, states appended if asked."""
@@ -309,7 +325,7 @@ class Recurrent(PrecisionFields):
     input_mask, _ = self._dropout_masks(x.shape[0], x.shape[-1], states[0].dtype, train)
     if input_mask is not None:  # one direction: the same mask as its scan, at every step
       x = x * input_mask[:, None, :]
-    names = ["forward_lstm", "backward_lstm"] if self.bidirectional else ["lstm"]
+    names = self._direction_names
     scan_layer = self.clone(parent=None, use_cudnn=False)
 
     def cudnn(params, x, lengths, states):
@@ -334,13 +350,14 @@ class Recurrent(PrecisionFields):
   def _make_cell(self, name: str) -> nn.Module:
     if not isinstance(self.cell, str):
       return self.cell.clone(parent=self, name=name)
+    options = {**self.precision_options, **self.init_options}
     if self.cell == "lstm":
       return LSTMCell(self.features, self.activation, self.recurrent_activation, self.use_bias,
-                      self.unit_forget_bias, name=name, **self.precision_options)
+                      self.unit_forget_bias, name=name, **options)
     if self.cell == "gru":
       return GRUCell(self.features, self.activation, self.recurrent_activation, self.use_bias,
-                     self.reset_after, name=name, **self.precision_options)
-    return SimpleRNNCell(self.features, self.activation, self.use_bias, name=name, **self.precision_options)
+                     self.reset_after, name=name, **options)
+    return SimpleRNNCell(self.features, self.activation, self.use_bias, name=name, **options)
 
   def _run(self, name: str, x: jax.Array, mask: jax.Array | None, carry: Carry, backwards: bool,
            zero_output: bool, train: bool) -> tuple[jax.Array, Carry]:
@@ -450,7 +467,7 @@ class Recurrent(PrecisionFields):
       raise ValueError(f"features={self.features!r} is not allowed with cell={type(self.cell).__name__}(features="
                        f"{features}); expected None or {features}.")
     changed = changed_fields(self, ("activation", "recurrent_activation", "use_bias", "reset_after",
-                                    "unit_forget_bias", "dtype", "param_dtype", "precision"))
+                                    "unit_forget_bias", *INIT_FIELDS, "dtype", "param_dtype", "precision"))
     rates = [f"{k}={getattr(self.cell, k)!r}" for k in ("dropout", "recurrent_dropout") if getattr(self.cell, k, 0.0)]
     if rates:
       raise ValueError(f"a cell with {', '.join(rates)} is not allowed in Recurrent, which draws the masks from its own "

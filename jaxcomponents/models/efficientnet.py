@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcomponents import activations
+from jaxcomponents import activations, initializers
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_rate
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
@@ -29,8 +29,8 @@ IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 EFFICIENTNET_STORAGE = "https://storage.googleapis.com/keras-applications/"
 SE_RATIO = 0.25
 # Keras's EfficientNet initialises its convolutions and its classifier by these, not Keras's default glorot_uniform.
-CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
-DENSE_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+CONV_INIT = initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
+DENSE_INIT = initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 DROP_CONNECT_RATE = 0.2
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.errors import check_choice, check_positive_int
-from jaxcomponents.layers.conv_core import Conv, ConvTranspose
+from jaxcomponents.layers.conv_core import Conv, ConvTranspose, glorot_uniform
 from jaxcomponents.layers.normalization import Keras2BatchNorm
 from jaxcomponents.layers.pooling import avg_pool, max_pool
 from jaxcomponents.layers.precision import DtypeFields, PrecisionFields
@@ -52,7 +52,6 @@ ATTENTION_ALIASES = {"additive": "add", "multiplicative": "multiply"}
 POOLS = (True, False, "max", "ave")
 UNPOOLS = (True, False, "bilinear", "nearest")
 
-glorot_uniform = nn.initializers.glorot_uniform()
 
 
 class PReLU(DtypeFields):

@@ -1,0 +1,66 @@
+"""The keyword-only initializer fields of the weighted components, with Keras's defaults.
+
+`kernel_init`, `bias_init` (and a recurrent cell's `recurrent_kernel_init`)
+are Flax's names for Keras's `kernel_initializer`, `bias_initializer` and
+`recurrent_initializer`; each takes what `jaxcomponents.initializers.get`
+takes: a Keras name ("he_normal"), a config dict, a Keras initializer object
+or a Flax initializer. The defaults are Keras's: Glorot uniform kernels,
+orthogonal recurrent kernels, zero biases.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from jaxcomponents.layers import Dense
+  >>> layer = Dense(4, kernel_init="he_normal", bias_init={"class_name": "Constant", "config": {"value": 0.1}})
+  >>> layer.init(jax.random.key(0), jnp.ones((2, 3)))["params"]["dense"]["bias"].tolist()
+  [0.1, 0.1, 0.1, 0.1]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+
+from jaxcomponents import initializers
+
+InitializerLike = Any  # a Keras name, config dict or initializer object, or a Flax initializer
+
+
+class KernelInitFields(nn.Module):
+  """Mixin: the keyword-only `kernel_init` and `bias_init` (Keras's `glorot_uniform` and `zeros`).
+
+  Attributes:
+    kernel_init: the kernels' initializer (every kernel of the layer: a separable convolution's depthwise and
+      pointwise kernels both).
+    bias_init: the bias's initializer.
+  """
+
+  kernel_init: InitializerLike = dataclasses.field(default="glorot_uniform", kw_only=True)
+  bias_init: InitializerLike = dataclasses.field(default="zeros", kw_only=True)
+
+  def initializer(self, field: str) -> initializers.Initializer:
+    """The Flax initializer a field names, else a `ValueError` naming the field."""
+    return initializers.get(getattr(self, field), field)
+
+  def init_param(self, name: str, field: str, shape: tuple[int, ...]) -> Any:
+    """The parameter `name` of `shape`, drawn by the initializer `field` holds, in the layer's `param_dtype`."""
+    return self.param(name, self.initializer(field), shape, self.param_dtype)
+
+  @property
+  def init_options(self) -> dict[str, Any]:
+    """This mixin's fields, to pass on to a submodule that takes them."""
+    return {f: getattr(self, f) for f in INIT_FIELDS if hasattr(self, f)}
+
+
+class RecurrentInitFields(KernelInitFields):
+  """Mixin: `kernel_init`, `bias_init` and the keyword-only `recurrent_kernel_init` (Keras's `orthogonal`).
+
+  Attributes:
+    recurrent_kernel_init: the recurrent kernel's initializer (Keras's `recurrent_initializer`).
+  """
+
+  recurrent_kernel_init: InitializerLike = dataclasses.field(default="orthogonal", kw_only=True)
+
+
+INIT_FIELDS = ("kernel_init", "bias_init", "recurrent_kernel_init")

@@ -132,7 +132,9 @@ def _read_variables(path: str, module, sample):
   import jax  # pylint: disable=import-outside-toplevel
 
   from jaxcomponents.training.checkpoint import read_arrays  # pylint: disable=import-outside-toplevel
-  return read_arrays(path, jax.eval_shape(lambda: module.init(jax.random.key(0), *sample)))
+  from jaxcomponents.models.unet_backbone import weights_loaded_elsewhere  # pylint: disable=import-outside-toplevel
+  with weights_loaded_elsewhere():  # shapes only
+    return read_arrays(path, jax.eval_shape(lambda: module.init(jax.random.key(0), *sample)))
 
 
 def _keras_file(path: str) -> bool:

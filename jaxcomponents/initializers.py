@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.errors import check_choice
-from jaxcomponents.registry import Registry, keras_config
+from jaxcomponents.registry import Registry, keras_identifier
 
 Initializer = Callable[..., jax.Array]
 MODES = ("fan_in", "fan_out", "fan_avg")
@@ -76,8 +76,9 @@ def variance_scaling(scale: float = 1.0, mode: str = "fan_in", distribution: str
   """Keras's `VarianceScaling`: variance `scale / fan` ("normal" is Keras's spelling of "truncated_normal")."""
   scale = _check_number("scale", scale, positive=True)
   check_choice("mode", mode, MODES)
-  distribution = check_choice("distribution", distribution.lower() if isinstance(distribution, str) else distribution,
-                              DISTRIBUTIONS)
+  if not (isinstance(distribution, str) and distribution.lower() in DISTRIBUTIONS):
+    check_choice("distribution", distribution, DISTRIBUTIONS)  # raises, naming the value as given
+  distribution = distribution.lower()
   _check_seed(seed)
 
   def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
@@ -173,7 +174,7 @@ def identity(gain: float = 1.0) -> Initializer:
   return init
 
 
-INITIALIZERS = Registry("initializer", param="initializer", snake_case_classes=True,
+INITIALIZERS = Registry("initializer", param="initializer", snake_case_classes=True, none="glorot_uniform",
                         passes=lambda obj: callable(obj) and not hasattr(obj, "get_config"),
                         passes_what="a Flax initializer (key, shape, dtype) -> array")
 for _name, _factory, _class, _aliases in (
@@ -207,8 +208,9 @@ def get(identifier: str | dict | Initializer | Any, param: str = "initializer", 
 
   Args:
     identifier: a name in `INITIALIZERS` ("he_normal", "GlorotUniform", ...), a config dict
-      (`{"class_name": "RandomNormal", "config": {"stddev": 0.1}}`), a Keras initializer object
-      (`keras.initializers.Orthogonal(gain=2.0)`, read through `get_config`), or a Flax initializer.
+      (`{"class_name": "RandomNormal", "config": {"stddev": 0.1}}`), a Keras initializer object or class
+      (`keras.initializers.Orthogonal(gain=2.0)`, read through `get_config`), a Flax initializer, or None:
+      `glorot_uniform`, what Keras's `add_weight` draws for a weight given no initializer.
     param: the argument name to report in errors (`"kernel_init"`, ...).
     fan_axes: (input axes, output axes) that a variance-scaling initializer naming none counts its fans over,
       as Keras's `EinsumDense` sets them.
@@ -221,8 +223,7 @@ def get(identifier: str | dict | Initializer | Any, param: str = "initializer", 
     >>> get("random_uniform")(jax.random.key(0), (1000,)).max() <= 0.05
     Array(True, dtype=bool)
   """
-  if hasattr(identifier, "get_config") and not isinstance(identifier, (str, dict)):
-    identifier = keras_config(identifier)
+  identifier = "glorot_uniform" if identifier is None else keras_identifier(identifier)
   if fan_axes is not None and isinstance(identifier, (str, Mapping)):
     name, arguments = INITIALIZERS.resolve(identifier, None, param)
     if name in VARIANCE_SCALING and (arguments.get("input_axes") is None or arguments.get("output_axes") is None):
@@ -231,6 +232,6 @@ def get(identifier: str | dict | Initializer | Any, param: str = "initializer", 
   return INITIALIZERS.get(identifier, param)
 
 
-__all__ = ["INITIALIZERS", "VARIANCE_SCALING", "Initializer", "compute_fans", "constant", "get", "glorot_normal", "glorot_uniform",
-           "he_normal", "he_uniform", "identity", "lecun_normal", "lecun_uniform", "ones", "orthogonal",
-           "random_normal", "random_uniform", "truncated_normal", "variance_scaling", "zeros"]
+__all__ = ["INITIALIZERS", "VARIANCE_SCALING", "Initializer", "compute_fans", "constant", "get", "glorot_normal",
+           "glorot_uniform", "he_normal", "he_uniform", "identity", "lecun_normal", "lecun_uniform", "ones",
+           "orthogonal", "random_normal", "random_uniform", "truncated_normal", "variance_scaling", "zeros"]

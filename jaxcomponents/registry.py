@@ -104,6 +104,24 @@ def keras_config(obj: Any) -> dict[str, Any]:
   return {"class_name": type(obj).__name__, "config": {**obj.get_config(), **dict(getattr(obj, "_fn_kwargs", {}))}}
 
 
+def keras_identifier(identifier: Any) -> Any:
+  """A Keras object as the config dict `Registry.get` reads (`keras_config`), a Keras class first built with its
+  defaults (as Keras's `get` builds one); a name, a config dict or anything else as it is.
+
+  Example:
+    >>> class L2:
+    ...   def get_config(self):
+    ...     return {"l2": 0.01}
+    >>> keras_identifier(L2), keras_identifier("l2")
+    ({'class_name': 'L2', 'config': {'l2': 0.01}}, 'l2')
+  """
+  if isinstance(identifier, type) and hasattr(identifier, "get_config"):
+    identifier = identifier()
+  if hasattr(identifier, "get_config") and not isinstance(identifier, (str, Mapping)):
+    return keras_config(identifier)
+  return identifier
+
+
 def _suggestion(value: str, candidates: Iterable[str]) -> str | None:
   candidates = list(candidates)
   folded = [c for c in candidates if c.lower() == value.lower()]

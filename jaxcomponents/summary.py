@@ -31,6 +31,8 @@ import jax
 import numpy as np
 from flax.traverse_util import flatten_dict
 
+from jaxcomponents.models.unet_backbone import weights_loaded_elsewhere
+
 Path = tuple[str, ...]
 
 _NOT_VARIABLES = ("intermediates",)  # sown values (`Module.sow`), not weights
@@ -151,7 +153,7 @@ def _eval(module: nn.Module, args: tuple) -> tuple[dict[Path, _Call], dict[tuple
     return out
 
   def init(*xs):
-    with nn.intercept_methods(record):
+    with nn.intercept_methods(record), weights_loaded_elsewhere():  # shapes only
       return module.init(jax.random.key(0), *xs)
 
   variables = jax.eval_shape(init, *args)

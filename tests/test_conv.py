@@ -359,3 +359,18 @@ def test_a_conv_module_of_ones_own_and_its_errors():
   with pytest.raises(ValueError, match=r"features=8, kernel_size=3 is not allowed with conv=Conv\(\.\.\.\); "
                                        r"configure the convolution module itself"):
     Convolution(8, 3, conv=Conv(8, (3, 3))).init(jax.random.key(0), x)
+
+
+def test_weight_regularizers_reach_a_convolution_module_of_ones_own():
+  """`kernel_regularizer` and `bias_regularizer` penalise the `conv` module's weights, as they would the built one's."""
+  from jaxcomponents.layers.activity import LOSSES, total_loss
+
+  x = np.ones((1, 6, 6, 2), np.float32)
+  for layer in (Convolution(None, None, conv=Conv(4, (3, 3), bias_init="ones"), kernel_regularizer="l2",
+                            bias_regularizer="l1"),
+                Convolution(4, 3, bias_init="ones", kernel_regularizer="l2", bias_regularizer="l1")):
+    variables = layer.init(jax.random.key(0), x)
+    (weights,) = variables["params"].values()
+    _, sown = layer.apply(variables, x, mutable=[LOSSES])
+    expected = 0.01 * np.square(weights["kernel"]).sum() + 0.01 * np.abs(weights["bias"]).sum()
+    np.testing.assert_allclose(total_loss(sown[LOSSES]), expected, rtol=1e-6)

@@ -193,3 +193,28 @@ def test_initializers_that_would_be_ignored_are_refused():
     Convolution(None, None, conv=Conv(4, (3, 3)), bias_init="ones").init(KEY, jnp.ones((1, 4, 4, 3)))
   with pytest.raises(ValueError, match=r"recurrent_kernel_init='orthogonall' is not allowed; expected one of"):
     Recurrent(4, recurrent_kernel_init="orthogonall").init(KEY, jnp.ones((1, 2, 3)))
+
+
+def test_none_keras_classes_and_names_everywhere_as_keras():
+  """None draws `glorot_uniform`, as Keras's `add_weight` does for a weight given no initializer (a bias included);
+  a Keras class is built with its defaults, as Keras's `get` builds it; `Conv` takes names like the others."""
+  layer = keras.layers.Dense(60000, bias_initializer=None)
+  layer.build((2, 3))
+  bias = Dense(60000, bias_init=None).init(KEY, jnp.ones((2, 3)))["params"]["dense"]["bias"]
+  np.testing.assert_allclose(np.abs(np.asarray(bias)).max(), np.abs(np.asarray(layer.bias)).max(), rtol=0.01)
+  np.testing.assert_allclose(np.asarray(bias).std(), np.asarray(layer.bias).std(), rtol=0.05)
+  assert_drawn_as(initializers.get(keras.initializers.HeNormal)(KEY, (300, 200)),
+                  {"class_name": "HeNormal", "config": {}})
+  params = Conv(4, (3, 3), kernel_init="zeros", bias_init={"class_name": "Ones", "config": {}}).init(
+      KEY, jnp.ones((1, 5, 5, 2)))["params"]
+  assert not np.asarray(params["kernel"]).any() and np.asarray(params["bias"]).all()
+
+
+def test_errors_name_the_field_and_the_value_as_given():
+  with pytest.raises(ValueError, match=r"bias_init='orthogonal' cannot initialize a weight of shape \(3,\): shape="
+                                       r"\(3,\) is not allowed with the orthogonal initializer"):
+    Dense(3, bias_init="orthogonal").init(KEY, jnp.ones((1, 2)))
+  with pytest.raises(ValueError, match=r"distribution='Uniformm' is not allowed; expected one of"):
+    initializers.get({"class_name": "VarianceScaling", "config": {"distribution": "Uniformm"}})
+  scaling = initializers.get({"class_name": "VarianceScaling", "config": {"distribution": "Uniform"}})
+  assert_drawn_as(scaling(KEY, (300, 200)), {"class_name": "VarianceScaling", "config": {"distribution": "uniform"}})

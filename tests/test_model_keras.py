@@ -1074,7 +1074,7 @@ def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
   assert_weights_equal(model, keras_model)
 
 
-@pytest.mark.parametrize("form", ["dict", "list", "list_of_lists"])
+@pytest.mark.parametrize("form", ["dict", "list", "list_of_lists", "list_weighted"])
 def test_one_output_given_its_loss_by_name_or_in_a_list_as_keras(form):
   """A single-output model compiled with a one-entry dict (by output name) or list: the loss is computed on the
   whole output (it took the first example's), logged as Keras logs it (no `<output>_loss`, metrics by their own
@@ -1089,7 +1089,9 @@ def test_one_output_given_its_loss_by_name_or_in_a_list_as_keras(form):
   options = {"dict": dict(loss={"kind": "sparse_categorical_crossentropy"}, metrics={"kind": ["accuracy"]}),
              "list": dict(loss=["sparse_categorical_crossentropy"], metrics=["accuracy"]),
              "list_of_lists": dict(loss=["sparse_categorical_crossentropy"], metrics=[["accuracy"]],
-                                   weighted_metrics=[["accuracy"]])}[form]
+                                   weighted_metrics=[["accuracy"]]),
+             "list_weighted": dict(loss=["sparse_categorical_crossentropy"], loss_weights=2.0,
+                                   metrics=["accuracy"])}[form]
   results = []
   for m in (model, keras_model):
     m.compile(optimizer="adam", **options)
@@ -1100,9 +1102,33 @@ def test_one_output_given_its_loss_by_name_or_in_a_list_as_keras(form):
   for name, value in results[1][1].items():
     np.testing.assert_allclose(results[0][1][name], value, rtol=1e-4, err_msg=name)
   assert_weights_equal(model, keras_model)
+  histories = []
+  for m in (model, keras_model):  # a metric given by name under its own name
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics={"accuracy": "accuracy"})
+    histories.append(m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0))
+  assert_history_equal(*histories)
   with pytest.raises(ValueError, match=r"loss names \['kinds'\], which are not outputs of the model; its outputs are "
                                        r"\['kind'\]"):
     model.compile(optimizer="adam", loss={"kinds": "mse"})
+
+
+def test_a_loss_on_one_of_two_outputs_logs_as_keras():
+  """Keras logs `<output>_loss` only where more than one output has a loss, and names a multi-output model's
+  metrics after their output."""
+  x_in = keras.Input((6,), name="x")
+  hidden = keras.layers.Dense(8, activation="relu")(x_in)
+  keras_model = keras.Model(x_in, [keras.layers.Dense(2, name="box")(hidden), keras.layers.Dense(3, name="kind")(
+      hidden)])
+  randomize_keras(keras_model, seed=27, scale=0.3)
+  model = pair(keras_model)
+  rng = np.random.default_rng(28)
+  x, y = rng.normal(size=(24, 6)), [rng.normal(size=(24, 2)), rng.normal(size=(24, 3))]
+  histories = []
+  for m in (model, keras_model):
+    m.compile(optimizer="sgd", loss=["mse", None], metrics=[["mae"], []])
+    histories.append(m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0))
+  assert_history_equal(*histories)
+  assert list(histories[0].history) == ["box_mae", "loss"]
 
 
 def test_summary_name_and_counts_as_keras():

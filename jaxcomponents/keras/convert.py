@@ -23,6 +23,7 @@ from jaxcomponents.keras.pairing import MATCH_MODES, pair_layers
 from jaxcomponents.keras.record import WeightTable
 from jaxcomponents.keras.renaming import named_for, table_for
 from jaxcomponents.keras.weight_files import KerasLayer, layers_from_model, open_keras_file
+from jaxcomponents.models.unet_backbone import weights_loaded_elsewhere
 from jaxcomponents.variable_trees import Path, fit_to, leaf_layers
 
 
@@ -110,7 +111,7 @@ def init_shapes(module: nn.Module, sample_input,
     return out
 
   def init():
-    with nn.intercept_methods(record):
+    with nn.intercept_methods(record), weights_loaded_elsewhere():  # shapes only
       variables = module.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *inputs)
     order.extend(_siblings_in_call_order(list(leaf_layers(variables)), first_call))
     return variables

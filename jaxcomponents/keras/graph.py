@@ -38,6 +38,7 @@ import numpy as np
 from jaxcomponents.keras import records, regularization
 from jaxcomponents.layers.activity import LOSSES, with_activity_regularizer
 from jaxcomponents.layers.precision import PrecisionFields, cast_floats
+from jaxcomponents.layers.weight_regularizers import sow_penalty
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
 
@@ -456,8 +457,8 @@ class KerasGraph(PrecisionFields):
       tables = rules[entry.name].weights
       for collection, variable, regularizer in regularization.regularized_weights(entry.config, tables):
         weights = _leaves_named(params[entry.name], variable) if collection == "params" else []
-        if weights:  # one penalty per weight, summed, as Keras sums its variables' losses
-          self.sow(LOSSES, f"{entry.name}/{variable}_regularizer", sum(regularizer(w) for w in weights))
+        if weights:
+          sow_penalty(self, f"{entry.name}/{variable}_regularizer", regularizer, weights)
 
 
 # Keras layers that take their inputs as given: the preprocessing layers (`_convert_input_args = False`) and those

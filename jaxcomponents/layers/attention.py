@@ -110,7 +110,7 @@ class MultiHeadAttention(PrecisionFields):
     flash_attention: None or False: the XLA computation above. True is refused: Keras then runs cuDNN's or
       the TPU's fused kernel, whose rounding this layer does not reproduce (Keras refuses it on the CPU).
     kernel_init, bias_init: initializers of the projections, as `EinsumDense` takes them (Keras's defaults:
-      `glorot_uniform` over each projection's input and output axes, `zeros`).
+      `glorot_uniform` over each projection's input and output axes, `zeros`; None: `glorot_uniform`).
     dtype, param_dtype, precision: keyword-only; see `jaxcomponents.layers.precision`.
 
   Call arguments:

@@ -67,8 +67,8 @@ class Convolution(PrecisionFields, KernelInitFields, KernelRegularizerFields):
       Keras name, config or initializer object, or a Flax initializer (Keras's defaults: `glorot_uniform`,
       `zeros`); see `jaxcomponents.layers.init_fields`.
     kernel_regularizer, bias_regularizer: keyword-only, Keras's (`depthwise_regularizer` and
-      `pointwise_regularizer` for `separable`, ...): a penalty of the weights added to the loss; see
-      `jaxcomponents.layers.weight_regularizers`.
+      `pointwise_regularizer` for `separable`, ...): a penalty of the weights added to the loss, with a `conv`
+      module too (its `kernel`/`bias` weights); see `jaxcomponents.layers.weight_regularizers`.
     dilation, groups: deprecated aliases of `kernel_dilation` and `feature_group_count` (removed in
       the next release).
     dtype, param_dtype, precision: keyword-only, as in `flax.linen.Conv`: computation dtype (None:
@@ -124,6 +124,7 @@ class Convolution(PrecisionFields, KernelInitFields, KernelRegularizerFields):
       keras_name = _MODULE_KERAS_NAMES.get(type(self.conv))
       conv = self.conv if keras_name is None else self.conv.clone(parent=self, name=keras_name.format(x.ndim - 2))
       y = conv(x)
+      self.sow_weight_penalties(conv.name)
     dims = x.ndim - 2
     if self.batch_norm:
       y = BatchNorm(use_running_average=not train, name="batch_normalization", **self.dtype_options)(y)
@@ -193,8 +194,7 @@ class Convolution(PrecisionFields, KernelInitFields, KernelRegularizerFields):
     """With a convolution module, the fields that would build one must not be set (nothing silently ignored)."""
     changed = changed_fields(self, ("features", "kernel_size", "strides", "padding", "kind", "dims",
                                     "kernel_dilation", "feature_group_count", "depth_multiplier", "output_padding",
-                                    "use_bias", "kernel_init", "bias_init", "kernel_regularizer",
-                                    "bias_regularizer"))
+                                    "use_bias", "kernel_init", "bias_init"))
     if changed:
       raise ValueError(f"{', '.join(changed)} is not allowed with conv={type(self.conv).__name__}(...); configure "
                        "the convolution module itself (and pass features=None, kernel_size=None).")

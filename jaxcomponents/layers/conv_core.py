@@ -68,6 +68,8 @@ class ConvTranspose(PrecisionFields, KernelInitFields):
 class Conv(nn.Conv):
   """`flax.linen.Conv` computed by `conv_general_dilated` (same parameters, names and numbers), its kernel
   initialised as Keras's `Conv2D` initialises it (`glorot_uniform`; Flax's default is `lecun_normal`).
+  `kernel_init` and `bias_init` take what the other convolutions take: a Keras name, config or initializer
+  object, or a Flax initializer.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -77,8 +79,13 @@ class Conv(nn.Conv):
     (1, 2, 2, 8)
   """
 
-  kernel_init: nn.initializers.Initializer = glorot_uniform
+  kernel_init: Any = glorot_uniform
   conv_general_dilated: Any = conv.conv_general_dilated
+
+  def param(self, name: str, init_fn: Any, *args: Any, **kwargs: Any) -> Any:
+    if name in ("kernel", "bias"):  # Flax's Conv hands its fields over as they are; they may be Keras names here
+      init_fn = initializers.get(init_fn, f"{name}_init")
+    return super().param(name, init_fn, *args, **kwargs)
 
 
 class ConvReLU(PrecisionFields, KernelInitFields):

@@ -119,7 +119,7 @@ class EinsumDense(PrecisionFields):
     kernel_init, bias_init: Keras's `kernel_initializer` and `bias_initializer`: a Keras name, config or
       initializer object, or a Flax initializer (`jaxcomponents.initializers.get`); a variance-scaling one counts
       its fans over the kernel's input and output axes, as Keras's (defaults: `glorot_uniform`, `zeros`; None:
-      the default).
+      `glorot_uniform`, as Keras's `add_weight` given none).
     dtype, param_dtype, precision: keyword-only; see `jaxcomponents.layers.precision`.
 
   Example:
@@ -142,12 +142,11 @@ class EinsumDense(PrecisionFields):
     act = activations.get(self.activation)
     kernel_shape, bias_shape, input_axes, output_axes = einsum_dense_shapes(
         self.equation, self.bias_axes, x.shape, self.output_shape)
-    kernel_init = initializers.get(self.kernel_init or "glorot_uniform", "kernel_init",
-                                   fan_axes=(input_axes, output_axes))
+    kernel_init = initializers.get(self.kernel_init, "kernel_init", fan_axes=(input_axes, output_axes))
     kernel = self.param("kernel", kernel_init, kernel_shape, self.param_dtype)
     bias = None
     if bias_shape is not None:
-      bias = self.param("bias", initializers.get(self.bias_init or "zeros", "bias_init"), bias_shape, self.param_dtype)
+      bias = self.param("bias", initializers.get(self.bias_init, "bias_init"), bias_shape, self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = jnp.einsum(self.equation, x, kernel, precision=self.precision)
     if bias is not None:

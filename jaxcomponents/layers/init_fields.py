@@ -4,15 +4,16 @@
 are Flax's names for Keras's `kernel_initializer`, `bias_initializer` and
 `recurrent_initializer`; each takes what `jaxcomponents.initializers.get`
 takes: a Keras name ("he_normal"), a config dict, a Keras initializer object
-or a Flax initializer. The defaults are Keras's: Glorot uniform kernels,
-orthogonal recurrent kernels, zero biases.
+or a Flax initializer (None: `glorot_uniform`, as Keras's `add_weight` given
+none). The defaults are Keras's layers': Glorot uniform kernels, orthogonal
+recurrent kernels, zero biases.
 
 Example:
   >>> import jax, jax.numpy as jnp
   >>> from jaxcomponents.layers import Dense
   >>> layer = Dense(4, kernel_init="he_normal", bias_init={"class_name": "Constant", "config": {"value": 0.1}})
-  >>> layer.init(jax.random.key(0), jnp.ones((2, 3)))["params"]["dense"]["bias"].tolist()
-  [0.1, 0.1, 0.1, 0.1]
+  >>> print(layer.init(jax.random.key(0), jnp.ones((2, 3)))["params"]["dense"]["bias"])
+  [0.1 0.1 0.1 0.1]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxcomponents import initializers
 
@@ -40,8 +42,18 @@ class KernelInitFields(nn.Module):
   bias_init: InitializerLike = dataclasses.field(default="zeros", kw_only=True)
 
   def initializer(self, field: str) -> initializers.Initializer:
-    """The Flax initializer a field names, else a `ValueError` naming the field."""
-    return initializers.get(getattr(self, field), field)
+    """The Flax initializer a field names, else a `ValueError` naming the field (also for a shape it cannot
+    fill)."""
+    value = getattr(self, field)
+    init = initializers.get(value, field)
+
+    def named(key, shape, dtype=jnp.float32):
+      try:
+        return init(key, shape, dtype)
+      except ValueError as e:
+        raise ValueError(f"{field}={value!r} cannot initialize a weight of shape {tuple(shape)}: {e}") from None
+
+    return named
 
   def init_param(self, name: str, field: str, shape: tuple[int, ...]) -> Any:
     """The parameter `name` of `shape`, drawn by the initializer `field` holds, in the layer's `param_dtype`."""

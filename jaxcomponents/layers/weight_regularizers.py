@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 
 from jaxcomponents import regularizers
 from jaxcomponents.layers.activity import LOSSES
-from jaxcomponents.registry import keras_config
+from jaxcomponents.registry import keras_identifier
 
 # Each regularizer field and the weights of a layer it regularizes.
 REGULARIZED_WEIGHTS = {"kernel_regularizer": ("kernel", "depthwise_kernel", "pointwise_kernel"),
@@ -41,10 +42,16 @@ REGULARIZED_WEIGHTS = {"kernel_regularizer": ("kernel", "depthwise_kernel", "poi
 
 
 def get(regularizer: Any, param: str) -> regularizers.Regularizer:
-  """The penalty function of a field's value: a Keras name, config or regularizer object, or a callable."""
-  if hasattr(regularizer, "get_config") and not isinstance(regularizer, (str, dict)):
-    regularizer = keras_config(regularizer)
-  return regularizers.REGULARIZERS.get(regularizer, param)
+  """The penalty function of a field's value: a Keras name, config or regularizer object or class, or a callable."""
+  return regularizers.REGULARIZERS.get(keras_identifier(regularizer), param)
+
+
+def sow_penalty(module: nn.Module, name: str, regularizer: regularizers.Regularizer,
+                weights: Sequence[jax.Array]) -> None:
+  """Sows `regularizer`'s penalty of `weights` (summed, as Keras sums its variables' losses, each in its dtype) into
+  `module`'s `"losses"` as `name`, replacing what an earlier call of the module sowed there."""
+  module.sow(LOSSES, name, sum(regularizer(w) for w in weights), init_fn=lambda: jnp.zeros((), jnp.float32),
+             reduce_fn=_latest)
 
 
 class KernelRegularizerFields(nn.Module):
@@ -69,9 +76,7 @@ class KernelRegularizerFields(nn.Module):
       for field, regularizer in given.items():
         weights = [w for name, w in params.get(layer, {}).items() if name in REGULARIZED_WEIGHTS[field]]
         if weights:
-          penalty = sum(regularizer(jnp.asarray(w, jnp.promote_types(w.dtype, jnp.float32))) for w in weights)
-          self.sow(LOSSES, f"{layer}/{field}", penalty, init_fn=lambda: jnp.zeros((), jnp.float32),
-                   reduce_fn=_latest)
+          sow_penalty(self, f"{layer}/{field}", regularizer, weights)
 
 
 def _latest(_: jax.Array, new: jax.Array) -> jax.Array:
@@ -91,4 +96,4 @@ class RecurrentRegularizerFields(KernelRegularizerFields):
 REGULARIZER_FIELDS = tuple(REGULARIZED_WEIGHTS)
 
 __all__ = ["REGULARIZED_WEIGHTS", "REGULARIZER_FIELDS", "KernelRegularizerFields", "RecurrentRegularizerFields",
-           "get"]
+           "get", "sow_penalty"]

@@ -26,11 +26,12 @@ random and says so with a `BackboneWeightsNotLoaded` warning.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -44,6 +45,23 @@ from jaxcomponents.models.common import Backbone
 
 class BackboneWeightsNotLoaded(UserWarning):
   """A model's `init` left its backbone random although `weights` names weights to load."""
+
+
+@contextlib.contextmanager
+def weights_loaded_elsewhere() -> Iterator[None]:
+  """Silences `BackboneWeightsNotLoaded` around an `init` whose values are replaced afterwards (`init_unet`,
+  `load_keras`) or never used (shapes only).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxcomponents.models import unet_2d
+    >>> model = unet_2d((32, 32, 3), [4, 8], n_labels=2, backbone="VGG16")
+    >>> with weights_loaded_elsewhere():
+    ...   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  """
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BackboneWeightsNotLoaded)
+    yield
 
 
 class BackboneFields(nn.Module):

@@ -53,7 +53,6 @@ POOLS = (True, False, "max", "ave")
 UNPOOLS = (True, False, "bilinear", "nearest")
 
 
-
 class PReLU(DtypeFields):
   """Keras's `PReLU()`: `x` where positive, `alpha * x` elsewhere; `alpha` has shape `x.shape[1:]`, zeros at init.
 

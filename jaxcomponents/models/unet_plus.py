@@ -128,7 +128,7 @@ class UNetPlus(SegmentationFields, BackboneFields):
     """The output layers' names in output order, as keras-unet-collection's Keras `model.output_names`."""
     p, activated = self.layer_prefix, "_activation" if self.output_activation else ""
     if not self.deep_supervision:
-      return [f"{p}_output{activated}"]
+      return super().output_names
     supervised = self.depth - 1 if self.full_resolution_encoder else max(self.depth - 2, 0)
     return [f"{p}_output_sup{i}{activated}" for i in range(supervised)] + [f"{p}_output_final{activated}"]
 

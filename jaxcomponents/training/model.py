@@ -249,7 +249,7 @@ class Model:
     self._sample = map_arrays(lambda a: np.asarray(a)[:1], sample)
     if self._variables is None and self._state is None:
       if _backbone_weights(self.module):
-        variables = init_unet(self.module, self._sample, seed=self.seed)
+        variables = init_unet(self.module, self._sample, seed=jax.random.split(jax.random.key(self.seed))[0])
       else:
         variables = self.module.init(jax.random.split(jax.random.key(self.seed))[0], self._sample)
       self._variables = jax.device_get(variables)
@@ -976,19 +976,25 @@ def _per_output(value: Any, what: str, names: list[str]) -> list[Any]:
     if len(value) != len(names):
       raise ValueError(f"{what} has {len(value)} entries; the model has {len(names)} outputs ({names}).")
     return list(value)
-  raise ValueError(f"{what}={value!r} is not allowed with several outputs; expected a list (by position) or a dict "
+  raise ValueError(f"{what}={value!r} is not allowed with a loss list or dict; expected a list (by position) or a dict "
                    f"(by output name, one of {names}).")
 
 
 def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | None):
-  """A multi-output model's compiled loss: the total, each output's loss log, and each output's metrics. A single
-  output (a one-entry list or dict) logs as Keras logs it: no `<output>_loss`, its metrics by their own names."""
+  """A multi-output model's compiled loss: the total, each output's loss log, and each output's metrics.
+
+  As Keras logs them: `<output>_loss` where more than one output has a loss; metrics by their own names for a
+  model with one output (known from `names`, the module's `output_names`, or a one-entry loss list), else as
+  `<output>_<metric>`. One output takes a float `loss_weights` too.
+  """
+  single = len(names) == 1 if names is not None else isinstance(loss, (list, tuple)) and len(loss) == 1
   if names is None:
     names = list(loss) if isinstance(loss, Mapping) else [f"output_{i}" for i in range(len(loss))]
-  single = len(names) == 1
   losses = _per_output(loss, "loss", names)
+  if single and isinstance(loss_weights, (int, float)) and not isinstance(loss_weights, bool):
+    loss_weights = [loss_weights]
   weights = [1.0] * len(names) if loss_weights is None else _per_output(loss_weights, "loss_weights", names)
-  terms, output_losses = [], {}
+  terms, per_output = [], {}
   for index, (name, spec, weight) in enumerate(zip(names, losses, weights)):
     if spec is None:
       continue
@@ -998,10 +1004,10 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
       raise ValueError(f"loss_weights for output {name!r} is {weight!r}; expected a float.")
     picked = lambda y, p, fn=fn, index=index, name=name: fn(_pick(y, index, name), _pick(p, index, name))
     terms.append((float(weight), picked))
-    if not single:
-      output_losses[f"{name}_loss"] = OutputLoss(picked)
+    per_output[f"{name}_loss"] = OutputLoss(picked)
   if not terms:
     raise ValueError(f"loss={loss!r} gives no output a loss.")
+  output_losses = per_output if len(terms) > 1 else {}
 
   total = SumOfLosses(terms)
 

@@ -63,6 +63,8 @@ def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any] | None, taken: Se
                      f"[{metrics!r}] (as Keras's compile).")
   if not isinstance(metrics, Mapping):
     metrics = dict(_named_metric(metric) for metric in metrics)
+  else:  # log name -> a metric, or a metric's name or Keras object
+    metrics = {name: _named_metric(metric)[1] for name, metric in metrics.items()}
   return {(f"weighted_{name}" if name in taken else name): metric for name, metric in metrics.items()}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import warnings
 from typing import Any
 
 import flax.linen as nn
@@ -23,8 +22,8 @@ import numpy as np
 from jaxcomponents import activations
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.models import backbones
-from jaxcomponents.models.unet_backbone import (BackboneWeightsNotLoaded, backbone_arguments, backbone_path,
-                                                check_backbone_input)
+from jaxcomponents.models.unet_backbone import (backbone_arguments, backbone_path, check_backbone_input,
+                                                weights_loaded_elsewhere)
 from jaxcomponents.weights import hub
 from jaxcomponents.weights.convert import load_keras
 from jaxcomponents.weights.graft import graft
@@ -91,13 +90,13 @@ def load_imagenet(module: nn.Module, input_shape: tuple[int, int, int] | None = 
   return load_keras(module, path, np.zeros((1, *input_shape), np.float32))
 
 
-def init_unet(model: nn.Module, sample_input: jax.Array, *, seed: int = 0, download: bool = True,
+def init_unet(model: nn.Module, sample_input: jax.Array, *, seed: int | jax.Array = 0, download: bool = True,
               progress: bool = True) -> dict[str, Any]:
   """Initialises a keras-unet-collection twin (`unet_2d`, `unet_plus_2d` ...) and loads its backbone's `weights`.
 
   ImageNet weights are Keras's no-top files, through `load_imagenet`
   (fetched and verified by `jaxcomponents.weights.hub`; MobileNetV2's by input
-  size, as Keras picks it).
+  size, as Keras picks it). `seed` is the seed (or PRNG key) of the other layers' initial weights.
 
   Raises:
     ValueError: ImageNet weights with an input that does not have 3 channels.
@@ -110,9 +109,8 @@ def init_unet(model: nn.Module, sample_input: jax.Array, *, seed: int = 0, downl
     ['params']
   """
   sample_input = jnp.asarray(sample_input)
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", BackboneWeightsNotLoaded)  # loaded below
-    variables = jax.jit(model.init)(jax.random.key(seed), sample_input)
+  with weights_loaded_elsewhere():  # below
+    variables = jax.jit(model.init)(jax.random.key(seed) if isinstance(seed, int) else seed, sample_input)
   if getattr(model, "backbone", None) is None or model.weights is None:
     return variables  # no backbone (some kuc models take none), or no weights to load
   check_backbone_input(model, sample_input.shape[1:])

@@ -413,3 +413,8 @@ def test_a_cell_module_brings_its_own_dtype_and_precision():
   for options in ({"precision": "highest"}, {"dtype": jnp.bfloat16}, {"param_dtype": jnp.bfloat16}):
     with pytest.raises(ValueError, match=r"is not allowed with a cell module; configure the cell itself"):
       Recurrent(cell=LSTMCell(3), **options).init(jax.random.key(0), x)
+
+
+def test_recurrent_refuses_a_stack_of_cells_and_names_rnn():
+  with pytest.raises(ValueError, match=r"cell=StackedRNNCells\(...\) is not allowed in Recurrent.*RNN\(StackedRNNCells"):
+    Recurrent(cell=StackedRNNCells([LSTMCell(3), GRUCell(2)])).init(jax.random.key(0), np.ones((2, 4, 3), np.float32))

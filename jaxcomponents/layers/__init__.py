@@ -4,7 +4,9 @@ The composed layers (`Dense`, `Convolution`, `Recurrent`, `RNN`, `ConvLSTM2D`, .
 the models are made of: the convolution leaves with Keras's weight layouts (`Conv`, `ConvTranspose`,
 `DepthwiseConv`, `SeparableConv`), the recurrent cells, normalization with Keras's defaults, attention
 (`MultiHeadAttention`, `Attention`, `AdditiveAttention`, `EinsumDense`), noise, activity regularization,
-`Embedding`, and Keras's pooling (`max_pool`, `avg_pool`, `pool`, adaptive pooling).
+`Embedding`, and Keras's pooling (`max_pool`, `avg_pool`, `pool`, adaptive pooling). Weighted components take
+Keras's initializers (`init_fields`: `kernel_init`, `bias_init`, ...) and weight regularizers
+(`weight_regularizers`: `kernel_regularizer`, ...).
 """
 
 from jaxcomponents.layers.activity import LOSSES, ActivityRegularization, activity_loss, with_activity_regularizer

@@ -456,6 +456,9 @@ class Recurrent(PrecisionFields, RecurrentInitFields, RecurrentRegularizerFields
 
   def _check_cell_module(self) -> None:
     """A cell module brings its own size and options; the layer's must not contradict or silently miss them."""
+    if hasattr(self.cell, "cells"):
+      raise ValueError(f"cell={type(self.cell).__name__}(...) is not allowed in Recurrent, which runs one cell per "
+                       "direction; run a stack of cells in RNN(StackedRNNCells([...])).")
     missing = [attr for attr in ("num_states", "gates", "keras_name") if not hasattr(self.cell, attr)]
     if not hasattr(self.cell, "features") and not hasattr(self.cell, "units"):
       missing.insert(0, "features")

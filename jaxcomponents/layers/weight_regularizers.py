@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 
@@ -66,15 +67,16 @@ class KernelRegularizerFields(nn.Module):
   bias_regularizer: Any = dataclasses.field(default=None, kw_only=True)
 
   def sow_weight_penalties(self, *layers: str) -> None:
-    """Sows each regularizer's penalty of its weights in the submodules `layers`, once (a second call replaces
-    the first's), where the `"losses"` collection is mutable."""
+    """Sows each regularizer's penalty of its weights in the submodules `layers` (at any depth), once (a second
+    call replaces the first's), where the `"losses"` collection is mutable."""
     given = {f: get(getattr(self, f), f) for f in REGULARIZED_WEIGHTS if getattr(self, f, None) is not None}
     if not given or self.is_initializing() or not self.is_mutable_collection(LOSSES):
       return
     params = self.variables.get("params", {})
     for layer in layers:
       for field, regularizer in given.items():
-        weights = [w for name, w in params.get(layer, {}).items() if name in REGULARIZED_WEIGHTS[field]]
+        leaves = flax.traverse_util.flatten_dict(dict(params.get(layer, {})))  # a module of one's own may nest them
+        weights = [w for path, w in leaves.items() if path[-1] in REGULARIZED_WEIGHTS[field]]
         if weights:
           sow_penalty(self, f"{layer}/{field}", regularizer, weights)
 

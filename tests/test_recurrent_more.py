@@ -418,3 +418,27 @@ def test_a_cell_module_brings_its_own_dtype_and_precision():
 def test_recurrent_refuses_a_stack_of_cells_and_names_rnn():
   with pytest.raises(ValueError, match=r"cell=StackedRNNCells\(...\) is not allowed in Recurrent.*RNN\(StackedRNNCells"):
     Recurrent(cell=StackedRNNCells([LSTMCell(3), GRUCell(2)])).init(jax.random.key(0), np.ones((2, 4, 3), np.float32))
+
+
+def test_an_embeddings_zero_mask_drives_an_lstm_as_keras():
+  """Keras's `Embedding(mask_zero=True)` -> `LSTM`: the mask Keras attaches, from `compute_mask`, passed on."""
+  from jaxcomponents.layers import Embedding
+  from jaxcomponents.weights import load_keras
+  from tests.helpers import randomize_keras
+
+  keras_model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4, mask_zero=True),
+                                  keras.layers.LSTM(3)])
+  randomize_keras(keras_model, seed=7)
+  ids = np.array([[3, 1, 4, 0, 0, 0], [2, 7, 1, 8, 2, 0]], np.int32)
+
+  class Tagger(nn.Module):
+    @nn.compact
+    def __call__(self, ids):
+      embedding = Embedding(10, 4, mask_zero=True, name="embedding")
+      return Recurrent(3, name="lstm")(embedding(ids), mask=embedding.compute_mask(ids))
+
+  variables = load_keras(Tagger(), keras_model, ids)
+  np.testing.assert_allclose(Tagger().apply(variables, ids), keras_model(ids), rtol=1e-5, atol=1e-6)
+  assert Embedding(10, 4).compute_mask(ids) is None
+  with pytest.raises(ValueError, match=r"mask_zero=1 is not allowed; expected True or False"):
+    Embedding(10, 4, mask_zero=1).compute_mask(ids)

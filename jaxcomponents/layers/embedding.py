@@ -32,7 +32,15 @@ class Embedding(DtypeFields):
     features: the vector size (Keras's `output_dim`).
     embedding_init: keyword-only, Keras's `embeddings_initializer`: a Keras name, config or initializer object, or
       a Flax initializer (Keras's default: uniform in [-0.05, 0.05]).
+    mask_zero: keyword-only, Keras's: index 0 is padding, and `compute_mask(ids)` gives the mask Keras attaches
+      to the output (pass it on as `Recurrent(...)(x, mask=...)` or attention's `query_mask`/`value_mask`; a
+      Flax module's outputs carry no mask).
     input_dim, output_dim: deprecated aliases of `num_embeddings` and `features` (removed in the next release).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> Embedding(10, 4, mask_zero=True).compute_mask(jnp.array([[3, 1, 0, 0]])).tolist()
+    [[True, True, False, False]]
   """
 
   num_embeddings: int | None = None
@@ -40,6 +48,13 @@ class Embedding(DtypeFields):
   input_dim: int | None = renamed_to("num_embeddings")
   output_dim: int | None = renamed_to("features")
   embedding_init: Any = dataclasses.field(default="random_uniform", kw_only=True)
+  mask_zero: bool = dataclasses.field(default=False, kw_only=True)
+
+  def compute_mask(self, ids: jax.Array) -> jax.Array | None:
+    """Keras's `compute_mask`: True where an index is not 0 with `mask_zero`, else None (no mask)."""
+    if not isinstance(self.mask_zero, bool):
+      raise ValueError(f"mask_zero={self.mask_zero!r} is not allowed; expected True or False.")
+    return jnp.not_equal(jnp.asarray(ids), 0) if self.mask_zero else None
 
   @nn.compact
   def __call__(self, ids: jax.Array) -> jax.Array:

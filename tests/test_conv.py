@@ -374,3 +374,24 @@ def test_weight_regularizers_reach_a_convolution_module_of_ones_own():
     _, sown = layer.apply(variables, x, mutable=[LOSSES])
     expected = 0.01 * np.square(weights["kernel"]).sum() + 0.01 * np.abs(weights["bias"]).sum()
     np.testing.assert_allclose(total_loss(sown[LOSSES]), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3), (2, 4, 6, 3), (2, 3, 4, 5, 3)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling_equals_keras(shape, keepdims):
+  x = np.random.default_rng(9).normal(size=shape).astype(np.float32)
+  rank = len(shape) - 2
+  for ours, name in ((pooling.global_avg_pool, "GlobalAveragePooling"), (pooling.global_max_pool, "GlobalMaxPooling")):
+    keras_layer = getattr(keras.layers, f"{name}{rank}D")(keepdims=keepdims)
+    np.testing.assert_allclose(ours(jnp.asarray(x), keepdims=keepdims), keras_layer(x), rtol=1e-6, atol=1e-7)
+
+
+def test_global_average_pooling_of_a_masked_sequence_equals_keras():
+  x = np.random.default_rng(10).normal(size=(3, 6, 4)).astype(np.float32)
+  mask = np.arange(6)[None, :] < np.array([[6], [2], [4]])
+  np.testing.assert_allclose(pooling.global_avg_pool(jnp.asarray(x), mask=mask),
+                             keras.layers.GlobalAveragePooling1D()(x, mask=mask), rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match=r"mask of shape \(3, 5\) is not allowed with x of shape \(3, 6, 4\)"):
+    pooling.global_avg_pool(jnp.asarray(x), mask=mask[:, :5])
+  with pytest.raises(ValueError, match=r"x has shape \(3, 4\) \(rank 2\); expected rank >= 3"):
+    pooling.global_max_pool(jnp.ones((3, 4)))

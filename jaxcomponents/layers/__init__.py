@@ -4,7 +4,7 @@ The composed layers (`Dense`, `Convolution`, `Recurrent`, `RNN`, `ConvLSTM2D`, .
 the models are made of: the convolution leaves with Keras's weight layouts (`Conv`, `ConvTranspose`,
 `DepthwiseConv`, `SeparableConv`), the recurrent cells, normalization with Keras's defaults, attention
 (`MultiHeadAttention`, `Attention`, `AdditiveAttention`, `EinsumDense`), noise, activity regularization,
-`Embedding`, and Keras's pooling (`max_pool`, `avg_pool`, `pool`, adaptive pooling). Weighted components take
+`Embedding`, and Keras's pooling (`max_pool`, `avg_pool`, `pool`, global and adaptive pooling). Weighted components take
 Keras's initializers (`init_fields`: `kernel_init`, `bias_init`, ...) and weight regularizers
 (`weight_regularizers`: `kernel_regularizer`, ...).
 """
@@ -25,7 +25,7 @@ from jaxcomponents.layers.embedding import Embedding
 from jaxcomponents.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from jaxcomponents.layers.normalization import (BatchNorm, GroupNormalization, LayerNormalization, RMSNormalization,
                                                 UnitNormalization, unit_normalize)
-from jaxcomponents.layers.pooling import avg_pool, max_pool, pool
+from jaxcomponents.layers.pooling import avg_pool, global_avg_pool, global_max_pool, max_pool, pool
 from jaxcomponents.layers.recurrent import RNN, Bidirectional, Recurrent, reset_states
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "EinsumDense", "Embedding", "GRUCell", "GaussianDropout", "GaussianNoise", "GroupNormalization", "LSTMCell",
     "LayerNormalization", "MultiHeadAttention", "RMSNormalization", "RNN", "Recurrent", "SeparableConv",
     "SimpleRNNCell", "StackedRNNCells", "UnitNormalization", "activity_loss", "adaptive_pool", "avg_pool",
-    "einsum_dense_shapes", "max_pool", "pool", "reset_states", "unit_normalize", "with_activity_regularizer",
+    "einsum_dense_shapes", "global_avg_pool", "global_max_pool", "max_pool", "pool", "reset_states",
+    "unit_normalize", "with_activity_regularizer",
 ]

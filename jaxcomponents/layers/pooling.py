@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from jaxcomponents.errors import as_tuple, check_choice
 from jaxcomponents.ops import pooling
@@ -67,6 +68,44 @@ def avg_pool(x: jax.Array, pool_size: PoolSize, strides: PoolSize | None = None,
     (1, 3, 3, 3)
   """
   return pooling.avg_pool(x, *_window(x, pool_size, strides, padding))
+
+
+def _spatial_axes(x: jax.Array) -> tuple[int, ...]:
+  if x.ndim < 3:
+    raise ValueError(f"x has shape {x.shape} (rank {x.ndim}); expected rank >= 3: (batch, *spatial, channels).")
+  return tuple(range(1, x.ndim - 1))
+
+
+def global_avg_pool(x: jax.Array, keepdims: bool = False, mask: jax.Array | None = None) -> jax.Array:
+  """Keras's `GlobalAveragePooling1D/2D/3D`: the mean over the spatial axes; with a `(batch, steps)` `mask` (1-D
+  inputs), over the steps it keeps, as Keras averages a masked sequence.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.arange(6.0).reshape(1, 3, 2)
+    >>> global_avg_pool(x).tolist(), global_avg_pool(x, mask=jnp.array([[True, True, False]])).tolist()
+    ([[2.0, 3.0]], [[1.0, 2.0]])
+  """
+  axes = _spatial_axes(x)
+  if mask is None:
+    return jnp.mean(x, axis=axes, keepdims=keepdims)
+  if x.ndim != 3 or jnp.shape(mask) != x.shape[:2]:
+    raise ValueError(f"mask of shape {jnp.shape(mask)} is not allowed with x of shape {x.shape}; expected a mask "
+                     "(batch, steps) of a sequence (batch, steps, features).")
+  keep = jnp.asarray(mask, bool)[..., None]
+  return (jnp.sum(jnp.where(keep, x, 0), axis=1, keepdims=keepdims)
+          / jnp.sum(keep.astype(x.dtype), axis=1, keepdims=keepdims))
+
+
+def global_max_pool(x: jax.Array, keepdims: bool = False) -> jax.Array:
+  """Keras's `GlobalMaxPooling1D/2D/3D`: the maximum over the spatial axes.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> global_max_pool(jnp.ones((2, 4, 4, 3)), keepdims=True).shape
+    (2, 1, 1, 3)
+  """
+  return jnp.max(x, axis=_spatial_axes(x), keepdims=keepdims)
 
 
 POOLS: dict[str, Callable[..., jax.Array]] = {"max": max_pool, "avg": avg_pool}

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jaxcomponents import activations
 from jaxcomponents.errors import check_choice, check_positive_int
 from jaxcomponents.layers.conv_core import glorot_uniform
+from jaxcomponents.layers.pooling import global_avg_pool, global_max_pool
 from jaxcomponents.layers.precision import PrecisionFields
 
 POOLINGS = (None, "avg", "max")
@@ -238,9 +239,9 @@ def predictions(model: nn.Module, x: jax.Array, kernel_init: Callable[..., jax.A
 def global_pool(x: jax.Array, pooling: str | None) -> jax.Array:
   """Keras's GlobalAveragePooling2D / GlobalMaxPooling2D, or `x` unchanged for None."""
   if pooling == "avg":
-    return jnp.mean(x, axis=(1, 2))
+    return global_avg_pool(x)
   if pooling == "max":
-    return jnp.max(x, axis=(1, 2))
+    return global_max_pool(x)
   return x
 
 

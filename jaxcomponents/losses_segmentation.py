@@ -58,6 +58,10 @@ Array = jax.Array
 def _cast(y_true, y_pred, dtype: Any = jnp.float32) -> tuple[Array, Array]:
   y_pred = jnp.asarray(y_pred, dtype)
   y_true = jnp.asarray(y_true, y_pred.dtype)
+  if y_true.shape + (1,) == y_pred.shape:  # a label map without its channel axis, which kuc squeezes away
+    y_true = y_true[..., None]
+  elif y_pred.shape + (1,) == y_true.shape:
+    y_pred = y_pred[..., None]
   if y_true.shape != y_pred.shape:
     raise ValueError(f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}; expected the same "
                      "shape (one channel per label).")

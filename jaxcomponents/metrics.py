@@ -208,6 +208,10 @@ class Mean:
     if isinstance(values, tuple):  # a loss's values and the mask Keras attaches to them (`ignore_class`)
       values, mask = values
     values = jnp.asarray(values, jnp.float32)
+    if values.ndim == 0 and sample_weight is not None:
+      # One value for the whole batch (a batch-pooled score): counted once, as Keras counts it unweighted.
+      real = (jnp.sum(jnp.asarray(sample_weight, jnp.float32)) > 0).astype(jnp.float32)
+      return {"total": state["total"] + values * real, "count": state["count"] + real}
     if sample_weight is None:  # Keras's Mean reads the mask only to weigh given weights
       count = values.shape[0] if values.ndim else 1
     else:

@@ -110,6 +110,35 @@ def test_per_example_losses_are_each_example_alone(fn, kwargs):
     np.testing.assert_allclose(per_example, alone, rtol=1e-6)
 
 
+@pytest.mark.parametrize("fn", [seg.dice_coef, seg.kuc_dice, seg.kuc_tversky, seg.focal_tversky, seg.iou_seg,
+                                seg.crps2d_tf, seg.crps2d_np])
+def test_a_label_map_without_its_channel_axis_is_read_as_kuc_squeezes_it(fn):
+  """kuc squeezes `y_true` and `y_pred`: a `(n, h, w)` map against `(n, h, w, 1)` predictions is the same pair."""
+  y_true, y_pred = _input("maps_t")[..., :1], _input("maps_p")[..., :1]
+  for per_example in (True, False):
+    expected = fn(y_true, y_pred, per_example=per_example)
+    np.testing.assert_allclose(fn(y_true[..., 0], y_pred, per_example=per_example), expected, rtol=1e-6)
+    np.testing.assert_allclose(fn(y_true, y_pred[..., 0], per_example=per_example), expected, rtol=1e-6)
+
+
+def test_a_batch_pooled_metric_is_the_mean_of_its_batches_as_keras():
+  """kuc's scores as metrics (`metrics=[dice_batch]`, one value per batch): Keras averages the batches' values."""
+  from jaxcomponents import Model
+  from jaxcomponents.layers import Convolution
+
+  def dice_batch(y_true, y_pred):
+    return seg.dice_coef(y_true, y_pred, per_example=False)
+
+  x = np.random.default_rng(11).uniform(size=(12, 4, 4, 1)).astype(np.float32)
+  y = (x > 0.5).astype(np.float32)
+  model = Model(Convolution(1, 1, activation="sigmoid"))
+  model.compile(optimizer=optax.sgd(0.0), loss="mse", metrics=[dice_batch])
+  history = model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+  predictions = model.predict(x, verbose=0)
+  expected = np.mean([dice_batch(y[i:i + 4], predictions[i:i + 4]) for i in range(0, 12, 4)])
+  np.testing.assert_allclose(history.history["dice_batch"], [expected], rtol=1e-5)
+
+
 def test_per_example_ms_ssim_reads_each_map_as_one_image():
   kwargs = CASES["ssim_multiscale:per_image"]["kwargs"]
   y_true, y_pred = _input("sq_t"), _input("sq_p")  # (3, 40, 40, 1): kuc squeezes it into one (3, 40, 40) image

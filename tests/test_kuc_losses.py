@@ -235,3 +235,26 @@ MAPS = np.full((2, 8, 8, 1), 0.5, np.float32)
 def test_bad_arguments_name_the_parameter_and_value(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+@pytest.mark.parametrize("fn", [seg.crps2d_tf, seg.triplet_1d])
+def test_a_batch_pooled_loss_evaluates_a_short_last_batch_at_its_own_size_as_keras(fn):
+  """A loss over the whole batch (`per_example=False`) would count a padded batch's padding rows: evaluation
+  gives the last batch at its own size, as Keras does, weighed by its size in the mean."""
+  import functools
+
+  from jaxcomponents import Model
+  from jaxcomponents.layers import Dense
+
+  rng = np.random.default_rng(12)
+  triplet = fn is seg.triplet_1d
+  x = rng.uniform(size=(7, 9) if triplet else (7, 6, 5)).astype(np.float32)
+  y = rng.uniform(size=(7, 9) if triplet else (7, 6, 5)).astype(np.float32)
+  loss = functools.partial(fn, per_example=False, **({"N": 3} if triplet else {}))
+  model = Model(Dense(9 if triplet else 5))
+  model.compile(optimizer=optax.sgd(0.0), loss=loss)
+  predictions = model.predict(x, verbose=0)
+  expected = (4 * loss(y[:4], predictions[:4]) + 3 * loss(y[4:], predictions[4:])) / 7
+  np.testing.assert_allclose(model.evaluate(x, y, batch_size=4, verbose=0), expected, rtol=1e-5)
+  history = model.fit(x, y, batch_size=7, epochs=1, verbose=0, validation_data=(x, y), validation_batch_size=4)
+  np.testing.assert_allclose(history.history["val_loss"], [expected], rtol=1e-5)

@@ -40,7 +40,8 @@ from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
 from jaxcomponents.weights.imagenet import init_unet
-from jaxcomponents.training.step import OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step, resolve_loss
+from jaxcomponents.training.step import (OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step, reduces_as_keras,
+                                         resolve_loss)
 
 
 class _Optimizer:
@@ -441,17 +442,18 @@ class Model:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
       raise ValueError(f"epochs={epochs!r} is not allowed; expected an integer >= 0.")
     data, steps = self._dataset("fit", x, y, sample_weight, batch_size, shuffle, steps_per_epoch, pad=False)
-    if validation_split and validation_data is None:
+    given_validation = validation_data is not None
+    if validation_split and not given_validation:
       if not isinstance(data, ArrayDataset):
         raise ValueError(f"validation_split is only supported for arrays, not {type(x).__name__}; pass "
                          "validation_data instead.")
       data, validation_data = data.split(validation_split)
       steps = len(data) if steps_per_epoch is None else steps_per_epoch
-    elif validation_data is not None:
-      validation_data = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
     if isinstance(data, ArrayDataset) and steps_per_epoch is not None:
       steps = _keras_epoch_steps(steps_per_epoch, len(data))
     self._ensure_built(data)
+    if given_validation:
+      validation_data = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
     if epochs <= initial_epoch:  # no epoch to run: Keras still brackets the run with on_train_begin/end
       hooks = CallbackList(callbacks, add_history=True, model=self, verbose=verbose, epochs=epochs, steps=steps)
       hooks.on_train_begin()
@@ -470,7 +472,8 @@ class Model:
       return self._dataset("validation_data", validation_data, None, None, None, False, steps)[0]
     if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):  # a list too, as Keras
       vx, vy, *vw = validation_data
-      return self._dataset("validation_data", vx, vy, vw[0] if vw else None, batch_size, False, None)[0]
+      return self._dataset("validation_data", vx, vy, vw[0] if vw else None, batch_size, False, None,
+                           pad=not self._batch_pooled_loss(vx, vy))[0]
     raise ValueError(f"validation_data={type(validation_data).__name__} is not allowed; expected a tuple (x, y) or "
                      "(x, y, sample_weight) (or such a list), or a dataset.")
 
@@ -482,9 +485,27 @@ class Model:
     steps = _steps("steps", steps)
     data, count = self._dataset("evaluate", x, y, sample_weight, batch_size, False, steps)
     self._ensure_built(data)
+    if not (is_dataset(x) or _grain_dataset(x)) and self._batch_pooled_loss(x, y):
+      data, count = self._dataset("evaluate", x, y, sample_weight, batch_size, False, steps, pad=False)
     hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
     logs = run_evaluate(self, data, hooks, steps=count, mesh=self.mesh, steps_per_execution=self.steps_per_execution)
     return logs if return_dict else self._in_order(logs)
+
+  def _batch_pooled_loss(self, x, y) -> bool:
+    """Whether a compiled loss reduces a whole batch to one value (kuc's scores with `per_example=False`): a
+    padded last batch would count its padding rows there, so evaluation gives that batch at its own size, as
+    Keras does (one more compilation)."""
+    loss = self._compiled.eval_step.loss
+    terms = [fn for _, fn in loss.terms] if isinstance(loss, SumOfLosses) else [loss]
+    terms = [fn for fn in terms if not reduces_as_keras(fn)]
+    if not terms or y is None or not self.built:
+      return False
+    head = lambda tree: map_arrays(lambda a: np.asarray(a)[:2], tree)
+    try:
+      y_pred = self.output_spec(head(x))
+      return any(jax.tree.leaves(jax.eval_shape(fn, head(y), y_pred))[0].shape == () for fn in terms)
+    except Exception:  # pylint: disable=broad-except  # the evaluation itself reports what does not fit
+      return False
 
   def _in_order(self, logs: Mapping[str, float]):
     names = [n for n in self.metrics_names if n in logs]

@@ -218,3 +218,15 @@ def test_errors_name_the_field_and_the_value_as_given():
     initializers.get({"class_name": "VarianceScaling", "config": {"distribution": "Uniformm"}})
   scaling = initializers.get({"class_name": "VarianceScaling", "config": {"distribution": "Uniform"}})
   assert_drawn_as(scaling(KEY, (300, 200)), {"class_name": "VarianceScaling", "config": {"distribution": "uniform"}})
+
+
+def test_modules_given_config_dicts_stay_hashable():
+  """Config dicts are held frozen: jit caches and Flax's transforms key on the module."""
+  config = {"class_name": "Constant", "config": {"value": 0.5}}
+  modules = (Dense(3, bias_init=config, kernel_regularizer={"class_name": "L2", "config": {"l2": 0.1}}),
+             Recurrent(4, recurrent_kernel_init=config, recurrent_regularizer="l1"),
+             Embedding(5, 2, embedding_init=config), EinsumDense("ab,bc->ac", 4, kernel_init=config),
+             MultiHeadAttention(2, 3, bias_init=config))
+  for module in modules:
+    assert hash(module) == hash(module.clone())
+  assert Dense(3, bias_init=config).bias_init == config

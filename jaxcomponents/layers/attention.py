@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jaxcomponents.errors import check_choice, check_positive_int, check_rate
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.einsum_dense import EinsumDense
-from jaxcomponents.layers.init_fields import InitializerLike
+from jaxcomponents.layers.init_fields import InitializerLike, freeze_configs
 from jaxcomponents.layers.precision import PrecisionFields
 
 _LETTERS = string.ascii_lowercase
@@ -148,6 +148,10 @@ class MultiHeadAttention(PrecisionFields):
   flash_attention: bool | None = None
   kernel_init: InitializerLike | None = "glorot_uniform"
   bias_init: InitializerLike | None = "zeros"
+
+  def __post_init__(self):
+    freeze_configs(self, ("kernel_init", "bias_init"))
+    super().__post_init__()
 
   def _check(self) -> None:
     check_positive_int("num_heads", self.num_heads)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents import activations, initializers
-from jaxcomponents.layers.init_fields import InitializerLike
+from jaxcomponents.layers.init_fields import InitializerLike, freeze_configs
 from jaxcomponents.layers.precision import PrecisionFields
 
 _FORMS = (  # (pattern, ellipsis side) of the equations Keras accepts
@@ -136,6 +136,10 @@ class EinsumDense(PrecisionFields):
   bias_axes: str | None = None
   kernel_init: InitializerLike | None = "glorot_uniform"
   bias_init: InitializerLike | None = "zeros"
+
+  def __post_init__(self):
+    freeze_configs(self, ("kernel_init", "bias_init"))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:

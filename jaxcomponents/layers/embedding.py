@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxcomponents import initializers
 from jaxcomponents.deprecation import renamed_to
 from jaxcomponents.errors import check_positive_int
+from jaxcomponents.layers.init_fields import freeze_configs
 from jaxcomponents.layers.precision import DtypeFields
 
 
@@ -49,6 +50,10 @@ class Embedding(DtypeFields):
   output_dim: int | None = renamed_to("features")
   embedding_init: Any = dataclasses.field(default="random_uniform", kw_only=True)
   mask_zero: bool = dataclasses.field(default=False, kw_only=True)
+
+  def __post_init__(self):
+    freeze_configs(self, ("embedding_init",))
+    super().__post_init__()
 
   def compute_mask(self, ids: jax.Array) -> jax.Array | None:
     """Keras's `compute_mask`: True where an index is not 0 with `mask_zero`, else None (no mask)."""

@@ -19,14 +19,25 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
+import flax.core
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxcomponents import initializers
 
 InitializerLike = Any  # a Keras name, config dict or initializer object, or a Flax initializer
+
+
+def freeze_configs(module: nn.Module, fields: tuple[str, ...]) -> None:
+  """Holds each config dict among `module`'s `fields` as a `FrozenDict`, so the module stays hashable (jit caches
+  and Flax's transforms key on it)."""
+  for field in fields:
+    value = getattr(module, field, None)
+    if isinstance(value, Mapping) and not isinstance(value, flax.core.FrozenDict):
+      object.__setattr__(module, field, flax.core.freeze(dict(value)))
 
 
 class KernelInitFields(nn.Module):
@@ -40,6 +51,10 @@ class KernelInitFields(nn.Module):
 
   kernel_init: InitializerLike = dataclasses.field(default="glorot_uniform", kw_only=True)
   bias_init: InitializerLike = dataclasses.field(default="zeros", kw_only=True)
+
+  def __post_init__(self):
+    freeze_configs(self, ("kernel_init", "bias_init"))
+    super().__post_init__()
 
   def initializer(self, field: str) -> initializers.Initializer:
     """The Flax initializer a field names, else a `ValueError` naming the field (also for a shape it cannot
@@ -73,6 +88,10 @@ class RecurrentInitFields(KernelInitFields):
   """
 
   recurrent_kernel_init: InitializerLike = dataclasses.field(default="orthogonal", kw_only=True)
+
+  def __post_init__(self):
+    freeze_configs(self, ("recurrent_kernel_init",))
+    super().__post_init__()
 
 
 INIT_FIELDS = ("kernel_init", "bias_init", "recurrent_kernel_init")

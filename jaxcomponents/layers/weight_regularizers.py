@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from jaxcomponents import regularizers
 from jaxcomponents.layers.activity import LOSSES
+from jaxcomponents.layers.init_fields import freeze_configs
 from jaxcomponents.registry import keras_identifier
 
 # Each regularizer field and the weights of a layer it regularizes.
@@ -65,6 +66,10 @@ class KernelRegularizerFields(nn.Module):
 
   kernel_regularizer: Any = dataclasses.field(default=None, kw_only=True)
   bias_regularizer: Any = dataclasses.field(default=None, kw_only=True)
+
+  def __post_init__(self):
+    freeze_configs(self, REGULARIZER_FIELDS)
+    super().__post_init__()
 
   def sow_weight_penalties(self, *layers: str) -> None:
     """Sows each regularizer's penalty of its weights in the submodules `layers` (at any depth), once (a second

@@ -416,7 +416,8 @@ def test_a_cell_module_brings_its_own_dtype_and_precision():
 
 
 def test_recurrent_refuses_a_stack_of_cells_and_names_rnn():
-  with pytest.raises(ValueError, match=r"cell=StackedRNNCells\(...\) is not allowed in Recurrent.*RNN\(StackedRNNCells"):
+  with pytest.raises(ValueError, match=r"cell=StackedRNNCells\(...\) is not allowed in Recurrent.*"
+                                       r"RNN\(StackedRNNCells"):
     Recurrent(cell=StackedRNNCells([LSTMCell(3), GRUCell(2)])).init(jax.random.key(0), np.ones((2, 4, 3), np.float32))
 
 

@@ -40,8 +40,8 @@ from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
 from jaxcomponents.weights.imagenet import init_unet
-from jaxcomponents.training.step import (OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step, reduces_as_keras,
-                                         resolve_loss)
+from jaxcomponents.training.step import (OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step,
+                                         reduces_as_keras, resolve_loss)
 
 
 class _Optimizer:

@@ -81,6 +81,11 @@ class BackboneFields(nn.Module):
   freeze_batch_norm: bool = dataclasses.field(default=True, kw_only=True)
 
 
+def loads_backbone_weights(model: Any) -> bool:
+  """Whether `model` has a backbone whose `weights` name weights to load (`init_unet` loads them)."""
+  return getattr(model, "backbone", None) is not None and getattr(model, "weights", None) is not None
+
+
 def batch_norm_frozen(model: Any) -> bool:
   """Whether `model`'s backbone batch norm is frozen: `freeze_batch_norm` under `freeze_backbone`, as kuc's
   `freeze_model` freezes it (a backbone that is not frozen trains whole)."""
@@ -143,7 +148,7 @@ def backbone_encoder(model: Any, x: jax.Array, train: bool) -> tuple[list[jax.Ar
   taps, plus one where the first tap is at half resolution.
   """
   record = backbones.get(model.backbone)
-  if model.is_initializing() and model.weights is not None:
+  if model.is_initializing() and loads_backbone_weights(model):
     warnings.warn(f"{type(model).__name__}.init leaves its {model.backbone} backbone random: weights="
                   f"{model.weights!r} are loaded by jaxcomponents.weights.init_unet(model, x) or when "
                   "jaxcomponents.Model(model) builds (modules do no I/O); weights=None starts from random weights.",

@@ -38,6 +38,7 @@ from jaxcomponents.training.freeze import freeze, frozen_mask
 from jaxcomponents.training.model_layer import ModelLayer
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
+from jaxcomponents.models.unet_backbone import loads_backbone_weights
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
 from jaxcomponents.weights.imagenet import init_unet
 from jaxcomponents.training.step import (OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step,
@@ -249,7 +250,7 @@ class Model:
     """
     self._sample = map_arrays(lambda a: np.asarray(a)[:1], sample)
     if self._variables is None and self._state is None:
-      if _backbone_weights(self.module):
+      if loads_backbone_weights(self.module):
         variables = init_unet(self.module, self._sample, seed=jax.random.split(jax.random.key(self.seed))[0])
       else:
         variables = self.module.init(jax.random.split(jax.random.key(self.seed))[0], self._sample)
@@ -862,11 +863,6 @@ class Model:
 
   def __repr__(self):
     return f"<Model {self.name!r}: {type(self.module).__name__}{', compiled' if self.compiled else ''}>"
-
-
-def _backbone_weights(module: nn.Module) -> bool:
-  """Whether `module` is a U-Net whose backbone has `weights` to load (`init_unet`), as kuc's load at construction."""
-  return getattr(module, "backbone", None) is not None and getattr(module, "weights", None) is not None
 
 
 def _keras_epoch_steps(steps_per_epoch: int, batches: int) -> int:

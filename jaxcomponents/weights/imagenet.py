@@ -23,7 +23,7 @@ from jaxcomponents import activations
 from jaxcomponents.errors import check_positive_int
 from jaxcomponents.models import backbones
 from jaxcomponents.models.unet_backbone import (backbone_arguments, backbone_path, check_backbone_input,
-                                                weights_loaded_elsewhere)
+                                                loads_backbone_weights, weights_loaded_elsewhere)
 from jaxcomponents.weights import hub
 from jaxcomponents.weights.convert import load_keras
 from jaxcomponents.weights.graft import graft
@@ -111,7 +111,7 @@ def init_unet(model: nn.Module, sample_input: jax.Array, *, seed: int | jax.Arra
   sample_input = jnp.asarray(sample_input)
   with weights_loaded_elsewhere():  # below
     variables = jax.jit(model.init)(jax.random.key(seed) if isinstance(seed, int) else seed, sample_input)
-  if getattr(model, "backbone", None) is None or model.weights is None:
+  if not loads_backbone_weights(model):
     return variables  # no backbone (some kuc models take none), or no weights to load
   check_backbone_input(model, sample_input.shape[1:])
   encoder = backbones.get(model.backbone).module(**backbone_arguments(model), **model.precision_options)

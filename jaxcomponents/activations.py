@@ -30,16 +30,18 @@ def linear(x: jax.Array) -> jax.Array:
   return x
 
 
+# `jax.nn`'s forms, as Keras's JAX backend calls them: their gradients at the kinks (0 at x = 0 and 6 for relu6) are
+# Keras's, where a `jnp.clip` would split them.
 def relu6(x: jax.Array) -> jax.Array:
-  return jnp.clip(x, 0.0, 6.0)
+  return jax.nn.relu6(x)
 
 
 def hard_sigmoid(x: jax.Array) -> jax.Array:
-  return relu6(x + 3.0) / 6.0
+  return jax.nn.hard_sigmoid(x)
 
 
 def hard_silu(x: jax.Array) -> jax.Array:
-  return x * hard_sigmoid(x)
+  return jax.nn.hard_silu(x)
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:

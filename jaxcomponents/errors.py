@@ -7,8 +7,11 @@ bad configuration is caught where it is written, not deep inside a trace.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import numpy as np
 
 # `jax.lax.Precision`'s names (JAX also takes the aliases 'fastest', 'bfloat16', 'bfloat16_3x', 'tensorfloat32'
 # and 'float32').
@@ -32,19 +35,45 @@ def check_choice(param: str, value: Any, allowed: Iterable[Any]) -> Any:
   return value
 
 
+def is_int(value: Any) -> bool:
+  """Whether `value` is an integer as Keras takes one: a Python or NumPy integer, not a bool.
+
+  Example:
+    >>> is_int(3), is_int(np.int64(3)), is_int(True), is_int(3.0)
+    (True, True, False, False)
+  """
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+  """Whether `value` is a real number: a Python or NumPy integer or float, not a bool."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_positive_int(param: str, value: Any, *, allow_zero: bool = False) -> int:
-  """Returns `value` if it is a positive int (or zero when allowed)."""
-  ok = isinstance(value, int) and not isinstance(value, bool)
-  ok = ok and (value >= 0 if allow_zero else value > 0)
+  """Returns `value` as an int if it is a positive integer (or zero when allowed); NumPy integers count."""
+  ok = is_int(value) and (value >= 0 if allow_zero else value > 0)
   if not ok:
     bound = "a non-negative" if allow_zero else "a positive"
     raise ValueError(f"{param}={value!r} is not allowed; expected {bound} integer.")
-  return value
+  return int(value)
+
+
+def check_bool(param: str, value: Any) -> bool:
+  """`value` as a bool if it is True or False (NumPy's too), else `ValueError` naming `param`.
+
+  Example:
+    >>> check_bool("return_sequences", np.True_)
+    True
+  """
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
+  return bool(value)
 
 
 def check_rate(param: str, value: Any) -> float:
   """Returns `value` if it is a probability in [0, 1)."""
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+  if not is_real(value) or not 0.0 <= value < 1.0:
     raise ValueError(f"{param}={value!r} is not allowed; expected a float in [0, 1).")
   return float(value)
 
@@ -56,15 +85,15 @@ def as_tuple(param: str, value: Any, n: int, *, allow_zero: bool = False) -> tup
     >>> as_tuple("kernel_size", 3, 2)
     (3, 3)
   """
-  values = (value,) * n if isinstance(value, int) and not isinstance(value, bool) else value
+  values = (value,) * n if is_int(value) else value
   kind = "non-negative" if allow_zero else "positive"
-  ok = isinstance(values, Sequence) and len(values) == n and all(
-      isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if allow_zero else v > 0) for v in values)
+  ok = isinstance(values, Sequence | np.ndarray) and len(values) == n and all(
+      is_int(v) and (v >= 0 if allow_zero else v > 0) for v in values)
   if not ok:
     raise ValueError(
         f"{param}={value!r} is not allowed; expected a {kind} integer or a sequence of {n} {kind} integers."
     )
-  return tuple(values)
+  return tuple(int(v) for v in values)
 
 
 def check_rank(param: str, shape: Sequence[int], allowed_ranks: Iterable[int], meaning: str) -> None:

@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcomponents.errors import check_choice
+from jaxcomponents.errors import check_choice, is_real
 from jaxcomponents.registry import Registry, keras_identifier
 
 Initializer = Callable[..., jax.Array]
@@ -47,7 +47,7 @@ def _check_seed(seed: Any) -> None:
 
 
 def _check_number(param: str, value: Any, *, positive: bool = False) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+  if not is_real(value) or not math.isfinite(value) or (
       positive and value <= 0):
     raise ValueError(f"{param}={value!r} is not allowed; expected a finite float{' > 0' if positive else ''}.")
   return float(value)

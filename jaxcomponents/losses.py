@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcomponents.errors import check_choice
-from jaxcomponents.registry import ANY, Registry, keras_config
+from jaxcomponents.errors import check_choice, is_int, is_real
+from jaxcomponents.registry import ANY, Registry, built, keras_config
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -185,6 +185,16 @@ def _sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_c
   return values, valid
 
 
+def _crossentropy(y_true, y_pred):
+  """Keras's `compile(loss="crossentropy")` (or `"ce"`): binary where `y_pred` has one column, sparse categorical
+  where the labels have one axis fewer or one column against several, else categorical; Keras's defaults."""
+  if y_pred.shape[-1] == 1:
+    return _binary_crossentropy(y_true, y_pred)
+  if y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
+    return _sparse_categorical_crossentropy(y_true, y_pred)
+  return _categorical_crossentropy(y_true, y_pred)
+
+
 def _binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
   if y_true.shape != y_pred.shape:
     raise ValueError(
@@ -327,6 +337,7 @@ for _name, _fn, _class, _aliases in (
     ("tversky", _tversky, "Tversky", ()),
     ("ctc", _ctc, "CTC", ()),
     ("circle", _circle, "Circle", ()),
+    ("crossentropy", _crossentropy, None, ("ce",)),  # not a Keras loss: compile's choice by the shapes
 ):
   LOSSES.register(_name, _fn, keras_class=_class, aliases=_aliases)
 del _name, _fn, _class, _aliases
@@ -338,24 +349,26 @@ def _check_option(name: str, key: str, value: Any) -> Any:
   if key == "from_logits":
     if not isinstance(value, bool):
       raise ValueError(f"from_logits={value!r} is not allowed for loss {name!r}; expected True or False.")
-  elif key == "axis" and name in ("dice", "tversky"):
+  elif key == "axis" and name in ("dice", "tversky", "cosine_similarity"):
     axes = value if isinstance(value, (tuple, list)) else (value,)
-    if value is not None and (not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes)):
-      raise ValueError(f"axis={value!r} is not allowed for loss {name!r}; expected None (every axis), an integer "
-                       "axis or a tuple of them.")
+    if (value is None and name == "cosine_similarity") or (
+        value is not None and (not axes or any(not is_int(a) for a in axes))):
+      every = "" if name == "cosine_similarity" else "None (every axis), "
+      raise ValueError(f"axis={value!r} is not allowed for loss {name!r}; expected {every}an integer axis or a "
+                       "tuple of them.")
     value = tuple(value) if isinstance(value, list) else value
   elif key == "axis":
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
       raise ValueError(f"axis={value!r} is not allowed for loss {name!r}; expected an integer axis.")
   elif key == "remove_diagonal":
     if not isinstance(value, bool):
       raise ValueError(f"remove_diagonal={value!r} is not allowed for loss {name!r}; expected True or False.")
   elif key in ("alpha", "beta", "gamma", "margin"):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
       raise ValueError(f"{key}={value!r} is not allowed for loss {name!r}; expected a finite float.")
     value = float(value)
   elif key == "q":
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+    if not is_real(value) or not 0.0 < value < 1.0:
       raise ValueError(f"q={value!r} is not allowed for loss {name!r}; expected a float in (0, 1).")
     value = float(value)
   elif key == "apply_class_balancing":
@@ -363,15 +376,16 @@ def _check_option(name: str, key: str, value: Any) -> Any:
       raise ValueError(f"apply_class_balancing={value!r} is not allowed for loss {name!r}; expected True or "
                        "False.")
   elif key == "label_smoothing":
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not is_real(value) or not 0.0 <= value <= 1.0:
       raise ValueError(f"label_smoothing={value!r} is not allowed for loss {name!r}; expected a float in [0, 1].")
     value = float(value)
   elif key == "ignore_class":
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+    if value is not None and not (is_real(value) and float(value).is_integer()):
       raise ValueError(f"ignore_class={value!r} is not allowed for loss {name!r}; expected None or an integer.")
+    value = None if value is None else int(value)
   elif key == "delta":
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-      raise ValueError(f"delta={value!r} is not allowed for loss {name!r}; expected a positive float.")
+    if not is_real(value) or not 0 <= value < math.inf:
+      raise ValueError(f"delta={value!r} is not allowed for loss {name!r}; expected a float >= 0.")
     value = float(value)
   return value
 
@@ -511,7 +525,11 @@ def get(name: str | Mapping[str, Any] | Callable[..., Any], /, **options: Any) -
     >>> get({"class_name": "BinaryCrossentropy", "config": {"from_logits": True}}) == bce
     True
   """
+  name = built(name)
   if is_keras_object(name):
+    if str(getattr(name, "dtype", "float32")) != "float32":  # Keras computes the loss in it; its config omits it
+      raise ValueError(f"loss={name!r} has dtype={name.dtype!r}; jaxcomponents computes Keras's losses in float32 "
+                       "only, so build the Keras loss without dtype (its default, float32).")
     if type(name).__name__ not in LOSSES.aliases:
       raise ValueError(f"loss={name!r} is not allowed: the Keras class {type(name).__name__} has no jaxcomponents "
                        "counterpart to read its config into; pass a function (y_true, y_pred) -> per-example losses "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents import losses
-from jaxcomponents.errors import check_choice, check_positive_int
-from jaxcomponents.registry import ANY, Registry, keras_config
+from jaxcomponents.errors import check_choice, check_positive_int, is_int, is_real
+from jaxcomponents.registry import ANY, Registry, built, keras_config
 from jaxcomponents.losses import EPSILON, match_rank
 
 Array = jax.Array
@@ -46,12 +47,15 @@ def _div_no_nan(a, b):
 
 
 def _weights_like(sample_weight: Any, shape: tuple[int, ...]) -> Array:
-  """Sample weights broadcast to `shape`; a weight per leading index covers the trailing axes."""
+  """Sample weights broadcast to `shape`; a weight per leading index covers the trailing axes (`(batch,)` and
+  `(batch, 1)` weigh each example of a `(batch, steps, classes)` batch, as Keras's confusion metrics do)."""
   weight = jnp.asarray(sample_weight, jnp.float32)
   if weight.ndim > len(shape) and weight.shape[-1] == 1:
     weight = jnp.squeeze(weight, -1)
-  if weight.ndim < len(shape) and weight.shape == shape[:weight.ndim]:
-    weight = weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim))
+  if 0 < weight.ndim < len(shape):
+    leading = weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim))
+    if all(w in (1, n) for w, n in zip(leading.shape, shape)):
+      weight = leading
   return jnp.broadcast_to(weight, shape)
 
 
@@ -258,6 +262,9 @@ def _confusion_counts(y_true, y_pred, sample_weight, thresholds: np.ndarray, eve
   if class_id is not None:
     if y_pred.ndim == 1:
       raise ValueError(f"class_id={class_id!r} needs y_pred of shape (batch, classes); got {y_pred.shape}.")
+    if not 0 <= class_id < y_pred.shape[-1]:  # an index JAX would clamp to the last class
+      raise ValueError(f"class_id={class_id!r} is not allowed for y_pred of shape {y_pred.shape}; expected an "
+                       f"integer in [0, {y_pred.shape[-1]}).")
     if weight is not None:
       weight = _weights_like(weight, y_pred.shape)[..., class_id, None]
     y_true = y_true[..., class_id, None]
@@ -311,14 +318,16 @@ def _counts_at(thresholds: tuple[float, ...], y_true, y_pred, sample_weight, **o
   return _confusion_counts(y_true, y_pred, sample_weight, thresholds, _is_evenly_distributed(thresholds), **options)
 
 
-def _parse_thresholds(thresholds, default):
+def _parse_thresholds(thresholds, default, bounded: bool = True):
+  """`thresholds` as a tuple of floats, each in [0, 1] where `bounded` (Keras's precision, recall and confusion
+  counts check that; its AUC takes any)."""
   values = [default] if thresholds is None else (
       np.asarray(thresholds).tolist() if np.ndim(thresholds) else [thresholds])
-  bad = not values or any(t != NEG_INF and (isinstance(t, bool) or not isinstance(t, (int, float))
-                                            or not 0.0 <= t <= 1.0) for t in values)
+  bad = not values or any(t != NEG_INF and (not is_real(t) or not math.isfinite(t)
+                                            or (bounded and not 0.0 <= t <= 1.0)) for t in values)
   if bad:
-    raise ValueError(f"thresholds={thresholds!r} is not allowed; expected a float in [0, 1] or a non-empty list "
-                     "of them.")
+    kind = "a float in [0, 1]" if bounded else "a finite float"
+    raise ValueError(f"thresholds={thresholds!r} is not allowed; expected {kind} or a non-empty list of them.")
   return tuple(float(t) for t in values)
 
 
@@ -785,7 +794,7 @@ class AtConstraint:
 
 
 def _check_axis(axis):
-  if isinstance(axis, bool) or not isinstance(axis, int):
+  if not is_int(axis):
     raise ValueError(f"axis={axis!r} is not allowed; expected an integer axis.")
   return axis
 
@@ -795,7 +804,7 @@ def _check_k(k):
 
 
 def _check_threshold(threshold):
-  if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+  if not is_real(threshold):
     raise ValueError(f"threshold={threshold!r} is not allowed; expected a float.")
   return float(threshold)
 
@@ -807,7 +816,7 @@ def _bool(param, value):
 
 
 def _optional_int(param, value):
-  if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+  if value is not None and not is_int(value):
     raise ValueError(f"{param}={value!r} is not allowed; expected None or an integer.")
   return value
 
@@ -830,10 +839,10 @@ def _make_auc(num_thresholds=200, curve="ROC", summation_method="interpolation",
   _bool("multi_label", multi_label)
   _bool("from_logits", from_logits)
   if thresholds is not None:
-    inner = sorted(_parse_thresholds(thresholds, 0.5))
+    inner = sorted(_parse_thresholds(thresholds, 0.5, bounded=False))
     evenly = _is_evenly_distributed(np.array([0.0] + inner + [1.0]))
   else:
-    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds <= 1:
+    if not is_int(num_thresholds) or num_thresholds <= 1:
       raise ValueError(f"num_thresholds={num_thresholds!r} is not allowed; expected an integer > 1.")
     inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
     evenly = True
@@ -854,7 +863,7 @@ def _make_iou(num_classes, target_class_ids=None, ignore_class=None, sparse_y_tr
   _optional_int("ignore_class", ignore_class)
   _bool("sparse_y_true", sparse_y_true)
   _bool("sparse_y_pred", sparse_y_pred)
-  if isinstance(axis, bool) or not isinstance(axis, int):
+  if not is_int(axis):
     raise ValueError(f"axis={axis!r} is not allowed; expected an integer.")
   check_choice("dtype", dtype, ("int32", "float32"))
   if target_class_ids is not None:
@@ -862,7 +871,7 @@ def _make_iou(num_classes, target_class_ids=None, ignore_class=None, sparse_y_tr
       ids = () if isinstance(target_class_ids, str) else tuple(target_class_ids)
     except TypeError:
       ids = ()
-    if not ids or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < num_classes
+    if not ids or any(not is_int(i) or not 0 <= i < num_classes
                       for i in ids):
       raise ValueError(f"target_class_ids={target_class_ids!r} is not allowed; expected a non-empty list of class "
                        f"ids in [0, {num_classes}).")
@@ -916,7 +925,7 @@ def _make_f1_score(average=None, threshold=None):
 
 def _make_r2_score(class_aggregation="uniform_average", num_regressors=0):
   check_choice("class_aggregation", class_aggregation, (None, "uniform_average", "variance_weighted_average"))
-  if isinstance(num_regressors, bool) or not isinstance(num_regressors, int) or num_regressors < 0:
+  if not is_int(num_regressors) or num_regressors < 0:
     raise ValueError(f"num_regressors={num_regressors!r} is not allowed; expected an integer >= 0.")
   return R2Score(class_aggregation, num_regressors)
 
@@ -926,7 +935,7 @@ def _at_constraint(name: str, param: str):
 
   def factory(**arguments):
     value, num_thresholds = arguments[param], arguments.get("num_thresholds", 200)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not is_real(value) or not 0.0 <= value <= 1.0:
       raise ValueError(f"{param}={value!r} is not allowed; expected a float in [0, 1].")
     check_positive_int("num_thresholds", num_thresholds)
     return AtConstraint(name, float(value), num_thresholds, _optional_int("class_id", arguments.get("class_id")))
@@ -1128,6 +1137,7 @@ def get(name: str | Mapping[str, Any] | Any, /, **kwargs: Any):
     >>> get(config) == get("mean_iou", num_classes=3)
     True
   """
+  name = built(name)
   if is_keras_object(name):
     name = keras_config(name)
   return METRICS.get(name, **kwargs)

@@ -44,6 +44,7 @@ from flax.core import meta
 from flax.nnx import traversals
 from flax.nnx.bridge import variables as bridge_variables
 
+from jaxcomponents.errors import is_int
 from jaxcomponents.tree_paths import path_parts
 
 __all__ = ["LinenModule", "from_linen", "from_variables", "to_variables"]
@@ -88,7 +89,7 @@ def _seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 def _streams(rngs: Any) -> nnx.Rngs:
   """The model's own key streams: a seed's keys, or the `nnx.Rngs` forked (as `nnx.bridge.ToNNX` forks it)."""
-  if isinstance(rngs, int) and not isinstance(rngs, bool):
+  if is_int(rngs):
     init_key, dropout_key = _seed_keys(rngs)
     return nnx.Rngs(params=init_key, dropout=dropout_key)
   if isinstance(rngs, nnx.Rngs):

@@ -40,7 +40,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -50,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcomponents.errors import check_positive_int
+from jaxcomponents.errors import check_positive_int, is_int, is_real
 from jaxcomponents.registry import ANY, Registry, keras_config
 from jaxcomponents.tree_paths import path_string
 
@@ -60,16 +59,12 @@ LearningRate = float | Callable[[jax.Array], jax.Array]
 # ---------------------------------------------------------------------------- checks
 
 
-def _is_python_real(value: Any) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_real(param: str, value: Any, low: float, high: float | None = None, *,
                 low_open: bool = False, high_open: bool = False) -> Any:
   """Checks a Python number's range; arrays pass (e.g. from `optax.inject_hyperparams`)."""
   if isinstance(value, jax.Array) and value.ndim == 0:
     return value
-  bad = not _is_python_real(value) or not math.isfinite(value)
+  bad = not is_real(value) or not math.isfinite(value)
   if not bad:
     bad = value < low or (low_open and value == low)
     if high is not None:
@@ -84,7 +79,7 @@ def _check_real(param: str, value: Any, low: float, high: float | None = None, *
 
 def _is_zero(value: Any) -> bool:
   """None or a Python zero: the feature is off (an array, e.g. injected, always counts as on)."""
-  return value is None or (_is_python_real(value) and value == 0)
+  return value is None or (is_real(value) and value == 0)
 
 
 def _check_bool(param: str, value: Any) -> bool:
@@ -109,7 +104,7 @@ def _check_learning_rate(value: Any) -> LearningRate:
     if _takes_no_argument(value):
       return lambda count: value()
     return value
-  if not _is_python_real(value) and not (isinstance(value, jax.Array) and value.ndim == 0):
+  if not is_real(value) and not (isinstance(value, jax.Array) and value.ndim == 0):
     raise ValueError(f"learning_rate={value!r} is not allowed; expected {_LEARNING_RATES}.")
   return _check_real("learning_rate", value, 0.0)
 
@@ -929,7 +924,7 @@ def keras_gradient_accumulation(tx: optax.GradientTransformation, steps: int) ->
 
 def _check_accumulation(value: Any) -> int | None:
   """Keras's `gradient_accumulation_steps`: None or 0 (off), or an integer >= 2."""
-  if value is None or (isinstance(value, int) and not isinstance(value, bool) and (value == 0 or value >= 2)):
+  if value is None or (is_int(value) and (value == 0 or value >= 2)):
     return value or None
   raise ValueError(f"gradient_accumulation_steps={value!r} is not allowed; expected None or an integer >= 2.")
 

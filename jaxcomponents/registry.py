@@ -104,6 +104,22 @@ def keras_config(obj: Any) -> dict[str, Any]:
   return {"class_name": type(obj).__name__, "config": {**obj.get_config(), **dict(getattr(obj, "_fn_kwargs", {}))}}
 
 
+def built(identifier: Any) -> Any:
+  """A Keras class (a loss, metric, initializer, ... class) built with its defaults, as Keras's `get` builds one;
+  anything else as it is.
+
+  Example:
+    >>> class Huber:
+    ...   def get_config(self):
+    ...     return {"delta": 1.0}
+    >>> type(built(Huber)).__name__, built("huber")
+    ('Huber', 'huber')
+  """
+  if isinstance(identifier, type) and hasattr(identifier, "get_config"):
+    return identifier()
+  return identifier
+
+
 def keras_identifier(identifier: Any) -> Any:
   """A Keras object as the config dict `Registry.get` reads (`keras_config`), a Keras class first built with its
   defaults (as Keras's `get` builds one); a name, a config dict or anything else as it is.
@@ -115,8 +131,7 @@ def keras_identifier(identifier: Any) -> Any:
     >>> keras_identifier(L2), keras_identifier("l2")
     ({'class_name': 'L2', 'config': {'l2': 0.01}}, 'l2')
   """
-  if isinstance(identifier, type) and hasattr(identifier, "get_config"):
-    identifier = identifier()
+  identifier = built(identifier)
   if hasattr(identifier, "get_config") and not isinstance(identifier, (str, Mapping)):
     return keras_config(identifier)
   return identifier

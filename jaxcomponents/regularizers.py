@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.errors import is_real
 from jaxcomponents.registry import Registry
 from jaxcomponents.tree_paths import path_string
 
@@ -29,7 +30,7 @@ Regularizer = Callable[[Any], jax.Array]
 
 
 def _check_factor(param: str, value: Any) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+  if not is_real(value) or not value >= 0 or value == float("inf"):
     raise ValueError(f"{param}={value!r} is not allowed; expected a finite float >= 0.")
   return float(value)
 

@@ -395,3 +395,76 @@ def test_global_average_pooling_of_a_masked_sequence_equals_keras():
     pooling.global_avg_pool(jnp.asarray(x), mask=mask[:, :5])
   with pytest.raises(ValueError, match=r"x has shape \(3, 4\) \(rank 2\); expected rank >= 3"):
     pooling.global_max_pool(jnp.ones((3, 4)))
+
+
+def test_pool_strides_default_to_the_window_as_keras():
+  """`pool_size=3` without `pool_strides` pools in steps of 3 (Keras's `strides=None`), not 2."""
+  layer, model, _, x = check("conv", 2, shape=(1, 9, 9, 2), pool="max", pool_size=3, pool_strides=None)
+  assert Convolution(4, 3, padding="same", pool="max", pool_size=3).pool_strides is None
+  assert model(x).shape == (1, 3, 3, 4)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same", "VALID", "Same"])
+def test_the_transposed_leaf_takes_kerass_padding_names(padding):
+  """`ConvTranspose(padding="valid")` is Keras's valid padding (it had been read as SAME)."""
+  x = random_input((1, 9, 9, 2))
+  reference = keras.layers.Conv2DTranspose(3, 3, strides=2, padding=padding.lower())
+  reference.build(x.shape)
+  randomize_keras(reference)
+  layer = ConvTranspose(3, (3, 3), 2, padding=padding)
+  params = {"kernel": jnp.asarray(reference.kernel), "bias": jnp.asarray(reference.bias)}
+  assert_close(layer.apply({"params": params}, x), reference(x))
+
+
+@pytest.mark.parametrize("module,message", [
+    (ConvTranspose(3, (3, 3), (2, 2), "foo"), r"padding='foo' is not allowed for ConvTranspose on 2 spatial axes"),
+    (ConvTranspose(3, (3, 3), (2, 2), "causal"), r"padding='causal' is not allowed for ConvTranspose"),
+    (ConvTranspose(3, (3, 3), (2, 2), "SAME", output_padding=(3, 3)),
+     r"output_padding=\(3, 3\) is not allowed with strides=\(2, 2\); each value must be smaller than its stride"),
+    (ConvTranspose(3, (3, 3), (2, 2), kernel_dilation=(2, 2)), r"strides=\(2, 2\) with kernel_dilation=\(2, 2\)"),
+    (ConvTranspose(0, (3, 3), (1, 1)), r"features=0 is not allowed; expected a positive integer"),
+    (ConvTranspose(3, (0, 3), (1, 1)), r"kernel_size=\(0, 3\) is not allowed"),
+    (DepthwiseConv((3, 3), (1, 1), padding="CAUSAL"), r"padding='CAUSAL' is not allowed for DepthwiseConv on 2"),
+    (DepthwiseConv((3, 3), (1, 1), depth_multiplier=0), r"depth_multiplier=0 is not allowed"),
+    (SeparableConv(0, (3, 3), (1, 1)), r"features=0 is not allowed"),
+    (SeparableConv(2, (3, 3), (0, 1)), r"strides=\(0, 1\) is not allowed"),
+    (Conv(0, (3, 3)), r"features=0 is not allowed"),
+    (Conv(2, (3, 3), strides=0), r"strides=0 is not allowed"),
+    (Conv(2, (3, -1)), r"kernel_size=\(3, -1\) is not allowed"),
+])
+def test_the_convolution_leaves_refuse_what_keras_refuses(module, message):
+  with pytest.raises(ValueError, match=message):
+    module.init(jax.random.key(0), jnp.ones((1, 9, 9, 2)))
+
+
+def test_the_leaves_take_an_int_for_every_axis_and_causal_over_one():
+  x = random_input((2, 9, 3))
+  depthwise = DepthwiseConv(3, 1, padding="causal", use_bias=False)
+  variables = depthwise.init(jax.random.key(0), x)
+  kernel = variables["params"]["depthwise_kernel"]
+  assert kernel.shape == (3, 3, 1)
+  shifted = jnp.pad(x, ((0, 0), (2, 0), (0, 0)))
+  assert_close(depthwise.apply(variables, x), DepthwiseConv((3,), (1,), "VALID", use_bias=False).apply(variables,
+                                                                                                         shifted))
+
+
+def test_numpy_integers_are_taken_as_keras_takes_them():
+  x = random_input((1, 7, 7, 2))
+  reference = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Conv2D(
+      np.int64(4), (np.int64(3), np.int64(3)), strides=(np.int32(2),) * 2, padding="same"),
+      keras.layers.MaxPooling2D((np.int64(2),) * 2)])
+  randomize_keras(reference)
+  layer = Convolution(np.int64(4), (np.int64(3), np.int64(3)), strides=np.int32(2), padding="same", pool="max",
+                      pool_size=np.int64(2))
+  variables = load_keras(Convolution(4, 3, strides=2, padding="same"), reference, x)
+  assert_close(layer.apply(variables, x), reference(x))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_max_pooling_of_integers_equals_keras(dtype, padding):
+  x = (np.arange(50).reshape(1, 5, 5, 2) % 7 > 3) if dtype == "bool" else np.arange(50).reshape(1, 5, 5, 2) % 11
+  x = x.astype(dtype)
+  got = pooling.max_pool(x, 2, 2, padding)
+  assert got.dtype == x.dtype
+  np.testing.assert_array_equal(got, keras.ops.max_pool(x, 2, 2, padding))

@@ -245,12 +245,28 @@ def test_every_weighted_record_converts_and_goes_back(class_name):
     np.testing.assert_array_equal(np.asarray(restored), np.asarray(original), err_msg=original.path)
 
 
+def _one_sgd_step_as_keras(model, x, y, before=lambda state: None):
+  """One SGD step (MSE) of `model` and of its `from_keras` twin: the same loss, penalties included, and weights."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel,reimported
+  from jaxcomponents import optimizers  # pylint: disable=import-outside-toplevel
+  from jaxcomponents.training import TrainState, make_train_step  # pylint: disable=import-outside-toplevel
+
+  module, variables = from_keras(model, check=x)
+  state = TrainState.create(module, optimizers.get("sgd", learning_rate=0.1), variables=variables)
+  model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+  before(state)
+  keras_loss = model.train_on_batch(x, y)
+  state, logs = make_train_step("mse")(state, {"x": jnp.asarray(x), "y": jnp.asarray(y)})
+  np.testing.assert_allclose(logs["loss"], keras_loss, rtol=1e-5)
+  trained = to_keras(module, state.variables, _fresh_copy(model))
+  for ours, theirs in zip(trained.weights, model.weights):
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6, err_msg=theirs.path)
+
+
 def test_weight_regularizers_train_one_step_as_keras_and_constraints_are_refused():
   """`kernel_regularizer=` & co. add Keras's penalty once a step; a constraint, which Keras's optimizer applies, is
   refused rather than ignored."""
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel,reimported
-  from jaxcomponents import optimizers  # pylint: disable=import-outside-toplevel
-  from jaxcomponents.training import TrainState, make_eval_step, make_train_step  # pylint: disable=C0415
+  from jaxcomponents.training import make_eval_step  # pylint: disable=import-outside-toplevel
 
   inputs = keras.Input((4,))
   h = L.Dense(5, activation="tanh", kernel_regularizer=keras.regularizers.L1L2(0.01, 0.02), bias_regularizer="l2")(
@@ -261,22 +277,42 @@ def test_weight_regularizers_train_one_step_as_keras_and_constraints_are_refused
   randomize(model, 4)
   rng = np.random.default_rng(5)
   x, y = rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(6, 2)).astype("float32")
-  module, variables = from_keras(model, check=x)
-  state = TrainState.create(module, optimizers.get("sgd", learning_rate=0.1), variables=variables)
-  model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-  eval_step = make_eval_step("mse")
-  _, evaluated = eval_step(eval_step.reset(state), {"x": x, "y": y})
-  np.testing.assert_allclose(evaluated["loss"], model.evaluate(x, y, verbose=0), rtol=1e-5)
-  keras_loss = model.train_on_batch(x, y)
-  state, logs = make_train_step("mse")(state, {"x": jnp.asarray(x), "y": jnp.asarray(y)})
-  np.testing.assert_allclose(logs["loss"], keras_loss, rtol=1e-5)
-  trained = to_keras(module, state.variables, _fresh_copy(model))
-  for ours, theirs in zip(trained.weights, model.weights):
-    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6, err_msg=theirs.path)
 
+  def evaluate_first(state):
+    eval_step = make_eval_step("mse")
+    _, evaluated = eval_step(eval_step.reset(state), {"x": x, "y": y})
+    np.testing.assert_allclose(evaluated["loss"], model.evaluate(x, y, verbose=0), rtol=1e-5)
+
+  _one_sgd_step_as_keras(model, x, y, before=evaluate_first)
   constrained = keras.Sequential([keras.Input((4,)), L.Dense(2, kernel_constraint="max_norm"), frozen])
   with pytest.raises(ValueError, match=r"kernel_constraint=.* \(constraints are applied by Keras's optimizer step"):
     from_keras(constrained)
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: L.LSTM(3, kernel_regularizer="l2", recurrent_regularizer=keras.regularizers.L1(0.02),
+                   bias_regularizer="l1", return_sequences=True),
+    lambda: L.GRU(3, kernel_regularizer="l1", recurrent_regularizer="l2", reset_after=False),
+    lambda: L.SimpleRNN(3, recurrent_regularizer=keras.regularizers.L1L2(0.01, 0.03), unroll=True),
+    lambda: L.ConvLSTM1D(2, 2, kernel_regularizer="l2", bias_regularizer="l2", return_sequences=True),
+])
+def test_a_recurrent_layers_weight_regularizers_train_one_step_as_keras(layer):
+  recurrent = layer()
+  shape = (4, 5, 2) if isinstance(recurrent, L.ConvLSTM1D) else (4, 3)
+  inputs = keras.Input(shape)
+  model = keras.Model(inputs, L.Dense(2)(L.Flatten()(recurrent(inputs))))
+  randomize(model, 7)
+  rng = np.random.default_rng(8)
+  x, y = rng.normal(size=(5, *shape)).astype("float32"), rng.normal(size=(5, 2)).astype("float32")
+  _one_sgd_step_as_keras(model, x, y)
+
+
+def test_weight_regularizers_inside_bidirectional_or_an_rnn_cell_are_refused_by_name():
+  for wrapped in (L.Bidirectional(L.LSTM(2, kernel_regularizer="l2")), L.RNN(L.GRUCell(2, bias_regularizer="l1"))):
+    inputs = keras.Input((4, 3))
+    with pytest.raises(ValueError, match=r"(kernel|bias)_regularizer=.* \(only None inside Bidirectional or RNN; an "
+                                         r"LSTM, GRU, SimpleRNN or ConvLSTM layer of its own takes it\)"):
+      from_keras(keras.Model(inputs, wrapped(inputs)))
 
 
 def test_nested_models_as_outputs_dict_inputs_and_outputs_and_check():

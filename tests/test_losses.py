@@ -370,3 +370,29 @@ def test_numpy_scalar_arguments_are_the_python_numbers_keras_reads():
 def test_the_focal_dice_and_tversky_options_are_checked(name, options, message):
   with pytest.raises(ValueError, match=message):
     losses.get(name, **options)
+
+
+def test_a_keras_loss_class_is_built_with_its_defaults_and_another_dtype_is_refused():
+  assert losses.get(keras.losses.Huber) == losses.get(keras.losses.Huber()) == losses.get("huber")
+  assert losses.get(keras.losses.SparseCategoricalCrossentropy) == losses.get("sparse_categorical_crossentropy")
+  with pytest.raises(ValueError, match=r"has dtype='bfloat16'; jaxcomponents computes Keras's losses in float32 only"):
+    losses.get(keras.losses.CategoricalCrossentropy(dtype="bfloat16"))
+
+
+@pytest.mark.parametrize("keras_loss,ours", [
+    (lambda: keras.losses.CosineSimilarity(axis=(1, 2)), lambda: losses.get("cosine_similarity", axis=(1, 2))),
+    (lambda: keras.losses.Huber(delta=0.0), lambda: losses.get("huber", delta=0.0)),
+])
+def test_argument_values_keras_takes_are_taken(keras_loss, ours):
+  rng = np.random.default_rng(0)
+  y_true, y_pred = rng.normal(size=(4, 3, 5)).astype("float32"), rng.normal(size=(4, 3, 5)).astype("float32")
+  assert_close(ours()(y_true, y_pred), keras_loss()(y_true, y_pred), tol=1e-6)
+
+
+def test_an_ignore_class_given_as_a_whole_float_is_the_class_keras_ignores():
+  rng = np.random.default_rng(1)
+  y_true, y_pred = rng.integers(0, 3, (6,)), np.asarray(jax.nn.softmax(rng.normal(size=(6, 3)))).astype("float32")
+  expected = keras.losses.SparseCategoricalCrossentropy(ignore_class=1.0)(y_true, y_pred)
+  assert_close(losses.get("sparse_categorical_crossentropy", ignore_class=1.0)(y_true, y_pred), expected, tol=1e-6)
+  with pytest.raises(ValueError, match=r"ignore_class=1.5 is not allowed"):
+    losses.get("sparse_categorical_crossentropy", ignore_class=1.5)

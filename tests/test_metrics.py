@@ -386,3 +386,39 @@ def test_a_metric_object_has_kerass_default_name(name, kwargs):
   """What `compile(metrics=[metric])` logs it as, Keras's name for an unnamed object of the class."""
   keras_name = KERAS[metrics.ALIASES[name]](**kwargs).name
   assert metrics.get(name, **kwargs).name == re.sub(r"_\d+$", "", keras_name)  # Keras numbers repeated names
+
+
+@pytest.mark.parametrize("name,keras_class", [("true_positives", keras.metrics.TruePositives),
+                                              ("precision", keras.metrics.Precision), ("recall", keras.metrics.Recall),
+                                              ("auc", keras.metrics.AUC)])
+@pytest.mark.parametrize("shape", [(4, 4, 3), (2, 5, 3)])
+def test_a_column_of_weights_weighs_each_example_of_a_sequence_as_keras(name, keras_class, shape):
+  """`(batch, 1)` weights on `(batch, steps, classes)`: one weight per example (with batch == steps they were
+  spread along the steps; otherwise refused)."""
+  rng = np.random.default_rng(0)
+  y_true, y_pred = rng.integers(0, 2, shape).astype("float32"), rng.uniform(size=shape).astype("float32")
+  weight = rng.uniform(size=(shape[0], 1)).astype("float32")
+  reference = keras_class()
+  reference.update_state(y_true, y_pred, weight)
+  metric = metrics.get(name)
+  assert_close(metric.result(metric.update(metric.init(), y_true, y_pred, weight)), reference.result(), tol=1e-6)
+
+
+@pytest.mark.parametrize("metric", [keras.metrics.SparseCategoricalAccuracy, keras.metrics.AUC])
+def test_a_keras_metric_class_is_built_with_its_defaults_as_keras_builds_it(metric):
+  assert metrics.get(metric) == metrics.get(metric())
+
+
+def test_auc_takes_thresholds_outside_zero_and_one_as_keras_and_a_class_id_out_of_range_is_refused():
+  rng = np.random.default_rng(2)
+  y_true, y_pred = rng.integers(0, 2, (8,)).astype("float32"), rng.uniform(size=(8,)).astype("float32")
+  reference = keras.metrics.AUC(thresholds=[0.2, 1.5, -0.3])
+  reference.update_state(y_true, y_pred)
+  auc = metrics.get("auc", thresholds=[0.2, 1.5, -0.3])
+  assert_close(auc.result(auc.update(auc.init(), y_true, y_pred)), reference.result(), tol=1e-6)
+  with pytest.raises(ValueError, match=r"thresholds=\[1.5\] is not allowed; expected a float in \[0, 1\]"):
+    metrics.get("precision", thresholds=[1.5])
+  precision = metrics.get("precision", class_id=7)
+  with pytest.raises(ValueError, match=r"class_id=7 is not allowed for y_pred of shape \(3, 3\); expected an "
+                                       r"integer in \[0, 3\)"):
+    precision.update(precision.init(), np.eye(3), np.eye(3))

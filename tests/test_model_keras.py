@@ -6,6 +6,7 @@ evaluate/predict results and the same trained weights.
 """
 
 import csv
+import json
 import os
 import re
 
@@ -492,24 +493,45 @@ def test_a_compiled_loss_with_no_reduction_or_with_unsupported_arguments_is_refu
     model.compile(optimizer="sgd", loss=losses.get("mse", reduction="sum"), loss_weights=2.0)
 
 
-@pytest.mark.parametrize("case", ["class_weight", "sample_weight", "validation_split"])
+@pytest.mark.parametrize("case", ["class_weight", "sample_weight", "validation_split",
+                                  "validation_split_own_batch_size", "numpy_scalars"])
 def test_weights_and_validation_split_as_keras(case):
   keras_model = small_cnn(seed=3)
   model = pair(keras_model)
   x, y = data(48, 4)
   options = {"class_weight": dict(class_weight={0: 1.0, 1: 3.0, 2: 0.5, 3: 1.0, 4: 2.0}, validation_split=0.25),
              "sample_weight": dict(sample_weight=np.linspace(0.0, 2.0, 48), validation_data=data(12, 5)),
-             "validation_split": dict(validation_split=0.3)}[case]
+             "validation_split": dict(validation_split=0.3),
+             # the held-out part is batched by validation_batch_size, which validation_steps counts
+             "validation_split_own_batch_size": dict(validation_split=0.3, validation_batch_size=4, validation_steps=2),
+             # as np.unique and array shapes give them
+             "numpy_scalars": dict(class_weight={np.float64(c): w for c, w in enumerate([1.0, 3.0, 0.5, 1.0, 2.0])},
+                                   batch_size=np.int64(16), epochs=np.int64(2))}[case]
 
   def script(m, optimizer):
     m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
               weighted_metrics=["accuracy"])
-    return m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, **options)
+    return m.fit(x, y, **{"batch_size": 16, "epochs": 2, **options}, shuffle=False, verbose=0)
 
   ours = script(model, "adam")
   theirs = script(keras_model, "adam")
   assert_history_equal(ours, theirs)
   assert_weights_equal(model, keras_model)
+
+
+def test_class_weight_on_a_model_with_two_outputs_is_refused_as_keras_refuses_it():
+  inputs = keras.Input((4,))
+  keras_model = keras.Model(inputs, [keras.layers.Dense(3, activation="softmax", name=n)(inputs) for n in "ab"])
+  model = pair(keras_model)
+  model.compile(optimizer="sgd", loss=["sparse_categorical_crossentropy"] * 2)
+  x, y = random_input((6, 4)), np.arange(6) % 3
+  for batch_size in (2, 6):  # 2: as many examples in a batch as outputs, once trained with wrong weights
+    with pytest.raises(ValueError, match=r"class_weight is only supported for models with a single output"):
+      model.fit(x, [y, y[::-1]], batch_size=batch_size, class_weight={0: 5.0, 1: 0.1}, verbose=0)
+  single = pair(small_cnn())
+  single.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  with pytest.raises(ValueError, match=r"class_weight=\{0.5: 2.0\} is not allowed; expected a dict from class"):
+    single.fit(*data(4, 0), class_weight={0.5: 2.0}, verbose=0)
 
 
 @pytest.mark.parametrize("case", ["column", "per_timestep", "column_mean_with_sample_weight",
@@ -1037,7 +1059,7 @@ def test_a_two_input_model_takes_a_list_or_a_dict_as_keras():
                              keras_model.predict({"a": xa, "b": xb}, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("form", ["dict", "list"])
+@pytest.mark.parametrize("form", ["dict", "list", "flat_list"])
 def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
   x_in = keras.Input((6,), name="x")
   hidden = keras.layers.Dense(8, activation="relu")(x_in)
@@ -1052,10 +1074,13 @@ def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
     y, options = {"box": box, "kind": kind}, dict(
         loss={"box": "mse", "kind": "sparse_categorical_crossentropy"}, loss_weights={"box": 0.5, "kind": 2.0},
         metrics={"box": ["mae"], "kind": ["accuracy"]})
-  else:
+  elif form == "list":
     y, options = [box, kind], dict(loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[0.5, 2.0],
                                    metrics=[["mae"], ["accuracy"]],
                                    weighted_metrics=[["mae", "mse"], ["accuracy"]])  # box_weighted_mae, box_mse
+  else:  # one metric per output, as Keras 3 reads a list as long as the outputs
+    y, options = [box, kind], dict(loss=["mse", "sparse_categorical_crossentropy"], metrics=["mae", "accuracy"],
+                                   weighted_metrics=["mse", "accuracy"])
   results = []
   for m in (model, keras_model):
     m.compile(optimizer="adam", **options)
@@ -1069,6 +1094,12 @@ def test_several_outputs_with_their_losses_weights_and_metrics_as_keras(form):
   if form == "list":
     assert model.metrics_names == ["loss", "box_loss", "kind_loss", "box_mae", "box_mse", "box_weighted_mae",
                                    "kind_accuracy", "kind_weighted_accuracy"]
+  if form == "flat_list":
+    history = results[0][0].history
+    assert sorted(history) == sorted(results[1][0].history) and "box_accuracy" not in history
+    with pytest.raises(ValueError, match=r"metrics has 1 entries; the model has 2 outputs"):  # Keras refuses it too
+      model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], metrics=["mae"])
+      model.evaluate(x, y, verbose=0)
   for got, want in zip(results[0][2], results[1][2]):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
   assert_weights_equal(model, keras_model)
@@ -1139,3 +1170,101 @@ def test_summary_name_and_counts_as_keras():
   assert model.name == keras_model.name and f'Model: "{keras_model.name}"' in text
   assert f"Total params: {keras_model.count_params():,}" in text and model.count_params() == keras_model.count_params()
   assert Model(model.module, name="mine").name == "mine"
+
+
+@pytest.mark.parametrize("loss,labels", [
+    ("ce", "sparse"), ("CrossEntropy", "one_hot"), ("crossentropy", "binary"), ("CE", "sparse_column"),
+    (keras.losses.SparseCategoricalCrossentropy, "sparse"), (keras.losses.Huber, "one_hot")])
+def test_compile_reads_crossentropy_by_the_shapes_and_builds_keras_loss_classes_as_keras(loss, labels):
+  """`loss="ce"` (any case) is binary, sparse or categorical cross-entropy as the shapes say; a Keras loss class
+  is built with its defaults."""
+  binary = labels == "binary"
+  keras_model = small_cnn(seed=5, outputs=1 if binary else 5, activation="sigmoid" if binary else "softmax")
+  model = pair(keras_model)
+  x, y = data(12, 6)
+  y = {"sparse": y, "sparse_column": y[:, None], "one_hot": np.eye(5)[y], "binary": (y % 2)[:, None]}[labels]
+  results = []
+  for m in (model, keras_model):
+    m.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
+    results.append((m.fit(x, y, batch_size=5, epochs=2, shuffle=False, verbose=0), m.evaluate(x, y, verbose=0)))
+  assert_history_equal(results[0][0], results[1][0])
+  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
+
+
+def test_batch_logs_are_one_plain_dict_per_batch_as_keras_hands_them():
+  """A callback may copy, change, merge and serialise a batch's logs, and the next callback sees its changes."""
+
+  def script(m, base):
+    class Annotate(base):
+      def on_train_batch_end(self, batch, logs=None):
+        logs["seen"] = float(batch)
+        self.copied = [json.loads(json.dumps(logs | {"batch": batch})), logs.copy(), logs.pop("seen")]
+
+      def on_test_batch_end(self, batch, logs=None):
+        self.test_type = type(logs)
+
+    class Read(base):
+      def on_train_batch_end(self, batch, logs=None):
+        self.after = dict(logs)
+
+    first, second = Annotate(), Read()
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(*data(10, 1), batch_size=4, epochs=1, shuffle=False, verbose=0, validation_data=data(4, 2),
+          callbacks=[first, second])
+    return first, second
+
+  keras_model = small_cnn(seed=9)
+  ours, theirs = script(pair(keras_model), callbacks.Callback), script(keras_model, keras.callbacks.Callback)
+  assert ours[0].test_type is dict and theirs[0].test_type is dict
+  for got, want in zip(ours[0].copied + [ours[1].after], theirs[0].copied + [theirs[1].after]):
+    if isinstance(want, dict):
+      assert sorted(got) == sorted(want)
+      np.testing.assert_allclose([got[k] for k in sorted(got)], [want[k] for k in sorted(want)], rtol=1e-4)
+    else:
+      assert got == want
+
+
+@pytest.mark.parametrize("make", [
+    lambda path: keras.callbacks.EarlyStopping(monitor="loss", min_delta=-0.5, patience=1, restore_best_weights=True),
+    lambda path: keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0),
+    lambda path: keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5),
+    lambda path: keras.callbacks.CSVLogger(str(path / "log.csv"), separator=";"),
+    lambda path: keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.__setitem__("extra", 1.0)),
+    lambda path: keras.callbacks.TerminateOnNaN(),
+    lambda path: keras.callbacks.ModelCheckpoint(str(path / "best.weights.h5"), monitor="loss", save_best_only=True,
+                                                 save_weights_only=True),
+])
+def test_kerass_own_callback_objects_run_as_in_keras(make, tmp_path):
+  """A ported script keeps its `keras.callbacks...` line: each is read into its jaxcomponents twin."""
+  keras_model = small_cnn(seed=11)
+  model = pair(keras_model)
+  x, y = data(12, 12)
+  results = []
+  for m, folder in ((model, tmp_path / "ours"), (keras_model, tmp_path / "theirs")):
+    folder.mkdir()
+    m.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    results.append(m.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0, callbacks=[make(folder)]))
+    files = sorted(os.listdir(folder))
+    results.append((files, [list(csv.reader(open(folder / f, newline=""), delimiter=";")) if f.endswith(".csv")
+                            else None for f in files]))
+  assert_history_equal(results[0], results[2])
+  assert results[1][0] == results[3][0]
+  for ours, theirs in zip(results[1][1], results[3][1]):
+    if theirs is not None:
+      assert ours[0] == theirs[0] and [row[-1] for row in ours] == [row[-1] for row in theirs]  # the NA column too
+      np.testing.assert_allclose([float(v) for row in ours[1:] for v in row[:-1]],
+                                 [float(v) for row in theirs[1:] for v in row[:-1]], rtol=1e-5)
+  assert_weights_equal(model, keras_model)
+
+
+def test_a_keras_callback_of_ones_own_is_refused_naming_what_to_subclass():
+  class Mine(keras.callbacks.Callback):
+    pass
+
+  model = pair(small_cnn())
+  model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  with pytest.raises(ValueError, match=r"callbacks holds Mine, a keras.callbacks.Callback subclass: .* subclass "
+                                       r"jaxcomponents.callbacks.Callback instead"):
+    model.fit(*data(4, 0), verbose=0, callbacks=[Mine()])
+  with pytest.raises(ValueError, match=r"keras.callbacks.TensorBoard, which has no jaxcomponents twin"):
+    model.fit(*data(4, 0), verbose=0, callbacks=keras.callbacks.TensorBoard())

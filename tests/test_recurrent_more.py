@@ -443,3 +443,58 @@ def test_an_embeddings_zero_mask_drives_an_lstm_as_keras():
   assert Embedding(10, 4).compute_mask(ids) is None
   with pytest.raises(ValueError, match=r"mask_zero=1 is not allowed; expected True or False"):
     Embedding(10, 4, mask_zero=1).compute_mask(ids)
+
+
+@pytest.mark.parametrize("layer,x,match", [
+    (lambda: Recurrent(3, go_backwards="yes"), (2, 4, 3), r"go_backwards='yes' is not allowed; expected True or False"),
+    (lambda: Recurrent(3, return_sequences=2), (2, 4, 3), r"return_sequences=2 is not allowed; expected True or"),
+    (lambda: Recurrent(3, cell="gru", reset_after="x"), (2, 4, 3), r"reset_after='x' is not allowed"),
+    (lambda: Recurrent(3, use_cudnn="foo"), (2, 4, 3), r"use_cudnn='foo' is not allowed; expected True, False or "
+                                                        r"'auto'"),
+    (lambda: Recurrent(3, zero_output_for_mask="x"), (2, 4, 3), r"zero_output_for_mask='x' is not allowed"),
+    (lambda: RNN(LSTMCell(3), stateful="no"), (2, 4, 3), r"stateful='no' is not allowed; expected True or False"),
+    (lambda: RNN(LSTMCell(3, dropout=1.5)), (2, 4, 3), r"dropout=1.5 is not allowed; expected a float in \[0, 1\)"),
+    (lambda: RNN(GRUCell(3, recurrent_dropout=-1.0)), (2, 4, 3), r"recurrent_dropout=-1.0 is not allowed"),
+    (lambda: RNN(LSTMCell(3, unit_forget_bias="x")), (2, 4, 3), r"unit_forget_bias='x' is not allowed"),
+    (lambda: ConvLSTM1D(2, 3, unroll=2), (2, 4, 5, 3), r"unroll=2 is not allowed; expected True or False"),
+    (lambda: ConvLSTM1D(2, 3, return_state="x"), (2, 4, 5, 3), r"return_state='x' is not allowed"),
+])
+def test_flags_and_rates_are_checked_at_inference_too(layer, x, match):
+  """Keras refuses (or reads as the bool it is) what these took silently: a flag that is not a bool, a rate out
+  of [0, 1) on a cell at inference."""
+  with pytest.raises(ValueError, match=match):
+    layer().init(jax.random.key(0), jnp.ones(x))
+
+
+def test_numpy_flags_and_sizes_are_taken():
+  x = jnp.ones((2, 4, 3))
+  layer = Recurrent(np.int64(3), return_sequences=np.True_, dropout=np.float32(0.25))
+  assert layer.apply(layer.init(jax.random.key(0), x), x).shape == (2, 4, 3)
+
+
+def _cell_called_directly(case):
+  x, h, c = keras.Input((3,)), keras.Input((4,)), keras.Input((4,))
+  if case == "lstm":
+    out, (h_new, c_new) = keras.layers.LSTMCell(4)(x, [h, c])
+    return [x, h, c], [keras.layers.Add()([out, h_new]), c_new]
+  if case == "gru_bare_state":
+    out, h_new = keras.layers.GRUCell(4)(x, h)
+    return [x, h], [out, keras.layers.Dense(2)(h_new)]
+  if case == "simple_rnn_list":
+    out, (h_new,) = keras.layers.SimpleRNNCell(4)(x, [h])
+    return [x, h], [keras.layers.Add()([out, h_new])]
+  out, ((h1, c1), (h2,)) = keras.layers.StackedRNNCells([keras.layers.LSTMCell(4), keras.layers.GRUCell(4)])(
+      x, [[h, c], [h]])
+  return [x, h, c], [out, h1, c1, keras.layers.Add()([h2, out])]
+
+
+@pytest.mark.parametrize("case", ["lstm", "gru_bare_state", "simple_rnn_list", "stacked"])
+def test_a_cell_called_directly_hands_on_its_new_states_as_keras_numbers_them(case):
+  """Keras numbers `(y, [h, c])` flattened: `h` is output 1, `c` output 2."""
+  inputs, outputs = _cell_called_directly(case)
+  model = keras.Model(inputs, outputs)
+  randomize(model, 3)
+  xs = [random_input((2, 3), seed=1)] + [random_input((2, 4), seed=s) for s in range(2, len(inputs) + 1)]
+  module, variables = from_keras(model)
+  for got, want in zip(module.apply(variables, xs), model(xs)):
+    assert_close(got, want, tol=1e-5)

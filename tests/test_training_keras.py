@@ -114,7 +114,8 @@ def test_class_weight_and_validation_split_errors():
   state = TrainState.create(module, optimizers.get("sgd"), x[:1])
   step, data = make_train_step("sparse_categorical_crossentropy"), ArrayDataset(x, y, batch_size=4)
   for bad in ({1: -2.0}, {"a": 1.0}, {0: float("nan")}, [1.0, 2.0]):
-    with pytest.raises(ValueError, match=r"class_weight=.* is not allowed; expected a dict from class indices to "
+    with pytest.raises(ValueError, match=r"class_weight=.* is not allowed; expected a dict from class indices "
+                                         r"\(integers, or floats with integer values as np.unique gives them\) to "
                                          r"finite weights >= 0 \(a class it leaves out weighs 1.0, as in Keras\)"):
       fit(state, step, data, epochs=1, class_weight=bad, verbose=0)
   with pytest.raises(ValueError, match=r"validation_split=1.5 is not allowed; expected a float in \(0, 1\)"):

@@ -362,3 +362,18 @@ def test_cli_names_an_unregistered_function_in_one_line_with_exit_status_2(tmp_p
   assert done.stderr.startswith(f"jaxcomponents summary: error: {path} names the function 'mine>my_swish', which is "
                                 "not registered with Keras (registered: none); register it with "
                                 "@keras.saving.register_keras_serializable()"), done.stderr
+
+
+def test_a_module_built_from_numpy_scalars_saves_and_loads_as_the_same_module(tmp_path):
+  """Sizes taken from NumPy (an array's shape, `np.unique`) save as numbers, not as dtypes."""
+  from jaxcomponents.layers import Convolution, Recurrent
+
+  for module, x in ((Dense(np.int64(3), dropout=np.float32(0.25)), SAMPLE),
+                    (Convolution(np.int32(4), (np.int64(3), np.int64(3)), pool="max"), jnp.ones((1, 6, 6, 2))),
+                    (Recurrent(np.int64(3), cell="gru", dropout=np.float32(0.5)), jnp.ones((2, 4, 3)))):
+    variables = module.init(jax.random.key(0), x)
+    path = tmp_path / type(module).__name__
+    save_model(path, module, variables)
+    loaded, loaded_variables = load_saved(path)
+    assert loaded == module and type(loaded.features) is int
+    np.testing.assert_array_equal(loaded.apply(loaded_variables, x), module.apply(variables, x))

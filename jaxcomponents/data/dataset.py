@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from jaxcomponents.data.pipeline import Augment, BatchPipeline, array_leaves, check_labels, check_open, map_arrays
+from jaxcomponents.errors import is_real
 
 
 class ArrayDataset(BatchPipeline):
@@ -62,7 +63,7 @@ class ArrayDataset(BatchPipeline):
       >>> val.y.tolist()
       [8, 9]
     """
-    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not (
+    if not is_real(validation_split) or not (
         0.0 < validation_split < 1.0):
       raise ValueError(f"validation_split={validation_split!r} is not allowed; expected a float in (0, 1).")
     cut = int(math.floor(self.size * (1.0 - validation_split)))

@@ -26,7 +26,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from jaxcomponents.errors import check_positive_int
+from jaxcomponents.errors import check_positive_int, is_int
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -104,7 +104,7 @@ class BatchPipeline:
     check_positive_int("batch_size", batch_size)
     check_positive_int("threads", threads, allow_zero=True)
     check_positive_int("workers", workers, allow_zero=True)
-    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+    if not is_int(seed) or not 0 <= seed < 2**32:
       raise ValueError(f"seed={seed!r} is not allowed; expected an integer in [0, 2**32).")
     if size == 0 or (drop_remainder and size < batch_size):
       raise ValueError(f"{size} examples give no batch of batch_size={batch_size}.")
@@ -155,7 +155,7 @@ class BatchPipeline:
       [[2, 3], [0, 1], [2, 3]]
     """
     check_positive_int("start", start, allow_zero=True)
-    if not isinstance(stop, int) or stop < start:
+    if not is_int(stop) or stop < start:
       raise ValueError(f"stop={stop!r} is not allowed with start={start}; expected an integer >= start.")
     process, count = self._layout()
     closed = threading.Event()

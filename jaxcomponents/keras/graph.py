@@ -427,7 +427,7 @@ class KerasGraph(PrecisionFields):
         if autocast[layer] is not None:  # Keras casts a layer's floating inputs to its compute dtype
           args, kwargs = cast_floats((args, kwargs), autocast[layer])
         out = calls[layer](*args, train=train, **kwargs)
-      for i, value in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
+      for i, value in enumerate(_flat_outputs(out)):  # numbered as Keras numbers them, flattened: (y, [h, c])
         values[Ref(layer, node, i)] = value
     self._sow_weight_regularization(graph, rules)
     return values
@@ -459,6 +459,13 @@ class KerasGraph(PrecisionFields):
         weights = _leaves_named(params[entry.name], variable) if collection == "params" else []
         if weights:
           sow_penalty(self, f"{entry.name}/{variable}_regularizer", regularizer, weights)
+
+
+def _flat_outputs(out: Any) -> list[Any]:
+  """A call's outputs in Keras's numbering: nested tuples and lists flattened in order (a cell's `(y, [h, c])`)."""
+  if isinstance(out, (tuple, list)):
+    return [value for part in out for value in _flat_outputs(part)]
+  return [out]
 
 
 # Keras layers that take their inputs as given: the preprocessing layers (`_convert_input_args = False`) and those

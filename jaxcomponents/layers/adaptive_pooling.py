@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcomponents.errors import check_choice
+from jaxcomponents.errors import check_choice, is_int
 
 KINDS = ("avg", "max")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -74,7 +74,7 @@ def adaptive_pool(x: jax.Array, kind: str, output_size: Sequence[int],
   check_choice("kind", kind, KINDS)
   check_choice("data_format", data_format, DATA_FORMATS)
   output_size = tuple(output_size)
-  if len(output_size) != x.ndim - 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+  if len(output_size) != x.ndim - 2 or any(not is_int(s) or s < 1
                                            for s in output_size):
     raise ValueError(f"output_size={output_size!r} is not allowed for inputs of shape {x.shape}; expected "
                      f"{x.ndim - 2} positive int(s), one per spatial axis.")

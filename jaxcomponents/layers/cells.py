@@ -53,7 +53,7 @@ import jax.numpy as jnp
 
 from jaxcomponents import activations, initializers
 from jaxcomponents.deprecation import renamed_to
-from jaxcomponents.errors import check_positive_int, check_rate
+from jaxcomponents.errors import check_bool, check_positive_int, check_rate
 from jaxcomponents.layers.init_fields import RecurrentInitFields
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import random
@@ -89,6 +89,16 @@ def lstm_bias_init(key: jax.Array, shape: tuple[int, ...], dtype, features: int,
   first, rest = jax.random.split(key)
   return jnp.concatenate([bias_init(first, (features,), dtype), jnp.ones((features,), dtype),
                           bias_init(rest, (2 * features,), dtype)])
+
+
+def check_cell(cell: nn.Module, *flags: str) -> None:
+  """A built-in cell's size, dropout rates and boolean `flags` (`use_bias`, ...), checked at every call (at
+  inference too, where the rates are not used), each error naming its field."""
+  check_positive_int("features", cell.features)
+  check_rate("dropout", cell.dropout)
+  check_rate("recurrent_dropout", cell.recurrent_dropout)
+  for flag in ("use_bias", *flags):
+    check_bool(flag, getattr(cell, flag))
 
 
 def _gate_masks(mask: jax.Array | None, start: int, stop: int) -> jax.Array | None:
@@ -130,7 +140,7 @@ class LSTMCell(PrecisionFields, RecurrentInitFields):
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
                recurrent_mask: jax.Array | None = None) -> tuple[Carry, jax.Array]:
-    check_positive_int("features", self.features)
+    check_cell(self, "unit_forget_bias")
     act = activations.get(self.activation, "activation")
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
     u = self.features
@@ -184,7 +194,7 @@ class GRUCell(PrecisionFields, RecurrentInitFields):
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
                recurrent_mask: jax.Array | None = None) -> tuple[Carry, jax.Array]:
-    check_positive_int("features", self.features)
+    check_cell(self, "reset_after")
     act = activations.get(self.activation, "activation")
     gate_act = activations.get(self.recurrent_activation, "recurrent_activation")
     u = self.features
@@ -252,7 +262,7 @@ class SimpleRNNCell(PrecisionFields, RecurrentInitFields):
   @nn.compact
   def __call__(self, carry: Carry, x: jax.Array, input_mask: jax.Array | None = None,
                recurrent_mask: jax.Array | None = None) -> tuple[Carry, jax.Array]:
-    check_positive_int("features", self.features)
+    check_cell(self)
     act = activations.get(self.activation, "activation")
     u = self.features
     (h,) = carry

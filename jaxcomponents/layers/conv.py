@@ -104,7 +104,7 @@ class Convolution(PrecisionFields, KernelInitFields, KernelRegularizerFields):
   dropout: float = 0.0
   pool: str | None = None
   pool_size: int | Sequence[int] = 2
-  pool_strides: int | Sequence[int] | None = 2
+  pool_strides: int | Sequence[int] | None = None
   pool_padding: str = "VALID"
   conv: nn.Module | None = None
   dilation: int | Sequence[int] | None = renamed_to("kernel_dilation")

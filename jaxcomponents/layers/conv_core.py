@@ -21,7 +21,7 @@ inferred from the inputs and parameters, as Flax does), `param_dtype`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -29,11 +29,39 @@ import jax.numpy as jnp
 
 from jaxcomponents import initializers
 from jaxcomponents.deprecation import renamed_to
+from jaxcomponents.errors import as_tuple, check_positive_int
 from jaxcomponents.layers.init_fields import KernelInitFields
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import conv
 
 glorot_uniform = initializers.glorot_uniform()
+
+
+class Geometry(NamedTuple):
+  """A leaf's window arguments, checked against its input: one int per spatial axis, padding in upper case."""
+  kernel_size: tuple[int, ...]
+  strides: tuple[int, ...]
+  padding: str
+  dilation: tuple[int, ...]
+
+
+def geometry(module: nn.Module, x: jax.Array, *, causal: bool = False) -> Geometry:
+  """`module`'s `kernel_size`, `strides`, `padding` and `kernel_dilation` for the input `x`, as Keras takes them:
+  an int stands for every spatial axis, padding is `'same'` or `'valid'` in any case (`'causal'` too where
+  `causal` and `x` has one spatial axis); anything else raises a `ValueError` naming the field."""
+  rank = x.ndim - 2
+  if rank not in (1, 2, 3):
+    raise ValueError(f"x has shape {x.shape}; {type(module).__name__} takes (batch, *spatial, channels) with 1 to 3 "
+                     "spatial axes.")
+  kernel_size = as_tuple("kernel_size", module.kernel_size, rank)
+  strides = as_tuple("strides", module.strides, rank)
+  dilation = as_tuple("kernel_dilation", module.kernel_dilation or 1, rank)
+  allowed = ("SAME", "VALID", "CAUSAL") if causal and rank == 1 else ("SAME", "VALID")
+  padding = module.padding.upper() if isinstance(module.padding, str) else module.padding
+  if padding not in allowed:
+    raise ValueError(f"padding={module.padding!r} is not allowed for {type(module).__name__} on {rank} spatial "
+                     f"axes; expected one of {', '.join(map(repr, allowed))} (any case).")
+  return Geometry(kernel_size, strides, padding, dilation)
 
 
 class ConvTranspose(PrecisionFields, KernelInitFields):
@@ -54,15 +82,23 @@ class ConvTranspose(PrecisionFields, KernelInitFields):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    rank = len(self.kernel_size)
-    dilation = tuple(self.kernel_dilation or (1,) * rank)
-    out_pad = self.output_padding or (None,) * rank
-    kernel = self.init_param("kernel", "kernel_init", (*self.kernel_size, self.features, x.shape[-1]))
-    pads = tuple(conv.conv_transpose_padding(k, s, d, self.padding, p)
-                 for k, s, d, p in zip(self.kernel_size, self.strides, dilation, out_pad))
-    bias = self.init_param("bias", "bias_init", (self.features,)) if self.use_bias else None
+    features = check_positive_int("features", self.features)
+    kernel_size, strides, padding, dilation = geometry(self, x)
+    if max(strides) > 1 and max(dilation) > 1:
+      raise ValueError(f"strides={self.strides!r} with kernel_dilation={self.kernel_dilation!r} is not allowed; "
+                       "like Keras, a transposed convolution takes strides > 1 or dilation > 1, not both.")
+    out_pad = (None,) * len(strides)
+    if self.output_padding is not None:
+      out_pad = as_tuple("output_padding", self.output_padding, len(strides), allow_zero=True)
+      if any(p >= s for p, s in zip(out_pad, strides)):
+        raise ValueError(f"output_padding={self.output_padding!r} is not allowed with strides={self.strides!r}; "
+                         "each value must be smaller than its stride, as Keras requires.")
+    kernel = self.init_param("kernel", "kernel_init", (*kernel_size, features, x.shape[-1]))
+    pads = tuple(conv.conv_transpose_padding(k, s, d, padding, p)
+                 for k, s, d, p in zip(kernel_size, strides, dilation, out_pad))
+    bias = self.init_param("bias", "bias_init", (features,)) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return conv.conv_transpose(x, kernel, self.strides, pads, dilation, bias, self.relu, precision=self.precision)
+    return conv.conv_transpose(x, kernel, strides, pads, dilation, bias, self.relu, precision=self.precision)
 
 
 class Conv(nn.Conv):
@@ -81,6 +117,14 @@ class Conv(nn.Conv):
 
   kernel_init: Any = glorot_uniform
   conv_general_dilated: Any = conv.conv_general_dilated
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    check_positive_int("features", self.features)
+    kernel_size = (self.kernel_size,) if isinstance(self.kernel_size, int) else self.kernel_size
+    as_tuple("kernel_size", kernel_size, len(kernel_size))
+    if self.strides is not None:
+      as_tuple("strides", self.strides, len(kernel_size))
+    return super().__call__(inputs)
 
   def param(self, name: str, init_fn: Any, *args: Any, **kwargs: Any) -> Any:
     if name in ("kernel", "bias"):  # Flax's Conv hands its fields over as they are; they may be Keras names here
@@ -109,13 +153,13 @@ class ConvReLU(PrecisionFields, KernelInitFields):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
-    kernel = self.init_param("kernel", "kernel_init", (*self.kernel_size, x.shape[-1], self.features))
-    bias = (self.init_param("bias", "bias_init", (self.features,)) if self.use_bias
-            else jnp.zeros((self.features,), self.param_dtype))
+    features = check_positive_int("features", self.features)
+    kernel_size, strides, padding, dilation = geometry(self, x, causal=True)
+    kernel = self.init_param("kernel", "kernel_init", (*kernel_size, x.shape[-1], features))
+    bias = (self.init_param("bias", "bias_init", (features,)) if self.use_bias
+            else jnp.zeros((features,), self.param_dtype))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return conv.conv_bias_relu(x, kernel, bias, self.strides,
-                               conv.padding_pairs(self.padding, self.kernel_size, dilation), dilation,
+    return conv.conv_bias_relu(x, kernel, bias, strides, conv.padding_pairs(padding, kernel_size, dilation), dilation,
                                precision=self.precision)
 
 
@@ -132,12 +176,13 @@ class DepthwiseConv(PrecisionFields, KernelInitFields):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    dilation = tuple(self.kernel_dilation or (1,) * len(self.kernel_size))
+    kernel_size, strides, padding, dilation = geometry(self, x, causal=True)
+    multiplier = check_positive_int("depth_multiplier", self.depth_multiplier)
     channels = x.shape[-1]
-    kernel = self.init_param("depthwise_kernel", "kernel_init", (*self.kernel_size, channels, self.depth_multiplier))
-    bias = self.init_param("bias", "bias_init", (channels * self.depth_multiplier,)) if self.use_bias else None
+    kernel = self.init_param("depthwise_kernel", "kernel_init", (*kernel_size, channels, multiplier))
+    bias = self.init_param("bias", "bias_init", (channels * multiplier,)) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv.depthwise(x, kernel, self.strides, self.padding, dilation, precision=self.precision)
+    y = conv.depthwise(x, kernel, strides, padding, dilation, precision=self.precision)
     return y if bias is None else y + bias
 
 
@@ -155,15 +200,16 @@ class SeparableConv(PrecisionFields, KernelInitFields):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    rank = len(self.kernel_size)
-    dilation = tuple(self.kernel_dilation or (1,) * rank)
+    features = check_positive_int("features", self.features)
+    kernel_size, strides, padding, dilation = geometry(self, x, causal=True)
+    multiplier = check_positive_int("depth_multiplier", self.depth_multiplier)
+    rank = len(kernel_size)
     channels = x.shape[-1]
-    depthwise = self.init_param("depthwise_kernel", "kernel_init", (*self.kernel_size, channels, self.depth_multiplier))
-    pointwise = self.init_param("pointwise_kernel", "kernel_init",
-                                (1,) * rank + (channels * self.depth_multiplier, self.features))
-    bias = self.init_param("bias", "bias_init", (self.features,)) if self.use_bias else None
+    depthwise = self.init_param("depthwise_kernel", "kernel_init", (*kernel_size, channels, multiplier))
+    pointwise = self.init_param("pointwise_kernel", "kernel_init", (1,) * rank + (channels * multiplier, features))
+    bias = self.init_param("bias", "bias_init", (features,)) if self.use_bias else None
     x, depthwise, pointwise, bias = nn.dtypes.promote_dtype(x, depthwise, pointwise, bias, dtype=self.dtype)
-    y = conv.depthwise(x, depthwise, self.strides, self.padding, dilation, precision=self.precision)
+    y = conv.depthwise(x, depthwise, strides, padding, dilation, precision=self.precision)
     y = conv.conv_general_dilated(y, pointwise, (1,) * rank, "VALID", dimension_numbers=conv.channels_last(rank),
                                   precision=self.precision)
     return y if bias is None else y + bias

@@ -42,8 +42,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents import activations
-from jaxcomponents.errors import check_choice, check_positive_int, check_rate
-from jaxcomponents.layers.cells import Carry, lstm_bias_init, lstm_gates
+from jaxcomponents.errors import check_choice, is_int
+from jaxcomponents.layers.cells import Carry, check_cell, lstm_bias_init, lstm_gates
 from jaxcomponents.layers.init_fields import RecurrentInitFields
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.layers.weight_regularizers import RecurrentRegularizerFields
@@ -55,7 +55,7 @@ PADDINGS = ("valid", "same")
 
 def _tuple(value, rank: int, param: str) -> tuple[int, ...]:
   values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * rank
-  if len(values) != rank or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+  if len(values) != rank or not all(is_int(v) and v > 0 for v in values):
     raise ValueError(f"{param}={value!r} is not allowed; expected a positive integer or {rank} of them.")
   return values
 
@@ -105,9 +105,7 @@ class ConvLSTMCell(PrecisionFields, RecurrentInitFields):
       raise ValueError(f"strides={self.strides!r} with dilation_rate={self.dilation_rate!r} is not allowed; expected "
                        f"strides 1 or dilation_rate 1 (as Keras requires).")
     check_choice("padding", self.padding.lower() if isinstance(self.padding, str) else self.padding, PADDINGS)
-    check_positive_int("features", self.features)
-    check_rate("dropout", self.dropout)
-    check_rate("recurrent_dropout", self.recurrent_dropout)
+    check_cell(self, "unit_forget_bias")
     return rank, kernel_size, strides, dilation
 
   def state_shapes(self, x_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:

@@ -25,19 +25,21 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.errors import is_int, is_real
+
 # SELU's constants, as Keras's AlphaDropout writes them.
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def _check_fraction(param: str, value) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+  if not is_real(value) or not 0 <= value <= 1:
     raise ValueError(f"{param}={value!r} is not allowed; expected a float between 0 and 1.")
   return float(value)
 
 
 def _check_seed(seed):
-  if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+  if seed is not None and not is_int(seed):
     raise ValueError(f"seed={seed!r} is not allowed; expected an int or None.")
 
 

@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcomponents.errors import is_int
+
 KERAS_EPSILON = 1e-3
 KERAS_MOMENTUM = 0.99
 
@@ -88,7 +90,7 @@ def _axes(axis: int | Sequence[int], ndim: int, param: str = "axis", ordered: bo
   """`axis` (an int or ints) as sorted non-negative axes of an `ndim`-dimensional input, batch axis excluded
   (in the order given, without `ordered`)."""
   given = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
-  if not given or any(isinstance(a, bool) or not isinstance(a, int) for a in given):
+  if not given or any(not is_int(a) for a in given):
     raise ValueError(f"{param}={axis!r} is not allowed; expected an int or a sequence of ints.")
   if any(not -ndim < a < ndim or a % ndim == 0 for a in given):
     raise ValueError(f"{param}={axis!r} is not allowed for inputs of rank {ndim}; expected axes in 1..{ndim - 1} "
@@ -144,7 +146,7 @@ class GroupNormalization(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    if isinstance(self.num_groups, bool) or not isinstance(self.num_groups, int) or (self.num_groups <= 0 and self.num_groups != -1):
+    if not is_int(self.num_groups) or (self.num_groups <= 0 and self.num_groups != -1):
       raise ValueError(f"num_groups={self.num_groups!r} is not allowed; expected a positive int, or -1 (one group per "
                        f"channel).")
     if isinstance(self.axis, (list, tuple)):

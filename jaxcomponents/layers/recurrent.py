@@ -34,7 +34,8 @@ import numpy as np
 
 from jaxcomponents import activations, deprecation
 from jaxcomponents.deprecation import keyword_only, renamed_to
-from jaxcomponents.errors import changed_fields, check_choice, check_positive_int, check_rank, check_rate
+from jaxcomponents.errors import (changed_fields, check_bool, check_choice, check_positive_int, check_rank, check_rate,
+                                  is_int)
 from jaxcomponents.layers.cells import Carry, GRUCell, LSTMCell, SimpleRNNCell, dropout_keep_mask, dropout_masks
 from jaxcomponents.layers.cells import state_shapes
 from jaxcomponents.layers.init_fields import INIT_FIELDS, RecurrentInitFields
@@ -433,8 +434,16 @@ class Recurrent(PrecisionFields, RecurrentInitFields, RecurrentRegularizerFields
     activations.get(self.recurrent_activation, "recurrent_activation")
     check_rate("dropout", self.dropout)
     check_rate("recurrent_dropout", self.recurrent_dropout)
+    for flag in ("use_bias", "return_sequences", "return_state", "go_backwards", "reset_after", "unit_forget_bias",
+                 "stateful"):
+      check_bool(flag, getattr(self, flag))
+    if self.zero_output_for_mask is not None:
+      check_bool("zero_output_for_mask", self.zero_output_for_mask)
+    if self.use_cudnn not in (True, False, "auto"):
+      raise ValueError(f"use_cudnn={self.use_cudnn!r} is not allowed; expected True, False or 'auto' (Keras's "
+                       "names; True and 'auto' both use cuDNN where Keras 3 would).")
     if not (self.unroll is False or self.unroll == KERAS_UNROLLED
-            or isinstance(self.unroll, int) and not isinstance(self.unroll, bool) and self.unroll > 0):
+            or is_int(self.unroll) and self.unroll > 0):
       raise ValueError(f"unroll={self.unroll!r} is not allowed; expected True or False (Keras's) or a positive "
                        "integer (time steps per scan iteration).")
     if self.bidirectional and self.go_backwards:
@@ -553,6 +562,10 @@ def run_rnn(module: nn.Module, cell: nn.Module, x: jax.Array, *, train: bool, ma
             return_sequences: bool, return_state: bool, go_backwards: bool, stateful: bool, unroll: bool,
             zero_output_for_mask: bool):
   """Keras's `RNN.call` for a cell bound under `module` (whose rng and "states" collection it uses)."""
+  for flag, value in (("return_sequences", return_sequences), ("return_state", return_state),
+                      ("go_backwards", go_backwards), ("stateful", stateful), ("unroll", unroll),
+                      ("zero_output_for_mask", zero_output_for_mask)):
+    check_bool(flag, value)
   x = jnp.asarray(x)
   if x.ndim < 3 or x.shape[1] < 1:
     raise ValueError(f"x has shape {x.shape}; expected (batch, time, ...) with at least one time step.")

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxcomponents import activations
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.activations import relu6
-from jaxcomponents.errors import check_positive_int, check_rate
+from jaxcomponents.errors import check_positive_int, check_rate, is_real
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.dropout import Dropout
 from jaxcomponents.layers.normalization import BatchNorm
@@ -61,7 +61,7 @@ class MobileNet(Backbone):
   @nn.compact
   @keyword_only("train", "return_features")
   def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
-    if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or int(32 * self.alpha) < 1:
+    if not is_real(self.alpha) or int(32 * self.alpha) < 1:
       raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a number of at least 1/32, which leaves the "
                        f"first layer a filter (ImageNet weights exist for {MOBILENET_ALPHAS}).")
     check_positive_int("depth_multiplier", self.depth_multiplier)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomponents.deprecation import keyword_only
+from jaxcomponents.errors import is_real
 from jaxcomponents.activations import relu6
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.normalization import BatchNorm
@@ -62,7 +63,7 @@ class MobileNetV2(Backbone):
   @nn.compact
   @keyword_only("train", "return_features")
   def __call__(self, x: jax.Array, *, train: bool = False, return_features: bool = False) -> Any:
-    if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+    if not is_real(self.alpha) or self.alpha <= 0:
       raise ValueError(f"alpha={self.alpha!r} is not allowed; expected a positive number "
                        f"(ImageNet weights exist for {MOBILENET_V2_ALPHAS}).")
     self.check_input(x)

@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents.deprecation import keyword_only
-from jaxcomponents.errors import check_positive_int
+from jaxcomponents.errors import check_positive_int, is_int
 from jaxcomponents.layers.conv_core import Conv, DepthwiseConv
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models.unet_blocks import (ConvOutput, ConvStack, DecodeLayer, EncodeLayer, activation_layer,
@@ -74,15 +74,11 @@ __all__ = ["ASPPConv", "ResUNetA", "SepConvStack", "dilation_per_level", "resune
 ASPP_DILATIONS = (6, 9, 12)
 
 
-def _is_int(value: Any) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _rates(value: Any) -> tuple[int, ...] | None:
   """`value` as a tuple of positive integer rates, or None where it is not a non-empty sequence of them."""
   if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)) or len(value) == 0:
     return None
-  if not all(_is_int(v) and v > 0 for v in value):
+  if not all(is_int(v) and v > 0 for v in value):
     return None
   return tuple(int(v) for v in value)
 
@@ -103,7 +99,7 @@ def dilation_per_level(dilation_num: Any, depth: int) -> tuple[tuple[int, ...], 
   ok = not isinstance(dilation_num, (str, bytes)) and isinstance(dilation_num, (Sequence, np.ndarray))
   if not ok or len(dilation_num) == 0:
     raise ValueError(f"dilation_num={dilation_num!r} is not allowed; {allowed}.")
-  if _is_int(dilation_num[0]):
+  if is_int(dilation_num[0]):
     rates = _rates(dilation_num)
     if rates is None:
       raise ValueError(f"dilation_num={dilation_num!r} is not allowed; {allowed}.")
@@ -309,7 +305,7 @@ class ResUNetA(SegmentationFields):
 
 def _build(input_size, rank: int, filter_num, dilation_num, **fields) -> ResUNetA:
   levels = dilation_per_level(dilation_num, len(check_filter_num(filter_num)))
-  dilation_num = _rates(dilation_num) if _is_int(dilation_num[0]) else levels  # checked, as tuples
+  dilation_num = _rates(dilation_num) if is_int(dilation_num[0]) else levels  # checked, as tuples
   return ResUNetA.from_arguments(input_size, rank, filter_num, dilation_num=dilation_num, **fields)
 
 

@@ -76,12 +76,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents.deprecation import keyword_only
-from jaxcomponents.errors import check_positive_int
+from jaxcomponents.errors import check_bool, check_positive_int, is_int
 from jaxcomponents.layers.einsum_dense import EinsumDense
 from jaxcomponents.layers.normalization import LayerNormalization
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models.transunet import PatchEmbedding
-from jaxcomponents.models.unet_backbone import check_bool
 from jaxcomponents.models.unet_blocks import OUTPUT_ACTIVATIONS, ConvOutput, check_activation, conv
 from jaxcomponents.models.unet_fields import check_built_for, output_names
 from jaxcomponents.tree_paths import path_string
@@ -369,7 +368,7 @@ class PatchExpanding(PrecisionFields):
 
 def _check_levels(param: str, values, depth: int) -> tuple[int, ...]:
   ok = not isinstance(values, (str, bytes)) and isinstance(values, Sequence) and len(values) >= depth
-  if not ok or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+  if not ok or any(not is_int(v) or v < 1 for v in values):
     shown = list(values) if isinstance(values, (list, tuple)) else values
     raise ValueError(f"{param}={shown!r} is not allowed; expected a list of positive integers, one per level "
                      f"(at least depth={depth}).")
@@ -384,7 +383,7 @@ def check_config(model: "SwinUNet") -> None:
   check_positive_int("stack_num_up", model.stack_num_up, allow_zero=True)
   patch = model.patch_size
   if (isinstance(patch, (str, bytes)) or not isinstance(patch, Sequence) or len(patch) != 2
-      or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1 for p in patch)):
+      or any(not is_int(p) or p < 1 for p in patch)):
     raise ValueError(f"patch_size={patch!r} is not allowed; expected (size, size), two positive integers.")
   _check_levels("num_heads", model.num_heads, model.depth)
   _check_levels("window_size", model.window_size, model.depth)
@@ -415,7 +414,7 @@ def check_input_size(model: "SwinUNet", input_size: Sequence[int]) -> int:
     ValueError: naming the size and the rule it breaks.
   """
   input_size = tuple(input_size)
-  if len(input_size) != 3 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
+  if len(input_size) != 3 or any(not is_int(n) or n < 1
                                  for n in input_size):
     raise ValueError(f"input_size={input_size} is not allowed; expected (height, width, channels), positive "
                      "integers (the number of patches is read from them).")

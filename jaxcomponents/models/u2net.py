@@ -45,12 +45,10 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcomponents.deprecation import keyword_only
-from jaxcomponents.errors import check_positive_int
+from jaxcomponents.errors import check_bool, check_positive_int, is_int
 from jaxcomponents.layers.precision import PrecisionFields
-from jaxcomponents.models.unet_backbone import check_bool
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack, DecodeLayer,
                                               EncodeLayer, activation_layer, check_activation, check_pool,
                                               check_unpool, conv)
@@ -79,7 +77,7 @@ _LEVEL_LIST = "a list of positive integers, one per level, or 'auto'"
 def _check_filters(param: str, value: Any, expected: str = _LEVEL_LIST, *, allow_empty: bool = True) -> tuple[int, ...]:
   """`value` as a tuple of positive integers, else `ValueError` naming `param` and saying what is `expected`."""
   ok = not isinstance(value, (str, bytes)) and isinstance(value, Sequence) and (allow_empty or len(value) > 0)
-  if not ok or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1 for f in value):
+  if not ok or any(not is_int(f) or f < 1 for f in value):
     raise ValueError(f"{param}={value!r} is not allowed; expected {expected}.")
   return tuple(int(f) for f in value)
 

@@ -47,13 +47,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcomponents.deprecation import keyword_only
-from jaxcomponents.errors import check_positive_int, check_rate
+from jaxcomponents.errors import check_bool, check_positive_int, check_rate, is_int
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones, unet_fields
-from jaxcomponents.models.unet_backbone import BackboneFields, backbone_encoder, check_backbone, check_bool
+from jaxcomponents.models.unet_backbone import BackboneFields, backbone_encoder, check_backbone
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, ConvOutput, ConvStack, DecodeLayer,
                                               EncodeLayer, activation_layer, check_activation, check_pool,
                                               check_unpool, conv, unet_left, unet_right)
@@ -64,7 +63,7 @@ __all__ = ["UNet3Plus", "unet_3plus_2d"]
 def _check_filters(param: str, value: Any, minimum: int = 1) -> tuple[int, ...]:
   """A list of at least `minimum` positive integers, else `ValueError` naming `param`."""
   ok = not isinstance(value, (str, bytes)) and isinstance(value, Sequence) and len(value) >= minimum
-  if not ok or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1 for f in value):
+  if not ok or any(not is_int(f) or f < 1 for f in value):
     shown = list(value) if isinstance(value, tuple) else value
     raise ValueError(f"{param}={shown!r} is not allowed; expected a list of at least {minimum} positive integers.")
   return tuple(int(f) for f in value)
@@ -84,7 +83,7 @@ def check_config(model: "UNet3Plus") -> None:
       raise ValueError(f"filter_num_skip={model.filter_num_skip!r} is not allowed; expected 'auto' or a list of "
                        "positive integers, one per decoder level.")
   aggregate = model.filter_num_aggregate
-  if aggregate != "auto" and (isinstance(aggregate, bool) or not isinstance(aggregate, (int, np.integer))
+  if aggregate != "auto" and (not is_int(aggregate)
                               or aggregate < 1):
     raise ValueError(f"filter_num_aggregate={aggregate!r} is not allowed; expected 'auto' or a positive integer.")
   for param in ("n_labels", "stack_num_down", "stack_num_up"):

@@ -36,9 +36,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import numpy as np
 
-from jaxcomponents.errors import check_choice
+from jaxcomponents.errors import check_bool, check_choice
 from jaxcomponents.models import backbones
 from jaxcomponents.models.common import Backbone
 
@@ -90,13 +89,6 @@ def batch_norm_frozen(model: Any) -> bool:
   """Whether `model`'s backbone batch norm is frozen: `freeze_batch_norm` under `freeze_backbone`, as kuc's
   `freeze_model` freezes it (a backbone that is not frozen trains whole)."""
   return bool(model.freeze_backbone and model.freeze_batch_norm)
-
-
-def check_bool(param: str, value: Any) -> bool:
-  """`value` if it is True or False, else `ValueError` naming `param`."""
-  if not isinstance(value, (bool, np.bool_)):
-    raise ValueError(f"{param}={value!r} is not allowed; expected True or False.")
-  return bool(value)
 
 
 def check_backbone(model: Any) -> None:

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
-from jaxcomponents.errors import check_positive_int
+from jaxcomponents.errors import check_bool, check_positive_int, is_int
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.models import backbones
-from jaxcomponents.models.unet_backbone import check_backbone, check_backbone_input, check_bool
+from jaxcomponents.models.unet_backbone import check_backbone, check_backbone_input
 from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, check_activation, check_pool,
                                               check_unpool, spatial_rank)
 
@@ -28,7 +27,7 @@ from jaxcomponents.models.unet_blocks import (ACTIVATIONS, OUTPUT_ACTIVATIONS, c
 def check_filter_num(filter_num: Any, param: str = "filter_num") -> tuple[int, ...]:
   """A non-empty list of positive integers (one per level) as a tuple, else `ValueError` naming `param`."""
   ok = not isinstance(filter_num, (str, bytes)) and isinstance(filter_num, Sequence) and len(filter_num) > 0
-  if not ok or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1 for f in filter_num):
+  if not ok or any(not is_int(f) or f < 1 for f in filter_num):
     raise ValueError(f"{param}={filter_num!r} is not allowed; expected a non-empty list of positive integers, "
                      "one per level, e.g. [64, 128, 256, 512].")
   return tuple(int(f) for f in filter_num)

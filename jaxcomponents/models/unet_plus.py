@@ -61,8 +61,8 @@ import jax.numpy as jnp
 
 from jaxcomponents.deprecation import keyword_only
 from jaxcomponents.models import backbones
-from jaxcomponents.errors import check_positive_int
-from jaxcomponents.models.unet_backbone import BackboneFields, backbone_encoder, check_bool
+from jaxcomponents.errors import check_bool, check_positive_int
+from jaxcomponents.models.unet_backbone import BackboneFields, backbone_encoder
 from jaxcomponents.models.unet_blocks import ConvOutput, ConvStack, DecodeLayer, resize_to, unet_left, unet_right
 from jaxcomponents.models.unet_fields import SegmentationFields
 

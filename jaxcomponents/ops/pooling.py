@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -54,10 +55,17 @@ def avg_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int], paddin
   return sums / lax.reduce_window(ones, 0.0, lax.add, window, strides, padding)
 
 
+def _lowest(dtype: Any) -> jax.Array:
+  """The identity of `max` in `dtype`: -inf for floats, the smallest value for integers, False for booleans."""
+  if jnp.issubdtype(dtype, jnp.inexact):
+    return jnp.array(-jnp.inf, dtype)
+  return jnp.array(False if dtype == jnp.bool_ else jnp.iinfo(dtype).min, dtype)
+
+
 def _padded(x: jax.Array, window, strides, padding):
-  """`x` padded with -inf as `padding` asks, and its padding pairs."""
+  """`x` padded with `max`'s identity (-inf for floats) as `padding` asks, and its padding pairs."""
   pads = lax.padtype_to_pads(x.shape, window, strides, padding)
-  return lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads]), pads
+  return lax.pad(x, _lowest(x.dtype), [(lo, hi, 0) for lo, hi in pads]), pads
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxcomponents import extras, optimizers
-from jaxcomponents.errors import check_choice, check_positive_int, check_rate
+from jaxcomponents.errors import check_choice, check_positive_int, check_rate, is_int, is_real
 
 
 class Callback:
@@ -49,6 +49,9 @@ class Callback:
 
   params: dict[str, Any] | None = None
   _model: Any = None
+  # The library's own callbacks take a batch's logs as a lazy mapping (`BatchLogs`), read from the device only
+  # when they look; every other callback gets a plain dict, as Keras hands it.
+  _lazy_batch_logs: bool = False
 
   def __init__(self):
     self.params = None
@@ -236,14 +239,21 @@ class CallbackList(Callback):
   def on_train_batch_begin(self, batch, logs=None):
     self._call("on_train_batch_begin", batch, logs={} if logs is None else logs)
 
+  def _call_batch_end(self, hook: str, batch: int, logs: Mapping[str, Any] | None):
+    plain = None
+    for callback in self._listeners[hook]:
+      if not callback._lazy_batch_logs:
+        plain = pythonify(logs) if plain is None else plain  # one dict for them all, as Keras shares it
+      getattr(callback, hook)(batch, logs if callback._lazy_batch_logs else plain)
+
   def on_train_batch_end(self, batch, logs=None):
-    self._call("on_train_batch_end", batch, logs=logs)
+    self._call_batch_end("on_train_batch_end", batch, logs)
 
   def on_test_batch_begin(self, batch, logs=None):
     self._call("on_test_batch_begin", batch, logs={} if logs is None else logs)
 
   def on_test_batch_end(self, batch, logs=None):
-    self._call("on_test_batch_end", batch, logs=logs)
+    self._call_batch_end("on_test_batch_end", batch, logs)
 
   def on_predict_batch_begin(self, batch, logs=None):
     self._call("on_predict_batch_begin", batch, logs={} if logs is None else logs)
@@ -332,6 +342,8 @@ class ProgbarLogger(Callback):
   Args:
     log_every: steps between updates of the bar's metrics.
   """
+
+  _lazy_batch_logs = True
 
   def __init__(self, log_every: int = 10):
     super().__init__()
@@ -562,7 +574,7 @@ class ReduceLROnPlateau(_Monitor):
     check_positive_int("patience", patience, allow_zero=True)
     check_positive_int("cooldown", cooldown, allow_zero=True)
     check_positive_int("verbose", verbose, allow_zero=True)  # Keras prints at any verbose above 0
-    if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or not 0.0 <= min_lr < math.inf:
+    if not is_real(min_lr) or not 0.0 <= min_lr < math.inf:
       raise ValueError(f"min_lr={min_lr!r} is not allowed; expected a finite float >= 0.")
     super().__init__(monitor, mode, min_delta)
     self.factor, self.patience, self.verbose, self.cooldown, self.min_lr = factor, patience, verbose, cooldown, min_lr
@@ -712,7 +724,7 @@ class RemoteMonitor(Callback):
     super().__init__()
     if not isinstance(send_as_json, bool):
       raise ValueError(f"send_as_json={send_as_json!r} is not allowed; expected True or False.")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if not is_real(timeout) or not timeout > 0:
       raise ValueError(f"timeout={timeout!r} is not allowed; expected a positive number of seconds.")
     self.root, self.path, self.field, self.headers = root, path, field, dict(headers or {})
     self.send_as_json, self.timeout = send_as_json, timeout
@@ -819,7 +831,7 @@ class TensorBoard(Callback):
                profile_batch: int | tuple[int, int] = 0, embeddings_freq: int = 0, embeddings_metadata: Any = None,
                append: bool = False):
     super().__init__()
-    if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
+    if not is_int(histogram_freq) or histogram_freq < 0:
       raise ValueError(f"histogram_freq={histogram_freq!r} is not allowed; expected an integer >= 0.")
     for param, value in (("write_graph", write_graph), ("write_steps_per_second", write_steps_per_second),
                          ("append", append)):
@@ -833,12 +845,12 @@ class TensorBoard(Callback):
                        "supported; expected 0 and None (the embedding projector is not written).")
     if update_freq == "batch":
       update_freq = 1
-    if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int)
+    if update_freq != "epoch" and (not is_int(update_freq)
                                    or update_freq < 1):
       raise ValueError(f"update_freq={update_freq!r} is not allowed; expected 'epoch', 'batch' or a positive "
                        "number of batches.")
     profile = (profile_batch, profile_batch) if isinstance(profile_batch, int) else tuple(profile_batch)
-    if (len(profile) != 2 or any(isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in profile)
+    if (len(profile) != 2 or any(not is_int(b) or b < 0 for b in profile)
         or profile[0] > profile[1] or (profile[0] == 0) != (profile[1] == 0)):
       raise ValueError(f"profile_batch={profile_batch!r} is not allowed; expected 0 (none), a batch number or a "
                        "(start, stop) pair of them, start <= stop.")
@@ -951,7 +963,7 @@ class _Checkpointing(_Monitor):
   def __init__(self, monitor: str, verbose: int, save_best_only: bool, mode: str, save_freq: str | int,
                initial_value_threshold: float | None):
     super().__init__(monitor, mode, 0.0)
-    if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+    if save_freq != "epoch" and (not is_int(save_freq) or save_freq < 1):
       raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch' or a positive number of batches.")
     self.best, self.verbose, self.save_best_only, self.save_freq = (initial_value_threshold, verbose,
                                                                     save_best_only, save_freq)
@@ -1030,6 +1042,8 @@ class ModelCheckpoint(_Checkpointing):
     >>> best = ModelCheckpoint("best.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True)
   """
 
+  _lazy_batch_logs = True
+
   def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
                save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
                save_freq: str | int = "epoch", initial_value_threshold: float | None = None):
@@ -1096,7 +1110,7 @@ class BackupAndRestore(Callback):
                double_checkpoint: bool = False, delete_checkpoint: bool = True):
     super().__init__()
     if not (save_freq == "epoch" and isinstance(save_freq, str) or save_freq is False
-            or isinstance(save_freq, int) and not isinstance(save_freq, bool) and save_freq >= 1):
+            or is_int(save_freq) and save_freq >= 1):
       raise ValueError(f"save_freq={save_freq!r} is not allowed; expected 'epoch', a positive number of batches, "
                        "or False (only when SIGINT or SIGTERM arrive).")
     if not backup_dir:

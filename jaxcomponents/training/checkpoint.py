@@ -29,7 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint._src.checkpoint_managers import preservation_policy as policies
 
-from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.errors import check_choice, check_positive_int, is_real
 from jaxcomponents.training.folder_lock import FolderInUseError, FolderLock
 from jaxcomponents.training.state import TrainState
 
@@ -253,7 +253,7 @@ class Checkpointer:
     if keep is not None:
       check_positive_int("keep", keep)
     check_choice("best_mode", best_mode, ("min", "max"))
-    if isinstance(save_timeout, bool) or not isinstance(save_timeout, (int, float)) or not save_timeout > 0:
+    if not is_real(save_timeout) or not save_timeout > 0:
       raise ValueError(f"save_timeout={save_timeout!r} is not allowed; expected a positive number of seconds.")
     path = os.path.abspath(os.fspath(directory))
     self.directory = path if os.path.isdir(path) else check_writable(directory)  # reading needs no write access

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import numbers
 import os
 import signal
 import sys
@@ -21,7 +20,7 @@ from jaxcomponents import deprecation, optimizers
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import BatchPipeline, check_labels
 from jaxcomponents.data.prefetch import prefetch
-from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.errors import check_choice, check_positive_int, is_int, is_real
 from jaxcomponents.training.callbacks import (BackupAndRestore, BatchLogs, Callback, CallbackList, CSVLogger, History,
                                              LearningCurves, LearningRateScheduler, ProgbarLogger, ReduceLROnPlateau,
                                              TensorBoard, _check_protocol, _Monitor, pythonify)
@@ -141,14 +140,17 @@ def _class_weigher(class_weight: Mapping[int, float] | None):
   if class_weight is None:
     return lambda batch: batch
   if not isinstance(class_weight, Mapping) or not all(
-      isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in class_weight) or not all(
-      isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
-      for w in class_weight.values()):
-    raise ValueError(f"class_weight={class_weight!r} is not allowed; expected a dict from class indices to finite "
-                     "weights >= 0 (a class it leaves out weighs 1.0, as in Keras).")
+      is_real(k) and float(k).is_integer() for k in class_weight) or not all(
+      is_real(w) and math.isfinite(w) and w >= 0 for w in class_weight.values()):
+    raise ValueError(f"class_weight={class_weight!r} is not allowed; expected a dict from class indices (integers, "
+                     "or floats with integer values as np.unique gives them) to finite weights >= 0 (a class it "
+                     "leaves out weighs 1.0, as in Keras).")
   table = {int(k): float(w) for k, w in class_weight.items()}
 
   def weigh(batch):
+    if isinstance(batch["y"], (list, tuple, Mapping)):
+      raise ValueError("class_weight is only supported for models with a single output, as in Keras; give each "
+                       "output's sample weights instead (sample_weight=[...] or {name: ...}).")
     y = np.asarray(batch["y"])
     if y.ndim == 2 and y.shape[1] > 1:
       y = y.argmax(-1)  # one-hot labels, as Keras reads them
@@ -276,15 +278,15 @@ def _in_memory(data: Dataset) -> bool:
 
 def _should_validate(epoch: int, validation_freq: int | Sequence[int]) -> bool:
   """Keras's rule: every `validation_freq`-th epoch, or the (1-based) epochs listed."""
-  if isinstance(validation_freq, int):
+  if is_int(validation_freq):
     return (epoch + 1) % validation_freq == 0
   return epoch + 1 in validation_freq
 
 
 def check_validation_freq(validation_freq: Any) -> Any:
   if isinstance(validation_freq, bool) or not (
-      (isinstance(validation_freq, int) and validation_freq >= 1)
-      or (isinstance(validation_freq, (list, tuple)) and all(isinstance(e, int) for e in validation_freq))):
+      (is_int(validation_freq) and validation_freq >= 1)
+      or (isinstance(validation_freq, (list, tuple)) and all(is_int(e) for e in validation_freq))):
     raise ValueError(f"validation_freq={validation_freq!r} is not allowed; expected a positive integer or a list "
                      "of epochs (counted from 1).")
   return validation_freq
@@ -529,11 +531,11 @@ def run_fit(
   check_positive_int("steps_per_execution", steps_per_execution)
   if (epochs is None) == (steps is None):
     raise ValueError(f"epochs={epochs!r}, steps={steps!r}: give exactly one of them.")
-  if not isinstance(initial_epoch, int) or initial_epoch < 0 or (epochs is not None and initial_epoch >= epochs):
+  if not is_int(initial_epoch) or initial_epoch < 0 or (epochs is not None and initial_epoch >= epochs):
     raise ValueError(f"initial_epoch={initial_epoch!r} is not allowed with epochs={epochs!r}; expected an integer "
                      "in [0, epochs).")
   run_steps = steps if steps is not None else (epochs - initial_epoch) * steps_per_epoch
-  if not isinstance(run_steps, int) or run_steps < 1:
+  if not is_int(run_steps) or run_steps < 1:
     raise ValueError(f"epochs={epochs!r}, steps={steps!r} is not allowed; expected a positive integer.")
   if validation_data is not None and eval_step is None:
     raise ValueError("validation_data needs an eval_step (compile the model, or pass eval_step=).")

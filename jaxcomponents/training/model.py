@@ -22,27 +22,27 @@ import optax
 
 from jaxcomponents import files
 from jaxcomponents import losses as losses_lib
-from jaxcomponents import metrics as metrics_lib
 from jaxcomponents import optimizers
 from jaxcomponents.data.dataset import ArrayDataset
 from jaxcomponents.data.pipeline import array_leaves, map_arrays
-from jaxcomponents.errors import check_choice, check_positive_int
+from jaxcomponents.errors import check_choice, check_positive_int, is_int, is_real
 from jaxcomponents.inference import apply_inference
 from jaxcomponents.keras.graph import OPEN_SIZE, KerasGraph
 from jaxcomponents.keras.write import keras_order
 from jaxcomponents.ops import compiler
-from jaxcomponents.training.callbacks import CallbackList, History, pythonify
+from jaxcomponents.training.callbacks import Callback, CallbackList, History, pythonify
 from jaxcomponents.training.loop import (_class_weigher, batch_stream, check_validation_freq, execution_groups,
                                          is_dataset, run_evaluate, run_fit)
 from jaxcomponents.training.freeze import freeze, frozen_mask
+from jaxcomponents.training.keras_callbacks import from_keras_callback, is_keras_callback
 from jaxcomponents.training.model_layer import ModelLayer
 from jaxcomponents.training.predict import padded
 from jaxcomponents.training.state import TrainState
 from jaxcomponents.models.unet_backbone import loads_backbone_weights
 from jaxcomponents.variable_trees import flatten_variables, unflatten_variables
 from jaxcomponents.weights.imagenet import init_unet
-from jaxcomponents.training.step import (OutputLoss, Step, SumOfLosses, make_eval_step, make_train_step,
-                                         reduces_as_keras, resolve_loss)
+from jaxcomponents.training.step import (OutputLoss, Step, SumOfLosses, compile_loss, make_eval_step,
+                                         make_train_step, named_metric, reduces_as_keras, resolve_loss)
 
 
 class _Optimizer:
@@ -312,7 +312,7 @@ class Model:
     else:
       loss_fn, output_losses = _per_example_loss(loss, None if loss_weights is None else "loss_weights"), {}
       if loss_weights is not None:
-        if isinstance(loss_weights, bool) or not isinstance(loss_weights, (int, float)):
+        if not is_real(loss_weights):
           raise ValueError(f"loss_weights={loss_weights!r} is not allowed with one loss; expected a float (give "
                            "loss as a list or dict to weigh several outputs).")
         unweighted, scale = loss_fn, float(loss_weights)
@@ -435,25 +435,28 @@ class Model:
     self._require_trainable_compiled("fit")
     _check_weights(class_weight, sample_weight)
     check_validation_freq(validation_freq)
+    callbacks = _read_keras_callbacks(callbacks)
     steps_per_epoch, validation_steps = _steps("steps_per_epoch", steps_per_epoch), _steps("validation_steps",
                                                                                              validation_steps)
     if not isinstance(shuffle, (bool, np.bool_)):
       raise ValueError(f"shuffle={shuffle!r} is not allowed; expected True or False (Keras's 'batch', shuffling "
                        "within each batch, is not supported; shuffle=False keeps the same batches).")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+    if not is_int(epochs) or epochs < 0:
       raise ValueError(f"epochs={epochs!r} is not allowed; expected an integer >= 0.")
+    epochs = int(epochs)
+    initial_epoch = int(initial_epoch) if is_int(initial_epoch) else initial_epoch
     data, steps = self._dataset("fit", x, y, sample_weight, batch_size, shuffle, steps_per_epoch, pad=False)
-    given_validation = validation_data is not None
-    if validation_split and not given_validation:
+    if validation_split and validation_data is None:
       if not isinstance(data, ArrayDataset):
         raise ValueError(f"validation_split is only supported for arrays, not {type(x).__name__}; pass "
                          "validation_data instead.")
-      data, validation_data = data.split(validation_split)
+      data, held_out = data.split(validation_split)
+      validation_data = (held_out.x, held_out.y, held_out.sample_weight)  # batched below, as validation_data is
       steps = len(data) if steps_per_epoch is None else steps_per_epoch
     if isinstance(data, ArrayDataset) and steps_per_epoch is not None:
       steps = _keras_epoch_steps(steps_per_epoch, len(data))
     self._ensure_built(data)
-    if given_validation:
+    if validation_data is not None:
       validation_data = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
     if epochs <= initial_epoch:  # no epoch to run: Keras still brackets the run with on_train_begin/end
       hooks = CallbackList(callbacks, add_history=True, model=self, verbose=verbose, epochs=epochs, steps=steps)
@@ -488,7 +491,8 @@ class Model:
     self._ensure_built(data)
     if not (is_dataset(x) or _grain_dataset(x)) and self._batch_pooled_loss(x, y):
       data, count = self._dataset("evaluate", x, y, sample_weight, batch_size, False, steps, pad=False)
-    hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
+    hooks = CallbackList(_read_keras_callbacks(callbacks), add_progbar=verbose != 0, model=self, verbose=verbose,
+                         epochs=1, steps=count)
     logs = run_evaluate(self, data, hooks, steps=count, mesh=self.mesh, steps_per_execution=self.steps_per_execution)
     return logs if return_dict else self._in_order(logs)
 
@@ -540,7 +544,8 @@ class Model:
       batches = ((map_arrays(lambda a, s=s: padded(np.asarray(a[s:s + batch_size]), batch_size), x),
                   (np.arange(s, s + batch_size) < total).astype(np.float32))
                  for s in range(0, count * batch_size, batch_size))
-    hooks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=count)
+    hooks = CallbackList(_read_keras_callbacks(callbacks), add_progbar=verbose != 0, model=self, verbose=verbose,
+                         epochs=1, steps=count)
     hooks.on_predict_begin()  # before the weights are read: a callback may set them (SwapEMAWeights)
     forward, variables, outputs, index = self._forward_fn(), self.variables, [], 0
     for group in execution_groups(batches, self.steps_per_execution):
@@ -891,9 +896,9 @@ def _as_keras_outputs(outputs: Any) -> Any:
 
 def _steps(param: str, value: Any) -> int | None:
   """A step count as Keras reads it: None or 0 for every batch of the data, else a positive integer."""
-  if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == 0):
+  if value is None or (is_int(value) and value == 0):
     return None
-  return check_positive_int(param, int(value) if isinstance(value, np.integer) else value)
+  return check_positive_int(param, value)
 
 
 def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any], Any]:
@@ -905,8 +910,7 @@ def _per_example_loss(loss: Any, where: str | None = None) -> Callable[[Any, Any
   does (`step.loss_total`). `where` names
   the compile arguments that cannot take such a loss yet (several outputs, `loss_weights`).
   """
-  if isinstance(loss, str) or losses_lib.is_keras_object(loss):  # then reduced as Keras reduces it
-    loss = losses_lib.get(loss, param="loss")
+  loss = compile_loss(loss)  # a Keras loss, then reduced as Keras reduces it
   if isinstance(loss, losses_lib.Loss):
     if loss.reduction in (None, "none"):
       raise ValueError(f"loss={loss!r} is not allowed: its reduction={loss.reduction!r} leaves a loss per entry, "
@@ -982,6 +986,17 @@ class _OnOutput:
     return self.metric.result(state)
 
 
+def _read_keras_callbacks(callbacks: Any) -> Any:
+  """`callbacks` with each of Keras's own callback objects read into its jaxcomponents twin (one alone too)."""
+  if callbacks is None or isinstance(callbacks, Callback):
+    return callbacks
+  if is_keras_callback(callbacks):
+    return from_keras_callback(callbacks)
+  if isinstance(callbacks, (list, tuple)):
+    return [from_keras_callback(c) if is_keras_callback(c) else c for c in callbacks]
+  return callbacks
+
+
 def _per_output(value: Any, what: str, names: list[str]) -> list[Any]:
   """`value` (a list by position or a dict by output name) as one entry per output (None where not given)."""
   if isinstance(value, Mapping):
@@ -1008,7 +1023,7 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
   if names is None:
     names = list(loss) if isinstance(loss, Mapping) else [f"output_{i}" for i in range(len(loss))]
   losses = _per_output(loss, "loss", names)
-  if single and isinstance(loss_weights, (int, float)) and not isinstance(loss_weights, bool):
+  if single and is_real(loss_weights):
     loss_weights = [loss_weights]
   weights = [1.0] * len(names) if loss_weights is None else _per_output(loss_weights, "loss_weights", names)
   terms, per_output = [], {}
@@ -1017,7 +1032,7 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
       continue
     fn = _per_example_loss(spec, "several outputs")
     weight = 1.0 if weight is None else weight
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+    if not is_real(weight):
       raise ValueError(f"loss_weights for output {name!r} is {weight!r}; expected a float.")
     picked = lambda y, p, fn=fn, index=index, name=name: fn(_pick(y, index, name), _pick(p, index, name))
     terms.append((float(weight), picked))
@@ -1033,13 +1048,12 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
     as Keras names it."""
     if not value:
       return {}
-    if not isinstance(value, Mapping) and all(isinstance(v, str) for v in value):
-      value = [list(value)] * len(names)  # one list of names: every output gets them
+    if single and not isinstance(value, Mapping):  # one output: every metric is its, however nested (Keras)
+      value = [[m for m in jax.tree.leaves(value, is_leaf=lambda v: not isinstance(v, (list, tuple)))]]
     result = {}
     for index, (name, entries) in enumerate(zip(names, _per_output(value, what, names))):
-      for entry in [entries] if isinstance(entries, str) else entries or ():
-        metric = metrics_lib.compile_metric(entry) if isinstance(entry, str) else entry
-        label = entry if isinstance(entry, str) else getattr(entry, "name", type(entry).__name__)
+      for entry in entries if isinstance(entries, (list, tuple)) else [] if entries is None else [entries]:
+        label, metric = named_metric(entry)
         prefix = "" if single else f"{name}_"
         key = f"{prefix}{label}"
         result[f"{prefix}weighted_{label}" if key in taken else key] = _OnOutput(metric, index, name)

@@ -33,6 +33,8 @@ def _encode(value: Any, where: str) -> Any:
     return encode_module(value, where)
   if value is None or isinstance(value, (bool, int, float, str)):
     return value
+  if isinstance(value, (np.bool_, np.integer, np.floating)):
+    return value.item()
   if isinstance(value, (list, tuple)):
     return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
   if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):

@@ -27,9 +27,11 @@ import optax
 
 from jaxcomponents import losses as losses_lib
 from jaxcomponents import metrics as metrics_lib
+from jaxcomponents.errors import is_int
 from jaxcomponents.layers.activity import LOSSES, total_loss
 from jaxcomponents.layers.precision import cast_floats
 from jaxcomponents.ops import compiler
+from jaxcomponents.registry import built
 from jaxcomponents.training.freeze import frozen_mask
 from jaxcomponents.training.state import TrainState
 
@@ -37,12 +39,23 @@ Batch = Mapping[str, jax.Array]
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def compile_loss(loss: Any) -> Any:
+  """A loss as `compile(loss=...)` reads it: a name (`"crossentropy"` and `"ce"` in any case: the cross-entropy
+  the shapes call for, as Keras's compile chooses it), a Keras loss object or class (built with its defaults) as
+  a `losses.Loss`; anything else as it is."""
+  loss = built(loss)
+  if isinstance(loss, str) and loss.lower() in ("crossentropy", "ce"):
+    loss = "crossentropy"
+  if isinstance(loss, str) or losses_lib.is_keras_object(loss):
+    return losses_lib.get(loss, param="loss")
+  return loss
+
+
 def resolve_loss(loss: str | LossFn) -> LossFn:
   """A Keras loss (name, Keras loss object or `Loss`) as the step takes it: with Keras's default reduction, as a
   per-example loss fn the step averages; with another reduction, or one that masks entries out of the mean
   (`ignore_class`, Circle), kept whole (`reduces_as_keras`). Any other callable must return per-example losses."""
-  if isinstance(loss, str) or losses_lib.is_keras_object(loss):
-    loss = losses_lib.get(loss, param="loss")
+  loss = compile_loss(loss)
   if isinstance(loss, losses_lib.Loss) and loss.reduction in ("sum_over_batch_size", "mean") and \
       not loss.masks_entries:
     return dataclasses.replace(loss, reduction="none")
@@ -62,16 +75,17 @@ def resolve_metrics(metrics: Sequence[str] | Mapping[str, Any] | None, taken: Se
     raise ValueError(f"metrics={metrics!r} is not allowed; expected a list, tuple or dict of metrics, e.g. "
                      f"[{metrics!r}] (as Keras's compile).")
   if not isinstance(metrics, Mapping):
-    metrics = dict(_named_metric(metric) for metric in metrics)
+    metrics = dict(named_metric(metric) for metric in metrics)
   else:  # log name -> a metric, or a metric's name or Keras object
-    metrics = {name: _named_metric(metric)[1] for name, metric in metrics.items()}
+    metrics = {name: named_metric(metric)[1] for name, metric in metrics.items()}
   return {(f"weighted_{name}" if name in taken else name): metric for name, metric in metrics.items()}
 
 
-def _named_metric(metric: Any) -> tuple[str, Any]:
+def named_metric(metric: Any) -> tuple[str, Any]:
   """A `compile(metrics=[...])` entry and its log's name, as Keras names it: a name as given, a metric (ours, or
   a Keras metric object, converted by its class and config) by its `name`, a function
   `(y_true, y_pred) -> per-example values` by its `__name__` (averaged, Keras's `MeanMetricWrapper`)."""
+  metric = built(metric)
   if isinstance(metric, str):
     return metric, metrics_lib.compile_metric(metric)
   if metrics_lib.is_keras_object(metric):  # ours of the same class and arguments, logged by its name
@@ -336,7 +350,7 @@ def make_train_step(
   loss_fn = resolve_loss(loss)
   metric_fns = resolve_metrics(metrics)
   weighted_fns = resolve_metrics(weighted_metrics, taken=metric_fns)
-  if not isinstance(accumulate_steps, int) or accumulate_steps < 1:
+  if not is_int(accumulate_steps) or accumulate_steps < 1:
     raise ValueError(f"accumulate_steps={accumulate_steps!r} is not allowed; expected a positive integer.")
 
   def forward(params, batch_stats, apply_fn, batch, rng):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from jaxcomponents.errors import is_int
 from jaxcomponents.keras.config import as_tuple
 from jaxcomponents.keras.record import KerasClass
 from jaxcomponents.layers.adaptive_pooling import DATA_FORMATS, adaptive_pool
@@ -20,7 +21,7 @@ def _adaptive(kind: str, dims: int) -> KerasClass:
   def check(config) -> list[str]:
     problems = []
     size = as_tuple(config.get("output_size"))
-    if len(size) not in (1, dims) or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+    if len(size) not in (1, dims) or any(not is_int(s) or s < 1 for s in size):
       problems.append(f"output_size={config.get('output_size')!r} (only a positive int or {dims} of them)")
     if (config.get("data_format") or "channels_last") not in DATA_FORMATS:
       problems.append(f"data_format={config.get('data_format')!r} (only {' or '.join(map(repr, DATA_FORMATS))})")

@@ -44,10 +44,17 @@ def _relu(config, name, options):
   """Keras's `ReLU(max_value, negative_slope, threshold)`."""
   max_value, slope, threshold = config.get("max_value"), config.get("negative_slope", 0.0), config.get("threshold", 0.0)
 
-  def call(x, train):
+  def call(x, train):  # Keras's branches, whose gradients at the kinks differ (`jax.nn.relu6`'s against a clip)
+    if slope and max_value is None and not threshold:
+      return jax.nn.leaky_relu(x, negative_slope=slope)
     negative = jax.nn.relu(threshold - x) if slope else 0.0
-    y = jnp.where(x > threshold, x, 0.0) if threshold else jax.nn.relu(x)
-    if max_value is not None:
+    if threshold:
+      y = jnp.where(x > threshold, x, 0.0)
+    elif max_value == 6:
+      y = jax.nn.relu6(x)
+    else:
+      y = jax.nn.relu(x)
+    if max_value is not None and (threshold or max_value != 6):
       y = jnp.clip(y, 0.0, max_value)
     return y - slope * negative if slope else y
   return call

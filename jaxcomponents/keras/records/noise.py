@@ -7,6 +7,7 @@ Keras's formulas on draws from the "dropout" rng in training) and
 
 from __future__ import annotations
 
+from jaxcomponents.errors import is_int, is_real
 from jaxcomponents.keras.record import KerasClass
 from jaxcomponents.layers.activity import ActivityRegularization
 from jaxcomponents.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
@@ -15,7 +16,7 @@ from jaxcomponents.layers.noise import AlphaDropout, GaussianDropout, GaussianNo
 def _fraction(key: str):
   def check(config) -> list[str]:
     value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not is_real(value) or not 0 <= value <= 1:
       return [f"{key}={value!r} (only a float between 0 and 1)"]
     return []
   return check
@@ -23,7 +24,7 @@ def _fraction(key: str):
 
 def _seed(config) -> list[str]:
   seed = config.get("seed")
-  return [] if seed is None or (isinstance(seed, int) and not isinstance(seed, bool)) else [f"seed={seed!r} (an int)"]
+  return [] if seed is None or is_int(seed) else [f"seed={seed!r} (an int)"]
 
 
 def _checks(*checks):

@@ -13,6 +13,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcomponents.errors import is_int
 from jaxcomponents.keras.config import all_checks, as_tuple
 from jaxcomponents.keras.record import KerasClass
 from jaxcomponents.layers.normalization import (BatchNorm, GroupNormalization, LayerNormalization, RMSNormalization,
@@ -39,7 +40,7 @@ _GAMMA_BETA_OPTIONS = _only_none("gamma_regularizer", "beta_regularizer", "gamma
 def _int_axes(config, allow_many: bool = True) -> list[str]:
   axis = config.get("axis", -1)
   axes = as_tuple(axis)
-  if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes) or (len(axes) > 1 and not allow_many):
+  if not axes or any(not is_int(a) for a in axes) or (len(axes) > 1 and not allow_many):
     return [f"axis={axis!r} (only {'ints' if allow_many else 'one int'})"]
   return []
 
@@ -79,7 +80,7 @@ def _group_norm(config, name, options):
 
 def _group_norm_check(config) -> list[str]:
   groups = config.get("groups", 32)
-  if isinstance(groups, bool) or not isinstance(groups, int) or (groups <= 0 and groups != -1):
+  if not is_int(groups) or (groups <= 0 and groups != -1):
     return [f"groups={groups!r} (only a positive int or -1)"]
   return []
 

@@ -31,14 +31,14 @@ RNN_WEIGHTS = {"kernel": ("params", "kernel"), "recurrent_kernel": ("params", "r
 _LAYER_CELLS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
 _CONV_LSTMS = {"ConvLSTM1D": ConvLSTM1D, "ConvLSTM2D": ConvLSTM2D, "ConvLSTM3D": ConvLSTM3D}
 _CELL_CLASSES = {"LSTMCell": LSTMCell, "GRUCell": GRUCell, "SimpleRNNCell": SimpleRNNCell}
-_TRAINING_ONLY = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
-                  "kernel_constraint", "recurrent_constraint", "bias_constraint")
+_WEIGHT_REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
+_TRAINING_ONLY = ("activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
-def _unset(*keys: str):
+def _unset(*keys: str, allowed: str = "only None"):
   """A check that `keys` (regularizers, constraints: they change training, which the record does not) are None."""
-  return lambda config: [f"{k}={config[k]!r} (only None)" for k in keys if config.get(k) is not None]
+  return lambda config: [f"{k}={config[k]!r} ({allowed})" for k in keys if config.get(k) is not None]
 
 
 def _activations(config: Config) -> dict[str, Any]:
@@ -54,6 +54,10 @@ def _rates(config: Config) -> dict[str, float]:
 
 _cell_check = all_checks(known_activation(), lambda c: known_activation("recurrent_activation")(c)
                          if "recurrent_activation" in c else [], _unset(*_TRAINING_ONLY))
+# Weight regularizers are honoured on a layer of its own (the graph sows their penalties, `keras/regularization.py`),
+# not yet on a cell inside `RNN` or a layer inside `Bidirectional`.
+_nested_check = all_checks(_cell_check, _unset(*_WEIGHT_REGULARIZERS, allowed=(
+    "only None inside Bidirectional or RNN; an LSTM, GRU, SimpleRNN or ConvLSTM layer of its own takes it")))
 
 
 # Cells (inside RNN and StackedRNNCells).
@@ -81,7 +85,7 @@ def _cell_problems(spec: Mapping[str, Any]) -> list[str]:
         [] if config.get("cells") else ["StackedRNNCells without cells"])
   if class_name not in _CELL_CLASSES:
     return [f"a cell of class {class_name} (only {', '.join([*_CELL_CLASSES, 'StackedRNNCells'])})"]
-  return [f"{class_name} {config.get('name')!r}: {p}" for p in _cell_check(config)]
+  return [f"{class_name} {config.get('name')!r}: {p}" for p in _nested_check(config)]
 
 
 def _cell_record(class_name: str) -> KerasClass:
@@ -162,10 +166,11 @@ def _layer_record(class_name: str) -> KerasClass:
                     creates_module=True, weights=(RNN_WEIGHTS,))
 
 
-def _layer_problems(class_name: str, config: Config) -> list[str]:
+def _layer_problems(class_name: str, config: Config, nested: bool = False) -> list[str]:
+  """What of a recurrent layer's config cannot be converted (`nested`: inside `Bidirectional`)."""
   if class_name == "RNN":
     return _cell_problems(config.get("cell", {})) + _unset("activity_regularizer")(config)
-  problems = _cell_check(config)
+  problems = (_nested_check if nested else _cell_check)(config)
   if class_name in _CONV_LSTMS:
     problems += channels_last(config)
     if str(config.get("padding", "valid")).lower() not in ("valid", "same"):
@@ -233,7 +238,7 @@ def _bidirectional_check(config):
     if class_name not in _WRAPPABLE:
       problems.append(f"a wrapped {class_name} (only {', '.join(_WRAPPABLE)})")
     else:
-      problems += _layer_problems(class_name, inner)
+      problems += _layer_problems(class_name, inner, nested=True)
   if config.get("merge_mode", "concat") not in _MERGE_MODES:
     problems.append(f"merge_mode={config['merge_mode']!r}")
   return problems

@@ -92,8 +92,10 @@ _LEARNING_RATES = "a finite float >= 0, a schedule (a callable of the step count
 
 
 def _takes_no_argument(fn: Callable[..., Any]) -> bool:
+  """Whether `fn` can be called with no argument, as Keras calls a learning rate that is not a schedule."""
   try:
-    return not inspect.signature(fn).parameters
+    return all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+               for p in inspect.signature(fn).parameters.values())
   except (TypeError, ValueError):  # no signature to read (some builtins): a schedule of the step count
     return False
 
@@ -576,6 +578,8 @@ def _keras_chain(core: Callable[[LearningRate], list[optax.GradientTransformatio
   A step that `reads_params` (Lamb's trust ratio) sees them decayed, as Keras decays first.
   """
   learning_rate = _check_learning_rate(learning_rate)
+  # Keras clips only with a value above 0: 0 (or None) leaves the gradients as they are.
+  clipnorm, clipvalue, global_clipnorm = (None if _is_zero(v) else v for v in (clipnorm, clipvalue, global_clipnorm))
   clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
   given = {k: v for k, v in clips.items() if v is not None}
   if len(given) > 1:
@@ -1129,8 +1133,8 @@ def _keras_object_arguments(optimizer: Any) -> dict[str, Any]:
   learning_rate = getattr(optimizer, "_learning_rate", None)
   if callable(learning_rate):
     arguments["learning_rate"] = learning_rate
-  if not getattr(optimizer, "weight_decay", None):  # Keras's exclusions then change nothing
-    return arguments
+  if not getattr(optimizer, "weight_decay", None) and not getattr(optimizer, "adam_weight_decay", None):
+    return arguments  # Keras's exclusions then change nothing (Muon decays its Adam part by adam_weight_decay)
   if getattr(optimizer, "_exclude_from_weight_decay", None):
     raise ValueError("optimizer=<Keras optimizer> with exclude_from_weight_decay(var_list=...) is not allowed: "
                      "Keras variables name nothing here; exclude them by name with var_names=[...] (or "

@@ -1268,3 +1268,23 @@ def test_a_keras_callback_of_ones_own_is_refused_naming_what_to_subclass():
     model.fit(*data(4, 0), verbose=0, callbacks=[Mine()])
   with pytest.raises(ValueError, match=r"keras.callbacks.TensorBoard, which has no jaxcomponents twin"):
     model.fit(*data(4, 0), verbose=0, callbacks=keras.callbacks.TensorBoard())
+
+
+def test_a_keras_optimizer_config_compiles_and_the_learning_rate_reads_and_sets_before_the_model_is_built():
+  module, _ = from_keras(small_cnn(seed=13))
+  x, y = data(8, 14)
+  set_early, given = Model(module, seed=3), Model(module, seed=3)
+  set_early.compile(optimizer=keras.optimizers.serialize(keras.optimizers.SGD(0.05, name="my_sgd")),
+                    loss="sparse_categorical_crossentropy")
+  assert set_early.optimizer.name == "my_sgd" and set_early.state is None
+  np.testing.assert_allclose(set_early.optimizer.learning_rate, 0.05)
+  set_early.optimizer.learning_rate = 0.02  # as Keras, before anything is built
+  np.testing.assert_allclose(set_early.optimizer.learning_rate, 0.02)
+  given.compile(optimizer=optimizers.get("sgd", learning_rate=0.02), loss="sparse_categorical_crossentropy")
+  for m in (set_early, given):
+    m.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+  np.testing.assert_allclose(set_early.optimizer.learning_rate, 0.02)
+  for a, b in zip(jax.tree.leaves(set_early.variables), jax.tree.leaves(given.variables)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match=r"learning_rate='abc' is not allowed; expected a finite float >= 0"):
+    given.optimizer.learning_rate = "abc"

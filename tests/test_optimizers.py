@@ -216,8 +216,8 @@ def test_errors_name_the_parameter_value_and_allowed_values():
     optimizers.get("sgd", clipnorm=1.0, clipvalue=0.5)
   with pytest.raises(ValueError, match=r"momentum=1.5 is not allowed; expected a finite float in \[0.0, 1.0\]"):
     optimizers.get("sgd", momentum=1.5)
-  with pytest.raises(ValueError, match=r"clipnorm=0 is not allowed; expected a finite float in \(0.0, inf\)"):
-    optimizers.get("adam", clipnorm=0)
+  with pytest.raises(ValueError, match=r"clipnorm=-1.0 is not allowed; expected a finite float in \(0.0, inf\)"):
+    optimizers.get("adam", clipnorm=-1.0)
   with pytest.raises(ValueError, match=r"learning_rate=nan is not allowed; expected a finite float in \[0.0, inf\)"):
     optimizers.get("adam", learning_rate=float("nan"))
   with pytest.raises(ValueError, match=r"epsilon=inf is not allowed; expected a finite float"):
@@ -277,6 +277,14 @@ def test_a_keras_optimizer_object_keeps_what_lies_outside_its_config_as_keras():
   undecayed.exclude_from_weight_decay(var_names=["bias"])  # no weight decay: Keras's exclusion changes nothing
   _assert_same_trajectory(_optax_run(optimizers.get(undecayed), params, grads),
                           _keras_run(keras.optimizers.Adam(), params, grads), params)
+
+  def muon():  # no weight_decay, but its Adam part decays by adam_weight_decay: the exclusions still count
+    optimizer = keras.optimizers.Muon(learning_rate=0.1, weight_decay=None, adam_weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    return optimizer
+
+  ours = _optax_run(optimizers.get(muon()), {"Dense_0": params}, [{"Dense_0": g} for g in grads])
+  _assert_same_trajectory(_nested(ours), _keras_run(muon(), params, grads), params)
 
 
 def test_a_misspelled_keras_optimizer_argument_is_named_with_the_arguments_taken():
@@ -403,3 +411,21 @@ def test_use_ema_options_are_checked_and_read_from_a_keras_config():
     optimizers.get("adam", use_ema=True, ema_overwrite_frequency=0)
   with pytest.raises(ValueError, match=r"use_ema='yes' is not allowed; expected True or False"):
     optimizers.get("adam", use_ema="yes")
+
+
+@pytest.mark.parametrize("clip", ["clipnorm", "global_clipnorm", "clipvalue"])
+def test_a_clip_of_zero_is_no_clipping_as_keras_reads_it(clip):
+  """Keras clips only with a value above 0, so 0 is accepted and changes nothing (two of them at 0 too)."""
+  params, grads = {"w": jnp.arange(6.0).reshape(2, 3)}, {"w": jnp.full((2, 3), 50.0)}
+  plain, zero = optimizers.get("sgd", learning_rate=0.1), optimizers.get("sgd", learning_rate=0.1, **{clip: 0.0})
+  expected, _ = plain.update(grads, plain.init(params), params)
+  got, _ = zero.update(grads, zero.init(params), params)
+  np.testing.assert_array_equal(got["w"], expected["w"])
+  optimizers.get("sgd", clipnorm=0.0, global_clipnorm=0.0)
+
+
+def test_a_learning_rate_callable_with_only_defaults_is_called_with_none_as_keras_calls_it():
+  params, grads = _problem(seed=23)
+  rate = lambda step=0: 0.1 / (1.0 + step)  # Keras calls it with no argument: always 0.1
+  theirs = _keras_run(keras.optimizers.SGD(learning_rate=rate), params, grads)
+  _assert_same_trajectory(_optax_run(optimizers.get("sgd", learning_rate=rate), params, grads), theirs, params)

@@ -50,16 +50,37 @@ class _Optimizer:
 
   def __init__(self, model: "Model", tx: optax.GradientTransformation, name: str):
     self._model, self.tx, self.name = model, tx, name
+    self._unbuilt: Any = None  # before the model is built: the state of no variables, which holds the rate
+
+  def _opt_state(self) -> Any:
+    state = self._model.state
+    if state is not None:
+      return state.opt_state
+    if self._unbuilt is None:
+      self._unbuilt = self.tx.init({})
+    return self._unbuilt
+
+  def started(self, state: TrainState) -> TrainState:
+    """`state` (just created) with the learning rate set before the model was built, as Keras keeps it."""
+    if self._unbuilt is None or not optimizers.learning_rate_logs(self._unbuilt):
+      return state
+    rate = next(iter(optimizers.learning_rate_logs(self._unbuilt).values()))
+    self._unbuilt = None
+    try:
+      return state.replace(opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: rate))
+    except ValueError:  # a schedule: nothing was set
+      return state
 
   @property
   def learning_rate(self) -> float:
     """The learning rate (the first one, when `freeze` partitions hold several).
 
-    A constant rate is the one the next update uses, as in Keras. With a
-    schedule it is the rate of the last update taken (the schedule at the step
-    before), where Keras evaluates the schedule at the next step.
+    A constant rate is the one the next update uses, as in Keras (before the
+    model is built too). With a schedule it is the rate of the last update
+    taken (the schedule at the step before), where Keras evaluates the
+    schedule at the next step.
     """
-    logs = optimizers.learning_rate_logs(self._model.state.opt_state)
+    logs = optimizers.learning_rate_logs(self._opt_state())
     if not logs:
       raise ValueError("the optimizer's learning rate cannot be read: its state holds none; build the optimizer "
                        "with jaxcomponents.optimizers.get(...) or optax.inject_hyperparams(...).")
@@ -73,9 +94,15 @@ class _Optimizer:
 
   @learning_rate.setter
   def learning_rate(self, value: float) -> None:
+    if not is_real(value) or not 0.0 <= value < float("inf"):
+      raise ValueError(f"learning_rate={value!r} is not allowed; expected a finite float >= 0 (a schedule is "
+                       "given to compile: optimizer=jaxcomponents.optimizers.get(name, learning_rate=schedule)).")
     state = self._model.state
-    self._model.state = state.replace(
-        opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: float(value)))
+    if state is None:
+      self._unbuilt = optimizers.set_learning_rate(self._opt_state(), lambda old: float(value))
+    else:
+      self._model.state = state.replace(
+          opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: float(value)))
 
   def __repr__(self):
     return f"<optimizer {self.name}>"
@@ -256,8 +283,8 @@ class Model:
         variables = self.module.init(jax.random.split(jax.random.key(self.seed))[0], self._sample)
       self._variables = jax.device_get(variables)
     if self._compiled is not None and self._state is None:
-      self._state = TrainState.create(self.module, self._compiled.optimizer.tx, variables=self._variables,
-                                      seed=self.seed)
+      self._state = self._compiled.optimizer.started(
+          TrainState.create(self.module, self._compiled.optimizer.tx, variables=self._variables, seed=self.seed))
       self._variables = None
 
   # ---------------------------------------------------------------------------------------------- compile
@@ -301,6 +328,12 @@ class Model:
       name, tx = type(optimizer).__name__, optimizer
     elif optimizers.is_keras_object(optimizer):
       name, tx = optimizer.name, optimizers.get(optimizer)
+    elif isinstance(optimizer, Mapping) and "class_name" in optimizer:  # a Keras config, as keras.optimizers.get
+      entry = optimizers.OPTIMIZERS.entry(optimizer["class_name"], "optimizer")
+      config = optimizer.get("config") or {}
+      name = config.get("name") if isinstance(config, Mapping) and config.get("name") else _snake_case(
+          entry.keras_class or entry.name)
+      tx = optimizers.get(optimizer)
     else:
       raise ValueError(f"optimizer={optimizer!r} is not allowed; expected a Keras optimizer name (e.g. 'adam') or "
                        "object (keras.optimizers.Adam(1e-3)), or an optax.GradientTransformation (e.g. "

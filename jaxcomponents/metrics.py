@@ -62,9 +62,12 @@ def _weights_like(sample_weight: Any, shape: tuple[int, ...]) -> Array:
 # Per-sample metric functions (Keras's `keras.metrics.<name>` functions).
 
 
-def _float_pair(y_true, y_pred) -> tuple[Array, Array]:
-  """Both as float32, after Keras's rank fix-up (`squeeze_or_expand_to_same_rank`)."""
-  return match_rank(jnp.asarray(y_true, jnp.float32), jnp.asarray(y_pred, jnp.float32))
+def _float_pair(y_true, y_pred, like_pred: bool = False) -> tuple[Array, Array]:
+  """Both as float32 (`like_pred`: in `y_pred`'s float dtype, as Keras's correlations compute), after Keras's rank
+  fix-up (`squeeze_or_expand_to_same_rank`)."""
+  dtype = jnp.asarray(y_pred).dtype if like_pred else jnp.float32
+  dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
+  return match_rank(jnp.asarray(y_true, dtype), jnp.asarray(y_pred, dtype))
 
 
 def accuracy(y_true, y_pred) -> Array:
@@ -577,7 +580,7 @@ def squared_error(y_true, y_pred) -> Array:
 
 def pearson_correlation(y_true, y_pred, axis: int = -1) -> Array:
   """Keras's `pearson_correlation` along `axis`: one coefficient per sample (averaged by the metric)."""
-  y_true, y_pred = _float_pair(y_true, y_pred)
+  y_true, y_pred = _float_pair(y_true, y_pred, like_pred=True)
   true = y_true - jnp.mean(y_true, axis=axis, keepdims=True)
   pred = y_pred - jnp.mean(y_pred, axis=axis, keepdims=True)
   true = true / jnp.std(true, axis=axis, keepdims=True)
@@ -587,7 +590,7 @@ def pearson_correlation(y_true, y_pred, axis: int = -1) -> Array:
 
 def concordance_correlation(y_true, y_pred, axis: int = -1) -> Array:
   """Keras's `concordance_correlation` along `axis` (its covariance centres both on `y_pred`'s mean, as Keras's)."""
-  y_true, y_pred = _float_pair(y_true, y_pred)
+  y_true, y_pred = _float_pair(y_true, y_pred, like_pred=True)
   true_mean = jnp.mean(y_true, axis=axis, keepdims=True)
   pred_mean = jnp.mean(y_pred, axis=axis, keepdims=True)
   true_var = jnp.var(y_true - true_mean, axis=axis, keepdims=True)
@@ -804,8 +807,8 @@ def _check_k(k):
 
 
 def _check_threshold(threshold):
-  if not is_real(threshold):
-    raise ValueError(f"threshold={threshold!r} is not allowed; expected a float.")
+  if not is_real(threshold) or not math.isfinite(threshold):
+    raise ValueError(f"threshold={threshold!r} is not allowed; expected a finite float.")
   return float(threshold)
 
 
@@ -832,9 +835,10 @@ def _make_precision_recall(name):
 
 def _make_auc(num_thresholds=200, curve="ROC", summation_method="interpolation", thresholds=None,
               multi_label=False, num_labels=None, label_weights=None, from_logits=False):
-  curve = {"roc": "ROC", "pr": "PR", "prgain": "PRGAIN"}.get(str(curve).lower(), curve)
+  curve = {"roc": "ROC", "pr": "PR", "prgain": "PRGAIN"}.get(curve, curve)  # Keras's spellings, and only them
   check_choice("curve", curve, ("ROC", "PR", "PRGAIN"))
-  summation_method = str(summation_method).lower() if isinstance(summation_method, str) else summation_method
+  summation_method = {"Interpolation": "interpolation", "Majoring": "majoring", "Minoring": "minoring"}.get(
+      summation_method, summation_method)
   check_choice("summation_method", summation_method, ("interpolation", "majoring", "minoring"))
   _bool("multi_label", multi_label)
   _bool("from_logits", from_logits)
@@ -852,7 +856,10 @@ def _make_auc(num_thresholds=200, curve="ROC", summation_method="interpolation",
   elif num_labels is not None:
     raise ValueError(f"num_labels={num_labels!r} is not allowed without multi_label=True.")
   if label_weights is not None:
-    label_weights = tuple(float(w) for w in label_weights)
+    label_weights = tuple(float(w) for w in np.ravel(label_weights))
+    if any(not math.isfinite(w) or w < 0 for w in label_weights):
+      raise ValueError(f"label_weights={label_weights!r} is not allowed; expected non-negative weights (Keras's "
+                       "documented range).")
   return AUC((0.0 - EPSILON, *inner, 1.0 + EPSILON), evenly, curve, summation_method, multi_label, num_labels,
              label_weights, from_logits)
 

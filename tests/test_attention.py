@@ -141,6 +141,15 @@ def test_multi_head_attention_masks(scores):
   _compare_mha(config, q, v, k, call={**call, "attention_mask": none_kept}, masks=(query_mask, None, key_mask))
 
 
+def test_a_key_mask_given_without_a_key_masks_as_in_keras():
+  """Keras keys on the value then and still applies the `key_mask` argument (it had been dropped)."""
+  config = {"num_heads": 2, "key_dim": 3}
+  q, v = _x((2, 4, 6), 1), _x((2, 5, 6), 2)
+  layer, ours, variables = _mha_pair(config, q, v)
+  key_mask = _padding(2, 5, [3, 5])
+  assert_close(ours.apply(variables, q, v, key_mask=key_mask), layer(q, v, key_mask=key_mask), TOL)
+
+
 def test_keras_ignores_a_query_mask_argument():
   config = {"num_heads": 2, "key_dim": 3}
   q = _x((2, 4, 6))
@@ -270,3 +279,14 @@ def test_attention_refuses_bad_arguments():
     Attention(score_mode="sum").init(jax.random.key(0), [q, q])
   with pytest.raises(ValueError, match=r"inputs=\[query, value\]"):
     Attention().init(jax.random.key(0), [q])
+
+
+@pytest.mark.parametrize("layer", [Attention(dropout=0.5), AdditiveAttention(dropout=0.5)])
+def test_attention_scores_returned_in_training_are_the_dropped_weights_as_keras_returns_them(layer):
+  """Keras returns `(weights @ value, weights)` with the weights after dropout."""
+  q, v = _x((2, 3, 4), 1), _x((2, 5, 4), 2)
+  variables = layer.init(jax.random.key(0), [q, v])
+  out, scores = layer.apply(variables, [q, v], return_attention_scores=True, train=True,
+                            rngs={"dropout": jax.random.key(1)})
+  assert_close(out, jnp.matmul(scores, v), 1e-6)
+  assert not np.allclose(np.asarray(scores).sum(-1), 1.0)  # some weights dropped, the rest scaled by 2

@@ -129,6 +129,20 @@ def test_random_augmentation_inside_a_model_is_the_identity_at_inference_and_ref
     make_train_step(lambda y, p: jnp.mean((y - p) ** 2, axis=-1))(state, {"x": x, "y": np.zeros((4, 2))})
 
 
+@pytest.mark.parametrize("layer", [lambda: L.RandomContrast(0.2), lambda: L.RandomBrightness(0.1), L.RandomInvert,
+                                   lambda: L.RandomPosterization((1, 8)), L.RandomFlip])
+def test_colour_augmentations_pass_integer_images_on_in_their_dtype_at_inference_as_keras(layer):
+  """Keras's colour layers cast only in training: a uint8 image stays uint8 (and wraps in an Add after it)."""
+  image = keras.Input((4, 4, 3), dtype="uint8")
+  augmented = layer()(image)
+  model = keras.Model(image, L.Add()([augmented, augmented]))
+  x = np.random.default_rng(3).integers(0, 256, size=(2, 4, 4, 3)).astype(np.uint8)
+  module, variables = from_keras(model)
+  got, want = module.apply(variables, x), model(x, training=False)
+  assert got.dtype == want.dtype
+  np.testing.assert_array_equal(got, want)
+
+
 def test_integer_images_resize_into_their_own_dtype_as_keras():
   image = keras.Input((7, 6, 1), dtype="uint8")
   outputs = [L.Resizing(14, 12)(image), L.Resizing(3, 4, interpolation="bicubic", antialias=True)(image),
@@ -308,3 +322,13 @@ def test_dropout_noise_shape_shares_one_draw_over_the_axes_of_size_one():
   y = np.asarray(module.apply(variables, x, train=True, rngs={"dropout": jax.random.key(0)}))
   assert set(np.unique(y)) == {0.0, 2.0}
   np.testing.assert_array_equal(y, np.broadcast_to(y[:, :1, :1, :], y.shape))  # one draw per example and channel
+
+
+def test_a_short_noise_shape_broadcasts_from_the_right_as_kerass_mask():
+  """`noise_shape=(4, 1)` on `(batch, 4, 6)`: Keras's `(4, 1)` mask spans the batch and the last axis."""
+  inputs = keras.Input((4, 6))
+  module, variables = from_keras(keras.Model(inputs, L.Dropout(0.5, noise_shape=(4, 1))(inputs)))
+  x = np.ones((3, 4, 6), np.float32)
+  y = np.asarray(module.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}))
+  assert set(np.unique(y)) == {0.0, 2.0}
+  np.testing.assert_array_equal(y, np.broadcast_to(y[:1, :, :1], y.shape))

@@ -300,7 +300,7 @@ def test_compile_reads_every_spelling_of_accuracy_as_keras_compile_does(spelling
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("name", ["mae", "mse"])
+@pytest.mark.parametrize("name", ["mae", "mse", "pearson_correlation", "concordance_correlation"])
 def test_error_metrics_compute_in_the_inputs_dtype_as_keras(name, dtype):
   rng = np.random.default_rng(41)
   y_true, y_pred = (jnp.asarray(rng.normal(size=(6, 5)), dtype) for _ in range(2))
@@ -422,3 +422,15 @@ def test_auc_takes_thresholds_outside_zero_and_one_as_keras_and_a_class_id_out_o
   with pytest.raises(ValueError, match=r"class_id=7 is not allowed for y_pred of shape \(3, 3\); expected an "
                                        r"integer in \[0, 3\)"):
     precision.update(precision.init(), np.eye(3), np.eye(3))
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("auc", {"summation_method": "MAJORING"}, r"summation_method='MAJORING' is not allowed"),  # Keras refuses it
+    ("auc", {"curve": "Roc"}, r"curve='Roc' is not allowed"),
+    ("auc", {"label_weights": [1.0, -0.5]}, r"label_weights=\(1.0, -0.5\) is not allowed; expected non-negative"),
+    ("binary_accuracy", {"threshold": float("nan")}, r"threshold=nan is not allowed; expected a finite float"),
+])
+def test_values_keras_refuses_or_documents_as_wrong_are_refused_by_name(name, options, message):
+  with pytest.raises(ValueError, match=message):
+    metrics.get(name, **options)
+  assert metrics.get("auc", summation_method="Majoring") == metrics.get("auc", summation_method="majoring")

@@ -207,8 +207,8 @@ class MultiHeadAttention(PrecisionFields):
                key_mask: jax.Array | None = None, attention_mask: jax.Array | None = None,
                return_attention_scores: bool = False, use_causal_mask: bool = False, train: bool = False):
     self._check()
-    if key is None:
-      key, key_mask = value, None
+    if key is None:  # Keras keys on the value, and still applies a key_mask given without a key
+      key = value
     if value.shape[1:-1] != key.shape[1:-1]:
       raise ValueError(f"value has shape {value.shape} and key {key.shape}; all their axes but the last must "
                        "be equal.")
@@ -342,7 +342,7 @@ class Attention(PrecisionFields):
     out = jnp.matmul(dropped, value, precision=self.precision)
     if query_mask is not None:
       out = jnp.where(jnp.asarray(query_mask).astype(bool)[..., None], out, 0)
-    return (out, weights) if return_attention_scores else out
+    return (out, dropped) if return_attention_scores else out  # Keras returns the weights after dropout
 
 
 class AdditiveAttention(Attention):

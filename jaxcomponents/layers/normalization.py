@@ -30,11 +30,11 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+from flax.linen import normalization as flax_normalization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,12 +44,62 @@ from jaxcomponents.errors import is_int
 KERAS_EPSILON = 1e-3
 KERAS_MOMENTUM = 0.99
 
-BatchNorm = functools.partial(
-    nn.BatchNorm, epsilon=KERAS_EPSILON, momentum=KERAS_MOMENTUM, use_fast_variance=False
-)
+class BatchNorm(nn.BatchNorm):
+  """`flax.linen.BatchNorm` with Keras's defaults (epsilon 1e-3, momentum 0.99, the two-pass variance) and Keras's
+  arithmetic, `x * inv + (beta - mean * inv)` with `inv = rsqrt(variance + epsilon) * gamma` (Flax computes
+  `(x - mean) * inv + beta`, a rounding apart): the same parameters, statistics, masks and `axis_name` as Flax's.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> bn = BatchNorm(use_running_average=True)
+    >>> x = jnp.array([[1.0, 2.0]])
+    >>> [round(float(v), 4) for v in bn.apply(bn.init(jax.random.key(0), x), x)[0]]  # (x - 0) / sqrt(1 + 1e-3)
+    [0.9995, 1.999]
+  """
+
+  epsilon: float = KERAS_EPSILON
+  momentum: float = KERAS_MOMENTUM
+  use_fast_variance: bool = False
+
+  @nn.compact
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+    use_running_average = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+    feature_axes = _axes(self.axis, x.ndim)
+    reduction_axes = tuple(i for i in range(x.ndim) if i not in feature_axes)
+    feature_shape = tuple(x.shape[ax] for ax in feature_axes)
+    stats_dtype = jnp.float32 if self.force_float32_reductions else self.param_dtype
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, stats_dtype), feature_shape)
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, stats_dtype), feature_shape)
+    if use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+      if not self.force_float32_reductions:
+        mean, var = jnp.asarray(mean, self.param_dtype), jnp.asarray(var, self.param_dtype)
+    else:
+      mean, var = flax_normalization._compute_stats(  # pylint: disable=protected-access
+          x, reduction_axes, dtype=self.dtype, axis_name=None if self.is_initializing() else self.axis_name,
+          axis_index_groups=self.axis_index_groups, use_fast_variance=self.use_fast_variance, mask=mask,
+          force_float32_reductions=self.force_float32_reductions)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    shape = [x.shape[i] if i in feature_axes else 1 for i in range(x.ndim)]
+    scale = bias = None
+    args = [x]
+    if self.use_scale:
+      scale = self.param("scale", self.scale_init, feature_shape, self.param_dtype)
+      args.append(scale)
+      scale = scale.reshape(shape) if self.force_float32_reductions else jnp.asarray(scale, self.param_dtype).reshape(
+          shape)
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, feature_shape, self.param_dtype)
+      args.append(bias)
+      bias = bias.reshape(shape) if self.force_float32_reductions else jnp.asarray(bias, self.param_dtype).reshape(
+          shape)
+    y = _normalized(x, mean.reshape(shape), var.reshape(shape), self.epsilon, scale, bias)
+    return jnp.asarray(y, nn.dtypes.canonicalize_dtype(*args, dtype=self.dtype))
 
 
-class Keras2BatchNorm(nn.BatchNorm):
+class Keras2BatchNorm(BatchNorm):
   """Keras 2's `BatchNormalization` (TensorFlow's fused kernel): `BatchNorm`, but a training step moves the moving
   variance towards the batch's unbiased variance, `n / (n - 1)` times the biased one it normalizes with.
 
@@ -65,10 +115,6 @@ class Keras2BatchNorm(nn.BatchNorm):
     >>> round(float(state["batch_stats"]["var"][0]), 6)  # 0.99 * 1 + 0.01 * 2
     1.01
   """
-
-  epsilon: float = KERAS_EPSILON
-  momentum: float = KERAS_MOMENTUM
-  use_fast_variance: bool = False
 
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -119,8 +165,8 @@ class GroupNormalization(nn.Module):
   """Keras's `GroupNormalization`: statistics over each group of channels (and all other axes but the batch).
 
   Attributes:
-    num_groups: the number of groups (Keras's `groups`) the channels split into (they must divide evenly); -1: one per channel
-      (instance normalization). Keras's default is 32.
+    num_groups: the number of groups (Keras's `groups`) the channels split into (they must divide evenly); -1:
+      one per channel (instance normalization). Keras's default is 32.
     axis: the channel axis (-1; 1 for channels-first).
     epsilon: added to the variance (Keras: 1e-3).
     use_bias: learn `beta`, an offset per channel (Keras's `center`).
@@ -265,6 +311,8 @@ class RMSNormalization(nn.Module):
     given, compute = x.dtype, _compute_dtype(x)
     x = x.astype(compute)
     y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + self.epsilon)
+    if jnp.issubdtype(given, jnp.floating):  # Keras hands the scale over in the layer's compute dtype (autocast)
+      scale = scale.astype(given)
     return (y * scale.astype(compute)).astype(given)
 
 

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -82,14 +83,27 @@ def _prelu(config, name, options):
 
 # Dropout.
 
+def _shared_axes(noise_shape: Any, ndim: int) -> tuple[int, ...]:
+  """The input axes one draw of a Keras `noise_shape` spans: its mask broadcasts against the input from the right,
+  so its 1s and the leading axes it leaves out are shared."""
+  offset = ndim - len(noise_shape)
+  return tuple(axis for axis in range(ndim) if axis < offset or noise_shape[axis - offset] == 1)
+
+
 def _dropout(spatial: int):
-  """Keras's Dropout (`spatial` 0; `noise_shape` 1s: axes sharing one draw) and SpatialDropout1D/2D/3D."""
+  """Keras's Dropout (`spatial` 0; `noise_shape`: the axes sharing one draw) and SpatialDropout1D/2D/3D."""
   def build(config, name, options):
-    shared = tuple(range(1, spatial + 1))
-    if config.get("noise_shape") is not None:
-      shared = tuple(axis for axis, size in enumerate(config["noise_shape"]) if size == 1)
-    layer = Dropout(config["rate"], broadcast_dims=shared, name=name)
-    return lambda x, train: layer(x, train=train)
+    noise_shape = config.get("noise_shape")
+    if noise_shape is None:
+      layer = Dropout(config["rate"], broadcast_dims=tuple(range(1, spatial + 1)), name=name)
+      return lambda x, train: layer(x, train=train)
+    layers = {}  # by input rank, which the shared axes depend on
+
+    def call(x, train):
+      if x.ndim not in layers:
+        layers[x.ndim] = Dropout(config["rate"], broadcast_dims=_shared_axes(noise_shape, x.ndim), name=name)
+      return layers[x.ndim](x, train=train)
+    return call
   return KerasClass(build, creates_module=True)
 
 

@@ -87,7 +87,7 @@ def as_tuple(param: str, value: Any, n: int, *, allow_zero: bool = False) -> tup
   """
   values = (value,) * n if is_int(value) else value
   kind = "non-negative" if allow_zero else "positive"
-  ok = isinstance(values, Sequence | np.ndarray) and len(values) == n and all(
+  ok = (isinstance(values, Sequence) or np.ndim(values) == 1) and len(values) == n and all(
       is_int(v) and (v >= 0 if allow_zero else v > 0) for v in values)
   if not ok:
     raise ValueError(

@@ -265,9 +265,9 @@ def _confusion_counts(y_true, y_pred, sample_weight, thresholds: np.ndarray, eve
   if class_id is not None:
     if y_pred.ndim == 1:
       raise ValueError(f"class_id={class_id!r} needs y_pred of shape (batch, classes); got {y_pred.shape}.")
-    if not 0 <= class_id < y_pred.shape[-1]:  # an index JAX would clamp to the last class
+    if not -y_pred.shape[-1] <= class_id < y_pred.shape[-1]:  # an index JAX would clamp to the last class
       raise ValueError(f"class_id={class_id!r} is not allowed for y_pred of shape {y_pred.shape}; expected an "
-                       f"integer in [0, {y_pred.shape[-1]}).")
+                       f"integer in [-{y_pred.shape[-1]}, {y_pred.shape[-1]}).")
     if weight is not None:
       weight = _weights_like(weight, y_pred.shape)[..., class_id, None]
     y_true = y_true[..., class_id, None]

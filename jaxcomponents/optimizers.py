@@ -92,10 +92,10 @@ _LEARNING_RATES = "a finite float >= 0, a schedule (a callable of the step count
 
 
 def _takes_no_argument(fn: Callable[..., Any]) -> bool:
-  """Whether `fn` can be called with no argument, as Keras calls a learning rate that is not a schedule."""
+  """Whether `fn` takes no argument or only ones with defaults, as Keras calls a learning rate that is not a
+  schedule (`*args`: a schedule of the step count, as a wrapper without `functools.wraps` passes it on)."""
   try:
-    return all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-               for p in inspect.signature(fn).parameters.values())
+    return all(p.default is not inspect.Parameter.empty for p in inspect.signature(fn).parameters.values())
   except (TypeError, ValueError):  # no signature to read (some builtins): a schedule of the step count
     return False
 
@@ -578,13 +578,14 @@ def _keras_chain(core: Callable[[LearningRate], list[optax.GradientTransformatio
   A step that `reads_params` (Lamb's trust ratio) sees them decayed, as Keras decays first.
   """
   learning_rate = _check_learning_rate(learning_rate)
-  # Keras clips only with a value above 0: 0 (or None) leaves the gradients as they are.
-  clipnorm, clipvalue, global_clipnorm = (None if _is_zero(v) else v for v in (clipnorm, clipvalue, global_clipnorm))
   clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
   given = {k: v for k, v in clips.items() if v is not None}
   if len(given) > 1:
     raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} are not allowed together; "
                      "set at most one of clipnorm, clipvalue, global_clipnorm (as Keras).")
+  # Keras clips only with a value above 0: 0 leaves the gradients as they are.
+  clipnorm, clipvalue, global_clipnorm = (None if _is_zero(v) else v for v in (clipnorm, clipvalue, global_clipnorm))
+  given = {k: v for k, v in given.items() if not _is_zero(v)}
   for key, value in given.items():
     _check_real(key, value, 0.0, low_open=True)
   if decay is not None:

@@ -468,3 +468,12 @@ def test_max_pooling_of_integers_equals_keras(dtype, padding):
   got = pooling.max_pool(x, 2, 2, padding)
   assert got.dtype == x.dtype
   np.testing.assert_array_equal(got, keras.ops.max_pool(x, 2, 2, padding))
+
+
+@pytest.mark.parametrize("module", [lambda p: DepthwiseConv((3, 3), (1, 1), p),
+                                    lambda p: SeparableConv(4, (3, 3), 1, p)])
+def test_the_leaves_take_explicit_padding_pairs_as_flax_convolutions_do(module):
+  x = random_input((1, 8, 8, 3))
+  same = module("same")
+  variables = same.init(jax.random.key(0), x)
+  assert_close(module(((1, 1), (1, 1))).apply(variables, x), same.apply(variables, x))

@@ -420,8 +420,13 @@ def test_auc_takes_thresholds_outside_zero_and_one_as_keras_and_a_class_id_out_o
     metrics.get("precision", thresholds=[1.5])
   precision = metrics.get("precision", class_id=7)
   with pytest.raises(ValueError, match=r"class_id=7 is not allowed for y_pred of shape \(3, 3\); expected an "
-                                       r"integer in \[0, 3\)"):
+                                       r"integer in \[-3, 3\)"):
     precision.update(precision.init(), np.eye(3), np.eye(3))
+  y_true, y_pred = np.eye(3)[[0, 2, 2, 1]], rng.uniform(size=(4, 3)).astype("float32")
+  reference = keras.metrics.Precision(class_id=-1)
+  reference.update_state(y_true, y_pred)
+  last = metrics.get("precision", class_id=-1)  # the last class, as Keras (and JAX) index it
+  assert_close(last.result(last.update(last.init(), y_true, y_pred)), reference.result(), tol=1e-6)
 
 
 @pytest.mark.parametrize("name,options,message", [

@@ -11,8 +11,10 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
+import optax
 import pytest
 from orbax.checkpoint import v1 as ocp_v1
 
@@ -1288,3 +1290,52 @@ def test_a_keras_optimizer_config_compiles_and_the_learning_rate_reads_and_sets_
     np.testing.assert_array_equal(a, b)
   with pytest.raises(ValueError, match=r"learning_rate='abc' is not allowed; expected a finite float >= 0"):
     given.optimizer.learning_rate = "abc"
+  given.optimizer.learning_rate = given.optimizer.learning_rate * jnp.exp(-0.1)  # Keras's scheduler idiom
+  np.testing.assert_allclose(given.optimizer.learning_rate, 0.02 * np.exp(-0.1), rtol=1e-6)
+  given.optimizer.learning_rate = np.array(0.01)
+  np.testing.assert_allclose(given.optimizer.learning_rate, 0.01)
+
+
+def test_reading_the_learning_rate_before_the_model_is_built_changes_nothing():
+  """Two partitions at two rates keep them when the rate was only read (the first one is what it reads)."""
+  module, _ = from_keras(small_cnn(seed=17))
+  model = Model(module, seed=1)
+  labels = lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: "dense" if "dense" in jax.tree_util.keystr(path) else "rest", params)
+  tx = optax.multi_transform({"dense": optimizers.get("sgd", learning_rate=0.5),
+                              "rest": optimizers.get("sgd", learning_rate=0.1)}, labels)
+  model.compile(optimizer=tx, loss="sparse_categorical_crossentropy")
+  model.optimizer.learning_rate  # pylint: disable=pointless-statement
+  model.fit(*data(4, 18), batch_size=4, epochs=1, verbose=0)
+  assert sorted(optimizers.learning_rate_logs(model.state.opt_state).values()) == pytest.approx([0.1, 0.5])
+
+
+def test_the_librarys_own_callbacks_leave_batch_logs_unread_and_ones_own_read_them_once(tmp_path, monkeypatch):
+  """A run watched per batch only by the library's callbacks never waits for the device for the logs; a callback
+  of one's own makes one read a batch, shared with the others."""
+  from jaxcomponents.training import callbacks as callbacks_lib  # pylint: disable=import-outside-toplevel
+
+  reads = []
+  original = callbacks_lib.BatchLogs._read
+
+  def counted(self):
+    if self._values is None:
+      reads.append(1)
+    return original(self)
+
+  monkeypatch.setattr(callbacks_lib.BatchLogs, "_read", counted)
+  model = pair(small_cnn(seed=15))
+  model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  x, y = data(12, 16)
+  ours = [callbacks.OrbaxCheckpoint(str(tmp_path / "ckpt")), callbacks.ModelCheckpoint(
+      str(tmp_path / "m.weights.h5"), save_weights_only=True, monitor="loss"), callbacks.TensorBoard(
+      str(tmp_path / "tb"), write_steps_per_second=True)]
+  model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=ours)
+  assert reads == []
+
+  class Mine(callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      self.seen = logs
+
+  model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Mine(), Mine()])
+  assert len(reads) == 3  # one read a batch, however many callbacks look

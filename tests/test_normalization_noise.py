@@ -152,6 +152,18 @@ def test_batch_normalization_is_bit_exact_to_kerass_arithmetic():
   np.testing.assert_array_equal(y, theirs(x, training=True))
 
 
+def test_batch_norm_runs_per_example_under_vmap_with_an_axis_name_as_flaxs():
+  """Rank-1 inputs under `nn.vmap(..., axis_name=...)`: the statistics come from the mapped axis."""
+  per_example = nn.vmap(BatchNorm, variable_axes={"params": None, "batch_stats": None},
+                        split_rngs={"params": False}, axis_name="batch")
+  layer = per_example(use_running_average=False, axis_name="batch")
+  x = normal((6, 4), loc=0.3, scale=2.0)
+  y, _ = layer.apply(layer.init(jax.random.key(0), x), x, mutable=["batch_stats"])
+  whole = BatchNorm(use_running_average=False)
+  reference, _ = whole.apply(whole.init(jax.random.key(0), x), x, mutable=["batch_stats"])
+  close(y, reference)
+
+
 # Noise: exact at inference; in training Keras's formula on the same draw, and the draws' statistics.
 
 @pytest.fixture

@@ -421,7 +421,8 @@ def test_a_clip_of_zero_is_no_clipping_as_keras_reads_it(clip):
   expected, _ = plain.update(grads, plain.init(params), params)
   got, _ = zero.update(grads, zero.init(params), params)
   np.testing.assert_array_equal(got["w"], expected["w"])
-  optimizers.get("sgd", clipnorm=0.0, global_clipnorm=0.0)
+  with pytest.raises(ValueError, match=r"are not allowed together"):  # Keras counts the ones given, zeros too
+    optimizers.get("sgd", clipnorm=0.0, global_clipnorm=1.0)
 
 
 def test_a_learning_rate_callable_with_only_defaults_is_called_with_none_as_keras_calls_it():

@@ -214,3 +214,12 @@ def test_classification_guided_module_trains_through_its_own_output():
   targets = {**{n: np.zeros((2, 16, 16, 2), np.float32) for n in names[:-1]}, names[-1]: np.eye(2, dtype=np.float32)}
   logs = trainer.train_on_batch(x, targets, return_dict=True)
   assert f"{names[-1]}_loss" in logs and np.isfinite(logs["loss"])
+
+
+def test_output_names_follow_the_decoder_built_for_a_numpy_false_unpool():
+  """`unpool=np.False_` builds the transposed convolutions; the names said `_unpool`."""
+  names = unet_3plus_2d((32, 32, 3), 2, [4, 8], unpool=np.False_, output_activation=None,
+                        deep_supervision=True).output_names
+  assert names == unet_3plus_2d((32, 32, 3), 2, [4, 8], unpool=False, output_activation=None,
+                                deep_supervision=True).output_names
+  assert names[0].endswith("_trans_conv")

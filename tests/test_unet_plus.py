@@ -233,3 +233,11 @@ def test_every_deep_supervision_output_survives_save_load_and_export(tmp_path):
     assert len(outputs) == 3
     for got, want in zip(outputs, expected):
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_deep_supervision_of_one_level_hands_its_one_output_back_alone_as_keras():
+  """kuc's `Model(..., outputs=[out])`: Keras hands back the tensor itself, not a one-element list."""
+  model = unet_plus_2d((16, 16, 3), [4], 2, deep_supervision=True)
+  x = jnp.zeros((1, 16, 16, 3))
+  y = model.apply(model.init(jax.random.key(0), x), x)
+  assert isinstance(y, jax.Array) and y.shape == (1, 16, 16, 2)

@@ -29,12 +29,18 @@ import jax.numpy as jnp
 
 from jaxcomponents import initializers
 from jaxcomponents.deprecation import renamed_to
-from jaxcomponents.errors import as_tuple, check_positive_int
+from jaxcomponents.errors import as_tuple, check_positive_int, is_int
 from jaxcomponents.layers.init_fields import KernelInitFields
 from jaxcomponents.layers.precision import PrecisionFields
 from jaxcomponents.ops import conv
 
 glorot_uniform = initializers.glorot_uniform()
+
+
+def _padding_pairs(padding: Any, rank: int) -> bool:
+  """Whether `padding` is `rank` explicit `(low, high)` pairs of non-negative integers."""
+  return (isinstance(padding, Sequence) and not isinstance(padding, str) and len(padding) == rank
+          and all(isinstance(p, Sequence) and len(p) == 2 and all(is_int(v) and v >= 0 for v in p) for p in padding))
 
 
 class Geometry(NamedTuple):
@@ -48,7 +54,8 @@ class Geometry(NamedTuple):
 def geometry(module: nn.Module, x: jax.Array, *, causal: bool = False) -> Geometry:
   """`module`'s `kernel_size`, `strides`, `padding` and `kernel_dilation` for the input `x`, as Keras takes them:
   an int stands for every spatial axis, padding is `'same'` or `'valid'` in any case (`'causal'` too where
-  `causal` and `x` has one spatial axis); anything else raises a `ValueError` naming the field."""
+  `causal` and `x` has one spatial axis; there, as in `flax.linen.Conv`, also explicit `(low, high)` pairs, one
+  per axis); anything else raises a `ValueError` naming the field."""
   rank = x.ndim - 2
   if rank not in (1, 2, 3):
     raise ValueError(f"x has shape {x.shape}; {type(module).__name__} takes (batch, *spatial, channels) with 1 to 3 "
@@ -58,6 +65,8 @@ def geometry(module: nn.Module, x: jax.Array, *, causal: bool = False) -> Geomet
   dilation = as_tuple("kernel_dilation", module.kernel_dilation or 1, rank)
   allowed = ("SAME", "VALID", "CAUSAL") if causal and rank == 1 else ("SAME", "VALID")
   padding = module.padding.upper() if isinstance(module.padding, str) else module.padding
+  if causal and _padding_pairs(padding, rank):
+    return Geometry(kernel_size, strides, tuple(tuple(int(v) for v in pair) for pair in padding), dilation)
   if padding not in allowed:
     raise ValueError(f"padding={module.padding!r} is not allowed for {type(module).__name__} on {rank} spatial "
                      f"axes; expected one of {', '.join(map(repr, allowed))} (any case).")

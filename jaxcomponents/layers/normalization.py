@@ -64,7 +64,7 @@ class BatchNorm(nn.BatchNorm):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     use_running_average = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    feature_axes = _axes(self.axis, x.ndim)
+    feature_axes = flax_normalization._canonicalize_axes(x.ndim, self.axis)  # pylint: disable=protected-access
     reduction_axes = tuple(i for i in range(x.ndim) if i not in feature_axes)
     feature_shape = tuple(x.shape[ax] for ax in feature_axes)
     stats_dtype = jnp.float32 if self.force_float32_reductions else self.param_dtype

@@ -32,8 +32,7 @@ resolution (all but VGG) leaves one decoder level to a plain upsampling block
 (`{name}_plain_up{i}`, UNET_right without concatenation); the extra encoder
 levels below a backbone are named one level deeper than their filters'
 position (`{name}_down{level + 1}`); `filter_num_skip` may be longer than the
-stages that use it. keras-unet-collection ties `freeze_batch_norm` to
-`freeze_backbone` (a bug not copied here, as in `unet_2d`).
+stages that use it.
 
 kuc leaves out the paper's classification-guided module; here it is an
 option, `classification_guided=True` (see `UNet3Plus`).
@@ -210,7 +209,7 @@ class UNet3Plus(PrecisionFields, BackboneFields):
     """keras-unet-collection's `model.output_names`, in the order of the outputs (then `{name}_output_cgm`)."""
     p, names = self.prefix, []
     if self.deep_supervision:
-      kind = "activation" if self.output_activation else ("trans_conv" if self.unpool is False else "unpool")
+      kind = "activation" if self.output_activation else ("unpool" if self.unpool else "trans_conv")
       names = [f"{p}_output_sup{i}_{kind}" for i in range(self.depth - 1)]
     names.append(f"{p}_output_final_activation" if self.output_activation else f"{p}_output_final")
     return names + ([f"{p}_output_cgm"] if self.classification_guided else [])

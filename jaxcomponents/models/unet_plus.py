@@ -82,7 +82,8 @@ class UNetPlus(SegmentationFields, BackboneFields):
     batch_norm: batch normalization after every convolution (Keras defaults).
     pool: True or "max", "ave", or False (strided convolution).
     unpool: True or "bilinear" ("nearest" in 3-D), "nearest", or False (transposed convolution).
-    deep_supervision: one output per nested row (a list, in `output_names`' order) instead of one.
+    deep_supervision: one output per nested row (a list, in `output_names`' order) instead of one (with a
+      single row, that output alone, as Keras hands back a one-output model's).
     backbone: None or a backbone's name (`models.backbones.NAMES`).
     weights: the backbone's weights for `weights.init_unet`: "imagenet", None or a Keras `.h5` path.
     freeze_backbone: no gradient for the backbone's convolutions.
@@ -171,7 +172,7 @@ class UNetPlus(SegmentationFields, BackboneFields):
                                 name=f"{p}_sup{row - 1}_up", **self.precision_options)(node(row, 0), train=train)
         outputs.append(self._head(upsampled, input_size, f"{p}_output_sup{row - 1}"))
     outputs.append(self._head(node(self.depth - 1, 0), input_size, f"{p}_output_final"))
-    return outputs
+    return outputs if len(outputs) > 1 else outputs[0]  # Keras hands a one-output model's output back alone
 
   def _head(self, x: jax.Array, input_size: Sequence[int], name: str) -> jax.Array:
     """keras-unet-collection's `CONV_output`, after resizing to the input size (only for uneven backbone taps)."""

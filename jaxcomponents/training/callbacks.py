@@ -826,6 +826,8 @@ class TensorBoard(Callback):
     1
   """
 
+  _lazy_batch_logs = True
+
   def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0, write_graph: bool = True,
                write_images: bool = False, write_steps_per_second: bool = False, update_freq: str | int = "epoch",
                profile_batch: int | tuple[int, int] = 0, embeddings_freq: int = 0, embeddings_metadata: Any = None,
@@ -960,6 +962,8 @@ class LearningCurves(Callback):
 class _Checkpointing(_Monitor):
   """What Keras's two checkpoint callbacks share: `save_best_only` by `monitor`, `save_freq`, `verbose` lines."""
 
+  _lazy_batch_logs = True
+
   def __init__(self, monitor: str, verbose: int, save_best_only: bool, mode: str, save_freq: str | int,
                initial_value_threshold: float | None):
     super().__init__(monitor, mode, 0.0)
@@ -1041,8 +1045,6 @@ class ModelCheckpoint(_Checkpointing):
   Example:
     >>> best = ModelCheckpoint("best.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True)
   """
-
-  _lazy_batch_logs = True
 
   def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
                save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",

@@ -51,6 +51,7 @@ class _Optimizer:
   def __init__(self, model: "Model", tx: optax.GradientTransformation, name: str):
     self._model, self.tx, self.name = model, tx, name
     self._unbuilt: Any = None  # before the model is built: the state of no variables, which holds the rate
+    self._set_before_build: float | None = None
 
   def _opt_state(self) -> Any:
     state = self._model.state
@@ -62,14 +63,10 @@ class _Optimizer:
 
   def started(self, state: TrainState) -> TrainState:
     """`state` (just created) with the learning rate set before the model was built, as Keras keeps it."""
-    if self._unbuilt is None or not optimizers.learning_rate_logs(self._unbuilt):
+    rate, self._set_before_build, self._unbuilt = self._set_before_build, None, None
+    if rate is None:
       return state
-    rate = next(iter(optimizers.learning_rate_logs(self._unbuilt).values()))
-    self._unbuilt = None
-    try:
-      return state.replace(opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: rate))
-    except ValueError:  # a schedule: nothing was set
-      return state
+    return state.replace(opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: rate))
 
   @property
   def learning_rate(self) -> float:
@@ -94,12 +91,16 @@ class _Optimizer:
 
   @learning_rate.setter
   def learning_rate(self, value: float) -> None:
-    if not is_real(value) or not 0.0 <= value < float("inf"):
+    number = is_real(value) or (np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number)
+                                and not np.issubdtype(np.asarray(value).dtype, np.complexfloating))
+    if not number or not 0.0 <= float(value) < float("inf"):
       raise ValueError(f"learning_rate={value!r} is not allowed; expected a finite float >= 0 (a schedule is "
                        "given to compile: optimizer=jaxcomponents.optimizers.get(name, learning_rate=schedule)).")
+    value = float(value)
     state = self._model.state
     if state is None:
-      self._unbuilt = optimizers.set_learning_rate(self._opt_state(), lambda old: float(value))
+      self._unbuilt = optimizers.set_learning_rate(self._opt_state(), lambda old: value)
+      self._set_before_build = value
     else:
       self._model.state = state.replace(
           opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: float(value)))
@@ -1081,7 +1082,9 @@ def _outputs(loss, loss_weights, metrics, weighted_metrics, names: list[str] | N
     as Keras names it."""
     if not value:
       return {}
-    if single and not isinstance(value, Mapping):  # one output: every metric is its, however nested (Keras)
+    if single and (not isinstance(value, Mapping) or not set(value) <= set(names)):
+      # one output: every metric is its, however nested or keyed (Keras flattens them)
+      value = list(value.values()) if isinstance(value, Mapping) else value
       value = [[m for m in jax.tree.leaves(value, is_leaf=lambda v: not isinstance(v, (list, tuple)))]]
     result = {}
     for index, (name, entries) in enumerate(zip(names, _per_output(value, what, names))):

@@ -34,15 +34,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
-from flax.linen import normalization as flax_normalization
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen import normalization as flax_normalization
 
 from jaxcomponents.errors import is_int
 
 KERAS_EPSILON = 1e-3
 KERAS_MOMENTUM = 0.99
+
 
 class BatchNorm(nn.BatchNorm):
   """`flax.linen.BatchNorm` with Keras's defaults (epsilon 1e-3, momentum 0.99, the two-pass variance) and Keras's
@@ -88,13 +89,11 @@ class BatchNorm(nn.BatchNorm):
     if self.use_scale:
       scale = self.param("scale", self.scale_init, feature_shape, self.param_dtype)
       args.append(scale)
-      scale = scale.reshape(shape) if self.force_float32_reductions else jnp.asarray(scale, self.param_dtype).reshape(
-          shape)
+      scale = jnp.asarray(scale, None if self.force_float32_reductions else self.param_dtype).reshape(shape)
     if self.use_bias:
       bias = self.param("bias", self.bias_init, feature_shape, self.param_dtype)
       args.append(bias)
-      bias = bias.reshape(shape) if self.force_float32_reductions else jnp.asarray(bias, self.param_dtype).reshape(
-          shape)
+      bias = jnp.asarray(bias, None if self.force_float32_reductions else self.param_dtype).reshape(shape)
     y = _normalized(x, mean.reshape(shape), var.reshape(shape), self.epsilon, scale, bias)
     return jnp.asarray(y, nn.dtypes.canonicalize_dtype(*args, dtype=self.dtype))
 

@@ -185,12 +185,27 @@ def _sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_c
   return values, valid
 
 
+def is_binary_or_sparse(y_true, y_pred) -> tuple[bool, bool]:
+  """Keras's compile rule (`is_binary_or_sparse_categorical`) for "accuracy" and "crossentropy", from the static
+  shapes: binary where `y_pred` has one column, sparse where the labels have one axis fewer or one column against
+  several.
+
+  Example:
+    >>> is_binary_or_sparse(jnp.zeros((4,)), jnp.zeros((4, 3)))
+    (False, True)
+  """
+  is_binary = y_pred.shape[-1] == 1
+  is_sparse = y_true.ndim < y_pred.ndim or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1)
+  return is_binary, is_sparse
+
+
 def _crossentropy(y_true, y_pred):
-  """Keras's `compile(loss="crossentropy")` (or `"ce"`): binary where `y_pred` has one column, sparse categorical
-  where the labels have one axis fewer or one column against several, else categorical; Keras's defaults."""
-  if y_pred.shape[-1] == 1:
+  """Keras's `compile(loss="crossentropy")` (or `"ce"`): the binary, sparse or categorical cross-entropy the
+  shapes call for (`is_binary_or_sparse`), with Keras's defaults."""
+  is_binary, is_sparse = is_binary_or_sparse(y_true, y_pred)
+  if is_binary:
     return _binary_crossentropy(y_true, y_pred)
-  if y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
+  if is_sparse:
     return _sparse_categorical_crossentropy(y_true, y_pred)
   return _categorical_crossentropy(y_true, y_pred)
 

@@ -36,7 +36,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import numbers
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -46,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcomponents import losses as keras_losses
-from jaxcomponents.errors import check_choice, check_dtype, check_positive_int
+from jaxcomponents.errors import check_choice, check_dtype, check_positive_int, is_real
 from jaxcomponents.ops import conv
 from jaxcomponents.registry import Registry
 
@@ -157,7 +156,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False, i
 
 def _check_number(param: str, value: Any) -> Any:
   scalar_array = getattr(value, "shape", None) == () and jnp.issubdtype(getattr(value, "dtype", None), jnp.number)
-  if isinstance(value, bool) or not (isinstance(value, numbers.Real) or scalar_array):
+  if not (is_real(value) or scalar_array):
     raise ValueError(f"{param}={value!r} is not allowed; expected a real number.")
   return value
 

@@ -166,13 +166,6 @@ def top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> Array:
   return sparse_top_k_categorical_accuracy(jnp.argmax(jnp.asarray(y_true), axis=-1), y_pred, k)
 
 
-def _is_binary_or_sparse(y_true, y_pred) -> tuple[bool, bool]:
-  # How Keras's compile() resolves "accuracy", from the static shapes.
-  is_binary = y_pred.shape[-1] == 1
-  is_sparse = y_true.ndim < y_pred.ndim or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1)
-  return is_binary, is_sparse
-
-
 def compile_accuracy(y_true, y_pred) -> Array:
   """`model.compile(metrics=["accuracy"])`: binary, sparse or categorical accuracy by the shapes.
 
@@ -181,7 +174,7 @@ def compile_accuracy(y_true, y_pred) -> Array:
     [1.0, 1.0]
   """
   y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
-  is_binary, is_sparse = _is_binary_or_sparse(y_true, y_pred)
+  is_binary, is_sparse = losses.is_binary_or_sparse(y_true, y_pred)
   if is_binary:
     return binary_accuracy(y_true, y_pred)
   if is_sparse:

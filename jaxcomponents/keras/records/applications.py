@@ -20,12 +20,11 @@ Example:
 
 from __future__ import annotations
 
-import numbers
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcomponents.errors import is_real
 from jaxcomponents.keras.record import KerasClass
 from jaxcomponents.layers.dropout import Dropout
 
@@ -67,7 +66,7 @@ def _layer_scale(config, name, options):
 def _number(key: str):
   def check(config):
     value = config.get(key)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
       return []
     return [f"{key}={value!r} (expected a number)"]
   return check
@@ -94,7 +93,7 @@ def _stochastic_depth(config, name, options):
 
 def _rate(config):
   rate = config.get("drop_path_rate")
-  if isinstance(rate, numbers.Real) and not isinstance(rate, bool) and 0.0 <= rate < 1.0:
+  if is_real(rate) and 0.0 <= rate < 1.0:
     return []
   return [f"drop_path_rate={rate!r} (expected a number in [0, 1))"]
 

@@ -50,20 +50,21 @@ class _Optimizer:
 
   def __init__(self, model: "Model", tx: optax.GradientTransformation, name: str):
     self._model, self.tx, self.name = model, tx, name
-    self._unbuilt: Any = None  # before the model is built: the state of no variables, which holds the rate
     self._set_before_build: float | None = None
 
   def _opt_state(self) -> Any:
+    """The optimizer state; before the model is built, that of no variables, which holds the rate."""
     state = self._model.state
     if state is not None:
       return state.opt_state
-    if self._unbuilt is None:
-      self._unbuilt = self.tx.init({})
-    return self._unbuilt
+    opt_state = self.tx.init({})
+    if self._set_before_build is None:
+      return opt_state
+    return optimizers.set_learning_rate(opt_state, lambda old: self._set_before_build)
 
   def started(self, state: TrainState) -> TrainState:
     """`state` (just created) with the learning rate set before the model was built, as Keras keeps it."""
-    rate, self._set_before_build, self._unbuilt = self._set_before_build, None, None
+    rate, self._set_before_build = self._set_before_build, None
     if rate is None:
       return state
     return state.replace(opt_state=optimizers.set_learning_rate(state.opt_state, lambda old: rate))
@@ -99,7 +100,7 @@ class _Optimizer:
     value = float(value)
     state = self._model.state
     if state is None:
-      self._unbuilt = optimizers.set_learning_rate(self._opt_state(), lambda old: value)
+      optimizers.set_learning_rate(self.tx.init({}), lambda old: value)  # refuses a schedule, as when built
       self._set_before_build = value
     else:
       self._model.state = state.replace(

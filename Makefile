@@ -18,10 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m experiments.transfer_digits
 
-# Two pytest workers, one test file each at a time (module-scoped Keras references are built once per file).
+# Two pytest workers, one test file each at a time (module-scoped Keras references are built once per file). A
+# worker that dies ends the run, naming the test it was running: pytest-xdist 3.8 replaces a dead worker but under
+# --dist loadfile its scheduler can then wait forever at the end of the run.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 0
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache dist build

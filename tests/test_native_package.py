@@ -53,7 +53,7 @@ def _fresh_venv(path, wheel, *pins):
   subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
   python = str(path / "bin" / "python")
   site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True,
-                        capture_output=True, text=True).stdout.strip()
+                        capture_output=True, text=True, timeout=120).stdout.strip()
   # The dependencies this environment has, after the venv's own packages; not the editable source tree.
   with open(os.path.join(site, "zz_dependencies.pth"), "w", encoding="utf-8") as f:
     f.write(sysconfig.get_paths()["purelib"] + "\n")

@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent("""
 def run(devices, out):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env, cwd=root)
+  subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env, cwd=root, timeout=600)
   with np.load(out) as f:
     return int(f["n"]), [f[f"arr_{i}"] for i in range(len(f.files) - 1)]
 

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -39,18 +40,37 @@ def straight_run(kind: str):
 
 
 def start_worker(kind: str, checkpoint_dir) -> subprocess.Popen:
+  """The worker, its stderr merged into its stdout: one pipe to drain, so a chatty stderr cannot stall it."""
   return subprocess.Popen([sys.executable, "-m", "tests.run_safety_worker", kind, str(checkpoint_dir)], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def read_until_step(child: subprocess.Popen, step: int, deadline_s: float = 120) -> None:
-  deadline = time.monotonic() + deadline_s
-  for line in child.stdout:
-    if line.strip() == f"step {step}":
-      return
-    assert time.monotonic() < deadline, f"the worker did not reach step {step} in time"
-  child.kill()
-  raise AssertionError(f"the worker ended before step {step}: {child.stderr.read()[-2000:]}")
+def read_until_step(child: subprocess.Popen, step: int, deadline_s: float = 120) -> bytes:
+  """What the worker printed up to its line `step {step}`; kills it if that takes longer than `deadline_s`."""
+  fd, deadline, said = child.stdout.fileno(), time.monotonic() + deadline_s, b"\n"
+  while f"\nstep {step}\n".encode() not in said:
+    ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0.0))
+    chunk = os.read(fd, 1 << 16) if ready else b""
+    if not chunk:
+      child.kill()
+      child.wait(timeout=30)
+      raise AssertionError(f"the worker {'did not reach' if not ready else 'ended before'} step {step} in time: "
+                           f"{said.decode(errors='replace')[-2000:]}")
+    said += chunk
+  return said[1:]
+
+
+def finish(child: subprocess.Popen, said: bytes, timeout: float) -> str:
+  """Everything the worker printed, once it has ended (within `timeout` seconds)."""
+  rest, _ = child.communicate(timeout=timeout)
+  return (said + rest).decode(errors="replace")
+
+
+def returned(output: str) -> list[str]:
+  """The worker's `returned STEP STOPPED_BY MONOTONIC_TIME` line, split."""
+  found = re.findall(r"^returned (\S+) (\S+) (\S+)$", output, re.MULTILINE)
+  assert found, output[-2000:]
+  return list(found[-1])
 
 
 def assert_same_training(a, b) -> None:
@@ -69,16 +89,16 @@ def test_a_signal_at_a_random_point_commits_a_checkpoint_and_resumes_bit_for_bit
   rng = random.Random(kind)
   child = start_worker(kind, tmp_path)
   try:
-    read_until_step(child, first_step)
+    said = read_until_step(child, first_step)
     time.sleep(rng.uniform(0.0, 0.6) + (0.5 if kind == "blocking" else 0.0))
     sent = time.monotonic()
     child.send_signal(sig)
-    out, err = child.communicate(timeout=30)
+    output = finish(child, said, timeout=30)
     exited = time.monotonic()
   finally:
     child.kill()
-  assert child.returncode == 0, err[-2000:]
-  _, step, stopped_by, returned_at = out.strip().splitlines()[-1].split()
+  assert child.returncode == 0, output[-2000:]
+  step, stopped_by, returned_at = returned(output)
   assert stopped_by == sig.name
   assert float(returned_at) - sent < 2.0  # fit returned within two seconds of the signal ...
   # ... and the process ended once each reader thread finished the record it was reading.
@@ -96,7 +116,7 @@ def test_a_signal_at_a_random_point_commits_a_checkpoint_and_resumes_bit_for_bit
 def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_keeps_its_checkpoints(tmp_path):
   child = start_worker("slow", tmp_path)
   try:
-    read_until_step(child, 3)
+    said = read_until_step(child, 3)
     with Checkpointer(tmp_path) as reader:  # reading while a run writes is allowed
       assert reader.all_steps() == []
     state = new_state()
@@ -105,11 +125,11 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_keeps_its_ch
       fit(state, make_train_step(xent), worker.data("slow", paced=False), epochs=2, checkpoint_dir=tmp_path,
           overwrite=True, verbose=0)  # overwrite would have deleted the other run's checkpoints
     assert int(state.step) == 0 and not state.step.is_deleted()  # refused before the first step
-    out, err = child.communicate(timeout=120)
+    output = finish(child, said, timeout=120)
   finally:
     child.kill()
-  assert child.returncode == 0, err[-2000:]
-  assert out.strip().splitlines()[-1].split()[1:3] == ["24", "None"]
+  assert child.returncode == 0, output[-2000:]
+  assert returned(output)[:2] == ["24", "None"]
   with Checkpointer(tmp_path) as ckpt:
     assert ckpt.all_steps() == [12, 18, 24]
     restored = ckpt.restore(new_state())

@@ -296,6 +296,51 @@ def test_only_a_verified_build_is_loaded(tmp_path):
   assert out[0] == "False 18.0 (2, 4, 4, 4)" and "built for XLA FFI API 0.99" in out[1], out
 
 
+_THREADS_SCRIPT = """
+import threading
+import jax
+import jax.numpy as jnp
+import numpy as np
+jax.config.update("jax_cpu_enable_async_dispatch", False)  # each call runs on the thread that makes it
+from jaxcomponents.ops import native, onednn
+assert native.load().available, native.load().reason
+rng = np.random.default_rng(0)
+args = [jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in ((16, 8, 8, 4), (3, 3, 4, 8), (8,))]
+geometry = onednn.Geometry((1, 1), ((9, 9), (9, 9)), (9, 9))  # oneDNN's im2col path, which needs a scratchpad
+def plain(x, kernel, bias):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), geometry.pads, rhs_dilation=geometry.dilation,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+def gradients(convolve):
+  return jax.jit(jax.grad(lambda *a: (convolve(*a) ** 2).sum(), (0, 1, 2)))
+native_gradients, expected = gradients(lambda *a: onednn.convolve(*a, geometry)), gradients(plain)(*args)
+results = []
+def run():
+  for _ in range(10):
+    results.append(native_gradients(*args))
+first = threading.Thread(target=run)
+first.start()
+first.join()  # the primitives were made on a thread that has ended; now four threads run them at once
+others = [threading.Thread(target=run) for _ in range(3)]
+for thread in others:
+  thread.start()
+run()
+for thread in others:
+  thread.join()
+print(len(results), max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+                        for result in results for a, b in zip(result, expected)))
+"""
+
+
+def test_a_native_convolution_runs_on_threads_other_than_the_one_that_prepared_it_and_on_several_at_once():
+  """XLA runs a custom call on any of its threads: each run takes its scratchpad from the thread running it."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-2000:]}"
+  runs, worst = done.stdout.split()
+  assert int(runs) == 50 and float(worst) < 1e-5, done.stdout
+
+
 def test_a_missing_native_library_is_said_once_when_a_convolution_is_traced(monkeypatch):
   monkeypatch.setattr(native, "load", lambda: native.Native(False, "not shipped for this platform"))
   monkeypatch.setattr(conv, "ONEDNN_MIN_POSITIONS", 0)

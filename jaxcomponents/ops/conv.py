@@ -268,7 +268,7 @@ def _onednn_geometry(x, kernel, strides, pads, dilation, groups=1, positions=Non
     return None
   window = dilated_window(kernel.shape[:-2], dilation)
   if any(d > 1 and 2 * (w - 1) >= n for w, d, n in zip(window, dilation, x.shape[1:-1])):
-    return None  # a dilated window reaching across half the input or more: oneDNN corrupts memory on some; XLA's
+    return None  # a dilated window reaching across half the input or more stays with XLA (oneDNN would use im2col)
   pads = lax.padtype_to_pads(x.shape[1:-1], window, strides, pads) if isinstance(pads, str) else pads
   geometry = onednn.Geometry(tuple(strides), tuple(map(tuple, pads)), tuple(dilation), groups)
   if positions is None:

@@ -11,9 +11,14 @@
 // and jaxlib this library was built for (`jaxcomponents.ops.native` checks it on load).
 // Attributes: strides, dilations (1 = none), padding_low, padding_high, groups (feature groups: 1, or the
 // input channels for a depthwise convolution), relu.
-// Primitives are created once per configuration and kept.
+// Primitives are created once per configuration and kept. XLA:CPU runs a custom call on whichever of its threads is
+// free, so one primitive runs on many threads, at times at once: each run gets its scratchpad from the thread running
+// it (oneDNN's own scratchpad is per thread and sized on the thread that created the primitive; run on another, a
+// primitive writes past it).
 
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -77,6 +82,12 @@ Dims ToDims(ffi::Span<const int64_t> values, int64_t offset = 0) {
   return dims;
 }
 
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
 memory::data_type DnnlType(ffi::DataType type) {
   return type == ffi::DataType::BF16 ? memory::data_type::bf16 : memory::data_type::f32;
 }
@@ -104,9 +115,9 @@ struct Geometry {
   memory::desc AnyKernelDesc() const { return {kernel, type, memory::format_tag::any}; }
   memory::desc BiasDesc() const { return {{y[1]}, type, memory::format_tag::a}; }
 
-  // ReLU after the bias, inside the primitive, when asked.
-  dnnl::primitive_attr PostOps() const {
-    dnnl::primitive_attr attr;
+  // ReLU after the bias, inside the primitive, when asked; the scratchpad given at each run.
+  dnnl::primitive_attr Attributes() const {
+    dnnl::primitive_attr attr = UserScratchpad();
     if (relu) {
       dnnl::post_ops ops;
       ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -117,7 +128,7 @@ struct Geometry {
 
   dnnl::convolution_forward::primitive_desc Forward() const {
     return {Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, XDesc(),
-            AnyKernelDesc(), BiasDesc(), YDesc(), strides, dilations, padding_low, padding_high, PostOps()};
+            AnyKernelDesc(), BiasDesc(), YDesc(), strides, dilations, padding_low, padding_high, Attributes()};
   }
 };
 
@@ -130,28 +141,69 @@ Geometry MakeGeometry(const ffi::AnyBuffer& x, ffi::Span<const int64_t> kernel, 
           groups,                     DnnlType(x.element_type()), relu};
 }
 
+struct FreeMemory {
+  void operator()(void* data) const { std::free(data); }
+};
+
+// This thread's scratchpad, at least `bytes` long: one buffer per thread, grown as needed (a thread runs one
+// primitive at a time, to its end).
+void* ThreadScratchpad(size_t bytes) {
+  constexpr size_t kAlignment = 4096;
+  thread_local std::unique_ptr<void, FreeMemory> buffer;
+  thread_local size_t capacity = 0;
+  if (bytes > capacity) {
+    size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    buffer.reset();
+    capacity = 0;
+    buffer.reset(std::aligned_alloc(kAlignment, rounded));
+    if (!buffer) throw std::bad_alloc();
+    capacity = rounded;
+  }
+  return buffer.get();
+}
+
+// Runs `primitive` (made from `pd`) on `args` and this thread's scratchpad.
+void Execute(const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd, dnnl::stream& stream,
+             std::unordered_map<int, memory> args) {
+  memory::desc scratchpad = pd.scratchpad_desc();
+  if (scratchpad.get_size() > 0) {
+    args.insert({DNNL_ARG_SCRATCHPAD, memory(scratchpad, Engine(), ThreadScratchpad(scratchpad.get_size()))});
+  }
+  primitive.execute(stream, args);
+}
+
+// A copy of a kernel from one layout into another.
+struct Reorder {
+  dnnl::reorder::primitive_desc pd;
+  dnnl::reorder primitive;
+
+  void operator()(dnnl::stream& stream, memory from, memory to) const {
+    Execute(primitive, pd, stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+  }
+};
+
 struct ForwardPlan {
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward primitive;
-  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+  std::optional<Reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
 struct DeconvolutionPlan {
   dnnl::deconvolution_forward::primitive_desc pd;
   dnnl::deconvolution_forward primitive;
-  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+  std::optional<Reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
 struct BackwardDataPlan {
   dnnl::convolution_backward_data::primitive_desc pd;
   dnnl::convolution_backward_data primitive;
-  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+  std::optional<Reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
 struct BackwardWeightsPlan {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights primitive;
-  std::optional<dnnl::reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
+  std::optional<Reorder> reorder_kernel;  // from or to the user's layout, when the primitive wants another
 };
 
 template <typename Plan>
@@ -166,17 +218,18 @@ std::shared_ptr<Plan> Cached(const std::string& key, Plan (*make)(const Geometry
   return plan;
 }
 
-std::optional<dnnl::reorder> KernelReorder(const memory::desc& from, const memory::desc& to) {
+std::optional<Reorder> KernelReorder(const memory::desc& from, const memory::desc& to) {
   if (from == to) return std::nullopt;
-  return dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+  dnnl::reorder::primitive_desc pd(Engine(), from, Engine(), to, UserScratchpad());
+  return Reorder{pd, dnnl::reorder(pd)};
 }
 
 // The kernel in the layout `wanted`: the user's memory itself, or a reordered copy.
-memory KernelFor(memory user, const memory::desc& wanted, const std::optional<dnnl::reorder>& reorder,
+memory KernelFor(memory user, const memory::desc& wanted, const std::optional<Reorder>& reorder,
                  dnnl::stream& stream) {
   if (!reorder) return user;
   memory copy(wanted, Engine());
-  reorder->execute(stream, user, copy);
+  (*reorder)(stream, user, copy);
   return copy;
 }
 
@@ -205,7 +258,7 @@ DeconvolutionPlan MakeDeconvolution(const Geometry& g) {
   dnnl::deconvolution_forward::primitive_desc pd(
       Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct, g.YDesc(),
       DeconvolutionKernel(g, memory::format_tag::any), memory::desc({g.x[1]}, g.type, memory::format_tag::a),
-      g.XDesc(), g.strides, g.dilations, g.padding_low, g.padding_high, g.PostOps());
+      g.XDesc(), g.strides, g.dilations, g.padding_low, g.padding_high, g.Attributes());
   return {pd, dnnl::deconvolution_forward(pd),
           KernelReorder(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), pd.weights_desc())};
 }
@@ -213,14 +266,14 @@ DeconvolutionPlan MakeDeconvolution(const Geometry& g) {
 BackwardDataPlan MakeBackwardData(const Geometry& g) {
   dnnl::convolution_backward_data::primitive_desc pd(
       Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.AnyKernelDesc(), g.YDesc(), g.strides,
-      g.dilations, g.padding_low, g.padding_high, g.Forward());
+      g.dilations, g.padding_low, g.padding_high, g.Forward(), UserScratchpad());
   return {pd, dnnl::convolution_backward_data(pd), KernelReorder(g.UserKernelDesc(), pd.weights_desc())};
 }
 
 BackwardWeightsPlan MakeBackwardWeights(const Geometry& g) {
   dnnl::convolution_backward_weights::primitive_desc pd(
       Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.AnyKernelDesc(), g.BiasDesc(), g.YDesc(),
-      g.strides, g.dilations, g.padding_low, g.padding_high, g.Forward());
+      g.strides, g.dilations, g.padding_low, g.padding_high, g.Forward(), UserScratchpad());
   return {pd, dnnl::convolution_backward_weights(pd), KernelReorder(pd.diff_weights_desc(), g.UserKernelDesc())};
 }
 
@@ -238,6 +291,8 @@ ffi::Error Run(Body body) {
     return ffi::Error::Success();
   } catch (const dnnl::error& error) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + error.what());
+  } catch (const std::bad_alloc&) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted, "out of memory for a oneDNN convolution");
   }
 }
 
@@ -251,7 +306,7 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBuffer b
     auto plan = Cached<ForwardPlan>(g.Key("forward"), MakeForward, g);
     memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.untyped_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
-    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
+    Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_BIAS, Wrap(g.BiasDesc(), bias.untyped_data())},
                                      {DNNL_ARG_DST, Wrap(g.YDesc(), y->untyped_data())}});
@@ -270,7 +325,7 @@ ffi::Error DeconvolutionImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBu
     auto plan = Cached<DeconvolutionPlan>(g.Key("deconvolution"), MakeDeconvolution, g);
     memory user = Wrap(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), kernel.untyped_data());
     memory weights = KernelFor(user, plan->pd.weights_desc(), plan->reorder_kernel, stream);
-    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.YDesc(), x.untyped_data())},
+    Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_SRC, Wrap(g.YDesc(), x.untyped_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_BIAS, Wrap(plan->pd.bias_desc(), bias.untyped_data())},
                                      {DNNL_ARG_DST, Wrap(g.XDesc(), y->untyped_data())}});
@@ -287,7 +342,7 @@ ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer kernel, ffi::Resul
     auto plan = Cached<BackwardDataPlan>(g.Key("data"), MakeBackwardData, g);
     memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.untyped_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
-    plan->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
+    Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_DIFF_SRC, Wrap(g.XDesc(), dx->untyped_data())}});
   });
@@ -303,11 +358,11 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<
     auto plan = Cached<BackwardWeightsPlan>(g.Key("weights"), MakeBackwardWeights, g);
     memory user = Wrap(g.UserKernelDesc(), dkernel->untyped_data());
     memory weights = plan->reorder_kernel ? memory(plan->pd.diff_weights_desc(), Engine()) : user;
-    plan->primitive.execute(stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
+    Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
                                      {DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
                                      {DNNL_ARG_DIFF_WEIGHTS, weights},
                                      {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->untyped_data())}});
-    if (plan->reorder_kernel) plan->reorder_kernel->execute(stream, weights, user);
+    if (plan->reorder_kernel) (*plan->reorder_kernel)(stream, weights, user);
   });
 }
 

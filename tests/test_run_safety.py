@@ -54,8 +54,8 @@ def read_until_step(child: subprocess.Popen, step: int, deadline_s: float = 120)
     if not chunk:
       child.kill()
       child.wait(timeout=30)
-      raise AssertionError(f"the worker {'did not reach' if not ready else 'ended before'} step {step} in time: "
-                           f"{said.decode(errors='replace')[-2000:]}")
+      what = f"ended before step {step}" if ready else f"did not reach step {step} within {deadline_s} s"
+      raise AssertionError(f"the worker {what}: {said[1:].decode(errors='replace')[-2000:]}")
     said += chunk
   return said[1:]
 

@@ -18,9 +18,9 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <new>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -153,7 +153,7 @@ void* ThreadScratchpad(size_t bytes) {
   thread_local size_t capacity = 0;
   if (bytes > capacity) {
     size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    buffer.reset();
+    buffer.reset();  // the old buffer goes before the new one comes
     capacity = 0;
     buffer.reset(std::aligned_alloc(kAlignment, rounded));
     if (!buffer) throw std::bad_alloc();
@@ -307,9 +307,9 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBuffer b
     memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.untyped_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
     Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
-                                     {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_BIAS, Wrap(g.BiasDesc(), bias.untyped_data())},
-                                     {DNNL_ARG_DST, Wrap(g.YDesc(), y->untyped_data())}});
+                                                {DNNL_ARG_WEIGHTS, weights},
+                                                {DNNL_ARG_BIAS, Wrap(g.BiasDesc(), bias.untyped_data())},
+                                                {DNNL_ARG_DST, Wrap(g.YDesc(), y->untyped_data())}});
   });
 }
 
@@ -326,9 +326,9 @@ ffi::Error DeconvolutionImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBu
     memory user = Wrap(DeconvolutionKernel(g, DeconvolutionKernelTag(g.spatial)), kernel.untyped_data());
     memory weights = KernelFor(user, plan->pd.weights_desc(), plan->reorder_kernel, stream);
     Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_SRC, Wrap(g.YDesc(), x.untyped_data())},
-                                     {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_BIAS, Wrap(plan->pd.bias_desc(), bias.untyped_data())},
-                                     {DNNL_ARG_DST, Wrap(g.XDesc(), y->untyped_data())}});
+                                                {DNNL_ARG_WEIGHTS, weights},
+                                                {DNNL_ARG_BIAS, Wrap(plan->pd.bias_desc(), bias.untyped_data())},
+                                                {DNNL_ARG_DST, Wrap(g.XDesc(), y->untyped_data())}});
   });
 }
 
@@ -343,8 +343,8 @@ ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer kernel, ffi::Resul
     memory weights = KernelFor(Wrap(g.UserKernelDesc(), kernel.untyped_data()), plan->pd.weights_desc(),
                                plan->reorder_kernel, stream);
     Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
-                                     {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_DIFF_SRC, Wrap(g.XDesc(), dx->untyped_data())}});
+                                                {DNNL_ARG_WEIGHTS, weights},
+                                                {DNNL_ARG_DIFF_SRC, Wrap(g.XDesc(), dx->untyped_data())}});
   });
 }
 
@@ -359,9 +359,9 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<
     memory user = Wrap(g.UserKernelDesc(), dkernel->untyped_data());
     memory weights = plan->reorder_kernel ? memory(plan->pd.diff_weights_desc(), Engine()) : user;
     Execute(plan->primitive, plan->pd, stream, {{DNNL_ARG_SRC, Wrap(g.XDesc(), x.untyped_data())},
-                                     {DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
-                                     {DNNL_ARG_DIFF_WEIGHTS, weights},
-                                     {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->untyped_data())}});
+                                                {DNNL_ARG_DIFF_DST, Wrap(g.YDesc(), dy.untyped_data())},
+                                                {DNNL_ARG_DIFF_WEIGHTS, weights},
+                                                {DNNL_ARG_DIFF_BIAS, Wrap(g.BiasDesc(), dbias->untyped_data())}});
     if (plan->reorder_kernel) (*plan->reorder_kernel)(stream, weights, user);
   });
 }
